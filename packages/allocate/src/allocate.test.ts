@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import type { AllocationProblem } from './allocation-problem.js';
 import { baqAllocation, baqTargets } from './baq-allocation.js';
 import { bitAllocation } from './bit-allocation.js';
-import { budgetBits, type BitPlan } from './bit-plan.js';
+import { allocationProblem, budgetBits, toBitPlan, type BitPlan } from './bit-plan.js';
 import { resolveCandidate } from './candidate.js';
 import { computeBitPlan } from './compute-bit-plan.js';
 import { greedyAllocation } from './greedy-allocation.js';
@@ -120,6 +120,38 @@ describe('allocators', () => {
     expect(Array.from(baq.choice)).toEqual([1, 2]); // 3 and 4 bits: exactly the budget of 3.5 average
     expect(budgetBits({ bitsPerWeight: 3.5 }, 200)).toBe(700);
     expect(budgetBits({ bytes: 100 }, 200)).toBe(800);
+  });
+});
+
+describe('code-bit budgets', () => {
+  const g32 = [2, 3, 4, 8].map((bits) => resolveCandidate({ format: `int${bits}`, granularity: { type: 'group', size: 32 } }));
+  it('counts only the codes: the optimum under 3.5 code bits equals a brute force over code bits; the plan reports stored bits', () => {
+    // Stored bits carry a 0.5 b/w scale overhead (fp16 per 32 weights); the budget must ignore it.
+    const r = lcg(7);
+    const layers = [64, 128, 96, 32].map((n, l) => ({
+      name: `l${l}`,
+      weights: n,
+      options: [2, 3, 4, 8].map((b) => ({ bits: (b + 0.5) * n, error: (1 + l * r()) * n * 2 ** (-2 * b) })),
+    }));
+    const problem = allocationProblem(layers, g32, { codeBitsPerWeight: 3.5 });
+    const total = layers.reduce((a, l) => a + l.weights, 0);
+    expect(problem.budgetBits).toBe(3.5 * total);
+    expect(problem.layers[1]!.options.map((o) => o.bits)).toEqual([2, 3, 4, 8].map((b) => b * 128));
+    const dp = knapsackAllocation(problem);
+    expect(dp.error).toBeCloseTo(bruteForce(problem), 12);
+    const plan = toBitPlan(problem, dp, g32, { budget: { codeBitsPerWeight: 3.5 }, allocator: 'knapsack' });
+    expect(plan.averageCodeBitsPerWeight).toBeLessThanOrEqual(3.5);
+    // Stored = code + 0.5 for every layer here.
+    expect(plan.averageBitsPerWeight).toBeCloseTo(plan.averageCodeBitsPerWeight! + 0.5, 12);
+    for (const e of Object.values(plan.layers)) expect(e.bitsPerWeight - parseFloat(e.format.slice(3))).toBeCloseTo(0.5, 12);
+    // The same budget in stored bits (3.5) is a tighter problem: at most 3 code bits on average.
+    const stored = allocationProblem(layers, g32, { bitsPerWeight: 3.5 });
+    expect(knapsackAllocation(stored).error).toBeGreaterThan(dp.error);
+  });
+  it('rejects candidates of different granularities (their scales would be free)', () => {
+    const mixed = [resolveCandidate({ format: 'int3', granularity: { type: 'group', size: 32 } }), resolveCandidate({ format: 'int4' })];
+    expect(() => allocationProblem([], mixed, { codeBitsPerWeight: 3.5 })).toThrow(/same granularity.*int3|group|channel/);
+    expect(() => budgetBits({ codeBitsPerWeight: 0 }, 10)).toThrow(/budget.codeBitsPerWeight/);
   });
 });
 

@@ -1,7 +1,10 @@
-/** One option of one layer in an allocation problem: its storage in integer bits and its error (sensitivity). */
+/** One option of one layer in an allocation problem: its cost in integer bits and its error (sensitivity). */
 export interface AllocationOption {
+  /** What the budget counts: all stored bits, or only the codes' bits for a `codeBitsPerWeight` budget. */
   readonly bits: number;
   readonly error: number;
+  /** Everything stored (codes, scales, zero points) when `bits` counts only the codes. Default: `bits`. */
+  readonly storedBits?: number;
 }
 
 /** One layer of an allocation problem: its weight count and its options (same order as the candidates). */

@@ -1,7 +1,7 @@
 import { AbortError, InvalidArgumentError, type LayerState, type Quantizer, type StatisticRequest, type StepWarning } from '@bitsmith/core';
 import type { Backend } from '@bitsmith/linalg';
 import type { AllocationLayer } from './allocation-problem.js';
-import { allocateBits, budgetBits, planAssignment, toBitPlan, type AllocationBudget, type AllocatorName, type BitPlan } from './bit-plan.js';
+import { allocateBits, allocationProblem, planAssignment, toBitPlan, type AllocationBudget, type AllocatorName, type BitPlan } from './bit-plan.js';
 import { resolveCandidate, type BitCandidate } from './candidate.js';
 import type { IlpOptions } from './ilp-allocation.js';
 import { layerSensitivities, type SensitivityKind } from './sensitivity.js';
@@ -80,8 +80,7 @@ export function bitAllocation(options: BitAllocationOptions): Quantizer {
         const opts = await layerSensitivities(layer.weight, stats, candidates, sensitivity, options.backend ? { backend: options.backend } : {});
         problemLayers.push({ name: layer.name, weights: layer.weight.data.length, options: opts });
       }
-      const weights = problemLayers.reduce((a, l) => a + l.weights, 0);
-      const problem = { layers: problemLayers, budgetBits: budgetBits(budget, weights) };
+      const problem = allocationProblem(problemLayers, candidates, budget);
       const allocation = await allocateBits(problem, allocator, options.ilp ? { ilp: options.ilp } : {});
       const plan = toBitPlan(problem, allocation, candidates, { budget, allocator, sensitivity });
       options.onPlan?.(plan);

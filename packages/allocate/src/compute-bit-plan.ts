@@ -1,7 +1,7 @@
 import { InvalidArgumentError, type Matrix, type QuantizableModel } from '@bitsmith/core';
 import { defaultBackend, type Backend } from '@bitsmith/linalg';
 import type { AllocationLayer } from './allocation-problem.js';
-import { allocateBits, budgetBits, toBitPlan, type AllocationBudget, type AllocatorName, type BitPlan } from './bit-plan.js';
+import { allocateBits, allocationProblem, toBitPlan, type AllocationBudget, type AllocatorName, type BitPlan } from './bit-plan.js';
 import { quantizeCandidate, resolveCandidate, type BitCandidate } from './candidate.js';
 import type { IlpOptions } from './ilp-allocation.js';
 import { klSensitivities } from './kl-sensitivity.js';
@@ -89,8 +89,7 @@ export async function computeBitPlan(model: QuantizableModel, calibration: reado
       hidden = next;
     }
   }
-  const weights = problemLayers.reduce((a, l) => a + l.weights, 0);
-  const problem = { layers: problemLayers, budgetBits: budgetBits(options.budget, weights) };
+  const problem = allocationProblem(problemLayers, candidates, options.budget);
   const allocator = options.allocator ?? 'knapsack';
   const allocation = await allocateBits(problem, allocator, options.ilp ? { ilp: options.ilp } : {});
   return toBitPlan(problem, allocation, candidates, { budget: options.budget, allocator, sensitivity });

@@ -12,7 +12,7 @@ export type { SensitivityKind } from './sensitivity.js';
 export { hessianTrace, outputError, layerSensitivities } from './sensitivity.js';
 export { klSensitivities } from './kl-sensitivity.js';
 export type { AllocationBudget, AllocatorName, BitPlanEntry, BitPlan } from './bit-plan.js';
-export { budgetBits, allocateBits, toBitPlan, planAssignment } from './bit-plan.js';
+export { budgetBits, allocationProblem, allocateBits, toBitPlan, planAssignment } from './bit-plan.js';
 export type { BitAllocationOptions } from './bit-allocation.js';
 export { bitAllocation } from './bit-allocation.js';
 export type { ComputeBitPlanOptions } from './compute-bit-plan.js';

@@ -177,10 +177,10 @@ export const defaultRegistry: StepRegistry = {
   }),
   'bit-allocation': defineStep({
     description:
-      'mixed-precision bit plan (@bitsmith/allocate): candidates [int3 | { bits, groupSize }], budget (bits per weight) or { bytes }, allocator greedy|knapsack|ilp|baq, sensitivity hessian-trace|output-error, plan (JSON file from computeBitPlan, path relative to the working directory)',
+      'mixed-precision bit plan (@bitsmith/allocate): candidates [int3 | { bits, groupSize }], budget (stored bits per weight) or { codeBitsPerWeight } (bits of the codes alone: int3 = 3) or { bytes }, allocator greedy|knapsack|ilp|baq, sensitivity hessian-trace|output-error, plan (JSON file from computeBitPlan, path relative to the working directory)',
     options: z.strictObject({
       candidates: z.array(candidateOption).min(1).optional(),
-      budget: z.union([z.number().positive(), z.strictObject({ bitsPerWeight: z.number().positive() }), z.strictObject({ bytes: z.number().positive() })]).optional(),
+      budget: z.union([z.number().positive(), z.strictObject({ bitsPerWeight: z.number().positive() }), z.strictObject({ codeBitsPerWeight: z.number().positive() }), z.strictObject({ bytes: z.number().positive() })]).optional(),
       allocator: z.enum(['greedy', 'knapsack', 'ilp', 'baq']).optional(),
       sensitivity: z.enum(['hessian-trace', 'output-error']).optional(),
       plan: z.string().optional(),

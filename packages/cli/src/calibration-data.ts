@@ -9,9 +9,25 @@ export interface CalibrationProtocol {
   readonly description: string;
 }
 
+/** mulberry32: a small seeded uniform generator on [0, 1). */
+function uniform(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
 /**
- * Cuts calibration sequences from a token stream: consecutive, non-overlapping chunks of `sequenceLength - 1`
- * text tokens, each preceded by BOS, at most `samples` of them (fewer when the text is short).
+ * Cuts calibration sequences from a token stream, each `[BOS] + sequenceLength - 1` text tokens:
+ * - without `seed`: consecutive, non-overlapping chunks from the start, at most `samples` of them (fewer when the
+ *   text is short; a final chunk shorter than min(8, chunk length) tokens is dropped);
+ * - with `seed`: exactly `samples` windows at seeded uniformly random offsets (they may overlap), the way GPTQ's data
+ *   loaders sample calibration text; different seeds give different calibration sets, to measure how much a result
+ *   depends on the calibration data.
  *
  * @example
  * ```ts
@@ -20,11 +36,32 @@ export interface CalibrationProtocol {
  */
 export function calibrationSequences(
   ids: readonly number[],
-  options: { samples: number; sequenceLength: number; bosTokenId: number | undefined; file: string },
+  options: { samples: number; sequenceLength: number; bosTokenId: number | undefined; file: string; seed?: number },
 ): { sequences: number[][]; protocol: CalibrationProtocol } {
-  const { samples, sequenceLength, bosTokenId, file } = options;
+  const { samples, sequenceLength, bosTokenId, file, seed } = options;
   if (!Number.isInteger(sequenceLength) || sequenceLength < 2) throw new InvalidArgumentError('--seq-len', `must be an integer >= 2, got ${sequenceLength}`);
   const body = bosTokenId === undefined ? sequenceLength : sequenceLength - 1;
+  if (seed !== undefined) {
+    if (!Number.isInteger(seed) || seed < 0) throw new InvalidArgumentError('--calibration-seed', `must be a non-negative integer, got ${seed}`);
+    if (!Number.isInteger(samples) || samples < 1) throw new InvalidArgumentError('--samples', `must be a positive integer, got ${samples}`);
+    if (ids.length < body) throw new InvalidArgumentError('--calibration', `${file} holds ${ids.length} tokens, fewer than one window of ${body}`);
+    const random = uniform(seed);
+    const sequences = Array.from({ length: samples }, () => {
+      const start = Math.floor(random() * (ids.length - body + 1));
+      const chunk = ids.slice(start, start + body);
+      return bosTokenId === undefined ? chunk : [bosTokenId, ...chunk];
+    });
+    return {
+      sequences,
+      protocol: {
+        file,
+        samples,
+        sequenceLength,
+        tokens: samples * (body + (bosTokenId === undefined ? 0 : 1)),
+        description: `${samples} sequences of ${sequenceLength} tokens (${bosTokenId === undefined ? '' : 'BOS + '}${body} consecutive text tokens at random offsets of ${file}, seed ${seed})`,
+      },
+    };
+  }
   const sequences: number[][] = [];
   for (let start = 0; sequences.length < samples && start < ids.length; start += body) {
     const chunk = ids.slice(start, start + body);

@@ -31,6 +31,11 @@ export interface EvaluationResult {
   readonly kl?: number;
   /** Fraction of scored positions where the model's and the reference's most likely next token agree; with a reference only. */
   readonly top1Agreement?: number;
+  /**
+   * Per window: the summed negative log-likelihood of its scored tokens (natural log) and their count, in window order;
+   * for confidence intervals over windows ({@link perplexityRatioInterval}).
+   */
+  readonly perWindow: { readonly nll: Float64Array; readonly tokens: Int32Array };
   readonly protocol: string;
 }
 
@@ -116,6 +121,8 @@ export async function evaluateLanguageModel(graph: LlamaGraph, tokenIds: ArrayLi
   let klSum = 0;
   let agree = 0;
   let scored = 0;
+  const windowNll = new Float64Array(windows.length);
+  const windowTokens = new Int32Array(windows.length);
   const batches = sequenceBatches(windows.length, options.batchSize ?? 8);
   let done = 0;
   for (const [start, end] of batches) {
@@ -124,12 +131,15 @@ export async function evaluateLanguageModel(graph: LlamaGraph, tokenIds: ArrayLi
     const logits = (await graph.forward(batch, { signal: options.signal })).data;
     const refLogits = reference ? (await reference.forward(batch, { signal: options.signal })).data : undefined;
     let row = 0;
+    let index = start;
     for (const w of batch) {
       // Position p (0 .. len-2) predicts token w[p + 1]; the last position predicts beyond the window.
       for (let p = 0; p < w.length - 1; p++, row++) {
         const offset = row * vocab;
         const arg = logSoftmax(logits, offset, vocab, lp);
         nllSum -= lp[w[p + 1]!]!;
+        windowNll[index] -= lp[w[p + 1]!]!;
+        windowTokens[index]++;
         if (refLogits) {
           const argRef = logSoftmax(refLogits, offset, vocab, lpRef);
           let kl = 0;
@@ -143,6 +153,7 @@ export async function evaluateLanguageModel(graph: LlamaGraph, tokenIds: ArrayLi
         scored++;
       }
       row++; // skip the window's last position
+      index++;
     }
     done += batch.length;
     options.onProgress?.(done, windows.length);
@@ -155,6 +166,7 @@ export async function evaluateLanguageModel(graph: LlamaGraph, tokenIds: ArrayLi
     nll,
     perplexity: Math.exp(nll),
     ...(reference ? { kl: klSum / scored, top1Agreement: agree / scored } : {}),
+    perWindow: { nll: windowNll, tokens: windowTokens },
     protocol: evaluationProtocol(ctx, reference !== undefined),
   };
   return result;

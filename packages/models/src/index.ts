@@ -53,6 +53,8 @@ export type { GenerateOptions } from './generate.js';
 export { generateGreedy } from './generate.js';
 export type { EvaluateOptions, EvaluationResult } from './evaluate.js';
 export { evaluateLanguageModel, evaluationWindows, evaluationProtocol } from './evaluate.js';
+export type { PerplexityIntervalOptions, PerplexityRatioInterval } from './perplexity-interval.js';
+export { perplexityRatioInterval } from './perplexity-interval.js';
 
 // tfjs weights
 export type { TfjsWeightSpec, TfjsWeight, TfjsModel, TfjsWeightMatrix } from './tfjs-weights.js';

@@ -4,6 +4,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { createJsBackend } from '@bitsmith/linalg';
 import { captureCalibration } from './calibration.js';
 import { evaluateLanguageModel } from './evaluate.js';
+import { perplexityRatioInterval } from './perplexity-interval.js';
 import { generateGreedy } from './generate.js';
 import { loadLlamaGraph, loadLlamaModel, type LlamaModel } from './load-llama.js';
 import { SHARED_DIR, SKIP_SHARED, TINYSTORIES_DIR } from './shared-data.test-support.js';
@@ -61,6 +62,13 @@ describe.skipIf(SKIP_SHARED)('tinystories-656k against reference.json', () => {
     expect(result.tokens).toBe(reference.devHeldout.tokens);
     expect(Math.abs(result.perplexity / reference.devHeldout.perplexity - 1)).toBeLessThan(1e-3);
     expect(result.protocol).toContain('[BOS] + chunk');
+    // Per-window sums add up to the totals; against itself the paired interval is exactly [1, 1].
+    const tokens = result.perWindow.tokens.reduce((a, t) => a + t, 0);
+    const nll = result.perWindow.nll.reduce((a, v) => a + v, 0);
+    expect(tokens).toBe(result.tokens);
+    expect(nll / tokens).toBeCloseTo(result.nll, 12);
+    const self = perplexityRatioInterval(result, result);
+    expect([self.ratio, self.low, self.high, self.standardError]).toEqual([1, 1, 1, 0]);
   });
 
   it('gives KL 0 and top-1 agreement 1 against itself (a second, independently loaded copy)', async () => {

@@ -19,6 +19,7 @@ interface QuantizeOptions {
   out: string;
   samples: string;
   seqLen: string;
+  calibrationSeed?: string;
   save?: string;
   ggufType?: string;
 }
@@ -87,6 +88,7 @@ export async function quantizeCommand(options: QuantizeOptions, registry: StepRe
     sequenceLength: Math.min(sequenceLength, loaded.config.maxPositionEmbeddings),
     bosTokenId,
     file: options.calibration,
+    ...(options.calibrationSeed !== undefined ? { seed: parseIntegerOption('--calibration-seed', options.calibrationSeed, 0) } : {}),
   });
   const model = llamaQuantizableModel(loaded.graph);
   const progress = progressReporter(Boolean(process.stderr.isTTY) && output.stderr === undefined, stderr);
@@ -149,7 +151,7 @@ export async function quantizeCommand(options: QuantizeOptions, registry: StepRe
 }
 
 /**
- * Registers `bitsmith quantize --model DIR --recipe FILE --calibration FILE --out DIR [--samples 128] [--seq-len 128]`.
+ * Registers `bitsmith quantize --model DIR --recipe FILE --calibration FILE --out DIR [--samples 128] [--seq-len 128] [--calibration-seed N]`.
  */
 export function registerQuantize(program: Command, registry: StepRegistry = defaultRegistry, output: CommandOutput = {}): void {
   program
@@ -161,6 +163,7 @@ export function registerQuantize(program: Command, registry: StepRegistry = defa
     .requiredOption('--out <dir>', 'output folder')
     .option('--samples <n>', 'calibration sequences', '128')
     .option('--seq-len <n>', 'tokens per calibration sequence, BOS included', '128')
+    .option('--calibration-seed <n>', 'sample the calibration windows at random offsets with this seed (default: consecutive chunks from the start)')
     .option('--save <format>', `output: ${SAVE_FORMATS.join(', ')} (fake: float32 weights on the grid)`, 'fake')
     .option('--gguf-type <type>', 'GGUF tensor type for --save gguf (Q4_K, Q6_K, Q8_0, Q4_0, Q4_1, Q5_0, F16, F32)', 'Q4_K')
     .action(async (options: QuantizeOptions) => {

@@ -1,7 +1,7 @@
 // Benchmark of the truncated SVD that every low-rank step uses: randomized SVD (Halko et al., arXiv:0909.4061) of a
 // 4096 x 4096 float32 matrix at rank 64, on each available backend.
 // Usage (after `npx turbo run build --filter=@bitsmith/lowrank...`):
-//   npm run bench -w @bitsmith/lowrank -- [--backend wasm,js] [--size 4096] [--rank 64] [--power 2]
+//   npm run bench -w @bitsmith/lowrank -- [--backend ort,wasm,js] [--size 4096] [--rank 64] [--power 2]
 import { createBackend, fillNormal } from '@bitsmith/linalg';
 import { truncatedSvd } from '../dist/index.js';
 
@@ -13,7 +13,8 @@ const flag = (name, fallback) => {
 const size = Number(flag('size', 4096));
 const rank = Number(flag('rank', 64));
 const power = Number(flag('power', 2));
-const backends = flag('backend', 'wasm').split(',');
+const backends = flag('backend', 'ort,wasm,js').split(',');
+const times = {};
 // A matrix with a decaying spectrum: rank-128 signal plus noise.
 const signal = 128;
 const left = fillNormal(new Float64Array(size * signal), 1);
@@ -32,6 +33,9 @@ for (const name of backends) {
   const t0 = performance.now();
   const { s } = await truncatedSvd(a, size, size, rank, { method: 'randomized', powerIterations: power, backend });
   const ms = performance.now() - t0;
+  times[name] = ms;
   console.log(`randomized SVD ${size}x${size} rank ${rank} (oversampling 10, ${power} power iterations), backend ${name}: ${ms.toFixed(0)} ms; s[0] ${s[0].toFixed(2)}, s[${rank - 1}] ${s[rank - 1].toFixed(3)}`);
-  await backend.dispose();
+  await backend.dispose?.();
 }
+// Same-run reference: the js backend (plain typed-array loops) when it ran.
+if (times.js) for (const [name, ms] of Object.entries(times)) if (name !== 'js') console.log(`speed-up of ${name} over js in this run: ${(times.js / ms).toFixed(1)}x`);

@@ -8,7 +8,9 @@ export function throwIfAborted(signal: AbortSignal | undefined): void {
 /**
  * The input groups of `context.block` that a smoothing step may scale: those whose producer can take the scale (a
  * norm or a linear, not `none`) and whose linears are all among the selected `context.layers` (matched by name).
- * A group with only some of its linears selected is skipped with a warning (scaling it would change unselected layers).
+ * A group with only some of its linears selected is skipped with a warning (scaling it would change unselected layers),
+ * and so is a group where a linear has a run-time input transform (an online Hadamard from a rotation): a per-channel
+ * scale does not commute with it, so folding it would change the model.
  */
 export function selectFoldableGroups(context: StepContext, step: string): { groups: InputGroup[]; warnings: StepWarning[] } {
   const groups: InputGroup[] = [];
@@ -23,6 +25,11 @@ export function selectFoldableGroups(context: StepContext, step: string): { grou
     if (inside.length < group.linears.length) {
       const missing = group.linears.filter((l) => !selected.has(l.name)).map((l) => l.name);
       warnings.push({ step, layer: inside[0]!.name, message: `input group skipped: it shares its input with unselected layers ${missing.join(', ')}` });
+      continue;
+    }
+    const transformed = group.linears.find((l) => l.inputTransform);
+    if (transformed) {
+      warnings.push({ step, layer: transformed.name, message: `input group skipped: ${transformed.name} has a run-time input transform (${transformed.inputTransform!.name}) that a per-channel scale does not commute with` });
       continue;
     }
     groups.push(group);

@@ -8,7 +8,8 @@ import { InvalidArgumentError, ShapeMismatchError, type InputGroup, type Matrix 
  *
  * New arrays are assigned to the views' fields; the arrays they held before are never written.
  *
- * @throws InvalidArgumentError for a group with producer `none` (nothing to fold into) or a non-positive or
+ * @throws InvalidArgumentError for a group with producer `none` (nothing to fold into), a linear with a run-time
+ *   input transform (an online Hadamard: the scale would not commute with it), or a non-positive or
  *   non-finite scale; ShapeMismatchError when `scales` does not match the group's input features.
  * @example
  * ```ts
@@ -24,6 +25,9 @@ export function foldInputScales(group: InputGroup, scales: Float32Array): void {
     if (!(s > 0 && Number.isFinite(s))) throw new InvalidArgumentError('scales', `scale ${j} is ${s}; expected a positive finite number`);
   }
   for (const linear of group.linears) {
+    if (linear.inputTransform) {
+      throw new InvalidArgumentError('group', `${linear.name} has a run-time input transform (${linear.inputTransform.name}); a per-channel scale does not commute with it, so it cannot be folded exactly`);
+    }
     if (linear.weight.shape[1] !== n) throw new ShapeMismatchError(`${linear.name}.weight`, [linear.weight.shape[0], n], linear.weight.shape, 'one scale per input column');
   }
   if (producer.kind === 'norm') {

@@ -1,6 +1,7 @@
 import { InvalidArgumentError } from '@bitsmith/core';
 import { describe, expect, it } from 'vitest';
 import { weightColumnAbsMax } from './channel-statistics.js';
+import { foldInputScales } from './fold-scales.js';
 import { smoothQuant } from './smooth-quant.js';
 import { smoothQuantPlus } from './smooth-quant-plus.js';
 import { smoothQuantScales } from './smooth-quant-scales.js';
@@ -40,6 +41,24 @@ describe('smoothQuant', () => {
       const name = sb.linear(kind).name;
       expect(maxRelativeDifference(reference.outputs.get(name)!.data, after.outputs.get(name)!.data), kind).toBeLessThan(1e-5);
     }
+  });
+
+  it('skips a group whose linear has a run-time input transform (an online Hadamard), and folding into it throws', async () => {
+    const { sb, reference } = setup();
+    const down = sb.linear('down_proj');
+    const up = sb.linear('up_proj');
+    down.inputTransform = { name: 'hadamard', apply: () => undefined, describe: () => ({ kind: 'hadamard' }) };
+    const downBefore = down.weight;
+    const upBefore = up.weight;
+    const result = await smoothQuant({ alpha: 0.5 }).run(contextFor(sb, reference.inputs));
+    expect(result.warnings).toHaveLength(1);
+    expect(result.warnings[0]!.layer).toBe(down.name);
+    expect(result.warnings[0]!.message).toMatch(/run-time input transform \(hadamard\)/);
+    // down_proj's group (producer: up_proj) is untouched; gate/up's own group (producer: the norm) may be scaled.
+    expect(down.weight).toBe(downBefore);
+    expect(up.weight).not.toBe(upBefore); // columns scaled by the norm group's fold, rows not divided by down's
+    const downGroup = sb.block.inputGroups[3]!;
+    expect(() => foldInputScales(downGroup, new Float32Array(128).fill(2))).toThrow(/down_proj has a run-time input transform/);
   });
 
   it('smoothQuantScales: alpha 1 moves the whole activation range, zeros give 1', () => {

@@ -84,34 +84,43 @@ export function kMeansPlusPlus(data: Float32Array, dimension: number, clusters: 
   const w = options.weights;
   const centroids = new Float32Array(clusters * d);
   const best = new Float64Array(n).fill(Infinity);
-  const pick = (scores: Float64Array | undefined): number => {
-    let total = 0;
-    for (let i = 0; i < n; i++) total += scores ? scores[i]! : w ? w[i]! : 1;
+  const scores = new Float64Array(n);
+  // Draws index i with probability scores[i] / total (a uniform draw when total is 0).
+  const pick = (total: number): number => {
     if (!(total > 0)) return Math.min(n - 1, Math.floor(random.uniform() * n));
     let target = random.uniform() * total;
     for (let i = 0; i < n; i++) {
-      target -= scores ? scores[i]! : w ? w[i]! : 1;
+      target -= scores[i]!;
       if (target < 0) return i;
     }
     return n - 1;
   };
-  const scores = new Float64Array(n);
-  let chosen = pick(undefined);
+  let total = 0;
+  for (let i = 0; i < n; i++) {
+    scores[i] = w ? w[i]! : 1;
+    total += scores[i]!;
+  }
+  let chosen = pick(total);
+  const centroid = new Float64Array(d);
   for (let c = 0; c < clusters; c++) {
     centroids.set(data.subarray(chosen * d, chosen * d + d), c * d);
     if (c === clusters - 1) break;
-    const co = c * d;
-    for (let i = 0; i < n; i++) {
+    for (let a = 0; a < d; a++) centroid[a] = centroids[c * d + a]!;
+    // One pass: the new centroid's distances, the running minimum, the scores and their total (summed in index
+    // order, so the draw is the same as summing afterwards).
+    total = 0;
+    for (let i = 0, o = 0; i < n; i++, o += d) {
       let s = 0;
-      const o = i * d;
       for (let a = 0; a < d; a++) {
-        const t = data[o + a]! - centroids[co + a]!;
+        const t = data[o + a]! - centroid[a]!;
         s += t * t;
       }
-      if (s < best[i]!) best[i] = s;
-      scores[i] = (w ? w[i]! : 1) * best[i]!;
+      const m = s < best[i]! ? (best[i] = s) : best[i]!;
+      const score = w ? w[i]! * m : m;
+      scores[i] = score;
+      total += score;
     }
-    chosen = pick(scores);
+    chosen = pick(total);
   }
   return centroids;
 }

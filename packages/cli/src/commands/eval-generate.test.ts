@@ -31,7 +31,13 @@ describe.skipIf(SKIP)('bitsmith eval / generate on tinystories-656k', () => {
   it('eval prints one JSON object with perplexity, the protocol, and kl/top1 against a reference', async () => {
     const text = join(tmp, 'short.txt');
     writeFileSync(text, readFileSync(join(SHARED, 'data', 'dev-heldout.txt'), 'utf8').slice(0, 3000));
-    const result = JSON.parse(await run(['eval', '--model', MODEL, '--text', text, '--ctx', '64', '--reference', MODEL])) as Record<string, unknown>;
+    const result = JSON.parse(await run(['eval', '--model', MODEL, '--text', text, '--ctx', '64', '--reference', MODEL, '--against', MODEL])) as Record<string, unknown>;
+    // Against itself: the same perplexity, ratio exactly 1 and a zero-width interval.
+    const against = result.against as { perplexity: number; perplexityRatio: number; interval: number[]; kl: number };
+    expect(against.perplexity).toBe(result.perplexity);
+    expect(against.perplexityRatio).toBe(1);
+    expect(against.interval).toEqual([1, 1]);
+    expect(against.kl).toBe(0);
     expect(result.ctx).toBe(64);
     expect(result.tokens).toBeGreaterThan(100);
     expect(result.perplexity).toBeGreaterThan(1);

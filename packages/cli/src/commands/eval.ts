@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { defaultBackend, disposeDefaultBackend } from '@bitsmith/linalg';
-import { evaluateLanguageModel, loadLlamaGraph, loadLlamaModel, ModelFileError, readTextFile } from '@bitsmith/models';
+import { InvalidArgumentError } from '@bitsmith/core';
+import { evaluateLanguageModel, loadLlamaGraph, loadLlamaModel, ModelFileError, perplexityRatioInterval, readTextFile } from '@bitsmith/models';
 import { installOnlineTransforms } from '../online-transforms.js';
 import { outputSinks, parseIntegerOption, type CommandOutput } from '../command-output.js';
 
@@ -10,13 +11,17 @@ interface EvalOptions {
   text: string;
   ctx: string;
   reference?: string;
+  against?: string;
   batchSize: string;
 }
 
 /**
- * Registers `bitsmith eval --model DIR --text FILE [--ctx 128] [--reference DIR] [--batch-size 8]`: evaluates a
- * Hugging Face Llama-family model on a text file and prints one JSON object: `tokens`, `windows`, `ctx`, `nll`,
- * `perplexity`, with `--reference` also `kl` and `top1Agreement`, and the `protocol` in words.
+ * Registers `bitsmith eval --model DIR --text FILE [--ctx 128] [--reference DIR] [--against DIR] [--batch-size 8]`:
+ * evaluates a Hugging Face Llama-family model on a text file and prints one JSON object: `tokens`, `windows`, `ctx`,
+ * `nll`, `perplexity`, with `--reference` also `kl` and `top1Agreement`, and the `protocol` in words. With
+ * `--against` a second model is evaluated on the same tokens and `against` holds its perplexity (and KL) and the
+ * ratio of its perplexity to the first model's with a paired bootstrap 95% interval over the evaluation windows
+ * (`perplexityRatioInterval`): an interval containing 1 means the text cannot tell the two apart.
  *
  * @param output Where to write (default: the process's stdout/stderr).
  * @example
@@ -34,6 +39,7 @@ export function registerEval(program: Command, output: CommandOutput = {}): void
     .requiredOption('--text <file>', 'UTF-8 text file to evaluate on')
     .option('--ctx <tokens>', 'window length in tokens, BOS included', '128')
     .option('--reference <dir>', 'reference model folder (e.g. the unquantized original) for kl and top1Agreement')
+    .option('--against <dir>', 'a second model folder: its perplexity ratio to --model, with a paired 95% interval over windows')
     .option('--batch-size <windows>', 'windows per forward pass', '8')
     .action(async (options: EvalOptions) => {
       const { stdout } = outputSinks(output);
@@ -51,6 +57,27 @@ export function registerEval(program: Command, output: CommandOutput = {}): void
         const bosTokenId = model.tokenizer.bosTokenId ?? model.config.bosTokenId;
         const started = performance.now();
         const result = await evaluateLanguageModel(model.graph, ids, { ctx, batchSize, reference, ...(bosTokenId === undefined ? {} : { bosTokenId }) });
+        let against: Record<string, unknown> | undefined;
+        if (options.against) {
+          const other = await loadLlamaGraph(options.against, { backend });
+          await installOnlineTransforms(other, options.against);
+          if (other.lmHead.outFeatures !== model.graph.lmHead.outFeatures) {
+            throw new InvalidArgumentError('--against', `${options.against} has a vocabulary of ${other.lmHead.outFeatures}; --model has ${model.graph.lmHead.outFeatures} (compare models that share a tokenizer)`);
+          }
+          const b = await evaluateLanguageModel(other, ids, { ctx, batchSize, reference, ...(bosTokenId === undefined ? {} : { bosTokenId }) });
+          const interval = perplexityRatioInterval(result, b);
+          against = {
+            model: options.against,
+            nll: b.nll,
+            perplexity: b.perplexity,
+            ...(b.kl === undefined ? {} : { kl: b.kl, top1Agreement: b.top1Agreement }),
+            perplexityRatio: interval.ratio,
+            interval: [interval.low, interval.high],
+            confidence: interval.confidence,
+            standardErrorOfNllDifference: interval.standardError,
+            comparison: 'perplexity(against) / perplexity(model); percentile bootstrap over evaluation windows, the same windows for both',
+          };
+        }
         const seconds = (performance.now() - started) / 1000;
         stdout(
           `${JSON.stringify(
@@ -65,6 +92,7 @@ export function registerEval(program: Command, output: CommandOutput = {}): void
               perplexity: result.perplexity,
               ...(result.kl === undefined ? {} : { kl: result.kl, top1Agreement: result.top1Agreement }),
               protocol: result.protocol,
+              ...(against ? { against } : {}),
               backend: backend.name,
               seconds: Math.round(seconds * 1000) / 1000,
             },

@@ -86,11 +86,12 @@ export const defaultRegistry: StepRegistry = {
     create: ({ alphas, maxTokens, ...rest }) => smoothQuantPlus({ ...resolveQuantization(rest), ...withoutUndefined({ alphas, maxTokens }) }),
   }),
   rotation: defineStep({
-    description: 'QuaRot-style rotation (@bitsmith/rotation): rotation hadamard|orthogonal, seed, onlineHadamard, valueHadamard',
+    description: 'QuaRot-style rotation (@bitsmith/rotation): rotation hadamard|orthogonal, seed, residual (rotate the residual stream, default true), onlineHadamard true (down_proj) | all (every linear) | false, valueHadamard',
     options: z.strictObject({
       rotation: z.enum(['hadamard', 'orthogonal']).optional(),
       seed: z.number().int().nonnegative().optional(),
-      onlineHadamard: z.boolean().optional(),
+      residual: z.boolean().optional(),
+      onlineHadamard: z.union([z.boolean(), z.literal('all')]).optional(),
       valueHadamard: z.boolean().optional(),
     }),
     create: (o) => hadamardRotation(withoutUndefined(o)),

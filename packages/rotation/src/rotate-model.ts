@@ -16,10 +16,19 @@ export interface RotateModelOptions {
   /** Seed of the random signs or Gaussian (default 0). */
   seed?: number;
   /**
-   * Online Hadamard before every `down_proj` (default true): `W_down ← W_down H / sqrt(n)` and an input transform
-   * `x ← x H / sqrt(n)` at run time (n = intermediate size), which spreads the SwiGLU product's outliers.
+   * Rotate the residual stream (default true; QuaRot): fold the RMSNorm gains and apply `Q` to the embedding, every
+   * reader and writer, and the head. `false` leaves the residual stream, the norms, the embedding and the head as they
+   * are (LayerNorm models are then fine too); combine it with `onlineHadamard: 'all'` for QuIP#-style incoherence on
+   * each linear's input instead.
    */
-  onlineHadamard?: boolean;
+  residual?: boolean;
+  /**
+   * Online Hadamards (`W ← W H / sqrt(n)` and an input transform `x ← x H / sqrt(n)` at run time, n = the layer's
+   * input features): `true` (default) before every `down_proj` (QuaRot: spreads the SwiGLU product's outliers);
+   * `'all'` before every linear of every block (q, k, v, o, gate, up, down), which makes each weight incoherent
+   * without folding any norm gain into it; `false` none.
+   */
+  onlineHadamard?: boolean | 'all';
   /**
    * Per-head Hadamard between `v_proj` and `o_proj`, fused into both weights with no run-time op (default true):
    * `v_proj`'s rows of each key/value head become `H_d^T W_v,h`, `o_proj`'s columns of each query head `W_o,h H_d`
@@ -194,13 +203,17 @@ async function fuseValueHadamard(v: LinearView, o: LinearView, kvHeads: number, 
  *    (`W[:, j] *= g[j]`, `g ← 1`: input_layernorm → q/k/v, post_attention_layernorm → gate/up, final norm → lm_head);
  * 2. with an orthogonal `Q` (`rotation`): embedding `E ← E Q`, every reader `W ← W Q` (q, k, v, gate, up, lm_head),
  *    every writer `W ← Q^T W` and `b ← b Q` (o_proj, down_proj); a unit-gain RMSNorm commutes with `Q`;
- * 3. `onlineHadamard`: `W_down ← W_down H` and `down_proj.inputTransform` = `x ← x H` (orthonormal `H`);
+ * 3. `onlineHadamard`: `W_down ← W_down H` and `down_proj.inputTransform` = `x ← x H` (orthonormal `H`); with
+ *    `'all'` the same for every linear of every block;
  * 4. `valueHadamard`: a per-head Hadamard fused into v_proj and o_proj.
  *
  * All checks run before the first write, so a rejected model is left as it was.
  *
  * @param model - A core `ModelView` (for example `llamaQuantizableModel(graph)` from `@bitsmith/models`); modified.
- * @param options - `rotation` ('hadamard'), `seed` (0), `onlineHadamard` (true), `valueHadamard` (true), `backend`, `signal`, `progress`.
+ * Steps 1-2 are skipped with `residual: false`.
+ *
+ * @param options - `rotation` ('hadamard'), `seed` (0), `residual` (true), `onlineHadamard` (true: down_proj;
+ *   `'all'`; false), `valueHadamard` (true), `backend`, `signal`, `progress`.
  * @throws `InvalidArgumentError` for LayerNorm models, unfoldable norms, or a hidden size without a Hadamard matrix
  *   (`rotation: 'hadamard'`; use `'orthogonal'` then).
  * @example
@@ -217,6 +230,10 @@ export async function rotateModel(model: ModelView, options: RotateModelOptions 
   const seed = options.seed ?? 0;
   if (!Number.isFinite(seed)) throw new InvalidArgumentError('seed', `expected a finite number, got ${seed}`);
   const onlineHadamard = options.onlineHadamard ?? true;
+  if (onlineHadamard !== true && onlineHadamard !== false && onlineHadamard !== 'all') {
+    throw new InvalidArgumentError('onlineHadamard', `expected true (down_proj), 'all' or false, got ${String(onlineHadamard)}`);
+  }
+  const residual = options.residual ?? true;
   const valueHadamard = options.valueHadamard ?? true;
   const hidden = model.hiddenSize;
   const warnings: StepWarning[] = [];
@@ -226,54 +243,43 @@ export async function rotateModel(model: ModelView, options: RotateModelOptions 
   };
 
   // Validate everything before the first write.
-  if (model.embedding.shape[1] !== hidden) throw new ShapeMismatchError('embedding', [model.embedding.shape[0], hidden], model.embedding.shape);
-  if (model.embedding.dtype !== 'float32') throw new InvalidArgumentError('model', `the embedding is ${model.embedding.dtype}; rotations need float32`);
-  checkNorm(model.finalNorm, hidden);
-  if (model.lmHead.weight.shape[1] !== hidden) throw new ShapeMismatchError(`${model.lmHead.name}.weight`, [model.lmHead.weight.shape[0], hidden], model.lmHead.weight.shape);
-  checkFloat32(model.lmHead);
-  if (rotationKind === 'hadamard') requireHadamardFactorization(hidden, 'hiddenSize');
-  const plans = model.blocks.map((_, i) => planBlock(model, i));
+  let plans: BlockPlan[] = [];
+  if (residual) {
+    if (model.embedding.shape[1] !== hidden) throw new ShapeMismatchError('embedding', [model.embedding.shape[0], hidden], model.embedding.shape);
+    if (model.embedding.dtype !== 'float32') throw new InvalidArgumentError('model', `the embedding is ${model.embedding.dtype}; rotations need float32`);
+    checkNorm(model.finalNorm, hidden);
+    if (model.lmHead.weight.shape[1] !== hidden) throw new ShapeMismatchError(`${model.lmHead.name}.weight`, [model.lmHead.weight.shape[0], hidden], model.lmHead.weight.shape);
+    checkFloat32(model.lmHead);
+    if (rotationKind === 'hadamard') requireHadamardFactorization(hidden, 'hiddenSize');
+    plans = model.blocks.map((_, i) => planBlock(model, i));
+  } else {
+    for (const block of model.blocks) for (const linear of block.linears) checkFloat32(linear);
+  }
   throwIfAborted();
 
   const backend = await resolveBackend(options);
-  const rotation = rotationKind === 'hadamard' ? hadamardResidualRotation(hidden, seed, backend) : orthogonalResidualRotation(hidden, seed, backend);
+  const rotation = !residual ? undefined : rotationKind === 'hadamard' ? hadamardResidualRotation(hidden, seed, backend) : orthogonalResidualRotation(hidden, seed, backend);
 
-  if (model.tiedEmbeddings) model.untieEmbeddings();
+  if (rotation && model.tiedEmbeddings) model.untieEmbeddings();
   const total = model.blocks.length + 1;
   const onlineOrders = new Set<number>();
   let valueOrder: number | undefined;
   for (let i = 0; i < model.blocks.length; i++) {
     throwIfAborted();
     const block = model.blocks[i]!;
-    const plan = plans[i]!;
-    for (const { norm, linears } of plan.readers) {
-      for (const linear of linears) linear.weight = await rotateInputs(scaleColumns(linear.weight, norm.weight), rotation);
-      norm.weight = new Float32Array(hidden).fill(1);
-    }
-    for (const linear of plan.writers) {
-      linear.weight = await rotateOutputs(linear.weight, rotation);
-      if (linear.bias) {
-        const bias = linear.bias.slice();
-        await rotation.rotateRows(bias, 1);
-        linear.bias = bias;
+    if (rotation) {
+      const plan = plans[i]!;
+      for (const { norm, linears } of plan.readers) {
+        for (const linear of linears) linear.weight = await rotateInputs(scaleColumns(linear.weight, norm.weight), rotation);
+        norm.weight = new Float32Array(hidden).fill(1);
       }
-    }
-    if (onlineHadamard) {
-      for (const down of block.linears.filter((l) => l.kind === 'down_proj')) {
-        const [rows, n] = down.weight.shape;
-        if (down.inputTransform) {
-          warnings.push({ step: STEP, layer: down.name, message: `already has an input transform (${down.inputTransform.name}); online Hadamard skipped` });
-          continue;
+      for (const linear of plan.writers) {
+        linear.weight = await rotateOutputs(linear.weight, rotation);
+        if (linear.bias) {
+          const bias = linear.bias.slice();
+          await rotation.rotateRows(bias, 1);
+          linear.bias = bias;
         }
-        if (!hadamardFactorization(n)) {
-          warnings.push({ step: STEP, layer: down.name, message: `no Hadamard matrix of order ${n} (its input features); online Hadamard skipped` });
-          continue;
-        }
-        const data = (down.weight.data as Float32Array).slice();
-        await applyHadamard(data, rows, n, { backend });
-        down.weight = matrix<'float32'>(data, rows, n);
-        down.inputTransform = hadamardInputTransform(n, options.backend ? { backend: options.backend } : {});
-        onlineOrders.add(n);
       }
     }
     if (valueHadamard) {
@@ -294,21 +300,42 @@ export async function rotateModel(model: ModelView, options: RotateModelOptions 
         }
       }
     }
+    // After the value Hadamard: o_proj's weight must become W_o B H (B fused first, then the online H).
+    if (onlineHadamard) {
+      for (const linear of block.linears.filter((l) => onlineHadamard === 'all' || l.kind === 'down_proj')) {
+        const [rows, n] = linear.weight.shape;
+        if (linear.inputTransform) {
+          warnings.push({ step: STEP, layer: linear.name, message: `already has an input transform (${linear.inputTransform.name}); online Hadamard skipped` });
+          continue;
+        }
+        if (!hadamardFactorization(n)) {
+          warnings.push({ step: STEP, layer: linear.name, message: `no Hadamard matrix of order ${n} (its input features); online Hadamard skipped` });
+          continue;
+        }
+        const data = (linear.weight.data as Float32Array).slice();
+        await applyHadamard(data, rows, n, { backend });
+        linear.weight = matrix<'float32'>(data, rows, n);
+        linear.inputTransform = hadamardInputTransform(n, options.backend ? { backend: options.backend } : {});
+        onlineOrders.add(n);
+      }
+    }
     options.progress?.(i + 1, total, `${block.name} rotated`);
   }
   throwIfAborted();
-  model.lmHead.weight = await rotateInputs(scaleColumns(model.lmHead.weight, model.finalNorm.weight), rotation);
-  model.finalNorm.weight = new Float32Array(hidden).fill(1);
-  model.embedding = await rotateInputs(model.embedding, rotation);
-  options.progress?.(total, total, 'embedding and head rotated');
+  if (rotation) {
+    model.lmHead.weight = await rotateInputs(scaleColumns(model.lmHead.weight, model.finalNorm.weight), rotation);
+    model.finalNorm.weight = new Float32Array(hidden).fill(1);
+    model.embedding = await rotateInputs(model.embedding, rotation);
+  }
+  options.progress?.(total, total, rotation ? 'embedding and head rotated' : 'done');
 
   const description: Record<string, unknown> = {
-    kind: 'residual-rotation',
-    rotation: rotationKind,
-    seed,
-    order: hidden,
-    ...(rotationKind === 'hadamard' ? { factorisation: describeFactorization(hadamardFactorization(hidden)!) } : {}),
-    normsFolded: true,
+    kind: residual ? 'residual-rotation' : 'online-hadamards',
+    ...(residual
+      ? { rotation: rotationKind, seed, order: hidden, ...(rotationKind === 'hadamard' ? { factorisation: describeFactorization(hadamardFactorization(hidden)!) } : {}) }
+      : {}),
+    normsFolded: residual,
+    onlineHadamardLayers: onlineHadamard === 'all' ? 'every linear of every block' : onlineHadamard ? 'down_proj' : 'none',
     onlineHadamard: [...onlineOrders].map((n) => ({ order: n, factorisation: describeFactorization(hadamardFactorization(n)!) })),
     valueHadamard: valueOrder === undefined ? false : { order: valueOrder },
   };

@@ -8,7 +8,8 @@
 //   perplexityRatioInterval (evaluation-text noise).
 // Run after `npm run build`:
 //   node examples/noise-table.mjs [recipe-regex] [seeds=5] [setting-regex]
-// recipe-regex selects recipe files (default: GPTQ, AWQ+GPTQ and rotation+GPTQ at w4-channel and w3g32); recipes
+// recipe-regex selects recipe files (default: GPTQ, AWQ+GPTQ, rotation+GPTQ and incoherence+GPTQ at w4-channel and
+// w3g32); recipes
 // whose names give the same first capture of setting-regex (default '-(w\d(?:g\d+|-channel))$') are compared.
 import { readdirSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
@@ -21,7 +22,7 @@ import { parseRecipe, runRecipe } from '@bitsmith/recipe';
 const here = dirname(fileURLToPath(import.meta.url));
 const shared = process.env.BITSMITH_SHARED ?? resolve(here, '../../shared');
 const modelDir = join(shared, 'models/tinystories-656k');
-const filter = new RegExp(process.argv[2] ?? '^(gptq|awq-gptq|rotation-gptq)-(w4-channel|w3g32)\\.yaml$');
+const filter = new RegExp(process.argv[2] ?? '^(gptq|awq-gptq|rotation-gptq|incoherence-gptq)-(w4-channel|w3g32)\\.yaml$');
 const seeds = Number(process.argv[3] ?? 5);
 const settingOf = new RegExp(process.argv[4] ?? '-(w\\d(?:g\\d+|-channel))$');
 if (!Number.isInteger(seeds) || seeds < 2) throw new Error(`seeds: expected an integer >= 2, got ${process.argv[3]}`);

@@ -9,8 +9,8 @@
 // Run after `npm run build`:
 //   node examples/noise-table.mjs [recipe-regex] [seeds=5] [setting-regex]
 // recipe-regex selects recipe files (default: GPTQ, AWQ+GPTQ, rotation+GPTQ and incoherence+GPTQ at w4-channel and
-// w3g32); recipes
-// whose names give the same first capture of setting-regex (default '-(w\d(?:g\d+|-channel))$') are compared.
+// w3g32); recipes whose names give the same first capture of setting-regex (default '-(w\d(?:g\d+|-channel))$') are
+// compared.
 import { readdirSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';

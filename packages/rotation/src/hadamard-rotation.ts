@@ -11,8 +11,11 @@ export type HadamardRotationOptions = Omit<RotateModelOptions, 'signal' | 'progr
  * fuses a per-head Hadamard into v_proj/o_proj. The float model's outputs do not change; its weights and activations
  * lose their outliers, so the quantize steps after it lose less. Runs once on `context.model` before calibration.
  *
- * Options (defaults): `rotation` ('hadamard'), `seed` (0), `onlineHadamard` (true), `valueHadamard` (true), `backend`
- * (`defaultBackend()`). See {@link rotateModel} for the equations.
+ * Options (defaults): `rotation` ('hadamard'), `seed` (0), `residual` (true; false leaves the residual stream and the
+ * norms alone), `onlineHadamard` (true: before down_proj; 'all': before every linear; false), `valueHadamard` (true),
+ * `backend` (`defaultBackend()`). See {@link rotateModel} for the equations. For weight-only quantization of a model
+ * whose norm gains damp its large channels, `{ residual: false, onlineHadamard: 'all' }` keeps the gains out of the
+ * weights (see docs/rotation.md).
  *
  * @example
  * ```ts

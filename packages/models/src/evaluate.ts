@@ -32,10 +32,10 @@ export interface EvaluationResult {
   /** Fraction of scored positions where the model's and the reference's most likely next token agree; with a reference only. */
   readonly top1Agreement?: number;
   /**
-   * Per window: the summed negative log-likelihood of its scored tokens (natural log) and their count, in window order;
-   * for confidence intervals over windows ({@link perplexityRatioInterval}).
+   * Per window, in window order: the summed negative log-likelihood of its scored tokens (natural log), their count,
+   * and with a reference the summed KL; for confidence intervals over windows ({@link perplexityRatioInterval}).
    */
-  readonly perWindow: { readonly nll: Float64Array; readonly tokens: Int32Array };
+  readonly perWindow: { readonly nll: Float64Array; readonly tokens: Int32Array; readonly kl?: Float64Array };
   readonly protocol: string;
 }
 
@@ -123,6 +123,7 @@ export async function evaluateLanguageModel(graph: LlamaGraph, tokenIds: ArrayLi
   let scored = 0;
   const windowNll = new Float64Array(windows.length);
   const windowTokens = new Int32Array(windows.length);
+  const windowKl = reference ? new Float64Array(windows.length) : undefined;
   const batches = sequenceBatches(windows.length, options.batchSize ?? 8);
   let done = 0;
   for (const [start, end] of batches) {
@@ -148,6 +149,7 @@ export async function evaluateLanguageModel(graph: LlamaGraph, tokenIds: ArrayLi
             kl += Math.exp(l) * (l - lp[j]!);
           }
           klSum += kl;
+          windowKl![index] += kl;
           if (arg === argRef) agree++;
         }
         scored++;
@@ -166,7 +168,7 @@ export async function evaluateLanguageModel(graph: LlamaGraph, tokenIds: ArrayLi
     nll,
     perplexity: Math.exp(nll),
     ...(reference ? { kl: klSum / scored, top1Agreement: agree / scored } : {}),
-    perWindow: { nll: windowNll, tokens: windowTokens },
+    perWindow: { nll: windowNll, tokens: windowTokens, ...(windowKl ? { kl: windowKl } : {}) },
     protocol: evaluationProtocol(ctx, reference !== undefined),
   };
   return result;

@@ -79,6 +79,14 @@ describe.skipIf(SKIP_SHARED)('tinystories-656k against reference.json', () => {
     expect(result.kl).toBe(0);
     expect(result.top1Agreement).toBe(1);
     expect(result.tokens).toBe(1000);
+    expect(result.perWindow.kl).toHaveLength(result.windows);
+    expect(result.perWindow.kl!.every((v) => v === 0)).toBe(true);
+    // Against a perturbed copy: positive KL, and the per-window KL sums add up to it.
+    const down = copy.linear('model.layers.0.mlp.down_proj');
+    down.weight = { ...down.weight, data: Float32Array.from(down.weight.data, (v) => v * 1.5) };
+    const perturbed = await evaluateLanguageModel(model.graph, ids, { reference: copy, ctx: 128 });
+    expect(perturbed.kl).toBeGreaterThan(1e-3);
+    expect(perturbed.perWindow.kl!.reduce((a, v) => a + v, 0) / perturbed.tokens).toBeCloseTo(perturbed.kl!, 12);
   });
 
   it('captures calibration inputs block by block and ends with the forward pass hidden states', async () => {

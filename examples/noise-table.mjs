@@ -19,7 +19,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { calibrationSequences, defaultRegistry } from '@bitsmith/cli';
-import { defaultBackend } from '@bitsmith/linalg';
+import { defaultBackend, mulberry32 } from '@bitsmith/linalg';
 import { evaluateLanguageModel, llamaQuantizableModel, loadLlamaModel, perplexityRatioInterval } from '@bitsmith/models';
 import { parseRecipe, runRecipe } from '@bitsmith/recipe';
 
@@ -70,18 +70,6 @@ for (const file of files) {
   console.error(`${name}: default calibration ${fixed.perplexity.toFixed(2)}; seeds ${perplexity.map((p) => p.toFixed(2)).join(' ')}`);
 }
 
-/** mulberry32: a seeded uniform generator on [0, 1). */
-function uniform(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /**
  * 95% interval of mean_seeds(metric of b) - mean_seeds(metric of a), per token, resampling the evaluation windows
  * (the same draw for a and b) and each recipe's seeds independently. `metric`: 'nll' or 'kl'.
@@ -89,7 +77,7 @@ function uniform(seed) {
 function bothNoise(a, b, metric, resamples = 2000) {
   const tokens = a[0].perWindow.tokens;
   const windows = tokens.length;
-  const random = uniform(7);
+  const random = mulberry32(7);
   const perToken = (runs, idx, total) => {
     let acc = 0;
     for (let k = 0; k < runs.length; k++) {

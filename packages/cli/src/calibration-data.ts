@@ -1,4 +1,5 @@
 import { InvalidArgumentError } from '@bitsmith/core';
+import { mulberry32 } from '@bitsmith/linalg';
 
 /** How calibration sequences were cut from a text, recorded in `quantization.json`. */
 export interface CalibrationProtocol {
@@ -7,18 +8,6 @@ export interface CalibrationProtocol {
   readonly sequenceLength: number;
   readonly tokens: number;
   readonly description: string;
-}
-
-/** mulberry32: a small seeded uniform generator on [0, 1). */
-function uniform(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /**
@@ -45,7 +34,7 @@ export function calibrationSequences(
     if (!Number.isInteger(seed) || seed < 0) throw new InvalidArgumentError('--calibration-seed', `must be a non-negative integer, got ${seed}`);
     if (!Number.isInteger(samples) || samples < 1) throw new InvalidArgumentError('--samples', `must be a positive integer, got ${samples}`);
     if (ids.length < body) throw new InvalidArgumentError('--calibration', `${file} holds ${ids.length} tokens, fewer than one window of ${body}`);
-    const random = uniform(seed);
+    const random = mulberry32(seed);
     const sequences = Array.from({ length: samples }, () => {
       const start = Math.floor(random() * (ids.length - body + 1));
       const chunk = ids.slice(start, start + body);

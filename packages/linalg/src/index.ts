@@ -14,7 +14,7 @@ export { createBackend, defaultBackend, disposeDefaultBackend, BACKEND_NAMES, DE
 export type { BackendOption } from './resolve-backend.js';
 export { resolveBackend } from './resolve-backend.js';
 export type { Random } from './prng.js';
-export { createRandom, fillNormal } from './prng.js';
+export { createRandom, fillNormal, mulberry32 } from './prng.js';
 export { copyBlock } from './block.js';
 export { transpose, transposeInto } from './transpose.js';
 export type { MatmulOptions } from './matmul.js';

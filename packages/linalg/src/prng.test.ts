@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { createRandom, fillNormal } from './prng.js';
+import { createRandom, fillNormal, mulberry32 } from './prng.js';
 
 describe('createRandom', () => {
   it('is deterministic per seed and differs across seeds', () => {
@@ -40,5 +40,31 @@ describe('createRandom', () => {
     expect(m2 / x.length).toBeCloseTo(1, 1);
     expect(m4 / x.length).toBeGreaterThan(2.9);
     expect(m4 / x.length).toBeLessThan(3.1);
+  });
+});
+
+describe('mulberry32', () => {
+  it('is deterministic per seed, stays in [0, 1), and is uniform (mean 1/2, variance 1/12, even deciles)', () => {
+    const a = mulberry32(7);
+    const b = mulberry32(7);
+    const c = mulberry32(8);
+    const first = Array.from({ length: 5 }, () => a());
+    expect(Array.from({ length: 5 }, () => b())).toEqual(first);
+    expect(Array.from({ length: 5 }, () => c())).not.toEqual(first);
+    const next = mulberry32(1);
+    const n = 200_000;
+    const deciles = new Array(10).fill(0);
+    let m1 = 0;
+    let m2 = 0;
+    for (let i = 0; i < n; i++) {
+      const u = next();
+      expect(u >= 0 && u < 1).toBe(true);
+      m1 += u;
+      m2 += u * u;
+      deciles[Math.floor(u * 10)]++;
+    }
+    expect(m1 / n).toBeCloseTo(0.5, 2);
+    expect(m2 / n - (m1 / n) ** 2).toBeCloseTo(1 / 12, 3);
+    for (const d of deciles) expect(Math.abs(d / n - 0.1)).toBeLessThan(0.005);
   });
 });

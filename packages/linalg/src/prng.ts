@@ -69,6 +69,28 @@ export function createRandom(seed = 0): Random {
   };
 }
 
+/**
+ * mulberry32: a tiny seeded uniform generator on `[0, 1)` with 32 bits of state, for cheap index draws (bootstrap
+ * resampling, random window offsets). Its streams are part of recorded protocols (`--calibration-seed`, perplexity
+ * intervals), so it is kept as is; use {@link createRandom} for anything else.
+ *
+ * @example
+ * ```ts
+ * const next = mulberry32(7);
+ * const index = Math.floor(next() * n);
+ * ```
+ */
+export function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
 function rotl(x: number, k: number): number {
   return ((x << k) | (x >>> (32 - k))) >>> 0;
 }

@@ -1,4 +1,5 @@
 import { InvalidArgumentError } from '@bitsmith/core';
+import { mulberry32 } from '@bitsmith/linalg';
 import type { EvaluationResult } from './evaluate.js';
 
 /** Options of {@link perplexityRatioInterval}. */
@@ -25,18 +26,6 @@ export interface PerplexityRatioInterval {
   readonly standardError: number;
   readonly confidence: number;
   readonly windows: number;
-}
-
-/** mulberry32: a small seeded uniform generator on [0, 1). */
-function uniform(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /**
@@ -78,7 +67,7 @@ export function perplexityRatioInterval(a: EvaluationResult, b: EvaluationResult
     ss += r * r;
   }
   const standardError = Math.sqrt((n / (n - 1)) * ss) / totalTokens;
-  const random = uniform(options.seed ?? 0);
+  const random = mulberry32(options.seed ?? 0);
   const draws = new Float64Array(resamples);
   for (let s = 0; s < resamples; s++) {
     let d = 0;

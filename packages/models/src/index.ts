@@ -46,6 +46,12 @@ export type { LlamaModel } from './load-llama.js';
 export { loadLlamaConfig, loadSafetensorsWeights, loadLlamaGraph, loadLlamaModel } from './load-llama.js';
 export { llamaQuantizableModel } from './quantizable-model.js';
 
+// Gradients through a decoder block (learned quantization)
+export type { GradientArray } from './block-backward-ops.js';
+export { rmsNormBackward, ropeBackward, causalAttentionBackward, swigluBackward } from './block-backward-ops.js';
+export type { BlockPassOptions, BlockBackwardResult } from './llama-block-backward.js';
+export { llamaBlockForward, llamaBlockBackward } from './llama-block-backward.js';
+
 // Calibration, generation, evaluation
 export type { CalibrationOptions, CalibrationBlock } from './calibration.js';
 export { calibrationBlocks, captureCalibration } from './calibration.js';

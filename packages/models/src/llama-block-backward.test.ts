@@ -144,3 +144,62 @@ describe('llamaBlockBackward', () => {
     await expect(llamaBlockBackward(graph.config, block, hiddenStates([3], 16, 1), backend, (y) => y)).rejects.toThrow(UnsupportedFormatError);
   });
 });
+
+describe('llamaBlockBackward against PyTorch autograd (fixture from scripts/device/make-block-gradients.py)', () => {
+  // Hugging Face LlamaDecoderLayer (transformers 5.17) in float64, GQA 4:2, two sequences of lengths 7 and 5, loss
+  // sum(output * probe). Our float32 block must reproduce its output and every gradient to float32 accuracy.
+  it('reproduces the output, the input gradient and every weight and norm gradient', async () => {
+    const { readFile } = await import('node:fs/promises');
+    const dir = new URL('../fixtures/', import.meta.url);
+    const meta = JSON.parse(await readFile(new URL('block-gradients.json', dir), 'utf8')) as {
+      config: Record<string, number>;
+      lengths: number[];
+      tensors: Record<string, { shape: number[]; offset: number; length: number }>;
+    };
+    const bytes = await readFile(new URL('block-gradients.bin', dir));
+    const values = new Float64Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 8);
+    const get = (name: string): Float64Array => {
+      const t = meta.tensors[name];
+      if (!t) throw new Error(`fixture has no tensor ${name}`);
+      return values.subarray(t.offset, t.offset + t.length);
+    };
+    const c = meta.config;
+    const config = parseLlamaConfig({
+      model_type: 'llama',
+      vocab_size: 4,
+      hidden_size: c.hiddenSize,
+      intermediate_size: c.intermediateSize,
+      num_hidden_layers: 1,
+      num_attention_heads: c.numAttentionHeads,
+      num_key_value_heads: c.numKeyValueHeads,
+      head_dim: c.headDim,
+      rms_norm_eps: c.rmsNormEps,
+      rope_theta: c.ropeTheta,
+      tie_word_embeddings: true,
+    });
+    const graph = await createLlamaGraph(config, (name) => {
+      if (name === 'model.embed_tokens.weight') return { dtype: 'float32', shape: [4, c.hiddenSize!], data: new Float32Array(4 * c.hiddenSize!) };
+      if (name === 'model.norm.weight') return { dtype: 'float32', shape: [c.hiddenSize!], data: new Float32Array(c.hiddenSize!).fill(1) };
+      const t = meta.tensors[name];
+      return t ? { dtype: 'float32', shape: t.shape, data: Float32Array.from(get(name)) } : undefined;
+    });
+    const input = get('input');
+    const hidden: HiddenStates = { states: { dtype: 'float32', shape: [input.length / c.hiddenSize!, c.hiddenSize!], data: Float32Array.from(input) }, lengths: meta.lengths };
+    const block = graph.blocks[0]!;
+    const result = await llamaBlockBackward(config, block, hidden, backend, () => Float32Array.from(get('probe')));
+
+    const compare = (actual: ArrayLike<number>, expected: Float64Array, label: string): void => {
+      let scale = 0;
+      let worst = 0;
+      for (let i = 0; i < expected.length; i++) scale = Math.max(scale, Math.abs(expected[i]!));
+      for (let i = 0; i < expected.length; i++) worst = Math.max(worst, Math.abs(actual[i]! - expected[i]!));
+      expect(actual.length, label).toBe(expected.length);
+      expect(scale, label).toBeGreaterThan(0);
+      expect(worst / scale, `${label}: max error ${worst} at scale ${scale}`).toBeLessThan(2e-5);
+    };
+    compare(result.output, get('output'), 'output');
+    compare(result.inputGradient, get('grad.input'), 'input gradient');
+    for (const l of block.linears) compare(result.weightGradients.get(l.name)!, get(`grad.${l.name}.weight`), l.name);
+    for (const n of [block.inputLayernorm, block.postAttentionLayernorm]) compare(result.normGradients.get(n.name)!, get(`grad.${n.name}.weight`), n.name);
+  });
+});

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { UnsupportedFormatError, type Tensor } from '@bitsmith/core';
 import { createJsBackend } from '@bitsmith/linalg';
 import { llamaBlockBackward, llamaBlockForward } from './llama-block-backward.js';
+import { llamaBlockGradients } from './llama-block-gradients.js';
 import { parseLlamaConfig } from './llama-config.js';
 import { createLlamaGraph, type HiddenStates, type LlamaGraph } from './llama-graph.js';
 
@@ -201,5 +202,30 @@ describe('llamaBlockBackward against PyTorch autograd (fixture from scripts/devi
     compare(result.inputGradient, get('grad.input'), 'input gradient');
     for (const l of block.linears) compare(result.weightGradients.get(l.name)!, get(`grad.${l.name}.weight`), l.name);
     for (const n of [block.inputLayernorm, block.postAttentionLayernorm]) compare(result.normGradients.get(n.name)!, get(`grad.${n.name}.weight`), n.name);
+  });
+});
+
+describe('llamaBlockGradients (core\'s BlockGradients capability)', () => {
+  it('serves inputs and float targets by sequence, keeps the float reference when weights are replaced, and runs trial weights', async () => {
+    const graph = await tinyGraph('llama', 21);
+    const input = hiddenStates([5, 3, 4], 16, 22);
+    const g = llamaBlockGradients(graph, 0, input);
+    expect(g.lengths).toEqual([5, 3, 4]);
+    const full = await graph.runBlock(0, input);
+    expect(Array.from((await g.target()).data)).toEqual(Array.from(full.states.data));
+    // Sequences are independent causal contexts: the target of [2, 0] is rows 8..11 then rows 0..4 of the full output.
+    const picked = (await g.target([2, 0])).data;
+    expect(Array.from(picked)).toEqual([...full.states.data.subarray(8 * 16, 12 * 16), ...full.states.data.subarray(0, 5 * 16)]);
+    expect(Array.from(g.input([1]).data)).toEqual(Array.from(input.states.data.subarray(5 * 16, 8 * 16)));
+
+    const down = graph.blocks[0]!.mlp.downProj;
+    const trial = down.weight.data.map((v) => v * 0.9);
+    const fresh = llamaBlockGradients(graph, 0, input);
+    down.weight = { dtype: 'float32', shape: down.weight.shape, data: trial }; // a step replaces the weight object
+    expect(Array.from((await fresh.target([1])).data)).toEqual(Array.from(full.states.data.subarray(5 * 16, 8 * 16)));
+    const viaCapability = await fresh.backward(new Map([[down.name, trial]]), [1], (y) => new Float32Array(y.data.length).fill(1));
+    const direct = await llamaBlockBackward(graph.config, graph.blocks[0]!, { states: fresh.input([1]) as HiddenStates['states'], lengths: [3] }, backend, (y) => new Float32Array(y.length).fill(1));
+    expect(Array.from(viaCapability.weightGradients.get(down.name)!)).toEqual(Array.from(direct.weightGradients.get(down.name)!));
+    expect(() => g.input([3])).toThrow(/outside/);
   });
 });

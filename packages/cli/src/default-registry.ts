@@ -6,7 +6,7 @@ import { gptq, hqq, quantEase } from '@bitsmith/solvers';
 import { squeezeLlm, vectorQuantize } from '@bitsmith/codebook';
 import { bitAllocation, type BitCandidate, type BitPlan } from '@bitsmith/allocate';
 import { eora, lorc, lqer, lqLora, svdQuant } from '@bitsmith/lowrank';
-import { autoRound } from '@bitsmith/learned';
+import { autoRound, learnableWeightClipping } from '@bitsmith/learned';
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 
@@ -82,6 +82,17 @@ export const defaultRegistry: StepRegistry = {
     }),
     create: ({ iterations, learningRate, scaleLearningRate, batchSize, seed, optimizer, schedule, learnClipping, bestIterate, ...rest }) =>
       autoRound({ ...resolveQuantization(rest), ...withoutUndefined({ iterations, learningRate, scaleLearningRate, batchSize, seed, optimizer, schedule, learnClipping, bestIterate }) }),
+  }),
+  lwc: defineStep({
+    description: 'OmniQuant-style learnable weight clipping (@bitsmith/learned): min/max clipping per group learned against the block output with Adam; bits|format, groupSize|granularity, iterations (200), learningRate (5e-3), batchSize (8), seed',
+    options: quantizationOptions.extend({
+      iterations: z.number().int().nonnegative().optional(),
+      learningRate: z.number().positive().optional(),
+      batchSize: z.number().int().positive().optional(),
+      seed: z.number().int().nonnegative().optional(),
+    }),
+    create: ({ iterations, learningRate, batchSize, seed, ...rest }) =>
+      learnableWeightClipping({ ...resolveQuantization(rest), ...withoutUndefined({ iterations, learningRate, batchSize, seed }) }),
   }),
   awq: defineStep({
     description: 'AWQ scale and clip search (@bitsmith/smoothing), folded into the model; follow with rtn or gptq of the same format',

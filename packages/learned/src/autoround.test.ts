@@ -118,3 +118,23 @@ describe('autoRound', () => {
     expect(() => autoRound({ format: 'nf4' })).toThrow(/uniform integer/);
   });
 });
+
+describe('learnableWeightClipping (OmniQuant-style LWC)', () => {
+  it('learns only the clipping factors: every code stays round-to-nearest of its own (learned) grid, and the block error drops below RTN', async () => {
+    const { learnableWeightClipping } = await import('./learnable-weight-clipping.js');
+    const { g, layers } = twoLayerBlock(32, 48, 8, 16, 2);
+    const granularity = { type: 'group', size: 16 } as const;
+    const result = await learnableWeightClipping({ format: 'int3', granularity, iterations: 100, batchSize: 4 }).run({ layers, statistics: () => ({ tokens: 0 }), blockGradients: g });
+    const rtn = new Map(layers.map((l) => [l.name, dequantize(quantize(l.weight, { format: parseFormat('int3'), granularity })).data as Float32Array]));
+    expect(await blockMse(g, new Map(result.layers.map((l) => [l.name, l.weight.data as Float32Array])))).toBeLessThan(await blockMse(g, rtn));
+    for (const [k, l] of result.layers.entries()) {
+      const q = l.quantized!;
+      const w = layers[k]!.weight.data;
+      // Plain rounding on the learned scales: code = clamp(round(w / s)) + 4 (core's symmetric int3).
+      for (let i = 0; i < w.length; i++) {
+        const s = q.scales[Math.floor(i / 16)]!;
+        expect(q.codes[i]).toBe(Math.min(7, Math.max(0, Math.round(w[i]! / s) + 4)));
+      }
+    }
+  });
+});

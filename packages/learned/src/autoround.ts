@@ -42,6 +42,8 @@ export interface AutoRoundOptions {
   schedule?: LearningRateSchedule;
   /** Learn the min/max clipping factors too. Default true. */
   learnClipping?: boolean;
+  /** Learn the rounding offsets. Default true (false leaves plain rounding: OmniQuant-style clipping only). */
+  learnRounding?: boolean;
   /** Keep the parameters of the step with the lowest batch loss (AutoRound's default) rather than the last. Default true. */
   bestIterate?: boolean;
 }
@@ -121,6 +123,11 @@ async function blockLoss(g: BlockGradients, weights: ReadonlyMap<string, Float32
  * ```
  */
 export function autoRound(options: AutoRoundOptions): Quantizer {
+  return blockwiseRounding(options, 'autoround');
+}
+
+/** @internal The block-output optimisation behind {@link autoRound} and `learnableWeightClipping`, under a step id. */
+export function blockwiseRounding(options: AutoRoundOptions, id: string): Quantizer {
   const format = typeof options.format === 'string' ? parseFormat(options.format) : options.format;
   if (format.type !== 'int') throw new InvalidArgumentError('format', `AutoRound learns rounding on uniform integer grids (int2..int8, -asym); got ${format.type}`);
   const iterations = options.iterations ?? 200;
@@ -130,6 +137,8 @@ export function autoRound(options: AutoRoundOptions): Quantizer {
   const batchSize = options.batchSize ?? 8;
   if (!Number.isInteger(batchSize) || batchSize < 1) throw new InvalidArgumentError('batchSize', `got ${batchSize}; expected a positive integer`);
   const learnClipping = options.learnClipping ?? true;
+  const learnRounding = options.learnRounding ?? true;
+  if (!learnClipping && !learnRounding) throw new InvalidArgumentError('learnClipping/learnRounding', 'nothing to learn: enable at least one');
   const bestIterate = options.bestIterate ?? true;
   const settings = {
     format,
@@ -142,14 +151,14 @@ export function autoRound(options: AutoRoundOptions): Quantizer {
   };
 
   return {
-    id: 'autoround',
+    id,
     kind: 'quantize',
     requires: [],
     async run(context) {
       const warnings: StepWarning[] = [];
       const g = context.blockGradients;
       if (!g || iterations === 0) {
-        if (!g) warnings.push({ step: 'autoround', message: 'no block capability (loose layers or a model without block gradients): fell back to round-to-nearest' });
+        if (!g) warnings.push({ step: id, message: 'no block capability (loose layers or a model without block gradients): fell back to round-to-nearest' });
         const layers = context.layers.map((layer) => {
           const q = quantize(layer.weight, settings);
           return { ...layer, weight: dequantize(q), quantized: q, bitsPerWeight: bitsPerWeight(q) };
@@ -187,7 +196,7 @@ export function autoRound(options: AutoRoundOptions): Quantizer {
           const grad = gradients.get(t.state.name);
           if (!grad) throw new InvalidArgumentError('blockGradients', `the block returned no gradient for '${t.state.name}'`);
           const d = t.rounding.backward(t.params, grad);
-          t.optimizers.offset.step(t.params.offset, d.offset);
+          if (learnRounding) t.optimizers.offset.step(t.params.offset, d.offset);
           if (learnClipping) {
             t.optimizers.minScale.step(t.params.minScale, d.minScale);
             t.optimizers.maxScale.step(t.params.maxScale, d.maxScale);

@@ -9,3 +9,5 @@ export type { RoundingParameters, LearnableRounding, LearnableRoundingOptions } 
 export { learnableRounding } from './learnable-rounding.js';
 export type { AutoRoundOptions } from './autoround.js';
 export { autoRound } from './autoround.js';
+export type { LearnableWeightClippingOptions } from './learnable-weight-clipping.js';
+export { learnableWeightClipping } from './learnable-weight-clipping.js';

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import {
   ActivationObserver,
   activationQuantizer,
+  activationQuantizerFromDescription,
   composeInputTransforms,
   fakeQuantizeActivations,
   type ActivationScheme,
@@ -235,6 +236,22 @@ describe('activationQuantizer and composeInputTransforms', () => {
     fakeQuantizeActivations(y, 4, 8, scheme, scales);
     expect(Array.from(x)).toEqual(Array.from(y));
     expect(transform.describe()).toMatchObject({ kind: 'activation-quantization', format: 'int8', granularity: 'tensor', dynamic: false, scales: [Math.fround(0.01)] });
+  });
+
+  it('rebuilds the same quantizer from its description (as saved in config.json), and refuses a malformed one', () => {
+    const scheme: ActivationScheme = { format: parseFormat('int8-asym'), granularity: { type: 'group', size: 4 }, dynamic: false, observer: 'minmax' };
+    const observer = new ActivationObserver(scheme, 8);
+    observer.observe(randomValues(40, 9), 5);
+    const original = activationQuantizer(scheme, observer.scales());
+    const rebuilt = activationQuantizerFromDescription(JSON.parse(JSON.stringify(original.describe())));
+    const x = randomValues(24, 10, 2);
+    const y = x.slice();
+    original.apply(x, 3, 8);
+    rebuilt.apply(y, 3, 8);
+    expect(Array.from(y)).toEqual(Array.from(x));
+    expect(activationQuantizerFromDescription({ kind: 'activation-quantization', format: 'fp8-e4m3', granularity: 'token', dynamic: true }).describe()).toMatchObject({ format: 'fp8-e4m3', dynamic: true });
+    expect(() => activationQuantizerFromDescription({ kind: 'activation-quantization', format: 'int8', granularity: 'row', dynamic: true })).toThrow(/expected tensor, token, channel or g<size>/);
+    expect(() => activationQuantizerFromDescription({ kind: 'activation-quantization', format: 'int8', granularity: 'tensor', dynamic: false, scales: ['x'] })).toThrow(/finite numbers/);
   });
 
   it('composes transforms in the order given', async () => {

@@ -1,7 +1,7 @@
 import { InvalidArgumentError, NumericalError } from './errors.js';
 import type { Granularity } from './granularity.js';
 import type { RuntimeInputTransform } from './model-view.js';
-import { elementCodec, formatName, type ElementCodec, type FormatSpec } from './number-format.js';
+import { elementCodec, formatName, parseFormat, type ElementCodec, type FormatSpec } from './number-format.js';
 import { computeScales, dequantize, planQuantization, quantize, type GroupStatistics, type QuantizationPlan } from './quantize.js';
 import type { ScaleEncoding } from './quantized-tensor.js';
 
@@ -451,6 +451,44 @@ export function activationQuantizer(scheme: ActivationScheme, scales?: Activatio
       ...(scheme.dynamic ? {} : { observer: scheme.observer ?? 'minmax', scales: Array.from(scales!.scales), ...(scales!.zeroPoints ? { zeroPoints: Array.from(scales!.zeroPoints) } : {}) }),
     }),
   };
+}
+
+/**
+ * Rebuilds an activation quantizer from what its `describe()` returned (as saved in a quantized model's
+ * `config.json`), so that evaluation reinstalls exactly the calibrated quantizer.
+ *
+ * @throws InvalidArgumentError when the description is not one of an activation quantizer, naming the field.
+ * @example
+ * ```ts
+ * const again = activationQuantizerFromDescription(quantizer.describe());
+ * ```
+ */
+export function activationQuantizerFromDescription(description: Record<string, unknown>): RuntimeInputTransform {
+  const d = description as { kind?: unknown; format?: unknown; granularity?: unknown; dynamic?: unknown; observer?: unknown; scales?: unknown; zeroPoints?: unknown };
+  if (d.kind !== 'activation-quantization') throw new InvalidArgumentError('kind', `got '${String(d.kind)}'; expected 'activation-quantization'`);
+  if (typeof d.format !== 'string') throw new InvalidArgumentError('format', 'expected a format name such as int8 or fp8-e4m3');
+  const label = String(d.granularity);
+  const group = /^g(\d+)$/.exec(label);
+  const granularity: ActivationGranularity | undefined = group
+    ? { type: 'group', size: Number(group[1]) }
+    : label === 'tensor' || label === 'token' || label === 'channel'
+      ? { type: label }
+      : undefined;
+  if (!granularity) throw new InvalidArgumentError('granularity', `got '${label}'; expected tensor, token, channel or g<size>`);
+  if (typeof d.dynamic !== 'boolean') throw new InvalidArgumentError('dynamic', 'expected true or false');
+  const numbers = (v: unknown, field: string): Float32Array => {
+    if (!Array.isArray(v) || v.some((x) => typeof x !== 'number' || !Number.isFinite(x))) throw new InvalidArgumentError(field, 'expected a list of finite numbers');
+    return Float32Array.from(v as number[]);
+  };
+  const scheme: ActivationScheme = {
+    format: parseFormat(d.format),
+    granularity,
+    dynamic: d.dynamic,
+    ...(typeof d.observer === 'string' ? { observer: d.observer as ActivationObserverKind } : {}),
+  };
+  if (scheme.dynamic) return activationQuantizer(scheme);
+  const scales: ActivationScales = { scales: numbers(d.scales, 'scales'), ...(d.zeroPoints !== undefined ? { zeroPoints: numbers(d.zeroPoints, 'zeroPoints') } : {}) };
+  return activationQuantizer(scheme, scales);
 }
 
 /**

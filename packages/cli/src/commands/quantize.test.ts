@@ -6,6 +6,7 @@ import { createJsBackend } from '@bitsmith/linalg';
 import { dequantize, parseFormat, quantize } from '@bitsmith/core';
 import { loadLlamaGraph, openSafetensors } from '@bitsmith/models';
 import { afterAll, describe, expect, it } from 'vitest';
+import { installOnlineTransforms } from '../online-transforms.js';
 import { quantizeCommand } from './quantize.js';
 
 const SHARED = process.env.BITSMITH_SHARED ? resolve(process.env.BITSMITH_SHARED) : resolve(dirname(fileURLToPath(import.meta.url)), '../../../../../shared');
@@ -45,6 +46,28 @@ describe.skipIf(SKIP)('bitsmith quantize on tinystories-656k', () => {
     // The output folder loads as a model again.
     const reloaded = await loadLlamaGraph(out, { backend: createJsBackend() });
     expect(reloaded.blocks).toHaveLength(2);
+  });
+
+  it('records static activation quantizers in config.json, and installOnlineTransforms reinstalls the same ones', async () => {
+    const recipe = join(tmp, 'w8a8.yaml');
+    writeFileSync(recipe, 'name: w8a8\ninputActivations: { format: int8, granularity: tensor, dynamic: false }\nsteps:\n  - rtn: { bits: 8 }\n');
+    const out = join(tmp, 'out-w8a8');
+    await quantizeCommand(
+      { model: MODEL, recipe, calibration: join(SHARED, 'data', 'calib.txt'), out, samples: '4', seqLen: '64' },
+      undefined,
+      { stdout: () => undefined, stderr: () => undefined },
+    );
+    const config = JSON.parse(readFileSync(join(out, 'config.json'), 'utf8'));
+    const recorded = config.quantization_config.online_transforms as Array<{ layer: string; kind: string; scales: number[] }>;
+    expect(recorded).toHaveLength(14);
+    for (const t of recorded) {
+      expect(t.kind).toBe('activation-quantization');
+      expect(t.scales).toHaveLength(1);
+      expect(t.scales[0]).toBeGreaterThan(0);
+    }
+    const graph = await loadLlamaGraph(out, { backend: createJsBackend() });
+    expect(await installOnlineTransforms(graph, out)).toBe(14);
+    for (const t of recorded) expect({ layer: t.layer, ...graph.linear(t.layer).inputTransform!.describe() }).toEqual(t);
   });
 
   it('reports a bad recipe with the file, step and field', async () => {

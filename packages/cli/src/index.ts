@@ -18,5 +18,6 @@ export { runMainJob, registerMainJob, formatMainJobTable } from './commands/main
 export { writeReport, registerReport } from './commands/report.js';
 export type { ReportView, ReportRun, ReportLayerRow, ReportActivation } from './report-html.js';
 export { renderReportHtml, reportView, escapeHtml } from './report-html.js';
+export { DemoAssetsMissingError, loadDemoAssets } from './demo-assets.js';
 export type { SotuSentenceOptions, SotuSentenceSplits } from './sotu-sentences.js';
 export { sotuSentenceSplits, splitSentences } from './sotu-sentences.js';

@@ -26,6 +26,9 @@ describe('ggufTensorType', () => {
       expect(ggufTensorType(`blk.${i}.ffn_down.weight`, 'Q4_K_M', 32)).toBe(expected);
       expect(ggufTensorType(`blk.${i}.attn_q.weight`, 'Q4_K_M', 32)).toBe('Q4_K');
     }
+    // 12 layers, C integer division: 12/8 = 1, 7*12/8 = 10 -> 0, 10, 11 and (i - 1) % 3 == 2 -> 3, 6, 9.
+    const more12 = [0, 3, 6, 9, 10, 11];
+    for (let i = 0; i < 12; i++) expect(ggufTensorType(`blk.${i}.ffn_down.weight`, 'Q4_K_M', 12)).toBe(more12.includes(i) ? 'Q6_K' : 'Q4_K');
     expect(ggufTensorType('output.weight', 'Q4_K_M', 32)).toBe('Q6_K');
     expect(ggufTensorType('token_embd.weight', 'Q4_K_M', 32)).toBe('Q4_K');
     expect(ggufTensorType('output.weight', 'Q8_0', 32)).toBe('Q8_0');

@@ -40,9 +40,13 @@ export type GgufModelType = 'F32' | 'F16' | 'Q8_0' | 'Q4_0' | 'Q4_1' | 'Q5_0' | 
 /** llama.cpp's `LLAMA_FTYPE_MOSTLY_Q4_K_M`. */
 const FILE_TYPE_Q4_K_M = 15;
 
-/** llama-quant.cpp's `use_more_bits(i_layer, n_layers)`: the layers where Q4_K_M spends Q6_K on attn_v and ffn_down. */
+/**
+ * llama-quant.cpp's `use_more_bits(i_layer, n_layers)` (integer division, as in C): the layers where Q4_K_M spends Q6_K
+ * on attn_v and ffn_down.
+ */
 function useMoreBits(layer: number, layers: number): boolean {
-  return layer < layers / 8 || layer >= (7 * layers) / 8 || (layer - Math.trunc(layers / 8)) % 3 === 2;
+  const eighth = Math.trunc(layers / 8);
+  return layer < eighth || layer >= Math.trunc((7 * layers) / 8) || (layer - eighth) % 3 === 2;
 }
 
 /** The GGML type of a 2-D weight named `name` (llama.cpp name) for a model type. */

@@ -300,7 +300,7 @@ async function countWeights(graph: SentenceEncoder['model']): Promise<number> {
 /** Registers `bitsmith main` (also what `bitsmith` runs with no command, and `npm start`). */
 export function registerMainJob(program: Command): void {
   program
-    .command('main', { isDefault: true })
+    .command('main')
     .description('quantize the embedded Universal Sentence Encoder lite with GPTQ and RTN (int4 g128), evaluate embedding fidelity, write out/')
     .option('--model <model.json>', 'tfjs model.json of the encoder (default: the embedded Universal Sentence Encoder lite)')
     .option('--calibration <n>', 'calibration sentences', '160')

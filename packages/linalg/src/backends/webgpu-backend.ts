@@ -309,7 +309,7 @@ export async function createWebgpuBackend(options: WebgpuBackendOptions = {}): P
   ): void => {
     if (s.m === 0 || s.n === 0) return;
     const f16 = s.f16 ?? false;
-    const p = pipeline(`gemm.${tileKey}.${s.transA ? 'T' : 'N'}${s.transB ? 'T' : 'N'}${f16 ? '.f16' : ''}`, () => gemmShader(tile, s.transA, s.transB, f16));
+    const p = pipeline(`gemm.${tileKey}.${s.transA ? 'T' : 'N'}${s.transB ? 'T' : 'N'}${f16 ? '.f16' : ''}`, () => gemmShader(tile, s.transA, s.transB, f16, device.limits.maxComputeWorkgroupStorageSize));
     const words = new ArrayBuffer(GEMM_UNIFORM_BYTES);
     const u = new Uint32Array(words);
     const f = new Float32Array(words);

@@ -24,12 +24,17 @@ export interface RequestWebgpuDeviceOptions {
   robustness?: boolean;
 }
 
+/** The optional dependency that brings WebGPU to Node (Dawn's `dawn.node`). */
+const WEBGPU_PACKAGE: string = 'webgpu';
+
 /** Loads the `webgpu` npm package (an optional dependency) and creates its `GPU` object. */
 async function nodeGpu(robustness: boolean): Promise<GPU> {
   let module: { create(options: string[]): GPU; globals: Record<string, unknown> };
   try {
-    // @ts-ignore -- optional dependency without bundled types for this import path in every setup.
-    module = (await import('webgpu')) as typeof module;
+    // A non-literal specifier: bundlers for the browser (where navigator.gpu is used instead) leave the native
+    // package alone; Node resolves it at run time.
+    const specifier = WEBGPU_PACKAGE;
+    module = (await import(/* webpackIgnore: true */ /* @vite-ignore */ specifier)) as typeof module;
   } catch (cause) {
     throw new Error('no navigator.gpu here and the optional npm package `webgpu` (Dawn for Node) is not installed', { cause });
   }

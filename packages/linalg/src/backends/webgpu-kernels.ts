@@ -34,7 +34,7 @@ export const GEMM_UNIFORM_BYTES = 48;
  * `f16`. With `upper != 0` (square C) the workgroups of tiles wholly below the diagonal return at once (a Gram
  * matrix's lower triangle is mirrored afterwards).
  */
-export function gemmShader(tile: GemmTile, transA: boolean, transB: boolean, f16 = false): string {
+export function gemmShader(tile: GemmTile, transA: boolean, transB: boolean, f16 = false, workgroupBytes = 16384): string {
   const { wx, wy, nv, mv, bk } = tile;
   const { bm, bn } = tileExtent(tile);
   const threads = wx * wy;
@@ -42,8 +42,12 @@ export function gemmShader(tile: GemmTile, transA: boolean, transB: boolean, f16
   const aLoads = (bm * bk) / threads;
   const bLoads = (bn * bk) / threads;
   if (!Number.isInteger(aLoads) || !Number.isInteger(bLoads)) throw new Error('tile: bm * bk and bn * bk must be multiples of the thread count');
-  const strideA = bm / 4; // vec4s per row of As
-  const strideB = bn / 4;
+  // vec4s per k-row of As and Bs, padded by one vec4 where it fits in workgroup memory: the loads of a non-transposed
+  // A (and a transposed B) store consecutive k at one row stride, which unpadded falls in the same two memory banks.
+  const element = f16 ? 2 : 4;
+  const padded = bk * (bm / 4 + (transA ? 0 : 1) + bn / 4 + (transB ? 1 : 0)) * 4 * element <= workgroupBytes;
+  const strideA = bm / 4 + (padded && !transA ? 1 : 0);
+  const strideB = bn / 4 + (padded && transB ? 1 : 0);
   const lines: string[] = [];
   if (f16) lines.push('enable f16;');
   lines.push(`
@@ -52,8 +56,8 @@ struct P { m: u32, n: u32, k: u32, lda: u32, ldb: u32, ldc: u32, aOff: u32, bOff
 @group(0) @binding(1) var<storage, read> a: array<${T}>;
 @group(0) @binding(2) var<storage, read> b: array<${T}>;
 @group(0) @binding(3) var<storage, read_write> c: array<${T}>;
-var<workgroup> As: array<vec4<${T}>, ${(bk * bm) / 4}>;
-var<workgroup> Bs: array<vec4<${T}>, ${(bk * bn) / 4}>;
+var<workgroup> As: array<vec4<${T}>, ${bk * strideA}>;
+var<workgroup> Bs: array<vec4<${T}>, ${bk * strideB}>;
 
 fn loadA(i: u32, q: u32) -> ${T} {
   if (i >= p.m || q >= p.k) { return ${T}(0); }

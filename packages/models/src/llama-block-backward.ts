@@ -1,6 +1,6 @@
 import { InvalidArgumentError, ShapeMismatchError, UnsupportedFormatError } from '@bitsmith/core';
 import type { Backend } from '@bitsmith/linalg';
-import { causalAttention } from './attention.js';
+import { causalAttentionGemm } from './attention-gemm.js';
 import { causalAttentionBackward, rmsNormBackward, ropeBackward, swigluBackward } from './block-backward-ops.js';
 import type { LinearLayer } from './linear-layer.js';
 import type { LlamaConfig } from './llama-config.js';
@@ -98,7 +98,7 @@ async function forwardTape(config: LlamaConfig, block: LlamaBlock, input: Hidden
   applyRope(q, rope, tokens, config.numAttentionHeads, positions);
   applyRope(k, rope, tokens, config.numKeyValueHeads, positions);
   const shape = { numHeads: config.numAttentionHeads, numKvHeads: config.numKeyValueHeads, headDim: config.headDim, slidingWindow: config.slidingWindow };
-  const attended = causalAttention(q, k, v, lengths, shape, new Float32Array(tokens * config.numAttentionHeads * config.headDim));
+  const attended = await causalAttentionGemm(q, k, v, lengths, shape, new Float32Array(tokens * config.numAttentionHeads * config.headDim), backend);
   const h = await linear(oProj, attended, tokens, backend, w);
   for (let i = 0; i < h.length; i++) h[i]! += x[i]!;
   const n2 = rmsNorm(h, tokens, hidden, block.postAttentionLayernorm.weight, block.postAttentionLayernorm.eps);

@@ -1,7 +1,8 @@
 import { InvalidArgumentError, ShapeMismatchError, UnsupportedFormatError } from '@bitsmith/core';
 import type { Backend } from '@bitsmith/linalg';
 import { causalAttentionGemm } from './attention-gemm.js';
-import { causalAttentionBackward, rmsNormBackward, ropeBackward, swigluBackward } from './block-backward-ops.js';
+import { causalAttentionBackwardGemm } from './attention-backward-gemm.js';
+import { rmsNormBackward, ropeBackward, swigluBackward } from './block-backward-ops.js';
 import type { LinearLayer } from './linear-layer.js';
 import type { LlamaConfig } from './llama-config.js';
 import type { HiddenStates, LlamaBlock } from './llama-graph.js';
@@ -161,8 +162,9 @@ async function linearBackward(
 /**
  * Forward and backward pass of one Llama-family decoder block (RMSNorm, RoPE attention with grouped-query heads
  * and a causal mask, SwiGLU MLP, two residuals), written the way llm.c writes GPT-2's: every linear layer's
- * backward is two GEMMs on the `@bitsmith/linalg` backend (`dX = dY W`, `dW = dY^T X`), the attention softmax is
- * recomputed rather than stored, and the reductions over tokens of norms, keys and values accumulate in float64.
+ * backward is two GEMMs on the `@bitsmith/linalg` backend (`dX = dY W`, `dW = dY^T X`), attention's backward is five
+ * GEMMs per chunk of queries with the softmax recomputed rather than stored (`causalAttentionBackwardGemm`), and the
+ * reductions over tokens of norms, keys and values accumulate in float64.
  *
  * The loss is the caller's: `seed` receives the block's output and returns `dLoss/dOutput` (same shape).
  * Run-time input transforms (online Hadamards) are refused with `UnsupportedFormatError`.
@@ -219,7 +221,7 @@ export async function llamaBlockBackward(
   const dq = new Float32Array(t.q.length);
   const dk = new Float32Array(t.k.length);
   const dv = new Float32Array(t.v.length);
-  causalAttentionBackward(t.q, t.k, t.v, t.lengths, shape, dAttended, dq, dk, dv);
+  await causalAttentionBackwardGemm(t.q, t.k, t.v, t.lengths, shape, dAttended, dq, dk, dv, backend);
   ropeBackward(dq, t.rope, tokens, config.numAttentionHeads, t.positions);
   ropeBackward(dk, t.rope, tokens, config.numKeyValueHeads, t.positions);
   const dN1 = new Float32Array(tokens * hidden);

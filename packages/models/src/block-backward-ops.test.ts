@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { createRandom } from '@bitsmith/linalg';
 import { causalAttentionBackward, rmsNormBackward, ropeBackward, swigluBackward } from './block-backward-ops.js';
 import { ropeTables } from './rope.js';
 
@@ -6,14 +7,8 @@ import { ropeTables } from './rope.js';
 // equations: for a random linear functional L = sum_i c_i y_i, dL/dx_j must equal (L(x + h e_j) - L(x - h e_j)) / 2h.
 
 function random(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296 - 0.5;
-  };
+  const r = createRandom(seed);
+  return () => r.uniform() - 0.5;
 }
 const filled = (n: number, rnd: () => number, scale = 2, base = 0): Float64Array => Float64Array.from({ length: n }, () => base + scale * rnd());
 

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { UnsupportedFormatError, type Tensor } from '@bitsmith/core';
-import { createJsBackend } from '@bitsmith/linalg';
+import { createJsBackend, createRandom } from '@bitsmith/linalg';
 import { llamaBlockBackward, llamaBlockForward } from './llama-block-backward.js';
 import { llamaBlockGradients } from './llama-block-gradients.js';
 import { parseLlamaConfig } from './llama-config.js';
@@ -9,14 +9,8 @@ import { createLlamaGraph, type HiddenStates, type LlamaGraph } from './llama-gr
 const backend = createJsBackend();
 
 function random(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296 - 0.5;
-  };
+  const r = createRandom(seed);
+  return () => r.uniform() - 0.5;
 }
 
 async function tinyGraph(modelType: 'llama' | 'qwen2' | 'mistral', seed: number): Promise<LlamaGraph> {

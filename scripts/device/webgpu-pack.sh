@@ -26,11 +26,12 @@ done
 cp "$linalg"/wasm/*.wasm "$dest/wasm/"
 
 externals=(--external:webgpu --external:onnxruntime-node '--external:@tensorflow/*')
-for suite in backend-kernels factorizations decompositions eigh backends/webgpu-backend backends/webgpu-gptq; do
+for suite in linalg/src/backend-kernels linalg/src/factorizations linalg/src/decompositions linalg/src/eigh \
+  linalg/src/backends/webgpu-backend linalg/src/backends/webgpu-gptq solvers/src/gptq-webgpu; do
   name=$(basename "$suite")
   entry="$dest/.entry-$name.mjs"
   printf "import '%s';\nimport { runRegistered } from 'vitest';\nprocess.exit((await runRegistered('%s')) ? 1 : 0);\n" \
-    "$linalg/src/$suite.test.ts" "$name" > "$entry"
+    "$root/packages/$suite.test.ts" "$name" > "$entry"
   "$esbuild" "$entry" --bundle --platform=node --format=esm --target=node20 --log-level=warning --ignore-annotations \
     --alias:vitest="$root/scripts/device/vitest-shim.mjs" "${externals[@]}" --outfile="$dest/dist/test-$name.mjs"
   rm "$entry"

@@ -31,6 +31,7 @@ for t in dist/test-*.mjs; do
 done
 echo "== benchmark"
 # One process per part, so that a crash in one leaves the others' numbers.
+timeout 100 /tmp/node dist/bench-webgpu.mjs --part gemm --robustness on --dump /tmp/gptq-dump "$@" || status=1
 for part in gemm contract gram fwht gptq; do
   timeout 200 /tmp/node dist/bench-webgpu.mjs --part $part --dump /tmp/gptq-dump "$@" || status=1
 done

@@ -209,7 +209,7 @@ if (run) {
 record(`GPTQ ${N}x${N}, ${TOKENS} tokens, w4 asym g128: Hessian (GPU, float64 H)`, run.times.hessian);
 record(`GPTQ ${N}x${N}: dampening + U = chol(H^-1) (CPU float64, ${threads} threads)`, run.times.factor);
 record(`GPTQ ${N}x${N}: column loop (GPU) incl. upload/download`, run.times.solve, {
-  note: `upload ${(run.result.timings.upload * 1000).toFixed(1)} ms, loop ${(run.result.timings.solve * 1000).toFixed(1)} ms, codes back ${(run.result.timings.download * 1000).toFixed(1)} ms`,
+  note: `upload ${(run.result.timings.upload * 1000).toFixed(1)} ms, loop ${(run.result.timings.solve * 1000).toFixed(1)} ms (group scales: copy back + callback ${(run.result.timings.scales * 1000).toFixed(1)} ms), codes back ${(run.result.timings.download * 1000).toFixed(1)} ms`,
 });
 record(`GPTQ ${N}x${N}: total`, run.times.total);
 }

@@ -77,8 +77,11 @@ export interface WebgpuGptqArguments {
   columns: number;
   /** The weight transposed, `columns x rows` (row `p` is input column `p` in processing order). Not modified. */
   weightT: Float32Array;
-  /** Upper-triangular `U` with `(H + lambda I)^-1 = U^T U` (`columns x columns`, float64, processing order). */
-  factor: Float64Array;
+  /**
+   * Upper-triangular `U` with `(H + lambda I)^-1 = U^T U` (`columns x columns`, processing order): float64 from the
+   * CPU (`choleskyInverseUpper`), used in float32, or already resident (`webgpuCholeskyInverseUpper`; not released).
+   */
+  factor: Float64Array | WebgpuMatrix;
   /** The format's decoded levels, indexed by code (at most 256; any order; the nearest is chosen, the lowest code on ties). */
   levels: Float32Array;
   /** Columns per scale group (`columns` for one scale per row). */
@@ -133,19 +136,22 @@ export async function webgpuGptqSolve(backend: WebgpuBackend, args: WebgpuGptqAr
   }
   if (!Number.isInteger(groupSize) || groupSize < 1) throw new InvalidArgumentError('groupSize', `got ${groupSize}; expected a positive integer`);
   if (weightT.length !== rows * n) throw new ShapeMismatchError('weightT', [n, rows], [weightT.length], 'the transposed weight');
-  if (factor.length !== n * n) throw new ShapeMismatchError('factor', [n, n], [factor.length], 'the inverse Cholesky factor');
+  const resident = !(factor instanceof Float64Array);
+  if (resident ? factor.rows !== n || factor.columns !== n : factor.length !== n * n) {
+    throw new ShapeMismatchError('factor', [n, n], resident ? [factor.rows, factor.columns] : [factor.length], 'the inverse Cholesky factor');
+  }
   if (levels.length < 1 || levels.length > 256) throw new InvalidArgumentError('levels', `got ${levels.length} levels; expected 1 to 256 (codes are bytes)`);
   const device = backend.device;
   const usage = bufferUsage();
   const t0 = now();
   const wt = backend.upload(weightT, n, rows);
-  const u = backend.upload(Float32Array.from(factor), n, n);
+  const u = resident ? factor : backend.upload(Float32Array.from(factor), n, n);
   const err = backend.zeros(Math.min(blockSize, n), rows);
   const codes = backend.zeros(Math.ceil(n / 4), rows); // byte codes, four columns of a row per 32-bit word
   const levelBuffer = backend.upload(levels, 1, levels.length);
   const scale = backend.zeros(1, rows);
   const zero = backend.zeros(1, rows);
-  const own: WebgpuMatrix[] = [wt, u, err, codes, levelBuffer, scale, zero];
+  const own: WebgpuMatrix[] = [wt, ...(resident ? [] : [u]), err, codes, levelBuffer, scale, zero];
   // Rows per workgroup: as many as fit the batch's columns in workgroup memory (64 on desktop GPUs, 32 at WebGPU's
   // default 16 KiB with 128 columns).
   const batch = Math.min(blockSize, n);

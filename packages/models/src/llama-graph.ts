@@ -1,6 +1,7 @@
 import { InvalidArgumentError, ShapeMismatchError, type Matrix, type Tensor } from '@bitsmith/core';
 import { defaultBackend, type Backend } from '@bitsmith/linalg';
 import { causalAttentionGemm } from './attention-gemm.js';
+import { fastExp } from './fast-exp.js';
 import { applyLinear, createLinearLayer, type LinearInputObserver, type LinearKind, type LinearLayer } from './linear-layer.js';
 import type { LlamaConfig } from './llama-config.js';
 import { ModelFileError } from './model-file-error.js';
@@ -58,7 +59,7 @@ export interface LlamaGraphOptions {
 export type WeightLookup = (name: string) => Tensor<'float32'> | undefined;
 
 function silu(x: number): number {
-  return x / (1 + Math.exp(-x));
+  return x / (1 + fastExp(-x));
 }
 
 /**

@@ -7,6 +7,7 @@ import { dequantize, parseFormat, quantize } from '@bitsmith/core';
 import { readGguf } from '@bitsmith/formats';
 import { evaluateLanguageModel, loadLlamaGraph, loadLlamaModel, openSafetensors } from '@bitsmith/models';
 import { afterAll, describe, expect, it } from 'vitest';
+import { installOnlineTransforms } from '../online-transforms.js';
 import { quantizeCommand } from './quantize.js';
 
 const SHARED = process.env.BITSMITH_SHARED ? resolve(process.env.BITSMITH_SHARED) : resolve(dirname(fileURLToPath(import.meta.url)), '../../../../../shared');
@@ -47,6 +48,28 @@ describe.skipIf(SKIP)('bitsmith quantize on tinystories-656k', () => {
     // The output folder loads as a model again.
     const reloaded = await loadLlamaGraph(out, { backend: createJsBackend() });
     expect(reloaded.blocks).toHaveLength(2);
+  });
+
+  it('records static activation quantizers in config.json, and installOnlineTransforms reinstalls the same ones', async () => {
+    const recipe = join(tmp, 'w8a8.yaml');
+    writeFileSync(recipe, 'name: w8a8\ninputActivations: { format: int8, granularity: tensor, dynamic: false }\nsteps:\n  - rtn: { bits: 8 }\n');
+    const out = join(tmp, 'out-w8a8');
+    await quantizeCommand(
+      { model: MODEL, recipe, calibration: join(SHARED, 'data', 'calib.txt'), out, samples: '4', seqLen: '64' },
+      undefined,
+      { stdout: () => undefined, stderr: () => undefined },
+    );
+    const config = JSON.parse(readFileSync(join(out, 'config.json'), 'utf8'));
+    const recorded = config.quantization_config.online_transforms as Array<{ layer: string; kind: string; scales: number[] }>;
+    expect(recorded).toHaveLength(14);
+    for (const t of recorded) {
+      expect(t.kind).toBe('activation-quantization');
+      expect(t.scales).toHaveLength(1);
+      expect(t.scales[0]).toBeGreaterThan(0);
+    }
+    const graph = await loadLlamaGraph(out, { backend: createJsBackend() });
+    expect(await installOnlineTransforms(graph, out)).toBe(14);
+    for (const t of recorded) expect({ layer: t.layer, ...graph.linear(t.layer).inputTransform!.describe() }).toEqual(t);
   });
 
   it('reports a bad recipe with the file, step and field', async () => {
@@ -91,9 +114,9 @@ describe.skipIf(SKIP)('bitsmith quantize on tinystories-656k', () => {
     );
   });
 
-  it('presets: w8a8 is refused naming activation quantization; llama.cpp-q4_k_m writes the Q4_K_M mixture', async () => {
+  it('presets: w8a8 is refused naming the missing activation export; llama.cpp-q4_k_m writes the Q4_K_M mixture', async () => {
     const quiet = { stdout: () => undefined, stderr: () => undefined };
-    await expect(quantizeCommand({ model: MODEL, preset: 'w8a8', out: join(tmp, 'z'), samples: '2', seqLen: '32' }, undefined, quiet)).rejects.toThrow(/activation quantization/);
+    await expect(quantizeCommand({ model: MODEL, preset: 'w8a8', out: join(tmp, 'z'), samples: '2', seqLen: '32' }, undefined, quiet)).rejects.toThrow(/carries activation scales/);
     await expect(quantizeCommand({ model: MODEL, preset: 'w5', out: join(tmp, 'z'), samples: '2', seqLen: '32' }, undefined, quiet)).rejects.toThrow(/unknown preset 'w5'; known: w4a16/);
     const out = join(tmp, 'q4km');
     await quantizeCommand({ model: MODEL, preset: 'llama.cpp-q4_k_m', out, samples: '2', seqLen: '32' }, undefined, quiet);

@@ -12,6 +12,7 @@
 #
 # Times go to stdout as `time <step>: N s`. Needs ../shared (models and texts) for the README commands.
 set -euo pipefail
+exec 3>&1 # the `time ...` lines go here even when a step's output goes to a log file
 here="$(cd "$(dirname "$0")/.." && pwd)"
 mode="${1:-full}"
 shared="${BITSMITH_SHARED:-$here/../shared}"
@@ -24,7 +25,7 @@ timed() { # timed LABEL COMMAND...: runs, prints the seconds
   start=$(date +%s.%N)
   "$@"
   end=$(date +%s.%N)
-  printf 'time %s: %.1f s\n' "$label" "$(echo "$end - $start" | bc)"
+  printf 'time %s: %.1f s\n' "$label" "$(echo "$end - $start" | bc)" >&3
 }
 
 # The README's `npx bitsmith ...` commands (continuation lines joined), in order.

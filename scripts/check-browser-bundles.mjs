@@ -5,7 +5,7 @@
 //   node scripts/check-browser-bundles.mjs
 import { build } from 'esbuild';
 
-const BROWSER_READY = ['core', 'linalg', 'rotation', 'smoothing', 'solvers', 'codebook', 'lowrank', 'allocate', 'recipe'];
+const BROWSER_READY = ['core', 'linalg', 'rotation', 'smoothing', 'solvers', 'codebook', 'lowrank', 'allocate', 'learned', 'recipe'];
 const NOT_YET = ['models', 'formats'];
 let failed = false;
 for (const name of [...BROWSER_READY, ...NOT_YET]) {

@@ -4,9 +4,11 @@ import { join } from 'node:path';
 import type { Command } from 'commander';
 import cliProgress from 'cli-progress';
 import { defaultBackend, disposeDefaultBackend } from '@bitsmith/linalg';
-import type { QuantizedTensor } from '@bitsmith/core';
+import { formatName, type Granularity, type QuantizedTensor } from '@bitsmith/core';
 import { saveCompressedTensors, saveGgufModel, saveGptq, saveOnnxModel, type GgufModelType } from '@bitsmith/formats';
-import { llamaQuantizableModel, loadLlamaModel, type LlamaGraph, readTextFile, writeSafetensors } from '@bitsmith/models';
+import { evaluateLanguageModel, llamaQuantizableModel, loadLlamaGraph, loadLlamaModel, type LlamaGraph, readTextFile, writeSafetensors } from '@bitsmith/models';
+import { withActivationCapture, type ActivationSummary } from '../activation-summary.js';
+import { evalSummary } from './eval.js';
 import { parseRecipe, RecipeFileError, runRecipe, type Recipe, type RecipeProgressEvent, type RecipeReport, type StepRegistry } from '@bitsmith/recipe';
 import { calibrationSequences } from '../calibration-data.js';
 import { OptionError, outputSinks, parseIntegerOption, type CommandOutput } from '../command-output.js';
@@ -32,6 +34,19 @@ function ggmlBitsPerWeight(type: string): number {
   const table: Record<string, [number, number]> = { F32: [4, 1], F16: [2, 1], Q4_0: [18, 32], Q4_1: [20, 32], Q5_0: [22, 32], Q8_0: [34, 32], Q4_K: [144, 256], Q6_K: [210, 256] };
   const [bytes, elements] = table[type] ?? [4, 1];
   return (bytes * 8) / elements;
+}
+
+/** A short label of a granularity: `g32`, `per channel`, `per tensor`. */
+function granularityLabel(g: Granularity): string {
+  if (g.type === 'group') return `g${g.size}`;
+  if (g.type === 'channel') return 'per channel';
+  if (g.type === 'tensor') return 'per tensor';
+  return g.type;
+}
+
+/** The setting a layer was quantized with, as the bit plan shows it: `int3 g32`. */
+export function quantizedSettingLabel(q: QuantizedTensor): string {
+  return `${formatName(q.format)} ${granularityLabel(q.granularity)}`;
 }
 
 /** Where the recipe comes from: a file or a preset. */
@@ -67,6 +82,8 @@ interface QuantizeOptions {
   samples: string;
   seqLen: string;
   calibrationSeed?: string;
+  /** Held-out text: after quantizing, perplexity, KL and top-1 agreement against the original model go into the report. */
+  eval?: string;
   save?: string;
   ggufType?: string;
 }
@@ -152,6 +169,8 @@ export async function quantizeCommand(options: QuantizeOptions, registry: StepRe
   const backend = await defaultBackend();
   const loaded = await loadLlamaModel(options.model, { backend });
   const quantized = new Map<string, QuantizedTensor>();
+  const settings: Record<string, string> = {};
+  const activations = new Map<string, ActivationSummary>();
   let report: RecipeReport;
   let protocol: unknown;
   if (recipe) {
@@ -166,16 +185,51 @@ export async function quantizeCommand(options: QuantizeOptions, registry: StepRe
     });
     protocol = cut.protocol;
     if (options.calibration === undefined) stderr(`no --calibration: ${recipe.name} is data-free; the output error column is measured on a built-in paragraph\n`);
-    const model = llamaQuantizableModel(loaded.graph);
+    const model = withActivationCapture(llamaQuantizableModel(loaded.graph), options.calibration === undefined ? 'built-in paragraph' : 'calibration input', activations);
     const progress = progressReporter(Boolean(process.stderr.isTTY) && output.stderr === undefined, stderr);
     try {
-      report = await runRecipe(model, recipe, cut.sequences, { backend, onProgress: (e) => progress.onProgress(e), onQuantized: (name, q) => quantized.set(name, q) });
+      report = await runRecipe(model, recipe, cut.sequences, {
+        backend,
+        onProgress: (e) => progress.onProgress(e),
+        onQuantized: (name, q) => {
+          quantized.set(name, q);
+          settings[name] = quantizedSettingLabel(q);
+        },
+      });
     } finally {
       progress.stop();
     }
   } else {
     protocol = 'none: the export format quantizes the float weights itself';
     report = { recipe: source.name, protocol: { sequences: 0, tokens: 0, maxSequenceLength: 0 }, layers: [], steps: [], averageBitsPerWeight: 0, seconds: 0 };
+  }
+
+  let evaluation: Record<string, unknown> | undefined;
+  if (options.eval !== undefined) {
+    if (!recipe) {
+      stderr(`warning: --eval skipped: preset ${source.name} quantizes while writing the file; evaluate it with llama.cpp\n`);
+    } else {
+      const ctx = Math.min(128, loaded.config.maxPositionEmbeddings);
+      const ids = loaded.tokenizer.encode(await readTextFile(options.eval));
+      const bosTokenId = loaded.tokenizer.bosTokenId ?? loaded.config.bosTokenId;
+      const reference = await loadLlamaGraph(options.model, { backend });
+      const bos = bosTokenId === undefined ? {} : { bosTokenId };
+      stderr(`evaluating on ${options.eval} (${ids.length} tokens)...\n`);
+      const result = await evaluateLanguageModel(loaded.graph, ids, { ctx, reference, ...bos });
+      const float = await evaluateLanguageModel(reference, ids, { ctx, ...bos });
+      evaluation = {
+        text: options.eval,
+        tokens: result.tokens,
+        windows: result.windows,
+        ctx: result.ctx,
+        perplexity: result.perplexity,
+        referencePerplexity: float.perplexity,
+        kl: result.kl,
+        top1Agreement: result.top1Agreement,
+        protocol: result.protocol,
+      };
+      stdout(`eval: ${evalSummary(result)} (float model: perplexity ${Number(float.perplexity.toPrecision(4))})\n`);
+    }
   }
 
   await mkdir(options.out, { recursive: true });
@@ -235,7 +289,7 @@ export async function quantizeCommand(options: QuantizeOptions, registry: StepRe
   for (const name of COPIED_FILES) if (existsSync(join(options.model, name))) await copyFile(join(options.model, name), join(options.out, name));
   await writeFile(
     join(options.out, 'quantization.json'),
-    `${JSON.stringify({ recipe: { name: report.recipe, file: source.file, text: source.text ?? null }, model: options.model, save, ...(save === 'gguf' ? { ggufType } : {}), protocol: { calibration: protocol }, onlineTransforms, report }, null, 2)}\n`,
+    `${JSON.stringify({ recipe: { name: report.recipe, file: source.file, text: source.text ?? null }, model: options.model, save, ...(save === 'gguf' ? { ggufType } : {}), protocol: { calibration: protocol }, onlineTransforms, report, settings, activations: [...activations.values()], ...(evaluation ? { evaluation } : {}) }, null, 2)}\n`,
   );
   stdout(`${formatReport(report)}\n${saveWarnings.map((w) => `warning: ${w}\n`).join('')}wrote ${options.out} (${save})\n`);
   return report;
@@ -256,6 +310,7 @@ export function registerQuantize(program: Command, registry: StepRegistry = defa
     .requiredOption('--out <dir>', 'output folder')
     .option('--samples <n>', 'calibration sequences', '128')
     .option('--seq-len <n>', 'tokens per calibration sequence, BOS included', '128')
+    .option('--eval <file>', 'held-out text: after quantizing, report perplexity, KL and top-1 agreement against the original model')
     .option('--calibration-seed <n>', 'sample the calibration windows at random offsets with this seed (default: consecutive chunks from the start)')
     .option('--save <format>', `output: ${SAVE_FORMATS.join(', ')} (default fake: float32 weights on the grid)`)
     .option('--gguf-type <type>', 'GGUF tensor type for --save gguf (Q4_K, Q4_K_M, Q6_K, Q8_0, Q4_0, Q4_1, Q5_0, F16, F32; default Q4_K)')

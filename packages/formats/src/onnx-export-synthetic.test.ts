@@ -109,7 +109,7 @@ describe('ONNX export checks', () => {
     const graph = await syntheticGraph({ model_type: 'llama' });
     const q = quantize(graph.lmHead.weight, { format: parseFormat('int4'), granularity: { type: 'group', size: 32 } });
     await expect(buildLlamaOnnx(graph, new Map([['model.layers.9.mlp.up_proj', q]]))).rejects.toThrow(InvalidArgumentError);
-    const up = graph.blocks[0]!.mlp.upProj;
+    const up = graph.blocks[0]!.mlp!.upProj;
     const int3 = quantize(up.weight, { format: parseFormat('int3'), granularity: { type: 'group', size: 32 } });
     await expect(buildLlamaOnnx(graph, new Map([[up.name, int3]]))).rejects.toThrow(/bits 2, 4 and 8/);
     up.inputTransform = { apply: () => undefined, describe: () => ({ type: 'hadamard' }) } as unknown as typeof up.inputTransform;

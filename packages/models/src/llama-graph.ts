@@ -1,8 +1,7 @@
-import { InvalidArgumentError, ShapeMismatchError, type Matrix, type Tensor } from '@bitsmith/core';
+import { InvalidArgumentError, ShapeMismatchError, type ArchitectureMapping, type Matrix, type Tensor } from '@bitsmith/core';
 import { defaultBackend, type Backend } from '@bitsmith/linalg';
-import type { ArchitectureMapping } from '@bitsmith/core';
 import { architectureMapping } from './architecture-mappings.js';
-import { causalAttention } from './attention.js';
+import { causalAttentionGemm } from './attention-gemm.js';
 import { gatedActivation } from './gated-activation.js';
 import { applyLinear, createLinearLayer, type LinearInputObserver, type LinearKind, type LinearLayer } from './linear-layer.js';
 import type { LlamaConfig } from './llama-config.js';
@@ -242,7 +241,7 @@ export class LlamaGraph {
     if (block.kNorm) applyNorm(block.kNorm, k, tokens * c.numKeyValueHeads, k);
     applyRope(q, rope, tokens, c.numAttentionHeads, positions);
     applyRope(k, rope, tokens, c.numKeyValueHeads, positions);
-    const attended = causalAttention(
+    const attended = await causalAttentionGemm(
       q,
       k,
       v,
@@ -256,6 +255,7 @@ export class LlamaGraph {
         softcap: c.attentionSoftcap,
       },
       new Float32Array(tokens * c.numAttentionHeads * c.headDim),
+      backend,
     );
     signal?.throwIfAborted();
     const h = await applyLinear(oProj, attended, tokens, backend, run);

@@ -53,9 +53,9 @@ export interface LlamaConfig {
   readonly localRope: { readonly theta: number; readonly scaling: RopeScaling } | undefined;
   readonly maxPositionEmbeddings: number;
   readonly tieWordEmbeddings: boolean;
-  /** q/k/v projections carry biases (Qwen2 always; Llama with `attention_bias`). */
+  /** q/k/v projections carry biases (Qwen2 always, Qwen2-MoE unless `qkv_bias: false`; Llama, Qwen3, Gemma with `attention_bias`). */
   readonly qkvBias: boolean;
-  /** o_proj carries a bias (Llama with `attention_bias`). */
+  /** o_proj carries a bias (Llama, Qwen3, Gemma with `attention_bias`). */
   readonly outputBias: boolean;
   /** MLP projections carry biases (Llama with `mlp_bias`). */
   readonly mlpBias: boolean;
@@ -283,8 +283,8 @@ export function parseLlamaConfig(raw: unknown, path = 'config.json'): LlamaConfi
     localRope: rope.local,
     maxPositionEmbeddings: positiveInteger(r, 'max_position_embeddings', path, 2048),
     tieWordEmbeddings: r.tie_word_embeddings === true || (gemma && r.tie_word_embeddings === undefined),
-    qkvBias: modelType === 'qwen2' || modelType === 'qwen2_moe' || attentionBias,
-    outputBias: (modelType === 'llama' || modelType === 'qwen3') && attentionBias,
+    qkvBias: modelType === 'qwen2' || (modelType === 'qwen2_moe' && r.qkv_bias !== false) || attentionBias,
+    outputBias: (modelType === 'llama' || modelType === 'qwen3' || gemma) && attentionBias,
     mlpBias: modelType === 'llama' && r.mlp_bias === true,
     slidingWindow: layerTypes.includes('sliding') ? slidingWindow : undefined,
     layerTypes,

@@ -1,3 +1,5 @@
+import { fastExp } from './fast-exp.js';
+
 /**
  * The gated MLP product in place: `gate[i] = act(gate[i]) * up[i]`, with `act` SiLU (SwiGLU, Llama; arXiv:2002.05202)
  * or the tanh approximation of GELU (GeGLU, Gemma: `0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))`).
@@ -12,7 +14,7 @@ export function gatedActivation(gate: Float32Array, up: Float32Array, activation
   if (activation === 'silu') {
     for (let i = 0; i < n; i++) {
       const x = gate[i]!;
-      gate[i] = (x / (1 + Math.exp(-x))) * up[i]!;
+      gate[i] = (x / (1 + fastExp(-x))) * up[i]!;
     }
   } else {
     const c = Math.sqrt(2 / Math.PI);

@@ -1,4 +1,5 @@
-import { resolveBlockMapping, type ArchitectureMapping, type BlockView, type LinearInputCallback, type Matrix, type QuantizableModel } from '@bitsmith/core';
+import { resolveBlockMapping, type ArchitectureMapping, type BlockView, type DifferentiableModel, type LinearInputCallback, type Matrix } from '@bitsmith/core';
+import { llamaBlockGradients } from './llama-block-gradients.js';
 import type { HiddenStates, LlamaBlock, LlamaGraph } from './llama-graph.js';
 
 function blockView(graph: LlamaGraph, block: LlamaBlock, mapping: ArchitectureMapping): BlockView {
@@ -21,7 +22,8 @@ function blockView(graph: LlamaGraph, block: LlamaBlock, mapping: ArchitectureMa
  * go to the graph), the architecture's mapping table (see `architectureMapping`) and the input groups resolved from
  * it (for Llama: q/k/v after input_layernorm, o_proj after v_proj when there is no grouped-query sharing, gate/up
  * after post_attention_layernorm, down_proj after up_proj), and block-by-block execution with hidden states as
- * opaque handles.
+ * opaque handles, and each block as a differentiable function of its weights
+ * (`blockGradients`, for learned quantization; Llama-computation blocks only).
  *
  * @example
  * ```ts
@@ -30,7 +32,7 @@ function blockView(graph: LlamaGraph, block: LlamaBlock, mapping: ArchitectureMa
  * for (const b of model.blocks) h = await model.runBlock(b.index, h, (name, x) => observe(name, x));
  * ```
  */
-export function llamaQuantizableModel(graph: LlamaGraph): QuantizableModel {
+export function llamaQuantizableModel(graph: LlamaGraph): DifferentiableModel {
   const mapping = graph.mapping;
   const blocks = graph.blocks.map((b) => blockView(graph, b, mapping));
   return {
@@ -54,5 +56,6 @@ export function llamaQuantizableModel(graph: LlamaGraph): QuantizableModel {
     runBlock: (index, hidden, observe?: LinearInputCallback) =>
       graph.runBlock(index, hidden as HiddenStates, observe ? { observer: ({ name, input }) => observe(name, input) } : {}),
     logits: (hidden) => graph.head(hidden as HiddenStates),
+    blockGradients: (index, hidden) => llamaBlockGradients(graph, index, hidden as HiddenStates),
   };
 }

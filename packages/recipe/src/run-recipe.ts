@@ -1,6 +1,8 @@
 import {
   AbortError,
   InvalidArgumentError,
+  isDifferentiableModel,
+  type BlockGradients,
   type LayerAssignment,
   type LayerState,
   type LinearView,
@@ -162,6 +164,9 @@ export async function runRecipe(
     onProgress?.({ type: 'block-start', block: block.index, totalBlocks });
     for (const view of block.linears) if (!tracks.has(view.name)) tracks.set(view.name, { view, block: block.index, steps: [], seconds: 0 });
     const blockInput = hidden;
+    // The block as a differentiable function of its weights, created before its first quantize step (so its float
+    // reference is the block as the transforms left it) and handed to quantize and compensate steps.
+    let blockGradients: BlockGradients | undefined;
     for (const stage of layerStages) {
       const targets = stage.targets ?? recipe.targets;
       const ignore = stage.ignore ?? recipe.ignore;
@@ -184,6 +189,9 @@ export async function runRecipe(
           await model.runBlock(block.index, blockInput, collector.observe);
         }
         if (step.kind === 'quantize') for (const v of views) tracks.get(v.name)!.floatWeight ??= v.weight;
+        if ((step.kind === 'quantize' || step.kind === 'compensate') && !blockGradients && isDifferentiableModel(model)) {
+          blockGradients = model.blockGradients(block.index, blockInput);
+        }
         const layers: LayerState[] = views.map((v) => {
           const { assignment, floatWeight, bitsPerWeight } = tracks.get(v.name)!;
           // Compensate steps also get the float weight that entered the first quantize step (LayerState.reference)
@@ -207,6 +215,7 @@ export async function runRecipe(
             return collector.statistics(name);
           },
           block,
+          ...(blockGradients && step.kind !== 'transform' && step.kind !== 'allocate' ? { blockGradients } : {}),
           ...(signal ? { signal } : {}),
           progress: (done, total, message) =>
             onProgress?.({ type: 'step', block: block.index, totalBlocks, step: step.id, done, total, ...(message ? { layer: message } : {}) }),

@@ -1,4 +1,5 @@
 import type { ArchitectureMapping } from './architecture-mapping.js';
+import type { KvCacheQuantization } from './kv-cache-quantization.js';
 import type { Matrix } from './tensor.js';
 
 /**
@@ -79,6 +80,11 @@ export interface BlockView {
    * but transforms that change what the block reads (rotations, folded scales) must change them too.
    */
   readonly auxiliaryLinears?: readonly LinearView[];
+  /**
+   * The block's key/value-cache quantization, writable: the recipe runner installs it when a recipe declares
+   * `kvCache`. Absent on models without attention caches (the property is then missing, not undefined).
+   */
+  kvCache?: KvCacheQuantization | undefined;
 }
 
 /** A whole model as model-level transforms (rotations) see it. Writable in the same way as the views it holds. */

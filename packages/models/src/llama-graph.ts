@@ -1,6 +1,7 @@
-import { InvalidArgumentError, ShapeMismatchError, type ArchitectureMapping, type Matrix, type Tensor } from '@bitsmith/core';
+import { InvalidArgumentError, ShapeMismatchError, type ArchitectureMapping, type KvCacheQuantization, type Matrix, type Tensor } from '@bitsmith/core';
 import { defaultBackend, type Backend } from '@bitsmith/linalg';
 import { architectureMapping } from './architecture-mappings.js';
+import { cacheAfterAttention, cacheAfterRope, cacheKeysBeforeRope } from './kv-cache.js';
 import { causalAttentionGemm } from './attention-gemm.js';
 import { gatedActivation } from './gated-activation.js';
 import { applyLinear, createLinearLayer, type LinearInputObserver, type LinearKind, type LinearLayer } from './linear-layer.js';
@@ -65,6 +66,8 @@ export interface LlamaBlock {
   readonly auxiliaryLinears: readonly LinearLayer[];
   /** The norms that act on hidden-size vectors, in execution order. */
   readonly norms: readonly RmsNormLayer[];
+  /** Key/value-cache quantization applied in every forward pass (set by the recipe runner); undefined: float cache. */
+  kvCache: KvCacheQuantization | undefined;
 }
 
 /** Options of {@link LlamaGraph.runBlock} and {@link LlamaGraph.forward}. */
@@ -239,8 +242,11 @@ export class LlamaGraph {
     const v = await applyLinear(vProj, normed, tokens, backend, run);
     if (block.qNorm) applyNorm(block.qNorm, q, tokens * c.numAttentionHeads, q);
     if (block.kNorm) applyNorm(block.kNorm, k, tokens * c.numKeyValueHeads, k);
+    const geometry = { numHeads: c.numAttentionHeads, numKvHeads: c.numKeyValueHeads, headDim: c.headDim };
+    await cacheKeysBeforeRope(block.kvCache, k, tokens, geometry);
     applyRope(q, rope, tokens, c.numAttentionHeads, positions);
     applyRope(k, rope, tokens, c.numKeyValueHeads, positions);
+    await cacheAfterRope(block.kvCache, q, k, v, tokens, geometry, backend);
     const attended = await causalAttentionGemm(
       q,
       k,
@@ -258,6 +264,7 @@ export class LlamaGraph {
       backend,
     );
     signal?.throwIfAborted();
+    await cacheAfterAttention(block.kvCache, attended, tokens, geometry, backend);
     const h = await applyLinear(oProj, attended, tokens, backend, run);
     if (c.sandwichNorms) applyNorm(block.postAttentionLayernorm, h, tokens, h);
     for (let i = 0; i < h.length; i++) h[i]! += x[i]!;
@@ -468,6 +475,7 @@ export async function createLlamaGraph(config: LlamaConfig, weights: WeightLooku
       linears: [qProj, kProj, vProj, selfAttention.oProj, ...mlpLinears],
       auxiliaryLinears: moe ? [moe.router, ...(moe.sharedExpertGate ? [moe.sharedExpertGate] : [])] : [],
       norms: [inputLayernorm, postAttentionLayernorm, ...(preFeedforwardLayernorm ? [preFeedforwardLayernorm, postFeedforwardLayernorm!] : [])],
+      kvCache: undefined,
     });
   }
   const finalNorm = norm('model.norm');

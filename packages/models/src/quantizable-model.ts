@@ -14,6 +14,12 @@ function blockView(graph: LlamaGraph, block: LlamaBlock, mapping: ArchitectureMa
     auxiliaryLinears: block.auxiliaryLinears,
     inputGroups,
     attention,
+    get kvCache() {
+      return block.kvCache;
+    },
+    set kvCache(value) {
+      block.kvCache = value;
+    },
   };
 }
 

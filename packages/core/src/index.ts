@@ -21,6 +21,8 @@ export type { StepKind, StatisticRequest, LayerStatistics, LayerAssignment, Laye
 export type { RtnOptions } from './rtn.js';
 export { rtn } from './rtn.js';
 export type { RuntimeInputTransform, LinearView, NormView, InputGroup, AttentionGeometry, BlockView, ModelView, HiddenStatesHandle, LinearInputCallback, QuantizableModel } from './model-view.js';
+export type { MappingInputGroup, ArchitectureMapping, MappableBlock, ResolvedBlockMapping } from './architecture-mapping.js';
+export { resolveBlockMapping } from './architecture-mapping.js';
 export type { BlockBackward, BlockGradients, DifferentiableModel } from './block-gradients.js';
 export { isDifferentiableModel } from './block-gradients.js';
 export type { ActivationGranularity, ActivationObserverKind, ActivationScheme, ActivationScales, ActivationObserverOptions } from './activation-quantization.js';

@@ -43,7 +43,8 @@ export async function causalAttentionGemm(
   const group = numHeads / numKvHeads;
   const qRow = numHeads * d;
   const kvRow = numKvHeads * d;
-  const scale = 1 / Math.sqrt(d);
+  const scale = shape.scale ?? 1 / Math.sqrt(d);
+  const cap = shape.softcap;
   let maxLength = 0;
   for (const n of lengths) maxLength = Math.max(maxLength, n);
   const chunk = Math.max(1, Math.min(options.chunk ?? 128, maxLength));
@@ -89,6 +90,7 @@ export async function causalAttentionGemm(
             const o = (a * rows + i) * width;
             const first = Math.max(k0, position - window + 1) - k0;
             const last = position - k0; // inclusive
+            if (cap !== undefined) for (let j = first; j <= last; j++) s[o + j] = cap * Math.tanh(s[o + j]! / cap);
             let max = -Infinity;
             for (let j = first; j <= last; j++) if (s[o + j]! > max) max = s[o + j]!;
             let sum = 0;

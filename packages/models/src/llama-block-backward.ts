@@ -77,6 +77,18 @@ async function linear(layer: LinearLayer, x: Float32Array, rows: number, backend
   return out;
 }
 
+/**
+ * The dense SwiGLU MLP of a block whose computation is Llama's (the backward pass covers that one); other
+ * architectures (Gemma's norms and soft-capping, Qwen3's q/k norms, mixtures of experts) are refused by name.
+ */
+function requireLlamaComputation(config: LlamaConfig, block: LlamaBlock): NonNullable<LlamaBlock['mlp']> {
+  const llamaScale = Math.abs(config.attentionScale * Math.sqrt(config.headDim) - 1) < 1e-12;
+  if (!block.mlp || config.qkNorm || config.sandwichNorms || config.normGainOffset !== 0 || config.hiddenActivation !== 'silu' || config.attentionSoftcap !== undefined || !llamaScale) {
+    throw new UnsupportedFormatError(`the block backward pass computes Llama blocks; ${config.modelType} (${block.name}) computes differently`);
+  }
+  return block.mlp;
+}
+
 async function forwardTape(config: LlamaConfig, block: LlamaBlock, input: HiddenStates, backend: Backend, options: BlockPassOptions, forBackward: boolean): Promise<BlockTape> {
   if (forBackward && block.kvCache) {
     throw new UnsupportedFormatError(`${block.name} quantizes its key/value cache; the block backward pass supports a float cache only (quantize the cache after learned weight quantization)`);
@@ -95,7 +107,7 @@ async function forwardTape(config: LlamaConfig, block: LlamaBlock, input: Hidden
   const w = options.weights;
   const x = input.states.data;
   const { qProj, kProj, vProj, oProj } = block.selfAttention;
-  const { gateProj, upProj, downProj } = block.mlp;
+  const { gateProj, upProj, downProj } = requireLlamaComputation(config, block);
   const n1 = rmsNorm(x, tokens, hidden, block.inputLayernorm.weight, block.inputLayernorm.eps);
   const q = await linear(qProj, n1, tokens, backend, w);
   const k = await linear(kProj, n1, tokens, backend, w);
@@ -105,7 +117,7 @@ async function forwardTape(config: LlamaConfig, block: LlamaBlock, input: Hidden
   applyRope(q, rope, tokens, config.numAttentionHeads, positions);
   applyRope(k, rope, tokens, config.numKeyValueHeads, positions);
   await cacheAfterRope(block.kvCache, q, k, v, tokens, geometry, backend);
-  const shape = { numHeads: config.numAttentionHeads, numKvHeads: config.numKeyValueHeads, headDim: config.headDim, slidingWindow: config.slidingWindow };
+  const shape = { numHeads: config.numAttentionHeads, numKvHeads: config.numKeyValueHeads, headDim: config.headDim, slidingWindow: block.attentionType === 'sliding' ? config.slidingWindow : undefined };
   const attended = await causalAttentionGemm(q, k, v, lengths, shape, new Float32Array(tokens * config.numAttentionHeads * config.headDim), backend);
   await cacheAfterAttention(block.kvCache, attended, tokens, geometry, backend);
   const h = await linear(oProj, attended, tokens, backend, w);
@@ -201,7 +213,7 @@ export async function llamaBlockBackward(
   const { tokens } = t;
   const hidden = config.hiddenSize;
   const { qProj, kProj, vProj, oProj } = block.selfAttention;
-  const { gateProj, upProj, downProj } = block.mlp;
+  const { gateProj, upProj, downProj } = requireLlamaComputation(config, block);
   const result: BlockBackwardResult = {
     output: t.out,
     inputGradient: new Float32Array(tokens * hidden),
@@ -225,7 +237,7 @@ export async function llamaBlockBackward(
   // Attention: h = x + o(attn(rope(q), rope(k), v)), q/k/v = linear(n1), n1 = rmsnorm(x).
   const dAttended = new Float32Array(t.attended.length);
   await linearBackward(oProj, t.attended, dh, tokens, backend, w, dAttended, false, result);
-  const shape = { numHeads: config.numAttentionHeads, numKvHeads: config.numKeyValueHeads, headDim: config.headDim, slidingWindow: config.slidingWindow };
+  const shape = { numHeads: config.numAttentionHeads, numKvHeads: config.numKeyValueHeads, headDim: config.headDim, slidingWindow: block.attentionType === 'sliding' ? config.slidingWindow : undefined };
   const dq = new Float32Array(t.q.length);
   const dk = new Float32Array(t.k.length);
   const dv = new Float32Array(t.v.length);

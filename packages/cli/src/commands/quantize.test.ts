@@ -143,3 +143,15 @@ describe.skipIf(SKIP)('bitsmith quantize on tinystories-656k', () => {
     expect(types.get('blk.0.attn_norm.weight')).toBe('F32');
   });
 });
+
+describe('bitsmith quantize: fused checkpoint tensors', () => {
+  it('refuses --save gptq on Phi-3 (fused qkv_proj, gate_up_proj) before any work, naming the reason', async () => {
+    const phi3 = resolve(dirname(fileURLToPath(import.meta.url)), '../../../models/test-fixtures/architectures/phi3');
+    const recipe = join(tmp, 'gptq-fused.yaml');
+    writeFileSync(recipe, 'name: gptq\nsteps:\n  - gptq: { bits: 4, groupSize: 16 }\n');
+    const calibration = join(tmp, 'calibration.txt');
+    writeFileSync(calibration, 'Some calibration text.');
+    await expect(quantizeCommand({ model: phi3, recipe, calibration, samples: '8', seqLen: '16', save: 'gptq', out: join(tmp, 'phi3-gptq') })).rejects.toThrow(/phi3 stores self_attn\.qkv_proj and mlp\.gate_up_proj fused/);
+    expect(existsSync(join(tmp, 'phi3-gptq'))).toBe(false);
+  });
+});

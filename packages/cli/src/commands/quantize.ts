@@ -6,7 +6,7 @@ import cliProgress from 'cli-progress';
 import { defaultBackend, disposeDefaultBackend } from '@bitsmith/linalg';
 import { formatName, type Granularity, type QuantizedTensor } from '@bitsmith/core';
 import { saveCompressedTensors, saveGgufModel, saveGptq, saveOnnxModel, type GgufModelType } from '@bitsmith/formats';
-import { evaluateLanguageModel, llamaQuantizableModel, loadLlamaGraph, loadLlamaModel, type LlamaGraph, readTextFile, writeSafetensors } from '@bitsmith/models';
+import { architectureMapping, evaluateLanguageModel, llamaQuantizableModel, loadLlamaConfig, loadLlamaGraph, loadLlamaModel, type LlamaGraph, readTextFile, writeSafetensors } from '@bitsmith/models';
 import { withActivationCapture, type ActivationSummary } from '../activation-summary.js';
 import { evalSummary } from './eval.js';
 import { parseRecipe, RecipeFileError, runRecipe, type Recipe, type RecipeProgressEvent, type RecipeReport, type StepRegistry } from '@bitsmith/recipe';
@@ -167,6 +167,12 @@ export async function quantizeCommand(options: QuantizeOptions, registry: StepRe
     throw new OptionError('--calibration', `recipe ${recipe.name} needs calibration text (step ${[...new Set(needy)].join(', ')} uses statistics of the layers' inputs); data-free recipes (rtn, hqq) run without it`);
   }
   const backend = await defaultBackend();
+  const modelType = (await loadLlamaConfig(options.model)).modelType;
+  const fused = Object.keys(architectureMapping(modelType).fused);
+  if ((save === 'compressed-tensors' || save === 'gptq' || save === 'gptq-v2') && fused.length > 0) {
+    // Refused before any work: these formats name quantized modules, and the split layers would not match the fused ones.
+    throw new OptionError('--save', `${save} writes quantized layers under their module names, but ${modelType} stores ${fused.join(' and ')} fused (split into separate layers here); re-fusing quantized layers is not supported yet: use --save fake or onnx`);
+  }
   const loaded = await loadLlamaModel(options.model, { backend });
   const quantized = new Map<string, QuantizedTensor>();
   const settings: Record<string, string> = {};

@@ -81,8 +81,7 @@ export function squeezeLlm(options: SqueezeLlmOptions): Quantizer {
           ...(context.signal ? { signal: context.signal } : {}),
         });
         for (const w of result.warnings) warnings.push({ ...w, layer: layer.name });
-        const { quantized: _drop, ...rest } = layer;
-        layers.push({ ...rest, weight: result.weight, bitsPerWeight: result.bitsPerWeight });
+        layers.push({ ...layer, weight: result.weight, stored: result.stored, bitsPerWeight: result.bitsPerWeight });
         context.progress?.(index + 1, context.layers.length, layer.name);
       }
       return { layers, warnings };

@@ -104,3 +104,48 @@ export class AbortError extends BitsmithError {
     return hasCode(error, 'aborted');
   }
 }
+
+/**
+ * A step returned a stored form that does not decode to the weight it returned (or no stored form where one is
+ * required). Names the step and the layer.
+ */
+export class StoredFormMismatchError extends BitsmithError {
+  /** Id of the step that returned the layer. */
+  readonly step: string;
+  /** Full name of the layer. */
+  readonly layer: string;
+  constructor(step: string, layer: string, detail: string) {
+    super('stored-form-mismatch', `step '${step}', layer '${layer}': ${detail}`);
+    this.name = 'StoredFormMismatchError';
+    this.step = step;
+    this.layer = layer;
+  }
+  /** True when `error` is a {@link StoredFormMismatchError}. */
+  static override isInstance(error: unknown): error is StoredFormMismatchError {
+    return hasCode(error, 'stored-form-mismatch');
+  }
+}
+
+/**
+ * An exporter was given a stored form it cannot write (a vector codebook for a grid-only format, a low-rank branch a
+ * format has no place for, ...). Thrown before any work; names the exporter, the layer and the kind.
+ */
+export class StoredFormRefusedError extends BitsmithError {
+  /** The exporter, for example `onnx`. */
+  readonly exporter: string;
+  /** The first refused layer. */
+  readonly layer: string;
+  /** Its stored kind, for example `codebook`. */
+  readonly kind: string;
+  constructor(exporter: string, layer: string, kind: string, reason: string) {
+    super('stored-form-refused', `${exporter} cannot write layer '${layer}' stored as ${kind}: ${reason}`);
+    this.name = 'StoredFormRefusedError';
+    this.exporter = exporter;
+    this.layer = layer;
+    this.kind = kind;
+  }
+  /** True when `error` is a {@link StoredFormRefusedError}. */
+  static override isInstance(error: unknown): error is StoredFormRefusedError {
+    return hasCode(error, 'stored-form-refused');
+  }
+}

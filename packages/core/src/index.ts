@@ -1,4 +1,4 @@
-export { BitsmithError, InvalidArgumentError, ShapeMismatchError, UnsupportedFormatError, NumericalError, AbortError } from './errors.js';
+export { BitsmithError, InvalidArgumentError, ShapeMismatchError, UnsupportedFormatError, NumericalError, AbortError, StoredFormMismatchError, StoredFormRefusedError } from './errors.js';
 export type { DataTypeMap, DType, Tensor, Matrix } from './tensor.js';
 export { tensor, matrix, zeros, zerosMatrix, asMatrix, cloneTensor, shapeSize } from './tensor.js';
 export { roundHalfEven, clamp } from './rounding.js';
@@ -21,3 +21,11 @@ export type { StepKind, StatisticRequest, LayerStatistics, LayerAssignment, Laye
 export type { RtnOptions } from './rtn.js';
 export { rtn } from './rtn.js';
 export type { RuntimeInputTransform, LinearView, NormView, InputGroup, AttentionGeometry, BlockView, ModelView, HiddenStatesHandle, LinearInputCallback, QuantizableModel } from './model-view.js';
+export type { CsrMatrix } from './csr-matrix.js';
+export { csrFromPositions, csrStorageBits } from './csr-matrix.js';
+export type { LutQuantizedTensor } from './lut-quantized-tensor.js';
+export { dequantizeLut, lutBitsPerWeight } from './lut-quantized-tensor.js';
+export type { VqStage, VqQuantizedTensor } from './vq-quantized-tensor.js';
+export { dequantizeVq, vqBitsPerWeight } from './vq-quantized-tensor.js';
+export type { StoredForm, StoredKind, FloatStorage } from './stored-form.js';
+export { STORED_KINDS, storedShape, decodeStored, storedBitsPerWeight, describeStored, storedFormMismatch, addLowRankProduct, gridStored, storedGrid } from './stored-form.js';

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { AbortError } from './errors.js';
 import { relativeError } from './metrics.js';
 import { rtn } from './rtn.js';
+import { decodeStored } from './stored-form.js';
 import { matrix } from './tensor.js';
 import { heavyTailed } from './test-helpers.test-util.js';
 
@@ -18,7 +19,9 @@ describe('rtn quantizer', () => {
     const result = await step.run(context);
     expect(result.layers.map((l) => l.name)).toEqual(['a', 'b']);
     expect(result.layers[0]!.bitsPerWeight).toBe(4 + 16 / 32);
-    expect(result.layers[0]!.quantized).toBeDefined();
+    const stored = result.layers[0]!.stored!;
+    expect(stored.kind).toBe('grid');
+    expect(Array.from(decodeStored(stored).data)).toEqual(Array.from(result.layers[0]!.weight.data));
     expect(Array.from(weight.data)).toEqual(Array.from(before));
     expect(relativeError(weight.data, result.layers[0]!.weight.data)).toBeGreaterThan(0);
   });

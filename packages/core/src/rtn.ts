@@ -60,7 +60,7 @@ export function rtn(options: RtnOptions): Quantizer {
           clip = rangeSearch(layer.weight, { ...settings, ...search, ...(importance ? { importance } : {}) });
         }
         const quantized = quantize(layer.weight, clip ? { ...settings, clip } : settings);
-        layers.push({ ...layer, weight: dequantize(quantized), quantized, bitsPerWeight: bitsPerWeight(quantized) });
+        layers.push({ ...layer, weight: dequantize(quantized), stored: { kind: 'grid', tensor: quantized }, bitsPerWeight: bitsPerWeight(quantized) });
         context.progress?.(i + 1, context.layers.length, layer.name);
       }
       return { layers, warnings: [] };

@@ -49,6 +49,7 @@ export function squeezeLlm(options: SqueezeLlmOptions): Quantizer {
   return {
     id: 'squeezellm',
     kind: 'quantize',
+    stores: (options.outlierFraction ?? 0) > 0 ? ['sparse-outliers'] : ['lut'],
     requires,
     async run(context) {
       const layers: LayerState[] = [];

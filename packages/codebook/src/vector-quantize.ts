@@ -47,6 +47,7 @@ export function vectorQuantize(options: VectorQuantizeOptions): Quantizer {
   return {
     id: 'vq',
     kind: 'quantize',
+    stores: ['codebook'],
     requires: [{ kind: 'hessian' }],
     async run(context) {
       const layers: LayerState[] = [];

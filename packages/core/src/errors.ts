@@ -128,21 +128,26 @@ export class StoredFormMismatchError extends BitsmithError {
 
 /**
  * An exporter was given a stored form it cannot write (a vector codebook for a grid-only format, a low-rank branch a
- * format has no place for, ...). Thrown before any work; names the exporter, the layer and the kind.
+ * format has no place for, float zero points where a format stores integers, ...). Thrown before any work; names the
+ * exporter, the kind and the layer (or, when refused from a recipe before running it, the step that would produce it).
  */
 export class StoredFormRefusedError extends BitsmithError {
   /** The exporter, for example `onnx`. */
   readonly exporter: string;
-  /** The first refused layer. */
-  readonly layer: string;
-  /** Its stored kind, for example `codebook`. */
+  /** The refused stored kind, for example `codebook` or `low-rank(grid)`. */
   readonly kind: string;
-  constructor(exporter: string, layer: string, kind: string, reason: string) {
-    super('stored-form-refused', `${exporter} cannot write layer '${layer}' stored as ${kind}: ${reason}`);
+  /** The first refused layer, when known. */
+  readonly layer?: string;
+  /** The step that produces the refused kind, when refused from a recipe. */
+  readonly step?: string;
+  constructor(exporter: string, where: { readonly layer?: string; readonly step?: string }, kind: string, reason: string) {
+    const subject = where.layer !== undefined ? `layer '${where.layer}'` : `the layers of step '${where.step ?? '?'}'`;
+    super('stored-form-refused', `${exporter} cannot write ${subject} stored as ${kind}: ${reason}`);
     this.name = 'StoredFormRefusedError';
     this.exporter = exporter;
-    this.layer = layer;
     this.kind = kind;
+    if (where.layer !== undefined) this.layer = where.layer;
+    if (where.step !== undefined) this.step = where.step;
   }
   /** True when `error` is a {@link StoredFormRefusedError}. */
   static override isInstance(error: unknown): error is StoredFormRefusedError {

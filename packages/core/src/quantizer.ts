@@ -2,7 +2,7 @@ import type { BlockView, ModelView } from './model-view.js';
 import type { Granularity } from './granularity.js';
 import type { FormatSpec } from './number-format.js';
 import type { QuantizedTensor } from './quantized-tensor.js';
-import type { StoredForm } from './stored-form.js';
+import type { StoredForm, StoredKind } from './stored-form.js';
 import type { Matrix } from './tensor.js';
 
 /** What kind of work a step does; the runner orders steps transform → allocate → quantize → compensate within a block. */
@@ -123,6 +123,11 @@ export interface Quantizer {
    * `model`: runs once on `context.model` before calibration starts (whole-model rotations); `layers` is empty.
    */
   readonly scope?: 'layer' | 'model';
+  /**
+   * The stored kinds this step can return (for example `['grid']`, `['lut', 'sparse-outliers']`, `['low-rank']`), so
+   * that an exporter can refuse a recipe before it runs. Absent: unknown until the step has run.
+   */
+  readonly stores?: readonly StoredKind[];
   /** Runs the step. Never mutates its input. */
   run(context: StepContext): Promise<StepResult>;
 }

@@ -44,6 +44,7 @@ export function rtn(options: RtnOptions): Quantizer {
   return {
     id: 'rtn',
     kind: 'quantize',
+    stores: ['grid'],
     requires,
     async run(context) {
       const layers: LayerState[] = [];

@@ -33,6 +33,7 @@ export function compensationStep(
   return {
     id,
     kind: 'compensate',
+    stores: ['low-rank'],
     requires,
     async run(context) {
       const layers: LayerState[] = [];

@@ -37,6 +37,7 @@ export function lqLora(options: LqLoraOptions): Quantizer {
   return {
     id: 'lq-lora',
     kind: 'quantize',
+    stores: ['low-rank'],
     requires: [],
     async run(context) {
       const layers: LayerState[] = [];

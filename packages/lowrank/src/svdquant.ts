@@ -35,6 +35,7 @@ export function svdQuant(options: SvdQuantOptions): Quantizer {
   return {
     id: 'svdquant',
     kind: 'quantize',
+    stores: ['low-rank'],
     requires: [],
     async run(context) {
       const layers: LayerState[] = [];

@@ -21,6 +21,7 @@ export function gptq(options: GptqOptions): Quantizer {
   return {
     id: 'gptq',
     kind: 'quantize',
+    stores: ['grid'],
     requires: [{ kind: 'hessian' }],
     async run(context) {
       const layers: LayerState[] = [];

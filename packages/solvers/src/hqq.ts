@@ -19,6 +19,7 @@ export function hqq(options: HqqOptions): Quantizer {
   return {
     id: 'hqq',
     kind: 'quantize',
+    stores: ['grid'],
     requires: [],
     async run(context) {
       const layers: LayerState[] = [];

@@ -16,6 +16,7 @@ export function quantEase(options: QuantEaseOptions): Quantizer {
   return {
     id: 'quantease',
     kind: 'quantize',
+    stores: ['grid'],
     requires: [{ kind: 'hessian' }],
     async run(context) {
       const layers: LayerState[] = [];

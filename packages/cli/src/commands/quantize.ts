@@ -4,15 +4,16 @@ import { join } from 'node:path';
 import type { Command } from 'commander';
 import cliProgress from 'cli-progress';
 import { defaultBackend, disposeDefaultBackend } from '@bitsmith/linalg';
-import type { QuantizedTensor } from '@bitsmith/core';
-import { saveCompressedTensors, saveGgufModel, saveGptq, saveOnnxModel, type GgufModelType } from '@bitsmith/formats';
-import { llamaQuantizableModel, loadLlamaModel, readTextFile, writeSafetensors } from '@bitsmith/models';
-import { loadRecipe, runRecipe, type RecipeProgressEvent, type RecipeReport, type StepRegistry } from '@bitsmith/recipe';
+import type { StoredForm, StoredKind } from '@bitsmith/core';
+import { exportableGrids, refuseDeclaredKinds, saveCompressedTensors, saveGgufModel, saveGptq, saveOnnxModel, type GgufModelType } from '@bitsmith/formats';
+import { llamaQuantizableModel, loadLlamaModel, readTextFile, writeSafetensors, type LlamaModel } from '@bitsmith/models';
+import { loadRecipe, runRecipe, type Recipe, type RecipeProgressEvent, type RecipeReport, type StepRegistry } from '@bitsmith/recipe';
 import { calibrationSequences } from '../calibration-data.js';
 import { OptionError, outputSinks, parseIntegerOption, type CommandOutput } from '../command-output.js';
 import { defaultRegistry } from '../default-registry.js';
 
-interface QuantizeOptions {
+/** Options of `bitsmith quantize` as commander parses them. */
+export interface QuantizeOptions {
   model: string;
   recipe: string;
   calibration: string;
@@ -67,18 +68,32 @@ function progressReporter(interactive: boolean, write: (text: string) => void) {
   };
 }
 
+/** The result of {@link runQuantizeJob}: the quantized model graph, the stored form of every quantized layer and the report. */
+export interface QuantizeJob {
+  readonly loaded: LlamaModel;
+  readonly report: RecipeReport;
+  /** Final stored form of each quantized layer, by layer name (`decodeStored` of each is the layer's weight). */
+  readonly stored: ReadonlyMap<string, StoredForm>;
+  readonly protocol: ReturnType<typeof calibrationSequences>['protocol'];
+}
+
+/** Every step of a recipe (overrides included) with the stored kinds it declares (`Quantizer.stores`). */
+export function declaredStoredKinds(recipe: Recipe): { step: string; stores?: readonly StoredKind[] }[] {
+  return recipe.stages.flatMap((stage) => [stage.step, ...(stage.overrides ?? []).map((o) => o.step)]).map((step) => ({ step: step.id, ...(step.stores ? { stores: step.stores } : {}) }));
+}
+
 /**
- * Runs `bitsmith quantize`: loads the model, cuts calibration sequences, runs the recipe, and writes a Hugging Face
- * folder with fake-quant float32 weights, the config (with a `quantization_config` that states how run-time input
- * transforms are applied), the tokenizer files, and `quantization.json` (recipe, protocol, report).
+ * Loads the model, cuts calibration sequences and runs the recipe (the first half of `bitsmith quantize`).
+ * With `save`, a recipe whose steps declare a stored kind that exporter cannot write is refused before any work.
  */
-export async function quantizeCommand(options: QuantizeOptions, registry: StepRegistry = defaultRegistry, output: CommandOutput = {}): Promise<RecipeReport> {
-  const { stdout, stderr } = outputSinks(output);
+export async function runQuantizeJob(options: QuantizeOptions, registry: StepRegistry = defaultRegistry, output: CommandOutput = {}): Promise<QuantizeJob> {
+  const { stderr } = outputSinks(output);
   const save = (options.save ?? 'fake') as SaveFormat;
   if (!SAVE_FORMATS.includes(save)) throw new OptionError('--save', `must be one of ${SAVE_FORMATS.join(', ')}; got '${options.save}'`);
   const samples = parseIntegerOption('--samples', options.samples, 1);
   const sequenceLength = parseIntegerOption('--seq-len', options.seqLen, 2);
   const recipe = await loadRecipe(options.recipe, registry);
+  refuseDeclaredKinds(save, declaredStoredKinds(recipe));
   const backend = await defaultBackend();
   const loaded = await loadLlamaModel(options.model, { backend });
   const text = await readTextFile(options.calibration);
@@ -92,15 +107,24 @@ export async function quantizeCommand(options: QuantizeOptions, registry: StepRe
   });
   const model = llamaQuantizableModel(loaded.graph);
   const progress = progressReporter(Boolean(process.stderr.isTTY) && output.stderr === undefined, stderr);
-  let report: RecipeReport;
-  const quantized = new Map<string, QuantizedTensor>();
+  const stored = new Map<string, StoredForm>();
   try {
-    report = await runRecipe(model, recipe, sequences, { backend, onProgress: (e) => progress.onProgress(e), onQuantized: (name, q) => quantized.set(name, q) });
+    const report = await runRecipe(model, recipe, sequences, { backend, onProgress: (e) => progress.onProgress(e), onStored: (name, s) => stored.set(name, s) });
+    return { loaded, report, stored, protocol };
   } finally {
     progress.stop();
   }
+}
 
-  await mkdir(options.out, { recursive: true });
+/**
+ * Writes a quantized model in one `--save` format (the second half of `bitsmith quantize`). Every layer's stored
+ * form is checked against the exporter (`exportableGrids`) before anything is written: a kind the format cannot
+ * hold (a codebook for ONNX, a low-rank branch for GPTQ) is refused with `StoredFormRefusedError`.
+ */
+export async function writeQuantizedModel(job: QuantizeJob, options: QuantizeOptions, output: CommandOutput = {}): Promise<void> {
+  const { stdout } = outputSinks(output);
+  const save = (options.save ?? 'fake') as SaveFormat;
+  const { loaded, report, stored, protocol } = job;
   const onlineTransforms = loaded.graph
     .linearLayers()
     .filter((l) => l.inputTransform)
@@ -108,9 +132,14 @@ export async function quantizeCommand(options: QuantizeOptions, registry: StepRe
   if (save !== 'fake' && onlineTransforms.length > 0) {
     throw new OptionError('--save', `${save} cannot express run-time input transforms (${onlineTransforms.length} layers have one, e.g. ${onlineTransforms[0]!.layer}); use --save fake or a recipe whose rotations fuse into the weights`);
   }
+  const grids = exportableGrids(save, stored);
   const config = JSON.parse(await readFile(join(options.model, 'config.json'), 'utf8')) as Record<string, unknown>;
   if (config.tie_word_embeddings && !loaded.graph.tiedEmbeddings) config.tie_word_embeddings = false;
   const saveWarnings: string[] = [];
+  if ((save === 'compressed-tensors' || save === 'gptq' || save === 'gptq-v2') && grids.size === 0) {
+    throw new OptionError('--save', `${save} needs a recipe with a quantize step whose result is the final weight (no quantized layers were reported)`);
+  }
+  await mkdir(options.out, { recursive: true });
   if (save === 'fake') {
     await writeSafetensors(join(options.out, 'model.safetensors'), loaded.graph.tensors(), { metadata: { format: 'pt', producer: 'bitsmith', content: 'fake-quant float32 weights' } });
     config.quantization_config = {
@@ -126,18 +155,19 @@ export async function quantizeCommand(options: QuantizeOptions, registry: StepRe
     };
     await writeFile(join(options.out, 'config.json'), `${JSON.stringify(config, null, 2)}\n`);
   } else if (save === 'compressed-tensors' || save === 'gptq' || save === 'gptq-v2') {
-    if (quantized.size === 0) throw new OptionError('--save', `${save} needs a recipe with a quantize step whose result is the final weight (no quantized layers were reported)`);
-    const exported = { tensors: loaded.graph.tensors(), quantized, config };
+    const exported = { tensors: loaded.graph.tensors(), quantized: grids, config };
     const saved =
       save === 'compressed-tensors'
         ? await saveCompressedTensors(options.out, exported)
         : await saveGptq(options.out, exported, { checkpointFormat: save === 'gptq' ? 'gptq' : 'gptq_v2' });
     for (const w of saved.warnings) saveWarnings.push(`${w.layer ? `[${w.layer}] ` : ''}${w.message}`);
   } else if (save === 'onnx') {
-    await saveOnnxModel(options.out, loaded.graph, quantized);
+    await saveOnnxModel(options.out, loaded.graph, grids);
     await writeFile(join(options.out, 'config.json'), `${JSON.stringify(config, null, 2)}\n`);
   } else {
-    const result = await saveGgufModel(join(options.out, 'model.gguf'), loaded.graph, options.model, { type: (options.ggufType ?? 'Q4_K') as GgufModelType });
+    const type = (options.ggufType ?? 'Q4_K') as GgufModelType;
+    const result = await saveGgufModel(join(options.out, 'model.gguf'), loaded.graph, options.model, { type });
+    if (type !== 'F32' && stored.size > 0) saveWarnings.push(`GGUF re-encodes every weight to ${type} from its decoded values; the recipe's own codes are not kept (--gguf-type F32 writes them exactly)`);
     for (const w of result.warnings) saveWarnings.push(`${w.layer ? `[${w.layer}] ` : ''}${w.message}`);
   }
   for (const name of COPIED_FILES) if (existsSync(join(options.model, name))) await copyFile(join(options.model, name), join(options.out, name));
@@ -147,8 +177,21 @@ export async function quantizeCommand(options: QuantizeOptions, registry: StepRe
     `${JSON.stringify({ recipe: { name: report.recipe, file: options.recipe, text: recipeText }, model: options.model, save, protocol: { calibration: protocol }, onlineTransforms, report }, null, 2)}\n`,
   );
   stdout(`${formatReport(report)}\n${saveWarnings.map((w) => `warning: ${w}\n`).join('')}wrote ${options.out} (${save})\n`);
-  return report;
 }
+
+/**
+ * Runs `bitsmith quantize`: loads the model, cuts calibration sequences, runs the recipe, and writes a Hugging Face
+ * folder with fake-quant float32 weights (or a packed format, `--save`), the config (with a `quantization_config`
+ * that states how run-time input transforms are applied), the tokenizer files, and `quantization.json` (recipe,
+ * protocol, report). A stored kind the `--save` format cannot write is refused before any work where the recipe's
+ * steps declare it, else after the run and before anything is written.
+ */
+export async function quantizeCommand(options: QuantizeOptions, registry: StepRegistry = defaultRegistry, output: CommandOutput = {}): Promise<RecipeReport> {
+  const job = await runQuantizeJob(options, registry, output);
+  await writeQuantizedModel(job, options, output);
+  return job.report;
+}
+
 
 /**
  * Registers `bitsmith quantize --model DIR --recipe FILE --calibration FILE --out DIR [--samples 128] [--seq-len 128] [--calibration-seed N]`.

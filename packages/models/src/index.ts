@@ -37,6 +37,8 @@ export { ropeInverseFrequencies, ropeTables, applyRope } from './rope.js';
 export { rmsNorm } from './rms-norm.js';
 export type { AttentionShape } from './attention.js';
 export { causalAttention } from './attention.js';
+export type { AttentionGemmOptions } from './attention-gemm.js';
+export { causalAttentionGemm } from './attention-gemm.js';
 export type { LinearKind, InputTransform, LinearLayer, LinearInputEvent, LinearInputObserver } from './linear-layer.js';
 export { createLinearLayer, applyLinear } from './linear-layer.js';
 export type { RmsNormLayer, HiddenStates, LlamaBlock, RunOptions, LlamaGraphOptions, WeightLookup } from './llama-graph.js';
@@ -45,6 +47,14 @@ export { sliceHiddenStates, sequenceBatches } from './hidden-states.js';
 export type { LlamaModel } from './load-llama.js';
 export { loadLlamaConfig, loadSafetensorsWeights, loadLlamaGraph, loadLlamaModel } from './load-llama.js';
 export { llamaQuantizableModel } from './quantizable-model.js';
+
+// Gradients through a decoder block (learned quantization)
+export type { GradientArray } from './block-backward-ops.js';
+export { rmsNormBackward, ropeBackward, causalAttentionBackward, swigluBackward } from './block-backward-ops.js';
+export { causalAttentionBackwardGemm } from './attention-backward-gemm.js';
+export type { BlockPassOptions, BlockBackwardResult } from './llama-block-backward.js';
+export { llamaBlockForward, llamaBlockBackward } from './llama-block-backward.js';
+export { llamaBlockGradients } from './llama-block-gradients.js';
 
 // Calibration, generation, evaluation
 export type { CalibrationOptions, CalibrationBlock } from './calibration.js';

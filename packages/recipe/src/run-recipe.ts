@@ -3,8 +3,10 @@ import {
   InvalidArgumentError,
   StoredFormMismatchError,
   describeStored,
+  isDifferentiableModel,
   storedBitsPerWeight,
   storedFormMismatch,
+  type BlockGradients,
   type StoredForm,
   type LayerAssignment,
   type LayerState,
@@ -16,9 +18,11 @@ import {
   type StatisticRequest,
   type StepKind,
   type StepWarning,
+  validateActivationScheme,
 } from '@bitsmith/core';
 import { defaultBackend, type Backend } from '@bitsmith/linalg';
 import type { LayerReport, Recipe, RecipeProgressEvent, RecipeReport, RecipeStage, StepReport } from './recipe-types.js';
+import { installInputActivationQuantizers } from './activation-calibration.js';
 import { checkSelectors, isSelected } from './selector.js';
 import { StatisticsCollector } from './statistics-collector.js';
 
@@ -62,6 +66,7 @@ function validate(recipe: Recipe): void {
     } else sawLayerStep = true;
   });
   checkSelectors([...(recipe.targets ?? []), ...(recipe.ignore ?? [])]);
+  if (recipe.inputActivations) validateActivationScheme(recipe.inputActivations);
 }
 
 async function outputError(x: Matrix, reference: Matrix, approximation: Matrix, backend: Backend): Promise<number> {
@@ -169,6 +174,9 @@ export async function runRecipe(
     onProgress?.({ type: 'block-start', block: block.index, totalBlocks });
     for (const view of block.linears) if (!tracks.has(view.name)) tracks.set(view.name, { view, block: block.index, steps: [], seconds: 0 });
     const blockInput = hidden;
+    // The block as a differentiable function of its weights, created before its first quantize step (so its float
+    // reference is the block as the transforms left it) and handed to quantize and compensate steps.
+    let blockGradients: BlockGradients | undefined;
     for (const stage of layerStages) {
       const targets = stage.targets ?? recipe.targets;
       const ignore = stage.ignore ?? recipe.ignore;
@@ -191,6 +199,9 @@ export async function runRecipe(
           await model.runBlock(block.index, blockInput, collector.observe);
         }
         if (step.kind === 'quantize') for (const v of views) tracks.get(v.name)!.floatWeight ??= v.weight;
+        if ((step.kind === 'quantize' || step.kind === 'compensate') && !blockGradients && isDifferentiableModel(model)) {
+          blockGradients = model.blockGradients(block.index, blockInput);
+        }
         const layers: LayerState[] = views.map((v) => {
           const { assignment, floatWeight, bitsPerWeight, stored } = tracks.get(v.name)!;
           // Compensate steps also get the float weight that entered the first quantize step (LayerState.reference)
@@ -215,6 +226,7 @@ export async function runRecipe(
             return collector.statistics(name);
           },
           block,
+          ...(blockGradients && step.kind !== 'transform' && step.kind !== 'allocate' ? { blockGradients } : {}),
           ...(signal ? { signal } : {}),
           progress: (done, total, message) =>
             onProgress?.({ type: 'step', block: block.index, totalBlocks, step: step.id, done, total, ...(message ? { layer: message } : {}) }),
@@ -256,7 +268,11 @@ export async function runRecipe(
         });
       }
     }
-    // Propagate with the final weights, measuring each quantized layer's output error on its actual inputs.
+    if (recipe.inputActivations) {
+      const selected = block.linears.filter((l) => isSelected(l.name, recipe.targets, recipe.ignore));
+      await installInputActivationQuantizers(model, block, blockInput, recipe.inputActivations, selected);
+    }
+    // Propagate with the final weights (and activation quantizers), measuring each quantized layer's output error on its actual inputs.
     hidden = await model.runBlock(block.index, blockInput, async (name, input) => {
       const track = tracks.get(name);
       if (!track || !track.floatWeight || track.block !== block.index) return;

@@ -7,16 +7,63 @@ import { defaultBackend, disposeDefaultBackend } from '@bitsmith/linalg';
 import type { StoredForm, StoredKind } from '@bitsmith/core';
 import { exportableGrids, refuseDeclaredKinds, saveCompressedTensors, saveGgufModel, saveGptq, saveOnnxModel, type GgufModelType } from '@bitsmith/formats';
 import { llamaQuantizableModel, loadLlamaModel, readTextFile, writeSafetensors, type LlamaModel } from '@bitsmith/models';
-import { loadRecipe, runRecipe, type Recipe, type RecipeProgressEvent, type RecipeReport, type StepRegistry } from '@bitsmith/recipe';
+import { parseRecipe, RecipeFileError, runRecipe, type Recipe, type RecipeProgressEvent, type RecipeReport, type StepRegistry } from '@bitsmith/recipe';
 import { calibrationSequences } from '../calibration-data.js';
 import { OptionError, outputSinks, parseIntegerOption, type CommandOutput } from '../command-output.js';
 import { defaultRegistry } from '../default-registry.js';
+import { PRESETS, resolvePreset, type QuantizePreset } from '../presets.js';
+
+/**
+ * Text that data-free recipes (RTN, HQQ) run through the model when no `--calibration` is given: it only feeds the
+ * per-layer output-error column of the report, the weights do not depend on it.
+ */
+const BUILT_IN_SAMPLE =
+  'Once upon a time, a small robot lived in a quiet town by the sea. Every morning it walked to the harbour to count the boats. ' +
+  'One day a storm came and the boats did not return. The robot waited on the pier all night, and when the sun rose it saw ' +
+  'the first sail on the water. It was happy, and it counted every boat twice to be sure. The fishermen laughed and thanked it.';
+
+/** True when some step of the recipe (or of an override) asks for calibration statistics. */
+export function recipeNeedsCalibration(recipe: Recipe): boolean {
+  return recipe.stages.some((stage) => stage.step.requires.length > 0 || (stage.overrides ?? []).some((o) => o.step.requires.length > 0));
+}
+
+/** Bits per weight of a GGML tensor type (block bytes x 8 / block elements). */
+function ggmlBitsPerWeight(type: string): number {
+  const table: Record<string, [number, number]> = { F32: [4, 1], F16: [2, 1], Q4_0: [18, 32], Q4_1: [20, 32], Q5_0: [22, 32], Q8_0: [34, 32], Q4_K: [144, 256], Q6_K: [210, 256] };
+  const [bytes, elements] = table[type] ?? [4, 1];
+  return (bytes * 8) / elements;
+}
+
+/** Where the recipe comes from: a file or a preset. */
+async function recipeSource(options: QuantizeOptions): Promise<{ name: string; file: string; text: string | undefined; preset?: QuantizePreset }> {
+  if (options.recipe !== undefined && options.preset !== undefined) throw new OptionError('--preset', 'give either --recipe or --preset, not both');
+  if (options.preset !== undefined) {
+    const preset = resolvePreset(options.preset);
+    if (options.save !== undefined && options.save !== 'fake' && options.save !== preset.save) {
+      throw new OptionError('--save', `preset ${preset.name} saves ${preset.save}; got --save ${options.save}`);
+    }
+    return { name: preset.name, file: `preset:${preset.name}`, text: preset.recipe, preset };
+  }
+  if (options.recipe === undefined) throw new OptionError('--recipe', `give a recipe file or --preset (${Object.keys(PRESETS).join(', ')})`);
+  let text: string;
+  try {
+    text = await readFile(options.recipe, 'utf8');
+  } catch (cause) {
+    const code = (cause as NodeJS.ErrnoException).code;
+    throw new RecipeFileError(options.recipe, code === 'ENOENT' ? 'file not found' : `cannot be read (${(cause as Error).message})`);
+  }
+  return { name: options.recipe.replace(/^.*\//, '').replace(/\.(ya?ml|json)$/, ''), file: options.recipe, text };
+}
 
 /** Options of `bitsmith quantize` as commander parses them. */
 export interface QuantizeOptions {
   model: string;
-  recipe: string;
-  calibration: string;
+  /** Recipe file; exactly one of `recipe` and `preset`. */
+  recipe?: string;
+  /** A named preset ({@link PRESETS}); exactly one of `recipe` and `preset`. */
+  preset?: string;
+  /** Calibration text; optional for data-free recipes (no step declares a statistic in `requires`). */
+  calibration?: string;
   out: string;
   samples: string;
   seqLen: string;
@@ -35,8 +82,11 @@ const COPIED_FILES = ['tokenizer.json', 'tokenizer_config.json', 'special_tokens
 /** Formats a report as a plain-text table (one line per layer, then totals). */
 export function formatReport(report: RecipeReport): string {
   const lines = [`recipe ${report.recipe}: ${report.averageBitsPerWeight.toFixed(3)} bits/weight on quantized layers, ${report.seconds.toFixed(1)} s`];
-  const width = Math.max(...report.layers.map((l) => l.name.length));
-  for (const l of report.layers) lines.push(`  ${l.name.padEnd(width)}  ${l.bitsPerWeight.toFixed(3).padStart(6)} bits  output error ${l.outputError.toFixed(4)}  ${l.steps.join('+') || '-'}`);
+  const width = Math.max(0, ...report.layers.map((l) => l.name.length));
+  for (const l of report.layers) {
+    const error = Number.isFinite(l.outputError) ? `output error ${l.outputError.toFixed(4)}` : 'output error not measured';
+    lines.push(`  ${l.name.padEnd(width)}  ${l.bitsPerWeight.toFixed(3).padStart(6)} bits  ${error}  ${l.steps.join('+') || '-'}`);
+  }
   for (const s of report.steps) {
     lines.push(`  step ${s.id} (${s.kind}): ${s.seconds.toFixed(2)} s${s.warnings.length ? `, ${s.warnings.length} warning(s)` : ''}`);
     for (const w of s.warnings) lines.push(`    warning${w.layer ? ` [${w.layer}]` : ''}: ${w.message}`);
@@ -70,11 +120,14 @@ function progressReporter(interactive: boolean, write: (text: string) => void) {
 
 /** The result of {@link runQuantizeJob}: the quantized model graph, the stored form of every quantized layer and the report. */
 export interface QuantizeJob {
+  readonly source: Awaited<ReturnType<typeof recipeSource>>;
+  /** The recipe that ran; absent for a preset whose export format quantizes by itself. */
+  readonly recipe?: Recipe;
   readonly loaded: LlamaModel;
   readonly report: RecipeReport;
   /** Final stored form of each quantized layer, by layer name (`decodeStored` of each is the layer's weight). */
   readonly stored: ReadonlyMap<string, StoredForm>;
-  readonly protocol: ReturnType<typeof calibrationSequences>['protocol'];
+  readonly protocol: unknown;
 }
 
 /** Every step of a recipe (overrides included) with the stored kinds it declares (`Quantizer.stores`). */
@@ -83,48 +136,66 @@ export function declaredStoredKinds(recipe: Recipe): { step: string; stores?: re
 }
 
 /**
- * Loads the model, cuts calibration sequences and runs the recipe (the first half of `bitsmith quantize`).
- * With `save`, a recipe whose steps declare a stored kind that exporter cannot write is refused before any work.
+ * Loads the model, cuts calibration sequences and runs the recipe (the first half of `bitsmith quantize`). A recipe
+ * whose steps declare a stored kind the `--save` format cannot write is refused before any work.
  */
 export async function runQuantizeJob(options: QuantizeOptions, registry: StepRegistry = defaultRegistry, output: CommandOutput = {}): Promise<QuantizeJob> {
   const { stderr } = outputSinks(output);
-  const save = (options.save ?? 'fake') as SaveFormat;
+  const source = await recipeSource(options);
+  const save = (source.preset?.save ?? options.save ?? 'fake') as SaveFormat;
   if (!SAVE_FORMATS.includes(save)) throw new OptionError('--save', `must be one of ${SAVE_FORMATS.join(', ')}; got '${options.save}'`);
   const samples = parseIntegerOption('--samples', options.samples, 1);
   const sequenceLength = parseIntegerOption('--seq-len', options.seqLen, 2);
-  const recipe = await loadRecipe(options.recipe, registry);
-  refuseDeclaredKinds(save, declaredStoredKinds(recipe));
+  const parsed = source.text === undefined ? undefined : parseRecipe(source.text, registry, source.file);
+  const recipe = parsed && (parsed.name ? parsed : { ...parsed, name: source.name });
+  if (recipe && options.calibration === undefined && recipeNeedsCalibration(recipe)) {
+    const needy = recipe.stages.filter((s) => s.step.requires.length > 0).map((s) => s.step.id);
+    throw new OptionError('--calibration', `recipe ${recipe.name} needs calibration text (step ${[...new Set(needy)].join(', ')} uses statistics of the layers' inputs); data-free recipes (rtn, hqq) run without it`);
+  }
+  if (recipe) refuseDeclaredKinds(save, declaredStoredKinds(recipe));
   const backend = await defaultBackend();
   const loaded = await loadLlamaModel(options.model, { backend });
-  const text = await readTextFile(options.calibration);
-  const bosTokenId = loaded.tokenizer.bosTokenId ?? loaded.config.bosTokenId;
-  const { sequences, protocol } = calibrationSequences(loaded.tokenizer.encode(text, { bos: false }), {
-    samples,
-    sequenceLength: Math.min(sequenceLength, loaded.config.maxPositionEmbeddings),
-    bosTokenId,
-    file: options.calibration,
-    ...(options.calibrationSeed !== undefined ? { seed: parseIntegerOption('--calibration-seed', options.calibrationSeed, 0) } : {}),
-  });
-  const model = llamaQuantizableModel(loaded.graph);
-  const progress = progressReporter(Boolean(process.stderr.isTTY) && output.stderr === undefined, stderr);
   const stored = new Map<string, StoredForm>();
-  try {
-    const report = await runRecipe(model, recipe, sequences, { backend, onProgress: (e) => progress.onProgress(e), onStored: (name, s) => stored.set(name, s) });
-    return { loaded, report, stored, protocol };
-  } finally {
-    progress.stop();
+  let report: RecipeReport;
+  let protocol: unknown;
+  if (recipe) {
+    const text = options.calibration === undefined ? BUILT_IN_SAMPLE : await readTextFile(options.calibration);
+    const bosTokenId = loaded.tokenizer.bosTokenId ?? loaded.config.bosTokenId;
+    const cut = calibrationSequences(loaded.tokenizer.encode(text, { bos: false }), {
+      samples: options.calibration === undefined ? 1 : samples,
+      sequenceLength: Math.min(sequenceLength, loaded.config.maxPositionEmbeddings),
+      bosTokenId,
+      file: options.calibration ?? 'none (data-free recipe): a built-in paragraph, used only to measure the output error column',
+      ...(options.calibrationSeed !== undefined ? { seed: parseIntegerOption('--calibration-seed', options.calibrationSeed, 0) } : {}),
+    });
+    protocol = cut.protocol;
+    if (options.calibration === undefined) stderr(`no --calibration: ${recipe.name} is data-free; the output error column is measured on a built-in paragraph\n`);
+    const model = llamaQuantizableModel(loaded.graph);
+    const progress = progressReporter(Boolean(process.stderr.isTTY) && output.stderr === undefined, stderr);
+    try {
+      report = await runRecipe(model, recipe, cut.sequences, { backend, onProgress: (e) => progress.onProgress(e), onStored: (name, form) => stored.set(name, form) });
+    } finally {
+      progress.stop();
+    }
+  } else {
+    protocol = 'none: the export format quantizes the float weights itself';
+    report = { recipe: source.name, protocol: { sequences: 0, tokens: 0, maxSequenceLength: 0 }, layers: [], steps: [], averageBitsPerWeight: 0, seconds: 0 };
   }
+  return { source, ...(recipe ? { recipe } : {}), loaded, report, stored, protocol };
 }
 
 /**
- * Writes a quantized model in one `--save` format (the second half of `bitsmith quantize`). Every layer's stored
- * form is checked against the exporter (`exportableGrids`) before anything is written: a kind the format cannot
- * hold (a codebook for ONNX, a low-rank branch for GPTQ) is refused with `StoredFormRefusedError`.
+ * Writes a quantized model in one `--save` format (the second half of `bitsmith quantize`) and returns the report.
+ * Every layer's stored form is checked against the exporter (`exportableGrids`) before anything is written: a kind
+ * the format cannot hold (a codebook for ONNX, a low-rank branch for GPTQ) is refused with `StoredFormRefusedError`.
  */
-export async function writeQuantizedModel(job: QuantizeJob, options: QuantizeOptions, output: CommandOutput = {}): Promise<void> {
+export async function writeQuantizedModel(job: QuantizeJob, options: QuantizeOptions, output: CommandOutput = {}): Promise<RecipeReport> {
   const { stdout } = outputSinks(output);
-  const save = (options.save ?? 'fake') as SaveFormat;
-  const { loaded, report, stored, protocol } = job;
+  const { source, recipe, loaded, stored, protocol } = job;
+  let report = job.report;
+  const save = (source.preset?.save ?? options.save ?? 'fake') as SaveFormat;
+  if (!SAVE_FORMATS.includes(save)) throw new OptionError('--save', `must be one of ${SAVE_FORMATS.join(', ')}; got '${options.save}'`);
+  const ggufType = source.preset?.ggufType ?? options.ggufType ?? 'Q4_K';
   const onlineTransforms = loaded.graph
     .linearLayers()
     .filter((l) => l.inputTransform)
@@ -132,14 +203,14 @@ export async function writeQuantizedModel(job: QuantizeJob, options: QuantizeOpt
   if (save !== 'fake' && onlineTransforms.length > 0) {
     throw new OptionError('--save', `${save} cannot express run-time input transforms (${onlineTransforms.length} layers have one, e.g. ${onlineTransforms[0]!.layer}); use --save fake or a recipe whose rotations fuse into the weights`);
   }
-  const grids = exportableGrids(save, stored);
-  const config = JSON.parse(await readFile(join(options.model, 'config.json'), 'utf8')) as Record<string, unknown>;
-  if (config.tie_word_embeddings && !loaded.graph.tiedEmbeddings) config.tie_word_embeddings = false;
-  const saveWarnings: string[] = [];
-  if ((save === 'compressed-tensors' || save === 'gptq' || save === 'gptq-v2') && grids.size === 0) {
+  const quantized = exportableGrids(save, stored);
+  if ((save === 'compressed-tensors' || save === 'gptq' || save === 'gptq-v2') && quantized.size === 0) {
     throw new OptionError('--save', `${save} needs a recipe with a quantize step whose result is the final weight (no quantized layers were reported)`);
   }
   await mkdir(options.out, { recursive: true });
+  const config = JSON.parse(await readFile(join(options.model, 'config.json'), 'utf8')) as Record<string, unknown>;
+  if (config.tie_word_embeddings && !loaded.graph.tiedEmbeddings) config.tie_word_embeddings = false;
+  const saveWarnings: string[] = [];
   if (save === 'fake') {
     await writeSafetensors(join(options.out, 'model.safetensors'), loaded.graph.tensors(), { metadata: { format: 'pt', producer: 'bitsmith', content: 'fake-quant float32 weights' } });
     config.quantization_config = {
@@ -155,28 +226,36 @@ export async function writeQuantizedModel(job: QuantizeJob, options: QuantizeOpt
     };
     await writeFile(join(options.out, 'config.json'), `${JSON.stringify(config, null, 2)}\n`);
   } else if (save === 'compressed-tensors' || save === 'gptq' || save === 'gptq-v2') {
-    const exported = { tensors: loaded.graph.tensors(), quantized: grids, config };
+    const exported = { tensors: loaded.graph.tensors(), quantized, config };
     const saved =
       save === 'compressed-tensors'
         ? await saveCompressedTensors(options.out, exported)
         : await saveGptq(options.out, exported, { checkpointFormat: save === 'gptq' ? 'gptq' : 'gptq_v2' });
     for (const w of saved.warnings) saveWarnings.push(`${w.layer ? `[${w.layer}] ` : ''}${w.message}`);
   } else if (save === 'onnx') {
-    await saveOnnxModel(options.out, loaded.graph, grids);
+    await saveOnnxModel(options.out, loaded.graph, quantized);
     await writeFile(join(options.out, 'config.json'), `${JSON.stringify(config, null, 2)}\n`);
   } else {
-    const type = (options.ggufType ?? 'Q4_K') as GgufModelType;
-    const result = await saveGgufModel(join(options.out, 'model.gguf'), loaded.graph, options.model, { type });
-    if (type !== 'F32' && stored.size > 0) saveWarnings.push(`GGUF re-encodes every weight to ${type} from its decoded values; the recipe's own codes are not kept (--gguf-type F32 writes them exactly)`);
+    const started = performance.now();
+    const result = await saveGgufModel(join(options.out, 'model.gguf'), loaded.graph, options.model, { type: ggufType as GgufModelType });
     for (const w of result.warnings) saveWarnings.push(`${w.layer ? `[${w.layer}] ` : ''}${w.message}`);
+    if (ggufType !== 'F32' && stored.size > 0) saveWarnings.push(`GGUF re-encodes every weight to ${ggufType} from its decoded values; the recipe's own codes are not kept (--gguf-type F32 writes them exactly)`);
+    if (!recipe) {
+      // No recipe ran: the report lists the GGUF types of the 2-D weights.
+      const weights = result.tensors.filter((t) => t.shape.length === 2);
+      const layers = weights.map((t) => ({ name: t.name, block: Number(/^blk\.(\d+)\./.exec(t.name)?.[1] ?? -1), bitsPerWeight: ggmlBitsPerWeight(t.type), outputError: Number.NaN, steps: [`gguf ${t.type}`], seconds: 0 }));
+      const count = weights.reduce((n, t) => n + t.shape.reduce((a, b) => a * b, 1), 0);
+      const bits = weights.reduce((n, t) => n + ggmlBitsPerWeight(t.type) * t.shape.reduce((a, b) => a * b, 1), 0);
+      report = { ...report, layers, averageBitsPerWeight: count > 0 ? bits / count : 0, seconds: (performance.now() - started) / 1000 };
+    }
   }
   for (const name of COPIED_FILES) if (existsSync(join(options.model, name))) await copyFile(join(options.model, name), join(options.out, name));
-  const recipeText = await readFile(options.recipe, 'utf8');
   await writeFile(
     join(options.out, 'quantization.json'),
-    `${JSON.stringify({ recipe: { name: report.recipe, file: options.recipe, text: recipeText }, model: options.model, save, protocol: { calibration: protocol }, onlineTransforms, report }, null, 2)}\n`,
+    `${JSON.stringify({ recipe: { name: report.recipe, file: source.file, text: source.text ?? null }, model: options.model, save, ...(save === 'gguf' ? { ggufType } : {}), protocol: { calibration: protocol }, onlineTransforms, report }, null, 2)}\n`,
   );
   stdout(`${formatReport(report)}\n${saveWarnings.map((w) => `warning: ${w}\n`).join('')}wrote ${options.out} (${save})\n`);
+  return report;
 }
 
 /**
@@ -187,28 +266,27 @@ export async function writeQuantizedModel(job: QuantizeJob, options: QuantizeOpt
  * steps declare it, else after the run and before anything is written.
  */
 export async function quantizeCommand(options: QuantizeOptions, registry: StepRegistry = defaultRegistry, output: CommandOutput = {}): Promise<RecipeReport> {
-  const job = await runQuantizeJob(options, registry, output);
-  await writeQuantizedModel(job, options, output);
-  return job.report;
+  return writeQuantizedModel(await runQuantizeJob(options, registry, output), options, output);
 }
 
-
 /**
- * Registers `bitsmith quantize --model DIR --recipe FILE --calibration FILE --out DIR [--samples 128] [--seq-len 128] [--calibration-seed N]`.
+ * Registers `bitsmith quantize --model DIR (--recipe FILE | --preset NAME) [--calibration FILE] --out DIR [--samples 128]
+ * [--seq-len 128] [--calibration-seed N]`. `--calibration` may be left out for data-free recipes (RTN, HQQ).
  */
 export function registerQuantize(program: Command, registry: StepRegistry = defaultRegistry, output: CommandOutput = {}): void {
   program
     .command('quantize')
     .description('quantize a Hugging Face Llama-family model with a recipe file and write a fake-quant model folder')
     .requiredOption('--model <dir>', 'model folder (config.json, model.safetensors, tokenizer.json)')
-    .requiredOption('--recipe <file>', `recipe file (YAML or JSON); steps: ${Object.keys(registry).join(', ')}`)
-    .requiredOption('--calibration <file>', 'UTF-8 calibration text')
+    .option('--recipe <file>', `recipe file (YAML or JSON); steps: ${Object.keys(registry).join(', ')}`)
+    .option('--preset <name>', `a named setting instead of --recipe: ${Object.values(PRESETS).map((p) => `${p.name} (${p.description})`).join('; ')}`)
+    .option('--calibration <file>', 'UTF-8 calibration text (not needed by data-free recipes: rtn, hqq)')
     .requiredOption('--out <dir>', 'output folder')
     .option('--samples <n>', 'calibration sequences', '128')
     .option('--seq-len <n>', 'tokens per calibration sequence, BOS included', '128')
     .option('--calibration-seed <n>', 'sample the calibration windows at random offsets with this seed (default: consecutive chunks from the start)')
-    .option('--save <format>', `output: ${SAVE_FORMATS.join(', ')} (fake: float32 weights on the grid)`, 'fake')
-    .option('--gguf-type <type>', 'GGUF tensor type for --save gguf (Q4_K, Q6_K, Q8_0, Q4_0, Q4_1, Q5_0, F16, F32)', 'Q4_K')
+    .option('--save <format>', `output: ${SAVE_FORMATS.join(', ')} (default fake: float32 weights on the grid)`)
+    .option('--gguf-type <type>', 'GGUF tensor type for --save gguf (Q4_K, Q4_K_M, Q6_K, Q8_0, Q4_0, Q4_1, Q5_0, F16, F32; default Q4_K)')
     .action(async (options: QuantizeOptions) => {
       try {
         await quantizeCommand(options, registry, output);

@@ -22,9 +22,8 @@ const SKIP = !existsSync(join(MODEL, 'model.safetensors')) && process.env.CI !==
 if (SKIP) console.warn(`[bitsmith] skipping the recipe x --save format test: ${MODEL} not found (in CI it runs)`);
 const RECIPES = join(ROOT, 'examples', 'recipes');
 // By default one recipe per stored kind and exporter corner (grid, asymmetric grid, 3-bit grid for ONNX, float16 zero
-// points, integer zero points, LUT, LUT + sparse outliers, codebook, low-rank around a grid from a quantize step and a
-// compensate step, fused
-// rotation); BITSMITH_ALL_RECIPES=1 runs every file of examples/recipes (about 10 minutes on a busy 2-core machine),
+// points, integer zero points, LUT, LUT + sparse outliers, codebook, low-rank around a grid from a quantize step and
+// from a compensate step, fused rotation); BITSMITH_ALL_RECIPES=1 runs every file of examples/recipes (about 10 minutes on a busy 2-core machine),
 // BITSMITH_RECIPES=<regex> a chosen few.
 const DEFAULT_RECIPES = /^(rtn-w4g32|rtn-asym-w3g32|hqq-w4g32|hqq-int-zero-w4g32|squeezellm-w2|squeezellm-sparse-w3|vq-d2k4|svdquant-r8-w3g32|rtn-w3g32-lorc-r8|rotation-rtn-w4g32)\.yaml$/;
 const chosen = process.env.BITSMITH_ALL_RECIPES === '1' ? /./ : process.env.BITSMITH_RECIPES ? new RegExp(process.env.BITSMITH_RECIPES) : DEFAULT_RECIPES;

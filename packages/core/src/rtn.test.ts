@@ -26,6 +26,13 @@ describe('rtn quantizer', () => {
     expect(relativeError(weight.data, result.layers[0]!.weight.data)).toBeGreaterThan(0);
   });
 
+  it('names the wrong option for plain-JavaScript callers (recipe shorthands included)', () => {
+    expect(() => rtn({ bits: 4, groupSize: 32 } as never)).toThrow(/^bits: rtn has no option 'bits'; it takes format, granularity, scaleEncoding, rangeSearch \(bits is a recipe-file shorthand/);
+    expect(() => rtn({ format: 'int4', groupsize: 32 } as never)).toThrow(/^groupsize: rtn has no option 'groupsize'/);
+    expect(() => rtn({} as never)).toThrow(/^format: rtn needs a format/);
+    expect(() => rtn({ format: 'int4', granularity: { type: 'group', size: 32 } })).not.toThrow();
+  });
+
   it('with range search the error is lower on heavy-tailed weights', async () => {
     const plain = await rtn({ format: 'int3', granularity: { type: 'group', size: 32 } }).run(context);
     const searched = await rtn({ format: 'int3', granularity: { type: 'group', size: 32 }, rangeSearch: true }).run(context);

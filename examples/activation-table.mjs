@@ -33,6 +33,10 @@ const PAIRS = [
   ['w4a4-smoothquant-gptq', 'w4a4-gptq'],
   ['w4a4-rotation-gptq', 'w4a4-gptq'],
   ['w4a4-incoherence-gptq', 'w4a4-gptq'],
+  ['w4a4kv4-rotation-gptq', 'w4a4kv4-gptq'],
+  ['w4a4kv4-smoothquant-gptq', 'w4a4kv4-gptq'],
+  ['kv4-hadamard', 'kv4'],
+  ['kv4-prerope-channel-keys', 'kv4'],
 ];
 
 const backend = await defaultBackend();

@@ -22,9 +22,10 @@ function rebuild(description: Description, layer: string, graph: LlamaGraph, fil
 }
 
 /**
- * Re-installs the run-time input transforms that `bitsmith quantize` recorded in a model folder's
- * `config.json` (`quantization_config.online_transforms`): online Hadamards and activation quantizers, so the
- * quantized model computes what it was calibrated to compute. Returns the number of layers given a transform.
+ * Re-installs the run-time transforms that `bitsmith quantize` recorded in a model folder's `config.json`
+ * (`quantization_config.online_transforms`: online Hadamards and activation quantizers; `quantization_config.kv_cache`:
+ * key/value-cache quantizers), so the quantized model computes what it was calibrated to compute. Returns the number
+ * of layers given an input transform.
  *
  * @example
  * ```ts
@@ -32,7 +33,12 @@ function rebuild(description: Description, layer: string, graph: LlamaGraph, fil
  * ```
  */
 export async function installOnlineTransforms(graph: LlamaGraph, modelDir: string): Promise<number> {
-  let config: { quantization_config?: { online_transforms?: Array<{ layer: string } & Description> } };
+  let config: {
+    quantization_config?: {
+      online_transforms?: Array<{ layer: string } & Description>;
+      kv_cache?: Array<{ block: number; keys?: Description; values?: Description; hadamard?: boolean; pre_rope_keys?: boolean }>;
+    };
+  };
   const file = join(modelDir, 'config.json');
   try {
     config = JSON.parse(await readFile(file, 'utf8'));
@@ -42,6 +48,16 @@ export async function installOnlineTransforms(graph: LlamaGraph, modelDir: strin
   const transforms = config.quantization_config?.online_transforms ?? [];
   for (const { layer, ...description } of transforms) {
     graph.linear(layer).inputTransform = rebuild(description as Description, layer, graph, file);
+  }
+  for (const cache of config.quantization_config?.kv_cache ?? []) {
+    const block = graph.blocks[cache.block];
+    if (!block) throw new UnsupportedFormatError(`${file}: kv_cache names block ${cache.block}, but the model has ${graph.blocks.length}`);
+    block.kvCache = {
+      ...(cache.keys ? { keys: activationQuantizerFromDescription(cache.keys) } : {}),
+      ...(cache.values ? { values: activationQuantizerFromDescription(cache.values) } : {}),
+      ...(cache.hadamard ? { hadamard: true } : {}),
+      ...(cache.pre_rope_keys ? { preRopeKeys: true } : {}),
+    };
   }
   return transforms.length;
 }

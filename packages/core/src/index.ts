@@ -33,3 +33,5 @@ export type { BlockBackward, BlockGradients, DifferentiableModel } from './block
 export { isDifferentiableModel } from './block-gradients.js';
 export type { ActivationGranularity, ActivationObserverKind, ActivationScheme, ActivationScales, ActivationObserverOptions } from './activation-quantization.js';
 export { validateActivationScheme, fakeQuantizeActivations, ActivationObserver, activationQuantizer, activationQuantizerFromDescription, composeInputTransforms, granularityName, activationGroupingAsGranularity } from './activation-quantization.js';
+export type { KvCacheScheme, KvCacheQuantization } from './kv-cache-quantization.js';
+export { validateKvCacheScheme } from './kv-cache-quantization.js';

@@ -59,8 +59,11 @@ export async function causalAttentionGemm(
       // This head's keys and values, contiguous [n, d].
       for (let i = 0; i < n; i++) {
         const o = (start + i) * kvRow + g * d;
-        keys.set(k.subarray(o, o + d), i * d);
-        values.set(v.subarray(o, o + d), i * d);
+        const p = i * d;
+        for (let t = 0; t < d; t++) {
+          keys[p + t] = k[o + t]!;
+          values[p + t] = v[o + t]!;
+        }
       }
       for (let r0 = 0; r0 < n; r0 += chunk) {
         const r1 = Math.min(n, r0 + chunk);
@@ -72,7 +75,8 @@ export async function causalAttentionGemm(
           const h = g * group + a;
           for (let i = 0; i < rows; i++) {
             const o = (start + r0 + i) * qRow + h * d;
-            queries.set(q.subarray(o, o + d), (a * rows + i) * d);
+            const p = (a * rows + i) * d;
+            for (let t = 0; t < d; t++) queries[p + t] = q[o + t]!;
           }
         }
         const m = group * rows;

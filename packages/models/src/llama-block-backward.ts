@@ -3,6 +3,7 @@ import type { Backend } from '@bitsmith/linalg';
 import { causalAttentionGemm } from './attention-gemm.js';
 import { causalAttentionBackwardGemm } from './attention-backward-gemm.js';
 import { rmsNormBackward, ropeBackward, swigluBackward } from './block-backward-ops.js';
+import { cacheAfterAttention, cacheAfterRope, cacheKeysBeforeRope } from './kv-cache.js';
 import type { LinearLayer } from './linear-layer.js';
 import type { LlamaConfig } from './llama-config.js';
 import type { HiddenStates, LlamaBlock } from './llama-graph.js';
@@ -76,7 +77,10 @@ async function linear(layer: LinearLayer, x: Float32Array, rows: number, backend
   return out;
 }
 
-async function forwardTape(config: LlamaConfig, block: LlamaBlock, input: HiddenStates, backend: Backend, options: BlockPassOptions): Promise<BlockTape> {
+async function forwardTape(config: LlamaConfig, block: LlamaBlock, input: HiddenStates, backend: Backend, options: BlockPassOptions, forBackward: boolean): Promise<BlockTape> {
+  if (forBackward && block.kvCache) {
+    throw new UnsupportedFormatError(`${block.name} quantizes its key/value cache; the block backward pass supports a float cache only (quantize the cache after learned weight quantization)`);
+  }
   const hidden = config.hiddenSize;
   const [tokens, columns] = input.states.shape;
   if (columns !== hidden) throw new ShapeMismatchError('hidden states', [tokens, hidden], input.states.shape);
@@ -96,10 +100,14 @@ async function forwardTape(config: LlamaConfig, block: LlamaBlock, input: Hidden
   const q = await linear(qProj, n1, tokens, backend, w);
   const k = await linear(kProj, n1, tokens, backend, w);
   const v = await linear(vProj, n1, tokens, backend, w);
+  const geometry = { numHeads: config.numAttentionHeads, numKvHeads: config.numKeyValueHeads, headDim: config.headDim };
+  await cacheKeysBeforeRope(block.kvCache, k, tokens, geometry);
   applyRope(q, rope, tokens, config.numAttentionHeads, positions);
   applyRope(k, rope, tokens, config.numKeyValueHeads, positions);
+  await cacheAfterRope(block.kvCache, q, k, v, tokens, geometry, backend);
   const shape = { numHeads: config.numAttentionHeads, numKvHeads: config.numKeyValueHeads, headDim: config.headDim, slidingWindow: config.slidingWindow };
   const attended = await causalAttentionGemm(q, k, v, lengths, shape, new Float32Array(tokens * config.numAttentionHeads * config.headDim), backend);
+  await cacheAfterAttention(block.kvCache, attended, tokens, geometry, backend);
   const h = await linear(oProj, attended, tokens, backend, w);
   for (let i = 0; i < h.length; i++) h[i]! += x[i]!;
   const n2 = rmsNorm(h, tokens, hidden, block.postAttentionLayernorm.weight, block.postAttentionLayernorm.eps);
@@ -130,7 +138,7 @@ async function forwardTape(config: LlamaConfig, block: LlamaBlock, input: Hidden
  * ```
  */
 export async function llamaBlockForward(config: LlamaConfig, block: LlamaBlock, input: HiddenStates, backend: Backend, options: BlockPassOptions = {}): Promise<Float32Array> {
-  return (await forwardTape(config, block, input, backend, options)).out;
+  return (await forwardTape(config, block, input, backend, options, false)).out;
 }
 
 /** `dX = dY W` and `dW = dY^T X` (and `db = sum_rows dY`) for `Y = X W^T + b`, on the backend's GEMM. */
@@ -167,7 +175,7 @@ async function linearBackward(
  * reductions over tokens of norms, keys and values accumulate in float64.
  *
  * The loss is the caller's: `seed` receives the block's output and returns `dLoss/dOutput` (same shape).
- * Run-time input transforms (online Hadamards) are refused with `UnsupportedFormatError`.
+ * Run-time input transforms (online Hadamards) and a quantized key/value cache are refused with `UnsupportedFormatError`.
  *
  * @param seed Maps the output `[tokens, hiddenSize]` to the gradient of the loss with respect to it.
  * @param options `weights`: trial weights by layer name (gradients are with respect to these); `rope`: tables.
@@ -186,7 +194,7 @@ export async function llamaBlockBackward(
   seed: (output: Float32Array) => Float32Array | Promise<Float32Array>,
   options: BlockPassOptions = {},
 ): Promise<BlockBackwardResult> {
-  const t = await forwardTape(config, block, input, backend, options);
+  const t = await forwardTape(config, block, input, backend, options, true);
   const dOut = await seed(t.out);
   if (dOut.length !== t.out.length) throw new InvalidArgumentError('seed', `returned ${dOut.length} values for an output of ${t.out.length}`);
   const w = options.weights;

@@ -21,6 +21,12 @@ function blockView(graph: LlamaGraph, block: LlamaBlock): BlockView {
     norms: [block.inputLayernorm, block.postAttentionLayernorm],
     inputGroups,
     attention: { numHeads: c.numAttentionHeads, numKeyValueHeads: c.numKeyValueHeads, headDim: c.headDim },
+    get kvCache() {
+      return block.kvCache;
+    },
+    set kvCache(value) {
+      block.kvCache = value;
+    },
   };
 }
 

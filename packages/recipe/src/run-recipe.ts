@@ -22,7 +22,7 @@ import {
 } from '@bitsmith/core';
 import { defaultBackend, type Backend } from '@bitsmith/linalg';
 import type { LayerReport, Recipe, RecipeProgressEvent, RecipeReport, RecipeStage, StepReport } from './recipe-types.js';
-import { installInputActivationQuantizers } from './activation-calibration.js';
+import { installInputActivationQuantizers, installKvCacheQuantizers, resolveKvCacheScheme } from './activation-calibration.js';
 import { checkSelectors, isSelected } from './selector.js';
 import { StatisticsCollector } from './statistics-collector.js';
 
@@ -56,7 +56,9 @@ export function toRecipe(recipe: Recipe | readonly Quantizer[]): Recipe {
 }
 
 function validate(recipe: Recipe): void {
-  if (recipe.stages.length === 0) throw new InvalidArgumentError('recipe.stages', 'a recipe needs at least one step');
+  if (recipe.stages.length === 0 && !recipe.inputActivations && !recipe.kvCache) {
+    throw new InvalidArgumentError('recipe.stages', 'a recipe needs at least one step (or inputActivations / kvCache alone)');
+  }
   let sawLayerStep = false;
   recipe.stages.forEach((stage, i) => {
     if (!stage.step || typeof stage.step.run !== 'function') throw new InvalidArgumentError(`recipe.stages[${i}].step`, 'expected a Quantizer (an object with id, kind, requires and run)');
@@ -128,6 +130,12 @@ export async function runRecipe(
   const recipe = toRecipe(recipeIn);
   validate(recipe);
   if (calibration.length === 0) throw new InvalidArgumentError('calibration', 'needs at least one token sequence');
+  if (recipe.kvCache) {
+    // Check the cache scheme against the attention geometry before any work.
+    const geometry = model.blocks[0]?.attention;
+    if (!geometry) throw new InvalidArgumentError('kvCache', `this ${model.architecture} model has no attention key/value cache to quantize`);
+    resolveKvCacheScheme(recipe.kvCache, geometry.headDim);
+  }
   const backend = options.backend ?? (await defaultBackend());
   const { signal, onProgress } = options;
   const check = () => {
@@ -272,6 +280,7 @@ export async function runRecipe(
       const selected = block.linears.filter((l) => isSelected(l.name, recipe.targets, recipe.ignore));
       await installInputActivationQuantizers(model, block, blockInput, recipe.inputActivations, selected);
     }
+    if (recipe.kvCache) await installKvCacheQuantizers(model, block, blockInput, recipe.kvCache);
     // Propagate with the final weights (and activation quantizers), measuring each quantized layer's output error on its actual inputs.
     hidden = await model.runBlock(block.index, blockInput, async (name, input) => {
       const track = tracks.get(name);

@@ -6,7 +6,7 @@ import cliProgress from 'cli-progress';
 import { defaultBackend, disposeDefaultBackend } from '@bitsmith/linalg';
 import type { StoredForm, StoredKind } from '@bitsmith/core';
 import { exportableGrids, refuseDeclaredKinds, saveCompressedTensors, saveGgufModel, saveGptq, saveOnnxModel, type GgufModelType } from '@bitsmith/formats';
-import { llamaQuantizableModel, loadLlamaModel, readTextFile, writeSafetensors, type LlamaModel } from '@bitsmith/models';
+import { llamaQuantizableModel, loadLlamaModel, readTextFile, writeSafetensors, type LlamaGraph, type LlamaModel } from '@bitsmith/models';
 import { parseRecipe, RecipeFileError, runRecipe, type Recipe, type RecipeProgressEvent, type RecipeReport, type StepRegistry } from '@bitsmith/recipe';
 import { calibrationSequences } from '../calibration-data.js';
 import { OptionError, outputSinks, parseIntegerOption, type CommandOutput } from '../command-output.js';
@@ -118,6 +118,19 @@ function progressReporter(interactive: boolean, write: (text: string) => void) {
   };
 }
 
+/** The key/value-cache quantization of every block that has one, as recorded in config.json (see installOnlineTransforms). */
+function kvCacheRecords(graph: LlamaGraph): Record<string, unknown>[] {
+  return graph.blocks
+    .filter((b) => b.kvCache)
+    .map((b) => ({
+      block: b.index,
+      ...(b.kvCache!.keys ? { keys: b.kvCache!.keys.describe() } : {}),
+      ...(b.kvCache!.values ? { values: b.kvCache!.values.describe() } : {}),
+      hadamard: b.kvCache!.hadamard ?? false,
+      pre_rope_keys: b.kvCache!.preRopeKeys ?? false,
+    }));
+}
+
 /** The result of {@link runQuantizeJob}: the quantized model graph, the stored form of every quantized layer and the report. */
 export interface QuantizeJob {
   readonly source: Awaited<ReturnType<typeof recipeSource>>;
@@ -200,6 +213,10 @@ export async function writeQuantizedModel(job: QuantizeJob, options: QuantizeOpt
     .linearLayers()
     .filter((l) => l.inputTransform)
     .map((l) => ({ layer: l.name, ...l.inputTransform!.describe() }));
+  const kvCaches = kvCacheRecords(loaded.graph);
+  if (save !== 'fake' && kvCaches.length > 0) {
+    throw new OptionError('--save', `${save} cannot express a quantized key/value cache (the recipe's kvCache); use --save fake`);
+  }
   if (save !== 'fake' && onlineTransforms.length > 0) {
     throw new OptionError('--save', `${save} cannot express run-time input transforms (${onlineTransforms.length} layers have one, e.g. ${onlineTransforms[0]!.layer}); use --save fake or a recipe whose rotations fuse into the weights`);
   }
@@ -220,6 +237,7 @@ export async function writeQuantizedModel(job: QuantizeJob, options: QuantizeOpt
       recipe: report.recipe,
       average_bits_per_weight: report.averageBitsPerWeight,
       online_transforms: onlineTransforms,
+      ...(kvCaches.length > 0 ? { kv_cache: kvCaches } : {}),
       ...(onlineTransforms.length > 0
         ? { online_transforms_note: 'each listed layer multiplies its input by the described transform before its weight (x -> x H); runtimes that ignore this produce wrong outputs; bitsmith eval applies them' }
         : {}),

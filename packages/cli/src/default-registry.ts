@@ -55,16 +55,17 @@ export const defaultRegistry: StepRegistry = {
     create: ({ rangeSearch, ...rest }) => rtn({ ...resolveQuantization(rest), ...withoutUndefined({ rangeSearch }) }),
   }),
   gptq: defineStep({
-    description: 'GPTQ (@bitsmith/solvers): bits|format, groupSize|granularity, dampening, blockSize, actOrder, staticGroups, rangeSearch',
+    description: 'GPTQ (@bitsmith/solvers): bits|format, groupSize|granularity, dampening, maxDampening, blockSize, actOrder, staticGroups, rangeSearch',
     options: quantizationOptions.extend({
       dampening: z.number().positive().optional(),
+      maxDampening: z.number().positive().optional(),
       blockSize: z.number().int().positive().optional(),
       actOrder: z.boolean().optional(),
       staticGroups: z.boolean().optional(),
       rangeSearch: z.union([z.boolean(), z.strictObject({ steps: z.number().int().positive().optional(), minShrink: z.number().gt(0).max(1).optional(), norm: z.number().positive().optional() })]).optional(),
     }),
-    create: ({ dampening, blockSize, actOrder, staticGroups, rangeSearch, ...rest }) =>
-      gptq({ ...resolveQuantization(rest), ...withoutUndefined({ dampening, blockSize, actOrder, staticGroups, rangeSearch }) }),
+    create: ({ dampening, maxDampening, blockSize, actOrder, staticGroups, rangeSearch, ...rest }) =>
+      gptq({ ...resolveQuantization(rest), ...withoutUndefined({ dampening, maxDampening, blockSize, actOrder, staticGroups, rangeSearch }) }),
   }),
   autoround: defineStep({
     description:
@@ -95,14 +96,15 @@ export const defaultRegistry: StepRegistry = {
       learnableWeightClipping({ ...resolveQuantization(rest), ...withoutUndefined({ iterations, learningRate, batchSize, seed }) }),
   }),
   awq: defineStep({
-    description: 'AWQ scale and clip search (@bitsmith/smoothing), folded into the model; follow with rtn or gptq of the same format',
+    description: 'AWQ scale and clip search (@bitsmith/smoothing), folded into the model: bits|format, groupSize|granularity, grid, duoScaling, clipSearch, clipSkip, maxTokens; follow with rtn or gptq of the same format',
     options: quantizationOptions.extend({
       grid: z.number().int().positive().optional(),
       duoScaling: z.boolean().optional(),
       clipSearch: z.union([z.boolean(), z.strictObject({ steps: z.number().int().positive().optional(), minShrink: z.number().gt(0).max(1).optional(), maxTokens: z.number().int().positive().optional() })]).optional(),
+      clipSkip: z.array(z.string().min(1)).optional(),
       maxTokens: z.number().int().positive().optional(),
     }),
-    create: ({ grid, duoScaling, clipSearch, maxTokens, ...rest }) => awq({ ...resolveQuantization(rest), ...withoutUndefined({ grid, duoScaling, clipSearch, maxTokens }) }),
+    create: ({ grid, duoScaling, clipSearch, clipSkip, maxTokens, ...rest }) => awq({ ...resolveQuantization(rest), ...withoutUndefined({ grid, duoScaling, clipSearch, clipSkip, maxTokens }) }),
   }),
   smoothquant: defineStep({
     description: 'SmoothQuant (@bitsmith/smoothing): alpha (default 0.5)',

@@ -1,9 +1,19 @@
-import { AbortError, InvalidArgumentError, ShapeMismatchError, type Matrix, type StepWarning } from '@bitsmith/core';
+import {
+  AbortError,
+  InvalidArgumentError,
+  ShapeMismatchError,
+  csrFromPositions,
+  decodeStored,
+  storedBitsPerWeight,
+  type CsrMatrix,
+  type LutQuantizedTensor,
+  type Matrix,
+  type StepWarning,
+  type StoredForm,
+} from '@bitsmith/core';
 import { defaultBackend, type Backend } from '@bitsmith/linalg';
-import { csrFromPositions } from './csr-matrix.js';
 import { errorFeedbackQuantize } from './error-feedback.js';
 import { roundToFloat16 } from './float16.js';
-import { dequantizeLut, lutBitsPerWeight, type LutQuantizedTensor } from './lut-quantized-tensor.js';
 import { weightedKMeans } from './weighted-kmeans.js';
 
 /** Options of {@link squeezeLlmQuantizeLayer}. */
@@ -38,8 +48,13 @@ export interface SqueezeLlmLayerOptions {
 
 /** Result of {@link squeezeLlmQuantizeLayer}. */
 export interface SqueezeLlmLayerResult {
+  /** The dense part: per-row tables and codes. */
   readonly quantized: LutQuantizedTensor;
-  /** The dequantized weight (outliers included). */
+  /** The outliers kept in float32 (dense-and-sparse), when `outlierFraction` > 0. */
+  readonly sparse?: CsrMatrix;
+  /** The layer as stored: `lut`, or `sparse-outliers` around it. */
+  readonly stored: StoredForm;
+  /** The dequantized weight (outliers included), `decodeStored(stored)`. */
   readonly weight: Matrix;
   readonly bitsPerWeight: number;
   /** Flat row-major positions of the outliers, ascending. */
@@ -151,12 +166,14 @@ export async function squeezeLlmQuantizeLayer(weight: Matrix, options: SqueezeLl
       },
     });
     warnings.push(...fed.warnings);
-    const sparse = outlierCount > 0 ? csrFromPositions(fed.weight, outliers) : undefined;
-    const quantized: LutQuantizedTensor = { shape: [rows, columns], bits, codes, lut, ...(sparse ? { sparse } : {}) };
-    return { quantized, weight: dequantizeLut(quantized), bitsPerWeight: lutBitsPerWeight(quantized), outliers, warnings };
+    return lutResult({ shape: [rows, columns], bits, codes, lut }, outlierCount > 0 ? csrFromPositions(fed.weight, outliers) : undefined, outliers, warnings);
   }
   for (let p = 0; p < total; p++) codes[p] = nearestInRow(lut, Math.floor(p / columns) * levels, levels, data[p]!);
-  const sparse = outlierCount > 0 ? csrFromPositions(weight, outliers) : undefined;
-  const quantized: LutQuantizedTensor = { shape: [rows, columns], bits, codes, lut, ...(sparse ? { sparse } : {}) };
-  return { quantized, weight: dequantizeLut(quantized), bitsPerWeight: lutBitsPerWeight(quantized), outliers, warnings };
+  return lutResult({ shape: [rows, columns], bits, codes, lut }, outlierCount > 0 ? csrFromPositions(weight, outliers) : undefined, outliers, warnings);
+}
+
+function lutResult(quantized: LutQuantizedTensor, sparse: CsrMatrix | undefined, outliers: Int32Array, warnings: StepWarning[]): SqueezeLlmLayerResult {
+  const lut: StoredForm = { kind: 'lut', tensor: quantized };
+  const stored: StoredForm = sparse ? { kind: 'sparse-outliers', base: lut, sparse } : lut;
+  return { quantized, ...(sparse ? { sparse } : {}), stored, weight: decodeStored(stored), bitsPerWeight: storedBitsPerWeight(stored), outliers, warnings };
 }

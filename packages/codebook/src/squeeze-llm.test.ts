@@ -1,8 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { AbortError, dequantize, parseFormat, quantize, relativeError } from '@bitsmith/core';
+import { AbortError, csrStorageBits, decodeStored, dequantize, dequantizeLut, parseFormat, quantize, relativeError, storedBitsPerWeight } from '@bitsmith/core';
 import { createJsBackend } from '@bitsmith/linalg';
-import { csrStorageBits } from './csr-matrix.js';
-import { dequantizeLut, lutBitsPerWeight } from './lut-quantized-tensor.js';
 import { squeezeLlm } from './squeeze-llm.js';
 import { squeezeLlmQuantizeLayer } from './squeeze-llm-quantize-layer.js';
 import { correlatedHessian, naiveObjective, randomWeight } from './codebook.test-support.js';
@@ -39,14 +37,16 @@ describe('squeezeLlmQuantizeLayer', () => {
       .slice(0, count)
       .sort((a, b) => a - b);
     expect(Array.from(result.outliers)).toEqual(expected);
-    const sparse = result.quantized.sparse!;
+    const sparse = result.sparse!;
+    expect(result.stored.kind).toBe('sparse-outliers');
+    expect(Array.from(decodeStored(result.stored).data)).toEqual(Array.from(result.weight.data));
     expect(sparse.values.length).toBe(count);
     for (const p of expected) expect(result.weight.data[p]).toBe(w.data[p]);
     const positions: number[] = [];
     for (let r = 0; r < 16; r++) for (let i = sparse.rowPointers[r]!; i < sparse.rowPointers[r + 1]!; i++) positions.push(r * 64 + sparse.columnIndices[i]!);
     expect(positions).toEqual(expected);
     expect(csrStorageBits(sparse)).toBe(count * 48 + 17 * 32);
-    expect(lutBitsPerWeight(result.quantized)).toBeCloseTo(3 + (8 * 16) / 64 + (count * 48 + 17 * 32) / (16 * 64), 10);
+    expect(storedBitsPerWeight(result.stored)).toBeCloseTo(3 + (8 * 16) / 64 + (count * 48 + 17 * 32) / (16 * 64), 10);
     // Removing the outliers from the clustering lowers the error of the rest.
     const plain = await squeezeLlmQuantizeLayer(w, { bits: 3 });
     expect(relativeError(w.data, result.weight.data)).toBeLessThan(relativeError(w.data, plain.weight.data));

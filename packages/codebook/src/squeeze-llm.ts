@@ -49,6 +49,7 @@ export function squeezeLlm(options: SqueezeLlmOptions): Quantizer {
   return {
     id: 'squeezellm',
     kind: 'quantize',
+    stores: (options.outlierFraction ?? 0) > 0 ? ['sparse-outliers'] : ['lut'],
     requires,
     async run(context) {
       const layers: LayerState[] = [];
@@ -81,8 +82,7 @@ export function squeezeLlm(options: SqueezeLlmOptions): Quantizer {
           ...(context.signal ? { signal: context.signal } : {}),
         });
         for (const w of result.warnings) warnings.push({ ...w, layer: layer.name });
-        const { quantized: _drop, ...rest } = layer;
-        layers.push({ ...rest, weight: result.weight, bitsPerWeight: result.bitsPerWeight });
+        layers.push({ ...layer, weight: result.weight, stored: result.stored, bitsPerWeight: result.bitsPerWeight });
         context.progress?.(index + 1, context.layers.length, layer.name);
       }
       return { layers, warnings };

@@ -1,8 +1,7 @@
-import { AbortError, InvalidArgumentError, ShapeMismatchError, type Matrix, type StepWarning } from '@bitsmith/core';
+import { AbortError, InvalidArgumentError, ShapeMismatchError, dequantizeVq, vqBitsPerWeight, type Matrix, type StepWarning, type VqQuantizedTensor, type VqStage } from '@bitsmith/core';
 import { defaultBackend, type Backend } from '@bitsmith/linalg';
 import { errorFeedbackQuantize } from './error-feedback.js';
 import { roundToFloat16 } from './float16.js';
-import { dequantizeVq, vqBitsPerWeight, type VqQuantizedTensor, type VqStage } from './vq-quantized-tensor.js';
 import { weightedKMeans } from './weighted-kmeans.js';
 
 /** Options of {@link vectorQuantizeLayer}. */

@@ -1,7 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { AbortError, parseFormat, relativeError } from '@bitsmith/core';
+import { AbortError, dequantizeVq, parseFormat, relativeError, vqBitsPerWeight } from '@bitsmith/core';
 import { createJsBackend } from '@bitsmith/linalg';
-import { dequantizeVq, vqBitsPerWeight } from './vq-quantized-tensor.js';
 import { vectorQuantize } from './vector-quantize.js';
 import { vectorQuantizeLayer } from './vector-quantize-layer.js';
 import { correlatedHessian, naiveObjective, randomWeight } from './codebook.test-support.js';

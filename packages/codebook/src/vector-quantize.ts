@@ -47,6 +47,7 @@ export function vectorQuantize(options: VectorQuantizeOptions): Quantizer {
   return {
     id: 'vq',
     kind: 'quantize',
+    stores: ['codebook'],
     requires: [{ kind: 'hessian' }],
     async run(context) {
       const layers: LayerState[] = [];
@@ -64,8 +65,7 @@ export function vectorQuantize(options: VectorQuantizeOptions): Quantizer {
           ...(context.signal ? { signal: context.signal } : {}),
         });
         for (const w of result.warnings) warnings.push({ ...w, layer: layer.name });
-        const { quantized: _drop, ...kept } = layer;
-        layers.push({ ...kept, weight: result.weight, bitsPerWeight: result.bitsPerWeight });
+        layers.push({ ...layer, weight: result.weight, stored: { kind: 'codebook', tensor: result.quantized }, bitsPerWeight: result.bitsPerWeight });
         context.progress?.(index + 1, context.layers.length, layer.name);
       }
       return { layers, warnings };

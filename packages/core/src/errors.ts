@@ -104,3 +104,53 @@ export class AbortError extends BitsmithError {
     return hasCode(error, 'aborted');
   }
 }
+
+/**
+ * A step returned a stored form that does not decode to the weight it returned (or no stored form where one is
+ * required). Names the step and the layer.
+ */
+export class StoredFormMismatchError extends BitsmithError {
+  /** Id of the step that returned the layer. */
+  readonly step: string;
+  /** Full name of the layer. */
+  readonly layer: string;
+  constructor(step: string, layer: string, detail: string) {
+    super('stored-form-mismatch', `step '${step}', layer '${layer}': ${detail}`);
+    this.name = 'StoredFormMismatchError';
+    this.step = step;
+    this.layer = layer;
+  }
+  /** True when `error` is a {@link StoredFormMismatchError}. */
+  static override isInstance(error: unknown): error is StoredFormMismatchError {
+    return hasCode(error, 'stored-form-mismatch');
+  }
+}
+
+/**
+ * An exporter was given a stored form it cannot write (a vector codebook for a grid-only format, a low-rank branch a
+ * format has no place for, float zero points where a format stores integers, ...). Thrown before any work; names the
+ * exporter, the kind and the layer (or, when refused from a recipe before running it, the step that would produce it).
+ */
+export class StoredFormRefusedError extends BitsmithError {
+  /** The exporter, for example `onnx`. */
+  readonly exporter: string;
+  /** The refused stored kind, for example `codebook` or `low-rank(grid)`. */
+  readonly kind: string;
+  /** The first refused layer, when known. */
+  readonly layer?: string;
+  /** The step that produces the refused kind, when refused from a recipe. */
+  readonly step?: string;
+  constructor(exporter: string, where: { readonly layer?: string; readonly step?: string }, kind: string, reason: string) {
+    const subject = where.layer !== undefined ? `layer '${where.layer}'` : `the layers of step '${where.step ?? '?'}'`;
+    super('stored-form-refused', `${exporter} cannot write ${subject} stored as ${kind}: ${reason}`);
+    this.name = 'StoredFormRefusedError';
+    this.exporter = exporter;
+    this.kind = kind;
+    if (where.layer !== undefined) this.layer = where.layer;
+    if (where.step !== undefined) this.step = where.step;
+  }
+  /** True when `error` is a {@link StoredFormRefusedError}. */
+  static override isInstance(error: unknown): error is StoredFormRefusedError {
+    return hasCode(error, 'stored-form-refused');
+  }
+}

@@ -26,7 +26,8 @@ export function relativeError(reference: ArrayLike<number>, approximation: Array
 
 /**
  * Storage cost of a quantized tensor in bits per weight, counting packed codes, scales in their storage encoding,
- * zero points (packed at the code width) and a float32 tensor scale.
+ * zero points (packed at the code width, or 16 bits each when `zeroPointEncoding` is `float16`) and a float32 tensor
+ * scale.
  *
  * @example
  * ```ts
@@ -37,7 +38,7 @@ export function bitsPerWeight(q: QuantizedTensor): number {
   const elements = q.shape[0] * q.shape[1];
   const codec = elementCodec(q.format);
   let bits = elements * codec.bits + q.scales.length * scaleEncodingBits(q.scaleEncoding);
-  if (q.zeroPoints) bits += q.zeroPoints.length * codec.bits;
+  if (q.zeroPoints) bits += q.zeroPoints.length * (q.zeroPointEncoding === 'float16' ? 16 : codec.bits);
   if (q.tensorScale !== undefined) bits += 32;
   return bits / elements;
 }

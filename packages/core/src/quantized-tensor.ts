@@ -21,8 +21,13 @@ export interface QuantizedTensor {
   readonly scales: Float32Array;
   /** Scale storage encoding used when counting bits and exporting. */
   readonly scaleEncoding: ScaleEncoding;
-  /** Zero points per group for asymmetric integer formats (integer-valued). */
+  /** Zero points per group for asymmetric integer formats (integer-valued unless `zeroPointEncoding` is `float16`). */
   readonly zeroPoints?: Float32Array;
+  /**
+   * How zero points are stored: `code` (default: integers packed at the code width, as GPTQ and compressed-tensors
+   * store them) or `float16` (real-valued, HQQ's default). Exporters of integer zero points refuse `float16`.
+   */
+  readonly zeroPointEncoding?: 'code' | 'float16';
   /** Second-level float32 scale (NVFP4). */
   readonly tensorScale?: number;
   /**

@@ -3,6 +3,7 @@ import type { BlockView, ModelView } from './model-view.js';
 import type { Granularity } from './granularity.js';
 import type { FormatSpec } from './number-format.js';
 import type { QuantizedTensor } from './quantized-tensor.js';
+import type { StoredForm, StoredKind } from './stored-form.js';
 import type { Matrix } from './tensor.js';
 
 /** What kind of work a step does; the runner orders steps transform → allocate → quantize → compensate within a block. */
@@ -44,12 +45,22 @@ export interface LayerAssignment {
 export interface LayerState {
   /** Full name, for example `model.layers.0.mlp.down_proj`. */
   readonly name: string;
-  /** Current weight `[outFeatures, inFeatures]`: float, or the dequantized weight after a quantize step. */
+  /** Current weight `[outFeatures, inFeatures]`: float, or `decodeStored(stored)` after a quantize step. */
   readonly weight: Matrix;
   readonly bias?: Float32Array;
-  /** Set by a quantize step. */
+  /**
+   * What the layer is as a file would hold it (grid, LUT, codebook, low-rank, sparse outliers, float). Every quantize
+   * and compensate step returns one; the runner checks that `decodeStored(stored)` equals `weight` to float32 rounding
+   * after every step and throws `StoredFormMismatchError` naming the step and layer otherwise. The runner hands the
+   * current stored form to later steps (a compensate step wraps it in a `low-rank` form).
+   */
+  readonly stored?: StoredForm;
+  /**
+   * @deprecated Return `stored: { kind: 'grid', tensor }` instead. Still read by the runner (as a grid stored form)
+   * when a step returns no `stored`, for steps written against the first contract.
+   */
   readonly quantized?: QuantizedTensor;
-  /** Bits per weight of the stored form, when quantized (codes, scales, side tensors). */
+  /** Bits per weight of the stored form (codes, scales, side tensors). The runner takes `storedBitsPerWeight(stored)` when `stored` is set. */
   readonly bitsPerWeight?: number;
   /** Set by an allocate step; the runner hands it to every later step of the block. */
   readonly assignment?: LayerAssignment;
@@ -118,6 +129,11 @@ export interface Quantizer {
    * `model`: runs once on `context.model` before calibration starts (whole-model rotations); `layers` is empty.
    */
   readonly scope?: 'layer' | 'model';
+  /**
+   * The stored kinds this step can return (for example `['grid']`, `['lut', 'sparse-outliers']`, `['low-rank']`), so
+   * that an exporter can refuse a recipe before it runs. Absent: unknown until the step has run.
+   */
+  readonly stores?: readonly StoredKind[];
   /** Runs the step. Never mutates its input. */
   run(context: StepContext): Promise<StepResult>;
 }

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { AbortError } from './errors.js';
 import { relativeError } from './metrics.js';
 import { rtn } from './rtn.js';
+import { decodeStored } from './stored-form.js';
 import { matrix } from './tensor.js';
 import { heavyTailed } from './test-helpers.test-util.js';
 
@@ -18,9 +19,18 @@ describe('rtn quantizer', () => {
     const result = await step.run(context);
     expect(result.layers.map((l) => l.name)).toEqual(['a', 'b']);
     expect(result.layers[0]!.bitsPerWeight).toBe(4 + 16 / 32);
-    expect(result.layers[0]!.quantized).toBeDefined();
+    const stored = result.layers[0]!.stored!;
+    expect(stored.kind).toBe('grid');
+    expect(Array.from(decodeStored(stored).data)).toEqual(Array.from(result.layers[0]!.weight.data));
     expect(Array.from(weight.data)).toEqual(Array.from(before));
     expect(relativeError(weight.data, result.layers[0]!.weight.data)).toBeGreaterThan(0);
+  });
+
+  it('names the wrong option for plain-JavaScript callers (recipe shorthands included)', () => {
+    expect(() => rtn({ bits: 4, groupSize: 32 } as never)).toThrow(/^bits: rtn has no option 'bits'; it takes format, granularity, scaleEncoding, rangeSearch \(bits is a recipe-file shorthand/);
+    expect(() => rtn({ format: 'int4', groupsize: 32 } as never)).toThrow(/^groupsize: rtn has no option 'groupsize'/);
+    expect(() => rtn({} as never)).toThrow(/^format: rtn needs a format/);
+    expect(() => rtn({ format: 'int4', granularity: { type: 'group', size: 32 } })).not.toThrow();
   });
 
   it('with range search the error is lower on heavy-tailed weights', async () => {

@@ -1,4 +1,4 @@
-import { AbortError } from './errors.js';
+import { AbortError, InvalidArgumentError } from './errors.js';
 import type { Granularity } from './granularity.js';
 import { bitsPerWeight } from './metrics.js';
 import type { FormatSpec } from './number-format.js';
@@ -23,6 +23,22 @@ export interface RtnOptions {
   rangeSearch?: boolean | (Pick<RangeSearchOptions, 'steps' | 'minShrink' | 'norm'> & { activationWeighted?: boolean });
 }
 
+const RTN_OPTIONS = ['format', 'granularity', 'scaleEncoding', 'rangeSearch'];
+
+/** Plain-JavaScript callers get the option that is wrong named, as recipe files do (the recipe shorthands included). */
+function checkRtnOptions(options: RtnOptions): void {
+  if (options === null || typeof options !== 'object') throw new InvalidArgumentError('options', `expected an object with ${RTN_OPTIONS.join(', ')}; got ${String(options)}`);
+  for (const key of Object.keys(options)) {
+    if (RTN_OPTIONS.includes(key)) continue;
+    const hint =
+      key === 'bits' || key === 'groupSize' || key === 'symmetric'
+        ? ` (${key} is a recipe-file shorthand; in code write format: 'int4' and granularity: { type: 'group', size: 32 })`
+        : '';
+    throw new InvalidArgumentError(key, `rtn has no option '${key}'; it takes ${RTN_OPTIONS.join(', ')}${hint}`);
+  }
+  if (options.format === undefined) throw new InvalidArgumentError('format', "rtn needs a format: a name such as 'int4' or 'nf4', or a FormatSpec");
+}
+
 /**
  * Round-to-nearest as a quantize step: the baseline every other method is measured against. A layer that carries
  * an `assignment` (from an allocate step's bit plan) is quantized with the assigned format and granularity.
@@ -33,6 +49,7 @@ export interface RtnOptions {
  * ```
  */
 export function rtn(options: RtnOptions): Quantizer {
+  checkRtnOptions(options);
   const format = typeof options.format === 'string' ? parseFormat(options.format) : options.format;
   const search = options.rangeSearch === true ? {} : options.rangeSearch || undefined;
   const requires: StatisticRequest[] = search?.activationWeighted ? [{ kind: 'input-absmean' }] : [];
@@ -44,6 +61,7 @@ export function rtn(options: RtnOptions): Quantizer {
   return {
     id: 'rtn',
     kind: 'quantize',
+    stores: ['grid'],
     requires,
     async run(context) {
       const layers: LayerState[] = [];
@@ -60,7 +78,7 @@ export function rtn(options: RtnOptions): Quantizer {
           clip = rangeSearch(layer.weight, { ...settings, ...search, ...(importance ? { importance } : {}) });
         }
         const quantized = quantize(layer.weight, clip ? { ...settings, clip } : settings);
-        layers.push({ ...layer, weight: dequantize(quantized), quantized, bitsPerWeight: bitsPerWeight(quantized) });
+        layers.push({ ...layer, weight: dequantize(quantized), stored: { kind: 'grid', tensor: quantized }, bitsPerWeight: bitsPerWeight(quantized) });
         context.progress?.(i + 1, context.layers.length, layer.name);
       }
       return { layers, warnings: [] };

@@ -5,6 +5,7 @@ export function requireIntFormat(q: QuantizedTensor, target: string): { type: 'i
   if (q.format.type !== 'int') throw new UnsupportedFormatError(`${target} holds uniform integer formats only, not ${q.format.type}`);
   if (q.tensorScale !== undefined) throw new UnsupportedFormatError(`${target} has no place for a second-level tensor scale`);
   if (!q.format.symmetric && !q.zeroPoints) throw new InvalidArgumentError('zeroPoints', 'an asymmetric tensor needs zero points');
+  if (q.zeroPointEncoding === 'float16') throw new UnsupportedFormatError(`${target} stores integer zero points; this tensor has float16 zero points (HQQ's default: use zeroPoint: 'integer')`);
   return q.format;
 }
 

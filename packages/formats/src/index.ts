@@ -52,3 +52,7 @@ export type { GgufTokenizerMetadata } from './gguf-llama-tokenizer.js';
 export { ggufTokenizerMetadata } from './gguf-llama-tokenizer.js';
 export type { GgufLlamaConfig, GgufLlamaSource, GgufModelType, SaveGgufOptions, SaveGgufResult } from './gguf-llama-export.js';
 export { permuteForGgmlRope, ggufLlamaTensorName, ggufLlamaMetadata, ggufTensorType, saveGgufModel } from './gguf-llama-export.js';
+
+// Stored forms: which kinds each model exporter writes
+export type { ModelExporter } from './stored-form-export.js';
+export { EXPORTER_STORED_KINDS, refuseDeclaredKinds, exportableGrids } from './stored-form-export.js';

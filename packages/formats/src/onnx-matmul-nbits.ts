@@ -116,6 +116,7 @@ export function checkMatMulNBits(q: QuantizedTensor, name = 'tensor'): void {
   if (q.codes.length !== q.shape[0] * q.shape[1]) throw new ShapeMismatchError(`${name}.codes`, [q.shape[0] * q.shape[1]], [q.codes.length]);
   matMulNBitsBlockSize(q);
   if (!f.symmetric && !q.zeroPoints) throw new InvalidArgumentError(name, 'an asymmetric int tensor needs zero points');
+  if (q.zeroPointEncoding === 'float16') throw new UnsupportedFormatError(`${name}: MatMulNBits stores integer zero points; this tensor has float16 zero points (HQQ's default: use zeroPoint: 'integer')`);
 }
 
 /** Writes `bits`-bit value `v` at element `index` of a little-endian, least-significant-first bit stream. */

@@ -1,4 +1,4 @@
-import { AbortError, InvalidArgumentError, type LayerState, type Quantizer, type StatisticRequest, type StepContext, type StepWarning } from '@bitsmith/core';
+import { AbortError, InvalidArgumentError, storedBitsPerWeight, type LayerState, type Quantizer, type StatisticRequest, type StepContext, type StepWarning, type StoredForm } from '@bitsmith/core';
 import type { Backend } from '@bitsmith/linalg';
 import { lowRankApproximation, quantizationError } from './compensate-error.js';
 import type { ErrorWhitening } from './error-whitening.js';
@@ -19,8 +19,8 @@ export interface CompensationOptions {
 /**
  * Builds a compensate step: for each layer, `E = reference - weight` (the runner's `LayerState.reference` is the float
  * weight entering the first quantize step, `weight` the dequantized `Q(W)`), rank-`r` factors of `E` in the basis that
- * `whitening` chooses, and the dense fake-quant weight `Q(W) + A B`. The layer's `bitsPerWeight` grows by the factors'
- * bits over its weight count. A layer without `reference` (no quantize step ran on it) is passed through with a warning.
+ * `whitening` chooses, and the dense fake-quant weight `Q(W) + A B`. The layer's stored form becomes `low-rank` around
+ * the one it had, and its `bitsPerWeight` grows by the factors' bits over its weight count. A layer without `reference` (no quantize step ran on it) is passed through with a warning.
  * Internal helper of {@link lorc}, {@link lqer} and {@link eora}.
  */
 export function compensationStep(
@@ -33,6 +33,7 @@ export function compensationStep(
   return {
     id,
     kind: 'compensate',
+    stores: ['low-rank'],
     requires,
     async run(context) {
       const layers: LayerState[] = [];
@@ -52,8 +53,11 @@ export function compensationStep(
           ...(options.svd ? { svd: options.svd } : {}),
           ...(options.backend ? { backend: options.backend } : {}),
         });
-        const base = layer.bitsPerWeight ?? 16;
-        layers.push({ ...layer, weight: addLowRank(layer.weight, factors.a, factors.b), bitsPerWeight: base + factors.bits / (rows * columns) });
+        // The layer's stored form (what the quantize step returned) gains the factors; a layer the runner handed no
+        // stored form is float32 underneath.
+        const base: StoredForm = layer.stored ?? { kind: 'float', weight: layer.weight, storage: 'float32' };
+        const stored: StoredForm = { kind: 'low-rank', base, a: factors.a, b: factors.b, factorBits: factors.bits };
+        layers.push({ ...layer, weight: addLowRank(layer.weight, factors.a, factors.b), stored, bitsPerWeight: storedBitsPerWeight(stored) });
         context.progress?.(index + 1, context.layers.length, layer.name);
       }
       return { layers, warnings };

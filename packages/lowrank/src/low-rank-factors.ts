@@ -1,4 +1,4 @@
-import { bitsPerWeight, dequantize, quantize, type Matrix } from '@bitsmith/core';
+import { addLowRankProduct, bitsPerWeight, dequantize, quantize, type Matrix } from '@bitsmith/core';
 
 /** A low-rank correction `A B` of a `[out, in]` weight: `a` is `[out, rank]`, `b` is `[rank, in]`, float32. */
 export interface LowRankFactors {
@@ -50,7 +50,8 @@ function roundFloat16(x: number): number {
 }
 
 /**
- * `base + A B` as a new float32 matrix: the dense fake-quant weight of a compensated layer.
+ * `base + A B` as a new float32 matrix: the dense fake-quant weight of a compensated layer (core's
+ * `addLowRankProduct`, which `decodeStored` uses for `low-rank` stored forms, so the two agree bit for bit).
  *
  * @example
  * ```ts
@@ -58,24 +59,7 @@ function roundFloat16(x: number): number {
  * ```
  */
 export function addLowRank(base: Matrix, a: Matrix, b: Matrix): Matrix {
-  const [rows, columns] = base.shape;
-  const rank = a.shape[1];
-  const out = Float32Array.from(base.data);
-  const ad = a.data;
-  const bd = b.data;
-  const acc = new Float64Array(columns);
-  for (let i = 0; i < rows; i++) {
-    acc.fill(0);
-    for (let k = 0; k < rank; k++) {
-      const aik = ad[i * rank + k]!;
-      if (aik === 0) continue;
-      const bo = k * columns;
-      for (let j = 0; j < columns; j++) acc[j] += aik * bd[bo + j]!;
-    }
-    const o = i * columns;
-    for (let j = 0; j < columns; j++) out[o + j] = out[o + j]! + acc[j]!;
-  }
-  return { dtype: 'float32', shape: [rows, columns], data: out };
+  return addLowRankProduct(base, a, b);
 }
 
 /**

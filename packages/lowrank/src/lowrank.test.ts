@@ -1,4 +1,4 @@
-import { dequantize, parseFormat, quantize, relativeError, type LayerState, type Matrix, type StepContext } from '@bitsmith/core';
+import { decodeStored, dequantize, parseFormat, quantize, relativeError, type LayerState, type Matrix, type StepContext } from '@bitsmith/core';
 import { createJsBackend, createRandom, fillNormal } from '@bitsmith/linalg';
 import { describe, expect, it } from 'vitest';
 import { lowRankApproximation, quantizationError } from './compensate-error.js';
@@ -107,7 +107,7 @@ describe('compensate steps', () => {
   it('lorc, lqer and eora add A B to Q(W), count the factors in bits per weight, and pass through layers without a reference', async () => {
     const w = randomMatrix(64, 96, 2);
     const q = quantize(w, int3g32);
-    const layer: LayerState = { name: 'fc', weight: dequantize(q), reference: w, bitsPerWeight: 3.5 };
+    const layer: LayerState = { name: 'fc', weight: dequantize(q), reference: w, stored: { kind: 'grid', tensor: q }, bitsPerWeight: 3.5 };
     const { hessian, absMean } = calibration(96, 300, 9);
     const stats = { hessian, inputAbsMean: absMean };
     for (const step of [lorc({ rank: 8, backend }), lqer({ rank: 8, backend }), eora({ rank: 8, backend })]) {
@@ -115,6 +115,10 @@ describe('compensate steps', () => {
       const { layers, warnings } = await step.run(context([layer], stats));
       expect(warnings).toEqual([]);
       expect(layers[0]!.bitsPerWeight).toBeCloseTo(3.5 + factorBitsPerWeight(64, 96, 8, 'float16'), 12);
+      // The stored form keeps the grid and adds the factors; it decodes to the returned weight exactly.
+      const stored = layers[0]!.stored!;
+      expect(stored.kind === 'low-rank' && stored.base.kind === 'grid' && stored.base.tensor === q).toBe(true);
+      expect(Array.from(decodeStored(stored).data)).toEqual(Array.from(layers[0]!.weight.data));
       expect(relativeError(w.data, layers[0]!.weight.data)).toBeLessThan(relativeError(w.data, layer.weight.data));
     }
     const int8 = await lorc({ rank: 8, factorStorage: 'int8', backend }).run(context([layer]));
@@ -134,8 +138,16 @@ describe('compensate steps', () => {
     const { layers } = await svdQuant({ ...int3g32, rank: 4, backend }).run(context([{ name: 'fc', weight: w }]));
     expect(relativeError(w.data, layers[0]!.weight.data)).toBeLessThan(0.5 * relativeError(w.data, rtnWeight.data));
     expect(layers[0]!.bitsPerWeight).toBeCloseTo(3.5 + factorBitsPerWeight(64, 64, 4, 'float16'), 12);
+    // The weight is Q(W - L) + L: the stored form carries the branch (the grid alone would differ by the branch).
+    const svd = layers[0]!.stored!;
+    expect(svd.kind).toBe('low-rank');
+    expect(Array.from(decodeStored(svd).data)).toEqual(Array.from(layers[0]!.weight.data));
+    if (svd.kind === 'low-rank') expect(relativeError(layers[0]!.weight.data, decodeStored(svd.base).data)).toBeGreaterThan(0.1);
     const lorcResult = await lorc({ rank: 4, backend }).run(context([{ name: 'fc', weight: rtnWeight, reference: w, bitsPerWeight: 3.5 }]));
     const alternated = await lqLora({ ...int3g32, rank: 4, iterations: 4, backend }).run(context([{ name: 'fc', weight: w }]));
+    const lq = alternated.layers[0]!.stored!;
+    expect(lq.kind).toBe('low-rank');
+    expect(Array.from(decodeStored(lq).data)).toEqual(Array.from(alternated.layers[0]!.weight.data));
     expect(relativeError(w.data, alternated.layers[0]!.weight.data)).toBeLessThanOrEqual(relativeError(w.data, lorcResult.layers[0]!.weight.data) + 1e-7);
   });
 });

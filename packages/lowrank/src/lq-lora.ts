@@ -1,4 +1,4 @@
-import { AbortError, InvalidArgumentError, relativeError, type LayerState, type Matrix, type QuantizedTensor, type Quantizer } from '@bitsmith/core';
+import { AbortError, InvalidArgumentError, relativeError, storedBitsPerWeight, type LayerState, type Matrix, type Quantizer, type StoredForm } from '@bitsmith/core';
 import type { Backend } from '@bitsmith/linalg';
 import { lowRankApproximation } from './compensate-error.js';
 import { addLowRank, type FactorStorage } from './low-rank-factors.js';
@@ -20,7 +20,7 @@ export interface LqLoraOptions extends ResidualQuantization {
  * LQ-LoRA-style decomposition (Guo et al., arXiv:2311.12023) as a quantize step: `W ≈ Q + L` by alternating
  * `Q = quant(W - L)` (round-to-nearest with `format` / `granularity` or the layer's assignment) and
  * `L = SVD_r(W - Q)`, starting from `L = 0`, for `iterations` rounds; the round with the smallest
- * `||W - Q - L||_F` is kept. The weight becomes `Q + L` (dense); `quantized` holds `Q`; `bitsPerWeight` counts `L`.
+ * `||W - Q - L||_F` is kept. The weight becomes `Q + L` (dense), stored as `low-rank` around `Q`'s grid; `bitsPerWeight` counts `L`.
  * The paper's Fisher-weighted variant and its ILP over ranks and bits are not implemented here (see `@bitsmith/allocate`
  * for bit plans).
  *
@@ -37,6 +37,7 @@ export function lqLora(options: LqLoraOptions): Quantizer {
   return {
     id: 'lq-lora',
     kind: 'quantize',
+    stores: ['low-rank'],
     requires: [],
     async run(context) {
       const layers: LayerState[] = [];
@@ -45,7 +46,7 @@ export function lqLora(options: LqLoraOptions): Quantizer {
         const w = layer.weight;
         const [rows, columns] = w.shape;
         let low: Matrix = { dtype: 'float32', shape: w.shape, data: new Float32Array(rows * columns) };
-        let best: { weight: Matrix; quantized: QuantizedTensor; bitsPerWeight: number; error: number } | undefined;
+        let best: { weight: Matrix; stored: StoredForm; error: number } | undefined;
         for (let t = 0; t < iterations; t++) {
           const q = quantizeResidual(subtract(w, low), options, layer.assignment);
           const factors = await lowRankApproximation(subtract(w, q.weight), {
@@ -56,10 +57,12 @@ export function lqLora(options: LqLoraOptions): Quantizer {
           });
           const effective = addLowRank(q.weight, factors.a, factors.b);
           const error = relativeError(w.data, effective.data);
-          if (!best || error < best.error) best = { weight: effective, quantized: q.quantized, bitsPerWeight: q.bitsPerWeight + factors.bits / (rows * columns), error };
+          if (!best || error < best.error) {
+            best = { weight: effective, stored: { kind: 'low-rank', base: { kind: 'grid', tensor: q.quantized }, a: factors.a, b: factors.b, factorBits: factors.bits }, error };
+          }
           low = subtract(effective, q.weight);
         }
-        layers.push({ ...layer, weight: best!.weight, quantized: best!.quantized, bitsPerWeight: best!.bitsPerWeight });
+        layers.push({ ...layer, weight: best!.weight, stored: best!.stored, bitsPerWeight: storedBitsPerWeight(best!.stored) });
         context.progress?.(index + 1, context.layers.length, layer.name);
       }
       return { layers, warnings: [] };

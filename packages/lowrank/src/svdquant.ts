@@ -1,4 +1,4 @@
-import { AbortError, InvalidArgumentError, type LayerState, type Quantizer } from '@bitsmith/core';
+import { AbortError, InvalidArgumentError, storedBitsPerWeight, type LayerState, type Quantizer, type StoredForm } from '@bitsmith/core';
 import type { Backend } from '@bitsmith/linalg';
 import { lowRankApproximation } from './compensate-error.js';
 import { addLowRank, type FactorStorage } from './low-rank-factors.js';
@@ -20,8 +20,8 @@ export interface SvdQuantOptions extends ResidualQuantization {
  * by any transform step before it, e.g. `smoothQuant`, which moves activation outliers into the weight as SVDQuant
  * does) become a low-rank branch `L = A B` kept in 16 bits, and the residual `W - L`, whose outliers the branch
  * absorbed, is quantized by round-to-nearest with `format` / `granularity` (or the layer's bit-plan assignment).
- * The layer's weight becomes `Q(W - L) + L`; `quantized` holds the residual's codes and `bitsPerWeight` counts the
- * branch. The residual is rounded to nearest, not solved GPTQ-style (algorithm packages do not import each other);
+ * The layer's weight becomes `Q(W - L) + L`, stored as `low-rank` around the residual's grid (so exporters see the
+ * branch: a grid-only format refuses the layer rather than drop it); `bitsPerWeight` counts the branch. The residual is rounded to nearest, not solved GPTQ-style (algorithm packages do not import each other);
  * follow with a compensate step to correct the residual's error further.
  *
  * @param options - `format` (required), `granularity` (channel), `rank` (required), `factorStorage` (`float16`), `svd`, `backend`.
@@ -35,6 +35,7 @@ export function svdQuant(options: SvdQuantOptions): Quantizer {
   return {
     id: 'svdquant',
     kind: 'quantize',
+    stores: ['low-rank'],
     requires: [],
     async run(context) {
       const layers: LayerState[] = [];
@@ -50,12 +51,8 @@ export function svdQuant(options: SvdQuantOptions): Quantizer {
         const zero = { dtype: 'float32' as const, shape: layer.weight.shape, data: new Float32Array(rows * columns) };
         const low = addLowRank(zero, branch.a, branch.b);
         const residual = quantizeResidual(subtract(layer.weight, low), options, layer.assignment);
-        layers.push({
-          ...layer,
-          weight: addLowRank(residual.weight, branch.a, branch.b),
-          quantized: residual.quantized,
-          bitsPerWeight: residual.bitsPerWeight + branch.bits / (rows * columns),
-        });
+        const stored: StoredForm = { kind: 'low-rank', base: { kind: 'grid', tensor: residual.quantized }, a: branch.a, b: branch.b, factorBits: branch.bits };
+        layers.push({ ...layer, weight: addLowRank(residual.weight, branch.a, branch.b), stored, bitsPerWeight: storedBitsPerWeight(stored) });
         context.progress?.(index + 1, context.layers.length, layer.name);
       }
       return { layers, warnings: [] };

@@ -53,6 +53,8 @@ export interface LayerReport {
   readonly bitsPerWeight: number;
   /** `||X W^T - X Q^T||_F / ||X W^T||_F` on the calibration inputs, W the float weight entering the first quantize step. */
   readonly outputError: number;
+  /** The final stored form's kind, for example `grid` or `low-rank(grid)`; absent for layers no step quantized. */
+  readonly stored?: string;
   /** Ids of the steps that changed the layer. */
   readonly steps: readonly string[];
   /** Seconds spent in steps on this layer's block, split evenly is not attempted: time of the steps that touched it. */

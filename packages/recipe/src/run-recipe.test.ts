@@ -1,10 +1,14 @@
 import { readFileSync } from 'node:fs';
-import { AbortError, dequantize, quantize, parseFormat, relativeError, rtn, type QuantizedTensor, type Quantizer } from '@bitsmith/core';
+import { AbortError, StoredFormMismatchError, addLowRankProduct, decodeStored, dequantize, quantize, parseFormat, relativeError, rtn, type QuantizedTensor, type Quantizer, type StoredForm } from '@bitsmith/core';
 import { createJsBackend } from '@bitsmith/linalg';
 import { loadLlamaModel, llamaQuantizableModel } from '@bitsmith/models';
 import { describe, expect, it } from 'vitest';
 import { runRecipe } from './run-recipe.js';
 import { CALIBRATION_TEXT, SKIP_SHARED, TINYSTORIES_DIR } from './shared-data.test-support.js';
+
+function matrixOf(shape: [number, number], value: number) {
+  return { dtype: 'float32' as const, shape, data: new Float32Array(shape[0] * shape[1]).fill(value) };
+}
 
 async function setup() {
   const backend = createJsBackend();
@@ -137,7 +141,18 @@ describe.skipIf(SKIP_SHARED)('runRecipe and compensate steps', () => {
           if (kind === 'compensate') seen.set(l.name, { ...(l.reference ? { reference: l.reference.data } : {}), weight: l.weight.data, ...(l.bitsPerWeight !== undefined ? { bits: l.bitsPerWeight } : {}) });
           else quantizeSeen.set(l.name, l.reference !== undefined);
         }
-        return { layers: context.layers.map((l) => (kind === 'compensate' ? { ...l, bitsPerWeight: l.bitsPerWeight! + 1 } : l)), warnings: [] };
+        if (kind === 'quantize') return { layers: context.layers, warnings: [] };
+        // A compensate step that adds a rank-1 correction of zeros' worth: one float16 row and column of factors.
+        return {
+          layers: context.layers.map((l) => {
+            const [rows, columns] = l.weight.shape;
+            const a = { dtype: 'float32' as const, shape: [rows, 1] as [number, number], data: new Float32Array(rows).fill(0.5) };
+            const b = { dtype: 'float32' as const, shape: [1, columns] as [number, number], data: new Float32Array(columns).fill(0.25) };
+            const stored: StoredForm = { kind: 'low-rank', base: l.stored!, a, b, factorBits: 16 * (rows + columns) };
+            return { ...l, weight: addLowRankProduct(l.weight, a, b), stored };
+          }),
+          warnings: [],
+        };
       },
     });
     const report = await runRecipe(model, [probe('compensate'), rtn({ format: 'int4', granularity: { type: 'group', size: 32 } }), probe('quantize')], sequences, { backend });
@@ -149,7 +164,56 @@ describe.skipIf(SKIP_SHARED)('runRecipe and compensate steps', () => {
       expect(s.bits).toBe(4.5);
       expect(quantizeSeen.get(name)).toBe(false); // quantize steps get no reference
     }
-    for (const l of report.layers) expect(l.bitsPerWeight).toBe(5.5);
+    // Bits come from the final stored form: the grid's 4.5 plus the factors'.
+    for (const l of report.layers) {
+      const [rows, columns] = originals.get(l.name)!.shape;
+      expect(l.bitsPerWeight).toBeCloseTo(4.5 + (16 * (rows + columns)) / (rows * columns), 12);
+      expect(l.stored).toBe('low-rank(grid)');
+    }
+  });
+
+  it('checks after every step that the stored form decodes to the weight, and names the step and layer otherwise', async () => {
+    const { backend, model, sequences } = await setup();
+    // A compensate step that changes the weight but hands back the grid it was given (as svdQuant and lqLora did).
+    const stale: Quantizer = {
+      id: 'stale-compensate',
+      kind: 'compensate',
+      requires: [],
+      async run(context) {
+        return { layers: context.layers.map((l) => ({ ...l, weight: addLowRankProduct(l.weight, matrixOf([l.weight.shape[0], 1], 1), matrixOf([1, l.weight.shape[1]], 0.01)) })), warnings: [] };
+      },
+    };
+    const error = await runRecipe(model, [rtn({ format: 'int4' }), stale], sequences, { backend }).catch((e: unknown) => e);
+    expect(StoredFormMismatchError.isInstance(error)).toBe(true);
+    expect((error as StoredFormMismatchError).step).toBe('stale-compensate');
+    expect((error as StoredFormMismatchError).layer).toBe('model.layers.0.self_attn.q_proj');
+    expect(String((error as Error).message)).toMatch(/stale-compensate.*model\.layers\.0\.self_attn\.q_proj.*does not decode/);
+    // A quantize step that changes the weight and returns no stored form at all.
+    const bare: Quantizer = { id: 'bare', kind: 'quantize', requires: [], run: async (c) => ({ layers: c.layers.map((l) => ({ ...l, weight: { ...l.weight, data: l.weight.data.map((x) => Math.round(x)) } })), warnings: [] }) };
+    await expect(runRecipe(model, [bare], sequences, { backend })).rejects.toThrow(/step 'bare', layer 'model\.layers\.0\.self_attn\.q_proj': a quantize step changed the weight but returned no stored form/);
+  });
+
+  it('hands every final stored form to onStored; it decodes to the model weight', async () => {
+    const { backend, graph, model, sequences } = await setup();
+    const stored = new Map<string, StoredForm>();
+    const lorcLike: Quantizer = {
+      id: 'add-branch',
+      kind: 'compensate',
+      requires: [],
+      async run(context) {
+        return {
+          layers: context.layers.map((l) => {
+            const a = matrixOf([l.weight.shape[0], 2], 0.01);
+            const b = matrixOf([2, l.weight.shape[1]], -0.02);
+            return { ...l, weight: addLowRankProduct(l.weight, a, b), stored: { kind: 'low-rank' as const, base: l.stored!, a, b, factorBits: 0 } };
+          }),
+          warnings: [],
+        };
+      },
+    };
+    await runRecipe(model, [rtn({ format: 'int3', granularity: { type: 'group', size: 32 } }), lorcLike], sequences, { backend, onStored: (n, s) => stored.set(n, s) });
+    expect(stored.size).toBe(14);
+    for (const layer of graph.linearLayers()) expect(Array.from(decodeStored(stored.get(layer.name)!).data)).toEqual(Array.from(layer.weight.data));
   });
 });
 

@@ -1,8 +1,13 @@
 import {
   AbortError,
   InvalidArgumentError,
+  StoredFormMismatchError,
+  describeStored,
   isDifferentiableModel,
+  storedBitsPerWeight,
+  storedFormMismatch,
   type BlockGradients,
+  type StoredForm,
   type LayerAssignment,
   type LayerState,
   type LinearView,
@@ -30,12 +35,16 @@ export interface RunRecipeOptions {
   /** Progress events. */
   onProgress?: (event: RecipeProgressEvent) => void;
   /**
-   * Receives each layer's quantized tensor (codes, scales, zero points, permutation), once per layer when its block is
-   * done, for layers whose last step returned `quantized` (a later step that returns none, such as a low-rank
-   * compensation, means the final weight is no longer `dequantize(quantized)`, and nothing is reported). Exporters of
-   * packed formats collect these.
+   * @deprecated Use `onStored`. Receives each layer's final stored form when it is a plain `grid` (codes, scales, zero
+   * points, permutation), once per layer when its block is done; other kinds are not reported here.
    */
   onQuantized?: (layer: string, quantized: QuantizedTensor) => void;
+  /**
+   * Receives each quantized layer's final stored form (grid, LUT, codebook, low-rank, sparse outliers), once per
+   * layer when its block is done. `decodeStored(stored)` is the layer's final weight (the runner checked it after
+   * every step). Exporters take these and refuse the kinds they cannot write.
+   */
+  onStored?: (layer: string, stored: StoredForm) => void;
 }
 
 const KIND_ORDER: Record<StepKind, number> = { transform: 0, allocate: 1, quantize: 2, compensate: 3 };
@@ -94,7 +103,8 @@ interface LayerTrack {
   steps: string[];
   seconds: number;
   outputError?: number;
-  quantized?: QuantizedTensor;
+  stored?: StoredForm;
+  storedKind?: string;
 }
 
 /**
@@ -201,7 +211,7 @@ export async function runRecipe(
           blockGradients = model.blockGradients(block.index, blockInput);
         }
         const layers: LayerState[] = views.map((v) => {
-          const { assignment, floatWeight, bitsPerWeight } = tracks.get(v.name)!;
+          const { assignment, floatWeight, bitsPerWeight, stored } = tracks.get(v.name)!;
           // Compensate steps also get the float weight that entered the first quantize step (LayerState.reference)
           // and the bits per weight reported so far, to which they add their factors' bits.
           const compensate = step.kind === 'compensate';
@@ -212,6 +222,7 @@ export async function runRecipe(
             ...(v.bias ? { bias: v.bias } : {}),
             ...(assignment ? { assignment } : {}),
             ...(reference ? { reference } : {}),
+            ...(stored ? { stored } : {}),
             ...(compensate && bitsPerWeight !== undefined ? { bitsPerWeight } : {}),
           };
         });
@@ -245,10 +256,20 @@ export async function runRecipe(
           for (let k = 0; k < state.weight.data.length; k++) {
             if (!Number.isFinite(state.weight.data[k]!)) throw new InvalidArgumentError('step result', `step '${step.id}' produced a non-finite weight in '${view.name}' at ${k}`);
           }
+          // The stored form must decode to the weight the step returned (DESIGN.md: every exporter writes the stored
+          // form, every evaluation runs the weight; they must be the same layer).
+          const stored: StoredForm | undefined = state.stored ?? (state.quantized ? { kind: 'grid', tensor: state.quantized } : undefined);
+          if (stored) {
+            const mismatch = storedFormMismatch(stored, state.weight);
+            if (mismatch) throw new StoredFormMismatchError(step.id, view.name, `the stored form (${describeStored(stored)}) does not decode to the returned weight: ${mismatch}`);
+          } else if ((step.kind === 'quantize' || step.kind === 'compensate') && state.weight !== layers[i]!.weight) {
+            throw new StoredFormMismatchError(step.id, view.name, `a ${step.kind} step changed the weight but returned no stored form (LayerState.stored)`);
+          }
           view.weight = state.weight;
-          track.quantized = state.quantized;
+          track.stored = stored;
           if (state.bias !== undefined) view.bias = state.bias;
-          if (state.bitsPerWeight !== undefined) track.bitsPerWeight = state.bitsPerWeight;
+          if (stored) track.bitsPerWeight = storedBitsPerWeight(stored);
+          else if (state.bitsPerWeight !== undefined) track.bitsPerWeight = state.bitsPerWeight;
           if (state.assignment !== undefined) track.assignment = state.assignment;
           if (!track.steps.includes(step.id)) track.steps.push(step.id);
           track.seconds += seconds / views.length;
@@ -270,8 +291,12 @@ export async function runRecipe(
     for (const v of block.linears) {
       const track = tracks.get(v.name)!;
       delete track.floatWeight; // free the float copies of this block
-      if (track.quantized && track.block === block.index) options.onQuantized?.(v.name, track.quantized);
-      delete track.quantized;
+      if (track.stored && track.block === block.index) {
+        track.storedKind = describeStored(track.stored);
+        options.onStored?.(v.name, track.stored);
+        if (track.stored.kind === 'grid') options.onQuantized?.(v.name, track.stored.tensor);
+      }
+      delete track.stored;
     }
     onProgress?.({ type: 'block-done', block: block.index, totalBlocks, seconds: (performance.now() - blockStart) / 1000 });
   }
@@ -283,6 +308,7 @@ export async function runRecipe(
     outputError: t.outputError ?? 0,
     steps: t.steps,
     seconds: t.seconds,
+    ...(t.storedKind ? { stored: t.storedKind } : {}),
   }));
   let bits = 0;
   let weights = 0;

@@ -22,6 +22,7 @@ export function gptq(options: GptqOptions): Quantizer {
   return {
     id: 'gptq',
     kind: 'quantize',
+    stores: ['grid'],
     requires: [{ kind: 'hessian' }],
     async run(context) {
       const layers: LayerState[] = [];
@@ -47,7 +48,7 @@ export function gptq(options: GptqOptions): Quantizer {
         }
         const result = await gptqQuantizeLayer(layer.weight, hessian, { ...settings, ...(context.signal ? { signal: context.signal } : {}) });
         for (const warning of result.warnings) warnings.push({ ...warning, layer: layer.name });
-        layers.push({ ...layer, weight: result.weight, quantized: result.quantized, bitsPerWeight: result.bitsPerWeight });
+        layers.push({ ...layer, weight: result.weight, stored: { kind: 'grid', tensor: result.quantized }, bitsPerWeight: result.bitsPerWeight });
         context.progress?.(index + 1, total, layer.name);
       }
       return { layers, warnings };

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { AbortError, dequantize, parseFormat, quantize, type Granularity, type Matrix } from '@bitsmith/core';
+import { AbortError, dequantize, parseFormat, quantize, storedGrid, type Granularity, type Matrix } from '@bitsmith/core';
 import { createJsBackend } from '@bitsmith/linalg';
 import { gptq } from './gptq.js';
 import { gptqQuantizeLayer } from './gptq-quantize-layer.js';
@@ -48,9 +48,12 @@ describe('HQQ', () => {
     expect(w.data).toEqual(copy);
     expect(layers[0]!.bitsPerWeight).toBeCloseTo(4 + 32 / 32, 10);
     expect(layers[1]!.bitsPerWeight).toBeCloseTo(2 + 32 / 64, 10);
-    expect(layers[0]!.quantized).toBeUndefined();
+    // Float zero points stay in the stored grid, counted at 16 bits each, and decode to the returned weight.
+    const floatZero = storedGrid(layers[0]!.stored)!;
+    expect(floatZero.zeroPointEncoding).toBe('float16');
+    expect(Array.from(dequantize(floatZero).data)).toEqual(Array.from(layers[0]!.weight.data));
     const integer = await hqq({ bits: 4, granularity: g32, zeroPoint: 'integer' }).run({ layers: [{ name: 'a', weight: w }], statistics: () => ({ tokens: 0 }) });
-    expect(integer.layers[0]!.quantized?.format).toEqual({ type: 'int', bits: 4, symmetric: false });
+    expect(storedGrid(integer.layers[0]!.stored)?.format).toEqual({ type: 'int', bits: 4, symmetric: false });
     expect(integer.layers[0]!.bitsPerWeight).toBeCloseTo(4 + 20 / 32, 10);
     const controller = new AbortController();
     controller.abort();
@@ -82,8 +85,8 @@ describe('QuantEase', () => {
     const step = quantEase({ format: 'int4', granularity: g32, backend, passes: 2 });
     expect(step.requires).toEqual([{ kind: 'hessian' }]);
     const { layers } = await step.run({ layers: [{ name: 'a', weight: w, assignment: { format: parseFormat('int2') } }], statistics: () => ({ tokens: 1, hessian: h }) });
-    expect(layers[0]!.quantized!.format).toEqual(parseFormat('int2'));
-    expect(layers[0]!.quantized!.granularity).toEqual(g32);
+    expect(storedGrid(layers[0]!.stored)!.format).toEqual(parseFormat('int2'));
+    expect(storedGrid(layers[0]!.stored)!.granularity).toEqual(g32);
     await expect(step.run({ layers: [{ name: 'a', weight: w }], statistics: () => ({ tokens: 1 }) })).rejects.toThrow(/no Hessian/);
   });
 });
@@ -102,11 +105,11 @@ describe('gptq() honours layer.assignment', () => {
       statistics: () => ({ tokens: 128, hessian: h }),
     });
     expect(layers[0]!.bitsPerWeight).toBeCloseTo(4.5, 10);
-    expect(layers[1]!.quantized!.format).toEqual(parseFormat('int2'));
+    expect(storedGrid(layers[1]!.stored)!.format).toEqual(parseFormat('int2'));
     expect(layers[1]!.bitsPerWeight).toBeCloseTo(3, 10);
     const direct = await gptqQuantizeLayer(w, h, { format: 'int2', granularity: { type: 'group', size: 16 }, backend });
-    expect(Array.from(layers[1]!.quantized!.codes)).toEqual(Array.from(direct.quantized.codes));
-    expect(layers[2]!.quantized!.granularity).toEqual(g32);
+    expect(Array.from(storedGrid(layers[1]!.stored)!.codes)).toEqual(Array.from(direct.quantized.codes));
+    expect(storedGrid(layers[2]!.stored)!.granularity).toEqual(g32);
     expect(layers[2]!.bitsPerWeight).toBeCloseTo(3.5, 10);
   });
 });

@@ -205,6 +205,7 @@ export function hqqQuantizeLayer(weight: Matrix, options: HqqOptions): HqqLayerR
     scales,
     scaleEncoding: 'float16',
     zeroPoints,
+    ...(integerZero ? {} : { zeroPointEncoding: 'float16' as const }),
   };
   const dq = dequantize(quantized);
   let final = 0;

@@ -4,9 +4,9 @@ import { hqqQuantizeLayer, type HqqOptions } from './hqq-quantize-layer.js';
 /**
  * HQQ (Badri and Shaji 2023, data-free half-quadratic quantization) as a quantize step; requires no calibration
  * statistics. A layer's `assignment` (from an allocate step) sets the bits (of an integer format) and granularity.
- * With `zeroPoint: 'integer'` layer states carry `quantized` (a plain asymmetric integer tensor); with the default
- * float zero points they carry only the dequantized weight and `bitsPerWeight` (core's `QuantizedTensor` holds
- * integer zero points), which counts codes, fp16 scales and fp16 zero points.
+ * Layer states carry a `grid` stored form: an asymmetric integer tensor whose zero points are integers
+ * (`zeroPoint: 'integer'`, a plain format GPTQ-style exporters write) or float16 values (`zeroPointEncoding:
+ * 'float16'`, HQQ's default, which only the fake-quant export writes); its bits count codes, fp16 scales and zero points.
  *
  * @param options - See {@link HqqOptions}: `bits` or `format`, `granularity` (g64), `lpNorm` (0.7), `beta` (10),
  *   `kappa` (1.01), `iterations` (20), `optimizeScale` (false), `zeroPoint` (`float`).
@@ -19,6 +19,7 @@ export function hqq(options: HqqOptions): Quantizer {
   return {
     id: 'hqq',
     kind: 'quantize',
+    stores: ['grid'],
     requires: [],
     async run(context) {
       const layers: LayerState[] = [];
@@ -27,9 +28,7 @@ export function hqq(options: HqqOptions): Quantizer {
         const a = layer.assignment;
         const settings: HqqOptions = a && a.format.type === 'int' ? { ...options, bits: elementCodec(a.format).bits, ...(a.granularity ? { granularity: a.granularity } : {}) } : options;
         const result = hqqQuantizeLayer(layer.weight, settings);
-        const { quantized: _drop, ...rest } = layer;
-        const integer = settings.zeroPoint === 'integer';
-        layers.push({ ...rest, weight: result.weight, bitsPerWeight: integer ? storageBits(result.quantized) : result.bitsPerWeight, ...(integer ? { quantized: result.quantized } : {}) });
+        layers.push({ ...layer, weight: result.weight, stored: { kind: 'grid', tensor: result.quantized }, bitsPerWeight: storageBits(result.quantized) });
         context.progress?.(index + 1, context.layers.length, layer.name);
       }
       return { layers, warnings: [] };

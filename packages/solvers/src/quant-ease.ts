@@ -16,6 +16,7 @@ export function quantEase(options: QuantEaseOptions): Quantizer {
   return {
     id: 'quantease',
     kind: 'quantize',
+    stores: ['grid'],
     requires: [{ kind: 'hessian' }],
     async run(context) {
       const layers: LayerState[] = [];
@@ -28,7 +29,7 @@ export function quantEase(options: QuantEaseOptions): Quantizer {
         const settings: QuantEaseOptions = a ? { ...options, format: a.format, ...(a.granularity ? { granularity: a.granularity } : {}) } : options;
         const result = await quantEaseQuantizeLayer(layer.weight, hessian, { ...settings, ...(context.signal ? { signal: context.signal } : {}) });
         for (const w of result.warnings) warnings.push({ ...w, layer: layer.name });
-        layers.push({ ...layer, weight: result.weight, quantized: result.quantized, bitsPerWeight: result.bitsPerWeight });
+        layers.push({ ...layer, weight: result.weight, stored: { kind: 'grid', tensor: result.quantized }, bitsPerWeight: result.bitsPerWeight });
         context.progress?.(index + 1, context.layers.length, layer.name);
       }
       return { layers, warnings };

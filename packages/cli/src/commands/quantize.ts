@@ -4,9 +4,9 @@ import { join } from 'node:path';
 import type { Command } from 'commander';
 import cliProgress from 'cli-progress';
 import { defaultBackend, disposeDefaultBackend } from '@bitsmith/linalg';
-import { formatName, type Granularity, type QuantizedTensor } from '@bitsmith/core';
-import { saveCompressedTensors, saveGgufModel, saveGptq, saveOnnxModel, type GgufModelType } from '@bitsmith/formats';
-import { architectureMapping, evaluateLanguageModel, llamaQuantizableModel, loadLlamaConfig, loadLlamaGraph, loadLlamaModel, type LlamaGraph, readTextFile, writeSafetensors } from '@bitsmith/models';
+import { formatName, type Granularity, type QuantizedTensor, type StoredForm, type StoredKind } from '@bitsmith/core';
+import { exportableGrids, refuseDeclaredKinds, saveCompressedTensors, saveGgufModel, saveGptq, saveOnnxModel, type GgufModelType } from '@bitsmith/formats';
+import { architectureMapping, evaluateLanguageModel, llamaQuantizableModel, loadLlamaConfig, loadLlamaGraph, loadLlamaModel, readTextFile, writeSafetensors, type LlamaGraph, type LlamaModel } from '@bitsmith/models';
 import { withActivationCapture, type ActivationSummary } from '../activation-summary.js';
 import { evalSummary } from './eval.js';
 import { parseRecipe, RecipeFileError, runRecipe, type Recipe, type RecipeProgressEvent, type RecipeReport, type StepRegistry } from '@bitsmith/recipe';
@@ -70,7 +70,8 @@ async function recipeSource(options: QuantizeOptions): Promise<{ name: string; f
   return { name: options.recipe.replace(/^.*\//, '').replace(/\.(ya?ml|json)$/, ''), file: options.recipe, text };
 }
 
-interface QuantizeOptions {
+/** Options of `bitsmith quantize` as commander parses them. */
+export interface QuantizeOptions {
   model: string;
   /** Recipe file; exactly one of `recipe` and `preset`. */
   recipe?: string;
@@ -147,17 +148,39 @@ function kvCacheRecords(graph: LlamaGraph): Record<string, unknown>[] {
     }));
 }
 
+/** The result of {@link runQuantizeJob}: the quantized model graph, the stored form of every quantized layer and the report. */
+export interface QuantizeJob {
+  readonly source: Awaited<ReturnType<typeof recipeSource>>;
+  /** The recipe that ran; absent for a preset whose export format quantizes by itself. */
+  readonly recipe?: Recipe;
+  readonly loaded: LlamaModel;
+  readonly report: RecipeReport;
+  /** Final stored form of each quantized layer, by layer name (`decodeStored` of each is the layer's weight). */
+  readonly stored: ReadonlyMap<string, StoredForm>;
+  readonly protocol: unknown;
+  /** The setting each grid-quantized layer got (`int4 g128`), for the report's bit plan. */
+  readonly settings: Readonly<Record<string, string>>;
+  /** Activation statistics of every linear input seen during calibration. */
+  readonly activations: ReadonlyMap<string, ActivationSummary>;
+  /** The `--eval` result, when asked for. */
+  readonly evaluation?: Record<string, unknown>;
+}
+
+/** Every step of a recipe (overrides included) with the stored kinds it declares (`Quantizer.stores`). */
+export function declaredStoredKinds(recipe: Recipe): { step: string; stores?: readonly StoredKind[] }[] {
+  return recipe.stages.flatMap((stage) => [stage.step, ...(stage.overrides ?? []).map((o) => o.step)]).map((step) => ({ step: step.id, ...(step.stores ? { stores: step.stores } : {}) }));
+}
+
 /**
- * Runs `bitsmith quantize`: loads the model, cuts calibration sequences, runs the recipe, and writes a Hugging Face
- * folder with fake-quant float32 weights, the config (with a `quantization_config` that states how run-time input
- * transforms are applied), the tokenizer files, and `quantization.json` (recipe, protocol, report).
+ * Loads the model, cuts calibration sequences, runs the recipe and, with `--eval`, evaluates the result (the first
+ * half of `bitsmith quantize`). A recipe whose steps declare a stored kind the `--save` format cannot write is refused
+ * before any work.
  */
-export async function quantizeCommand(options: QuantizeOptions, registry: StepRegistry = defaultRegistry, output: CommandOutput = {}): Promise<RecipeReport> {
+export async function runQuantizeJob(options: QuantizeOptions, registry: StepRegistry = defaultRegistry, output: CommandOutput = {}): Promise<QuantizeJob> {
   const { stdout, stderr } = outputSinks(output);
   const source = await recipeSource(options);
   const save = (source.preset?.save ?? options.save ?? 'fake') as SaveFormat;
   if (!SAVE_FORMATS.includes(save)) throw new OptionError('--save', `must be one of ${SAVE_FORMATS.join(', ')}; got '${options.save}'`);
-  const ggufType = source.preset?.ggufType ?? options.ggufType ?? 'Q4_K';
   const samples = parseIntegerOption('--samples', options.samples, 1);
   const sequenceLength = parseIntegerOption('--seq-len', options.seqLen, 2);
   const parsed = source.text === undefined ? undefined : parseRecipe(source.text, registry, source.file);
@@ -166,6 +189,7 @@ export async function quantizeCommand(options: QuantizeOptions, registry: StepRe
     const needy = recipe.stages.filter((s) => s.step.requires.length > 0).map((s) => s.step.id);
     throw new OptionError('--calibration', `recipe ${recipe.name} needs calibration text (step ${[...new Set(needy)].join(', ')} uses statistics of the layers' inputs); data-free recipes (rtn, hqq) run without it`);
   }
+  if (recipe) refuseDeclaredKinds(save, declaredStoredKinds(recipe));
   const backend = await defaultBackend();
   const modelType = (await loadLlamaConfig(options.model)).modelType;
   const fused = Object.keys(architectureMapping(modelType).fused);
@@ -174,7 +198,7 @@ export async function quantizeCommand(options: QuantizeOptions, registry: StepRe
     throw new OptionError('--save', `${save} writes quantized layers under their module names, but ${modelType} stores ${fused.join(' and ')} fused (split into separate layers here); re-fusing quantized layers is not supported yet: use --save fake or onnx`);
   }
   const loaded = await loadLlamaModel(options.model, { backend });
-  const quantized = new Map<string, QuantizedTensor>();
+  const stored = new Map<string, StoredForm>();
   const settings: Record<string, string> = {};
   const activations = new Map<string, ActivationSummary>();
   let report: RecipeReport;
@@ -197,8 +221,8 @@ export async function quantizeCommand(options: QuantizeOptions, registry: StepRe
       report = await runRecipe(model, recipe, cut.sequences, {
         backend,
         onProgress: (e) => progress.onProgress(e),
+        onStored: (name, form) => stored.set(name, form),
         onQuantized: (name, q) => {
-          quantized.set(name, q);
           settings[name] = quantizedSettingLabel(q);
         },
       });
@@ -237,8 +261,22 @@ export async function quantizeCommand(options: QuantizeOptions, registry: StepRe
       stdout(`eval: ${evalSummary(result)} (float model: perplexity ${Number(float.perplexity.toPrecision(4))})\n`);
     }
   }
+  return { source, ...(recipe ? { recipe } : {}), loaded, report, stored, protocol, settings, activations, ...(evaluation ? { evaluation } : {}) };
+}
 
-  await mkdir(options.out, { recursive: true });
+/**
+ * Writes a quantized model in one `--save` format (the second half of `bitsmith quantize`) and returns the report.
+ * Every layer's stored form is checked against the exporter (`exportableGrids`) before anything is written: a kind
+ * the format cannot hold (a codebook for ONNX, a low-rank branch for GPTQ) is refused with `StoredFormRefusedError`.
+ */
+export async function writeQuantizedModel(job: QuantizeJob, options: QuantizeOptions, output: CommandOutput = {}): Promise<RecipeReport> {
+  const { stdout } = outputSinks(output);
+  const { source, recipe, loaded, stored, protocol, settings, activations, evaluation } = job;
+  let report = job.report;
+  const save = (source.preset?.save ?? options.save ?? 'fake') as SaveFormat;
+  if (!SAVE_FORMATS.includes(save)) throw new OptionError('--save', `must be one of ${SAVE_FORMATS.join(', ')}; got '${options.save}'`);
+  const ggufType = source.preset?.ggufType ?? options.ggufType ?? 'Q4_K';
+
   const onlineTransforms = loaded.graph
     .linearLayers()
     .filter((l) => l.inputTransform)
@@ -250,6 +288,11 @@ export async function quantizeCommand(options: QuantizeOptions, registry: StepRe
   if (save !== 'fake' && onlineTransforms.length > 0) {
     throw new OptionError('--save', `${save} cannot express run-time input transforms (${onlineTransforms.length} layers have one, e.g. ${onlineTransforms[0]!.layer}); use --save fake or a recipe whose rotations fuse into the weights`);
   }
+  const quantized = exportableGrids(save, stored);
+  if ((save === 'compressed-tensors' || save === 'gptq' || save === 'gptq-v2') && quantized.size === 0) {
+    throw new OptionError('--save', `${save} needs a recipe with a quantize step whose result is the final weight (no quantized layers were reported)`);
+  }
+  await mkdir(options.out, { recursive: true });
   const config = JSON.parse(await readFile(join(options.model, 'config.json'), 'utf8')) as Record<string, unknown>;
   if (config.tie_word_embeddings && !loaded.graph.tiedEmbeddings) config.tie_word_embeddings = false;
   const saveWarnings: string[] = [];
@@ -269,7 +312,6 @@ export async function quantizeCommand(options: QuantizeOptions, registry: StepRe
     };
     await writeFile(join(options.out, 'config.json'), `${JSON.stringify(config, null, 2)}\n`);
   } else if (save === 'compressed-tensors' || save === 'gptq' || save === 'gptq-v2') {
-    if (quantized.size === 0) throw new OptionError('--save', `${save} needs a recipe with a quantize step whose result is the final weight (no quantized layers were reported)`);
     const exported = { tensors: loaded.graph.tensors(), quantized, config };
     const saved =
       save === 'compressed-tensors'
@@ -283,6 +325,7 @@ export async function quantizeCommand(options: QuantizeOptions, registry: StepRe
     const started = performance.now();
     const result = await saveGgufModel(join(options.out, 'model.gguf'), loaded.graph, options.model, { type: ggufType as GgufModelType });
     for (const w of result.warnings) saveWarnings.push(`${w.layer ? `[${w.layer}] ` : ''}${w.message}`);
+    if (ggufType !== 'F32' && stored.size > 0) saveWarnings.push(`GGUF re-encodes every weight to ${ggufType} from its decoded values; the recipe's own codes are not kept (--gguf-type F32 writes them exactly)`);
     if (!recipe) {
       // No recipe ran: the report lists the GGUF types of the 2-D weights.
       const weights = result.tensors.filter((t) => t.shape.length === 2);
@@ -299,6 +342,17 @@ export async function quantizeCommand(options: QuantizeOptions, registry: StepRe
   );
   stdout(`${formatReport(report)}\n${saveWarnings.map((w) => `warning: ${w}\n`).join('')}wrote ${options.out} (${save})\n`);
   return report;
+}
+
+/**
+ * Runs `bitsmith quantize`: loads the model, cuts calibration sequences, runs the recipe, and writes a Hugging Face
+ * folder with fake-quant float32 weights (or a packed format, `--save`), the config (with a `quantization_config`
+ * that states how run-time input transforms are applied), the tokenizer files, and `quantization.json` (recipe,
+ * protocol, report). A stored kind the `--save` format cannot write is refused before any work where the recipe's
+ * steps declare it, else after the run and before anything is written.
+ */
+export async function quantizeCommand(options: QuantizeOptions, registry: StepRegistry = defaultRegistry, output: CommandOutput = {}): Promise<RecipeReport> {
+  return writeQuantizedModel(await runQuantizeJob(options, registry, output), options, output);
 }
 
 /**

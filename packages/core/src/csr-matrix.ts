@@ -1,4 +1,4 @@
-import type { Matrix } from '@bitsmith/core';
+import type { Matrix } from './tensor.js';
 
 /** A sparse `[rows, columns]` float32 matrix in compressed sparse row form (the "sparse" half of dense-and-sparse). */
 export interface CsrMatrix {

@@ -1,4 +1,4 @@
-import type { Matrix } from '@bitsmith/core';
+import type { Matrix } from './tensor.js';
 
 /** One codebook stage of a {@link VqQuantizedTensor}. */
 export interface VqStage {

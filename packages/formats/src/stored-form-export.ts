@@ -1,0 +1,93 @@
+import {
+  STORED_KINDS,
+  StoredFormRefusedError,
+  UnsupportedFormatError,
+  InvalidArgumentError,
+  describeStored,
+  type QuantizedTensor,
+  type StoredForm,
+  type StoredKind,
+} from '@bitsmith/core';
+import { gptqLayerConfig } from './gptq.js';
+import { requireIntFormat } from './hf-layer-common.js';
+import { checkMatMulNBits } from './onnx-matmul-nbits.js';
+
+/** The exporters that write a whole quantized model, by the name `bitsmith quantize --save` uses. */
+export type ModelExporter = 'fake' | 'compressed-tensors' | 'gptq' | 'gptq-v2' | 'onnx' | 'gguf';
+
+/**
+ * Which stored kinds each exporter writes. `fake` writes every kind as its decoded float32 weight; `gguf` re-encodes
+ * every layer's decoded weight to the chosen GGML type (exact for `F32`; the recipe's own codes are not kept);
+ * compressed-tensors, GPTQ and ONNX `MatMulNBits` write uniform integer grids (and leave `float` layers float). A
+ * kind missing here is refused with `StoredFormRefusedError`.
+ */
+export const EXPORTER_STORED_KINDS: Readonly<Record<ModelExporter, readonly StoredKind[]>> = {
+  fake: STORED_KINDS,
+  gguf: STORED_KINDS,
+  'compressed-tensors': ['grid', 'float'],
+  gptq: ['grid', 'float'],
+  'gptq-v2': ['grid', 'float'],
+  onnx: ['grid', 'float'],
+};
+
+const WHY: Record<StoredKind, string> = {
+  grid: '',
+  float: '',
+  lut: 'per-row lookup tables have no place in this format (use --save fake)',
+  codebook: 'vector codebooks have no place in this format (use --save fake)',
+  'low-rank': 'the low-rank branch would be dropped: this format holds the quantized grid only (use --save fake)',
+  'sparse-outliers': 'the sparse outliers would be dropped: this format holds the quantized grid only (use --save fake)',
+};
+
+/**
+ * Refuses, before any work, a recipe whose steps declare (`Quantizer.stores`) a stored kind the exporter cannot write.
+ * Steps that declare nothing are checked after the run by {@link exportableGrids}.
+ *
+ * @throws StoredFormRefusedError naming the exporter, the step and the kind.
+ * @example
+ * ```ts
+ * refuseDeclaredKinds('onnx', [{ step: 'vq', stores: ['codebook'] }]); // throws: onnx cannot write the layers of step 'vq' stored as codebook
+ * ```
+ */
+export function refuseDeclaredKinds(exporter: ModelExporter, steps: readonly { readonly step: string; readonly stores?: readonly StoredKind[] }[]): void {
+  const accepted = EXPORTER_STORED_KINDS[exporter];
+  if (!accepted) throw new InvalidArgumentError('exporter', `unknown exporter '${exporter}'; expected one of ${Object.keys(EXPORTER_STORED_KINDS).join(', ')}`);
+  for (const { step, stores } of steps) {
+    for (const kind of stores ?? []) if (!accepted.includes(kind)) throw new StoredFormRefusedError(exporter, { step }, kind, WHY[kind]);
+  }
+}
+
+/**
+ * Checks every layer's stored form against what the exporter writes and returns the grid tensors it will pack, by
+ * layer name (`float` layers are left out: they are written as float weights). Nothing is written: call it before
+ * any file is opened.
+ *
+ * @throws StoredFormRefusedError for the first layer whose kind (or grid: format, bits, zero points, permutation) the
+ *   exporter cannot write.
+ * @example
+ * ```ts
+ * const grids = exportableGrids('compressed-tensors', storedByLayer);
+ * await saveCompressedTensors(out, { tensors: graph.tensors(), quantized: grids, config });
+ * ```
+ */
+export function exportableGrids(exporter: ModelExporter, stored: ReadonlyMap<string, StoredForm>): Map<string, QuantizedTensor> {
+  const accepted = EXPORTER_STORED_KINDS[exporter];
+  if (!accepted) throw new InvalidArgumentError('exporter', `unknown exporter '${exporter}'; expected one of ${Object.keys(EXPORTER_STORED_KINDS).join(', ')}`);
+  const grids = new Map<string, QuantizedTensor>();
+  for (const [layer, form] of stored) {
+    if (!accepted.includes(form.kind)) throw new StoredFormRefusedError(exporter, { layer }, describeStored(form), WHY[form.kind]);
+    if (form.kind !== 'grid') continue;
+    if (exporter === 'compressed-tensors' || exporter === 'gptq' || exporter === 'gptq-v2' || exporter === 'onnx') {
+      try {
+        if (exporter === 'compressed-tensors') requireIntFormat(form.tensor, 'compressed-tensors');
+        else if (exporter === 'onnx') checkMatMulNBits(form.tensor, layer);
+        else gptqLayerConfig(form.tensor, exporter === 'gptq' ? 'gptq' : 'gptq_v2');
+      } catch (error) {
+        if (UnsupportedFormatError.isInstance(error) || InvalidArgumentError.isInstance(error)) throw new StoredFormRefusedError(exporter, { layer }, 'grid', error.message);
+        throw error;
+      }
+      grids.set(layer, form.tensor);
+    }
+  }
+  return grids;
+}

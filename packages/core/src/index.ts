@@ -21,3 +21,7 @@ export type { StepKind, StatisticRequest, LayerStatistics, LayerAssignment, Laye
 export type { RtnOptions } from './rtn.js';
 export { rtn } from './rtn.js';
 export type { RuntimeInputTransform, LinearView, NormView, InputGroup, AttentionGeometry, BlockView, ModelView, HiddenStatesHandle, LinearInputCallback, QuantizableModel } from './model-view.js';
+export type { NonFiniteLocation } from './non-finite.js';
+export { NonFiniteError, firstNonFinite, assertFinite } from './non-finite.js';
+export type { ScaleRangeAnomalies } from './scale-range-anomalies.js';
+export { scaleRangeAnomalies, largestScale } from './scale-range-anomalies.js';

@@ -8,3 +8,4 @@ export type { StepDefinition, StepRegistry, QuantizationOptions } from './step-r
 export { defineStep, quantizationOptions, resolveQuantization } from './step-registry.js';
 export type { RecipeDocument } from './recipe-file.js';
 export { RecipeFileError, parseRecipe, loadRecipe } from './recipe-file.js';
+export { RecipeSelectionError, checkRecipeSelection, finiteInputs, scaleRangeWarning } from './recipe-checks.js';

@@ -11,7 +11,7 @@ export type { InspectedFormat, InspectedTensor, InspectedWeight, InspectResult }
 export { inspectModel, formatInspection, registerInspect } from './commands/inspect.js';
 export { defaultRegistry } from './default-registry.js';
 export type { CalibrationProtocol } from './calibration-data.js';
-export { calibrationSequences } from './calibration-data.js';
+export { calibrationSequences, readCalibrationText } from './calibration-data.js';
 export { installOnlineTransforms } from './online-transforms.js';
 export type { MainJobOptions, MainJobReport, MainJobMethod, ActivationSummary } from './commands/main-job.js';
 export { runMainJob, registerMainJob, formatMainJobTable } from './commands/main-job.js';
@@ -20,3 +20,5 @@ export type { ReportView, ReportRun, ReportLayerRow, ReportActivation } from './
 export { renderReportHtml, reportView, escapeHtml } from './report-html.js';
 export type { SotuSentenceOptions, SotuSentenceSplits } from './sotu-sentences.js';
 export { sotuSentenceSplits, splitSentences } from './sotu-sentences.js';
+export type { StagedOutput, StageOutputOptions } from './output-folder.js';
+export { OutputFolderError, stageOutputFolder, writeOutputFolder } from './output-folder.js';

@@ -25,3 +25,6 @@ export type { NonFiniteLocation } from './non-finite.js';
 export { NonFiniteError, firstNonFinite, assertFinite } from './non-finite.js';
 export type { ScaleRangeAnomalies } from './scale-range-anomalies.js';
 export { scaleRangeAnomalies, largestScale } from './scale-range-anomalies.js';
+export { InvalidFileError } from './invalid-file-error.js';
+export type { SafetensorsDType, SafetensorsEntry, SafetensorsHeader, SafetensorsLayout, SafetensorsLayoutInput } from './safetensors-header.js';
+export { SAFETENSORS_DTYPE_BYTES, isSafetensorsDType, MAX_SAFETENSORS_HEADER_BYTES, parseSafetensorsHeader, readSafetensorsHeaderLength, planSafetensorsLayout } from './safetensors-header.js';

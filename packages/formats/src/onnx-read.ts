@@ -1,4 +1,5 @@
 import { readFile } from 'node:fs/promises';
+import { readChecked } from './checked-read.js';
 import { dirname, join } from 'node:path';
 import { UnsupportedFormatError, type QuantizedTensor } from '@bitsmith/core';
 import type { onnx as OnnxNamespace } from 'onnx-proto';
@@ -104,5 +105,5 @@ export async function decodeMatMulNBits(bytes: Uint8Array, baseDir?: string): Pr
  * ```
  */
 export async function readMatMulNBits(path: string): Promise<Map<string, QuantizedTensor>> {
-  return decodeMatMulNBits(await readFile(path), dirname(path));
+  return readChecked(path, 'an ONNX model (protobuf ModelProto) with MatMulNBits nodes', async () => decodeMatMulNBits(await readFile(path), dirname(path)));
 }

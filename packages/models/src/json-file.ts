@@ -28,28 +28,17 @@ export async function readTextFile(path: string): Promise<string> {
   }
 }
 
-/** Offset of the first byte that does not start or continue a valid UTF-8 sequence. */
+/** Offset of the first byte that does not start or continue a valid UTF-8 sequence (lead and continuation bytes). */
 function firstInvalidUtf8(bytes: Uint8Array): number {
-  const decoder = new TextDecoder('utf-8', { fatal: true });
-  let low = 0;
-  let high = bytes.length;
-  // The longest valid prefix (cut at a sequence boundary) by bisection: decoding a prefix fails iff it holds a bad byte
-  // or ends inside a sequence; step back up to 3 bytes to a boundary.
-  while (high - low > 1) {
-    const mid = (low + high) >> 1;
-    let ok = false;
-    for (let back = 0; back < 4 && !ok && mid - back >= 0; back++) {
-      try {
-        decoder.decode(bytes.subarray(0, mid - back));
-        ok = true;
-      } catch {
-        // keep stepping back
-      }
-    }
-    if (ok) low = mid;
-    else high = mid;
+  let i = 0;
+  while (i < bytes.length) {
+    const c = bytes[i]!;
+    const n = c < 0x80 ? 1 : c >= 0xc2 && c < 0xe0 ? 2 : c >= 0xe0 && c < 0xf0 ? 3 : c >= 0xf0 && c < 0xf5 ? 4 : 0;
+    if (n === 0) return i;
+    for (let k = 1; k < n; k++) if (i + k >= bytes.length || (bytes[i + k]! & 0xc0) !== 0x80) return i;
+    i += n;
   }
-  return low;
+  return i;
 }
 
 /**

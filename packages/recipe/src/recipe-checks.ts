@@ -17,7 +17,8 @@ function describe(layers: readonly string[]): string {
 
 /**
  * Checks a recipe's selectors against a model's linear layer names before any work: every `targets` / `ignore` /
- * override selector must match at least one layer, every layer-level step must select at least one layer, and no
+ * override selector must match at least one layer (a typo would silently quantize nothing, or everything; `ignore`
+ * selectors matching `lm_head` are accepted, as the head is never quantized), every layer-level step must select at least one layer, and no
  * layer may be selected by two `quantize` steps (their results would stack silently: the second would quantize the
  * first one's output). Throws a {@link RecipeSelectionError} naming the selector or the layer and both steps.
  *
@@ -29,6 +30,8 @@ function describe(layers: readonly string[]): string {
 export function checkRecipeSelection(recipe: Recipe, layerNames: readonly string[]): void {
   const check = (where: string, selectors: readonly LayerSelector[] | undefined) => {
     for (const s of selectors ?? []) {
+      // `ignore: [lm_head]` (llm-compressor's habit) is always true: the head is no block linear and is never quantized.
+      if (where.endsWith('ignore') && matchesAny('lm_head', [s])) continue;
       if (!layerNames.some((name) => matchesAny(name, [s]))) {
         throw new RecipeSelectionError(where, `selector '${s}' matches none of the model's ${describe(layerNames)}; expected an exact name, a suffix after a dot (down_proj) or 're:' and a regular expression matching whole names`);
       }

@@ -362,6 +362,19 @@ export function badInputCases(): BadInputCase[] {
     quantize(env, { recipe: 'steps:\n  - rtn: { bits: 4, groupSize: 32, targets: ["re:.*up_projection"] }\n' }),
   );
   add('input', 'ignore matching no layer', SELECTION(/^ignore: selector 'down_projj' matches none/), async (env) => quantize(env, { recipe: 'ignore: [down_projj]\nsteps:\n  - rtn: { bits: 4, groupSize: 32 }\n' }));
+  add(
+    'input',
+    'ignore: [lm_head] (the head is never quantized) is accepted and every block linear is quantized',
+    {
+      outcome: 'result',
+      writes: 'out',
+      check: (env, printed) => {
+        const layers = (JSON.parse(readFileSync(join(env.dir, 'out', 'quantization.json'), 'utf8')) as { report: { layers: { steps: string[] }[] } }).report.layers;
+        if (layers.length !== 14 || !layers.every((l) => l.steps.join() === 'rtn')) throw new Error(`unexpected layers in ${printed}`);
+      },
+    },
+    async (env) => quantize(env, { recipe: 'ignore: [lm_head]\nsteps:\n  - rtn: { bits: 4, groupSize: 32 }\n' }),
+  );
   add('input', 'two quantize steps on one layer', SELECTION(/stages\[1\] \(gptq\): layer model\.layers\.0\.mlp\.down_proj is already quantized by stages\[0\] \(rtn\)/), async (env) =>
     quantize(env, { recipe: 'steps:\n  - rtn: { bits: 4, groupSize: 32 }\n  - gptq: { bits: 4, groupSize: 32, targets: [down_proj] }\n' }),
   );

@@ -10,7 +10,7 @@ import { defineConfig } from 'tsup';
 const optionalBackendModules = {
   name: 'optional-backend-modules',
   setup(build: { onResolve: (o: { filter: RegExp }, cb: (a: { path: string; resolveDir: string }) => unknown) => void }) {
-    build.onResolve({ filter: /^\.\/backends\/(wasm|ort|tfjs)-backend\.js$/ }, (args) => {
+    build.onResolve({ filter: /^\.\/backends\/(wasm|ort|tfjs|webgpu)-backend\.js$/ }, (args) => {
       const source = resolve(args.resolveDir, args.path.replace(/\.js$/, '.ts'));
       if (existsSync(source)) return undefined;
       return { path: args.path, external: true };

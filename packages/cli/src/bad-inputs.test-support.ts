@@ -227,7 +227,7 @@ export function badInputCases(): BadInputCase[] {
     return quantize(env, { save: 'gptq', overwrite: true, recipe: 'steps:\n  - rtn: { bits: 5, groupSize: 32 }\n' });
   });
   add('output', 'unknown --save', OPTION(/--save: must be one of fake, .*; got 'safetensor'/), async (env) => quantize(env, { save: 'safetensor' }));
-  add('output', 'unknown --gguf-type', OPTION(/--gguf-type: must be one of Q4_K, .*; got 'Q3_K'/), async (env) => quantize(env, { save: 'gguf', ggufType: 'Q3_K' }));
+  add('output', 'unknown --gguf-type', OPTION(/--gguf-type: must be one of Q4_K_M, Q4_K, .*; got 'Q3_K'/), async (env) => quantize(env, { save: 'gguf', ggufType: 'Q3_K' }));
   add('output', '--gguf-type without --save gguf', OPTION(/--gguf-type: applies to --save gguf only/), async (env) => quantize(env, { ggufType: 'Q8_0' }));
   add('output', '--save compressed-tensors with a recipe that quantizes nothing', OPTION(/--save: compressed-tensors stores quantized layers, but recipe .* has no quantize step/), async (env) =>
     quantize(env, { save: 'compressed-tensors', recipe: 'steps:\n  - rotation: {}\n' }),

@@ -4,7 +4,7 @@ import { defaultTfjsModelPath } from './commands/survey.js';
 import { formatSurveyTable, surveyFormats } from './format-survey.js';
 
 describe('format survey on the real Universal Sentence Encoder lite weights', async () => {
-  const matrices = tfjsWeightMatrices(await readTfjsModel(defaultTfjsModelPath())).map((m) => m.weight);
+  const matrices = tfjsWeightMatrices(await readTfjsModel(await defaultTfjsModelPath())).map((m) => m.weight);
   // The FFN and attention matrices (the embedding table is the largest and slowest; leave it out to keep the test quick).
   const kernels = matrices.filter((m) => m.shape[0] !== 8002);
 

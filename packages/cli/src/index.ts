@@ -1,12 +1,14 @@
 export type { SurveySetting, SurveyRow } from './format-survey.js';
 export { DEFAULT_SURVEY, surveyFormats, formatSurveyTable } from './format-survey.js';
 export { registerSurvey, defaultTfjsModelPath } from './commands/survey.js';
-export { registerEval } from './commands/eval.js';
+export { registerEval, evalSummary } from './commands/eval.js';
 export { registerGenerate } from './commands/generate.js';
 export type { CommandOutput } from './command-output.js';
 export { OptionError, parseIntegerOption } from './command-output.js';
 export type { SaveFormat } from './commands/quantize.js';
-export { registerQuantize, quantizeCommand, formatReport, SAVE_FORMATS } from './commands/quantize.js';
+export { registerQuantize, quantizeCommand, formatReport, recipeNeedsCalibration, SAVE_FORMATS } from './commands/quantize.js';
+export type { QuantizePreset } from './presets.js';
+export { PRESETS, resolvePreset } from './presets.js';
 export type { InspectedFormat, InspectedTensor, InspectedWeight, InspectResult } from './commands/inspect.js';
 export { inspectModel, formatInspection, registerInspect } from './commands/inspect.js';
 export { defaultRegistry } from './default-registry.js';
@@ -18,6 +20,7 @@ export { runMainJob, registerMainJob, formatMainJobTable } from './commands/main
 export { writeReport, registerReport } from './commands/report.js';
 export type { ReportView, ReportRun, ReportLayerRow, ReportActivation } from './report-html.js';
 export { renderReportHtml, reportView, escapeHtml } from './report-html.js';
+export { DemoAssetsMissingError, loadDemoAssets } from './demo-assets.js';
 export type { SotuSentenceOptions, SotuSentenceSplits } from './sotu-sentences.js';
 export { sotuSentenceSplits, splitSentences } from './sotu-sentences.js';
 export type { StagedOutput, StageOutputOptions } from './output-folder.js';

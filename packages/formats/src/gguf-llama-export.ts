@@ -30,11 +30,35 @@ export interface GgufLlamaSource {
   readonly blocks: readonly { readonly linears: readonly { readonly name: string; readonly inputTransform?: unknown }[] }[];
 }
 
-/** Tensor types {@link saveGgufModel} writes. */
-export type GgufModelType = 'F32' | 'F16' | 'Q8_0' | 'Q4_0' | 'Q4_1' | 'Q5_0' | 'Q4_K' | 'Q6_K';
+/**
+ * Tensor types {@link saveGgufModel} writes: one GGML type for every 2-D weight, or `Q4_K_M`, llama.cpp's mixture
+ * (Q4_K everywhere; Q6_K for `output.weight` and for `attn_v` / `ffn_down` in the first and last eighth of the layers and
+ * every third layer between, llama-quant.cpp's `use_more_bits`).
+ */
+export type GgufModelType = 'F32' | 'F16' | 'Q8_0' | 'Q4_0' | 'Q4_1' | 'Q5_0' | 'Q4_K' | 'Q6_K' | 'Q4_K_M';
+
+/** llama.cpp's `LLAMA_FTYPE_MOSTLY_Q4_K_M`. */
+const FILE_TYPE_Q4_K_M = 15;
+
+/**
+ * llama-quant.cpp's `use_more_bits(i_layer, n_layers)` (integer division, as in C): the layers where Q4_K_M spends Q6_K
+ * on attn_v and ffn_down.
+ */
+function useMoreBits(layer: number, layers: number): boolean {
+  const eighth = Math.trunc(layers / 8);
+  return layer < eighth || layer >= Math.trunc((7 * layers) / 8) || (layer - eighth) % 3 === 2;
+}
+
+/** The GGML type of a 2-D weight named `name` (llama.cpp name) for a model type. */
+export function ggufTensorType(name: string, type: GgufModelType, layers: number): GgmlTypeName {
+  if (type !== 'Q4_K_M') return type;
+  if (name === 'output.weight') return 'Q6_K';
+  const m = /^blk\.(\d+)\.(attn_v|ffn_down)\.weight$/.exec(name);
+  return m && useMoreBits(Number(m[1]), layers) ? 'Q6_K' : 'Q4_K';
+}
 
 /** Every {@link GgufModelType}, for validating user input before any work. */
-export const GGUF_MODEL_TYPES: readonly GgufModelType[] = ['Q4_K', 'Q6_K', 'Q8_0', 'Q4_0', 'Q4_1', 'Q5_0', 'F16', 'F32'];
+export const GGUF_MODEL_TYPES: readonly GgufModelType[] = ['Q4_K_M', 'Q4_K', 'Q6_K', 'Q8_0', 'Q4_0', 'Q4_1', 'Q5_0', 'F16', 'F32'];
 
 /** Model types (config `model_type`) {@link saveGgufModel} writes. */
 export const GGUF_ARCHITECTURES: readonly string[] = ['llama', 'mistral'];
@@ -132,7 +156,7 @@ export function ggufLlamaMetadata(config: GgufLlamaConfig, name: string, type: G
   const entries: [string, GgufValue][] = [
     ['general.architecture', { type: 'string', value: 'llama' }],
     ['general.name', { type: 'string', value: name }],
-    ['general.file_type', u32(LLAMA_FILE_TYPE[type])],
+    ['general.file_type', u32(type === 'Q4_K_M' ? FILE_TYPE_Q4_K_M : LLAMA_FILE_TYPE[type])],
   ];
   if (type !== 'F32' && type !== 'F16') entries.push(['general.quantization_version', u32(2)]);
   entries.push(
@@ -180,7 +204,7 @@ export function ggufLlamaMetadata(config: GgufLlamaConfig, name: string, type: G
  */
 export async function saveGgufModel(outPath: string, graph: GgufLlamaSource, tokenizerDir: string, options: SaveGgufOptions): Promise<SaveGgufResult> {
   const { config } = graph;
-  if (!(options.type in LLAMA_FILE_TYPE)) throw new InvalidArgumentError('type', `unsupported GGUF type ${String(options.type)}`);
+  if (!(options.type in LLAMA_FILE_TYPE) && options.type !== 'Q4_K_M') throw new InvalidArgumentError('type', `unsupported GGUF type ${String(options.type)}`);
   if (!GGUF_ARCHITECTURES.includes(config.modelType)) {
     throw new UnsupportedFormatError(`GGUF export supports llama and mistral models, not ${config.modelType}`);
   }
@@ -207,7 +231,7 @@ export async function saveGgufModel(outPath: string, graph: GgufLlamaSource, tok
     else if (/\.attn_k\./.test(name)) data = permuteForGgmlRope(data, config.numKeyValueHeads, config.headDim, columns);
     let type: GgmlTypeName = 'F32';
     if (t.shape.length === 2) {
-      type = options.type;
+      type = ggufTensorType(name, options.type, config.numHiddenLayers);
       while (columns % GGML_BLOCK[type].elements !== 0) {
         const next = FALLBACK[type] ?? 'F32';
         warnings.push({ step: 'gguf', layer: name, message: `rows of ${columns} are not a multiple of ${GGML_BLOCK[type].elements}; ${type} falls back to ${next}` });

@@ -11,7 +11,7 @@
  * - Methods are async so that backends may run work on worker threads or native thread pools; callers
  *   must not touch output arrays until the promise resolves.
  */
-export type BackendName = 'js' | 'wasm' | 'ort' | 'tfjs';
+export type BackendName = 'js' | 'wasm' | 'ort' | 'tfjs' | 'webgpu';
 
 /** Float element types a kernel accepts. */
 export type FloatArray = Float32Array | Float64Array;

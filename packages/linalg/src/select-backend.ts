@@ -6,7 +6,7 @@ import { createJsBackend } from './backends/js-backend.js';
 type Factory = (options?: BackendOptions) => Backend | Promise<Backend>;
 
 /** Every backend name `createBackend` accepts. */
-export const BACKEND_NAMES: readonly BackendName[] = ['js', 'wasm', 'ort', 'tfjs'];
+export const BACKEND_NAMES: readonly BackendName[] = ['js', 'wasm', 'ort', 'tfjs', 'webgpu'];
 
 /** The order in which {@link defaultBackend} tries backends: fastest first. `tfjs` is only used when asked for. */
 export const DEFAULT_BACKEND_ORDER: readonly BackendName[] = ['ort', 'wasm', 'js'];
@@ -35,6 +35,11 @@ async function loadFactory(name: BackendName): Promise<Factory> {
       exportName = 'createTfjsBackend';
       // @ts-ignore -- as above.
       module = (await import('./backends/tfjs-backend.js')) as Record<string, unknown>;
+      break;
+    case 'webgpu':
+      exportName = 'createWebgpuBackend';
+      // @ts-ignore -- as above.
+      module = (await import('./backends/webgpu-backend.js')) as Record<string, unknown>;
       break;
     default:
       throw new InvalidArgumentError('name', `unknown backend '${String(name)}'; expected one of ${BACKEND_NAMES.join(', ')}`);

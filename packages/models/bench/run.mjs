@@ -1,2 +1,3 @@
 // Benchmarks of @bitsmith/models (run with npm run bench).
 await import('./forward.mjs');
+await import('./forward-llama-docs.mjs');

@@ -37,6 +37,8 @@ export { ropeInverseFrequencies, ropeTables, applyRope } from './rope.js';
 export { rmsNorm } from './rms-norm.js';
 export type { AttentionShape } from './attention.js';
 export { causalAttention } from './attention.js';
+export type { AttentionGemmOptions } from './attention-gemm.js';
+export { causalAttentionGemm } from './attention-gemm.js';
 export type { LinearKind, InputTransform, LinearLayer, LinearInputEvent, LinearInputObserver } from './linear-layer.js';
 export { createLinearLayer, applyLinear } from './linear-layer.js';
 export type { RmsNormLayer, HiddenStates, LlamaBlock, RunOptions, LlamaGraphOptions, WeightLookup } from './llama-graph.js';

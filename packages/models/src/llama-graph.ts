@@ -1,6 +1,6 @@
 import { InvalidArgumentError, ShapeMismatchError, type Matrix, type Tensor } from '@bitsmith/core';
 import { defaultBackend, type Backend } from '@bitsmith/linalg';
-import { causalAttention } from './attention.js';
+import { causalAttentionGemm } from './attention-gemm.js';
 import { applyLinear, createLinearLayer, type LinearInputObserver, type LinearKind, type LinearLayer } from './linear-layer.js';
 import type { LlamaConfig } from './llama-config.js';
 import { ModelFileError } from './model-file-error.js';
@@ -183,13 +183,14 @@ export class LlamaGraph {
     const v = await applyLinear(vProj, normed, tokens, backend, run);
     applyRope(q, rope, tokens, c.numAttentionHeads, positions);
     applyRope(k, rope, tokens, c.numKeyValueHeads, positions);
-    const attended = causalAttention(
+    const attended = await causalAttentionGemm(
       q,
       k,
       v,
       lengths,
       { numHeads: c.numAttentionHeads, numKvHeads: c.numKeyValueHeads, headDim: c.headDim, slidingWindow: c.slidingWindow },
       new Float32Array(tokens * c.numAttentionHeads * c.headDim),
+      backend,
     );
     signal?.throwIfAborted();
     const h = await applyLinear(oProj, attended, tokens, backend, run);

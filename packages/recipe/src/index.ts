@@ -7,5 +7,6 @@ export { runRecipe, toRecipe } from './run-recipe.js';
 export type { StepDefinition, StepRegistry, QuantizationOptions } from './step-registry.js';
 export { defineStep, quantizationOptions, resolveQuantization } from './step-registry.js';
 export type { RecipeDocument } from './recipe-file.js';
-export { RecipeFileError, parseRecipe, loadRecipe } from './recipe-file.js';
+export { RecipeFileError, parseRecipe, loadRecipe, activationSchemeOptions, toActivationScheme } from './recipe-file.js';
+export { installInputActivationQuantizers } from './activation-calibration.js';
 export { RecipeSelectionError, checkRecipeSelection, finiteInputs, scaleRangeWarning } from './recipe-checks.js';

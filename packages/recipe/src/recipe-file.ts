@@ -1,5 +1,5 @@
 import { readFile } from 'node:fs/promises';
-import { BitsmithError } from '@bitsmith/core';
+import { BitsmithError, parseFormat, validateActivationScheme, type ActivationGranularity, type ActivationScheme } from '@bitsmith/core';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import type { Recipe, RecipeStage } from './recipe-types.js';
@@ -21,11 +21,45 @@ export class RecipeFileError extends BitsmithError {
 }
 
 const selectorList = z.array(z.string()).optional();
+
+/**
+ * An activation scheme as a recipe file writes it: `format` (a core format name: int8, int4, int8-asym, fp8-e4m3,
+ * mxfp4, nvfp4, ...), `granularity` (`tensor`, `token` or `channel`) or `groupSize`, `dynamic` (default: true for
+ * token and group granularity, false otherwise), and for static schemes `observer` (minmax, percentile, mse) and
+ * `percentile`.
+ */
+export const activationSchemeOptions = z
+  .strictObject({
+    format: z.string(),
+    granularity: z.enum(['tensor', 'token', 'channel']).optional(),
+    groupSize: z.number().int().positive().optional(),
+    dynamic: z.boolean().optional(),
+    observer: z.enum(['minmax', 'percentile', 'mse']).optional(),
+    percentile: z.number().gt(0).max(100).optional(),
+  })
+  .refine((o) => o.granularity === undefined || o.groupSize === undefined, { message: 'give either granularity or groupSize, not both' })
+  .refine((o) => o.granularity !== undefined || o.groupSize !== undefined, { message: 'needs granularity (tensor, token, channel) or groupSize' });
+
+/** Turns parsed file options into core's {@link ActivationScheme} (throws core's errors on an invalid scheme). */
+export function toActivationScheme(options: z.infer<typeof activationSchemeOptions>): ActivationScheme {
+  const granularity: ActivationGranularity = options.groupSize !== undefined ? { type: 'group', size: options.groupSize } : { type: options.granularity! };
+  const scheme: ActivationScheme = {
+    format: parseFormat(options.format),
+    granularity,
+    dynamic: options.dynamic ?? (granularity.type === 'token' || granularity.type === 'group'),
+    ...(options.observer ? { observer: options.observer } : {}),
+    ...(options.percentile !== undefined ? { percentile: options.percentile } : {}),
+  };
+  validateActivationScheme(scheme);
+  return scheme;
+}
+
 const fileSchema = z.strictObject({
   name: z.string().optional(),
   description: z.string().optional(),
   targets: selectorList,
   ignore: selectorList,
+  inputActivations: activationSchemeOptions.optional(),
   steps: z.array(z.record(z.string(), z.unknown())).min(1),
 });
 
@@ -35,6 +69,7 @@ export interface RecipeDocument {
   readonly description?: string;
   readonly targets?: string[];
   readonly ignore?: string[];
+  readonly inputActivations?: z.infer<typeof activationSchemeOptions>;
   readonly steps: ReadonlyArray<Record<string, unknown>>;
 }
 
@@ -68,6 +103,14 @@ export function parseRecipe(text: string, registry: StepRegistry, file = 'recipe
   const doc = fileSchema.safeParse(raw);
   if (!doc.success) throw new RecipeFileError(file, doc.error.issues.map(describeIssue).join('; '));
   const { name, targets, ignore, steps } = doc.data;
+  let inputActivations: ActivationScheme | undefined;
+  if (doc.data.inputActivations) {
+    try {
+      inputActivations = toActivationScheme(doc.data.inputActivations);
+    } catch (e) {
+      throw new RecipeFileError(file, `inputActivations: ${(e as Error).message}`);
+    }
+  }
   try {
     checkSelectors([...(targets ?? []), ...(ignore ?? [])]);
   } catch (e) {
@@ -121,7 +164,7 @@ export function parseRecipe(text: string, registry: StepRegistry, file = 'recipe
     }
     return stage;
   });
-  return { ...(name ? { name } : {}), ...(targets ? { targets } : {}), ...(ignore ? { ignore } : {}), stages };
+  return { ...(name ? { name } : {}), ...(targets ? { targets } : {}), ...(ignore ? { ignore } : {}), ...(inputActivations ? { inputActivations } : {}), stages };
 }
 
 /**

@@ -1,4 +1,4 @@
-import type { Quantizer, StepKind, StepWarning } from '@bitsmith/core';
+import type { ActivationScheme, Quantizer, StepKind, StepWarning } from '@bitsmith/core';
 import type { LayerSelector } from './selector.js';
 
 /** One step of a recipe, with the layers it applies to. */
@@ -18,6 +18,13 @@ export interface Recipe {
   readonly stages: readonly RecipeStage[];
   readonly targets?: readonly LayerSelector[];
   readonly ignore?: readonly LayerSelector[];
+  /**
+   * How the selected layers' inputs are quantized at run time (W8A8, FP8, W4A4, ...). The runner installs the
+   * quantizers block by block once the block's weights are final, calibrating static scales on the block's
+   * calibration input, so that propagation, evaluation and exports see the model as it would run. The LM head is
+   * never included. Default: activations stay in float.
+   */
+  readonly inputActivations?: ActivationScheme;
 }
 
 /** What the runner reports while it works. */

@@ -12,10 +12,12 @@ import {
   type StatisticRequest,
   type StepKind,
   type StepWarning,
+  validateActivationScheme,
 } from '@bitsmith/core';
 import { defaultBackend, type Backend } from '@bitsmith/linalg';
 import type { LayerReport, Recipe, RecipeProgressEvent, RecipeReport, RecipeStage, StepReport } from './recipe-types.js';
 import { checkRecipeSelection, finiteInputs, scaleRangeWarning } from './recipe-checks.js';
+import { installInputActivationQuantizers } from './activation-calibration.js';
 import { checkSelectors, isSelected } from './selector.js';
 import { StatisticsCollector } from './statistics-collector.js';
 
@@ -55,6 +57,7 @@ function validate(recipe: Recipe): void {
     } else sawLayerStep = true;
   });
   checkSelectors([...(recipe.targets ?? []), ...(recipe.ignore ?? [])]);
+  if (recipe.inputActivations) validateActivationScheme(recipe.inputActivations);
 }
 
 async function outputError(x: Matrix, reference: Matrix, approximation: Matrix, backend: Backend): Promise<number> {
@@ -238,7 +241,11 @@ export async function runRecipe(
         });
       }
     }
-    // Propagate with the final weights, measuring each quantized layer's output error on its actual inputs.
+    if (recipe.inputActivations) {
+      const selected = block.linears.filter((l) => isSelected(l.name, recipe.targets, recipe.ignore));
+      await installInputActivationQuantizers(model, block, blockInput, recipe.inputActivations, selected);
+    }
+    // Propagate with the final weights (and activation quantizers), measuring each quantized layer's output error on its actual inputs.
     hidden = await model.runBlock(
       block.index,
       blockInput,

@@ -1,5 +1,13 @@
-// GPTQ benchmark: one 4096 x 4096 layer, 8192 calibration tokens (random, correlated), int4 g128.
-// Usage: npm run bench -w @bitsmith/solvers [-- --rows 4096 --columns 4096 --tokens 8192 --group 128 --bits 4]
+// GPTQ benchmark: one 4096 x 4096 layer, 8192 calibration tokens (random, correlated), int4 g128, against a PyTorch
+// GPTQ reference (bench/gptq-reference.py, single-threaded torch) on the same W and X and numpy's Cholesky + inverse
+// of the same damped Hessian (bench/numpy-factorization.py), all in one run. The Python parts are skipped with a
+// message when no python3 with torch (Debian: apt-get install python3-torch) is found; BITSMITH_PYTHON picks one.
+// Usage: npm run bench -w @bitsmith/solvers [-- --rows 4096 --columns 4096 --tokens 8192 --group 128 --bits 4 --torch-threads 1]
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { dequantize, quantize, parseFormat } from '@bitsmith/core';
 import { defaultBackend, disposeDefaultBackend, fillNormal } from '@bitsmith/linalg';
 import { gptqQuantizeLayer, layerObjective } from '../dist/index.js';
@@ -13,6 +21,26 @@ const tokens = Number(args.tokens ?? 8192);
 const group = Number(args.group ?? 128);
 const bits = Number(args.bits ?? 4);
 const objectiveRows = Math.min(rows, Number(args['objective-rows'] ?? 512));
+const torchThreads = Number(args['torch-threads'] ?? 1);
+const here = dirname(fileURLToPath(import.meta.url));
+
+/** A python3 that imports torch and numpy, or undefined. */
+function findPython() {
+  const candidates = process.env.BITSMITH_PYTHON ? [process.env.BITSMITH_PYTHON] : ['python3', '/usr/bin/python3'];
+  for (const python of candidates) {
+    const probe = spawnSync(python, ['-c', 'import torch, numpy'], { encoding: 'utf8' });
+    if (probe.status === 0) return python;
+  }
+  return undefined;
+}
+
+/** Runs a Python script with OpenBLAS/OpenMP limited to `threads`; returns its last stdout line as JSON. */
+function runPython(python, script, scriptArgs, threads) {
+  const env = { ...process.env, OPENBLAS_NUM_THREADS: String(threads), OMP_NUM_THREADS: String(threads), MKL_NUM_THREADS: String(threads) };
+  const run = spawnSync(python, [join(here, script), ...scriptArgs.map(String)], { encoding: 'utf8', env, maxBuffer: 1 << 20 });
+  if (run.status !== 0) throw new Error(`${script} failed (${run.status}): ${run.stderr.slice(-2000)}`);
+  return JSON.parse(run.stdout.trim().split('\n').pop());
+}
 
 const seconds = (t) => (performance.now() - t) / 1000;
 const backend = await defaultBackend();
@@ -52,12 +80,69 @@ const gptqObjective = await layerObjective(slice(weight), slice(result.weight), 
 const rtnObjective = await layerObjective(slice(weight), slice(rtnWeight), hessian, { backend });
 
 const total = hessianTime + gptqTotal;
-console.log(`hessian (X^T X)   ${hessianTime.toFixed(2)} s`);
-console.log(`factorization     ${result.timings.factorization.toFixed(2)} s (dampening ${result.dampening})`);
-console.log(`solve             ${result.timings.solve.toFixed(2)} s`);
-console.log(`gptq call total   ${gptqTotal.toFixed(2)} s (incl. input checks, scales, dequantize)`);
-console.log(`total             ${total.toFixed(2)} s (target < 10 s)`);
+const ours = { hessian: hessianTime, factorization: result.timings.factorization, solve: result.timings.solve, total };
+
+// The peers, on the same W and X (and the same damped float64 Hessian for numpy).
+let torchResult;
+let numpyResult;
+let torchObjective;
+const python = findPython();
+if (!python) {
+  console.log('PyTorch reference skipped: no python3 with torch and numpy (Debian: apt-get install python3-torch; or set BITSMITH_PYTHON)');
+} else {
+  const dir = mkdtempSync(join(tmpdir(), 'bitsmith-gptq-bench-'));
+  try {
+    writeFileSync(join(dir, 'x.f32'), new Uint8Array(x.buffer, x.byteOffset, x.byteLength));
+    writeFileSync(join(dir, 'w.f32'), new Uint8Array(weightData.buffer, weightData.byteOffset, weightData.byteLength));
+    let mean = 0;
+    for (let i = 0; i < columns; i++) mean += hessian[i * columns + i];
+    const damped = Float64Array.from(hessian);
+    for (let i = 0; i < columns; i++) damped[i * columns + i] += (0.01 * mean) / columns;
+    writeFileSync(join(dir, 'h.f64'), new Uint8Array(damped.buffer));
+    torchResult = runPython(python, 'gptq-reference.py', [dir, rows, columns, tokens, group, bits, torchThreads], torchThreads);
+    const q = new Float32Array(readFileSync(join(dir, 'q.f32')).buffer.slice(0));
+    torchObjective = await layerObjective(slice(weight), slice({ dtype: 'float32', shape: [rows, columns], data: q }), hessian, { backend });
+    numpyResult = runPython(python, 'numpy-factorization.py', [join(dir, 'h.f64'), columns, 1], backend.threads);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+const cell = (v) => (v === undefined ? '-' : `${v.toFixed(2)} s`);
+const ratio = (a, b) => (b === undefined ? '-' : (a / b).toFixed(2));
+console.log(`part            bitsmith (${backend.name}, ${backend.threads} threads)   PyTorch GPTQ (${torchResult ? `${torchResult.torch}, ${torchResult.threads} thread${torchResult.threads > 1 ? 's' : ''}` : 'absent'})   ratio`);
+for (const part of ['hessian', 'factorization', 'solve', 'total']) {
+  console.log(`${part.padEnd(16)}${cell(ours[part]).padStart(12)}${cell(torchResult?.[part]).padStart(36)}   ${ratio(ours[part], torchResult?.[part])}`);
+}
+console.log(`gptq call total ${gptqTotal.toFixed(2)} s (incl. input checks, scales, dequantize); dampening ${result.dampening}`);
+if (numpyResult) {
+  console.log(
+    `numpy ${numpyResult.numpy} Cholesky + inverse of the same damped float64 Hessian (${backend.threads} OpenBLAS threads): ` +
+      `${numpyResult.total.toFixed(2)} s (cholesky ${numpyResult.cholesky.toFixed(2)}, inverse ${numpyResult.inverse.toFixed(2)}); ` +
+      `bitsmith factorization / numpy = ${ratio(ours.factorization, numpyResult.total)}`,
+  );
+}
 console.log(`rtn               ${rtnTime.toFixed(2)} s`);
-console.log(`objective tr((W-Q)H(W-Q)^T) on ${objectiveRows} rows: gptq ${gptqObjective.toExponential(4)}, rtn ${rtnObjective.toExponential(4)}, ratio ${(gptqObjective / rtnObjective).toFixed(4)}`);
-console.log(JSON.stringify({ backend: backend.name, rows, columns, tokens, format: `int${bits}`, group, hessian: hessianTime, factorization: result.timings.factorization, solve: result.timings.solve, gptqTotal, total, rtn: rtnTime, objectiveRatio: gptqObjective / rtnObjective }));
+console.log(
+  `objective tr((W-Q)H(W-Q)^T) on ${objectiveRows} rows: bitsmith gptq ${gptqObjective.toExponential(4)}` +
+    (torchObjective !== undefined ? `, pytorch gptq ${torchObjective.toExponential(4)}` : '') +
+    `, rtn ${rtnObjective.toExponential(4)}; gptq/rtn ${(gptqObjective / rtnObjective).toFixed(4)}`,
+);
+console.log(
+  JSON.stringify({
+    backend: backend.name,
+    threads: backend.threads,
+    rows,
+    columns,
+    tokens,
+    format: `int${bits}`,
+    group,
+    ...ours,
+    gptqTotal,
+    rtn: rtnTime,
+    objectiveRatio: gptqObjective / rtnObjective,
+    ...(torchResult ? { torch: torchResult, torchObjectiveRatio: torchObjective / rtnObjective, totalRatio: total / torchResult.total } : {}),
+    ...(numpyResult ? { numpy: numpyResult, factorizationVsNumpy: ours.factorization / numpyResult.total } : {}),
+  }),
+);
 await disposeDefaultBackend();

@@ -31,7 +31,7 @@ describe.skipIf(SKIP)('bitsmith eval / generate on tinystories-656k', () => {
   it('eval prints one JSON object with perplexity, the protocol, and kl/top1 against a reference', async () => {
     const text = join(tmp, 'short.txt');
     writeFileSync(text, readFileSync(join(SHARED, 'data', 'dev-heldout.txt'), 'utf8').slice(0, 3000));
-    const result = JSON.parse(await run(['eval', '--model', MODEL, '--text', text, '--ctx', '64', '--reference', MODEL, '--against', MODEL])) as Record<string, unknown>;
+    const result = JSON.parse(await run(['eval', '--model', MODEL, '--text', text, '--ctx', '64', '--reference', MODEL, '--against', MODEL, '--json'])) as Record<string, unknown>;
     // Against itself: the same perplexity, ratio exactly 1 and a zero-width interval.
     const against = result.against as { perplexity: number; perplexityRatio: number; interval: number[]; kl: number };
     expect(against.perplexity).toBe(result.perplexity);
@@ -44,6 +44,16 @@ describe.skipIf(SKIP)('bitsmith eval / generate on tinystories-656k', () => {
     expect(result.kl).toBe(0);
     expect(result.top1Agreement).toBe(1);
     expect(String(result.protocol)).toContain('[BOS] + chunk');
+  });
+
+  it('eval without --json prints a summary line before the JSON, with the numbers of the JSON', async () => {
+    const text = join(tmp, 'short2.txt');
+    writeFileSync(text, readFileSync(join(SHARED, 'data', 'dev-heldout.txt'), 'utf8').slice(0, 2000));
+    const out = await run(['eval', '--model', MODEL, '--text', text, '--ctx', '64', '--reference', MODEL]);
+    const newline = out.indexOf('\n');
+    const summary = out.slice(0, newline);
+    const result = JSON.parse(out.slice(newline + 1)) as { perplexity: number; tokens: number; windows: number };
+    expect(summary).toBe(`perplexity ${Number(result.perplexity.toPrecision(4))} on ${result.tokens} tokens (${result.windows} windows of 64); vs reference: KL 0, top-1 agreement 100.0%`);
   });
 
   it('generate continues the prompt greedily like the reference', async () => {

@@ -14,11 +14,41 @@ interface EvalOptions {
   reference?: string;
   against?: string;
   batchSize: string;
+  json?: boolean;
+}
+
+/** Significant digits for the summary line. */
+function fmt(x: number, digits = 4): string {
+  return Number(x.toPrecision(digits)).toString();
 }
 
 /**
- * Registers `bitsmith eval --model DIR --text FILE [--ctx 128] [--reference DIR] [--against DIR] [--batch-size 8]`:
- * evaluates a Hugging Face Llama-family model on a text file and prints one JSON object: `tokens`, `windows`, `ctx`,
+ * The one-line human summary that `bitsmith eval` prints before its JSON, for example
+ * `perplexity 44.49 on 5222 tokens (42 windows of 128); vs reference: KL 0.0503, top-1 agreement 91.2%`.
+ */
+export function evalSummary(result: {
+  perplexity: number;
+  tokens: number;
+  windows: number;
+  ctx: number;
+  kl?: number;
+  top1Agreement?: number;
+  against?: { model: string; perplexity: number; perplexityRatio: number; interval: readonly number[] };
+}): string {
+  let line = `perplexity ${fmt(result.perplexity)} on ${result.tokens} tokens (${result.windows} windows of ${result.ctx})`;
+  if (result.kl !== undefined && result.top1Agreement !== undefined) line += `; vs reference: KL ${fmt(result.kl)}, top-1 agreement ${(100 * result.top1Agreement).toFixed(1)}%`;
+  if (result.against) {
+    const [low, high] = result.against.interval as [number, number];
+    const verdict = low <= 1 && high >= 1 ? 'within noise' : result.against.perplexityRatio > 1 ? `${result.against.model} is worse` : `${result.against.model} is better`;
+    line += `; against ${result.against.model}: perplexity ${fmt(result.against.perplexity)}, ratio ${fmt(result.against.perplexityRatio)} [${fmt(low)}, ${fmt(high)}] (${verdict})`;
+  }
+  return line;
+}
+
+/**
+ * Registers `bitsmith eval --model DIR --text FILE [--ctx 128] [--reference DIR] [--against DIR] [--batch-size 8] [--json]`:
+ * evaluates a Hugging Face Llama-family model on a text file and prints a one-line summary ({@link evalSummary}), then
+ * one JSON object (with `--json`, the JSON alone): `tokens`, `windows`, `ctx`,
  * `nll`, `perplexity`, with `--reference` also `kl` and `top1Agreement`, and the `protocol` in words. With
  * `--against` a second model is evaluated on the same tokens and `against` holds its perplexity (and KL) and the
  * ratio of its perplexity to the first model's with a paired bootstrap 95% interval over the evaluation windows
@@ -42,6 +72,7 @@ export function registerEval(program: Command, output: CommandOutput = {}): void
     .option('--reference <dir>', 'reference model folder (e.g. the unquantized original) for kl and top1Agreement')
     .option('--against <dir>', 'a second model folder: its perplexity ratio to --model, with a paired 95% interval over windows')
     .option('--batch-size <windows>', 'windows per forward pass', '8')
+    .option('--json', 'print only the JSON object (no summary line)')
     .action(async (options: EvalOptions) => {
       const { stdout, stderr } = outputSinks(output);
       const onWarning = (w: { message: string }) => stderr(`warning: ${w.message}\n`);
@@ -84,6 +115,10 @@ export function registerEval(program: Command, output: CommandOutput = {}): void
           };
         }
         const seconds = (performance.now() - started) / 1000;
+        if (!options.json) {
+          const summaryAgainst = against as { model: string; perplexity: number; perplexityRatio: number; interval: number[] } | undefined;
+          stdout(`${evalSummary({ ...result, ...(summaryAgainst ? { against: summaryAgainst } : {}) })}\n`);
+        }
         stdout(
           `${JSON.stringify(
             {

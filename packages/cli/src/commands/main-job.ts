@@ -171,10 +171,10 @@ export async function runMainJob(options: MainJobOptions = {}, output: CommandOu
   const format = `int${bits}`;
   const granularity = groupSize > 0 ? ({ type: 'group', size: groupSize } as const) : ({ type: 'channel' } as const);
   const granularityLabel = groupSize > 0 ? `g${groupSize}` : 'per channel';
-  const path = options.model ?? defaultTfjsModelPath();
+  const path = options.model ?? (await defaultTfjsModelPath('`bitsmith main` without --model'));
   const progress = (text: string) => stderr(`${text}\n`);
 
-  const splits = sotuSentenceSplits({ calibration: options.calibration ?? 160, evaluation: options.evaluation ?? 160, seed: options.seed ?? 0 });
+  const splits = await sotuSentenceSplits({ calibration: options.calibration ?? 160, evaluation: options.evaluation ?? 160, seed: options.seed ?? 0 });
   const backend = await defaultBackend();
   const encoder: SentenceEncoder = await loadSentenceEncoder(path, { backend, prodMode: true });
   const graph = encoder.model;
@@ -300,7 +300,7 @@ async function countWeights(graph: SentenceEncoder['model']): Promise<number> {
 /** Registers `bitsmith main` (also what `bitsmith` runs with no command, and `npm start`). */
 export function registerMainJob(program: Command): void {
   program
-    .command('main', { isDefault: true })
+    .command('main')
     .description('quantize the embedded Universal Sentence Encoder lite with GPTQ and RTN (int4 g128), evaluate embedding fidelity, write out/')
     .option('--model <model.json>', 'tfjs model.json of the encoder (default: the embedded Universal Sentence Encoder lite)')
     .option('--calibration <n>', 'calibration sentences', '160')

@@ -4,12 +4,15 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createJsBackend } from '@bitsmith/linalg';
 import { dequantize, parseFormat, quantize } from '@bitsmith/core';
+import { readGguf } from '@bitsmith/formats';
 import { loadLlamaGraph, openSafetensors } from '@bitsmith/models';
 import { afterAll, describe, expect, it } from 'vitest';
+import { installOnlineTransforms } from '../online-transforms.js';
 import { quantizeCommand } from './quantize.js';
 
 const SHARED = process.env.BITSMITH_SHARED ? resolve(process.env.BITSMITH_SHARED) : resolve(dirname(fileURLToPath(import.meta.url)), '../../../../../shared');
 const MODEL = join(SHARED, 'models', 'tinystories-656k');
+const EXAMPLES = resolve(dirname(fileURLToPath(import.meta.url)), '../../../../examples/recipes');
 const SKIP = !existsSync(join(MODEL, 'model.safetensors')) && process.env.CI !== 'true';
 if (SKIP) console.warn(`[bitsmith] skipping quantize tests on the real model: ${MODEL} not found (in CI they run)`);
 
@@ -47,11 +50,68 @@ describe.skipIf(SKIP)('bitsmith quantize on tinystories-656k', () => {
     expect(reloaded.blocks).toHaveLength(2);
   });
 
+  it('records static activation quantizers in config.json, and installOnlineTransforms reinstalls the same ones', async () => {
+    const recipe = join(tmp, 'w8a8.yaml');
+    writeFileSync(recipe, 'name: w8a8\ninputActivations: { format: int8, granularity: tensor, dynamic: false }\nsteps:\n  - rtn: { bits: 8 }\n');
+    const out = join(tmp, 'out-w8a8');
+    await quantizeCommand(
+      { model: MODEL, recipe, calibration: join(SHARED, 'data', 'calib.txt'), out, samples: '4', seqLen: '64' },
+      undefined,
+      { stdout: () => undefined, stderr: () => undefined },
+    );
+    const config = JSON.parse(readFileSync(join(out, 'config.json'), 'utf8'));
+    const recorded = config.quantization_config.online_transforms as Array<{ layer: string; kind: string; scales: number[] }>;
+    expect(recorded).toHaveLength(14);
+    for (const t of recorded) {
+      expect(t.kind).toBe('activation-quantization');
+      expect(t.scales).toHaveLength(1);
+      expect(t.scales[0]).toBeGreaterThan(0);
+    }
+    const graph = await loadLlamaGraph(out, { backend: createJsBackend() });
+    expect(await installOnlineTransforms(graph, out)).toBe(14);
+    for (const t of recorded) expect({ layer: t.layer, ...graph.linear(t.layer).inputTransform!.describe() }).toEqual(t);
+  });
+
   it('reports a bad recipe with the file, step and field', async () => {
     const recipe = join(tmp, 'bad.yaml');
     writeFileSync(recipe, 'steps:\n  - rtn: { bits: 4, groupSize: 0 }\n');
     await expect(
       quantizeCommand({ model: MODEL, recipe, calibration: join(SHARED, 'data', 'calib.txt'), out: join(tmp, 'x'), samples: '2', seqLen: '32' }, undefined, { stdout: () => undefined, stderr: () => undefined }),
     ).rejects.toThrow(/bad\.yaml: steps\[0\] \(rtn\): groupSize/);
+  });
+
+  it('runs a data-free recipe without --calibration (weights = RTN of the originals) and refuses GPTQ without it', async () => {
+    const out = join(tmp, 'rtn-no-calib');
+    const quiet = { stdout: () => undefined, stderr: () => undefined };
+    await quantizeCommand({ model: MODEL, recipe: join(EXAMPLES, 'rtn-w4g32.yaml'), out, samples: '128', seqLen: '128' }, undefined, quiet);
+    const meta = JSON.parse(readFileSync(join(out, 'quantization.json'), 'utf8'));
+    expect(meta.protocol.calibration.file).toMatch(/data-free/);
+    const original = await loadLlamaGraph(MODEL, { backend: createJsBackend() });
+    const file = await openSafetensors(join(out, 'model.safetensors'));
+    const name = 'model.layers.0.self_attn.v_proj';
+    const written = await file.readTensor(`${name}.weight`);
+    await file.close();
+    const expected = dequantize(quantize(original.linear(name).weight, { format: parseFormat('int4'), granularity: { type: 'group', size: 32 } }));
+    expect(Array.from(written.data)).toEqual(Array.from(expected.data));
+    await expect(quantizeCommand({ model: MODEL, recipe: join(EXAMPLES, 'gptq-w4g32.yaml'), out: join(tmp, 'y'), samples: '2', seqLen: '32' }, undefined, quiet)).rejects.toThrow(
+      /--calibration: recipe gptq-w4g32 needs calibration text \(step gptq/,
+    );
+  });
+
+  it('presets: w8a8 is refused naming activation quantization; llama.cpp-q4_k_m writes the Q4_K_M mixture', async () => {
+    const quiet = { stdout: () => undefined, stderr: () => undefined };
+    await expect(quantizeCommand({ model: MODEL, preset: 'w8a8', out: join(tmp, 'z'), samples: '2', seqLen: '32' }, undefined, quiet)).rejects.toThrow(/activation quantization/);
+    await expect(quantizeCommand({ model: MODEL, preset: 'w5', out: join(tmp, 'z'), samples: '2', seqLen: '32' }, undefined, quiet)).rejects.toThrow(/unknown preset 'w5'; known: w4a16/);
+    const out = join(tmp, 'q4km');
+    await quantizeCommand({ model: MODEL, preset: 'llama.cpp-q4_k_m', out, samples: '2', seqLen: '32' }, undefined, quiet);
+    const types = new Map((await readGguf(join(out, 'model.gguf'))).tensors.map((t) => [t.name, t.type]));
+    // 2 layers: llama.cpp's use_more_bits is true for layer 1 only (1 >= 7*2/8 = 1 in C); rows of 128 and 384 do not
+    // split into 256-blocks, so Q6_K falls back to Q8_0 and Q4_K to Q5_0, as llama-quantize does.
+    expect(types.get('blk.1.attn_v.weight')).toBe('Q8_0');
+    expect(types.get('blk.1.ffn_down.weight')).toBe('Q8_0');
+    expect(types.get('blk.0.attn_v.weight')).toBe('Q5_0');
+    expect(types.get('blk.0.ffn_down.weight')).toBe('Q5_0');
+    expect(types.get('blk.1.attn_q.weight')).toBe('Q5_0');
+    expect(types.get('blk.0.attn_norm.weight')).toBe('F32');
   });
 });

@@ -7,16 +7,63 @@ import { defaultBackend, disposeDefaultBackend } from '@bitsmith/linalg';
 import type { QuantizedTensor } from '@bitsmith/core';
 import { GGUF_ARCHITECTURES, GGUF_MODEL_TYPES, saveCompressedTensors, saveGgufModel, saveGptq, saveOnnxModel, type GgufModelType } from '@bitsmith/formats';
 import { llamaQuantizableModel, loadLlamaModel, writeSafetensors } from '@bitsmith/models';
-import { loadRecipe, runRecipe, type Recipe, type RecipeProgressEvent, type RecipeReport, type StepRegistry } from '@bitsmith/recipe';
+import { parseRecipe, RecipeFileError, runRecipe, type Recipe, type RecipeProgressEvent, type RecipeReport, type StepRegistry } from '@bitsmith/recipe';
 import { calibrationSequences, readCalibrationText } from '../calibration-data.js';
 import { OptionError, outputSinks, parseIntegerOption, type CommandOutput } from '../command-output.js';
 import { defaultRegistry } from '../default-registry.js';
 import { stageOutputFolder, writeOutputFolder } from '../output-folder.js';
+import { PRESETS, resolvePreset, type QuantizePreset } from '../presets.js';
+
+/**
+ * Text that data-free recipes (RTN, HQQ) run through the model when no `--calibration` is given: it only feeds the
+ * per-layer output-error column of the report, the weights do not depend on it.
+ */
+const BUILT_IN_SAMPLE =
+  'Once upon a time, a small robot lived in a quiet town by the sea. Every morning it walked to the harbour to count the boats. ' +
+  'One day a storm came and the boats did not return. The robot waited on the pier all night, and when the sun rose it saw ' +
+  'the first sail on the water. It was happy, and it counted every boat twice to be sure. The fishermen laughed and thanked it.';
+
+/** True when some step of the recipe (or of an override) asks for calibration statistics. */
+export function recipeNeedsCalibration(recipe: Recipe): boolean {
+  return recipe.stages.some((stage) => stage.step.requires.length > 0 || (stage.overrides ?? []).some((o) => o.step.requires.length > 0));
+}
+
+/** Bits per weight of a GGML tensor type (block bytes x 8 / block elements). */
+function ggmlBitsPerWeight(type: string): number {
+  const table: Record<string, [number, number]> = { F32: [4, 1], F16: [2, 1], Q4_0: [18, 32], Q4_1: [20, 32], Q5_0: [22, 32], Q8_0: [34, 32], Q4_K: [144, 256], Q6_K: [210, 256] };
+  const [bytes, elements] = table[type] ?? [4, 1];
+  return (bytes * 8) / elements;
+}
+
+/** Where the recipe comes from: a file or a preset. */
+async function recipeSource(options: QuantizeOptions): Promise<{ name: string; file: string; text: string | undefined; preset?: QuantizePreset }> {
+  if (options.recipe !== undefined && options.preset !== undefined) throw new OptionError('--preset', 'give either --recipe or --preset, not both');
+  if (options.preset !== undefined) {
+    const preset = resolvePreset(options.preset);
+    if (options.save !== undefined && options.save !== 'fake' && options.save !== preset.save) {
+      throw new OptionError('--save', `preset ${preset.name} saves ${preset.save}; got --save ${options.save}`);
+    }
+    return { name: preset.name, file: `preset:${preset.name}`, text: preset.recipe, preset };
+  }
+  if (options.recipe === undefined) throw new OptionError('--recipe', `give a recipe file or --preset (${Object.keys(PRESETS).join(', ')})`);
+  let text: string;
+  try {
+    text = await readFile(options.recipe, 'utf8');
+  } catch (cause) {
+    const code = (cause as NodeJS.ErrnoException).code;
+    throw new RecipeFileError(options.recipe, code === 'ENOENT' ? 'file not found' : `cannot be read (${(cause as Error).message})`);
+  }
+  return { name: options.recipe.replace(/^.*\//, '').replace(/\.(ya?ml|json)$/, ''), file: options.recipe, text };
+}
 
 interface QuantizeOptions {
   model: string;
-  recipe: string;
-  calibration: string;
+  /** Recipe file; exactly one of `recipe` and `preset`. */
+  recipe?: string;
+  /** A named preset ({@link PRESETS}); exactly one of `recipe` and `preset`. */
+  preset?: string;
+  /** Calibration text; optional for data-free recipes (no step declares a statistic in `requires`). */
+  calibration?: string;
   out: string;
   samples: string;
   seqLen: string;
@@ -37,8 +84,11 @@ const COPIED_FILES = ['tokenizer.json', 'tokenizer_config.json', 'special_tokens
 /** Formats a report as a plain-text table (one line per layer, then totals). */
 export function formatReport(report: RecipeReport): string {
   const lines = [`recipe ${report.recipe}: ${report.averageBitsPerWeight.toFixed(3)} bits/weight on quantized layers, ${report.seconds.toFixed(1)} s`];
-  const width = Math.max(...report.layers.map((l) => l.name.length));
-  for (const l of report.layers) lines.push(`  ${l.name.padEnd(width)}  ${l.bitsPerWeight.toFixed(3).padStart(6)} bits  output error ${l.outputError.toFixed(4)}  ${l.steps.join('+') || '-'}`);
+  const width = Math.max(0, ...report.layers.map((l) => l.name.length));
+  for (const l of report.layers) {
+    const error = Number.isFinite(l.outputError) ? `output error ${l.outputError.toFixed(4)}` : 'output error not measured';
+    lines.push(`  ${l.name.padEnd(width)}  ${l.bitsPerWeight.toFixed(3).padStart(6)} bits  ${error}  ${l.steps.join('+') || '-'}`);
+  }
   for (const s of report.steps) {
     lines.push(`  step ${s.id} (${s.kind}): ${s.seconds.toFixed(2)} s${s.warnings.length ? `, ${s.warnings.length} warning(s)` : ''}`);
     for (const w of s.warnings) lines.push(`    warning${w.layer ? ` [${w.layer}]` : ''}: ${w.message}`);
@@ -73,71 +123,88 @@ function progressReporter(interactive: boolean, write: (text: string) => void) {
 /**
  * Runs `bitsmith quantize`: loads the model, cuts calibration sequences, runs the recipe, and writes a Hugging Face
  * folder with fake-quant float32 weights, the config (with a `quantization_config` that states how run-time input
- * transforms are applied), the tokenizer files, and `quantization.json` (recipe, protocol, report).
+ * transforms are applied), the tokenizer files, and `quantization.json` (recipe, protocol, warnings, report).
  *
- * Every option is checked before any work (save format, GGUF type, the output folder: not the model or inside it,
- * empty unless `overwrite`, writable). The output is written into a hidden staging folder beside `out` and renamed
- * onto `out` only when complete: a failed or killed run leaves `out` as it was.
+ * Every option is checked before any work (save format, GGUF type, the output folder: not an input nor inside or
+ * around one, empty unless `overwrite`, writable). The output is written into a hidden staging folder beside `out`
+ * and renamed onto `out` only when complete: a failed or killed run leaves `out` as it was.
  */
 export async function quantizeCommand(options: QuantizeOptions, registry: StepRegistry = defaultRegistry, output: CommandOutput = {}): Promise<RecipeReport> {
   const { stdout, stderr } = outputSinks(output);
-  const save = (options.save ?? 'fake') as SaveFormat;
+  const source = await recipeSource(options);
+  const save = (source.preset?.save ?? options.save ?? 'fake') as SaveFormat;
   if (!SAVE_FORMATS.includes(save)) throw new OptionError('--save', `must be one of ${SAVE_FORMATS.join(', ')}; got '${options.save}'`);
   if (options.ggufType !== undefined && save !== 'gguf') throw new OptionError('--gguf-type', `applies to --save gguf only; got --save ${save}`);
-  const ggufType = (options.ggufType ?? 'Q4_K') as GgufModelType;
+  const ggufType = (source.preset?.ggufType ?? options.ggufType ?? 'Q4_K') as GgufModelType;
   if (!GGUF_MODEL_TYPES.includes(ggufType)) throw new OptionError('--gguf-type', `must be one of ${GGUF_MODEL_TYPES.join(', ')}; got '${options.ggufType}'`);
   const samples = parseIntegerOption('--samples', options.samples, 1);
   const sequenceLength = parseIntegerOption('--seq-len', options.seqLen, 2);
-  const recipe = await loadRecipe(options.recipe, registry);
-  if (save !== 'fake' && !recipe.stages.some((s) => s.step.kind === 'quantize')) {
-    throw new OptionError('--save', `${save} stores quantized layers, but recipe ${options.recipe} has no quantize step; use --save fake or add one`);
+  const parsed = source.text === undefined ? undefined : parseRecipe(source.text, registry, source.file);
+  const recipe = parsed && (parsed.name ? parsed : { ...parsed, name: source.name });
+  if (recipe && options.calibration === undefined && recipeNeedsCalibration(recipe)) {
+    const needy = recipe.stages.filter((s) => s.step.requires.length > 0).map((s) => s.step.id);
+    throw new OptionError('--calibration', `recipe ${recipe.name} needs calibration text (step ${[...new Set(needy)].join(', ')} uses statistics of the layers' inputs); data-free recipes (rtn, hqq) run without it`);
   }
-  const staged = await stageOutputFolder(options.out, { inputs: [options.model, options.recipe, options.calibration], overwrite: options.overwrite ?? false });
+  if (recipe && (save === 'compressed-tensors' || save === 'gptq' || save === 'gptq-v2' || save === 'onnx') && !recipe.stages.some((s) => s.step.kind === 'quantize')) {
+    throw new OptionError('--save', `${save} stores quantized layers, but recipe ${recipe.name} has no quantize step; use --save fake or add one`);
+  }
+  const inputs = [options.model, ...(options.recipe !== undefined ? [options.recipe] : []), ...(options.calibration !== undefined ? [options.calibration] : [])];
+  const staged = await stageOutputFolder(options.out, { inputs, overwrite: options.overwrite ?? false });
   try {
-    return await quantizeAndWrite({ ...options, recipeFile: options.recipe, save, ggufType, samples, sequenceLength, recipe }, { stdout, stderr }, Boolean(process.stderr.isTTY) && output.stderr === undefined, (write) =>
-      writeOutputFolder(staged, write),
-    );
+    const interactive = Boolean(process.stderr.isTTY) && output.stderr === undefined;
+    return await quantizeAndWrite({ ...options, save, ggufType, samples, sequenceLength, recipe, source }, { stdout, stderr }, interactive, (write) => writeOutputFolder(staged, write));
   } finally {
     await staged.discard();
   }
 }
 
-/** Loads, calibrates, runs the recipe, and hands the writing of the output to `write` (a staged folder). */
+/** Loads, calibrates, runs the recipe, and hands the writing of the output to `commit` (a staged folder). */
 async function quantizeAndWrite(
-  options: Omit<QuantizeOptions, 'samples' | 'recipe'> & { recipeFile: string; save: SaveFormat; ggufType: GgufModelType; samples: number; sequenceLength: number; recipe: Recipe },
+  options: Omit<QuantizeOptions, 'samples' | 'recipe'> & { save: SaveFormat; ggufType: GgufModelType; samples: number; sequenceLength: number; recipe: Recipe | undefined; source: Awaited<ReturnType<typeof recipeSource>> },
   sinks: Required<CommandOutput>,
   interactive: boolean,
   commit: (write: (dir: string) => Promise<void>) => Promise<void>,
 ): Promise<RecipeReport> {
   const { stdout, stderr } = sinks;
-  const { save, samples, sequenceLength, recipe } = options;
+  const { save, ggufType, samples, sequenceLength, recipe, source } = options;
   const backend = await defaultBackend();
   const loaded = await loadLlamaModel(options.model, { backend });
   for (const w of loaded.warnings) stderr(`warning: ${w.message}\n`);
   if (save === 'gguf' && !GGUF_ARCHITECTURES.includes(loaded.config.modelType)) {
     throw new OptionError('--save', `gguf writes ${GGUF_ARCHITECTURES.join(' and ')} models; ${options.model} is ${loaded.config.modelType}`);
   }
-  if (sequenceLength > loaded.config.maxPositionEmbeddings) {
+  if (recipe && options.calibration !== undefined && sequenceLength > loaded.config.maxPositionEmbeddings) {
     throw new OptionError('--seq-len', `${sequenceLength} exceeds the model's max_position_embeddings (${loaded.config.maxPositionEmbeddings}); expected at most ${loaded.config.maxPositionEmbeddings}`);
   }
-  const text = await readCalibrationText(options.calibration);
-  const bosTokenId = loaded.tokenizer.bosTokenId ?? loaded.config.bosTokenId;
-  const { sequences, protocol, warnings: calibrationWarnings } = calibrationSequences(loaded.tokenizer.encode(text, { bos: false }), {
-    samples,
-    sequenceLength,
-    bosTokenId,
-    file: options.calibration,
-    ...(options.calibrationSeed !== undefined ? { seed: parseIntegerOption('--calibration-seed', options.calibrationSeed, 0) } : {}),
-  });
-  for (const w of calibrationWarnings) stderr(`warning: ${w}\n`);
-  const model = llamaQuantizableModel(loaded.graph);
-  const progress = progressReporter(interactive, stderr);
-  let report: RecipeReport;
+  let calibrationWarnings: string[] = [];
   const quantized = new Map<string, QuantizedTensor>();
-  try {
-    report = await runRecipe(model, recipe, sequences, { backend, onProgress: (e) => progress.onProgress(e), onQuantized: (name, q) => quantized.set(name, q) });
-  } finally {
-    progress.stop();
+  let report: RecipeReport;
+  let protocol: unknown;
+  if (recipe) {
+    const text = options.calibration === undefined ? BUILT_IN_SAMPLE : await readCalibrationText(options.calibration);
+    const bosTokenId = loaded.tokenizer.bosTokenId ?? loaded.config.bosTokenId;
+    const cut = calibrationSequences(loaded.tokenizer.encode(text, { bos: false }), {
+      samples: options.calibration === undefined ? 1 : samples,
+      sequenceLength: Math.min(sequenceLength, loaded.config.maxPositionEmbeddings),
+      bosTokenId,
+      file: options.calibration ?? 'none (data-free recipe): a built-in paragraph, used only to measure the output error column',
+      ...(options.calibrationSeed !== undefined ? { seed: parseIntegerOption('--calibration-seed', options.calibrationSeed, 0) } : {}),
+    });
+    protocol = cut.protocol;
+    // The built-in paragraph only feeds the output-error column; its length is no user's choice to warn about.
+    if (options.calibration !== undefined) calibrationWarnings = cut.warnings;
+    for (const w of calibrationWarnings) stderr(`warning: ${w}\n`);
+    if (options.calibration === undefined) stderr(`no --calibration: ${recipe.name} is data-free; the output error column is measured on a built-in paragraph\n`);
+    const model = llamaQuantizableModel(loaded.graph);
+    const progress = progressReporter(interactive, stderr);
+    try {
+      report = await runRecipe(model, recipe, cut.sequences, { backend, onProgress: (e) => progress.onProgress(e), onQuantized: (name, q) => quantized.set(name, q) });
+    } finally {
+      progress.stop();
+    }
+  } else {
+    protocol = 'none: the export format quantizes the float weights itself';
+    report = { recipe: source.name, protocol: { sequences: 0, tokens: 0, maxSequenceLength: 0 }, layers: [], steps: [], averageBitsPerWeight: 0, seconds: 0 };
   }
 
   const onlineTransforms = loaded.graph
@@ -177,14 +244,22 @@ async function quantizeAndWrite(
       await saveOnnxModel(out, loaded.graph, quantized);
       await writeFile(join(out, 'config.json'), `${JSON.stringify(config, null, 2)}\n`);
     } else {
-      const result = await saveGgufModel(join(out, 'model.gguf'), loaded.graph, options.model, { type: options.ggufType });
+      const started = performance.now();
+      const result = await saveGgufModel(join(out, 'model.gguf'), loaded.graph, options.model, { type: ggufType });
       for (const w of result.warnings) saveWarnings.push(`${w.layer ? `[${w.layer}] ` : ''}${w.message}`);
+      if (!recipe) {
+        // No recipe ran: the report lists the GGUF types of the 2-D weights.
+        const weights = result.tensors.filter((t) => t.shape.length === 2);
+        const layers = weights.map((t) => ({ name: t.name, block: Number(/^blk\.(\d+)\./.exec(t.name)?.[1] ?? -1), bitsPerWeight: ggmlBitsPerWeight(t.type), outputError: Number.NaN, steps: [`gguf ${t.type}`], seconds: 0 }));
+        const count = weights.reduce((n, t) => n + t.shape.reduce((a, b) => a * b, 1), 0);
+        const bits = weights.reduce((n, t) => n + ggmlBitsPerWeight(t.type) * t.shape.reduce((a, b) => a * b, 1), 0);
+        report = { ...report, layers, averageBitsPerWeight: count > 0 ? bits / count : 0, seconds: (performance.now() - started) / 1000 };
+      }
     }
     for (const name of COPIED_FILES) if (existsSync(join(options.model, name))) await copyFile(join(options.model, name), join(out, name));
-    const recipeText = await readFile(options.recipeFile, 'utf8');
     await writeFile(
       join(out, 'quantization.json'),
-      `${JSON.stringify({ recipe: { name: report.recipe, file: options.recipeFile, text: recipeText }, model: options.model, save, protocol: { calibration: protocol }, warnings: { model: loaded.warnings.map((w) => w.message), calibration: calibrationWarnings }, onlineTransforms, report }, null, 2)}\n`,
+      `${JSON.stringify({ recipe: { name: report.recipe, file: source.file, text: source.text ?? null }, model: options.model, save, ...(save === 'gguf' ? { ggufType } : {}), protocol: { calibration: protocol }, warnings: { model: loaded.warnings.map((w) => w.message), calibration: calibrationWarnings }, onlineTransforms, report }, null, 2)}\n`,
     );
   });
   stdout(`${formatReport(report)}\n${saveWarnings.map((w) => `warning: ${w}\n`).join('')}wrote ${options.out} (${save})\n`);
@@ -192,20 +267,22 @@ async function quantizeAndWrite(
 }
 
 /**
- * Registers `bitsmith quantize --model DIR --recipe FILE --calibration FILE --out DIR [--samples 128] [--seq-len 128] [--calibration-seed N]`.
+ * Registers `bitsmith quantize --model DIR (--recipe FILE | --preset NAME) [--calibration FILE] --out DIR [--samples 128]
+ * [--seq-len 128] [--calibration-seed N]`. `--calibration` may be left out for data-free recipes (RTN, HQQ).
  */
 export function registerQuantize(program: Command, registry: StepRegistry = defaultRegistry, output: CommandOutput = {}): void {
   program
     .command('quantize')
     .description('quantize a Hugging Face Llama-family model with a recipe file and write a fake-quant model folder')
     .requiredOption('--model <dir>', 'model folder (config.json, model.safetensors, tokenizer.json)')
-    .requiredOption('--recipe <file>', `recipe file (YAML or JSON); steps: ${Object.keys(registry).join(', ')}`)
-    .requiredOption('--calibration <file>', 'UTF-8 calibration text')
+    .option('--recipe <file>', `recipe file (YAML or JSON); steps: ${Object.keys(registry).join(', ')}`)
+    .option('--preset <name>', `a named setting instead of --recipe: ${Object.values(PRESETS).map((p) => `${p.name} (${p.description})`).join('; ')}`)
+    .option('--calibration <file>', 'UTF-8 calibration text (not needed by data-free recipes: rtn, hqq)')
     .requiredOption('--out <dir>', 'output folder')
     .option('--samples <n>', 'calibration sequences', '128')
     .option('--seq-len <n>', 'tokens per calibration sequence, BOS included', '128')
     .option('--calibration-seed <n>', 'sample the calibration windows at random offsets with this seed (default: consecutive chunks from the start)')
-    .option('--save <format>', `output: ${SAVE_FORMATS.join(', ')} (fake: float32 weights on the grid)`, 'fake')
+    .option('--save <format>', `output: ${SAVE_FORMATS.join(', ')} (default fake: float32 weights on the grid)`)
     .option('--gguf-type <type>', `GGUF tensor type for --save gguf (${GGUF_MODEL_TYPES.join(', ')}; default Q4_K)`)
     .option('--overwrite', 'replace a non-empty --out folder (atomically, once the run has succeeded)')
     .action(async (options: QuantizeOptions) => {

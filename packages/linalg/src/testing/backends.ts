@@ -1,5 +1,6 @@
 import type { Backend, BackendName } from '../backend.js';
 import { createTfjsTestBackend } from '../backends/tfjs-test-kernels.js';
+import { createWebgpuBackend } from '../backends/webgpu-backend.js';
 import { createBackend } from '../select-backend.js';
 
 /** One backend that the shared test suite (and anything else that wants every backend) runs against. */
@@ -21,6 +22,8 @@ export const TEST_BACKENDS: readonly TestBackendEntry[] = [
   { name: 'ort', create: () => createBackend('ort', { threads: 2 }) },
   // tfjs-core alone has no kernels: use @tensorflow/tfjs-backend-cpu when installed, else a minimal matMul-only test backend.
   { name: 'tfjs', create: createTfjsTestBackend },
+  // Every call on the GPU (no CPU fallback for small calls), so that the shared suite checks the WGSL kernels.
+  { name: 'webgpu', create: () => createWebgpuBackend({ minGpuWork: 0, threads: 2 }) },
 ];
 
 /** A backend that loaded, or the reason it did not. */

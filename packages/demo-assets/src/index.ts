@@ -1,0 +1,2 @@
+export type { StateOfTheUnionAddress } from './demo-assets.js';
+export { demoModelPath, stateOfTheUnionAddresses } from './demo-assets.js';

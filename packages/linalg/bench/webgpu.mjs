@@ -1,0 +1,229 @@
+// The benchmark of @bitsmith/linalg's webgpu backend: float32 GEMM 4096^3 on resident matrices for several tile
+// shapes (Dawn's bounds checks on and off), float16 GEMM, the Backend-contract calls with their copies, Gram, FWHT, and
+// GPTQ of one 4096 x 4096 layer with 8192 tokens (w4 asymmetric, groups of 128: Hessian on the GPU, float64 inverse
+// factor on the CPU, the column loop on the GPU). With --dump DIR it writes the GPTQ problem and its codes for the
+// PyTorch CUDA peer (scripts/device/torch-peer.py), which compares codes and objectives.
+//
+// Usage (after `npx turbo run build --filter=@bitsmith/linalg`; needs a WebGPU adapter):
+//   node bench/webgpu.mjs [--size 4096] [--tokens 8192] [--reps 10] [--threads N] [--dump DIR] [--quick]
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
+import { choleskyInverseUpper, createWasmBackend, createWebgpuBackend, webgpuGptqSolve } from '../dist/index.js';
+
+const argv = process.argv.slice(2);
+const flag = (name) => {
+  const i = argv.indexOf(`--${name}`);
+  return i >= 0 ? argv[i + 1] : undefined;
+};
+const N = Number(flag('size') ?? 4096);
+const TOKENS = Number(flag('tokens') ?? 8192);
+const REPS = Number(flag('reps') ?? 10);
+const threads = Number(flag('threads') ?? availableParallelism());
+const dump = flag('dump');
+const quick = argv.includes('--quick');
+const now = () => performance.now() / 1000;
+
+function random(length, seed) {
+  const out = new Float32Array(length);
+  let s = seed >>> 0 || 1;
+  for (let i = 0; i < length; i++) {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    out[i] = s / 4294967296 - 0.5;
+  }
+  return out;
+}
+
+function maxRelativeError(got, want) {
+  let num = 0;
+  let den = 0;
+  for (let i = 0; i < want.length; i++) {
+    num = Math.max(num, Math.abs(got[i] - want[i]));
+    den = Math.max(den, Math.abs(want[i]));
+  }
+  return num / den;
+}
+
+/** Checks C = A B on a few sampled entries in float64. */
+function sampledError(c, a, b, n, samples = 64) {
+  let worst = 0;
+  for (let s = 0; s < samples; s++) {
+    const i = (s * 2654435761) % n;
+    const j = (s * 40503 + 17) % n;
+    let ref = 0;
+    let scale = 0;
+    for (let q = 0; q < n; q++) {
+      ref += a[i * n + q] * b[q * n + j];
+      scale += Math.abs(a[i * n + q] * b[q * n + j]);
+    }
+    worst = Math.max(worst, Math.abs(c[i * n + j] - ref) / scale);
+  }
+  return worst;
+}
+
+const rows = [];
+const record = (what, seconds, extra = {}) => {
+  rows.push({ what, seconds, ...extra });
+  const rate = extra.tflops !== undefined ? `${extra.tflops.toFixed(2)} TFLOP/s` : '';
+  console.log(`${what.padEnd(58)} ${(seconds * 1000).toFixed(2).padStart(10)} ms  ${rate}${extra.note ? `  ${extra.note}` : ''}`);
+};
+
+async function timeResidentGemm(gpu, n, dtype, label) {
+  const a = random(n * n, 1);
+  const b = random(n * n, 2);
+  const ga = gpu.upload(a, n, n, dtype);
+  const gb = gpu.upload(b, n, n, dtype);
+  const gc = gpu.zeros(n, n, dtype);
+  gpu.gemm({ a: ga, b: gb, c: gc });
+  await gpu.finish();
+  const check = sampledError(await gpu.read(gc), a, b, n);
+  let best = Infinity;
+  for (let r = 0; r < 3; r++) {
+    const t0 = now();
+    for (let i = 0; i < REPS; i++) gpu.gemm({ a: ga, b: gb, c: gc });
+    await gpu.finish();
+    best = Math.min(best, (now() - t0) / REPS);
+  }
+  for (const m of [ga, gb, gc]) gpu.release(m);
+  record(label, best, { tflops: (2 * n ** 3) / best / 1e12, note: `sampled rel. error ${check.toExponential(1)}` });
+  return best;
+}
+
+const TILES = [
+  { wx: 16, wy: 16, nv: 2, mv: 2, bk: 16 },
+  { wx: 16, wy: 16, nv: 2, mv: 2, bk: 8 },
+  { wx: 16, wy: 16, nv: 4, mv: 2, bk: 8 },
+  { wx: 16, wy: 16, nv: 1, mv: 1, bk: 16 },
+];
+
+const probe = await createWebgpuBackend({ threads: 1 });
+console.log(`adapter: ${JSON.stringify(probe.adapter)}, shader-f16: ${probe.shaderF16}, limits: workgroup storage ${probe.device.limits.maxComputeWorkgroupStorageSize} B, binding ${probe.device.limits.maxStorageBufferBindingSize} B`);
+await probe.dispose();
+
+for (const robustness of quick ? [false] : [true, false]) {
+  for (const tile of quick ? TILES.slice(0, 1) : TILES) {
+    const gpu = await createWebgpuBackend({ tile, robustness, threads: 1 });
+    const { wx, wy, nv, mv, bk } = tile;
+    try {
+      await timeResidentGemm(gpu, N, 'float32', `sgemm ${N}^3 resident, tile ${wy * 4 * mv}x${wx * 4 * nv}x${bk}, ${robustness ? 'checks on' : 'checks off'}`);
+    } catch (error) {
+      console.log(`tile ${JSON.stringify(tile)} robustness ${robustness}: ${error.message}`);
+    }
+    await gpu.dispose();
+  }
+}
+
+const gpu = await createWebgpuBackend({ robustness: false, threads });
+if (gpu.shaderF16) await timeResidentGemm(gpu, N, 'float16', `hgemm ${N}^3 resident (float16 in and out), 128x128x16`);
+
+{
+  // The Backend contract: host arrays in and out (two 64 MiB uploads and one download around the kernel).
+  const a = random(N * N, 3);
+  const b = random(N * N, 4);
+  const c = new Float32Array(N * N);
+  await gpu.sgemm({ m: N, n: N, k: N, a, b, c });
+  const t0 = now();
+  await gpu.sgemm({ m: N, n: N, k: N, a, b, c });
+  const t = now() - t0;
+  record(`sgemm ${N}^3 via Backend.sgemm (copies included)`, t, { tflops: (2 * N ** 3) / t / 1e12 });
+}
+
+// GPTQ problem: correlated activations X (tokens x N), weight W (N x N), w4 asymmetric groups of 128.
+const x = random(TOKENS * N, 5);
+for (let t = 0; t < TOKENS; t++) {
+  const o = t * N;
+  for (let c = 1; c < N; c++) x[o + c] += 0.5 * x[o + c - 1];
+  for (let c = 0; c < N; c += 97) x[o + c] *= 8; // a few outlier channels
+}
+const w = random(N * N, 6);
+{
+  const h = new Float64Array(N * N);
+  await gpu.gram({ rows: TOKENS, columns: N, x, h, beta: 0 });
+  const t0 = now();
+  await gpu.gram({ rows: TOKENS, columns: N, x, h, beta: 0 });
+  const t = now() - t0;
+  record(`gram ${TOKENS}x${N} (X^T X into float64 H, copies included)`, t, { tflops: (2 * TOKENS * N * N) / t / 1e12, note: 'counted as 2 m n^2' });
+}
+{
+  const data = random(N * N, 7);
+  const reference = data.slice();
+  await gpu.fwht({ rows: N, n: N, data });
+  const cpu = await createWasmBackend({ threads });
+  await cpu.fwht({ rows: N, n: N, data: reference });
+  const error = maxRelativeError(data, reference);
+  const t0 = now();
+  await gpu.fwht({ rows: N, n: N, data });
+  record(`fwht ${N} rows x ${N} (copies included)`, now() - t0, { note: `max rel. error vs wasm ${error.toExponential(1)}` });
+  await cpu.dispose();
+}
+
+async function gptq() {
+  const t0 = now();
+  const h = new Float64Array(N * N);
+  await gpu.gram({ rows: TOKENS, columns: N, x, h, beta: 0 });
+  const t1 = now();
+  let mean = 0;
+  for (let i = 0; i < N; i++) mean += h[i * N + i] / N;
+  for (let i = 0; i < N; i++) h[i * N + i] += 0.01 * mean;
+  const u = await choleskyInverseUpper({ dtype: 'float64', shape: [N, N], data: h }, { backend: gpu });
+  const t2 = now();
+  const weightT = new Float32Array(N * N);
+  for (let r = 0; r < N; r++) for (let c = 0; c < N; c++) weightT[c * N + r] = w[r * N + c];
+  const levels = Float32Array.from({ length: 16 }, (_, i) => i);
+  const scales = [];
+  const result = await webgpuGptqSolve(gpu, {
+    rows: N,
+    columns: N,
+    weightT,
+    factor: u.data,
+    levels,
+    groupSize: 128,
+    groupScales: (start, width, current) => {
+      const scale = new Float32Array(N);
+      const zero = new Float32Array(N);
+      for (let r = 0; r < N; r++) {
+        let lo = 0;
+        let hi = 0;
+        for (let j = 0; j < width; j++) {
+          const v = current[j * N + r];
+          if (v < lo) lo = v;
+          if (v > hi) hi = v;
+        }
+        const s = (hi - lo) / 15;
+        scale[r] = s;
+        zero[r] = s > 0 ? Math.round(-lo / s) : 0;
+      }
+      scales.push({ scale, zero });
+      return { scale, zero };
+    },
+  });
+  const t3 = now();
+  return { result, scales, u: u.data, times: { hessian: t1 - t0, factor: t2 - t1, solve: t3 - t2, total: t3 - t0 } };
+}
+
+await gptq(); // warm-up: pipelines compiled, wasm workers started
+const run = await gptq();
+record(`GPTQ ${N}x${N}, ${TOKENS} tokens, w4 asym g128: Hessian (GPU, float64 H)`, run.times.hessian);
+record(`GPTQ ${N}x${N}: dampening + U = chol(H^-1) (CPU float64, ${threads} threads)`, run.times.factor);
+record(`GPTQ ${N}x${N}: column loop (GPU) incl. upload/download`, run.times.solve, {
+  note: `upload ${(run.result.timings.upload * 1000).toFixed(1)} ms, loop ${(run.result.timings.solve * 1000).toFixed(1)} ms, codes back ${(run.result.timings.download * 1000).toFixed(1)} ms`,
+});
+record(`GPTQ ${N}x${N}: total`, run.times.total);
+
+if (dump) {
+  mkdirSync(dump, { recursive: true });
+  writeFileSync(`${dump}/x.f32`, x);
+  writeFileSync(`${dump}/w.f32`, w);
+  writeFileSync(`${dump}/codes.u8`, Uint8Array.from(run.result.codesT)); // columns x rows, processing order = natural
+  const s = new Float32Array(N * (N / 128));
+  const z = new Float32Array(N * (N / 128));
+  run.scales.forEach((g, i) => {
+    s.set(g.scale, i * N);
+    z.set(g.zero, i * N);
+  });
+  writeFileSync(`${dump}/scales.f32`, s); // groups x rows
+  writeFileSync(`${dump}/zeros.f32`, z);
+  writeFileSync(`${dump}/meta.json`, JSON.stringify({ n: N, tokens: TOKENS, group: 128, times: run.times }));
+  writeFileSync(`${dump}/webgpu-bench.json`, JSON.stringify(rows, null, 1));
+}
+await gpu.dispose();
+process.exit(0);

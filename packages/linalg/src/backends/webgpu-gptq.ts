@@ -1,0 +1,217 @@
+/// <reference types="@webgpu/types" />
+import { AbortError, InvalidArgumentError, ShapeMismatchError } from '@bitsmith/core';
+import { bufferUsage } from './webgpu-device.js';
+import type { WebgpuBackend, WebgpuMatrix } from './webgpu-backend.js';
+
+/** Most rows one workgroup of the column-solve kernel handles (one row per thread); fewer where workgroup memory is small. */
+const MAX_SOLVE_ROWS = 64;
+/** Most columns per lazy batch: each thread keeps its row's slice of the batch in workgroup memory (64 x 128 floats). */
+export const WEBGPU_GPTQ_MAX_BLOCK = 128;
+
+/**
+ * The column-solve kernel of GPTQ's lazy batch: thread `r` owns row `r` of the weight, keeps the batch's columns
+ * `[j1, i2)` of that row in workgroup memory, and for each column `i` of `[j1, j2)` quantizes it to the nearest level
+ * of the codebook after the row's affine map (`v = w / s + z`, code = nearest level, `q = (level - z) * s`), writes
+ * the code and the scaled error `e = (w - q) / U_ii`, and updates the row's later columns of the batch by
+ * `w_j -= U_ij e`. Rows are independent given `U`, so no barriers are needed. W and the errors are stored transposed
+ * (`column * rows + row`), so that the threads of a workgroup read and write consecutive addresses.
+ */
+const solveShader = (SOLVE_ROWS: number, width: number): string => `
+struct P { rows: u32, n: u32, i1: u32, i2: u32, j1: u32, j2: u32, levels: u32, pad: u32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read_write> wt: array<f32>;
+@group(0) @binding(2) var<storage, read> u: array<f32>;
+@group(0) @binding(3) var<storage, read> scale: array<f32>;
+@group(0) @binding(4) var<storage, read> zero: array<f32>;
+@group(0) @binding(5) var<storage, read> levels: array<f32>;
+@group(0) @binding(6) var<storage, read_write> err: array<f32>;
+@group(0) @binding(7) var<storage, read_write> codes: array<u32>;
+var<workgroup> ws: array<f32, ${SOLVE_ROWS * width}>;
+
+@compute @workgroup_size(${SOLVE_ROWS})
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let r = wg.x * ${SOLVE_ROWS}u + lid.x;
+  if (r >= p.rows) { return; }
+  let l = lid.x;
+  let width = p.i2 - p.j1;
+  for (var j = 0u; j < width; j++) { ws[j * ${SOLVE_ROWS}u + l] = wt[(p.j1 + j) * p.rows + r]; }
+  let s = scale[r];
+  let z = zero[r];
+  for (var i = p.j1; i < p.j2; i++) {
+    let x = ws[(i - p.j1) * ${SOLVE_ROWS}u + l];
+    var v = z;
+    if (s > 0.0) { v = x / s + z; }
+    var code = 0u;
+    var best = abs(levels[0] - v);
+    for (var c = 1u; c < p.levels; c++) {
+      let d = abs(levels[c] - v);
+      if (d < best) { best = d; code = c; }
+    }
+    let q = (levels[code] - z) * s;
+    let e = (x - q) / u[i * p.n + i];
+    codes[i * p.rows + r] = code;
+    err[(i - p.i1) * p.rows + r] = e;
+    let ui = i * p.n;
+    for (var j = i + 1u; j < p.i2; j++) {
+      let o = (j - p.j1) * ${SOLVE_ROWS}u + l;
+      ws[o] = ws[o] - u[ui + j] * e;
+    }
+  }
+  for (var j = p.j2; j < p.i2; j++) { wt[j * p.rows + r] = ws[(j - p.j1) * ${SOLVE_ROWS}u + l]; }
+}
+`;
+
+/** Scale and zero point of every row for one group of columns. */
+export interface WebgpuGptqGroupScales {
+  /** `rows` scales (the step between levels; 0 quantizes the row to the level nearest `zero`, dequantized to 0). */
+  readonly scale: Float32Array;
+  /** `rows` zero points in level units (0 for symmetric formats). */
+  readonly zero: Float32Array;
+}
+
+/** Arguments of {@link webgpuGptqSolve}. */
+export interface WebgpuGptqArguments {
+  /** Output features (rows of the weight). */
+  rows: number;
+  /** Input features (columns of the weight), in processing order. */
+  columns: number;
+  /** The weight transposed, `columns x rows` (row `p` is input column `p` in processing order). Not modified. */
+  weightT: Float32Array;
+  /** Upper-triangular `U` with `(H + lambda I)^-1 = U^T U` (`columns x columns`, float64, processing order). */
+  factor: Float64Array;
+  /** The format's decoded levels, indexed by code (any order; the nearest is chosen, the lowest code on ties). */
+  levels: Float32Array;
+  /** Columns per scale group (`columns` for one scale per row). */
+  groupSize: number;
+  /**
+   * Scales of the group starting at processing column `start` (`width` columns), from the group's current,
+   * error-updated weights `current` (`width x rows`, transposed like `weightT`).
+   */
+  groupScales: (start: number, width: number, current: Float32Array) => WebgpuGptqGroupScales | Promise<WebgpuGptqGroupScales>;
+  /** Columns per lazy batch (at most 128). Default 128. */
+  blockSize?: number;
+  /** Cancellation, checked between batches. */
+  signal?: AbortSignal;
+}
+
+/** Result of {@link webgpuGptqSolve}. */
+export interface WebgpuGptqResult {
+  /** Codes, `columns x rows` (transposed, processing order), indices into `levels`. */
+  readonly codesT: Uint32Array;
+  /** Seconds: copies to the GPU, the column loop (GPU work and group scales), copies back. */
+  readonly timings: { readonly upload: number; readonly solve: number; readonly download: number };
+}
+
+const now = (): number => (typeof performance !== 'undefined' ? performance.now() : Date.now()) / 1000;
+
+/**
+ * GPTQ's column loop (Frantar et al., arXiv:2210.17323, Algorithm 1 with lazy batches) on the GPU. The weight, `U`
+ * and the errors stay on the GPU for the whole layer: per batch of `blockSize` columns, one workgroup per 64 rows
+ * runs the batch's column-by-column solve in workgroup memory, then the batch's errors update every later column in
+ * one GEMM (`W[:, i2:] -= E U[i1:i2, i2:]`, float32 with the backend's tiled kernel). Only the columns of a group whose
+ * scales must be computed from the current weights are copied back (once per group), so that the caller's own scale
+ * rule (core's `computeScales`) decides them. `U` is computed in float64 by the caller and used in float32 here, as
+ * the reference implementation does on CUDA.
+ *
+ * @param backend - A `webgpu` backend.
+ * @param args - See {@link WebgpuGptqArguments}: `rows`, `columns`, `weightT`, `factor`, `levels`, `groupSize`,
+ *   `groupScales`, `blockSize` (128), `signal`.
+ * @throws `ShapeMismatchError` on arrays that do not match the shapes; `InvalidArgumentError` on a bad block or group size.
+ * @example
+ * ```ts
+ * const { codesT } = await webgpuGptqSolve(gpu, { rows, columns, weightT, factor, levels, groupSize: 128, groupScales });
+ * ```
+ */
+export async function webgpuGptqSolve(backend: WebgpuBackend, args: WebgpuGptqArguments): Promise<WebgpuGptqResult> {
+  const { rows, columns: n, weightT, factor, levels, groupSize } = args;
+  const blockSize = args.blockSize ?? WEBGPU_GPTQ_MAX_BLOCK;
+  if (!Number.isInteger(blockSize) || blockSize < 1 || blockSize > WEBGPU_GPTQ_MAX_BLOCK) {
+    throw new InvalidArgumentError('blockSize', `got ${blockSize}; expected an integer in [1, ${WEBGPU_GPTQ_MAX_BLOCK}]`);
+  }
+  if (!Number.isInteger(groupSize) || groupSize < 1) throw new InvalidArgumentError('groupSize', `got ${groupSize}; expected a positive integer`);
+  if (weightT.length !== rows * n) throw new ShapeMismatchError('weightT', [n, rows], [weightT.length], 'the transposed weight');
+  if (factor.length !== n * n) throw new ShapeMismatchError('factor', [n, n], [factor.length], 'the inverse Cholesky factor');
+  if (levels.length < 1) throw new InvalidArgumentError('levels', 'expected at least one level');
+  const device = backend.device;
+  const usage = bufferUsage();
+  const t0 = now();
+  const wt = backend.upload(weightT, n, rows);
+  const u = backend.upload(Float32Array.from(factor), n, n);
+  const err = backend.zeros(Math.min(blockSize, n), rows);
+  const codes = backend.zeros(n, rows); // u32 codes share the float32 buffer size
+  const levelBuffer = backend.upload(levels, 1, levels.length);
+  const scale = backend.zeros(1, rows);
+  const zero = backend.zeros(1, rows);
+  const own: WebgpuMatrix[] = [wt, u, err, codes, levelBuffer, scale, zero];
+  // Rows per workgroup: as many as fit the batch's columns in workgroup memory (64 on desktop GPUs, 32 at WebGPU's
+  // default 16 KiB with 128 columns).
+  const batch = Math.min(blockSize, n);
+  let solveRows = MAX_SOLVE_ROWS;
+  while (solveRows > 1 && solveRows * batch * 4 > device.limits.maxComputeWorkgroupStorageSize) solveRows >>= 1;
+  const module = device.createShaderModule({ code: solveShader(solveRows, batch), label: 'gptq.solve' });
+  const solve = device.createComputePipeline({ layout: 'auto', compute: { module, entryPoint: 'main' }, label: 'gptq.solve' });
+  const params = device.createBuffer({ size: 32, usage: usage.uniform | usage.copyDst });
+  const group = device.createBindGroup({
+    layout: solve.getBindGroupLayout(0),
+    entries: [params, wt.buffer, u.buffer, scale.buffer, zero.buffer, levelBuffer.buffer, err.buffer, codes.buffer].map((buffer, binding) => ({ binding, resource: { buffer } })),
+  });
+  const words = new Uint32Array(8);
+  try {
+    await backend.finish();
+    const t1 = now();
+    for (let i1 = 0; i1 < n; i1 += blockSize) {
+      if (args.signal?.aborted) throw new AbortError();
+      const i2 = Math.min(i1 + blockSize, n);
+      for (let j1 = i1; j1 < i2; ) {
+        const j2 = Math.min(i2, (Math.floor(j1 / groupSize) + 1) * groupSize);
+        if (j1 % groupSize === 0) {
+          const width = Math.min(groupSize, n - j1);
+          const current = await readRows(backend, wt, j1, width, rows);
+          const s = await args.groupScales(j1, width, current);
+          if (s.scale.length !== rows || s.zero.length !== rows) throw new ShapeMismatchError('groupScales', [rows], [s.scale.length, s.zero.length], 'one scale and one zero point per row');
+          backend.write(scale, s.scale);
+          backend.write(zero, s.zero);
+        }
+        words.set([rows, n, i1, i2, j1, j2, levels.length, 0]);
+        device.queue.writeBuffer(params, 0, words);
+        const encoder = device.createCommandEncoder();
+        const pass = encoder.beginComputePass();
+        pass.setPipeline(solve);
+        pass.setBindGroup(0, group);
+        pass.dispatchWorkgroups(Math.ceil(rows / solveRows));
+        pass.end();
+        device.queue.submit([encoder.finish()]);
+        j1 = j2;
+      }
+      if (i2 < n) {
+        // W^T[i2:] -= U[i1:i2, i2:]^T E (E = the batch's errors, (i2 - i1) x rows).
+        backend.gemmStrided({ a: u, b: err, c: wt, m: n - i2, n: rows, k: i2 - i1, lda: n, ldb: rows, ldc: rows, aOffset: i1 * n + i2, cOffset: i2 * rows, transA: true, alpha: -1, beta: 1 });
+      }
+    }
+    await backend.finish();
+    const t2 = now();
+    const raw = await backend.read(codes);
+    const codesT = new Uint32Array(raw.buffer, raw.byteOffset, raw.length);
+    const t3 = now();
+    return { codesT, timings: { upload: t1 - t0, solve: t2 - t1, download: t3 - t2 } };
+  } finally {
+    params.destroy();
+    for (const m of own) backend.release(m);
+  }
+}
+
+/** Reads `count` consecutive rows of a resident float32 matrix (a group's columns of the transposed weight). */
+async function readRows(backend: WebgpuBackend, matrix: WebgpuMatrix, start: number, count: number, columns: number): Promise<Float32Array> {
+  const device = backend.device;
+  const usage = bufferUsage();
+  const size = count * columns * 4;
+  const staging = device.createBuffer({ size, usage: usage.mapRead | usage.copyDst });
+  const encoder = device.createCommandEncoder();
+  encoder.copyBufferToBuffer(matrix.buffer, start * columns * 4, staging, 0, size);
+  device.queue.submit([encoder.finish()]);
+  await staging.mapAsync(0x1);
+  const out = new Float32Array(staging.getMappedRange().slice(0));
+  staging.unmap();
+  staging.destroy();
+  return out;
+}

@@ -1,0 +1,150 @@
+// Forward-pass speed on llama-docs-29m against onnxruntime-node running the float ONNX export of the same model
+// (@bitsmith/formats' exporter) on the same tokens, in one run; and the batched calibration pass's GFLOP/s against
+// the machine's float32 GEMM throughput measured in the same run.
+// Usage: node packages/models/bench/forward-llama-docs.mjs [--windows 8] [--ctx 512] [--batch 8]   (after building)
+// Skips with a message when ../shared/models/llama-docs-29m, onnxruntime-node or @bitsmith/formats is missing.
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createBackend } from '@bitsmith/linalg';
+import { evaluateLanguageModel, evaluationWindows, loadLlamaModel } from '@bitsmith/models';
+
+const args = Object.fromEntries(
+  process.argv.slice(2).reduce((pairs, a, i, all) => (a.startsWith('--') ? [...pairs, [a.slice(2), all[i + 1]]] : pairs), []),
+);
+const windowCount = Number(args.windows ?? 8);
+const ctx = Number(args.ctx ?? 512);
+const batch = Number(args.batch ?? 8);
+const shared = process.env.BITSMITH_SHARED ? resolve(process.env.BITSMITH_SHARED) : resolve(dirname(fileURLToPath(import.meta.url)), '../../../../shared');
+const dir = join(shared, 'models', 'llama-docs-29m');
+const textPath = join(shared, 'data', 'dev-heldout.txt');
+
+async function optional(specifier) {
+  try {
+    const module = await import(specifier);
+    return module.InferenceSession ? module : (module.default ?? module);
+  } catch {
+    return undefined;
+  }
+}
+
+const seconds = (t) => (performance.now() - t) / 1000;
+async function best(runs, fn) {
+  let min = Infinity;
+  for (let r = 0; r < runs; r++) {
+    const t = performance.now();
+    await fn();
+    min = Math.min(min, seconds(t));
+  }
+  return min;
+}
+
+if (!existsSync(join(dir, 'model.safetensors')) || !existsSync(textPath)) {
+  console.log(`forward (llama-docs-29m): skipped, ${dir} or ${textPath} is missing`);
+} else {
+  const backend = await createBackend('ort');
+  const threads = backend.threads;
+  const { graph, tokenizer } = await loadLlamaModel(dir, { backend });
+  const c = graph.config;
+  const ids = tokenizer.encode(readFileSync(textPath, 'utf8'));
+  const windows = evaluationWindows(ids, ctx, c.bosTokenId ?? 1)
+    .filter((w) => w.length === ctx)
+    .slice(0, windowCount);
+  const tokens = windows.length * ctx;
+  const batches = [];
+  for (let i = 0; i < windows.length; i += batch) batches.push(windows.slice(i, i + batch));
+  console.log(`llama-docs-29m: ${windows.length} windows of ${ctx} tokens (${tokens} tokens), batches of ${batch}, ${threads} threads`);
+
+  // GEMM throughput of this machine now: float32 2048^3 through the same backend, best of 3.
+  const g = 2048;
+  const ga = new Float32Array(g * g).fill(0.5);
+  const gc = new Float32Array(g * g);
+  await backend.sgemm({ m: g, n: g, k: g, a: ga, b: ga, c: gc });
+  const gemmGflops = (2 * g ** 3) / (await best(3, () => backend.sgemm({ m: g, n: g, k: g, a: ga, b: ga, c: gc }))) / 1e9;
+
+  // bitsmith: the full forward (logits of every token), as evaluation runs it.
+  await graph.forward([windows[0].slice(0, 16)]);
+  const ours = await best(2, async () => {
+    for (const b of batches) await graph.forward(b);
+  });
+
+  // Calibration pass: embedding and every block with an observer on every linear input, no head.
+  let observed = 0;
+  const observer = (e) => {
+    observed += e.input.data.length > 0 ? 1 : 0;
+  };
+  const calibration = await best(2, async () => {
+    for (const b of batches) {
+      let h = graph.embed(b);
+      for (const block of graph.blocks) h = await graph.runBlock(block.index, h, { observer });
+    }
+  });
+  const linearParameters = graph.linearLayers().reduce((s, l) => s + l.inFeatures * l.outFeatures, 0);
+  // Useful flops: 2 per weight per token, plus the causal attention's two products (2 * i * d per head per query and product).
+  let attentionFlops = 0;
+  for (const w of windows) attentionFlops += c.numHiddenLayers * c.numAttentionHeads * 2 * 2 * ((w.length * (w.length + 1)) / 2) * c.headDim;
+  const calibrationGflops = (2 * linearParameters * tokens + attentionFlops) / calibration / 1e9;
+
+  // Evaluation of the whole text at this ctx (the `bitsmith eval` path: forward + log-softmax per token).
+  let t = performance.now();
+  const evaluation = await evaluateLanguageModel(graph, ids, { ctx, batchSize: batch });
+  const evalTime = seconds(t);
+
+  let ortLine = 'onnxruntime-node or @bitsmith/formats not available: ORT comparison skipped';
+  let ortTokensPerSecond;
+  const ort = await optional('onnxruntime-node');
+  const formats = await optional('@bitsmith/formats');
+  if (ort && formats?.buildLlamaOnnx) {
+    const { bytes } = await formats.buildLlamaOnnx(graph, new Map(), { maxPositions: ctx });
+    const session = await ort.InferenceSession.create(bytes, { intraOpNumThreads: threads, interOpNumThreads: 1, graphOptimizationLevel: 'all', logSeverityLevel: 3 });
+    const feeds = batches.map((b) => {
+      const data = new BigInt64Array(b.length * ctx);
+      b.forEach((w, i) => w.forEach((id, j) => (data[i * ctx + j] = BigInt(id))));
+      return { input_ids: new ort.Tensor('int64', data, [b.length, ctx]) };
+    });
+    await session.run(feeds[0]);
+    const ortTime = await best(2, async () => {
+      for (const f of feeds) await session.run(f);
+    });
+    // Agreement check on the first batch.
+    const theirs = (await session.run(feeds[0])).logits.data;
+    const mine = (await graph.forward(batches[0])).data;
+    let diff = 0;
+    let scale = 0;
+    for (let i = 0; i < mine.length; i++) {
+      diff = Math.max(diff, Math.abs(mine[i] - theirs[i]));
+      scale = Math.max(scale, Math.abs(theirs[i]));
+    }
+    await session.release();
+    ortTokensPerSecond = tokens / ortTime;
+    ortLine = `onnxruntime-node ${ort.env?.versions?.common ?? ''} (float ONNX export, ${threads} threads): ${ortTokensPerSecond.toFixed(0)} tokens/s (${ortTime.toFixed(2)} s); max |logit diff| ${diff.toExponential(2)} of max |logit| ${scale.toFixed(1)}`;
+  }
+  const oursTokensPerSecond = tokens / ours;
+  console.log(`bitsmith forward (ort backend): ${oursTokensPerSecond.toFixed(0)} tokens/s (${ours.toFixed(2)} s)`);
+  console.log(ortLine);
+  if (ortTokensPerSecond) console.log(`bitsmith / onnxruntime tokens/s: ${(oursTokensPerSecond / ortTokensPerSecond).toFixed(2)} (target >= 0.8)`);
+  console.log(
+    `calibration pass (blocks with observers, batches of ${batch}): ${calibration.toFixed(2)} s, ${calibrationGflops.toFixed(1)} GFLOP/s of useful work; ` +
+      `float32 GEMM ${g}^3 now: ${gemmGflops.toFixed(1)} GFLOP/s; ratio ${(calibrationGflops / gemmGflops).toFixed(2)} (target >= 0.5)`,
+  );
+  console.log(`evaluate ${evaluation.tokens} tokens at ctx ${ctx}: ${evalTime.toFixed(1)} s, perplexity ${evaluation.perplexity.toFixed(4)}`);
+  console.log(
+    JSON.stringify({
+      model: 'llama-docs-29m',
+      threads,
+      tokens,
+      ctx,
+      batch,
+      oursTokensPerSecond,
+      ortTokensPerSecond,
+      ratio: ortTokensPerSecond ? oursTokensPerSecond / ortTokensPerSecond : undefined,
+      calibrationGflops,
+      gemmGflops,
+      evalSeconds: evalTime,
+      evalTokens: evaluation.tokens,
+      perplexity: evaluation.perplexity,
+      observedInputs: observed,
+    }),
+  );
+  await backend.dispose();
+}

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Packs what scripts/device/webgpu-suite.sh needs on the GPU machine, which has no Node and no registry, into one
+# folder (default /work/main/.devwork/19, the folder a device call carries): the node binary (xz), the linux-x64
+# dawn.node of the `webgpu` package (xz), Debian's Vulkan loader (.deb), linalg's wasm kernels, the webgpu tests
+# bundled with a small vitest stand-in (vitest-shim.mjs), the benchmark bundle and the PyTorch peer.
+#
+# Usage (here, from the repository root, after `npx turbo run build --filter=@bitsmith/linalg`):
+#   scripts/device/webgpu-pack.sh [DEST]
+# then on the device machine (the device tool's `run`, carrying DEST relative to the checkout that travels):
+#   bash DEST/webgpu-suite.sh DEST
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+dest=${1:-/work/main/.devwork/19}
+mkdir -p "$dest/dist" "$dest/debs" "$dest/node_modules/webgpu/dist/linux-x64" "$dest/wasm"
+esbuild="$root/node_modules/.bin/esbuild"
+linalg="$root/packages/linalg"
+
+[ -f "$dest/node.xz" ] || xz -T2 -6 -c "$(command -v node)" > "$dest/node.xz"
+webgpu="$root/node_modules/webgpu"
+cp "$webgpu/package.json" "$webgpu/index.js" "$dest/node_modules/webgpu/"
+[ -f "$dest/dawn.node.xz" ] || xz -T2 -6 -c "$webgpu/dist/linux-x64/dawn.node" > "$dest/dawn.node.xz"
+ls "$dest"/debs/libvulkan1_*.deb >/dev/null 2>&1 || (cd "$dest/debs" && apt-get download libvulkan1:amd64)
+cp "$linalg"/wasm/*.wasm "$dest/wasm/"
+
+externals=(--external:webgpu --external:onnxruntime-node '--external:@tensorflow/*')
+for suite in backend-kernels factorizations decompositions eigh backends/webgpu-backend backends/webgpu-gptq; do
+  name=$(basename "$suite")
+  entry="$dest/.entry-$name.mjs"
+  printf "import '%s';\nimport { runRegistered } from 'vitest';\nprocess.exitCode = (await runRegistered('%s')) ? 1 : 0;\n" \
+    "$linalg/src/$suite.test.ts" "$name" > "$entry"
+  "$esbuild" "$entry" --bundle --platform=node --format=esm --target=node20 --log-level=warning --ignore-annotations \
+    --alias:vitest="$root/scripts/device/vitest-shim.mjs" "${externals[@]}" --outfile="$dest/dist/test-$name.mjs"
+  rm "$entry"
+done
+"$esbuild" "$linalg/bench/webgpu.mjs" --bundle --platform=node --format=esm --target=node20 --log-level=warning --ignore-annotations \
+  "${externals[@]}" --outfile="$dest/dist/bench-webgpu.mjs"
+cp "$root/scripts/device/torch-peer.py" "$root/scripts/device/webgpu-suite.sh" "$dest/"
+du -sh "$dest"

@@ -1,7 +1,11 @@
 // A minimal stand-in for the parts of vitest's API that linalg's backend tests use, so that those test files, bundled
 // by esbuild with `vitest` aliased to this file, run on a machine that has Node and a GPU but no node_modules (the
 // device machine). Tests run in order after the file's top level has registered them; a summary line ends the run.
+import { writeSync } from 'node:fs';
 import { isDeepStrictEqual, inspect } from 'node:util';
+
+// Synchronous writes: a native crash (the GPU driver, Dawn) then still leaves the name of the test it happened in.
+const say = (line) => writeSync(1, `${line}\n`);
 
 const root = { title: '', children: [], afterAll: [], skip: false };
 let current = root;
@@ -115,13 +119,14 @@ async function runSuite(suite, path) {
       results.skipped++;
     } else {
       const t0 = performance.now();
+      if (process.env.SHIM_VERBOSE) say(`RUN ${name}`);
       try {
         await child.fn();
         results.passed++;
       } catch (error) {
         results.failed++;
         results.failures.push(name);
-        console.log(`FAIL ${name} (${(performance.now() - t0).toFixed(0)} ms)\n  ${error?.stack?.split('\n').slice(0, 3).join('\n  ') ?? error}`);
+        say(`FAIL ${name} (${(performance.now() - t0).toFixed(0)} ms)\n  ${error?.stack?.split('\n').slice(0, 3).join('\n  ') ?? error}`);
       }
     }
   }
@@ -131,6 +136,6 @@ async function runSuite(suite, path) {
 /** Runs every registered test; prints failures and one summary line; returns the number of failures. */
 export async function runRegistered(label) {
   await runSuite(root, '');
-  console.log(`${label}: ${results.passed} passed, ${results.failed} failed, ${results.skipped} skipped`);
+  say(`${label}: ${results.passed} passed, ${results.failed} failed, ${results.skipped} skipped`);
   return results.failed;
 }

@@ -19,19 +19,25 @@ linalg="$root/packages/linalg"
 webgpu="$root/node_modules/webgpu"
 cp "$webgpu/package.json" "$webgpu/index.js" "$dest/node_modules/webgpu/"
 [ -f "$dest/dawn.node.xz" ] || xz -T2 -6 -c "$webgpu/dist/linux-x64/dawn.node" > "$dest/dawn.node.xz"
-ls "$dest"/debs/libvulkan1_*.deb >/dev/null 2>&1 || (cd "$dest/debs" && apt-get download libvulkan1:amd64)
+# The Vulkan loader and the GL vendor-neutral dispatch libraries that NVIDIA's Vulkan ICD (libGLX_nvidia) links to.
+for p in libvulkan1 libglvnd0 libegl1 libgl1 libglx0 libopengl0 libgles2; do
+  ls "$dest"/debs/${p}_*.deb >/dev/null 2>&1 || (cd "$dest/debs" && apt-get download $p:amd64)
+done
 cp "$linalg"/wasm/*.wasm "$dest/wasm/"
 
 externals=(--external:webgpu --external:onnxruntime-node '--external:@tensorflow/*')
-for suite in backend-kernels factorizations decompositions eigh backends/webgpu-backend backends/webgpu-gptq; do
+for suite in linalg/src/backend-kernels linalg/src/factorizations linalg/src/decompositions linalg/src/eigh \
+  linalg/src/backends/webgpu-backend linalg/src/backends/webgpu-gptq solvers/src/gptq-webgpu; do
   name=$(basename "$suite")
   entry="$dest/.entry-$name.mjs"
-  printf "import '%s';\nimport { runRegistered } from 'vitest';\nprocess.exitCode = (await runRegistered('%s')) ? 1 : 0;\n" \
-    "$linalg/src/$suite.test.ts" "$name" > "$entry"
+  printf "import '%s';\nimport { runRegistered } from 'vitest';\nprocess.exit((await runRegistered('%s')) ? 1 : 0);\n" \
+    "$root/packages/$suite.test.ts" "$name" > "$entry"
   "$esbuild" "$entry" --bundle --platform=node --format=esm --target=node20 --log-level=warning --ignore-annotations \
     --alias:vitest="$root/scripts/device/vitest-shim.mjs" "${externals[@]}" --outfile="$dest/dist/test-$name.mjs"
   rm "$entry"
 done
+"$esbuild" "$root/scripts/device/webgpu-smoke.mjs" --bundle --platform=node --format=esm --target=node20 --log-level=warning --ignore-annotations \
+  "${externals[@]}" --outfile="$dest/dist/smoke.mjs"
 "$esbuild" "$linalg/bench/webgpu.mjs" --bundle --platform=node --format=esm --target=node20 --log-level=warning --ignore-annotations \
   "${externals[@]}" --outfile="$dest/dist/bench-webgpu.mjs"
 cp "$root/scripts/device/torch-peer.py" "$root/scripts/device/webgpu-suite.sh" "$dest/"

@@ -12,20 +12,30 @@ exec > >(tee "$log") 2>&1
 # Vulkan loader (libvulkan1) unpacked into /, as the device README describes; NVIDIA's ICD is already installed.
 for f in "$dir"/debs/*.deb; do dpkg -x "$f" /; done
 ldconfig
-[ -f /usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json ] && export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
+icd=$(ls /usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json /usr/share/vulkan/icd.d/nvidia_icd.json /etc/vulkan/icd.d/nvidia_icd.json 2>/dev/null | head -1)
+[ -n "$icd" ] && export VK_DRIVER_FILES=$icd
+egl=$(ls /usr/local/nvidia/share/glvnd/egl_vendor.d/10_nvidia.json /usr/share/glvnd/egl_vendor.d/10_nvidia.json 2>/dev/null | head -1)
+[ -n "$egl" ] && export __EGL_VENDOR_LIBRARY_FILENAMES=$egl
+echo "== Vulkan ICD: ${icd:-none found}"
 export XDG_RUNTIME_DIR=/tmp
 xz -dc "$dir/node.xz" > /tmp/node && chmod +x /tmp/node
 [ -f "$dir/node_modules/webgpu/dist/linux-x64/dawn.node" ] || xz -dc "$dir/dawn.node.xz" > "$dir/node_modules/webgpu/dist/linux-x64/dawn.node"
 cd "$dir"
 echo "== $(date -u +%FT%TZ) $(/tmp/node --version), $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader)"
 status=0
+echo "== smoke (life cycle)"
+for mode in plain dispose twice nodestroy jscpu; do timeout 60 /tmp/node dist/smoke.mjs $mode || echo "[$mode] exit status $?"; done
 echo "== tests (backends js and webgpu)"
 for t in dist/test-*.mjs; do
-  BITSMITH_TEST_BACKENDS=js,webgpu timeout 240 /tmp/node "$t" || status=1
+  SHIM_VERBOSE=1 BITSMITH_TEST_BACKENDS=js,webgpu timeout 240 /tmp/node "$t" || status=1
 done
 echo "== benchmark"
-timeout 300 /tmp/node dist/bench-webgpu.mjs --dump /tmp/gptq-dump "$@" || status=1
-[ -f /tmp/gptq-dump/webgpu-bench.json ] && cp /tmp/gptq-dump/webgpu-bench.json "${OUT:-/tmp}/" 2>/dev/null
+# One process per part, so that a crash in one leaves the others' numbers.
+timeout 100 /tmp/node dist/bench-webgpu.mjs --part gemm --robustness on --dump /tmp/gptq-dump "$@" || status=1
+for part in gemm contract gram fwht gptq; do
+  timeout 200 /tmp/node dist/bench-webgpu.mjs --part $part --dump /tmp/gptq-dump "$@" || status=1
+done
+cat /tmp/gptq-dump/webgpu-bench-*.json > "${OUT:-/tmp}/webgpu-bench.json" 2>/dev/null
 echo "== PyTorch CUDA peer"
 PYTHONUNBUFFERED=1 timeout 240 python3 torch-peer.py /tmp/gptq-dump || status=1
 exit $status

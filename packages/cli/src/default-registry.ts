@@ -6,6 +6,7 @@ import { gptq, hqq, quantEase } from '@bitsmith/solvers';
 import { squeezeLlm, vectorQuantize } from '@bitsmith/codebook';
 import { bitAllocation, type BitCandidate, type BitPlan } from '@bitsmith/allocate';
 import { eora, lorc, lqer, lqLora, svdQuant } from '@bitsmith/lowrank';
+import { autoRound, learnableWeightClipping } from '@bitsmith/learned';
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 
@@ -64,6 +65,34 @@ export const defaultRegistry: StepRegistry = {
     }),
     create: ({ dampening, blockSize, actOrder, staticGroups, rangeSearch, ...rest }) =>
       gptq({ ...resolveQuantization(rest), ...withoutUndefined({ dampening, blockSize, actOrder, staticGroups, rangeSearch }) }),
+  }),
+  autoround: defineStep({
+    description:
+      'AutoRound (@bitsmith/learned): signed gradient descent on rounding offsets and min/max clipping against the block output; bits|format (uniform integers), groupSize|granularity, iterations (200), learningRate (1/iterations), batchSize (8), seed, optimizer sign-sgd|adam, learnClipping, bestIterate',
+    options: quantizationOptions.extend({
+      iterations: z.number().int().nonnegative().optional(),
+      learningRate: z.number().positive().optional(),
+      scaleLearningRate: z.number().positive().optional(),
+      batchSize: z.number().int().positive().optional(),
+      seed: z.number().int().nonnegative().optional(),
+      optimizer: z.enum(['sign-sgd', 'adam']).optional(),
+      schedule: z.enum(['constant', 'linear', 'cosine']).optional(),
+      learnClipping: z.boolean().optional(),
+      bestIterate: z.boolean().optional(),
+    }),
+    create: ({ iterations, learningRate, scaleLearningRate, batchSize, seed, optimizer, schedule, learnClipping, bestIterate, ...rest }) =>
+      autoRound({ ...resolveQuantization(rest), ...withoutUndefined({ iterations, learningRate, scaleLearningRate, batchSize, seed, optimizer, schedule, learnClipping, bestIterate }) }),
+  }),
+  lwc: defineStep({
+    description: 'OmniQuant-style learnable weight clipping (@bitsmith/learned): min/max clipping per group learned against the block output with Adam; bits|format, groupSize|granularity, iterations (200), learningRate (5e-3), batchSize (8), seed',
+    options: quantizationOptions.extend({
+      iterations: z.number().int().nonnegative().optional(),
+      learningRate: z.number().positive().optional(),
+      batchSize: z.number().int().positive().optional(),
+      seed: z.number().int().nonnegative().optional(),
+    }),
+    create: ({ iterations, learningRate, batchSize, seed, ...rest }) =>
+      learnableWeightClipping({ ...resolveQuantization(rest), ...withoutUndefined({ iterations, learningRate, batchSize, seed }) }),
   }),
   awq: defineStep({
     description: 'AWQ scale and clip search (@bitsmith/smoothing), folded into the model; follow with rtn or gptq of the same format',

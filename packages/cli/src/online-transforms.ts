@@ -23,12 +23,13 @@ function rebuild(description: Description, layer: string, graph: LlamaGraph, fil
 }
 
 /**
- * Re-installs the run-time input transforms that `bitsmith quantize` recorded in a model folder's
- * `config.json` (`quantization_config.online_transforms`): online Hadamards and activation quantizers, so the
- * quantized model computes what it was calibrated to compute. Returns the number of layers given a transform. When the
- * folder's `quantization.json` (written by `bitsmith quantize`) records run-time transforms that `config.json` no
- * longer lists, throws a `ModelFileError`: without them the model computes something else (perplexity in the hundreds
- * of thousands), silently.
+ * Re-installs the run-time transforms that `bitsmith quantize` recorded in a model folder's `config.json`
+ * (`quantization_config.online_transforms`: online Hadamards and activation quantizers; `quantization_config.kv_cache`:
+ * key/value-cache quantizers), so the quantized model computes what it was calibrated to compute. Returns the number
+ * of layers given an input transform. When the folder's
+ * `quantization.json` (written by `bitsmith quantize`) records run-time transforms that `config.json` no longer lists,
+ * throws a `ModelFileError`: without them the model computes something else (perplexity in the hundreds of
+ * thousands), silently.
  *
  * @example
  * ```ts
@@ -36,7 +37,12 @@ function rebuild(description: Description, layer: string, graph: LlamaGraph, fil
  * ```
  */
 export async function installOnlineTransforms(graph: LlamaGraph, modelDir: string): Promise<number> {
-  let config: { quantization_config?: { online_transforms?: Array<{ layer: string } & Description> } };
+  let config: {
+    quantization_config?: {
+      online_transforms?: Array<{ layer: string } & Description>;
+      kv_cache?: Array<{ block: number; keys?: Description; values?: Description; hadamard?: boolean; pre_rope_keys?: boolean }>;
+    };
+  };
   const file = join(modelDir, 'config.json');
   try {
     config = JSON.parse(await readFile(file, 'utf8'));
@@ -59,6 +65,16 @@ export async function installOnlineTransforms(graph: LlamaGraph, modelDir: strin
   }
   for (const { layer, ...description } of transforms) {
     graph.linear(layer).inputTransform = rebuild(description as Description, layer, graph, file);
+  }
+  for (const cache of config.quantization_config?.kv_cache ?? []) {
+    const block = graph.blocks[cache.block];
+    if (!block) throw new UnsupportedFormatError(`${file}: kv_cache names block ${cache.block}, but the model has ${graph.blocks.length}`);
+    block.kvCache = {
+      ...(cache.keys ? { keys: activationQuantizerFromDescription(cache.keys) } : {}),
+      ...(cache.values ? { values: activationQuantizerFromDescription(cache.values) } : {}),
+      ...(cache.hadamard ? { hadamard: true } : {}),
+      ...(cache.pre_rope_keys ? { preRopeKeys: true } : {}),
+    };
   }
   return transforms.length;
 }

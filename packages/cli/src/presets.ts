@@ -25,7 +25,8 @@ export interface QuantizePreset {
  * - `llama.cpp-q4_k_m`: a GGUF file with llama.cpp's Q4_K_M mixture (Q4_K, Q6_K for the output and for half of
  *   attn_v / ffn_down), quantized from the float weights as `llama-quantize` does without an importance matrix.
  *
- * `w8a8` is refused: it needs activation quantization, which bitsmith does not have yet.
+ * `w8a8` is refused: bitsmith simulates W8A8 (recipes with `inputActivations`, see examples/recipes/w8a8-*.yaml and
+ * docs/activations.md) but none of these export formats carries activation scales yet.
  */
 export const PRESETS: Readonly<Record<string, QuantizePreset>> = {
   w4a16: {
@@ -52,9 +53,9 @@ export const PRESETS: Readonly<Record<string, QuantizePreset>> = {
 /** Presets that are named on purpose but not available, with the reason. */
 const REFUSED: Readonly<Record<string, string>> = {
   w8a8:
-    'w8a8 needs activation quantization (8-bit activations with scales applied at run time, and an int8 x int8 export), ' +
-    'which bitsmith does not have yet: its recipes quantize weights only (SmoothQuant-style smoothing exists, the activation quantizer does not). ' +
-    `Use a weight-only preset (${Object.keys(PRESETS).join(', ')}) or a recipe`,
+    'w8a8 needs an export that carries activation scales (compressed-tensors input_activations or ONNX QDQ), which bitsmith does not write yet. ' +
+    'To measure W8A8, run a recipe with inputActivations (examples/recipes/w8a8-smoothquant-static.yaml) and --save fake; bitsmith eval applies the activation quantizers. ' +
+    `For a deployable file use a weight-only preset (${Object.keys(PRESETS).join(', ')})`,
 };
 
 /**

@@ -1,3 +1,4 @@
+import type { KvCacheQuantization } from './kv-cache-quantization.js';
 import type { Matrix } from './tensor.js';
 
 /**
@@ -68,6 +69,11 @@ export interface BlockView {
   readonly norms: readonly NormView[];
   readonly inputGroups: readonly InputGroup[];
   readonly attention?: AttentionGeometry;
+  /**
+   * The block's key/value-cache quantization, writable: the recipe runner installs it when a recipe declares
+   * `kvCache`. Absent on models without attention caches (the property is then missing, not undefined).
+   */
+  kvCache?: KvCacheQuantization | undefined;
 }
 
 /** A whole model as model-level transforms (rotations) see it. Writable in the same way as the views it holds. */

@@ -1,3 +1,4 @@
+import type { BlockGradients } from './block-gradients.js';
 import type { BlockView, ModelView } from './model-view.js';
 import type { Granularity } from './granularity.js';
 import type { FormatSpec } from './number-format.js';
@@ -84,6 +85,11 @@ export interface StepContext {
   readonly block?: BlockView;
   /** The whole model, for steps with `scope: 'model'` (rotations), which run once before calibration. */
   readonly model?: ModelView;
+  /**
+   * The block as a differentiable function of its weights, with its calibration input and float output (learned
+   * quantization: AutoRound and the like). Present for `quantize` and `compensate` steps when the model supports it.
+   */
+  readonly blockGradients?: BlockGradients;
 }
 
 /** What a step returns: the new layer states (same order as given) and warnings. */

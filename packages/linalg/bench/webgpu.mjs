@@ -5,8 +5,9 @@
 // PyTorch CUDA peer (scripts/device/torch-peer.py), which compares codes and objectives.
 //
 // Usage (after `npx turbo run build --filter=@bitsmith/linalg`; needs a WebGPU adapter):
-//   node bench/webgpu.mjs [--size 4096] [--tokens 8192] [--reps 10] [--threads N] [--dump DIR] [--quick]
-import { mkdirSync, writeFileSync } from 'node:fs';
+//   node bench/webgpu.mjs [--part gemm,contract,gram,fwht,gptq] [--robustness on|off (default off)] [--size 4096] [--tokens 8192] [--reps 10] [--threads N]
+//       [--dump DIR] [--quick]
+import { mkdirSync, writeFileSync, writeSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { choleskyInverseUpper, createWasmBackend, createWebgpuBackend, webgpuGptqSolve } from '../dist/index.js';
 
@@ -21,6 +22,9 @@ const REPS = Number(flag('reps') ?? 10);
 const threads = Number(flag('threads') ?? availableParallelism());
 const dump = flag('dump');
 const quick = argv.includes('--quick');
+const robustness = flag('robustness') === 'on'; // Dawn's bounds checks; one setting per process (one Dawn instance)
+const parts = (flag('part') ?? 'gemm,contract,gram,fwht,gptq').split(',');
+const say = (line) => writeSync(1, `${line}\n`);
 const now = () => performance.now() / 1000;
 
 function random(length, seed) {
@@ -64,7 +68,7 @@ const rows = [];
 const record = (what, seconds, extra = {}) => {
   rows.push({ what, seconds, ...extra });
   const rate = extra.tflops !== undefined ? `${extra.tflops.toFixed(2)} TFLOP/s` : '';
-  console.log(`${what.padEnd(58)} ${(seconds * 1000).toFixed(2).padStart(10)} ms  ${rate}${extra.note ? `  ${extra.note}` : ''}`);
+  say(`${what.padEnd(58)} ${(seconds * 1000).toFixed(2).padStart(10)} ms  ${rate}${extra.note ? `  ${extra.note}` : ''}`);
 };
 
 async function timeResidentGemm(gpu, n, dtype, label) {
@@ -95,27 +99,27 @@ const TILES = [
   { wx: 16, wy: 16, nv: 1, mv: 1, bk: 16 },
 ];
 
-const probe = await createWebgpuBackend({ threads: 1 });
-console.log(`adapter: ${JSON.stringify(probe.adapter)}, shader-f16: ${probe.shaderF16}, limits: workgroup storage ${probe.device.limits.maxComputeWorkgroupStorageSize} B, binding ${probe.device.limits.maxStorageBufferBindingSize} B`);
+const probe = await createWebgpuBackend({ threads: 1, robustness });
+say(`adapter: ${JSON.stringify(probe.adapter)}, shader-f16: ${probe.shaderF16}, limits: workgroup storage ${probe.device.limits.maxComputeWorkgroupStorageSize} B, binding ${probe.device.limits.maxStorageBufferBindingSize} B`);
 await probe.dispose();
 
-for (const robustness of quick ? [false] : [true, false]) {
+if (parts.includes('gemm')) {
   for (const tile of quick ? TILES.slice(0, 1) : TILES) {
     const gpu = await createWebgpuBackend({ tile, robustness, threads: 1 });
     const { wx, wy, nv, mv, bk } = tile;
     try {
       await timeResidentGemm(gpu, N, 'float32', `sgemm ${N}^3 resident, tile ${wy * 4 * mv}x${wx * 4 * nv}x${bk}, ${robustness ? 'checks on' : 'checks off'}`);
     } catch (error) {
-      console.log(`tile ${JSON.stringify(tile)} robustness ${robustness}: ${error.message}`);
+      say(`tile ${JSON.stringify(tile)} robustness ${robustness}: ${error.message}`);
     }
     await gpu.dispose();
   }
 }
 
-const gpu = await createWebgpuBackend({ robustness: false, threads });
-if (gpu.shaderF16) await timeResidentGemm(gpu, N, 'float16', `hgemm ${N}^3 resident (float16 in and out), 128x128x16`);
+const gpu = await createWebgpuBackend({ robustness, threads });
+if (gpu.shaderF16 && parts.includes('gemm')) await timeResidentGemm(gpu, N, 'float16', `hgemm ${N}^3 resident (float16 in and out), 128x128x16`);
 
-{
+if (parts.includes('contract')) {
   // The Backend contract: host arrays in and out (two 64 MiB uploads and one download around the kernel).
   const a = random(N * N, 3);
   const b = random(N * N, 4);
@@ -135,7 +139,7 @@ for (let t = 0; t < TOKENS; t++) {
   for (let c = 0; c < N; c += 97) x[o + c] *= 8; // a few outlier channels
 }
 const w = random(N * N, 6);
-{
+if (parts.includes('gram')) {
   const h = new Float64Array(N * N);
   await gpu.gram({ rows: TOKENS, columns: N, x, h, beta: 0 });
   const t0 = now();
@@ -143,7 +147,7 @@ const w = random(N * N, 6);
   const t = now() - t0;
   record(`gram ${TOKENS}x${N} (X^T X into float64 H, copies included)`, t, { tflops: (2 * TOKENS * N * N) / t / 1e12, note: 'counted as 2 m n^2' });
 }
-{
+if (parts.includes('fwht')) {
   const data = random(N * N, 7);
   const reference = data.slice();
   await gpu.fwht({ rows: N, n: N, data });
@@ -200,16 +204,17 @@ async function gptq() {
   return { result, scales, u: u.data, times: { hessian: t1 - t0, factor: t2 - t1, solve: t3 - t2, total: t3 - t0 } };
 }
 
-await gptq(); // warm-up: pipelines compiled, wasm workers started
-const run = await gptq();
+const run = parts.includes('gptq') ? (await gptq(), await gptq()) : undefined; // the first is a warm-up
+if (run) {
 record(`GPTQ ${N}x${N}, ${TOKENS} tokens, w4 asym g128: Hessian (GPU, float64 H)`, run.times.hessian);
 record(`GPTQ ${N}x${N}: dampening + U = chol(H^-1) (CPU float64, ${threads} threads)`, run.times.factor);
 record(`GPTQ ${N}x${N}: column loop (GPU) incl. upload/download`, run.times.solve, {
   note: `upload ${(run.result.timings.upload * 1000).toFixed(1)} ms, loop ${(run.result.timings.solve * 1000).toFixed(1)} ms, codes back ${(run.result.timings.download * 1000).toFixed(1)} ms`,
 });
 record(`GPTQ ${N}x${N}: total`, run.times.total);
+}
 
-if (dump) {
+if (dump && run) {
   mkdirSync(dump, { recursive: true });
   writeFileSync(`${dump}/x.f32`, x);
   writeFileSync(`${dump}/w.f32`, w);
@@ -223,7 +228,10 @@ if (dump) {
   writeFileSync(`${dump}/scales.f32`, s); // groups x rows
   writeFileSync(`${dump}/zeros.f32`, z);
   writeFileSync(`${dump}/meta.json`, JSON.stringify({ n: N, tokens: TOKENS, group: 128, times: run.times }));
-  writeFileSync(`${dump}/webgpu-bench.json`, JSON.stringify(rows, null, 1));
+}
+if (dump) {
+  mkdirSync(dump, { recursive: true });
+  writeFileSync(`${dump}/webgpu-bench-${parts.join('-')}${robustness ? '-checks' : ''}.json`, JSON.stringify(rows, null, 1));
 }
 await gpu.dispose();
 process.exit(0);

@@ -38,19 +38,21 @@ export async function choleskyInPlace(n: number, w: Float64Array, backend: Backe
     copyBlock(w, n, t0, k0, n2, kb, panel, kb, 0, 0);
     await backend.dgemm({ m: n2, n: kb, k: kb, a: panel, b: inverse, c: solved, transB: true });
     copyBlock(solved, kb, 0, 0, n2, kb, w, n, t0, k0);
-    // A22 -= L21 L21^T, lower triangle, in up to four row bands (each band computes its full width up to its last row).
-    const bandRows = Math.max(nb, Math.ceil(n2 / 4));
+    // A22 -= L21 L21^T, lower triangle, in up to eight row bands (each band computes its full width up to its last
+    // row: 9/16 of the square's flops instead of the triangle's 1/2).
+    const bandRows = Math.max(nb, Math.ceil(n2 / 8));
     for (let r0 = 0; r0 < n2; r0 += bandRows) {
       const rb = Math.min(bandRows, n2 - r0);
       const width = r0 + rb;
       if (band.length < rb * width) band = new Float64Array(rb * width);
+      // The band of A22 is copied out, updated by one GEMM with beta = 1, and its lower part copied back (native
+      // copies, no JavaScript arithmetic per element).
       const product = band.subarray(0, rb * width);
-      await backend.dgemm({ m: rb, n: width, k: kb, a: solved.subarray(r0 * kb, (r0 + rb) * kb), b: solved.subarray(0, width * kb), c: product, transB: true });
+      copyBlock(w, n, t0 + r0, t0, rb, width, product, width, 0, 0);
+      await backend.dgemm({ m: rb, n: width, k: kb, a: solved.subarray(r0 * kb, (r0 + rb) * kb), b: solved.subarray(0, width * kb), c: product, transB: true, alpha: -1, beta: 1 });
       for (let i = 0; i < rb; i++) {
-        const row = (t0 + r0 + i) * n + t0;
-        const pr = i * width;
         const last = r0 + i; // columns 0..last (lower triangle)
-        for (let j = 0; j <= last; j++) w[row + j] -= product[pr + j]!;
+        w.set(product.subarray(i * width, i * width + last + 1), (t0 + r0 + i) * n + t0);
       }
     }
   }

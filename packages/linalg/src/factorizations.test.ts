@@ -123,7 +123,7 @@ await describeWithBackends('factorizations', (backend) => {
     });
   }
 
-  for (const n of [1, 2, 7, 130]) {
+  for (const n of [1, 2, 7, 130, 401]) {
     it(`choleskyInverseUpper n=${n}: U upper, positive diagonal, U^T U = H^-1 (GPTQ's factor)`, async () => {
       const h = randomSpd(n, 60 + n, 0.1);
       const u = await choleskyInverseUpper(h, { backend, blockSize: 32 });

@@ -29,6 +29,27 @@ describe('backend selection', () => {
     expect(['ort', 'wasm', 'js']).toContain(b.name);
   });
 
+  it('tries webgpu by default in Node only when BITSMITH_WEBGPU=1 asks for it', async () => {
+    const savedWebgpu = process.env.BITSMITH_WEBGPU;
+    delete process.env.BITSMITH_BACKEND;
+    try {
+      delete process.env.BITSMITH_WEBGPU;
+      const cpuDefault = (await defaultBackend()).name;
+      expect(cpuDefault).not.toBe('webgpu');
+      await disposeDefaultBackend();
+      const adapter = await createBackend('webgpu').then(
+        async (b) => (await b.dispose(), true),
+        () => false,
+      );
+      process.env.BITSMITH_WEBGPU = '1';
+      // With an adapter the default becomes webgpu; without one, selection falls through to the same CPU backend.
+      expect((await defaultBackend()).name).toBe(adapter ? 'webgpu' : cpuDefault);
+    } finally {
+      if (savedWebgpu === undefined) delete process.env.BITSMITH_WEBGPU;
+      else process.env.BITSMITH_WEBGPU = savedWebgpu;
+    }
+  });
+
   it('rejects unknown names', async () => {
     await expect(createBackend('cuda' as never)).rejects.toSatisfy((e) => InvalidArgumentError.isInstance(e));
     process.env.BITSMITH_BACKEND = 'cuda';

@@ -8,8 +8,26 @@ type Factory = (options?: BackendOptions) => Backend | Promise<Backend>;
 /** Every backend name `createBackend` accepts. */
 export const BACKEND_NAMES: readonly BackendName[] = ['js', 'wasm', 'ort', 'tfjs', 'webgpu'];
 
-/** The order in which {@link defaultBackend} tries backends: fastest first. `tfjs` is only used when asked for. */
-export const DEFAULT_BACKEND_ORDER: readonly BackendName[] = ['ort', 'wasm', 'js'];
+/**
+ * The order in which {@link defaultBackend} tries backends: fastest first. `tfjs` is only used when asked for.
+ * `webgpu` is tried only where WebGPU is built in (`navigator.gpu`: browsers, Deno) or where `BITSMITH_WEBGPU=1`
+ * asks for it in Node (see {@link defaultBackend}).
+ */
+export const DEFAULT_BACKEND_ORDER: readonly BackendName[] = ['webgpu', 'ort', 'wasm', 'js'];
+
+function environment(): Record<string, string | undefined> | undefined {
+  return (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env;
+}
+
+/**
+ * Whether {@link defaultBackend} tries `webgpu`: where `navigator.gpu` exists, or in Node with `BITSMITH_WEBGPU=1`.
+ * Node is opt-in because finding out costs every process that merely wants a CPU backend the load of Dawn's 20 MB
+ * native module and a driver probe that writes warnings to stderr on machines without a usable GPU.
+ */
+function tryWebgpuByDefault(): boolean {
+  if ((globalThis as { navigator?: { gpu?: unknown } }).navigator?.gpu) return true;
+  return environment()?.BITSMITH_WEBGPU?.trim() === '1';
+}
 
 /**
  * Loads the factory of an optional backend. The modules are imported lazily so that a missing optional
@@ -79,8 +97,7 @@ export async function createBackend(name: BackendName, options: BackendOptions =
 }
 
 function forcedBackend(): BackendName | undefined {
-  const env = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env;
-  const value = env?.BITSMITH_BACKEND?.trim();
+  const value = environment()?.BITSMITH_BACKEND?.trim();
   if (!value) return undefined;
   if (!BACKEND_NAMES.includes(value as BackendName)) {
     throw new InvalidArgumentError('BITSMITH_BACKEND', `unknown backend '${value}'; expected one of ${BACKEND_NAMES.join(', ')}`);
@@ -94,6 +111,7 @@ async function pickDefault(): Promise<Backend> {
   const forced = forcedBackend();
   if (forced) return createBackend(forced);
   for (const name of DEFAULT_BACKEND_ORDER) {
+    if (name === 'webgpu' && !tryWebgpuByDefault()) continue;
     try {
       return await createBackend(name);
     } catch {
@@ -105,9 +123,12 @@ async function pickDefault(): Promise<Backend> {
 
 /**
  * The shared default backend, created on first call: the fastest one available here, in the order
- * {@link DEFAULT_BACKEND_ORDER} (`ort` when onnxruntime-node loads, else `wasm`, else `js`). Set the environment
- * variable `BITSMITH_BACKEND=js|wasm|ort|tfjs` to force one (an unavailable forced backend is an error, not a
- * silent fallback). Do not dispose the shared instance; call {@link disposeDefaultBackend} instead.
+ * {@link DEFAULT_BACKEND_ORDER}: `webgpu` where a WebGPU adapter exists and WebGPU is built in (browsers) or asked
+ * for with `BITSMITH_WEBGPU=1` (Node, through the optional `webgpu` package); else `ort` when onnxruntime-node loads,
+ * else `wasm`, else `js`. The `webgpu` backend itself sends calls too small to pay for the copies (below 2^25
+ * multiply-adds) and all float64 work to `wasm`. Set the environment variable `BITSMITH_BACKEND=js|wasm|ort|tfjs|webgpu`
+ * to force one (an unavailable forced backend is an error, not a silent fallback). Do not dispose the shared
+ * instance; call {@link disposeDefaultBackend} instead.
  *
  * @example
  * ```ts

@@ -1,22 +1,6 @@
 import type { Backend } from '@bitsmith/linalg';
 import type { AttentionShape } from './attention.js';
-
-/** `2^(j / 64)`, j = 0..63, and `2^i`, i = -1100..1099: the tables of {@link expNonPositive}. */
-const EXP_FRACTIONS = Float64Array.from({ length: 64 }, (_, j) => 2 ** (j / 64));
-const EXP_POWERS = Float64Array.from({ length: 2200 }, (_, i) => 2 ** (i - 1100));
-
-/**
- * `exp(x)` for `x <= 0` (softmax arguments after subtracting the row maximum), relative error below 2e-13: `x =
- * (64 k + j) ln2 / 64 + r` with `|r| <= ln2 / 128`, `exp(x) = 2^k 2^(j/64) exp(r)` from two tables and a degree-4
- * Taylor polynomial. About twice as fast as `Math.exp` in V8; results agree with it after rounding to float32.
- */
-function expNonPositive(x: number): number {
-  if (!(x > -745)) return 0;
-  const n = Math.round(x * (64 / Math.LN2));
-  const r = x - n * (Math.LN2 / 64);
-  const j = n & 63;
-  return EXP_POWERS[(n - j) / 64 + 1100]! * EXP_FRACTIONS[j]! * (1 + r * (1 + r * (0.5 + r * (1 / 6 + r * (1 / 24)))));
-}
+import { fastExp } from './fast-exp.js';
 
 /** Options of {@link causalAttentionGemm}. */
 export interface AttentionGemmOptions {
@@ -105,7 +89,7 @@ export async function causalAttentionGemm(
             for (let j = first; j <= last; j++) if (s[o + j]! > max) max = s[o + j]!;
             let sum = 0;
             for (let j = first; j <= last; j++) {
-              const e = expNonPositive(s[o + j]! - max);
+              const e = fastExp(s[o + j]! - max);
               s[o + j] = e;
               sum += e;
             }

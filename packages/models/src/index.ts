@@ -48,6 +48,14 @@ export type { LlamaModel, LoadLlamaOptions, ModelLoadWarning } from './load-llam
 export { loadLlamaConfig, loadSafetensorsWeights, loadLlamaGraph, loadLlamaModel } from './load-llama.js';
 export { llamaQuantizableModel } from './quantizable-model.js';
 
+// Gradients through a decoder block (learned quantization)
+export type { GradientArray } from './block-backward-ops.js';
+export { rmsNormBackward, ropeBackward, causalAttentionBackward, swigluBackward } from './block-backward-ops.js';
+export { causalAttentionBackwardGemm } from './attention-backward-gemm.js';
+export type { BlockPassOptions, BlockBackwardResult } from './llama-block-backward.js';
+export { llamaBlockForward, llamaBlockBackward } from './llama-block-backward.js';
+export { llamaBlockGradients } from './llama-block-gradients.js';
+
 // Calibration, generation, evaluation
 export type { CalibrationOptions, CalibrationBlock } from './calibration.js';
 export { calibrationBlocks, captureCalibration } from './calibration.js';

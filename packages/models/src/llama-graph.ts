@@ -1,6 +1,8 @@
-import { InvalidArgumentError, ShapeMismatchError, type Matrix, type Tensor } from '@bitsmith/core';
+import { InvalidArgumentError, ShapeMismatchError, type KvCacheQuantization, type Matrix, type Tensor } from '@bitsmith/core';
 import { defaultBackend, type Backend } from '@bitsmith/linalg';
+import { cacheAfterAttention, cacheAfterRope, cacheKeysBeforeRope } from './kv-cache.js';
 import { causalAttentionGemm } from './attention-gemm.js';
+import { fastExp } from './fast-exp.js';
 import { applyLinear, createLinearLayer, type LinearInputObserver, type LinearKind, type LinearLayer } from './linear-layer.js';
 import type { LlamaConfig } from './llama-config.js';
 import { ModelFileError } from './model-file-error.js';
@@ -38,6 +40,8 @@ export interface LlamaBlock {
   readonly mlp: { readonly gateProj: LinearLayer; readonly upProj: LinearLayer; readonly downProj: LinearLayer };
   /** The seven linear layers in execution order: q, k, v, o, gate, up, down. */
   readonly linears: readonly LinearLayer[];
+  /** Key/value-cache quantization applied in every forward pass (set by the recipe runner); undefined: float cache. */
+  kvCache: KvCacheQuantization | undefined;
 }
 
 /** Options of {@link LlamaGraph.runBlock} and {@link LlamaGraph.forward}. */
@@ -58,7 +62,7 @@ export interface LlamaGraphOptions {
 export type WeightLookup = (name: string) => Tensor<'float32'> | undefined;
 
 function silu(x: number): number {
-  return x / (1 + Math.exp(-x));
+  return x / (1 + fastExp(-x));
 }
 
 /**
@@ -181,8 +185,11 @@ export class LlamaGraph {
     const q = await applyLinear(qProj, normed, tokens, backend, run);
     const k = await applyLinear(kProj, normed, tokens, backend, run);
     const v = await applyLinear(vProj, normed, tokens, backend, run);
+    const geometry = { numHeads: c.numAttentionHeads, numKvHeads: c.numKeyValueHeads, headDim: c.headDim };
+    await cacheKeysBeforeRope(block.kvCache, k, tokens, geometry);
     applyRope(q, rope, tokens, c.numAttentionHeads, positions);
     applyRope(k, rope, tokens, c.numKeyValueHeads, positions);
+    await cacheAfterRope(block.kvCache, q, k, v, tokens, geometry, backend);
     const attended = await causalAttentionGemm(
       q,
       k,
@@ -193,6 +200,7 @@ export class LlamaGraph {
       backend,
     );
     signal?.throwIfAborted();
+    await cacheAfterAttention(block.kvCache, attended, tokens, geometry, backend);
     const h = await applyLinear(oProj, attended, tokens, backend, run);
     for (let i = 0; i < h.length; i++) h[i]! += x[i]!;
 
@@ -331,6 +339,7 @@ export async function createLlamaGraph(config: LlamaConfig, weights: WeightLooku
       selfAttention,
       mlp,
       linears: [selfAttention.qProj, selfAttention.kProj, selfAttention.vProj, selfAttention.oProj, mlp.gateProj, mlp.upProj, mlp.downProj],
+      kvCache: undefined,
     });
   }
   const norm: RmsNormLayer = { type: 'rms', name: 'model.norm', weight: need('model.norm.weight', [hs]), eps };

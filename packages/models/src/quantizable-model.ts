@@ -1,4 +1,5 @@
-import type { BlockView, InputGroup, LinearInputCallback, Matrix, QuantizableModel } from '@bitsmith/core';
+import type { BlockView, DifferentiableModel, InputGroup, LinearInputCallback, Matrix } from '@bitsmith/core';
+import { llamaBlockGradients } from './llama-block-gradients.js';
 import type { HiddenStates, LlamaBlock, LlamaGraph } from './llama-graph.js';
 
 function blockView(graph: LlamaGraph, block: LlamaBlock): BlockView {
@@ -20,6 +21,12 @@ function blockView(graph: LlamaGraph, block: LlamaBlock): BlockView {
     norms: [block.inputLayernorm, block.postAttentionLayernorm],
     inputGroups,
     attention: { numHeads: c.numAttentionHeads, numKeyValueHeads: c.numKeyValueHeads, headDim: c.headDim },
+    get kvCache() {
+      return block.kvCache;
+    },
+    set kvCache(value) {
+      block.kvCache = value;
+    },
   };
 }
 
@@ -27,7 +34,8 @@ function blockView(graph: LlamaGraph, block: LlamaBlock): BlockView {
  * Presents a {@link LlamaGraph} as core's `QuantizableModel` for the recipe runner: live views of its layers (writes
  * go to the graph), input groups for scale folding (q/k/v after input_layernorm, o_proj after v_proj when there is no
  * grouped-query sharing, gate/up after post_attention_layernorm, down_proj after up_proj), and block-by-block
- * execution with hidden states as opaque handles.
+ * execution with hidden states as opaque handles, and each block as a differentiable function of its weights
+ * (`blockGradients`, for learned quantization).
  *
  * @example
  * ```ts
@@ -36,7 +44,7 @@ function blockView(graph: LlamaGraph, block: LlamaBlock): BlockView {
  * for (const b of model.blocks) h = await model.runBlock(b.index, h, (name, x) => observe(name, x));
  * ```
  */
-export function llamaQuantizableModel(graph: LlamaGraph): QuantizableModel {
+export function llamaQuantizableModel(graph: LlamaGraph): DifferentiableModel {
   const blocks = graph.blocks.map((b) => blockView(graph, b));
   return {
     architecture: graph.config.modelType,
@@ -58,5 +66,6 @@ export function llamaQuantizableModel(graph: LlamaGraph): QuantizableModel {
     runBlock: (index, hidden, observe?: LinearInputCallback) =>
       graph.runBlock(index, hidden as HiddenStates, observe ? { observer: ({ name, input }) => observe(name, input) } : {}),
     logits: (hidden) => graph.head(hidden as HiddenStates),
+    blockGradients: (index, hidden) => llamaBlockGradients(graph, index, hidden as HiddenStates),
   };
 }

@@ -111,6 +111,83 @@ describe.skipIf(SKIP_SHARED)('input activation quantization in the runner (tinys
   });
 });
 
+/** A keys/values transform that records what the cache would hold and leaves it unchanged. */
+function recorder(into: Float32Array[]): RuntimeInputTransform {
+  return { name: 'recorder', apply: (input, rows, columns) => void into.push(input.slice(0, rows * columns)), describe: () => ({ kind: 'recorder' }) };
+}
+
+describe.skipIf(SKIP_SHARED)('key/value-cache quantization (tinystories-656k)', () => {
+  it('the Hadamard on queries, keys and values alone leaves the model unchanged', async () => {
+    const { graph, sequences } = await setup();
+    const probe = [sequences[0]!.slice(0, 24)];
+    const float = await graph.forward(probe);
+    for (const block of graph.blocks) block.kvCache = { hadamard: true };
+    const rotated = await graph.forward(probe);
+    let worst = 0;
+    let scale = 0;
+    for (let i = 0; i < float.data.length; i++) {
+      worst = Math.max(worst, Math.abs(float.data[i]! - rotated.data[i]!));
+      scale = Math.max(scale, Math.abs(float.data[i]!));
+    }
+    expect(worst / scale).toBeLessThan(1e-5);
+  });
+
+  it('keys reach the cache after RoPE (position 0 unrotated, position 1 rotated), or before it with preRopeKeys', async () => {
+    const { graph, sequences, backend } = await setup();
+    const probe = [sequences[0]!.slice(0, 8)];
+    const block = graph.blocks[0]!;
+    // Oracle: k_proj's output, from its input (seen by the observer) times its weight.
+    let keysBeforeRope: Float32Array | undefined;
+    const kProj = block.selfAttention.kProj;
+    const observer = async (e: { name: string; input: { data: Float32Array; shape: readonly number[] } }) => {
+      if (e.name !== kProj.name) return;
+      const rows = e.input.shape[0]!;
+      keysBeforeRope = new Float32Array(rows * kProj.outFeatures);
+      await backend.sgemm({ m: rows, n: kProj.outFeatures, k: kProj.inFeatures, a: e.input.data, b: kProj.weight.data, c: keysBeforeRope, transB: true });
+    };
+    const width = kProj.outFeatures;
+    const after: Float32Array[] = [];
+    block.kvCache = { keys: recorder(after) };
+    await graph.runBlock(0, graph.embed(probe), { observer });
+    const close = (a: Float32Array, b: Float32Array) => a.every((x, i) => Math.abs(x - b[i]!) <= 1e-5 * (1 + Math.abs(b[i]!)));
+    expect(close(after[0]!.subarray(0, width), keysBeforeRope!.subarray(0, width))).toBe(true);
+    expect(close(after[0]!.subarray(width, 2 * width), keysBeforeRope!.subarray(width, 2 * width))).toBe(false);
+    const before: Float32Array[] = [];
+    block.kvCache = { keys: recorder(before), preRopeKeys: true };
+    await graph.runBlock(0, graph.embed(probe), { observer });
+    expect(close(before[0]!, keysBeforeRope!)).toBe(true);
+  });
+
+  it('a recipe kvCache installs static per-channel key scales (max |post-RoPE key| / 127.5 over the calibration tokens) and per-head dynamic values', async () => {
+    const { graph, model, sequences, backend } = await setup();
+    const recipe = parseRecipe(
+      'kvCache:\n  keys: { format: int8, granularity: channel }\n  values: { format: int4, granularity: head }\nsteps:\n  - rtn: { bits: 8 }\n',
+      { rtn: defineStep({ description: 'rtn', options: quantizationOptions, create: (o) => rtn(resolveQuantization(o)) }) },
+    );
+    await runRecipe(model, recipe, sequences, { backend });
+    for (const block of graph.blocks) {
+      expect(block.kvCache?.values?.describe()).toMatchObject({ kind: 'activation-quantization', format: 'int4', granularity: 'g16', dynamic: true });
+      const keys = block.kvCache!.keys!.describe() as { granularity: string; scales: number[] };
+      expect(keys.granularity).toBe('channel');
+      expect(keys.scales).toHaveLength(graph.config.numKeyValueHeads * graph.config.headDim);
+    }
+    // Oracle: record block 1's float post-RoPE keys over the calibration sequences with the quantized model (block 0
+    // quantized as calibrated); block 1's keys depend only on block 0, which is final.
+    const block = graph.blocks[1]!;
+    const installed = block.kvCache!;
+    const seen: Float32Array[] = [];
+    block.kvCache = { keys: recorder(seen) };
+    await graph.forward(sequences);
+    const width = graph.config.numKeyValueHeads * graph.config.headDim;
+    const scales = (installed.keys!.describe() as { scales: number[] }).scales;
+    for (let c = 0; c < width; c++) {
+      let absmax = 0;
+      for (const k of seen) for (let r = 0; r < k.length / width; r++) absmax = Math.max(absmax, Math.abs(k[r * width + c]!));
+      expect(scales[c]! / (absmax / 127.5)).toBeCloseTo(1, 5);
+    }
+  });
+});
+
 describe('inputActivations in recipe files', () => {
   const registry = {
     rtn: defineStep({ description: 'rtn', options: quantizationOptions, create: (o) => rtn(resolveQuantization(o)) }),
@@ -123,6 +200,17 @@ describe('inputActivations in recipe files', () => {
     expect(grouped.inputActivations?.granularity).toEqual({ type: 'group', size: 64 });
     const stat = parseRecipe('inputActivations: { format: int8, granularity: tensor, observer: percentile, percentile: 99.9 }\nsteps:\n  - rtn: { bits: 8 }\n', registry);
     expect(stat.inputActivations).toMatchObject({ dynamic: false, observer: 'percentile', percentile: 99.9 });
+  });
+
+  it('parses a kvCache with per-head granularity and refuses a cache that quantizes nothing or a static per-token scheme', () => {
+    const recipe = parseRecipe('kvCache: { keys: { format: int4, granularity: head }, values: { format: fp8-e4m3, granularity: token }, hadamard: true }\nsteps:\n  - rtn: { bits: 4 }\n', registry);
+    expect(recipe.kvCache).toEqual({
+      keys: { format: parseFormat('int4'), granularity: { type: 'head' }, dynamic: true },
+      values: { format: parseFormat('fp8-e4m3'), granularity: { type: 'token' }, dynamic: true },
+      hadamard: true,
+    });
+    expect(() => parseRecipe('kvCache: { hadamard: true }\nsteps:\n  - rtn: { bits: 4 }\n', registry, 'x.yaml')).toThrow(/needs keys, values or both/);
+    expect(() => parseRecipe('kvCache: { keys: { format: int4, granularity: head, dynamic: false } }\nsteps:\n  - rtn: { bits: 4 }\n', registry, 'x.yaml')).toThrow(/kvCache\.keys: .*per-token scales can only be computed at run time/);
   });
 
   it('refuses schemes that cannot run, naming the file and the field', () => {

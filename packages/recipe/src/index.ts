@@ -1,12 +1,12 @@
 export type { LayerSelector } from './selector.js';
 export { matchesAny, isSelected, checkSelectors } from './selector.js';
-export type { RecipeStage, Recipe, RecipeProgressEvent, LayerReport, StepReport, RecipeReport } from './recipe-types.js';
+export type { CacheActivationScheme, RecipeKvCacheScheme, RecipeStage, Recipe, RecipeProgressEvent, LayerReport, StepReport, RecipeReport } from './recipe-types.js';
 export { StatisticsCollector } from './statistics-collector.js';
 export type { RunRecipeOptions } from './run-recipe.js';
 export { runRecipe, toRecipe } from './run-recipe.js';
 export type { StepDefinition, StepRegistry, QuantizationOptions } from './step-registry.js';
 export { defineStep, quantizationOptions, resolveQuantization } from './step-registry.js';
 export type { RecipeDocument } from './recipe-file.js';
-export { RecipeFileError, parseRecipe, loadRecipe, activationSchemeOptions, toActivationScheme } from './recipe-file.js';
-export { installInputActivationQuantizers } from './activation-calibration.js';
+export { RecipeFileError, parseRecipe, loadRecipe, activationSchemeOptions, toActivationScheme, kvCacheOptions, toKvCacheScheme } from './recipe-file.js';
+export { installInputActivationQuantizers, installKvCacheQuantizers, resolveKvCacheScheme } from './activation-calibration.js';
 export { RecipeSelectionError, checkRecipeSelection, finiteInputs, scaleRangeWarning } from './recipe-checks.js';

@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { BitsmithError, parseFormat, validateActivationScheme, type ActivationGranularity, type ActivationScheme } from '@bitsmith/core';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
-import type { Recipe, RecipeStage } from './recipe-types.js';
+import type { CacheActivationScheme, Recipe, RecipeKvCacheScheme, RecipeStage } from './recipe-types.js';
 import { checkSelectors } from './selector.js';
 import type { StepRegistry } from './step-registry.js';
 
@@ -22,23 +22,28 @@ export class RecipeFileError extends BitsmithError {
 
 const selectorList = z.array(z.string()).optional();
 
+/** The options schema of an activation scheme in a recipe file, with the granularities given. */
+function activationSchemeOptionsWith<const G extends readonly [string, ...string[]]>(granularities: G) {
+  return z
+    .strictObject({
+      format: z.string(),
+      granularity: z.enum(granularities).optional(),
+      groupSize: z.number().int().positive().optional(),
+      dynamic: z.boolean().optional(),
+      observer: z.enum(['minmax', 'percentile', 'mse']).optional(),
+      percentile: z.number().gt(0).max(100).optional(),
+    })
+    .refine((o) => o.granularity === undefined || o.groupSize === undefined, { message: 'give either granularity or groupSize, not both' })
+    .refine((o) => o.granularity !== undefined || o.groupSize !== undefined, { message: `needs granularity (${granularities.join(', ')}) or groupSize` });
+}
+
 /**
  * An activation scheme as a recipe file writes it: `format` (a core format name: int8, int4, int8-asym, fp8-e4m3,
  * mxfp4, nvfp4, ...), `granularity` (`tensor`, `token` or `channel`) or `groupSize`, `dynamic` (default: true for
  * token and group granularity, false otherwise), and for static schemes `observer` (minmax, percentile, mse) and
  * `percentile`.
  */
-export const activationSchemeOptions = z
-  .strictObject({
-    format: z.string(),
-    granularity: z.enum(['tensor', 'token', 'channel']).optional(),
-    groupSize: z.number().int().positive().optional(),
-    dynamic: z.boolean().optional(),
-    observer: z.enum(['minmax', 'percentile', 'mse']).optional(),
-    percentile: z.number().gt(0).max(100).optional(),
-  })
-  .refine((o) => o.granularity === undefined || o.groupSize === undefined, { message: 'give either granularity or groupSize, not both' })
-  .refine((o) => o.granularity !== undefined || o.groupSize !== undefined, { message: 'needs granularity (tensor, token, channel) or groupSize' });
+export const activationSchemeOptions = activationSchemeOptionsWith(['tensor', 'token', 'channel']);
 
 /** Turns parsed file options into core's {@link ActivationScheme} (throws core's errors on an invalid scheme). */
 export function toActivationScheme(options: z.infer<typeof activationSchemeOptions>): ActivationScheme {
@@ -54,13 +59,59 @@ export function toActivationScheme(options: z.infer<typeof activationSchemeOptio
   return scheme;
 }
 
+/** A KV-cache scheme as a recipe file writes it: `keys` and `values` activation schemes (granularity may be `head`). */
+export const kvCacheOptions = z
+  .strictObject({
+    keys: activationSchemeOptionsWith(['tensor', 'token', 'channel', 'head']).optional(),
+    values: activationSchemeOptionsWith(['tensor', 'token', 'channel', 'head']).optional(),
+    hadamard: z.boolean().optional(),
+    preRopeKeys: z.boolean().optional(),
+  })
+  .refine((o) => o.keys !== undefined || o.values !== undefined, { message: 'needs keys, values or both' });
+
+/** Turns parsed file options into a recipe's KV-cache scheme (per-head granularity is resolved per model). */
+export function toKvCacheScheme(options: z.infer<typeof kvCacheOptions>): RecipeKvCacheScheme {
+  const cache = (o: z.infer<typeof kvCacheOptions>['keys'], field: string): CacheActivationScheme | undefined => {
+    if (!o) return undefined;
+    const granularity = o.groupSize !== undefined ? ({ type: 'group', size: o.groupSize } as const) : ({ type: o.granularity! } as { type: 'tensor' | 'token' | 'channel' | 'head' });
+    const dynamic = o.dynamic ?? ['token', 'group', 'head'].includes(granularity.type);
+    const scheme: CacheActivationScheme = {
+      format: parseFormat(o.format),
+      granularity,
+      dynamic,
+      ...(o.observer ? { observer: o.observer } : {}),
+      ...(o.percentile !== undefined ? { percentile: o.percentile } : {}),
+    };
+    // Validate with a stand-in head dimension of the group size (the real one is checked against the model).
+    const stand = granularity.type === 'head' ? { ...scheme, granularity: { type: 'token' as const } } : (scheme as ActivationScheme);
+    try {
+      validateActivationScheme(stand);
+    } catch (e) {
+      throw new Error(`${field}: ${(e as Error).message}`);
+    }
+    return scheme;
+  };
+  const keys = cache(options.keys, 'keys');
+  const values = cache(options.values, 'values');
+  return {
+    ...(keys ? { keys } : {}),
+    ...(values ? { values } : {}),
+    ...(options.hadamard !== undefined ? { hadamard: options.hadamard } : {}),
+    ...(options.preRopeKeys !== undefined ? { preRopeKeys: options.preRopeKeys } : {}),
+  };
+}
+
 const fileSchema = z.strictObject({
   name: z.string().optional(),
   description: z.string().optional(),
   targets: selectorList,
   ignore: selectorList,
   inputActivations: activationSchemeOptions.optional(),
-  steps: z.array(z.record(z.string(), z.unknown())).min(1),
+  kvCache: kvCacheOptions.optional(),
+  steps: z.array(z.record(z.string(), z.unknown())),
+}).refine((d) => d.steps.length > 0 || d.inputActivations !== undefined || d.kvCache !== undefined, {
+  message: 'steps: a recipe needs at least one step (or inputActivations / kvCache alone, to quantize only activations or the KV cache)',
+  path: ['steps'],
 });
 
 /** The parsed, validated content of a recipe file (plain data, before steps are created). */
@@ -70,6 +121,7 @@ export interface RecipeDocument {
   readonly targets?: string[];
   readonly ignore?: string[];
   readonly inputActivations?: z.infer<typeof activationSchemeOptions>;
+  readonly kvCache?: z.infer<typeof kvCacheOptions>;
   readonly steps: ReadonlyArray<Record<string, unknown>>;
 }
 
@@ -109,6 +161,14 @@ export function parseRecipe(text: string, registry: StepRegistry, file = 'recipe
       inputActivations = toActivationScheme(doc.data.inputActivations);
     } catch (e) {
       throw new RecipeFileError(file, `inputActivations: ${(e as Error).message}`);
+    }
+  }
+  let kvCache: RecipeKvCacheScheme | undefined;
+  if (doc.data.kvCache) {
+    try {
+      kvCache = toKvCacheScheme(doc.data.kvCache);
+    } catch (e) {
+      throw new RecipeFileError(file, `kvCache.${(e as Error).message}`);
     }
   }
   try {
@@ -164,7 +224,7 @@ export function parseRecipe(text: string, registry: StepRegistry, file = 'recipe
     }
     return stage;
   });
-  return { ...(name ? { name } : {}), ...(targets ? { targets } : {}), ...(ignore ? { ignore } : {}), ...(inputActivations ? { inputActivations } : {}), stages };
+  return { ...(name ? { name } : {}), ...(targets ? { targets } : {}), ...(ignore ? { ignore } : {}), ...(inputActivations ? { inputActivations } : {}), ...(kvCache ? { kvCache } : {}), stages };
 }
 
 /**

@@ -1,4 +1,10 @@
-import type { ActivationScheme, Quantizer, StepKind, StepWarning } from '@bitsmith/core';
+import type { ActivationGranularity, ActivationScheme, KvCacheScheme, Quantizer, StepKind, StepWarning } from '@bitsmith/core';
+
+/** An activation scheme for the KV cache as a recipe writes it: `{ type: 'head' }` is per token and attention head. */
+export type CacheActivationScheme = Omit<ActivationScheme, 'granularity'> & { readonly granularity: ActivationGranularity | { readonly type: 'head' } };
+
+/** The KV-cache scheme of a recipe (core's {@link KvCacheScheme} with per-head granularity resolved per model). */
+export type RecipeKvCacheScheme = Omit<KvCacheScheme, 'keys' | 'values'> & { readonly keys?: CacheActivationScheme; readonly values?: CacheActivationScheme };
 import type { LayerSelector } from './selector.js';
 
 /** One step of a recipe, with the layers it applies to. */
@@ -25,6 +31,11 @@ export interface Recipe {
    * never included. Default: activations stay in float.
    */
   readonly inputActivations?: ActivationScheme;
+  /**
+   * How the attention's keys and values are quantized at run time (KV8, KV4, FP8; per token, per head, or static per
+   * channel for keys; optional Hadamard and pre-RoPE keys). Installed per block like `inputActivations`.
+   */
+  readonly kvCache?: RecipeKvCacheScheme;
 }
 
 /** What the runner reports while it works. */

@@ -155,3 +155,37 @@ describe.skipIf(SKIP_SHARED)('runRecipe and compensate steps', () => {
     for (const l of report.layers) expect(l.bitsPerWeight).toBe(5.5);
   });
 });
+
+describe.skipIf(SKIP_SHARED)('runRecipe: the block capability (blockGradients)', () => {
+  it('hands quantize steps the block as a differentiable function whose target is the float block on its calibration input; transforms get none', async () => {
+    const { backend, graph, model, sequences } = await setup();
+    const expected = await graph.runBlock(0, graph.embed(sequences));
+    const seenBy: Record<string, boolean> = {};
+    let target0: Float32Array | undefined;
+    const transform: Quantizer = {
+      id: 'look',
+      kind: 'transform',
+      requires: [],
+      async run(context) {
+        seenBy.transform = context.blockGradients !== undefined;
+        return { layers: context.layers, warnings: [] };
+      },
+    };
+    const probe: Quantizer = {
+      id: 'probe',
+      kind: 'quantize',
+      requires: [],
+      async run(context) {
+        seenBy.quantize = context.blockGradients !== undefined;
+        if (context.block!.index === 0) {
+          target0 = (await context.blockGradients!.target()).data as Float32Array;
+          expect(context.blockGradients!.lengths).toEqual(sequences.map((s) => s.length));
+        }
+        return { layers: context.layers, warnings: [] };
+      },
+    };
+    await runRecipe(model, [transform, probe], sequences, { backend });
+    expect(seenBy).toEqual({ transform: false, quantize: true });
+    expect(Array.from(target0!)).toEqual(Array.from(expected.states.data));
+  });
+});

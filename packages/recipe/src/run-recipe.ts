@@ -2,6 +2,8 @@ import {
   AbortError,
   assertFinite,
   InvalidArgumentError,
+  isDifferentiableModel,
+  type BlockGradients,
   type LayerAssignment,
   type LayerState,
   type LinearView,
@@ -17,7 +19,7 @@ import {
 import { defaultBackend, type Backend } from '@bitsmith/linalg';
 import type { LayerReport, Recipe, RecipeProgressEvent, RecipeReport, RecipeStage, StepReport } from './recipe-types.js';
 import { checkRecipeSelection, finiteInputs, scaleRangeWarning } from './recipe-checks.js';
-import { installInputActivationQuantizers } from './activation-calibration.js';
+import { installInputActivationQuantizers, installKvCacheQuantizers, resolveKvCacheScheme } from './activation-calibration.js';
 import { checkSelectors, isSelected } from './selector.js';
 import { StatisticsCollector } from './statistics-collector.js';
 
@@ -47,7 +49,9 @@ export function toRecipe(recipe: Recipe | readonly Quantizer[]): Recipe {
 }
 
 function validate(recipe: Recipe): void {
-  if (recipe.stages.length === 0) throw new InvalidArgumentError('recipe.stages', 'a recipe needs at least one step');
+  if (recipe.stages.length === 0 && !recipe.inputActivations && !recipe.kvCache) {
+    throw new InvalidArgumentError('recipe.stages', 'a recipe needs at least one step (or inputActivations / kvCache alone)');
+  }
   let sawLayerStep = false;
   recipe.stages.forEach((stage, i) => {
     if (!stage.step || typeof stage.step.run !== 'function') throw new InvalidArgumentError(`recipe.stages[${i}].step`, 'expected a Quantizer (an object with id, kind, requires and run)');
@@ -119,6 +123,12 @@ export async function runRecipe(
   validate(recipe);
   if (calibration.length === 0) throw new InvalidArgumentError('calibration', 'needs at least one token sequence');
   checkRecipeSelection(recipe, model.blocks.flatMap((b) => b.linears.map((l) => l.name)));
+  if (recipe.kvCache) {
+    // Check the cache scheme against the attention geometry before any work.
+    const geometry = model.blocks[0]?.attention;
+    if (!geometry) throw new InvalidArgumentError('kvCache', `this ${model.architecture} model has no attention key/value cache to quantize`);
+    resolveKvCacheScheme(recipe.kvCache, geometry.headDim);
+  }
   const backend = options.backend ?? (await defaultBackend());
   const { signal, onProgress } = options;
   const check = () => {
@@ -165,6 +175,9 @@ export async function runRecipe(
     onProgress?.({ type: 'block-start', block: block.index, totalBlocks });
     for (const view of block.linears) if (!tracks.has(view.name)) tracks.set(view.name, { view, block: block.index, steps: [], seconds: 0 });
     const blockInput = hidden;
+    // The block as a differentiable function of its weights, created before its first quantize step (so its float
+    // reference is the block as the transforms left it) and handed to quantize and compensate steps.
+    let blockGradients: BlockGradients | undefined;
     for (const stage of layerStages) {
       const targets = stage.targets ?? recipe.targets;
       const ignore = stage.ignore ?? recipe.ignore;
@@ -187,6 +200,9 @@ export async function runRecipe(
           await model.runBlock(block.index, blockInput, finiteInputs(block.index, collector.observe));
         }
         if (step.kind === 'quantize') for (const v of views) tracks.get(v.name)!.floatWeight ??= v.weight;
+        if ((step.kind === 'quantize' || step.kind === 'compensate') && !blockGradients && isDifferentiableModel(model)) {
+          blockGradients = model.blockGradients(block.index, blockInput);
+        }
         const layers: LayerState[] = views.map((v) => {
           const { assignment, floatWeight, bitsPerWeight } = tracks.get(v.name)!;
           // Compensate steps also get the float weight that entered the first quantize step (LayerState.reference)
@@ -210,6 +226,7 @@ export async function runRecipe(
             return collector.statistics(name);
           },
           block,
+          ...(blockGradients && step.kind !== 'transform' && step.kind !== 'allocate' ? { blockGradients } : {}),
           ...(signal ? { signal } : {}),
           progress: (done, total, message) =>
             onProgress?.({ type: 'step', block: block.index, totalBlocks, step: step.id, done, total, ...(message ? { layer: message } : {}) }),
@@ -245,6 +262,7 @@ export async function runRecipe(
       const selected = block.linears.filter((l) => isSelected(l.name, recipe.targets, recipe.ignore));
       await installInputActivationQuantizers(model, block, blockInput, recipe.inputActivations, selected);
     }
+    if (recipe.kvCache) await installKvCacheQuantizers(model, block, blockInput, recipe.kvCache);
     // Propagate with the final weights (and activation quantizers), measuring each quantized layer's output error on its actual inputs.
     hidden = await model.runBlock(
       block.index,

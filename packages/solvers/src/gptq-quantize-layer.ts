@@ -23,7 +23,7 @@ import {
   type ScaleEncoding,
   type StepWarning,
 } from '@bitsmith/core';
-import { defaultBackend, type Backend } from '@bitsmith/linalg';
+import { defaultBackend, webgpuGptqSolve, WEBGPU_GPTQ_MAX_BLOCK, type Backend, type WebgpuBackend } from '@bitsmith/linalg';
 import { actOrderPermutation } from './act-order.js';
 import { dampedInverseFactor } from './damped-inverse-factor.js';
 
@@ -273,7 +273,56 @@ export async function gptqQuantizeLayer(weight: Matrix, hessian: Float64Array, o
   const rowScale = new Float64Array(rows);
   const rowZero = new Float64Array(rows);
 
-  for (let i1 = 0; i1 < n; i1 += blockSize) {
+  // On a webgpu backend the column loop runs on the GPU (linalg's webgpuGptqSolve) wherever every column's scale is
+  // one per row for a run of consecutive processing-order columns: channel granularity, or groups that follow the
+  // processing order (dynamic) or the natural order without act-order. Scales still come from core, here.
+  const onGpu =
+    backend.name === 'webgpu' &&
+    (granularity.type === 'channel' || (granularity.type === 'group' && (dynamic || !permutation))) &&
+    tensorScale === undefined;
+  if (onGpu) {
+    const segment = granularity.type === 'group' ? groupWidth : n;
+    const { codesT } = await webgpuGptqSolve(backend as WebgpuBackend, {
+      rows,
+      columns: n,
+      weightT: wt,
+      factor: u,
+      levels: Float32Array.from(table),
+      groupSize: segment,
+      blockSize: Math.min(blockSize, WEBGPU_GPTQ_MAX_BLOCK),
+      ...(options.signal ? { signal: options.signal } : {}),
+      groupScales: (start, width, current) => {
+        const c0 = permutation ? permutation[start]! : start;
+        if (dynamic) {
+          const s = scratch!.subarray(0, rows * width);
+          for (let k = 0; k < width; k++) for (let r = 0; r < rows; r++) s[r * width + k] = current[k * rows + r]!;
+          const sub = columnGroupScales(s, rows, width, format, granularity, options.scaleEncoding, search, globalAbsMax);
+          const subIds = sub.plan.layout.ids;
+          for (let r = 0; r < rows; r++) {
+            const g = r * perRow + columnGroup[c0]!;
+            const sg = subIds[r * width]!;
+            scales[g] = sub.scales[sg]!;
+            if (zeroPoints) zeroPoints[g] = sub.zeroPoints![sg]!;
+          }
+        }
+        const scale = new Float32Array(rows);
+        const zero = new Float32Array(rows);
+        for (let r = 0; r < rows; r++) {
+          const g = r * perRow + columnGroup[c0]!;
+          scale[r] = scales[g]!;
+          zero[r] = zeroPoints ? zeroPoints[g]! : 0;
+        }
+        return { scale, zero };
+      },
+    });
+    for (let p = 0; p < n; p++) {
+      const c = permutation ? permutation[p]! : p;
+      const o = p * rows;
+      for (let r = 0; r < rows; r++) codes[r * n + c] = codesT[o + r]!;
+    }
+  }
+
+  for (let i1 = onGpu ? n : 0; i1 < n; i1 += blockSize) {
     if (options.signal?.aborted) throw new AbortError();
     const i2 = Math.min(i1 + blockSize, n);
     const count = i2 - i1;

@@ -50,9 +50,12 @@ describe.skipIf(SKIP)('bitsmith quantize on tinystories-656k', () => {
     expect(reloaded.blocks).toHaveLength(2);
   });
 
-  it('records static activation quantizers in config.json, and installOnlineTransforms reinstalls the same ones', async () => {
+  it('records static activation and KV-cache quantizers in config.json, and installOnlineTransforms reinstalls the same ones', async () => {
     const recipe = join(tmp, 'w8a8.yaml');
-    writeFileSync(recipe, 'name: w8a8\ninputActivations: { format: int8, granularity: tensor, dynamic: false }\nsteps:\n  - rtn: { bits: 8 }\n');
+    writeFileSync(
+      recipe,
+      'name: w8a8\ninputActivations: { format: int8, granularity: tensor, dynamic: false }\nkvCache: { keys: { format: int8, granularity: channel }, values: { format: int4, granularity: head }, hadamard: true }\nsteps:\n  - rtn: { bits: 8 }\n',
+    );
     const out = join(tmp, 'out-w8a8');
     await quantizeCommand(
       { model: MODEL, recipe, calibration: join(SHARED, 'data', 'calib.txt'), out, samples: '4', seqLen: '64' },
@@ -70,6 +73,15 @@ describe.skipIf(SKIP)('bitsmith quantize on tinystories-656k', () => {
     const graph = await loadLlamaGraph(out, { backend: createJsBackend() });
     expect(await installOnlineTransforms(graph, out)).toBe(14);
     for (const t of recorded) expect({ layer: t.layer, ...graph.linear(t.layer).inputTransform!.describe() }).toEqual(t);
+    const caches = config.quantization_config.kv_cache as Array<{ block: number; keys: { scales: number[] }; values: unknown; hadamard: boolean }>;
+    expect(caches.map((c) => c.block)).toEqual([0, 1]);
+    for (const c of caches) {
+      const installed = graph.blocks[c.block]!.kvCache!;
+      expect(installed.hadamard).toBe(true);
+      expect(installed.keys!.describe()).toEqual(c.keys);
+      expect(installed.values!.describe()).toEqual(c.values);
+      expect(c.keys.scales).toHaveLength(64);
+    }
   });
 
   it('reports a bad recipe with the file, step and field', async () => {
@@ -98,9 +110,9 @@ describe.skipIf(SKIP)('bitsmith quantize on tinystories-656k', () => {
     );
   });
 
-  it('presets: w8a8 is refused naming activation quantization; llama.cpp-q4_k_m writes the Q4_K_M mixture', async () => {
+  it('presets: w8a8 is refused naming the missing activation export; llama.cpp-q4_k_m writes the Q4_K_M mixture', async () => {
     const quiet = { stdout: () => undefined, stderr: () => undefined };
-    await expect(quantizeCommand({ model: MODEL, preset: 'w8a8', out: join(tmp, 'z'), samples: '2', seqLen: '32' }, undefined, quiet)).rejects.toThrow(/activation quantization/);
+    await expect(quantizeCommand({ model: MODEL, preset: 'w8a8', out: join(tmp, 'z'), samples: '2', seqLen: '32' }, undefined, quiet)).rejects.toThrow(/carries activation scales/);
     await expect(quantizeCommand({ model: MODEL, preset: 'w5', out: join(tmp, 'z'), samples: '2', seqLen: '32' }, undefined, quiet)).rejects.toThrow(/unknown preset 'w5'; known: w4a16/);
     const out = join(tmp, 'q4km');
     await quantizeCommand({ model: MODEL, preset: 'llama.cpp-q4_k_m', out, samples: '2', seqLen: '32' }, undefined, quiet);

@@ -6,7 +6,7 @@ import cliProgress from 'cli-progress';
 import { defaultBackend, disposeDefaultBackend } from '@bitsmith/linalg';
 import type { QuantizedTensor } from '@bitsmith/core';
 import { GGUF_ARCHITECTURES, GGUF_MODEL_TYPES, saveCompressedTensors, saveGgufModel, saveGptq, saveOnnxModel, type GgufModelType } from '@bitsmith/formats';
-import { llamaQuantizableModel, loadLlamaModel, writeSafetensors } from '@bitsmith/models';
+import { llamaQuantizableModel, loadLlamaModel, type LlamaGraph, writeSafetensors } from '@bitsmith/models';
 import { parseRecipe, RecipeFileError, runRecipe, type Recipe, type RecipeProgressEvent, type RecipeReport, type StepRegistry } from '@bitsmith/recipe';
 import { calibrationSequences, readCalibrationText } from '../calibration-data.js';
 import { OptionError, outputSinks, parseIntegerOption, type CommandOutput } from '../command-output.js';
@@ -120,6 +120,19 @@ function progressReporter(interactive: boolean, write: (text: string) => void) {
   };
 }
 
+/** The key/value-cache quantization of every block that has one, as recorded in config.json (see installOnlineTransforms). */
+function kvCacheRecords(graph: LlamaGraph): Record<string, unknown>[] {
+  return graph.blocks
+    .filter((b) => b.kvCache)
+    .map((b) => ({
+      block: b.index,
+      ...(b.kvCache!.keys ? { keys: b.kvCache!.keys.describe() } : {}),
+      ...(b.kvCache!.values ? { values: b.kvCache!.values.describe() } : {}),
+      hadamard: b.kvCache!.hadamard ?? false,
+      pre_rope_keys: b.kvCache!.preRopeKeys ?? false,
+    }));
+}
+
 /**
  * Runs `bitsmith quantize`: loads the model, cuts calibration sequences, runs the recipe, and writes a Hugging Face
  * folder with fake-quant float32 weights, the config (with a `quantization_config` that states how run-time input
@@ -214,6 +227,10 @@ async function quantizeAndWrite(
   if (save !== 'fake' && onlineTransforms.length > 0) {
     throw new OptionError('--save', `${save} cannot express run-time input transforms (${onlineTransforms.length} layers have one, e.g. ${onlineTransforms[0]!.layer}); use --save fake or a recipe whose rotations fuse into the weights`);
   }
+  const kvCaches = kvCacheRecords(loaded.graph);
+  if (save !== 'fake' && kvCaches.length > 0) {
+    throw new OptionError('--save', `${save} cannot express a quantized key/value cache (the recipe's kvCache); use --save fake`);
+  }
   const config = JSON.parse(await readFile(join(options.model, 'config.json'), 'utf8')) as Record<string, unknown>;
   if (config.tie_word_embeddings && !loaded.graph.tiedEmbeddings) config.tie_word_embeddings = false;
   const saveWarnings: string[] = [];
@@ -227,6 +244,7 @@ async function quantizeAndWrite(
         recipe: report.recipe,
         average_bits_per_weight: report.averageBitsPerWeight,
         online_transforms: onlineTransforms,
+        ...(kvCaches.length > 0 ? { kv_cache: kvCaches } : {}),
         ...(onlineTransforms.length > 0
           ? { online_transforms_note: 'each listed layer multiplies its input by the described transform before its weight (x -> x H); runtimes that ignore this produce wrong outputs; bitsmith eval applies them' }
           : {}),

@@ -27,8 +27,25 @@ export interface RequestWebgpuDeviceOptions {
 /** The optional dependency that brings WebGPU to Node (Dawn's `dawn.node`). */
 const WEBGPU_PACKAGE: string = 'webgpu';
 
+/**
+ * Dawn instances made so far in this process, one per set of options. Dawn's Node binding aborts the process when an
+ * instance is created after another one was collected, so each is made once and kept (the one piece of module state
+ * in this package; devices, buffers and pipelines still belong to each backend).
+ */
+const nodeInstances = new Map<boolean, Promise<GPU>>();
+
+function nodeGpu(robustness: boolean): Promise<GPU> {
+  let instance = nodeInstances.get(robustness);
+  if (!instance) {
+    instance = createNodeGpu(robustness);
+    nodeInstances.set(robustness, instance);
+    instance.catch(() => nodeInstances.delete(robustness));
+  }
+  return instance;
+}
+
 /** Loads the `webgpu` npm package (an optional dependency) and creates its `GPU` object. */
-async function nodeGpu(robustness: boolean): Promise<GPU> {
+async function createNodeGpu(robustness: boolean): Promise<GPU> {
   let module: { create(options: string[]): GPU; globals: Record<string, unknown> };
   try {
     // A non-literal specifier: bundlers for the browser (where navigator.gpu is used instead) leave the native

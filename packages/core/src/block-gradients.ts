@@ -1,0 +1,66 @@
+import type { HiddenStatesHandle, QuantizableModel } from './model-view.js';
+import type { Matrix } from './tensor.js';
+
+/** What {@link BlockGradients.backward} returns. */
+export interface BlockBackward {
+  /** `[tokens, hiddenSize]`: the block's output with the trial weights. */
+  readonly output: Matrix;
+  /** Gradient of the loss with respect to every linear layer's weight, `[outFeatures, inFeatures]`, by layer name. */
+  readonly weightGradients: ReadonlyMap<string, Float32Array>;
+}
+
+/**
+ * The block-level capability of the step contract: the block in hand as a differentiable function of its linear
+ * layers' weights, for learned quantization (AutoRound, OmniQuant-style clipping, learned rotations). Sequences
+ * are addressed by index into the calibration batch (`batch`, default all); tokens of the selected sequences are
+ * stored one sequence after another, each its own causal context. Memory stays bounded by one block: only the
+ * block's input and its float output are held.
+ *
+ * The runner creates it before the block's first `quantize` step, so `target` is the output of the block as the
+ * transforms left it, with float weights. Trial weights are `[outFeatures, inFeatures]` float32 arrays by layer
+ * name; layers not named keep their current weights. Nothing here modifies the model.
+ *
+ * @example
+ * ```ts
+ * const g = context.blockGradients!;
+ * const target = await g.target([0, 1]);
+ * const { output, weightGradients } = await g.backward(trial, [0, 1], (y) => y.data.map((v, i) => (2 * (v - target.data[i]!)) / y.data.length));
+ * ```
+ */
+export interface BlockGradients {
+  /** Token count of every calibration sequence. */
+  readonly lengths: readonly number[];
+  readonly hiddenSize: number;
+  /** The block's input rows of the selected sequences, `[tokens, hiddenSize]` (a view; do not modify). */
+  input(batch?: readonly number[]): Matrix;
+  /** The float block's output on those rows, `[tokens, hiddenSize]` (computed once, then cached; do not modify). */
+  target(batch?: readonly number[]): Promise<Matrix>;
+  /** The block's output with trial weights. */
+  forward(weights: ReadonlyMap<string, Float32Array>, batch?: readonly number[]): Promise<Matrix>;
+  /**
+   * Forward with trial weights, then backward: `seed` maps the output to the gradient of the caller's loss with
+   * respect to it (same length), and the weight gradients of every linear layer of the block come back.
+   */
+  backward(weights: ReadonlyMap<string, Float32Array>, batch: readonly number[] | undefined, seed: (output: Matrix) => Float32Array): Promise<BlockBackward>;
+}
+
+/** A {@link QuantizableModel} whose blocks can be differentiated: the runner then fills `StepContext.blockGradients`. */
+export interface DifferentiableModel extends QuantizableModel {
+  /**
+   * The block-level capability for block `index` on its calibration input `hidden` (the handle `runBlock` takes),
+   * snapshotting the block's current linear weights as the float reference for `target`.
+   */
+  blockGradients(index: number, hidden: HiddenStatesHandle): BlockGradients;
+}
+
+/**
+ * Whether a model offers {@link DifferentiableModel.blockGradients}.
+ *
+ * @example
+ * ```ts
+ * if (isDifferentiableModel(model)) context = { ...context, blockGradients: model.blockGradients(i, hidden) };
+ * ```
+ */
+export function isDifferentiableModel(model: QuantizableModel): model is DifferentiableModel {
+  return typeof (model as Partial<DifferentiableModel>).blockGradients === 'function';
+}

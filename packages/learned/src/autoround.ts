@@ -1,0 +1,214 @@
+import {
+  AbortError,
+  bitsPerWeight,
+  dequantize,
+  InvalidArgumentError,
+  parseFormat,
+  quantize,
+  type BlockGradients,
+  type FormatSpec,
+  type Granularity,
+  type LayerState,
+  type Quantizer,
+  type ScaleEncoding,
+  type StepWarning,
+} from '@bitsmith/core';
+import { createRandom } from '@bitsmith/linalg';
+import type { LearningRateSchedule } from './learning-rate-schedule.js';
+import { learnableRounding, type LearnableRounding, type RoundingParameters } from './learnable-rounding.js';
+import { adam, signSgd, type Optimizer } from './optimizer.js';
+
+/** Options of {@link autoRound}. */
+export interface AutoRoundOptions {
+  /** A uniform integer format or its name (`int4`, `int3`, `int2-asym`, ...). */
+  format: FormatSpec | string;
+  /** Default: per output channel. AutoRound's usual setting is `{ type: 'group', size: 128 }`. */
+  granularity?: Granularity;
+  /** Default `float16`. */
+  scaleEncoding?: ScaleEncoding;
+  /** Optimisation steps per block. Default 200 (the paper's and intel/auto-round's default). */
+  iterations?: number;
+  /** Learning rate of the rounding offsets. Default `1 / iterations` (intel/auto-round). */
+  learningRate?: number;
+  /** Learning rate of the min/max clipping factors. Default: `learningRate`. */
+  scaleLearningRate?: number;
+  /** Calibration sequences per step, drawn without replacement from a seeded shuffle per pass. Default 8. */
+  batchSize?: number;
+  /** Seed of the batch order. Default 0. */
+  seed?: number;
+  /** `sign-sgd` (default, the paper's) or `adam`. */
+  optimizer?: 'sign-sgd' | 'adam';
+  /** Default `linear` decay to 0 (AutoRound). */
+  schedule?: LearningRateSchedule;
+  /** Learn the min/max clipping factors too. Default true. */
+  learnClipping?: boolean;
+  /** Learn the rounding offsets. Default true (false leaves plain rounding: OmniQuant-style clipping only). */
+  learnRounding?: boolean;
+  /** Keep the parameters of the step with the lowest batch loss (AutoRound's default) rather than the last. Default true. */
+  bestIterate?: boolean;
+}
+
+interface LayerTraining {
+  state: LayerState;
+  rounding: LearnableRounding;
+  params: RoundingParameters;
+  best: RoundingParameters;
+  optimizers: { offset: Optimizer; minScale: Optimizer; maxScale: Optimizer };
+}
+
+const copyParams = (p: RoundingParameters): RoundingParameters => ({ offset: p.offset.slice(), minScale: p.minScale.slice(), maxScale: p.maxScale.slice() });
+
+/** Batches of sequence indices: a fresh seeded shuffle of all sequences each pass, cut into `size` pieces. */
+function batchOrder(count: number, size: number, seed: number): () => number[] {
+  const random = createRandom(seed);
+  let order: number[] = [];
+  return () => {
+    const batch: number[] = [];
+    while (batch.length < Math.min(size, count)) {
+      if (order.length === 0) {
+        order = Array.from({ length: count }, (_, i) => i);
+        for (let i = count - 1; i > 0; i--) {
+          const j = Math.floor(random.uniform() * (i + 1));
+          [order[i], order[j]] = [order[j]!, order[i]!];
+        }
+      }
+      batch.push(order.pop()!);
+    }
+    return batch;
+  };
+}
+
+/**
+ * The mean squared error between a block's output with trial weights and its float output, and the gradient of
+ * that loss with respect to the trial weights (one forward and one backward pass).
+ */
+async function blockLoss(g: BlockGradients, weights: ReadonlyMap<string, Float32Array>, batch: readonly number[]): Promise<{ loss: number; gradients: ReadonlyMap<string, Float32Array> }> {
+  const target = (await g.target(batch)).data as Float32Array;
+  let loss = 0;
+  const r = await g.backward(weights, batch, (output) => {
+    const y = output.data as Float32Array;
+    const n = y.length;
+    const grad = new Float32Array(n);
+    let sum = 0;
+    for (let i = 0; i < n; i++) {
+      const d = y[i]! - target[i]!;
+      sum += d * d;
+      grad[i] = (2 * d) / n;
+    }
+    loss = sum / n;
+    return grad;
+  });
+  return { loss, gradients: r.weightGradients };
+}
+
+/**
+ * AutoRound (SignRound; Cheng et al., arXiv:2309.05516) as a quantize step: for each block, learns a rounding offset
+ * `v` in [-0.5, 0.5] per weight and min/max clipping factors in [0, 1] per group for all selected layers together,
+ * by signed gradient descent on the mean squared error between the block's output with quantized weights and its
+ * float output (straight-through rounding; `iterations` steps of `batchSize` calibration sequences, learning rate
+ * `1 / iterations` decaying linearly, the parameters of the lowest-loss step kept). The result is an ordinary
+ * uniform integer stored form (codes, float16 scales, zero points for `-asym`), so every exporter takes it.
+ *
+ * Needs the block capability (`StepContext.blockGradients`, which the recipe runner fills for models that provide
+ * it, such as `@bitsmith/models`' Llama graphs). On loose layers without a block it falls back to round-to-nearest
+ * and says so in a warning.
+ *
+ * Differences from intel/auto-round: the float target is the block's output on the same (quantized-prefix) input
+ * the quantized block sees, and the loss is averaged over all tokens of the batch.
+ *
+ * @example
+ * ```ts
+ * const step = autoRound({ format: 'int4', granularity: { type: 'group', size: 128 } }); // 200 iterations
+ * await runRecipe(model, [step], calibration);
+ * ```
+ */
+export function autoRound(options: AutoRoundOptions): Quantizer {
+  return blockwiseRounding(options, 'autoround');
+}
+
+/** @internal The block-output optimisation behind {@link autoRound} and `learnableWeightClipping`, under a step id. */
+export function blockwiseRounding(options: AutoRoundOptions, id: string): Quantizer {
+  const format = typeof options.format === 'string' ? parseFormat(options.format) : options.format;
+  if (format.type !== 'int') throw new InvalidArgumentError('format', `AutoRound learns rounding on uniform integer grids (int2..int8, -asym); got ${format.type}`);
+  const iterations = options.iterations ?? 200;
+  if (!Number.isInteger(iterations) || iterations < 0) throw new InvalidArgumentError('iterations', `got ${iterations}; expected a non-negative integer`);
+  const learningRate = options.learningRate ?? 1 / Math.max(1, iterations);
+  const scaleLearningRate = options.scaleLearningRate ?? learningRate;
+  const batchSize = options.batchSize ?? 8;
+  if (!Number.isInteger(batchSize) || batchSize < 1) throw new InvalidArgumentError('batchSize', `got ${batchSize}; expected a positive integer`);
+  const learnClipping = options.learnClipping ?? true;
+  const learnRounding = options.learnRounding ?? true;
+  if (!learnClipping && !learnRounding) throw new InvalidArgumentError('learnClipping/learnRounding', 'nothing to learn: enable at least one');
+  const bestIterate = options.bestIterate ?? true;
+  const settings = {
+    format,
+    ...(options.granularity ? { granularity: options.granularity } : {}),
+    scaleEncoding: options.scaleEncoding ?? ('float16' as ScaleEncoding),
+  };
+  const makeOptimizer = (lr: number, bounds: readonly [number, number]): Optimizer => {
+    const o = { learningRate: lr, iterations: Math.max(1, iterations), bounds, ...(options.schedule ? { schedule: options.schedule } : {}) };
+    return options.optimizer === 'adam' ? adam(o) : signSgd(o);
+  };
+
+  return {
+    id,
+    kind: 'quantize',
+    requires: [],
+    async run(context) {
+      const warnings: StepWarning[] = [];
+      const g = context.blockGradients;
+      if (!g || iterations === 0) {
+        if (!g) warnings.push({ step: id, message: 'no block capability (loose layers or a model without block gradients): fell back to round-to-nearest' });
+        const layers = context.layers.map((layer) => {
+          const q = quantize(layer.weight, settings);
+          return { ...layer, weight: dequantize(q), quantized: q, bitsPerWeight: bitsPerWeight(q) };
+        });
+        return { layers, warnings };
+      }
+      const training: LayerTraining[] = context.layers.map((state) => {
+        const settingsHere = state.assignment?.format.type === 'int' ? { ...settings, format: state.assignment.format, ...(state.assignment.granularity ? { granularity: state.assignment.granularity } : {}) } : settings;
+        const rounding = learnableRounding(state.weight, settingsHere);
+        const params = rounding.initial();
+        return {
+          state,
+          rounding,
+          params,
+          best: copyParams(params),
+          optimizers: { offset: makeOptimizer(learningRate, [-0.5, 0.5]), minScale: makeOptimizer(scaleLearningRate, [0, 1]), maxScale: makeOptimizer(scaleLearningRate, [0, 1]) },
+        };
+      });
+      const nextBatch = batchOrder(g.lengths.length, batchSize, options.seed ?? 0);
+      const weights = new Map<string, Float32Array>();
+      let bestLoss = Infinity;
+      let firstLoss = NaN;
+      for (let it = 0; it < iterations; it++) {
+        if (context.signal?.aborted) throw new AbortError();
+        for (const t of training) weights.set(t.state.name, t.rounding.dequantize(t.params, weights.get(t.state.name)));
+        const batch = nextBatch();
+        const { loss, gradients } = await blockLoss(g, weights, batch);
+        if (!Number.isFinite(loss)) throw new InvalidArgumentError('calibration', `AutoRound's block loss became ${loss} at iteration ${it}`);
+        if (it === 0) firstLoss = loss;
+        if (loss < bestLoss || !bestIterate) {
+          bestLoss = loss;
+          for (const t of training) t.best = copyParams(t.params);
+        }
+        for (const t of training) {
+          const grad = gradients.get(t.state.name);
+          if (!grad) throw new InvalidArgumentError('blockGradients', `the block returned no gradient for '${t.state.name}'`);
+          const d = t.rounding.backward(t.params, grad);
+          if (learnRounding) t.optimizers.offset.step(t.params.offset, d.offset);
+          if (learnClipping) {
+            t.optimizers.minScale.step(t.params.minScale, d.minScale);
+            t.optimizers.maxScale.step(t.params.maxScale, d.maxScale);
+          }
+        }
+        context.progress?.(it + 1, iterations, `loss ${loss.toExponential(3)} (first ${firstLoss.toExponential(3)}, best ${bestLoss.toExponential(3)})`);
+      }
+      const layers: LayerState[] = training.map((t) => {
+        const q = t.rounding.quantize(t.best);
+        return { ...t.state, weight: dequantize(q), quantized: q, bitsPerWeight: bitsPerWeight(q) };
+      });
+      return { layers, warnings };
+    },
+  };
+}

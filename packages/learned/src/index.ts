@@ -1,0 +1,13 @@
+// Optimisers and schedules
+export type { LearningRateSchedule } from './learning-rate-schedule.js';
+export { scheduleFactor } from './learning-rate-schedule.js';
+export type { ParameterArray, Optimizer, OptimizerOptions, AdamOptions } from './optimizer.js';
+export { signSgd, adam } from './optimizer.js';
+
+// AutoRound
+export type { RoundingParameters, LearnableRounding, LearnableRoundingOptions } from './learnable-rounding.js';
+export { learnableRounding } from './learnable-rounding.js';
+export type { AutoRoundOptions } from './autoround.js';
+export { autoRound } from './autoround.js';
+export type { LearnableWeightClippingOptions } from './learnable-weight-clipping.js';
+export { learnableWeightClipping } from './learnable-weight-clipping.js';

@@ -1,0 +1,153 @@
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { dequantize, parseFormat, quantize, type FormatSpec, type Matrix } from '@bitsmith/core';
+import { createRandom } from '@bitsmith/linalg';
+import { learnableRounding, type RoundingParameters } from './learnable-rounding.js';
+
+function randomMatrix(rows: number, columns: number, seed: number): Matrix<'float32'> {
+  const r = createRandom(seed);
+  return { dtype: 'float32', shape: [rows, columns], data: Float32Array.from({ length: rows * columns }, () => r.normal()) };
+}
+
+describe('learnableRounding', () => {
+  for (const name of ['int4', 'int3-asym', 'int2']) {
+    it(`with offset 0 and clipping factors 1 reproduces core's round-to-nearest exactly (${name}, groups of 16)`, () => {
+      const w = randomMatrix(8, 64, 1);
+      const options = { format: parseFormat(name), granularity: { type: 'group', size: 16 } as const };
+      const rounding = learnableRounding(w, options);
+      const p = rounding.initial();
+      const q = rounding.quantize(p);
+      const rtn = quantize(w, options);
+      expect(Array.from(q.codes)).toEqual(Array.from(rtn.codes));
+      expect(Array.from(q.scales)).toEqual(Array.from(rtn.scales));
+      expect(q.zeroPoints && Array.from(q.zeroPoints)).toEqual(rtn.zeroPoints && Array.from(rtn.zeroPoints));
+      expect(Array.from(rounding.dequantize(p))).toEqual(Array.from(dequantize(rtn).data));
+    });
+  }
+
+  it('its stored form decodes to the weight it trains with, for any parameters', () => {
+    const w = randomMatrix(4, 32, 2);
+    for (const name of ['int3', 'int4-asym']) {
+      const rounding = learnableRounding(w, { format: parseFormat(name), granularity: { type: 'group', size: 8 } });
+      const r = createRandom(3);
+      const p: RoundingParameters = {
+        offset: Float32Array.from({ length: 128 }, () => r.uniform() - 0.5),
+        minScale: Float32Array.from({ length: 16 }, () => 0.5 + 0.5 * r.uniform()),
+        maxScale: Float32Array.from({ length: 16 }, () => 0.5 + 0.5 * r.uniform()),
+      };
+      expect(Array.from(dequantize(rounding.quantize(p)).data)).toEqual(Array.from(rounding.dequantize(p)));
+    }
+  });
+
+  it('refuses formats that are not uniform integers', () => {
+    expect(() => learnableRounding(randomMatrix(2, 8, 1), { format: parseFormat('nf4') })).toThrow(/uniform integer/);
+  });
+
+  // PyTorch autograd of intel/auto-round's formulation (round_ste, clamp), brought back by
+  // scripts/device/make-block-gradients.py: weight [6, 16], groups of 8, 3 bits, random offsets and clipping factors.
+  const fixture = JSON.parse(readFileSync(new URL('../fixtures/autoround-quantizer-gradients.json', import.meta.url), 'utf8')) as {
+    bits: number;
+    groupSize: number;
+    tensors: Record<string, { shape: number[]; data: number[] }>;
+  };
+  const t = (name: string): number[] => fixture.tensors[name]!.data;
+  const weight: Matrix<'float32'> = { dtype: 'float32', shape: [6, 16], data: Float32Array.from(t('weight')) };
+  const probe = t('probe');
+
+  for (const [kind, format] of [
+    ['asym', { type: 'int', bits: fixture.bits, symmetric: false }],
+    ['sym', { type: 'int', bits: fixture.bits, symmetric: true }],
+  ] as [string, FormatSpec][]) {
+    it(`dequantized weights and gradients of offsets and clipping factors equal PyTorch autograd (${kind})`, () => {
+      const rounding = learnableRounding(weight, { format, granularity: { type: 'group', size: fixture.groupSize }, scaleEncoding: 'float32' });
+      const p: RoundingParameters = {
+        offset: Float32Array.from(t(`${kind}.v`)),
+        minScale: Float32Array.from(t(`${kind}.min_scale`)),
+        maxScale: Float32Array.from(t(`${kind}.max_scale`)),
+      };
+      const close = (actual: ArrayLike<number>, expected: number[], label: string): void => {
+        const scale = Math.max(...expected.map(Math.abs));
+        expected.forEach((e, i) => expect(Math.abs(actual[i]! - e), `${label}[${i}]`).toBeLessThan(1e-5 * Math.max(1, scale)));
+      };
+      close(rounding.dequantize(p), t(`${kind}.dq`), 'dq');
+      const g = rounding.backward(p, probe);
+      close(g.offset, t(`${kind}.grad.v`), 'offset');
+      close(g.minScale, t(`${kind}.grad.min_scale`), 'minScale');
+      close(g.maxScale, t(`${kind}.grad.max_scale`), 'maxScale');
+    });
+  }
+
+  // Straight-through gradients equal the finite differences of the surrogate in which each rounding residual
+  // round(x) - x is frozen at the current parameters (what the estimator differentiates), written here in float64.
+  for (const symmetric of [false, true]) {
+    it(`gradients equal central differences of the frozen-residual surrogate (${symmetric ? 'symmetric' : 'asymmetric'}, 3 bits)`, () => {
+      const rows = 3;
+      const cols = 16;
+      const group = 8;
+      const bits = 3;
+      const w = randomMatrix(rows, cols, 9);
+      const rounding = learnableRounding(w, { format: { type: 'int', bits, symmetric }, granularity: { type: 'group', size: group }, scaleEncoding: 'float32' });
+      const r = createRandom(10);
+      const groups = (rows * cols) / group;
+      const p: RoundingParameters = {
+        offset: Float32Array.from({ length: rows * cols }, () => 0.8 * (r.uniform() - 0.5)),
+        minScale: Float32Array.from({ length: groups }, () => 0.7 + 0.3 * r.uniform()),
+        maxScale: Float32Array.from({ length: groups }, () => 0.7 + 0.3 * r.uniform()),
+      };
+      const c = Float64Array.from({ length: rows * cols }, () => r.normal());
+      const levels = 2 ** bits;
+      const half = levels / 2;
+      const data = w.data;
+      const groupMin = (g: number): number => Math.min(0, ...Array.from(data.subarray(g * group, (g + 1) * group)));
+      const groupMax = (g: number): number => Math.max(0, ...Array.from(data.subarray(g * group, (g + 1) * group)));
+      // The surrogate: the rounding residuals (and zero points' residuals) frozen at p, and so is which weights fall
+      // inside the grid (at the grid's edge, where the top weight of a group sits, clamp passes the gradient, as
+      // PyTorch's clamp does; a two-sided difference across the kink would see half of it).
+      const scaleOf = (g: number, a: number, b: number): number =>
+        symmetric ? Math.max(-groupMin(g) * a, groupMax(g) * b) / (half - 0.5) : (groupMax(g) * b - groupMin(g) * a) / (levels - 1);
+      const frozen = { u: new Float64Array(rows * cols), z: new Float64Array(groups), inside: new Uint8Array(rows * cols) };
+      for (let g = 0; g < groups; g++) {
+        const s = scaleOf(g, p.minScale[g]!, p.maxScale[g]!);
+        const z = (-groupMin(g) * p.minScale[g]!) / s;
+        frozen.z[g] = Math.round(z) - z;
+        for (let j = 0; j < group; j++) {
+          const i = g * group + j;
+          const u = data[i]! / s + p.offset[i]!;
+          frozen.u[i] = Math.round(u) - u;
+          const code = symmetric ? Math.round(u) : Math.round(u) + Math.round(z);
+          frozen.inside[i] = symmetric ? Number(code >= -half && code <= half - 1) : Number(code >= 0 && code <= levels - 1);
+        }
+      }
+      const surrogate = (offset: Float64Array, minScale: Float64Array, maxScale: Float64Array): number => {
+        let loss = 0;
+        for (let g = 0; g < groups; g++) {
+          const s = scaleOf(g, minScale[g]!, maxScale[g]!);
+          const z = symmetric ? 0 : (-groupMin(g) * minScale[g]!) / s + frozen.z[g]!;
+          for (let j = 0; j < group; j++) {
+            const i = g * group + j;
+            const rounded = data[i]! / s + offset[i]! + frozen.u[i]!;
+            const clamped = symmetric ? Math.min(half - 1, Math.max(-half, Math.round(rounded))) : Math.min(levels - 1, Math.max(0, Math.round(rounded + z))) - z;
+            const q = frozen.inside[i] ? rounded : clamped;
+            loss += c[i]! * s * q;
+          }
+        }
+        return loss;
+      };
+      const base = { offset: Float64Array.from(p.offset), minScale: Float64Array.from(p.minScale), maxScale: Float64Array.from(p.maxScale) };
+      const grads = rounding.backward(p, c);
+      for (const key of ['offset', 'minScale', 'maxScale'] as const) {
+        const x = base[key];
+        for (let i = 0; i < x.length; i++) {
+          const keep = x[i]!;
+          const h = 1e-6;
+          x[i] = keep + h;
+          const up = surrogate(base.offset, base.minScale, base.maxScale);
+          x[i] = keep - h;
+          const down = surrogate(base.offset, base.minScale, base.maxScale);
+          x[i] = keep;
+          expect(Math.abs(grads[key][i]! - (up - down) / (2 * h)), `${key}[${i}]`).toBeLessThan(1e-4);
+        }
+      }
+    });
+  }
+});

@@ -1,0 +1,36 @@
+import { describe, expect, it } from 'vitest';
+import { createJsBackend } from '@bitsmith/linalg';
+import { causalAttentionBackwardGemm } from './attention-backward-gemm.js';
+import { causalAttentionBackward } from './block-backward-ops.js';
+
+// Oracle: the scalar float64 backward, itself checked against central finite differences (block-backward-ops.test.ts).
+describe('causalAttentionBackwardGemm', () => {
+  const backend = createJsBackend();
+  for (const { label, lengths, H, Hkv, d, window, chunk } of [
+    { label: 'GQA 6:2, three sequences, chunks of 4', lengths: [9, 5, 1], H: 6, Hkv: 2, d: 8, window: undefined, chunk: 4 },
+    { label: 'multi-head, one chunk', lengths: [7], H: 4, Hkv: 4, d: 4, window: undefined, chunk: 128 },
+    { label: 'sliding window 3, chunks of 2', lengths: [8, 6], H: 4, Hkv: 2, d: 4, window: 3, chunk: 2 },
+  ]) {
+    it(`equals the scalar backward (${label})`, async () => {
+      let s = 7;
+      const rnd = () => ((s = (s * 1103515245 + 12345) % 2147483648), s / 2147483648 - 0.5);
+      const T = lengths.reduce((a, b) => a + b, 0);
+      const fill = (n: number) => Float32Array.from({ length: n }, () => 3 * rnd());
+      const q = fill(T * H * d);
+      const k = fill(T * Hkv * d);
+      const v = fill(T * Hkv * d);
+      const dOut = fill(T * H * d);
+      const shape = { numHeads: H, numKvHeads: Hkv, headDim: d, slidingWindow: window };
+      const expected = { dq: new Float32Array(q.length), dk: new Float32Array(k.length), dv: new Float32Array(v.length) };
+      causalAttentionBackward(q, k, v, lengths, shape, dOut, expected.dq, expected.dk, expected.dv);
+      const got = { dq: new Float32Array(q.length).fill(NaN), dk: new Float32Array(k.length).fill(NaN), dv: new Float32Array(v.length).fill(NaN) };
+      await causalAttentionBackwardGemm(q, k, v, lengths, shape, dOut, got.dq, got.dk, got.dv, backend, { chunk });
+      for (const key of ['dq', 'dk', 'dv'] as const) {
+        const e = expected[key];
+        let scale = 0;
+        for (const x of e) scale = Math.max(scale, Math.abs(x));
+        got[key].forEach((x, i) => expect(Math.abs(x - e[i]!), `${key}[${i}]`).toBeLessThan(1e-5 * scale));
+      }
+    });
+  }
+});

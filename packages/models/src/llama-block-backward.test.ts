@@ -1,0 +1,225 @@
+import { describe, expect, it } from 'vitest';
+import { UnsupportedFormatError, type Tensor } from '@bitsmith/core';
+import { createJsBackend, createRandom } from '@bitsmith/linalg';
+import { llamaBlockBackward, llamaBlockForward } from './llama-block-backward.js';
+import { llamaBlockGradients } from './llama-block-gradients.js';
+import { parseLlamaConfig } from './llama-config.js';
+import { createLlamaGraph, type HiddenStates, type LlamaGraph } from './llama-graph.js';
+
+const backend = createJsBackend();
+
+function random(seed: number): () => number {
+  const r = createRandom(seed);
+  return () => r.uniform() - 0.5;
+}
+
+async function tinyGraph(modelType: 'llama' | 'qwen2' | 'mistral', seed: number): Promise<LlamaGraph> {
+  const raw = {
+    model_type: modelType,
+    vocab_size: 8,
+    hidden_size: 16,
+    intermediate_size: 24,
+    num_hidden_layers: 1,
+    num_attention_heads: 4,
+    num_key_value_heads: 2,
+    head_dim: 4,
+    rms_norm_eps: 1e-5,
+    ...(modelType === 'mistral' ? { sliding_window: 3 } : {}),
+    ...(modelType === 'qwen2' ? { attention_bias: true } : {}),
+  };
+  const config = parseLlamaConfig(raw);
+  const rnd = random(seed);
+  const weights = new Map<string, Tensor<'float32'>>();
+  const put = (name: string, shape: number[], scale: number, base = 0): void => {
+    const n = shape.reduce((a, b) => a * b, 1);
+    weights.set(name, { dtype: 'float32', shape, data: Float32Array.from({ length: n }, () => base + 2 * scale * rnd()) });
+  };
+  const { hiddenSize: h, intermediateSize: m, numAttentionHeads: nh, numKeyValueHeads: nkv, headDim: d } = config;
+  put('model.embed_tokens.weight', [8, h], 1);
+  put('model.norm.weight', [h], 0.1, 1);
+  put('lm_head.weight', [8, h], 1);
+  const p = 'model.layers.0';
+  put(`${p}.input_layernorm.weight`, [h], 0.2, 1);
+  put(`${p}.post_attention_layernorm.weight`, [h], 0.2, 1);
+  for (const [k, o] of [['q_proj', nh * d], ['k_proj', nkv * d], ['v_proj', nkv * d]] as const) {
+    put(`${p}.self_attn.${k}.weight`, [o, h], 1 / Math.sqrt(h));
+    if (config.qkvBias) put(`${p}.self_attn.${k}.bias`, [o], 0.3);
+  }
+  put(`${p}.self_attn.o_proj.weight`, [h, nh * d], 1 / Math.sqrt(nh * d));
+  put(`${p}.mlp.gate_proj.weight`, [m, h], 1 / Math.sqrt(h));
+  put(`${p}.mlp.up_proj.weight`, [m, h], 1 / Math.sqrt(h));
+  put(`${p}.mlp.down_proj.weight`, [h, m], 1 / Math.sqrt(m));
+  return createLlamaGraph(config, (n) => weights.get(n), { backend });
+}
+
+function hiddenStates(lengths: number[], size: number, seed: number): HiddenStates {
+  const rnd = random(seed);
+  const tokens = lengths.reduce((a, b) => a + b, 0);
+  return { states: { dtype: 'float32', shape: [tokens, size], data: Float32Array.from({ length: tokens * size }, () => 2 * rnd()) }, lengths };
+}
+
+function dot(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let s = 0;
+  for (let i = 0; i < a.length; i++) s += a[i]! * b[i]!;
+  return s;
+}
+
+describe('llamaBlockForward', () => {
+  it('computes exactly what LlamaGraph.runBlock computes, and uses trial weights without modifying the block', async () => {
+    const graph = await tinyGraph('llama', 1);
+    const input = hiddenStates([5, 3], 16, 2);
+    const reference = await graph.runBlock(0, input);
+    const out = await llamaBlockForward(graph.config, graph.blocks[0]!, input, backend);
+    expect(Array.from(out)).toEqual(Array.from(reference.states.data));
+
+    const down = graph.blocks[0]!.mlp.downProj;
+    const trial = down.weight.data.map((v) => v * 0.5);
+    const before = down.weight.data.slice();
+    const changed = await llamaBlockForward(graph.config, graph.blocks[0]!, input, backend, { weights: new Map([[down.name, trial]]) });
+    expect(Array.from(down.weight.data)).toEqual(Array.from(before));
+    down.weight = { dtype: 'float32', shape: down.weight.shape, data: trial };
+    expect(Array.from(changed)).toEqual(Array.from((await graph.runBlock(0, input)).states.data));
+  });
+});
+
+describe('llamaBlockBackward', () => {
+  // The float32 block against central differences along random directions: d/dt L(theta + t D) at t = 0 must equal
+  // <grad, D>, for L = sum(output * R) accumulated in float64.
+  for (const modelType of ['llama', 'qwen2', 'mistral'] as const) {
+    it(`gradients of every weight, bias, norm gain and the input match directional finite differences (${modelType})`, async () => {
+      const graph = await tinyGraph(modelType, 3);
+      const block = graph.blocks[0]!;
+      const input = hiddenStates([6, 4], 16, 4);
+      const rnd = random(5);
+      const probe = Float32Array.from({ length: input.states.data.length }, () => 2 * rnd());
+      const loss = async (): Promise<number> => dot(await llamaBlockForward(graph.config, block, input, backend), probe);
+      const result = await llamaBlockBackward(graph.config, block, input, backend, () => probe);
+      expect(dot(result.output, probe)).toBeCloseTo(await loss(), 4);
+
+      const check = async (params: Float32Array, grad: Float32Array, label: string): Promise<void> => {
+        const direction = Float32Array.from({ length: params.length }, () => 2 * rnd());
+        const keep = params.slice();
+        const h = 1e-2;
+        for (let i = 0; i < params.length; i++) params[i] = keep[i]! + h * direction[i]!;
+        const up = await loss();
+        for (let i = 0; i < params.length; i++) params[i] = keep[i]! - h * direction[i]!;
+        const down = await loss();
+        params.set(keep);
+        const numeric = (up - down) / (2 * h);
+        const analytic = dot(grad, direction);
+        expect(Math.abs(analytic - numeric), `${label}: analytic ${analytic}, numeric ${numeric}`).toBeLessThan(2e-3 * Math.max(1, Math.abs(numeric)));
+      };
+      for (const l of block.linears) {
+        await check(l.weight.data, result.weightGradients.get(l.name)!, l.name);
+        if (l.bias) await check(l.bias, result.biasGradients.get(l.name)!, `${l.name}.bias`);
+      }
+      expect(result.biasGradients.size).toBe(modelType === 'qwen2' ? 3 : 0);
+      for (const norm of [block.inputLayernorm, block.postAttentionLayernorm]) await check(norm.weight, result.normGradients.get(norm.name)!, norm.name);
+      await check(input.states.data, result.inputGradient, 'input');
+    });
+  }
+
+  it('gives the gradient with respect to trial weights, not the block’s own', async () => {
+    const graph = await tinyGraph('llama', 7);
+    const block = graph.blocks[0]!;
+    const input = hiddenStates([4], 16, 8);
+    const up = block.mlp.upProj;
+    const trial = up.weight.data.map((v) => -v);
+    const probe = new Float32Array(input.states.data.length).fill(1);
+    const withTrial = await llamaBlockBackward(graph.config, block, input, backend, () => probe, { weights: new Map([[up.name, trial]]) });
+    up.weight = { dtype: 'float32', shape: up.weight.shape, data: trial };
+    const swapped = await llamaBlockBackward(graph.config, block, input, backend, () => probe);
+    for (const l of block.linears) expect(Array.from(withTrial.weightGradients.get(l.name)!)).toEqual(Array.from(swapped.weightGradients.get(l.name)!));
+  });
+
+  it('refuses a layer with a run-time input transform', async () => {
+    const graph = await tinyGraph('llama', 9);
+    const block = graph.blocks[0]!;
+    block.mlp.downProj.inputTransform = { name: 'hadamard', apply: () => undefined, describe: () => ({}) };
+    await expect(llamaBlockBackward(graph.config, block, hiddenStates([3], 16, 1), backend, (y) => y)).rejects.toThrow(UnsupportedFormatError);
+  });
+});
+
+describe('llamaBlockBackward against PyTorch autograd (fixture from scripts/device/make-block-gradients.py)', () => {
+  // Hugging Face LlamaDecoderLayer (transformers 5.17) in float64, GQA 4:2, two sequences of lengths 7 and 5, loss
+  // sum(output * probe). Our float32 block must reproduce its output and every gradient to float32 accuracy.
+  it('reproduces the output, the input gradient and every weight and norm gradient', async () => {
+    const { readFile } = await import('node:fs/promises');
+    const dir = new URL('../fixtures/', import.meta.url);
+    const meta = JSON.parse(await readFile(new URL('block-gradients.json', dir), 'utf8')) as {
+      config: Record<string, number>;
+      lengths: number[];
+      tensors: Record<string, { shape: number[]; offset: number; length: number }>;
+    };
+    const bytes = await readFile(new URL('block-gradients.bin', dir));
+    const values = new Float64Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 8);
+    const get = (name: string): Float64Array => {
+      const t = meta.tensors[name];
+      if (!t) throw new Error(`fixture has no tensor ${name}`);
+      return values.subarray(t.offset, t.offset + t.length);
+    };
+    const c = meta.config;
+    const config = parseLlamaConfig({
+      model_type: 'llama',
+      vocab_size: 4,
+      hidden_size: c.hiddenSize,
+      intermediate_size: c.intermediateSize,
+      num_hidden_layers: 1,
+      num_attention_heads: c.numAttentionHeads,
+      num_key_value_heads: c.numKeyValueHeads,
+      head_dim: c.headDim,
+      rms_norm_eps: c.rmsNormEps,
+      rope_theta: c.ropeTheta,
+      tie_word_embeddings: true,
+    });
+    const graph = await createLlamaGraph(config, (name) => {
+      if (name === 'model.embed_tokens.weight') return { dtype: 'float32', shape: [4, c.hiddenSize!], data: new Float32Array(4 * c.hiddenSize!) };
+      if (name === 'model.norm.weight') return { dtype: 'float32', shape: [c.hiddenSize!], data: new Float32Array(c.hiddenSize!).fill(1) };
+      const t = meta.tensors[name];
+      return t ? { dtype: 'float32', shape: t.shape, data: Float32Array.from(get(name)) } : undefined;
+    });
+    const input = get('input');
+    const hidden: HiddenStates = { states: { dtype: 'float32', shape: [input.length / c.hiddenSize!, c.hiddenSize!], data: Float32Array.from(input) }, lengths: meta.lengths };
+    const block = graph.blocks[0]!;
+    const result = await llamaBlockBackward(config, block, hidden, backend, () => Float32Array.from(get('probe')));
+
+    const compare = (actual: ArrayLike<number>, expected: Float64Array, label: string): void => {
+      let scale = 0;
+      let worst = 0;
+      for (let i = 0; i < expected.length; i++) scale = Math.max(scale, Math.abs(expected[i]!));
+      for (let i = 0; i < expected.length; i++) worst = Math.max(worst, Math.abs(actual[i]! - expected[i]!));
+      expect(actual.length, label).toBe(expected.length);
+      expect(scale, label).toBeGreaterThan(0);
+      expect(worst / scale, `${label}: max error ${worst} at scale ${scale}`).toBeLessThan(2e-5);
+    };
+    compare(result.output, get('output'), 'output');
+    compare(result.inputGradient, get('grad.input'), 'input gradient');
+    for (const l of block.linears) compare(result.weightGradients.get(l.name)!, get(`grad.${l.name}.weight`), l.name);
+    for (const n of [block.inputLayernorm, block.postAttentionLayernorm]) compare(result.normGradients.get(n.name)!, get(`grad.${n.name}.weight`), n.name);
+  });
+});
+
+describe('llamaBlockGradients (core\'s BlockGradients capability)', () => {
+  it('serves inputs and float targets by sequence, keeps the float reference when weights are replaced, and runs trial weights', async () => {
+    const graph = await tinyGraph('llama', 21);
+    const input = hiddenStates([5, 3, 4], 16, 22);
+    const g = llamaBlockGradients(graph, 0, input);
+    expect(g.lengths).toEqual([5, 3, 4]);
+    const full = await graph.runBlock(0, input);
+    expect(Array.from((await g.target()).data)).toEqual(Array.from(full.states.data));
+    // Sequences are independent causal contexts: the target of [2, 0] is rows 8..11 then rows 0..4 of the full output.
+    const picked = (await g.target([2, 0])).data;
+    expect(Array.from(picked)).toEqual([...full.states.data.subarray(8 * 16, 12 * 16), ...full.states.data.subarray(0, 5 * 16)]);
+    expect(Array.from(g.input([1]).data)).toEqual(Array.from(input.states.data.subarray(5 * 16, 8 * 16)));
+
+    const down = graph.blocks[0]!.mlp.downProj;
+    const trial = down.weight.data.map((v) => v * 0.9);
+    const fresh = llamaBlockGradients(graph, 0, input);
+    down.weight = { dtype: 'float32', shape: down.weight.shape, data: trial }; // a step replaces the weight object
+    expect(Array.from((await fresh.target([1])).data)).toEqual(Array.from(full.states.data.subarray(5 * 16, 8 * 16)));
+    const viaCapability = await fresh.backward(new Map([[down.name, trial]]), [1], (y) => new Float32Array(y.data.length).fill(1));
+    const direct = await llamaBlockBackward(graph.config, graph.blocks[0]!, { states: fresh.input([1]) as HiddenStates['states'], lengths: [3] }, backend, (y) => new Float32Array(y.length).fill(1));
+    expect(Array.from(viaCapability.weightGradients.get(down.name)!)).toEqual(Array.from(direct.weightGradients.get(down.name)!));
+    expect(() => g.input([3])).toThrow(/outside/);
+  });
+});

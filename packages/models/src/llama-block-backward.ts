@@ -1,0 +1,237 @@
+import { InvalidArgumentError, ShapeMismatchError, UnsupportedFormatError } from '@bitsmith/core';
+import type { Backend } from '@bitsmith/linalg';
+import { causalAttentionGemm } from './attention-gemm.js';
+import { causalAttentionBackwardGemm } from './attention-backward-gemm.js';
+import { rmsNormBackward, ropeBackward, swigluBackward } from './block-backward-ops.js';
+import type { LinearLayer } from './linear-layer.js';
+import type { LlamaConfig } from './llama-config.js';
+import type { HiddenStates, LlamaBlock } from './llama-graph.js';
+import { rmsNorm } from './rms-norm.js';
+import { applyRope, ropeTables, type RopeTables } from './rope.js';
+
+/** Options of {@link llamaBlockForward} and {@link llamaBlockBackward}. */
+export interface BlockPassOptions {
+  /**
+   * Trial weights `[outFeatures, inFeatures]` by linear layer name, used instead of the block's own (the block is not
+   * modified). Layers not named keep their weights.
+   */
+  weights?: ReadonlyMap<string, Float32Array>;
+  /** RoPE tables covering the longest sequence; default: built from the config. */
+  rope?: RopeTables;
+}
+
+/** What {@link llamaBlockBackward} returns. */
+export interface BlockBackwardResult {
+  /** `[tokens, hiddenSize]`: the block's output (as `LlamaGraph.runBlock` computes it, with the trial weights). */
+  readonly output: Float32Array;
+  /** `[tokens, hiddenSize]`: gradient of the loss with respect to the block's input. */
+  readonly inputGradient: Float32Array;
+  /** Gradient of every linear layer's weight, `[outFeatures, inFeatures]`, by layer name. */
+  readonly weightGradients: Map<string, Float32Array>;
+  /** Gradient of every bias, by layer name (only layers with a bias). */
+  readonly biasGradients: Map<string, Float32Array>;
+  /** Gradient of both RMSNorm gains, `[hiddenSize]`, by norm name. */
+  readonly normGradients: Map<string, Float32Array>;
+}
+
+/** Activations of one forward pass that the backward pass reads. */
+interface BlockTape {
+  tokens: number;
+  lengths: readonly number[];
+  positions: Int32Array;
+  rope: RopeTables;
+  x: Float32Array;
+  n1: Float32Array;
+  q: Float32Array;
+  k: Float32Array;
+  v: Float32Array;
+  attended: Float32Array;
+  h: Float32Array;
+  n2: Float32Array;
+  gate: Float32Array;
+  up: Float32Array;
+  act: Float32Array;
+  out: Float32Array;
+}
+
+function weightOf(layer: LinearLayer, weights: ReadonlyMap<string, Float32Array> | undefined): Float32Array {
+  const w = weights?.get(layer.name) ?? layer.weight.data;
+  if (w.length !== layer.outFeatures * layer.inFeatures) {
+    throw new ShapeMismatchError(`${layer.name} trial weight`, [layer.outFeatures * layer.inFeatures], [w.length], 'trial weights are [outFeatures, inFeatures], row-major');
+  }
+  return w;
+}
+
+async function linear(layer: LinearLayer, x: Float32Array, rows: number, backend: Backend, weights: ReadonlyMap<string, Float32Array> | undefined): Promise<Float32Array> {
+  if (layer.inputTransform) {
+    throw new UnsupportedFormatError(`${layer.name} has a run-time input transform (${layer.inputTransform.name}); the block backward pass supports plain linear layers only`);
+  }
+  const out = new Float32Array(rows * layer.outFeatures);
+  if (rows > 0) await backend.sgemm({ m: rows, n: layer.outFeatures, k: layer.inFeatures, a: x, b: weightOf(layer, weights), c: out, transB: true });
+  const { bias } = layer;
+  if (bias) {
+    const n = layer.outFeatures;
+    for (let r = 0; r < rows; r++) for (let j = 0; j < n; j++) out[r * n + j]! += bias[j]!;
+  }
+  return out;
+}
+
+async function forwardTape(config: LlamaConfig, block: LlamaBlock, input: HiddenStates, backend: Backend, options: BlockPassOptions): Promise<BlockTape> {
+  const hidden = config.hiddenSize;
+  const [tokens, columns] = input.states.shape;
+  if (columns !== hidden) throw new ShapeMismatchError('hidden states', [tokens, hidden], input.states.shape);
+  const lengths = input.lengths;
+  const positions = new Int32Array(tokens);
+  let maxLength = 0;
+  for (let s = 0, row = 0; s < lengths.length; s++) {
+    for (let p = 0; p < lengths[s]!; p++) positions[row++] = p;
+    maxLength = Math.max(maxLength, lengths[s]!);
+  }
+  const rope = options.rope && options.rope.positions >= maxLength ? options.rope : ropeTables(config, Math.max(1, maxLength));
+  const w = options.weights;
+  const x = input.states.data;
+  const { qProj, kProj, vProj, oProj } = block.selfAttention;
+  const { gateProj, upProj, downProj } = block.mlp;
+  const n1 = rmsNorm(x, tokens, hidden, block.inputLayernorm.weight, block.inputLayernorm.eps);
+  const q = await linear(qProj, n1, tokens, backend, w);
+  const k = await linear(kProj, n1, tokens, backend, w);
+  const v = await linear(vProj, n1, tokens, backend, w);
+  applyRope(q, rope, tokens, config.numAttentionHeads, positions);
+  applyRope(k, rope, tokens, config.numKeyValueHeads, positions);
+  const shape = { numHeads: config.numAttentionHeads, numKvHeads: config.numKeyValueHeads, headDim: config.headDim, slidingWindow: config.slidingWindow };
+  const attended = await causalAttentionGemm(q, k, v, lengths, shape, new Float32Array(tokens * config.numAttentionHeads * config.headDim), backend);
+  const h = await linear(oProj, attended, tokens, backend, w);
+  for (let i = 0; i < h.length; i++) h[i]! += x[i]!;
+  const n2 = rmsNorm(h, tokens, hidden, block.postAttentionLayernorm.weight, block.postAttentionLayernorm.eps);
+  const gate = await linear(gateProj, n2, tokens, backend, w);
+  const up = await linear(upProj, n2, tokens, backend, w);
+  const act = new Float32Array(gate.length);
+  for (let i = 0; i < gate.length; i++) {
+    const g = gate[i]!;
+    act[i] = (g / (1 + Math.exp(-g))) * up[i]!;
+  }
+  const out = await linear(downProj, act, tokens, backend, w);
+  for (let i = 0; i < out.length; i++) out[i]! += h[i]!;
+  return { tokens, lengths, positions, rope, x, n1, q, k, v, attended, h, n2, gate, up, act, out };
+}
+
+/**
+ * The forward pass of one Llama-family decoder block with optional trial weights, computing exactly what
+ * `LlamaGraph.runBlock` computes (same kernels, same order) without modifying the block.
+ *
+ * @param config The model's config (sizes, heads, RoPE).
+ * @param block The block, for its norms, biases and the weights not overridden.
+ * @param input The block's input hidden states.
+ * @param backend The backend whose `sgemm` runs the linear layers.
+ * @param options `weights`: trial weights by layer name; `rope`: precomputed tables.
+ * @example
+ * ```ts
+ * const out = await llamaBlockForward(graph.config, graph.blocks[0], hidden, graph.backend, { weights: new Map([[name, wq]]) });
+ * ```
+ */
+export async function llamaBlockForward(config: LlamaConfig, block: LlamaBlock, input: HiddenStates, backend: Backend, options: BlockPassOptions = {}): Promise<Float32Array> {
+  return (await forwardTape(config, block, input, backend, options)).out;
+}
+
+/** `dX = dY W` and `dW = dY^T X` (and `db = sum_rows dY`) for `Y = X W^T + b`, on the backend's GEMM. */
+async function linearBackward(
+  layer: LinearLayer,
+  x: Float32Array,
+  dy: Float32Array,
+  rows: number,
+  backend: Backend,
+  weights: ReadonlyMap<string, Float32Array> | undefined,
+  dx: Float32Array,
+  accumulate: boolean,
+  result: BlockBackwardResult,
+): Promise<void> {
+  const { outFeatures: n, inFeatures: m } = layer;
+  const dw = new Float32Array(n * m);
+  if (rows > 0) {
+    await backend.sgemm({ m: rows, n: m, k: n, a: dy, b: weightOf(layer, weights), c: dx, beta: accumulate ? 1 : 0 });
+    await backend.sgemm({ m: n, n: m, k: rows, a: dy, b: x, c: dw, transA: true });
+  } else if (!accumulate) dx.fill(0);
+  result.weightGradients.set(layer.name, dw);
+  if (layer.bias) {
+    const db = new Float64Array(n);
+    for (let r = 0; r < rows; r++) for (let j = 0; j < n; j++) db[j] += dy[r * n + j]!;
+    result.biasGradients.set(layer.name, Float32Array.from(db));
+  }
+}
+
+/**
+ * Forward and backward pass of one Llama-family decoder block (RMSNorm, RoPE attention with grouped-query heads
+ * and a causal mask, SwiGLU MLP, two residuals), written the way llm.c writes GPT-2's: every linear layer's
+ * backward is two GEMMs on the `@bitsmith/linalg` backend (`dX = dY W`, `dW = dY^T X`), attention's backward is five
+ * GEMMs per chunk of queries with the softmax recomputed rather than stored (`causalAttentionBackwardGemm`), and the
+ * reductions over tokens of norms, keys and values accumulate in float64.
+ *
+ * The loss is the caller's: `seed` receives the block's output and returns `dLoss/dOutput` (same shape).
+ * Run-time input transforms (online Hadamards) are refused with `UnsupportedFormatError`.
+ *
+ * @param seed Maps the output `[tokens, hiddenSize]` to the gradient of the loss with respect to it.
+ * @param options `weights`: trial weights by layer name (gradients are with respect to these); `rope`: tables.
+ * @example
+ * ```ts
+ * // Gradient of the squared error against a target output:
+ * const r = await llamaBlockBackward(config, block, hidden, backend, (y) => y.map((v, i) => 2 * (v - target[i])));
+ * r.weightGradients.get('model.layers.0.mlp.down_proj'); // [hidden, intermediate]
+ * ```
+ */
+export async function llamaBlockBackward(
+  config: LlamaConfig,
+  block: LlamaBlock,
+  input: HiddenStates,
+  backend: Backend,
+  seed: (output: Float32Array) => Float32Array | Promise<Float32Array>,
+  options: BlockPassOptions = {},
+): Promise<BlockBackwardResult> {
+  const t = await forwardTape(config, block, input, backend, options);
+  const dOut = await seed(t.out);
+  if (dOut.length !== t.out.length) throw new InvalidArgumentError('seed', `returned ${dOut.length} values for an output of ${t.out.length}`);
+  const w = options.weights;
+  const { tokens } = t;
+  const hidden = config.hiddenSize;
+  const { qProj, kProj, vProj, oProj } = block.selfAttention;
+  const { gateProj, upProj, downProj } = block.mlp;
+  const result: BlockBackwardResult = {
+    output: t.out,
+    inputGradient: new Float32Array(tokens * hidden),
+    weightGradients: new Map(),
+    biasGradients: new Map(),
+    normGradients: new Map(),
+  };
+
+  // MLP: out = h + down(silu(gate) * up), gate/up = linear(n2), n2 = rmsnorm(h).
+  const dAct = new Float32Array(t.act.length);
+  await linearBackward(downProj, t.act, dOut, tokens, backend, w, dAct, false, result);
+  swigluBackward(t.gate, t.up, dAct, t.gate, t.up); // gate/up now hold their gradients
+  const dN2 = new Float32Array(tokens * hidden);
+  await linearBackward(gateProj, t.n2, t.gate, tokens, backend, w, dN2, false, result);
+  await linearBackward(upProj, t.n2, t.up, tokens, backend, w, dN2, true, result);
+  const dh = Float32Array.from(dOut); // the residual
+  const dNorm2 = new Float64Array(hidden);
+  rmsNormBackward(t.h, tokens, hidden, block.postAttentionLayernorm.weight, block.postAttentionLayernorm.eps, dN2, dh, dNorm2, true);
+  result.normGradients.set(block.postAttentionLayernorm.name, Float32Array.from(dNorm2));
+
+  // Attention: h = x + o(attn(rope(q), rope(k), v)), q/k/v = linear(n1), n1 = rmsnorm(x).
+  const dAttended = new Float32Array(t.attended.length);
+  await linearBackward(oProj, t.attended, dh, tokens, backend, w, dAttended, false, result);
+  const shape = { numHeads: config.numAttentionHeads, numKvHeads: config.numKeyValueHeads, headDim: config.headDim, slidingWindow: config.slidingWindow };
+  const dq = new Float32Array(t.q.length);
+  const dk = new Float32Array(t.k.length);
+  const dv = new Float32Array(t.v.length);
+  await causalAttentionBackwardGemm(t.q, t.k, t.v, t.lengths, shape, dAttended, dq, dk, dv, backend);
+  ropeBackward(dq, t.rope, tokens, config.numAttentionHeads, t.positions);
+  ropeBackward(dk, t.rope, tokens, config.numKeyValueHeads, t.positions);
+  const dN1 = new Float32Array(tokens * hidden);
+  await linearBackward(qProj, t.n1, dq, tokens, backend, w, dN1, false, result);
+  await linearBackward(kProj, t.n1, dk, tokens, backend, w, dN1, true, result);
+  await linearBackward(vProj, t.n1, dv, tokens, backend, w, dN1, true, result);
+  const dx = result.inputGradient;
+  dx.set(dh);
+  const dNorm1 = new Float64Array(hidden);
+  rmsNormBackward(t.x, tokens, hidden, block.inputLayernorm.weight, block.inputLayernorm.eps, dN1, dx, dNorm1, true);
+  result.normGradients.set(block.inputLayernorm.name, Float32Array.from(dNorm1));
+  return result;
+}

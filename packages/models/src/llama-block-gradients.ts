@@ -1,0 +1,71 @@
+import { InvalidArgumentError, type BlockBackward, type BlockGradients, type Matrix } from '@bitsmith/core';
+import { llamaBlockBackward, llamaBlockForward } from './llama-block-backward.js';
+import type { HiddenStates, LlamaGraph } from './llama-graph.js';
+
+function checkBatch(batch: readonly number[], count: number): void {
+  for (const s of batch) {
+    if (!Number.isInteger(s) || s < 0 || s >= count) throw new InvalidArgumentError('batch', `sequence index ${s} is outside [0, ${count})`);
+  }
+}
+
+/** Rows of the selected sequences, copied into one contiguous batch (a view when the batch is all sequences). */
+function gather(hidden: HiddenStates, starts: readonly number[], batch: readonly number[] | undefined): HiddenStates {
+  if (!batch) return hidden;
+  checkBatch(batch, hidden.lengths.length);
+  const columns = hidden.states.shape[1];
+  const lengths = batch.map((s) => hidden.lengths[s]!);
+  const rows = lengths.reduce((a, b) => a + b, 0);
+  const data = new Float32Array(rows * columns);
+  let at = 0;
+  for (const s of batch) {
+    const n = hidden.lengths[s]! * columns;
+    data.set(hidden.states.data.subarray(starts[s]! * columns, starts[s]! * columns + n), at);
+    at += n;
+  }
+  return { states: { dtype: 'float32', shape: [rows, columns], data }, lengths };
+}
+
+/**
+ * Core's `BlockGradients` capability for block `index` of a {@link LlamaGraph}: the block's calibration input, its
+ * float output (from the linear weights the block holds now, computed on first use and cached), and forward and
+ * backward passes with trial weights through `llamaBlockForward` / `llamaBlockBackward`. Nothing modifies the graph.
+ *
+ * @param hidden The block's input for the calibration sequences.
+ * @example
+ * ```ts
+ * const g = llamaBlockGradients(graph, 0, graph.embed(sequences));
+ * const target = await g.target();
+ * ```
+ */
+export function llamaBlockGradients(graph: LlamaGraph, index: number, hidden: HiddenStates): BlockGradients {
+  const block = graph.blocks[index];
+  if (!block) throw new InvalidArgumentError('index', `block ${index} does not exist (the graph has ${graph.blocks.length})`);
+  const starts: number[] = [];
+  let row = 0;
+  for (const n of hidden.lengths) {
+    starts.push(row);
+    row += n;
+  }
+  // The float reference: the linear weights as they are now (steps replace weight objects, they never write into them).
+  const reference = new Map(block.linears.map((l) => [l.name, l.weight.data] as const));
+  let target: Promise<Float32Array> | undefined;
+  const { config, backend } = graph;
+  const matrix = (data: Float32Array): Matrix => ({ dtype: 'float32', shape: [data.length / config.hiddenSize, config.hiddenSize], data });
+  return {
+    lengths: hidden.lengths,
+    hiddenSize: config.hiddenSize,
+    input: (batch) => gather(hidden, starts, batch).states,
+    async target(batch) {
+      target ??= llamaBlockForward(config, block, hidden, backend, { weights: reference });
+      const all = await target;
+      return gather({ states: matrix(all), lengths: hidden.lengths }, starts, batch).states;
+    },
+    async forward(weights, batch) {
+      return matrix(await llamaBlockForward(config, block, gather(hidden, starts, batch), backend, { weights }));
+    },
+    async backward(weights, batch, seed): Promise<BlockBackward> {
+      const r = await llamaBlockBackward(config, block, gather(hidden, starts, batch), backend, (y) => seed(matrix(y)), { weights });
+      return { output: matrix(r.output), weightGradients: r.weightGradients };
+    },
+  };
+}

@@ -1,0 +1,39 @@
+import { afterAll, describe, expect, it } from 'vitest';
+import { createJsBackend, createWebgpuBackend, type WebgpuBackend } from '@bitsmith/linalg';
+import { gptqQuantizeLayer } from './gptq-quantize-layer.js';
+import { correlatedHessian, naiveObjective, randomWeight } from './gptq.test-support.js';
+
+// GPTQ's column loop on the GPU (linalg's webgpuGptqSolve) against the CPU loop on the same layer: the same codes up
+// to float32 rounding at midpoints, the same objective. Needs a WebGPU adapter; skipped with the reason elsewhere.
+let gpu: WebgpuBackend | undefined;
+let reason = '';
+try {
+  gpu = await createWebgpuBackend({ minGpuWork: 0, threads: 1 });
+} catch (error) {
+  reason = (error as Error).message;
+}
+if (!gpu) console.warn(`[bitsmith] skipping GPTQ-on-webgpu tests: ${reason}`);
+
+describe.skipIf(gpu === undefined)('GPTQ on the webgpu backend', () => {
+  afterAll(() => gpu?.dispose());
+  const cases = [
+    { name: 'int4 per channel', options: { format: 'int4' } },
+    { name: 'int4-asym groups of 32, act-order', options: { format: 'int4-asym', granularity: { type: 'group', size: 32 }, actOrder: true } },
+    { name: 'nf4 groups of 64, batches of 64', options: { format: 'nf4', granularity: { type: 'group', size: 64 }, blockSize: 64 } },
+  ] as const;
+  for (const { name, options } of cases) {
+    it(`${name}: codes and objective of the CPU loop`, async () => {
+      const [rows, n] = [72, 192];
+      const weight = randomWeight(rows, n, 31);
+      const hessian = correlatedHessian(n, 2 * n, 32);
+      const cpu = await gptqQuantizeLayer(weight, hessian, { ...options, backend: createJsBackend() });
+      const onGpu = await gptqQuantizeLayer(weight, hessian, { ...options, backend: gpu! });
+      let same = 0;
+      for (let i = 0; i < rows * n; i++) if (onGpu.quantized.codes[i] === cpu.quantized.codes[i]) same++;
+      expect(same / (rows * n)).toBeGreaterThan(0.99);
+      const objectiveCpu = naiveObjective(weight, cpu.weight, hessian);
+      const objectiveGpu = naiveObjective(weight, onGpu.weight, hessian);
+      expect(Math.abs(objectiveGpu - objectiveCpu) / objectiveCpu).toBeLessThan(0.01);
+    });
+  }
+});

@@ -14,6 +14,7 @@ const KEYWORDS = {
   codebook: ['codebook', 'k-means', 'vector-quantization', 'squeezellm'],
   core: ['int4', 'fp8', 'nf4', 'bit-packing', 'tensor'],
   'demo-assets': ['universal-sentence-encoder', 'tfjs', 'dataset'],
+  learned: ['autoround', 'signsgd', 'adam', 'learned-rounding'],
   formats: ['gguf', 'onnx', 'matmulnbits', 'compressed-tensors', 'gptq', 'safetensors'],
   linalg: ['linear-algebra', 'gemm', 'cholesky', 'svd', 'webassembly', 'onnxruntime'],
   lowrank: ['low-rank', 'svd', 'lorc', 'lqer', 'eora', 'svdquant'],

@@ -133,7 +133,9 @@ def main():
     rtn_obj = objective(W, rtn.reshape(n, n), Hraw)
     print(f"codes equal to torch's: {same * 100:.3f}%;  objective bitsmith {our_obj:.6e}, torch {ref_obj:.6e} (ratio {our_obj / ref_obj:.5f}), RTN {rtn_obj:.6e}")
     ours_total = meta["times"]["total"]
-    print(f"bitsmith webgpu GPTQ total {ours_total * 1e3:.1f} ms vs torch {t * 1e3:.1f} ms: ratio {ours_total / t:.2f}")
+    print(f"bitsmith webgpu GPTQ total (factor on the {meta.get('factor')}) {ours_total * 1e3:.1f} ms vs torch {t * 1e3:.1f} ms: ratio {ours_total / t:.2f}")
+    if meta.get("cpuTotal"):
+        print(f"bitsmith webgpu GPTQ total (factor on the CPU, float64) {meta['cpuTotal'] * 1e3:.1f} ms: ratio {meta['cpuTotal'] / t:.2f}")
 
 
 def quantize_params_grouped(W):

@@ -1,5 +1,9 @@
-import { describe, expect, it } from 'vitest';
-import { escapeHtml, renderReportHtml, reportView } from './report-html.js';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { compareReportViews, escapeHtml, renderReportHtml, reportView } from './report-html.js';
+import { countColor, findChromium, screenshot } from './screenshot.test-support.js';
 
 const layer = (name: string, block: number, bits: number, error: number) => ({ name, block, bitsPerWeight: bits, outputError: error, steps: ['gptq'], seconds: 0.1 });
 
@@ -80,7 +84,7 @@ describe('renderReportHtml', () => {
     });
     expect(wellFormed(html)).toBe(true);
     expect(html).toContain('model.layers.0.mlp.down_proj');
-    expect(html).toContain('No bit plan');
+    expect(html).toContain('every quantized layer (1) uses <code>4.500 bits/w</code>');
     expect(html).toContain('Not captured');
     expect(reportView({ report: { layers: [] } }).runs[0]!.layers).toEqual([]);
   });
@@ -88,5 +92,64 @@ describe('renderReportHtml', () => {
   it('shows a bit plan when layers carry assignments', () => {
     const html = renderReportHtml({ report: { layers: [{ ...layer('a', 0, 3.5, 0.1), assignment: { label: 'int3-g32' } }] } });
     expect(html).toContain('int3-g32');
+  });
+
+  it("shows the bit plan from the run's settings: counts per setting and the layers off the common one", () => {
+    const html = renderReportHtml({
+      report: { layers: [layer('a', 0, 3.5, 0.1), layer('b', 0, 4.5, 0.05), layer('c', 1, 3.5, 0.1)] },
+      settings: { a: 'int3 g32', b: 'int4 g32', c: 'int3 g32' },
+    });
+    expect(html).toContain('<code>int3 g32</code> × 2, <code>int4 g32</code> × 1');
+    expect(html).toContain('<tr><td><code>b</code></td><td>int4 g32</td><td class="num">4.500</td></tr>');
+    expect(html).not.toContain('<tr><td><code>a</code></td><td>int3 g32</td>');
+  });
+
+  it('puts the evaluation (perplexity float -> quantized, KL, top-1) in the summary', () => {
+    const view = reportView({
+      report: { averageBitsPerWeight: 4.5, seconds: 1, layers: [layer('a', 0, 4.5, 0.1)] },
+      evaluation: { text: 'dev.txt', tokens: 5222, windows: 42, ctx: 128, perplexity: 44.49, referencePerplexity: 43.19, kl: 0.0503, top1Agreement: 0.912 },
+    });
+    expect(view.runs[0]!.summary).toEqual([
+      ['bits/weight', '4.500'],
+      ['perplexity', '43.19 → 44.49'],
+      ['KL to float', '0.0503'],
+      ['top-1 agreement', '91.2%'],
+      ['time', '1.0 s'],
+    ]);
+  });
+});
+
+const chromium = findChromium();
+if (!chromium) console.warn('[bitsmith] skipping the report screenshot test: no chromium on PATH (apt-get install chromium)');
+
+describe('comparison report (bitsmith report A B)', () => {
+  const quantization = (error: number, ppl: number) => ({
+    recipe: { name: 'r' },
+    report: { averageBitsPerWeight: 4.5, seconds: 1, layers: [layer('model.layers.0.mlp.down_proj', 0, 4.5, error), layer('model.layers.0.self_attn.q_proj', 0, 4.5, error / 2)] },
+    evaluation: { text: 't', tokens: 100, windows: 1, ctx: 128, perplexity: ppl, referencePerplexity: 43.19, kl: 0.05, top1Agreement: 0.9 },
+  });
+  const view = compareReportViews([reportView(quantization(0.08, 46.05)), reportView(quantization(0.04, 44.49))], ['rtn-w4g32', 'gptq-w4g32']);
+  const html = renderReportHtml(view);
+
+  it('names each run after its folder and tabulates their headline numbers', () => {
+    expect(view.runs.map((r) => r.name)).toEqual(['rtn-w4g32', 'gptq-w4g32']);
+    expect(html).toContain('<h2>Comparison</h2>');
+    expect(html).toContain('<td>rtn-w4g32</td><td class="num">4.500</td><td class="num">43.19 → 46.05</td>');
+    expect(html).toContain('<td>gptq-w4g32</td><td class="num">4.500</td><td class="num">43.19 → 44.49</td>');
+  });
+
+  const tmp = mkdtempSync(join(tmpdir(), 'bitsmith-report-shot-'));
+  afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+  it.skipIf(!chromium)('renders in headless Chromium with both runs drawn in the error chart (screenshot)', () => {
+    const file = join(tmp, 'compare.html');
+    writeFileSync(file, html);
+    const png = screenshot(chromium!, `file://${file}`, join(tmp, 'compare.png'));
+    expect([png.width, png.height]).toEqual([1200, 1600]);
+    // Each run's bars are drawn in its colour (first run blue #2563eb, second red #dc2626): the rtn bars are twice
+    // as long as gptq's (errors 0.08 vs 0.04), so the blue area is larger than the red one.
+    const blue = countColor(png, '#2563eb');
+    const red = countColor(png, '#dc2626');
+    expect(red).toBeGreaterThan(500);
+    expect(blue).toBeGreaterThan(1.5 * red);
   });
 });

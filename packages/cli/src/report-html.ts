@@ -48,10 +48,10 @@ function num(x: unknown, digits = 4): string {
   return typeof x === 'number' && Number.isFinite(x) ? x.toFixed(digits) : '-';
 }
 
-function layerRows(report: Json | undefined): ReportLayerRow[] {
+function layerRows(report: Json | undefined, settings?: Json): ReportLayerRow[] {
   const layers = (report?.['layers'] as Json[] | undefined) ?? [];
   return layers.map((l) => {
-    const assignment = (l['assignment'] as Json | undefined)?.['label'] ?? l['assignmentLabel'];
+    const assignment = (l['assignment'] as Json | undefined)?.['label'] ?? l['assignmentLabel'] ?? settings?.[String(l['name'])];
     return {
       name: String(l['name'] ?? '?'),
       block: Number(l['block'] ?? 0),
@@ -124,20 +124,94 @@ export function reportView(data: unknown): ReportView {
   const recipe = d['recipe'] as Json | string | undefined;
   const recipeName = typeof recipe === 'string' ? recipe : String(recipe?.['name'] ?? report?.['recipe'] ?? 'recipe');
   const calibration = ((d['protocol'] as Json | undefined)?.['calibration'] as Json | undefined)?.['description'];
+  const evaluation = d['evaluation'] as Json | undefined;
+  const summary: [string, string][] = [['bits/weight', num(report?.['averageBitsPerWeight'], 3)]];
+  const facts: [string, string][] = [
+    ['model', String(d['model'] ?? '-')],
+    ['recipe', recipeName],
+    ['saved as', String(d['save'] ?? '-')],
+    ['calibration', String(calibration ?? '-')],
+    ['average bits/weight', num(report?.['averageBitsPerWeight'], 3)],
+    ['time', `${num(report?.['seconds'], 1)} s`],
+  ];
+  if (evaluation) {
+    summary.push(
+      ['perplexity', `${num(evaluation['referencePerplexity'], 2)} → ${num(evaluation['perplexity'], 2)}`],
+      ['KL to float', num(evaluation['kl'], 4)],
+      ['top-1 agreement', typeof evaluation['top1Agreement'] === 'number' ? `${(100 * (evaluation['top1Agreement'] as number)).toFixed(1)}%` : '-'],
+    );
+    facts.push(['evaluation', `${String(evaluation['text'])}: ${String(evaluation['tokens'])} tokens in ${String(evaluation['windows'])} windows of ${String(evaluation['ctx'])}; perplexity of the float model ${num(evaluation['referencePerplexity'], 2)}`]);
+  }
+  summary.push(['time', `${num(report?.['seconds'], 1)} s`]);
   return {
     title: `bitsmith quantization report: ${recipeName}`,
-    facts: [
-      ['model', String(d['model'] ?? '-')],
-      ['recipe', recipeName],
-      ['saved as', String(d['save'] ?? '-')],
-      ['calibration', String(calibration ?? '-')],
-      ['average bits/weight', num(report?.['averageBitsPerWeight'], 3)],
-      ['time', `${num(report?.['seconds'], 1)} s`],
-    ],
-    runs: [{ name: recipeName, layers: layerRows(report), summary: [['bits/weight', num(report?.['averageBitsPerWeight'], 3)]] }],
+    facts,
+    runs: [{ name: recipeName, layers: layerRows(report, d['settings'] as Json | undefined), summary }],
     activations: activationRows(report?.['activations'] ?? d['activations']),
     notes: [],
   };
+}
+
+/**
+ * One view of several runs (`bitsmith report A B C`): each input's runs, renamed after `names` (the folders) when a
+ * report holds a single run; facts list what each run is; activation statistics come from the first report that has
+ * them (each run's own inputs differ after its first quantized block).
+ *
+ * @example
+ * ```ts
+ * const html = renderReportHtml(compareReportViews([reportView(a), reportView(b)], ['out/rtn', 'out/gptq']));
+ * ```
+ */
+export function compareReportViews(views: readonly ReportView[], names: readonly string[]): ReportView {
+  const runs = views.flatMap((v, i) => (v.runs.length === 1 ? [{ ...v.runs[0]!, name: names[i] ?? v.runs[0]!.name }] : v.runs.map((r) => ({ ...r, name: `${names[i] ?? v.title}: ${r.name}` }))));
+  const withActivations = views.findIndex((v) => v.activations.length > 0);
+  return {
+    title: `bitsmith comparison: ${names.join(' vs ')}`,
+    facts: views.map((v, i) => [names[i] ?? `run ${i + 1}`, v.facts.filter(([k]) => k === 'recipe' || k === 'model' || k === 'calibration' || k === 'evaluation').map(([k, x]) => `${k}: ${x}`).join('; ') || v.title] as const),
+    runs,
+    activations: withActivations < 0 ? [] : views[withActivations]!.activations.map((a) => ({ ...a, stage: `${names[withActivations] ?? ''} ${a.stage}`.trim() })),
+    notes: views.flatMap((v) => v.notes),
+  };
+}
+
+/**
+ * The bit plan of each run from the settings its layers were quantized with (the run's assignment): one line when every
+ * layer shares one setting, otherwise the count per setting and the layers that differ from the most common one. Runs
+ * without recorded settings but with layers of different bits per weight list those bits.
+ */
+function bitPlanSection(runs: readonly ReportRun[]): string {
+  const parts: string[] = [];
+  for (const run of runs) {
+    const quantized = run.layers.filter((l) => l.steps.length > 0);
+    const labelled = quantized.filter((l) => l.assignment);
+    const key = (l: ReportLayerRow) => (labelled.length > 0 ? (l.assignment ?? 'not recorded') : `${l.bitsPerWeight.toFixed(3)} bits/w`);
+    const counts = new Map<string, { layers: number; bits: number }>();
+    for (const l of quantized) {
+      const c = counts.get(key(l)) ?? { layers: 0, bits: l.bitsPerWeight };
+      c.layers++;
+      counts.set(key(l), c);
+    }
+    const title = runs.length > 1 ? `<strong>${escapeHtml(run.name)}</strong>: ` : '';
+    if (counts.size === 0) {
+      parts.push(`<p class="muted">${title}no quantized layers.</p>`);
+      continue;
+    }
+    if (counts.size === 1) {
+      const [label, c] = [...counts][0]!;
+      parts.push(`<p>${title}every quantized layer (${c.layers}) uses <code>${escapeHtml(label)}</code> (${c.bits.toFixed(3)} bits/weight).</p>`);
+      continue;
+    }
+    const common = [...counts].sort((a, b) => b[1].layers - a[1].layers)[0]![0];
+    parts.push(`<p>${title}${[...counts].map(([label, c]) => `<code>${escapeHtml(label)}</code> × ${c.layers}`).join(', ')}; the layers not at <code>${escapeHtml(common)}</code>:</p>`);
+    parts.push(
+      table(
+        ['layer', 'setting', 'bits/w'],
+        quantized.filter((l) => key(l) !== common).map((l) => [`<code>${escapeHtml(l.name)}</code>`, escapeHtml(key(l)), l.bitsPerWeight.toFixed(3)]),
+        new Set([2]),
+      ),
+    );
+  }
+  return parts.join('\n');
 }
 
 const COLORS = ['#2563eb', '#dc2626', '#059669', '#d97706', '#7c3aed'];
@@ -231,6 +305,17 @@ export function renderReportHtml(data: unknown): string {
     sections.push(`<div class="card"><h3>${escapeHtml(run.name)}</h3><table><tbody>${run.summary.map(([k, v]) => `<tr><td>${escapeHtml(k)}</td><td class="num">${escapeHtml(v)}</td></tr>`).join('')}</tbody></table></div>`);
   }
   sections.push('</div>');
+  if (view.runs.length > 1) {
+    const keys = [...new Set(view.runs.flatMap((r) => r.summary.map(([k]) => k)))];
+    sections.push('<h2>Comparison</h2>');
+    sections.push(
+      table(
+        ['run', ...keys],
+        view.runs.map((r) => [escapeHtml(r.name), ...keys.map((k) => escapeHtml(r.summary.find(([key]) => key === k)?.[1] ?? '-'))]),
+        new Set(keys.map((_, i) => i + 1)),
+      ),
+    );
+  }
 
   sections.push('<h2>Per-layer output error</h2><p class="muted">‖X Wᵀ − X Qᵀ‖ / ‖X Wᵀ‖ on the calibration inputs of each layer (lower is better).</p>');
   sections.push(errorChart(view.runs));
@@ -252,8 +337,7 @@ export function renderReportHtml(data: unknown): string {
   sections.push(table(head, rows, numeric));
 
   sections.push('<h2>Bit plan</h2>');
-  const plan = view.runs.flatMap((r) => r.layers.filter((l) => l.assignment).map((l) => [escapeHtml(r.name), `<code>${escapeHtml(l.name)}</code>`, escapeHtml(l.assignment!), l.bitsPerWeight.toFixed(3)]));
-  sections.push(plan.length > 0 ? table(['run', 'layer', 'assignment', 'bits/w'], plan, new Set([3])) : '<p class="muted">No bit plan: no allocate step ran, every layer uses the recipe\'s one setting.</p>');
+  sections.push(bitPlanSection(view.runs));
 
   sections.push('<h2>Activation outliers</h2>');
   if (view.activations.length > 0) {

@@ -28,6 +28,8 @@ export { scaleRangeAnomalies, largestScale } from './scale-range-anomalies.js';
 export { InvalidFileError } from './invalid-file-error.js';
 export type { SafetensorsDType, SafetensorsEntry, SafetensorsHeader, SafetensorsLayout, SafetensorsLayoutInput } from './safetensors-header.js';
 export { SAFETENSORS_DTYPE_BYTES, isSafetensorsDType, MAX_SAFETENSORS_HEADER_BYTES, parseSafetensorsHeader, readSafetensorsHeaderLength, planSafetensorsLayout } from './safetensors-header.js';
+export type { MappingInputGroup, ArchitectureMapping, MappableBlock, ResolvedBlockMapping } from './architecture-mapping.js';
+export { resolveBlockMapping } from './architecture-mapping.js';
 export type { BlockBackward, BlockGradients, DifferentiableModel } from './block-gradients.js';
 export { isDifferentiableModel } from './block-gradients.js';
 export type { ActivationGranularity, ActivationObserverKind, ActivationScheme, ActivationScales, ActivationObserverOptions } from './activation-quantization.js';

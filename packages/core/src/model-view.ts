@@ -1,3 +1,4 @@
+import type { ArchitectureMapping } from './architecture-mapping.js';
 import type { KvCacheQuantization } from './kv-cache-quantization.js';
 import type { Matrix } from './tensor.js';
 
@@ -36,6 +37,11 @@ export interface NormView {
   readonly type: 'rms' | 'layer';
   weight: Float32Array;
   bias?: Float32Array;
+  /**
+   * The norm multiplies by `gainOffset + weight` (Gemma's RMSNorm: `x * (1 + w)`). Default 0. Folding a scale `s`
+   * into the norm sets `weight ← (gainOffset + weight) / s - gainOffset`.
+   */
+  readonly gainOffset?: number;
 }
 
 /**
@@ -70,6 +76,11 @@ export interface BlockView {
   readonly inputGroups: readonly InputGroup[];
   readonly attention?: AttentionGeometry;
   /**
+   * Linears computed in the block but not quantized by default (MoE routers, shared-expert gates): not in `linears`,
+   * but transforms that change what the block reads (rotations, folded scales) must change them too.
+   */
+  readonly auxiliaryLinears?: readonly LinearView[];
+  /**
    * The block's key/value-cache quantization, writable: the recipe runner installs it when a recipe declares
    * `kvCache`. Absent on models without attention caches (the property is then missing, not undefined).
    */
@@ -79,6 +90,11 @@ export interface BlockView {
 /** A whole model as model-level transforms (rotations) see it. Writable in the same way as the views it holds. */
 export interface ModelView {
   readonly architecture: string;
+  /**
+   * The architecture's mapping table (which norm feeds which linears, residual writers, ...), resolved per block
+   * with `resolveBlockMapping`. Rotations need it; models without one (encoders) leave it out.
+   */
+  readonly mapping?: ArchitectureMapping;
   readonly hiddenSize: number;
   /** Token embedding table `[vocab, hidden]` (writable). */
   embedding: Matrix;

@@ -1,9 +1,10 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { dequantize, InvalidArgumentError, parseFormat, quantize, UnsupportedFormatError, type Granularity, type QuantizedTensor, type Tensor } from '@bitsmith/core';
 import { createJsBackend } from '@bitsmith/linalg';
-import { createLlamaGraph, parseLlamaConfig, ropeInverseFrequencies, type LlamaGraph } from '@bitsmith/models';
+import { createLlamaGraph, loadLlamaGraph, parseLlamaConfig, ropeInverseFrequencies, type LlamaGraph } from '@bitsmith/models';
 import { describe, expect, it } from 'vitest';
 import { buildLlamaOnnx, saveOnnxModel } from './onnx-export.js';
 import { onnxRopeInverseFrequencies } from './onnx-llama-graph.js';
@@ -109,7 +110,7 @@ describe('ONNX export checks', () => {
     const graph = await syntheticGraph({ model_type: 'llama' });
     const q = quantize(graph.lmHead.weight, { format: parseFormat('int4'), granularity: { type: 'group', size: 32 } });
     await expect(buildLlamaOnnx(graph, new Map([['model.layers.9.mlp.up_proj', q]]))).rejects.toThrow(InvalidArgumentError);
-    const up = graph.blocks[0]!.mlp.upProj;
+    const up = graph.blocks[0]!.mlp!.upProj;
     const int3 = quantize(up.weight, { format: parseFormat('int3'), granularity: { type: 'group', size: 32 } });
     await expect(buildLlamaOnnx(graph, new Map([[up.name, int3]]))).rejects.toThrow(/bits 2, 4 and 8/);
     up.inputTransform = { apply: () => undefined, describe: () => ({ type: 'hadamard' }) } as unknown as typeof up.inputTransform;
@@ -131,6 +132,16 @@ describe('ONNX export checks', () => {
       }
     } finally {
       await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('buildLlamaOnnx: architectures it does not write', () => {
+  it('refuses Qwen3, Gemma and mixtures of experts (their computation differs) before building anything', async () => {
+    const fixtures = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'models', 'test-fixtures', 'architectures');
+    for (const name of ['qwen3', 'gemma2', 'qwen2-moe']) {
+      const graph = await loadLlamaGraph(join(fixtures, name), { backend: createJsBackend() });
+      await expect(buildLlamaOnnx(graph, new Map())).rejects.toThrow(/computes differently/);
     }
   });
 });

@@ -42,6 +42,9 @@ function transpose(data: Float32Array, rows: number, columns: number): Float32Ar
   return out;
 }
 
+/** Model types whose computation is the Llama one the exporter writes. */
+const ONNX_MODEL_TYPES: readonly string[] = ['llama', 'mistral', 'qwen2', 'phi3'];
+
 /**
  * Builds the ONNX model of a Llama-family decoder (Llama, Qwen2, Mistral) as bytes: input `input_ids` int64
  * `[batch, sequence]`, output `logits` float32 `[batch, sequence, vocab]`, every sequence starting at position 0
@@ -66,12 +69,19 @@ export async function buildLlamaOnnx(graph: OnnxLlamaGraph, quantized: ReadonlyM
   const onnx = await loadOnnxProto();
   const g = new OnnxGraphBuilder(onnx);
   const c = graph.config;
+  const modelType = c.modelType ?? 'llama';
+  if (!ONNX_MODEL_TYPES.includes(modelType)) {
+    throw new UnsupportedFormatError(`ONNX export writes the Llama computation (${ONNX_MODEL_TYPES.join(', ')}); a ${modelType} model computes differently and is not supported yet`);
+  }
   const { hiddenSize: hidden, numAttentionHeads: nh, numKeyValueHeads: nkv, headDim: hd } = c;
   const vocab = graph.embedTokens.shape[0];
   const group = nh / nkv;
   if (!Number.isInteger(group)) throw new InvalidArgumentError('config', `numAttentionHeads (${nh}) must be a multiple of numKeyValueHeads (${nkv})`);
   const known = new Set<string>([graph.lmHead.name]);
-  for (const b of graph.blocks) for (const l of [...Object.values(b.selfAttention), ...Object.values(b.mlp)]) known.add(l.name);
+  for (const b of graph.blocks) {
+    if (!b.mlp) throw new UnsupportedFormatError('ONNX export needs a dense MLP in every block (mixtures of experts are not supported yet)');
+    for (const l of [...Object.values(b.selfAttention), ...Object.values(b.mlp)]) known.add(l.name);
+  }
   for (const name of quantized.keys()) if (!known.has(name)) throw new InvalidArgumentError('quantized', `no linear layer named '${name}' in the graph`);
 
   const matMulNBits: string[] = [];
@@ -188,7 +198,7 @@ export async function buildLlamaOnnx(graph: OnnxLlamaGraph, quantized: ReadonlyM
     const merged = g.node('Transpose', [g.node('Reshape', [context, mergedShape])], { attributes: { perm: [0, 2, 1, 3] } }); // [B, S, nh, hd]
     const h = g.node('Add', [x, linear(oProj, g.node('Reshape', [merged, flatShape]))]);
 
-    const { gateProj, upProj, downProj } = block.mlp;
+    const { gateProj, upProj, downProj } = block.mlp!;
     const m = rmsNorm(h, block.postAttentionLayernorm);
     const gate = linear(gateProj, m);
     const activated = g.node('Mul', [g.node('Mul', [gate, g.node('Sigmoid', [gate])]), linear(upProj, m)]); // silu(gate) * up

@@ -8,6 +8,12 @@ export type OnnxRopeScaling =
 
 /** The parts of `@bitsmith/models`' `LlamaConfig` the ONNX exporter reads. */
 export interface OnnxLlamaConfig {
+  /**
+   * Hugging Face `model_type`. The exporter writes the Llama computation (RMSNorm, SwiGLU, RoPE, grouped-query
+   * attention), which is also Mistral's, Qwen2's and (split on load) Phi-3's; it refuses other types (Gemma's norms
+   * and soft-capping, Qwen3's q/k norms, mixtures of experts) rather than write a different model. Default `'llama'`.
+   */
+  readonly modelType?: string;
   readonly vocabSize: number;
   readonly hiddenSize: number;
   readonly numAttentionHeads: number;
@@ -43,7 +49,8 @@ export interface OnnxLlamaBlock {
   readonly inputLayernorm: OnnxRmsNorm;
   readonly postAttentionLayernorm: OnnxRmsNorm;
   readonly selfAttention: { readonly qProj: OnnxLinearLayer; readonly kProj: OnnxLinearLayer; readonly vProj: OnnxLinearLayer; readonly oProj: OnnxLinearLayer };
-  readonly mlp: { readonly gateProj: OnnxLinearLayer; readonly upProj: OnnxLinearLayer; readonly downProj: OnnxLinearLayer };
+  /** The dense MLP; undefined in a mixture-of-experts block (which the exporter refuses). */
+  readonly mlp: { readonly gateProj: OnnxLinearLayer; readonly upProj: OnnxLinearLayer; readonly downProj: OnnxLinearLayer } | undefined;
 }
 
 /**

@@ -9,7 +9,7 @@
 //       [--dump DIR] [--quick]
 import { mkdirSync, writeFileSync, writeSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
-import { choleskyInverseUpper, createWasmBackend, createWebgpuBackend, webgpuGptqSolve } from '../dist/index.js';
+import { choleskyInverseUpper, createWasmBackend, createWebgpuBackend, webgpuCholeskyInverseUpper, webgpuGptqSolve } from '../dist/index.js';
 
 const argv = process.argv.slice(2);
 const flag = (name) => {
@@ -160,7 +160,7 @@ if (parts.includes('fwht')) {
   await cpu.dispose();
 }
 
-async function gptq() {
+async function gptq(factorOn) {
   const t0 = now();
   const h = new Float64Array(N * N);
   await gpu.gram({ rows: TOKENS, columns: N, x, h, beta: 0 });
@@ -168,7 +168,8 @@ async function gptq() {
   let mean = 0;
   for (let i = 0; i < N; i++) mean += h[i * N + i] / N;
   for (let i = 0; i < N; i++) h[i * N + i] += 0.01 * mean;
-  const u = await choleskyInverseUpper({ dtype: 'float64', shape: [N, N], data: h }, { backend: gpu });
+  const u = factorOn === 'gpu' ? await webgpuCholeskyInverseUpper(gpu, h, N) : (await choleskyInverseUpper({ dtype: 'float64', shape: [N, N], data: h }, { backend: gpu })).data;
+  if (factorOn === 'gpu') await gpu.finish();
   const t2 = now();
   const weightT = new Float32Array(N * N);
   for (let r = 0; r < N; r++) for (let c = 0; c < N; c++) weightT[c * N + r] = w[r * N + c];
@@ -178,7 +179,7 @@ async function gptq() {
     rows: N,
     columns: N,
     weightT,
-    factor: u.data,
+    factor: u,
     levels,
     groupSize: 128,
     groupScales: (start, width, current) => {
@@ -201,17 +202,29 @@ async function gptq() {
     },
   });
   const t3 = now();
-  return { result, scales, u: u.data, times: { hessian: t1 - t0, factor: t2 - t1, solve: t3 - t2, total: t3 - t0 } };
+  if (factorOn === 'gpu') gpu.release(u);
+  return { result, scales, times: { hessian: t1 - t0, factor: t2 - t1, solve: t3 - t2, total: t3 - t0 } };
 }
 
-const run = parts.includes('gptq') ? (await gptq(), await gptq()) : undefined; // the first is a warm-up
-if (run) {
-record(`GPTQ ${N}x${N}, ${TOKENS} tokens, w4 asym g128: Hessian (GPU, float64 H)`, run.times.hessian);
-record(`GPTQ ${N}x${N}: dampening + U = chol(H^-1) (CPU float64, ${threads} threads)`, run.times.factor);
-record(`GPTQ ${N}x${N}: column loop (GPU) incl. upload/download`, run.times.solve, {
-  note: `upload ${(run.result.timings.upload * 1000).toFixed(1)} ms, loop ${(run.result.timings.solve * 1000).toFixed(1)} ms, codes back ${(run.result.timings.download * 1000).toFixed(1)} ms`,
-});
-record(`GPTQ ${N}x${N}: total`, run.times.total);
+let run;
+const runs = {};
+if (parts.includes('gptq')) {
+  for (const factorOn of ['cpu', 'gpu']) {
+    try {
+      await gptq(factorOn); // warm-up: pipelines compiled, wasm workers started
+      run = runs[factorOn] = await gptq(factorOn);
+    } catch (error) {
+      say(`GPTQ with the factor on the ${factorOn}: ${error.stack ?? error}`);
+      continue;
+    }
+    const where = factorOn === 'gpu' ? 'GPU float32 (blocked, CPU float64 diagonal blocks)' : `CPU float64, ${threads} threads`;
+    record(`GPTQ ${N}x${N}, ${TOKENS} tokens, w4 asym g128 [factor ${factorOn}]: Hessian (GPU, float64 H)`, run.times.hessian);
+    record(`  dampening + U = chol(H^-1) (${where})`, run.times.factor);
+    record(`  column loop (GPU) incl. upload/download`, run.times.solve, {
+      note: `upload ${(run.result.timings.upload * 1000).toFixed(1)} ms, loop ${(run.result.timings.solve * 1000).toFixed(1)} ms (group scales: copy back + callback ${(run.result.timings.scales * 1000).toFixed(1)} ms), codes back ${(run.result.timings.download * 1000).toFixed(1)} ms`,
+    });
+    record(`  total [factor ${factorOn}]`, run.times.total);
+  }
 }
 
 if (dump && run) {
@@ -227,7 +240,7 @@ if (dump && run) {
   });
   writeFileSync(`${dump}/scales.f32`, s); // groups x rows
   writeFileSync(`${dump}/zeros.f32`, z);
-  writeFileSync(`${dump}/meta.json`, JSON.stringify({ n: N, tokens: TOKENS, group: 128, times: run.times }));
+  writeFileSync(`${dump}/meta.json`, JSON.stringify({ n: N, tokens: TOKENS, group: 128, times: run.times, factor: runs.gpu ? 'gpu' : 'cpu', cpuTotal: runs.cpu?.times.total }));
 }
 if (dump) {
   mkdirSync(dump, { recursive: true });

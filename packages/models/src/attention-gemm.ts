@@ -43,7 +43,8 @@ export async function causalAttentionGemm(
   const group = numHeads / numKvHeads;
   const qRow = numHeads * d;
   const kvRow = numKvHeads * d;
-  const scale = 1 / Math.sqrt(d);
+  const scale = shape.scale ?? 1 / Math.sqrt(d);
+  const cap = shape.softcap;
   let maxLength = 0;
   for (const n of lengths) maxLength = Math.max(maxLength, n);
   const chunk = Math.max(1, Math.min(options.chunk ?? 128, maxLength));
@@ -59,8 +60,11 @@ export async function causalAttentionGemm(
       // This head's keys and values, contiguous [n, d].
       for (let i = 0; i < n; i++) {
         const o = (start + i) * kvRow + g * d;
-        keys.set(k.subarray(o, o + d), i * d);
-        values.set(v.subarray(o, o + d), i * d);
+        const p = i * d;
+        for (let t = 0; t < d; t++) {
+          keys[p + t] = k[o + t]!;
+          values[p + t] = v[o + t]!;
+        }
       }
       for (let r0 = 0; r0 < n; r0 += chunk) {
         const r1 = Math.min(n, r0 + chunk);
@@ -72,7 +76,8 @@ export async function causalAttentionGemm(
           const h = g * group + a;
           for (let i = 0; i < rows; i++) {
             const o = (start + r0 + i) * qRow + h * d;
-            queries.set(q.subarray(o, o + d), (a * rows + i) * d);
+            const p = (a * rows + i) * d;
+            for (let t = 0; t < d; t++) queries[p + t] = q[o + t]!;
           }
         }
         const m = group * rows;
@@ -85,6 +90,7 @@ export async function causalAttentionGemm(
             const o = (a * rows + i) * width;
             const first = Math.max(k0, position - window + 1) - k0;
             const last = position - k0; // inclusive
+            if (cap !== undefined) for (let j = first; j <= last; j++) s[o + j] = cap * Math.tanh(s[o + j]! / cap);
             let max = -Infinity;
             for (let j = first; j <= last; j++) if (s[o + j]! > max) max = s[o + j]!;
             let sum = 0;

@@ -7,6 +7,10 @@ export interface AttentionShape {
   readonly headDim: number;
   /** Keys at distance `>= slidingWindow` behind the query are masked (Mistral). Default: no window. */
   readonly slidingWindow?: number | undefined;
+  /** Score scale. Default `1 / sqrt(headDim)` (Gemma: `query_pre_attn_scalar^-0.5`). */
+  readonly scale?: number | undefined;
+  /** Soft-cap of the scaled scores, `c * tanh(s / c)` (Gemma 2's `attn_logit_softcapping`). Default: none. */
+  readonly softcap?: number | undefined;
 }
 
 /**
@@ -37,7 +41,8 @@ export function causalAttention(
   const group = numHeads / numKvHeads;
   const qRow = numHeads * d;
   const kvRow = numKvHeads * d;
-  const scale = 1 / Math.sqrt(d);
+  const scale = shape.scale ?? 1 / Math.sqrt(d);
+  const cap = shape.softcap;
   let maxLength = 0;
   for (const n of lengths) maxLength = Math.max(maxLength, n);
   const scores = new Float64Array(maxLength);
@@ -55,6 +60,7 @@ export function causalAttention(
           let s = 0;
           for (let t = 0; t < d; t++) s += q[qo + t]! * k[ko + t]!;
           s *= scale;
+          if (cap !== undefined) s = cap * Math.tanh(s / cap);
           scores[j] = s;
           if (s > max) max = s;
         }

@@ -30,8 +30,12 @@ export type { TextTokenizer } from './tokenizer.js';
 export { createTokenizer, loadTokenizer } from './tokenizer.js';
 
 // Llama-family graphs
-export type { LlamaFamily, LlamaConfig, RopeScaling } from './llama-config.js';
-export { parseLlamaConfig } from './llama-config.js';
+export type { LlamaFamily, LlamaConfig, RopeScaling, MoeConfig } from './llama-config.js';
+export { parseLlamaConfig, SUPPORTED_MODEL_TYPES } from './llama-config.js';
+export { LLAMA_MAPPING, PHI3_MAPPING, GEMMA_MAPPING, QWEN2_MOE_MAPPING, architectureMapping } from './architecture-mappings.js';
+export { gatedActivation } from './gated-activation.js';
+export type { GatedMlp, MoeMlp, MoeCalibration, MoeRouting } from './moe-mlp.js';
+export { routeTokens, runMoeMlp } from './moe-mlp.js';
 export type { RopeTables } from './rope.js';
 export { ropeInverseFrequencies, ropeTables, applyRope } from './rope.js';
 export { rmsNorm } from './rms-norm.js';

@@ -1,8 +1,11 @@
 import { ShapeMismatchError, type Matrix, type RuntimeInputTransform } from '@bitsmith/core';
 import type { Backend } from '@bitsmith/linalg';
 
-/** Short names of the linear layers of a Llama-family decoder block, in execution order. */
-export type LinearKind = 'q_proj' | 'k_proj' | 'v_proj' | 'o_proj' | 'gate_proj' | 'up_proj' | 'down_proj' | 'lm_head';
+/**
+ * Roles of the linear layers of a decoder block, in execution order (`router` is a mixture's `mlp.gate`,
+ * `shared_expert_gate` the sigmoid gate of its shared expert).
+ */
+export type LinearKind = 'q_proj' | 'k_proj' | 'v_proj' | 'o_proj' | 'gate_proj' | 'up_proj' | 'down_proj' | 'router' | 'shared_expert_gate' | 'lm_head';
 
 /**
  * A transform applied to a linear layer's input at run time, before the weight multiplies it (for example QuaRot's

@@ -1,10 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import { UnsupportedFormatError, type Tensor } from '@bitsmith/core';
 import { createJsBackend, createRandom } from '@bitsmith/linalg';
+import { architectureFixtureDir } from './architecture-fixtures.test-support.js';
 import { llamaBlockBackward, llamaBlockForward } from './llama-block-backward.js';
 import { llamaBlockGradients } from './llama-block-gradients.js';
 import { parseLlamaConfig } from './llama-config.js';
 import { createLlamaGraph, type HiddenStates, type LlamaGraph } from './llama-graph.js';
+import { loadLlamaGraph } from './load-llama.js';
 
 const backend = createJsBackend();
 
@@ -72,7 +74,7 @@ describe('llamaBlockForward', () => {
     const out = await llamaBlockForward(graph.config, graph.blocks[0]!, input, backend);
     expect(Array.from(out)).toEqual(Array.from(reference.states.data));
 
-    const down = graph.blocks[0]!.mlp.downProj;
+    const down = graph.blocks[0]!.mlp!.downProj;
     const trial = down.weight.data.map((v) => v * 0.5);
     const before = down.weight.data.slice();
     const changed = await llamaBlockForward(graph.config, graph.blocks[0]!, input, backend, { weights: new Map([[down.name, trial]]) });
@@ -123,7 +125,7 @@ describe('llamaBlockBackward', () => {
     const graph = await tinyGraph('llama', 7);
     const block = graph.blocks[0]!;
     const input = hiddenStates([4], 16, 8);
-    const up = block.mlp.upProj;
+    const up = block.mlp!.upProj;
     const trial = up.weight.data.map((v) => -v);
     const probe = new Float32Array(input.states.data.length).fill(1);
     const withTrial = await llamaBlockBackward(graph.config, block, input, backend, () => probe, { weights: new Map([[up.name, trial]]) });
@@ -135,7 +137,7 @@ describe('llamaBlockBackward', () => {
   it('refuses a layer with a run-time input transform', async () => {
     const graph = await tinyGraph('llama', 9);
     const block = graph.blocks[0]!;
-    block.mlp.downProj.inputTransform = { name: 'hadamard', apply: () => undefined, describe: () => ({}) };
+    block.mlp!.downProj.inputTransform = { name: 'hadamard', apply: () => undefined, describe: () => ({}) };
     await expect(llamaBlockBackward(graph.config, block, hiddenStates([3], 16, 1), backend, (y) => y)).rejects.toThrow(UnsupportedFormatError);
   });
 });
@@ -212,7 +214,7 @@ describe('llamaBlockGradients (core\'s BlockGradients capability)', () => {
     expect(Array.from(picked)).toEqual([...full.states.data.subarray(8 * 16, 12 * 16), ...full.states.data.subarray(0, 5 * 16)]);
     expect(Array.from(g.input([1]).data)).toEqual(Array.from(input.states.data.subarray(5 * 16, 8 * 16)));
 
-    const down = graph.blocks[0]!.mlp.downProj;
+    const down = graph.blocks[0]!.mlp!.downProj;
     const trial = down.weight.data.map((v) => v * 0.9);
     const fresh = llamaBlockGradients(graph, 0, input);
     down.weight = { dtype: 'float32', shape: down.weight.shape, data: trial }; // a step replaces the weight object
@@ -221,5 +223,15 @@ describe('llamaBlockGradients (core\'s BlockGradients capability)', () => {
     const direct = await llamaBlockBackward(graph.config, graph.blocks[0]!, { states: fresh.input([1]) as HiddenStates['states'], lengths: [3] }, backend, (y) => new Float32Array(y.length).fill(1));
     expect(Array.from(viaCapability.weightGradients.get(down.name)!)).toEqual(Array.from(direct.weightGradients.get(down.name)!));
     expect(() => g.input([3])).toThrow(/outside/);
+  });
+});
+
+describe('llamaBlockBackward: other architectures', () => {
+  it('refuses blocks that do not compute as Llama (Gemma norms and soft-capping, Qwen3 q/k norms, experts)', async () => {
+    for (const name of ['gemma2', 'qwen3', 'qwen2-moe']) {
+      const graph = await loadLlamaGraph(architectureFixtureDir(name), { backend });
+      const input = graph.embed([[1, 5, 9]]);
+      await expect(llamaBlockBackward(graph.config, graph.blocks[0]!, input, backend, (y) => y)).rejects.toThrow(/computes differently/);
+    }
   });
 });

@@ -3,6 +3,7 @@ import type { Backend } from '@bitsmith/linalg';
 import { causalAttentionGemm } from './attention-gemm.js';
 import { causalAttentionBackwardGemm } from './attention-backward-gemm.js';
 import { rmsNormBackward, ropeBackward, swigluBackward } from './block-backward-ops.js';
+import { cacheAfterAttention, cacheAfterRope, cacheKeysBeforeRope } from './kv-cache.js';
 import type { LinearLayer } from './linear-layer.js';
 import type { LlamaConfig } from './llama-config.js';
 import type { HiddenStates, LlamaBlock } from './llama-graph.js';
@@ -76,7 +77,22 @@ async function linear(layer: LinearLayer, x: Float32Array, rows: number, backend
   return out;
 }
 
-async function forwardTape(config: LlamaConfig, block: LlamaBlock, input: HiddenStates, backend: Backend, options: BlockPassOptions): Promise<BlockTape> {
+/**
+ * The dense SwiGLU MLP of a block whose computation is Llama's (the backward pass covers that one); other
+ * architectures (Gemma's norms and soft-capping, Qwen3's q/k norms, mixtures of experts) are refused by name.
+ */
+function requireLlamaComputation(config: LlamaConfig, block: LlamaBlock): NonNullable<LlamaBlock['mlp']> {
+  const llamaScale = Math.abs(config.attentionScale * Math.sqrt(config.headDim) - 1) < 1e-12;
+  if (!block.mlp || config.qkNorm || config.sandwichNorms || config.normGainOffset !== 0 || config.hiddenActivation !== 'silu' || config.attentionSoftcap !== undefined || !llamaScale) {
+    throw new UnsupportedFormatError(`the block backward pass computes Llama blocks; ${config.modelType} (${block.name}) computes differently`);
+  }
+  return block.mlp;
+}
+
+async function forwardTape(config: LlamaConfig, block: LlamaBlock, input: HiddenStates, backend: Backend, options: BlockPassOptions, forBackward: boolean): Promise<BlockTape> {
+  if (forBackward && block.kvCache) {
+    throw new UnsupportedFormatError(`${block.name} quantizes its key/value cache; the block backward pass supports a float cache only (quantize the cache after learned weight quantization)`);
+  }
   const hidden = config.hiddenSize;
   const [tokens, columns] = input.states.shape;
   if (columns !== hidden) throw new ShapeMismatchError('hidden states', [tokens, hidden], input.states.shape);
@@ -91,15 +107,19 @@ async function forwardTape(config: LlamaConfig, block: LlamaBlock, input: Hidden
   const w = options.weights;
   const x = input.states.data;
   const { qProj, kProj, vProj, oProj } = block.selfAttention;
-  const { gateProj, upProj, downProj } = block.mlp;
+  const { gateProj, upProj, downProj } = requireLlamaComputation(config, block);
   const n1 = rmsNorm(x, tokens, hidden, block.inputLayernorm.weight, block.inputLayernorm.eps);
   const q = await linear(qProj, n1, tokens, backend, w);
   const k = await linear(kProj, n1, tokens, backend, w);
   const v = await linear(vProj, n1, tokens, backend, w);
+  const geometry = { numHeads: config.numAttentionHeads, numKvHeads: config.numKeyValueHeads, headDim: config.headDim };
+  await cacheKeysBeforeRope(block.kvCache, k, tokens, geometry);
   applyRope(q, rope, tokens, config.numAttentionHeads, positions);
   applyRope(k, rope, tokens, config.numKeyValueHeads, positions);
-  const shape = { numHeads: config.numAttentionHeads, numKvHeads: config.numKeyValueHeads, headDim: config.headDim, slidingWindow: config.slidingWindow };
+  await cacheAfterRope(block.kvCache, q, k, v, tokens, geometry, backend);
+  const shape = { numHeads: config.numAttentionHeads, numKvHeads: config.numKeyValueHeads, headDim: config.headDim, slidingWindow: block.attentionType === 'sliding' ? config.slidingWindow : undefined };
   const attended = await causalAttentionGemm(q, k, v, lengths, shape, new Float32Array(tokens * config.numAttentionHeads * config.headDim), backend);
+  await cacheAfterAttention(block.kvCache, attended, tokens, geometry, backend);
   const h = await linear(oProj, attended, tokens, backend, w);
   for (let i = 0; i < h.length; i++) h[i]! += x[i]!;
   const n2 = rmsNorm(h, tokens, hidden, block.postAttentionLayernorm.weight, block.postAttentionLayernorm.eps);
@@ -130,7 +150,7 @@ async function forwardTape(config: LlamaConfig, block: LlamaBlock, input: Hidden
  * ```
  */
 export async function llamaBlockForward(config: LlamaConfig, block: LlamaBlock, input: HiddenStates, backend: Backend, options: BlockPassOptions = {}): Promise<Float32Array> {
-  return (await forwardTape(config, block, input, backend, options)).out;
+  return (await forwardTape(config, block, input, backend, options, false)).out;
 }
 
 /** `dX = dY W` and `dW = dY^T X` (and `db = sum_rows dY`) for `Y = X W^T + b`, on the backend's GEMM. */
@@ -167,7 +187,7 @@ async function linearBackward(
  * reductions over tokens of norms, keys and values accumulate in float64.
  *
  * The loss is the caller's: `seed` receives the block's output and returns `dLoss/dOutput` (same shape).
- * Run-time input transforms (online Hadamards) are refused with `UnsupportedFormatError`.
+ * Run-time input transforms (online Hadamards) and a quantized key/value cache are refused with `UnsupportedFormatError`.
  *
  * @param seed Maps the output `[tokens, hiddenSize]` to the gradient of the loss with respect to it.
  * @param options `weights`: trial weights by layer name (gradients are with respect to these); `rope`: tables.
@@ -186,14 +206,14 @@ export async function llamaBlockBackward(
   seed: (output: Float32Array) => Float32Array | Promise<Float32Array>,
   options: BlockPassOptions = {},
 ): Promise<BlockBackwardResult> {
-  const t = await forwardTape(config, block, input, backend, options);
+  const t = await forwardTape(config, block, input, backend, options, true);
   const dOut = await seed(t.out);
   if (dOut.length !== t.out.length) throw new InvalidArgumentError('seed', `returned ${dOut.length} values for an output of ${t.out.length}`);
   const w = options.weights;
   const { tokens } = t;
   const hidden = config.hiddenSize;
   const { qProj, kProj, vProj, oProj } = block.selfAttention;
-  const { gateProj, upProj, downProj } = block.mlp;
+  const { gateProj, upProj, downProj } = requireLlamaComputation(config, block);
   const result: BlockBackwardResult = {
     output: t.out,
     inputGradient: new Float32Array(tokens * hidden),
@@ -217,7 +237,7 @@ export async function llamaBlockBackward(
   // Attention: h = x + o(attn(rope(q), rope(k), v)), q/k/v = linear(n1), n1 = rmsnorm(x).
   const dAttended = new Float32Array(t.attended.length);
   await linearBackward(oProj, t.attended, dh, tokens, backend, w, dAttended, false, result);
-  const shape = { numHeads: config.numAttentionHeads, numKvHeads: config.numKeyValueHeads, headDim: config.headDim, slidingWindow: config.slidingWindow };
+  const shape = { numHeads: config.numAttentionHeads, numKvHeads: config.numKeyValueHeads, headDim: config.headDim, slidingWindow: block.attentionType === 'sliding' ? config.slidingWindow : undefined };
   const dq = new Float32Array(t.q.length);
   const dk = new Float32Array(t.k.length);
   const dv = new Float32Array(t.v.length);

@@ -169,7 +169,7 @@ describe('LlamaGraph against an independent float64 oracle', () => {
     const seqs = [[1, 2, 3, 4]];
     const reference = await graph.forward(seqs);
     // An input transform that negates down_proj's input, with the weight negated to match: same function.
-    const down = graph.blocks[0]!.mlp.downProj;
+    const down = graph.blocks[0]!.mlp!.downProj;
     down.weight = { ...down.weight, data: down.weight.data.map((x) => -x) };
     down.inputTransform = { name: 'negate', apply: (x) => void x.forEach((v, i) => (x[i] = -v)), describe: () => ({ kind: 'negate' }) };
     const names: string[] = [];

@@ -1,11 +1,13 @@
-import { InvalidArgumentError, ShapeMismatchError, type KvCacheQuantization, type Matrix, type Tensor } from '@bitsmith/core';
+import { InvalidArgumentError, ShapeMismatchError, type ArchitectureMapping, type KvCacheQuantization, type Matrix, type Tensor } from '@bitsmith/core';
 import { defaultBackend, type Backend } from '@bitsmith/linalg';
+import { architectureMapping } from './architecture-mappings.js';
 import { cacheAfterAttention, cacheAfterRope, cacheKeysBeforeRope } from './kv-cache.js';
 import { causalAttentionGemm } from './attention-gemm.js';
-import { fastExp } from './fast-exp.js';
+import { gatedActivation } from './gated-activation.js';
 import { applyLinear, createLinearLayer, type LinearInputObserver, type LinearKind, type LinearLayer } from './linear-layer.js';
 import type { LlamaConfig } from './llama-config.js';
 import { ModelFileError } from './model-file-error.js';
+import { runMoeMlp, type GatedMlp, type MoeCalibration, type MoeMlp } from './moe-mlp.js';
 import { rmsNorm } from './rms-norm.js';
 import { applyRope, ropeTables, type RopeTables } from './rope.js';
 
@@ -18,6 +20,8 @@ export interface RmsNormLayer {
   /** `[hiddenSize]` gain; writable (rotations fold it into the next linear layers). */
   weight: Float32Array;
   readonly eps: number;
+  /** The gain is `gainOffset + weight` (Gemma: 1); 0 otherwise. */
+  readonly gainOffset: number;
 }
 
 /**
@@ -29,17 +33,39 @@ export interface HiddenStates {
   readonly lengths: readonly number[];
 }
 
-/** One decoder block: attention with its norm, then the SwiGLU MLP with its norm, each with a residual. */
+/**
+ * One decoder block: attention with its norm, then the MLP with its norm, each with a residual. Gemma adds
+ * "sandwich" norms (`postAttentionLayernorm` normalizes the attention output, the MLP reads `preFeedforwardLayernorm`,
+ * `postFeedforwardLayernorm` normalizes its output); Qwen3 and Gemma 3 norm each query/key head (`qNorm`, `kNorm`).
+ * The MLP is dense (`mlp`) or a mixture of experts (`moe`).
+ */
 export interface LlamaBlock {
   readonly index: number;
   /** `'model.layers.<index>'`. */
   readonly name: string;
+  /** Full causal attention or a sliding window of `config.slidingWindow` tokens. */
+  readonly attentionType: 'full' | 'sliding';
   readonly inputLayernorm: RmsNormLayer;
+  /** Llama: the norm the MLP reads. Gemma: the norm of the attention output (before the residual add). */
   readonly postAttentionLayernorm: RmsNormLayer;
+  /** Gemma: the norm the MLP reads. */
+  readonly preFeedforwardLayernorm: RmsNormLayer | undefined;
+  /** Gemma: the norm of the MLP output (before the residual add). */
+  readonly postFeedforwardLayernorm: RmsNormLayer | undefined;
+  /** Per-head RMSNorm of queries and keys (Qwen3, Gemma 3), `[headDim]`. */
+  readonly qNorm: RmsNormLayer | undefined;
+  readonly kNorm: RmsNormLayer | undefined;
   readonly selfAttention: { readonly qProj: LinearLayer; readonly kProj: LinearLayer; readonly vProj: LinearLayer; readonly oProj: LinearLayer };
-  readonly mlp: { readonly gateProj: LinearLayer; readonly upProj: LinearLayer; readonly downProj: LinearLayer };
-  /** The seven linear layers in execution order: q, k, v, o, gate, up, down. */
+  /** The dense gated MLP, or undefined in a mixture-of-experts block. */
+  readonly mlp: GatedMlp | undefined;
+  /** The mixture-of-experts MLP, or undefined in a dense block. */
+  readonly moe: MoeMlp | undefined;
+  /** The quantizable linear layers in execution order (q, k, v, o, then the MLP's; experts expert by expert). */
   readonly linears: readonly LinearLayer[];
+  /** Linears computed but not quantized by default: a mixture's router and shared-expert gate. */
+  readonly auxiliaryLinears: readonly LinearLayer[];
+  /** The norms that act on hidden-size vectors, in execution order. */
+  readonly norms: readonly RmsNormLayer[];
   /** Key/value-cache quantization applied in every forward pass (set by the recipe runner); undefined: float cache. */
   kvCache: KvCacheQuantization | undefined;
 }
@@ -50,6 +76,8 @@ export interface RunOptions {
   observer?: LinearInputObserver;
   /** Checked between blocks and layers; aborting rejects with the signal's reason. */
   signal?: AbortSignal;
+  /** Mixture-of-experts blocks under an observer: every token through every expert (default) or routed tokens only. */
+  moeCalibration?: MoeCalibration;
 }
 
 /** Options of {@link createLlamaGraph} and `loadLlamaGraph`. */
@@ -61,8 +89,21 @@ export interface LlamaGraphOptions {
 /** Looks up a float32 weight by Hugging Face tensor name; undefined when absent. */
 export type WeightLookup = (name: string) => Tensor<'float32'> | undefined;
 
-function silu(x: number): number {
-  return x / (1 + fastExp(-x));
+function normGain(norm: RmsNormLayer): Float32Array {
+  if (norm.gainOffset === 0) return norm.weight;
+  const g = new Float32Array(norm.weight.length);
+  for (let i = 0; i < g.length; i++) g[i] = norm.gainOffset + norm.weight[i]!;
+  return g;
+}
+
+function applyNorm(norm: RmsNormLayer, x: Float32Array, rows: number, out?: Float32Array): Float32Array {
+  const n = norm.weight.length;
+  return rmsNorm(x, rows, n, normGain(norm), norm.eps, out);
+}
+
+function softcap(data: Float32Array, cap: number | undefined): void {
+  if (cap === undefined) return;
+  for (let i = 0; i < data.length; i++) data[i] = cap * Math.tanh(data[i]! / cap);
 }
 
 /**
@@ -91,6 +132,7 @@ export class LlamaGraph {
   /** `lm_head`: `[vocabSize, hiddenSize]`. */
   readonly lmHead: LinearLayer;
   private rope: RopeTables;
+  private localRope: RopeTables | undefined;
 
   /** @internal Use {@link createLlamaGraph}. */
   constructor(config: LlamaConfig, backend: Backend, embedTokens: Matrix<'float32'>, blocks: LlamaBlock[], norm: RmsNormLayer, lmHead: LinearLayer) {
@@ -103,6 +145,11 @@ export class LlamaGraph {
     this.rope = ropeTables(config, Math.min(config.maxPositionEmbeddings, 4096));
   }
 
+  /** The architecture's mapping table (which norm feeds which linears, residual writers, fused tensors). */
+  get mapping(): ArchitectureMapping {
+    return architectureMapping(this.config.modelType);
+  }
+
   /** Whether the LM head and the embedding share one weight matrix (tied and not yet replaced). */
   get tiedEmbeddings(): boolean {
     return this.lmHead.weight === this.embedTokens || this.lmHead.weight.data === this.embedTokens.data;
@@ -113,7 +160,7 @@ export class LlamaGraph {
     if (this.tiedEmbeddings) this.lmHead.weight = { dtype: 'float32', shape: [...this.lmHead.weight.shape] as [number, number], data: this.lmHead.weight.data.slice() };
   }
 
-  /** Every block's linear layers, in execution order (the LM head not included). */
+  /** Every block's quantizable linear layers, in execution order (the LM head, routers and gates not included). */
   linearLayers(): LinearLayer[] {
     return this.blocks.flatMap((b) => b.linears);
   }
@@ -121,7 +168,7 @@ export class LlamaGraph {
   /** A linear layer by full name (`'model.layers.0.self_attn.q_proj'` or `'lm_head'`); throws when unknown. */
   linear(name: string): LinearLayer {
     if (name === this.lmHead.name) return this.lmHead;
-    const found = this.linearLayers().find((l) => l.name === name);
+    const found = this.blocks.flatMap((b) => [...b.linears, ...b.auxiliaryLinears]).find((l) => l.name === name);
     if (!found) throw new InvalidArgumentError('name', `no linear layer named "${name}"`);
     return found;
   }
@@ -138,6 +185,7 @@ export class LlamaGraph {
     const tokens = lengths.reduce((a, b) => a + b, 0);
     const states = new Float32Array(tokens * hidden);
     const table = this.embedTokens.data;
+    const scale = Math.fround(this.config.embeddingScale);
     let row = 0;
     for (const seq of sequences) {
       for (let i = 0; i < seq.length; i++, row++) {
@@ -146,11 +194,18 @@ export class LlamaGraph {
         states.set(table.subarray(id * hidden, (id + 1) * hidden), row * hidden);
       }
     }
+    if (scale !== 1) for (let i = 0; i < states.length; i++) states[i] = states[i]! * scale;
     return { states: { dtype: 'float32', shape: [tokens, hidden], data: states }, lengths };
   }
 
-  private ropeFor(maxLength: number): RopeTables {
-    if (maxLength > this.rope.positions) this.rope = ropeTables(this.config, Math.max(maxLength, 2 * this.rope.positions));
+  private ropeFor(maxLength: number, type: 'full' | 'sliding'): RopeTables {
+    const c = this.config;
+    if (type === 'sliding' && c.localRope) {
+      const local = { headDim: c.headDim, ropeTheta: c.localRope.theta, ropeScaling: c.localRope.scaling };
+      if (!this.localRope || maxLength > this.localRope.positions) this.localRope = ropeTables(local, Math.max(maxLength, 2 * (this.localRope?.positions ?? this.rope.positions)));
+      return this.localRope;
+    }
+    if (maxLength > this.rope.positions) this.rope = ropeTables(c, Math.max(maxLength, 2 * this.rope.positions));
     return this.rope;
   }
 
@@ -174,17 +229,19 @@ export class LlamaGraph {
       for (let p = 0; p < lengths[s]!; p++) positions[row++] = p;
       maxLength = Math.max(maxLength, lengths[s]!);
     }
-    const rope = this.ropeFor(maxLength);
+    const rope = this.ropeFor(maxLength, block.attentionType);
     const backend = this.backend;
-    const run = { observer, blockIndex: index };
+    const run = { observer, blockIndex: index, calibration: options.moeCalibration };
     const x = input.states.data;
 
     // Attention: h = x + o_proj(attn(rope(q), rope(k), v)) with q, k, v projections of rmsnorm(x).
-    const normed = rmsNorm(x, tokens, hidden, block.inputLayernorm.weight, block.inputLayernorm.eps);
+    const normed = applyNorm(block.inputLayernorm, x, tokens);
     const { qProj, kProj, vProj, oProj } = block.selfAttention;
     const q = await applyLinear(qProj, normed, tokens, backend, run);
     const k = await applyLinear(kProj, normed, tokens, backend, run);
     const v = await applyLinear(vProj, normed, tokens, backend, run);
+    if (block.qNorm) applyNorm(block.qNorm, q, tokens * c.numAttentionHeads, q);
+    if (block.kNorm) applyNorm(block.kNorm, k, tokens * c.numKeyValueHeads, k);
     const geometry = { numHeads: c.numAttentionHeads, numKvHeads: c.numKeyValueHeads, headDim: c.headDim };
     await cacheKeysBeforeRope(block.kvCache, k, tokens, geometry);
     applyRope(q, rope, tokens, c.numAttentionHeads, positions);
@@ -195,22 +252,35 @@ export class LlamaGraph {
       k,
       v,
       lengths,
-      { numHeads: c.numAttentionHeads, numKvHeads: c.numKeyValueHeads, headDim: c.headDim, slidingWindow: c.slidingWindow },
+      {
+        numHeads: c.numAttentionHeads,
+        numKvHeads: c.numKeyValueHeads,
+        headDim: c.headDim,
+        slidingWindow: block.attentionType === 'sliding' ? c.slidingWindow : undefined,
+        scale: c.attentionScale,
+        softcap: c.attentionSoftcap,
+      },
       new Float32Array(tokens * c.numAttentionHeads * c.headDim),
       backend,
     );
     signal?.throwIfAborted();
     await cacheAfterAttention(block.kvCache, attended, tokens, geometry, backend);
     const h = await applyLinear(oProj, attended, tokens, backend, run);
+    if (c.sandwichNorms) applyNorm(block.postAttentionLayernorm, h, tokens, h);
     for (let i = 0; i < h.length; i++) h[i]! += x[i]!;
 
-    // MLP: out = h + down_proj(silu(gate_proj(n)) * up_proj(n)) with n = rmsnorm(h).
-    rmsNorm(h, tokens, hidden, block.postAttentionLayernorm.weight, block.postAttentionLayernorm.eps, normed);
-    const { gateProj, upProj, downProj } = block.mlp;
-    const gate = await applyLinear(gateProj, normed, tokens, backend, run);
-    const up = await applyLinear(upProj, normed, tokens, backend, run);
-    for (let i = 0; i < gate.length; i++) gate[i] = silu(gate[i]!) * up[i]!;
-    const out = await applyLinear(downProj, gate, tokens, backend, run);
+    // MLP: out = h + down_proj(act(gate_proj(n)) * up_proj(n)) with n = rmsnorm(h) (or the mixture of experts).
+    applyNorm(c.sandwichNorms ? block.preFeedforwardLayernorm! : block.postAttentionLayernorm, h, tokens, normed);
+    let out: Float32Array;
+    if (block.moe) {
+      out = await runMoeMlp(block.moe, normed, tokens, { moe: c.moe!, hiddenSize: hidden, hiddenActivation: c.hiddenActivation }, backend, run);
+    } else {
+      const { gateProj, upProj, downProj } = block.mlp!;
+      const gate = await applyLinear(gateProj, normed, tokens, backend, run);
+      const up = await applyLinear(upProj, normed, tokens, backend, run);
+      out = await applyLinear(downProj, gatedActivation(gate, up, c.hiddenActivation), tokens, backend, run);
+    }
+    if (c.sandwichNorms) applyNorm(block.postFeedforwardLayernorm!, out, tokens, out);
     for (let i = 0; i < out.length; i++) out[i]! += h[i]!;
     return { states: { dtype: 'float32', shape: [tokens, hidden], data: out }, lengths };
   }
@@ -234,8 +304,9 @@ export class LlamaGraph {
       states = picked;
       rows = hidden.lengths.length;
     }
-    const normed = rmsNorm(states, rows, size, this.norm.weight, this.norm.eps);
+    const normed = applyNorm(this.norm, states, rows);
     const logits = await applyLinear(this.lmHead, normed, rows, this.backend, { observer: options.observer, blockIndex: -1 });
+    softcap(logits, this.config.finalLogitSoftcap);
     return { dtype: 'float32', shape: [rows, this.lmHead.outFeatures], data: logits };
   }
 
@@ -254,11 +325,28 @@ export class LlamaGraph {
   tensors(): Map<string, Tensor<'float32'>> {
     const out = new Map<string, Tensor<'float32'>>();
     const vec = (data: Float32Array): Tensor<'float32'> => ({ dtype: 'float32', shape: [data.length], data });
+    const fused = Object.entries(this.mapping.fused);
     out.set('model.embed_tokens.weight', this.embedTokens);
     for (const block of this.blocks) {
-      out.set(`${block.inputLayernorm.name}.weight`, vec(block.inputLayernorm.weight));
-      out.set(`${block.postAttentionLayernorm.name}.weight`, vec(block.postAttentionLayernorm.weight));
-      for (const l of block.linears) {
+      for (const norm of [...block.norms, block.qNorm, block.kNorm]) if (norm) out.set(`${norm.name}.weight`, vec(norm.weight));
+      const written = new Set<LinearLayer>();
+      // Fused checkpoint tensors (Phi-3's qkv_proj, gate_up_proj) are written as their parts' rows stacked.
+      for (const [fusedName, parts] of fused) {
+        const layers = parts.map((p) => block.linears.find((l) => l.name === `${block.name}.${p}`));
+        if (layers.some((l) => !l)) continue;
+        const columns = layers[0]!.inFeatures;
+        const rows = layers.reduce((n, l) => n + l!.outFeatures, 0);
+        const data = new Float32Array(rows * columns);
+        let offset = 0;
+        for (const l of layers) {
+          data.set(l!.weight.data, offset);
+          offset += l!.weight.data.length;
+          written.add(l!);
+        }
+        out.set(`${block.name}.${fusedName}.weight`, { dtype: 'float32', shape: [rows, columns], data });
+      }
+      for (const l of [...block.linears, ...block.auxiliaryLinears]) {
+        if (written.has(l)) continue;
         out.set(`${l.name}.weight`, l.weight);
         if (l.bias) out.set(`${l.name}.bias`, vec(l.bias));
       }
@@ -312,37 +400,85 @@ export async function createLlamaGraph(config: LlamaConfig, weights: WeightLooku
   const embedTokens = mat(embedData, vs, hs);
   const headWeight = headData === embedData ? embedTokens : mat(headData, vs, hs);
 
-  const linear = (prefix: string, kind: LinearKind, out: number, inp: number, bias: boolean): LinearLayer => {
-    const name = `${prefix}.${kind}`;
+  const fusedParts = (name: string, parts: readonly { kind: LinearKind; rows: number }[], inp: number): LinearLayer[] => {
+    const total = parts.reduce((n, p) => n + p.rows, 0);
+    const data = need(`${name}.weight`, [total, inp]);
+    const prefix = name.slice(0, name.lastIndexOf('.'));
+    let offset = 0;
+    return parts.map((p) => {
+      const w = data.slice(offset * inp, (offset + p.rows) * inp);
+      offset += p.rows;
+      return createLinearLayer(`${prefix}.${p.kind}`, p.kind, mat(w, p.rows, inp));
+    });
+  };
+  const linear = (prefix: string, kind: LinearKind, out: number, inp: number, bias: boolean, module: string = kind): LinearLayer => {
+    const name = `${prefix}.${module}`;
     return createLinearLayer(name, kind, mat(need(`${name}.weight`, [out, inp]), out, inp), bias ? need(`${name}.bias`, [out]) : undefined);
   };
+  const norm = (name: string, size = hs): RmsNormLayer => ({ type: 'rms', name, weight: need(`${name}.weight`, [size]), eps, gainOffset: config.normGainOffset });
+  const gatedMlp = (prefix: string, intermediate: number, bias: boolean): GatedMlp => ({
+    gateProj: linear(prefix, 'gate_proj', intermediate, hs, bias),
+    upProj: linear(prefix, 'up_proj', intermediate, hs, bias),
+    downProj: linear(prefix, 'down_proj', hs, intermediate, bias),
+  });
   const blocks: LlamaBlock[] = [];
   for (let i = 0; i < config.numHiddenLayers; i++) {
     const name = `model.layers.${i}`;
     const attn = `${name}.self_attn`;
-    const selfAttention = {
-      qProj: linear(attn, 'q_proj', nh * hd, hs, config.qkvBias),
-      kProj: linear(attn, 'k_proj', nkv * hd, hs, config.qkvBias),
-      vProj: linear(attn, 'v_proj', nkv * hd, hs, config.qkvBias),
-      oProj: linear(attn, 'o_proj', hs, nh * hd, config.outputBias),
-    };
-    const mlp = {
-      gateProj: linear(`${name}.mlp`, 'gate_proj', is, hs, config.mlpBias),
-      upProj: linear(`${name}.mlp`, 'up_proj', is, hs, config.mlpBias),
-      downProj: linear(`${name}.mlp`, 'down_proj', hs, is, config.mlpBias),
-    };
+    let qProj: LinearLayer, kProj: LinearLayer, vProj: LinearLayer;
+    if (config.fusedProjections) {
+      [qProj, kProj, vProj] = fusedParts(`${attn}.qkv_proj`, [{ kind: 'q_proj', rows: nh * hd }, { kind: 'k_proj', rows: nkv * hd }, { kind: 'v_proj', rows: nkv * hd }], hs) as [LinearLayer, LinearLayer, LinearLayer];
+    } else {
+      qProj = linear(attn, 'q_proj', nh * hd, hs, config.qkvBias);
+      kProj = linear(attn, 'k_proj', nkv * hd, hs, config.qkvBias);
+      vProj = linear(attn, 'v_proj', nkv * hd, hs, config.qkvBias);
+    }
+    const selfAttention = { qProj, kProj, vProj, oProj: linear(attn, 'o_proj', hs, nh * hd, config.outputBias) };
+    let mlp: GatedMlp | undefined;
+    let moe: MoeMlp | undefined;
+    const moeConfig = config.moe;
+    if (moeConfig && moeConfig.sparseLayers[i]) {
+      const p = `${name}.mlp`;
+      const sharedSize = moeConfig.sharedExpertIntermediateSize;
+      moe = {
+        router: linear(p, 'router', moeConfig.numExperts, hs, false, 'gate'),
+        experts: Array.from({ length: moeConfig.numExperts }, (_, e) => gatedMlp(`${p}.experts.${e}`, moeConfig.expertIntermediateSize, false)),
+        sharedExpert: sharedSize > 0 ? gatedMlp(`${p}.shared_expert`, sharedSize, false) : undefined,
+        sharedExpertGate: sharedSize > 0 ? linear(p, 'shared_expert_gate', 1, hs, false) : undefined,
+      };
+    } else if (config.fusedProjections) {
+      const [gateProj, upProj] = fusedParts(`${name}.mlp.gate_up_proj`, [{ kind: 'gate_proj', rows: is }, { kind: 'up_proj', rows: is }], hs) as [LinearLayer, LinearLayer];
+      mlp = { gateProj, upProj, downProj: linear(`${name}.mlp`, 'down_proj', hs, is, false) };
+    } else {
+      mlp = gatedMlp(`${name}.mlp`, is, config.mlpBias);
+    }
+    const inputLayernorm = norm(`${name}.input_layernorm`);
+    const postAttentionLayernorm = norm(`${name}.post_attention_layernorm`);
+    const preFeedforwardLayernorm = config.sandwichNorms ? norm(`${name}.pre_feedforward_layernorm`) : undefined;
+    const postFeedforwardLayernorm = config.sandwichNorms ? norm(`${name}.post_feedforward_layernorm`) : undefined;
+    const mlpLinears = mlp
+      ? [mlp.gateProj, mlp.upProj, mlp.downProj]
+      : [...moe!.experts.flatMap((e) => [e.gateProj, e.upProj, e.downProj]), ...(moe!.sharedExpert ? [moe!.sharedExpert.gateProj, moe!.sharedExpert.upProj, moe!.sharedExpert.downProj] : [])];
     blocks.push({
       index: i,
       name,
-      inputLayernorm: { type: 'rms', name: `${name}.input_layernorm`, weight: need(`${name}.input_layernorm.weight`, [hs]), eps },
-      postAttentionLayernorm: { type: 'rms', name: `${name}.post_attention_layernorm`, weight: need(`${name}.post_attention_layernorm.weight`, [hs]), eps },
+      attentionType: config.layerTypes[i]!,
+      inputLayernorm,
+      postAttentionLayernorm,
+      preFeedforwardLayernorm,
+      postFeedforwardLayernorm,
+      qNorm: config.qkNorm ? norm(`${attn}.q_norm`, hd) : undefined,
+      kNorm: config.qkNorm ? norm(`${attn}.k_norm`, hd) : undefined,
       selfAttention,
       mlp,
-      linears: [selfAttention.qProj, selfAttention.kProj, selfAttention.vProj, selfAttention.oProj, mlp.gateProj, mlp.upProj, mlp.downProj],
+      moe,
+      linears: [qProj, kProj, vProj, selfAttention.oProj, ...mlpLinears],
+      auxiliaryLinears: moe ? [moe.router, ...(moe.sharedExpertGate ? [moe.sharedExpertGate] : [])] : [],
+      norms: [inputLayernorm, postAttentionLayernorm, ...(preFeedforwardLayernorm ? [preFeedforwardLayernorm, postFeedforwardLayernorm!] : [])],
       kvCache: undefined,
     });
   }
-  const norm: RmsNormLayer = { type: 'rms', name: 'model.norm', weight: need('model.norm.weight', [hs]), eps };
+  const finalNorm = norm('model.norm');
   const lmHead = createLinearLayer('lm_head', 'lm_head', headWeight);
-  return new LlamaGraph(config, backend, embedTokens, blocks, norm, lmHead);
+  return new LlamaGraph(config, backend, embedTokens, blocks, finalNorm, lmHead);
 }

@@ -1,26 +1,19 @@
-import type { BlockView, DifferentiableModel, InputGroup, LinearInputCallback, Matrix } from '@bitsmith/core';
+import { resolveBlockMapping, type ArchitectureMapping, type BlockView, type DifferentiableModel, type LinearInputCallback, type Matrix } from '@bitsmith/core';
 import { llamaBlockGradients } from './llama-block-gradients.js';
 import type { HiddenStates, LlamaBlock, LlamaGraph } from './llama-graph.js';
 
-function blockView(graph: LlamaGraph, block: LlamaBlock): BlockView {
-  const { qProj, kProj, vProj, oProj } = block.selfAttention;
-  const { gateProj, upProj, downProj } = block.mlp;
+function blockView(graph: LlamaGraph, block: LlamaBlock, mapping: ArchitectureMapping): BlockView {
   const c = graph.config;
-  const inputGroups: InputGroup[] = [
-    { linears: [qProj, kProj, vProj], producer: { kind: 'norm', norm: block.inputLayernorm } },
-    // o_proj's input channels are v_proj's output channels mixed over positions; a per-channel scale folds into
-    // v_proj only when every query head has its own key/value head (no grouping).
-    { linears: [oProj], producer: c.numAttentionHeads === c.numKeyValueHeads ? { kind: 'linear', linear: vProj } : { kind: 'none' } },
-    { linears: [gateProj, upProj], producer: { kind: 'norm', norm: block.postAttentionLayernorm } },
-    { linears: [downProj], producer: { kind: 'linear', linear: upProj } },
-  ];
+  const attention = { numHeads: c.numAttentionHeads, numKeyValueHeads: c.numKeyValueHeads, headDim: c.headDim };
+  const { inputGroups } = resolveBlockMapping(mapping, { ...block, attention });
   return {
     index: block.index,
     name: block.name,
     linears: block.linears,
-    norms: [block.inputLayernorm, block.postAttentionLayernorm],
+    norms: block.norms,
+    auxiliaryLinears: block.auxiliaryLinears,
     inputGroups,
-    attention: { numHeads: c.numAttentionHeads, numKeyValueHeads: c.numKeyValueHeads, headDim: c.headDim },
+    attention,
     get kvCache() {
       return block.kvCache;
     },
@@ -32,10 +25,11 @@ function blockView(graph: LlamaGraph, block: LlamaBlock): BlockView {
 
 /**
  * Presents a {@link LlamaGraph} as core's `QuantizableModel` for the recipe runner: live views of its layers (writes
- * go to the graph), input groups for scale folding (q/k/v after input_layernorm, o_proj after v_proj when there is no
- * grouped-query sharing, gate/up after post_attention_layernorm, down_proj after up_proj), and block-by-block
- * execution with hidden states as opaque handles, and each block as a differentiable function of its weights
- * (`blockGradients`, for learned quantization).
+ * go to the graph), the architecture's mapping table (see `architectureMapping`) and the input groups resolved from
+ * it (for Llama: q/k/v after input_layernorm, o_proj after v_proj when there is no grouped-query sharing, gate/up
+ * after post_attention_layernorm, down_proj after up_proj), and block-by-block execution with hidden states as
+ * opaque handles, and each block as a differentiable function of its weights
+ * (`blockGradients`, for learned quantization; Llama-computation blocks only).
  *
  * @example
  * ```ts
@@ -45,9 +39,11 @@ function blockView(graph: LlamaGraph, block: LlamaBlock): BlockView {
  * ```
  */
 export function llamaQuantizableModel(graph: LlamaGraph): DifferentiableModel {
-  const blocks = graph.blocks.map((b) => blockView(graph, b));
+  const mapping = graph.mapping;
+  const blocks = graph.blocks.map((b) => blockView(graph, b, mapping));
   return {
     architecture: graph.config.modelType,
+    mapping,
     hiddenSize: graph.config.hiddenSize,
     get embedding(): Matrix {
       return graph.embedTokens;

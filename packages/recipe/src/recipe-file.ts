@@ -1,4 +1,3 @@
-import { readFile } from 'node:fs/promises';
 import { BitsmithError, parseFormat, validateActivationScheme, type ActivationGranularity, type ActivationScheme } from '@bitsmith/core';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
@@ -228,7 +227,8 @@ export function parseRecipe(text: string, registry: StepRegistry, file = 'recipe
 }
 
 /**
- * Reads and parses a recipe file (`.yaml`, `.yml` or `.json`).
+ * Reads and parses a recipe file (`.yaml`, `.yml` or `.json`). Node only: the file system is imported when called (so
+ * that the package bundles for browsers, where {@link parseRecipe} takes the text of a fetched or dropped file).
  *
  * @example
  * ```ts
@@ -236,6 +236,12 @@ export function parseRecipe(text: string, registry: StepRegistry, file = 'recipe
  * ```
  */
 export async function loadRecipe(path: string, registry: StepRegistry): Promise<Recipe> {
+  let readFile: (path: string, encoding: 'utf8') => Promise<string>;
+  try {
+    readFile = (await import('node:fs/promises')).readFile;
+  } catch {
+    throw new RecipeFileError(path, 'loadRecipe reads files, which needs Node; in a browser, fetch the text and call parseRecipe(text, registry)');
+  }
   let text: string;
   try {
     text = await readFile(path, 'utf8');

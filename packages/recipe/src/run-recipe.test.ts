@@ -75,7 +75,7 @@ describe.skipIf(SKIP_SHARED)('runRecipe on tinystories-656k', () => {
 
   it('honours targets, ignore and per-layer overrides', async () => {
     const { backend, graph, model, sequences } = await setup();
-    const down = graph.blocks[1]!.mlp.downProj.weight;
+    const down = graph.blocks[1]!.mlp!.downProj.weight;
     const report = await runRecipe(
       model,
       {
@@ -87,10 +87,10 @@ describe.skipIf(SKIP_SHARED)('runRecipe on tinystories-656k', () => {
     );
     const byName = new Map(report.layers.map((l) => [l.name, l]));
     expect(byName.get('model.layers.1.mlp.down_proj')!.bitsPerWeight).toBe(16);
-    expect(graph.blocks[1]!.mlp.downProj.weight).toBe(down);
+    expect(graph.blocks[1]!.mlp!.downProj.weight).toBe(down);
     expect(byName.get('model.layers.0.self_attn.q_proj')!.bitsPerWeight).toBeCloseTo(8 + 16 / 128, 12);
     expect(byName.get('model.layers.0.mlp.up_proj')!.bitsPerWeight).toBe(4.5);
-    expect(relativeError(down.data, graph.blocks[1]!.mlp.downProj.weight.data)).toBe(0);
+    expect(relativeError(down.data, graph.blocks[1]!.mlp!.downProj.weight.data)).toBe(0);
   });
 
   it('cancels with an AbortSignal and rejects misordered or empty recipes', async () => {

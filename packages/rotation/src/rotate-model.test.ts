@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { InvalidArgumentError, dequantize, matrix, parseFormat, quantize, type BlockView, type LinearView, type Matrix, type ModelView, type NormView } from '@bitsmith/core';
 import { createJsBackend, fillNormal } from '@bitsmith/linalg';
+import { LLAMA_MAPPING } from '@bitsmith/models';
 import { hadamardRotation, quarot } from './hadamard-rotation.js';
 import { randomHadamard } from './random-hadamard.js';
 import { rotateModel, type RotateModelOptions } from './rotate-model.js';
@@ -89,6 +90,7 @@ function toyModel(config: ToyConfig, seed = 100): ToyModel {
   const lmHead: LinearView = { name: 'lm_head', kind: 'lm_head', weight: embedding, bias: undefined, inputTransform: undefined };
   const model: ToyModel = {
     architecture: 'toy',
+    mapping: LLAMA_MAPPING,
     hiddenSize: hidden,
     embedding,
     blocks,

@@ -1,4 +1,4 @@
-import { AbortError, InvalidArgumentError, ShapeMismatchError, matrix, type LinearView, type Matrix, type ModelView, type NormView, type StepWarning } from '@bitsmith/core';
+import { AbortError, InvalidArgumentError, ShapeMismatchError, matrix, resolveBlockMapping, type LinearView, type Matrix, type ModelView, type NormView, type ResolvedBlockMapping, type StepWarning } from '@bitsmith/core';
 import { resolveBackend, transposeInto, type Backend } from '@bitsmith/linalg';
 import { applyHadamard } from './apply-hadamard.js';
 import { hadamardInputTransform } from './hadamard-input-transform.js';
@@ -52,8 +52,6 @@ export interface RotateModelResult {
 }
 
 const STEP = 'hadamard-rotation';
-const READER_KINDS = new Set(['q_proj', 'k_proj', 'v_proj', 'gate_proj', 'up_proj']);
-const WRITER_KINDS = new Set(['o_proj', 'down_proj']);
 
 /** `x ← x Q` on every row of a `rows x order` float32 array, in place. */
 interface ResidualRotation {
@@ -122,6 +120,7 @@ function scaleColumns(weight: Matrix, gain: Float32Array): Matrix {
 }
 
 function checkNorm(norm: NormView, hidden: number): void {
+  if ((norm.gainOffset ?? 0) !== 0) throw new InvalidArgumentError('model', `${norm.name} has a gain offset (${norm.gainOffset} + w); rotations need a plain RMSNorm gain`);
   if (norm.type !== 'rms') {
     throw new InvalidArgumentError('model', `${norm.name} is a ${norm.type} norm; rotations need RMSNorm (a LayerNorm's mean subtraction does not commute with Q)`);
   }
@@ -138,12 +137,25 @@ interface BlockPlan {
   readonly writers: LinearView[];
 }
 
+/** The block's mapping table entries, resolved (the model must carry a mapping table). */
+function blockMapping(model: ModelView, index: number): ResolvedBlockMapping {
+  if (!model.mapping) throw new InvalidArgumentError('model', `${model.architecture} has no architecture mapping table; rotations need one to find the residual stream's readers and writers`);
+  return resolveBlockMapping(model.mapping, model.blocks[index]!);
+}
+
 function planBlock(model: ModelView, index: number): BlockPlan {
   const block = model.blocks[index]!;
   const hidden = model.hiddenSize;
+  const mapping = blockMapping(model, index);
+  if (mapping.residualOutputNorms.length > 0) {
+    throw new InvalidArgumentError(
+      'model',
+      `${block.name}: ${mapping.residualOutputNorms.map((n) => n.name).join(', ')} normalize branch outputs before the residual add (${model.architecture}); a residual rotation cannot pass them — use residual: false`,
+    );
+  }
   const readers: { norm: NormView; linears: LinearView[] }[] = [];
   const seen = new Set<LinearView>();
-  for (const group of block.inputGroups) {
+  for (const group of mapping.inputGroups) {
     if (group.producer.kind !== 'norm') continue;
     const norm = group.producer.norm;
     checkNorm(norm, hidden);
@@ -160,18 +172,18 @@ function planBlock(model: ModelView, index: number): BlockPlan {
   for (const norm of block.norms) {
     if (!readers.some((r) => r.norm === norm)) throw new InvalidArgumentError('model', `${norm.name} feeds no input group of ${block.name}; its weight cannot be folded`);
   }
-  const writers: LinearView[] = [];
-  for (const linear of block.linears) {
-    if (READER_KINDS.has(linear.kind) && !seen.has(linear)) {
-      throw new InvalidArgumentError('model', `${linear.name} reads the residual stream but is in no norm-produced input group of ${block.name}`);
-    }
-    if (WRITER_KINDS.has(linear.kind)) {
-      if (linear.weight.shape[0] !== hidden) throw new ShapeMismatchError(`${linear.name}.weight`, [hidden, linear.weight.shape[1]], linear.weight.shape, 'a writer to the residual stream');
-      checkFloat32(linear);
-      writers.push(linear);
+  // Every linear that reads hidden-size vectors and writes no residual must be a reader found above.
+  const writers = mapping.residualWriters;
+  for (const linear of [...block.linears, ...(block.auxiliaryLinears ?? [])]) {
+    if (!seen.has(linear) && !writers.includes(linear) && linear.weight.shape[1] === hidden) {
+      throw new InvalidArgumentError('model', `${linear.name} reads hidden-size inputs but is in no norm-produced input group of ${block.name} in the ${model.mapping!.name} mapping`);
     }
   }
-  if (writers.length === 0) throw new InvalidArgumentError('model', `${block.name} has no o_proj/down_proj writing to the residual stream`);
+  for (const linear of writers) {
+    if (linear.weight.shape[0] !== hidden) throw new ShapeMismatchError(`${linear.name}.weight`, [hidden, linear.weight.shape[1]], linear.weight.shape, 'a writer to the residual stream');
+    checkFloat32(linear);
+  }
+  if (writers.length === 0) throw new InvalidArgumentError('model', `${block.name} has no linear writing to the residual stream in the ${model.mapping!.name} mapping`);
   return { readers, writers };
 }
 
@@ -247,11 +259,11 @@ export async function rotateModel(model: ModelView, options: RotateModelOptions 
   if (residual) {
     if (model.embedding.shape[1] !== hidden) throw new ShapeMismatchError('embedding', [model.embedding.shape[0], hidden], model.embedding.shape);
     if (model.embedding.dtype !== 'float32') throw new InvalidArgumentError('model', `the embedding is ${model.embedding.dtype}; rotations need float32`);
+    plans = model.blocks.map((_, i) => planBlock(model, i));
     checkNorm(model.finalNorm, hidden);
     if (model.lmHead.weight.shape[1] !== hidden) throw new ShapeMismatchError(`${model.lmHead.name}.weight`, [model.lmHead.weight.shape[0], hidden], model.lmHead.weight.shape);
     checkFloat32(model.lmHead);
     if (rotationKind === 'hadamard') requireHadamardFactorization(hidden, 'hiddenSize');
-    plans = model.blocks.map((_, i) => planBlock(model, i));
   } else {
     for (const block of model.blocks) for (const linear of block.linears) checkFloat32(linear);
   }
@@ -270,6 +282,7 @@ export async function rotateModel(model: ModelView, options: RotateModelOptions 
     if (rotation) {
       const plan = plans[i]!;
       for (const { norm, linears } of plan.readers) {
+        // Auxiliary readers (routers) are in the groups too: they are rotated like the quantized readers.
         for (const linear of linears) linear.weight = await rotateInputs(scaleColumns(linear.weight, norm.weight), rotation);
         norm.weight = new Float32Array(hidden).fill(1);
       }
@@ -282,12 +295,13 @@ export async function rotateModel(model: ModelView, options: RotateModelOptions 
         }
       }
     }
+    const mapping = blockMapping(model, i);
     if (valueHadamard) {
-      const v = block.linears.find((l) => l.kind === 'v_proj');
-      const o = block.linears.find((l) => l.kind === 'o_proj');
+      const v = mapping.valueOutput?.value;
+      const o = mapping.valueOutput?.output;
       const geometry = block.attention;
       if (!v || !o || !geometry) {
-        warnings.push({ step: STEP, layer: block.name, message: 'no v_proj/o_proj pair with attention geometry; value Hadamard skipped' });
+        warnings.push({ step: STEP, layer: block.name, message: 'the mapping table names no value/output projection pair, or the block has no attention geometry; value Hadamard skipped' });
       } else {
         const { numHeads, numKeyValueHeads, headDim } = geometry;
         if (!hadamardFactorization(headDim)) {
@@ -302,7 +316,7 @@ export async function rotateModel(model: ModelView, options: RotateModelOptions 
     }
     // After the value Hadamard: o_proj's weight must become W_o B H (B fused first, then the online H).
     if (onlineHadamard) {
-      for (const linear of block.linears.filter((l) => onlineHadamard === 'all' || l.kind === 'down_proj')) {
+      for (const linear of onlineHadamard === 'all' ? block.linears : mapping.mlpOutputs) {
         const [rows, n] = linear.weight.shape;
         if (linear.inputTransform) {
           warnings.push({ step: STEP, layer: linear.name, message: `already has an input transform (${linear.inputTransform.name}); online Hadamard skipped` });

@@ -36,7 +36,7 @@ describe.skipIf(SKIP_SHARED)('QuaRot rotation of tinystories-656k (real Llama mo
     expect(result.warnings).toEqual([]);
     expect(model.tiedEmbeddings).toBe(false);
     for (const block of graph.blocks) {
-      expect(block.mlp.downProj.inputTransform?.name).toBe(options.onlineHadamard === false ? undefined : 'hadamard');
+      expect(block.mlp!.downProj.inputTransform?.name).toBe(options.onlineHadamard === false ? undefined : 'hadamard');
       expect(Array.from(block.inputLayernorm.weight).every((w) => w === 1)).toBe(true);
     }
     const after = (await graph.forward(sequences)).data;

@@ -33,7 +33,14 @@ export function foldInputScales(group: InputGroup, scales: Float32Array): void {
   if (producer.kind === 'norm') {
     const norm = producer.norm;
     if (norm.weight.length !== n) throw new ShapeMismatchError(`${norm.name}.weight`, [n], [norm.weight.length]);
-    norm.weight = divideVector(norm.weight, scales);
+    const offset = norm.gainOffset ?? 0;
+    if (offset === 0) norm.weight = divideVector(norm.weight, scales);
+    else {
+      // The gain is offset + w (Gemma's 1 + w): the new weight makes offset + w' = (offset + w) / s.
+      const w = new Float32Array(n);
+      for (let j = 0; j < n; j++) w[j] = (offset + norm.weight[j]!) / scales[j]! - offset;
+      norm.weight = w;
+    }
     if (norm.bias) norm.bias = divideVector(norm.bias, scales);
   } else {
     const linear = producer.linear;

@@ -278,6 +278,7 @@ export async function gptqQuantizeLayer(weight: Matrix, hessian: Float64Array, o
   // processing order (dynamic) or the natural order without act-order. Scales still come from core, here.
   const onGpu =
     backend.name === 'webgpu' &&
+    codec.levels <= 256 &&
     (granularity.type === 'channel' || (granularity.type === 'group' && (dynamic || !permutation))) &&
     tensorScale === undefined;
   if (onGpu) {

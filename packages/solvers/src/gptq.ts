@@ -1,11 +1,12 @@
-import { AbortError, InvalidArgumentError, type LayerState, type Quantizer, type StepWarning } from '@bitsmith/core';
+import { AbortError, InvalidArgumentError, rtn, type LayerState, type Quantizer, type StepWarning } from '@bitsmith/core';
 import { gptqQuantizeLayer, type GptqOptions } from './gptq-quantize-layer.js';
 
 /**
  * GPTQ (Frantar et al., arXiv:2210.17323) as a quantize step: for each selected layer, runs
  * {@link gptqQuantizeLayer} with the layer's calibration Hessian `X^T X` (requested from the runner as
  * `{ kind: 'hessian' }`); a layer's `assignment` (from an allocate step's bit plan) sets its format and granularity. Returns new layer states (dequantized weight, `quantized`, `bitsPerWeight`) and the
- * layers' warnings tagged with their names; never mutates its input. Checks `context.signal` between layers and
+ * layers' warnings tagged with their names; never mutates its input. A layer that saw no calibration token (a
+ * mixture-of-experts expert never routed to) is rounded to nearest instead, with an `rtn-fallback` warning. Checks `context.signal` between layers and
  * blocks of columns (throwing core's `AbortError`) and reports `context.progress` per layer.
  *
  * @param options - See {@link GptqOptions}: `format` (required), `granularity` (`channel`), `scaleEncoding`
@@ -28,11 +29,22 @@ export function gptq(options: GptqOptions): Quantizer {
       const total = context.layers.length;
       for (const [index, layer] of context.layers.entries()) {
         if (context.signal?.aborted) throw new AbortError();
-        const hessian = context.statistics(layer.name).hessian;
+        const statistics = context.statistics(layer.name);
+        const hessian = statistics.hessian;
         if (!hessian) throw new InvalidArgumentError('statistics', `no Hessian was observed for layer '${layer.name}'; GPTQ requires { kind: 'hessian' }`);
         // A bit plan's assignment (from an allocate step) overrides the step's own format and granularity.
         const a = layer.assignment;
         const settings: GptqOptions = a ? { ...options, format: a.format, ...(a.granularity ? { granularity: a.granularity } : {}) } : options;
+        if (statistics.tokens === 0) {
+          // No calibration token reached the layer (a mixture-of-experts expert the router never chose): an empty
+          // Hessian would mark every column dead and zero the weight. Round to nearest instead, and say so.
+          const { format, granularity, scaleEncoding } = settings;
+          const fallback = await rtn({ format, ...(granularity ? { granularity } : {}), ...(scaleEncoding ? { scaleEncoding } : {}) }).run({ layers: [layer], statistics: () => statistics });
+          layers.push(fallback.layers[0]!);
+          warnings.push({ step: 'gptq', layer: layer.name, message: 'no calibration token reached this layer; rounded to nearest instead (rtn-fallback)' });
+          context.progress?.(index + 1, total, layer.name);
+          continue;
+        }
         const result = await gptqQuantizeLayer(layer.weight, hessian, { ...settings, ...(context.signal ? { signal: context.signal } : {}) });
         for (const warning of result.warnings) warnings.push({ ...warning, layer: layer.name });
         layers.push({ ...layer, weight: result.weight, quantized: result.quantized, bitsPerWeight: result.bitsPerWeight });

@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { createJsBackend } from '@bitsmith/linalg';
 import { dequantize, parseFormat, quantize } from '@bitsmith/core';
 import { readGguf } from '@bitsmith/formats';
-import { loadLlamaGraph, openSafetensors } from '@bitsmith/models';
+import { evaluateLanguageModel, loadLlamaGraph, loadLlamaModel, openSafetensors } from '@bitsmith/models';
 import { afterAll, describe, expect, it } from 'vitest';
 import { installOnlineTransforms } from '../online-transforms.js';
 import { quantizeCommand } from './quantize.js';
@@ -95,9 +95,25 @@ describe.skipIf(SKIP)('bitsmith quantize on tinystories-656k', () => {
   it('runs a data-free recipe without --calibration (weights = RTN of the originals) and refuses GPTQ without it', async () => {
     const out = join(tmp, 'rtn-no-calib');
     const quiet = { stdout: () => undefined, stderr: () => undefined };
-    await quantizeCommand({ model: MODEL, recipe: join(EXAMPLES, 'rtn-w4g32.yaml'), out, samples: '128', seqLen: '128' }, undefined, quiet);
+    const evalText = join(tmp, 'eval.txt');
+    writeFileSync(evalText, readFileSync(join(SHARED, 'data', 'dev-heldout.txt'), 'utf8').slice(0, 2000));
+    await quantizeCommand({ model: MODEL, recipe: join(EXAMPLES, 'rtn-w4g32.yaml'), out, samples: '128', seqLen: '128', eval: evalText }, undefined, quiet);
     const meta = JSON.parse(readFileSync(join(out, 'quantization.json'), 'utf8'));
     expect(meta.protocol.calibration.file).toMatch(/data-free/);
+    // The bit plan of the run (every layer int4 g32) and per-layer activation statistics (one per linear, its width).
+    expect(Object.keys(meta.settings)).toHaveLength(14);
+    expect(new Set(Object.values(meta.settings))).toEqual(new Set(['int4 g32']));
+    expect(meta.activations).toHaveLength(14);
+    expect(meta.activations.find((a: { layer: string }) => a.layer === 'model.layers.1.mlp.down_proj').channelAbsMax).toHaveLength(384);
+    // --eval: the numbers equal an evaluation of the written folder against the original (an independent path: disk).
+    const backend = createJsBackend();
+    const reloaded = await loadLlamaModel(out, { backend });
+    const ids = reloaded.tokenizer.encode(readFileSync(evalText, 'utf8'));
+    const check = await evaluateLanguageModel(reloaded.graph, ids, { ctx: 128, reference: await loadLlamaGraph(MODEL, { backend }), bosTokenId: 1 });
+    expect(meta.evaluation.perplexity).toBeCloseTo(check.perplexity, 3);
+    expect(meta.evaluation.kl).toBeCloseTo(check.kl!, 4);
+    expect(meta.evaluation.top1Agreement).toBeCloseTo(check.top1Agreement!, 6);
+    expect(meta.evaluation.kl).toBeGreaterThan(0);
     const original = await loadLlamaGraph(MODEL, { backend: createJsBackend() });
     const file = await openSafetensors(join(out, 'model.safetensors'));
     const name = 'model.layers.0.self_attn.v_proj';
@@ -125,5 +141,17 @@ describe.skipIf(SKIP)('bitsmith quantize on tinystories-656k', () => {
     expect(types.get('blk.0.ffn_down.weight')).toBe('Q5_0');
     expect(types.get('blk.1.attn_q.weight')).toBe('Q5_0');
     expect(types.get('blk.0.attn_norm.weight')).toBe('F32');
+  });
+});
+
+describe('bitsmith quantize: fused checkpoint tensors', () => {
+  it('refuses --save gptq on Phi-3 (fused qkv_proj, gate_up_proj) before any work, naming the reason', async () => {
+    const phi3 = resolve(dirname(fileURLToPath(import.meta.url)), '../../../models/test-fixtures/architectures/phi3');
+    const recipe = join(tmp, 'gptq-fused.yaml');
+    writeFileSync(recipe, 'name: gptq\nsteps:\n  - gptq: { bits: 4, groupSize: 16 }\n');
+    const calibration = join(tmp, 'calibration.txt');
+    writeFileSync(calibration, 'Some calibration text.');
+    await expect(quantizeCommand({ model: phi3, recipe, calibration, samples: '8', seqLen: '16', save: 'gptq', out: join(tmp, 'phi3-gptq') })).rejects.toThrow(/phi3 stores self_attn\.qkv_proj and mlp\.gate_up_proj fused/);
+    expect(existsSync(join(tmp, 'phi3-gptq'))).toBe(false);
   });
 });

@@ -4,9 +4,11 @@ import { join } from 'node:path';
 import type { Command } from 'commander';
 import cliProgress from 'cli-progress';
 import { defaultBackend, disposeDefaultBackend } from '@bitsmith/linalg';
-import type { QuantizedTensor } from '@bitsmith/core';
+import { formatName, type Granularity, type QuantizedTensor } from '@bitsmith/core';
 import { GGUF_ARCHITECTURES, GGUF_MODEL_TYPES, saveCompressedTensors, saveGgufModel, saveGptq, saveOnnxModel, type GgufModelType } from '@bitsmith/formats';
-import { llamaQuantizableModel, loadLlamaModel, type LlamaGraph, writeSafetensors } from '@bitsmith/models';
+import { architectureMapping, evaluateLanguageModel, llamaQuantizableModel, loadLlamaConfig, loadLlamaGraph, loadLlamaModel, type LlamaGraph, writeSafetensors } from '@bitsmith/models';
+import { withActivationCapture, type ActivationSummary } from '../activation-summary.js';
+import { evalSummary } from './eval.js';
 import { parseRecipe, RecipeFileError, runRecipe, type Recipe, type RecipeProgressEvent, type RecipeReport, type StepRegistry } from '@bitsmith/recipe';
 import { calibrationSequences, readCalibrationText } from '../calibration-data.js';
 import { OptionError, outputSinks, parseIntegerOption, type CommandOutput } from '../command-output.js';
@@ -33,6 +35,19 @@ function ggmlBitsPerWeight(type: string): number {
   const table: Record<string, [number, number]> = { F32: [4, 1], F16: [2, 1], Q4_0: [18, 32], Q4_1: [20, 32], Q5_0: [22, 32], Q8_0: [34, 32], Q4_K: [144, 256], Q6_K: [210, 256] };
   const [bytes, elements] = table[type] ?? [4, 1];
   return (bytes * 8) / elements;
+}
+
+/** A short label of a granularity: `g32`, `per channel`, `per tensor`. */
+function granularityLabel(g: Granularity): string {
+  if (g.type === 'group') return `g${g.size}`;
+  if (g.type === 'channel') return 'per channel';
+  if (g.type === 'tensor') return 'per tensor';
+  return g.type;
+}
+
+/** The setting a layer was quantized with, as the bit plan shows it: `int3 g32`. */
+export function quantizedSettingLabel(q: QuantizedTensor): string {
+  return `${formatName(q.format)} ${granularityLabel(q.granularity)}`;
 }
 
 /** Where the recipe comes from: a file or a preset. */
@@ -70,6 +85,8 @@ interface QuantizeOptions {
   calibrationSeed?: string;
   save?: string;
   ggufType?: string;
+  /** Held-out text: after quantizing, perplexity, KL and top-1 agreement against the original model go into the report. */
+  eval?: string;
   /** Replace a non-empty `out` (atomically, once the run succeeded). Default false. */
   overwrite?: boolean;
 }
@@ -161,7 +178,13 @@ export async function quantizeCommand(options: QuantizeOptions, registry: StepRe
   if (recipe && (save === 'compressed-tensors' || save === 'gptq' || save === 'gptq-v2' || save === 'onnx') && !recipe.stages.some((s) => s.step.kind === 'quantize')) {
     throw new OptionError('--save', `${save} stores quantized layers, but recipe ${recipe.name} has no quantize step; use --save fake or add one`);
   }
-  const inputs = [options.model, ...(options.recipe !== undefined ? [options.recipe] : []), ...(options.calibration !== undefined ? [options.calibration] : [])];
+  const modelType = (await loadLlamaConfig(options.model)).modelType;
+  const fused = Object.keys(architectureMapping(modelType).fused);
+  if ((save === 'compressed-tensors' || save === 'gptq' || save === 'gptq-v2') && fused.length > 0) {
+    // Refused before any work: these formats name quantized modules, and the split layers would not match the fused ones.
+    throw new OptionError('--save', `${save} writes quantized layers under their module names, but ${modelType} stores ${fused.join(' and ')} fused (split into separate layers here); re-fusing quantized layers is not supported yet: use --save fake or onnx`);
+  }
+  const inputs = [options.model, ...(options.eval !== undefined ? [options.eval] : []), ...(options.recipe !== undefined ? [options.recipe] : []), ...(options.calibration !== undefined ? [options.calibration] : [])];
   const staged = await stageOutputFolder(options.out, { inputs, overwrite: options.overwrite ?? false });
   try {
     const interactive = Boolean(process.stderr.isTTY) && output.stderr === undefined;
@@ -191,6 +214,8 @@ async function quantizeAndWrite(
   }
   let calibrationWarnings: string[] = [];
   const quantized = new Map<string, QuantizedTensor>();
+  const settings: Record<string, string> = {};
+  const activations = new Map<string, ActivationSummary>();
   let report: RecipeReport;
   let protocol: unknown;
   if (recipe) {
@@ -208,16 +233,48 @@ async function quantizeAndWrite(
     if (options.calibration !== undefined) calibrationWarnings = cut.warnings;
     for (const w of calibrationWarnings) stderr(`warning: ${w}\n`);
     if (options.calibration === undefined) stderr(`no --calibration: ${recipe.name} is data-free; the output error column is measured on a built-in paragraph\n`);
-    const model = llamaQuantizableModel(loaded.graph);
+    const model = withActivationCapture(llamaQuantizableModel(loaded.graph), options.calibration === undefined ? 'built-in paragraph' : 'calibration input', activations);
     const progress = progressReporter(interactive, stderr);
     try {
-      report = await runRecipe(model, recipe, cut.sequences, { backend, onProgress: (e) => progress.onProgress(e), onQuantized: (name, q) => quantized.set(name, q) });
+      report = await runRecipe(model, recipe, cut.sequences, { backend, onProgress: (e) => progress.onProgress(e), onQuantized: (name, q) => {
+          quantized.set(name, q);
+          settings[name] = quantizedSettingLabel(q);
+        },
+      });
     } finally {
       progress.stop();
     }
   } else {
     protocol = 'none: the export format quantizes the float weights itself';
     report = { recipe: source.name, protocol: { sequences: 0, tokens: 0, maxSequenceLength: 0 }, layers: [], steps: [], averageBitsPerWeight: 0, seconds: 0 };
+  }
+
+  let evaluation: Record<string, unknown> | undefined;
+  if (options.eval !== undefined) {
+    if (!recipe) {
+      stderr(`warning: --eval skipped: preset ${source.name} quantizes while writing the file; evaluate it with llama.cpp\n`);
+    } else {
+      const ctx = Math.min(128, loaded.config.maxPositionEmbeddings);
+      const ids = loaded.tokenizer.encode(await readCalibrationText(options.eval));
+      const bosTokenId = loaded.tokenizer.bosTokenId ?? loaded.config.bosTokenId;
+      const reference = await loadLlamaGraph(options.model, { backend });
+      const bos = bosTokenId === undefined ? {} : { bosTokenId };
+      stderr(`evaluating on ${options.eval} (${ids.length} tokens)...\n`);
+      const result = await evaluateLanguageModel(loaded.graph, ids, { ctx, reference, ...bos });
+      const float = await evaluateLanguageModel(reference, ids, { ctx, ...bos });
+      evaluation = {
+        text: options.eval,
+        tokens: result.tokens,
+        windows: result.windows,
+        ctx: result.ctx,
+        perplexity: result.perplexity,
+        referencePerplexity: float.perplexity,
+        kl: result.kl,
+        top1Agreement: result.top1Agreement,
+        protocol: result.protocol,
+      };
+      stdout(`eval: ${evalSummary(result)} (float model: perplexity ${Number(float.perplexity.toPrecision(4))})\n`);
+    }
   }
 
   const onlineTransforms = loaded.graph
@@ -277,7 +334,7 @@ async function quantizeAndWrite(
     for (const name of COPIED_FILES) if (existsSync(join(options.model, name))) await copyFile(join(options.model, name), join(out, name));
     await writeFile(
       join(out, 'quantization.json'),
-      `${JSON.stringify({ recipe: { name: report.recipe, file: source.file, text: source.text ?? null }, model: options.model, save, ...(save === 'gguf' ? { ggufType } : {}), protocol: { calibration: protocol }, warnings: { model: loaded.warnings.map((w) => w.message), calibration: calibrationWarnings }, onlineTransforms, report }, null, 2)}\n`,
+      `${JSON.stringify({ recipe: { name: report.recipe, file: source.file, text: source.text ?? null }, model: options.model, save, ...(save === 'gguf' ? { ggufType } : {}), protocol: { calibration: protocol }, warnings: { model: loaded.warnings.map((w) => w.message), calibration: calibrationWarnings }, onlineTransforms, report, settings, activations: [...activations.values()], ...(evaluation ? { evaluation } : {}) }, null, 2)}\n`,
     );
   });
   stdout(`${formatReport(report)}\n${saveWarnings.map((w) => `warning: ${w}\n`).join('')}wrote ${options.out} (${save})\n`);
@@ -302,6 +359,7 @@ export function registerQuantize(program: Command, registry: StepRegistry = defa
     .option('--calibration-seed <n>', 'sample the calibration windows at random offsets with this seed (default: consecutive chunks from the start)')
     .option('--save <format>', `output: ${SAVE_FORMATS.join(', ')} (default fake: float32 weights on the grid)`)
     .option('--gguf-type <type>', `GGUF tensor type for --save gguf (${GGUF_MODEL_TYPES.join(', ')}; default Q4_K)`)
+    .option('--eval <file>', 'held-out text: after quantizing, report perplexity, KL and top-1 agreement against the original model')
     .option('--overwrite', 'replace a non-empty --out folder (atomically, once the run has succeeded)')
     .action(async (options: QuantizeOptions) => {
       try {

@@ -232,7 +232,7 @@ export async function createWebgpuBackend(options: WebgpuBackendOptions = {}): P
     const raw = rows * columns * (dtype === 'float16' ? 2 : 4);
     return Math.max(4, Math.ceil(raw / 4) * 4);
   };
-  const createStorage = (rows: number, columns: number, dtype: 'float32' | 'float16'): WebgpuMatrix => {
+  const createStorage = (rows: number, columns: number, dtype: 'float32' | 'float16', mappedAtCreation = false): WebgpuMatrix => {
     if (!Number.isInteger(rows) || rows < 0 || !Number.isInteger(columns) || columns < 0) {
       throw new InvalidArgumentError('shape', `expected non-negative integer rows and columns, got ${rows} x ${columns}`);
     }
@@ -241,7 +241,7 @@ export async function createWebgpuBackend(options: WebgpuBackendOptions = {}): P
     if (size > maxBinding) {
       throw new InvalidArgumentError('shape', `a ${rows} x ${columns} ${dtype} matrix (${size} bytes) exceeds the device's largest storage binding (${maxBinding} bytes)`);
     }
-    const buffer = device.createBuffer({ size, usage: usage.storage | usage.copySrc | usage.copyDst });
+    const buffer = device.createBuffer({ size, usage: usage.storage | usage.copySrc | usage.copyDst, mappedAtCreation });
     return { rows, columns, dtype, buffer };
   };
   const uniform = (words: ArrayBuffer): GPUBuffer => {
@@ -255,14 +255,16 @@ export async function createWebgpuBackend(options: WebgpuBackendOptions = {}): P
   const upload = (data: Float32Array, rows: number, columns: number, dtype: 'float32' | 'float16' = 'float32'): WebgpuMatrix => {
     live('upload');
     if (data.length < rows * columns) throw new ShapeMismatchError('upload.data', [rows, columns], [data.length], `the array holds ${data.length} elements`);
-    const matrix = createStorage(rows, columns, dtype);
+    // Written through a buffer mapped at creation (one copy into GPU-visible memory, nothing staged on the queue).
+    const matrix = createStorage(rows, columns, dtype, true);
+    const range = matrix.buffer.getMappedRange();
     if (dtype === 'float16') {
-      const half = new Uint16Array(Math.ceil((rows * columns) / 2) * 2);
+      const half = new Uint16Array(range, 0, rows * columns);
       for (let i = 0; i < rows * columns; i++) half[i] = toHalfBits(data[i]!, f32Scratch, u32Scratch);
-      device.queue.writeBuffer(matrix.buffer, 0, half.buffer, 0, half.byteLength);
-    } else if (rows * columns > 0) {
-      device.queue.writeBuffer(matrix.buffer, 0, data.buffer, data.byteOffset, rows * columns * 4);
+    } else {
+      new Float32Array(range, 0, rows * columns).set(data.subarray(0, rows * columns));
     }
+    matrix.buffer.unmap();
     return matrix;
   };
   const write = (matrix: WebgpuMatrix, data: Float32Array, offset = 0): void => {
@@ -423,18 +425,20 @@ export async function createWebgpuBackend(options: WebgpuBackendOptions = {}): P
     scaleGram(h, n, beta);
     if (rows === 0) return;
     const chunkRows = Math.max(1, Math.min(gramChunkRows, rows, Math.floor(maxBinding / (4 * n))));
-    const chunk = createStorage(chunkRows, n, 'float32');
     const y = createStorage(n, n, 'float32');
     try {
       for (let r0 = 0; r0 < rows; r0 += chunkRows) {
         const count = Math.min(chunkRows, rows - r0);
-        device.queue.writeBuffer(chunk.buffer, 0, x.buffer, x.byteOffset + r0 * n * 4, count * n * 4);
-        // Y = X_chunk^T X_chunk, tiles on or above the diagonal only.
-        dispatchGemm(chunk.buffer, chunk.buffer, y.buffer, { m: n, n, k: count, lda: n, ldb: n, ldc: n, transA: true, transB: false, alpha: 1, beta: 0, upper: true });
+        const chunk = upload(x.subarray(r0 * n, (r0 + count) * n), count, n);
+        try {
+          // Y = X_chunk^T X_chunk, tiles on or above the diagonal only.
+          dispatchGemm(chunk.buffer, chunk.buffer, y.buffer, { m: n, n, k: count, lda: n, ldb: n, ldc: n, transA: true, transB: false, alpha: 1, beta: 0, upper: true });
+        } finally {
+          release(chunk);
+        }
         addUpperBlock(h, n, await read(y), 0, n, 0, alpha);
       }
     } finally {
-      release(chunk);
       release(y);
     }
     mirrorUpper(h, n);

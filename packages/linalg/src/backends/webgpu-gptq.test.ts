@@ -4,6 +4,7 @@ import { choleskyInverseUpper } from '../cholesky-inverse-upper.js';
 import { randomArray } from '../testing/fixtures.js';
 import { createJsBackend } from './js-backend.js';
 import { createWebgpuBackend, type WebgpuBackend } from './webgpu-backend.js';
+import { webgpuCholeskyInverseUpper } from './webgpu-cholesky.js';
 import { webgpuGptqSolve } from './webgpu-gptq.js';
 
 let gpu: WebgpuBackend | undefined;
@@ -146,4 +147,30 @@ describe.skipIf(gpu === undefined)('webgpu GPTQ column solve', () => {
       expect(gpuObjective).toBeLessThan(0.8 * objective(w, rtn, h, rows, n));
     });
   }
+
+  it('the inverse Hessian factor on the GPU (float32) matches the float64 CPU factor', async () => {
+    const n = 300; // three blocks of 128, the last one partial
+    const tokens = 2 * n;
+    const z = randomArray(tokens * n, 41);
+    const h = new Float64Array(n * n);
+    for (let t = 0; t < tokens; t++) {
+      for (let c = 1; c < n; c++) z[t * n + c] += 0.6 * z[t * n + c - 1]!;
+      for (let a = 0; a < n; a++) for (let b = 0; b < n; b++) h[a * n + b] += z[t * n + a]! * z[t * n + b]!;
+    }
+    let mean = 0;
+    for (let i = 0; i < n; i++) mean += h[i * n + i]! / n;
+    for (let i = 0; i < n; i++) h[i * n + i] += 0.01 * mean;
+    const cpu = (await choleskyInverseUpper(matrix<'float64'>(h.slice(), n, n), { backend: createJsBackend() })).data;
+    const resident = await webgpuCholeskyInverseUpper(gpu!, h, n);
+    const u = await gpu!.read(resident);
+    gpu!.release(resident);
+    let num = 0;
+    let den = 0;
+    for (let i = 0; i < n * n; i++) {
+      num += (u[i]! - cpu[i]!) ** 2;
+      den += cpu[i]! ** 2;
+    }
+    expect(Math.sqrt(num / den)).toBeLessThan(1e-4);
+    for (let i = 0; i < n; i++) for (let j = 0; j < i; j++) expect(u[i * n + j]).toBe(0);
+  });
 });

@@ -12,7 +12,7 @@ export const WEBGPU_GPTQ_MAX_BLOCK = 128;
  * The column-solve kernel of GPTQ's lazy batch: thread `r` owns row `r` of the weight, keeps the batch's columns
  * `[j1, i2)` of that row in workgroup memory, and for each column `i` of `[j1, j2)` quantizes it to the nearest level
  * of the codebook after the row's affine map (`v = w / s + z`, code = nearest level, `q = (level - z) * s`), writes
- * the code and the scaled error `e = (w - q) / U_ii`, and updates the row's later columns of the batch by
+ * the code (a byte, four columns of a row per word) and the scaled error `e = (w - q) / U_ii`, and updates the row's later columns of the batch by
  * `w_j -= U_ij e`. Rows are independent given `U`, so no barriers are needed. W and the errors are stored transposed
  * (`column * rows + row`), so that the threads of a workgroup read and write consecutive addresses.
  */
@@ -49,7 +49,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
     }
     let q = (levels[code] - z) * s;
     let e = (x - q) / u[i * p.n + i];
-    codes[i * p.rows + r] = code;
+    codes[(i / 4u) * p.rows + r] |= code << ((i % 4u) * 8u);
     err[(i - p.i1) * p.rows + r] = e;
     let ui = i * p.n;
     for (var j = i + 1u; j < p.i2; j++) {
@@ -77,9 +77,12 @@ export interface WebgpuGptqArguments {
   columns: number;
   /** The weight transposed, `columns x rows` (row `p` is input column `p` in processing order). Not modified. */
   weightT: Float32Array;
-  /** Upper-triangular `U` with `(H + lambda I)^-1 = U^T U` (`columns x columns`, float64, processing order). */
-  factor: Float64Array;
-  /** The format's decoded levels, indexed by code (any order; the nearest is chosen, the lowest code on ties). */
+  /**
+   * Upper-triangular `U` with `(H + lambda I)^-1 = U^T U` (`columns x columns`, processing order): float64 from the
+   * CPU (`choleskyInverseUpper`), used in float32, or already resident (`webgpuCholeskyInverseUpper`; not released).
+   */
+  factor: Float64Array | WebgpuMatrix;
+  /** The format's decoded levels, indexed by code (at most 256; any order; the nearest is chosen, the lowest code on ties). */
   levels: Float32Array;
   /** Columns per scale group (`columns` for one scale per row). */
   groupSize: number;
@@ -97,9 +100,12 @@ export interface WebgpuGptqArguments {
 /** Result of {@link webgpuGptqSolve}. */
 export interface WebgpuGptqResult {
   /** Codes, `columns x rows` (transposed, processing order), indices into `levels`. */
-  readonly codesT: Uint32Array;
-  /** Seconds: copies to the GPU, the column loop (GPU work and group scales), copies back. */
-  readonly timings: { readonly upload: number; readonly solve: number; readonly download: number };
+  readonly codesT: Uint8Array;
+  /**
+   * Seconds: copies to the GPU, the column loop (GPU work and group scales), of which the group scales (copying a
+   * group's columns back and the `groupScales` callback), and the codes' copy back.
+   */
+  readonly timings: { readonly upload: number; readonly solve: number; readonly scales: number; readonly download: number };
 }
 
 const now = (): number => (typeof performance !== 'undefined' ? performance.now() : Date.now()) / 1000;
@@ -130,19 +136,22 @@ export async function webgpuGptqSolve(backend: WebgpuBackend, args: WebgpuGptqAr
   }
   if (!Number.isInteger(groupSize) || groupSize < 1) throw new InvalidArgumentError('groupSize', `got ${groupSize}; expected a positive integer`);
   if (weightT.length !== rows * n) throw new ShapeMismatchError('weightT', [n, rows], [weightT.length], 'the transposed weight');
-  if (factor.length !== n * n) throw new ShapeMismatchError('factor', [n, n], [factor.length], 'the inverse Cholesky factor');
-  if (levels.length < 1) throw new InvalidArgumentError('levels', 'expected at least one level');
+  const resident = !(factor instanceof Float64Array);
+  if (resident ? factor.rows !== n || factor.columns !== n : factor.length !== n * n) {
+    throw new ShapeMismatchError('factor', [n, n], resident ? [factor.rows, factor.columns] : [factor.length], 'the inverse Cholesky factor');
+  }
+  if (levels.length < 1 || levels.length > 256) throw new InvalidArgumentError('levels', `got ${levels.length} levels; expected 1 to 256 (codes are bytes)`);
   const device = backend.device;
   const usage = bufferUsage();
   const t0 = now();
   const wt = backend.upload(weightT, n, rows);
-  const u = backend.upload(Float32Array.from(factor), n, n);
+  const u = resident ? factor : backend.upload(Float32Array.from(factor), n, n);
   const err = backend.zeros(Math.min(blockSize, n), rows);
-  const codes = backend.zeros(n, rows); // u32 codes share the float32 buffer size
+  const codes = backend.zeros(Math.ceil(n / 4), rows); // byte codes, four columns of a row per 32-bit word
   const levelBuffer = backend.upload(levels, 1, levels.length);
   const scale = backend.zeros(1, rows);
   const zero = backend.zeros(1, rows);
-  const own: WebgpuMatrix[] = [wt, u, err, codes, levelBuffer, scale, zero];
+  const own: WebgpuMatrix[] = [wt, ...(resident ? [] : [u]), err, codes, levelBuffer, scale, zero];
   // Rows per workgroup: as many as fit the batch's columns in workgroup memory (64 on desktop GPUs, 32 at WebGPU's
   // default 16 KiB with 128 columns).
   const batch = Math.min(blockSize, n);
@@ -159,15 +168,18 @@ export async function webgpuGptqSolve(backend: WebgpuBackend, args: WebgpuGptqAr
   try {
     await backend.finish();
     const t1 = now();
+    let scalesSeconds = 0;
     for (let i1 = 0; i1 < n; i1 += blockSize) {
       if (args.signal?.aborted) throw new AbortError();
       const i2 = Math.min(i1 + blockSize, n);
       for (let j1 = i1; j1 < i2; ) {
         const j2 = Math.min(i2, (Math.floor(j1 / groupSize) + 1) * groupSize);
         if (j1 % groupSize === 0) {
+          const ts = now();
           const width = Math.min(groupSize, n - j1);
           const current = await readRows(backend, wt, j1, width, rows);
           const s = await args.groupScales(j1, width, current);
+          scalesSeconds += now() - ts;
           if (s.scale.length !== rows || s.zero.length !== rows) throw new ShapeMismatchError('groupScales', [rows], [s.scale.length, s.zero.length], 'one scale and one zero point per row');
           backend.write(scale, s.scale);
           backend.write(zero, s.zero);
@@ -191,9 +203,15 @@ export async function webgpuGptqSolve(backend: WebgpuBackend, args: WebgpuGptqAr
     await backend.finish();
     const t2 = now();
     const raw = await backend.read(codes);
-    const codesT = new Uint32Array(raw.buffer, raw.byteOffset, raw.length);
+    const bytes = new Uint8Array(raw.buffer, raw.byteOffset, raw.byteLength);
+    const codesT = new Uint8Array(n * rows);
+    for (let i = 0; i < n; i++) {
+      const src = (i >> 2) * rows * 4 + (i & 3);
+      const dst = i * rows;
+      for (let r = 0; r < rows; r++) codesT[dst + r] = bytes[src + 4 * r]!;
+    }
     const t3 = now();
-    return { codesT, timings: { upload: t1 - t0, solve: t2 - t1, download: t3 - t2 } };
+    return { codesT, timings: { upload: t1 - t0, solve: t2 - t1, scales: scalesSeconds, download: t3 - t2 } };
   } finally {
     params.destroy();
     for (const m of own) backend.release(m);

@@ -411,7 +411,7 @@ export function badInputCases(): BadInputCase[] {
     writeFileSync(join(dir, 'quantization.json'), JSON.stringify({ onlineTransforms: [{ layer: 'model.layers.0.mlp.down_proj', kind: 'hadamard', order: 384 }, { layer: 'model.layers.1.mlp.down_proj', kind: 'hadamard', order: 384 }] }));
     return cli(env, ['eval', '--model', dir, '--text', env.calibration, '--ctx', '64']);
   });
-  add('input', 'model folder missing', MODEL_FILE(/no-such-model: model folder not found/), async (env) => quantize(env, { model: join(env.dir, 'no-such-model') }));
+  add('input', 'model folder missing', MODEL_FILE(/no-such-model(: model folder not found|\/config\.json: file not found)/), async (env) => quantize(env, { model: join(env.dir, 'no-such-model') }));
   add('input', 'eval text: whitespace only', MODEL_FILE(/blank\.txt: holds only whitespace/), async (env) => {
     writeFileSync(join(env.dir, 'blank.txt'), '\n\n\n');
     return cli(env, ['eval', '--model', env.model, '--text', join(env.dir, 'blank.txt')]);

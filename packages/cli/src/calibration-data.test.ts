@@ -45,3 +45,15 @@ describe('calibrationSequences', () => {
     expect(() => calibrationSequences(ids.slice(0, 5), { samples: 2, sequenceLength: 8, bosTokenId: 1, file: 'c.txt', seed: 1 })).toThrow(/c\.txt holds 5 tokens/);
   });
 });
+
+describe('calibrationSequences warnings', () => {
+  it('say how many sequences and tokens a short text yields, and nothing when the text suffices', () => {
+    const short = calibrationSequences(ids.slice(0, 20), { samples: 4, sequenceLength: 9, bosTokenId: 1, file: 'c.txt' });
+    // 20 tokens in chunks of 8: two full chunks and a 4-token tail (dropped, under 8).
+    expect(short.sequences).toHaveLength(2);
+    expect(short.warnings).toEqual(['c.txt yields 2 of the 4 requested sequences: 18 of 36 tokens (the text holds 20); calibration uses fewer tokens than asked']);
+    expect(calibrationSequences(ids, { samples: 4, sequenceLength: 9, bosTokenId: 1, file: 'c.txt' }).warnings).toEqual([]);
+    const seeded = calibrationSequences(ids.slice(0, 10), { samples: 5, sequenceLength: 9, bosTokenId: 1, file: 'c.txt', seed: 3 });
+    expect(seeded.warnings).toEqual(['c.txt holds 10 tokens: only 3 distinct windows of 8 for the 5 requested samples; windows repeat']);
+  });
+});

@@ -1,5 +1,21 @@
 import { InvalidArgumentError } from '@bitsmith/core';
 import { mulberry32 } from '@bitsmith/linalg';
+import { ModelFileError, readTextFile } from '@bitsmith/models';
+
+/**
+ * Reads a calibration or evaluation text: UTF-8 only (binary files and invalid UTF-8 are refused by `readTextFile`,
+ * naming the offset), and not empty or whitespace-only.
+ *
+ * @example
+ * ```ts
+ * const text = await readCalibrationText('data/calib.txt');
+ * ```
+ */
+export async function readCalibrationText(path: string): Promise<string> {
+  const text = await readTextFile(path);
+  if (text.trim().length === 0) throw new ModelFileError(path, `${text.length === 0 ? 'is empty' : `holds only whitespace (${text.length} characters)`}; expected text to calibrate or evaluate on`);
+  return text;
+}
 
 /** How calibration sequences were cut from a text, recorded in `quantization.json`. */
 export interface CalibrationProtocol {
@@ -13,10 +29,11 @@ export interface CalibrationProtocol {
 /**
  * Cuts calibration sequences from a token stream, each `[BOS] + sequenceLength - 1` text tokens:
  * - without `seed`: consecutive, non-overlapping chunks from the start, at most `samples` of them (fewer when the
- *   text is short; a final chunk shorter than min(8, chunk length) tokens is dropped);
+ *   text is short, with a warning that says how many sequences and tokens it yields; a final chunk shorter than
+ *   min(8, chunk length) tokens is dropped);
  * - with `seed`: exactly `samples` windows at seeded uniformly random offsets (they may overlap), the way GPTQ's data
  *   loaders sample calibration text; different seeds give different calibration sets, to measure how much a result
- *   depends on the calibration data.
+ *   depends on the calibration data (a warning when the text holds fewer distinct windows than `samples`).
  *
  * @example
  * ```ts
@@ -26,7 +43,7 @@ export interface CalibrationProtocol {
 export function calibrationSequences(
   ids: readonly number[],
   options: { samples: number; sequenceLength: number; bosTokenId: number | undefined; file: string; seed?: number },
-): { sequences: number[][]; protocol: CalibrationProtocol } {
+): { sequences: number[][]; protocol: CalibrationProtocol; warnings: string[] } {
   const { samples, sequenceLength, bosTokenId, file, seed } = options;
   if (!Number.isInteger(sequenceLength) || sequenceLength < 2) throw new InvalidArgumentError('--seq-len', `must be an integer >= 2, got ${sequenceLength}`);
   const body = bosTokenId === undefined ? sequenceLength : sequenceLength - 1;
@@ -40,8 +57,11 @@ export function calibrationSequences(
       const chunk = ids.slice(start, start + body);
       return bosTokenId === undefined ? chunk : [bosTokenId, ...chunk];
     });
+    const distinct = ids.length - body + 1;
+    const warnings = distinct < samples ? [`${file} holds ${ids.length} tokens: only ${distinct} distinct windows of ${body} for the ${samples} requested samples; windows repeat`] : [];
     return {
       sequences,
+      warnings,
       protocol: {
         file,
         samples,
@@ -59,8 +79,14 @@ export function calibrationSequences(
   }
   if (sequences.length === 0) throw new InvalidArgumentError('--calibration', `${file} holds too few tokens (${ids.length}) for one sequence`);
   const tokens = sequences.reduce((a, s) => a + s.length, 0);
+  const requested = samples * sequenceLength;
+  const warnings =
+    sequences.length < samples || tokens < requested
+      ? [`${file} yields ${sequences.length} of the ${samples} requested sequences: ${tokens} of ${requested} tokens (the text holds ${ids.length}); calibration uses fewer tokens than asked`]
+      : [];
   return {
     sequences,
+    warnings,
     protocol: {
       file,
       samples: sequences.length,

@@ -31,4 +31,9 @@ export function parseIntegerOption(name: string, value: string, minimum: number)
 }
 
 /** An invalid command-line option value (a `BitsmithError`, so the CLI prints it without a stack trace). */
-export class OptionError extends InvalidArgumentError {}
+export class OptionError extends InvalidArgumentError {
+  constructor(argument: string, message: string, options?: { cause?: unknown }) {
+    super(argument, message, options);
+    this.name = 'OptionError';
+  }
+}

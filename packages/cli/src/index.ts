@@ -13,7 +13,7 @@ export type { InspectedFormat, InspectedTensor, InspectedWeight, InspectResult }
 export { inspectModel, formatInspection, registerInspect } from './commands/inspect.js';
 export { defaultRegistry } from './default-registry.js';
 export type { CalibrationProtocol } from './calibration-data.js';
-export { calibrationSequences } from './calibration-data.js';
+export { calibrationSequences, readCalibrationText } from './calibration-data.js';
 export { installOnlineTransforms } from './online-transforms.js';
 export type { MainJobOptions, MainJobReport, MainJobMethod } from './commands/main-job.js';
 export type { ActivationSummary } from './activation-summary.js';
@@ -25,3 +25,5 @@ export { renderReportHtml, reportView, compareReportViews, escapeHtml } from './
 export { DemoAssetsMissingError, loadDemoAssets } from './demo-assets.js';
 export type { SotuSentenceOptions, SotuSentenceSplits } from './sotu-sentences.js';
 export { sotuSentenceSplits, splitSentences } from './sotu-sentences.js';
+export type { StagedOutput, StageOutputOptions } from './output-folder.js';
+export { OutputFolderError, stageOutputFolder, writeOutputFolder } from './output-folder.js';

@@ -1,7 +1,8 @@
+import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { activationQuantizerFromDescription, composeInputTransforms, UnsupportedFormatError, type RuntimeInputTransform } from '@bitsmith/core';
-import type { LlamaGraph } from '@bitsmith/models';
+import { ModelFileError, readJsonFile, type LlamaGraph } from '@bitsmith/models';
 import { hadamardInputTransform } from '@bitsmith/rotation';
 
 type Description = { kind: string; order?: number; transforms?: Description[] } & Record<string, unknown>;
@@ -25,7 +26,10 @@ function rebuild(description: Description, layer: string, graph: LlamaGraph, fil
  * Re-installs the run-time transforms that `bitsmith quantize` recorded in a model folder's `config.json`
  * (`quantization_config.online_transforms`: online Hadamards and activation quantizers; `quantization_config.kv_cache`:
  * key/value-cache quantizers), so the quantized model computes what it was calibrated to compute. Returns the number
- * of layers given an input transform.
+ * of layers given an input transform. When the folder's
+ * `quantization.json` (written by `bitsmith quantize`) records run-time transforms that `config.json` no longer lists,
+ * throws a `ModelFileError`: without them the model computes something else (perplexity in the hundreds of
+ * thousands), silently.
  *
  * @example
  * ```ts
@@ -46,6 +50,19 @@ export async function installOnlineTransforms(graph: LlamaGraph, modelDir: strin
     return 0;
   }
   const transforms = config.quantization_config?.online_transforms ?? [];
+  const recordPath = join(modelDir, 'quantization.json');
+  if (existsSync(recordPath)) {
+    const record = (await readJsonFile(recordPath)) as { onlineTransforms?: Array<{ layer: string }> };
+    const recorded = Array.isArray(record?.onlineTransforms) ? record.onlineTransforms : [];
+    const listed = new Set(transforms.map((t) => t.layer));
+    const missing = recorded.filter((t) => !listed.has(t.layer));
+    if (missing.length > 0) {
+      throw new ModelFileError(
+        join(modelDir, 'config.json'),
+        `quantization.json records ${recorded.length} run-time input transform(s) (e.g. on ${missing[0]!.layer}) that config.json's quantization_config.online_transforms does not list (${missing.length} missing); the model computes wrong outputs without them. Restore quantization_config from the quantize run`,
+      );
+    }
+  }
   for (const { layer, ...description } of transforms) {
     graph.linear(layer).inputTransform = rebuild(description as Description, layer, graph, file);
   }

@@ -21,6 +21,13 @@ export type { StepKind, StatisticRequest, LayerStatistics, LayerAssignment, Laye
 export type { RtnOptions } from './rtn.js';
 export { rtn } from './rtn.js';
 export type { RuntimeInputTransform, LinearView, NormView, InputGroup, AttentionGeometry, BlockView, ModelView, HiddenStatesHandle, LinearInputCallback, QuantizableModel } from './model-view.js';
+export type { NonFiniteLocation } from './non-finite.js';
+export { NonFiniteError, firstNonFinite, assertFinite } from './non-finite.js';
+export type { ScaleRangeAnomalies } from './scale-range-anomalies.js';
+export { scaleRangeAnomalies, largestScale } from './scale-range-anomalies.js';
+export { InvalidFileError } from './invalid-file-error.js';
+export type { SafetensorsDType, SafetensorsEntry, SafetensorsHeader, SafetensorsLayout, SafetensorsLayoutInput } from './safetensors-header.js';
+export { SAFETENSORS_DTYPE_BYTES, isSafetensorsDType, MAX_SAFETENSORS_HEADER_BYTES, parseSafetensorsHeader, readSafetensorsHeaderLength, planSafetensorsLayout } from './safetensors-header.js';
 export type { MappingInputGroup, ArchitectureMapping, MappableBlock, ResolvedBlockMapping } from './architecture-mapping.js';
 export { resolveBlockMapping } from './architecture-mapping.js';
 export type { CsrMatrix } from './csr-matrix.js';

@@ -57,6 +57,12 @@ export function ggufTensorType(name: string, type: GgufModelType, layers: number
   return m && useMoreBits(Number(m[1]), layers) ? 'Q6_K' : 'Q4_K';
 }
 
+/** Every {@link GgufModelType}, for validating user input before any work. */
+export const GGUF_MODEL_TYPES: readonly GgufModelType[] = ['Q4_K_M', 'Q4_K', 'Q6_K', 'Q8_0', 'Q4_0', 'Q4_1', 'Q5_0', 'F16', 'F32'];
+
+/** Model types (config `model_type`) {@link saveGgufModel} writes. */
+export const GGUF_ARCHITECTURES: readonly string[] = ['llama', 'mistral'];
+
 /** Options of {@link saveGgufModel}. */
 export interface SaveGgufOptions {
   /** Type of the 2-D weights (embedding, projections, head). Norms and biases stay F32. */
@@ -199,7 +205,7 @@ export function ggufLlamaMetadata(config: GgufLlamaConfig, name: string, type: G
 export async function saveGgufModel(outPath: string, graph: GgufLlamaSource, tokenizerDir: string, options: SaveGgufOptions): Promise<SaveGgufResult> {
   const { config } = graph;
   if (!(options.type in LLAMA_FILE_TYPE) && options.type !== 'Q4_K_M') throw new InvalidArgumentError('type', `unsupported GGUF type ${String(options.type)}`);
-  if (config.modelType !== 'llama' && config.modelType !== 'mistral') {
+  if (!GGUF_ARCHITECTURES.includes(config.modelType)) {
     throw new UnsupportedFormatError(`GGUF export supports llama and mistral models, not ${config.modelType}`);
   }
   if (config.ropeScaling.type !== 'none' && config.ropeScaling.type !== 'linear') {

@@ -1,4 +1,5 @@
 import { readFile } from 'node:fs/promises';
+import { readChecked } from './checked-read.js';
 import { InvalidArgumentError, UnsupportedFormatError } from '@bitsmith/core';
 import { GGML_BLOCK_SIZES, GGUF_DEFAULT_ALIGNMENT, GGUF_MAGIC, GGUF_VALUE_TYPE, ggmlTypeName, type GgmlTypeName, type GgufValueTypeName } from './gguf-constants.js';
 import type { GgufArrayValue, GgufValue } from './gguf-metadata.js';
@@ -104,6 +105,8 @@ const TYPED: Partial<Record<GgufValueTypeName, { new (n: number): ArrayLike<unkn
 function readArray(src: ByteSource): GgufArrayValue {
   const itemType = valueType(src);
   const n = src.size();
+  // Every item takes at least one byte: a count beyond the bytes left is a corrupt file, not an allocation to try.
+  if (n > src.bytes.byteLength - src.pos) throw new InvalidArgumentError('gguf', `truncated or corrupt: an array of ${n} items at offset ${src.pos} is longer than the ${src.bytes.byteLength - src.pos} bytes left`);
   if (itemType === 'array') {
     const value: GgufArrayValue[] = [];
     for (let i = 0; i < n; i++) value.push(readArray(src));
@@ -160,6 +163,7 @@ export function parseGguf(bytes: Uint8Array): GgufFile {
     tensors.push({ name, dims, shape: [...dims].reverse(), type, typeId, offset, byteLength });
   }
   const dataOffset = src.pos + ((alignment - (src.pos % alignment)) % alignment);
+  checkTensorLayout(tensors, dataOffset, bytes.byteLength);
   const byName = new Map(tensors.map((t) => [t.name, t]));
   const info = (name: string): GgufTensorInfo => {
     const t = byName.get(name);
@@ -187,8 +191,34 @@ export function parseGguf(bytes: Uint8Array): GgufFile {
   };
 }
 
+/** Every tensor of a known type holds whole blocks, lies inside the file, and overlaps no other tensor; names are unique. */
+function checkTensorLayout(tensors: readonly GgufTensorInfo[], dataOffset: number, fileSize: number): void {
+  const seen = new Set<string>();
+  for (const t of tensors) {
+    if (seen.has(t.name)) throw new InvalidArgumentError(t.name, 'appears twice in the tensor infos; expected unique names');
+    seen.add(t.name);
+    if (t.byteLength === undefined) continue;
+    if (!Number.isInteger(t.byteLength)) {
+      const block = GGML_BLOCK_SIZES[t.type]!;
+      throw new InvalidArgumentError(t.name, `has ${t.dims.reduce((x, y) => x * y, 1)} elements, not a multiple of the ${block.elements}-element ${t.type} block`);
+    }
+    if (dataOffset + t.offset + t.byteLength > fileSize) {
+      throw new InvalidArgumentError(t.name, `data [${dataOffset + t.offset}, ${dataOffset + t.offset + t.byteLength}) runs past the end of the file (${fileSize} bytes): truncated`);
+    }
+  }
+  const sized = tensors.filter((t) => t.byteLength !== undefined).sort((a, b) => a.offset - b.offset);
+  for (let i = 1; i < sized.length; i++) {
+    const prev = sized[i - 1]!;
+    const t = sized[i]!;
+    if (t.offset < prev.offset + prev.byteLength!) {
+      throw new InvalidArgumentError(t.name, `data at offset ${t.offset} overlaps ${prev.name} (which ends at ${prev.offset + prev.byteLength!}); expected disjoint tensors`);
+    }
+  }
+}
+
 /**
- * Reads and parses a GGUF file (see {@link parseGguf}).
+ * Reads and parses a GGUF file (see {@link parseGguf}); every problem is an error naming the file (core's
+ * `InvalidFileError` for malformed content, `UnsupportedFormatError` for unsupported versions or types).
  *
  * @example
  * ```ts
@@ -197,6 +227,8 @@ export function parseGguf(bytes: Uint8Array): GgufFile {
  * ```
  */
 export async function readGguf(path: string): Promise<GgufFile> {
-  const buf = await readFile(path);
-  return parseGguf(new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength));
+  return readChecked(path, 'a GGUF v2/v3 file', async () => {
+    const buf = await readFile(path);
+    return parseGguf(new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength));
+  });
 }

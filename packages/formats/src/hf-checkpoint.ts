@@ -1,9 +1,10 @@
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { InvalidArgumentError, UnsupportedFormatError, type DType, type QuantizedTensor, type Tensor } from '@bitsmith/core';
+import { InvalidArgumentError, InvalidFileError, UnsupportedFormatError, type DType, type QuantizedTensor, type Tensor } from '@bitsmith/core';
 import { packCompressedTensors, unpackCompressedTensors, type CompressedTensorsLayer, type CompressedTensorsWeightArgs } from './compressed-tensors.js';
 import { packGptq, unpackGptq, type FormatWarning, type GptqCheckpointFormat, type GptqLayer, type GptqLayerConfig } from './gptq.js';
+import { readChecked, readCheckedSync } from './checked-read.js';
 import { decodeSafetensorsFile, encodeSafetensorsFile, floatTensor, int32Tensor, storedFloat32, type StoredTensor } from './stored-tensor.js';
 
 /** A quantized model to export: its float tensors, the quantized layers, and its `config.json`. */
@@ -288,9 +289,17 @@ export function readGptqCheckpoint(tensors: Map<string, StoredTensor>, quantizeC
 async function readFolder(dir: string): Promise<{ tensors: Map<string, StoredTensor>; config: Record<string, unknown> }> {
   const file = join(dir, 'model.safetensors');
   if (!existsSync(file)) throw new InvalidArgumentError('dir', `${dir} has no model.safetensors (sharded checkpoints are not read yet)`);
-  const { tensors } = decodeSafetensorsFile(new Uint8Array(await readFile(file)), file);
-  const config = existsSync(join(dir, 'config.json')) ? (JSON.parse(await readFile(join(dir, 'config.json'), 'utf8')) as Record<string, unknown>) : {};
+  const { tensors } = await readChecked(file, 'a safetensors file', async () => decodeSafetensorsFile(new Uint8Array(await readFile(file)), file));
+  const configPath = join(dir, 'config.json');
+  const config = existsSync(configPath) ? await readJsonObject(configPath) : {};
   return { tensors, config };
+}
+
+/** Reads a JSON file that must hold an object, with errors naming the file. */
+export async function readJsonObject(path: string): Promise<Record<string, unknown>> {
+  const value = await readChecked(path, 'a JSON object', async () => JSON.parse(await readFile(path, 'utf8')) as unknown);
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new InvalidFileError(path, `holds ${Array.isArray(value) ? 'an array' : JSON.stringify(value)}; expected a JSON object`);
+  return value as Record<string, unknown>;
 }
 
 /**
@@ -305,7 +314,7 @@ export async function loadCompressedTensors(dir: string): Promise<LoadedCheckpoi
   const { tensors, config } = await readFolder(dir);
   const qc = config.quantization_config as Record<string, unknown> | undefined;
   if (!qc) throw new InvalidArgumentError('config.json', `${dir}/config.json has no quantization_config`);
-  return readCompressedTensorsCheckpoint(tensors, qc, config);
+  return readCheckedSync(join(dir, 'model.safetensors'), 'a compressed-tensors pack-quantized checkpoint matching its quantization_config', () => readCompressedTensorsCheckpoint(tensors, qc, config));
 }
 
 /**
@@ -319,8 +328,8 @@ export async function loadCompressedTensors(dir: string): Promise<LoadedCheckpoi
 export async function loadGptq(dir: string): Promise<LoadedCheckpoint> {
   const { tensors, config } = await readFolder(dir);
   let qc = config.quantization_config as Record<string, unknown> | undefined;
-  if (!qc && existsSync(join(dir, 'quantize_config.json'))) qc = JSON.parse(await readFile(join(dir, 'quantize_config.json'), 'utf8')) as Record<string, unknown>;
+  if (!qc && existsSync(join(dir, 'quantize_config.json'))) qc = await readJsonObject(join(dir, 'quantize_config.json'));
   if (!qc) throw new InvalidArgumentError('config.json', `${dir} has neither quantization_config nor quantize_config.json`);
-  return readGptqCheckpoint(tensors, qc, config);
+  return readCheckedSync(join(dir, 'model.safetensors'), 'a GPTQ checkpoint matching its quantization config', () => readGptqCheckpoint(tensors, qc, config));
 }
 

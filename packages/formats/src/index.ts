@@ -51,7 +51,9 @@ export { ggufBlocksToQuantizedTensor, quantizedTensorToGgufBlocks } from './gguf
 export type { GgufTokenizerMetadata } from './gguf-llama-tokenizer.js';
 export { ggufTokenizerMetadata } from './gguf-llama-tokenizer.js';
 export type { GgufLlamaConfig, GgufLlamaSource, GgufModelType, SaveGgufOptions, SaveGgufResult } from './gguf-llama-export.js';
-export { permuteForGgmlRope, ggufLlamaTensorName, ggufLlamaMetadata, ggufTensorType, saveGgufModel } from './gguf-llama-export.js';
+export { permuteForGgmlRope, ggufLlamaTensorName, ggufLlamaMetadata, ggufTensorType, saveGgufModel, GGUF_MODEL_TYPES, GGUF_ARCHITECTURES } from './gguf-llama-export.js';
+export { readChecked, readCheckedSync } from './checked-read.js';
+export { readJsonObject } from './hf-checkpoint.js';
 
 // Stored forms: which kinds each model exporter writes
 export type { ModelExporter } from './stored-form-export.js';

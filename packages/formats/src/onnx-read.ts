@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
+import { readChecked } from './checked-read.js';
 import { dirname, join } from 'node:path';
-import { UnsupportedFormatError, type QuantizedTensor } from '@bitsmith/core';
+import { InvalidArgumentError, UnsupportedFormatError, type QuantizedTensor } from '@bitsmith/core';
 import type { onnx as OnnxNamespace } from 'onnx-proto';
 import { MATMUL_NBITS_METADATA_KEY } from './onnx-export.js';
 import { loadOnnxProto, OnnxDataType } from './onnx-graph-builder.js';
@@ -49,7 +50,8 @@ export async function decodeMatMulNBits(bytes: Uint8Array, baseDir?: string): Pr
   const model = onnx.ModelProto.decode(bytes);
   const graph = model.graph;
   const out = new Map<string, QuantizedTensor>();
-  if (!graph) return out;
+  // An empty or foreign protobuf decodes to a ModelProto without a graph: that is no ONNX model, not "no layers".
+  if (!graph || (graph.node ?? []).length === 0) throw new InvalidArgumentError('graph', `the ModelProto has ${graph ? 'a graph without nodes' : 'no graph'} (ir_version ${String(model.irVersion ?? 'absent')}); not an ONNX model`);
   const initializers = new Map<string, OnnxNamespace.ITensorProto>();
   for (const t of graph.initializer ?? []) if (t.name) initializers.set(t.name, t);
   const metadataEntry = model.metadataProps?.find((p) => p.key === MATMUL_NBITS_METADATA_KEY)?.value;
@@ -104,5 +106,5 @@ export async function decodeMatMulNBits(bytes: Uint8Array, baseDir?: string): Pr
  * ```
  */
 export async function readMatMulNBits(path: string): Promise<Map<string, QuantizedTensor>> {
-  return decodeMatMulNBits(await readFile(path), dirname(path));
+  return readChecked(path, 'an ONNX model (protobuf ModelProto) with MatMulNBits nodes', async () => decodeMatMulNBits(await readFile(path), dirname(path)));
 }

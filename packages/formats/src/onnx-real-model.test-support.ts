@@ -111,7 +111,7 @@ export async function onnxPerplexity(ort: OrtLike, bytes: Uint8Array, tokenIds: 
 /** Everything the check measures, for the test and the bench script. */
 export async function runOnnxCheck(
   ort: OrtLike,
-  options: { compareWindows?: number; calibrationSequences?: number; floatPerplexity?: boolean; log?: (line: string) => void } = {},
+  options: { compareWindows?: number; calibrationSequences?: number; floatPerplexity?: boolean; perplexityTokens?: number; log?: (line: string) => void } = {},
 ) {
   const log = options.log ?? (() => {});
   const { graph, devIds } = await loadTinyStories();
@@ -134,8 +134,10 @@ export async function runOnnxCheck(
   const q4 = await buildLlamaOnnx(graph, quantized);
   const q4Logits = await compareLogits(ort, q4.bytes, graph, devIds, count);
   log(`GPTQ w4 g32 MatMulNBits export: ${q4.bytes.length} bytes, ${q4.matMulNBits.length} MatMulNBits nodes; logits max |diff| vs dequantized model ${q4Logits.maxDiff.toExponential(3)} over ${q4Logits.tokens} tokens`);
-  const q4OnnxPpl = await onnxPerplexity(ort, q4.bytes, devIds, vocab, bos);
-  const q4Ours = await evaluateLanguageModel(graph, devIds);
+  // The test compares perplexity on a prefix (the agreement does not depend on the length); the bench on everything.
+  const pplIds = options.perplexityTokens === undefined ? devIds : devIds.slice(0, options.perplexityTokens);
+  const q4OnnxPpl = await onnxPerplexity(ort, q4.bytes, pplIds, vocab, bos);
+  const q4Ours = await evaluateLanguageModel(graph, pplIds);
   log(`GPTQ w4 g32 perplexity: onnxruntime ${q4OnnxPpl.perplexity.toFixed(6)}, bitsmith ${q4Ours.perplexity.toFixed(6)} (${q4Ours.tokens} tokens, ${q4Ours.windows} windows of ctx 128)`);
   return { float, floatLogits, floatPerplexity, quantized, q4, q4Logits, q4OnnxPpl, q4Ours, graph };
 }

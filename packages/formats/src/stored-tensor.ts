@@ -1,4 +1,4 @@
-import { BFLOAT16, FLOAT16, InvalidArgumentError, minifloat, UnsupportedFormatError, type ScaleEncoding } from '@bitsmith/core';
+import { BFLOAT16, FLOAT16, InvalidArgumentError, InvalidFileError, minifloat, parseSafetensorsHeader, readSafetensorsHeaderLength, UnsupportedFormatError, type ScaleEncoding } from '@bitsmith/core';
 
 /** Element types of stored tensors (safetensors names). */
 export type StoredDType = 'I64' | 'I32' | 'I16' | 'I8' | 'U8' | 'U16' | 'F16' | 'BF16' | 'F32';
@@ -174,28 +174,26 @@ export function encodeSafetensorsFile(tensors: ReadonlyMap<string, StoredTensor>
 }
 
 /**
- * Decodes the bytes of a safetensors file into stored tensors (copies) and its metadata.
+ * Decodes the bytes of a safetensors file into stored tensors (copies) and its metadata, through core's checked header
+ * parser (the one `@bitsmith/models` reads with): a short or truncated file, a bad JSON header, negative or
+ * non-integer shapes, offsets that overlap, leave gaps or run past the end, and unknown dtypes each throw core's
+ * `InvalidFileError` naming the file, the tensor and what was expected.
  *
  * @example
  * ```ts
- * const { tensors } = decodeSafetensorsFile(await readFile('model.safetensors'));
+ * const { tensors } = decodeSafetensorsFile(await readFile('model.safetensors'), 'model.safetensors');
  * ```
  */
 export function decodeSafetensorsFile(bytes: Uint8Array, label = '<bytes>'): { tensors: Map<string, StoredTensor>; metadata: Record<string, string> } {
-  if (bytes.byteLength < 8) throw new InvalidArgumentError(label, 'is too short to be a safetensors file');
-  const length = Number(new DataView(bytes.buffer, bytes.byteOffset, 8).getBigUint64(0, true));
-  if (8 + length > bytes.byteLength) throw new InvalidArgumentError(label, `header of ${length} bytes runs past the end of the file`);
-  const header = JSON.parse(new TextDecoder().decode(bytes.subarray(8, 8 + length))) as Record<string, { dtype: StoredDType; shape: number[]; data_offsets: [number, number] }>;
-  const start = 8 + length;
+  const headerLength = readSafetensorsHeaderLength(bytes.subarray(0, 8), bytes.byteLength, label);
+  const header = parseSafetensorsHeader(bytes.subarray(8, 8 + headerLength), bytes.byteLength - 8 - headerLength, label);
   const tensors = new Map<string, StoredTensor>();
-  let metadata: Record<string, string> = {};
-  for (const [name, e] of Object.entries(header)) {
-    if (name === '__metadata__') {
-      metadata = e as unknown as Record<string, string>;
-      continue;
+  for (const [name, e] of header.tensors) {
+    if (!(e.dtype in STORED_DTYPE_BYTES)) {
+      throw new InvalidFileError(label, `tensor "${name}" has dtype ${e.dtype}; checkpoints hold ${Object.keys(STORED_DTYPE_BYTES).join(', ')}`);
     }
-    if (!(e.dtype in STORED_DTYPE_BYTES)) throw new UnsupportedFormatError(`${label}: tensor ${name} has dtype ${e.dtype}`);
-    tensors.set(name, { dtype: e.dtype, shape: e.shape, bytes: bytes.slice(start + e.data_offsets[0], start + e.data_offsets[1]) });
+    const [begin, end] = e.dataOffsets;
+    tensors.set(name, { dtype: e.dtype as StoredDType, shape: [...e.shape], bytes: bytes.slice(header.dataStart + begin, header.dataStart + end) });
   }
-  return { tensors, metadata };
+  return { tensors, metadata: { ...header.metadata } };
 }

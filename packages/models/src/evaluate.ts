@@ -1,4 +1,4 @@
-import { InvalidArgumentError } from '@bitsmith/core';
+import { assertFinite, InvalidArgumentError } from '@bitsmith/core';
 import { sequenceBatches } from './hidden-states.js';
 import type { LlamaGraph } from './llama-graph.js';
 
@@ -114,6 +114,8 @@ export async function evaluateLanguageModel(graph: LlamaGraph, tokenIds: ArrayLi
   if (reference && reference.lmHead.outFeatures !== vocab) {
     throw new InvalidArgumentError('reference', `vocabulary sizes differ (${vocab} vs ${reference.lmHead.outFeatures})`);
   }
+  const maxPositions = graph.config.maxPositionEmbeddings;
+  if (ctx > maxPositions) throw new InvalidArgumentError('ctx', `${ctx} tokens exceed the model's max_position_embeddings (${maxPositions}); positions beyond it were never trained and give a wrong perplexity. Use ctx <= ${maxPositions}`);
   const windows = evaluationWindows(tokenIds, ctx, bos);
   const lp = new Float64Array(vocab);
   const lpRef = new Float64Array(vocab);
@@ -131,6 +133,8 @@ export async function evaluateLanguageModel(graph: LlamaGraph, tokenIds: ArrayLi
     const batch = windows.slice(start, end);
     const logits = (await graph.forward(batch, { signal: options.signal })).data;
     const refLogits = reference ? (await reference.forward(batch, { signal: options.signal })).data : undefined;
+    assertFinite(logits, { what: `the logits of evaluation windows ${start}..${end - 1}`, shape: [logits.length / vocab, vocab] });
+    if (refLogits) assertFinite(refLogits, { what: `the reference model's logits of evaluation windows ${start}..${end - 1}`, shape: [refLogits.length / vocab, vocab] });
     let row = 0;
     let index = start;
     for (const w of batch) {

@@ -1,4 +1,4 @@
-import { InvalidArgumentError } from '@bitsmith/core';
+import { assertFinite, InvalidArgumentError } from '@bitsmith/core';
 import type { LlamaGraph } from './llama-graph.js';
 
 /** Options of {@link generateGreedy}. */
@@ -28,6 +28,10 @@ export async function generateGreedy(graph: LlamaGraph, promptIds: readonly numb
   const maxNewTokens = options.maxNewTokens ?? 32;
   if (!Number.isInteger(maxNewTokens) || maxNewTokens < 0) throw new InvalidArgumentError('maxNewTokens', `must be a non-negative integer, got ${maxNewTokens}`);
   if (promptIds.length === 0) throw new InvalidArgumentError('promptIds', 'the prompt is empty; pass at least the BOS token');
+  const maxPositions = graph.config.maxPositionEmbeddings;
+  if (promptIds.length + maxNewTokens > maxPositions) {
+    throw new InvalidArgumentError('maxNewTokens', `the prompt's ${promptIds.length} tokens plus ${maxNewTokens} new ones exceed the model's max_position_embeddings (${maxPositions}); ask for at most ${Math.max(0, maxPositions - promptIds.length)} new tokens`);
+  }
   const eos = options.eosTokenId === undefined ? graph.config.eosTokenId : options.eosTokenId ?? undefined;
   const sequence = [...promptIds];
   const produced: number[] = [];
@@ -35,6 +39,7 @@ export async function generateGreedy(graph: LlamaGraph, promptIds: readonly numb
     options.signal?.throwIfAborted();
     const logits = await graph.forward([sequence], { lastTokenOnly: true, signal: options.signal });
     const row = logits.data;
+    assertFinite(row, { what: `the logits after ${sequence.length} tokens (generation step ${step})` });
     let best = 0;
     for (let j = 1; j < row.length; j++) if (row[j]! > row[best]!) best = j;
     sequence.push(best);

@@ -48,7 +48,7 @@ export { createLinearLayer, applyLinear } from './linear-layer.js';
 export type { RmsNormLayer, HiddenStates, LlamaBlock, RunOptions, LlamaGraphOptions, WeightLookup } from './llama-graph.js';
 export { LlamaGraph, createLlamaGraph } from './llama-graph.js';
 export { sliceHiddenStates, sequenceBatches } from './hidden-states.js';
-export type { LlamaModel } from './load-llama.js';
+export type { LlamaModel, LoadLlamaOptions, ModelLoadWarning } from './load-llama.js';
 export { loadLlamaConfig, loadSafetensorsWeights, loadLlamaGraph, loadLlamaModel } from './load-llama.js';
 export { llamaQuantizableModel } from './quantizable-model.js';
 

@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import type { Tensor } from '@bitsmith/core';
+import { assertFinite, type Tensor } from '@bitsmith/core';
 import { readJsonFile } from './json-file.js';
 import { parseLlamaConfig, type LlamaConfig } from './llama-config.js';
 import { createLlamaGraph, type LlamaGraph, type LlamaGraphOptions } from './llama-graph.js';
@@ -23,7 +23,8 @@ export async function loadLlamaConfig(dir: string): Promise<LlamaConfig> {
 
 /**
  * Reads every tensor of a model folder's weights as float32: `model.safetensors`, or the shards listed in
- * `model.safetensors.index.json`. Files are read one tensor at a time.
+ * `model.safetensors.index.json`. Files are read one tensor at a time. A NaN or infinity in any tensor throws core's
+ * `NonFiniteError` naming the file, the tensor and the element.
  *
  * @example
  * ```ts
@@ -47,7 +48,11 @@ export async function loadSafetensorsWeights(dir: string): Promise<Map<string, T
   for (const path of files) {
     const file = await openSafetensors(path);
     try {
-      for (const name of file.names) weights.set(name, await file.readTensor(name));
+      for (const name of file.names) {
+        const tensor = await file.readTensor(name);
+        assertFinite(tensor.data, { what: `tensor ${name}`, shape: tensor.shape, file: path });
+        weights.set(name, tensor);
+      }
     } finally {
       await file.close();
     }
@@ -64,10 +69,44 @@ export async function loadSafetensorsWeights(dir: string): Promise<Map<string, T
  * const graph = await loadLlamaGraph('models/tinystories-656k');
  * ```
  */
-export async function loadLlamaGraph(dir: string, options: LlamaGraphOptions = {}): Promise<LlamaGraph> {
+export async function loadLlamaGraph(dir: string, options: LoadLlamaOptions = {}): Promise<LlamaGraph> {
   const config = await loadLlamaConfig(dir);
   const weights = await loadSafetensorsWeights(dir);
-  return createLlamaGraph(config, (name) => weights.get(name), options, join(dir, 'model.safetensors'));
+  const requested = new Set<string>();
+  const { onWarning, ...graphOptions } = options;
+  const graph = await createLlamaGraph(
+    config,
+    (name) => {
+      requested.add(name);
+      return weights.get(name);
+    },
+    graphOptions,
+    join(dir, 'model.safetensors'),
+  );
+  const unused = [...weights.keys()].filter((name) => !requested.has(name)).sort();
+  if (unused.length > 0) {
+    onWarning?.({
+      file: dir,
+      tensors: unused,
+      message: `${unused.length} checkpoint tensor(s) are not used by the ${config.modelType} graph and were dropped: ${unused.slice(0, 8).join(', ')}${unused.length > 8 ? ', ...' : ''}`,
+    });
+  }
+  return graph;
+}
+
+/** A recoverable problem met while loading a model (returned, never logged). */
+export interface ModelLoadWarning {
+  /** The model folder. */
+  readonly file: string;
+  readonly message: string;
+  /** Tensors the warning is about (for example the unused ones). */
+  readonly tensors?: readonly string[];
+}
+
+/** Options of {@link loadLlamaGraph} and {@link loadLlamaModel}. */
+export interface LoadLlamaOptions extends LlamaGraphOptions {
+  /** Receives load warnings, such as checkpoint tensors the graph does not use. `loadLlamaModel` also returns them. */
+  onWarning?: (warning: ModelLoadWarning) => void;
 }
 
 /** A loaded model: its graph, tokenizer and config. */
@@ -76,6 +115,8 @@ export interface LlamaModel {
   readonly config: LlamaConfig;
   readonly graph: LlamaGraph;
   readonly tokenizer: TextTokenizer;
+  /** Load warnings (checkpoint tensors the graph does not use, ...). */
+  readonly warnings: readonly ModelLoadWarning[];
 }
 
 /**
@@ -87,9 +128,16 @@ export interface LlamaModel {
  * const logits = await graph.forward([tokenizer.encode('Once upon a time', { bos: true })]);
  * ```
  */
-export async function loadLlamaModel(dir: string, options: LlamaGraphOptions = {}): Promise<LlamaModel> {
+export async function loadLlamaModel(dir: string, options: LoadLlamaOptions = {}): Promise<LlamaModel> {
   if (!existsSync(dir)) throw new ModelFileError(dir, 'model folder not found');
-  const graph = await loadLlamaGraph(dir, options);
+  const warnings: ModelLoadWarning[] = [];
+  const graph = await loadLlamaGraph(dir, {
+    ...options,
+    onWarning: (w) => {
+      warnings.push(w);
+      options.onWarning?.(w);
+    },
+  });
   const tokenizer = await loadTokenizer(dir);
-  return { dir, config: graph.config, graph, tokenizer };
+  return { dir, config: graph.config, graph, tokenizer, warnings };
 }

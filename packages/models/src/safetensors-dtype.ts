@@ -8,56 +8,9 @@ import {
   float8Table,
 } from './float-conversion.js';
 
-/** Element types the safetensors format defines (those this package reads and writes). */
-export type SafetensorsDType =
-  | 'BOOL'
-  | 'U8'
-  | 'I8'
-  | 'F8_E4M3'
-  | 'F8_E5M2'
-  | 'F8_E8M0'
-  | 'I16'
-  | 'U16'
-  | 'F16'
-  | 'BF16'
-  | 'I32'
-  | 'U32'
-  | 'F32'
-  | 'F64'
-  | 'I64'
-  | 'U64';
+import { isSafetensorsDType, SAFETENSORS_DTYPE_BYTES, type SafetensorsDType } from '@bitsmith/core';
 
-/** Bytes per element of each safetensors dtype. */
-export const SAFETENSORS_DTYPE_BYTES: Readonly<Record<SafetensorsDType, number>> = {
-  BOOL: 1,
-  U8: 1,
-  I8: 1,
-  F8_E4M3: 1,
-  F8_E5M2: 1,
-  F8_E8M0: 1,
-  I16: 2,
-  U16: 2,
-  F16: 2,
-  BF16: 2,
-  I32: 4,
-  U32: 4,
-  F32: 4,
-  F64: 8,
-  I64: 8,
-  U64: 8,
-};
-
-/**
- * True when `name` is a safetensors dtype this package supports.
- *
- * @example
- * ```ts
- * isSafetensorsDType('BF16'); // true
- * ```
- */
-export function isSafetensorsDType(name: unknown): name is SafetensorsDType {
-  return typeof name === 'string' && Object.prototype.hasOwnProperty.call(SAFETENSORS_DTYPE_BYTES, name);
-}
+export { isSafetensorsDType, SAFETENSORS_DTYPE_BYTES, type SafetensorsDType };
 
 const littleEndian = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 

@@ -9,3 +9,4 @@ export { defineStep, quantizationOptions, resolveQuantization } from './step-reg
 export type { RecipeDocument } from './recipe-file.js';
 export { RecipeFileError, parseRecipe, loadRecipe, activationSchemeOptions, toActivationScheme, kvCacheOptions, toKvCacheScheme } from './recipe-file.js';
 export { installInputActivationQuantizers, installKvCacheQuantizers, resolveKvCacheScheme } from './activation-calibration.js';
+export { RecipeSelectionError, checkRecipeSelection, finiteInputs, scaleRangeWarning } from './recipe-checks.js';

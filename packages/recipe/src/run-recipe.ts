@@ -1,5 +1,6 @@
 import {
   AbortError,
+  assertFinite,
   InvalidArgumentError,
   StoredFormMismatchError,
   describeStored,
@@ -22,6 +23,7 @@ import {
 } from '@bitsmith/core';
 import { defaultBackend, type Backend } from '@bitsmith/linalg';
 import type { LayerReport, Recipe, RecipeProgressEvent, RecipeReport, RecipeStage, StepReport } from './recipe-types.js';
+import { checkRecipeSelection, finiteInputs, scaleRangeWarning } from './recipe-checks.js';
 import { installInputActivationQuantizers, installKvCacheQuantizers, resolveKvCacheScheme } from './activation-calibration.js';
 import { checkSelectors, isSelected } from './selector.js';
 import { StatisticsCollector } from './statistics-collector.js';
@@ -130,6 +132,7 @@ export async function runRecipe(
   const recipe = toRecipe(recipeIn);
   validate(recipe);
   if (calibration.length === 0) throw new InvalidArgumentError('calibration', 'needs at least one token sequence');
+  checkRecipeSelection(recipe, model.blocks.flatMap((b) => b.linears.map((l) => l.name)));
   if (recipe.kvCache) {
     // Check the cache scheme against the attention geometry before any work.
     const geometry = model.blocks[0]?.attention;
@@ -204,7 +207,7 @@ export async function runRecipe(
         let collector: StatisticsCollector | undefined;
         if (requests.length > 0) {
           collector = new StatisticsCollector(requests, new Set(views.map((v) => v.name)), backend);
-          await model.runBlock(block.index, blockInput, collector.observe);
+          await model.runBlock(block.index, blockInput, finiteInputs(block.index, collector.observe));
         }
         if (step.kind === 'quantize') for (const v of views) tracks.get(v.name)!.floatWeight ??= v.weight;
         if ((step.kind === 'quantize' || step.kind === 'compensate') && !blockGradients && isDifferentiableModel(model)) {
@@ -253,9 +256,7 @@ export async function runRecipe(
           if (state.weight.shape[0] !== view.weight.shape[0] || state.weight.shape[1] !== view.weight.shape[1]) {
             throw new InvalidArgumentError('step result', `step '${step.id}' changed the shape of '${view.name}'`);
           }
-          for (let k = 0; k < state.weight.data.length; k++) {
-            if (!Number.isFinite(state.weight.data[k]!)) throw new InvalidArgumentError('step result', `step '${step.id}' produced a non-finite weight in '${view.name}' at ${k}`);
-          }
+          assertFinite(state.weight.data, { what: `the weight of ${view.name}`, shape: state.weight.shape, layer: view.name, step: step.id });
           // The stored form must decode to the weight the step returned (DESIGN.md: every exporter writes the stored
           // form, every evaluation runs the weight; they must be the same layer).
           const stored: StoredForm | undefined = state.stored ?? (state.quantized ? { kind: 'grid', tensor: state.quantized } : undefined);
@@ -265,6 +266,9 @@ export async function runRecipe(
           } else if ((step.kind === 'quantize' || step.kind === 'compensate') && state.weight !== layers[i]!.weight) {
             throw new StoredFormMismatchError(step.id, view.name, `a ${step.kind} step changed the weight but returned no stored form (LayerState.stored)`);
           }
+          const grid = state.quantized ?? (stored?.kind === 'grid' ? stored.tensor : undefined);
+          const damaged = step.kind === 'quantize' && grid ? scaleRangeWarning(step.id, view.weight, { ...state, quantized: grid }) : undefined;
+          if (damaged) r.warnings.push(damaged);
           view.weight = state.weight;
           track.stored = stored;
           if (state.bias !== undefined) view.bias = state.bias;
@@ -282,12 +286,16 @@ export async function runRecipe(
     }
     if (recipe.kvCache) await installKvCacheQuantizers(model, block, blockInput, recipe.kvCache);
     // Propagate with the final weights (and activation quantizers), measuring each quantized layer's output error on its actual inputs.
-    hidden = await model.runBlock(block.index, blockInput, async (name, input) => {
-      const track = tracks.get(name);
-      if (!track || !track.floatWeight || track.block !== block.index) return;
-      const sample: Matrix = input.shape[0] > 2048 ? { dtype: 'float32', shape: [2048, input.shape[1]], data: input.data.subarray(0, 2048 * input.shape[1]) } : input;
-      track.outputError = await outputError(sample, track.floatWeight, track.view.weight, backend);
-    });
+    hidden = await model.runBlock(
+      block.index,
+      blockInput,
+      finiteInputs(block.index, async (name, input) => {
+        const track = tracks.get(name);
+        if (!track || !track.floatWeight || track.block !== block.index) return;
+        const sample: Matrix = input.shape[0] > 2048 ? { dtype: 'float32', shape: [2048, input.shape[1]], data: input.data.subarray(0, 2048 * input.shape[1]) } : input;
+        track.outputError = await outputError(sample, track.floatWeight, track.view.weight, backend);
+      }),
+    );
     for (const v of block.linears) {
       const track = tracks.get(v.name)!;
       delete track.floatWeight; // free the float copies of this block

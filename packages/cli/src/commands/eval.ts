@@ -1,7 +1,8 @@
 import type { Command } from 'commander';
 import { defaultBackend, disposeDefaultBackend } from '@bitsmith/linalg';
 import { InvalidArgumentError } from '@bitsmith/core';
-import { evaluateLanguageModel, loadLlamaGraph, loadLlamaModel, ModelFileError, perplexityRatioInterval, readTextFile } from '@bitsmith/models';
+import { evaluateLanguageModel, loadLlamaGraph, loadLlamaModel, ModelFileError, perplexityRatioInterval } from '@bitsmith/models';
+import { readCalibrationText } from '../calibration-data.js';
 import { installOnlineTransforms } from '../online-transforms.js';
 import { outputSinks, parseIntegerOption, type CommandOutput } from '../command-output.js';
 
@@ -73,16 +74,20 @@ export function registerEval(program: Command, output: CommandOutput = {}): void
     .option('--batch-size <windows>', 'windows per forward pass', '8')
     .option('--json', 'print only the JSON object (no summary line)')
     .action(async (options: EvalOptions) => {
-      const { stdout } = outputSinks(output);
+      const { stdout, stderr } = outputSinks(output);
+      const onWarning = (w: { message: string }) => stderr(`warning: ${w.message}\n`);
       const ctx = parseIntegerOption('--ctx', options.ctx, 2);
       const batchSize = parseIntegerOption('--batch-size', options.batchSize, 1);
       try {
         const backend = await defaultBackend();
-        const model = await loadLlamaModel(options.model, { backend });
+        const model = await loadLlamaModel(options.model, { backend, onWarning });
+        if (ctx > model.config.maxPositionEmbeddings) {
+          throw new InvalidArgumentError('--ctx', `${ctx} tokens exceed the model's max_position_embeddings (${model.config.maxPositionEmbeddings}); expected at most ${model.config.maxPositionEmbeddings}`);
+        }
         await installOnlineTransforms(model.graph, options.model);
-        const reference = options.reference ? await loadLlamaGraph(options.reference, { backend }) : undefined;
+        const reference = options.reference ? await loadLlamaGraph(options.reference, { backend, onWarning }) : undefined;
         if (reference && options.reference) await installOnlineTransforms(reference, options.reference);
-        const text = await readTextFile(options.text);
+        const text = await readCalibrationText(options.text);
         const ids = model.tokenizer.encode(text);
         if (ids.length === 0) throw new ModelFileError(options.text, 'the text file is empty (no tokens to evaluate)');
         const bosTokenId = model.tokenizer.bosTokenId ?? model.config.bosTokenId;
@@ -90,7 +95,7 @@ export function registerEval(program: Command, output: CommandOutput = {}): void
         const result = await evaluateLanguageModel(model.graph, ids, { ctx, batchSize, reference, ...(bosTokenId === undefined ? {} : { bosTokenId }) });
         let against: Record<string, unknown> | undefined;
         if (options.against) {
-          const other = await loadLlamaGraph(options.against, { backend });
+          const other = await loadLlamaGraph(options.against, { backend, onWarning });
           await installOnlineTransforms(other, options.against);
           if (other.lmHead.outFeatures !== model.graph.lmHead.outFeatures) {
             throw new InvalidArgumentError('--against', `${options.against} has a vocabulary of ${other.lmHead.outFeatures}; --model has ${model.graph.lmHead.outFeatures} (compare models that share a tokenizer)`);

@@ -33,11 +33,11 @@ export function registerGenerate(program: Command, output: CommandOutput = {}): 
     .option('--tokens <n>', 'new tokens to generate at most', '32')
     .option('--json', 'print token ids and text as JSON')
     .action(async (options: GenerateCommandOptions) => {
-      const { stdout } = outputSinks(output);
+      const { stdout, stderr } = outputSinks(output);
       const maxNewTokens = parseIntegerOption('--tokens', options.tokens, 0);
       try {
         const backend = await defaultBackend();
-        const { graph, tokenizer } = await loadLlamaModel(options.model, { backend });
+        const { graph, tokenizer } = await loadLlamaModel(options.model, { backend, onWarning: (w) => stderr(`warning: ${w.message}\n`) });
         await installOnlineTransforms(graph, options.model);
         const promptIds = tokenizer.encode(options.prompt, { bos: tokenizer.bosTokenId !== undefined });
         const ids = await generateGreedy(graph, promptIds, { maxNewTokens, eosTokenId: tokenizer.eosTokenId ?? graph.config.eosTokenId ?? null });

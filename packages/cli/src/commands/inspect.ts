@@ -2,8 +2,8 @@ import { existsSync, statSync } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
 import { basename, dirname, extname, join } from 'node:path';
 import type { Command } from 'commander';
-import { bitsPerWeight, formatName, granularityLabel, type QuantizedTensor } from '@bitsmith/core';
-import { decodeSafetensorsFile, readCompressedTensorsCheckpoint, readGptqCheckpoint, readGguf, readMatMulNBits, type StoredTensor } from '@bitsmith/formats';
+import { bitsPerWeight, formatName, granularityLabel, InvalidFileError, type QuantizedTensor } from '@bitsmith/core';
+import { decodeSafetensorsFile, readChecked, readCheckedSync, readCompressedTensorsCheckpoint, readGptqCheckpoint, readGguf, readJsonObject, readMatMulNBits, type StoredTensor } from '@bitsmith/formats';
 import { outputSinks, OptionError, type CommandOutput } from '../command-output.js';
 
 /** Formats `bitsmith inspect` recognises. */
@@ -85,15 +85,18 @@ function layerBits(layer: string, q: QuantizedTensor, tensors: Map<string, Store
 }
 
 async function inspectSafetensorsFolder(dir: string, file: string): Promise<InspectResult> {
-  const { tensors } = decodeSafetensorsFile(new Uint8Array(await readFile(file)), file);
+  // One checked reader (core's safetensors header parser): truncation, overlaps, bad shapes and bad JSON are named errors.
+  const { tensors } = await readChecked(file, 'a safetensors file', async () => decodeSafetensorsFile(new Uint8Array(await readFile(file)), file));
   const configPath = join(dir, 'config.json');
-  const config = existsSync(configPath) ? (JSON.parse(await readFile(configPath, 'utf8')) as Record<string, unknown>) : {};
+  const config = existsSync(configPath) ? await readJsonObject(configPath) : {};
   let qc = config.quantization_config as Record<string, unknown> | undefined;
-  if (!qc && existsSync(join(dir, 'quantize_config.json'))) qc = JSON.parse(await readFile(join(dir, 'quantize_config.json'), 'utf8')) as Record<string, unknown>;
+  if (!qc && existsSync(join(dir, 'quantize_config.json'))) qc = await readJsonObject(join(dir, 'quantize_config.json'));
   const list = listStored(tensors);
   if (qc?.quant_method === 'compressed-tensors' || qc?.quant_method === 'gptq') {
     const ct = qc.quant_method === 'compressed-tensors';
-    const loaded = ct ? readCompressedTensorsCheckpoint(tensors, qc, config) : readGptqCheckpoint(tensors, qc, config);
+    const loaded = readCheckedSync(file, `a ${ct ? 'compressed-tensors pack-quantized' : 'GPTQ'} checkpoint matching ${configPath}'s quantization config`, () =>
+      ct ? readCompressedTensorsCheckpoint(tensors, qc!, config) : readGptqCheckpoint(tensors, qc!, config),
+    );
     const quantized = [...loaded.quantized].map(([name, q]) => ({ name, shape: [...q.shape], scheme: schemeOf(q), bitsPerWeight: layerBits(name, q, tensors) }));
     const scheme = ct
       ? `compressed-tensors ${String(qc.format)}: ${Object.values(qc.config_groups as Record<string, { weights: Record<string, unknown> }>)
@@ -108,7 +111,7 @@ async function inspectSafetensorsFolder(dir: string, file: string): Promise<Insp
     const quantized: InspectedWeight[] = [];
     const reportPath = join(dir, 'quantization.json');
     if (existsSync(reportPath)) {
-      const report = JSON.parse(await readFile(reportPath, 'utf8')) as { report?: { layers?: { name: string; bitsPerWeight: number; steps: string[] }[] } };
+      const report = (await readJsonObject(reportPath)) as { report?: { layers?: { name: string; bitsPerWeight: number; steps: string[] }[] } };
       for (const l of report.report?.layers ?? []) {
         const t = tensors.get(`${l.name}.weight`);
         if (t && l.steps.length > 0) quantized.push({ name: l.name, shape: [...t.shape], scheme: `fake-quant (${l.steps.join('+')})`, bitsPerWeight: l.bitsPerWeight });
@@ -119,12 +122,35 @@ async function inspectSafetensorsFolder(dir: string, file: string): Promise<Insp
   return summarize(file, 'safetensors', 'unquantized safetensors', list, [], true);
 }
 
+type TfjsManifest = { weightsManifest?: { weights: { name: string; shape: number[]; dtype: string; quantization?: { dtype: string; min?: number; scale?: number } }[] }[] };
+
+const TFJS_DTYPES = ['float32', 'int32', 'bool', 'string', 'complex64'];
+const TFJS_QUANTIZED = ['uint8', 'uint16', 'float16'];
+
+/** Checks a tfjs model.json's weights manifest: groups with paths and weights, names, non-negative integer shapes, known dtypes. */
+function checkTfjsManifest(path: string, json: TfjsManifest): void {
+  const fail = (what: string): never => {
+    throw new InvalidFileError(path, `${what}; expected a tfjs model.json whose weightsManifest lists groups of { paths, weights: [{ name, shape, dtype }] }`);
+  };
+  if (!Array.isArray(json.weightsManifest)) fail('has no weightsManifest array');
+  json.weightsManifest!.forEach((group, g) => {
+    if (typeof group !== 'object' || group === null || !Array.isArray(group.weights)) fail(`weightsManifest[${g}] has no weights array`);
+    group.weights.forEach((w, i) => {
+      const where = `weightsManifest[${g}].weights[${i}]`;
+      if (typeof w !== 'object' || w === null || typeof w.name !== 'string') fail(`${where} has no name`);
+      if (!Array.isArray(w.shape) || !w.shape.every((d) => Number.isSafeInteger(d) && d >= 0)) fail(`${where} (${w.name}) has shape ${JSON.stringify(w.shape)}, not non-negative integers`);
+      if (!TFJS_DTYPES.includes(w.dtype)) fail(`${where} (${w.name}) has dtype ${JSON.stringify(w.dtype)}, not one of ${TFJS_DTYPES.join(', ')}`);
+      if (w.quantization !== undefined && !TFJS_QUANTIZED.includes(w.quantization?.dtype)) fail(`${where} (${w.name}) has quantization dtype ${JSON.stringify(w.quantization?.dtype)}, not one of ${TFJS_QUANTIZED.join(', ')}`);
+    });
+  });
+}
+
 async function inspectTfjs(path: string): Promise<InspectResult> {
-  const json = JSON.parse(await readFile(path, 'utf8')) as { weightsManifest?: { weights: { name: string; shape: number[]; dtype: string; quantization?: { dtype: string; min?: number; scale?: number } }[] }[] };
-  if (!Array.isArray(json.weightsManifest)) throw new OptionError('path', `${path} has no weightsManifest; not a tfjs model.json`);
+  const json = (await readJsonObject(path)) as TfjsManifest;
+  checkTfjsManifest(path, json);
   const tensors: InspectedTensor[] = [];
   const quantized: InspectedWeight[] = [];
-  for (const group of json.weightsManifest) {
+  for (const group of json.weightsManifest ?? []) {
     for (const w of group.weights) {
       const q = w.quantization;
       const bits = q ? (q.dtype === 'uint8' ? 8 : 16) : w.dtype === 'bool' ? 8 : 32;

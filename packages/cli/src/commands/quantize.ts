@@ -5,14 +5,15 @@ import type { Command } from 'commander';
 import cliProgress from 'cli-progress';
 import { defaultBackend, disposeDefaultBackend } from '@bitsmith/linalg';
 import { formatName, type Granularity, type QuantizedTensor, type StoredForm, type StoredKind } from '@bitsmith/core';
-import { exportableGrids, refuseDeclaredKinds, saveCompressedTensors, saveGgufModel, saveGptq, saveOnnxModel, type GgufModelType } from '@bitsmith/formats';
-import { architectureMapping, evaluateLanguageModel, llamaQuantizableModel, loadLlamaConfig, loadLlamaGraph, loadLlamaModel, readTextFile, writeSafetensors, type LlamaGraph, type LlamaModel } from '@bitsmith/models';
+import { exportableGrids, GGUF_ARCHITECTURES, GGUF_MODEL_TYPES, refuseDeclaredKinds, saveCompressedTensors, saveGgufModel, saveGptq, saveOnnxModel, type GgufModelType } from '@bitsmith/formats';
+import { architectureMapping, evaluateLanguageModel, llamaQuantizableModel, loadLlamaConfig, loadLlamaGraph, loadLlamaModel, writeSafetensors, type LlamaGraph, type LlamaModel } from '@bitsmith/models';
 import { withActivationCapture, type ActivationSummary } from '../activation-summary.js';
 import { evalSummary } from './eval.js';
 import { parseRecipe, RecipeFileError, runRecipe, type Recipe, type RecipeProgressEvent, type RecipeReport, type StepRegistry } from '@bitsmith/recipe';
-import { calibrationSequences } from '../calibration-data.js';
+import { calibrationSequences, readCalibrationText } from '../calibration-data.js';
 import { OptionError, outputSinks, parseIntegerOption, type CommandOutput } from '../command-output.js';
 import { defaultRegistry } from '../default-registry.js';
+import { stageOutputFolder, writeOutputFolder } from '../output-folder.js';
 import { PRESETS, resolvePreset, type QuantizePreset } from '../presets.js';
 
 /**
@@ -83,10 +84,12 @@ export interface QuantizeOptions {
   samples: string;
   seqLen: string;
   calibrationSeed?: string;
-  /** Held-out text: after quantizing, perplexity, KL and top-1 agreement against the original model go into the report. */
-  eval?: string;
   save?: string;
   ggufType?: string;
+  /** Held-out text: after quantizing, perplexity, KL and top-1 agreement against the original model go into the report. */
+  eval?: string;
+  /** Replace a non-empty `out` (atomically, once the run succeeded). Default false. */
+  overwrite?: boolean;
 }
 
 /** Output formats of `bitsmith quantize --save`. */
@@ -164,6 +167,16 @@ export interface QuantizeJob {
   readonly activations: ReadonlyMap<string, ActivationSummary>;
   /** The `--eval` result, when asked for. */
   readonly evaluation?: Record<string, unknown>;
+  /** Warnings about the calibration text (too short, ...), also written to quantization.json. */
+  readonly calibrationWarnings: readonly string[];
+}
+
+/** The GGUF tensor type of a run, checked: only with `--save gguf`, and one of the known types. */
+function resolveGgufType(options: QuantizeOptions, source: Awaited<ReturnType<typeof recipeSource>>, save: SaveFormat): GgufModelType {
+  if (options.ggufType !== undefined && save !== 'gguf') throw new OptionError('--gguf-type', `applies to --save gguf only; got --save ${save}`);
+  const ggufType = (source.preset?.ggufType ?? options.ggufType ?? 'Q4_K') as GgufModelType;
+  if (!GGUF_MODEL_TYPES.includes(ggufType)) throw new OptionError('--gguf-type', `must be one of ${GGUF_MODEL_TYPES.join(', ')}; got '${options.ggufType}'`);
+  return ggufType;
 }
 
 /** Every step of a recipe (overrides included) with the stored kinds it declares (`Quantizer.stores`). */
@@ -181,6 +194,7 @@ export async function runQuantizeJob(options: QuantizeOptions, registry: StepReg
   const source = await recipeSource(options);
   const save = (source.preset?.save ?? options.save ?? 'fake') as SaveFormat;
   if (!SAVE_FORMATS.includes(save)) throw new OptionError('--save', `must be one of ${SAVE_FORMATS.join(', ')}; got '${options.save}'`);
+  resolveGgufType(options, source, save);
   const samples = parseIntegerOption('--samples', options.samples, 1);
   const sequenceLength = parseIntegerOption('--seq-len', options.seqLen, 2);
   const parsed = source.text === undefined ? undefined : parseRecipe(source.text, registry, source.file);
@@ -190,6 +204,9 @@ export async function runQuantizeJob(options: QuantizeOptions, registry: StepReg
     throw new OptionError('--calibration', `recipe ${recipe.name} needs calibration text (step ${[...new Set(needy)].join(', ')} uses statistics of the layers' inputs); data-free recipes (rtn, hqq) run without it`);
   }
   if (recipe) refuseDeclaredKinds(save, declaredStoredKinds(recipe));
+  if (recipe && (save === 'compressed-tensors' || save === 'gptq' || save === 'gptq-v2' || save === 'onnx') && !recipe.stages.some((s) => s.step.kind === 'quantize')) {
+    throw new OptionError('--save', `${save} stores quantized layers, but recipe ${recipe.name} has no quantize step; use --save fake or add one`);
+  }
   const backend = await defaultBackend();
   const modelType = (await loadLlamaConfig(options.model)).modelType;
   const fused = Object.keys(architectureMapping(modelType).fused);
@@ -198,13 +215,21 @@ export async function runQuantizeJob(options: QuantizeOptions, registry: StepReg
     throw new OptionError('--save', `${save} writes quantized layers under their module names, but ${modelType} stores ${fused.join(' and ')} fused (split into separate layers here); re-fusing quantized layers is not supported yet: use --save fake or onnx`);
   }
   const loaded = await loadLlamaModel(options.model, { backend });
+  for (const w of loaded.warnings) stderr(`warning: ${w.message}\n`);
+  if (save === 'gguf' && !GGUF_ARCHITECTURES.includes(loaded.config.modelType)) {
+    throw new OptionError('--save', `gguf writes ${GGUF_ARCHITECTURES.join(' and ')} models; ${options.model} is ${loaded.config.modelType}`);
+  }
+  if (recipe && options.calibration !== undefined && sequenceLength > loaded.config.maxPositionEmbeddings) {
+    throw new OptionError('--seq-len', `${sequenceLength} exceeds the model's max_position_embeddings (${loaded.config.maxPositionEmbeddings}); expected at most ${loaded.config.maxPositionEmbeddings}`);
+  }
+  let calibrationWarnings: string[] = [];
   const stored = new Map<string, StoredForm>();
   const settings: Record<string, string> = {};
   const activations = new Map<string, ActivationSummary>();
   let report: RecipeReport;
   let protocol: unknown;
   if (recipe) {
-    const text = options.calibration === undefined ? BUILT_IN_SAMPLE : await readTextFile(options.calibration);
+    const text = options.calibration === undefined ? BUILT_IN_SAMPLE : await readCalibrationText(options.calibration);
     const bosTokenId = loaded.tokenizer.bosTokenId ?? loaded.config.bosTokenId;
     const cut = calibrationSequences(loaded.tokenizer.encode(text, { bos: false }), {
       samples: options.calibration === undefined ? 1 : samples,
@@ -214,6 +239,9 @@ export async function runQuantizeJob(options: QuantizeOptions, registry: StepReg
       ...(options.calibrationSeed !== undefined ? { seed: parseIntegerOption('--calibration-seed', options.calibrationSeed, 0) } : {}),
     });
     protocol = cut.protocol;
+    // The built-in paragraph only feeds the output-error column; its length is no user's choice to warn about.
+    if (options.calibration !== undefined) calibrationWarnings = cut.warnings;
+    for (const w of calibrationWarnings) stderr(`warning: ${w}\n`);
     if (options.calibration === undefined) stderr(`no --calibration: ${recipe.name} is data-free; the output error column is measured on a built-in paragraph\n`);
     const model = withActivationCapture(llamaQuantizableModel(loaded.graph), options.calibration === undefined ? 'built-in paragraph' : 'calibration input', activations);
     const progress = progressReporter(Boolean(process.stderr.isTTY) && output.stderr === undefined, stderr);
@@ -240,7 +268,7 @@ export async function runQuantizeJob(options: QuantizeOptions, registry: StepReg
       stderr(`warning: --eval skipped: preset ${source.name} quantizes while writing the file; evaluate it with llama.cpp\n`);
     } else {
       const ctx = Math.min(128, loaded.config.maxPositionEmbeddings);
-      const ids = loaded.tokenizer.encode(await readTextFile(options.eval));
+      const ids = loaded.tokenizer.encode(await readCalibrationText(options.eval));
       const bosTokenId = loaded.tokenizer.bosTokenId ?? loaded.config.bosTokenId;
       const reference = await loadLlamaGraph(options.model, { backend });
       const bos = bosTokenId === undefined ? {} : { bosTokenId };
@@ -261,7 +289,7 @@ export async function runQuantizeJob(options: QuantizeOptions, registry: StepReg
       stdout(`eval: ${evalSummary(result)} (float model: perplexity ${Number(float.perplexity.toPrecision(4))})\n`);
     }
   }
-  return { source, ...(recipe ? { recipe } : {}), loaded, report, stored, protocol, settings, activations, ...(evaluation ? { evaluation } : {}) };
+  return { source, ...(recipe ? { recipe } : {}), loaded, report, stored, protocol, settings, activations, calibrationWarnings, ...(evaluation ? { evaluation } : {}) };
 }
 
 /**
@@ -269,13 +297,21 @@ export async function runQuantizeJob(options: QuantizeOptions, registry: StepReg
  * Every layer's stored form is checked against the exporter (`exportableGrids`) before anything is written: a kind
  * the format cannot hold (a codebook for ONNX, a low-rank branch for GPTQ) is refused with `StoredFormRefusedError`.
  */
-export async function writeQuantizedModel(job: QuantizeJob, options: QuantizeOptions, output: CommandOutput = {}): Promise<RecipeReport> {
+export async function writeQuantizedModel(
+  job: QuantizeJob,
+  options: QuantizeOptions,
+  output: CommandOutput = {},
+  commit: (write: (dir: string) => Promise<void>) => Promise<void> = async (write) => {
+    await mkdir(options.out, { recursive: true });
+    await write(options.out);
+  },
+): Promise<RecipeReport> {
   const { stdout } = outputSinks(output);
-  const { source, recipe, loaded, stored, protocol, settings, activations, evaluation } = job;
+  const { source, recipe, loaded, stored, protocol, settings, activations, evaluation, calibrationWarnings } = job;
   let report = job.report;
   const save = (source.preset?.save ?? options.save ?? 'fake') as SaveFormat;
   if (!SAVE_FORMATS.includes(save)) throw new OptionError('--save', `must be one of ${SAVE_FORMATS.join(', ')}; got '${options.save}'`);
-  const ggufType = source.preset?.ggufType ?? options.ggufType ?? 'Q4_K';
+  const ggufType = resolveGgufType(options, source, save);
 
   const onlineTransforms = loaded.graph
     .linearLayers()
@@ -292,54 +328,55 @@ export async function writeQuantizedModel(job: QuantizeJob, options: QuantizeOpt
   if ((save === 'compressed-tensors' || save === 'gptq' || save === 'gptq-v2') && quantized.size === 0) {
     throw new OptionError('--save', `${save} needs a recipe with a quantize step whose result is the final weight (no quantized layers were reported)`);
   }
-  await mkdir(options.out, { recursive: true });
   const config = JSON.parse(await readFile(join(options.model, 'config.json'), 'utf8')) as Record<string, unknown>;
   if (config.tie_word_embeddings && !loaded.graph.tiedEmbeddings) config.tie_word_embeddings = false;
   const saveWarnings: string[] = [];
-  if (save === 'fake') {
-    await writeSafetensors(join(options.out, 'model.safetensors'), loaded.graph.tensors(), { metadata: { format: 'pt', producer: 'bitsmith', content: 'fake-quant float32 weights' } });
-    config.quantization_config = {
-      quant_method: 'bitsmith',
-      format: 'fake-quant',
-      description: 'weights are dequantized float32 values on the quantization grid; any float runtime can load them',
-      recipe: report.recipe,
-      average_bits_per_weight: report.averageBitsPerWeight,
-      online_transforms: onlineTransforms,
-      ...(kvCaches.length > 0 ? { kv_cache: kvCaches } : {}),
-      ...(onlineTransforms.length > 0
-        ? { online_transforms_note: 'each listed layer multiplies its input by the described transform before its weight (x -> x H); runtimes that ignore this produce wrong outputs; bitsmith eval applies them' }
-        : {}),
-    };
-    await writeFile(join(options.out, 'config.json'), `${JSON.stringify(config, null, 2)}\n`);
-  } else if (save === 'compressed-tensors' || save === 'gptq' || save === 'gptq-v2') {
-    const exported = { tensors: loaded.graph.tensors(), quantized, config };
-    const saved =
-      save === 'compressed-tensors'
-        ? await saveCompressedTensors(options.out, exported)
-        : await saveGptq(options.out, exported, { checkpointFormat: save === 'gptq' ? 'gptq' : 'gptq_v2' });
-    for (const w of saved.warnings) saveWarnings.push(`${w.layer ? `[${w.layer}] ` : ''}${w.message}`);
-  } else if (save === 'onnx') {
-    await saveOnnxModel(options.out, loaded.graph, quantized);
-    await writeFile(join(options.out, 'config.json'), `${JSON.stringify(config, null, 2)}\n`);
-  } else {
-    const started = performance.now();
-    const result = await saveGgufModel(join(options.out, 'model.gguf'), loaded.graph, options.model, { type: ggufType as GgufModelType });
-    for (const w of result.warnings) saveWarnings.push(`${w.layer ? `[${w.layer}] ` : ''}${w.message}`);
-    if (ggufType !== 'F32' && stored.size > 0) saveWarnings.push(`GGUF re-encodes every weight to ${ggufType} from its decoded values; the recipe's own codes are not kept (--gguf-type F32 writes them exactly)`);
-    if (!recipe) {
-      // No recipe ran: the report lists the GGUF types of the 2-D weights.
-      const weights = result.tensors.filter((t) => t.shape.length === 2);
-      const layers = weights.map((t) => ({ name: t.name, block: Number(/^blk\.(\d+)\./.exec(t.name)?.[1] ?? -1), bitsPerWeight: ggmlBitsPerWeight(t.type), outputError: Number.NaN, steps: [`gguf ${t.type}`], seconds: 0 }));
-      const count = weights.reduce((n, t) => n + t.shape.reduce((a, b) => a * b, 1), 0);
-      const bits = weights.reduce((n, t) => n + ggmlBitsPerWeight(t.type) * t.shape.reduce((a, b) => a * b, 1), 0);
-      report = { ...report, layers, averageBitsPerWeight: count > 0 ? bits / count : 0, seconds: (performance.now() - started) / 1000 };
+  await commit(async (out) => {
+    if (save === 'fake') {
+      await writeSafetensors(join(out, 'model.safetensors'), loaded.graph.tensors(), { metadata: { format: 'pt', producer: 'bitsmith', content: 'fake-quant float32 weights' } });
+      config.quantization_config = {
+        quant_method: 'bitsmith',
+        format: 'fake-quant',
+        description: 'weights are dequantized float32 values on the quantization grid; any float runtime can load them',
+        recipe: report.recipe,
+        average_bits_per_weight: report.averageBitsPerWeight,
+        online_transforms: onlineTransforms,
+        ...(kvCaches.length > 0 ? { kv_cache: kvCaches } : {}),
+        ...(onlineTransforms.length > 0
+          ? { online_transforms_note: 'each listed layer multiplies its input by the described transform before its weight (x -> x H); runtimes that ignore this produce wrong outputs; bitsmith eval applies them' }
+          : {}),
+      };
+      await writeFile(join(out, 'config.json'), `${JSON.stringify(config, null, 2)}\n`);
+    } else if (save === 'compressed-tensors' || save === 'gptq' || save === 'gptq-v2') {
+      const exported = { tensors: loaded.graph.tensors(), quantized, config };
+      const saved =
+        save === 'compressed-tensors'
+          ? await saveCompressedTensors(out, exported)
+          : await saveGptq(out, exported, { checkpointFormat: save === 'gptq' ? 'gptq' : 'gptq_v2' });
+      for (const w of saved.warnings) saveWarnings.push(`${w.layer ? `[${w.layer}] ` : ''}${w.message}`);
+    } else if (save === 'onnx') {
+      await saveOnnxModel(out, loaded.graph, quantized);
+      await writeFile(join(out, 'config.json'), `${JSON.stringify(config, null, 2)}\n`);
+    } else {
+      const started = performance.now();
+      const result = await saveGgufModel(join(out, 'model.gguf'), loaded.graph, options.model, { type: ggufType });
+      for (const w of result.warnings) saveWarnings.push(`${w.layer ? `[${w.layer}] ` : ''}${w.message}`);
+      if (ggufType !== 'F32' && stored.size > 0) saveWarnings.push(`GGUF re-encodes every weight to ${ggufType} from its decoded values; the recipe's own codes are not kept (--gguf-type F32 writes them exactly)`);
+      if (!recipe) {
+        // No recipe ran: the report lists the GGUF types of the 2-D weights.
+        const weights = result.tensors.filter((t) => t.shape.length === 2);
+        const layers = weights.map((t) => ({ name: t.name, block: Number(/^blk\.(\d+)\./.exec(t.name)?.[1] ?? -1), bitsPerWeight: ggmlBitsPerWeight(t.type), outputError: Number.NaN, steps: [`gguf ${t.type}`], seconds: 0 }));
+        const count = weights.reduce((n, t) => n + t.shape.reduce((a, b) => a * b, 1), 0);
+        const bits = weights.reduce((n, t) => n + ggmlBitsPerWeight(t.type) * t.shape.reduce((a, b) => a * b, 1), 0);
+        report = { ...report, layers, averageBitsPerWeight: count > 0 ? bits / count : 0, seconds: (performance.now() - started) / 1000 };
+      }
     }
-  }
-  for (const name of COPIED_FILES) if (existsSync(join(options.model, name))) await copyFile(join(options.model, name), join(options.out, name));
-  await writeFile(
-    join(options.out, 'quantization.json'),
-    `${JSON.stringify({ recipe: { name: report.recipe, file: source.file, text: source.text ?? null }, model: options.model, save, ...(save === 'gguf' ? { ggufType } : {}), protocol: { calibration: protocol }, onlineTransforms, report, settings, activations: [...activations.values()], ...(evaluation ? { evaluation } : {}) }, null, 2)}\n`,
-  );
+    for (const name of COPIED_FILES) if (existsSync(join(options.model, name))) await copyFile(join(options.model, name), join(out, name));
+    await writeFile(
+      join(out, 'quantization.json'),
+      `${JSON.stringify({ recipe: { name: report.recipe, file: source.file, text: source.text ?? null }, model: options.model, save, ...(save === 'gguf' ? { ggufType } : {}), protocol: { calibration: protocol }, warnings: { model: loaded.warnings.map((w) => w.message), calibration: calibrationWarnings }, onlineTransforms, report, settings, activations: [...activations.values()], ...(evaluation ? { evaluation } : {}) }, null, 2)}\n`,
+    );
+  });
   stdout(`${formatReport(report)}\n${saveWarnings.map((w) => `warning: ${w}\n`).join('')}wrote ${options.out} (${save})\n`);
   return report;
 }
@@ -352,7 +389,18 @@ export async function writeQuantizedModel(job: QuantizeJob, options: QuantizeOpt
  * steps declare it, else after the run and before anything is written.
  */
 export async function quantizeCommand(options: QuantizeOptions, registry: StepRegistry = defaultRegistry, output: CommandOutput = {}): Promise<RecipeReport> {
-  return writeQuantizedModel(await runQuantizeJob(options, registry, output), options, output);
+  // Every option and the output folder are checked before any work; the output is staged beside --out and renamed
+  // onto it only when complete, so a failed or killed run leaves --out as it was.
+  const source = await recipeSource(options);
+  resolveGgufType(options, source, (source.preset?.save ?? options.save ?? 'fake') as SaveFormat);
+  const inputs = [options.model, ...(options.eval !== undefined ? [options.eval] : []), ...(options.recipe !== undefined ? [options.recipe] : []), ...(options.calibration !== undefined ? [options.calibration] : [])];
+  const staged = await stageOutputFolder(options.out, { inputs, overwrite: options.overwrite ?? false });
+  try {
+    const job = await runQuantizeJob(options, registry, output);
+    return await writeQuantizedModel(job, options, output, (write) => writeOutputFolder(staged, write));
+  } finally {
+    await staged.discard();
+  }
 }
 
 /**
@@ -370,10 +418,11 @@ export function registerQuantize(program: Command, registry: StepRegistry = defa
     .requiredOption('--out <dir>', 'output folder')
     .option('--samples <n>', 'calibration sequences', '128')
     .option('--seq-len <n>', 'tokens per calibration sequence, BOS included', '128')
-    .option('--eval <file>', 'held-out text: after quantizing, report perplexity, KL and top-1 agreement against the original model')
     .option('--calibration-seed <n>', 'sample the calibration windows at random offsets with this seed (default: consecutive chunks from the start)')
     .option('--save <format>', `output: ${SAVE_FORMATS.join(', ')} (default fake: float32 weights on the grid)`)
-    .option('--gguf-type <type>', 'GGUF tensor type for --save gguf (Q4_K, Q4_K_M, Q6_K, Q8_0, Q4_0, Q4_1, Q5_0, F16, F32; default Q4_K)')
+    .option('--gguf-type <type>', `GGUF tensor type for --save gguf (${GGUF_MODEL_TYPES.join(', ')}; default Q4_K)`)
+    .option('--eval <file>', 'held-out text: after quantizing, report perplexity, KL and top-1 agreement against the original model')
+    .option('--overwrite', 'replace a non-empty --out folder (atomically, once the run has succeeded)')
     .action(async (options: QuantizeOptions) => {
       try {
         await quantizeCommand(options, registry, output);

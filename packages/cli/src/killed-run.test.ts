@@ -1,0 +1,50 @@
+// A real kill: `bitsmith quantize --overwrite` is started as a child process over an earlier output and killed with
+// SIGKILL once its staging folder exists. The earlier output must survive byte for byte and nothing may look complete.
+import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, describe, expect, it } from 'vitest';
+
+const HERE = dirname(fileURLToPath(import.meta.url));
+const SHARED = process.env.BITSMITH_SHARED ? resolve(process.env.BITSMITH_SHARED) : resolve(HERE, '../../../../shared');
+const MODEL = join(SHARED, 'models', 'tinystories-656k');
+const BIN = resolve(HERE, '../bin/bitsmith.js');
+const BUILT = existsSync(resolve(HERE, '../dist/bitsmith.js'));
+const SKIP = (!existsSync(join(MODEL, 'model.safetensors')) && process.env.CI !== 'true') || (!BUILT && process.env.CI !== 'true');
+if (SKIP) console.warn(`[bitsmith] skipping the killed-run test: needs ${MODEL} and a built CLI (npm run build; in CI it runs)`);
+
+const tmp = mkdtempSync(join(tmpdir(), 'bitsmith-kill-'));
+afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+
+describe.skipIf(SKIP)('a quantize run killed with SIGKILL', () => {
+  it('mid-run leaves the earlier output byte for byte and only a hidden .partial folder beside it', async () => {
+    const out = join(tmp, 'out');
+    mkdirSync(out);
+    writeFileSync(join(out, 'model.safetensors'), 'earlier weights');
+    writeFileSync(join(out, 'config.json'), '{"earlier": true}');
+    const recipe = join(tmp, 'gptq.yaml');
+    // GPTQ on 16 sequences keeps the second block busy long enough to kill the run after the first.
+    writeFileSync(recipe, 'steps:\n  - gptq: { bits: 4, groupSize: 32 }\n');
+    const child = spawn(process.execPath, [BIN, 'quantize', '--model', MODEL, '--recipe', recipe, '--calibration', join(SHARED, 'data', 'calib.txt'), '--out', out, '--overwrite', '--samples', '16', '--seq-len', '64'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => void (stderr += d.toString()));
+    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((done) => child.on('exit', (code, signal) => done({ code, signal })));
+    // Kill in the middle of quantizing: the staging folder exists and the first of the two blocks is done.
+    const staged = () => readdirSync(tmp).some((f) => f.startsWith('.out.partial-'));
+    const midRun = () => staged() && stderr.includes('block 1/2 done');
+    for (let i = 0; i < 12000 && !midRun() && child.exitCode === null; i++) await new Promise((r) => setTimeout(r, 20));
+    expect(midRun(), `not killed mid-run (exit ${child.exitCode}); stderr: ${stderr}`).toBe(true);
+    child.kill('SIGKILL');
+    const { signal } = await exited;
+    expect(signal).toBe('SIGKILL');
+    expect(readdirSync(out).sort()).toEqual(['config.json', 'model.safetensors']);
+    expect(readFileSync(join(out, 'model.safetensors'), 'utf8')).toBe('earlier weights');
+    expect(readFileSync(join(out, 'config.json'), 'utf8')).toBe('{"earlier": true}');
+    // Beside it: the inputs, the earlier output and one hidden .partial folder, nothing that looks like a model folder.
+    expect(readdirSync(tmp).filter((f) => f !== 'out' && f !== 'gptq.yaml').map((f) => f.replace(/partial-.*/, 'partial-*'))).toEqual(['.out.partial-*']);
+  }, 300_000);
+});

@@ -3,7 +3,7 @@
 // ../shared/data/docs-calib.txt, evaluated on ../shared/data/docs-dev-heldout.txt at ctx 512 with perplexity, KL to
 // the bf16->float32 model, and paired 95% bootstrap intervals (over evaluation windows) for the comparisons the
 // activation docs make.
-// Run after `npm run build`: node examples/activation-table.mjs [filter-regex]
+// Run after `npm run build`: node examples/activation-table.mjs [filter-regex | name,name,...]
 // Environment: SAMPLES (calibration sequences, default 32), SEQ_LEN (default 512), EVAL_CHARS (characters of the
 // held-out text, default 20000 = 5,331 tokens; 0 for all of it), SEED (calibration windows at random offsets with this
 // seed; default: consecutive windows).
@@ -18,7 +18,10 @@ import { loadRecipe, runRecipe } from '@bitsmith/recipe';
 const here = dirname(fileURLToPath(import.meta.url));
 const shared = process.env.BITSMITH_SHARED ?? resolve(here, '../../shared');
 const modelDir = join(shared, 'models/llama-docs-29m');
-const filter = new RegExp(process.argv[2] ?? '^(w8a8|fp8|w4a4|kv)-');
+const selection = process.argv[2] ?? '^(w8a8|fp8|w4a4|kv)';
+// A comma-separated list names recipes in the order to run them; anything else is a regular expression.
+const listed = selection.includes(',') ? selection.split(',').map((n) => `${n.trim()}.yaml`) : undefined;
+const filter = new RegExp(selection);
 const samples = Number(process.env.SAMPLES ?? 32);
 const sequenceLength = Number(process.env.SEQ_LEN ?? 512);
 const evalChars = Number(process.env.EVAL_CHARS ?? 20000);
@@ -59,7 +62,7 @@ console.log('| recipe | weight bits | perplexity | / float (95%) | KL to float |
 console.log('|---|---|---|---|---|---|');
 console.log(`| float (bf16 weights) | 16 | ${float.perplexity.toFixed(3)} | 1 | 0 | |`);
 const results = new Map([['float', float]]);
-const files = readdirSync(join(here, 'recipes')).filter((f) => f.endsWith('.yaml') && filter.test(f)).sort();
+const files = listed ?? readdirSync(join(here, 'recipes')).filter((f) => f.endsWith('.yaml') && filter.test(f)).sort();
 for (const file of files) {
   const recipe = await loadRecipe(join(here, 'recipes', file), defaultRegistry);
   const { graph } = await loadLlamaModel(modelDir, { backend });

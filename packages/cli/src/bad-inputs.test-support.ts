@@ -221,7 +221,7 @@ export function badInputCases(): BadInputCase[] {
     writeFileSync(join(env.dir, 'out'), 'x');
     return quantize(env, { overwrite: true });
   });
-  add('output', 'a run failing after quantizing (export refused) keeps the earlier output and leaves no partial folder', error('unsupported-format', 'UnsupportedFormatError', /GPTQ checkpoints hold 2, 3, 4, 8 bits, not 5/), async (env) => {
+  add('output', 'a run failing after quantizing (export refused) keeps the earlier output and leaves no partial folder', error('stored-form-refused', 'StoredFormRefusedError', /GPTQ checkpoints hold 2, 3, 4, 8 bits, not 5/), async (env) => {
     mkdirSync(join(env.dir, 'out'));
     writeFileSync(join(env.dir, 'out', 'model.safetensors'), 'earlier');
     return quantize(env, { save: 'gptq', overwrite: true, recipe: 'steps:\n  - rtn: { bits: 5, groupSize: 32 }\n' });

@@ -81,7 +81,7 @@ describe('scaleRangeWarning', () => {
     expect(w?.message).toBe('1 of 4 groups have a scale clamped at the float16 maximum 65504 (largest |weight| 1.000e+30): their largest weights were clamped; 15 nonzero weights became 0');
     const ordinary: Matrix = { ...weight, data: data.map((v) => (v > 1 ? 0.1 : v)) };
     const [clean] = (await rtn({ format: 'int4', granularity: { type: 'group', size: 16 } }).run({ layers: [{ name: 'l', weight: ordinary }], statistics: () => ({ tokens: 0 }) })).layers as LayerState[];
-    expect(clean!.quantized).toBeDefined();
+    expect(clean!.stored?.kind).toBe('grid');
     expect(scaleRangeWarning('rtn', ordinary, clean!)).toBeUndefined();
   });
 });

@@ -92,12 +92,14 @@ export function finiteInputs(block: number, observe?: LinearInputCallback): Line
  * ```
  */
 export function scaleRangeWarning(step: string, before: Matrix, state: LayerState): StepWarning | undefined {
-  if (!state.quantized || state.quantized.shape[0] !== before.shape[0] || state.quantized.shape[1] !== before.shape[1]) return undefined;
-  const a = scaleRangeAnomalies(before, state.weight, state.quantized);
+  // The grid the step rounded to: its stored form's (or the deprecated `quantized`).
+  const grid = state.stored?.kind === 'grid' ? state.stored.tensor : state.quantized;
+  if (!grid || grid.shape[0] !== before.shape[0] || grid.shape[1] !== before.shape[1]) return undefined;
+  const a = scaleRangeAnomalies(before, state.weight, grid);
   if (a.clampedGroups === 0 && a.zeroedGroups === 0) return undefined;
   const parts: string[] = [];
   if (a.clampedGroups > 0) {
-    parts.push(`${a.clampedGroups} of ${a.groups} groups have a scale clamped at the ${state.quantized.scaleEncoding} maximum ${largestScale(state.quantized.scaleEncoding)} (largest |weight| ${a.largestClampedWeight.toExponential(3)}): their largest weights were clamped`);
+    parts.push(`${a.clampedGroups} of ${a.groups} groups have a scale clamped at the ${grid.scaleEncoding} maximum ${largestScale(grid.scaleEncoding)} (largest |weight| ${a.largestClampedWeight.toExponential(3)}): their largest weights were clamped`);
   }
   if (a.zeroedGroups > 0) parts.push(`${a.zeroedGroups} of ${a.groups} groups of nonzero weights decode to all zeros`);
   parts.push(`${a.zeroedWeights} nonzero weights became 0`);

@@ -266,8 +266,7 @@ export async function runRecipe(
           } else if ((step.kind === 'quantize' || step.kind === 'compensate') && state.weight !== layers[i]!.weight) {
             throw new StoredFormMismatchError(step.id, view.name, `a ${step.kind} step changed the weight but returned no stored form (LayerState.stored)`);
           }
-          const grid = state.quantized ?? (stored?.kind === 'grid' ? stored.tensor : undefined);
-          const damaged = step.kind === 'quantize' && grid ? scaleRangeWarning(step.id, view.weight, { ...state, quantized: grid }) : undefined;
+          const damaged = step.kind === 'quantize' ? scaleRangeWarning(step.id, view.weight, state) : undefined;
           if (damaged) r.warnings.push(damaged);
           view.weight = state.weight;
           track.stored = stored;

@@ -171,9 +171,12 @@ export interface QuantizeJob {
   readonly calibrationWarnings: readonly string[];
 }
 
-/** The GGUF tensor type of a run, checked: only with `--save gguf`, and one of the known types. */
-function resolveGgufType(options: QuantizeOptions, source: Awaited<ReturnType<typeof recipeSource>>, save: SaveFormat): GgufModelType {
-  if (options.ggufType !== undefined && save !== 'gguf') throw new OptionError('--gguf-type', `applies to --save gguf only; got --save ${save}`);
+/**
+ * The GGUF tensor type of a run, checked to be one of the known types; with `onlyWithGguf` (the command line), a
+ * `--gguf-type` given without `--save gguf` is refused too.
+ */
+function resolveGgufType(options: QuantizeOptions, source: Awaited<ReturnType<typeof recipeSource>>, save: SaveFormat, onlyWithGguf = false): GgufModelType {
+  if (onlyWithGguf && options.ggufType !== undefined && save !== 'gguf') throw new OptionError('--gguf-type', `applies to --save gguf only; got --save ${save}`);
   const ggufType = (source.preset?.ggufType ?? options.ggufType ?? 'Q4_K') as GgufModelType;
   if (!GGUF_MODEL_TYPES.includes(ggufType)) throw new OptionError('--gguf-type', `must be one of ${GGUF_MODEL_TYPES.join(', ')}; got '${options.ggufType}'`);
   return ggufType;
@@ -392,7 +395,7 @@ export async function quantizeCommand(options: QuantizeOptions, registry: StepRe
   // Every option and the output folder are checked before any work; the output is staged beside --out and renamed
   // onto it only when complete, so a failed or killed run leaves --out as it was.
   const source = await recipeSource(options);
-  resolveGgufType(options, source, (source.preset?.save ?? options.save ?? 'fake') as SaveFormat);
+  resolveGgufType(options, source, (source.preset?.save ?? options.save ?? 'fake') as SaveFormat, true);
   const inputs = [options.model, ...(options.eval !== undefined ? [options.eval] : []), ...(options.recipe !== undefined ? [options.recipe] : []), ...(options.calibration !== undefined ? [options.calibration] : [])];
   const staged = await stageOutputFolder(options.out, { inputs, overwrite: options.overwrite ?? false });
   try {

@@ -19,18 +19,21 @@ shared="${BITSMITH_SHARED:-$here/../shared}"
 
 say() { printf '::: %s\n' "$*"; }
 fail() { printf 'newcomer: FAILED: %s\n' "$*" >&2; exit 1; }
-timed() { # timed LABEL COMMAND...: runs, prints the seconds
+timed() { # timed LABEL COMMAND...: runs, prints the seconds, returns the command's status
   local label="$1"; shift
-  local start end
+  local start end status=0
   start=$(date +%s.%N)
-  "$@"
+  # `|| status=$?`: called on the left of `||`, a function runs without `set -e`, so a failure must be caught here.
+  "$@" || status=$?
   end=$(date +%s.%N)
   printf 'time %s: %.1f s\n' "$label" "$(echo "$end - $start" | bc)" >&3
+  return "$status"
 }
 
-# The README's `npx bitsmith ...` commands (continuation lines joined), in order.
+# The README's `npx bitsmith ...` commands and the `node -e ...` lines that prepare their inputs (continuation lines
+# joined), in order.
 readme_commands() {
-  awk '/^npx bitsmith/ { cmd = $0; while (cmd ~ /\\$/) { sub(/\\$/, "", cmd); getline line; cmd = cmd line } print cmd }' "$1/README.md"
+  awk '/^(npx bitsmith|node -e)/ { cmd = $0; while (cmd ~ /\\$/) { sub(/\\$/, "", cmd); getline line; cmd = cmd line } print cmd }' "$1/README.md"
 }
 
 check_linked_and_quiet() { # in the repository root

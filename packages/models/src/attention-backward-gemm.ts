@@ -1,5 +1,5 @@
 import type { Backend } from '@bitsmith/linalg';
-import type { AttentionShape } from './attention.js';
+import { attentionLayout, type AttentionShape } from './attention.js';
 import type { AttentionGemmOptions } from './attention-gemm.js';
 
 /**
@@ -36,14 +36,8 @@ export async function causalAttentionBackwardGemm(
   backend: Backend,
   options: AttentionGemmOptions = {},
 ): Promise<void> {
-  const { numHeads, numKvHeads, headDim: d } = shape;
-  const window = shape.slidingWindow ?? Infinity;
-  const group = numHeads / numKvHeads;
-  const qRow = numHeads * d;
-  const kvRow = numKvHeads * d;
-  const scale = 1 / Math.sqrt(d);
-  let maxLength = 0;
-  for (const n of lengths) maxLength = Math.max(maxLength, n);
+  const { numKvHeads } = shape;
+  const { d, window, group, qRow, kvRow, scale, maxLength } = attentionLayout(shape, lengths);
   const chunk = Math.max(1, Math.min(options.chunk ?? 128, maxLength));
   const keys = new Float32Array(maxLength * d);
   const values = new Float32Array(maxLength * d);

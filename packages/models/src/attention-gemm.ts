@@ -1,5 +1,5 @@
 import type { Backend } from '@bitsmith/linalg';
-import type { AttentionShape } from './attention.js';
+import { attentionLayout, type AttentionShape } from './attention.js';
 import { fastExp } from './fast-exp.js';
 
 /** Options of {@link causalAttentionGemm}. */
@@ -38,15 +38,8 @@ export async function causalAttentionGemm(
   backend: Backend,
   options: AttentionGemmOptions = {},
 ): Promise<Float32Array> {
-  const { numHeads, numKvHeads, headDim: d } = shape;
-  const window = shape.slidingWindow ?? Infinity;
-  const group = numHeads / numKvHeads;
-  const qRow = numHeads * d;
-  const kvRow = numKvHeads * d;
-  const scale = shape.scale ?? 1 / Math.sqrt(d);
-  const cap = shape.softcap;
-  let maxLength = 0;
-  for (const n of lengths) maxLength = Math.max(maxLength, n);
+  const { numKvHeads } = shape;
+  const { d, window, group, qRow, kvRow, scale, cap, maxLength } = attentionLayout(shape, lengths);
   const chunk = Math.max(1, Math.min(options.chunk ?? 128, maxLength));
   const keys = new Float32Array(maxLength * d);
   const values = new Float32Array(maxLength * d);

@@ -13,6 +13,48 @@ export interface AttentionShape {
   readonly softcap?: number | undefined;
 }
 
+/** Sizes every attention kernel derives from its shape and the batch's sequence lengths. */
+export interface AttentionLayout {
+  /** Head dimension. */
+  readonly d: number;
+  /** Sliding window (`Infinity` without one). */
+  readonly window: number;
+  /** Query heads per key/value head. */
+  readonly group: number;
+  /** Floats per token of the queries (`numHeads * d`) and of the keys/values (`numKvHeads * d`). */
+  readonly qRow: number;
+  readonly kvRow: number;
+  /** Score scale (`shape.scale`, default `1 / sqrt(d)`) and soft-cap (undefined: none). */
+  readonly scale: number;
+  readonly cap: number | undefined;
+  /** The longest sequence. */
+  readonly maxLength: number;
+}
+
+/**
+ * Derives the sizes that the scalar, GEMM and backward attention kernels share.
+ *
+ * @example
+ * ```ts
+ * attentionLayout({ numHeads: 8, numKvHeads: 4, headDim: 16 }, [6, 4]).group; // 2
+ * ```
+ */
+export function attentionLayout(shape: AttentionShape, lengths: readonly number[]): AttentionLayout {
+  const { numHeads, numKvHeads, headDim: d } = shape;
+  let maxLength = 0;
+  for (const n of lengths) maxLength = Math.max(maxLength, n);
+  return {
+    d,
+    window: shape.slidingWindow ?? Infinity,
+    group: numHeads / numKvHeads,
+    qRow: numHeads * d,
+    kvRow: numKvHeads * d,
+    scale: shape.scale ?? 1 / Math.sqrt(d),
+    cap: shape.softcap,
+    maxLength,
+  };
+}
+
 /**
  * Causal grouped-query scaled dot-product attention over a batch of independent sequences stored one after
  * another: `out_i = sum_{j <= i} softmax_j(q_i . k_j / sqrt(d)) v_j` per head, each sequence attending only to itself
@@ -36,15 +78,8 @@ export function causalAttention(
   shape: AttentionShape,
   out: Float32Array,
 ): Float32Array {
-  const { numHeads, numKvHeads, headDim: d } = shape;
-  const window = shape.slidingWindow ?? Infinity;
-  const group = numHeads / numKvHeads;
-  const qRow = numHeads * d;
-  const kvRow = numKvHeads * d;
-  const scale = shape.scale ?? 1 / Math.sqrt(d);
-  const cap = shape.softcap;
-  let maxLength = 0;
-  for (const n of lengths) maxLength = Math.max(maxLength, n);
+  const { numHeads, numKvHeads } = shape;
+  const { d, window, group, qRow, kvRow, scale, cap, maxLength } = attentionLayout(shape, lengths);
   const scores = new Float64Array(maxLength);
   const acc = new Float64Array(d);
   let start = 0;

@@ -1,4 +1,4 @@
-import type { AttentionShape } from './attention.js';
+import { attentionLayout, type AttentionShape } from './attention.js';
 import type { RopeTables } from './rope.js';
 
 /** Float buffers the backward kernels accept: float32 in the block, float64 in the finite-difference tests. */
@@ -121,14 +121,8 @@ export function causalAttentionBackward(
   dk: GradientArray,
   dv: GradientArray,
 ): void {
-  const { numHeads, numKvHeads, headDim: d } = shape;
-  const window = shape.slidingWindow ?? Infinity;
-  const group = numHeads / numKvHeads;
-  const qRow = numHeads * d;
-  const kvRow = numKvHeads * d;
-  const scale = 1 / Math.sqrt(d);
-  let maxLength = 0;
-  for (const n of lengths) maxLength = Math.max(maxLength, n);
+  const { numHeads, numKvHeads } = shape;
+  const { d, window, group, qRow, kvRow, scale, maxLength } = attentionLayout(shape, lengths);
   const p = new Float64Array(maxLength);
   const dpRow = new Float64Array(maxLength);
   const dqAcc = new Float64Array(d);

@@ -1,6 +1,6 @@
 import type { Backend } from '@bitsmith/linalg';
 import { attentionLayout, type AttentionShape } from './attention.js';
-import type { AttentionGemmOptions } from './attention-gemm.js';
+import { packHeadKeysValues, type AttentionGemmOptions } from './attention-gemm.js';
 
 /**
  * Backward pass of causal grouped-query attention with its O(n^2 d) work in the backend's float32 GEMM, the
@@ -52,11 +52,7 @@ export async function causalAttentionBackwardGemm(
   let start = 0;
   for (const n of lengths) {
     for (let g = 0; g < numKvHeads; g++) {
-      for (let i = 0; i < n; i++) {
-        const o = (start + i) * kvRow + g * d;
-        keys.set(k.subarray(o, o + d), i * d);
-        values.set(v.subarray(o, o + d), i * d);
-      }
+      packHeadKeysValues(k, v, start, n, g * d, kvRow, d, keys, values);
       dKeys.fill(0, 0, n * d);
       dValues.fill(0, 0, n * d);
       for (let r0 = 0; r0 < n; r0 += chunk) {

@@ -9,6 +9,21 @@ export interface AttentionGemmOptions {
 }
 
 /**
+ * Copies one key/value head of one sequence into contiguous `[n, d]` buffers: rows `start .. start + n` of `k` and `v`
+ * (`kvRow` floats per token), columns `offset .. offset + d`. Element loops, no `subarray` allocations per row.
+ */
+export function packHeadKeysValues(k: Float32Array, v: Float32Array, start: number, n: number, offset: number, kvRow: number, d: number, keys: Float32Array, values: Float32Array): void {
+  for (let i = 0; i < n; i++) {
+    const o = (start + i) * kvRow + offset;
+    const p = i * d;
+    for (let t = 0; t < d; t++) {
+      keys[p + t] = k[o + t]!;
+      values[p + t] = v[o + t]!;
+    }
+  }
+}
+
+/**
  * Causal grouped-query scaled dot-product attention with its O(n^2 d) work in the backend's float32 GEMM:
  * the same result as {@link causalAttention} (arXiv:1706.03762; grouped-query attention, arXiv:2305.13245), up to
  * float32 rounding of the dot products. Per sequence and key/value head, the query heads that share the key/value
@@ -50,15 +65,7 @@ export async function causalAttentionGemm(
   let start = 0;
   for (const n of lengths) {
     for (let g = 0; g < numKvHeads; g++) {
-      // This head's keys and values, contiguous [n, d].
-      for (let i = 0; i < n; i++) {
-        const o = (start + i) * kvRow + g * d;
-        const p = i * d;
-        for (let t = 0; t < d; t++) {
-          keys[p + t] = k[o + t]!;
-          values[p + t] = v[o + t]!;
-        }
-      }
+      packHeadKeysValues(k, v, start, n, g * d, kvRow, d, keys, values);
       for (let r0 = 0; r0 < n; r0 += chunk) {
         const r1 = Math.min(n, r0 + chunk);
         const rows = r1 - r0;

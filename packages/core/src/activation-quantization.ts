@@ -454,16 +454,16 @@ export function activationQuantizer(scheme: ActivationScheme, scales?: Activatio
 }
 
 /**
- * Rebuilds an activation quantizer from what its `describe()` returned (as saved in a quantized model's
- * `config.json`), so that evaluation reinstalls exactly the calibrated quantizer.
+ * Parses what an activation quantizer's `describe()` returned (as saved in a quantized model's `config.json`) back
+ * into its scheme and static scales, so that exporters can translate it and evaluation can reinstall it.
  *
  * @throws InvalidArgumentError when the description is not one of an activation quantizer, naming the field.
  * @example
  * ```ts
- * const again = activationQuantizerFromDescription(quantizer.describe());
+ * const { scheme, scales } = activationSchemeFromDescription(quantizer.describe());
  * ```
  */
-export function activationQuantizerFromDescription(description: Record<string, unknown>): RuntimeInputTransform {
+export function activationSchemeFromDescription(description: Record<string, unknown>): { scheme: ActivationScheme; scales?: ActivationScales } {
   const d = description as { kind?: unknown; format?: unknown; granularity?: unknown; dynamic?: unknown; observer?: unknown; scales?: unknown; zeroPoints?: unknown };
   if (d.kind !== 'activation-quantization') throw new InvalidArgumentError('kind', `got '${String(d.kind)}'; expected 'activation-quantization'`);
   if (typeof d.format !== 'string') throw new InvalidArgumentError('format', 'expected a format name such as int8 or fp8-e4m3');
@@ -486,8 +486,23 @@ export function activationQuantizerFromDescription(description: Record<string, u
     dynamic: d.dynamic,
     ...(typeof d.observer === 'string' ? { observer: d.observer as ActivationObserverKind } : {}),
   };
-  if (scheme.dynamic) return activationQuantizer(scheme);
-  const scales: ActivationScales = { scales: numbers(d.scales, 'scales'), ...(d.zeroPoints !== undefined ? { zeroPoints: numbers(d.zeroPoints, 'zeroPoints') } : {}) };
+  validateActivationScheme(scheme);
+  if (scheme.dynamic) return { scheme };
+  return { scheme, scales: { scales: numbers(d.scales, 'scales'), ...(d.zeroPoints !== undefined ? { zeroPoints: numbers(d.zeroPoints, 'zeroPoints') } : {}) } };
+}
+
+/**
+ * Rebuilds an activation quantizer from what its `describe()` returned (as saved in a quantized model's
+ * `config.json`), so that evaluation reinstalls exactly the calibrated quantizer.
+ *
+ * @throws InvalidArgumentError when the description is not one of an activation quantizer, naming the field.
+ * @example
+ * ```ts
+ * const again = activationQuantizerFromDescription(quantizer.describe());
+ * ```
+ */
+export function activationQuantizerFromDescription(description: Record<string, unknown>): RuntimeInputTransform {
+  const { scheme, scales } = activationSchemeFromDescription(description);
   return activationQuantizer(scheme, scales);
 }
 

@@ -154,3 +154,25 @@ export class StoredFormRefusedError extends BitsmithError {
     return hasCode(error, 'stored-form-refused');
   }
 }
+
+/**
+ * An exporter was asked to write a model whose recipe quantizes activations or the key/value cache in a way the
+ * format cannot express (a per-channel static input scale for compressed-tensors, an int8 KV cache for vLLM, an online
+ * Hadamard, ...). Thrown before any work; names the exporter, the recipe field and why.
+ */
+export class ActivationSchemeRefusedError extends BitsmithError {
+  /** The exporter, for example `compressed-tensors`. */
+  readonly exporter: string;
+  /** The refused recipe field: `inputActivations`, `kvCache`, `outputActivations` or `onlineTransforms`. */
+  readonly field: string;
+  constructor(exporter: string, field: string, reason: string) {
+    super('activation-scheme-refused', `${exporter} cannot express the recipe's ${field}: ${reason}`);
+    this.name = 'ActivationSchemeRefusedError';
+    this.exporter = exporter;
+    this.field = field;
+  }
+  /** True when `error` is an {@link ActivationSchemeRefusedError}. */
+  static override isInstance(error: unknown): error is ActivationSchemeRefusedError {
+    return hasCode(error, 'activation-scheme-refused');
+  }
+}

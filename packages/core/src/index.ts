@@ -1,4 +1,4 @@
-export { BitsmithError, InvalidArgumentError, ShapeMismatchError, UnsupportedFormatError, NumericalError, AbortError, StoredFormMismatchError, StoredFormRefusedError } from './errors.js';
+export { BitsmithError, InvalidArgumentError, ShapeMismatchError, UnsupportedFormatError, NumericalError, AbortError, StoredFormMismatchError, StoredFormRefusedError, ActivationSchemeRefusedError } from './errors.js';
 export type { DataTypeMap, DType, Tensor, Matrix } from './tensor.js';
 export { tensor, matrix, zeros, zerosMatrix, asMatrix, cloneTensor, shapeSize } from './tensor.js';
 export { roundHalfEven, clamp } from './rounding.js';
@@ -41,6 +41,6 @@ export { STORED_KINDS, storedShape, decodeStored, storedBitsPerWeight, describeS
 export type { BlockBackward, BlockGradients, DifferentiableModel } from './block-gradients.js';
 export { isDifferentiableModel } from './block-gradients.js';
 export type { ActivationGranularity, ActivationObserverKind, ActivationScheme, ActivationScales, ActivationObserverOptions } from './activation-quantization.js';
-export { validateActivationScheme, fakeQuantizeActivations, ActivationObserver, activationQuantizer, activationQuantizerFromDescription, composeInputTransforms, granularityName, activationGroupingAsGranularity } from './activation-quantization.js';
+export { validateActivationScheme, fakeQuantizeActivations, ActivationObserver, activationQuantizer, activationQuantizerFromDescription, activationSchemeFromDescription, composeInputTransforms, granularityName, activationGroupingAsGranularity } from './activation-quantization.js';
 export type { KvCacheScheme, KvCacheQuantization } from './kv-cache-quantization.js';
 export { validateKvCacheScheme } from './kv-cache-quantization.js';

@@ -1,8 +1,18 @@
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { InvalidArgumentError, InvalidFileError, UnsupportedFormatError, type DType, type QuantizedTensor, type Tensor } from '@bitsmith/core';
+import { ActivationSchemeRefusedError, InvalidArgumentError, InvalidFileError, UnsupportedFormatError, type DType, type QuantizedTensor, type Tensor } from '@bitsmith/core';
 import { packCompressedTensors, unpackCompressedTensors, type CompressedTensorsLayer, type CompressedTensorsWeightArgs } from './compressed-tensors.js';
+import {
+  activationSchemeFromCompressedTensors,
+  activationTensors,
+  compressedTensorsActivationArgs,
+  compressedTensorsKvCacheArgs,
+  readActivationQuantization,
+  type ExportedActivationQuantization,
+  type ExportedKvCacheQuantization,
+} from './compressed-tensors-activations.js';
+import { packCompressedTensorsNaive, unpackCompressedTensorsNaive, type CompressedTensorsNaiveLayer, type CompressedTensorsQuantizationArgs } from './compressed-tensors-naive.js';
 import { packGptq, unpackGptq, type FormatWarning, type GptqCheckpointFormat, type GptqLayer, type GptqLayerConfig } from './gptq.js';
 import { readChecked, readCheckedSync } from './checked-read.js';
 import { decodeSafetensorsFile, encodeSafetensorsFile, floatTensor, int32Tensor, storedFloat32, type StoredTensor } from './stored-tensor.js';
@@ -18,6 +28,14 @@ export interface QuantizedModelExport {
   readonly quantized: ReadonlyMap<string, QuantizedTensor>;
   /** The model's `config.json`; the export adds `quantization_config` to a copy. Default `{}`. */
   readonly config?: Readonly<Record<string, unknown>>;
+  /**
+   * compressed-tensors only: how quantized layers' inputs are quantized at run time, by module name (written as the
+   * config group's `input_activations`, with an `input_scale` per layer when static). Layers listed here store their
+   * weights unpacked (`int-quantized` / `float-quantized`), as llm-compressor does for W8A8 and FP8 schemes.
+   */
+  readonly inputActivations?: ReadonlyMap<string, ExportedActivationQuantization>;
+  /** compressed-tensors only: the KV-cache quantization of each attention module (`model.layers.0.self_attn`): `kv_cache_scheme`, `k_scale`, `v_scale`. */
+  readonly kvCache?: ReadonlyMap<string, ExportedKvCacheQuantization>;
 }
 
 /** Options shared by the checkpoint writers. */
@@ -44,6 +62,10 @@ export interface LoadedCheckpoint {
   /** The other tensors, decoded to float32 (integer tensors too). */
   readonly tensors: Map<string, Tensor<'float32'>>;
   readonly config: Record<string, unknown>;
+  /** compressed-tensors: input-activation quantization by layer (empty when the checkpoint has none). */
+  readonly inputActivations?: Map<string, ExportedActivationQuantization>;
+  /** compressed-tensors: KV-cache quantization by attention module (empty when the checkpoint has none). */
+  readonly kvCache?: Map<string, ExportedKvCacheQuantization>;
 }
 
 /** What a save wrote. */
@@ -78,12 +100,20 @@ function floatTensors(model: QuantizedModelExport, options: CheckpointOptions, o
 }
 
 /**
- * Builds a compressed-tensors `pack-quantized` checkpoint in memory: packed layers (see `packCompressedTensors`),
- * float tensors, and `quantization_config` (`quant_method: "compressed-tensors"`, `format: "pack-quantized"`,
- * `quantization_status: "compressed"`, one config group per distinct weight scheme — `targets: ["Linear"]` when all
- * layers share one, their exact names otherwise — and `ignore`: `lm_head` and every other unquantized 2-D weight
- * except embeddings).
+ * Builds a compressed-tensors checkpoint in memory: quantized layers, float tensors, and `quantization_config`
+ * (`quant_method: "compressed-tensors"`, `quantization_status: "compressed"`, one config group per distinct
+ * weight / input scheme — `targets: ["Linear"]` when all layers share one, their exact names otherwise — and
+ * `ignore`: `lm_head` and every other unquantized 2-D weight except embeddings).
  *
+ * Weight-only integer layers are packed (`pack-quantized`, see `packCompressedTensors`). Layers with quantized inputs
+ * (`model.inputActivations`) store their weights unpacked, as llm-compressor does: `int-quantized` (I8 `weight`) or
+ * `float-quantized` (F8_E4M3 `weight`), with `input_activations` in their group and an `input_scale` (and
+ * `input_zero_point`) per layer when static; FP8 weights without quantized inputs are `naive-quantized`. The global
+ * `format` is the groups' format, or `mixed-precision` when they differ. `model.kvCache` writes `kv_cache_scheme` and a
+ * `k_scale` / `v_scale` per attention module.
+ *
+ * @throws ActivationSchemeRefusedError for an activation or cache scheme compressed-tensors cannot express, or quantized
+ *   inputs on a layer whose weight stays float.
  * @example
  * ```ts
  * const ckpt = compressedTensorsCheckpoint({ tensors: graph.tensors(), quantized, config });
@@ -92,26 +122,52 @@ function floatTensors(model: QuantizedModelExport, options: CheckpointOptions, o
 export function compressedTensorsCheckpoint(model: QuantizedModelExport, options: CheckpointOptions = {}): Checkpoint {
   const tensors = new Map<string, StoredTensor>();
   const unquantized = floatTensors(model, options, tensors);
-  const schemes = new Map<string, { args: CompressedTensorsWeightArgs; layers: string[] }>();
+  for (const layer of model.inputActivations?.keys() ?? []) {
+    if (!model.quantized.has(layer)) {
+      throw new ActivationSchemeRefusedError('compressed-tensors', 'inputActivations', `layer ${layer} has quantized inputs but float weights; compressed-tensors pairs input quantization with quantized weights (target the same layers with a quantize step)`);
+    }
+  }
+  const schemes = new Map<string, { group: { weights: unknown; input_activations: CompressedTensorsQuantizationArgs | null; format: string }; layers: string[] }>();
   for (const [layer, q] of model.quantized) {
-    const { tensors: packed, args } = packCompressedTensors(q);
-    for (const [key, t] of Object.entries(packed)) if (t) tensors.set(`${layer}.${key}`, t as StoredTensor);
-    const key = JSON.stringify(args);
-    if (!schemes.has(key)) schemes.set(key, { args, layers: [] });
+    const act = model.inputActivations?.get(layer);
+    let group: { weights: unknown; input_activations: CompressedTensorsQuantizationArgs | null; format: string };
+    if (act || q.format.type !== 'int') {
+      const { tensors: stored, args } = packCompressedTensorsNaive(q);
+      for (const [key, t] of Object.entries(stored)) if (t) tensors.set(`${layer}.${key}`, t as StoredTensor);
+      const input = act ? compressedTensorsActivationArgs(act.scheme) : null;
+      if (act) for (const [key, t] of Object.entries(activationTensors('input', act, layer))) tensors.set(`${layer}.${key}`, t);
+      group = { weights: args, input_activations: input, format: act ? (args.type === 'float' ? 'float-quantized' : 'int-quantized') : 'naive-quantized' };
+    } else {
+      const { tensors: packed, args } = packCompressedTensors(q);
+      for (const [key, t] of Object.entries(packed)) if (t) tensors.set(`${layer}.${key}`, t as StoredTensor);
+      group = { weights: args, input_activations: null, format: 'pack-quantized' };
+    }
+    const key = JSON.stringify(group);
+    if (!schemes.has(key)) schemes.set(key, { group, layers: [] });
     schemes.get(key)!.layers.push(layer);
   }
   const groups: Record<string, unknown> = {};
   [...schemes.values()].forEach((s, i) => {
-    groups[`group_${i}`] = { targets: schemes.size === 1 ? ['Linear'] : s.layers.sort(), weights: s.args, input_activations: null, output_activations: null, format: 'pack-quantized' };
+    groups[`group_${i}`] = { targets: schemes.size === 1 ? ['Linear'] : s.layers.sort(), weights: s.group.weights, input_activations: s.group.input_activations, output_activations: null, format: s.group.format };
   });
+  const formats = new Set([...schemes.values()].map((s) => s.group.format));
+  let kvCacheScheme: CompressedTensorsQuantizationArgs | null = null;
+  for (const [module, kv] of model.kvCache ?? []) {
+    const args = compressedTensorsKvCacheArgs({ keys: kv.keys.scheme, values: kv.values.scheme });
+    if (kvCacheScheme && JSON.stringify(kvCacheScheme) !== JSON.stringify(args)) {
+      throw new ActivationSchemeRefusedError('compressed-tensors', 'kvCache', `kv_cache_scheme is one scheme for the whole model; ${module} differs from the other attention modules`);
+    }
+    kvCacheScheme = args;
+    for (const [key, t] of Object.entries({ ...activationTensors('k', kv.keys, module), ...activationTensors('v', kv.values, module) })) tensors.set(`${module}.${key}`, t);
+  }
   const ignore = [...new Set([...(model.quantized.has('lm_head') ? [] : ['lm_head']), ...unquantized])].sort();
   const quantizationConfig = {
     quant_method: 'compressed-tensors',
-    format: 'pack-quantized',
+    format: formats.size === 1 ? [...formats][0]! : formats.size === 0 ? 'pack-quantized' : 'mixed-precision',
     quantization_status: 'compressed',
     config_groups: groups,
     ignore,
-    kv_cache_scheme: null,
+    kv_cache_scheme: kvCacheScheme,
     global_compression_ratio: null,
     version: COMPRESSED_TENSORS_VERSION,
   };
@@ -179,8 +235,8 @@ async function writeCheckpoint(outDir: string, ckpt: Checkpoint, options: Checkp
 }
 
 /**
- * Writes a compressed-tensors `pack-quantized` model folder (`model.safetensors`, `config.json`), loadable by
- * transformers / vLLM through the compressed-tensors library. Copy tokenizer files yourself (the CLI does).
+ * Writes a compressed-tensors model folder (`model.safetensors`, `config.json`; see {@link compressedTensorsCheckpoint}),
+ * loadable by transformers / vLLM through the compressed-tensors library. Copy tokenizer files yourself (the CLI does).
  *
  * @example
  * ```ts
@@ -188,7 +244,8 @@ async function writeCheckpoint(outDir: string, ckpt: Checkpoint, options: Checkp
  * ```
  */
 export async function saveCompressedTensors(outDir: string, model: QuantizedModelExport, options: CheckpointOptions = {}): Promise<SavedCheckpoint> {
-  return writeCheckpoint(outDir, compressedTensorsCheckpoint(model, options), options, 'compressed-tensors pack-quantized');
+  const ckpt = compressedTensorsCheckpoint(model, options);
+  return writeCheckpoint(outDir, ckpt, options, `compressed-tensors ${String((ckpt.config.quantization_config as Record<string, unknown>).format)}`);
 }
 
 /**
@@ -217,44 +274,72 @@ function decodeRest(tensors: Map<string, StoredTensor>, used: Set<string>): Map<
   return out;
 }
 
+const COMPRESSED_TENSORS_FORMATS = ['pack-quantized', 'int-quantized', 'float-quantized', 'naive-quantized', 'mixed-precision'];
+
+type ConfigGroup = { targets: string[]; weights: CompressedTensorsWeightArgs & CompressedTensorsQuantizationArgs; input_activations?: CompressedTensorsQuantizationArgs | null; format?: string };
+
 /**
- * Reads a compressed-tensors `pack-quantized` checkpoint from its tensors and `quantization_config` back into
- * quantized layers (the inverse of {@link compressedTensorsCheckpoint}).
+ * Reads a compressed-tensors checkpoint (`pack-quantized`, `int-quantized`, `float-quantized`, `naive-quantized` or
+ * `mixed-precision` of these) from its tensors and `quantization_config` back into quantized layers, with each
+ * group's `input_activations` (and static `input_scale`s) and the `kv_cache_scheme` (`k_scale`, `v_scale`) as bitsmith
+ * activation schemes (the inverse of {@link compressedTensorsCheckpoint}).
  *
  * @example
  * ```ts
- * const { quantized } = readCompressedTensorsCheckpoint(tensors, config.quantization_config);
+ * const { quantized, inputActivations, kvCache } = readCompressedTensorsCheckpoint(tensors, config.quantization_config);
  * ```
  */
 export function readCompressedTensorsCheckpoint(tensors: Map<string, StoredTensor>, quantizationConfig: Record<string, unknown>, config: Record<string, unknown> = {}): LoadedCheckpoint {
   if (quantizationConfig.quant_method !== 'compressed-tensors') throw new UnsupportedFormatError(`quant_method is ${String(quantizationConfig.quant_method)}; expected compressed-tensors`);
-  if (quantizationConfig.format !== 'pack-quantized') throw new UnsupportedFormatError(`compressed-tensors format ${String(quantizationConfig.format)}; only pack-quantized is read`);
-  const groups = Object.values((quantizationConfig.config_groups ?? {}) as Record<string, { targets: string[]; weights: CompressedTensorsWeightArgs }>);
+  const globalFormat = String(quantizationConfig.format);
+  if (!COMPRESSED_TENSORS_FORMATS.includes(globalFormat)) throw new UnsupportedFormatError(`compressed-tensors format ${globalFormat}; bitsmith reads ${COMPRESSED_TENSORS_FORMATS.join(', ')}`);
+  const groups = Object.values((quantizationConfig.config_groups ?? {}) as Record<string, ConfigGroup>);
   const ignore = (quantizationConfig.ignore ?? []) as string[];
   const quantized = new Map<string, QuantizedTensor>();
+  const inputActivations = new Map<string, ExportedActivationQuantization>();
   const used = new Set<string>();
-  for (const name of tensors.keys()) {
-    if (!name.endsWith('.weight_packed')) continue;
-    const layer = name.slice(0, -'.weight_packed'.length);
-    if (ignore.some((t) => compressedTensorsTargetMatches(t, layer))) throw new InvalidArgumentError('ignore', `layer ${layer} is packed but ignored by the config`);
+  const layers = [...tensors.keys()].filter((n) => n.endsWith('.weight_scale')).map((n) => n.slice(0, -'.weight_scale'.length));
+  for (const layer of layers) {
+    if (ignore.some((t) => compressedTensorsTargetMatches(t, layer))) throw new InvalidArgumentError('ignore', `layer ${layer} is quantized but ignored by the config`);
     // compressed-tensors prefers an exact-name target over a regex over a class name.
     const group =
       groups.find((g) => g.targets.includes(layer)) ??
       groups.find((g) => g.targets.some((t) => t.startsWith('re:') && compressedTensorsTargetMatches(t, layer))) ??
       groups.find((g) => g.targets.includes('Linear'));
     if (!group) throw new InvalidArgumentError('config_groups', `no group targets layer ${layer}`);
+    const format = group.format ?? globalFormat;
     const part: Record<string, StoredTensor | undefined> = {};
-    for (const key of ['weight_packed', 'weight_scale', 'weight_zero_point', 'weight_g_idx', 'weight_shape']) {
+    const names = format === 'pack-quantized' ? ['weight_packed', 'weight_scale', 'weight_zero_point', 'weight_g_idx', 'weight_shape'] : ['weight', 'weight_scale', 'weight_zero_point'];
+    for (const key of names) {
       const t = tensors.get(`${layer}.${key}`);
       if (t) {
         part[key] = t;
         used.add(`${layer}.${key}`);
       }
     }
-    if (!part.weight_scale || !part.weight_shape) throw new InvalidArgumentError(layer, 'needs weight_scale and weight_shape beside weight_packed');
-    quantized.set(layer, unpackCompressedTensors(part as unknown as CompressedTensorsLayer, group.weights));
+    if (format === 'pack-quantized') {
+      if (!part.weight_packed || !part.weight_shape) throw new InvalidArgumentError(layer, 'needs weight_packed and weight_shape beside weight_scale (pack-quantized)');
+      quantized.set(layer, unpackCompressedTensors(part as unknown as CompressedTensorsLayer, group.weights));
+    } else if (format === 'int-quantized' || format === 'float-quantized' || format === 'naive-quantized') {
+      if (!part.weight) throw new InvalidArgumentError(layer, `needs weight beside weight_scale (${format})`);
+      quantized.set(layer, unpackCompressedTensorsNaive(part as unknown as CompressedTensorsNaiveLayer, group.weights));
+    } else throw new UnsupportedFormatError(`layer ${layer}: compressed-tensors format ${format}; bitsmith reads pack-quantized, int-quantized, float-quantized and naive-quantized groups`);
+    if (group.input_activations) {
+      inputActivations.set(layer, readActivationQuantization(activationSchemeFromCompressedTensors(group.input_activations), tensors, layer, 'input', used));
+    }
   }
-  return { quantized, tensors: decodeRest(tensors, used), config };
+  const kvCache = new Map<string, ExportedKvCacheQuantization>();
+  const kvArgs = quantizationConfig.kv_cache_scheme as CompressedTensorsQuantizationArgs | null | undefined;
+  if (kvArgs) {
+    const scheme = activationSchemeFromCompressedTensors(kvArgs);
+    for (const name of tensors.keys()) {
+      if (!name.endsWith('.k_scale')) continue;
+      const module = name.slice(0, -'.k_scale'.length);
+      kvCache.set(module, { keys: readActivationQuantization(scheme, tensors, module, 'k', used), values: readActivationQuantization(scheme, tensors, module, 'v', used) });
+    }
+    if (kvCache.size === 0 && !scheme.dynamic) throw new InvalidArgumentError('kv_cache_scheme', 'is static but the checkpoint holds no k_scale tensors');
+  }
+  return { quantized, tensors: decodeRest(tensors, used), config, inputActivations, kvCache };
 }
 
 /**
@@ -303,7 +388,8 @@ export async function readJsonObject(path: string): Promise<Record<string, unkno
 }
 
 /**
- * Loads a compressed-tensors `pack-quantized` model folder (`model.safetensors` + `config.json`).
+ * Loads a compressed-tensors model folder (`model.safetensors` + `config.json`): quantized layers, the other tensors,
+ * and the input-activation and KV-cache schemes (see {@link readCompressedTensorsCheckpoint}).
  *
  * @example
  * ```ts
@@ -314,7 +400,7 @@ export async function loadCompressedTensors(dir: string): Promise<LoadedCheckpoi
   const { tensors, config } = await readFolder(dir);
   const qc = config.quantization_config as Record<string, unknown> | undefined;
   if (!qc) throw new InvalidArgumentError('config.json', `${dir}/config.json has no quantization_config`);
-  return readCheckedSync(join(dir, 'model.safetensors'), 'a compressed-tensors pack-quantized checkpoint matching its quantization_config', () => readCompressedTensorsCheckpoint(tensors, qc, config));
+  return readCheckedSync(join(dir, 'model.safetensors'), 'a compressed-tensors checkpoint matching its quantization_config', () => readCompressedTensorsCheckpoint(tensors, qc, config));
 }
 
 /**

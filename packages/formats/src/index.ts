@@ -15,6 +15,17 @@ export { STORED_DTYPE_BYTES, int32Tensor, int64Tensor, floatTensor, storedValues
 export { permutationFromGroupIndex } from './hf-layer-common.js';
 export type { CompressedTensorsWeightArgs, CompressedTensorsLayer } from './compressed-tensors.js';
 export { compressedTensorsWeightArgs, packCompressedTensors, unpackCompressedTensors, compressedTensorsPackedColumns } from './compressed-tensors.js';
+export type { CompressedTensorsNaiveFormat, CompressedTensorsQuantizationArgs, CompressedTensorsNaiveLayer } from './compressed-tensors-naive.js';
+export { compressedTensorsNaiveWeightArgs, packCompressedTensorsNaive, unpackCompressedTensorsNaive } from './compressed-tensors-naive.js';
+export type { ExportedActivationQuantization, ExportedKvCacheQuantization, ActivationExportRequest } from './compressed-tensors-activations.js';
+export {
+  compressedTensorsActivationArgs,
+  compressedTensorsKvCacheArgs,
+  refuseCompressedTensorsActivations,
+  activationTensors,
+  activationSchemeFromCompressedTensors,
+  readActivationQuantization,
+} from './compressed-tensors-activations.js';
 export type { GptqCheckpointFormat, GptqLayer, GptqLayerConfig, FormatWarning } from './gptq.js';
 export { GPTQ_BITS, gptqLayerConfig, packGptq, unpackGptq } from './gptq.js';
 export type { QuantizedModelExport, CheckpointOptions, Checkpoint, LoadedCheckpoint, SavedCheckpoint, GptqOptions } from './hf-checkpoint.js';

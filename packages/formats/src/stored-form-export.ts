@@ -8,6 +8,7 @@ import {
   type StoredForm,
   type StoredKind,
 } from '@bitsmith/core';
+import { compressedTensorsNaiveWeightArgs } from './compressed-tensors-naive.js';
 import { gptqLayerConfig } from './gptq.js';
 import { requireIntFormat } from './hf-layer-common.js';
 import { checkMatMulNBits } from './onnx-matmul-nbits.js';
@@ -18,7 +19,7 @@ export type ModelExporter = 'fake' | 'compressed-tensors' | 'gptq' | 'gptq-v2' |
 /**
  * Which stored kinds each exporter writes. `fake` writes every kind as its decoded float32 weight; `gguf` re-encodes
  * every layer's decoded weight to the chosen GGML type (exact for `F32`; the recipe's own codes are not kept);
- * compressed-tensors, GPTQ and ONNX `MatMulNBits` write uniform integer grids (and leave `float` layers float). A
+ * compressed-tensors writes uniform integer and FP8 E4M3 grids, GPTQ and ONNX `MatMulNBits` uniform integer grids (all leave `float` layers float). A
  * kind missing here is refused with `StoredFormRefusedError`.
  */
 export const EXPORTER_STORED_KINDS: Readonly<Record<ModelExporter, readonly StoredKind[]>> = {
@@ -79,7 +80,9 @@ export function exportableGrids(exporter: ModelExporter, stored: ReadonlyMap<str
     if (form.kind !== 'grid') continue;
     if (exporter === 'compressed-tensors' || exporter === 'gptq' || exporter === 'gptq-v2' || exporter === 'onnx') {
       try {
-        if (exporter === 'compressed-tensors') requireIntFormat(form.tensor, 'compressed-tensors');
+        // compressed-tensors: integer grids (packed, or unpacked beside quantized inputs) and FP8 E4M3 (float-quantized).
+        if (exporter === 'compressed-tensors' && form.tensor.format.type === 'float') compressedTensorsNaiveWeightArgs(form.tensor);
+        else if (exporter === 'compressed-tensors') requireIntFormat(form.tensor, 'compressed-tensors');
         else if (exporter === 'onnx') checkMatMulNBits(form.tensor, layer);
         else gptqLayerConfig(form.tensor, exporter === 'gptq' ? 'gptq' : 'gptq_v2');
       } catch (error) {

@@ -1,7 +1,7 @@
-import { BFLOAT16, FLOAT16, InvalidArgumentError, InvalidFileError, minifloat, parseSafetensorsHeader, readSafetensorsHeaderLength, UnsupportedFormatError, type ScaleEncoding } from '@bitsmith/core';
+import { BFLOAT16, FLOAT16, FP8_E4M3, InvalidArgumentError, InvalidFileError, minifloat, parseSafetensorsHeader, readSafetensorsHeaderLength, UnsupportedFormatError, type ScaleEncoding } from '@bitsmith/core';
 
 /** Element types of stored tensors (safetensors names). */
-export type StoredDType = 'I64' | 'I32' | 'I16' | 'I8' | 'U8' | 'U16' | 'F16' | 'BF16' | 'F32';
+export type StoredDType = 'I64' | 'I32' | 'I16' | 'I8' | 'U8' | 'U16' | 'F16' | 'BF16' | 'F32' | 'F8_E4M3';
 
 /**
  * A tensor as a file holds it: dtype, shape and little-endian bytes. Structurally the same as
@@ -14,7 +14,7 @@ export interface StoredTensor {
 }
 
 /** Bytes per element of each stored dtype. */
-export const STORED_DTYPE_BYTES: Readonly<Record<StoredDType, number>> = { I64: 8, I32: 4, I16: 2, I8: 1, U8: 1, U16: 2, F16: 2, BF16: 2, F32: 4 };
+export const STORED_DTYPE_BYTES: Readonly<Record<StoredDType, number>> = { I64: 8, I32: 4, I16: 2, I8: 1, U8: 1, U16: 2, F16: 2, BF16: 2, F32: 4, F8_E4M3: 1 };
 
 function view<T>(bytes: Uint8Array, size: number, make: (buffer: ArrayBufferLike, offset: number, length: number) => T): T {
   const aligned = bytes.byteOffset % size === 0 ? bytes : bytes.slice();
@@ -35,6 +35,7 @@ export function int64Tensor(values: ArrayLike<number>, shape: readonly number[])
 
 const half = minifloat(FLOAT16);
 const brain = minifloat(BFLOAT16);
+const e4m3 = minifloat(FP8_E4M3);
 
 /**
  * Stores float values as `F16`, `BF16` or `F32`. With `exact` (default true) a value that the dtype does not hold
@@ -115,6 +116,9 @@ export function storedValues(t: StoredTensor): Float64Array {
       break;
     case 'U8':
       out.set(t.bytes);
+      break;
+    case 'F8_E4M3':
+      for (let i = 0; i < n; i++) out[i] = e4m3.decode(t.bytes[i]!);
       break;
   }
   return out;

@@ -1,7 +1,8 @@
 import type { Command } from 'commander';
 import { defaultBackend, disposeDefaultBackend } from '@bitsmith/linalg';
 import { InvalidArgumentError } from '@bitsmith/core';
-import { evaluateLanguageModel, loadLlamaGraph, loadLlamaModel, ModelFileError, perplexityRatioInterval } from '@bitsmith/models';
+import { evaluateLanguageModel, ModelFileError, perplexityRatioInterval } from '@bitsmith/models';
+import { loadModelFolder } from '../activation-export.js';
 import { readCalibrationText } from '../calibration-data.js';
 import { installOnlineTransforms } from '../online-transforms.js';
 import { outputSinks, parseIntegerOption, type CommandOutput } from '../command-output.js';
@@ -80,12 +81,12 @@ export function registerEval(program: Command, output: CommandOutput = {}): void
       const batchSize = parseIntegerOption('--batch-size', options.batchSize, 1);
       try {
         const backend = await defaultBackend();
-        const model = await loadLlamaModel(options.model, { backend, onWarning });
+        const model = await loadModelFolder(options.model, { backend, onWarning });
         if (ctx > model.config.maxPositionEmbeddings) {
           throw new InvalidArgumentError('--ctx', `${ctx} tokens exceed the model's max_position_embeddings (${model.config.maxPositionEmbeddings}); expected at most ${model.config.maxPositionEmbeddings}`);
         }
         await installOnlineTransforms(model.graph, options.model);
-        const reference = options.reference ? await loadLlamaGraph(options.reference, { backend, onWarning }) : undefined;
+        const reference = options.reference ? (await loadModelFolder(options.reference, { backend, onWarning })).graph : undefined;
         if (reference && options.reference) await installOnlineTransforms(reference, options.reference);
         const text = await readCalibrationText(options.text);
         const ids = model.tokenizer.encode(text);
@@ -95,7 +96,7 @@ export function registerEval(program: Command, output: CommandOutput = {}): void
         const result = await evaluateLanguageModel(model.graph, ids, { ctx, batchSize, reference, ...(bosTokenId === undefined ? {} : { bosTokenId }) });
         let against: Record<string, unknown> | undefined;
         if (options.against) {
-          const other = await loadLlamaGraph(options.against, { backend, onWarning });
+          const other = (await loadModelFolder(options.against, { backend, onWarning })).graph;
           await installOnlineTransforms(other, options.against);
           if (other.lmHead.outFeatures !== model.graph.lmHead.outFeatures) {
             throw new InvalidArgumentError('--against', `${options.against} has a vocabulary of ${other.lmHead.outFeatures}; --model has ${model.graph.lmHead.outFeatures} (compare models that share a tokenizer)`);

@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { defaultBackend, disposeDefaultBackend } from '@bitsmith/linalg';
-import { generateGreedy, loadLlamaModel } from '@bitsmith/models';
+import { generateGreedy } from '@bitsmith/models';
+import { loadModelFolder } from '../activation-export.js';
 import { installOnlineTransforms } from '../online-transforms.js';
 import { outputSinks, parseIntegerOption, type CommandOutput } from '../command-output.js';
 
@@ -37,7 +38,7 @@ export function registerGenerate(program: Command, output: CommandOutput = {}): 
       const maxNewTokens = parseIntegerOption('--tokens', options.tokens, 0);
       try {
         const backend = await defaultBackend();
-        const { graph, tokenizer } = await loadLlamaModel(options.model, { backend, onWarning: (w) => stderr(`warning: ${w.message}\n`) });
+        const { graph, tokenizer } = await loadModelFolder(options.model, { backend, onWarning: (w) => stderr(`warning: ${w.message}\n`) });
         await installOnlineTransforms(graph, options.model);
         const promptIds = tokenizer.encode(options.prompt, { bos: tokenizer.bosTokenId !== undefined });
         const ids = await generateGreedy(graph, promptIds, { maxNewTokens, eosTokenId: tokenizer.eosTokenId ?? graph.config.eosTokenId ?? null });

@@ -126,9 +126,9 @@ describe.skipIf(SKIP)('bitsmith quantize on tinystories-656k', () => {
     );
   });
 
-  it('presets: w8a8 is refused naming the missing activation export; llama.cpp-q4_k_m writes the Q4_K_M mixture', async () => {
+  it('presets: w8a8 needs calibration text; llama.cpp-q4_k_m writes the Q4_K_M mixture', async () => {
     const quiet = { stdout: () => undefined, stderr: () => undefined };
-    await expect(quantizeCommand({ model: MODEL, preset: 'w8a8', out: join(tmp, 'z'), samples: '2', seqLen: '32' }, undefined, quiet)).rejects.toThrow(/carries activation scales/);
+    await expect(quantizeCommand({ model: MODEL, preset: 'w8a8', out: join(tmp, 'z'), samples: '2', seqLen: '32' }, undefined, quiet)).rejects.toThrow(/--calibration: recipe w8a8 needs calibration text \(step smoothquant/);
     await expect(quantizeCommand({ model: MODEL, preset: 'w5', out: join(tmp, 'z'), samples: '2', seqLen: '32' }, undefined, quiet)).rejects.toThrow(/unknown preset 'w5'; known: w4a16/);
     const out = join(tmp, 'q4km');
     await quantizeCommand({ model: MODEL, preset: 'llama.cpp-q4_k_m', out, samples: '2', seqLen: '32' }, undefined, quiet);

@@ -4,9 +4,10 @@ import { join } from 'node:path';
 import type { Command } from 'commander';
 import cliProgress from 'cli-progress';
 import { defaultBackend, disposeDefaultBackend } from '@bitsmith/linalg';
-import { formatName, type Granularity, type QuantizedTensor, type StoredForm, type StoredKind } from '@bitsmith/core';
-import { exportableGrids, GGUF_ARCHITECTURES, GGUF_MODEL_TYPES, refuseDeclaredKinds, saveCompressedTensors, saveGgufModel, saveGptq, saveOnnxModel, type GgufModelType } from '@bitsmith/formats';
+import { ActivationSchemeRefusedError, formatName, type Granularity, type QuantizedTensor, type StoredForm, type StoredKind } from '@bitsmith/core';
+import { exportableGrids, GGUF_ARCHITECTURES, GGUF_MODEL_TYPES, refuseCompressedTensorsActivations, refuseDeclaredKinds, saveCompressedTensors, saveGgufModel, saveGptq, saveOnnxModel, type GgufModelType } from '@bitsmith/formats';
 import { architectureMapping, evaluateLanguageModel, llamaQuantizableModel, loadLlamaConfig, loadLlamaGraph, loadLlamaModel, writeSafetensors, type LlamaGraph, type LlamaModel } from '@bitsmith/models';
+import { exportedActivations } from '../activation-export.js';
 import { withActivationCapture, type ActivationSummary } from '../activation-summary.js';
 import { evalSummary } from './eval.js';
 import { parseRecipe, RecipeFileError, runRecipe, type Recipe, type RecipeProgressEvent, type RecipeReport, type StepRegistry } from '@bitsmith/recipe';
@@ -188,6 +189,22 @@ export function declaredStoredKinds(recipe: Recipe): { step: string; stores?: re
 }
 
 /**
+ * Refuses, before any work, a recipe whose `inputActivations` or `kvCache` the `--save` format cannot carry:
+ * compressed-tensors takes what {@link refuseCompressedTensorsActivations} accepts (W8A8 int8 static per tensor or
+ * dynamic per token, FP8 dynamic per token, static FP8 KV cache); GPTQ and GGUF store weights only. `fake` records
+ * every scheme; ONNX decides for itself after the run.
+ *
+ * @throws ActivationSchemeRefusedError naming the format, the field and why.
+ */
+export function refuseActivationSchemes(save: SaveFormat, recipe: Pick<Recipe, 'inputActivations' | 'kvCache'>): void {
+  if (!recipe.inputActivations && !recipe.kvCache) return;
+  if (save === 'compressed-tensors') refuseCompressedTensorsActivations(recipe);
+  else if (save === 'gptq' || save === 'gptq-v2' || save === 'gguf') {
+    throw new ActivationSchemeRefusedError(save, recipe.inputActivations ? 'inputActivations' : 'kvCache', `${save} stores weights only; use --save compressed-tensors (W8A8, FP8, FP8 KV cache) or --save fake`);
+  }
+}
+
+/**
  * Loads the model, cuts calibration sequences, runs the recipe and, with `--eval`, evaluates the result (the first
  * half of `bitsmith quantize`). A recipe whose steps declare a stored kind the `--save` format cannot write is refused
  * before any work.
@@ -207,6 +224,7 @@ export async function runQuantizeJob(options: QuantizeOptions, registry: StepReg
     throw new OptionError('--calibration', `recipe ${recipe.name} needs calibration text (step ${[...new Set(needy)].join(', ')} uses statistics of the layers' inputs); data-free recipes (rtn, hqq) run without it`);
   }
   if (recipe) refuseDeclaredKinds(save, declaredStoredKinds(recipe));
+  if (recipe) refuseActivationSchemes(save, recipe);
   if (recipe && (save === 'compressed-tensors' || save === 'gptq' || save === 'gptq-v2' || save === 'onnx') && !recipe.stages.some((s) => s.step.kind === 'quantize')) {
     throw new OptionError('--save', `${save} stores quantized layers, but recipe ${recipe.name} has no quantize step; use --save fake or add one`);
   }
@@ -321,10 +339,12 @@ export async function writeQuantizedModel(
     .filter((l) => l.inputTransform)
     .map((l) => ({ layer: l.name, ...l.inputTransform!.describe() }));
   const kvCaches = kvCacheRecords(loaded.graph);
-  if (save !== 'fake' && kvCaches.length > 0) {
+  // compressed-tensors carries activation quantizers and an FP8 cache itself (refusing what it cannot express).
+  const activationExport = save === 'compressed-tensors' ? exportedActivations(loaded.graph) : undefined;
+  if (save !== 'fake' && !activationExport && kvCaches.length > 0) {
     throw new OptionError('--save', `${save} cannot express a quantized key/value cache (the recipe's kvCache); use --save fake`);
   }
-  if (save !== 'fake' && onlineTransforms.length > 0) {
+  if (save !== 'fake' && !activationExport && onlineTransforms.length > 0) {
     throw new OptionError('--save', `${save} cannot express run-time input transforms (${onlineTransforms.length} layers have one, e.g. ${onlineTransforms[0]!.layer}); use --save fake or a recipe whose rotations fuse into the weights`);
   }
   const quantized = exportableGrids(save, stored);
@@ -351,7 +371,7 @@ export async function writeQuantizedModel(
       };
       await writeFile(join(out, 'config.json'), `${JSON.stringify(config, null, 2)}\n`);
     } else if (save === 'compressed-tensors' || save === 'gptq' || save === 'gptq-v2') {
-      const exported = { tensors: loaded.graph.tensors(), quantized, config };
+      const exported = { tensors: loaded.graph.tensors(), quantized, config, ...(activationExport ?? {}) };
       const saved =
         save === 'compressed-tensors'
           ? await saveCompressedTensors(out, exported)

@@ -1,0 +1,110 @@
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { ActivationSchemeRefusedError, activationQuantizer, activationSchemeFromDescription, dequantize, type Tensor } from '@bitsmith/core';
+import { loadCompressedTensors, readJsonObject, type ExportedActivationQuantization, type ExportedKvCacheQuantization, type LoadedCheckpoint } from '@bitsmith/formats';
+import { createLlamaGraph, loadLlamaConfig, loadLlamaModel, loadTokenizer, ModelFileError, type LlamaGraph, type LlamaGraphOptions, type LlamaModel, type LoadLlamaOptions } from '@bitsmith/models';
+
+/** The attention module of a block, as Hugging Face names it: `model.layers.3.self_attn`. */
+function attentionModule(block: LlamaGraph['blocks'][number]): string {
+  return block.selfAttention.kProj.name.replace(/\.k_proj$/, '');
+}
+
+/**
+ * What a quantized graph quantizes at run time, in the form the compressed-tensors exporter takes: the input scheme
+ * (and static scales) of every layer with an activation quantizer, and the KV-cache quantization of every block.
+ *
+ * @throws ActivationSchemeRefusedError when a layer has another run-time input transform (an online Hadamard: no
+ *   place in compressed-tensors), or a block's cache uses the Hadamard or pre-RoPE keys.
+ * @example
+ * ```ts
+ * const { inputActivations, kvCache } = exportedActivations(graph);
+ * await saveCompressedTensors(out, { tensors: graph.tensors(), quantized, config, inputActivations, kvCache });
+ * ```
+ */
+export function exportedActivations(graph: LlamaGraph, exporter = 'compressed-tensors'): { inputActivations: Map<string, ExportedActivationQuantization>; kvCache: Map<string, ExportedKvCacheQuantization> } {
+  const inputActivations = new Map<string, ExportedActivationQuantization>();
+  for (const layer of graph.linearLayers()) {
+    if (!layer.inputTransform) continue;
+    const description = layer.inputTransform.describe();
+    if (description.kind !== 'activation-quantization') {
+      throw new ActivationSchemeRefusedError(exporter, 'onlineTransforms', `layer ${layer.name} applies a run-time input transform (${String(description.kind)}) that the format cannot carry; use a recipe whose rotations fuse into the weights, or --save fake`);
+    }
+    inputActivations.set(layer.name, activationSchemeFromDescription(description));
+  }
+  const kvCache = new Map<string, ExportedKvCacheQuantization>();
+  for (const block of graph.blocks) {
+    const cache = block.kvCache;
+    if (!cache) continue;
+    if (cache.hadamard || cache.preRopeKeys) {
+      throw new ActivationSchemeRefusedError(exporter, 'kvCache', `block ${block.index} rotates its cache by a Hadamard or quantizes keys before RoPE; vLLM's FP8 cache does neither`);
+    }
+    if (!cache.keys || !cache.values) throw new ActivationSchemeRefusedError(exporter, 'kvCache', `block ${block.index} quantizes only ${cache.keys ? 'keys' : 'values'}; kv_cache_scheme quantizes both`);
+    kvCache.set(attentionModule(block), { keys: activationSchemeFromDescription(cache.keys.describe()), values: activationSchemeFromDescription(cache.values.describe()) });
+  }
+  return { inputActivations, kvCache };
+}
+
+/**
+ * Installs what a compressed-tensors checkpoint quantizes at run time onto a graph: an activation quantizer on every
+ * layer whose group has `input_activations` (with the stored `input_scale`), and FP8 key/value quantizers with the
+ * stored `k_scale` / `v_scale` on every attention module of `kv_cache_scheme`. Returns the number of layers given an
+ * input quantizer.
+ *
+ * @throws ModelFileError when the checkpoint names a layer or attention module the graph does not have.
+ */
+export function installCheckpointActivations(graph: LlamaGraph, loaded: Pick<LoadedCheckpoint, 'inputActivations' | 'kvCache'>, file: string): number {
+  for (const [name, a] of loaded.inputActivations ?? []) {
+    const layer = graph.linearLayers().find((l) => l.name === name);
+    if (!layer) throw new ModelFileError(file, `input_activations for layer ${name}, which the model does not have`);
+    layer.inputTransform = activationQuantizer(a.scheme, a.scales);
+  }
+  for (const [module, kv] of loaded.kvCache ?? []) {
+    const block = graph.blocks.find((b) => attentionModule(b) === module);
+    if (!block) throw new ModelFileError(file, `k_scale / v_scale for ${module}, which the model does not have`);
+    block.kvCache = { keys: activationQuantizer(kv.keys.scheme, kv.keys.scales), values: activationQuantizer(kv.values.scheme, kv.values.scales) };
+  }
+  return loaded.inputActivations?.size ?? 0;
+}
+
+/** Whether a model folder holds a compressed-tensors checkpoint (`config.json`'s `quantization_config.quant_method`). */
+export async function isCompressedTensorsFolder(dir: string): Promise<boolean> {
+  const path = join(dir, 'config.json');
+  if (!existsSync(path)) return false;
+  const config = await readJsonObject(path);
+  const qc = config.quantization_config as Record<string, unknown> | undefined;
+  return qc?.quant_method === 'compressed-tensors';
+}
+
+/**
+ * Loads a compressed-tensors model folder as the model it runs as: every quantized weight decoded from its stored
+ * codes and scales, the float tensors as stored, and the checkpoint's input-activation and KV-cache quantization
+ * installed (so `bitsmith eval` measures what vLLM would compute, up to kernel rounding).
+ *
+ * @example
+ * ```ts
+ * const { graph, tokenizer } = await loadCompressedTensorsModel('out/w8a8', { backend });
+ * ```
+ */
+export async function loadCompressedTensorsModel(dir: string, options: LlamaGraphOptions = {}): Promise<LlamaModel> {
+  const loaded = await loadCompressedTensors(dir);
+  const config = await loadLlamaConfig(dir);
+  const weights = new Map<string, Tensor<'float32'>>(loaded.tensors);
+  for (const [layer, q] of loaded.quantized) weights.set(`${layer}.weight`, dequantize(q));
+  const graph = await createLlamaGraph(config, (name) => weights.get(name), options, join(dir, 'model.safetensors'));
+  installCheckpointActivations(graph, loaded, join(dir, 'config.json'));
+  const tokenizer = await loadTokenizer(dir);
+  return { dir, config, graph, tokenizer, warnings: [] };
+}
+
+/**
+ * Loads any model folder `bitsmith eval` and `generate` accept: a compressed-tensors checkpoint through
+ * {@link loadCompressedTensorsModel}, anything else through `loadLlamaModel` (fake-quant folders then get their
+ * recorded run-time transforms from `installOnlineTransforms`).
+ */
+export async function loadModelFolder(dir: string, options: LoadLlamaOptions = {}): Promise<LlamaModel> {
+  if (await isCompressedTensorsFolder(dir)) {
+    const { onWarning: _ignored, ...graphOptions } = options;
+    return loadCompressedTensorsModel(dir, graphOptions);
+  }
+  return loadLlamaModel(dir, options);
+}

@@ -6,6 +6,7 @@ import { ActivationSchemeRefusedError } from '@bitsmith/core';
 import { evaluateLanguageModel } from '@bitsmith/models';
 import { afterAll, describe, expect, it } from 'vitest';
 import { loadModelFolder } from './activation-export.js';
+import { installOnlineTransforms } from './online-transforms.js';
 import { quantizeCommand, runQuantizeJob, writeQuantizedModel, type QuantizeOptions } from './commands/quantize.js';
 
 const SHARED = process.env.BITSMITH_SHARED ? resolve(process.env.BITSMITH_SHARED) : resolve(dirname(fileURLToPath(import.meta.url)), '../../../../shared');
@@ -78,5 +79,34 @@ describe.skipIf(SKIP)('compressed-tensors with activation schemes on tinystories
     writeFileSync(kv, 'name: kv4\nkvCache: { keys: { format: int4, granularity: head }, values: { format: int4, granularity: head } }\nsteps:\n  - rtn: { bits: 4, groupSize: 32 }\n');
     await expect(quantizeCommand({ model: MODEL, recipe: kv, out: join(tmp, 'r2'), samples: '2', seqLen: '32', save: 'compressed-tensors' }, undefined, quiet)).rejects.toThrow(/compressed-tensors cannot express the recipe's kvCache/);
     await expect(quantizeCommand({ model: MODEL, recipe: kv, out: join(tmp, 'r3'), samples: '2', seqLen: '32', save: 'gptq' }, undefined, quiet)).rejects.toThrow(/gptq cannot express the recipe's kvCache: gptq stores weights only/);
+  });
+
+  it('Outlier Suppression+ in a fake-quant folder: attention_bias / mlp_bias declared, shifts recorded and reinstalled, same perplexity; packed formats refuse the shift', async () => {
+    const recipe = join(tmp, 'osplus.yaml');
+    writeFileSync(
+      recipe,
+      'name: osplus\ninputActivations: { format: int8, granularity: tensor, dynamic: false }\n' +
+        'steps:\n  - outlier-suppression-plus: { bits: 8, granularity: channel, activations: { format: int8 }, candidates: 6 }\n  - rtn: { bits: 8, granularity: channel }\n',
+    );
+    const out = join(tmp, 'osplus-fake');
+    const options: QuantizeOptions = { model: MODEL, recipe, calibration: join(SHARED, 'data', 'calib.txt'), out, samples: '2', seqLen: '64' };
+    const job = await runQuantizeJob(options, undefined, quiet);
+    await writeQuantizedModel(job, options, quiet);
+    const config = JSON.parse(readFileSync(join(out, 'config.json'), 'utf8'));
+    expect(config.attention_bias).toBe(true);
+    expect(config.mlp_bias).toBe(true);
+    const back = await loadModelFolder(out, { backend: job.loaded.graph.backend });
+    // Every linear of the model has a bias now (zeros where OS+ added none, e.g. o_proj).
+    expect(back.graph.blocks.every((b) => b.linears.every((l) => l.bias))).toBe(true);
+    expect(await installOnlineTransforms(back.graph, out)).toBe(14);
+    const kinds = new Set(back.graph.linearLayers().filter((l) => l.inputTransform).map((l) => JSON.stringify((l.inputTransform!.describe().transforms as { kind: string }[] | undefined)?.map((t) => t.kind) ?? [l.inputTransform!.describe().kind])));
+    expect(kinds).toContain(JSON.stringify(['channel-shift', 'activation-quantization']));
+    const ids = back.tokenizer.encode(readFileSync(join(SHARED, 'data', 'dev-heldout.txt'), 'utf8').slice(0, 3000));
+    const inMemory = await evaluateLanguageModel(job.loaded.graph, ids, { ctx: 128, bosTokenId: 1 });
+    const reread = await evaluateLanguageModel(back.graph, ids, { ctx: 128, bosTokenId: 1 });
+    expect(reread.perplexity).toBe(inMemory.perplexity);
+    const refused = await writeQuantizedModel(job, { ...options, out: join(tmp, 'osplus-ct'), save: 'compressed-tensors' }, quiet).catch((e: unknown) => e);
+    expect(ActivationSchemeRefusedError.isInstance(refused), String(refused)).toBe(true);
+    expect((refused as Error).message).toMatch(/onlineTransforms: .*channel-shift/);
   });
 });

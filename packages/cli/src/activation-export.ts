@@ -27,7 +27,7 @@ export function exportedActivations(graph: LlamaGraph, exporter = 'compressed-te
     if (!layer.inputTransform) continue;
     const description = layer.inputTransform.describe();
     if (description.kind !== 'activation-quantization') {
-      throw new ActivationSchemeRefusedError(exporter, 'onlineTransforms', `layer ${layer.name} applies a run-time input transform (${String(description.kind)}) that the format cannot carry; use a recipe whose rotations fuse into the weights, or --save fake`);
+      throw new ActivationSchemeRefusedError(exporter, 'onlineTransforms', `layer ${layer.name} applies a run-time input transform (${layer.inputTransform.name}) that the format cannot carry; use a recipe whose rotations fuse into the weights, or --save fake`);
     }
     inputActivations.set(layer.name, activationSchemeFromDescription(description));
   }

@@ -1,7 +1,7 @@
 import { rtn } from '@bitsmith/core';
 import { defineStep, quantizationOptions, resolveQuantization, type StepRegistry } from '@bitsmith/recipe';
 import { hadamardRotation } from '@bitsmith/rotation';
-import { awq, smoothQuant, smoothQuantPlus } from '@bitsmith/smoothing';
+import { awq, outlierSuppressionPlus, smoothQuant, smoothQuantPlus } from '@bitsmith/smoothing';
 import { gptq, hqq, quantEase } from '@bitsmith/solvers';
 import { squeezeLlm, vectorQuantize } from '@bitsmith/codebook';
 import { bitAllocation, type BitCandidate, type BitPlan } from '@bitsmith/allocate';
@@ -115,6 +115,19 @@ export const defaultRegistry: StepRegistry = {
     description: 'SmoothQuant+ (@bitsmith/smoothing): alpha searched on calibration loss for the given bits|format',
     options: quantizationOptions.extend({ alphas: z.array(z.number().min(0).max(1)).min(1).optional(), maxTokens: z.number().int().positive().optional() }),
     create: ({ alphas, maxTokens, ...rest }) => smoothQuantPlus({ ...resolveQuantization(rest), ...withoutUndefined({ alphas, maxTokens }) }),
+  }),
+  'outlier-suppression-plus': defineStep({
+    description:
+      'Outlier Suppression+ (@bitsmith/smoothing): channel shift (a run-time transform compensated by a bias) and outlier scale searched on the quantized output error; bits|format, groupSize|granularity of the weight quantize step that follows, activations { format, granularity tensor|token } (int8 per tensor), shift, scale, candidates (20), maxTokens (2048)',
+    options: quantizationOptions.extend({
+      activations: z.strictObject({ format: z.string(), granularity: z.enum(['tensor', 'token']).optional() }).optional(),
+      shift: z.boolean().optional(),
+      scale: z.boolean().optional(),
+      candidates: z.number().int().positive().optional(),
+      maxTokens: z.number().int().positive().optional(),
+    }),
+    create: ({ activations, shift, scale, candidates, maxTokens, ...rest }) =>
+      outlierSuppressionPlus({ ...resolveQuantization(rest), ...withoutUndefined({ activations, shift, scale, candidates, maxTokens }) }),
   }),
   rotation: defineStep({
     description: 'QuaRot-style rotation (@bitsmith/rotation): rotation hadamard|orthogonal, seed, residual (rotate the residual stream, default true), onlineHadamard true (down_proj) | all (every linear) | false, valueHadamard',

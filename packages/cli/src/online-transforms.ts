@@ -1,13 +1,13 @@
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { activationQuantizerFromDescription, composeInputTransforms, UnsupportedFormatError, type RuntimeInputTransform } from '@bitsmith/core';
+import { activationQuantizerFromDescription, channelShiftFromDescription, composeInputTransforms, UnsupportedFormatError, type RuntimeInputTransform } from '@bitsmith/core';
 import { ModelFileError, readJsonFile, type LlamaGraph } from '@bitsmith/models';
 import { hadamardInputTransform } from '@bitsmith/rotation';
 
 type Description = { kind: string; order?: number; transforms?: Description[] } & Record<string, unknown>;
 
-/** Rebuilds one recorded transform: an online Hadamard, an activation quantizer, or a sequence of them. */
+/** Rebuilds one recorded transform: an online Hadamard, an activation quantizer, an OS+ channel shift, or a sequence of them. */
 function rebuild(description: Description, layer: string, graph: LlamaGraph, file: string): RuntimeInputTransform {
   switch (description.kind) {
     case 'hadamard':
@@ -15,11 +15,13 @@ function rebuild(description: Description, layer: string, graph: LlamaGraph, fil
       return hadamardInputTransform(description.order, { backend: graph.backend });
     case 'activation-quantization':
       return activationQuantizerFromDescription(description);
+    case 'channel-shift':
+      return channelShiftFromDescription(description);
     case 'sequence':
       if (!Array.isArray(description.transforms) || description.transforms.length === 0) break;
       return composeInputTransforms(...description.transforms.map((t) => rebuild(t, layer, graph, file)))!;
   }
-  throw new UnsupportedFormatError(`${file}: online transform of kind '${description.kind}' on ${layer} is not supported (expected 'hadamard' with an order, 'activation-quantization', or a 'sequence' of them)`);
+  throw new UnsupportedFormatError(`${file}: online transform of kind '${description.kind}' on ${layer} is not supported (expected 'hadamard' with an order, 'activation-quantization', 'channel-shift', or a 'sequence' of them)`);
 }
 
 /**

@@ -44,3 +44,4 @@ export type { ActivationGranularity, ActivationObserverKind, ActivationScheme, A
 export { validateActivationScheme, fakeQuantizeActivations, ActivationObserver, activationQuantizer, activationQuantizerFromDescription, activationSchemeFromDescription, composeInputTransforms, granularityName, activationGroupingAsGranularity } from './activation-quantization.js';
 export type { KvCacheScheme, KvCacheQuantization } from './kv-cache-quantization.js';
 export { validateKvCacheScheme } from './kv-cache-quantization.js';
+export { channelShift, channelShiftFromDescription } from './channel-shift.js';

@@ -5,6 +5,8 @@ export type { SmoothQuantOptions } from './smooth-quant.js';
 export { smoothQuant } from './smooth-quant.js';
 export type { SmoothQuantPlusOptions } from './smooth-quant-plus.js';
 export { smoothQuantPlus, SMOOTHQUANT_PLUS_ALPHAS } from './smooth-quant-plus.js';
+export type { OutlierSuppressionPlusOptions } from './outlier-suppression-plus.js';
+export { outlierSuppressionPlus, channelShiftAndRange, outlierSuppressionScales, outlierThresholds } from './outlier-suppression-plus.js';
 
 // Building blocks
 export type { QuantizationTarget } from './quantization-target.js';

@@ -104,14 +104,22 @@ export interface PathResult {
 
 /**
  * The block's group paths on `x` (hidden states) and `attended` (the o_proj input): q/k/v = rms(x) g1,
- * o = attended, gate/up = rms(x) g2, down = silu(gate) * up. `weights` overrides a linear's weight by name.
+ * o = attended, gate/up = rms(x) g2, down = silu(gate) * up, each linear applying its (synchronous) input transform
+ * and bias. `inputs` holds what reaches the layer before its transform. `weights` overrides a linear's weight by name.
  */
 export function forwardPaths(sb: SyntheticBlock, x: Matrix, attended: Matrix, weights: Map<string, Matrix> = new Map()): PathResult {
   const inputs = new Map<string, Matrix>();
   const outputs = new Map<string, Matrix>();
   const run = (l: LinearView, input: Matrix): Matrix => {
     inputs.set(l.name, input);
-    const y = linearForward(input, weights.get(l.name) ?? l.weight, l.bias);
+    let x = input;
+    if (l.inputTransform) {
+      // Synchronous transforms only (a channel shift; test stubs): applied to a copy, as the graph does.
+      const data = input.data.slice();
+      void l.inputTransform.apply(data, input.shape[0], input.shape[1]);
+      x = { dtype: 'float32', shape: input.shape, data };
+    }
+    const y = linearForward(x, weights.get(l.name) ?? l.weight, l.bias);
     outputs.set(l.name, y);
     return y;
   };

@@ -8,6 +8,7 @@ import { ActivationSchemeRefusedError, formatName, type Granularity, type Quanti
 import { exportableGrids, GGUF_ARCHITECTURES, GGUF_MODEL_TYPES, refuseCompressedTensorsActivations, refuseDeclaredKinds, saveCompressedTensors, saveGgufModel, saveGptq, saveOnnxModel, type GgufModelType } from '@bitsmith/formats';
 import { architectureMapping, evaluateLanguageModel, llamaQuantizableModel, loadLlamaConfig, loadLlamaGraph, loadLlamaModel, writeSafetensors, type LlamaGraph, type LlamaModel } from '@bitsmith/models';
 import { exportedActivations } from '../activation-export.js';
+import { declareAddedBiases } from '../added-biases.js';
 import { withActivationCapture, type ActivationSummary } from '../activation-summary.js';
 import { evalSummary } from './eval.js';
 import { parseRecipe, RecipeFileError, runRecipe, type Recipe, type RecipeProgressEvent, type RecipeReport, type StepRegistry } from '@bitsmith/recipe';
@@ -356,7 +357,8 @@ export async function writeQuantizedModel(
   const saveWarnings: string[] = [];
   await commit(async (out) => {
     if (save === 'fake') {
-      await writeSafetensors(join(out, 'model.safetensors'), loaded.graph.tensors(), { metadata: { format: 'pt', producer: 'bitsmith', content: 'fake-quant float32 weights' } });
+      const zeroBiases = declareAddedBiases(loaded.graph, config);
+      await writeSafetensors(join(out, 'model.safetensors'), new Map([...loaded.graph.tensors(), ...zeroBiases]), { metadata: { format: 'pt', producer: 'bitsmith', content: 'fake-quant float32 weights' } });
       config.quantization_config = {
         quant_method: 'bitsmith',
         format: 'fake-quant',

@@ -58,6 +58,12 @@ steps:
     expect(bad('steps: [ {')).toMatch(/not valid YAML or JSON/);
   });
 
+  it('refuses outputActivations by name, saying what to use instead', () => {
+    const text = 'name: w8a8-out\noutputActivations: { format: int8, granularity: token, dynamic: true }\nsteps:\n  - rtn: { bits: 8 }\n';
+    expect(() => parseRecipe(text, registry, 'out.yaml')).toThrow(RecipeFileError);
+    expect(() => parseRecipe(text, registry, 'out.yaml')).toThrow(/out\.yaml: outputActivations: quantizing a linear layer's output is not supported.*inputActivations.*kvCache/);
+  });
+
   it('selectors match exact names, dotted suffixes and whole-name regular expressions', () => {
     expect(matchesAny('model.layers.0.mlp.down_proj', ['down_proj'])).toBe(true);
     expect(matchesAny('model.layers.0.mlp.down_proj', ['mlp.down_proj'])).toBe(true);

@@ -151,6 +151,15 @@ export function parseRecipe(text: string, registry: StepRegistry, file = 'recipe
   } catch (cause) {
     throw new RecipeFileError(file, `is not valid YAML or JSON: ${(cause as Error).message}`);
   }
+  if (raw !== null && typeof raw === 'object' && 'outputActivations' in raw) {
+    // Named on purpose (compressed-tensors has the field): a linear's output is the next op's input, which
+    // inputActivations (linears) and kvCache (keys and values) already quantize where a runtime rounds it.
+    throw new RecipeFileError(
+      file,
+      'outputActivations: quantizing a linear layer\'s output is not supported: no runtime bitsmith exports to rounds it there (vLLM and compressed-tensors presets leave output_activations null); ' +
+        'quantize what consumes it instead, with inputActivations (the next linear\'s input) or kvCache (the keys and values k_proj / v_proj produce)',
+    );
+  }
   const doc = fileSchema.safeParse(raw);
   if (!doc.success) throw new RecipeFileError(file, doc.error.issues.map(describeIssue).join('; '));
   const { name, targets, ignore, steps } = doc.data;

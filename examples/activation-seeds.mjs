@@ -6,8 +6,9 @@
 // scales, no smoothing/GPTQ/static scales) need no seeds: their spread is zero by construction.
 // Run after `npm run build`: node examples/activation-seeds.mjs name,name,... [candidate/baseline,...]
 // Environment: SEEDS (default 0,1,2), SAMPLES (default 16), SEQ_LEN (512), EVAL_CHARS (20000), KL=1 to also measure
-// KL to the float model (doubles the evaluation time).
-import { readFileSync } from 'node:fs';
+// KL to the float model (doubles the evaluation time), RESULTS=file.json to also write every run's per-window
+// negative log-likelihoods (so that runs of different invocations can be paired later).
+import { readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { calibrationSequences, defaultRegistry } from '@bitsmith/cli';
@@ -59,6 +60,10 @@ for (const name of names) {
     perSeed.push(result);
   }
   results.set(name, perSeed);
+  if (process.env.RESULTS) {
+    const dump = Object.fromEntries([...results].map(([n, rs]) => [n, rs.map((r, i) => ({ seed: seeds[i], perplexity: r.perplexity, perWindow: { nll: Array.from(r.perWindow.nll), tokens: Array.from(r.perWindow.tokens) } }))]));
+    writeFileSync(process.env.RESULTS, JSON.stringify({ float: { perplexity: float.perplexity, perWindow: { nll: Array.from(float.perWindow.nll), tokens: Array.from(float.perWindow.tokens) } }, results: dump }));
+  }
 }
 
 console.log('\n| recipe | perplexity, mean ± sd over seeds (min..max) | / float |');

@@ -38,6 +38,10 @@ const PAIRS = [
   ['w4a4-incoherence-gptq', 'w4a4-gptq'],
   ['w4a4kv4-rotation-gptq', 'w4a4kv4-gptq'],
   ['w4a4kv4-smoothquant-gptq', 'w4a4kv4-gptq'],
+  ['w8a8-osplus-static', 'w8a8-rtn-static'],
+  ['w8a8-osplus-static', 'w8a8-smoothquant-static'],
+  ['w4a4-osplus-gptq', 'w4a4-gptq'],
+  ['w4a4-osplus-gptq', 'w4a4-smoothquant-gptq'],
   ['kv4-hadamard', 'kv4'],
   ['kv4-prerope-channel-keys', 'kv4'],
 ];

@@ -2,7 +2,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ActivationSchemeRefusedError } from '@bitsmith/core';
+import { ActivationSchemeRefusedError, StoredFormRefusedError } from '@bitsmith/core';
 import { evaluateLanguageModel } from '@bitsmith/models';
 import { afterAll, describe, expect, it } from 'vitest';
 import { loadModelFolder } from './activation-export.js';
@@ -108,5 +108,23 @@ describe.skipIf(SKIP)('compressed-tensors with activation schemes on tinystories
     const refused = await writeQuantizedModel(job, { ...options, out: join(tmp, 'osplus-ct'), save: 'compressed-tensors' }, quiet).catch((e: unknown) => e);
     expect(ActivationSchemeRefusedError.isInstance(refused), String(refused)).toBe(true);
     expect((refused as Error).message).toMatch(/onlineTransforms: .*channel-shift/);
+  });
+
+  it('LLM.int8() decomposition in a fake-quant folder: outlier columns recorded and reinstalled, same perplexity; grid-only exports refuse it before work', async () => {
+    const recipe = join(tmp, 'llm-int8.yaml');
+    // tinystories-656k has no channel reaching 6: keep the 4 largest per layer instead.
+    writeFileSync(recipe, 'name: llm-int8\nsteps:\n  - llm-int8: { topK: 4 }\n');
+    const out = join(tmp, 'llm-int8-fake');
+    const options: QuantizeOptions = { model: MODEL, recipe, calibration: join(SHARED, 'data', 'calib.txt'), out, samples: '2', seqLen: '64' };
+    const job = await runQuantizeJob(options, undefined, quiet);
+    expect(new Set([...job.stored.values()].map((f) => f.kind))).toEqual(new Set(['sparse-outliers']));
+    await writeQuantizedModel(job, options, quiet);
+    const back = await loadModelFolder(out, { backend: job.loaded.graph.backend });
+    expect(await installOnlineTransforms(back.graph, out)).toBe(14);
+    for (const l of back.graph.linearLayers().filter((x) => x.inputTransform)) expect((l.inputTransform!.describe().passthroughColumns as number[]).length).toBe(4);
+    const ids = back.tokenizer.encode(readFileSync(join(SHARED, 'data', 'dev-heldout.txt'), 'utf8').slice(0, 3000));
+    expect((await evaluateLanguageModel(back.graph, ids, { ctx: 128, bosTokenId: 1 })).perplexity).toBe((await evaluateLanguageModel(job.loaded.graph, ids, { ctx: 128, bosTokenId: 1 })).perplexity);
+    const refused = await quantizeCommand({ ...options, out: join(tmp, 'llm-int8-ct'), save: 'compressed-tensors' }, undefined, quiet).catch((e: unknown) => e);
+    expect(StoredFormRefusedError.isInstance(refused), String(refused)).toBe(true);
   });
 });

@@ -1,4 +1,4 @@
-import { rtn } from '@bitsmith/core';
+import { llmInt8, parseFormat, rtn } from '@bitsmith/core';
 import { defineStep, quantizationOptions, resolveQuantization, type StepRegistry } from '@bitsmith/recipe';
 import { hadamardRotation } from '@bitsmith/rotation';
 import { awq, outlierSuppressionPlus, smoothQuant, smoothQuantPlus } from '@bitsmith/smoothing';
@@ -115,6 +115,22 @@ export const defaultRegistry: StepRegistry = {
     description: 'SmoothQuant+ (@bitsmith/smoothing): alpha searched on calibration loss for the given bits|format',
     options: quantizationOptions.extend({ alphas: z.array(z.number().min(0).max(1)).min(1).optional(), maxTokens: z.number().int().positive().optional() }),
     create: ({ alphas, maxTokens, ...rest }) => smoothQuantPlus({ ...resolveQuantization(rest), ...withoutUndefined({ alphas, maxTokens }) }),
+  }),
+  'llm-int8': defineStep({
+    description:
+      'LLM.int8() decomposition (@bitsmith/core): outlier input columns (calibration max|x| >= threshold, default 6, or the topK largest) kept in 16 bits for weights and activations, the rest int8 (bits|format, per output channel) with int8 per-token inputs (activations { format, granularity token|tensor })',
+    options: z.strictObject({
+      threshold: z.number().positive().optional(),
+      topK: z.number().int().nonnegative().optional(),
+      bits: z.number().int().min(2).max(8).optional(),
+      activations: z.strictObject({ format: z.string(), granularity: z.enum(['tensor', 'token']).optional() }).optional(),
+    }),
+    create: ({ threshold, topK, bits, activations }) =>
+      llmInt8({
+        ...withoutUndefined({ threshold, topK }),
+        ...(bits !== undefined ? { format: `int${bits}` } : {}),
+        ...(activations ? { activations: { format: parseFormat(activations.format), granularity: { type: activations.granularity ?? 'token' }, dynamic: true } } : {}),
+      }),
   }),
   'outlier-suppression-plus': defineStep({
     description:

@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { activationQuantizerFromDescription, channelShiftFromDescription, composeInputTransforms, UnsupportedFormatError, type RuntimeInputTransform } from '@bitsmith/core';
+import { activationQuantizerFromDescription, channelShiftFromDescription, composeInputTransforms, outlierPassthroughQuantizerFromDescription, UnsupportedFormatError, type RuntimeInputTransform } from '@bitsmith/core';
 import { ModelFileError, readJsonFile, type LlamaGraph } from '@bitsmith/models';
 import { hadamardInputTransform } from '@bitsmith/rotation';
 
@@ -17,11 +17,13 @@ function rebuild(description: Description, layer: string, graph: LlamaGraph, fil
       return activationQuantizerFromDescription(description);
     case 'channel-shift':
       return channelShiftFromDescription(description);
+    case 'llm-int8-activations':
+      return outlierPassthroughQuantizerFromDescription(description);
     case 'sequence':
       if (!Array.isArray(description.transforms) || description.transforms.length === 0) break;
       return composeInputTransforms(...description.transforms.map((t) => rebuild(t, layer, graph, file)))!;
   }
-  throw new UnsupportedFormatError(`${file}: online transform of kind '${description.kind}' on ${layer} is not supported (expected 'hadamard' with an order, 'activation-quantization', 'channel-shift', or a 'sequence' of them)`);
+  throw new UnsupportedFormatError(`${file}: online transform of kind '${description.kind}' on ${layer} is not supported (expected 'hadamard' with an order, 'activation-quantization', 'channel-shift', 'llm-int8-activations', or a 'sequence' of them)`);
 }
 
 /**

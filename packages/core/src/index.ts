@@ -45,3 +45,5 @@ export { validateActivationScheme, fakeQuantizeActivations, ActivationObserver, 
 export type { KvCacheScheme, KvCacheQuantization } from './kv-cache-quantization.js';
 export { validateKvCacheScheme } from './kv-cache-quantization.js';
 export { channelShift, channelShiftFromDescription } from './channel-shift.js';
+export type { LlmInt8Options } from './llm-int8.js';
+export { llmInt8, outlierColumns, outlierPassthroughQuantizer, outlierPassthroughQuantizerFromDescription } from './llm-int8.js';

@@ -1,3 +1,4 @@
+<<<<<<< HEAD
 import { llmInt8, parseFormat, rtn } from '@bitsmith/core';
 import { defineStep, quantizationOptions, resolveQuantization, type StepRegistry } from '@bitsmith/recipe';
 import { hadamardRotation } from '@bitsmith/rotation';
@@ -7,48 +8,47 @@ import { squeezeLlm, vectorQuantize } from '@bitsmith/codebook';
 import { bitAllocation, type BitCandidate, type BitPlan } from '@bitsmith/allocate';
 import { eora, lorc, lqer, lqLora, svdQuant } from '@bitsmith/lowrank';
 import { autoRound, learnableWeightClipping } from '@bitsmith/learned';
+=======
+>>>>>>> main
 import { readFileSync } from 'node:fs';
+import { defineStep, rtnStep, type StepRegistry } from '@bitsmith/core';
+import { bitAllocationStep, type BitPlan } from '@bitsmith/allocate';
+import { squeezeLlmStep, vectorQuantizeStep } from '@bitsmith/codebook';
+import { autoRoundStep, learnableWeightClippingStep } from '@bitsmith/learned';
+import { eoraStep, lorcStep, lqerStep, lqLoraStep, svdQuantStep } from '@bitsmith/lowrank';
+import { hadamardRotationStep } from '@bitsmith/rotation';
+import { awqStep, smoothQuantPlusStep, smoothQuantStep } from '@bitsmith/smoothing';
+import { gptaqStep, gptqStep, hqqStep, quantEaseStep } from '@bitsmith/solvers';
 import { z } from 'zod';
 
-const rangeSearchOption = z
-  .union([
-    z.boolean(),
-    z.strictObject({
-      steps: z.number().int().positive().optional(),
-      minShrink: z.number().gt(0).max(1).optional(),
-      norm: z.number().positive().optional(),
-      activationWeighted: z.boolean().optional(),
-    }),
-  ])
-  .optional();
-
-function withoutUndefined<T extends Record<string, unknown>>(o: T): T {
-  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as T;
-}
-
-const lowRankOptions = {
-  rank: z.number().int().positive(),
-  factorStorage: z.enum(['float16', 'int8']).optional(),
-  svd: z.strictObject({ method: z.enum(['auto', 'exact', 'randomized']).optional(), powerIterations: z.number().int().nonnegative().optional(), seed: z.number().int().nonnegative().optional() }).optional(),
-};
-
-/** A bit-allocation candidate in a recipe file: a format name (`int3`, `nf4`) or `{ bits | format, groupSize?, symmetric? }`. */
-const candidateOption = z.union([
-  z.string(),
-  z.strictObject({ bits: z.number().int().min(1).max(8).optional(), format: z.string().optional(), symmetric: z.boolean().optional(), groupSize: z.number().int().positive().optional(), granularity: z.enum(['tensor', 'channel']).optional(), label: z.string().optional() }),
-]);
-
-function toCandidate(c: z.infer<typeof candidateOption>): BitCandidate {
-  if (typeof c === 'string') return { format: c };
-  const { format, granularity } = resolveQuantization(withoutUndefined({ bits: c.bits, format: c.format, symmetric: c.symmetric, groupSize: c.groupSize, granularity: c.granularity }));
-  return { format, ...(granularity ? { granularity } : {}), ...(c.label ? { label: c.label } : {}) };
-}
+/**
+ * `bit-allocation` as recipe files write it: as the allocate package defines it, except that `plan` is the path of a
+ * JSON bit plan (from `computeBitPlan`), relative to the working directory, which is read here (file access stays in
+ * the CLI so the algorithm packages run in browsers).
+ */
+const bitAllocationFileStep = defineStep({
+  description: bitAllocationStep.description.replace('plan (a bit plan from computeBitPlan)', 'plan (JSON file from computeBitPlan, path relative to the working directory)'),
+  options: (bitAllocationStep.options as z.ZodObject).extend({ plan: z.string().optional() }),
+  create: ({ plan, ...rest }: { plan?: string } & Record<string, unknown>) => {
+    let parsed: BitPlan | undefined;
+    if (plan !== undefined) {
+      try {
+        parsed = JSON.parse(readFileSync(plan, 'utf8')) as BitPlan;
+      } catch (cause) {
+        throw new Error(`plan: cannot read the bit plan ${plan} (${(cause as NodeJS.ErrnoException).code ?? (cause as Error).message}); expected a JSON file written by computeBitPlan`);
+      }
+    }
+    return bitAllocationStep.create(bitAllocationStep.options.parse({ ...rest, ...(parsed ? { plan: parsed } : {}) }));
+  },
+});
 
 /**
- * The steps that `bitsmith quantize` recipe files can name, each mapping file options to the factory of the package
- * that implements it. Explicit: spread it into your own registry to add steps.
+ * The steps that `bitsmith quantize` recipe files can name. Each definition (options schema + factory) lives beside
+ * its algorithm in its package; this registry only assembles them. Explicit: spread it into your own registry to add
+ * steps (`{ ...defaultRegistry, mine: myStep }`).
  */
 export const defaultRegistry: StepRegistry = {
+<<<<<<< HEAD
   rtn: defineStep({
     description: 'round-to-nearest (@bitsmith/core): bits|format, groupSize|granularity, rangeSearch',
     options: quantizationOptions.extend({ rangeSearch: rangeSearchOption }),
@@ -256,4 +256,25 @@ export const defaultRegistry: StepRegistry = {
       });
     },
   }),
+=======
+  rtn: rtnStep,
+  gptq: gptqStep,
+  gptaq: gptaqStep,
+  autoround: autoRoundStep,
+  lwc: learnableWeightClippingStep,
+  awq: awqStep,
+  smoothquant: smoothQuantStep,
+  'smoothquant-plus': smoothQuantPlusStep,
+  rotation: hadamardRotationStep,
+  squeezellm: squeezeLlmStep,
+  vq: vectorQuantizeStep,
+  hqq: hqqStep,
+  quantease: quantEaseStep,
+  lorc: lorcStep,
+  lqer: lqerStep,
+  eora: eoraStep,
+  svdquant: svdQuantStep,
+  lqlora: lqLoraStep,
+  'bit-allocation': bitAllocationFileStep,
+>>>>>>> main
 };

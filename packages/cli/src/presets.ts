@@ -28,7 +28,8 @@ export interface QuantizePreset {
  * - `w8a8`: llm-compressor's W8A8 (INT8) scheme as its SmoothQuant + GPTQ example builds it: SmoothQuant
  *   (arXiv:2211.10438, alpha 0.5) folded into the norms, GPTQ int8 weights per output channel, int8 inputs per token
  *   with run-time scales; saved as compressed-tensors `int-quantized` with `input_activations`, which vLLM runs with
- *   its int8 kernels. Needs `--calibration`. On llama-docs-29m: within 0.2% of float perplexity (docs/activations.md).
+ *   its int8 kernels. Needs `--calibration`. On llama-docs-29m the same recipe with RTN weights
+ *   (`w8a8-smoothquant-dynamic`) is within 0.2% of float perplexity (docs/activations.md).
  * - `w8a8-static`: the same with one calibrated (static, min-max) int8 scale per layer input, written as each layer's
  *   `input_scale`: no run-time range reduction, at a measurable cost (about 1% perplexity on llama-docs-29m).
  */

@@ -50,3 +50,4 @@ export { validateKvCacheScheme } from './kv-cache-quantization.js';
 export { channelShift, channelShiftFromDescription } from './channel-shift.js';
 export type { LlmInt8Options } from './llm-int8.js';
 export { llmInt8, outlierColumns, outlierPassthroughQuantizer, outlierPassthroughQuantizerFromDescription } from './llm-int8.js';
+export { llmInt8Step } from './llm-int8-step.js';

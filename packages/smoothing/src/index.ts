@@ -26,3 +26,4 @@ export { selectFoldableGroups, groupInputs, layerStatesFromBlock, throwIfAborted
 export { awqStep } from './awq-step.js';
 export { smoothQuantStep } from './smooth-quant-step.js';
 export { smoothQuantPlusStep } from './smooth-quant-plus-step.js';
+export { outlierSuppressionPlusStep } from './outlier-suppression-plus-step.js';

@@ -6,10 +6,10 @@ import { dequantize, InvalidArgumentError, parseFormat, quantize, UnsupportedFor
 import { createJsBackend } from '@bitsmith/linalg';
 import { createLlamaGraph, loadLlamaGraph, parseLlamaConfig, ropeInverseFrequencies, type LlamaGraph } from '@bitsmith/models';
 import { describe, expect, it } from 'vitest';
-import { buildLlamaOnnx, saveOnnxModel } from './onnx-export.js';
+import { buildLlamaOnnx } from './onnx-export.js';
 import { onnxRopeInverseFrequencies } from './onnx-llama-graph.js';
 import { loadOrt, ortLogits, SESSION_OPTIONS } from './onnx-ort.test-support.js';
-import { readMatMulNBits } from './onnx-read.js';
+import { readMatMulNBits, saveOnnxModel } from './onnx-file.js';
 
 function random(length: number, seed: number, scale: number): Float32Array {
   let s = seed >>> 0;

@@ -1,5 +1,3 @@
-import { mkdir, writeFile } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
 import { InvalidArgumentError, UnsupportedFormatError, type QuantizedTensor } from '@bitsmith/core';
 import { loadOnnxProto, MICROSOFT_DOMAIN, OnnxDataType, OnnxGraphBuilder } from './onnx-graph-builder.js';
 import { onnxRopeInverseFrequencies, type OnnxLinearLayer, type OnnxLlamaGraph, type OnnxRmsNorm } from './onnx-llama-graph.js';
@@ -230,25 +228,6 @@ export async function buildLlamaOnnx(graph: OnnxLlamaGraph, quantized: ReadonlyM
   return { bytes, matMulNBits, floatLinears };
 }
 
-/**
- * Exports a Llama-family model to one ONNX file: float `MatMul` for float layers, `MatMulNBits` (com.microsoft; the
- * q4 format of transformers.js and onnxruntime-genai) for every layer in `quantized`. See {@link buildLlamaOnnx}.
- *
- * @param graph A `LlamaGraph` (its config supplies the architecture).
- * @param quantized Quantized tensors by layer name; empty for a float export.
- * @param path The `.onnx` file to write (its folder is created).
- * @param options `accuracyLevel` (0), `maxPositions`.
- * @example
- * ```ts
- * await exportOnnx(graph, quantizedByLayer, 'out/model_q4.onnx');
- * ```
- */
-export async function exportOnnx(graph: OnnxLlamaGraph, quantized: ReadonlyMap<string, QuantizedTensor>, path: string, options: OnnxExportOptions = {}): Promise<OnnxExportResult> {
-  const { bytes, matMulNBits, floatLinears } = await buildLlamaOnnx(graph, quantized, options);
-  await mkdir(dirname(path), { recursive: true });
-  await writeFile(path, bytes);
-  return { path, bytes: bytes.length, matMulNBits, floatLinears };
-}
 
 /** Options of {@link saveOnnxModel}. */
 export interface SaveOnnxOptions extends OnnxExportOptions {
@@ -256,20 +235,3 @@ export interface SaveOnnxOptions extends OnnxExportOptions {
   fileName?: string;
 }
 
-/**
- * Writes `outDir/model.onnx` for `bitsmith quantize --save onnx`: the graph's current weights, with every layer in
- * `quantized` as a `MatMulNBits` node (see {@link exportOnnx}). Config and tokenizer files are not copied.
- *
- * @param outDir Output folder (created when missing).
- * @param graph The quantized `LlamaGraph` (its float layers are written as float MatMul).
- * @param quantized Quantized tensors by layer name.
- * @param options `fileName` (`'model.onnx'`), `accuracyLevel` (0), `maxPositions`.
- * @example
- * ```ts
- * const { path } = await saveOnnxModel('out', graph, quantized);
- * ```
- */
-export async function saveOnnxModel(outDir: string, graph: OnnxLlamaGraph, quantized: ReadonlyMap<string, QuantizedTensor>, options: SaveOnnxOptions = {}): Promise<OnnxExportResult> {
-  const { fileName = 'model.onnx', ...rest } = options;
-  return exportOnnx(graph, quantized, join(outDir, fileName), rest);
-}

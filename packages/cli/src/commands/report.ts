@@ -2,7 +2,7 @@ import { readFile, stat, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import type { Command } from 'commander';
 import { outputSinks, OptionError, type CommandOutput } from '../command-output.js';
-import { compareReportViews, renderReportHtml, reportView } from '../report-html.js';
+import { compareReportViews, renderReportHtml, reportView } from '@bitsmith/recipe';
 
 /**
  * Writes `report.html` into a quantization output folder: from `report.json` (the main job) or `quantization.json`

@@ -22,6 +22,8 @@ if (typeof WebSocket === 'undefined') {
   child.on('exit', (code) => process.exit(code ?? 1));
 } else {
   await main();
+  // Nothing is left to wait for (Chromium is killed, the server closed): do not let a lingering socket keep Node up.
+  process.exit(process.exitCode ?? 0);
 }
 
 function option(name, fallback) {
@@ -52,6 +54,10 @@ async function connect(url) {
   });
   let next = 0;
   const pending = new Map();
+  socket.addEventListener('close', () => {
+    for (const waiter of pending.values()) waiter.reject(new Error(`${waiter.method}: the DevTools connection closed`));
+    pending.clear();
+  });
   socket.addEventListener('message', (event) => {
     const message = JSON.parse(String(event.data));
     const waiter = pending.get(message.id);
@@ -209,13 +215,11 @@ async function main() {
       console.log('browser example test: ok');
     }
   } finally {
-    try {
-      await client?.send('Browser.close');
-    } catch {
-      /* already gone */
-    }
+    // Browser.close may close the connection before it answers: wait at most 2 s for it, then kill the process.
+    await Promise.race([client?.send('Browser.close').catch(() => undefined), new Promise((r) => setTimeout(r, 2000))]);
     client?.close();
-    browser.kill();
+    browser.kill('SIGKILL');
+    server.closeAllConnections?.();
     server.close();
     await new Promise((r) => setTimeout(r, 200));
     rmSync(profile, { recursive: true, force: true });

@@ -11,6 +11,7 @@ const compare = $<HTMLInputElement>('compare');
 const calibration = $<HTMLTextAreaElement>('calibration');
 const evaluation = $<HTMLTextAreaElement>('evaluation');
 const runButton = $<HTMLButtonElement>('run');
+const cancelButton = $<HTMLButtonElement>('cancel');
 const bar = $<HTMLProgressElement>('progress');
 const status = $<HTMLDivElement>('status');
 const summary = $<HTMLDivElement>('summary');
@@ -94,6 +95,7 @@ function onEvent(event: JobEvent): void {
     return;
   }
   runButton.disabled = false;
+  cancelButton.disabled = true;
   if (event.type === 'error') {
     status.textContent = `Failed: ${event.message}`;
     document.body.dataset.state = 'error';
@@ -116,6 +118,7 @@ function onEvent(event: JobEvent): void {
 runButton.addEventListener('click', () => {
   if (!model) return;
   runButton.disabled = true;
+  cancelButton.disabled = false;
   downloads.replaceChildren();
   summary.replaceChildren();
   bar.value = 0;
@@ -134,6 +137,17 @@ runButton.addEventListener('click', () => {
     sequenceLength: 128,
   };
   worker.postMessage(request);
+});
+
+// Cancelling ends the worker (its memory goes with it); the next run starts a fresh one.
+cancelButton.addEventListener('click', () => {
+  worker?.terminate();
+  worker = undefined;
+  bar.value = 0;
+  status.textContent = 'Cancelled.';
+  runButton.disabled = false;
+  cancelButton.disabled = true;
+  document.body.dataset.state = 'model-ready';
 });
 
 // Default texts: the ones the build copied next to the page (from ../shared/data), when there.

@@ -66,6 +66,12 @@ describe('modelFolderFromFiles', () => {
   });
 });
 
+describe('modelFolderFromUrl', () => {
+  it('refuses a relative base outside a page, naming it', () => {
+    expect(() => modelFolderFromUrl('models/tiny')).toThrow('models/tiny/: not a URL');
+  });
+});
+
 describe.skipIf(SKIP_SHARED)('tinystories-656k from files, shards and URLs equals the directory load', () => {
   const prompt = [1, 80, 147, 201, 282, 57];
   let fromDirectory: Float32Array;

@@ -100,8 +100,8 @@ export interface ModelFolderFromUrlOptions {
 
 /**
  * A {@link ModelFolder} whose files are fetched from a base URL: `${base}/config.json`, ... (for example a folder
- * served next to a page, or `https://huggingface.co/ORG/NAME/resolve/main`). Each file is fetched once, when first
- * read; `has` asks with a `HEAD` request.
+ * served next to a page, or `https://huggingface.co/ORG/NAME/resolve/main`; a relative base resolves against the page's
+ * location). Each file is fetched once, when first read; `has` asks with a `HEAD` request.
  *
  * @example
  * ```ts
@@ -111,7 +111,14 @@ export interface ModelFolderFromUrlOptions {
  */
 export function modelFolderFromUrl(base: string | URL, options: ModelFolderFromUrlOptions = {}): ModelFolder {
   const doFetch = options.fetch ?? globalThis.fetch.bind(globalThis);
-  const root = String(base).endsWith('/') ? String(base) : `${String(base)}/`;
+  const text = String(base).endsWith('/') ? String(base) : `${String(base)}/`;
+  let root: string;
+  try {
+    // A relative base resolves against the page (or worker) location where there is one.
+    root = new URL(text, (globalThis as { location?: { href?: string } }).location?.href).href;
+  } catch (cause) {
+    throw new ModelFileError(text, 'not a URL; expected an absolute URL (or a relative one inside a page or worker)', { cause });
+  }
   const url = (name: string) => new URL(name, root).href;
   const cache = new Map<string, Promise<Uint8Array>>();
   const read = (name: string): Promise<Uint8Array> => {

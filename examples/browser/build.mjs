@@ -32,6 +32,7 @@ const result = await build({
   logLevel: 'warning',
   // tsup's chunks import each other bare; with "sideEffects": false those imports are rightly dropped.
   logOverride: { 'ignored-bare-import': 'silent' },
+  loader: { '.yaml': 'text' },
 });
 await copyFile(join(here, 'index.html'), join(out, 'index.html'));
 const linalgDist = join(dirname(createRequire(import.meta.url).resolve('@bitsmith/linalg/package.json')), 'dist');

@@ -157,7 +157,15 @@ async function main() {
     })()`);
     await waitFor(`document.body.dataset.state === 'model-ready'`, 'the dropped model to be accepted', 30);
     console.log(`browser example test: dropped ${dropped} files of tinystories-656k on the page; running GPTQ w4g32 and RTN w4g32 in the worker`);
-    await evaluate(`(() => { document.getElementById('recipe').value = 'gptq-w4g32'; document.getElementById('compare').checked = true; document.getElementById('run').click(); return true; })()`);
+    // The gptq-w4g32 preset puts examples/recipes/gptq-w4g32.yaml in the recipe box and rtn-w4g32 as the baseline.
+    const recipeFile = await evaluate(`(() => {
+      const select = document.getElementById('recipe');
+      select.value = 'gptq-w4g32';
+      select.dispatchEvent(new Event('change'));
+      document.getElementById('run').click();
+      return document.getElementById('recipe-text').value + '|' + document.getElementById('baseline').value;
+    })()`);
+    if (!/gptq: \{ bits: 4, groupSize: 32 \}/.test(recipeFile) || !recipeFile.endsWith('|rtn-w4g32')) throw new Error(`the preset did not fill the recipe file and baseline: ${recipeFile}`);
     const state = await waitFor(`['done', 'error'].includes(document.body.dataset.state) && document.body.dataset.state`, 'the report', timeoutSeconds);
     if (state === 'error') throw new Error(`the page failed: ${await evaluate(`document.getElementById('status').textContent`)}`);
     const result = await evaluate('window.bitsmithResult');
@@ -199,6 +207,7 @@ async function main() {
     check(gptqRun.kl < rtnRun.kl, `GPTQ KL ${gptqRun.kl} < RTN ${rtnRun.kl}`);
     check(gptqRun.meanOutputError < rtnRun.meanOutputError, `GPTQ mean layer output error ${gptqRun.meanOutputError} < RTN ${rtnRun.meanOutputError}`);
     for (const name of ['model.safetensors', 'config.json', 'tokenizer.json']) check(files.links.includes(name), `${name} is offered for download (got ${files.links})`);
+    check(result.format === 'compressed-tensors pack-quantized', `the model is saved as compressed-tensors (got ${result.format})`);
     check(files.quantMethod === 'compressed-tensors' && files.format === 'pack-quantized', `config.json's quantization_config is compressed-tensors pack-quantized (got ${files.quantMethod} ${files.format})`);
     check(files.packed.length === 7 * files.numLayers && files.packed.every(([, dtype]) => dtype === 'I32'), `every linear layer (7 per block x ${files.numLayers}) is packed as int32 (got ${files.packed.length})`);
     check(files.scales === files.packed.length, `each packed layer has its scales (${files.scales})`);

@@ -1,13 +1,15 @@
 // The page: pick a model (drop a Hugging Face folder, or the tiny model served next to the page), a recipe and texts;
 // the worker quantizes, reports progress, and sends back the report and the quantized files.
-import { RECIPES, type JobEvent, type JobRequest, type ModelInput, type RecipeName } from './protocol.js';
+import { PRESETS, type JobEvent, type JobRequest, type ModelInput } from './protocol.js';
+import { RECIPE_FILES } from './recipe-files.js';
 
 const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
 const drop = $<HTMLDivElement>('drop');
 const picker = $<HTMLInputElement>('picker');
 const modelLabel = $<HTMLSpanElement>('model-label');
 const recipeSelect = $<HTMLSelectElement>('recipe');
-const compare = $<HTMLInputElement>('compare');
+const baselineSelect = $<HTMLSelectElement>('baseline');
+const recipeText = $<HTMLTextAreaElement>('recipe-text');
 const calibration = $<HTMLTextAreaElement>('calibration');
 const evaluation = $<HTMLTextAreaElement>('evaluation');
 const runButton = $<HTMLButtonElement>('run');
@@ -18,7 +20,17 @@ const summary = $<HTMLDivElement>('summary');
 const downloads = $<HTMLUListElement>('downloads');
 const report = $<HTMLIFrameElement>('report');
 
-for (const [name, label] of Object.entries(RECIPES)) recipeSelect.add(new Option(label, name));
+for (const preset of PRESETS) recipeSelect.add(new Option(`${preset.file}: ${preset.label}`, preset.file));
+for (const name of Object.keys(RECIPE_FILES).filter((n) => n.startsWith('rtn-'))) baselineSelect.add(new Option(name, name));
+
+/** Choosing a preset puts its recipe file in the text box and picks its baseline. */
+function choosePreset(): void {
+  const preset = PRESETS.find((p) => p.file === recipeSelect.value) ?? PRESETS[0];
+  recipeText.value = RECIPE_FILES[preset.file] ?? '';
+  baselineSelect.value = preset.baseline ?? '';
+}
+recipeSelect.addEventListener('change', choosePreset);
+choosePreset();
 
 let model: ModelInput | undefined;
 let worker: Worker | undefined;
@@ -102,7 +114,7 @@ function onEvent(event: JobEvent): void {
     return;
   }
   bar.value = 1;
-  status.textContent = `Done in ${formatSeconds(event.seconds)} on the ${event.backend} backend.`;
+  status.textContent = `Done in ${formatSeconds(event.seconds)} on the ${event.backend} backend; the model is saved as ${event.format}.`;
   const rows = event.runs.map(
     (r) =>
       `<tr><td>${r.recipe}</td><td>${r.averageBitsPerWeight.toFixed(3)}</td><td>${r.perplexity.toFixed(3)}</td><td>${r.kl.toFixed(4)}</td><td>${(100 * r.top1Agreement).toFixed(1)}%</td><td>${r.meanOutputError.toFixed(4)}</td></tr>`,
@@ -111,7 +123,7 @@ function onEvent(event: JobEvent): void {
   for (const file of event.files) offer(file.name, file.bytes);
   report.srcdoc = event.html;
   // For scripts driving the page (the headless-Chromium test): the figures of the finished job.
-  (window as unknown as { bitsmithResult: unknown }).bitsmithResult = { floatPerplexity: event.floatPerplexity, runs: event.runs, files: event.files.map((f) => ({ name: f.name, bytes: f.bytes.byteLength })), backend: event.backend, seconds: event.seconds };
+  (window as unknown as { bitsmithResult: unknown }).bitsmithResult = { floatPerplexity: event.floatPerplexity, runs: event.runs, files: event.files.map((f) => ({ name: f.name, bytes: f.bytes.byteLength })), format: event.format, backend: event.backend, seconds: event.seconds };
   document.body.dataset.state = 'done';
 }
 
@@ -129,8 +141,8 @@ runButton.addEventListener('click', () => {
   const request: JobRequest = {
     type: 'run',
     model,
-    recipe: recipeSelect.value as RecipeName,
-    compareWithRtn: compare.checked,
+    recipe: { name: recipeText.value === RECIPE_FILES[recipeSelect.value] ? recipeSelect.value : 'recipe', text: recipeText.value },
+    ...(baselineSelect.value ? { baseline: { name: baselineSelect.value, text: RECIPE_FILES[baselineSelect.value]! } } : {}),
     calibrationText: calibration.value,
     evaluationText: evaluation.value,
     samples: 32,
@@ -161,7 +173,7 @@ for (const [box, file] of [[calibration, 'texts/calibration.txt'], [evaluation, 
 }
 
 // Texts: a file dropped on a text box replaces its content.
-for (const box of [calibration, evaluation]) {
+for (const box of [calibration, evaluation, recipeText]) {
   box.addEventListener('dragover', (e) => e.preventDefault());
   box.addEventListener('drop', (e) => {
     e.preventDefault();

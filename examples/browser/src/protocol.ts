@@ -1,15 +1,19 @@
 // The messages between the page (main.ts) and the quantization worker (worker.ts).
 
-/** The recipes the page offers, each written as code from the algorithm packages' factories. */
-export const RECIPES = {
-  'gptq-w4g32': 'GPTQ int4, groups of 32 (calibrated)',
-  'gptq-w3g32': 'GPTQ int3, groups of 32 (calibrated)',
-  'hqq-w4g32': 'HQQ int4, groups of 32 (data-free)',
-  'rtn-w4g32': 'round-to-nearest int4, groups of 32 (data-free)',
-} as const;
+/** Recipe files the page offers (the repository's examples/recipes, inlined by the build), each with its baseline. */
+export const PRESETS = [
+  { file: 'gptq-w4g32', label: 'GPTQ int4, groups of 32 (calibrated)', baseline: 'rtn-w4g32' },
+  { file: 'gptq-w3g32', label: 'GPTQ int3, groups of 32 (calibrated)', baseline: 'rtn-w3g32' },
+  { file: 'awq-gptq-w4g32', label: 'AWQ + GPTQ int4, groups of 32 (calibrated)', baseline: 'rtn-w4g32' },
+  { file: 'hqq-w4g32', label: 'HQQ int4, groups of 32 (data-free)', baseline: 'rtn-w4g32' },
+  { file: 'rtn-w4g32', label: 'round-to-nearest int4, groups of 32 (data-free)', baseline: undefined },
+] as const;
 
-/** A recipe the page offers. */
-export type RecipeName = keyof typeof RECIPES;
+/** A recipe file: its name and YAML (or JSON) text, as `parseRecipe` reads it. */
+export interface RecipeText {
+  readonly name: string;
+  readonly text: string;
+}
 
 /** Where the model's files come from: files the user dropped or picked, or a folder served next to the page. */
 export type ModelInput = { readonly kind: 'files'; readonly files: readonly File[] } | { readonly kind: 'url'; readonly url: string };
@@ -18,9 +22,9 @@ export type ModelInput = { readonly kind: 'files'; readonly files: readonly File
 export interface JobRequest {
   readonly type: 'run';
   readonly model: ModelInput;
-  readonly recipe: RecipeName;
-  /** Also quantize with round-to-nearest at the same setting and compare (the report shows both). */
-  readonly compareWithRtn: boolean;
+  readonly recipe: RecipeText;
+  /** A second recipe to run and compare with (the report shows both), typically round-to-nearest at the same setting. */
+  readonly baseline?: RecipeText;
   readonly calibrationText: string;
   readonly evaluationText: string;
   /** Calibration sequences and their length (BOS included). */
@@ -54,8 +58,13 @@ export type JobEvent =
       readonly html: string;
       readonly floatPerplexity: number;
       readonly runs: readonly RunFigures[];
-      /** The quantized model: compressed-tensors pack-quantized `model.safetensors`, `config.json`, tokenizer files. */
+      /**
+       * The quantized model: `model.safetensors` (compressed-tensors pack-quantized where every layer is a plain grid
+       * and no run-time transform is needed, else fake-quant float32), `config.json`, the tokenizer files.
+       */
       readonly files: readonly OutputFile[];
+      /** `'compressed-tensors'` or `'fake-quant'`, and why when fake-quant. */
+      readonly format: string;
       readonly backend: string;
       readonly seconds: number;
     }

@@ -2,12 +2,15 @@
 // (dropped files or a URL), quantizes it with the chosen recipe (and with round-to-nearest for comparison), evaluates
 // both against the float model on held-out text, renders the report and packs the quantized model as a
 // compressed-tensors checkpoint. Every package here is imported through its browser (default) entry.
-import { formatName, rtn, type Granularity, type Quantizer, type StoredForm } from '@bitsmith/core';
+import { formatName, rtnStep, type StepRegistry, type StoredForm } from '@bitsmith/core';
+import { squeezeLlmStep, vectorQuantizeStep } from '@bitsmith/codebook';
 import { compressedTensorsCheckpoint, encodeCheckpointFiles, exportableGrids } from '@bitsmith/formats';
+import { autoRoundStep, learnableWeightClippingStep } from '@bitsmith/learned';
 import { defaultBackend, type Backend } from '@bitsmith/linalg';
 import {
   calibrationSequences,
   decodeJsonFile,
+  encodeSafetensors,
   evaluateLanguageModel,
   llamaQuantizableModel,
   loadLlamaGraph,
@@ -18,30 +21,42 @@ import {
   type LlamaGraph,
   type ModelFolder,
 } from '@bitsmith/models';
-import { compareReportViews, renderReportHtml, reportView, runRecipe, type RecipeReport } from '@bitsmith/recipe';
-import { gptq, hqq } from '@bitsmith/solvers';
-import type { JobEvent, JobRequest, OutputFile, RecipeName, RunFigures } from './protocol.js';
-import { RECIPES } from './protocol.js';
+import { eoraStep, lorcStep, lqerStep, lqLoraStep, svdQuantStep } from '@bitsmith/lowrank';
+import { compareReportViews, parseRecipe, renderReportHtml, reportView, runRecipe, type Recipe, type RecipeReport } from '@bitsmith/recipe';
+import { hadamardRotationStep } from '@bitsmith/rotation';
+import { awqStep, smoothQuantPlusStep, smoothQuantStep } from '@bitsmith/smoothing';
+import { gptaqStep, gptqStep, hqqStep, quantEaseStep } from '@bitsmith/solvers';
+import type { JobEvent, JobRequest, OutputFile, RecipeText, RunFigures } from './protocol.js';
 
-const group32: Granularity = { type: 'group', size: 32 };
+/**
+ * The steps recipe files can name here: the CLI's registry, each definition taken from its algorithm's package, less
+ * `bit-allocation` (whose `plan` is a file path in recipe files).
+ */
+const registry: StepRegistry = {
+  rtn: rtnStep,
+  gptq: gptqStep,
+  gptaq: gptaqStep,
+  autoround: autoRoundStep,
+  lwc: learnableWeightClippingStep,
+  awq: awqStep,
+  smoothquant: smoothQuantStep,
+  'smoothquant-plus': smoothQuantPlusStep,
+  rotation: hadamardRotationStep,
+  squeezellm: squeezeLlmStep,
+  vq: vectorQuantizeStep,
+  hqq: hqqStep,
+  quantease: quantEaseStep,
+  lorc: lorcStep,
+  lqer: lqerStep,
+  eora: eoraStep,
+  svdquant: svdQuantStep,
+  lqlora: lqLoraStep,
+};
 
-/** The recipe behind each name: one quantize step over every linear layer of every block. */
-function recipeStep(name: RecipeName): Quantizer {
-  switch (name) {
-    case 'gptq-w4g32':
-      return gptq({ format: 'int4', granularity: group32 });
-    case 'gptq-w3g32':
-      return gptq({ format: 'int3', granularity: group32 });
-    case 'hqq-w4g32':
-      return hqq({ format: 'int4', granularity: group32 });
-    case 'rtn-w4g32':
-      return rtn({ format: 'int4', granularity: group32 });
-  }
-}
-
-/** The round-to-nearest baseline at the setting of a recipe. */
-function baselineOf(name: RecipeName): { name: RecipeName | 'rtn-w3g32'; step: Quantizer } {
-  return name === 'gptq-w3g32' ? { name: 'rtn-w3g32', step: rtn({ format: 'int3', granularity: group32 }) } : { name: 'rtn-w4g32', step: recipeStep('rtn-w4g32') };
+/** A recipe file parsed with the registry (errors name the file and the line, as in the CLI). */
+function recipeOf(recipe: RecipeText): Recipe {
+  const parsed = parseRecipe(recipe.text, registry, recipe.name);
+  return parsed.name ? parsed : { ...parsed, name: recipe.name };
 }
 
 const post = (event: JobEvent, transfer: Transferable[] = []) => (self as unknown as Worker).postMessage(event, transfer);
@@ -66,15 +81,15 @@ interface QuantizedRun {
 async function quantize(
   folder: ModelFolder,
   backend: Backend,
-  name: string,
-  step: Quantizer,
+  recipe: Recipe,
   sequences: number[][],
   onFraction: (fraction: number, message: string) => void,
 ): Promise<QuantizedRun> {
   const graph = await loadLlamaGraph(folder, { backend });
   const stored = new Map<string, StoredForm>();
   const settings: Record<string, string> = {};
-  const report = await runRecipe(llamaQuantizableModel(graph), { name, stages: [{ step }] }, sequences, {
+  const name = recipe.name ?? 'recipe';
+  const report = await runRecipe(llamaQuantizableModel(graph), recipe, sequences, {
     backend,
     onProgress: (e) => {
       if (e.type === 'step') onFraction((e.block + e.done / Math.max(1, e.total)) / e.totalBlocks, `${name}: block ${e.block + 1}/${e.totalBlocks}, ${e.step} ${e.done}/${e.total}${e.layer ? ` ${e.layer}` : ''}`);
@@ -115,13 +130,12 @@ async function run(request: JobRequest): Promise<void> {
   const evalIds = tokenizer.encode(request.evaluationText);
   progress(0.05, `loaded ${config.modelType} (${config.numHiddenLayers} blocks) on the ${backend.name} backend; ${cut.sequences.length} calibration sequences`);
 
-  const plan = [
-    ...(request.compareWithRtn && request.recipe !== 'rtn-w4g32' ? [baselineOf(request.recipe)] : []),
-    { name: request.recipe, step: recipeStep(request.recipe) },
-  ];
+  // Both recipe files are parsed before any work, so a mistake in either is reported at once.
+  const texts = [...(request.baseline ? [request.baseline] : []), request.recipe];
+  const plan = texts.map(recipeOf);
   const runs: QuantizedRun[] = [];
-  for (const [i, { name, step }] of plan.entries()) {
-    runs.push(await quantize(folder, backend, name, step, cut.sequences, (f, message) => progress(0.05 + (0.7 * (i + f)) / plan.length, message)));
+  for (const [i, recipe] of plan.entries()) {
+    runs.push(await quantize(folder, backend, recipe, cut.sequences, (f, message) => progress(0.05 + (0.7 * (i + f)) / plan.length, message)));
   }
 
   const ctx = Math.min(128, config.maxPositionEmbeddings);
@@ -134,7 +148,7 @@ async function run(request: JobRequest): Promise<void> {
 
   progress(0.98, 'rendering the report and packing the files');
   const documents = runs.map((r, k) => ({
-    recipe: { name: r.name, file: `browser page: ${RECIPES[r.name as RecipeName] ?? r.name}`, text: null },
+    recipe: { name: r.name, file: 'browser page', text: texts[k]!.text },
     model: folder.label,
     save: 'compressed-tensors',
     protocol: { calibration: cut.protocol },
@@ -156,13 +170,39 @@ async function run(request: JobRequest): Promise<void> {
   const views = documents.map((d) => reportView(d));
   const html = renderReportHtml(views.length === 1 ? views[0] : compareReportViews(views, runs.map((r) => r.name)));
 
-  // The chosen recipe's model as a compressed-tensors pack-quantized checkpoint, with the tokenizer files.
+  // The chosen recipe's model: a compressed-tensors pack-quantized checkpoint where every layer is a plain grid and no
+  // run-time transform or cache quantization is needed (what vLLM and transformers load), else fake-quant float32
+  // weights (values on the grid; any float runtime loads them), as `bitsmith quantize --save fake` writes them.
   const chosen = runs[runs.length - 1]!;
   const modelConfig = decodeJsonFile(await folder.readBytes('config.json'), folder.path('config.json')) as Record<string, unknown>;
   if (modelConfig.tie_word_embeddings && !chosen.graph.tiedEmbeddings) modelConfig.tie_word_embeddings = false;
-  const checkpoint = compressedTensorsCheckpoint({ tensors: chosen.graph.tensors(), quantized: exportableGrids('compressed-tensors', chosen.stored), config: modelConfig });
+  const forms = [...chosen.stored.values()];
+  const packable =
+    forms.length > 0 && forms.every((f) => f.kind === 'grid') && !chosen.graph.linearLayers().some((l) => l.inputTransform) && !chosen.graph.blocks.some((b) => b.kvCache);
   const files: OutputFile[] = [];
-  for (const [name, bytes] of encodeCheckpointFiles(checkpoint, { content: `compressed-tensors pack-quantized (${chosen.name}, bitsmith in the browser)` })) files.push({ name, bytes: bytes.slice().buffer });
+  let format: string;
+  if (packable) {
+    const checkpoint = compressedTensorsCheckpoint({ tensors: chosen.graph.tensors(), quantized: exportableGrids('compressed-tensors', chosen.stored), config: modelConfig });
+    for (const [name, bytes] of encodeCheckpointFiles(checkpoint, { content: `compressed-tensors pack-quantized (${chosen.name}, bitsmith in the browser)` })) files.push({ name, bytes: bytes.slice().buffer });
+    format = 'compressed-tensors pack-quantized';
+  } else {
+    const why = forms.length === 0 ? 'no layer was quantized' : forms.some((f) => f.kind !== 'grid') ? `stored forms ${[...new Set(forms.map((f) => f.kind))].join(', ')} are not all plain grids` : 'the model needs run-time transforms';
+    const bytes = encodeSafetensors(chosen.graph.tensors(), { metadata: { format: 'pt', producer: 'bitsmith', content: 'fake-quant float32 weights' } });
+    const onlineTransforms = chosen.graph
+      .linearLayers()
+      .filter((l) => l.inputTransform)
+      .map((l) => ({ layer: l.name, ...l.inputTransform!.describe() }));
+    modelConfig.quantization_config = {
+      quant_method: 'bitsmith',
+      format: 'fake-quant',
+      recipe: chosen.name,
+      average_bits_per_weight: chosen.report.averageBitsPerWeight,
+      online_transforms: onlineTransforms,
+      ...(onlineTransforms.length > 0 ? { online_transforms_note: 'each listed layer multiplies its input by the described transform before its weight (x -> x H); runtimes that ignore this produce wrong outputs' } : {}),
+    };
+    files.push({ name: 'model.safetensors', bytes: bytes.slice().buffer }, { name: 'config.json', bytes: new TextEncoder().encode(`${JSON.stringify(modelConfig, null, 2)}\n`).buffer as ArrayBuffer });
+    format = `fake-quant float32 (${why})`;
+  }
   for (const name of ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'generation_config.json']) {
     if (await folder.has(name)) files.push({ name, bytes: (await folder.readBytes(name)).slice().buffer });
   }
@@ -173,6 +213,7 @@ async function run(request: JobRequest): Promise<void> {
       floatPerplexity: float.perplexity,
       runs: runs.map((r, k) => figures(r, results[k]!)),
       files,
+      format,
       backend: backend.name,
       seconds: (performance.now() - started) / 1000,
     },

@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { parseRecipe, RecipeFileError } from './recipe-file.js';
 import type { Recipe } from './recipe-types.js';
-import type { StepRegistry } from './step-registry.js';
+import type { StepRegistry } from '@bitsmith/core';
 
 /**
  * Reads and parses a recipe file (`.yaml`, `.yml` or `.json`). Node only (the package's `node` entry, which

@@ -8,7 +8,8 @@
 //   - the offered model.safetensors is a compressed-tensors pack-quantized checkpoint (packed int32 weights of every
 //     linear layer, scales), and config.json carries its quantization_config.
 // Then it screenshots the page (report included). Skips with a message where no Chromium is installed.
-//   node examples/browser/test-browser.mjs [--screenshot FILE] [--timeout SECONDS]
+// With --fallback it then runs a recipe compressed-tensors cannot hold (GPTQ + LQER) and checks the fake-quant offer.
+//   node examples/browser/test-browser.mjs [--screenshot FILE] [--timeout SECONDS] [--fallback]
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -211,6 +212,27 @@ async function main() {
     check(files.quantMethod === 'compressed-tensors' && files.format === 'pack-quantized', `config.json's quantization_config is compressed-tensors pack-quantized (got ${files.quantMethod} ${files.format})`);
     check(files.packed.length === 7 * files.numLayers && files.packed.every(([, dtype]) => dtype === 'I32'), `every linear layer (7 per block x ${files.numLayers}) is packed as int32 (got ${files.packed.length})`);
     check(files.scales === files.packed.length, `each packed layer has its scales (${files.scales})`);
+    if (process.argv.includes('--fallback')) {
+      // A recipe whose result compressed-tensors cannot hold (GPTQ + an LQER low-rank branch): the page must offer
+      // fake-quant float32 weights instead, say why, and still evaluate it.
+      const lqer = readFileSync(join(here, '../recipes/gptq-w3g32-lqer-r8.yaml'), 'utf8');
+      await evaluate(`(() => {
+        document.getElementById('recipe-text').value = ${JSON.stringify(lqer)};
+        document.getElementById('baseline').value = '';
+        document.getElementById('run').click();
+        return true;
+      })()`);
+      await waitFor(`document.body.dataset.state === 'running'`, 'the second run to start', 30).catch(() => undefined);
+      const second = await waitFor(`['done', 'error'].includes(document.body.dataset.state) && document.body.dataset.state`, 'the fallback run', timeoutSeconds);
+      if (second === 'error') throw new Error(`the fallback run failed: ${await evaluate(`document.getElementById('status').textContent`)}`);
+      const fallback = await evaluate('window.bitsmithResult');
+      const config = await evaluate(`(async () => JSON.parse(new TextDecoder().decode(new Uint8Array(await (await fetch([...document.querySelectorAll('#downloads a')].find((a) => a.download === 'config.json').href)).arrayBuffer()))).quantization_config)()`);
+      check(fallback.runs.length === 1 && fallback.runs[0].recipe === 'gptq-w3g32-lqer-r8', `the fallback run is gptq-w3g32-lqer-r8 alone (got ${fallback.runs.map((r) => r.recipe)})`);
+      check(/^fake-quant float32 \(stored forms .*low-rank/.test(fallback.format), `a low-rank result is offered as fake-quant, saying why (got ${fallback.format})`);
+      check(config?.format === 'fake-quant', `its config.json says fake-quant (got ${JSON.stringify(config)})`);
+      check(Number.isFinite(fallback.runs[0].perplexity) && fallback.runs[0].perplexity > result.floatPerplexity, `its perplexity ${fallback.runs[0].perplexity} is finite and above the float model's`);
+      console.log(`browser example test (fallback): gptq-w3g32-lqer-r8 perplexity ${fallback.runs[0].perplexity.toFixed(3)} at ${fallback.runs[0].averageBitsPerWeight.toFixed(3)} bits/weight; saved as ${fallback.format}`);
+    }
     const seconds = (performance.now() - started) / 1000;
     console.log(
       `browser example test: float perplexity ${result.floatPerplexity.toFixed(3)}; RTN w4g32 ${rtnRun.perplexity.toFixed(3)} (KL ${rtnRun.kl.toFixed(4)}, layer error ${rtnRun.meanOutputError.toFixed(4)}); ` +

@@ -3,8 +3,14 @@ export type { MatMulNBitsWeights, MatMulNBitsTensorInfo } from './onnx-matmul-nb
 export { MATMUL_NBITS_BITS, MATMUL_NBITS_MIN_BLOCK_SIZE, MATMUL_NBITS_MAX_BLOCK_SIZE, matMulNBitsBlockSize, checkMatMulNBits, packMatMulNBits, unpackMatMulNBits } from './onnx-matmul-nbits.js';
 export type { OnnxRopeScaling, OnnxLlamaConfig, OnnxLinearLayer, OnnxRmsNorm, OnnxLlamaBlock, OnnxLlamaGraph } from './onnx-llama-graph.js';
 export { onnxRopeInverseFrequencies } from './onnx-llama-graph.js';
-export type { OnnxExportOptions, OnnxExportResult, SaveOnnxOptions } from './onnx-export.js';
-export { MATMUL_NBITS_METADATA_KEY, buildLlamaOnnx, exportOnnx, saveOnnxModel } from './onnx-export.js';
+export type { OnnxExportOptions, OnnxExportResult, OnnxStoredLayer, SaveOnnxOptions } from './onnx-export.js';
+export { MATMUL_NBITS_METADATA_KEY, buildLlamaOnnx, checkOnnxStored, exportOnnx, foldActOrder, saveOnnxModel } from './onnx-export.js';
+export type { KroneckerFactor, OnnxTransformDescription } from './onnx-input-transform.js';
+export { hadamardKroneckerFactors, onnxInputTransform } from './onnx-input-transform.js';
+export type { OnnxDecoderFeedsOptions, OnnxDecoderShape, OrtTensorConstructor } from './onnx-decoder-feeds.js';
+export { onnxDecoderFeeds } from './onnx-decoder-feeds.js';
+export type { TransformersJsDtype, TransformersJsExportOptions, TransformersJsExportResult } from './onnx-transformers-js.js';
+export { TRANSFORMERS_JS_FILES, saveTransformersJsModel } from './onnx-transformers-js.js';
 export { decodeMatMulNBits, readMatMulNBits } from './onnx-read.js';
 
 // Hugging Face checkpoints (compressed-tensors pack-quantized, GPTQ v1/v2) and tfjs weight manifests

@@ -195,19 +195,20 @@ export async function buildLlamaOnnx(graph: OnnxLlamaGraph, stored: ReadonlyMap<
 
   // Transformed and gathered inputs are shared by the layers that read the same value the same way (q/k/v, gate/up).
   const transformed = new Map<string, string>();
-  const gathered: { input: string; order: Int32Array; output: string }[] = [];
-  const gatherColumns = (input: string, order: Int32Array, name: string): string => {
+  const gathered: { input: string; order: Int32Array; output: string; indices: string }[] = [];
+  const gatherColumns = (input: string, order: Int32Array, name: string): { output: string; indices: string } => {
     const hit = gathered.find((e) => e.input === input && e.order.length === order.length && e.order.every((v, i) => v === order[i]));
-    if (hit) return hit.output;
+    if (hit) return hit;
     const indices = g.initializer(`${name}.act_order`, OnnxDataType.int64, [order.length], BigInt64Array.from(order, (v) => BigInt(v)));
-    const output = g.node('Gather', [input, indices], { attributes: { axis: -1 } });
-    gathered.push({ input, order, output });
-    return output;
+    const entry = { input, order, indices, output: g.node('Gather', [input, indices], { attributes: { axis: -1 } }) };
+    gathered.push(entry);
+    return entry;
   };
 
   const matMulNBitsNode = (q: QuantizedTensor, name: string, input: string): string => {
     const { tensor, columnOrder } = foldActOrder(q);
-    const x = columnOrder ? gatherColumns(input, columnOrder, name) : input;
+    const gather = columnOrder ? gatherColumns(input, columnOrder, name) : undefined;
+    const x = gather ? gather.output : input;
     const w = packMatMulNBits(tensor, name);
     const inputs = [
       x,
@@ -221,7 +222,7 @@ export async function buildLlamaOnnx(graph: OnnxLlamaGraph, stored: ReadonlyMap<
       attributes: { K: w.k, N: w.n, bits: w.bits, block_size: w.blockSize, ...(accuracyLevel ? { accuracy_level: accuracyLevel } : {}) },
     });
     const symmetric = q.format.type === 'int' && q.format.symmetric;
-    metadata[name] = { granularity: q.granularity, scaleEncoding: q.scaleEncoding, symmetric, ...(columnOrder ? { columnOrder: `${name}.act_order` } : {}) };
+    metadata[name] = { granularity: q.granularity, scaleEncoding: q.scaleEncoding, symmetric, ...(gather ? { columnOrder: gather.indices } : {}) };
     matMulNBits.push(name);
     return out;
   };

@@ -63,4 +63,6 @@ export { readJsonObject } from './hf-checkpoint.js';
 
 // Stored forms: which kinds each model exporter writes
 export type { ModelExporter } from './stored-form-export.js';
-export { EXPORTER_STORED_KINDS, refuseDeclaredKinds, exportableGrids } from './stored-form-export.js';
+export { EXPORTER_STORED_KINDS, refuseDeclaredKinds, exportableGrids, exportableStoredForms } from './stored-form-export.js';
+export type { OnnxruntimeBlockwiseRtnOptions } from './onnxruntime-blockwise-rtn.js';
+export { onnxruntimeBlockwiseRtn } from './onnxruntime-blockwise-rtn.js';

@@ -326,8 +326,8 @@ export async function writeQuantizedModel(
   const { stdout } = outputSinks(output);
   const { source, recipe, loaded, stored, protocol, settings, activations, evaluation, calibrationWarnings } = job;
   let report = job.report;
-  // The caller names one format (quantizeCommand resolves presets and lists); a bare preset run writes the preset's.
-  const save = (options.save !== undefined && options.save !== 'fake' ? options.save : (source.preset?.save ?? options.save ?? 'fake')) as SaveFormat;
+  // The caller names one format (quantizeCommand resolves presets and lists into single formats).
+  const save = (options.save ?? source.preset?.save ?? 'fake') as SaveFormat;
   if (!SAVE_FORMATS.includes(save)) throw new OptionError('--save', `writes one of ${SAVE_FORMATS.join(', ')} at a time; got '${options.save}'`);
   const ggufType = resolveGgufType(options, source, save);
 

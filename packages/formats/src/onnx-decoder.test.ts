@@ -2,6 +2,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
+  activationQuantizer,
   decodeStored,
   dequantize,
   parseFormat,
@@ -153,8 +154,45 @@ describe.skipIf(!ort)('ONNX decoder: key/value cache, padding and the stored for
   });
 });
 
+describe.skipIf(!ort)('ONNX decoder: activation quantization (W8A8 / W4A4 QDQ) in onnxruntime-node', () => {
+  it('static int8 per channel and per tensor (QuantizeLinear/DequantizeLinear), static int4, dynamic int8 per token and per group match bitsmith within 1e-4', async () => {
+    const graph = await syntheticGraph({ model_type: 'llama' });
+    const stored = new Map<string, StoredForm>();
+    const schemes: Array<[RegExp, () => ReturnType<typeof activationQuantizer>]> = [
+      [/q_proj$/, () => activationQuantizer({ format: parseFormat('int8'), granularity: { type: 'channel' }, dynamic: false }, { scales: Float32Array.from({ length: 64 }, (_, i) => 0.01 + 0.0003 * i) })],
+      [/o_proj$/, () => activationQuantizer({ format: parseFormat('int8'), granularity: { type: 'tensor' }, dynamic: false }, { scales: Float32Array.of(0.004) })],
+      [/gate_proj$/, () => activationQuantizer({ format: parseFormat('int4'), granularity: { type: 'tensor' }, dynamic: false }, { scales: Float32Array.of(0.15) })],
+      [/up_proj$/, () => activationQuantizer({ format: parseFormat('int8'), granularity: { type: 'token' }, dynamic: true })],
+      // Dynamic int8 here: dynamic int4 codes of the SwiGLU product flip at rounding ties under float32 noise (silu
+      // and products rounded differently), and on this random tiny model one flipped int4 code moves the logits ~5%.
+      [/down_proj$/, () => activationQuantizer({ format: parseFormat('int8'), granularity: { type: 'group', size: 16 }, dynamic: true })],
+    ];
+    // One scheme at a time (on the layers it names, int8 per-channel weights everywhere): with several, one code that
+    // flips at a rounding tie upstream changes every later quantizer's input, so exact agreement is per scheme.
+    const plain = graph.linearLayers().map((l) => [l, l.weight] as const);
+    for (const [pattern, make] of schemes) {
+      stored.clear();
+      for (const [layer, weight] of plain) {
+        const q = quantize(weight, { format: parseFormat('int8'), granularity: { type: 'channel' } });
+        layer.weight = dequantize(q);
+        stored.set(layer.name, { kind: 'grid', tensor: q });
+        layer.inputTransform = pattern.test(layer.name) ? make() : undefined;
+      }
+      const { bytes } = await buildLlamaOnnx(graph, stored);
+      const session = await ort!.InferenceSession.create(bytes, SESSION_OPTIONS);
+      const out = await session.run(onnxDecoderFeeds(ort!.Tensor, [ids, [...ids].reverse()], decoderShape(graph)));
+      await session.release();
+      const onnx = out.logits!.data as Float32Array;
+      expect(maxRelativeDiff(onnx, (await graph.forward([ids, [...ids].reverse()])).data), String(pattern)).toBeLessThan(1e-4);
+      // The quantizer matters: without it the logits move far more than that.
+      for (const [layer] of plain) layer.inputTransform = undefined;
+      expect(maxRelativeDiff(onnx, (await graph.forward([ids, [...ids].reverse()])).data), String(pattern)).toBeGreaterThan(1e-3);
+    }
+  });
+});
+
 describe('ONNX decoder: refusals before any work', () => {
-  it('refuses lookup tables, codebooks, sparse outliers and low-rank over non-grids by name; activation quantizers as transforms', async () => {
+  it('refuses lookup tables, codebooks, sparse outliers and low-rank over non-grids by name; minifloat activations and unknown transforms', async () => {
     const w = matrix(8, 32, 3, 1);
     const q = quantize(w, { format: parseFormat('int4'), granularity: { type: 'group', size: 16 } });
     const lut: StoredForm = { kind: 'lut', tensor: { shape: [8, 32], bits: 1, codes: new Uint8Array(256), lut: new Float32Array(16) } };
@@ -177,7 +215,9 @@ describe('ONNX decoder: refusals before any work', () => {
 
     const graph = await syntheticGraph({ model_type: 'llama' });
     const layer = graph.blocks[0]!.mlp!.upProj;
-    layer.inputTransform = { name: 'aq', apply: () => undefined, describe: () => ({ kind: 'activation-quantization', format: 'int8' }) };
+    layer.inputTransform = activationQuantizer({ format: parseFormat('fp8-e4m3'), granularity: { type: 'token' }, dynamic: true });
+    await expect(buildLlamaOnnx(graph, new Map())).rejects.toThrow(/fp8-e4m3 has no ONNX export/);
+    layer.inputTransform = { name: 'x', apply: () => undefined, describe: () => ({ kind: 'smooth-scale' }) };
     await expect(buildLlamaOnnx(graph, new Map())).rejects.toThrow(UnsupportedFormatError);
     await expect(buildLlamaOnnx(graph, new Map([['model.layers.0.mlp.up_proj', sparse]]))).rejects.toThrow(/shape|sparse/);
   });

@@ -5,7 +5,7 @@ import { float32ToFloat16Bits } from './gguf-float16.js';
 export type Onnx = typeof OnnxNamespace;
 
 /** ONNX `TensorProto.DataType` codes used by the exporter. */
-export const OnnxDataType = { float: 1, uint8: 2, int32: 6, int64: 7, bool: 9, float16: 10 } as const;
+export const OnnxDataType = { float: 1, uint8: 2, int8: 3, int32: 6, int64: 7, bool: 9, float16: 10, double: 11 } as const;
 
 /** ONNX IR version written (IR 8 = ONNX 1.10, read by every onnxruntime since 1.10). */
 export const ONNX_IR_VERSION = 8;
@@ -37,7 +37,7 @@ export function loadOnnxProto(): Promise<Onnx> {
 }
 
 /** Data an initializer can be built from. */
-export type InitializerData = Float32Array | Uint8Array | Uint16Array | Int32Array | BigInt64Array;
+export type InitializerData = Float32Array | Float64Array | Uint8Array | Uint16Array | Int32Array | BigInt64Array;
 
 type AttributeValue = number | number[] | { float: number } | { floats: number[] } | { tensor: OnnxNamespace.ITensorProto };
 

@@ -1,5 +1,5 @@
-import { UnsupportedFormatError } from '@bitsmith/core';
-import type { OnnxGraphBuilder } from './onnx-graph-builder.js';
+import { parseFormat, UnsupportedFormatError } from '@bitsmith/core';
+import { OnnxDataType, type OnnxGraphBuilder } from './onnx-graph-builder.js';
 
 /** A run-time input transform as the exporter reads it: the JSON description `RuntimeInputTransform.describe()` gives. */
 export type OnnxTransformDescription = Readonly<Record<string, unknown>>;
@@ -74,8 +74,9 @@ export function hadamardKroneckerFactors(description: OnnxTransformDescription, 
  * Writes a run-time input transform as graph nodes on `input` (`[batch, sequence, n]`) and returns the transformed
  * value. Online Hadamards (`kind: 'hadamard'`, the runtime half of QuaRot-style rotations, arXiv:2404.00456) become
  * one `MatMul` per Kronecker factor: the input is viewed as `[..., n / d, d]`, multiplied by the last factor, and its
- * last axis rotated to the front (`Transpose`), so after every factor the axes are back in order; `sequence`
- * descriptions apply their transforms in order. Activation quantizers are refused here (they need a QDQ export).
+ * last axis rotated to the front (`Transpose`), so after every factor the axes are back in order; activation
+ * quantizers (W8A8, W4A4: `kind: 'activation-quantization'`) become QDQ nodes (see {@link onnxActivationQuantizer});
+ * `sequence` descriptions apply their transforms in order.
  *
  * @param dataType ONNX element type of the activations (float32 or float16): the factors are stored in it.
  * @throws UnsupportedFormatError for a transform the graph cannot express.
@@ -106,8 +107,102 @@ export function onnxInputTransform(g: OnnxGraphBuilder, input: string, descripti
       return x;
     }
     case 'activation-quantization':
-      throw new UnsupportedFormatError(`${layer}: activation quantization (W8A8/W4A4) is not written into MatMulNBits models; its QDQ export is not written yet`);
+      return onnxActivationQuantizer(g, input, description, layer, dataType);
     default:
       throw new UnsupportedFormatError(`${layer}: run-time input transform of kind '${String(description.kind)}' has no ONNX form (expected 'hadamard' or a 'sequence' of them)`);
   }
+}
+
+function numbers(value: unknown, layer: string, field: string): Float32Array {
+  if (!Array.isArray(value) || value.some((v) => typeof v !== 'number' || !Number.isFinite(v))) {
+    throw new UnsupportedFormatError(`${layer}: the activation quantizer's ${field} must be a list of finite numbers`);
+  }
+  return Float32Array.from(value as number[]);
+}
+
+/**
+ * Writes an activation quantizer (`activationQuantizer(scheme, scales).describe()` of `@bitsmith/core`: symmetric
+ * integer formats) as graph nodes on `input` (`[batch, sequence, channels]`), computing what bitsmith's simulation
+ * computes, `clamp(round_half_even(x / s), -2^(b-1), 2^(b-1) - 1) * s`:
+ * - static int8 with every calibrated scale positive: `QuantizeLinear` / `DequantizeLinear` (int8, zero point 0; a
+ *   scalar scale per tensor, a per-axis scale on the last axis per channel or per group of channels), the QDQ
+ *   pattern onnxruntime turns into integer kernels;
+ * - other static schemes (int4, zero scales): the same arithmetic in float64 ops (`Div`, `Round`, `Clip`, `Mul`),
+ *   rounded once to float32, as the simulation computes it;
+ * - dynamic schemes: the scale `max |x| / (2^(b-1) - 1/2)` per token, tensor, channel or group of channels of each
+ *   call (`ReduceMax` of `Abs`), rounded up to float32 as core's scales are (so a group's extreme never rounds past
+ *   the grid's edge), then the same float64 ops.
+ * float16 inputs are cast to float32 first. QuantizeLinear divides in float32, the simulation in float64: they can
+ * differ by one step at exact ties only. Minifloat, MX, NVFP4 and asymmetric activation formats are refused.
+ *
+ * @throws UnsupportedFormatError naming the layer and what has no ONNX form.
+ * @example
+ * ```ts
+ * const x = onnxActivationQuantizer(g, 'x', layer.inputTransform.describe(), layer.name, OnnxDataType.float);
+ * ```
+ */
+export function onnxActivationQuantizer(g: OnnxGraphBuilder, input: string, description: OnnxTransformDescription, layer: string, dataType: number): string {
+  const formatName = String(description.format);
+  let format;
+  try {
+    format = parseFormat(formatName);
+  } catch {
+    throw new UnsupportedFormatError(`${layer}: unknown activation format '${formatName}'`);
+  }
+  if (format.type !== 'int' || !format.symmetric) {
+    throw new UnsupportedFormatError(`${layer}: activation format ${formatName} has no ONNX export here (symmetric int formats only: int8, int4)`);
+  }
+  const qmax = 2 ** (format.bits - 1) - 1;
+  const qmin = -(2 ** (format.bits - 1));
+  const granularity = String(description.granularity);
+  const groupMatch = /^g(\d+)$/.exec(granularity);
+  if (!groupMatch && !['tensor', 'token', 'channel'].includes(granularity)) throw new UnsupportedFormatError(`${layer}: activation granularity '${granularity}' (expected tensor, token, channel or g<size>)`);
+  const f16 = dataType === OnnxDataType.float16;
+  const x = f16 ? g.node('Cast', [input], { attributes: { to: OnnxDataType.float } }) : input;
+  const back = (y: string) => (f16 ? g.node('Cast', [y], { attributes: { to: OnnxDataType.float16 } }) : y);
+  const name = (what: string) => g.fresh(`${layer}.act_${what}`);
+  // In float64 as bitsmith's simulation computes it: code = clamp(round_half_even(x / s)), value = code * s, rounded once to float32.
+  const double = (name: string, v: number) => g.initializer(name, OnnxDataType.double, [], Float64Array.of(v));
+  const toDouble = (v: string) => g.node('Cast', [v], { attributes: { to: OnnxDataType.double } });
+  const fakeQuantize = (value: string, scale: string): string => {
+    const s = toDouble(scale);
+    const safe = g.node('Max', [s, double(name('tiny'), 1e-300)]);
+    const q = g.node('Clip', [g.node('Round', [g.node('Div', [toDouble(value), safe])]), double(name('qmin'), qmin), double(name('qmax'), qmax)]);
+    return g.node('Cast', [g.node('Mul', [q, s])], { attributes: { to: OnnxDataType.float } });
+  };
+  /** max |x| / levels over `axes`, rounded up to float32 (core's `roundScale(..., 'up')`, so the extreme stays inside the grid). */
+  const dynamicScale = (value: string, axes: number[]): string => {
+    const exact = g.node('Div', [g.node('ReduceMax', [g.node('Abs', [toDouble(value)])], { attributes: { axes, keepdims: 1 } }), double(name('levels'), 2 ** (format.bits - 1) - 0.5)]);
+    const nearest = g.node('Cast', [exact], { attributes: { to: OnnxDataType.float } });
+    // The next float32 above a positive float32 s: s + s (2^-24 + 2^-30) lies within (ulp / 2, 3 ulp / 2) of s.
+    const up = g.node('Add', [nearest, g.node('Mul', [nearest, g.float(name('ulp'), [], Float32Array.of(2 ** -24 + 2 ** -30))])]);
+    return g.node('Where', [g.node('Less', [toDouble(nearest), exact]), up, nearest]);
+  };
+  if (description.dynamic === true) {
+    if (groupMatch) {
+      const size = Number(groupMatch[1]);
+      const grouped = g.node('Reshape', [x, g.int64(name('group_shape'), [0, 0, -1, size])]);
+      return back(g.node('Reshape', [fakeQuantize(grouped, dynamicScale(grouped, [-1])), g.int64(name('flat_shape'), [0, 0, -1])]));
+    }
+    const axes = granularity === 'token' ? [-1] : granularity === 'channel' ? [0, 1] : [0, 1, 2];
+    return back(fakeQuantize(x, dynamicScale(x, axes)));
+  }
+  if (granularity === 'token') throw new UnsupportedFormatError(`${layer}: a static per-token activation scale does not exist (tokens vary per call)`);
+  const calibrated = numbers(description.scales, layer, 'scales');
+  if (description.zeroPoints !== undefined) throw new UnsupportedFormatError(`${layer}: activation zero points are not written (symmetric formats only)`);
+  let scales = calibrated;
+  if (groupMatch) {
+    const size = Number(groupMatch[1]);
+    scales = new Float32Array(calibrated.length * size);
+    for (let c = 0; c < scales.length; c++) scales[c] = calibrated[Math.floor(c / size)]!;
+  }
+  const perTensor = granularity === 'tensor';
+  const dims = perTensor ? [] : [scales.length];
+  if (format.bits === 8 && scales.every((v) => v > 0)) {
+    const scale = g.float(name('scale'), dims, perTensor ? Float32Array.of(scales[0]!) : scales);
+    const zero = g.initializer(name('zero_point'), OnnxDataType.int8, dims, new Uint8Array(perTensor ? 1 : scales.length));
+    const axis = perTensor ? {} : { attributes: { axis: -1 } };
+    return back(g.node('DequantizeLinear', [g.node('QuantizeLinear', [x, scale, zero], axis), scale, zero], axis));
+  }
+  return back(fakeQuantize(x, g.float(name('scale'), dims, perTensor ? Float32Array.of(scales[0]!) : scales)));
 }

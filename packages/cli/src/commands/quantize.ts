@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import type { Command } from 'commander';
 import cliProgress from 'cli-progress';
 import { defaultBackend, disposeDefaultBackend } from '@bitsmith/linalg';
-import { formatName, type Granularity, type QuantizedTensor, type StoredForm, type StoredKind } from '@bitsmith/core';
+import { formatName, UnsupportedFormatError, type Granularity, type QuantizedTensor, type StoredForm, type StoredKind } from '@bitsmith/core';
 import { exportableGrids, exportableStoredForms, GGUF_ARCHITECTURES, GGUF_MODEL_TYPES, refuseDeclaredKinds, saveCompressedTensors, saveGgufModel, saveGptq, saveTransformersJsModel, type GgufModelType } from '@bitsmith/formats';
 import { architectureMapping, evaluateLanguageModel, llamaQuantizableModel, loadLlamaConfig, loadLlamaGraph, loadLlamaModel, writeSafetensors, type LlamaGraph, type LlamaModel } from '@bitsmith/models';
 import { withActivationCapture, type ActivationSummary } from '../activation-summary.js';
@@ -339,8 +339,8 @@ export async function writeQuantizedModel(
   if (save !== 'fake' && kvCaches.length > 0) {
     throw new OptionError('--save', `${save} cannot express a quantized key/value cache (the recipe's kvCache); use --save fake`);
   }
-  const onnxWritesThem = save === 'onnx' && onlineTransforms.every((t) => !JSON.stringify(t).includes('activation-quantization'));
-  if (save !== 'fake' && onlineTransforms.length > 0 && !onnxWritesThem) {
+  // onnx writes online Hadamards and integer activation quantizers as graph nodes (it refuses the others by name).
+  if (save !== 'fake' && save !== 'onnx' && onlineTransforms.length > 0) {
     throw new OptionError('--save', `${save} cannot express run-time input transforms (${onlineTransforms.length} layers have one, e.g. ${onlineTransforms[0]!.layer}); use --save fake or a recipe whose rotations fuse into the weights`);
   }
   const quantized = exportableGrids(save, stored);
@@ -375,7 +375,10 @@ export async function writeQuantizedModel(
       for (const w of saved.warnings) saveWarnings.push(`${w.layer ? `[${w.layer}] ` : ''}${w.message}`);
     } else if (save === 'onnx') {
       // transformers.js layout: onnx/model_q4.onnx (+ q4f16, fp32), config.json with transformers.js_config, tokenizer.
-      const saved = await saveTransformersJsModel(out, loaded.graph, exportableStoredForms('onnx', stored), { config, copyFrom: options.model });
+      const saved = await saveTransformersJsModel(out, loaded.graph, exportableStoredForms('onnx', stored), { config, copyFrom: options.model }).catch((error: unknown) => {
+        if (UnsupportedFormatError.isInstance(error) && onlineTransforms.length > 0) throw new OptionError('--save', `onnx cannot express the recipe's run-time input transforms: ${error.message}; use --save fake`);
+        throw error;
+      });
       saveWarnings.push(...Object.entries(saved.files).map(([dtype, f]) => `onnx ${dtype}: ${f!.path.replace(/^.*\/onnx\//, 'onnx/')} (${(f!.bytes / 2 ** 20).toFixed(1)} MiB)`));
     } else {
       const started = performance.now();

@@ -7,7 +7,7 @@
 //   node packages/cli/dist/bitsmith.js quantize --model ../shared/models/llama-docs-29m --recipe examples/recipes/gptq-w4g32.yaml \
 //     --calibration ../shared/data/docs-calib.txt --samples 16 --seq-len 512 --save onnx --out out/gptq-w4g32
 //   (same for awq-gptq-w4g32, rotation-gptq-w4g32)
-//   node packages/formats/bench/transformers-js-compare.mjs --runs out/gptq-w4g32,out/awq-gptq-w4g32,out/rotation-gptq-w4g32 [--eval-chars 60000] [--ctx 512] [--gen-tokens 64]
+//   node packages/formats/bench/transformers-js-compare.mjs --runs out/gptq-w4g32,out/awq-gptq-w4g32,out/rotation-gptq-w4g32 [--q4f16 awq-gptq-w4g32] [--eval-chars 60000] [--ctx 512] [--gen-tokens 64]
 import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
@@ -25,7 +25,7 @@ const { values } = parseArgs({
     'eval-chars': { type: 'string', default: '60000' },
     ctx: { type: 'string', default: '512' },
     'gen-tokens': { type: 'string', default: '64' },
-    q4f16: { type: 'boolean', default: false },
+    q4f16: { type: 'string', default: '' },
   },
 });
 const shared = resolve(values.shared);
@@ -63,7 +63,7 @@ const models = [
 ];
 for (const run of values.runs.split(',').filter(Boolean)) {
   models.push({ name: `q4 ${basename(run)}`, dir: resolve(run), dtype: 'q4' });
-  if (values.q4f16) models.push({ name: `q4f16 ${basename(run)}`, dir: resolve(run), dtype: 'q4f16' });
+  if (values.q4f16.split(',').includes(basename(run))) models.push({ name: `q4f16 ${basename(run)}`, dir: resolve(run), dtype: 'q4f16' });
 }
 console.log(`models written in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
 

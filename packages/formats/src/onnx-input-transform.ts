@@ -4,6 +4,9 @@ import { OnnxDataType, type OnnxGraphBuilder } from './onnx-graph-builder.js';
 /** A run-time input transform as the exporter reads it: the JSON description `RuntimeInputTransform.describe()` gives. */
 export type OnnxTransformDescription = Readonly<Record<string, unknown>>;
 
+/** Hadamard factor initializers already written into a graph, by order, factor index, size and element type. */
+const factorCache = new WeakMap<OnnxGraphBuilder, Map<string, string>>();
+
 /** Largest Sylvester factor written as one dense matrix; longer powers of two are split into several factors. */
 const MAX_SYLVESTER_FACTOR = 256;
 
@@ -100,7 +103,12 @@ export function onnxInputTransform(g: OnnxGraphBuilder, input: string, descripti
       for (let t = factors.length - 1; t >= 0; t--) {
         const { size, matrix } = factors[t]!;
         const split = g.int64(g.fresh('const.hadamard_split'), [0, 0, n / size, size]);
-        const m = g.floatOf(dataType, g.fresh(`hadamard.${n}.factor${size}`), [size, size], matrix);
+        // One initializer per factor shape, shared by every layer with the same transform.
+        const key = `${n}:${t}:${size}:${dataType}`;
+        let shared = factorCache.get(g);
+        if (!shared) factorCache.set(g, (shared = new Map()));
+        let m = shared.get(key);
+        if (!m) shared.set(key, (m = g.floatOf(dataType, `hadamard.${n}.factor${t}_${size}`, [size, size], matrix)));
         const y = g.node('MatMul', [g.node('Reshape', [x, split]), m]);
         x = g.node('Reshape', [g.node('Transpose', [y], { attributes: { perm: [0, 1, 3, 2] } }), flat]);
       }

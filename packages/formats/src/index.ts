@@ -6,7 +6,7 @@ export { onnxRopeInverseFrequencies } from './onnx-llama-graph.js';
 export type { OnnxExportOptions, OnnxExportResult, OnnxStoredLayer, SaveOnnxOptions } from './onnx-export.js';
 export { MATMUL_NBITS_METADATA_KEY, buildLlamaOnnx, checkOnnxStored, exportOnnx, foldActOrder, saveOnnxModel } from './onnx-export.js';
 export type { KroneckerFactor, OnnxTransformDescription } from './onnx-input-transform.js';
-export { hadamardKroneckerFactors, onnxInputTransform } from './onnx-input-transform.js';
+export { hadamardKroneckerFactors, onnxActivationQuantizer, onnxInputTransform } from './onnx-input-transform.js';
 export type { OnnxDecoderFeedsOptions, OnnxDecoderShape, OrtTensorConstructor } from './onnx-decoder-feeds.js';
 export { onnxDecoderFeeds } from './onnx-decoder-feeds.js';
 export type { TransformersJsDtype, TransformersJsExportOptions, TransformersJsExportResult } from './onnx-transformers-js.js';

@@ -4,8 +4,9 @@ export type { CacheActivationScheme, RecipeKvCacheScheme, RecipeStage, Recipe, R
 export { StatisticsCollector } from './statistics-collector.js';
 export type { RunRecipeOptions } from './run-recipe.js';
 export { runRecipe, toRecipe } from './run-recipe.js';
-export type { StepDefinition, StepRegistry, QuantizationOptions } from './step-registry.js';
-export { defineStep, quantizationOptions, resolveQuantization } from './step-registry.js';
+// The step contract moved to core (algorithm packages define their own steps); re-exported here for existing imports.
+export type { StepDefinition, StepRegistry, QuantizationOptions } from '@bitsmith/core';
+export { defineStep, quantizationOptions, resolveQuantization } from '@bitsmith/core';
 export type { RecipeDocument } from './recipe-file.js';
 export { RecipeFileError, parseRecipe, loadRecipe, activationSchemeOptions, toActivationScheme, kvCacheOptions, toKvCacheScheme } from './recipe-file.js';
 export { installInputActivationQuantizers, installKvCacheQuantizers, resolveKvCacheScheme } from './activation-calibration.js';

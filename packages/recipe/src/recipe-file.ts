@@ -3,7 +3,7 @@ import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import type { CacheActivationScheme, Recipe, RecipeKvCacheScheme, RecipeStage } from './recipe-types.js';
 import { checkSelectors } from './selector.js';
-import type { StepRegistry } from './step-registry.js';
+import type { StepRegistry } from '@bitsmith/core';
 
 /** A recipe file is invalid; the message names the file, the step and the field, and what is allowed. */
 export class RecipeFileError extends BitsmithError {

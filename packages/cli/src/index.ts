@@ -6,7 +6,7 @@ export { registerGenerate } from './commands/generate.js';
 export type { CommandOutput } from './command-output.js';
 export { OptionError, parseIntegerOption } from './command-output.js';
 export type { SaveFormat } from './commands/quantize.js';
-export { registerQuantize, quantizeCommand, formatReport, recipeNeedsCalibration, quantizedSettingLabel, SAVE_FORMATS } from './commands/quantize.js';
+export { registerQuantize, quantizeCommand, formatReport, recipeNeedsCalibration, quantizedSettingLabel, saveFormats, SAVE_FORMATS } from './commands/quantize.js';
 export type { QuantizePreset } from './presets.js';
 export { PRESETS, resolvePreset } from './presets.js';
 export type { InspectedFormat, InspectedTensor, InspectedWeight, InspectResult } from './commands/inspect.js';

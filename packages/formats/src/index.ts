@@ -5,8 +5,12 @@ export type { MatMulNBitsWeights, MatMulNBitsTensorInfo } from './onnx-matmul-nb
 export { MATMUL_NBITS_BITS, MATMUL_NBITS_MIN_BLOCK_SIZE, MATMUL_NBITS_MAX_BLOCK_SIZE, matMulNBitsBlockSize, checkMatMulNBits, packMatMulNBits, unpackMatMulNBits } from './onnx-matmul-nbits.js';
 export type { OnnxRopeScaling, OnnxLlamaConfig, OnnxLinearLayer, OnnxRmsNorm, OnnxLlamaBlock, OnnxLlamaGraph } from './onnx-llama-graph.js';
 export { onnxRopeInverseFrequencies } from './onnx-llama-graph.js';
-export type { OnnxExportOptions, OnnxExportResult, SaveOnnxOptions } from './onnx-export.js';
-export { MATMUL_NBITS_METADATA_KEY, buildLlamaOnnx } from './onnx-export.js';
+export type { OnnxExportOptions, OnnxExportResult, OnnxStoredLayer, SaveOnnxOptions } from './onnx-export.js';
+export { MATMUL_NBITS_METADATA_KEY, buildLlamaOnnx, checkOnnxStored, foldActOrder } from './onnx-export.js';
+export type { KroneckerFactor, OnnxTransformDescription } from './onnx-input-transform.js';
+export { hadamardKroneckerFactors, onnxActivationQuantizer, onnxInputTransform } from './onnx-input-transform.js';
+export type { OnnxDecoderFeedsOptions, OnnxDecoderShape, OrtTensorConstructor } from './onnx-decoder-feeds.js';
+export { onnxDecoderFeeds } from './onnx-decoder-feeds.js';
 export type { ExternalDataReader } from './onnx-read.js';
 export { decodeMatMulNBits } from './onnx-read.js';
 
@@ -56,4 +60,6 @@ export { readChecked, readCheckedSync } from './checked-read.js';
 
 // Stored forms: which kinds each model exporter writes
 export type { ModelExporter } from './stored-form-export.js';
-export { EXPORTER_STORED_KINDS, refuseDeclaredKinds, exportableGrids } from './stored-form-export.js';
+export { EXPORTER_STORED_KINDS, refuseDeclaredKinds, exportableGrids, exportableStoredForms } from './stored-form-export.js';
+export type { OnnxruntimeBlockwiseRtnOptions } from './onnxruntime-blockwise-rtn.js';
+export { onnxruntimeBlockwiseRtn } from './onnxruntime-blockwise-rtn.js';

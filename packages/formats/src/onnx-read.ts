@@ -56,7 +56,7 @@ export async function decodeMatMulNBits(bytes: Uint8Array, readExternal?: Extern
   const initializers = new Map<string, OnnxNamespace.ITensorProto>();
   for (const t of graph.initializer ?? []) if (t.name) initializers.set(t.name, t);
   const metadataEntry = model.metadataProps?.find((p) => p.key === MATMUL_NBITS_METADATA_KEY)?.value;
-  const metadata: Record<string, MatMulNBitsTensorInfo> = metadataEntry ? JSON.parse(metadataEntry) : {};
+  const metadata: Record<string, MatMulNBitsTensorInfo & { columnOrder?: string }> = metadataEntry ? JSON.parse(metadataEntry) : {};
   for (const [index, node] of (graph.node ?? []).entries()) {
     if (node.opType !== 'MatMulNBits') continue;
     const name = node.name || node.input?.[1] || `MatMulNBits_${index}`;
@@ -91,7 +91,21 @@ export async function decodeMatMulNBits(bytes: Uint8Array, readExternal?: Extern
       scales: new Float32Array(scaleBytes.buffer, scaleBytes.byteOffset, scaleBytes.byteLength / 4),
       ...(zpTensor ? { zeroPoints: await tensorBytes(zpTensor, readExternal) } : {}),
     };
-    out.set(name, unpackMatMulNBits(weights, metadata[name]));
+    const q = unpackMatMulNBits(weights, metadata[name]);
+    const orderName = metadata[name]?.columnOrder;
+    if (orderName === undefined) {
+      out.set(name, q);
+      continue;
+    }
+    // Act-order folded by the exporter: codes are stored in the gathered column order; restore natural order.
+    const orderTensor = initializers.get(orderName);
+    if (!orderTensor || orderTensor.dataType !== OnnxDataType.int64) throw new UnsupportedFormatError(`MatMulNBits node '${name}': its column order '${orderName}' is not an int64 initializer`);
+    const orderBytes = await tensorBytes(orderTensor, baseDir);
+    const order = Int32Array.from(new BigInt64Array(orderBytes.buffer, orderBytes.byteOffset, orderBytes.byteLength / 8), Number);
+    if (order.length !== k) throw new UnsupportedFormatError(`MatMulNBits node '${name}': column order has ${order.length} entries, K is ${k}`);
+    const codes = new Uint8Array(q.codes.length);
+    for (let r = 0; r < n; r++) for (let p = 0; p < k; p++) codes[r * k + order[p]!] = q.codes[r * k + p]!;
+    out.set(name, { ...q, codes, permutation: order });
   }
   return out;
 }

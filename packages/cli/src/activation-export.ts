@@ -70,7 +70,12 @@ export function installCheckpointActivations(graph: LlamaGraph, loaded: Pick<Loa
 export async function isCompressedTensorsFolder(dir: string): Promise<boolean> {
   const path = join(dir, 'config.json');
   if (!existsSync(path)) return false;
-  const config = await readJsonObject(path);
+  let config: Record<string, unknown>;
+  try {
+    config = await readJsonObject(path);
+  } catch {
+    return false; // the model loader reports a broken config.json in its own words
+  }
   const qc = config.quantization_config as Record<string, unknown> | undefined;
   return qc?.quant_method === 'compressed-tensors';
 }

@@ -23,9 +23,10 @@ const OPTIONS: Record<string, Record<string, unknown>> = {
   svdquant: { bits: 3, groupSize: 32, rank: 4 },
   lqlora: { bits: 3, groupSize: 32, rank: 4, iterations: 2 },
   'bit-allocation': { candidates: ['int3', 'int4'], budget: 3.8 },
+  'llm-int8': { topK: 4 },
 };
 /** Steps that need a whole block or model (scale folding, rotations, block gradients); checked by their packages' tests on models. */
-const BLOCK_LEVEL = ['awq', 'smoothquant', 'smoothquant-plus', 'rotation', 'autoround', 'lwc'];
+const BLOCK_LEVEL = ['awq', 'smoothquant', 'smoothquant-plus', 'outlier-suppression-plus', 'rotation', 'autoround', 'lwc'];
 
 const ROWS = 16;
 const COLUMNS = 64;

@@ -32,7 +32,7 @@ export function recipeNeedsCalibration(recipe: Recipe): boolean {
 
 /** Bits per weight of a GGML tensor type (block bytes x 8 / block elements). */
 function ggmlBitsPerWeight(type: string): number {
-  const table: Record<string, [number, number]> = { F32: [4, 1], F16: [2, 1], Q4_0: [18, 32], Q4_1: [20, 32], Q5_0: [22, 32], Q8_0: [34, 32], Q4_K: [144, 256], Q6_K: [210, 256] };
+  const table: Record<string, [number, number]> = { F32: [4, 1], F16: [2, 1], Q4_0: [18, 32], Q4_1: [20, 32], Q5_0: [22, 32], Q8_0: [34, 32], Q4_K: [144, 256], Q5_K: [176, 256], Q6_K: [210, 256], IQ4_NL: [18, 32], IQ4_XS: [136, 256] };
   const [bytes, elements] = table[type] ?? [4, 1];
   return (bytes * 8) / elements;
 }

@@ -202,6 +202,7 @@ function encodeAsymmetricK(nmax: 15 | 31, g: GridElements, target: Float32Array,
   const L = new Uint8Array(256);
   const laux = new Uint8Array(32);
   const weights = new Float32Array(32);
+  const elementWeights = new Float32Array(256);
   const scales = new Float32Array(8);
   const mins = new Float32Array(8);
   const sw = new Float32Array(8);
@@ -224,6 +225,7 @@ function encodeAsymmetricK(nmax: 15 | 31, g: GridElements, target: Float32Array,
       for (let l = 0; l < 32; l++) {
         const v = target[o + l]!;
         weights[l] = importance ? f32(importance[co + 32 * j + l]! * f32(Math.sqrt(f32(sigma2 + f32(v * v))))) : f32(avX + Math.abs(v));
+        elementWeights[32 * j + l] = importance ? importance[co + 32 * j + l]! : 1;
         sumw = f32(sumw + weights[l]!);
       }
       sw[j] = sumw;
@@ -240,13 +242,40 @@ function encodeAsymmetricK(nmax: 15 | 31, g: GridElements, target: Float32Array,
     }
     const d = makeQpQuants(8, 63, scales, ls, sw);
     const dmin = makeQpQuants(8, 63, mins, lm, sw);
-    for (let j = 0; j < 8; j++) packScaleMinK4(out, bo + 4, j, ls[j]!, lm[j]!);
     const dBits = float32ToFloat16Bits(d);
     const dminBits = float32ToFloat16Bits(dmin);
     view.setUint16(bo, dBits, true);
     view.setUint16(bo + 2, dminBits, true);
     const dStored = float16BitsToFloat32(dBits);
     const dminStored = float16BitsToFloat32(dminBits);
+    // Each sub-block's 6-bit scale and min are refined by a 3 x 3 search around the fitted pair, with the elements
+    // re-rounded to the calibrated values, minimising the weighted error (the sub-scale quantization is the only
+    // loss of this path, so it pays to choose the pair that loses least on these values).
+    for (let j = 0; j < 8; j++) {
+      const o = xo + 32 * j;
+      let best = Infinity;
+      let bestS = ls[j]!;
+      let bestM = lm[j]!;
+      for (let a = Math.max(0, ls[j]! - 1); a <= Math.min(63, ls[j]! + 1); a++) {
+        const dj = f32(dStored * a);
+        for (let b = Math.max(0, lm[j]! - 1); b <= Math.min(63, lm[j]! + 1); b++) {
+          const dm = f32(dminStored * b);
+          let err = 0;
+          for (let ii = 0; ii < 32; ii++) {
+            const x = target[o + ii]!;
+            const l = dj ? Math.max(0, Math.min(nmax, nearestInt(f32(f32(x + dm) / dj)))) : 0;
+            const e = f32(f32(dj * l) - dm) - x;
+            err += elementWeights[32 * j + ii]! * e * e;
+          }
+          if (err < best) {
+            best = err;
+            bestS = a;
+            bestM = b;
+          }
+        }
+      }
+      packScaleMinK4(out, bo + 4, j, bestS, bestM);
+    }
     L.fill(0);
     for (let j = 0; j < 8; j++) {
       const [sc, m] = scaleMinK4(j, out, bo + 4);

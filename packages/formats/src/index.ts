@@ -47,6 +47,8 @@ export { quantizeIq4Nl, dequantizeIq4Nl, quantizeIq4Xs, dequantizeIq4Xs, IQ4_NL_
 export type { GgmlEncodeOptions } from './gguf-tensor-codec.js';
 export { ggmlTensorBytes, encodeGgmlTensor, decodeGgmlTensor, GGML_IMPORTANCE_TYPES } from './gguf-tensor-codec.js';
 export type { GgufTensorPath, GgufGridEncoding, GridElements } from './gguf-stored-encode.js';
+export type { Imatrix, ImatrixEntry } from './gguf-imatrix.js';
+export { imatrixImportance, imatrixFromSquareSums, encodeImatrixGguf, encodeImatrixDat, parseImatrix, readImatrix, writeImatrix } from './gguf-imatrix.js';
 export { gridElements, reorderGridRows, encodeGridForGguf } from './gguf-stored-encode.js';
 export type { GgufTensorInput, GgufFileInput } from './gguf-writer.js';
 export { encodeGguf, writeGguf } from './gguf-writer.js';
@@ -64,3 +66,5 @@ export { readJsonObject } from './hf-checkpoint.js';
 // Stored forms: which kinds each model exporter writes
 export type { ModelExporter } from './stored-form-export.js';
 export { EXPORTER_STORED_KINDS, refuseDeclaredKinds, exportableGrids } from './stored-form-export.js';
+export type { TableFormat, StoredKindRow } from './stored-kind-table.js';
+export { storedKindTable, storedKindCell, STORED_KIND_ROWS, TABLE_FORMATS } from './stored-kind-table.js';

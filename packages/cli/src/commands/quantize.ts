@@ -362,9 +362,13 @@ export async function writeQuantizedModel(
       await writeFile(join(out, 'config.json'), `${JSON.stringify(config, null, 2)}\n`);
     } else {
       const started = performance.now();
-      const result = await saveGgufModel(join(out, 'model.gguf'), loaded.graph, options.model, { type: ggufType });
+      const result = await saveGgufModel(join(out, 'model.gguf'), loaded.graph, options.model, { type: ggufType, stored });
       for (const w of result.warnings) saveWarnings.push(`${w.layer ? `[${w.layer}] ` : ''}${w.message}`);
-      if (ggufType !== 'F32' && stored.size > 0) saveWarnings.push(`GGUF re-encodes every weight to ${ggufType} from its decoded values; the recipe's own codes are not kept (--gguf-type F32 writes them exactly)`);
+      if (stored.size > 0) {
+        const paths = new Map<string, number>();
+        for (const t of result.tensors) if (t.path) paths.set(t.path, (paths.get(t.path) ?? 0) + 1);
+        stdout(`gguf ${ggufType}: ${[...paths].map(([p, n]) => `${n} ${p}`).join(', ')} (exact/carried: the recipe's codes; re-derived: k-quant sub-scales from the recipe's grid; re-quantized: ggml's quantizer on the calibrated weights; quantized: from float weights)\n`);
+      }
       if (!recipe) {
         // No recipe ran: the report lists the GGUF types of the 2-D weights.
         const weights = result.tensors.filter((t) => t.shape.length === 2);

@@ -3,6 +3,8 @@ export { DEFAULT_SURVEY, surveyFormats, formatSurveyTable } from './format-surve
 export { registerSurvey, defaultTfjsModelPath } from './commands/survey.js';
 export { registerEval, evalSummary } from './commands/eval.js';
 export { registerGenerate } from './commands/generate.js';
+export type { ImatrixOptions } from './commands/imatrix.js';
+export { imatrixCommand, registerImatrix } from './commands/imatrix.js';
 export type { CommandOutput } from './command-output.js';
 export { OptionError, parseIntegerOption } from './command-output.js';
 export type { SaveFormat } from './commands/quantize.js';

@@ -5,7 +5,7 @@ import type { Command } from 'commander';
 import cliProgress from 'cli-progress';
 import { defaultBackend, disposeDefaultBackend } from '@bitsmith/linalg';
 import { formatName, type Granularity, type QuantizedTensor, type StoredForm, type StoredKind } from '@bitsmith/core';
-import { exportableGrids, GGUF_ARCHITECTURES, GGUF_MODEL_TYPES, refuseDeclaredKinds, saveCompressedTensors, saveGgufModel, saveGptq, saveOnnxModel, type GgufModelType } from '@bitsmith/formats';
+import { exportableGrids, GGUF_ARCHITECTURES, GGUF_MODEL_TYPES, imatrixImportance, readImatrix, refuseDeclaredKinds, saveCompressedTensors, saveGgufModel, saveGptq, saveOnnxModel, type GgufModelType } from '@bitsmith/formats';
 import { architectureMapping, evaluateLanguageModel, llamaQuantizableModel, loadLlamaConfig, loadLlamaGraph, loadLlamaModel, writeSafetensors, type LlamaGraph, type LlamaModel } from '@bitsmith/models';
 import { withActivationCapture, type ActivationSummary } from '../activation-summary.js';
 import { evalSummary } from './eval.js';
@@ -86,6 +86,8 @@ export interface QuantizeOptions {
   calibrationSeed?: string;
   save?: string;
   ggufType?: string;
+  /** llama.cpp importance matrix (GGUF or legacy .dat, e.g. from `bitsmith imatrix`) for `--save gguf`. */
+  imatrix?: string;
   /** Held-out text: after quantizing, perplexity, KL and top-1 agreement against the original model go into the report. */
   eval?: string;
   /** Replace a non-empty `out` (atomically, once the run succeeded). Default false. */
@@ -177,6 +179,7 @@ export interface QuantizeJob {
  */
 function resolveGgufType(options: QuantizeOptions, source: Awaited<ReturnType<typeof recipeSource>>, save: SaveFormat, onlyWithGguf = false): GgufModelType {
   if (onlyWithGguf && options.ggufType !== undefined && save !== 'gguf') throw new OptionError('--gguf-type', `applies to --save gguf only; got --save ${save}`);
+  if (onlyWithGguf && options.imatrix !== undefined && save !== 'gguf') throw new OptionError('--imatrix', `applies to --save gguf only; got --save ${save}`);
   const ggufType = (source.preset?.ggufType ?? options.ggufType ?? 'Q4_K') as GgufModelType;
   if (!GGUF_MODEL_TYPES.includes(ggufType)) throw new OptionError('--gguf-type', `must be one of ${GGUF_MODEL_TYPES.join(', ')}; got '${options.ggufType}'`);
   return ggufType;
@@ -362,7 +365,8 @@ export async function writeQuantizedModel(
       await writeFile(join(out, 'config.json'), `${JSON.stringify(config, null, 2)}\n`);
     } else {
       const started = performance.now();
-      const result = await saveGgufModel(join(out, 'model.gguf'), loaded.graph, options.model, { type: ggufType, stored });
+      const importance = options.imatrix === undefined ? undefined : imatrixImportance(await readImatrix(options.imatrix));
+      const result = await saveGgufModel(join(out, 'model.gguf'), loaded.graph, options.model, { type: ggufType, stored, ...(importance ? { importance } : {}) });
       for (const w of result.warnings) saveWarnings.push(`${w.layer ? `[${w.layer}] ` : ''}${w.message}`);
       if (stored.size > 0) {
         const paths = new Map<string, number>();
@@ -400,7 +404,7 @@ export async function quantizeCommand(options: QuantizeOptions, registry: StepRe
   // onto it only when complete, so a failed or killed run leaves --out as it was.
   const source = await recipeSource(options);
   resolveGgufType(options, source, (source.preset?.save ?? options.save ?? 'fake') as SaveFormat, true);
-  const inputs = [options.model, ...(options.eval !== undefined ? [options.eval] : []), ...(options.recipe !== undefined ? [options.recipe] : []), ...(options.calibration !== undefined ? [options.calibration] : [])];
+  const inputs = [options.model, ...(options.eval !== undefined ? [options.eval] : []), ...(options.recipe !== undefined ? [options.recipe] : []), ...(options.calibration !== undefined ? [options.calibration] : []), ...(options.imatrix !== undefined ? [options.imatrix] : [])];
   const staged = await stageOutputFolder(options.out, { inputs, overwrite: options.overwrite ?? false });
   try {
     const job = await runQuantizeJob(options, registry, output);
@@ -428,6 +432,7 @@ export function registerQuantize(program: Command, registry: StepRegistry = defa
     .option('--calibration-seed <n>', 'sample the calibration windows at random offsets with this seed (default: consecutive chunks from the start)')
     .option('--save <format>', `output: ${SAVE_FORMATS.join(', ')} (default fake: float32 weights on the grid)`)
     .option('--gguf-type <type>', `GGUF tensor type for --save gguf (${GGUF_MODEL_TYPES.join(', ')}; default Q4_K)`)
+    .option('--imatrix <file>', "llama.cpp importance matrix (bitsmith imatrix, or llama-imatrix's .gguf/.dat) for --save gguf: weighs the k-quant and IQ4 fits as llama-quantize --imatrix does")
     .option('--eval <file>', 'held-out text: after quantizing, report perplexity, KL and top-1 agreement against the original model')
     .option('--overwrite', 'replace a non-empty --out folder (atomically, once the run has succeeded)')
     .action(async (options: QuantizeOptions) => {

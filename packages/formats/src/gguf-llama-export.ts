@@ -51,6 +51,19 @@ function useMoreBits(layer: number, layers: number): boolean {
 }
 
 /**
+ * The layers whose `attn_v` and `ffn_down` llama.cpp's Q4_K_M stores as Q6_K (llama-quant.cpp `use_more_bits`: the
+ * first and last eighth of the layers and every third layer between).
+ *
+ * @example
+ * ```ts
+ * ggufQ4KMHighBitLayers(8); // [0, 3, 6, 7]
+ * ```
+ */
+export function ggufQ4KMHighBitLayers(layers: number): number[] {
+  return Array.from({ length: layers }, (_, i) => i).filter((i) => useMoreBits(i, layers));
+}
+
+/**
  * The GGML type of a 2-D weight named `name` (llama.cpp name) for a model type. With tied embeddings (no
  * `output.weight`; `hasOutput` false) llama.cpp quantizes `token_embd.weight` as the output (Q6_K under Q4_K_M).
  *

@@ -59,7 +59,7 @@ export { ggufBlocksToQuantizedTensor, quantizedTensorToGgufBlocks } from './gguf
 export type { GgufTokenizerMetadata } from './gguf-llama-tokenizer.js';
 export { ggufTokenizerMetadata } from './gguf-llama-tokenizer.js';
 export type { GgufLlamaConfig, GgufLlamaSource, GgufModelType, SaveGgufOptions, SaveGgufResult, SavedGgufTensor } from './gguf-llama-export.js';
-export { permuteForGgmlRope, ggufLlamaTensorName, ggufLlamaMetadata, ggufTensorType, saveGgufModel, refuseGgufStored, GGUF_MODEL_TYPES, GGUF_ARCHITECTURES, GGUF_STORED_KINDS, GGUF_REFUSAL } from './gguf-llama-export.js';
+export { permuteForGgmlRope, ggufLlamaTensorName, ggufLlamaMetadata, ggufTensorType, ggufQ4KMHighBitLayers, saveGgufModel, refuseGgufStored, GGUF_MODEL_TYPES, GGUF_ARCHITECTURES, GGUF_STORED_KINDS, GGUF_REFUSAL } from './gguf-llama-export.js';
 export { readChecked, readCheckedSync } from './checked-read.js';
 export { readJsonObject } from './hf-checkpoint.js';
 

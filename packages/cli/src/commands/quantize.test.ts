@@ -126,13 +126,16 @@ describe.skipIf(SKIP)('bitsmith quantize on tinystories-656k', () => {
     );
   });
 
-  it('presets: w8a8 is refused naming the missing activation export; llama.cpp-q4_k_m writes the Q4_K_M mixture', async () => {
+  it('presets: w8a8 is refused naming the missing activation export; llama.cpp-q4_k_m runs GPTQ onto the Q4_K_M grids and carries them', async () => {
     const quiet = { stdout: () => undefined, stderr: () => undefined };
     await expect(quantizeCommand({ model: MODEL, preset: 'w8a8', out: join(tmp, 'z'), samples: '2', seqLen: '32' }, undefined, quiet)).rejects.toThrow(/carries activation scales/);
     await expect(quantizeCommand({ model: MODEL, preset: 'w5', out: join(tmp, 'z'), samples: '2', seqLen: '32' }, undefined, quiet)).rejects.toThrow(/unknown preset 'w5'; known: w4a16/);
+    await expect(quantizeCommand({ model: MODEL, preset: 'llama.cpp-q4_k_m', out: join(tmp, 'z'), samples: '2', seqLen: '32' }, undefined, quiet)).rejects.toThrow(/needs calibration text \(step gptq/);
     const out = join(tmp, 'q4km');
-    await quantizeCommand({ model: MODEL, preset: 'llama.cpp-q4_k_m', out, samples: '2', seqLen: '32' }, undefined, quiet);
-    const types = new Map((await readGguf(join(out, 'model.gguf'))).tensors.map((t) => [t.name, t.type]));
+    const printed: string[] = [];
+    await quantizeCommand({ model: MODEL, preset: 'llama.cpp-q4_k_m', calibration: join(SHARED, 'data', 'calib.txt'), out, samples: '2', seqLen: '32' }, undefined, { stdout: (t) => printed.push(t), stderr: () => undefined });
+    const file = await readGguf(join(out, 'model.gguf'));
+    const types = new Map(file.tensors.map((t) => [t.name, t.type]));
     // 2 layers: llama.cpp's use_more_bits is true for layer 1 only (1 >= 7*2/8 = 1 in C); rows of 128 and 384 do not
     // split into 256-blocks, so Q6_K falls back to Q8_0 and Q4_K to Q5_0, as llama-quantize does.
     expect(types.get('blk.1.attn_v.weight')).toBe('Q8_0');
@@ -141,6 +144,10 @@ describe.skipIf(SKIP)('bitsmith quantize on tinystories-656k', () => {
     expect(types.get('blk.0.ffn_down.weight')).toBe('Q5_0');
     expect(types.get('blk.1.attn_q.weight')).toBe('Q5_0');
     expect(types.get('blk.0.attn_norm.weight')).toBe('F32');
+    // GPTQ's int4 g32 codes fit Q5_0 exactly: the file holds the calibrated weights of those layers bit for bit.
+    const meta = JSON.parse(readFileSync(join(out, 'quantization.json'), 'utf8')) as { recipe: { text: string } };
+    expect(meta.recipe.text).toContain("re:model\\.layers\\.(1)\\.(self_attn\\.v_proj|mlp\\.down_proj)");
+    expect(printed.join('')).toMatch(/gguf Q4_K_M: 1 quantized, 12 exact, 2 re-quantized/);
   });
 });
 

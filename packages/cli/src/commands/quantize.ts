@@ -58,7 +58,8 @@ async function recipeSource(options: QuantizeOptions): Promise<{ name: string; f
     if (options.save !== undefined && options.save !== 'fake' && options.save !== preset.save) {
       throw new OptionError('--save', `preset ${preset.name} saves ${preset.save}; got --save ${options.save}`);
     }
-    return { name: preset.name, file: `preset:${preset.name}`, text: preset.recipe, preset };
+    const text = preset.recipeFor ? preset.recipeFor((await loadLlamaConfig(options.model)).numHiddenLayers) : preset.recipe;
+    return { name: preset.name, file: `preset:${preset.name}`, text, preset };
   }
   if (options.recipe === undefined) throw new OptionError('--recipe', `give a recipe file or --preset (${Object.keys(PRESETS).join(', ')})`);
   let text: string;

@@ -13,7 +13,9 @@ import { runRecipe } from '@bitsmith/recipe';
 import { registerEval } from './commands/eval.js';
 import { registerGenerate } from './commands/generate.js';
 import { registerInspect } from './commands/inspect.js';
+import { runMainJob } from './commands/main-job.js';
 import { quantizeCommand } from './commands/quantize.js';
+import { writeReport } from './commands/report.js';
 
 /** What a case must end in. */
 export type Expected =
@@ -234,6 +236,26 @@ export function badInputCases(): BadInputCase[] {
   );
   add('output', '--samples 0', OPTION(/--samples: must be an integer >= 1, got "0"/), async (env) => quantize(env, { samples: '0' }));
   add('output', '--seq-len beyond max_position_embeddings', OPTION(/--seq-len: 600 exceeds the model's max_position_embeddings \(512\)/), async (env) => quantize(env, { seqLen: '600' }));
+  add('output', 'main: a non-empty --out that is not an earlier main output', OUTPUT(/is not empty \(1 entries, e\.g\. notes\.txt\); pass --overwrite/), async (env) => {
+    mkdirSync(join(env.dir, 'out'));
+    writeFileSync(join(env.dir, 'out', 'notes.txt'), 'mine');
+    env.mark();
+    await runMainJob({ model: join(env.dir, 'encoder', 'model.json'), out: join(env.dir, 'out') }, { stdout: () => undefined, stderr: () => undefined });
+    return '';
+  });
+  add('output', 'main: --out inside the model folder', OUTPUT(/lies inside the input/), async (env) => {
+    mkdirSync(join(env.dir, 'encoder'));
+    writeFileSync(join(env.dir, 'encoder', 'model.json'), '{}');
+    env.mark();
+    await runMainJob({ model: join(env.dir, 'encoder', 'model.json'), out: join(env.dir, 'encoder', 'out') }, { stdout: () => undefined, stderr: () => undefined });
+    return '';
+  });
+  add('output', 'report: --out under a file (ENOTDIR)', OPTION(/--out: cannot write .*\(ENOTDIR\); expected a writable file path/), async (env) => {
+    writeFileSync(join(env.dir, 'file'), 'x');
+    env.mark();
+    await writeReport(env.checkpoints.gptq, { stdout: () => undefined }, join(env.dir, 'file', 'report.html'));
+    return '';
+  });
 
   // ---- NaN / Inf ----
   const nanModel = (value: number, tensor: string, index: number) => async (env: CaseEnv) =>

@@ -1,4 +1,4 @@
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -26,6 +26,15 @@ describe('stageOutputFolder', () => {
     await staged.commit();
     expect(readdirSync(root)).toEqual(['out']);
     expect(readdirSync(out)).toEqual(['config.json']);
+  });
+
+  it('gives the finished folder the permissions of a folder made by mkdir (not the 0700 of a temporary folder)', async () => {
+    const root = fresh();
+    const reference = join(root, 'made-by-mkdir');
+    mkdirSync(reference);
+    const staged = await stageOutputFolder(join(root, 'out'));
+    await staged.commit();
+    expect((statSync(join(root, 'out')).mode & 0o777).toString(8)).toBe((statSync(reference).mode & 0o777).toString(8));
   });
 
   it('refuses the input itself, a folder inside the input, and a folder that contains the input', async () => {

@@ -1,4 +1,5 @@
-import { mkdir, mkdtemp, readdir, realpath, rename, rm, stat } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { mkdir, readdir, realpath, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join, relative, resolve, sep } from 'node:path';
 import { BitsmithError } from '@bitsmith/core';
 
@@ -109,7 +110,9 @@ export async function stageOutputFolder(out: string, options: StageOutputOptions
   let path: string;
   try {
     await mkdir(parent, { recursive: true });
-    path = await mkdtemp(join(parent, `.${basename(target)}.partial-`));
+    // mkdir (not mkdtemp, which makes 0700 folders) so the finished folder gets the user's usual permissions.
+    path = join(parent, `.${basename(target)}.partial-${randomBytes(4).toString('hex')}`);
+    await mkdir(path);
   } catch (cause) {
     const code = errnoCode(cause);
     throw new OutputFolderError(out, `cannot write into ${parent} (${code ?? (cause as Error).message}); expected a writable folder`, { cause });

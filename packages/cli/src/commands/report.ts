@@ -1,4 +1,5 @@
-import { readFile, stat, writeFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
+import writeFileAtomic from 'write-file-atomic';
 import { basename, join } from 'node:path';
 import type { Command } from 'commander';
 import { outputSinks, OptionError, type CommandOutput } from '../command-output.js';
@@ -17,7 +18,7 @@ export async function writeReport(directory: string, output: CommandOutput = {},
   const { stdout } = outputSinks(output);
   const { source, data } = await readReportData(directory);
   const target = outFile ?? join(directory, 'report.html');
-  await writeFile(target, renderReportHtml(data));
+  await writeReportFile(target, renderReportHtml(data));
   stdout(`wrote ${target} (from ${source})\n`);
   return target;
 }
@@ -36,9 +37,22 @@ export async function writeComparisonReport(directories: readonly string[], outF
   const { stdout } = outputSinks(output);
   const views = [];
   for (const dir of directories) views.push(reportView((await readReportData(dir)).data));
-  await writeFile(outFile, renderReportHtml(compareReportViews(views, directories.map((d) => basename(d.replace(/\/+$/, '')) || d))));
+  await writeReportFile(outFile, renderReportHtml(compareReportViews(views, directories.map((d) => basename(d.replace(/\/+$/, '')) || d))));
   stdout(`wrote ${outFile} (comparing ${directories.join(', ')})\n`);
   return outFile;
+}
+
+/**
+ * Writes an HTML report atomically (a temporary file beside it, then a rename): a run killed while writing leaves the
+ * earlier report intact, never a truncated one. File-system failures become an {@link OptionError} naming the file.
+ */
+async function writeReportFile(target: string, html: string): Promise<void> {
+  try {
+    await writeFileAtomic(target, html);
+  } catch (cause) {
+    const code = (cause as NodeJS.ErrnoException).code;
+    throw new OptionError('--out', `cannot write ${target} (${code ?? (cause as Error).message}); expected a writable file path. Nothing was written and any earlier file is unchanged`);
+  }
 }
 
 async function readReportData(directory: string): Promise<{ source: string; data: unknown }> {

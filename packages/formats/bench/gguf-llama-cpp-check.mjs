@@ -8,7 +8,7 @@
 //   npx turbo run build --filter=@bitsmith/cli...
 //   bash packages/formats/bench/setup-llama-cpp.sh            # once: ~/.cache/bitsmith/llama-cpp
 //   node packages/formats/bench/gguf-llama-cpp-check.mjs [--model ../shared/models/llama-docs-29m]
-//     [--calibration ../shared/data/docs-calib.txt] [--eval ../shared/data/docs-dev-heldout.txt] [--eval-chars 40000]
+//     [--calibration ../shared/data/docs-calib.txt] [--eval ../shared/data/docs-dev-heldout.txt] [--eval-chars 20000]
 //     [--ctx 512] [--samples 64] [--seq-len 512] [--tools DIR] [--out /tmp/gguf-llama-cpp-bench] [--only a,b]
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
@@ -28,7 +28,7 @@ const shared = resolve(process.env.BITSMITH_SHARED ?? join(root, '../shared'));
 const modelDir = resolve(option('model', join(shared, 'models/llama-docs-29m')));
 const calibration = resolve(option('calibration', join(shared, 'data/docs-calib.txt')));
 const evalPath = resolve(option('eval', join(shared, 'data/docs-dev-heldout.txt')));
-const evalChars = Number(option('eval-chars', '40000'));
+const evalChars = Number(option('eval-chars', '20000'));
 const ctx = Number(option('ctx', '512'));
 const samples = option('samples', '64');
 const seqLen = option('seq-len', '512');
@@ -62,19 +62,21 @@ const model = await loadLlamaModel(modelDir);
 const f16 = join(out, 'f16.gguf');
 if (!existsSync(f16)) await saveGgufModel(f16, model.graph, modelDir, { type: 'F16' });
 const imatrixPath = join(out, 'bitsmith.imatrix.gguf');
-if (!existsSync(imatrixPath)) run('node', [cli, 'imatrix', '--model', modelDir, '--calibration', calibration, '--out', imatrixPath, '--samples', samples, '--seq-len', seqLen]);
-const llamaQuantize = (type, withImatrix) => {
+const imatrix = () => {
+  if (!existsSync(imatrixPath)) run('node', [cli, 'imatrix', '--model', modelDir, '--calibration', calibration, '--out', imatrixPath, '--samples', samples, '--seq-len', seqLen]);
+  return imatrixPath;
+};
+const llamaQuantize = (type, withImatrix) => () => {
   const path = join(out, `llama-quantize.${type}${withImatrix ? '.imatrix' : ''}.gguf`);
-  if (!existsSync(path)) run(quantizeBin, [...(withImatrix ? ['--imatrix', imatrixPath] : []), f16, path, type]);
+  if (!existsSync(path)) run(quantizeBin, [...(withImatrix ? ['--imatrix', imatrix()] : []), f16, path, type]);
   return path;
 };
-const importance = imatrixImportance(await readImatrix(imatrixPath));
-const ours = async (type, withImatrix) => {
+const ours = (type, withImatrix) => async () => {
   const path = join(out, `bitsmith.${type}${withImatrix ? '.imatrix' : ''}.gguf`);
-  if (!existsSync(path)) await saveGgufModel(path, model.graph, modelDir, { type, ...(withImatrix ? { importance } : {}) });
+  if (!existsSync(path)) await saveGgufModel(path, model.graph, modelDir, { type, ...(withImatrix ? { importance: imatrixImportance(await readImatrix(imatrix())) } : {}) });
   return path;
 };
-const cliQuantize = (name, args) => {
+const cliQuantize = (name, args) => () => {
   const dir = join(out, name);
   if (!existsSync(join(dir, 'model.gguf'))) {
     const stdout = run('node', [cli, 'quantize', '--model', modelDir, '--calibration', calibration, '--samples', samples, '--seq-len', seqLen, '--out', dir, '--overwrite', ...args]);
@@ -83,15 +85,18 @@ const cliQuantize = (name, args) => {
   return join(dir, 'model.gguf');
 };
 
-const artifacts = [
-  { id: 'f16', label: 'F16 (bitsmith export)', path: f16 },
-  { id: 'lq-q4km', label: 'Q4_K_M, llama-quantize of the F16 export', path: llamaQuantize('Q4_K_M', false) },
-  { id: 'lq-q4km-imatrix', label: "Q4_K_M, llama-quantize --imatrix (bitsmith's imatrix)", path: llamaQuantize('Q4_K_M', true) },
-  { id: 'bs-q4km-imatrix', label: "Q4_K_M, bitsmith's encoders with the same imatrix", path: await ours('Q4_K_M', true) },
-  { id: 'bs-preset', label: 'Q4_K_M, preset llama.cpp-q4_k_m (GPTQ onto the Q4_K/Q6_K grids, re-derived)', path: cliQuantize('preset-q4km', ['--preset', 'llama.cpp-q4_k_m']) },
-  { id: 'lq-q40-imatrix', label: "Q4_0, llama-quantize --imatrix (bitsmith's imatrix)", path: llamaQuantize('Q4_0', true) },
-  { id: 'bs-gptq-q40', label: 'Q4_0, GPTQ int4 g32 carried exactly', path: cliQuantize('gptq-q40', ['--recipe', join(root, 'examples/recipes/gptq-w4g32.yaml'), '--save', 'gguf', '--gguf-type', 'Q4_0']) },
-].filter((a) => !only || only.includes(a.id));
+const artifacts = [];
+for (const a of [
+  { id: 'f16', label: 'F16 (bitsmith export)', make: () => f16 },
+  { id: 'lq-q4km', label: 'Q4_K_M, llama-quantize of the F16 export', make: llamaQuantize('Q4_K_M', false) },
+  { id: 'lq-q4km-imatrix', label: "Q4_K_M, llama-quantize --imatrix (bitsmith's imatrix)", make: llamaQuantize('Q4_K_M', true) },
+  { id: 'bs-q4km-imatrix', label: "Q4_K_M, bitsmith's encoders with the same imatrix", make: ours('Q4_K_M', true) },
+  { id: 'bs-preset', label: 'Q4_K_M, preset llama.cpp-q4_k_m (GPTQ onto the Q4_K/Q6_K grids, re-derived)', make: cliQuantize('preset-q4km', ['--preset', 'llama.cpp-q4_k_m']) },
+  { id: 'lq-q40-imatrix', label: "Q4_0, llama-quantize --imatrix (bitsmith's imatrix)", make: llamaQuantize('Q4_0', true) },
+  { id: 'bs-gptq-q40', label: 'Q4_0, GPTQ int4 g32 carried exactly', make: cliQuantize('gptq-q40', ['--recipe', join(root, 'examples/recipes/gptq-w4g32.yaml'), '--save', 'gguf', '--gguf-type', 'Q4_0']) },
+]) {
+  if (!only || only.includes(a.id)) artifacts.push({ ...a, path: await a.make() });
+}
 
 // Byte comparison of bitsmith's imatrix Q4_K_M with llama-quantize's (tensor by tensor).
 const byteCheck = (() => {
@@ -149,24 +154,68 @@ const prompts = ['The command line option', 'In the beginning God created', 'A d
 const promptIds = prompts.map((p) => [bos, ...model.tokenizer.encode(p)]);
 const greedyTokens = 32;
 
+// The float model's log-probabilities at every scored position, once (bitsmith, float32 weights): the reference of
+// the KL and top-1 columns, which compare llama.cpp's next-token distribution of each artifact with it.
+log('float reference forward (bitsmith)');
+const floatLogProbs = [];
+const floatNll = new Float64Array(windows.length);
+const floatTokens = new Int32Array(windows.length);
+for (let w = 0; w < windows.length; w++) {
+  const win = windows[w];
+  const logits = await model.graph.forward([win]);
+  const vocab = logits.shape[1];
+  const lp = new Float32Array((win.length - 1) * vocab);
+  for (let i = 0; i + 1 < win.length; i++) {
+    const row = logits.data.subarray(i * vocab, (i + 1) * vocab);
+    let max = -Infinity;
+    for (const v of row) max = Math.max(max, v);
+    let sum = 0;
+    for (const v of row) sum += Math.exp(v - max);
+    const lse = max + Math.log(sum);
+    for (let j = 0; j < vocab; j++) lp[i * vocab + j] = row[j] - lse;
+    floatNll[w] -= lp[i * vocab + win[i + 1]];
+    floatTokens[w]++;
+  }
+  floatLogProbs.push(lp);
+}
+
 async function llamaCppEval(path) {
   const lm = await llama.loadModel({ modelPath: path, gpuLayers: 0 });
   const context = await lm.createContext({ contextSize: ctx, batchSize: ctx, sequences: 1 });
   const sequence = context.getSequence();
   const nll = new Float64Array(windows.length);
   const tokens = new Int32Array(windows.length);
+  let kl = 0;
+  let top1 = 0;
+  let scored = 0;
+  const vocab = model.graph.lmHead.outFeatures;
+  const row = new Float64Array(vocab);
   for (let w = 0; w < windows.length; w++) {
     await sequence.clearHistory();
     const win = windows[w];
     const res = await sequence.controlledEvaluate(win.map((t, i) => (i + 1 < win.length ? [t, { generateNext: { logits: true } }] : t)));
+    const ref = floatLogProbs[w];
     for (let i = 0; i + 1 < win.length; i++) {
-      const logits = res[i].next.logits;
+      row.fill(-Infinity);
+      for (const [token, logit] of res[i].next.logits) row[token] = logit;
       let max = -Infinity;
-      for (const v of logits.values()) max = Math.max(max, v);
+      let arg = 0;
+      for (let j = 0; j < vocab; j++) if (row[j] > max) (max = row[j]), (arg = j);
       let sum = 0;
-      for (const v of logits.values()) sum += Math.exp(v - max);
-      nll[w] -= logits.get(win[i + 1]) - max - Math.log(sum);
+      for (let j = 0; j < vocab; j++) sum += Math.exp(row[j] - max);
+      const lse = max + Math.log(sum);
+      nll[w] -= row[win[i + 1]] - lse;
       tokens[w]++;
+      let k = 0;
+      let refArg = 0;
+      for (let j = 0; j < vocab; j++) {
+        const p = ref[i * vocab + j];
+        if (p > ref[i * vocab + refArg]) refArg = j;
+        k += Math.exp(p) * (p - (row[j] - lse));
+      }
+      kl += k;
+      if (arg === refArg) top1++;
+      scored++;
     }
   }
   // Greedy text: llama.cpp's own sampling at temperature 0, F16 KV cache.
@@ -188,18 +237,23 @@ async function llamaCppEval(path) {
   const tokensPerSecond = n / ((performance.now() - started) / 1000);
   await context.dispose();
   await lm.dispose();
-  return { perWindow: { nll, tokens }, greedy, tokensPerSecond };
+  return { perWindow: { nll, tokens }, greedy, tokensPerSecond, kl: kl / scored, top1: top1 / scored };
 }
 
-const reference = model.graph;
 const rows = [];
 const baselineId = 'lq-q4km';
 for (const a of artifacts) {
-  log(`measuring ${a.id}`);
+  let t0 = performance.now();
+  const lap = (what) => {
+    log(`  ${a.id}: ${what} in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+    t0 = performance.now();
+  };
   const bytes = statSync(a.path).size;
   const llamaCpp = await llamaCppEval(a.path);
+  lap('llama.cpp perplexity, greedy text and speed');
   const graph = await dequantizedGraph(a.path);
-  const bitsmith = await evaluateLanguageModel(graph, ids, { ctx, reference, bosTokenId: bos });
+  const bitsmith = await evaluateLanguageModel(graph, ids, { ctx, bosTokenId: bos });
+  lap('bitsmith perplexity');
   const ours = [];
   for (const p of promptIds) ours.push(await generateGreedy(graph, p, { maxNewTokens: greedyTokens, eosTokenId: null }));
   const agree = ours.map((o, i) => {
@@ -219,15 +273,15 @@ const asResult = (r) => ({ perWindow: r.perWindow, nll: 0 });
 const fmt = (x, d = 3) => Number(x).toFixed(d);
 const lines = [
   `model ${modelDir}; eval ${evalPath} (first ${evalChars} characters: ${ids.length} tokens, ${windows.length} windows of [BOS] + ${ctx - 1}); calibration ${calibration} (${samples} x ${seqLen} tokens)`,
-  `float model (bitsmith): perplexity ${fmt((await evaluateLanguageModel(reference, ids, { ctx, bosTokenId: bos })).perplexity)}`,
+  `float model (bitsmith): perplexity ${fmt(Math.exp(floatNll.reduce((a, b) => a + b, 0) / floatTokens.reduce((a, b) => a + b, 0)))}`,
   '',
-  '| artifact | file MiB | ppl llama.cpp | ppl bitsmith | vs llama-quantize Q4_K_M (ppl ratio, 95% paired bootstrap, llama.cpp) | KL to float (bitsmith) | top-1 agreement | greedy tokens equal (of 32, 3 prompts) | tokens/s llama.cpp (1 thread pool, CPU) |',
+  '| artifact | file MiB | ppl llama.cpp | ppl bitsmith (same weights) | ppl ratio vs llama-quantize Q4_K_M (95% paired bootstrap over windows, llama.cpp) | KL to float (nats/token, llama.cpp vs bitsmith float) | top-1 agreement with float | greedy tokens equal, llama.cpp vs bitsmith (of 32, 3 prompts) | tokens/s, llama.cpp CPU |',
   '|---|---|---|---|---|---|---|---|---|',
 ];
 for (const r of rows) {
   const vs = base && r !== base ? perplexityRatioInterval(asResult(base.llamaCpp), asResult(r.llamaCpp)) : undefined;
   lines.push(
-    `| ${r.label} | ${fmt(r.bytes / 2 ** 20, 2)} | ${fmt(r.llamaPpl)} | ${fmt(r.bitsmith.perplexity)} | ${vs ? `${fmt(vs.ratio, 4)} [${fmt(vs.low, 4)}, ${fmt(vs.high, 4)}]` : '-'} | ${fmt(r.bitsmith.kl, 4)} | ${fmt(r.bitsmith.top1Agreement, 4)} | ${r.agree.join(', ')} | ${fmt(r.llamaCpp.tokensPerSecond, 0)} |`,
+    `| ${r.label} | ${fmt(r.bytes / 2 ** 20, 2)} | ${fmt(r.llamaPpl)} | ${fmt(r.bitsmith.perplexity)} | ${vs ? `${fmt(vs.ratio, 4)} [${fmt(vs.low, 4)}, ${fmt(vs.high, 4)}]` : '-'} | ${fmt(r.llamaCpp.kl, 4)} | ${fmt(r.llamaCpp.top1, 4)} | ${r.agree.join(', ')} | ${fmt(r.llamaCpp.tokensPerSecond, 0)} |`,
   );
 }
 const check = await byteCheck;

@@ -5,10 +5,13 @@
 #                                  a link to ../shared): npm install (timed; no npm warning; bitsmith linked; nothing
 #                                  downloaded by install scripts: onnxruntime-node keeps only its bundled CPU binary),
 #                                  npm start (timed), every `npx bitsmith` command of the README, the package checks
-#                                  (npm pack --dry-run, publint).
+#                                  (npm pack --dry-run, publint), the browser page (as in --light).
 #   scripts/newcomer.sh --light    the part CI runs, in this checkout after install and build (no clone, no demo):
 #                                  bitsmith is linked locally, --version, bare help, .npmrc raises no npm warning,
-#                                  every `npx bitsmith` command of the README (seconds on tinystories-656k).
+#                                  every `npx bitsmith` command of the README (seconds on tinystories-656k), the
+#                                  browser page (examples/browser: built with esbuild, then driven in headless
+#                                  Chromium: the tiny model dropped on it, GPTQ vs RTN in its Web Worker, the report
+#                                  and the offered files checked; skipped with a message where no Chromium is installed).
 #
 # Times go to stdout as `time <step>: N s`. Needs ../shared (models and texts) for the README commands.
 set -euo pipefail
@@ -50,6 +53,14 @@ check_linked_and_quiet() { # in the repository root
   say "bitsmith $version is linked to the committed launcher; bare bitsmith prints help; npm prints no config warning"
 }
 
+browser_page() { # in the repository root, after the build
+  say "browser page: build examples/browser, drive it in headless Chromium"
+  timed "browser page build" node examples/browser/build.mjs > /tmp/newcomer-browser-build.log 2>&1 || { cat /tmp/newcomer-browser-build.log >&2; fail "node examples/browser/build.mjs"; }
+  tail -1 /tmp/newcomer-browser-build.log
+  timed "browser page test" node examples/browser/test-browser.mjs --screenshot "${TMPDIR:-/tmp}/bitsmith-browser-page.png" > /tmp/newcomer-browser-test.log 2>&1 || { cat /tmp/newcomer-browser-test.log >&2; fail "node examples/browser/test-browser.mjs"; }
+  grep -E '^browser example test' /tmp/newcomer-browser-test.log
+}
+
 run_readme_commands() { # in the repository root, with ../shared present
   [ -d ../shared/models/tinystories-656k ] || fail "../shared/models/tinystories-656k is missing (the README's commands use it)"
   rm -rf out
@@ -74,6 +85,7 @@ if [ "$mode" = "--light" ]; then
   else
     say "skipping the README commands: ../shared is missing"
   fi
+  browser_page
   say "newcomer (light): ok"
   exit 0
 fi
@@ -105,5 +117,5 @@ run_readme_commands
 say "package checks (npm pack --dry-run, publint)"
 timed "package checks" node scripts/check-packages.mjs
 
-say "the browser example is not replayed yet (examples/browser does not exist)"
+browser_page
 say "newcomer (full): ok; logs in $work"

@@ -26,4 +26,7 @@ export default defineConfig({
   clean: true,
   target: 'es2022',
   esbuildPlugins: [optionalBackendModules],
+  // The kernels go next to the bundles, where `new URL('./kernels.wasm', import.meta.url)` in the wasm backend finds them
+  // (and where Vite and webpack pick them up from).
+  publicDir: 'wasm',
 });

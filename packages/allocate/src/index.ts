@@ -17,3 +17,5 @@ export type { BitAllocationOptions } from './bit-allocation.js';
 export { bitAllocation } from './bit-allocation.js';
 export type { ComputeBitPlanOptions } from './compute-bit-plan.js';
 export { computeBitPlan } from './compute-bit-plan.js';
+// Recipe step definitions (zod options schema + factory), assembled into registries by the CLI or by users.
+export { bitAllocationStep } from './bit-allocation-step.js';

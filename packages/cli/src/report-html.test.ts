@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { compareReportViews, escapeHtml, renderReportHtml, reportView } from './report-html.js';
+import { compareReportViews, escapeHtml, renderReportHtml, reportView } from '@bitsmith/recipe';
 import { countColor, findChromium, screenshot } from './screenshot.test-support.js';
 
 const layer = (name: string, block: number, bits: number, error: number) => ({ name, block, bitsPerWeight: bits, outputError: error, steps: ['gptq'], seconds: 0.1 });

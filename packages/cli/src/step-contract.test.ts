@@ -12,6 +12,7 @@ import { defaultRegistry } from './default-registry.js';
 const OPTIONS: Record<string, Record<string, unknown>> = {
   rtn: { bits: 4, groupSize: 32 },
   gptq: { bits: 4, groupSize: 32 },
+  gptaq: { bits: 4, groupSize: 32 },
   hqq: { bits: 4, groupSize: 32 },
   quantease: { bits: 4, groupSize: 32, passes: 2 },
   squeezellm: { bits: 3, maxIterations: 10 },
@@ -48,7 +49,16 @@ function statistics(seed: number): LayerStatistics {
       for (let j = 0; j < COLUMNS; j++) hessian[i * COLUMNS + j] += xi * x.data[t * COLUMNS + j]!;
     }
   }
-  return { tokens: TOKENS, hessian, inputAbsMax, inputAbsMean: Float32Array.from(mean), inputs: x };
+  // The float model's inputs: the same tokens without the quantized model's error (GPTAQ's cross term).
+  const noise = randomMatrix(TOKENS, COLUMNS, seed + 1);
+  const floatInputCross = new Float64Array(COLUMNS * COLUMNS);
+  for (let t = 0; t < TOKENS; t++) {
+    for (let i = 0; i < COLUMNS; i++) {
+      const di = 0.1 * noise.data[t * COLUMNS + i]!;
+      for (let j = 0; j < COLUMNS; j++) floatInputCross[i * COLUMNS + j] += di * x.data[t * COLUMNS + j]!;
+    }
+  }
+  return { tokens: TOKENS, hessian, inputAbsMax, inputAbsMean: Float32Array.from(mean), inputs: x, floatInputCross };
 }
 
 function layersFor(kind: string): LayerState[] {

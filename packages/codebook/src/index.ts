@@ -11,3 +11,6 @@ export type { VectorQuantizeLayerOptions, VectorQuantizeLayerResult } from './ve
 export { vectorQuantizeLayer } from './vector-quantize-layer.js';
 export type { VectorQuantizeOptions } from './vector-quantize.js';
 export { vectorQuantize } from './vector-quantize.js';
+// Recipe step definitions (zod options schema + factory), assembled into registries by the CLI or by users.
+export { squeezeLlmStep } from './squeeze-llm-step.js';
+export { vectorQuantizeStep } from './vector-quantize-step.js';

@@ -18,7 +18,14 @@ export type StatisticRequest =
   /** Per input channel mean |x| (AWQ). */
   | { readonly kind: 'input-absmean' }
   /** A sample of the raw inputs, at most `maxTokens` rows (AWQ's search, output error). */
-  | { readonly kind: 'inputs'; readonly maxTokens?: number };
+  | { readonly kind: 'inputs'; readonly maxTokens?: number }
+  /**
+   * The asymmetric-calibration cross term `D = (X_float - X)^T X / tokens`, float64 `[in, in]`, where `X` is the
+   * layer's input in the model quantized so far (the inputs of the Hessian) and `X_float` its input, token for token,
+   * in the float model (GPTAQ, arXiv 2504.02692). Asking for it makes the runner carry the float model's activations
+   * beside the quantized ones (one more block pass per block).
+   */
+  | { readonly kind: 'float-input-cross' };
 
 /** Statistics observed for one layer; only what some step requested is present. */
 export interface LayerStatistics {
@@ -28,6 +35,8 @@ export interface LayerStatistics {
   readonly inputAbsMax?: Float32Array;
   readonly inputAbsMean?: Float32Array;
   readonly inputs?: Matrix;
+  /** `(X_float - X)^T X / tokens`, float64 `[in, in]` (row: float-minus-quantized feature; column: quantized feature). */
+  readonly floatInputCross?: Float64Array;
 }
 
 /**

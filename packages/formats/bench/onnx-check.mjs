@@ -9,7 +9,7 @@ import { createJsBackend } from '@bitsmith/linalg';
 import { evaluateLanguageModel, evaluationWindows, llamaQuantizableModel, loadLlamaModel } from '@bitsmith/models';
 import { runRecipe } from '@bitsmith/recipe';
 import { gptq } from '@bitsmith/solvers';
-import { buildLlamaOnnx, readMatMulNBits } from '../dist/index.js';
+import { buildLlamaOnnx, onnxDecoderFeeds, readMatMulNBits } from '../dist/index.js';
 
 const argv = process.argv.slice(2);
 const option = (name, fallback) => {
@@ -26,11 +26,9 @@ const ortModule = await import(specifier);
 const ort = ortModule.InferenceSession ? ortModule : ortModule.default;
 const sessionOptions = { intraOpNumThreads: 2, interOpNumThreads: 1, graphOptimizationLevel: 'all', logSeverityLevel: 3 };
 
+let decoderShape;
 async function run(session, rows) {
-  const s = rows[0].length;
-  const ids = new BigInt64Array(rows.length * s);
-  rows.forEach((r, i) => r.forEach((t, j) => (ids[i * s + j] = BigInt(t))));
-  return (await session.run({ input_ids: new ort.Tensor('int64', ids, [rows.length, s]) })).logits.data;
+  return (await session.run(onnxDecoderFeeds(ort.Tensor, rows, decoderShape))).logits.data;
 }
 
 async function compareLogits(bytes, graph, windows) {
@@ -81,6 +79,7 @@ const backend = createJsBackend();
 const { graph, tokenizer } = await loadLlamaModel(modelDir, { backend });
 const vocab = graph.config.vocabSize;
 const bos = graph.config.bosTokenId ?? 1;
+decoderShape = { layers: graph.blocks.length, numKeyValueHeads: graph.config.numKeyValueHeads, headDim: graph.config.headDim };
 const devIds = tokenizer.encode(readFileSync(join(shared, 'data', 'dev-heldout.txt'), 'utf8'), { bos: false });
 const compareWindows = evaluationWindows(devIds, 128, bos)
   .filter((w) => w.length === 128)

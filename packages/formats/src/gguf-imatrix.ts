@@ -1,5 +1,4 @@
-import { readFile, writeFile } from 'node:fs/promises';
-import { InvalidArgumentError, InvalidFileError } from '@bitsmith/core';
+import { InvalidFileError } from '@bitsmith/core';
 import { GGUF_MAGIC } from './gguf-constants.js';
 import { ggufLlamaTensorName } from './gguf-llama-export.js';
 import { parseGguf } from './gguf-reader.js';
@@ -191,33 +190,6 @@ export function parseImatrix(bytes: Uint8Array, path = 'imatrix'): Imatrix {
     if (len > 0 && o + len <= bytes.byteLength) datasets.push(dec.decode(bytes.subarray(o, o + len)));
   }
   return { entries, datasets, chunkCount, chunkSize: 0 };
-}
-
-/**
- * Writes an imatrix file: the GGUF layout, or the legacy `.dat` one when `format` is `dat` (default: by the file
- * extension, `.dat` is legacy).
- *
- * @example
- * ```ts
- * await writeImatrix('llama-docs-29m.imatrix.gguf', imatrix); // llama-quantize --imatrix llama-docs-29m.imatrix.gguf ...
- * ```
- */
-export async function writeImatrix(path: string, imatrix: Imatrix, format?: 'gguf' | 'dat'): Promise<void> {
-  const f = format ?? (path.endsWith('.dat') ? 'dat' : 'gguf');
-  if (f !== 'gguf' && f !== 'dat') throw new InvalidArgumentError('format', `expected gguf or dat, got ${String(format)}`);
-  await writeFile(path, f === 'dat' ? encodeImatrixDat(imatrix) : encodeImatrixGguf(imatrix));
-}
-
-/**
- * Reads an imatrix file of either layout (see {@link parseImatrix}).
- *
- * @example
- * ```ts
- * const importance = imatrixImportance(await readImatrix('imatrix.gguf'));
- * ```
- */
-export async function readImatrix(path: string): Promise<Imatrix> {
-  return parseImatrix(new Uint8Array(await readFile(path)), path);
 }
 
 /**

@@ -6,8 +6,8 @@ import { loadLlamaModel } from '@bitsmith/models';
 import { describe, expect, it } from 'vitest';
 import { dequantize, parseFormat, quantize, StoredFormRefusedError, type Matrix, type StoredForm, type Tensor } from '@bitsmith/core';
 import { ggufPlainValue } from './gguf-metadata.js';
-import { ggufTensorType, permuteForGgmlRope, saveGgufModel } from './gguf-llama-export.js';
-import { readGguf } from './gguf-reader.js';
+import { ggufTensorType, permuteForGgmlRope } from './gguf-llama-export.js';
+import { readGguf, saveGgufModel } from './gguf-file.js';
 import { SKIP_SHARED, TINYSTORIES_DIR } from '../../models/src/shared-data.test-support.js';
 
 describe('permuteForGgmlRope', () => {

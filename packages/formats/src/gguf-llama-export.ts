@@ -1,11 +1,10 @@
-import { basename } from 'node:path';
 import { InvalidArgumentError, StoredFormRefusedError, UnsupportedFormatError, describeStored, type StepWarning, type StoredForm, type Tensor } from '@bitsmith/core';
 import { GGML_BLOCK, LLAMA_FILE_TYPE, type GgmlTypeName } from './gguf-constants.js';
-import { ggufTokenizerMetadata } from './gguf-llama-tokenizer.js';
+import type { GgufTokenizerMetadata } from './gguf-llama-tokenizer.js';
 import type { GgufValue } from './gguf-metadata.js';
 import { encodeGridForGguf, gridElements, reorderGridRows, type GgufTensorPath } from './gguf-stored-encode.js';
 import { decodeGgmlTensor, encodeGgmlTensor, GGML_IMPORTANCE_TYPES } from './gguf-tensor-codec.js';
-import { writeGguf, type GgufTensorInput } from './gguf-writer.js';
+import type { GgufFileInput, GgufTensorInput } from './gguf-writer.js';
 
 /** The parts of a Llama-family config that a GGUF file records (a `LlamaConfig` of `@bitsmith/models` fits). */
 export interface GgufLlamaConfig {
@@ -274,28 +273,23 @@ export function ggufLlamaMetadata(config: GgufLlamaConfig, name: string, type: G
 }
 
 /**
- * Saves a Llama-family model graph (float weights, e.g. after GPTQ updated them) as a GGUF file that llama.cpp loads:
- * llama.cpp tensor names, q/k rows permuted for GGML's RoPE, 2-D weights encoded with ggml's reference quantizer of
- * the requested type (1-D norms and biases F32), `llama.*` hyperparameters and the tokenizer.
+ * The GGUF file of a Llama-family graph, in memory: the tensors under llama.cpp's names (Q/K rows permuted for
+ * ggml's RoPE), each 2-D weight encoded as `options.type` (Q4_K_M mixes Q4_K and Q6_K as llama.cpp does), with the
+ * architecture and tokenizer metadata. `encodeGguf(result.file)` gives the bytes (the `node` entry's `saveGgufModel`
+ * writes them to disk, reading the tokenizer from the model folder).
  *
- * The blocks come from ggml's own quantizers applied to the float weights, not from a bitsmith `QuantizedTensor`:
- * ggml's Q4_0 uses d = max / -8 with the signed extreme, which core's symmetric int4 does not reproduce. Rows whose
- * length is not a multiple of the block size fall back as llama.cpp's quantize does (Q4_K to Q5_0, Q6_K to Q8_0;
- * legacy types to F16), reported in `warnings`.
- *
- * @param outPath File to write.
- * @param graph The model (a `LlamaGraph`).
- * @param tokenizerDir Folder with `tokenizer.json` (and `tokenizer_config.json`).
- * @param options `type` of the weights; `name` (default: the tokenizer folder's name).
+ * @param tokenizer From {@link ggufTokenizerMetadataFromJson}.
+ * @param options `type` of the weights; `name` of the model (metadata `general.name`).
  * @throws UnsupportedFormatError for model types other than llama/mistral, llama3 RoPE scaling, or run-time input
  *   transforms (online rotations) that GGUF cannot express.
  * @example
  * ```ts
- * const graph = await loadLlamaGraph('models/tinystories-656k');
- * await saveGgufModel('tinystories.Q8_0.gguf', graph, 'models/tinystories-656k', { type: 'Q8_0' });
+ * const tokenizer = ggufTokenizerMetadataFromJson(tokenizerJson, tokenizerConfig, graph.config.vocabSize);
+ * const { file } = ggufLlamaFile(graph, tokenizer, { type: 'Q8_0', name: 'tinystories' });
+ * const bytes = encodeGguf(file);
  * ```
  */
-export async function saveGgufModel(outPath: string, graph: GgufLlamaSource, tokenizerDir: string, options: SaveGgufOptions): Promise<SaveGgufResult> {
+export function ggufLlamaFile(graph: GgufLlamaSource, tokenizer: GgufTokenizerMetadata, options: SaveGgufOptions & { name: string }): SaveGgufResult & { file: GgufFileInput } {
   const { config } = graph;
   if (!(options.type in LLAMA_FILE_TYPE) && options.type !== 'Q4_K_M') throw new InvalidArgumentError('type', `unsupported GGUF type ${String(options.type)}`);
   if (!GGUF_ARCHITECTURES.includes(config.modelType)) {
@@ -312,7 +306,6 @@ export async function saveGgufModel(outPath: string, graph: GgufLlamaSource, tok
   const warnings: StepWarning[] = [];
   const stored = options.stored ?? new Map<string, StoredForm>();
   refuseGgufStored(stored);
-  const tokenizer = await ggufTokenizerMetadata(tokenizerDir, config.vocabSize);
   const tensors: (GgufTensorInput & SavedGgufTensor)[] = [];
   const weights = graph.tensors();
   const hasOutput = [...weights.keys()].some((k) => ggufLlamaTensorName(k) === 'output.weight');
@@ -366,13 +359,7 @@ export async function saveGgufModel(outPath: string, graph: GgufLlamaSource, tok
     const bytes = encodeGgmlTensor(type, data, weighted ? { columns, importance } : { columns });
     tensors.push({ name, shape: t.shape, type, data: bytes, path: type === 'F32' ? 'exact' : 'quantized', importance: weighted });
   }
-  const metadata = [...ggufLlamaMetadata(config, options.name ?? basename(tokenizerDir), options.type), ...tokenizer.entries];
-  await writeGguf(outPath, { metadata, tensors });
+  const metadata = [...ggufLlamaMetadata(config, options.name, options.type), ...tokenizer.entries];
   const bytes = tensors.reduce((sum, t) => sum + t.data.byteLength, 0);
-  return {
-    tensors: tensors.map(({ data: _, ...t }) => t),
-    tokenizerModel: tokenizer.model,
-    bytes,
-    warnings,
-  };
+  return { file: { metadata, tensors }, tensors: tensors.map(({ data: _, ...t }) => t), tokenizerModel: tokenizer.model, bytes, warnings };
 }

@@ -1,5 +1,3 @@
-import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import { UnsupportedFormatError } from '@bitsmith/core';
 import { GGUF_TOKEN_TYPE } from './gguf-constants.js';
 import type { GgufValue } from './gguf-metadata.js';
@@ -36,20 +34,15 @@ function mentions(node: unknown, type: string): boolean {
  *
  * Token types: added special tokens are CONTROL, the unknown token UNKNOWN, `<0xXX>` BYTE, the rest NORMAL.
  *
- * @param tokenizerDir Folder with `tokenizer.json` and optionally `tokenizer_config.json`.
+ * @param json The parsed `tokenizer.json`.
+ * @param config The parsed `tokenizer_config.json` (default `{}`).
+ * @param vocabSize The model's vocabulary size, when it exceeds the tokenizer's (padding tokens are added).
  * @example
  * ```ts
- * const { model, entries } = await ggufTokenizerMetadata('models/tinystories-656k'); // model 'llama'
+ * const { model, entries } = ggufTokenizerMetadataFromJson(tokenizerJson, tokenizerConfig); // model 'llama'
  * ```
  */
-export async function ggufTokenizerMetadata(tokenizerDir: string, vocabSize?: number): Promise<GgufTokenizerMetadata> {
-  const json = JSON.parse(await readFile(join(tokenizerDir, 'tokenizer.json'), 'utf8')) as Record<string, unknown>;
-  let config: Record<string, unknown> = {};
-  try {
-    config = JSON.parse(await readFile(join(tokenizerDir, 'tokenizer_config.json'), 'utf8')) as Record<string, unknown>;
-  } catch {
-    config = {};
-  }
+export function ggufTokenizerMetadataFromJson(json: Record<string, unknown>, config: Record<string, unknown> = {}, vocabSize?: number): GgufTokenizerMetadata {
   const model = json.model as { type?: string; vocab?: Record<string, number>; merges?: (string | [string, string])[]; unk_token?: string } | undefined;
   if (!model || model.type !== 'BPE' || typeof model.vocab !== 'object') {
     throw new UnsupportedFormatError(`tokenizer.json: only BPE models are exported to GGUF (got ${String(model?.type)})`);

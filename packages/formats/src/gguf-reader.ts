@@ -1,5 +1,3 @@
-import { readFile } from 'node:fs/promises';
-import { readChecked } from './checked-read.js';
 import { InvalidArgumentError, UnsupportedFormatError } from '@bitsmith/core';
 import { GGML_BLOCK_SIZES, GGUF_DEFAULT_ALIGNMENT, GGUF_MAGIC, GGUF_VALUE_TYPE, ggmlTypeName, type GgmlTypeName, type GgufValueTypeName } from './gguf-constants.js';
 import type { GgufArrayValue, GgufValue } from './gguf-metadata.js';
@@ -214,21 +212,4 @@ function checkTensorLayout(tensors: readonly GgufTensorInfo[], dataOffset: numbe
       throw new InvalidArgumentError(t.name, `data at offset ${t.offset} overlaps ${prev.name} (which ends at ${prev.offset + prev.byteLength!}); expected disjoint tensors`);
     }
   }
-}
-
-/**
- * Reads and parses a GGUF file (see {@link parseGguf}); every problem is an error naming the file (core's
- * `InvalidFileError` for malformed content, `UnsupportedFormatError` for unsupported versions or types).
- *
- * @example
- * ```ts
- * const file = await readGguf('model.Q4_0.gguf');
- * file.tensors.map((t) => `${t.name} ${t.type} [${t.shape}]`);
- * ```
- */
-export async function readGguf(path: string): Promise<GgufFile> {
-  return readChecked(path, 'a GGUF v2/v3 file', async () => {
-    const buf = await readFile(path);
-    return parseGguf(new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength));
-  });
 }

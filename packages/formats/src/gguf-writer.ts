@@ -1,4 +1,3 @@
-import { open } from 'node:fs/promises';
 import { InvalidArgumentError } from '@bitsmith/core';
 import { GGML_TYPE_ID, GGUF_DEFAULT_ALIGNMENT, GGUF_MAGIC, GGUF_VALUE_TYPE, GGUF_VERSION, type GgmlTypeName, type GgufValueTypeName } from './gguf-constants.js';
 import type { GgufArrayValue, GgufValue } from './gguf-metadata.js';
@@ -85,14 +84,16 @@ function checkValue(key: string, v: GgufValue): void {
 
 const pad = (n: number, alignment: number): number => (alignment - (n % alignment)) % alignment;
 
-interface Plan {
+/** Where the parts of a GGUF file go. @internal */
+export interface Plan {
   readonly header: Uint8Array;
   readonly alignment: number;
   readonly offsets: readonly number[];
   readonly dataBytes: number;
 }
 
-function plan(input: GgufFileInput): Plan {
+/** The header bytes and tensor offsets of a GGUF file (shared by `encodeGguf` and the Node entry's `writeGguf`). @internal */
+export function plan(input: GgufFileInput): Plan {
   const metadata = [...input.metadata];
   let alignment = GGUF_DEFAULT_ALIGNMENT;
   const seen = new Set<string>();
@@ -162,32 +163,4 @@ export function encodeGguf(input: GgufFileInput): Uint8Array {
   out.set(p.header);
   input.tensors.forEach((t, i) => out.set(t.data, p.header.length + p.offsets[i]!));
   return out;
-}
-
-/**
- * Writes a GGUF v3 file (see {@link encodeGguf}), streaming tensor data to disk one tensor at a time.
- *
- * @example
- * ```ts
- * await writeGguf('model.gguf', { metadata, tensors });
- * ```
- */
-export async function writeGguf(path: string, input: GgufFileInput): Promise<void> {
-  const p = plan(input);
-  const file = await open(path, 'w');
-  try {
-    await file.write(p.header, 0, p.header.length, 0);
-    let position = p.header.length;
-    for (let i = 0; i < input.tensors.length; i++) {
-      const t = input.tensors[i]!;
-      const start = p.header.length + p.offsets[i]!;
-      if (start > position) await file.write(new Uint8Array(start - position), 0, start - position, position);
-      await file.write(t.data, 0, t.data.byteLength, start);
-      position = start + t.data.byteLength;
-    }
-    const end = p.header.length + p.dataBytes;
-    if (end > position) await file.write(new Uint8Array(end - position), 0, end - position, position);
-  } finally {
-    await file.close();
-  }
 }

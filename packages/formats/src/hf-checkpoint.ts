@@ -1,6 +1,3 @@
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
-import { existsSync } from 'node:fs';
-import { join } from 'node:path';
 import { InvalidArgumentError, InvalidFileError, UnsupportedFormatError, type DType, type QuantizedTensor, type Tensor } from '@bitsmith/core';
 import { packCompressedTensors, unpackCompressedTensors, type CompressedTensorsLayer, type CompressedTensorsWeightArgs } from './compressed-tensors.js';
 import { packGptq, unpackGptq, type FormatWarning, type GptqCheckpointFormat, type GptqLayer, type GptqLayerConfig } from './gptq.js';
@@ -169,40 +166,8 @@ export function gptqCheckpoint(model: QuantizedModelExport, options: GptqOptions
   return { tensors, config: { ...(model.config ?? {}), quantization_config: quantizeConfig }, extraFiles: { 'quantize_config.json': quantizeConfig }, warnings };
 }
 
-async function writeCheckpoint(outDir: string, ckpt: Checkpoint, options: CheckpointOptions, content: string): Promise<SavedCheckpoint> {
-  await mkdir(outDir, { recursive: true });
-  const files = ['model.safetensors', 'config.json', ...Object.keys(ckpt.extraFiles)];
-  await writeFile(join(outDir, 'model.safetensors'), encodeSafetensorsFile(ckpt.tensors, { format: 'pt', producer: 'bitsmith', content, ...(options.metadata ?? {}) }));
-  await writeFile(join(outDir, 'config.json'), `${JSON.stringify(ckpt.config, null, 2)}\n`);
-  for (const [name, value] of Object.entries(ckpt.extraFiles)) await writeFile(join(outDir, name), `${JSON.stringify(value, null, 2)}\n`);
-  return { files: files.map((f) => join(outDir, f)), quantizationConfig: ckpt.config.quantization_config as Record<string, unknown>, warnings: ckpt.warnings };
-}
 
-/**
- * Writes a compressed-tensors `pack-quantized` model folder (`model.safetensors`, `config.json`), loadable by
- * transformers / vLLM through the compressed-tensors library. Copy tokenizer files yourself (the CLI does).
- *
- * @example
- * ```ts
- * await saveCompressedTensors('out/ct', { tensors: graph.tensors(), quantized, config });
- * ```
- */
-export async function saveCompressedTensors(outDir: string, model: QuantizedModelExport, options: CheckpointOptions = {}): Promise<SavedCheckpoint> {
-  return writeCheckpoint(outDir, compressedTensorsCheckpoint(model, options), options, 'compressed-tensors pack-quantized');
-}
 
-/**
- * Writes a GPTQ model folder (`model.safetensors`, `config.json` with `quantization_config`, `quantize_config.json`)
- * in v1 (`gptq`, AutoGPTQ) or v2 (`gptq_v2`, GPTQModel) layout.
- *
- * @example
- * ```ts
- * await saveGptq('out/gptq', { tensors: graph.tensors(), quantized, config }, { checkpointFormat: 'gptq' });
- * ```
- */
-export async function saveGptq(outDir: string, model: QuantizedModelExport, options: GptqOptions = {}): Promise<SavedCheckpoint> {
-  return writeCheckpoint(outDir, gptqCheckpoint(model, options), options, `GPTQ ${options.checkpointFormat ?? 'gptq'}`);
-}
 
 /** Whether a compressed-tensors target (`Linear`, an exact name, or `re:` + a regular expression matched from the start) selects a layer. */
 export function compressedTensorsTargetMatches(target: string, layer: string): boolean {
@@ -286,50 +251,30 @@ export function readGptqCheckpoint(tensors: Map<string, StoredTensor>, quantizeC
   return { quantized, tensors: decodeRest(tensors, used), config };
 }
 
-async function readFolder(dir: string): Promise<{ tensors: Map<string, StoredTensor>; config: Record<string, unknown> }> {
-  const file = join(dir, 'model.safetensors');
-  if (!existsSync(file)) throw new InvalidArgumentError('dir', `${dir} has no model.safetensors (sharded checkpoints are not read yet)`);
-  const { tensors } = await readChecked(file, 'a safetensors file', async () => decodeSafetensorsFile(new Uint8Array(await readFile(file)), file));
-  const configPath = join(dir, 'config.json');
-  const config = existsSync(configPath) ? await readJsonObject(configPath) : {};
-  return { tensors, config };
-}
-
-/** Reads a JSON file that must hold an object, with errors naming the file. */
-export async function readJsonObject(path: string): Promise<Record<string, unknown>> {
-  const value = await readChecked(path, 'a JSON object', async () => JSON.parse(await readFile(path, 'utf8')) as unknown);
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new InvalidFileError(path, `holds ${Array.isArray(value) ? 'an array' : JSON.stringify(value)}; expected a JSON object`);
-  return value as Record<string, unknown>;
+/** Options of {@link encodeCheckpointFiles}. */
+export interface EncodeCheckpointOptions {
+  /** `__metadata__` entries added to the safetensors header (beside `format: 'pt'`, `producer`, `content`). */
+  metadata?: Readonly<Record<string, string>>;
+  /** What the weights are, for the `content` metadata entry. Default `'quantized checkpoint'`. */
+  content?: string;
 }
 
 /**
- * Loads a compressed-tensors `pack-quantized` model folder (`model.safetensors` + `config.json`).
+ * The files of a checkpoint folder, in memory: `model.safetensors`, `config.json` and the format's extra files (GPTQ's
+ * `quantize_config.json`), by name. In a browser, wrap each in a `Blob` to offer it for download; the `node` entry's
+ * `saveCompressedTensors` / `saveGptq` write the same bytes to disk.
  *
  * @example
  * ```ts
- * const { quantized, tensors } = await loadCompressedTensors('out/ct');
+ * const files = encodeCheckpointFiles(compressedTensorsCheckpoint({ tensors: graph.tensors(), quantized, config }));
+ * const url = URL.createObjectURL(new Blob([files.get('model.safetensors')!]));
  * ```
  */
-export async function loadCompressedTensors(dir: string): Promise<LoadedCheckpoint> {
-  const { tensors, config } = await readFolder(dir);
-  const qc = config.quantization_config as Record<string, unknown> | undefined;
-  if (!qc) throw new InvalidArgumentError('config.json', `${dir}/config.json has no quantization_config`);
-  return readCheckedSync(join(dir, 'model.safetensors'), 'a compressed-tensors pack-quantized checkpoint matching its quantization_config', () => readCompressedTensorsCheckpoint(tensors, qc, config));
+export function encodeCheckpointFiles(ckpt: Checkpoint, options: EncodeCheckpointOptions = {}): Map<string, Uint8Array> {
+  const text = (value: unknown) => new TextEncoder().encode(`${JSON.stringify(value, null, 2)}\n`);
+  const files = new Map<string, Uint8Array>();
+  files.set('model.safetensors', encodeSafetensorsFile(ckpt.tensors, { format: 'pt', producer: 'bitsmith', content: options.content ?? 'quantized checkpoint', ...(options.metadata ?? {}) }));
+  files.set('config.json', text(ckpt.config));
+  for (const [name, value] of Object.entries(ckpt.extraFiles)) files.set(name, text(value));
+  return files;
 }
-
-/**
- * Loads a GPTQ model folder (`model.safetensors` + `config.json`'s `quantization_config` or `quantize_config.json`).
- *
- * @example
- * ```ts
- * const { quantized } = await loadGptq('out/gptq');
- * ```
- */
-export async function loadGptq(dir: string): Promise<LoadedCheckpoint> {
-  const { tensors, config } = await readFolder(dir);
-  let qc = config.quantization_config as Record<string, unknown> | undefined;
-  if (!qc && existsSync(join(dir, 'quantize_config.json'))) qc = await readJsonObject(join(dir, 'quantize_config.json'));
-  if (!qc) throw new InvalidArgumentError('config.json', `${dir} has neither quantization_config nor quantize_config.json`);
-  return readCheckedSync(join(dir, 'model.safetensors'), 'a GPTQ checkpoint matching its quantization config', () => readGptqCheckpoint(tensors, qc, config));
-}
-

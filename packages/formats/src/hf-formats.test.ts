@@ -6,10 +6,11 @@ import { dequantize, groupIndexOfColumns, quantize, type Granularity, type Matri
 import { openSafetensors, readTfjsModel } from '@bitsmith/models';
 import { packCompressedTensors, unpackCompressedTensors } from './compressed-tensors.js';
 import { packGptq, unpackGptq } from './gptq.js';
-import { loadCompressedTensors, loadGptq, saveCompressedTensors, saveGptq } from './hf-checkpoint.js';
+import { loadCompressedTensors, loadGptq, saveCompressedTensors, saveGptq } from './hf-checkpoint-file.js';
 import { packWords, unpackWords } from './packed-words.js';
 import { storedValues } from './stored-tensor.js';
-import { readTfjsQuantizedWeight, saveTfjsModel, tfjsWeightToQuantizedTensor } from './tfjs-manifest.js';
+import { readTfjsQuantizedWeight, tfjsWeightToQuantizedTensor } from './tfjs-manifest.js';
+import { saveTfjsModel } from './tfjs-manifest-file.js';
 
 function rng(seed: number) {
   let s = seed >>> 0;

@@ -8,7 +8,7 @@ import { createJsBackend } from '@bitsmith/linalg';
 import { llamaQuantizableModel, loadLlamaModel } from '@bitsmith/models';
 import { runRecipe } from '@bitsmith/recipe';
 import { gptq } from '@bitsmith/solvers';
-import { loadCompressedTensors, loadGptq, saveCompressedTensors, saveGptq } from './hf-checkpoint.js';
+import { loadCompressedTensors, loadGptq, saveCompressedTensors, saveGptq } from './hf-checkpoint-file.js';
 import { CALIBRATION_TEXT, SKIP_SHARED, TINYSTORIES_DIR } from './hf-shared-data.test-support.js';
 
 describe.skipIf(SKIP_SHARED)('tinystories-656k: GPTQ w4g32 act-order saved as compressed-tensors and GPTQ v1/v2', () => {

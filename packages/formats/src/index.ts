@@ -1,11 +1,18 @@
+// The default entry of @bitsmith/formats: every encoder and decoder, in memory, for browsers and Node alike. Node's
+// `node` condition (and `@bitsmith/formats/node`) adds reading and writing files: see node.ts.
 // ONNX (MatMulNBits)
 export type { MatMulNBitsWeights, MatMulNBitsTensorInfo } from './onnx-matmul-nbits.js';
 export { MATMUL_NBITS_BITS, MATMUL_NBITS_MIN_BLOCK_SIZE, MATMUL_NBITS_MAX_BLOCK_SIZE, matMulNBitsBlockSize, checkMatMulNBits, packMatMulNBits, unpackMatMulNBits } from './onnx-matmul-nbits.js';
 export type { OnnxRopeScaling, OnnxLlamaConfig, OnnxLinearLayer, OnnxRmsNorm, OnnxLlamaBlock, OnnxLlamaGraph } from './onnx-llama-graph.js';
 export { onnxRopeInverseFrequencies } from './onnx-llama-graph.js';
-export type { OnnxExportOptions, OnnxExportResult, SaveOnnxOptions } from './onnx-export.js';
-export { MATMUL_NBITS_METADATA_KEY, buildLlamaOnnx, exportOnnx, saveOnnxModel } from './onnx-export.js';
-export { decodeMatMulNBits, readMatMulNBits } from './onnx-read.js';
+export type { OnnxExportOptions, OnnxExportResult, OnnxStoredLayer, SaveOnnxOptions } from './onnx-export.js';
+export { MATMUL_NBITS_METADATA_KEY, buildLlamaOnnx, checkOnnxStored, foldActOrder } from './onnx-export.js';
+export type { KroneckerFactor, OnnxTransformDescription } from './onnx-input-transform.js';
+export { hadamardKroneckerFactors, onnxActivationQuantizer, onnxInputTransform } from './onnx-input-transform.js';
+export type { OnnxDecoderFeedsOptions, OnnxDecoderShape, OrtTensorConstructor } from './onnx-decoder-feeds.js';
+export { onnxDecoderFeeds } from './onnx-decoder-feeds.js';
+export type { ExternalDataReader } from './onnx-read.js';
+export { decodeMatMulNBits } from './onnx-read.js';
 
 // Hugging Face checkpoints (compressed-tensors pack-quantized, GPTQ v1/v2) and tfjs weight manifests
 export type { WordPacking } from './packed-words.js';
@@ -17,21 +24,18 @@ export type { CompressedTensorsWeightArgs, CompressedTensorsLayer } from './comp
 export { compressedTensorsWeightArgs, packCompressedTensors, unpackCompressedTensors, compressedTensorsPackedColumns } from './compressed-tensors.js';
 export type { GptqCheckpointFormat, GptqLayer, GptqLayerConfig, FormatWarning } from './gptq.js';
 export { GPTQ_BITS, gptqLayerConfig, packGptq, unpackGptq } from './gptq.js';
-export type { QuantizedModelExport, CheckpointOptions, Checkpoint, LoadedCheckpoint, SavedCheckpoint, GptqOptions } from './hf-checkpoint.js';
+export type { QuantizedModelExport, CheckpointOptions, Checkpoint, LoadedCheckpoint, SavedCheckpoint, GptqOptions, EncodeCheckpointOptions } from './hf-checkpoint.js';
 export {
   COMPRESSED_TENSORS_VERSION,
   compressedTensorsCheckpoint,
   gptqCheckpoint,
-  saveCompressedTensors,
-  saveGptq,
+  encodeCheckpointFiles,
   compressedTensorsTargetMatches,
   readCompressedTensorsCheckpoint,
   readGptqCheckpoint,
-  loadCompressedTensors,
-  loadGptq,
 } from './hf-checkpoint.js';
 export type { TfjsWeightInput, TfjsManifestEntry, TfjsQuantizedWeight, TfjsQuantizeOptions } from './tfjs-manifest.js';
-export { quantizeTfjsWeight, tfjsWeightToQuantizedTensor, quantizeTfjsWeights, readTfjsQuantizedWeight, saveTfjsModel } from './tfjs-manifest.js';
+export { quantizeTfjsWeight, tfjsWeightToQuantizedTensor, quantizeTfjsWeights, readTfjsQuantizedWeight } from './tfjs-manifest.js';
 
 // GGUF (llama.cpp)
 export type { GgmlTypeName, GgufValueTypeName } from './gguf-constants.js';
@@ -48,23 +52,24 @@ export type { GgmlEncodeOptions } from './gguf-tensor-codec.js';
 export { ggmlTensorBytes, encodeGgmlTensor, decodeGgmlTensor, GGML_IMPORTANCE_TYPES } from './gguf-tensor-codec.js';
 export type { GgufTensorPath, GgufGridEncoding, GridElements } from './gguf-stored-encode.js';
 export type { Imatrix, ImatrixEntry } from './gguf-imatrix.js';
-export { imatrixImportance, imatrixFromSquareSums, encodeImatrixGguf, encodeImatrixDat, parseImatrix, readImatrix, writeImatrix } from './gguf-imatrix.js';
+export { imatrixImportance, imatrixFromSquareSums, encodeImatrixGguf, encodeImatrixDat, parseImatrix } from './gguf-imatrix.js';
 export { gridElements, reorderGridRows, encodeGridForGguf } from './gguf-stored-encode.js';
 export type { GgufTensorInput, GgufFileInput } from './gguf-writer.js';
-export { encodeGguf, writeGguf } from './gguf-writer.js';
+export { encodeGguf } from './gguf-writer.js';
 export type { GgufTensorInfo, GgufFile } from './gguf-reader.js';
-export { parseGguf, readGguf } from './gguf-reader.js';
+export { parseGguf } from './gguf-reader.js';
 export type { GgufGroupType } from './gguf-quantized-tensor.js';
 export { ggufBlocksToQuantizedTensor, quantizedTensorToGgufBlocks } from './gguf-quantized-tensor.js';
 export type { GgufTokenizerMetadata } from './gguf-llama-tokenizer.js';
-export { ggufTokenizerMetadata } from './gguf-llama-tokenizer.js';
+export { ggufTokenizerMetadataFromJson } from './gguf-llama-tokenizer.js';
 export type { GgufLlamaConfig, GgufLlamaSource, GgufModelType, SaveGgufOptions, SaveGgufResult, SavedGgufTensor } from './gguf-llama-export.js';
-export { permuteForGgmlRope, ggufLlamaTensorName, ggufLlamaMetadata, ggufTensorType, ggufQ4KMHighBitLayers, saveGgufModel, refuseGgufStored, GGUF_MODEL_TYPES, GGUF_ARCHITECTURES, GGUF_STORED_KINDS, GGUF_REFUSAL } from './gguf-llama-export.js';
+export { permuteForGgmlRope, ggufLlamaTensorName, ggufLlamaMetadata, ggufTensorType, ggufQ4KMHighBitLayers, ggufLlamaFile, refuseGgufStored, GGUF_MODEL_TYPES, GGUF_ARCHITECTURES, GGUF_STORED_KINDS, GGUF_REFUSAL } from './gguf-llama-export.js';
 export { readChecked, readCheckedSync } from './checked-read.js';
-export { readJsonObject } from './hf-checkpoint.js';
 
 // Stored forms: which kinds each model exporter writes
 export type { ModelExporter } from './stored-form-export.js';
-export { EXPORTER_STORED_KINDS, refuseDeclaredKinds, exportableGrids } from './stored-form-export.js';
+export { EXPORTER_STORED_KINDS, refuseDeclaredKinds, exportableGrids, exportableStoredForms } from './stored-form-export.js';
+export type { OnnxruntimeBlockwiseRtnOptions } from './onnxruntime-blockwise-rtn.js';
+export { onnxruntimeBlockwiseRtn } from './onnxruntime-blockwise-rtn.js';
 export type { TableFormat, StoredKindRow } from './stored-kind-table.js';
 export { storedKindTable, storedKindCell, STORED_KIND_ROWS, TABLE_FORMATS } from './stored-kind-table.js';

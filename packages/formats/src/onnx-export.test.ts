@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { readMatMulNBits } from './onnx-read.js';
+import { readMatMulNBits } from './onnx-file.js';
 import { loadOrt } from './onnx-ort.test-support.js';
 import { runOnnxCheck, SKIP_SHARED } from './onnx-real-model.test-support.js';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';

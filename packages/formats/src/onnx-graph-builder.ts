@@ -1,10 +1,11 @@
 import type { onnx as OnnxNamespace } from 'onnx-proto';
+import { float32ToFloat16Bits } from './gguf-float16.js';
 
 /** The `onnx` namespace of the `onnx-proto` package (protobufjs classes generated from onnx.proto, ONNX 1.10). */
 export type Onnx = typeof OnnxNamespace;
 
 /** ONNX `TensorProto.DataType` codes used by the exporter. */
-export const OnnxDataType = { float: 1, uint8: 2, int32: 6, int64: 7, bool: 9 } as const;
+export const OnnxDataType = { float: 1, uint8: 2, int8: 3, int32: 6, int64: 7, bool: 9, float16: 10, double: 11 } as const;
 
 /** ONNX IR version written (IR 8 = ONNX 1.10, read by every onnxruntime since 1.10). */
 export const ONNX_IR_VERSION = 8;
@@ -36,7 +37,7 @@ export function loadOnnxProto(): Promise<Onnx> {
 }
 
 /** Data an initializer can be built from. */
-export type InitializerData = Float32Array | Uint8Array | Int32Array | BigInt64Array;
+export type InitializerData = Float32Array | Float64Array | Uint8Array | Uint16Array | Int32Array | BigInt64Array;
 
 type AttributeValue = number | number[] | { float: number } | { floats: number[] } | { tensor: OnnxNamespace.ITensorProto };
 
@@ -83,6 +84,18 @@ export class OnnxGraphBuilder {
   /** A float32 initializer. */
   float(name: string, dims: readonly number[], data: Float32Array): string {
     return this.initializer(name, OnnxDataType.float, dims, data);
+  }
+
+  /** A float16 initializer from float32 values (rounded to nearest even; `Infinity` past 65504). */
+  float16(name: string, dims: readonly number[], data: Float32Array): string {
+    const bits = new Uint16Array(data.length);
+    for (let i = 0; i < data.length; i++) bits[i] = float32ToFloat16Bits(data[i]!);
+    return this.initializer(name, OnnxDataType.float16, dims, bits);
+  }
+
+  /** A float initializer of the given element type (float32 or float16). */
+  floatOf(dataType: number, name: string, dims: readonly number[], data: Float32Array): string {
+    return dataType === OnnxDataType.float16 ? this.float16(name, dims, data) : this.float(name, dims, data);
   }
 
   /** An int64 initializer from numbers. */

@@ -33,8 +33,11 @@ export interface OnnxLinearLayer {
   /** `[outFeatures, inFeatures]`. */
   readonly weight: Matrix<'float32'>;
   readonly bias: Float32Array | undefined;
-  /** A run-time input transform (online Hadamard); the exporter rejects layers that have one. */
-  readonly inputTransform?: unknown;
+  /**
+   * A run-time input transform (`RuntimeInputTransform` of `@bitsmith/core`): the exporter writes online Hadamards
+   * (from `describe()`) as graph nodes and refuses other kinds.
+   */
+  readonly inputTransform?: { describe(): Record<string, unknown> } | undefined;
 }
 
 /** An RMSNorm layer (structurally `@bitsmith/models`' `RmsNormLayer`). */

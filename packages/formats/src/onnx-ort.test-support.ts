@@ -1,3 +1,5 @@
+import { onnxDecoderFeeds, type OnnxDecoderShape } from './onnx-decoder-feeds.js';
+
 /** Test support: onnxruntime-node (an optional dependency of @bitsmith/linalg), loaded dynamically like linalg's ort backend. */
 
 export interface OrtTensorLike {
@@ -28,14 +30,13 @@ export async function loadOrt(): Promise<OrtLike | undefined> {
 /** Session options used by the checks: 2 threads, full graph optimizations, errors only. */
 export const SESSION_OPTIONS = { intraOpNumThreads: 2, interOpNumThreads: 1, graphOptimizationLevel: 'all', logSeverityLevel: 3 } as const;
 
-/** Runs a model on `input_ids` (rows of equal length) and returns the float32 logits. */
-export async function ortLogits(ort: OrtLike, session: OrtSessionLike, rows: readonly ArrayLike<number>[]): Promise<Float32Array> {
-  const s = rows[0]!.length;
-  const ids = new BigInt64Array(rows.length * s);
-  rows.forEach((r, i) => {
-    if (r.length !== s) throw new Error('ortLogits needs rows of equal length');
-    for (let j = 0; j < s; j++) ids[i * s + j] = BigInt(r[j]!);
-  });
-  const out = await session.run({ input_ids: new ort.Tensor('int64', ids, [rows.length, s]) });
+/** Runs a decoder written by `buildLlamaOnnx` on rows of equal length from position 0 (empty cache) and returns the float32 logits of every position. */
+export async function ortLogits(ort: OrtLike, session: OrtSessionLike, rows: readonly ArrayLike<number>[], shape: OnnxDecoderShape): Promise<Float32Array> {
+  const out = await session.run(onnxDecoderFeeds(ort.Tensor, rows, shape));
   return out.logits!.data as Float32Array;
+}
+
+/** The decoder shape of a `LlamaGraph`-like model (blocks, key/value heads, head size). */
+export function decoderShape(graph: { config: { numKeyValueHeads: number; headDim: number }; blocks: readonly unknown[] }, precision?: 'float32' | 'float16'): OnnxDecoderShape {
+  return { layers: graph.blocks.length, numKeyValueHeads: graph.config.numKeyValueHeads, headDim: graph.config.headDim, ...(precision ? { precision } : {}) };
 }

@@ -1,6 +1,3 @@
-import { readFile } from 'node:fs/promises';
-import { readChecked } from './checked-read.js';
-import { dirname, join } from 'node:path';
 import { InvalidArgumentError, UnsupportedFormatError, type QuantizedTensor } from '@bitsmith/core';
 import type { onnx as OnnxNamespace } from 'onnx-proto';
 import { MATMUL_NBITS_METADATA_KEY } from './onnx-export.js';
@@ -13,13 +10,16 @@ function attributeInt(node: OnnxNamespace.INodeProto, name: string): number | un
   return Number(a.i);
 }
 
-async function tensorBytes(t: OnnxNamespace.ITensorProto, baseDir: string | undefined): Promise<Uint8Array> {
+/** Reads a file of an ONNX model's external data, by its `location` (relative to the model's folder). */
+export type ExternalDataReader = (location: string) => Promise<Uint8Array>;
+
+async function tensorBytes(t: OnnxNamespace.ITensorProto, readExternal: ExternalDataReader | undefined): Promise<Uint8Array> {
   if (t.dataLocation === 1) {
     // External data: location / offset / length entries, relative to the model's folder.
     const entry = (key: string) => t.externalData?.find((e) => e.key === key)?.value ?? undefined;
     const location = entry('location');
-    if (!location || baseDir === undefined) throw new UnsupportedFormatError(`tensor '${t.name}' is stored externally and no model folder is known`);
-    const file = await readFile(join(baseDir, location));
+    if (!location || readExternal === undefined) throw new UnsupportedFormatError(`tensor '${t.name}' is stored externally and no reader of the model's folder was given`);
+    const file = await readExternal(location);
     const offset = Number(entry('offset') ?? 0);
     const length = entry('length') === undefined ? file.length - offset : Number(entry('length'));
     return new Uint8Array(file.subarray(offset, offset + length)); // a copy
@@ -38,14 +38,15 @@ async function tensorBytes(t: OnnxNamespace.ITensorProto, baseDir: string | unde
  * producers they are inferred (see `unpackMatMulNBits`).
  *
  * @param bytes The `.onnx` file's bytes.
- * @param baseDir Folder of the model, for tensors stored as external data.
+ * @param readExternal Reads the files of tensors stored as external data (the `node` entry's version also takes the
+ *   model's folder).
  * @throws UnsupportedFormatError for a MatMulNBits node whose tensors are not initializers, or with `g_idx`.
  * @example
  * ```ts
  * const tensors = await decodeMatMulNBits(await readFile('model_q4.onnx'));
  * ```
  */
-export async function decodeMatMulNBits(bytes: Uint8Array, baseDir?: string): Promise<Map<string, QuantizedTensor>> {
+export async function decodeMatMulNBits(bytes: Uint8Array, readExternal?: ExternalDataReader): Promise<Map<string, QuantizedTensor>> {
   const onnx = await loadOnnxProto();
   const model = onnx.ModelProto.decode(bytes);
   const graph = model.graph;
@@ -55,7 +56,7 @@ export async function decodeMatMulNBits(bytes: Uint8Array, baseDir?: string): Pr
   const initializers = new Map<string, OnnxNamespace.ITensorProto>();
   for (const t of graph.initializer ?? []) if (t.name) initializers.set(t.name, t);
   const metadataEntry = model.metadataProps?.find((p) => p.key === MATMUL_NBITS_METADATA_KEY)?.value;
-  const metadata: Record<string, MatMulNBitsTensorInfo> = metadataEntry ? JSON.parse(metadataEntry) : {};
+  const metadata: Record<string, MatMulNBitsTensorInfo & { columnOrder?: string }> = metadataEntry ? JSON.parse(metadataEntry) : {};
   for (const [index, node] of (graph.node ?? []).entries()) {
     if (node.opType !== 'MatMulNBits') continue;
     const name = node.name || node.input?.[1] || `MatMulNBits_${index}`;
@@ -79,32 +80,33 @@ export async function decodeMatMulNBits(bytes: Uint8Array, baseDir?: string): Pr
     if (scalesTensor.dataType !== OnnxDataType.float) throw new UnsupportedFormatError(`MatMulNBits node '${name}': only float32 scales are read (got data type ${scalesTensor.dataType})`);
     const zpTensor = tensor(3);
     if (zpTensor && zpTensor.dataType !== OnnxDataType.uint8) throw new UnsupportedFormatError(`MatMulNBits node '${name}': only packed uint8 zero points are read`);
-    const scaleBytes = await tensorBytes(scalesTensor, baseDir);
+    const scaleBytes = await tensorBytes(scalesTensor, readExternal);
     const weights: MatMulNBitsWeights = {
       k,
       n,
       bits,
       blockSize,
       kBlocks: Math.ceil(k / blockSize),
-      b: await tensorBytes(bTensor, baseDir),
+      b: await tensorBytes(bTensor, readExternal),
       scales: new Float32Array(scaleBytes.buffer, scaleBytes.byteOffset, scaleBytes.byteLength / 4),
-      ...(zpTensor ? { zeroPoints: await tensorBytes(zpTensor, baseDir) } : {}),
+      ...(zpTensor ? { zeroPoints: await tensorBytes(zpTensor, readExternal) } : {}),
     };
-    out.set(name, unpackMatMulNBits(weights, metadata[name]));
+    const q = unpackMatMulNBits(weights, metadata[name]);
+    const orderName = metadata[name]?.columnOrder;
+    if (orderName === undefined) {
+      out.set(name, q);
+      continue;
+    }
+    // Act-order folded by the exporter: codes are stored in the gathered column order; restore natural order.
+    const orderTensor = initializers.get(orderName);
+    if (!orderTensor || orderTensor.dataType !== OnnxDataType.int64) throw new UnsupportedFormatError(`MatMulNBits node '${name}': its column order '${orderName}' is not an int64 initializer`);
+    const orderBytes = await tensorBytes(orderTensor, readExternal);
+    const order = Int32Array.from(new BigInt64Array(orderBytes.buffer, orderBytes.byteOffset, orderBytes.byteLength / 8), Number);
+    if (order.length !== k) throw new UnsupportedFormatError(`MatMulNBits node '${name}': column order has ${order.length} entries, K is ${k}`);
+    const codes = new Uint8Array(q.codes.length);
+    for (let r = 0; r < n; r++) for (let p = 0; p < k; p++) codes[r * k + order[p]!] = q.codes[r * k + p]!;
+    out.set(name, { ...q, codes, permutation: order });
   }
   return out;
 }
 
-/**
- * Reads the MatMulNBits tensors of an `.onnx` file (see {@link decodeMatMulNBits}) into core `QuantizedTensor`s keyed
- * by layer name: codes, scales and zero points exactly as `exportOnnx` was given them.
- *
- * @example
- * ```ts
- * const tensors = await readMatMulNBits('out/model.onnx');
- * tensors.get('model.layers.0.self_attn.q_proj')!.codes;
- * ```
- */
-export async function readMatMulNBits(path: string): Promise<Map<string, QuantizedTensor>> {
-  return readChecked(path, 'an ONNX model (protobuf ModelProto) with MatMulNBits nodes', async () => decodeMatMulNBits(await readFile(path), dirname(path)));
-}

@@ -11,7 +11,8 @@ import { evaluateLanguageModel, evaluationWindows, llamaQuantizableModel, loadLl
 import { runRecipe } from '@bitsmith/recipe';
 import { gptq } from '@bitsmith/solvers';
 import { buildLlamaOnnx } from './onnx-export.js';
-import { ortLogits, SESSION_OPTIONS, type OrtLike } from './onnx-ort.test-support.js';
+import { decoderShape, ortLogits, SESSION_OPTIONS, type OrtLike } from './onnx-ort.test-support.js';
+import type { OnnxDecoderShape } from './onnx-decoder-feeds.js';
 
 export const SHARED_DIR = process.env.BITSMITH_SHARED ? resolve(process.env.BITSMITH_SHARED) : resolve(dirname(fileURLToPath(import.meta.url)), '../../../../shared');
 export const TINYSTORIES_DIR = join(SHARED_DIR, 'models', 'tinystories-656k');
@@ -63,7 +64,7 @@ export async function compareLogits(ort: OrtLike, bytes: Uint8Array, graph: Llam
     .slice(0, count);
   const session = await ort.InferenceSession.create(bytes, SESSION_OPTIONS);
   try {
-    const onnxLogits = await ortLogits(ort, session, windows);
+    const onnxLogits = await ortLogits(ort, session, windows, decoderShape(graph));
     const ours = (await graph.forward(windows)).data;
     let maxLogit = 0;
     for (const v of ours) maxLogit = Math.max(maxLogit, Math.abs(v));
@@ -77,7 +78,7 @@ export async function compareLogits(ort: OrtLike, bytes: Uint8Array, graph: Llam
  * Perplexity in onnxruntime under the protocol of `evaluateLanguageModel` (ctx 128: non-overlapping [BOS] + 127-token
  * windows, each text token scored once, natural log), windows of one length run in batches of `batchSize`.
  */
-export async function onnxPerplexity(ort: OrtLike, bytes: Uint8Array, tokenIds: ArrayLike<number>, vocab: number, bos: number, ctx = 128, batchSize = 16) {
+export async function onnxPerplexity(ort: OrtLike, bytes: Uint8Array, tokenIds: ArrayLike<number>, vocab: number, bos: number, shape: OnnxDecoderShape, ctx = 128, batchSize = 16) {
   const windows = evaluationWindows(tokenIds, ctx, bos);
   const session = await ort.InferenceSession.create(bytes, SESSION_OPTIONS);
   let nll = 0;
@@ -88,7 +89,7 @@ export async function onnxPerplexity(ort: OrtLike, bytes: Uint8Array, tokenIds: 
       let end = start;
       while (end < windows.length && end - start < batchSize && windows[end]!.length === length) end++;
       const batch = windows.slice(start, end);
-      const logits = await ortLogits(ort, session, batch);
+      const logits = await ortLogits(ort, session, batch, shape);
       batch.forEach((w, b) => {
         for (let p = 0; p < w.length - 1; p++) {
           const o = (b * length + p) * vocab;
@@ -124,7 +125,7 @@ export async function runOnnxCheck(
   log(`float export: ${float.bytes.length} bytes; logits max |diff| ${floatLogits.maxDiff.toExponential(3)} over ${floatLogits.tokens} tokens (max |logit| ${floatLogits.maxLogit.toFixed(2)})`);
   let floatPerplexity: { onnx: number; ours: number } | undefined;
   if (options.floatPerplexity !== false) {
-    const onnx = (await onnxPerplexity(ort, float.bytes, devIds, vocab, bos)).perplexity;
+    const onnx = (await onnxPerplexity(ort, float.bytes, devIds, vocab, bos, decoderShape(graph))).perplexity;
     const ours = (await evaluateLanguageModel(graph, devIds)).perplexity;
     floatPerplexity = { onnx, ours };
     log(`float perplexity: onnxruntime ${onnx.toFixed(6)}, bitsmith ${ours.toFixed(6)}`);
@@ -136,7 +137,7 @@ export async function runOnnxCheck(
   log(`GPTQ w4 g32 MatMulNBits export: ${q4.bytes.length} bytes, ${q4.matMulNBits.length} MatMulNBits nodes; logits max |diff| vs dequantized model ${q4Logits.maxDiff.toExponential(3)} over ${q4Logits.tokens} tokens`);
   // The test compares perplexity on a prefix (the agreement does not depend on the length); the bench on everything.
   const pplIds = options.perplexityTokens === undefined ? devIds : devIds.slice(0, options.perplexityTokens);
-  const q4OnnxPpl = await onnxPerplexity(ort, q4.bytes, pplIds, vocab, bos);
+  const q4OnnxPpl = await onnxPerplexity(ort, q4.bytes, pplIds, vocab, bos, decoderShape(graph));
   const q4Ours = await evaluateLanguageModel(graph, pplIds);
   log(`GPTQ w4 g32 perplexity: onnxruntime ${q4OnnxPpl.perplexity.toFixed(6)}, bitsmith ${q4Ours.perplexity.toFixed(6)} (${q4Ours.tokens} tokens, ${q4Ours.windows} windows of ctx 128)`);
   return { float, floatLogits, floatPerplexity, quantized, q4, q4Logits, q4OnnxPpl, q4Ours, graph };

@@ -12,6 +12,7 @@ import { GGUF_REFUSAL } from './gguf-llama-export.js';
 import { gptqLayerConfig } from './gptq.js';
 import { requireIntFormat } from './hf-layer-common.js';
 import { checkMatMulNBits } from './onnx-matmul-nbits.js';
+import { checkOnnxStored } from './onnx-export.js';
 
 /** The exporters that write a whole quantized model, by the name `bitsmith quantize --save` uses. */
 export type ModelExporter = 'fake' | 'compressed-tensors' | 'gptq' | 'gptq-v2' | 'onnx' | 'gguf';
@@ -19,9 +20,9 @@ export type ModelExporter = 'fake' | 'compressed-tensors' | 'gptq' | 'gptq-v2' |
 /**
  * Which stored kinds each exporter writes. `fake` writes every kind as its decoded float32 weight; `gguf` writes
  * grids from their codes and scales where the GGML type holds them (re-deriving k-quant sub-block scales, else
- * re-quantizing with a warning) and quantizes float layers (see `saveGgufModel`);
- * compressed-tensors, GPTQ and ONNX `MatMulNBits` write uniform integer grids (and leave `float` layers float). A
- * kind missing here is refused with `StoredFormRefusedError`.
+ * re-quantizing with a warning) and quantizes float layers (see `saveGgufModel`); compressed-tensors, GPTQ and ONNX
+ * `MatMulNBits` write uniform integer grids (and leave `float` layers float); ONNX also writes a `low-rank` branch
+ * over a grid as two extra `MatMul`s. A kind missing here is refused with `StoredFormRefusedError`.
  */
 export const EXPORTER_STORED_KINDS: Readonly<Record<ModelExporter, readonly StoredKind[]>> = {
   fake: STORED_KINDS,
@@ -29,7 +30,7 @@ export const EXPORTER_STORED_KINDS: Readonly<Record<ModelExporter, readonly Stor
   'compressed-tensors': ['grid', 'float'],
   gptq: ['grid', 'float'],
   'gptq-v2': ['grid', 'float'],
-  onnx: ['grid', 'float'],
+  onnx: ['grid', 'low-rank', 'float'],
 };
 
 const WHY: Record<StoredKind, string> = {
@@ -97,4 +98,26 @@ export function exportableGrids(exporter: ModelExporter, stored: ReadonlyMap<str
     }
   }
   return grids;
+}
+
+/**
+ * Checks every layer's stored form against what the exporter writes and returns the forms it will write as such, by
+ * layer name (`float` layers are left out: they are written as float weights). For `onnx` that keeps `low-rank`
+ * branches over MatMulNBits grids (see `checkOnnxStored`); for the other exporters it is {@link exportableGrids}.
+ * Nothing is written: call it before any file is opened.
+ *
+ * @throws StoredFormRefusedError for the first layer the exporter cannot write.
+ * @example
+ * ```ts
+ * await saveTransformersJsModel(out, graph, exportableStoredForms('onnx', storedByLayer), { config });
+ * ```
+ */
+export function exportableStoredForms(exporter: ModelExporter, stored: ReadonlyMap<string, StoredForm>): Map<string, StoredForm> {
+  if (exporter !== 'onnx') return new Map([...exportableGrids(exporter, stored)].map(([name, tensor]) => [name, { kind: 'grid', tensor } as StoredForm]));
+  const forms = new Map<string, StoredForm>();
+  for (const [layer, form] of stored) {
+    checkOnnxStored(form, layer);
+    if (form.kind !== 'float') forms.set(layer, form);
+  }
+  return forms;
 }

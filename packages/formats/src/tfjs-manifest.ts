@@ -1,5 +1,3 @@
-import { mkdir, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import { InvalidArgumentError, quantize, rangeSearch, roundHalfEven, clamp, roundScale, type QuantizedTensor } from '@bitsmith/core';
 
 /** A weight to write into a tfjs weights manifest. */
@@ -163,33 +161,4 @@ export function readTfjsQuantizedWeight(entry: TfjsManifestEntry, bytes: Uint8Ar
   const codes = q.dtype === 'uint8' ? bytes.slice(0, count) : new Uint16Array(bytes.slice(0, 2 * count).buffer);
   const zeroPoint = q.scale > 0 ? Math.round(-q.min / q.scale) + 0 : 0;
   return { name: entry.name, shape: [...entry.shape], dtype: q.dtype, codes, scale: q.scale, min: q.min, zeroPoint };
-}
-
-/**
- * Writes a tfjs model folder: `model.json` (the given topology and format fields, one weights group) and its shard
- * `group1-shard1of1.bin`, with float32 weights quantized to uint8 or uint16 (`quantizeTfjsWeights`).
- *
- * @example
- * ```ts
- * await saveTfjsModel('out/tfjs', { modelTopology, format: 'graph-model', weights }, { dtype: 'uint8' });
- * ```
- */
-export async function saveTfjsModel(
-  outDir: string,
-  model: { modelTopology?: unknown; format?: string; generatedBy?: string; convertedBy?: string; weights: readonly TfjsWeightInput[] },
-  options: TfjsQuantizeOptions = {},
-): Promise<{ files: string[]; quantized: Map<string, TfjsQuantizedWeight> }> {
-  const { entries, bytes, quantized } = quantizeTfjsWeights(model.weights, options);
-  await mkdir(outDir, { recursive: true });
-  const shard = 'group1-shard1of1.bin';
-  const json = {
-    ...(model.format ? { format: model.format } : {}),
-    generatedBy: model.generatedBy ?? 'bitsmith',
-    convertedBy: model.convertedBy ?? 'bitsmith',
-    modelTopology: model.modelTopology ?? null,
-    weightsManifest: [{ paths: [shard], weights: entries }],
-  };
-  await writeFile(join(outDir, shard), bytes);
-  await writeFile(join(outDir, 'model.json'), JSON.stringify(json));
-  return { files: [join(outDir, 'model.json'), join(outDir, shard)], quantized };
 }

@@ -11,3 +11,6 @@ export type { AutoRoundOptions } from './autoround.js';
 export { autoRound } from './autoround.js';
 export type { LearnableWeightClippingOptions } from './learnable-weight-clipping.js';
 export { learnableWeightClipping } from './learnable-weight-clipping.js';
+// Recipe step definitions (zod options schema + factory), assembled into registries by the CLI or by users.
+export { autoRoundStep } from './autoround-step.js';
+export { learnableWeightClippingStep } from './learnable-weight-clipping-step.js';

@@ -17,3 +17,8 @@ export type { SvdQuantOptions } from './svdquant.js';
 export { svdQuant } from './svdquant.js';
 export type { LqLoraOptions } from './lq-lora.js';
 export { lqLora } from './lq-lora.js';
+// Recipe step definitions (zod options schema + factory), assembled into registries by the CLI or by users.
+export { lowRankStepOptions } from './low-rank-step-options.js';
+export { lorcStep, lqerStep, eoraStep } from './compensation-steps.js';
+export { svdQuantStep } from './svdquant-step.js';
+export { lqLoraStep } from './lq-lora-step.js';

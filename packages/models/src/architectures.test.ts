@@ -6,7 +6,7 @@ import { ARCHITECTURE_FIXTURES, architectureFixtureDir, readArchitectureReferenc
 import { generateGreedy } from './generate.js';
 import { parseLlamaConfig } from './llama-config.js';
 import { createLlamaGraph } from './llama-graph.js';
-import { loadLlamaGraph, loadSafetensorsWeights } from './load-llama.js';
+import { loadLlamaGraph, loadSafetensorsWeights } from './load-llama-node.js';
 
 const backend = createJsBackend();
 

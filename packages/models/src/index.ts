@@ -1,3 +1,6 @@
+// The default entry of @bitsmith/models: everything that runs in browsers and workers as well as in Node. Node's
+// `node` condition (and the explicit `@bitsmith/models/node` entry) adds file access: see node.ts.
+
 // Errors
 export { ModelFileError } from './model-file-error.js';
 
@@ -20,12 +23,14 @@ export { SAFETENSORS_DTYPE_BYTES, isSafetensorsDType, decodeToFloat32, encodeFro
 export type { SafetensorsEntry, SafetensorsHeader, SafetensorsLayout, SafetensorsLayoutInput } from './safetensors-header.js';
 export { MAX_SAFETENSORS_HEADER_BYTES, parseSafetensorsHeader, readSafetensorsHeaderLength, planSafetensorsLayout } from './safetensors-header.js';
 export type { RawSafetensor } from './safetensors-reader.js';
-export { SafetensorsFile, openSafetensors, readSafetensorsBytes } from './safetensors-reader.js';
+export { SafetensorsFile, readSafetensorsBytes, readSafetensorsBlob } from './safetensors-reader.js';
 export type { WritableTensor, WriteSafetensorsOptions } from './safetensors-writer.js';
-export { writeSafetensors, encodeSafetensors } from './safetensors-writer.js';
+export { encodeSafetensors } from './safetensors-writer.js';
 
-// Files and tokenizers
-export { readTextFile, readJsonFile } from './json-file.js';
+// Model folders (dropped files, buffers, URLs; directories through the `node` entry), text files and tokenizers
+export type { ModelFolder, ModelFileContents, ModelFileMap, ModelFolderFromUrlOptions } from './model-folder.js';
+export { modelFolderFromFiles, modelFolderFromUrl } from './model-folder.js';
+export { decodeTextFile, decodeJsonFile } from './text-file.js';
 export type { TextTokenizer } from './tokenizer.js';
 export { createTokenizer, loadTokenizer } from './tokenizer.js';
 
@@ -48,7 +53,7 @@ export { createLinearLayer, applyLinear } from './linear-layer.js';
 export type { RmsNormLayer, HiddenStates, LlamaBlock, RunOptions, LlamaGraphOptions, WeightLookup } from './llama-graph.js';
 export { LlamaGraph, createLlamaGraph } from './llama-graph.js';
 export { sliceHiddenStates, sequenceBatches } from './hidden-states.js';
-export type { LlamaModel, LoadLlamaOptions, ModelLoadWarning } from './load-llama.js';
+export type { LlamaModel, LoadLlamaOptions, ModelLoadWarning, ModelSource } from './load-llama.js';
 export { loadLlamaConfig, loadSafetensorsWeights, loadLlamaGraph, loadLlamaModel } from './load-llama.js';
 export { llamaQuantizableModel } from './quantizable-model.js';
 
@@ -65,6 +70,8 @@ export type { CalibrationOptions, CalibrationBlock } from './calibration.js';
 export { calibrationBlocks, captureCalibration } from './calibration.js';
 export type { InputSquareSums } from './input-square-sums.js';
 export { linearInputSquareSums } from './input-square-sums.js';
+export type { CalibrationProtocol } from './calibration-sequences.js';
+export { calibrationSequences } from './calibration-sequences.js';
 export type { GenerateOptions } from './generate.js';
 export { generateGreedy } from './generate.js';
 export type { EvaluateOptions, EvaluationResult } from './evaluate.js';
@@ -72,21 +79,16 @@ export { evaluateLanguageModel, evaluationWindows, evaluationProtocol } from './
 export type { PerplexityIntervalOptions, PerplexityRatioInterval } from './perplexity-interval.js';
 export { perplexityRatioInterval } from './perplexity-interval.js';
 
-// tfjs weights
+// tfjs graph-model kernels and the quantizable view of a loaded tfjs graph model (loading and saving tfjs models reads
+// and writes files: the `node` entry)
 export type { TfjsWeightSpec, TfjsWeight, TfjsModel, TfjsWeightMatrix } from './tfjs-weights.js';
-export { readTfjsModel, tfjsWeightMatrices } from './tfjs-weights.js';
-
-// tfjs graph models (load, run, capture, replace weights, save) and sentence encoders
 export type { TfjsModelJson, TfjsWeightToWrite, WriteTfjsModelOptions, WriteTfjsModelResult } from './tfjs-graph-model-io.js';
-export { fileIOHandler, readTfjsArtifacts, readTfjsModelJson, writeTfjsModel } from './tfjs-graph-model-io.js';
 export type { GraphNodeJson } from './tfjs-graph-model-kernels.js';
 export { BITSMITH_MATMUL_OP, BITSMITH_CONV1X1_OP, registerFastKernels, rewriteForFastKernels, isPointwiseConv2D } from './tfjs-graph-model-kernels.js';
-export type { TfjsGraphLinear, LoadTfjsGraphModelOptions } from './tfjs-graph-model.js';
-export { TfjsGraphModel } from './tfjs-graph-model.js';
+export type { TfjsGraphLinear, LoadTfjsGraphModelOptions, TfjsGraphModel } from './tfjs-graph-model.js';
 export type { TfjsGraphInputEncoder, TfjsQuantizableModelOptions } from './tfjs-graph-model-quantizable.js';
 export { tfjsQuantizableModel, lengthBatches, tokenRows } from './tfjs-graph-model-quantizable.js';
 export type { SentenceEncoder } from './tfjs-graph-model-sentence-encoder.js';
-export { sentenceEncoderInputs, loadSentenceEncoder, defaultSentenceEncoderPath } from './tfjs-graph-model-sentence-encoder.js';
 export type { SentencePieceVocabulary, SentencePieceTokenizerOptions, SentencePieceTokenizer } from './sentence-piece-tokenizer.js';
 export { createSentencePieceTokenizer } from './sentence-piece-tokenizer.js';
 

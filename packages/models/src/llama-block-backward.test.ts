@@ -6,7 +6,7 @@ import { llamaBlockBackward, llamaBlockForward } from './llama-block-backward.js
 import { llamaBlockGradients } from './llama-block-gradients.js';
 import { parseLlamaConfig } from './llama-config.js';
 import { createLlamaGraph, type HiddenStates, type LlamaGraph } from './llama-graph.js';
-import { loadLlamaGraph } from './load-llama.js';
+import { loadLlamaGraph } from './load-llama-node.js';
 
 const backend = createJsBackend();
 

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { createJsBackend } from '@bitsmith/linalg';
 import { architectureFixtureDir } from './architecture-fixtures.test-support.js';
-import { loadLlamaGraph } from './load-llama.js';
+import { loadLlamaGraph } from './load-llama-node.js';
 import { routeTokens } from './moe-mlp.js';
 
 const backend = createJsBackend();

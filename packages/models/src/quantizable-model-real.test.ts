@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { createJsBackend } from '@bitsmith/linalg';
-import { loadLlamaGraph } from './load-llama.js';
+import { loadLlamaGraph } from './load-llama-node.js';
 import { llamaQuantizableModel } from './quantizable-model.js';
 import { SKIP_SHARED, TINYSTORIES_DIR } from './shared-data.test-support.js';
 

@@ -1,4 +1,3 @@
-import { open, type FileHandle } from 'node:fs/promises';
 import type { Tensor } from '@bitsmith/core';
 import { ModelFileError } from './model-file-error.js';
 import { decodeToFloat32, type SafetensorsDType } from './safetensors-dtype.js';
@@ -17,29 +16,19 @@ export interface RawSafetensor {
   readonly bytes: Uint8Array;
 }
 
-/** Random-access bytes: a file handle or an in-memory buffer. */
-interface ByteSource {
+/** Random-access bytes: a file handle, a `Blob` or an in-memory buffer. */
+export interface ByteSource {
   readonly size: number;
   read(position: number, length: number): Promise<Uint8Array>;
   close(): Promise<void>;
-}
-
-async function readFully(handle: FileHandle, position: number, length: number, path: string): Promise<Uint8Array> {
-  const out = new Uint8Array(length);
-  let done = 0;
-  while (done < length) {
-    const { bytesRead } = await handle.read(out, done, length - done, position + done);
-    if (bytesRead === 0) throw new ModelFileError(path, `truncated: expected ${length} bytes at offset ${position}, the file ended after ${done}`);
-    done += bytesRead;
-  }
-  return out;
 }
 
 /**
  * A safetensors file opened for reading: the header is parsed and validated on open; each tensor is read on
  * demand with a positional read, so memory holds one tensor at a time. Close it when done.
  *
- * Create with {@link openSafetensors} (a file) or {@link readSafetensorsBytes} (an in-memory buffer).
+ * Create with `openSafetensors` (a file, Node entry), {@link readSafetensorsBlob} (a `Blob`/`File`, read lazily) or
+ * {@link readSafetensorsBytes} (an in-memory buffer).
  *
  * @example
  * ```ts
@@ -57,7 +46,7 @@ export class SafetensorsFile {
   readonly header: SafetensorsHeader;
   private readonly source: ByteSource;
 
-  /** @internal Use {@link openSafetensors} or {@link readSafetensorsBytes}. */
+  /** @internal Use `openSafetensors`, {@link readSafetensorsBlob} or {@link readSafetensorsBytes}. */
   constructor(path: string, header: SafetensorsHeader, source: ByteSource) {
     this.path = path;
     this.header = header;
@@ -110,53 +99,6 @@ export class SafetensorsFile {
 }
 
 /**
- * Opens a safetensors file: reads and validates the header (clear {@link ModelFileError}s for missing, truncated
- * or malformed files); tensors are read later, one at a time, through positional reads.
- *
- * @example
- * ```ts
- * const file = await openSafetensors('/models/tiny/model.safetensors');
- * const embed = await file.readTensor('lm_head.weight');
- * await file.close();
- * ```
- */
-export async function openSafetensors(path: string): Promise<SafetensorsFile> {
-  let handle: FileHandle;
-  try {
-    handle = await open(path, 'r');
-  } catch (cause) {
-    const code = (cause as NodeJS.ErrnoException).code;
-    throw new ModelFileError(path, code === 'ENOENT' ? 'file not found' : `cannot open (${code ?? (cause as Error).message})`, { cause });
-  }
-  try {
-    const { size } = await handle.stat();
-    if (size < 8) readSafetensorsHeaderLength(new Uint8Array(0), size, path);
-    const prefix = await readFully(handle, 0, 8, path);
-    const headerLength = readSafetensorsHeaderLength(prefix, size, path);
-    const json = await readFully(handle, 8, headerLength, path);
-    const header = parseSafetensorsHeader(json, size - 8 - headerLength, path);
-    let closed = false;
-    const source: ByteSource = {
-      size,
-      read: (position, length) => {
-        if (closed) throw new ModelFileError(path, 'the file was closed');
-        return readFully(handle, position, length, path);
-      },
-      close: async () => {
-        if (!closed) {
-          closed = true;
-          await handle.close();
-        }
-      },
-    };
-    return new SafetensorsFile(path, header, source);
-  } catch (error) {
-    await handle.close();
-    throw error;
-  }
-}
-
-/**
  * Parses a safetensors file held in memory (for browsers, or bytes from `fetch`). Tensors are copied out on read.
  *
  * @param label Name used in error messages. Default `'<bytes>'`.
@@ -172,6 +114,40 @@ export function readSafetensorsBytes(bytes: Uint8Array, label = '<bytes>'): Safe
     size: bytes.byteLength,
     read: async (position, length) => bytes.slice(position, position + length),
     close: async () => {},
+  };
+  return new SafetensorsFile(label, header, source);
+}
+
+/**
+ * Opens a safetensors file given as a `Blob` (a browser `File` from a drop or a file input): the header is read and
+ * validated at once, each tensor later with `Blob.slice`, so memory holds one tensor at a time however large the file.
+ *
+ * @param label Name used in error messages. Default the file's name, else `'<blob>'`.
+ * @example
+ * ```ts
+ * const file = await readSafetensorsBlob(input.files[0]);
+ * const w = await file.readTensor('lm_head.weight');
+ * ```
+ */
+export async function readSafetensorsBlob(blob: Blob, label = (blob as { name?: string }).name || '<blob>'): Promise<SafetensorsFile> {
+  const size = blob.size;
+  const read = async (position: number, length: number): Promise<Uint8Array> => {
+    if (position + length > size) throw new ModelFileError(label, `truncated: expected ${length} bytes at offset ${position}, the file has ${size}`);
+    return new Uint8Array(await blob.slice(position, position + length).arrayBuffer());
+  };
+  const prefix = await read(0, Math.min(8, size));
+  const headerLength = readSafetensorsHeaderLength(prefix, size, label);
+  const header = parseSafetensorsHeader(await read(8, headerLength), size - 8 - headerLength, label);
+  let closed = false;
+  const source: ByteSource = {
+    size,
+    read: (position, length) => {
+      if (closed) throw new ModelFileError(label, 'the file was closed');
+      return read(position, length);
+    },
+    close: async () => {
+      closed = true;
+    },
   };
   return new SafetensorsFile(label, header, source);
 }

@@ -1,4 +1,3 @@
-import { open } from 'node:fs/promises';
 import type { DType, Tensor } from '@bitsmith/core';
 import { ShapeMismatchError, shapeSize } from '@bitsmith/core';
 import { ModelFileError } from './model-file-error.js';
@@ -60,51 +59,21 @@ function plan(list: [string, WritableTensor][], options: WriteSafetensorsOptions
 }
 
 /**
- * Writes a safetensors file that other readers (Python `safetensors`, candle, transformers.js) accept:
- * 8-byte little-endian header length, JSON header sorted by name with `__metadata__`, padded with spaces to 8-byte
- * alignment, tensors aligned to their element size. Tensors are converted and written one at a time.
- *
- * @example
- * ```ts
- * await writeSafetensors('out.safetensors', {
- *   'w': matrix(new Float32Array([1, 2, 3, 4]), 2, 2),
- *   'w_bf16': { ...matrix(new Float32Array([1, 2, 3, 4]), 2, 2), storeAs: 'BF16' },
- * }, { metadata: { format: 'pt' } });
- * ```
+ * The layout of a set of tensors and each one's bytes, for {@link encodeSafetensors} and the Node entry's
+ * `writeSafetensors` (which writes the same layout one tensor at a time). @internal
  */
-export async function writeSafetensors(
-  path: string,
+export function safetensorsParts(
   tensors: Readonly<Record<string, WritableTensor>> | ReadonlyMap<string, WritableTensor>,
   options: WriteSafetensorsOptions = {},
-): Promise<void> {
+): { layout: SafetensorsLayout; bytes: (name: string) => Uint8Array } {
   const list = entriesOf(tensors);
   const byName = new Map(list);
-  const layout = plan(list, options);
-  let handle;
-  try {
-    handle = await open(path, 'w');
-  } catch (cause) {
-    throw new ModelFileError(path, `cannot create (${(cause as NodeJS.ErrnoException).code ?? (cause as Error).message})`, { cause });
-  }
-  try {
-    await handle.write(layout.headerBytes, 0, layout.headerBytes.byteLength, 0);
-    let position = layout.headerBytes.byteLength;
-    for (const entry of layout.entries) {
-      const bytes = tensorBytes(entry.name, byName.get(entry.name)!);
-      let written = 0;
-      while (written < bytes.byteLength) {
-        const { bytesWritten } = await handle.write(bytes, written, bytes.byteLength - written, position + written);
-        written += bytesWritten;
-      }
-      position += bytes.byteLength;
-    }
-  } finally {
-    await handle.close();
-  }
+  return { layout: plan(list, options), bytes: (name) => tensorBytes(name, byName.get(name)!) };
 }
 
 /**
- * Encodes tensors as the bytes of a safetensors file, in memory (same layout as {@link writeSafetensors}).
+ * Encodes tensors as the bytes of a safetensors file, in memory (the layout `writeSafetensors` writes to disk); in a
+ * browser, wrap the bytes in a `Blob` to offer them for download.
  *
  * @example
  * ```ts
@@ -116,13 +85,9 @@ export function encodeSafetensors(
   tensors: Readonly<Record<string, WritableTensor>> | ReadonlyMap<string, WritableTensor>,
   options: WriteSafetensorsOptions = {},
 ): Uint8Array {
-  const list = entriesOf(tensors);
-  const byName = new Map(list);
-  const layout = plan(list, options);
+  const { layout, bytes } = safetensorsParts(tensors, options);
   const out = new Uint8Array(layout.headerBytes.byteLength + layout.dataSize);
   out.set(layout.headerBytes, 0);
-  for (const entry of layout.entries) {
-    out.set(tensorBytes(entry.name, byName.get(entry.name)!), layout.headerBytes.byteLength + entry.dataOffsets[0]);
-  }
+  for (const entry of layout.entries) out.set(bytes(entry.name), layout.headerBytes.byteLength + entry.dataOffsets[0]);
   return out;
 }

@@ -5,8 +5,10 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { matrix, tensor } from '@bitsmith/core';
 import { ModelFileError } from './model-file-error.js';
 import { SAFETENSORS_DTYPE_BYTES, type SafetensorsDType } from './safetensors-dtype.js';
-import { openSafetensors, readSafetensorsBytes } from './safetensors-reader.js';
-import { encodeSafetensors, writeSafetensors, type WritableTensor } from './safetensors-writer.js';
+import { readSafetensorsBytes } from './safetensors-reader.js';
+import { openSafetensors } from './safetensors-open.js';
+import { encodeSafetensors, type WritableTensor } from './safetensors-writer.js';
+import { writeSafetensors } from './safetensors-write-file.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'bitsmith-safetensors-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));

@@ -6,7 +6,8 @@ import { captureCalibration } from './calibration.js';
 import { evaluateLanguageModel } from './evaluate.js';
 import { perplexityRatioInterval } from './perplexity-interval.js';
 import { generateGreedy } from './generate.js';
-import { loadLlamaGraph, loadLlamaModel, type LlamaModel } from './load-llama.js';
+import { loadLlamaGraph, loadLlamaModel } from './load-llama-node.js';
+import type { LlamaModel } from './load-llama.js';
 import { SHARED_DIR, SKIP_SHARED, TINYSTORIES_DIR } from './shared-data.test-support.js';
 
 interface Reference {

@@ -1,7 +1,7 @@
-import { join } from 'node:path';
 import { Tokenizer } from '@huggingface/tokenizers';
-import { readJsonFile } from './json-file.js';
 import { ModelFileError } from './model-file-error.js';
+import { modelFolderFromUrl, type ModelFolder } from './model-folder.js';
+import { decodeJsonFile } from './text-file.js';
 
 /** A text tokenizer with explicit control of the BOS token. */
 export interface TextTokenizer {
@@ -84,18 +84,22 @@ export function createTokenizer(
  * Loads the tokenizer of a Hugging Face model folder (`tokenizer.json`, plus `tokenizer_config.json` and the BOS/EOS
  * ids of `config.json` when present).
  *
+ * @param source A {@link ModelFolder}, or a string: a base URL here, a directory in the `node` entry.
+ *
  * @example
  * ```ts
  * const tok = await loadTokenizer('models/tinystories-656k');
  * tok.decode([80, 147]); // 'Once upon'
  * ```
  */
-export async function loadTokenizer(dir: string): Promise<TextTokenizer> {
-  const path = join(dir, 'tokenizer.json');
-  const json = await readJsonFile(path);
+export async function loadTokenizer(source: ModelFolder | string): Promise<TextTokenizer> {
+  const folder = typeof source === 'string' ? modelFolderFromUrl(source) : source;
+  const read = async (name: string) => decodeJsonFile(await folder.readBytes(name), folder.path(name));
+  const path = folder.path('tokenizer.json');
+  const json = await read('tokenizer.json');
   const optional = async (name: string): Promise<Record<string, unknown>> => {
     try {
-      return (await readJsonFile(join(dir, name))) as Record<string, unknown>;
+      return (await read(name)) as Record<string, unknown>;
     } catch (error) {
       if (ModelFileError.isInstance(error) && error.message.endsWith('file not found')) return {};
       throw error;

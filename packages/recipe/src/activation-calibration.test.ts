@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { parseRecipe, RecipeFileError } from './recipe-file.js';
 import { runRecipe } from './run-recipe.js';
 import { CALIBRATION_TEXT, SKIP_SHARED, TINYSTORIES_DIR } from './shared-data.test-support.js';
-import { defineStep, quantizationOptions, resolveQuantization } from './step-registry.js';
+import { defineStep, quantizationOptions, resolveQuantization } from '@bitsmith/core';
 
 async function setup() {
   const backend = createJsBackend();

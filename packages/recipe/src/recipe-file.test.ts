@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { describe, expect, it } from 'vitest';
 import { parseRecipe, RecipeFileError } from './recipe-file.js';
 import { matchesAny } from './selector.js';
-import { defineStep, quantizationOptions, resolveQuantization, type StepRegistry } from './step-registry.js';
+import { defineStep, quantizationOptions, resolveQuantization, type StepRegistry } from '@bitsmith/core';
 
 const registry: StepRegistry = {
   rtn: defineStep({

@@ -3,7 +3,7 @@ import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import type { CacheActivationScheme, Recipe, RecipeKvCacheScheme, RecipeStage } from './recipe-types.js';
 import { checkSelectors } from './selector.js';
-import type { StepRegistry } from './step-registry.js';
+import type { StepRegistry } from '@bitsmith/core';
 
 /** A recipe file is invalid; the message names the file, the step and the field, and what is allowed. */
 export class RecipeFileError extends BitsmithError {
@@ -224,31 +224,4 @@ export function parseRecipe(text: string, registry: StepRegistry, file = 'recipe
     return stage;
   });
   return { ...(name ? { name } : {}), ...(targets ? { targets } : {}), ...(ignore ? { ignore } : {}), ...(inputActivations ? { inputActivations } : {}), ...(kvCache ? { kvCache } : {}), stages };
-}
-
-/**
- * Reads and parses a recipe file (`.yaml`, `.yml` or `.json`). Node only: the file system is imported when called (so
- * that the package bundles for browsers, where {@link parseRecipe} takes the text of a fetched or dropped file).
- *
- * @example
- * ```ts
- * const recipe = await loadRecipe('examples/recipes/gptq-w4g32.yaml', registry);
- * ```
- */
-export async function loadRecipe(path: string, registry: StepRegistry): Promise<Recipe> {
-  let readFile: (path: string, encoding: 'utf8') => Promise<string>;
-  try {
-    readFile = (await import('node:fs/promises')).readFile;
-  } catch {
-    throw new RecipeFileError(path, 'loadRecipe reads files, which needs Node; in a browser, fetch the text and call parseRecipe(text, registry)');
-  }
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (cause) {
-    const code = (cause as NodeJS.ErrnoException).code;
-    throw new RecipeFileError(path, code === 'ENOENT' ? 'file not found' : `cannot be read (${(cause as Error).message})`);
-  }
-  const recipe = parseRecipe(text, registry, path);
-  return recipe.name ? recipe : { ...recipe, name: path.replace(/^.*\//, '').replace(/\.(ya?ml|json)$/, '') };
 }

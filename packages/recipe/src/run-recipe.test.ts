@@ -77,6 +77,46 @@ describe.skipIf(SKIP_SHARED)('runRecipe on tinystories-656k', () => {
     expect(seen.get('model.layers.0.self_attn.q_proj')).toBe(seen.get('model.layers.0.self_attn.v_proj'));
   });
 
+  it("hands asymmetric steps (X_float - X)^T X / tokens: X from the quantized model so far, X_float from the float model", async () => {
+    const { backend, graph, model, sequences } = await setup();
+    // Oracle, float model: each block-1 linear's input with every weight float.
+    const floatInputs = new Map<string, Float32Array>();
+    const h0 = await graph.runBlock(0, graph.embed(sequences));
+    await graph.runBlock(1, h0, { observer: (e) => void floatInputs.set(e.name, e.input.data.slice()) });
+    const seen = new Map<string, Float64Array>();
+    const probe: Quantizer = {
+      id: 'probe',
+      kind: 'compensate', // after the rtn step of the same block
+      requires: [{ kind: 'hessian' }, { kind: 'float-input-cross' }],
+      async run(context) {
+        for (const l of context.layers) seen.set(l.name, context.statistics(l.name).floatInputCross!);
+        return { layers: context.layers, warnings: [] };
+      },
+    };
+    await runRecipe(model, [rtn({ format: 'int3', granularity: { type: 'group', size: 32 } }), probe], sequences, { backend });
+    // Oracle, quantized model: block 1's inputs after the (now quantized) block 0.
+    const quantizedInputs = new Map<string, Float32Array>();
+    await graph.runBlock(1, await graph.runBlock(0, graph.embed(sequences)), { observer: (e) => void quantizedInputs.set(e.name, e.input.data.slice()) });
+    const name = 'model.layers.1.self_attn.k_proj';
+    const xf = floatInputs.get(name)!;
+    const x = quantizedInputs.get(name)!;
+    const columns = 128;
+    const rows = x.length / columns;
+    const d = seen.get(name)!;
+    let largest = 0;
+    for (const [i, j] of [[0, 0], [5, 17], [columns - 1, 3], [40, 90]] as const) {
+      let sum = 0;
+      for (let r = 0; r < rows; r++) sum += (xf[r * columns + i]! - x[r * columns + i]!) * x[r * columns + j]!;
+      largest = Math.max(largest, Math.abs(sum / rows));
+      expect(d[i * columns + j]).toBeCloseTo(sum / rows, 6);
+    }
+    expect(largest).toBeGreaterThan(1e-4); // block 0's rounding error reaches block 1's inputs
+    expect(seen.get('model.layers.1.self_attn.q_proj')).toBe(seen.get('model.layers.1.self_attn.v_proj'));
+    // Block 0 sees the embeddings in both models: no cross term.
+    const d0 = seen.get('model.layers.0.self_attn.k_proj')!;
+    expect(Math.max(...Array.from(d0, Math.abs))).toBe(0);
+  });
+
   it('honours targets, ignore and per-layer overrides', async () => {
     const { backend, graph, model, sequences } = await setup();
     const down = graph.blocks[1]!.mlp!.downProj.weight;

@@ -178,6 +178,11 @@ export async function runRecipe(
     .map(({ stage }) => stage);
   const tracks = new Map<string, LayerTrack>();
   let hidden = await model.embed(calibration);
+  // Steps that calibrate asymmetrically (GPTAQ) need each layer's input in the float model too: carry the float
+  // model's activations beside the quantized ones, one more block pass per block.
+  const wantsFloat = (q: Quantizer) => q.requires.some((r) => r.kind === 'float-input-cross');
+  const needsFloatStream = layerStages.some((s) => wantsFloat(s.step) || (s.overrides ?? []).some((o) => wantsFloat(o.step)));
+  let floatHidden = needsFloatStream ? hidden : undefined;
   const totalBlocks = model.blocks.length;
   for (const block of model.blocks) {
     check();
@@ -188,6 +193,29 @@ export async function runRecipe(
     // The block as a differentiable function of its weights, created before its first quantize step (so its float
     // reference is the block as the transforms left it) and handed to quantize and compensate steps.
     let blockGradients: BlockGradients | undefined;
+    // The float model's inputs of this block's linears (chunk by chunk, as runBlock delivers them) and its output.
+    let floatInputs: Map<string, Float32Array[]> | undefined;
+    let floatNext: typeof hidden | undefined;
+    const captureFloatInputs = async () => {
+      const captured = new Map<string, Float32Array[]>();
+      let lastBuffer: Float32Array | undefined;
+      let lastCopy: Float32Array | undefined;
+      const output = await model.runBlock(block.index, floatHidden!, async (name, input) => {
+        const n = input.shape[0] * input.shape[1];
+        // q/k/v (gate/up) read one buffer: keep one copy for all of them.
+        const copy = input.data === lastBuffer && lastCopy ? lastCopy : input.data.slice(0, n);
+        lastBuffer = input.data;
+        lastCopy = copy;
+        if (!captured.has(name)) captured.set(name, []);
+        captured.get(name)!.push(copy);
+      });
+      return { captured, output };
+    };
+    if (needsFloatStream) {
+      const first = await captureFloatInputs();
+      floatInputs = first.captured;
+      floatNext = first.output;
+    }
     for (const stage of layerStages) {
       const targets = stage.targets ?? recipe.targets;
       const ignore = stage.ignore ?? recipe.ignore;
@@ -206,7 +234,12 @@ export async function runRecipe(
         const requests: readonly StatisticRequest[] = step.requires;
         let collector: StatisticsCollector | undefined;
         if (requests.length > 0) {
-          collector = new StatisticsCollector(requests, new Set(views.map((v) => v.name)), backend);
+          if (requests.some((r) => r.kind === 'float-input-cross') && !floatInputs) {
+            // A transform step changed this block's weights since the float inputs were captured: capture them again
+            // (transforms keep the float function, so the float output stays as it was).
+            floatInputs = (await captureFloatInputs()).captured;
+          }
+          collector = new StatisticsCollector(requests, new Set(views.map((v) => v.name)), backend, floatInputs);
           await model.runBlock(block.index, blockInput, finiteInputs(block.index, collector.observe));
         }
         if (step.kind === 'quantize') for (const v of views) tracks.get(v.name)!.floatWeight ??= v.weight;
@@ -268,6 +301,7 @@ export async function runRecipe(
           }
           const damaged = step.kind === 'quantize' ? scaleRangeWarning(step.id, view.weight, state) : undefined;
           if (damaged) r.warnings.push(damaged);
+          if (step.kind === 'transform' && state.weight !== view.weight) floatInputs = undefined;
           view.weight = state.weight;
           track.stored = stored;
           if (state.bias !== undefined) view.bias = state.bias;
@@ -295,6 +329,7 @@ export async function runRecipe(
         track.outputError = await outputError(sample, track.floatWeight, track.view.weight, backend);
       }),
     );
+    if (needsFloatStream) floatHidden = floatNext;
     for (const v of block.linears) {
       const track = tracks.get(v.name)!;
       delete track.floatWeight; // free the float copies of this block

@@ -9,6 +9,9 @@ interface Accumulator {
   absMax?: Float32Array;
   absSum?: Float64Array;
   inputs?: Float32Array[];
+  cross?: Float64Array;
+  /** Float-model input chunks consumed so far (they pair with the observed chunks in call order). */
+  floatChunks: number;
   inputRows: number;
   maxInputRows: number;
 }
@@ -16,11 +19,13 @@ interface Accumulator {
 /**
  * Accumulates the statistics that steps request, from the inputs of the observed linear layers.
  * Layers that read one and the same input buffer (q/k/v, gate/up) share one Hessian computation.
- * The Hessian is the mean `X^T X / tokens` in float64.
+ * The Hessian is the mean `X^T X / tokens` in float64. With a `float-input-cross` request, `floatInputs` holds each
+ * layer's inputs in the float model, chunk for chunk in the order the observed forward pass delivers them, and the
+ * collector accumulates `(X_float - X)^T X / tokens` (shared like the Hessian).
  */
 export class StatisticsCollector {
   private readonly accumulators = new Map<string, Accumulator>();
-  private readonly wants: { hessian: boolean; absMax: boolean; absMean: boolean; inputs: number };
+  private readonly wants: { hessian: boolean; absMax: boolean; absMean: boolean; inputs: number; cross: boolean };
   private lastInput: Float32Array | undefined;
   private lastHessianOwner: string | undefined;
   private readonly sharedHessian = new Map<string, string>();
@@ -29,6 +34,7 @@ export class StatisticsCollector {
     requests: readonly StatisticRequest[],
     private readonly layerNames: ReadonlySet<string>,
     private readonly backend: Backend,
+    private readonly floatInputs?: ReadonlyMap<string, readonly Float32Array[]>,
   ) {
     let inputs = 0;
     for (const r of requests) if (r.kind === 'inputs') inputs = Math.max(inputs, r.maxTokens ?? 4096);
@@ -37,7 +43,9 @@ export class StatisticsCollector {
       absMax: requests.some((r) => r.kind === 'input-absmax'),
       absMean: requests.some((r) => r.kind === 'input-absmean'),
       inputs,
+      cross: requests.some((r) => r.kind === 'float-input-cross'),
     };
+    if (this.wants.cross && !floatInputs) throw new InvalidArgumentError('statistics', "a 'float-input-cross' request needs the float model's inputs (the runner provides them)");
   }
 
   /** Observer for `QuantizableModel.runBlock`. */
@@ -47,21 +55,36 @@ export class StatisticsCollector {
     const x = input.data;
     let acc = this.accumulators.get(name);
     if (!acc) {
-      acc = { columns, tokens: 0, inputRows: 0, maxInputRows: this.wants.inputs };
+      acc = { columns, tokens: 0, inputRows: 0, maxInputRows: this.wants.inputs, floatChunks: 0 };
       if (this.wants.absMax) acc.absMax = new Float32Array(columns);
       if (this.wants.absMean) acc.absSum = new Float64Array(columns);
       if (this.wants.inputs > 0) acc.inputs = [];
       this.accumulators.set(name, acc);
     }
     acc.tokens += rows;
-    if (this.wants.hessian) {
-      // q, k and v (gate and up) receive the very same buffer in one forward pass: compute X^T X once.
+    if (this.wants.hessian || this.wants.cross) {
+      // q, k and v (gate and up) receive the very same buffer in one forward pass: compute X^T X (and the cross
+      // term) once.
       const owner = this.lastInput === x && this.lastHessianOwner ? this.lastHessianOwner : undefined;
+      const xs = x.length === rows * columns ? x : x.subarray(0, rows * columns);
+      if (this.wants.cross) {
+        // Consume this layer's float-model chunk even when the computation is shared, to keep the pairing in step.
+        const chunk = this.floatInputs!.get(name)?.[acc.floatChunks++];
+        if (!chunk || chunk.length < rows * columns) {
+          throw new InvalidArgumentError('statistics', `the float model's input of '${name}' (chunk ${acc.floatChunks - 1}) is missing or has ${chunk?.length ?? 0} values where ${rows} x ${columns} were observed`);
+        }
+        if (!(owner && this.accumulators.get(owner)!.columns === columns)) {
+          acc.cross ??= new Float64Array(columns * columns);
+          await accumulateCross(this.backend, rows, columns, chunk, xs, acc.cross);
+        }
+      }
       if (owner && this.accumulators.get(owner)!.columns === columns) {
         this.sharedHessian.set(name, owner);
       } else {
-        acc.hessian ??= new Float64Array(columns * columns);
-        await this.backend.gram({ rows, columns, x: x.length === rows * columns ? x : x.subarray(0, rows * columns), h: acc.hessian });
+        if (this.wants.hessian) {
+          acc.hessian ??= new Float64Array(columns * columns);
+          await this.backend.gram({ rows, columns, x: xs, h: acc.hessian });
+        }
         this.lastHessianOwner = name;
       }
       this.lastInput = x;
@@ -102,6 +125,15 @@ export class StatisticsCollector {
       }
       result.hessian = hessianSource.hessian;
     }
+    if (this.wants.cross && hessianSource.cross) {
+      if (!(hessianSource as Accumulator & { crossNormalised?: boolean }).crossNormalised) {
+        const d = hessianSource.cross;
+        const inv = 1 / Math.max(1, hessianSource.tokens);
+        for (let i = 0; i < d.length; i++) d[i]! *= inv;
+        (hessianSource as Accumulator & { crossNormalised?: boolean }).crossNormalised = true;
+      }
+      result.floatInputCross = hessianSource.cross;
+    }
     if (acc.absMax) result.inputAbsMax = acc.absMax;
     if (acc.absSum) result.inputAbsMean = Float32Array.from(acc.absSum, (v) => v / Math.max(1, acc.tokens));
     if (acc.inputs) {
@@ -115,4 +147,13 @@ export class StatisticsCollector {
     }
     return result;
   }
+}
+
+/** `d += (xf - x)^T x` for one chunk (`rows x columns` each): the product in float32 by the backend, summed in float64. */
+async function accumulateCross(backend: Backend, rows: number, columns: number, xf: Float32Array, x: Float32Array, d: Float64Array): Promise<void> {
+  const delta = new Float32Array(rows * columns);
+  for (let i = 0; i < delta.length; i++) delta[i] = xf[i]! - x[i]!;
+  const product = new Float32Array(columns * columns);
+  await backend.sgemm({ m: columns, n: columns, k: rows, a: delta, b: x, c: product, transA: true });
+  for (let i = 0; i < product.length; i++) d[i]! += product[i]!;
 }

@@ -30,3 +30,5 @@ export type { RotateModelOptions, RotateModelResult } from './rotate-model.js';
 export { rotateModel } from './rotate-model.js';
 export type { HadamardRotationOptions } from './hadamard-rotation.js';
 export { hadamardRotation, quarot } from './hadamard-rotation.js';
+// Recipe step definitions (zod options schema + factory), assembled into registries by the CLI or by users.
+export { hadamardRotationStep } from './hadamard-rotation-step.js';

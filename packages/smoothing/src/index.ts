@@ -20,3 +20,7 @@ export { smoothingLoss, searchSmoothingScales } from './smoothing-loss.js';
 export type { AwqClipOptions, AwqClipResult } from './awq-clip.js';
 export { searchAwqClip } from './awq-clip.js';
 export { selectFoldableGroups, groupInputs, layerStatesFromBlock, throwIfAborted } from './block-step.js';
+// Recipe step definitions (zod options schema + factory), assembled into registries by the CLI or by users.
+export { awqStep } from './awq-step.js';
+export { smoothQuantStep } from './smooth-quant-step.js';
+export { smoothQuantPlusStep } from './smooth-quant-plus-step.js';

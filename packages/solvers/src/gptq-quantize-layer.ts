@@ -72,6 +72,17 @@ export interface GptqOptions {
   signal?: AbortSignal;
 }
 
+/**
+ * GPTAQ's asymmetric-calibration term (arXiv 2504.02692) for {@link gptqQuantizeLayer}: the layer's target is the
+ * float model's output `W X_float` while the quantized layer sees the quantized model's inputs `X`.
+ */
+export interface AsymmetricCalibration {
+  /** `D = (X_float - X)^T X`, float64 `[in, in]`, scaled like the Hessian (`X^T X`) it goes with. */
+  readonly cross: Float64Array;
+  /** Weight of the asymmetric correction, in [0, 1]. Default 0.25 (the paper's and reference code's choice). */
+  readonly alpha?: number;
+}
+
 /** Result of {@link gptqQuantizeLayer}. */
 export interface GptqLayerResult {
   /** Codes (natural column order), scales, zero points and, with act-order, the permutation. */
@@ -162,6 +173,10 @@ function columnGroupScales(
  * @param options - See {@link GptqOptions}: `format` (required), `granularity` (`channel`), `scaleEncoding`
  *   (`float16`), `dampening` (0.01), `maxDampening` (10), `blockSize` (128), `actOrder` (false), `staticGroups`
  *   (false), `rangeSearch` (false), `backend` (`defaultBackend()`), `signal`.
+ * @param asymmetric - GPTAQ (arXiv 2504.02692): with the cross term `D = (X_float - X)^T X`, every column update also
+ *   moves the later columns by `w_i P[i, :]`, `P = alpha triu(D U^T, 1) U` (U the upper factor of `H^-1`), so the
+ *   layer fits the float model's output `W X_float` from the quantized inputs `X`. As the reference code: within a
+ *   block of `blockSize` columns the pre-rounding value `w_i` is used, across blocks the rounded one.
  * @throws `NumericalError` on NaN/infinite weights or Hessian, or a Hessian no dampening up to `maxDampening` fixes;
  *   `ShapeMismatchError` when the Hessian does not match the weight; `InvalidArgumentError` on bad options.
  * @example
@@ -171,7 +186,7 @@ function columnGroupScales(
  * });
  * ```
  */
-export async function gptqQuantizeLayer(weight: Matrix, hessian: Float64Array, options: GptqOptions): Promise<GptqLayerResult> {
+export async function gptqQuantizeLayer(weight: Matrix, hessian: Float64Array, options: GptqOptions, asymmetric?: AsymmetricCalibration): Promise<GptqLayerResult> {
   const [rows, n] = weight.shape;
   if (weight.data.length !== rows * n) throw new ShapeMismatchError('weight', [rows, n], [weight.data.length], 'data length');
   if (!(hessian instanceof Float64Array) || hessian.length !== n * n) {
@@ -225,6 +240,31 @@ export async function gptqQuantizeLayer(weight: Matrix, hessian: Float64Array, o
     backend,
   });
   warnings.push(...dampWarnings);
+  // GPTAQ: P = alpha * triu(D U^T, 1) U in processing order, D's dead columns zeroed (as the reference does).
+  let p32: Float32Array | undefined;
+  if (asymmetric) {
+    const alpha = asymmetric.alpha ?? 0.25;
+    if (!(alpha >= 0 && alpha <= 1)) throw new InvalidArgumentError('alpha', `got ${alpha}; expected a number in [0, 1]`);
+    const cross = asymmetric.cross;
+    if (!(cross instanceof Float64Array) || cross.length !== n * n) {
+      throw new ShapeMismatchError('cross', [n, n], [cross.length], `a float64 ${n} x ${n} matrix (X_float - X)^T X for a weight with ${n} input columns`);
+    }
+    checkFinite(cross, 'cross term', n);
+    const dp = new Float64Array(n * n);
+    for (let a = 0; a < n; a++) {
+      const src = (permutation ? permutation[a]! : a) * n;
+      for (let b = 0; b < n; b++) {
+        const cb = permutation ? permutation[b]! : b;
+        dp[a * n + b] = hessian[cb * n + cb] === 0 ? 0 : cross[src + cb]!;
+      }
+    }
+    const du = new Float64Array(n * n);
+    await backend.dgemm({ m: n, n, k: n, a: dp, b: u, c: du, transB: true });
+    for (let a = 0; a < n; a++) for (let b = 0; b <= a; b++) du[a * n + b] = 0;
+    const pm = new Float64Array(n * n);
+    await backend.dgemm({ m: n, n, k: n, a: du, b: u, c: pm, alpha });
+    p32 = Float32Array.from(pm);
+  }
   const t1 = now();
 
   // Scales either up front from the (dead-zeroed) original weights, or per column group as GPTQ reaches it.
@@ -272,11 +312,17 @@ export async function gptqQuantizeLayer(weight: Matrix, hessian: Float64Array, o
   const scratch = dynamic ? new Float32Array(rows * groupWidth) : undefined;
   const rowScale = new Float64Array(rows);
   const rowZero = new Float64Array(rows);
+  // GPTAQ: each column's value before rounding (used within the block) and after (used across blocks).
+  const preBlock = p32 ? new Float32Array(Math.min(blockSize, n) * rows) : undefined;
+  const roundedBlock = p32 ? new Float32Array(Math.min(blockSize, n) * rows) : undefined;
+  const pInner = p32 ? new Float32Array(INNER_BLOCK * Math.min(blockSize, n)) : undefined;
+  const pBlock = p32 ? new Float32Array(Math.min(blockSize, n) * n) : undefined;
 
   // On a webgpu backend the column loop runs on the GPU (linalg's webgpuGptqSolve) wherever every column's scale is
   // one per row for a run of consecutive processing-order columns: channel granularity, or groups that follow the
   // processing order (dynamic) or the natural order without act-order. Scales still come from core, here.
   const onGpu =
+    !p32 &&
     backend.name === 'webgpu' &&
     codec.levels <= 256 &&
     (granularity.type === 'channel' || (granularity.type === 'group' && (dynamic || !permutation))) &&
@@ -361,16 +407,34 @@ export async function gptqQuantizeLayer(weight: Matrix, hessian: Float64Array, o
         const d = u[i * n + i]!;
         const o = i * rows;
         const e = errBlock.subarray((i - i1) * rows, (i - i1 + 1) * rows);
+        // GPTAQ remembers w_i (before rounding, used within the block) and q_i (used across blocks).
+        const pre = preBlock?.subarray((i - i1) * rows, (i - i1 + 1) * rows);
+        const rounded = roundedBlock?.subarray((i - i1) * rows, (i - i1 + 1) * rows);
         for (let r = 0; r < rows; r++) {
           const x = wt[o + r]!;
           const s = rowScale[r]!;
           const z = rowZero[r]!;
           const code = s > 0 ? encode(x / s + z) : zeroPoints ? z : zeroCode;
           codes[r * n + c] = code;
-          e[r] = (x - (table[code]! - z) * s) / d;
+          const q = (table[code]! - z) * s;
+          e[r] = (x - q) / d;
+          if (pre) {
+            pre[r] = x;
+            rounded![r] = q;
+          }
+        }
+        const ui = i * n;
+        if (p32) {
+          // GPTAQ: later columns also move by + w_i P[i, j].
+          for (let j = i + 1; j < j2; j++) {
+            const hij = u[ui + j]!;
+            const pij = p32[ui + j]!;
+            const oj = j * rows;
+            for (let r = 0; r < rows; r++) wt[oj + r] -= hij * e[r]! - pij * pre![r]!;
+          }
+          continue;
         }
         // Update the block's later columns: W1[:, j] -= err * U[i, j] (equation (3) of the paper, one row of U).
-        const ui = i * n;
         for (let j = i + 1; j < j2; j++) {
           const hij = u[ui + j]!;
           if (hij === 0) continue;
@@ -389,6 +453,15 @@ export async function gptqQuantizeLayer(weight: Matrix, hessian: Float64Array, o
         }
         const err = errBlock.subarray((j1 - i1) * rows, (j2 - i1) * rows);
         await backend.sgemm({ m, n: rows, k, a: hb, b: err, c: wt.subarray(j2 * rows, i2 * rows), alpha: -1, beta: 1 });
+        if (p32) {
+          // + P[j1:j2, j2:i2]^T W_pre[j1:j2] (within the block: values before rounding)
+          const pb = pInner!.subarray(0, k * m);
+          for (let a = 0; a < k; a++) {
+            const src = (j1 + a) * n + j2;
+            for (let b = 0; b < m; b++) pb[b * k + a] = p32[src + b]!;
+          }
+          await backend.sgemm({ m, n: rows, k, a: pb, b: preBlock!.subarray((j1 - i1) * rows, (j2 - i1) * rows), c: wt.subarray(j2 * rows, i2 * rows), alpha: 1, beta: 1 });
+        }
       }
       j1 = j2;
     }
@@ -401,6 +474,15 @@ export async function gptqQuantizeLayer(weight: Matrix, hessian: Float64Array, o
         for (let b = 0; b < m; b++) hb[b * count + a] = u[src + b]!;
       }
       await backend.sgemm({ m, n: rows, k: count, a: hb, b: errBlock.subarray(0, count * rows), c: wt.subarray(i2 * rows), alpha: -1, beta: 1 });
+      if (p32) {
+        // + P[i1:i2, i2:]^T Q1 (across blocks: the rounded values, as the reference's W1 holds them after the loop)
+        const pb = pBlock!.subarray(0, count * m);
+        for (let a = 0; a < count; a++) {
+          const src = (i1 + a) * n + i2;
+          for (let b = 0; b < m; b++) pb[b * count + a] = p32[src + b]!;
+        }
+        await backend.sgemm({ m, n: rows, k: count, a: pb, b: roundedBlock!.subarray(0, count * rows), c: wt.subarray(i2 * rows), alpha: 1, beta: 1 });
+      }
     }
   }
   const t2 = now();

@@ -1,5 +1,6 @@
 import { AbortError, InvalidArgumentError, rtn, type LayerState, type Quantizer, type StepWarning } from '@bitsmith/core';
 import { gptqQuantizeLayer, type GptqOptions } from './gptq-quantize-layer.js';
+import type { StatisticRequest } from '@bitsmith/core';
 
 /**
  * GPTQ (Frantar et al., arXiv:2210.17323) as a quantize step: for each selected layer, runs
@@ -19,11 +20,21 @@ import { gptqQuantizeLayer, type GptqOptions } from './gptq-quantize-layer.js';
  * ```
  */
 export function gptq(options: GptqOptions): Quantizer {
+  return hessianQuantizeStep('gptq', options);
+}
+
+/**
+ * The per-layer loop GPTQ and GPTAQ share (internal to the package): statistics, bit-plan assignments, the RTN
+ * fallback for layers no calibration token reached, warnings tagged with the layer. With `asymmetric`, the step also
+ * requests the float-input cross term and passes it on (GPTAQ).
+ */
+export function hessianQuantizeStep(id: string, options: GptqOptions, asymmetric?: { readonly alpha: number }): Quantizer {
+  const requires: StatisticRequest[] = asymmetric ? [{ kind: 'hessian' }, { kind: 'float-input-cross' }] : [{ kind: 'hessian' }];
   return {
-    id: 'gptq',
+    id,
     kind: 'quantize',
     stores: ['grid'],
-    requires: [{ kind: 'hessian' }],
+    requires,
     async run(context) {
       const layers: LayerState[] = [];
       const warnings: StepWarning[] = [];
@@ -32,7 +43,9 @@ export function gptq(options: GptqOptions): Quantizer {
         if (context.signal?.aborted) throw new AbortError();
         const statistics = context.statistics(layer.name);
         const hessian = statistics.hessian;
-        if (!hessian) throw new InvalidArgumentError('statistics', `no Hessian was observed for layer '${layer.name}'; GPTQ requires { kind: 'hessian' }`);
+        if (!hessian) throw new InvalidArgumentError('statistics', `no Hessian was observed for layer '${layer.name}'; ${id} requires { kind: 'hessian' }`);
+        const cross = asymmetric ? statistics.floatInputCross : undefined;
+        if (asymmetric && !cross) throw new InvalidArgumentError('statistics', `no float-input cross term was observed for layer '${layer.name}'; ${id} requires { kind: 'float-input-cross' }`);
         // A bit plan's assignment (from an allocate step) overrides the step's own format and granularity.
         const a = layer.assignment;
         const settings: GptqOptions = a ? { ...options, format: a.format, ...(a.granularity ? { granularity: a.granularity } : {}) } : options;
@@ -42,12 +55,17 @@ export function gptq(options: GptqOptions): Quantizer {
           const { format, granularity, scaleEncoding } = settings;
           const fallback = await rtn({ format, ...(granularity ? { granularity } : {}), ...(scaleEncoding ? { scaleEncoding } : {}) }).run({ layers: [layer], statistics: () => statistics });
           layers.push(fallback.layers[0]!);
-          warnings.push({ step: 'gptq', layer: layer.name, message: 'no calibration token reached this layer; rounded to nearest instead (rtn-fallback)' });
+          warnings.push({ step: id, layer: layer.name, message: 'no calibration token reached this layer; rounded to nearest instead (rtn-fallback)' });
           context.progress?.(index + 1, total, layer.name);
           continue;
         }
-        const result = await gptqQuantizeLayer(layer.weight, hessian, { ...settings, ...(context.signal ? { signal: context.signal } : {}) });
-        for (const warning of result.warnings) warnings.push({ ...warning, layer: layer.name });
+        const result = await gptqQuantizeLayer(
+          layer.weight,
+          hessian,
+          { ...settings, ...(context.signal ? { signal: context.signal } : {}) },
+          cross ? { cross, alpha: asymmetric!.alpha } : undefined,
+        );
+        for (const warning of result.warnings) warnings.push({ ...warning, step: id, layer: layer.name });
         layers.push({ ...layer, weight: result.weight, stored: { kind: 'grid', tensor: result.quantized }, bitsPerWeight: result.bitsPerWeight });
         context.progress?.(index + 1, total, layer.name);
       }

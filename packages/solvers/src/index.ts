@@ -1,6 +1,8 @@
-export type { GptqOptions, GptqLayerResult } from './gptq-quantize-layer.js';
+export type { GptqOptions, GptqLayerResult, AsymmetricCalibration } from './gptq-quantize-layer.js';
 export { gptqQuantizeLayer } from './gptq-quantize-layer.js';
 export { gptq } from './gptq.js';
+export type { GptaqOptions } from './gptaq.js';
+export { gptaq } from './gptaq.js';
 export type { DampedInverseFactorOptions, DampedInverseFactor } from './damped-inverse-factor.js';
 export { dampedInverseFactor } from './damped-inverse-factor.js';
 export { actOrderPermutation } from './act-order.js';
@@ -12,3 +14,8 @@ export { hqq } from './hqq.js';
 export type { QuantEaseOptions, QuantEaseLayerResult } from './quant-ease-quantize-layer.js';
 export { quantEaseQuantizeLayer } from './quant-ease-quantize-layer.js';
 export { quantEase } from './quant-ease.js';
+// Recipe step definitions (zod options schema + factory), assembled into registries by the CLI or by users.
+export { gptqStep } from './gptq-step.js';
+export { gptaqStep } from './gptaq-step.js';
+export { hqqStep } from './hqq-step.js';
+export { quantEaseStep } from './quant-ease-step.js';

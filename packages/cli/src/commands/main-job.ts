@@ -8,7 +8,7 @@ import { runRecipe, type RecipeReport } from '@bitsmith/recipe';
 import { rotateModel } from '@bitsmith/rotation';
 import { gptq } from '@bitsmith/solvers';
 import { outputSinks, parseIntegerOption, type CommandOutput } from '../command-output.js';
-import { renderReportHtml } from '../report-html.js';
+import { renderReportHtml } from '@bitsmith/recipe';
 import { withActivationCapture, type ActivationSummary } from '../activation-summary.js';
 import { sotuSentenceSplits } from '../sotu-sentences.js';
 import { defaultTfjsModelPath } from './survey.js';

@@ -149,6 +149,24 @@ describe.skipIf(SKIP)('bitsmith quantize on tinystories-656k', () => {
     expect(meta.recipe.text).toContain("re:model\\.layers\\.(1)\\.(self_attn\\.v_proj|mlp\\.down_proj)");
     expect(printed.join('')).toMatch(/gguf Q4_K_M: 1 quantized, 12 exact, 2 re-quantized/);
   });
+
+  it('preset transformers.js-q4 with --save onnx,fake writes the transformers.js folder (AWQ + GPTQ codes) and the fake-quant folder from one run', async () => {
+    const quiet = { stdout: () => undefined, stderr: () => undefined };
+    const out = join(tmp, 'tjs');
+    await expect(quantizeCommand({ model: MODEL, preset: 'transformers.js-q4', out, samples: '2', seqLen: '32' }, undefined, quiet)).rejects.toThrow(/needs calibration text/);
+    await quantizeCommand({ model: MODEL, preset: 'transformers.js-q4', save: 'onnx,fake', calibration: join(SHARED, 'data', 'calib.txt'), out, samples: '2', seqLen: '32' }, undefined, quiet);
+    for (const file of ['onnx/model_q4.onnx', 'onnx/model_q4f16.onnx', 'onnx/model.onnx', 'config.json', 'tokenizer.json', 'generation_config.json']) expect(existsSync(join(out, 'onnx', file)), file).toBe(true);
+    expect(JSON.parse(readFileSync(join(out, 'onnx', 'config.json'), 'utf8'))['transformers.js_config'].dtype).toBe('q4');
+    const { readMatMulNBits } = await import('@bitsmith/formats');
+    const packed = await readMatMulNBits(join(out, 'onnx', 'onnx', 'model_q4.onnx'));
+    const fake = await openSafetensors(join(out, 'fake', 'model.safetensors'));
+    const name = 'model.layers.1.mlp.down_proj';
+    expect(packed.get(name)!.granularity).toEqual({ type: 'group', size: 32 });
+    expect(Array.from(dequantize(packed.get(name)!).data)).toEqual(Array.from((await fake.readTensor(`${name}.weight`)).data));
+    await fake.close();
+    const record = JSON.parse(readFileSync(join(out, 'onnx', 'quantization.json'), 'utf8'));
+    expect(record.report.layers.map((l: { steps: string[] }) => l.steps.join('+'))).toContain('awq+gptq');
+  });
 });
 
 describe('bitsmith quantize: fused checkpoint tensors', () => {

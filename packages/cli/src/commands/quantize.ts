@@ -4,8 +4,8 @@ import { join } from 'node:path';
 import type { Command } from 'commander';
 import cliProgress from 'cli-progress';
 import { defaultBackend, disposeDefaultBackend } from '@bitsmith/linalg';
-import { formatName, type Granularity, type QuantizedTensor, type StoredForm, type StoredKind } from '@bitsmith/core';
-import { exportableGrids, GGUF_ARCHITECTURES, GGUF_MODEL_TYPES, imatrixImportance, readImatrix, refuseDeclaredKinds, saveCompressedTensors, saveGgufModel, saveGptq, saveOnnxModel, type GgufModelType } from '@bitsmith/formats';
+import { formatName, UnsupportedFormatError, type Granularity, type QuantizedTensor, type StoredForm, type StoredKind } from '@bitsmith/core';
+import { exportableGrids, exportableStoredForms, GGUF_ARCHITECTURES, GGUF_MODEL_TYPES, imatrixImportance, readImatrix, refuseDeclaredKinds, saveCompressedTensors, saveGgufModel, saveGptq, saveTransformersJsModel, type GgufModelType } from '@bitsmith/formats';
 import { architectureMapping, evaluateLanguageModel, llamaQuantizableModel, loadLlamaConfig, loadLlamaGraph, loadLlamaModel, writeSafetensors, type LlamaGraph, type LlamaModel } from '@bitsmith/models';
 import { withActivationCapture, type ActivationSummary } from '../activation-summary.js';
 import { evalSummary } from './eval.js';
@@ -55,7 +55,7 @@ async function recipeSource(options: QuantizeOptions): Promise<{ name: string; f
   if (options.recipe !== undefined && options.preset !== undefined) throw new OptionError('--preset', 'give either --recipe or --preset, not both');
   if (options.preset !== undefined) {
     const preset = resolvePreset(options.preset);
-    if (options.save !== undefined && options.save !== 'fake' && options.save !== preset.save) {
+    if (options.save !== undefined && options.save !== 'fake' && !options.save.split(',').includes(preset.save)) {
       throw new OptionError('--save', `preset ${preset.name} saves ${preset.save}; got --save ${options.save}`);
     }
     const text = preset.recipeFor ? preset.recipeFor((await loadLlamaConfig(options.model)).numHiddenLayers) : preset.recipe;
@@ -93,6 +93,17 @@ export interface QuantizeOptions {
   eval?: string;
   /** Replace a non-empty `out` (atomically, once the run succeeded). Default false. */
   overwrite?: boolean;
+}
+
+/**
+ * The formats of one run: `--save a,b` (several formats, each written to `--out/<format>/`), the preset's format
+ * (plus the others listed), or `fake`.
+ */
+export function saveFormats(options: Pick<QuantizeOptions, 'save'>, preset?: QuantizePreset): SaveFormat[] {
+  const listed = options.save === undefined ? [] : options.save.split(',').map((f) => f.trim());
+  const saves = [...new Set(preset ? [preset.save, ...listed.filter((f) => f !== 'fake' || listed.length > 1)] : listed.length > 0 ? listed : ['fake'])];
+  for (const save of saves) if (!(SAVE_FORMATS as readonly string[]).includes(save)) throw new OptionError('--save', `must be one of ${SAVE_FORMATS.join(', ')} (or several, comma-separated); got '${options.save}'`);
+  return saves as SaveFormat[];
 }
 
 /** Output formats of `bitsmith quantize --save`. */
@@ -199,9 +210,8 @@ export function declaredStoredKinds(recipe: Recipe): { step: string; stores?: re
 export async function runQuantizeJob(options: QuantizeOptions, registry: StepRegistry = defaultRegistry, output: CommandOutput = {}): Promise<QuantizeJob> {
   const { stdout, stderr } = outputSinks(output);
   const source = await recipeSource(options);
-  const save = (source.preset?.save ?? options.save ?? 'fake') as SaveFormat;
-  if (!SAVE_FORMATS.includes(save)) throw new OptionError('--save', `must be one of ${SAVE_FORMATS.join(', ')}; got '${options.save}'`);
-  resolveGgufType(options, source, save);
+  const saves = saveFormats(options, source.preset);
+  for (const save of saves) resolveGgufType(options, source, save);
   const samples = parseIntegerOption('--samples', options.samples, 1);
   const sequenceLength = parseIntegerOption('--seq-len', options.seqLen, 2);
   const parsed = source.text === undefined ? undefined : parseRecipe(source.text, registry, source.file);
@@ -210,20 +220,24 @@ export async function runQuantizeJob(options: QuantizeOptions, registry: StepReg
     const needy = recipe.stages.filter((s) => s.step.requires.length > 0).map((s) => s.step.id);
     throw new OptionError('--calibration', `recipe ${recipe.name} needs calibration text (step ${[...new Set(needy)].join(', ')} uses statistics of the layers' inputs); data-free recipes (rtn, hqq) run without it`);
   }
-  if (recipe) refuseDeclaredKinds(save, declaredStoredKinds(recipe));
-  if (recipe && (save === 'compressed-tensors' || save === 'gptq' || save === 'gptq-v2' || save === 'onnx') && !recipe.stages.some((s) => s.step.kind === 'quantize')) {
-    throw new OptionError('--save', `${save} stores quantized layers, but recipe ${recipe.name} has no quantize step; use --save fake or add one`);
+  for (const save of saves) {
+    if (recipe) refuseDeclaredKinds(save, declaredStoredKinds(recipe));
+    if (recipe && (save === 'compressed-tensors' || save === 'gptq' || save === 'gptq-v2' || save === 'onnx') && !recipe.stages.some((s) => s.step.kind === 'quantize')) {
+      throw new OptionError('--save', `${save} stores quantized layers, but recipe ${recipe.name} has no quantize step; use --save fake or add one`);
+    }
   }
   const backend = await defaultBackend();
   const modelType = (await loadLlamaConfig(options.model)).modelType;
   const fused = Object.keys(architectureMapping(modelType).fused);
-  if ((save === 'compressed-tensors' || save === 'gptq' || save === 'gptq-v2') && fused.length > 0) {
+  const named = saves.find((save) => save === 'compressed-tensors' || save === 'gptq' || save === 'gptq-v2');
+  if (named && fused.length > 0) {
+    const save = named;
     // Refused before any work: these formats name quantized modules, and the split layers would not match the fused ones.
     throw new OptionError('--save', `${save} writes quantized layers under their module names, but ${modelType} stores ${fused.join(' and ')} fused (split into separate layers here); re-fusing quantized layers is not supported yet: use --save fake or onnx`);
   }
   const loaded = await loadLlamaModel(options.model, { backend });
   for (const w of loaded.warnings) stderr(`warning: ${w.message}\n`);
-  if (save === 'gguf' && !GGUF_ARCHITECTURES.includes(loaded.config.modelType)) {
+  if (saves.includes('gguf') && !GGUF_ARCHITECTURES.includes(loaded.config.modelType)) {
     throw new OptionError('--save', `gguf writes ${GGUF_ARCHITECTURES.join(' and ')} models; ${options.model} is ${loaded.config.modelType}`);
   }
   if (recipe && options.calibration !== undefined && sequenceLength > loaded.config.maxPositionEmbeddings) {
@@ -316,8 +330,9 @@ export async function writeQuantizedModel(
   const { stdout } = outputSinks(output);
   const { source, recipe, loaded, stored, protocol, settings, activations, evaluation, calibrationWarnings } = job;
   let report = job.report;
-  const save = (source.preset?.save ?? options.save ?? 'fake') as SaveFormat;
-  if (!SAVE_FORMATS.includes(save)) throw new OptionError('--save', `must be one of ${SAVE_FORMATS.join(', ')}; got '${options.save}'`);
+  // The caller names one format (quantizeCommand resolves presets and lists into single formats).
+  const save = (options.save ?? source.preset?.save ?? 'fake') as SaveFormat;
+  if (!SAVE_FORMATS.includes(save)) throw new OptionError('--save', `writes one of ${SAVE_FORMATS.join(', ')} at a time; got '${options.save}'`);
   const ggufType = resolveGgufType(options, source, save);
 
   const onlineTransforms = loaded.graph
@@ -328,7 +343,8 @@ export async function writeQuantizedModel(
   if (save !== 'fake' && kvCaches.length > 0) {
     throw new OptionError('--save', `${save} cannot express a quantized key/value cache (the recipe's kvCache); use --save fake`);
   }
-  if (save !== 'fake' && onlineTransforms.length > 0) {
+  // onnx writes online Hadamards and integer activation quantizers as graph nodes (it refuses the others by name).
+  if (save !== 'fake' && save !== 'onnx' && onlineTransforms.length > 0) {
     throw new OptionError('--save', `${save} cannot express run-time input transforms (${onlineTransforms.length} layers have one, e.g. ${onlineTransforms[0]!.layer}); use --save fake or a recipe whose rotations fuse into the weights`);
   }
   const quantized = exportableGrids(save, stored);
@@ -362,8 +378,12 @@ export async function writeQuantizedModel(
           : await saveGptq(out, exported, { checkpointFormat: save === 'gptq' ? 'gptq' : 'gptq_v2' });
       for (const w of saved.warnings) saveWarnings.push(`${w.layer ? `[${w.layer}] ` : ''}${w.message}`);
     } else if (save === 'onnx') {
-      await saveOnnxModel(out, loaded.graph, quantized);
-      await writeFile(join(out, 'config.json'), `${JSON.stringify(config, null, 2)}\n`);
+      // transformers.js layout: onnx/model_q4.onnx (+ q4f16, fp32), config.json with transformers.js_config, tokenizer.
+      const saved = await saveTransformersJsModel(out, loaded.graph, exportableStoredForms('onnx', stored), { config, copyFrom: options.model }).catch((error: unknown) => {
+        if (UnsupportedFormatError.isInstance(error) && onlineTransforms.length > 0) throw new OptionError('--save', `onnx cannot express the recipe's run-time input transforms: ${error.message}; use --save fake`);
+        throw error;
+      });
+      saveWarnings.push(...Object.entries(saved.files).map(([dtype, f]) => `onnx ${dtype}: ${f!.path.replace(/^.*\/onnx\//, 'onnx/')} (${(f!.bytes / 2 ** 20).toFixed(1)} MiB)`));
     } else {
       const started = performance.now();
       const importance = options.imatrix === undefined ? undefined : imatrixImportance(await readImatrix(options.imatrix));
@@ -404,12 +424,24 @@ export async function quantizeCommand(options: QuantizeOptions, registry: StepRe
   // Every option and the output folder are checked before any work; the output is staged beside --out and renamed
   // onto it only when complete, so a failed or killed run leaves --out as it was.
   const source = await recipeSource(options);
-  resolveGgufType(options, source, (source.preset?.save ?? options.save ?? 'fake') as SaveFormat, true);
+  const saves = saveFormats(options, source.preset);
+  resolveGgufType(options, source, saves.includes('gguf') ? 'gguf' : saves[0]!, true);
   const inputs = [options.model, ...(options.eval !== undefined ? [options.eval] : []), ...(options.recipe !== undefined ? [options.recipe] : []), ...(options.calibration !== undefined ? [options.calibration] : []), ...(options.imatrix !== undefined ? [options.imatrix] : [])];
   const staged = await stageOutputFolder(options.out, { inputs, overwrite: options.overwrite ?? false });
   try {
     const job = await runQuantizeJob(options, registry, output);
-    return await writeQuantizedModel(job, options, output, (write) => writeOutputFolder(staged, write));
+    if (saves.length === 1) return await writeQuantizedModel(job, { ...options, save: saves[0]! }, output, (write) => writeOutputFolder(staged, write));
+    // Several formats: each in its own subfolder of --out, committed together.
+    let report = job.report;
+    await writeOutputFolder(staged, async (dir) => {
+      for (const save of saves) {
+        report = await writeQuantizedModel(job, { ...options, save }, output, async (write) => {
+          await mkdir(join(dir, save), { recursive: true });
+          await write(join(dir, save));
+        });
+      }
+    });
+    return report;
   } finally {
     await staged.discard();
   }
@@ -431,7 +463,7 @@ export function registerQuantize(program: Command, registry: StepRegistry = defa
     .option('--samples <n>', 'calibration sequences', '128')
     .option('--seq-len <n>', 'tokens per calibration sequence, BOS included', '128')
     .option('--calibration-seed <n>', 'sample the calibration windows at random offsets with this seed (default: consecutive chunks from the start)')
-    .option('--save <format>', `output: ${SAVE_FORMATS.join(', ')} (default fake: float32 weights on the grid)`)
+    .option('--save <formats>', `output: ${SAVE_FORMATS.join(', ')}, or several comma-separated (each written to --out/<format>/); default fake: float32 weights on the grid; onnx writes the transformers.js layout (onnx/model_q4.onnx, model_q4f16.onnx, model.onnx)`)
     .option('--gguf-type <type>', `GGUF tensor type for --save gguf (${GGUF_MODEL_TYPES.join(', ')}; default Q4_K)`)
     .option('--imatrix <file>', "llama.cpp importance matrix (bitsmith imatrix, or llama-imatrix's .gguf/.dat) for --save gguf: weighs the k-quant and IQ4 fits as llama-quantize --imatrix does")
     .option('--eval <file>', 'held-out text: after quantizing, report perplexity, KL and top-1 agreement against the original model')

@@ -3,7 +3,7 @@ import writeFileAtomic from 'write-file-atomic';
 import { basename, join } from 'node:path';
 import type { Command } from 'commander';
 import { outputSinks, OptionError, type CommandOutput } from '../command-output.js';
-import { compareReportViews, renderReportHtml, reportView } from '../report-html.js';
+import { compareReportViews, renderReportHtml, reportView } from '@bitsmith/recipe';
 
 /**
  * Writes `report.html` into a quantization output folder: from `report.json` (the main job) or `quantization.json`

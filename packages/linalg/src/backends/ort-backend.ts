@@ -3,6 +3,7 @@ import { BackendUnavailableError } from '../backend-unavailable-error.js';
 import { checkFwhtArguments, checkGemmArguments, checkGramArguments } from './check-arguments.js';
 import { fwhtRadix4 } from './fwht-radix4.js';
 import { addLowerBlock, addLowerBlockPair, gemmEpilogue, mirrorLower, scaleGram } from './gram-accumulate.js';
+import { nodeBuiltin } from '../node-builtin.js';
 import { buildGemmModel, buildGramModel, gramBlocks, ONNX_DOUBLE, ONNX_FLOAT, type Onnx } from './ort-graph.js';
 
 // The few parts of onnxruntime-node's API this backend uses, declared here so that neither the build nor the
@@ -103,12 +104,9 @@ async function loadOnnx(): Promise<Onnx> {
 }
 
 async function defaultThreads(): Promise<number> {
-  try {
-    const os = await import('node:os');
-    return typeof os.availableParallelism === 'function' ? os.availableParallelism() : os.cpus().length;
-  } catch {
-    return 1;
-  }
+  const os = await nodeBuiltin<typeof import('node:os')>('os');
+  if (!os) return 1;
+  return typeof os.availableParallelism === 'function' ? os.availableParallelism() : os.cpus().length;
 }
 
 /** A view of exactly `length` elements that onnxruntime can read or write: copies when the array lives on a `SharedArrayBuffer` (which the N-API binding rejects). */

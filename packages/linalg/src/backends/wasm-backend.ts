@@ -2,6 +2,7 @@ import type { Backend, BackendOptions, FwhtArguments, GemmArguments, GramArgumen
 import { checkFwhtArguments, checkGemmArguments, checkGramArguments } from './check-arguments.js';
 import { MAX_PAGES, PAGE_BYTES, WasmArena, wasmApi, type WasmMemory, type WasmModule } from './wasm-memory.js';
 import { ARGUMENTS_OFFSET, KERNEL_NAMES, WORKER_SOURCE } from './wasm-worker.js';
+import { nodeBuiltin } from '../node-builtin.js';
 
 /** Options of {@link createWasmBackend}. */
 export interface WasmBackendOptions extends BackendOptions {
@@ -55,19 +56,24 @@ const GRAM_ROW_QUANTUM = 256;
 
 const workerNames: readonly KernelName[] = KERNEL_NAMES;
 
-async function readKernelFile(file: string): Promise<Uint8Array> {
-  // `../wasm` from a bundled dist/*.js file, `../../wasm` from src/backends/*.ts (vitest, tsx).
-  const candidates = [new URL(`../wasm/${file}`, import.meta.url), new URL(`../../wasm/${file}`, import.meta.url)];
-  let readFile: ((url: URL) => Promise<Uint8Array>) | undefined;
-  try {
-    readFile = (await import('node:fs/promises')).readFile;
-  } catch {
-    // Not Node: fetch the file instead.
-  }
+/**
+ * The URLs of the two kernel builds. Each is written as `new URL('./literal.wasm', import.meta.url)` so that Vite,
+ * webpack and Parcel see the asset, copy it into the build and rewrite the URL; tsup's build copies the files next to
+ * `dist/*.js` (scripts/build-wasm.mjs). esbuild leaves the expression as it is: copy `dist/*.wasm` next to the bundle
+ * (examples/browser/build.mjs does).
+ */
+function kernelUrls(file: 'kernels.wasm' | 'kernels-relaxed.wasm'): URL[] {
+  const bundled = file === 'kernels.wasm' ? new URL('./kernels.wasm', import.meta.url) : new URL('./kernels-relaxed.wasm', import.meta.url);
+  // `../../wasm` from src/backends/*.ts (vitest, tsx run the sources; the built files are in packages/linalg/wasm).
+  return [bundled, new URL(`../../wasm/${file}`, import.meta.url)];
+}
+
+async function readKernelFile(file: 'kernels.wasm' | 'kernels-relaxed.wasm'): Promise<Uint8Array> {
+  const fs = await nodeBuiltin<typeof import('node:fs/promises')>('fs/promises');
   let lastError: unknown;
-  for (const url of candidates) {
+  for (const url of kernelUrls(file)) {
     try {
-      if (readFile && url.protocol === 'file:') return await readFile(url);
+      if (fs && url.protocol === 'file:') return await fs.readFile(url);
       const response = await fetch(url);
       if (response.ok) return new Uint8Array(await response.arrayBuffer());
       lastError = new Error(`${url.href}: HTTP ${response.status}`);
@@ -75,16 +81,12 @@ async function readKernelFile(file: string): Promise<Uint8Array> {
       lastError = error;
     }
   }
-  throw new Error(`cannot find the wasm kernels (${file}) next to the @bitsmith/linalg module`, { cause: lastError });
+  throw new Error(`cannot find the wasm kernels (${file}) next to the @bitsmith/linalg module (bundling with esbuild? copy node_modules/@bitsmith/linalg/dist/*.wasm next to the bundle)`, { cause: lastError });
 }
 
 /** `node:v8` when available (Node), for the few V8 flags the kernels need. */
-async function nodeV8(): Promise<{ setFlagsFromString(flags: string): void } | undefined> {
-  try {
-    return await import('node:v8');
-  } catch {
-    return undefined; // not Node
-  }
+function nodeV8(): Promise<{ setFlagsFromString(flags: string): void } | undefined> {
+  return nodeBuiltin<typeof import('node:v8')>('v8');
 }
 
 /**
@@ -116,12 +118,9 @@ async function compileKernels(relaxedSimd: boolean): Promise<WasmModule> {
 }
 
 async function defaultThreads(): Promise<number> {
-  try {
-    const os = await import('node:os');
-    return typeof os.availableParallelism === 'function' ? os.availableParallelism() : Math.max(1, os.cpus().length);
-  } catch {
-    return 1;
-  }
+  const os = await nodeBuiltin<typeof import('node:os')>('os');
+  if (!os) return 1;
+  return typeof os.availableParallelism === 'function' ? os.availableParallelism() : Math.max(1, os.cpus().length);
 }
 
 /** Splits [0, total) into at most `parts` ranges whose bounds are multiples of `quantum` (but the last). */
@@ -469,11 +468,10 @@ export async function createWasmBackend(options: WasmBackendOptions = {}): Promi
   let threads = Math.min(MAX_THREADS, requested);
   let Worker: typeof import('node:worker_threads').Worker | undefined;
   if (threads > 1) {
-    try {
-      Worker = (await import('node:worker_threads')).Worker;
-    } catch (cause) {
+    Worker = (await nodeBuiltin<typeof import('node:worker_threads')>('worker_threads'))?.Worker;
+    if (!Worker) {
       // Without worker_threads (a browser) the backend runs on the calling thread, unless threads were asked for.
-      if (options.threads !== undefined) throw new Error('the wasm backend needs node:worker_threads for threads > 1', { cause });
+      if (options.threads !== undefined) throw new Error('the wasm backend needs node:worker_threads for threads > 1');
       threads = 1;
     }
   }

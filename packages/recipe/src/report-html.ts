@@ -1,4 +1,11 @@
-/** Escapes text for HTML content and attribute values. */
+/**
+ * Escapes text for HTML content and attribute values.
+ *
+ * @example
+ * ```ts
+ * escapeHtml('<b> & "x"'); // '&lt;b&gt; &amp; &quot;x&quot;'
+ * ```
+ */
 export function escapeHtml(text: unknown): string {
   return String(text).replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
 }
@@ -80,6 +87,12 @@ function activationRows(list: unknown): ReportActivation[] {
  * Normalises a report file into a {@link ReportView}: the main job's `report.json` (`kind: 'bitsmith-main-job'`) or
  * the `quantization.json` that `bitsmith quantize` writes (`{ recipe, model, protocol, report }`; its runner report
  * may carry `activations`, per-layer input statistics).
+ *
+ * @example
+ * ```ts
+ * const view = reportView(JSON.parse(await (await fetch('out/quantization.json')).text()));
+ * view.runs[0].layers.length;
+ * ```
  */
 export function reportView(data: unknown): ReportView {
   const d = (data ?? {}) as Json;

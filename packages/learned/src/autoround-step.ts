@@ -1,0 +1,31 @@
+import { z } from 'zod';
+import { defineStep, definedOptions, quantizationOptions, resolveQuantization } from '@bitsmith/core';
+import { autoRound } from './autoround.js';
+
+/**
+ * The `autoround` recipe step ({@link autoRound}, arXiv 2309.05516): `bits|format` (uniform integers),
+ * `groupSize|granularity`, `iterations` (200), `learningRate` (1/iterations), `scaleLearningRate`, `batchSize` (8),
+ * `seed`, `optimizer` sign-sgd|adam, `schedule`, `learnClipping`, `bestIterate`.
+ *
+ * @example
+ * ```ts
+ * const step = autoRoundStep.create(autoRoundStep.options.parse({ bits: 4, groupSize: 128, iterations: 200 }));
+ * ```
+ */
+export const autoRoundStep = defineStep({
+  description:
+    'AutoRound (@bitsmith/learned): signed gradient descent on rounding offsets and min/max clipping against the block output; bits|format (uniform integers), groupSize|granularity, iterations (200), learningRate (1/iterations), batchSize (8), seed, optimizer sign-sgd|adam, learnClipping, bestIterate',
+  options: quantizationOptions.extend({
+    iterations: z.number().int().nonnegative().optional(),
+    learningRate: z.number().positive().optional(),
+    scaleLearningRate: z.number().positive().optional(),
+    batchSize: z.number().int().positive().optional(),
+    seed: z.number().int().nonnegative().optional(),
+    optimizer: z.enum(['sign-sgd', 'adam']).optional(),
+    schedule: z.enum(['constant', 'linear', 'cosine']).optional(),
+    learnClipping: z.boolean().optional(),
+    bestIterate: z.boolean().optional(),
+  }),
+  create: ({ iterations, learningRate, scaleLearningRate, batchSize, seed, optimizer, schedule, learnClipping, bestIterate, ...rest }) =>
+    autoRound({ ...resolveQuantization(rest), ...definedOptions({ iterations, learningRate, scaleLearningRate, batchSize, seed, optimizer, schedule, learnClipping, bestIterate }) }),
+});

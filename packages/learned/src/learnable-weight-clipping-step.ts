@@ -1,0 +1,23 @@
+import { z } from 'zod';
+import { defineStep, definedOptions, quantizationOptions, resolveQuantization } from '@bitsmith/core';
+import { learnableWeightClipping } from './learnable-weight-clipping.js';
+
+/**
+ * The `lwc` recipe step ({@link learnableWeightClipping}, OmniQuant arXiv 2308.13137): `bits|format`,
+ * `groupSize|granularity`, `iterations` (200), `learningRate` (5e-3), `batchSize` (8), `seed`.
+ *
+ * @example
+ * ```ts
+ * const step = learnableWeightClippingStep.create(learnableWeightClippingStep.options.parse({ bits: 3, groupSize: 128 }));
+ * ```
+ */
+export const learnableWeightClippingStep = defineStep({
+  description: 'OmniQuant-style learnable weight clipping (@bitsmith/learned): min/max clipping per group learned against the block output with Adam; bits|format, groupSize|granularity, iterations (200), learningRate (5e-3), batchSize (8), seed',
+  options: quantizationOptions.extend({
+    iterations: z.number().int().nonnegative().optional(),
+    learningRate: z.number().positive().optional(),
+    batchSize: z.number().int().positive().optional(),
+    seed: z.number().int().nonnegative().optional(),
+  }),
+  create: ({ iterations, learningRate, batchSize, seed, ...rest }) => learnableWeightClipping({ ...resolveQuantization(rest), ...definedOptions({ iterations, learningRate, batchSize, seed }) }),
+});

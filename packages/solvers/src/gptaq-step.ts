@@ -1,0 +1,27 @@
+import { z } from 'zod';
+import { defineStep, definedOptions, quantizationOptions, rangeSearchOptions, resolveQuantization } from '@bitsmith/core';
+import { gptaq } from './gptaq.js';
+
+/**
+ * The `gptaq` recipe step ({@link gptaq}, arXiv 2504.02692): GPTQ's options (`bits|format`, `groupSize|granularity`,
+ * `dampening`, `maxDampening`, `blockSize`, `actOrder`, `staticGroups`, `rangeSearch`) and `alpha` (0.25).
+ *
+ * @example
+ * ```ts
+ * const step = gptaqStep.create(gptaqStep.options.parse({ bits: 4, groupSize: 128 }));
+ * ```
+ */
+export const gptaqStep = defineStep({
+  description: 'GPTAQ, GPTQ fitted to the float model\'s outputs (asymmetric calibration, @bitsmith/solvers): GPTQ\'s options and alpha (0.25)',
+  options: quantizationOptions.extend({
+    alpha: z.number().min(0).max(1).optional(),
+    dampening: z.number().positive().optional(),
+    maxDampening: z.number().positive().optional(),
+    blockSize: z.number().int().positive().optional(),
+    actOrder: z.boolean().optional(),
+    staticGroups: z.boolean().optional(),
+    rangeSearch: rangeSearchOptions.optional(),
+  }),
+  create: ({ alpha, dampening, maxDampening, blockSize, actOrder, staticGroups, rangeSearch, ...rest }) =>
+    gptaq({ ...resolveQuantization(rest), ...definedOptions({ alpha, dampening, maxDampening, blockSize, actOrder, staticGroups, rangeSearch }) }),
+});

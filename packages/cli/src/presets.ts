@@ -17,7 +17,8 @@ export interface QuantizePreset {
 }
 
 /**
- * The recipe of the `llama.cpp-q4_k_m` preset for a model of `layers` layers: GPTQ (arXiv:2210.17323) onto the grids
+ * A recipe for a model of `layers` layers (measured, not the preset: on llama-docs-29m it lost to the imatrix-weighted
+ * k-quants, KL 0.0121 vs 0.0108 to the F16 model): GPTQ (arXiv:2210.17323) onto the grids
  * of llama.cpp's Q4_K_M mixture, so that the GGUF export re-derives the k-quant scales from GPTQ's result instead of
  * rounding again: 4-bit symmetric groups of 32 (Q4_K's sub-blocks) everywhere, 6-bit symmetric groups of 16 (Q6_K's)
  * for `v_proj` and `down_proj` in the layers where Q4_K_M spends Q6_K.
@@ -47,8 +48,10 @@ export function llamaCppQ4KMRecipe(layers: number): string {
  *   tokenizer). Needs `--calibration`. On llama-docs-29m it has lower perplexity in transformers.js than onnxruntime's
  *   block-32 RTN at the same size (docs/formats.md).
  * - `llama.cpp-q4_k_m`: a GGUF file with llama.cpp's Q4_K_M mixture (Q4_K; Q6_K for the output or tied embeddings and
- *   for attn_v / ffn_down in the layers llama.cpp picks), calibrated: GPTQ onto those grids ({@link llamaCppQ4KMRecipe}),
- *   the k-quant scales re-derived from GPTQ's result. Needs `--calibration`.
+ *   for attn_v / ffn_down in the layers llama.cpp picks), quantized from the float weights with ggml's quantizers, as
+ *   `llama-quantize` does; with `--imatrix FILE` (from `bitsmith imatrix`) importance-weighted, as `llama-quantize
+ *   --imatrix` does. On llama-docs-29m this beat GPTQ onto the same grids ({@link llamaCppQ4KMRecipe}: KL 0.0108 vs
+ *   0.0121 to the F16 model, docs/formats.md), so the preset quantizes from the float weights.
  *
  * `w8a8` is refused: bitsmith simulates W8A8 (recipes with `inputActivations`, see examples/recipes/w8a8-*.yaml and
  * docs/activations.md) but none of these export formats carries activation scales yet.
@@ -70,9 +73,8 @@ export const PRESETS: Readonly<Record<string, QuantizePreset>> = {
   },
   'llama.cpp-q4_k_m': {
     name: 'llama.cpp-q4_k_m',
-    description: "llama.cpp's Q4_K_M mixture (Q4_K; Q6_K for output and some attn_v/ffn_down), GPTQ onto those grids, k-quant scales re-derived from GPTQ's result",
-    recipe: llamaCppQ4KMRecipe(32),
-    recipeFor: llamaCppQ4KMRecipe,
+    description: "llama.cpp's Q4_K_M mixture (Q4_K; Q6_K for output and some attn_v/ffn_down) from the float weights, as llama-quantize does; with --imatrix FILE (bitsmith imatrix) importance-weighted as llama-quantize --imatrix",
+    recipe: undefined,
     save: 'gguf',
     ggufType: 'Q4_K_M',
   },

@@ -8,6 +8,7 @@ import { readGguf } from '@bitsmith/formats';
 import { evaluateLanguageModel, loadLlamaGraph, loadLlamaModel, openSafetensors } from '@bitsmith/models';
 import { afterAll, describe, expect, it } from 'vitest';
 import { installOnlineTransforms } from '../online-transforms.js';
+import { llamaCppQ4KMRecipe } from '../presets.js';
 import { quantizeCommand } from './quantize.js';
 
 const SHARED = process.env.BITSMITH_SHARED ? resolve(process.env.BITSMITH_SHARED) : resolve(dirname(fileURLToPath(import.meta.url)), '../../../../../shared');
@@ -126,16 +127,13 @@ describe.skipIf(SKIP)('bitsmith quantize on tinystories-656k', () => {
     );
   });
 
-  it('presets: w8a8 is refused naming the missing activation export; llama.cpp-q4_k_m runs GPTQ onto the Q4_K_M grids and carries them', async () => {
+  it('presets: w8a8 is refused naming the missing activation export; llama.cpp-q4_k_m writes the Q4_K_M mixture', async () => {
     const quiet = { stdout: () => undefined, stderr: () => undefined };
     await expect(quantizeCommand({ model: MODEL, preset: 'w8a8', out: join(tmp, 'z'), samples: '2', seqLen: '32' }, undefined, quiet)).rejects.toThrow(/carries activation scales/);
     await expect(quantizeCommand({ model: MODEL, preset: 'w5', out: join(tmp, 'z'), samples: '2', seqLen: '32' }, undefined, quiet)).rejects.toThrow(/unknown preset 'w5'; known: w4a16/);
-    await expect(quantizeCommand({ model: MODEL, preset: 'llama.cpp-q4_k_m', out: join(tmp, 'z'), samples: '2', seqLen: '32' }, undefined, quiet)).rejects.toThrow(/needs calibration text \(step gptq/);
     const out = join(tmp, 'q4km');
-    const printed: string[] = [];
-    await quantizeCommand({ model: MODEL, preset: 'llama.cpp-q4_k_m', calibration: join(SHARED, 'data', 'calib.txt'), out, samples: '2', seqLen: '32' }, undefined, { stdout: (t) => printed.push(t), stderr: () => undefined });
-    const file = await readGguf(join(out, 'model.gguf'));
-    const types = new Map(file.tensors.map((t) => [t.name, t.type]));
+    await quantizeCommand({ model: MODEL, preset: 'llama.cpp-q4_k_m', out, samples: '2', seqLen: '32' }, undefined, quiet);
+    const types = new Map((await readGguf(join(out, 'model.gguf'))).tensors.map((t) => [t.name, t.type]));
     // 2 layers: llama.cpp's use_more_bits is true for layer 1 only (1 >= 7*2/8 = 1 in C); rows of 128 and 384 do not
     // split into 256-blocks, so Q6_K falls back to Q8_0 and Q4_K to Q5_0, as llama-quantize does.
     expect(types.get('blk.1.attn_v.weight')).toBe('Q8_0');
@@ -144,28 +142,10 @@ describe.skipIf(SKIP)('bitsmith quantize on tinystories-656k', () => {
     expect(types.get('blk.0.ffn_down.weight')).toBe('Q5_0');
     expect(types.get('blk.1.attn_q.weight')).toBe('Q5_0');
     expect(types.get('blk.0.attn_norm.weight')).toBe('F32');
-    // GPTQ's int4 g32 codes fit Q5_0 exactly: the file holds the calibrated weights of those layers bit for bit.
-    const meta = JSON.parse(readFileSync(join(out, 'quantization.json'), 'utf8')) as { recipe: { text: string } };
-    expect(meta.recipe.text).toContain("re:model\\.layers\\.(1)\\.(self_attn\\.v_proj|mlp\\.down_proj)");
-    expect(printed.join('')).toMatch(/gguf Q4_K_M: 1 quantized, 12 exact, 2 re-quantized/);
   });
 
-  it('preset transformers.js-q4 with --save onnx,fake writes the transformers.js folder (AWQ + GPTQ codes) and the fake-quant folder from one run', async () => {
-    const quiet = { stdout: () => undefined, stderr: () => undefined };
-    const out = join(tmp, 'tjs');
-    await expect(quantizeCommand({ model: MODEL, preset: 'transformers.js-q4', out, samples: '2', seqLen: '32' }, undefined, quiet)).rejects.toThrow(/needs calibration text/);
-    await quantizeCommand({ model: MODEL, preset: 'transformers.js-q4', save: 'onnx,fake', calibration: join(SHARED, 'data', 'calib.txt'), out, samples: '2', seqLen: '32' }, undefined, quiet);
-    for (const file of ['onnx/model_q4.onnx', 'onnx/model_q4f16.onnx', 'onnx/model.onnx', 'config.json', 'tokenizer.json', 'generation_config.json']) expect(existsSync(join(out, 'onnx', file)), file).toBe(true);
-    expect(JSON.parse(readFileSync(join(out, 'onnx', 'config.json'), 'utf8'))['transformers.js_config'].dtype).toBe('q4');
-    const { readMatMulNBits } = await import('@bitsmith/formats');
-    const packed = await readMatMulNBits(join(out, 'onnx', 'onnx', 'model_q4.onnx'));
-    const fake = await openSafetensors(join(out, 'fake', 'model.safetensors'));
-    const name = 'model.layers.1.mlp.down_proj';
-    expect(packed.get(name)!.granularity).toEqual({ type: 'group', size: 32 });
-    expect(Array.from(dequantize(packed.get(name)!).data)).toEqual(Array.from((await fake.readTensor(`${name}.weight`)).data));
-    await fake.close();
-    const record = JSON.parse(readFileSync(join(out, 'onnx', 'quantization.json'), 'utf8'));
-    expect(record.report.layers.map((l: { steps: string[] }) => l.steps.join('+'))).toContain('awq+gptq');
+  it('llamaCppQ4KMRecipe: GPTQ int4 g32, int6 g16 for v_proj/down_proj of the use_more_bits layers', () => {
+    expect(llamaCppQ4KMRecipe(8)).toContain("re:model\\.layers\\.(0|3|6|7)\\.(self_attn\\.v_proj|mlp\\.down_proj)");
   });
 });
 

@@ -54,7 +54,7 @@ export const STORED_KIND_ROWS: readonly StoredKindRow[] = [
       'compressed-tensors': '`weight_g_idx`',
       gptq: '`g_idx`',
       gguf: 'blocks of 32 that straddle permuted groups are re-quantized from the calibrated weights (warning); others carried',
-      onnx: 'refused: MatMulNBits has no g_idx (quantize without actOrder, or with staticGroups)',
+      onnx: 'MatMulNBits with the codes in the permuted column order, the input gathered to match (act-order folded)',
       tfjs: TFJS,
       safetensors: FAKE,
     },

@@ -15,7 +15,8 @@ import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'no
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { createLlamaGraph, evaluateLanguageModel, evaluationWindows, generateGreedy, loadLlamaModel, perplexityRatioInterval } from '@bitsmith/models';
-import { decodeGgmlTensor, ggufLlamaTensorName, imatrixImportance, readGguf, readImatrix, saveGgufModel } from '@bitsmith/formats';
+import { ggufLlamaTensorName, imatrixImportance, readGguf, readImatrix, saveGgufModel } from '@bitsmith/formats';
+import { llamaCppQ4KMRecipe } from '@bitsmith/cli';
 
 const argv = process.argv.slice(2);
 const option = (name, fallback) => {
@@ -91,7 +92,12 @@ for (const a of [
   { id: 'lq-q4km', label: 'Q4_K_M, llama-quantize of the F16 export', make: llamaQuantize('Q4_K_M', false) },
   { id: 'lq-q4km-imatrix', label: "Q4_K_M, llama-quantize --imatrix (bitsmith's imatrix)", make: llamaQuantize('Q4_K_M', true) },
   { id: 'bs-q4km-imatrix', label: "Q4_K_M, bitsmith's encoders with the same imatrix", make: ours('Q4_K_M', true) },
-  { id: 'bs-preset', label: 'Q4_K_M, preset llama.cpp-q4_k_m (GPTQ onto the Q4_K/Q6_K grids, re-derived)', make: cliQuantize('preset-q4km', ['--preset', 'llama.cpp-q4_k_m']) },
+  { id: 'bs-preset', label: 'Q4_K_M, bitsmith quantize --preset llama.cpp-q4_k_m --imatrix', make: () => cliQuantize('preset-q4km', ['--preset', 'llama.cpp-q4_k_m', '--imatrix', imatrix()])() },
+  { id: 'bs-gptq-q4km', label: 'Q4_K_M, GPTQ onto the Q4_K/Q6_K grids (llamaCppQ4KMRecipe), re-derived', make: () => {
+    const recipe = join(out, 'gptq-q4km.yaml');
+    writeFileSync(recipe, llamaCppQ4KMRecipe(model.config.numHiddenLayers));
+    return cliQuantize('gptq-q4km', ['--recipe', recipe, '--save', 'gguf', '--gguf-type', 'Q4_K_M'])();
+  } },
   { id: 'lq-q40-imatrix', label: "Q4_0, llama-quantize --imatrix (bitsmith's imatrix)", make: llamaQuantize('Q4_0', true) },
   { id: 'bs-gptq-q40', label: 'Q4_0, GPTQ int4 g32 carried exactly', make: cliQuantize('gptq-q40', ['--recipe', join(root, 'examples/recipes/gptq-w4g32.yaml'), '--save', 'gguf', '--gguf-type', 'Q4_0']) },
 ]) {

@@ -10,9 +10,8 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { computeBitPlan } from '@bitsmith/allocate';
-import { calibrationSequences } from '@bitsmith/cli';
 import { defaultBackend } from '@bitsmith/linalg';
-import { llamaQuantizableModel, loadLlamaModel } from '@bitsmith/models';
+import { calibrationSequences, llamaQuantizableModel, loadLlamaModel } from '@bitsmith/models';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const shared = process.env.BITSMITH_SHARED ?? resolve(here, '../../shared');

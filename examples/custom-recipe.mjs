@@ -5,9 +5,8 @@
 import { readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { calibrationSequences } from '@bitsmith/cli';
 import { defaultBackend } from '@bitsmith/linalg';
-import { evaluateLanguageModel, llamaQuantizableModel, loadLlamaModel } from '@bitsmith/models';
+import { calibrationSequences, evaluateLanguageModel, llamaQuantizableModel, loadLlamaModel } from '@bitsmith/models';
 import { runRecipe } from '@bitsmith/recipe';
 import { awq } from '@bitsmith/smoothing';
 import { gptq } from '@bitsmith/solvers';

@@ -18,9 +18,9 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { calibrationSequences, defaultRegistry } from '@bitsmith/cli';
+import { defaultRegistry } from '@bitsmith/cli';
 import { defaultBackend, mulberry32 } from '@bitsmith/linalg';
-import { evaluateLanguageModel, llamaQuantizableModel, loadLlamaModel, perplexityRatioInterval } from '@bitsmith/models';
+import { calibrationSequences, evaluateLanguageModel, llamaQuantizableModel, loadLlamaModel, perplexityRatioInterval } from '@bitsmith/models';
 import { parseRecipe, runRecipe } from '@bitsmith/recipe';
 
 const here = dirname(fileURLToPath(import.meta.url));

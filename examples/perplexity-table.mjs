@@ -5,9 +5,9 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { calibrationSequences, defaultRegistry, installOnlineTransforms } from '@bitsmith/cli';
+import { defaultRegistry, installOnlineTransforms } from '@bitsmith/cli';
 import { defaultBackend } from '@bitsmith/linalg';
-import { evaluateLanguageModel, llamaQuantizableModel, loadLlamaModel } from '@bitsmith/models';
+import { calibrationSequences, evaluateLanguageModel, llamaQuantizableModel, loadLlamaModel } from '@bitsmith/models';
 import { loadRecipe, runRecipe } from '@bitsmith/recipe';
 
 const here = dirname(fileURLToPath(import.meta.url));

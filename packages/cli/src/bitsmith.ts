@@ -6,6 +6,7 @@ import { registerEval } from './commands/eval.js';
 import { registerGenerate } from './commands/generate.js';
 import { registerMainJob } from './commands/main-job.js';
 import { registerReport } from './commands/report.js';
+import { registerImatrix } from './commands/imatrix.js';
 import { registerInspect } from './commands/inspect.js';
 import { registerQuantize } from './commands/quantize.js';
 import { registerSurvey } from './commands/survey.js';
@@ -22,6 +23,7 @@ Examples:
   bitsmith quantize --model DIR --preset w4a16 --calibration calib.txt --out out/w4a16
   bitsmith quantize --model DIR --recipe examples/recipes/rtn-w4g32.yaml --out out/rtn   (data-free: no calibration)
   bitsmith eval --model out/w4a16 --text heldout.txt --reference DIR
+  bitsmith imatrix --model DIR --calibration calib.txt --out model.imatrix.gguf   (for llama-quantize --imatrix)
   bitsmith report out/a out/b
   bitsmith main    (the demo: GPTQ vs RTN on a sentence encoder, needs @bitsmith/demo-assets; 1-4 minutes)`,
   );
@@ -32,6 +34,7 @@ registerEval(program);
 registerGenerate(program);
 registerQuantize(program);
 registerInspect(program);
+registerImatrix(program);
 
 try {
   // A bare `bitsmith` prints help (the demo is `bitsmith main`).

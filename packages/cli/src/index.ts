@@ -3,12 +3,14 @@ export { DEFAULT_SURVEY, surveyFormats, formatSurveyTable } from './format-surve
 export { registerSurvey, defaultTfjsModelPath } from './commands/survey.js';
 export { registerEval, evalSummary } from './commands/eval.js';
 export { registerGenerate } from './commands/generate.js';
+export type { ImatrixOptions } from './commands/imatrix.js';
+export { imatrixCommand, registerImatrix } from './commands/imatrix.js';
 export type { CommandOutput } from './command-output.js';
 export { OptionError, parseIntegerOption } from './command-output.js';
 export type { SaveFormat } from './commands/quantize.js';
 export { registerQuantize, quantizeCommand, formatReport, recipeNeedsCalibration, quantizedSettingLabel, refuseActivationSchemes, saveFormats, SAVE_FORMATS } from './commands/quantize.js';
 export type { QuantizePreset } from './presets.js';
-export { PRESETS, resolvePreset } from './presets.js';
+export { PRESETS, resolvePreset, llamaCppQ4KMRecipe } from './presets.js';
 export type { InspectedFormat, InspectedTensor, InspectedWeight, InspectResult } from './commands/inspect.js';
 export { inspectModel, formatInspection, registerInspect } from './commands/inspect.js';
 export { defaultRegistry } from './default-registry.js';

@@ -1,12 +1,12 @@
 // Checks bitsmith's GGUF export of a Llama model against llama.cpp (through node-llama-cpp, installed outside the repo).
 //
-//   node packages/formats/bench/gguf-check.mjs [--llama /tmp/llama-runtime/node_modules/node-llama-cpp] [--model ../shared/models/tinystories-656k] [--types F32,Q8_0,Q4_0,Q4_K] [--out /tmp/gguf-check]
+//   node packages/formats/bench/gguf-check.mjs [--llama ~/.cache/bitsmith/llama-cpp/node_modules/node-llama-cpp] [--model ../shared/models/tinystories-656k] [--types F32,Q8_0,Q4_0,Q4_K] [--out /tmp/gguf-check]
 //
 // NODE_LLAMA_CPP (env) also names the node-llama-cpp folder. Needs `npx turbo run build --filter=@bitsmith/formats...` first.
 // For each type: exports the GGUF, compares node-llama-cpp's tokenization with ours, evaluates the same tokens with
 // llama.cpp (raw logits of every position) and with our float model, and prints max |logit diff|, top-1 agreement and
 // perplexity of both.
-import { mkdirSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { loadLlamaModel, createLlamaGraph } from '@bitsmith/models';
@@ -18,12 +18,16 @@ const arg = (name, fallback) => {
   return i >= 0 ? args[i + 1] : fallback;
 };
 const here = new URL('.', import.meta.url).pathname;
-const llamaDir = resolve(arg('llama', process.env.NODE_LLAMA_CPP ?? '/tmp/llama-runtime/node_modules/node-llama-cpp'));
+const llamaDir = resolve(arg('llama', process.env.NODE_LLAMA_CPP ?? join(process.env.BITSMITH_LLAMA_CPP ?? join(process.env.HOME ?? '/tmp', '.cache/bitsmith/llama-cpp'), 'node_modules/node-llama-cpp')));
 const modelDir = resolve(arg('model', join(here, '../../../../shared/models/tinystories-656k')));
 const types = arg('types', 'F32,Q8_0,Q4_0,Q4_K').split(',');
 const outDir = resolve(arg('out', '/tmp/gguf-check'));
 mkdirSync(outDir, { recursive: true });
 
+if (!existsSync(join(llamaDir, 'dist/index.js')) || !existsSync(join(modelDir, 'model.safetensors'))) {
+  console.log(`skipped: node-llama-cpp (${llamaDir}; bench/setup-llama-cpp.sh installs it) or the model (${modelDir}) not found`);
+  process.exit(0);
+}
 const { getLlama, LlamaLogLevel } = await import(pathToFileURL(join(llamaDir, 'dist/index.js')).href);
 const llama = await getLlama({ gpu: false, build: 'never', logLevel: LlamaLogLevel?.error ?? 'error' });
 

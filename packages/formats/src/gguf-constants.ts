@@ -31,7 +31,7 @@ export const GGUF_VALUE_TYPE = {
 export type GgufValueTypeName = keyof typeof GGUF_VALUE_TYPE;
 
 /** ggml tensor types this package encodes and decodes. */
-export type GgmlTypeName = 'F32' | 'F16' | 'Q4_0' | 'Q4_1' | 'Q5_0' | 'Q8_0' | 'Q4_K' | 'Q6_K';
+export type GgmlTypeName = 'F32' | 'F16' | 'Q4_0' | 'Q4_1' | 'Q5_0' | 'Q8_0' | 'Q4_K' | 'Q5_K' | 'Q6_K' | 'IQ4_NL' | 'IQ4_XS';
 
 /** ggml tensor type ids (`enum ggml_type`), including ones this package only names (for reading foreign files). */
 export const GGML_TYPE_ID: Readonly<Record<string, number>> = {
@@ -49,6 +49,8 @@ export const GGML_TYPE_ID: Readonly<Record<string, number>> = {
   Q5_K: 13,
   Q6_K: 14,
   Q8_K: 15,
+  IQ4_NL: 20,
+  IQ4_XS: 23,
   I8: 24,
   I16: 25,
   I32: 26,
@@ -66,7 +68,10 @@ export const GGML_BLOCK: Readonly<Record<GgmlTypeName, { readonly elements: numb
   Q5_0: { elements: 32, bytes: 22 },
   Q8_0: { elements: 32, bytes: 34 },
   Q4_K: { elements: 256, bytes: 144 },
+  Q5_K: { elements: 256, bytes: 176 },
   Q6_K: { elements: 256, bytes: 210 },
+  IQ4_NL: { elements: 32, bytes: 18 },
+  IQ4_XS: { elements: 256, bytes: 136 },
 };
 
 /** The name of a ggml type id, or `undefined` for ids this package does not know. */
@@ -84,7 +89,10 @@ export const LLAMA_FILE_TYPE: Readonly<Record<GgmlTypeName, number>> = {
   Q8_0: 7,
   Q5_0: 8,
   Q4_K: 14, // MOSTLY_Q4_K_S: the closest llama.cpp label for a file of Q4_K tensors
+  Q5_K: 16, // MOSTLY_Q5_K_S
   Q6_K: 18,
+  IQ4_NL: 25,
+  IQ4_XS: 30,
 };
 
 /** GGUF token types (`tokenizer.ggml.token_type`, llama.cpp `llama_token_type`). */
@@ -97,7 +105,6 @@ export const GGML_BLOCK_SIZES: Readonly<Record<string, { readonly elements: numb
   Q8_1: { elements: 32, bytes: 36 },
   Q2_K: { elements: 256, bytes: 84 },
   Q3_K: { elements: 256, bytes: 110 },
-  Q5_K: { elements: 256, bytes: 176 },
   Q8_K: { elements: 256, bytes: 292 },
   I8: { elements: 1, bytes: 1 },
   I16: { elements: 1, bytes: 2 },

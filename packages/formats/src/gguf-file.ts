@@ -79,10 +79,12 @@ export async function ggufTokenizerMetadata(tokenizerDir: string, vocabSize?: nu
  * llama.cpp tensor names, q/k rows permuted for GGML's RoPE, 2-D weights encoded with ggml's reference quantizer of
  * the requested type (1-D norms and biases F32), `llama.*` hyperparameters and the tokenizer.
  *
- * The blocks come from ggml's own quantizers applied to the float weights, not from a bitsmith `QuantizedTensor`:
- * ggml's Q4_0 uses d = max / -8 with the signed extreme, which core's symmetric int4 does not reproduce. Rows whose
- * length is not a multiple of the block size fall back as llama.cpp's quantize does (Q4_K to Q5_0, Q6_K to Q8_0;
- * legacy types to F16), reported in `warnings`.
+ * With `options.stored` (the recipe's stored forms) grids are written from their codes and scales where the type
+ * holds them, k-quant scales re-derived from them, else re-quantized with a warning; every tensor reports its `path`
+ * (see `ggufLlamaFile`). Layers without a calibrated result are quantized with ggml's quantizers (importance-weighted
+ * with `options.importance`). Rows whose length is not a multiple of the block size fall back as llama.cpp's quantize
+ * does (Q4_K to Q5_0, Q6_K to Q8_0; legacy types to F16), reported in `warnings`. Lookup-table, codebook, low-rank
+ * and sparse-outlier layers are refused with `StoredFormRefusedError` before anything is written.
  *
  * @param outPath File to write.
  * @param graph The model (a `LlamaGraph`).

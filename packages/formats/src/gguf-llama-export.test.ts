@@ -1,9 +1,10 @@
-import { mkdtempSync } from 'node:fs';
+import { existsSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gguf as hfGguf } from '@huggingface/gguf';
 import { loadLlamaModel } from '@bitsmith/models';
 import { describe, expect, it } from 'vitest';
+import { dequantize, parseFormat, quantize, StoredFormRefusedError, type Matrix, type StoredForm, type Tensor } from '@bitsmith/core';
 import { ggufPlainValue } from './gguf-metadata.js';
 import { ggufTensorType, permuteForGgmlRope } from './gguf-llama-export.js';
 import { readGguf, saveGgufModel } from './gguf-file.js';
@@ -31,6 +32,8 @@ describe('ggufTensorType', () => {
     for (let i = 0; i < 12; i++) expect(ggufTensorType(`blk.${i}.ffn_down.weight`, 'Q4_K_M', 12)).toBe(more12.includes(i) ? 'Q6_K' : 'Q4_K');
     expect(ggufTensorType('output.weight', 'Q4_K_M', 32)).toBe('Q6_K');
     expect(ggufTensorType('token_embd.weight', 'Q4_K_M', 32)).toBe('Q4_K');
+    // tied embeddings (no output.weight): llama-quant.cpp quantizes token_embd as the output
+    expect(ggufTensorType('token_embd.weight', 'Q4_K_M', 32, false)).toBe('Q6_K');
     expect(ggufTensorType('output.weight', 'Q8_0', 32)).toBe('Q8_0');
   });
 });
@@ -96,4 +99,54 @@ describe.skipIf(SKIP_SHARED)('saveGgufModel on tinystories-656k', () => {
       check('model.norm.weight', 'output_norm.weight');
     });
   }
+});
+
+describe.skipIf(SKIP_SHARED)('saveGgufModel with the recipe\'s stored forms (tinystories-656k)', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'bitsmith-gguf-stored-'));
+
+  /** The model with every linear layer replaced by int4 g32 round-to-nearest (fp16 scales), and the stored grids. */
+  async function calibrated() {
+    const model = await loadLlamaModel(TINYSTORIES_DIR);
+    const stored = new Map<string, StoredForm>();
+    const tensors = new Map<string, Tensor<'float32'>>(model.graph.tensors());
+    for (const block of model.graph.blocks) {
+      for (const l of block.linears) {
+        const w = tensors.get(`${l.name}.weight`)! as Matrix;
+        const q = quantize(w, { format: parseFormat('int4'), granularity: { type: 'group', size: 32 }, scaleEncoding: 'float16' });
+        stored.set(l.name, { kind: 'grid', tensor: q });
+        tensors.set(`${l.name}.weight`, dequantize(q));
+      }
+    }
+    const source = { config: model.graph.config, blocks: model.graph.blocks, tensors: () => tensors };
+    return { source, stored, tensors };
+  }
+
+  it('Q4_0 carries every calibrated grid exactly: the file decodes to the calibrated weights bit for bit', async () => {
+    const { source, stored, tensors } = await calibrated();
+    const path = join(dir, 'm.Q4_0.gguf');
+    const result = await saveGgufModel(path, source, TINYSTORIES_DIR, { type: 'Q4_0', stored });
+    const file = await readGguf(path);
+    const linears = result.tensors.filter((t) => /^blk\.\d+\.(attn_q|attn_k|attn_v|attn_output|ffn_gate|ffn_up|ffn_down)\.weight$/.test(t.name));
+    expect(linears.length).toBe(14);
+    for (const t of linears) expect(t.path, t.name).toBe('exact');
+    expect(result.tensors.find((t) => t.name === 'token_embd.weight')?.path).toBe('quantized');
+    const q = tensors.get('model.layers.1.self_attn.q_proj.weight')!;
+    expect([...file.tensorValues('blk.1.attn_q.weight')]).toEqual([...permuteForGgmlRope(q.data, 8, 16, 128)]);
+    const down = tensors.get('model.layers.0.mlp.down_proj.weight')!;
+    expect([...file.tensorValues('blk.0.ffn_down.weight')]).toEqual([...down.data]);
+  });
+
+  it('refuses a low-rank layer by name before writing anything', async () => {
+    const { source, stored } = await calibrated();
+    const [name, form] = [...stored][3]!;
+    const a: Matrix = { dtype: 'float32', shape: [form.kind === 'grid' ? form.tensor.shape[0] : 0, 2], data: new Float32Array((form.kind === 'grid' ? form.tensor.shape[0] : 0) * 2) };
+    const b: Matrix = { dtype: 'float32', shape: [2, form.kind === 'grid' ? form.tensor.shape[1] : 0], data: new Float32Array((form.kind === 'grid' ? form.tensor.shape[1] : 0) * 2) };
+    stored.set(name, { kind: 'low-rank', base: form, a, b, factorBits: 0 });
+    const path = join(dir, 'refused.gguf');
+    const error = await saveGgufModel(path, source, TINYSTORIES_DIR, { type: 'Q4_0', stored }).catch((e: unknown) => e);
+    expect(StoredFormRefusedError.isInstance(error)).toBe(true);
+    expect(String((error as Error).message)).toContain(name);
+    expect(String((error as Error).message)).toContain('low-rank');
+    expect(existsSync(path)).toBe(false);
+  });
 });

@@ -1,8 +1,9 @@
-import { InvalidArgumentError, UnsupportedFormatError, type StepWarning, type Tensor } from '@bitsmith/core';
+import { InvalidArgumentError, StoredFormRefusedError, UnsupportedFormatError, describeStored, type StepWarning, type StoredForm, type Tensor } from '@bitsmith/core';
 import { GGML_BLOCK, LLAMA_FILE_TYPE, type GgmlTypeName } from './gguf-constants.js';
 import type { GgufTokenizerMetadata } from './gguf-llama-tokenizer.js';
 import type { GgufValue } from './gguf-metadata.js';
-import { encodeGgmlTensor } from './gguf-tensor-codec.js';
+import { encodeGridForGguf, gridElements, reorderGridRows, type GgufTensorPath } from './gguf-stored-encode.js';
+import { decodeGgmlTensor, encodeGgmlTensor, GGML_IMPORTANCE_TYPES } from './gguf-tensor-codec.js';
 import type { GgufFileInput, GgufTensorInput } from './gguf-writer.js';
 
 /** The parts of a Llama-family config that a GGUF file records (a `LlamaConfig` of `@bitsmith/models` fits). */
@@ -34,7 +35,7 @@ export interface GgufLlamaSource {
  * (Q4_K everywhere; Q6_K for `output.weight` and for `attn_v` / `ffn_down` in the first and last eighth of the layers and
  * every third layer between, llama-quant.cpp's `use_more_bits`).
  */
-export type GgufModelType = 'F32' | 'F16' | 'Q8_0' | 'Q4_0' | 'Q4_1' | 'Q5_0' | 'Q4_K' | 'Q6_K' | 'Q4_K_M';
+export type GgufModelType = 'F32' | 'F16' | 'Q8_0' | 'Q4_0' | 'Q4_1' | 'Q5_0' | 'Q4_K' | 'Q5_K' | 'Q6_K' | 'IQ4_NL' | 'IQ4_XS' | 'Q4_K_M';
 
 /** llama.cpp's `LLAMA_FTYPE_MOSTLY_Q4_K_M`. */
 const FILE_TYPE_Q4_K_M = 15;
@@ -48,16 +49,38 @@ function useMoreBits(layer: number, layers: number): boolean {
   return layer < eighth || layer >= Math.trunc((7 * layers) / 8) || (layer - eighth) % 3 === 2;
 }
 
-/** The GGML type of a 2-D weight named `name` (llama.cpp name) for a model type. */
-export function ggufTensorType(name: string, type: GgufModelType, layers: number): GgmlTypeName {
+/**
+ * The layers whose `attn_v` and `ffn_down` llama.cpp's Q4_K_M stores as Q6_K (llama-quant.cpp `use_more_bits`: the
+ * first and last eighth of the layers and every third layer between).
+ *
+ * @example
+ * ```ts
+ * ggufQ4KMHighBitLayers(8); // [0, 3, 6, 7]
+ * ```
+ */
+export function ggufQ4KMHighBitLayers(layers: number): number[] {
+  return Array.from({ length: layers }, (_, i) => i).filter((i) => useMoreBits(i, layers));
+}
+
+/**
+ * The GGML type of a 2-D weight named `name` (llama.cpp name) for a model type. With tied embeddings (no
+ * `output.weight`; `hasOutput` false) llama.cpp quantizes `token_embd.weight` as the output (Q6_K under Q4_K_M).
+ *
+ * @example
+ * ```ts
+ * ggufTensorType('blk.0.attn_v.weight', 'Q4_K_M', 8); // 'Q6_K' (use_more_bits)
+ * ggufTensorType('token_embd.weight', 'Q4_K_M', 8, false); // 'Q6_K': tied embeddings
+ * ```
+ */
+export function ggufTensorType(name: string, type: GgufModelType, layers: number, hasOutput = true): GgmlTypeName {
   if (type !== 'Q4_K_M') return type;
-  if (name === 'output.weight') return 'Q6_K';
+  if (name === 'output.weight' || (!hasOutput && name === 'token_embd.weight')) return 'Q6_K';
   const m = /^blk\.(\d+)\.(attn_v|ffn_down)\.weight$/.exec(name);
   return m && useMoreBits(Number(m[1]), layers) ? 'Q6_K' : 'Q4_K';
 }
 
 /** Every {@link GgufModelType}, for validating user input before any work. */
-export const GGUF_MODEL_TYPES: readonly GgufModelType[] = ['Q4_K_M', 'Q4_K', 'Q6_K', 'Q8_0', 'Q4_0', 'Q4_1', 'Q5_0', 'F16', 'F32'];
+export const GGUF_MODEL_TYPES: readonly GgufModelType[] = ['Q4_K_M', 'Q4_K', 'Q5_K', 'Q6_K', 'IQ4_XS', 'IQ4_NL', 'Q8_0', 'Q4_0', 'Q4_1', 'Q5_0', 'F16', 'F32'];
 
 /** Model types (config `model_type`) {@link saveGgufModel} writes. */
 export const GGUF_ARCHITECTURES: readonly string[] = ['llama', 'mistral'];
@@ -68,11 +91,38 @@ export interface SaveGgufOptions {
   readonly type: GgufModelType;
   /** `general.name`. Default: the tokenizer folder's name. */
   readonly name?: string;
+  /**
+   * The recipe's stored form of each quantized linear layer, by layer name (`model.layers.0.self_attn.q_proj`, as
+   * `runRecipe`'s `onStored` reports them). Grids are written from their codes and scales where the GGML type holds
+   * them (see `GgufTensorPath`); `float` forms and layers without one are quantized from their weights. Other kinds
+   * (lookup tables, codebooks, low-rank branches, sparse outliers) are refused with `StoredFormRefusedError` before
+   * anything is written. Default: none (every weight quantized from the graph's float weights).
+   */
+  readonly stored?: ReadonlyMap<string, StoredForm>;
+  /**
+   * llama.cpp's importance matrix: per llama.cpp tensor name (`blk.0.attn_q.weight`), one weight per input column
+   * (the mean squared activation; `imatrixImportance` of an `Imatrix`). Used by the k-quants and IQ4 encoders as
+   * `llama-quantize --imatrix` does. Default: none.
+   */
+  readonly importance?: ReadonlyMap<string, Float32Array>;
+}
+
+/** One tensor {@link saveGgufModel} wrote. */
+export interface SavedGgufTensor {
+  readonly name: string;
+  readonly type: GgmlTypeName;
+  readonly shape: readonly number[];
+  /** How the values were obtained (2-D weights only): from the recipe's grid or quantized from float weights. */
+  readonly path?: GgufTensorPath;
+  /** Whether the encoder used an importance matrix for this tensor. */
+  readonly importance?: boolean;
+  /** sqrt(sum (file - calibrated)^2 / sum calibrated^2) for tensors written from a stored grid. */
+  readonly relativeDeviation?: number;
 }
 
 /** What {@link saveGgufModel} wrote. */
 export interface SaveGgufResult {
-  readonly tensors: readonly { readonly name: string; readonly type: GgmlTypeName; readonly shape: readonly number[] }[];
+  readonly tensors: readonly SavedGgufTensor[];
   readonly tokenizerModel: 'llama' | 'gpt2';
   readonly bytes: number;
   /** Tensors written in a fallback type because their rows do not split into the requested blocks. */
@@ -80,7 +130,50 @@ export interface SaveGgufResult {
 }
 
 /** llama.cpp's fallback when a row does not divide into 256-element super-blocks (llama-quant.cpp). */
-const FALLBACK: Partial<Record<GgmlTypeName, GgmlTypeName>> = { Q4_K: 'Q5_0', Q6_K: 'Q8_0', Q4_0: 'F16', Q4_1: 'F16', Q5_0: 'F16', Q8_0: 'F16' };
+const FALLBACK: Partial<Record<GgmlTypeName, GgmlTypeName>> = { Q4_K: 'Q5_0', Q5_K: 'Q5_0', Q6_K: 'Q8_0', IQ4_XS: 'IQ4_NL', IQ4_NL: 'Q5_0', Q4_0: 'F16', Q4_1: 'F16', Q5_0: 'F16', Q8_0: 'F16' };
+
+function relativeRms(decoded: Float32Array, target: Float32Array): number {
+  let num = 0;
+  let den = 0;
+  for (let i = 0; i < target.length; i++) {
+    num += (decoded[i]! - target[i]!) ** 2;
+    den += target[i]! ** 2;
+  }
+  return den > 0 ? Math.sqrt(num / den) : Math.sqrt(num);
+}
+
+/** Stored kinds the GGUF export writes (see {@link saveGgufModel}). */
+export const GGUF_STORED_KINDS = ['grid', 'float'] as const;
+
+/**
+ * Why GGUF refuses a stored kind (GGML tensors are one block type each: no side tables, factors or sparse parts).
+ *
+ * @example
+ * ```ts
+ * GGUF_REFUSAL.codebook; // 'GGML has no vector-codebook block type ...'
+ * ```
+ */
+export const GGUF_REFUSAL: Readonly<Record<'lut' | 'codebook' | 'low-rank' | 'sparse-outliers', string>> = {
+  lut: "GGML's only table types (IQ4_NL/IQ4_XS) use one fixed table, not per-row learned lookup tables; re-quantizing would discard the learned levels (use --save fake)",
+  codebook: 'GGML has no vector-codebook block type; re-quantizing would discard the codebook (use --save fake)',
+  'low-rank': 'a GGML tensor is one block type; the low-rank branch would have to be folded into the weight and re-quantized, losing what it compensates (use --save fake)',
+  'sparse-outliers': 'a GGML tensor is one block type; the sparse outliers would have to be re-quantized with the rest (use --save fake)',
+};
+
+/**
+ * Refuses, before any work, a stored form GGUF cannot carry (lookup tables, codebooks, low-rank, sparse outliers).
+ *
+ * @throws StoredFormRefusedError naming the layer and the kind.
+ * @example
+ * ```ts
+ * refuseGgufStored(stored); // throws for a low-rank layer
+ * ```
+ */
+export function refuseGgufStored(stored: ReadonlyMap<string, StoredForm>): void {
+  for (const [layer, form] of stored) {
+    if (form.kind !== 'grid' && form.kind !== 'float') throw new StoredFormRefusedError('gguf', { layer }, describeStored(form), GGUF_REFUSAL[form.kind]);
+  }
+}
 
 /**
  * Reorders the rows of a q or k projection for llama.cpp's rotary embedding (convert_hf_to_gguf.py `permute`):
@@ -93,16 +186,16 @@ const FALLBACK: Partial<Record<GgmlTypeName, GgmlTypeName>> = { Q4_K: 'Q5_0', Q6
  * const q = permuteForGgmlRope(weight.data, 8, 16, 128); // 8 heads of 16, 128 columns
  * ```
  */
-export function permuteForGgmlRope(data: Float32Array, heads: number, headDim: number, columns: number): Float32Array {
+export function permuteForGgmlRope<T extends Float32Array | Float64Array | Int16Array | Int32Array>(data: T, heads: number, headDim: number, columns: number): T {
   if (data.length !== heads * headDim * columns) throw new InvalidArgumentError('data', `expected ${heads}x${headDim}x${columns} values, got ${data.length}`);
-  const out = new Float32Array(data.length);
+  const out = new (data.constructor as new (length: number) => T)(data.length);
   const half = headDim / 2;
   for (let h = 0; h < heads; h++) {
     for (let s = 0; s < 2; s++) {
       for (let i = 0; i < half; i++) {
         const from = (h * headDim + s * half + i) * columns;
         const to = (h * headDim + 2 * i + s) * columns;
-        out.set(data.subarray(from, from + columns), to);
+        (out as Float32Array).set(data.subarray(from, from + columns) as Float32Array, to);
       }
     }
   }
@@ -211,29 +304,62 @@ export function ggufLlamaFile(graph: GgufLlamaSource, tokenizer: GgufTokenizerMe
     }
   }
   const warnings: StepWarning[] = [];
-  const tensors: GgufTensorInput[] = [];
-  for (const [hfName, t] of graph.tensors()) {
+  const stored = options.stored ?? new Map<string, StoredForm>();
+  refuseGgufStored(stored);
+  const tensors: (GgufTensorInput & SavedGgufTensor)[] = [];
+  const weights = graph.tensors();
+  const hasOutput = [...weights.keys()].some((k) => ggufLlamaTensorName(k) === 'output.weight');
+  for (const [hfName, t] of weights) {
     const name = ggufLlamaTensorName(hfName);
     if (name === undefined) {
       warnings.push({ step: 'gguf', layer: hfName, message: `${hfName} has no llama.cpp name; not written` });
       continue;
     }
-    let data = t.data;
     const columns = t.shape.length === 2 ? t.shape[1]! : 1;
-    if (/\.attn_q\./.test(name)) data = permuteForGgmlRope(data, config.numAttentionHeads, config.headDim, columns);
-    else if (/\.attn_k\./.test(name)) data = permuteForGgmlRope(data, config.numKeyValueHeads, config.headDim, columns);
-    let type: GgmlTypeName = 'F32';
-    if (t.shape.length === 2) {
-      type = ggufTensorType(name, options.type, config.numHiddenLayers);
-      while (columns % GGML_BLOCK[type].elements !== 0) {
-        const next = FALLBACK[type] ?? 'F32';
-        warnings.push({ step: 'gguf', layer: name, message: `rows of ${columns} are not a multiple of ${GGML_BLOCK[type].elements}; ${type} falls back to ${next}` });
-        type = next;
-      }
+    const heads = /\.attn_q\./.test(name) ? config.numAttentionHeads : /\.attn_k\./.test(name) ? config.numKeyValueHeads : 0;
+    const reorder = <T extends Float32Array | Int16Array | Int32Array>(data: T): T => (heads > 0 ? permuteForGgmlRope(data, heads, config.headDim, columns) : data);
+    const data = reorder(t.data);
+    if (t.shape.length !== 2) {
+      tensors.push({ name, shape: t.shape, type: 'F32', data: encodeGgmlTensor('F32', data) });
+      continue;
     }
-    tensors.push({ name, shape: t.shape, type, data: encodeGgmlTensor(type, data) });
+    let type = ggufTensorType(name, options.type, config.numHiddenLayers, hasOutput);
+    while (columns % GGML_BLOCK[type].elements !== 0) {
+      const next = FALLBACK[type] ?? 'F32';
+      warnings.push({ step: 'gguf', layer: name, message: `rows of ${columns} are not a multiple of ${GGML_BLOCK[type].elements}; ${type} falls back to ${next}` });
+      type = next;
+    }
+    const importance = options.importance?.get(name);
+    if (importance !== undefined && importance.length !== columns) {
+      throw new InvalidArgumentError('importance', `${name} has ${columns} input columns, its importance ${importance.length} values`);
+    }
+    const weighted = importance !== undefined && GGML_IMPORTANCE_TYPES.includes(type);
+    const form = stored.get(hfName.replace(/\.weight$/, ''));
+    if (form?.kind === 'grid' && type !== 'F32' && type !== 'F16') {
+      let grid;
+      try {
+        grid = reorderGridRows(gridElements(form.tensor), reorder);
+      } catch (error) {
+        if (!UnsupportedFormatError.isInstance(error)) throw error;
+        grid = undefined;
+        warnings.push({ step: 'gguf', layer: name, message: `${error.message}; re-quantized to ${type} from the calibrated weights` });
+      }
+      if (grid) {
+        const encoded = encodeGridForGguf(grid, data, type, weighted ? importance : undefined);
+        if (encoded.path === 're-quantized') {
+          warnings.push({ step: 'gguf', layer: name, message: `${encoded.refittedBlocks} of ${encoded.blocks} blocks of the calibrated grid do not fit ${type} and were re-quantized from the calibrated weights (relative deviation ${encoded.relativeDeviation.toPrecision(3)})` });
+        }
+        tensors.push({ name, shape: t.shape, type, data: encoded.bytes, path: encoded.path, importance: weighted, relativeDeviation: encoded.relativeDeviation });
+        continue;
+      }
+      const bytes = encodeGgmlTensor(type, data, weighted ? { columns, importance } : { columns });
+      tensors.push({ name, shape: t.shape, type, data: bytes, path: 're-quantized', importance: weighted, relativeDeviation: relativeRms(decodeGgmlTensor(type, bytes, data.length), data) });
+      continue;
+    }
+    const bytes = encodeGgmlTensor(type, data, weighted ? { columns, importance } : { columns });
+    tensors.push({ name, shape: t.shape, type, data: bytes, path: type === 'F32' ? 'exact' : 'quantized', importance: weighted });
   }
   const metadata = [...ggufLlamaMetadata(config, options.name, options.type), ...tokenizer.entries];
   const bytes = tensors.reduce((sum, t) => sum + t.data.byteLength, 0);
-  return { file: { metadata, tensors }, tensors: tensors.map((t) => ({ name: t.name, type: t.type, shape: t.shape })), tokenizerModel: tokenizer.model, bytes, warnings };
+  return { file: { metadata, tensors }, tensors: tensors.map(({ data: _, ...t }) => t), tokenizerModel: tokenizer.model, bytes, warnings };
 }

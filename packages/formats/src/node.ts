@@ -7,3 +7,4 @@ export { TRANSFORMERS_JS_FILES, saveTransformersJsModel } from './onnx-transform
 export { saveCompressedTensors, saveGptq, loadCompressedTensors, loadGptq, readJsonObject } from './hf-checkpoint-file.js';
 export { saveTfjsModel } from './tfjs-manifest-file.js';
 export { readGguf, writeGguf, ggufTokenizerMetadata, saveGgufModel } from './gguf-file.js';
+export { readImatrix, writeImatrix } from './gguf-imatrix-file.js';

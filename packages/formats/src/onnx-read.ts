@@ -100,7 +100,7 @@ export async function decodeMatMulNBits(bytes: Uint8Array, readExternal?: Extern
     // Act-order folded by the exporter: codes are stored in the gathered column order; restore natural order.
     const orderTensor = initializers.get(orderName);
     if (!orderTensor || orderTensor.dataType !== OnnxDataType.int64) throw new UnsupportedFormatError(`MatMulNBits node '${name}': its column order '${orderName}' is not an int64 initializer`);
-    const orderBytes = await tensorBytes(orderTensor, baseDir);
+    const orderBytes = await tensorBytes(orderTensor, readExternal);
     const order = Int32Array.from(new BigInt64Array(orderBytes.buffer, orderBytes.byteOffset, orderBytes.byteLength / 8), Number);
     if (order.length !== k) throw new UnsupportedFormatError(`MatMulNBits node '${name}': column order has ${order.length} entries, K is ${k}`);
     const codes = new Uint8Array(q.codes.length);

@@ -9,6 +9,7 @@ import {
   type StoredKind,
 } from '@bitsmith/core';
 import { compressedTensorsNaiveWeightArgs } from './compressed-tensors-naive.js';
+import { GGUF_REFUSAL } from './gguf-llama-export.js';
 import { gptqLayerConfig } from './gptq.js';
 import { requireIntFormat } from './hf-layer-common.js';
 import { checkMatMulNBits } from './onnx-matmul-nbits.js';
@@ -18,15 +19,15 @@ import { checkOnnxStored } from './onnx-export.js';
 export type ModelExporter = 'fake' | 'compressed-tensors' | 'gptq' | 'gptq-v2' | 'onnx' | 'gguf';
 
 /**
- * Which stored kinds each exporter writes. `fake` writes every kind as its decoded float32 weight; `gguf` re-encodes
- * every layer's decoded weight to the chosen GGML type (exact for `F32`; the recipe's own codes are not kept);
- * compressed-tensors writes uniform integer and FP8 E4M3 grids, GPTQ and ONNX `MatMulNBits` uniform integer grids (all
- * leave `float` layers float); ONNX also writes a `low-rank` branch over a grid as two extra `MatMul`s. A kind missing
- * here is refused with `StoredFormRefusedError`.
+ * Which stored kinds each exporter writes. `fake` writes every kind as its decoded float32 weight; `gguf` writes
+ * grids from their codes and scales where the GGML type holds them (re-deriving k-quant sub-block scales, else
+ * re-quantizing with a warning) and quantizes float layers (see `saveGgufModel`); compressed-tensors
+ * writes uniform integer and FP8 E4M3 grids, GPTQ and ONNX `MatMulNBits` uniform integer grids (and leave `float` layers float); ONNX also writes a `low-rank` branch
+ * over a grid as two extra `MatMul`s. A kind missing here is refused with `StoredFormRefusedError`.
  */
 export const EXPORTER_STORED_KINDS: Readonly<Record<ModelExporter, readonly StoredKind[]>> = {
   fake: STORED_KINDS,
-  gguf: STORED_KINDS,
+  gguf: ['grid', 'float'],
   'compressed-tensors': ['grid', 'float'],
   gptq: ['grid', 'float'],
   'gptq-v2': ['grid', 'float'],
@@ -42,6 +43,11 @@ const WHY: Record<StoredKind, string> = {
   'sparse-outliers': 'the sparse outliers would be dropped: this format holds the quantized grid only (use --save fake)',
 };
 
+/** The reason an exporter gives for refusing a kind. */
+function why(exporter: ModelExporter, kind: StoredKind): string {
+  return exporter === 'gguf' && kind !== 'grid' && kind !== 'float' ? GGUF_REFUSAL[kind] : WHY[kind];
+}
+
 /**
  * Refuses, before any work, a recipe whose steps declare (`Quantizer.stores`) a stored kind the exporter cannot write.
  * Steps that declare nothing are checked after the run by {@link exportableGrids}.
@@ -56,7 +62,7 @@ export function refuseDeclaredKinds(exporter: ModelExporter, steps: readonly { r
   const accepted = EXPORTER_STORED_KINDS[exporter];
   if (!accepted) throw new InvalidArgumentError('exporter', `unknown exporter '${exporter}'; expected one of ${Object.keys(EXPORTER_STORED_KINDS).join(', ')}`);
   for (const { step, stores } of steps) {
-    for (const kind of stores ?? []) if (!accepted.includes(kind)) throw new StoredFormRefusedError(exporter, { step }, kind, WHY[kind]);
+    for (const kind of stores ?? []) if (!accepted.includes(kind)) throw new StoredFormRefusedError(exporter, { step }, kind, why(exporter, kind));
   }
 }
 
@@ -78,7 +84,7 @@ export function exportableGrids(exporter: ModelExporter, stored: ReadonlyMap<str
   if (!accepted) throw new InvalidArgumentError('exporter', `unknown exporter '${exporter}'; expected one of ${Object.keys(EXPORTER_STORED_KINDS).join(', ')}`);
   const grids = new Map<string, QuantizedTensor>();
   for (const [layer, form] of stored) {
-    if (!accepted.includes(form.kind)) throw new StoredFormRefusedError(exporter, { layer }, describeStored(form), WHY[form.kind]);
+    if (!accepted.includes(form.kind)) throw new StoredFormRefusedError(exporter, { layer }, describeStored(form), why(exporter, form.kind));
     if (form.kind !== 'grid') continue;
     if (exporter === 'compressed-tensors' || exporter === 'gptq' || exporter === 'gptq-v2' || exporter === 'onnx') {
       try {

@@ -68,6 +68,8 @@ export { llamaBlockGradients } from './llama-block-gradients.js';
 // Calibration, generation, evaluation
 export type { CalibrationOptions, CalibrationBlock } from './calibration.js';
 export { calibrationBlocks, captureCalibration } from './calibration.js';
+export type { InputSquareSums } from './input-square-sums.js';
+export { linearInputSquareSums } from './input-square-sums.js';
 export type { CalibrationProtocol } from './calibration-sequences.js';
 export { calibrationSequences } from './calibration-sequences.js';
 export type { GenerateOptions } from './generate.js';

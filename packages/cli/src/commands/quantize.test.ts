@@ -8,6 +8,7 @@ import { readGguf } from '@bitsmith/formats';
 import { evaluateLanguageModel, loadLlamaGraph, loadLlamaModel, openSafetensors } from '@bitsmith/models';
 import { afterAll, describe, expect, it } from 'vitest';
 import { installOnlineTransforms } from '../online-transforms.js';
+import { llamaCppQ4KMRecipe } from '../presets.js';
 import { quantizeCommand } from './quantize.js';
 
 const SHARED = process.env.BITSMITH_SHARED ? resolve(process.env.BITSMITH_SHARED) : resolve(dirname(fileURLToPath(import.meta.url)), '../../../../../shared');
@@ -143,22 +144,8 @@ describe.skipIf(SKIP)('bitsmith quantize on tinystories-656k', () => {
     expect(types.get('blk.0.attn_norm.weight')).toBe('F32');
   });
 
-  it('preset transformers.js-q4 with --save onnx,fake writes the transformers.js folder (AWQ + GPTQ codes) and the fake-quant folder from one run', async () => {
-    const quiet = { stdout: () => undefined, stderr: () => undefined };
-    const out = join(tmp, 'tjs');
-    await expect(quantizeCommand({ model: MODEL, preset: 'transformers.js-q4', out, samples: '2', seqLen: '32' }, undefined, quiet)).rejects.toThrow(/needs calibration text/);
-    await quantizeCommand({ model: MODEL, preset: 'transformers.js-q4', save: 'onnx,fake', calibration: join(SHARED, 'data', 'calib.txt'), out, samples: '2', seqLen: '32' }, undefined, quiet);
-    for (const file of ['onnx/model_q4.onnx', 'onnx/model_q4f16.onnx', 'onnx/model.onnx', 'config.json', 'tokenizer.json', 'generation_config.json']) expect(existsSync(join(out, 'onnx', file)), file).toBe(true);
-    expect(JSON.parse(readFileSync(join(out, 'onnx', 'config.json'), 'utf8'))['transformers.js_config'].dtype).toBe('q4');
-    const { readMatMulNBits } = await import('@bitsmith/formats');
-    const packed = await readMatMulNBits(join(out, 'onnx', 'onnx', 'model_q4.onnx'));
-    const fake = await openSafetensors(join(out, 'fake', 'model.safetensors'));
-    const name = 'model.layers.1.mlp.down_proj';
-    expect(packed.get(name)!.granularity).toEqual({ type: 'group', size: 32 });
-    expect(Array.from(dequantize(packed.get(name)!).data)).toEqual(Array.from((await fake.readTensor(`${name}.weight`)).data));
-    await fake.close();
-    const record = JSON.parse(readFileSync(join(out, 'onnx', 'quantization.json'), 'utf8'));
-    expect(record.report.layers.map((l: { steps: string[] }) => l.steps.join('+'))).toContain('awq+gptq');
+  it('llamaCppQ4KMRecipe: GPTQ int4 g32, int6 g16 for v_proj/down_proj of the use_more_bits layers', () => {
+    expect(llamaCppQ4KMRecipe(8)).toContain("re:model\\.layers\\.(0|3|6|7)\\.(self_attn\\.v_proj|mlp\\.down_proj)");
   });
 });
 

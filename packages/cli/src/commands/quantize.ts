@@ -5,7 +5,7 @@ import type { Command } from 'commander';
 import cliProgress from 'cli-progress';
 import { defaultBackend, disposeDefaultBackend } from '@bitsmith/linalg';
 import { ActivationSchemeRefusedError, formatName, UnsupportedFormatError, type Granularity, type QuantizedTensor, type StoredForm, type StoredKind } from '@bitsmith/core';
-import { exportableGrids, exportableStoredForms, GGUF_ARCHITECTURES, GGUF_MODEL_TYPES, refuseCompressedTensorsActivations, refuseDeclaredKinds, saveCompressedTensors, saveGgufModel, saveGptq, saveTransformersJsModel, type GgufModelType } from '@bitsmith/formats';
+import { exportableGrids, exportableStoredForms, GGUF_ARCHITECTURES, GGUF_MODEL_TYPES, imatrixImportance, readImatrix, refuseCompressedTensorsActivations, refuseDeclaredKinds, saveCompressedTensors, saveGgufModel, saveGptq, saveTransformersJsModel, type GgufModelType } from '@bitsmith/formats';
 import { architectureMapping, evaluateLanguageModel, llamaQuantizableModel, loadLlamaConfig, loadLlamaGraph, loadLlamaModel, writeSafetensors, type LlamaGraph, type LlamaModel } from '@bitsmith/models';
 import { exportedActivations } from '../activation-export.js';
 import { declareAddedBiases } from '../added-biases.js';
@@ -34,7 +34,7 @@ export function recipeNeedsCalibration(recipe: Recipe): boolean {
 
 /** Bits per weight of a GGML tensor type (block bytes x 8 / block elements). */
 function ggmlBitsPerWeight(type: string): number {
-  const table: Record<string, [number, number]> = { F32: [4, 1], F16: [2, 1], Q4_0: [18, 32], Q4_1: [20, 32], Q5_0: [22, 32], Q8_0: [34, 32], Q4_K: [144, 256], Q6_K: [210, 256] };
+  const table: Record<string, [number, number]> = { F32: [4, 1], F16: [2, 1], Q4_0: [18, 32], Q4_1: [20, 32], Q5_0: [22, 32], Q8_0: [34, 32], Q4_K: [144, 256], Q5_K: [176, 256], Q6_K: [210, 256], IQ4_NL: [18, 32], IQ4_XS: [136, 256] };
   const [bytes, elements] = table[type] ?? [4, 1];
   return (bytes * 8) / elements;
 }
@@ -60,7 +60,8 @@ async function recipeSource(options: QuantizeOptions): Promise<{ name: string; f
     if (options.save !== undefined && options.save !== 'fake' && !options.save.split(',').includes(preset.save)) {
       throw new OptionError('--save', `preset ${preset.name} saves ${preset.save}; got --save ${options.save}`);
     }
-    return { name: preset.name, file: `preset:${preset.name}`, text: preset.recipe, preset };
+    const text = preset.recipeFor ? preset.recipeFor((await loadLlamaConfig(options.model)).numHiddenLayers) : preset.recipe;
+    return { name: preset.name, file: `preset:${preset.name}`, text, preset };
   }
   if (options.recipe === undefined) throw new OptionError('--recipe', `give a recipe file or --preset (${Object.keys(PRESETS).join(', ')})`);
   let text: string;
@@ -88,6 +89,8 @@ export interface QuantizeOptions {
   calibrationSeed?: string;
   save?: string;
   ggufType?: string;
+  /** llama.cpp importance matrix (GGUF or legacy .dat, e.g. from `bitsmith imatrix`) for `--save gguf`. */
+  imatrix?: string;
   /** Held-out text: after quantizing, perplexity, KL and top-1 agreement against the original model go into the report. */
   eval?: string;
   /** Replace a non-empty `out` (atomically, once the run succeeded). Default false. */
@@ -190,6 +193,7 @@ export interface QuantizeJob {
  */
 function resolveGgufType(options: QuantizeOptions, source: Awaited<ReturnType<typeof recipeSource>>, save: SaveFormat, onlyWithGguf = false): GgufModelType {
   if (onlyWithGguf && options.ggufType !== undefined && save !== 'gguf') throw new OptionError('--gguf-type', `applies to --save gguf only; got --save ${save}`);
+  if (onlyWithGguf && options.imatrix !== undefined && save !== 'gguf') throw new OptionError('--imatrix', `applies to --save gguf only; got --save ${save}`);
   const ggufType = (source.preset?.ggufType ?? options.ggufType ?? 'Q4_K') as GgufModelType;
   if (!GGUF_MODEL_TYPES.includes(ggufType)) throw new OptionError('--gguf-type', `must be one of ${GGUF_MODEL_TYPES.join(', ')}; got '${options.ggufType}'`);
   return ggufType;
@@ -404,9 +408,14 @@ export async function writeQuantizedModel(
       saveWarnings.push(...Object.entries(saved.files).map(([dtype, f]) => `onnx ${dtype}: ${f!.path.replace(/^.*\/onnx\//, 'onnx/')} (${(f!.bytes / 2 ** 20).toFixed(1)} MiB)`));
     } else {
       const started = performance.now();
-      const result = await saveGgufModel(join(out, 'model.gguf'), loaded.graph, options.model, { type: ggufType });
+      const importance = options.imatrix === undefined ? undefined : imatrixImportance(await readImatrix(options.imatrix));
+      const result = await saveGgufModel(join(out, 'model.gguf'), loaded.graph, options.model, { type: ggufType, stored, ...(importance ? { importance } : {}) });
       for (const w of result.warnings) saveWarnings.push(`${w.layer ? `[${w.layer}] ` : ''}${w.message}`);
-      if (ggufType !== 'F32' && stored.size > 0) saveWarnings.push(`GGUF re-encodes every weight to ${ggufType} from its decoded values; the recipe's own codes are not kept (--gguf-type F32 writes them exactly)`);
+      if (stored.size > 0) {
+        const paths = new Map<string, number>();
+        for (const t of result.tensors) if (t.path) paths.set(t.path, (paths.get(t.path) ?? 0) + 1);
+        stdout(`gguf ${ggufType}: ${[...paths].map(([p, n]) => `${n} ${p}`).join(', ')} (exact/carried: the recipe's codes; re-derived: k-quant sub-scales from the recipe's grid; re-quantized: ggml's quantizer on the calibrated weights; quantized: from float weights)\n`);
+      }
       if (!recipe) {
         // No recipe ran: the report lists the GGUF types of the 2-D weights.
         const weights = result.tensors.filter((t) => t.shape.length === 2);
@@ -439,7 +448,7 @@ export async function quantizeCommand(options: QuantizeOptions, registry: StepRe
   const source = await recipeSource(options);
   const saves = saveFormats(options, source.preset);
   resolveGgufType(options, source, saves.includes('gguf') ? 'gguf' : saves[0]!, true);
-  const inputs = [options.model, ...(options.eval !== undefined ? [options.eval] : []), ...(options.recipe !== undefined ? [options.recipe] : []), ...(options.calibration !== undefined ? [options.calibration] : [])];
+  const inputs = [options.model, ...(options.eval !== undefined ? [options.eval] : []), ...(options.recipe !== undefined ? [options.recipe] : []), ...(options.calibration !== undefined ? [options.calibration] : []), ...(options.imatrix !== undefined ? [options.imatrix] : [])];
   const staged = await stageOutputFolder(options.out, { inputs, overwrite: options.overwrite ?? false });
   try {
     const job = await runQuantizeJob(options, registry, output);
@@ -478,6 +487,7 @@ export function registerQuantize(program: Command, registry: StepRegistry = defa
     .option('--calibration-seed <n>', 'sample the calibration windows at random offsets with this seed (default: consecutive chunks from the start)')
     .option('--save <formats>', `output: ${SAVE_FORMATS.join(', ')}, or several comma-separated (each written to --out/<format>/); default fake: float32 weights on the grid; onnx writes the transformers.js layout (onnx/model_q4.onnx, model_q4f16.onnx, model.onnx)`)
     .option('--gguf-type <type>', `GGUF tensor type for --save gguf (${GGUF_MODEL_TYPES.join(', ')}; default Q4_K)`)
+    .option('--imatrix <file>', "llama.cpp importance matrix (bitsmith imatrix, or llama-imatrix's .gguf/.dat) for --save gguf: weighs the k-quant and IQ4 fits as llama-quantize --imatrix does")
     .option('--eval <file>', 'held-out text: after quantizing, report perplexity, KL and top-1 agreement against the original model')
     .option('--overwrite', 'replace a non-empty --out folder (atomically, once the run has succeeded)')
     .action(async (options: QuantizeOptions) => {

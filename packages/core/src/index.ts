@@ -20,6 +20,7 @@ export { relativeError, bitsPerWeight } from './metrics.js';
 export type { StepKind, StatisticRequest, LayerStatistics, LayerAssignment, LayerState, StepWarning, StepContext, StepResult, Quantizer } from './quantizer.js';
 export type { RtnOptions } from './rtn.js';
 export { rtn } from './rtn.js';
+export { checkFactoryOptions } from './factory-options.js';
 export type { StepDefinition, StepRegistry, QuantizationOptions } from './step-definition.js';
 export { defineStep, definedOptions, quantizationOptions, resolveQuantization } from './step-definition.js';
 export { rtnStep, rangeSearchOptions } from './rtn-step.js';

@@ -1,3 +1,4 @@
+import { checkFactoryOptions } from './factory-options.js';
 import { AbortError, InvalidArgumentError } from './errors.js';
 import type { Granularity } from './granularity.js';
 import { bitsPerWeight } from './metrics.js';
@@ -27,16 +28,7 @@ const RTN_OPTIONS = ['format', 'granularity', 'scaleEncoding', 'rangeSearch'];
 
 /** Plain-JavaScript callers get the option that is wrong named, as recipe files do (the recipe shorthands included). */
 function checkRtnOptions(options: RtnOptions): void {
-  if (options === null || typeof options !== 'object') throw new InvalidArgumentError('options', `expected an object with ${RTN_OPTIONS.join(', ')}; got ${String(options)}`);
-  for (const key of Object.keys(options)) {
-    if (RTN_OPTIONS.includes(key)) continue;
-    const hint =
-      key === 'bits' || key === 'groupSize' || key === 'symmetric'
-        ? ` (${key} is a recipe-file shorthand; in code write format: 'int4' and granularity: { type: 'group', size: 32 })`
-        : '';
-    throw new InvalidArgumentError(key, `rtn has no option '${key}'; it takes ${RTN_OPTIONS.join(', ')}${hint}`);
-  }
-  if (options.format === undefined) throw new InvalidArgumentError('format', "rtn needs a format: a name such as 'int4' or 'nf4', or a FormatSpec");
+  checkFactoryOptions('rtn', options, RTN_OPTIONS, ['format']);
 }
 
 /**

@@ -19,7 +19,7 @@ export type HadamardRotationOptions = Omit<RotateModelOptions, 'signal' | 'progr
  *
  * @example
  * ```ts
- * const steps = [hadamardRotation({ seed: 0 }), gptq({ bits: 4 })];
+ * const steps = [hadamardRotation({ seed: 0 }), gptq({ format: 'int4' })];
  * await steps[0].run({ layers: [], statistics: () => ({ tokens: 0 }), model });
  * ```
  */

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { InvalidArgumentError, parseFormat, quantize, type Matrix } from '@bitsmith/core';
 import { createJsBackend, createRandom } from '@bitsmith/linalg';
 import { gptaq } from './gptaq.js';
+import { gptq } from './gptq.js';
 import { gptqQuantizeLayer } from './gptq-quantize-layer.js';
 import { naiveInverse, randomWeight } from './gptq.test-support.js';
 
@@ -188,5 +189,15 @@ describe('gptaq() quantize step', () => {
     const { xq } = inputs(32, 8, 4, 0.1);
     const hessian = crossProduct(xq, xq, 32, 8);
     await expect(step.run({ layers: [{ name: 'l', weight: w }], statistics: () => ({ tokens: 32, hessian }) })).rejects.toThrow(/no float-input cross term was observed for layer 'l'/);
+  });
+});
+
+describe('gptq() and gptaq() called from plain JavaScript', () => {
+  it('name an unknown option, say how to write the recipe-file shorthands in code, and need a format', () => {
+    const untyped = (o: unknown) => o as Parameters<typeof gptq>[0];
+    expect(() => gptq(untyped({ bits: 4, groupSize: 32 }))).toThrow(/bits: gptq has no option 'bits'; it takes format, .*recipe-file shorthand; in code write format: 'int4'/);
+    expect(() => gptaq(untyped({ format: 'int4', dampning: 0.1 }))).toThrow(/dampning: gptaq has no option 'dampning'; it takes .*alpha/);
+    expect(() => gptaq(untyped({ granularity: { type: 'channel' } }))).toThrow(/format: gptaq needs a format/);
+    expect(() => gptq(untyped(null))).toThrow(/options: gptq expects an object/);
   });
 });

@@ -75,7 +75,7 @@ export class StatisticsCollector {
         }
         if (!(owner && this.accumulators.get(owner)!.columns === columns)) {
           acc.cross ??= new Float64Array(columns * columns);
-          await accumulateCross(this.backend, rows, columns, chunk, xs, acc.cross);
+          await this.accumulateCross(rows, columns, chunk, xs, acc.cross);
         }
       }
       if (owner && this.accumulators.get(owner)!.columns === columns) {
@@ -107,6 +107,24 @@ export class StatisticsCollector {
       acc.inputRows += take;
     }
   };
+
+  private crossScratch: { delta: Float32Array; product: Float32Array } | undefined;
+
+  /** `d += (xf - x)^T x` for one chunk (`rows x columns` each): the product in float32 by the backend, summed in float64. */
+  private async accumulateCross(rows: number, columns: number, xf: Float32Array, x: Float32Array, d: Float64Array): Promise<void> {
+    // Scratch reused across chunks and layers (grown when a wider layer or a longer chunk comes).
+    if (!this.crossScratch || this.crossScratch.delta.length < rows * columns || this.crossScratch.product.length < columns * columns) {
+      this.crossScratch = {
+        delta: new Float32Array(Math.max(rows * columns, this.crossScratch?.delta.length ?? 0)),
+        product: new Float32Array(Math.max(columns * columns, this.crossScratch?.product.length ?? 0)),
+      };
+    }
+    const delta = this.crossScratch.delta.subarray(0, rows * columns);
+    const product = this.crossScratch.product.subarray(0, columns * columns);
+    for (let i = 0; i < delta.length; i++) delta[i] = xf[i]! - x[i]!;
+    await this.backend.sgemm({ m: columns, n: columns, k: rows, a: delta, b: x, c: product, transA: true });
+    for (let i = 0; i < product.length; i++) d[i]! += product[i]!;
+  }
 
   /** The statistics of one layer; throws when the layer was never observed. */
   statistics(name: string): LayerStatistics {
@@ -149,11 +167,3 @@ export class StatisticsCollector {
   }
 }
 
-/** `d += (xf - x)^T x` for one chunk (`rows x columns` each): the product in float32 by the backend, summed in float64. */
-async function accumulateCross(backend: Backend, rows: number, columns: number, xf: Float32Array, x: Float32Array, d: Float64Array): Promise<void> {
-  const delta = new Float32Array(rows * columns);
-  for (let i = 0; i < delta.length; i++) delta[i] = xf[i]! - x[i]!;
-  const product = new Float32Array(columns * columns);
-  await backend.sgemm({ m: columns, n: columns, k: rows, a: delta, b: x, c: product, transA: true });
-  for (let i = 0; i < product.length; i++) d[i]! += product[i]!;
-}

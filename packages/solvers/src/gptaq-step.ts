@@ -1,6 +1,7 @@
 import { z } from 'zod';
-import { defineStep, definedOptions, quantizationOptions, rangeSearchOptions, resolveQuantization } from '@bitsmith/core';
+import { defineStep, definedOptions, quantizationOptions, resolveQuantization } from '@bitsmith/core';
 import { gptaq } from './gptaq.js';
+import { gptqSolverOptions } from './gptq-step.js';
 
 /**
  * The `gptaq` recipe step ({@link gptaq}, arXiv 2504.02692): GPTQ's options (`bits|format`, `groupSize|granularity`,
@@ -13,15 +14,7 @@ import { gptaq } from './gptaq.js';
  */
 export const gptaqStep = defineStep({
   description: 'GPTAQ, GPTQ fitted to the float model\'s outputs (asymmetric calibration, @bitsmith/solvers): GPTQ\'s options and alpha (0.25)',
-  options: quantizationOptions.extend({
-    alpha: z.number().min(0).max(1).optional(),
-    dampening: z.number().positive().optional(),
-    maxDampening: z.number().positive().optional(),
-    blockSize: z.number().int().positive().optional(),
-    actOrder: z.boolean().optional(),
-    staticGroups: z.boolean().optional(),
-    rangeSearch: rangeSearchOptions.optional(),
-  }),
+  options: quantizationOptions.extend({ ...gptqSolverOptions, alpha: z.number().min(0).max(1).optional() }),
   create: ({ alpha, dampening, maxDampening, blockSize, actOrder, staticGroups, rangeSearch, ...rest }) =>
     gptaq({ ...resolveQuantization(rest), ...definedOptions({ alpha, dampening, maxDampening, blockSize, actOrder, staticGroups, rangeSearch }) }),
 });

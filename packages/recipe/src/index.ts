@@ -16,3 +16,10 @@ export { RecipeSelectionError, checkRecipeSelection, finiteInputs, scaleRangeWar
 // Reports as self-contained HTML (no scripts, no external resources): one run or several compared
 export type { ReportLayerRow, ReportRun, ReportActivation, ReportView } from './report-html.js';
 export { escapeHtml, reportView, compareReportViews, renderReportHtml } from './report-html.js';
+
+// Progress estimates and resumable runs (checkpoints after every block)
+export { BlockEta, formatDuration } from './block-eta.js';
+export type { RunCheckpointStore, RunCheckpointOptions } from './run-checkpoint.js';
+export { memoryCheckpointStore, CheckpointMismatchError } from './run-checkpoint.js';
+export type { EncodedValue } from './checkpoint-encoding.js';
+export { CheckpointFileError, encodeValue, decodeValue } from './checkpoint-encoding.js';

@@ -2,3 +2,4 @@
 // condition; also `@bitsmith/recipe/node`): the browser-safe default entry plus reading recipe files from disk.
 export * from './index.js';
 export { loadRecipe } from './recipe-file-node.js';
+export { directoryCheckpointStore } from './checkpoint-store-node.js';

@@ -38,12 +38,30 @@ export interface Recipe {
   readonly kvCache?: RecipeKvCacheScheme;
 }
 
-/** What the runner reports while it works. */
+/**
+ * What the runner reports while it works. `elapsedSeconds` counts from the start of the run (including the time of
+ * an earlier, interrupted process when resuming); `etaSeconds` is the estimated time left in the whole run and
+ * `blockEtaSeconds` in the block in hand (mean seconds of the blocks finished in this process; absent until the first
+ * block finished).
+ */
 export type RecipeProgressEvent =
   | { readonly type: 'model-step'; readonly step: string; readonly index: number; readonly total: number }
-  | { readonly type: 'block-start'; readonly block: number; readonly totalBlocks: number }
-  | { readonly type: 'step'; readonly block: number; readonly totalBlocks: number; readonly step: string; readonly done: number; readonly total: number; readonly layer?: string }
-  | { readonly type: 'block-done'; readonly block: number; readonly totalBlocks: number; readonly seconds: number };
+  | { readonly type: 'resumed'; readonly nextBlock: number; readonly totalBlocks: number; readonly elapsedSeconds: number }
+  | { readonly type: 'block-start'; readonly block: number; readonly totalBlocks: number; readonly elapsedSeconds: number; readonly etaSeconds?: number }
+  | {
+      readonly type: 'step';
+      readonly block: number;
+      readonly totalBlocks: number;
+      readonly step: string;
+      readonly done: number;
+      readonly total: number;
+      readonly layer?: string;
+      readonly elapsedSeconds: number;
+      readonly etaSeconds?: number;
+      readonly blockEtaSeconds?: number;
+    }
+  | { readonly type: 'block-done'; readonly block: number; readonly totalBlocks: number; readonly seconds: number; readonly elapsedSeconds: number; readonly etaSeconds: number }
+  | { readonly type: 'checkpoint'; readonly block: number; readonly totalBlocks: number; readonly seconds: number; readonly bytes?: number };
 
 /** Per-layer result. */
 export interface LayerReport {
@@ -77,5 +95,8 @@ export interface RecipeReport {
   readonly steps: readonly StepReport[];
   /** Weighted by layer size over the selected layers that were quantized. */
   readonly averageBitsPerWeight: number;
+  /** Wall seconds of the run (of every process that worked on it, when resumed). */
   readonly seconds: number;
+  /** Blocks this process restored from a checkpoint instead of computing them (absent when the run did not resume). */
+  readonly resumedBlocks?: number;
 }

@@ -27,6 +27,9 @@ import { checkRecipeSelection, finiteInputs, scaleRangeWarning } from './recipe-
 import { installInputActivationQuantizers, installKvCacheQuantizers, resolveKvCacheScheme } from './activation-calibration.js';
 import { checkSelectors, isSelected } from './selector.js';
 import { StatisticsCollector } from './statistics-collector.js';
+import { BlockEta } from './block-eta.js';
+import { CheckpointMismatchError, fingerprintDifferences, sequencesDigest, type RunCheckpointOptions, type RunCheckpointStore } from './run-checkpoint.js';
+import { CheckpointFileError } from './checkpoint-encoding.js';
 
 /** Options of {@link runRecipe}. */
 export interface RunRecipeOptions {
@@ -47,6 +50,46 @@ export interface RunRecipeOptions {
    * every step). Exporters take these and refuse the kinds they cannot write.
    */
   onStored?: (layer: string, stored: StoredForm) => void;
+  /**
+   * Write a checkpoint after every finished block (its weights, norms and stored forms; the propagated calibration
+   * activations; the report so far) and, with `resume`, continue from the last one: the result is bit-identical to
+   * an uninterrupted run when the steps are deterministic. Model-level steps (rotations) run again on resume (they
+   * are seeded). Not with `inputActivations` or `kvCache` (their run-time quantizers are not plain data); a per-layer
+   * step that installs a run-time input transform stops checkpointing with a warning.
+   */
+  checkpoint?: RunCheckpointOptions;
+}
+
+/** Version of the checkpoint layout written by {@link runRecipe}. */
+const CHECKPOINT_VERSION = 1;
+
+/** One finished block in a checkpoint: the state steps may have changed, and its layers' report records. */
+interface BlockCheckpoint {
+  readonly index: number;
+  readonly linears: readonly { name: string; weight: Matrix; bias?: Float32Array }[];
+  readonly norms: readonly { name: string; weight: Float32Array; bias?: Float32Array }[];
+  readonly layers: readonly {
+    name: string;
+    steps: string[];
+    seconds: number;
+    bitsPerWeight?: number;
+    outputError?: number;
+    storedKind?: string;
+    stored?: StoredForm;
+  }[];
+}
+
+/** The head of a checkpoint: which blocks are finished and what the next one needs. */
+interface HeadCheckpoint {
+  readonly version: number;
+  readonly fingerprint: Record<string, string>;
+  readonly nextBlock: number;
+  readonly totalBlocks: number;
+  readonly elapsedSeconds: number;
+  readonly hidden: unknown;
+  readonly floatHidden?: unknown;
+  readonly steps: readonly { key: string; id: string; kind: StepKind; seconds: number; warnings: StepWarning[] }[];
+  readonly caller?: unknown;
 }
 
 const KIND_ORDER: Record<StepKind, number> = { transform: 0, allocate: 1, quantize: 2, compensate: 3 };
@@ -57,7 +100,10 @@ export function toRecipe(recipe: Recipe | readonly Quantizer[]): Recipe {
   return recipe as Recipe;
 }
 
-function validate(recipe: Recipe): void {
+function validate(recipe: Recipe, checkpoint: RunCheckpointOptions | undefined): void {
+  if (checkpoint && (recipe.inputActivations || recipe.kvCache)) {
+    throw new InvalidArgumentError('checkpoint', `checkpoints cannot hold the run-time ${recipe.inputActivations ? 'input-activation' : 'key/value-cache'} quantizers of this recipe yet; run it without checkpointing (--no-checkpoint)`);
+  }
   if (recipe.stages.length === 0 && !recipe.inputActivations && !recipe.kvCache) {
     throw new InvalidArgumentError('recipe.stages', 'a recipe needs at least one step (or inputActivations / kvCache alone)');
   }
@@ -116,10 +162,18 @@ interface LayerTrack {
  * results are written into the model; finally the block's output is recomputed with the new weights and becomes
  * the next block's input. Memory holds one block's activations plus the model.
  *
+ * Progress events carry the elapsed time and an ETA for the run and the block in hand (mean time of the blocks
+ * finished so far). With `checkpoint`, every finished block is written to a {@link RunCheckpointStore} (weights,
+ * norms, stored forms, the propagated activations, the report so far) and `resume: true` continues from the last one,
+ * bit-identical to an uninterrupted run; a checkpoint made from other inputs is refused ({@link CheckpointMismatchError}).
+ *
  * @param calibration Token sequences (each starting with BOS).
  * @example
  * ```ts
- * const report = await runRecipe(model, [gptq({ format: 'int4', granularity: { type: 'group', size: 128 } })], sequences);
+ * const report = await runRecipe(model, [gptq({ format: 'int4', granularity: { type: 'group', size: 128 } })], sequences, {
+ *   onProgress: (e) => e.type === 'block-done' && console.log(`block ${e.block + 1}/${e.totalBlocks}, ETA ${formatDuration(e.etaSeconds)}`),
+ *   checkpoint: { store: directoryCheckpointStore('.out.checkpoint'), fingerprint: { model: 'sha256:...', recipe: 'sha256:...' }, resume: true },
+ * });
  * ```
  */
 export async function runRecipe(
@@ -128,9 +182,10 @@ export async function runRecipe(
   calibration: readonly ArrayLike<number>[],
   options: RunRecipeOptions = {},
 ): Promise<RecipeReport> {
-  const started = performance.now();
+  let started = performance.now();
   const recipe = toRecipe(recipeIn);
-  validate(recipe);
+  const checkpoint = options.checkpoint;
+  validate(recipe, checkpoint);
   if (calibration.length === 0) throw new InvalidArgumentError('calibration', 'needs at least one token sequence');
   checkRecipeSelection(recipe, model.blocks.flatMap((b) => b.linears.map((l) => l.name)));
   if (recipe.kvCache) {
@@ -177,18 +232,63 @@ export async function runRecipe(
     .sort((a, b) => KIND_ORDER[a.stage.step.kind] - KIND_ORDER[b.stage.step.kind] || a.order - b.order)
     .map(({ stage }) => stage);
   const tracks = new Map<string, LayerTrack>();
-  let hidden = await model.embed(calibration);
   // Steps that calibrate asymmetrically (GPTAQ) need each layer's input in the float model too: carry the float
   // model's activations beside the quantized ones, one more block pass per block.
   const wantsFloat = (q: Quantizer) => q.requires.some((r) => r.kind === 'float-input-cross');
   const needsFloatStream = layerStages.some((s) => wantsFloat(s.step) || (s.overrides ?? []).some((o) => wantsFloat(o.step)));
-  let floatHidden = needsFloatStream ? hidden : undefined;
   const totalBlocks = model.blocks.length;
+  // Checkpoints: the fingerprint of this run, and where a resumed run starts.
+  const stepKeys = stepKeyTable(recipe);
+  const fingerprint: Record<string, string> = checkpoint
+    ? {
+        ...checkpoint.fingerprint,
+        calibration: sequencesDigest(calibration),
+        structure: JSON.stringify({ architecture: model.architecture, blocks: totalBlocks, hidden: model.hiddenSize, linears: model.blocks.map((b) => b.linears.length) }),
+        steps: [...stepKeys.keys()].join(','),
+      }
+    : {};
+  let checkpointing = checkpoint !== undefined;
+  let startBlock = 0;
+  let hidden: unknown;
+  let floatHidden: unknown;
+  const head = checkpoint?.resume ? ((await checkpoint.store.read('head')) as HeadCheckpoint | undefined) : undefined;
+  if (head) {
+    if (head.version !== CHECKPOINT_VERSION) throw new CheckpointFileError(checkpoint!.store.location, `was written by checkpoint layout ${head.version}; this version reads layout ${CHECKPOINT_VERSION}. Run without --resume to start over`);
+    const differences = fingerprintDifferences(head.fingerprint, fingerprint);
+    if (differences.length > 0) throw new CheckpointMismatchError(checkpoint!.store.location, differences);
+    for (let index = 0; index < head.nextBlock; index++) {
+      check();
+      const part = (await checkpoint!.store.read(`block-${index}`)) as BlockCheckpoint | undefined;
+      if (!part || part.index !== index) throw new CheckpointFileError(checkpoint!.store.location, `block ${index} is missing though the checkpoint's head says ${head.nextBlock} blocks are finished`);
+      restoreBlock(model.blocks[index]!, part, tracks, options);
+    }
+    for (const s of head.steps) {
+      const key = stepKeys.get(s.key);
+      if (key) stepReports.set(key, { id: s.id, kind: s.kind, seconds: s.seconds, warnings: [...s.warnings] });
+    }
+    if (head.caller !== undefined) checkpoint!.restore?.(head.caller);
+    startBlock = head.nextBlock;
+    hidden = head.hidden;
+    floatHidden = head.floatHidden;
+    started -= head.elapsedSeconds * 1000;
+    onProgress?.({ type: 'resumed', nextBlock: startBlock, totalBlocks, elapsedSeconds: head.elapsedSeconds });
+  } else {
+    if (checkpoint) await checkpoint.store.clear();
+    hidden = await model.embed(calibration);
+    floatHidden = needsFloatStream ? hidden : undefined;
+  }
+  const elapsed = () => (performance.now() - started) / 1000;
+  const eta = new BlockEta(totalBlocks);
   for (const block of model.blocks) {
+    if (block.index < startBlock) continue;
     check();
     const blockStart = performance.now();
-    onProgress?.({ type: 'block-start', block: block.index, totalBlocks });
+    const inBlock = () => (performance.now() - blockStart) / 1000;
+    const runEta = eta.remaining(block.index);
+    onProgress?.({ type: 'block-start', block: block.index, totalBlocks, elapsedSeconds: elapsed(), ...(runEta !== undefined ? { etaSeconds: runEta } : {}) });
     for (const view of block.linears) if (!tracks.has(view.name)) tracks.set(view.name, { view, block: block.index, steps: [], seconds: 0 });
+    // What a checkpoint cannot hold (run-time input transforms, cache quantizers) must not change in this block.
+    const runtimeBefore = runtimeState(block);
     const blockInput = hidden;
     // The block as a differentiable function of its weights, created before its first quantize step (so its float
     // reference is the block as the transforms left it) and handed to quantize and compensate steps.
@@ -272,8 +372,24 @@ export async function runRecipe(
           block,
           ...(blockGradients && step.kind !== 'transform' && step.kind !== 'allocate' ? { blockGradients } : {}),
           ...(signal ? { signal } : {}),
-          progress: (done, total, message) =>
-            onProgress?.({ type: 'step', block: block.index, totalBlocks, step: step.id, done, total, ...(message ? { layer: message } : {}) }),
+          progress: (done, total, message) => {
+            if (!onProgress) return;
+            const t = inBlock();
+            const runLeft = eta.remaining(block.index, t);
+            const blockLeft = eta.blockRemaining(t);
+            onProgress({
+              type: 'step',
+              block: block.index,
+              totalBlocks,
+              step: step.id,
+              done,
+              total,
+              ...(message ? { layer: message } : {}),
+              elapsedSeconds: elapsed(),
+              ...(runLeft !== undefined ? { etaSeconds: runLeft } : {}),
+              ...(blockLeft !== undefined ? { blockEtaSeconds: blockLeft } : {}),
+            });
+          },
         });
         const seconds = (performance.now() - t0) / 1000;
         const r = stepReport(step === stage.step ? stage : step, step);
@@ -330,17 +446,49 @@ export async function runRecipe(
       }),
     );
     if (needsFloatStream) floatHidden = floatNext;
+    const storedForms = new Map<string, StoredForm>();
     for (const v of block.linears) {
       const track = tracks.get(v.name)!;
       delete track.floatWeight; // free the float copies of this block
       if (track.stored && track.block === block.index) {
         track.storedKind = describeStored(track.stored);
+        storedForms.set(v.name, track.stored);
         options.onStored?.(v.name, track.stored);
         if (track.stored.kind === 'grid') options.onQuantized?.(v.name, track.stored.tensor);
       }
       delete track.stored;
     }
-    onProgress?.({ type: 'block-done', block: block.index, totalBlocks, seconds: (performance.now() - blockStart) / 1000 });
+    const blockSeconds = inBlock();
+    eta.finished(block.index, blockSeconds);
+    // The checkpoint is written before 'block-done', so a block reported done is one a resume does not redo.
+    if (checkpointing) {
+      const changed = runtimeChange(block, runtimeBefore);
+      if (changed) {
+        // A later resume could not rebuild this block: stop checkpointing and remove what was written.
+        checkpointing = false;
+        await checkpoint!.store.clear();
+        const report = [...stepReports.values()].at(-1);
+        report?.warnings.push({ step: 'checkpoint', message: `checkpointing stopped at block ${block.index}: ${changed}, which a checkpoint cannot hold; a resume of this run would start over` });
+      } else {
+        const t0 = performance.now();
+        let bytes = await checkpoint!.store.write(`block-${block.index}`, blockCheckpoint(block, tracks, storedForms));
+        const head: HeadCheckpoint = {
+          version: CHECKPOINT_VERSION,
+          fingerprint,
+          nextBlock: block.index + 1,
+          totalBlocks,
+          elapsedSeconds: elapsed(),
+          hidden,
+          ...(needsFloatStream ? { floatHidden } : {}),
+          steps: [...stepReports].map(([key, r]) => ({ key: stepKeyOf(stepKeys, key), ...r })),
+          ...(checkpoint!.save ? { caller: checkpoint!.save() } : {}),
+        };
+        const headBytes = await checkpoint!.store.write('head', head);
+        if (bytes !== undefined && headBytes !== undefined) bytes += headBytes;
+        onProgress?.({ type: 'checkpoint', block: block.index, totalBlocks, seconds: (performance.now() - t0) / 1000, ...(bytes !== undefined ? { bytes } : {}) });
+      }
+    }
+    onProgress?.({ type: 'block-done', block: block.index, totalBlocks, seconds: blockSeconds, elapsedSeconds: elapsed(), etaSeconds: eta.remaining(block.index + 1) ?? 0 });
   }
 
   const layers: LayerReport[] = [...tracks.values()].map((t) => ({
@@ -369,5 +517,93 @@ export async function runRecipe(
     steps,
     averageBitsPerWeight: weights > 0 ? bits / weights : 16,
     seconds: (performance.now() - started) / 1000,
+    ...(startBlock > 0 ? { resumedBlocks: startBlock } : {}),
   };
+}
+
+/** Stable keys of a recipe's stages and overrides (`s0`, `s0.o1`), for step reports in checkpoints. */
+function stepKeyTable(recipe: Recipe): Map<string, RecipeStage | Quantizer> {
+  const keys = new Map<string, RecipeStage | Quantizer>();
+  recipe.stages.forEach((stage, i) => {
+    keys.set(`s${i}:${stage.step.id}`, stage);
+    (stage.overrides ?? []).forEach((o, j) => keys.set(`s${i}.o${j}:${o.step.id}`, o.step));
+  });
+  return keys;
+}
+
+function stepKeyOf(keys: Map<string, RecipeStage | Quantizer>, value: RecipeStage | Quantizer): string {
+  for (const [k, v] of keys) if (v === value) return k;
+  throw new InvalidArgumentError('checkpoint', 'a step report belongs to no stage of the recipe');
+}
+
+/** The run-time state of a block that checkpoints cannot hold: input transforms and the cache quantization. */
+function runtimeState(block: QuantizableModel['blocks'][number]): Map<string, unknown> {
+  const state = new Map<string, unknown>();
+  for (const l of [...block.linears, ...(block.auxiliaryLinears ?? [])]) state.set(l.name, l.inputTransform);
+  state.set('#kvCache', block.kvCache);
+  return state;
+}
+
+function runtimeChange(block: QuantizableModel['blocks'][number], before: Map<string, unknown>): string | undefined {
+  for (const [name, value] of runtimeState(block)) {
+    if (before.get(name) !== value) return name === '#kvCache' ? `block ${block.index}'s key/value cache quantization changed` : `a step installed a run-time input transform on ${name}`;
+  }
+  return undefined;
+}
+
+function blockCheckpoint(block: QuantizableModel['blocks'][number], tracks: Map<string, LayerTrack>, stored: Map<string, StoredForm>): BlockCheckpoint {
+  return {
+    index: block.index,
+    linears: [...block.linears, ...(block.auxiliaryLinears ?? [])].map((l) => ({ name: l.name, weight: l.weight, ...(l.bias ? { bias: l.bias } : {}) })),
+    norms: block.norms.map((n) => ({ name: n.name, weight: n.weight, ...(n.bias ? { bias: n.bias } : {}) })),
+    layers: block.linears.map((l) => {
+      const t = tracks.get(l.name)!;
+      return {
+        name: l.name,
+        steps: t.steps,
+        seconds: t.seconds,
+        ...(t.bitsPerWeight !== undefined ? { bitsPerWeight: t.bitsPerWeight } : {}),
+        ...(t.outputError !== undefined ? { outputError: t.outputError } : {}),
+        ...(t.storedKind !== undefined ? { storedKind: t.storedKind } : {}),
+        ...(stored.has(l.name) ? { stored: stored.get(l.name)! } : {}),
+      };
+    }),
+  };
+}
+
+/** Writes a checkpointed block back into the model and the report, and replays its stored forms to the callbacks. */
+function restoreBlock(block: QuantizableModel['blocks'][number], part: BlockCheckpoint, tracks: Map<string, LayerTrack>, options: RunRecipeOptions): void {
+  const linears = new Map([...block.linears, ...(block.auxiliaryLinears ?? [])].map((l) => [l.name, l]));
+  const norms = new Map(block.norms.map((n) => [n.name, n]));
+  const missing = (what: string) => new CheckpointFileError(`block-${block.index}`, `names ${what}, which block ${block.index} of this model does not have`);
+  for (const l of part.linears) {
+    const view = linears.get(l.name);
+    if (!view) throw missing(`the linear ${l.name}`);
+    if (view.weight.shape[0] !== l.weight.shape[0] || view.weight.shape[1] !== l.weight.shape[1]) throw missing(`${l.name} with shape [${l.weight.shape.join(', ')}]`);
+    view.weight = { dtype: 'float32', shape: [l.weight.shape[0], l.weight.shape[1]], data: l.weight.data };
+    view.bias = l.bias;
+  }
+  for (const n of part.norms) {
+    const norm = norms.get(n.name);
+    if (!norm) throw missing(`the norm ${n.name}`);
+    norm.weight = n.weight;
+    if (n.bias) norm.bias = n.bias;
+  }
+  for (const r of part.layers) {
+    const view = linears.get(r.name);
+    if (!view) throw missing(`the linear ${r.name}`);
+    tracks.set(r.name, {
+      view,
+      block: block.index,
+      steps: r.steps,
+      seconds: r.seconds,
+      ...(r.bitsPerWeight !== undefined ? { bitsPerWeight: r.bitsPerWeight } : {}),
+      ...(r.outputError !== undefined ? { outputError: r.outputError } : {}),
+      ...(r.storedKind !== undefined ? { storedKind: r.storedKind } : {}),
+    });
+    if (r.stored) {
+      options.onStored?.(r.name, r.stored);
+      if (r.stored.kind === 'grid') options.onQuantized?.(r.name, r.stored.tensor);
+    }
+  }
 }

@@ -22,16 +22,74 @@ function round4(x: number): number {
 }
 
 /**
- * Wraps a model so that the first time each linear's input is observed (the calibration pass of its block), per-channel
- * max|x| and mean|x| are summarised: the activation-outlier view of the report, at no extra forward pass.
+ * Wraps a model so that the first pass through each block (its calibration pass) summarises every linear's input:
+ * per-channel max|x| and mean|x| over all the batches the model delivers, the activation-outlier view of the report,
+ * at no extra forward pass.
  */
 export function withActivationCapture(model: QuantizableModel, stage: string, into: Map<string, ActivationSummary>): QuantizableModel {
-  const runBlock = async (index: number, hidden: unknown, observe?: LinearInputCallback) =>
-    model.runBlock(index, hidden, observe && (async (name: string, input: Matrix) => {
-      if (!into.has(name)) into.set(name, summarise(name, stage, input));
+  const passed = new Set<number>();
+  const runBlock = async (index: number, hidden: unknown, observe?: LinearInputCallback) => {
+    if (!observe || passed.has(index)) return model.runBlock(index, hidden, observe);
+    passed.add(index);
+    const sums = new Map<string, ChannelSums>();
+    const output = await model.runBlock(index, hidden, async (name: string, input: Matrix) => {
+      if (!into.has(name)) {
+        let s = sums.get(name);
+        if (!s) sums.set(name, (s = channelSums(input.shape[1])));
+        accumulate(s, input);
+      }
       await observe(name, input);
-    }));
+    });
+    for (const [name, s] of sums) into.set(name, summary(name, stage, s));
+    return output;
+  };
   return Object.create(model, { runBlock: { value: runBlock } }) as QuantizableModel;
+}
+
+interface ChannelSums {
+  rows: number;
+  absMax: Float32Array;
+  absSum: Float64Array;
+}
+
+const channelSums = (columns: number): ChannelSums => ({ rows: 0, absMax: new Float32Array(columns), absSum: new Float64Array(columns) });
+
+function accumulate(s: ChannelSums, input: Matrix): void {
+  const [rows, columns] = input.shape;
+  const x = input.data as Float32Array;
+  const { absMax, absSum } = s;
+  for (let r = 0; r < rows; r++) {
+    const o = r * columns;
+    for (let c = 0; c < columns; c++) {
+      const a = Math.abs(x[o + c]!);
+      if (a > absMax[c]!) absMax[c] = a;
+      absSum[c] += a;
+    }
+  }
+  s.rows += rows;
+}
+
+function summary(layer: string, stage: string, s: ChannelSums): ActivationSummary {
+  const columns = s.absMax.length;
+  let maxAbs = 0;
+  let sumMax = 0;
+  let sumMean = 0;
+  for (let c = 0; c < columns; c++) {
+    maxAbs = Math.max(maxAbs, s.absMax[c]!);
+    sumMax += s.absMax[c]!;
+    sumMean += s.absSum[c]! / Math.max(1, s.rows);
+  }
+  const meanOfMax = sumMax / columns;
+  return {
+    layer,
+    stage,
+    channels: columns,
+    tokens: s.rows,
+    maxAbs: round4(maxAbs),
+    meanAbs: round4(sumMean / columns),
+    outlierRatio: round4(meanOfMax > 0 ? maxAbs / meanOfMax : 0),
+    channelAbsMax: Array.from(s.absMax, round4),
+  };
 }
 
 /**
@@ -44,36 +102,7 @@ export function withActivationCapture(model: QuantizableModel, stage: string, in
  * ```
  */
 export function summarise(layer: string, stage: string, input: Matrix): ActivationSummary {
-  const [rows, columns] = input.shape;
-  const x = input.data as Float32Array;
-  const absMax = new Float32Array(columns);
-  const absSum = new Float64Array(columns);
-  for (let r = 0; r < rows; r++) {
-    const o = r * columns;
-    for (let c = 0; c < columns; c++) {
-      const a = Math.abs(x[o + c]!);
-      if (a > absMax[c]!) absMax[c] = a;
-      absSum[c] += a;
-    }
-  }
-  let maxAbs = 0;
-  let sumMax = 0;
-  let sumMean = 0;
-  for (let c = 0; c < columns; c++) {
-    maxAbs = Math.max(maxAbs, absMax[c]!);
-    sumMax += absMax[c]!;
-    sumMean += absSum[c]! / Math.max(1, rows);
-  }
-  const meanOfMax = sumMax / columns;
-  return {
-    layer,
-    stage,
-    channels: columns,
-    tokens: rows,
-    maxAbs: round4(maxAbs),
-    meanAbs: round4(sumMean / columns),
-    outlierRatio: round4(meanOfMax > 0 ? maxAbs / meanOfMax : 0),
-    channelAbsMax: Array.from(absMax, round4),
-  };
+  const s = channelSums(input.shape[1]);
+  accumulate(s, input);
+  return summary(layer, stage, s);
 }
-

@@ -1,11 +1,13 @@
 // A real kill: `bitsmith quantize --overwrite` is started as a child process over an earlier output and killed with
-// SIGKILL once its staging folder exists. The earlier output must survive byte for byte and nothing may look complete.
+// SIGKILL once its staging folder exists. The earlier output must survive byte for byte and nothing may look complete;
+// `--resume` then continues from the checkpoint of the finished block to the same model file as an uninterrupted run.
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
+import { quantizeCommand } from './commands/quantize.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const SHARED = process.env.BITSMITH_SHARED ? resolve(process.env.BITSMITH_SHARED) : resolve(HERE, '../../../../shared');
@@ -19,7 +21,7 @@ const tmp = mkdtempSync(join(tmpdir(), 'bitsmith-kill-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
 describe.skipIf(SKIP)('a quantize run killed with SIGKILL', () => {
-  it('mid-run leaves the earlier output byte for byte and only a hidden .partial folder beside it', async () => {
+  it('mid-run leaves the earlier output byte for byte, a hidden .partial folder and the checkpoint beside it; --resume finishes it', async () => {
     const out = join(tmp, 'out');
     mkdirSync(out);
     writeFileSync(join(out, 'model.safetensors'), 'earlier weights');
@@ -44,7 +46,19 @@ describe.skipIf(SKIP)('a quantize run killed with SIGKILL', () => {
     expect(readdirSync(out).sort()).toEqual(['config.json', 'model.safetensors']);
     expect(readFileSync(join(out, 'model.safetensors'), 'utf8')).toBe('earlier weights');
     expect(readFileSync(join(out, 'config.json'), 'utf8')).toBe('{"earlier": true}');
-    // Beside it: the inputs, the earlier output and one hidden .partial folder, nothing that looks like a model folder.
-    expect(readdirSync(tmp).filter((f) => f !== 'out' && f !== 'gptq.yaml').map((f) => f.replace(/partial-.*/, 'partial-*'))).toEqual(['.out.partial-*']);
+    // Beside it: the inputs, the earlier output, one hidden .partial folder and the checkpoint of the finished block,
+    // nothing that looks like a model folder.
+    expect(readdirSync(tmp).filter((f) => f !== 'out' && f !== 'gptq.yaml').map((f) => f.replace(/partial-.*/, 'partial-*')).sort()).toEqual(['.out.checkpoint', '.out.partial-*']);
+    expect(readdirSync(join(tmp, '.out.checkpoint')).sort()).toEqual(['block-0.ckpt', 'head.ckpt']);
+
+    // --resume continues the killed run from block 2 and writes the same model file as an uninterrupted run.
+    const quiet = { stdout: () => undefined, stderr: () => undefined };
+    const options = { model: MODEL, recipe, calibration: join(SHARED, 'data', 'calib.txt'), samples: '16', seqLen: '64' };
+    const resumed = await quantizeCommand({ ...options, out, overwrite: true, resume: true }, undefined, quiet);
+    expect(resumed.resumedBlocks).toBe(1);
+    await quantizeCommand({ ...options, out: join(tmp, 'whole'), checkpoint: false }, undefined, quiet);
+    expect(Buffer.compare(readFileSync(join(out, 'model.safetensors')), readFileSync(join(tmp, 'whole', 'model.safetensors')))).toBe(0);
+    expect(existsSync(join(tmp, '.out.checkpoint'))).toBe(false);
+    expect(existsSync(join(tmp, '.whole.checkpoint'))).toBe(false);
   }, 300_000);
 });

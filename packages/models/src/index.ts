@@ -55,6 +55,7 @@ export { LlamaGraph, createLlamaGraph } from './llama-graph.js';
 export { sliceHiddenStates, sequenceBatches } from './hidden-states.js';
 export type { LlamaModel, LoadLlamaOptions, ModelLoadWarning, ModelSource } from './load-llama.js';
 export { loadLlamaConfig, loadSafetensorsWeights, loadLlamaGraph, loadLlamaModel } from './load-llama.js';
+export type { LlamaQuantizableModelOptions } from './quantizable-model.js';
 export { llamaQuantizableModel } from './quantizable-model.js';
 
 // Gradients through a decoder block (learned quantization)

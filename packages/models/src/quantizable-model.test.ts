@@ -3,9 +3,59 @@ import type { Tensor } from '@bitsmith/core';
 import { createJsBackend } from '@bitsmith/linalg';
 import { parseLlamaConfig } from './llama-config.js';
 import { createLlamaGraph } from './llama-graph.js';
-import { llamaQuantizableModel } from './quantizable-model.js';
+import { llamaQuantizableModel, tokenBatches } from './quantizable-model.js';
+
+async function tinyGraph() {
+  const config = parseLlamaConfig({
+    model_type: 'llama', hidden_size: 8, intermediate_size: 12, num_hidden_layers: 1, num_attention_heads: 2,
+    num_key_value_heads: 1, vocab_size: 10, tie_word_embeddings: true,
+  });
+  const shapes: Record<string, number[]> = {
+    'model.embed_tokens.weight': [10, 8], 'model.norm.weight': [8],
+    'model.layers.0.input_layernorm.weight': [8], 'model.layers.0.post_attention_layernorm.weight': [8],
+    'model.layers.0.self_attn.q_proj.weight': [8, 8], 'model.layers.0.self_attn.k_proj.weight': [4, 8],
+    'model.layers.0.self_attn.v_proj.weight': [4, 8], 'model.layers.0.self_attn.o_proj.weight': [8, 8],
+    'model.layers.0.mlp.gate_proj.weight': [12, 8], 'model.layers.0.mlp.up_proj.weight': [12, 8], 'model.layers.0.mlp.down_proj.weight': [8, 12],
+  };
+  let seed = 1;
+  const weights = new Map<string, Tensor<'float32'>>(
+    Object.entries(shapes).map(([n, s]) => [n, { dtype: 'float32', shape: s, data: Float32Array.from({ length: s.reduce((a, b) => a * b) }, () => Math.sin(seed++)) }]),
+  );
+  return createLlamaGraph(config, (n) => weights.get(n), { backend: createJsBackend() });
+}
 
 describe('llamaQuantizableModel', () => {
+  it('splits sequences into consecutive batches of whole sequences within the token budget', () => {
+    expect(tokenBatches([3, 2, 4, 1, 5], 5)).toEqual([[3, 2], [4, 1], [5]]);
+    expect(tokenBatches([7, 2], 5)).toEqual([[7], [2]]);
+    expect(tokenBatches([1, 1, 1], 100)).toEqual([[1, 1, 1]]);
+  });
+
+  it('runs a block in token batches with the same output as the whole input, and observes every batch', async () => {
+    const graph = await tinyGraph();
+    const seqs = [[1, 2, 3], [4, 5], [6, 7, 8, 9], [2, 2]];
+    const whole = await graph.runBlock(0, graph.embed(seqs));
+    const wholeInputs = new Map<string, number[]>();
+    await graph.runBlock(0, graph.embed(seqs), { observer: ({ name, input }) => void wholeInputs.set(name, Array.from(input.data)) });
+    const model = llamaQuantizableModel(graph, { batchTokens: 5 });
+    const seen = new Map<string, number[]>();
+    const rows: number[] = [];
+    const out = (await model.runBlock(0, await model.embed(seqs), (name, input) => {
+      if (name.endsWith('q_proj')) rows.push(input.shape[0]);
+      seen.set(name, [...(seen.get(name) ?? []), ...Array.from(input.data)]);
+    })) as typeof whole;
+    expect(rows).toEqual([5, 4, 2]); // [3, 2], [4], [2]
+    expect(out.lengths).toEqual([3, 2, 4, 2]);
+    // Sequences are independent: the batches' rows together are the whole input's, up to GEMM rounding.
+    for (let i = 0; i < whole.states.data.length; i++) expect(out.states.data[i]).toBeCloseTo(whole.states.data[i]!, 5);
+    for (const [name, data] of wholeInputs) {
+      const batched = seen.get(name)!;
+      expect(batched.length, name).toBe(data.length);
+      for (let i = 0; i < data.length; i++) expect(batched[i]).toBeCloseTo(data[i]!, 5);
+    }
+    expect(() => llamaQuantizableModel(graph, { batchTokens: 0 })).toThrow(/batchTokens: must be a positive integer/);
+  });
+
   it('gives live views, input groups, untying and block-by-block execution equal to the graph', async () => {
     const config = parseLlamaConfig({
       model_type: 'llama', hidden_size: 8, intermediate_size: 12, num_hidden_layers: 1, num_attention_heads: 2,

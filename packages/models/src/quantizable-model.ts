@@ -1,4 +1,4 @@
-import { resolveBlockMapping, type ArchitectureMapping, type BlockView, type DifferentiableModel, type LinearInputCallback, type Matrix } from '@bitsmith/core';
+import { InvalidArgumentError, resolveBlockMapping, type ArchitectureMapping, type BlockView, type DifferentiableModel, type LinearInputCallback, type Matrix } from '@bitsmith/core';
 import { llamaBlockGradients } from './llama-block-gradients.js';
 import type { HiddenStates, LlamaBlock, LlamaGraph } from './llama-graph.js';
 
@@ -23,13 +23,61 @@ function blockView(graph: LlamaGraph, block: LlamaBlock, mapping: ArchitectureMa
   };
 }
 
+/** Options of {@link llamaQuantizableModel}. */
+export interface LlamaQuantizableModelOptions {
+  /**
+   * Most tokens `runBlock` runs through a block at once: the calibration sequences are taken in consecutive batches of
+   * whole sequences up to this many tokens (at least one sequence each), so the block's intermediate activations
+   * (q/k/v, attention, the MLP's gate/up products) exist for one batch at a time; the observer sees each batch's
+   * inputs in turn and the outputs are gathered into one array. Default 2048.
+   */
+  batchTokens?: number;
+}
+
+/** Consecutive batches of whole sequences of at most `budget` tokens each (a longer sequence alone). @internal */
+export function tokenBatches(lengths: readonly number[], budget: number): number[][] {
+  const batches: number[][] = [];
+  let current: number[] = [];
+  let tokens = 0;
+  for (const n of lengths) {
+    if (current.length > 0 && tokens + n > budget) {
+      batches.push(current);
+      current = [];
+      tokens = 0;
+    }
+    current.push(n);
+    tokens += n;
+  }
+  if (current.length > 0) batches.push(current);
+  return batches;
+}
+
+async function runBlockInBatches(graph: LlamaGraph, index: number, hidden: HiddenStates, budget: number, observe?: LinearInputCallback): Promise<HiddenStates> {
+  const options = observe ? { observer: ({ name, input }: { name: string; input: Matrix }) => observe(name, input) } : {};
+  const batches = tokenBatches(hidden.lengths, budget);
+  if (batches.length <= 1) return graph.runBlock(index, hidden, options);
+  const [tokens, width] = hidden.states.shape;
+  const out = new Float32Array(tokens * width);
+  let row = 0;
+  for (const lengths of batches) {
+    const n = lengths.reduce((a, b) => a + b, 0);
+    const states = hidden.states.data.subarray(row * width, (row + n) * width);
+    const result = await graph.runBlock(index, { states: { dtype: 'float32', shape: [n, width], data: states }, lengths }, options);
+    out.set(result.states.data, row * width);
+    row += n;
+  }
+  return { states: { dtype: 'float32', shape: [tokens, width], data: out }, lengths: hidden.lengths };
+}
+
 /**
  * Presents a {@link LlamaGraph} as core's `QuantizableModel` for the recipe runner: live views of its layers (writes
  * go to the graph), the architecture's mapping table (see `architectureMapping`) and the input groups resolved from
  * it (for Llama: q/k/v after input_layernorm, o_proj after v_proj when there is no grouped-query sharing, gate/up
  * after post_attention_layernorm, down_proj after up_proj), and block-by-block execution with hidden states as
  * opaque handles, and each block as a differentiable function of its weights
- * (`blockGradients`, for learned quantization; Llama-computation blocks only).
+ * (`blockGradients`, for learned quantization; Llama-computation blocks only). `runBlock` takes the calibration
+ * sequences in batches of at most `batchTokens` tokens (default 2048), so a block's intermediate activations are held
+ * for one batch at a time.
  *
  * @example
  * ```ts
@@ -38,7 +86,9 @@ function blockView(graph: LlamaGraph, block: LlamaBlock, mapping: ArchitectureMa
  * for (const b of model.blocks) h = await model.runBlock(b.index, h, (name, x) => observe(name, x));
  * ```
  */
-export function llamaQuantizableModel(graph: LlamaGraph): DifferentiableModel {
+export function llamaQuantizableModel(graph: LlamaGraph, options: LlamaQuantizableModelOptions = {}): DifferentiableModel {
+  const budget = options.batchTokens ?? 2048;
+  if (!Number.isInteger(budget) || budget < 1) throw new InvalidArgumentError('batchTokens', `must be a positive integer; got ${budget}`);
   const mapping = graph.mapping;
   const blocks = graph.blocks.map((b) => blockView(graph, b, mapping));
   return {
@@ -59,8 +109,7 @@ export function llamaQuantizableModel(graph: LlamaGraph): DifferentiableModel {
     },
     untieEmbeddings: () => graph.untieEmbeddings(),
     embed: async (sequences) => graph.embed(sequences),
-    runBlock: (index, hidden, observe?: LinearInputCallback) =>
-      graph.runBlock(index, hidden as HiddenStates, observe ? { observer: ({ name, input }) => observe(name, input) } : {}),
+    runBlock: (index, hidden, observe?: LinearInputCallback) => runBlockInBatches(graph, index, hidden as HiddenStates, budget, observe),
     logits: (hidden) => graph.head(hidden as HiddenStates),
     blockGradients: (index, hidden) => llamaBlockGradients(graph, index, hidden as HiddenStates),
   };

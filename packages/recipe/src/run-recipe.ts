@@ -119,9 +119,9 @@ function validate(recipe: Recipe, checkpoint: RunCheckpointOptions | undefined):
   if (recipe.inputActivations) validateActivationScheme(recipe.inputActivations);
 }
 
-async function outputError(x: Matrix, reference: Matrix, approximation: Matrix, backend: Backend): Promise<number> {
-  // ||X (W - Q)^T||_F / ||X W^T||_F through two GEMMs on the backend (the difference W - Q is formed first, so the
-  // numerator does not suffer the cancellation of subtracting two large products).
+async function outputErrorTerms(x: Matrix, reference: Matrix, approximation: Matrix, backend: Backend): Promise<{ num: number; den: number }> {
+  // ||X (W - Q)^T||_F^2 and ||X W^T||_F^2 through two GEMMs on the backend (the difference W - Q is formed first, so
+  // the numerator does not suffer the cancellation of subtracting two large products).
   const [tokens, columns] = x.shape;
   const [outFeatures] = reference.shape;
   const w = reference.data as Float32Array;
@@ -139,8 +139,11 @@ async function outputError(x: Matrix, reference: Matrix, approximation: Matrix, 
     num += e[i]! * e[i]!;
     den += y[i]! * y[i]!;
   }
-  return den === 0 ? 0 : Math.sqrt(num / den);
+  return { num, den };
 }
+
+/** Rows of each layer's propagated input on which the report's output error is measured. */
+const OUTPUT_ERROR_ROWS = 2048;
 
 interface LayerTrack {
   view: LinearView;
@@ -434,15 +437,25 @@ export async function runRecipe(
       await installInputActivationQuantizers(model, block, blockInput, recipe.inputActivations, selected);
     }
     if (recipe.kvCache) await installKvCacheQuantizers(model, block, blockInput, recipe.kvCache);
-    // Propagate with the final weights (and activation quantizers), measuring each quantized layer's output error on its actual inputs.
+    // Propagate with the final weights (and activation quantizers), measuring each quantized layer's output error on
+    // its actual inputs: the first OUTPUT_ERROR_ROWS rows, over as many batches as the model delivers them in.
+    const errorTerms = new Map<string, { rows: number; num: number; den: number }>();
     hidden = await model.runBlock(
       block.index,
       blockInput,
       finiteInputs(block.index, async (name, input) => {
         const track = tracks.get(name);
         if (!track || !track.floatWeight || track.block !== block.index) return;
-        const sample: Matrix = input.shape[0] > 2048 ? { dtype: 'float32', shape: [2048, input.shape[1]], data: input.data.subarray(0, 2048 * input.shape[1]) } : input;
-        track.outputError = await outputError(sample, track.floatWeight, track.view.weight, backend);
+        const terms = errorTerms.get(name) ?? { rows: 0, num: 0, den: 0 };
+        errorTerms.set(name, terms);
+        const rows = Math.min(input.shape[0], OUTPUT_ERROR_ROWS - terms.rows);
+        if (rows <= 0) return;
+        const sample: Matrix = rows < input.shape[0] ? { dtype: 'float32', shape: [rows, input.shape[1]], data: input.data.subarray(0, rows * input.shape[1]) } : input;
+        const { num, den } = await outputErrorTerms(sample, track.floatWeight, track.view.weight, backend);
+        terms.rows += rows;
+        terms.num += num;
+        terms.den += den;
+        track.outputError = terms.den === 0 ? 0 : Math.sqrt(terms.num / terms.den);
       }),
     );
     if (needsFloatStream) floatHidden = floatNext;

@@ -4,7 +4,7 @@ import type { Command } from 'commander';
 import { BitsmithError, rtn, type LinearInputCallback, type Matrix, type QuantizableModel, type QuantizedTensor, type Quantizer } from '@bitsmith/core';
 import { defaultBackend } from '@bitsmith/linalg';
 import { embeddingFidelity, loadSentenceEncoder, sentenceEncoderInputs, tfjsQuantizableModel, type EmbeddingFidelity, type SentenceEncoder } from '@bitsmith/models';
-import { runRecipe, type RecipeReport } from '@bitsmith/recipe';
+import { formatDuration, runRecipe, type RecipeReport } from '@bitsmith/recipe';
 import { rotateModel } from '@bitsmith/rotation';
 import { gptq } from '@bitsmith/solvers';
 import { outputSinks, parseIntegerOption, type CommandOutput } from '../command-output.js';
@@ -175,7 +175,7 @@ export async function runMainJob(options: MainJobOptions = {}, output: CommandOu
         backend,
         onQuantized: (layer, q) => quantized.set(layer, q),
         onProgress: (e) => {
-          if (e.type === 'block-done') progress(`  block ${e.block + 1}/${e.totalBlocks} done (${e.seconds.toFixed(1)} s)`);
+          if (e.type === 'block-done') progress(`  block ${e.block + 1}/${e.totalBlocks} done (${e.seconds.toFixed(1)} s, ETA ${formatDuration(e.etaSeconds)})`);
         },
       });
       const quantizeSeconds = (performance.now() - t0) / 1000;

@@ -1,17 +1,18 @@
-import { copyFile, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Command } from 'commander';
 import cliProgress from 'cli-progress';
 import { defaultBackend, disposeDefaultBackend } from '@bitsmith/linalg';
-import { ActivationSchemeRefusedError, formatName, UnsupportedFormatError, type Granularity, type QuantizedTensor, type StoredForm, type StoredKind } from '@bitsmith/core';
+import { ActivationSchemeRefusedError, BitsmithError, formatName, UnsupportedFormatError, type Granularity, type QuantizedTensor, type StoredForm, type StoredKind } from '@bitsmith/core';
 import { exportableGrids, exportableStoredForms, GGUF_ARCHITECTURES, GGUF_MODEL_TYPES, imatrixImportance, readImatrix, refuseCompressedTensorsActivations, refuseDeclaredKinds, saveCompressedTensors, saveGgufModel, saveGptq, saveTransformersJsModel, type GgufModelType } from '@bitsmith/formats';
 import { architectureMapping, evaluateLanguageModel, llamaQuantizableModel, loadLlamaConfig, loadLlamaGraph, loadLlamaModel, writeSafetensors, type LlamaGraph, type LlamaModel } from '@bitsmith/models';
 import { exportedActivations } from '../activation-export.js';
 import { declareAddedBiases } from '../added-biases.js';
 import { withActivationCapture, type ActivationSummary } from '../activation-summary.js';
 import { evalSummary } from './eval.js';
-import { parseRecipe, RecipeFileError, runRecipe, type Recipe, type RecipeProgressEvent, type RecipeReport, type StepRegistry } from '@bitsmith/recipe';
+import { directoryCheckpointStore, formatDuration, parseRecipe, RecipeFileError, runRecipe, type Recipe, type RecipeProgressEvent, type RecipeReport, type RunCheckpointOptions, type StepRegistry } from '@bitsmith/recipe';
+import { checkpointFolder, quantizeFingerprint } from '../run-fingerprint.js';
 import { calibrationSequences, readCalibrationText } from '../calibration-data.js';
 import { OptionError, outputSinks, parseIntegerOption, type CommandOutput } from '../command-output.js';
 import { defaultRegistry } from '../default-registry.js';
@@ -95,7 +96,23 @@ export interface QuantizeOptions {
   eval?: string;
   /** Replace a non-empty `out` (atomically, once the run succeeded). Default false. */
   overwrite?: boolean;
+  /**
+   * Continue an interrupted run from its checkpoint (`.<out>.checkpoint` beside `--out`): the finished blocks are
+   * read back instead of recomputed, and the output is bit-identical to an uninterrupted run. Default false.
+   */
+  resume?: boolean;
+  /** Write a checkpoint after every block (`--no-checkpoint` sets false). Default true in `quantizeCommand`. */
+  checkpoint?: boolean;
+  /** Where checkpoints go; set by `quantizeCommand` (beside `--out`). Without it `runQuantizeJob` writes none. */
+  checkpointDir?: string;
 }
+
+/** Peak resident set size of this process so far, in bytes (`getrusage`'s ru_maxrss). */
+export function peakRssBytes(): number {
+  return process.resourceUsage().maxRSS * 1024;
+}
+
+const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(0)} MiB`;
 
 /**
  * The formats of one run: `--save a,b` (several formats, each written to `--out/<format>/`), the preset's format
@@ -115,9 +132,16 @@ export type SaveFormat = (typeof SAVE_FORMATS)[number];
 
 const COPIED_FILES = ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'generation_config.json'];
 
-/** Formats a report as a plain-text table (one line per layer, then totals). */
-export function formatReport(report: RecipeReport): string {
-  const lines = [`recipe ${report.recipe}: ${report.averageBitsPerWeight.toFixed(3)} bits/weight on quantized layers, ${report.seconds.toFixed(1)} s`];
+/**
+ * Formats a report as a plain-text table (one line per layer, then totals); `peakRssBytes` (the process's peak
+ * resident memory) goes into the first line when given.
+ */
+export function formatReport(report: RecipeReport, resources: { peakRssBytes?: number } = {}): string {
+  const extra = [
+    ...(resources.peakRssBytes !== undefined ? [`peak RSS ${mib(resources.peakRssBytes)}`] : []),
+    ...(report.resumedBlocks ? [`resumed after block ${report.resumedBlocks}`] : []),
+  ];
+  const lines = [`recipe ${report.recipe}: ${report.averageBitsPerWeight.toFixed(3)} bits/weight on quantized layers, ${report.seconds.toFixed(1)} s${extra.map((e) => `, ${e}`).join('')}`];
   const width = Math.max(0, ...report.layers.map((l) => l.name.length));
   for (const l of report.layers) {
     const error = Number.isFinite(l.outputError) ? `output error ${l.outputError.toFixed(4)}` : 'output error not measured';
@@ -130,17 +154,25 @@ export function formatReport(report: RecipeReport): string {
   return lines.join('\n');
 }
 
-function progressReporter(interactive: boolean, write: (text: string) => void) {
+/**
+ * Progress of `bitsmith quantize` on standard error: a bar with the ETA of the run and of the block in hand on a
+ * terminal; otherwise one line per finished block with the elapsed time, the ETA and the memory (resident now, peak).
+ */
+export function progressReporter(interactive: boolean, write: (text: string) => void) {
+  const memory = () => `RSS ${mib(process.memoryUsage.rss())} (peak ${mib(peakRssBytes())})`;
   if (interactive) {
-    const bar = new cliProgress.SingleBar({ format: 'quantizing |{bar}| {value}/{total} blocks  {step}', hideCursor: true, clearOnComplete: true }, cliProgress.Presets.shades_classic);
+    const bar = new cliProgress.SingleBar({ format: 'quantizing |{bar}| {value}/{total} blocks  ETA {eta_run}  {step}', hideCursor: true, clearOnComplete: true }, cliProgress.Presets.shades_classic);
     let started = false;
     return {
       onProgress(e: RecipeProgressEvent) {
+        if (e.type === 'resumed') write(`resuming: blocks 1-${e.nextBlock} read from the checkpoint (${formatDuration(e.elapsedSeconds)} of earlier work)\n`);
         if (e.type === 'block-start' && !started) {
-          bar.start(e.totalBlocks, 0, { step: '' });
+          bar.start(e.totalBlocks, e.block, { step: '', eta_run: formatDuration(e.etaSeconds) });
           started = true;
-        } else if (e.type === 'step') bar.update({ step: `${e.step} ${e.done}/${e.total}${e.layer ? ` ${e.layer}` : ''}` });
-        else if (e.type === 'block-done') bar.update(e.block + 1, { step: '' });
+        } else if (e.type === 'step') {
+          const block = e.blockEtaSeconds === undefined ? '' : ` (block ETA ${formatDuration(e.blockEtaSeconds)})`;
+          bar.update({ step: `${e.step} ${e.done}/${e.total}${e.layer ? ` ${e.layer}` : ''}${block}`, eta_run: formatDuration(e.etaSeconds) });
+        } else if (e.type === 'block-done') bar.update(e.block + 1, { step: memory(), eta_run: formatDuration(e.etaSeconds) });
       },
       stop: () => started && bar.stop(),
     };
@@ -148,7 +180,10 @@ function progressReporter(interactive: boolean, write: (text: string) => void) {
   return {
     onProgress(e: RecipeProgressEvent) {
       if (e.type === 'model-step') write(`model step ${e.step} (${e.index + 1}/${e.total})\n`);
-      else if (e.type === 'block-done') write(`block ${e.block + 1}/${e.totalBlocks} done in ${e.seconds.toFixed(2)} s\n`);
+      else if (e.type === 'resumed') write(`resuming: blocks 1-${e.nextBlock} of ${e.totalBlocks} read from the checkpoint (${formatDuration(e.elapsedSeconds)} of earlier work)\n`);
+      else if (e.type === 'block-done') {
+        write(`block ${e.block + 1}/${e.totalBlocks} done in ${e.seconds.toFixed(2)} s; elapsed ${formatDuration(e.elapsedSeconds)}, ETA ${formatDuration(e.etaSeconds)}; ${memory()}\n`);
+      }
     },
     stop: () => undefined,
   };
@@ -221,8 +256,46 @@ export function refuseActivationSchemes(save: SaveFormat, recipe: Pick<Recipe, '
 }
 
 /**
+ * The checkpointing of a run (`options.checkpointDir`), or undefined: none asked for, or a recipe whose run-time
+ * activation or cache quantizers a checkpoint cannot hold (then `--resume` is refused).
+ */
+async function checkpointOptions(
+  options: QuantizeOptions,
+  recipe: Recipe,
+  recipeText: string,
+  activations: Map<string, ActivationSummary>,
+  calibrationOptions: Record<string, unknown>,
+  stderr: (text: string) => void,
+): Promise<RunCheckpointOptions | undefined> {
+  const resumable = !recipe.inputActivations && !recipe.kvCache;
+  if (options.resume && (!resumable || options.checkpoint === false || options.checkpointDir === undefined)) {
+    throw new OptionError(
+      '--resume',
+      !resumable
+        ? `recipe ${recipe.name} quantizes ${recipe.inputActivations ? 'input activations' : 'the key/value cache'} at run time; checkpoints cannot hold those quantizers yet, so its runs cannot resume`
+        : 'needs checkpoints; drop --no-checkpoint',
+    );
+  }
+  if (!resumable || options.checkpointDir === undefined || options.checkpoint === false) return undefined;
+  const dir = options.checkpointDir;
+  const found = existsSync(join(dir, 'head.ckpt'));
+  if (options.resume && !found) stderr(`--resume: no checkpoint in ${dir}; starting from the first block\n`);
+  if (!options.resume && found) stderr(`note: ${dir} holds the checkpoint of an earlier, unfinished run; starting over (pass --resume to continue it instead)\n`);
+  return {
+    store: directoryCheckpointStore(dir),
+    fingerprint: await quantizeFingerprint({ model: options.model, recipe: recipeText, ...(options.calibration !== undefined ? { calibration: options.calibration } : {}), options: calibrationOptions }),
+    resume: options.resume ?? false,
+    save: () => [...activations.values()],
+    restore: (value) => {
+      for (const a of value as ActivationSummary[]) activations.set(a.layer, a);
+    },
+  };
+}
+
+/**
  * Loads the model, cuts calibration sequences, runs the recipe and, with `--eval`, evaluates the result (the first
- * half of `bitsmith quantize`). A recipe whose steps declare a stored kind the `--save` format cannot write is refused
+ * half of `bitsmith quantize`). With `options.checkpointDir` a checkpoint is written after every block and
+ * `options.resume` continues from it. A recipe whose steps declare a stored kind the `--save` format cannot write is refused
  * before any work.
  */
 export async function runQuantizeJob(options: QuantizeOptions, registry: StepRegistry = defaultRegistry, output: CommandOutput = {}): Promise<QuantizeJob> {
@@ -284,10 +357,12 @@ export async function runQuantizeJob(options: QuantizeOptions, registry: StepReg
     for (const w of calibrationWarnings) stderr(`warning: ${w}\n`);
     if (options.calibration === undefined) stderr(`no --calibration: ${recipe.name} is data-free; the output error column is measured on a built-in paragraph\n`);
     const model = withActivationCapture(llamaQuantizableModel(loaded.graph), options.calibration === undefined ? 'built-in paragraph' : 'calibration input', activations);
+    const checkpoint = await checkpointOptions(options, recipe, source.text ?? source.file, activations, { samples: options.calibration === undefined ? 1 : samples, sequenceLength, seed: options.calibrationSeed ?? null }, stderr);
     const progress = progressReporter(Boolean(process.stderr.isTTY) && output.stderr === undefined, stderr);
     try {
       report = await runRecipe(model, recipe, cut.sequences, {
         backend,
+        ...(checkpoint ? { checkpoint } : {}),
         onProgress: (e) => progress.onProgress(e),
         onStored: (name, form) => stored.set(name, form),
         onQuantized: (name, q) => {
@@ -428,10 +503,10 @@ export async function writeQuantizedModel(
     for (const name of COPIED_FILES) if (existsSync(join(options.model, name))) await copyFile(join(options.model, name), join(out, name));
     await writeFile(
       join(out, 'quantization.json'),
-      `${JSON.stringify({ recipe: { name: report.recipe, file: source.file, text: source.text ?? null }, model: options.model, save, ...(save === 'gguf' ? { ggufType } : {}), protocol: { calibration: protocol }, warnings: { model: loaded.warnings.map((w) => w.message), calibration: calibrationWarnings }, onlineTransforms, report, settings, activations: [...activations.values()], ...(evaluation ? { evaluation } : {}) }, null, 2)}\n`,
+      `${JSON.stringify({ recipe: { name: report.recipe, file: source.file, text: source.text ?? null }, model: options.model, save, ...(save === 'gguf' ? { ggufType } : {}), protocol: { calibration: protocol }, warnings: { model: loaded.warnings.map((w) => w.message), calibration: calibrationWarnings }, onlineTransforms, report, resources: { peakRssBytes: peakRssBytes(), note: 'peak resident memory of the process until this file was written (getrusage ru_maxrss)' }, settings, activations: [...activations.values()], ...(evaluation ? { evaluation } : {}) }, null, 2)}\n`,
     );
   });
-  stdout(`${formatReport(report)}\n${saveWarnings.map((w) => `warning: ${w}\n`).join('')}wrote ${options.out} (${save})\n`);
+  stdout(`${formatReport(report, { peakRssBytes: peakRssBytes() })}\n${saveWarnings.map((w) => `warning: ${w}\n`).join('')}wrote ${options.out} (${save})\n`);
   return report;
 }
 
@@ -450,24 +525,44 @@ export async function quantizeCommand(options: QuantizeOptions, registry: StepRe
   resolveGgufType(options, source, saves.includes('gguf') ? 'gguf' : saves[0]!, true);
   const inputs = [options.model, ...(options.eval !== undefined ? [options.eval] : []), ...(options.recipe !== undefined ? [options.recipe] : []), ...(options.calibration !== undefined ? [options.calibration] : []), ...(options.imatrix !== undefined ? [options.imatrix] : [])];
   const staged = await stageOutputFolder(options.out, { inputs, overwrite: options.overwrite ?? false });
+  // Checkpoints go beside --out (.NAME.checkpoint) and are removed once the output is in place.
+  const checkpointDir = options.checkpoint === false ? undefined : checkpointFolder(options.out);
+  const jobOptions: QuantizeOptions = { ...options, ...(checkpointDir ? { checkpointDir } : {}) };
+  let finished = false;
   try {
-    const job = await runQuantizeJob(options, registry, output);
-    if (saves.length === 1) return await writeQuantizedModel(job, { ...options, save: saves[0]! }, output, (write) => writeOutputFolder(staged, write));
-    // Several formats: each in its own subfolder of --out, committed together.
+    const job = await runQuantizeJob(jobOptions, registry, output);
+    finished = true;
     let report = job.report;
-    await writeOutputFolder(staged, async (dir) => {
-      for (const save of saves) {
-        report = await writeQuantizedModel(job, { ...options, save }, output, async (write) => {
-          await mkdir(join(dir, save), { recursive: true });
-          await write(join(dir, save));
-        });
-      }
-    });
+    if (saves.length === 1) report = await writeQuantizedModel(job, { ...options, save: saves[0]! }, output, (write) => writeOutputFolder(staged, write));
+    else {
+      // Several formats: each in its own subfolder of --out, committed together.
+      await writeOutputFolder(staged, async (dir) => {
+        for (const save of saves) {
+          report = await writeQuantizedModel(job, { ...options, save }, output, async (write) => {
+            await mkdir(join(dir, save), { recursive: true });
+            await write(join(dir, save));
+          });
+        }
+      });
+    }
+    if (checkpointDir) await rm(checkpointDir, { recursive: true, force: true });
     return report;
+  } catch (error) {
+    if (checkpointDir && existsSync(join(checkpointDir, 'head.ckpt'))) {
+      // A refusal of the finished result (a format that cannot hold it) would come again on resume: nothing to keep.
+      // Anything else (a crash, a full disk, Ctrl-C, an option refused before this run did any work) leaves the
+      // finished blocks for --resume.
+      if (finished && BitsmithError.isInstance(error) && REFUSALS.has(error.code)) await rm(checkpointDir, { recursive: true, force: true });
+      else outputSinks(output).stderr(`the checkpoint ${checkpointDir} keeps the finished blocks: run the same command with --resume to continue\n`);
+    }
+    throw error;
   } finally {
     await staged.discard();
   }
 }
+
+/** Error codes that refuse a run's result whatever is retried: the checkpoint of such a run is removed. */
+const REFUSALS = new Set(['stored-form-refused', 'unsupported-format', 'activation-scheme-refused', 'invalid-argument']);
 
 /**
  * Registers `bitsmith quantize --model DIR (--recipe FILE | --preset NAME) [--calibration FILE] --out DIR [--samples 128]
@@ -490,6 +585,8 @@ export function registerQuantize(program: Command, registry: StepRegistry = defa
     .option('--imatrix <file>', "llama.cpp importance matrix (bitsmith imatrix, or llama-imatrix's .gguf/.dat) for --save gguf: weighs the k-quant and IQ4 fits as llama-quantize --imatrix does")
     .option('--eval <file>', 'held-out text: after quantizing, report perplexity, KL and top-1 agreement against the original model')
     .option('--overwrite', 'replace a non-empty --out folder (atomically, once the run has succeeded)')
+    .option('--resume', 'continue an interrupted run from its checkpoint (.<out>.checkpoint beside --out) instead of starting over; the result is bit-identical')
+    .option('--no-checkpoint', 'do not write a checkpoint after every block (a killed run then cannot --resume)')
     .action(async (options: QuantizeOptions) => {
       try {
         await quantizeCommand(options, registry, output);

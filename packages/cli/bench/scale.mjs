@@ -5,6 +5,7 @@
 //
 //   npm run build
 //   node packages/cli/bench/scale.mjs [--shape qwen2.5-0.5b] [--samples 128] [--seq-len 512] [--blocks N] [--dir DIR]
+//     [--batch-tokens 2048] [--keep-stored-dtype true|false]
 //
 // --blocks N stops after N blocks (AbortSignal) and projects the whole run from the runner's ETA (said so in the
 // output). The checkpoint is written by scripts/make-random-checkpoint.mjs into DIR (default
@@ -29,6 +30,7 @@ const { values } = parseArgs({
     blocks: { type: 'string' },
     dir: { type: 'string' },
     'batch-tokens': { type: 'string', default: '2048' },
+    'keep-stored-dtype': { type: 'string', default: 'true' },
   },
 });
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
@@ -61,9 +63,10 @@ for (let r = 0; r < 3; r++) {
 const gemmFlops = (2 * n ** 3) / gemmSeconds;
 
 let t0 = performance.now();
-const graph = await loadLlamaGraph(dir, { backend });
+const graph = await loadLlamaGraph(dir, { backend, keepStoredDtype: values['keep-stored-dtype'] !== "false" });
 const loadSeconds = (performance.now() - t0) / 1000;
 const cfg = graph.config;
+const loadedRss = process.memoryUsage.rss();
 console.log(`${values.shape}: hidden ${cfg.hiddenSize}, ${cfg.numHiddenLayers} layers, intermediate ${cfg.intermediateSize}, heads ${cfg.numAttentionHeads}/${cfg.numKeyValueHeads}, vocab ${cfg.vocabSize}; loaded in ${loadSeconds.toFixed(1)} s, RSS ${mib(process.memoryUsage.rss())}`);
 
 const random = createRandom(1234);
@@ -109,10 +112,12 @@ console.log(
     {
       shape: values.shape,
       calibration: { sequences: samples, tokens: seqLen, batchTokens: Number(values['batch-tokens']) },
+      keepStoredDtype: values['keep-stored-dtype'] !== 'false',
       backend: backend.name,
       blocksRun: blocksDone,
       wallSeconds: Number(wall.toFixed(1)),
       [complete ? 'totalSeconds' : 'projectedTotalSeconds (from the ETA after the blocks run)']: Number(total.toFixed(1)),
+      rssAfterLoad: mib(loadedRss),
       peakRss: mib(peak()),
       gemmGflops: Number((gemmFlops / 1e9).toFixed(1)),
       boundSeconds: Number(boundSeconds.toFixed(1)),

@@ -1,6 +1,7 @@
 import type { ArchitectureMapping } from './architecture-mapping.js';
 import type { KvCacheQuantization } from './kv-cache-quantization.js';
 import type { Matrix } from './tensor.js';
+import type { StoredForm } from './stored-form.js';
 
 /**
  * A transform applied to a linear layer's input at run time, before the weight multiplies it — for example QuaRot's
@@ -127,4 +128,11 @@ export interface QuantizableModel extends ModelView {
   runBlock(index: number, hidden: HiddenStatesHandle, observe?: LinearInputCallback): Promise<HiddenStatesHandle>;
   /** Final norm and LM head: logits `[tokens, vocab]` of every position. */
   logits(hidden: HiddenStatesHandle): Promise<Matrix>;
+  /**
+   * Called by the recipe runner when block `index` is finished, with the final stored form of each of its quantized
+   * layers: a model that holds weights lazily may drop their float32 copies (keeping the stored forms, or its
+   * checkpoint bytes for untouched layers, to produce them again on demand). Optional; reading a weight afterwards
+   * must still give exactly the same values.
+   */
+  releaseBlock?(index: number, stored: ReadonlyMap<string, StoredForm>): void;
 }

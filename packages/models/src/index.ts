@@ -96,3 +96,6 @@ export { createSentencePieceTokenizer } from './sentence-piece-tokenizer.js';
 // Encoder evaluation
 export type { EmbeddingFidelity } from './embedding-fidelity.js';
 export { embeddingFidelity, cosineSimilarity, spearmanCorrelation, pearsonCorrelation, fractionalRanks, pairwiseCosines } from './embedding-fidelity.js';
+// Weights held in their stored dtype (or as a stored form) until used
+export type { WeightSource } from './lazy-weight.js';
+export { lazyLinearLayer, releaseLinearWeight, holdLinearWeight, peekLinearWeight, isWeightResident, isLazyLinearLayer } from './lazy-weight.js';

@@ -5,6 +5,7 @@ import { cacheAfterAttention, cacheAfterRope, cacheKeysBeforeRope } from './kv-c
 import { causalAttentionGemm } from './attention-gemm.js';
 import { gatedActivation } from './gated-activation.js';
 import { applyLinear, createLinearLayer, type LinearInputObserver, type LinearKind, type LinearLayer } from './linear-layer.js';
+import { isWeightResident, lazyLinearLayer, peekLinearWeight, type WeightSource } from './lazy-weight.js';
 import type { LlamaConfig } from './llama-config.js';
 import { ModelFileError } from './model-file-error.js';
 import { runMoeMlp, type GatedMlp, type MoeCalibration, type MoeMlp } from './moe-mlp.js';
@@ -84,10 +85,31 @@ export interface RunOptions {
 export interface LlamaGraphOptions {
   /** Numerical backend for the linear layers. Default: `await defaultBackend()` from `@bitsmith/linalg`. */
   backend?: Backend;
+  /**
+   * Linear weights to hold lazily (see `lazyLinearLayer`): a shape and a source that decodes the weight to float32
+   * on first use, e.g. the checkpoint's bfloat16 bytes. Weights it does not know (undefined) come from the lookup.
+   */
+  lazyWeights?: (name: string) => { readonly shape: readonly number[]; readonly source: WeightSource } | undefined;
 }
 
 /** Looks up a float32 weight by Hugging Face tensor name; undefined when absent. */
 export type WeightLookup = (name: string) => Tensor<'float32'> | undefined;
+
+/**
+ * A layer's weight as a tensor for writing: a weight held lazily is produced when `data` is read and not kept, so
+ * writing a model out does not bring every weight into memory as float32 at once.
+ */
+function weightTensor(layer: LinearLayer): Tensor<'float32'> {
+  if (isWeightResident(layer)) return layer.weight;
+  const shape = [layer.outFeatures, layer.inFeatures];
+  return {
+    dtype: 'float32',
+    shape,
+    get data() {
+      return peekLinearWeight(layer).data;
+    },
+  };
+}
 
 function normGain(norm: RmsNormLayer): Float32Array {
   if (norm.gainOffset === 0) return norm.weight;
@@ -347,7 +369,7 @@ export class LlamaGraph {
       }
       for (const l of [...block.linears, ...block.auxiliaryLinears]) {
         if (written.has(l)) continue;
-        out.set(`${l.name}.weight`, l.weight);
+        out.set(`${l.name}.weight`, weightTensor(l));
         if (l.bias) out.set(`${l.name}.bias`, vec(l.bias));
       }
     }
@@ -413,6 +435,13 @@ export async function createLlamaGraph(config: LlamaConfig, weights: WeightLooku
   };
   const linear = (prefix: string, kind: LinearKind, out: number, inp: number, bias: boolean, module: string = kind): LinearLayer => {
     const name = `${prefix}.${module}`;
+    const lazy = options.lazyWeights?.(`${name}.weight`);
+    if (lazy) {
+      if (lazy.shape.length !== 2 || lazy.shape[0] !== out || lazy.shape[1] !== inp) {
+        throw new ModelFileError(source, `tensor "${name}.weight" has shape [${lazy.shape.join(', ')}], expected [${out}, ${inp}] from config.json`);
+      }
+      return lazyLinearLayer(name, kind, [out, inp], lazy.source, bias ? need(`${name}.bias`, [out]) : undefined);
+    }
     return createLinearLayer(name, kind, mat(need(`${name}.weight`, [out, inp]), out, inp), bias ? need(`${name}.bias`, [out]) : undefined);
   };
   const norm = (name: string, size = hs): RmsNormLayer => ({ type: 'rms', name, weight: need(`${name}.weight`, [size]), eps, gainOffset: config.normGainOffset });

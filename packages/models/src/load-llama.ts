@@ -4,6 +4,8 @@ import { decodeJsonFile } from './text-file.js';
 import { parseLlamaConfig, type LlamaConfig } from './llama-config.js';
 import { createLlamaGraph, type LlamaGraph, type LlamaGraphOptions } from './llama-graph.js';
 import { ModelFileError } from './model-file-error.js';
+import type { RawSafetensor } from './safetensors-reader.js';
+import { decodeToFloat32 } from './safetensors-dtype.js';
 import { loadTokenizer, type TextTokenizer } from './tokenizer.js';
 
 /**
@@ -49,33 +51,66 @@ export async function loadLlamaConfig(source: ModelSource): Promise<LlamaConfig>
  * ```
  */
 export async function loadSafetensorsWeights(source: ModelSource): Promise<Map<string, Tensor<'float32'>>> {
-  const folder = folderOf(source);
+  const weights = new Map<string, Tensor<'float32'>>();
+  await readSafetensorsWeights(source, undefined, (name, tensor) => void weights.set(name, tensor));
+  return weights;
+}
+
+/** The weight files of a model folder: `model.safetensors` or the shards its index lists. */
+async function weightFiles(folder: ModelFolder): Promise<string[]> {
   const single = 'model.safetensors';
   const index = 'model.safetensors.index.json';
-  let files: string[];
-  if (await folder.has(single)) files = [single];
-  else if (await folder.has(index)) {
+  if (await folder.has(single)) return [single];
+  if (await folder.has(index)) {
     const parsed = (await readJson(folder, index)) as { weight_map?: Record<string, string> };
     if (typeof parsed?.weight_map !== 'object' || parsed.weight_map === null) throw new ModelFileError(folder.path(index), 'has no "weight_map" object');
-    files = [...new Set(Object.values(parsed.weight_map))];
-  } else {
-    throw new ModelFileError(folder.path(single), 'file not found (nor model.safetensors.index.json)');
+    return [...new Set(Object.values(parsed.weight_map))];
   }
-  const weights = new Map<string, Tensor<'float32'>>();
-  for (const name of files) {
-    const path = folder.path(name);
-    const file = await folder.openSafetensors(name);
+  throw new ModelFileError(folder.path(single), 'file not found (nor model.safetensors.index.json)');
+}
+
+/**
+ * Reads every tensor of a model folder, one at a time, checking each for NaN/Inf: a tensor for which `keepRaw(name,
+ * dtype, shape)` is true is handed over as its stored bytes (`onRaw`), every other one as float32 (`onTensor`).
+ */
+async function readSafetensorsWeights(
+  source: ModelSource,
+  keepRaw: ((name: string, dtype: string, shape: readonly number[]) => boolean) | undefined,
+  onTensor: (name: string, tensor: Tensor<'float32'>) => void,
+  onRaw?: (name: string, raw: RawSafetensor) => void,
+): Promise<void> {
+  const folder = folderOf(source);
+  for (const file of await weightFiles(folder)) {
+    const path = folder.path(file);
+    const opened = await folder.openSafetensors(file);
     try {
-      for (const name of file.names) {
-        const tensor = await file.readTensor(name);
+      for (const name of opened.names) {
+        const entry = opened.entry(name);
+        if (keepRaw?.(name, entry.dtype, entry.shape) && onRaw) {
+          const raw = await opened.readRaw(name);
+          assertFiniteHalf(raw, name, path);
+          onRaw(name, raw);
+          continue;
+        }
+        const tensor = await opened.readTensor(name);
         assertFinite(tensor.data, { what: `tensor ${name}`, shape: tensor.shape, file: path });
-        weights.set(name, tensor);
+        onTensor(name, tensor);
       }
     } finally {
-      await file.close();
+      await opened.close();
     }
   }
-  return weights;
+}
+
+/** Checks bfloat16/float16 bytes for NaN and infinity (exponent bits all ones) without decoding them. */
+function assertFiniteHalf(raw: RawSafetensor, name: string, file: string): void {
+  const mask = raw.dtype === 'BF16' ? 0x7f80 : 0x7c00;
+  const bytes = raw.bytes.byteOffset % 2 === 0 ? raw.bytes : raw.bytes.slice();
+  const bits = new Uint16Array(bytes.buffer, bytes.byteOffset, bytes.byteLength >> 1);
+  for (let i = 0; i < bits.length; i++) {
+    // Rare: decode the whole tensor so that the error names the element as for float32 tensors.
+    if ((bits[i]! & mask) === mask) assertFinite(decodeToFloat32(raw.bytes, raw.dtype), { what: `tensor ${name}`, shape: raw.shape, file });
+  }
 }
 
 /**
@@ -91,19 +126,35 @@ export async function loadSafetensorsWeights(source: ModelSource): Promise<Map<s
 export async function loadLlamaGraph(source: ModelSource, options: LoadLlamaOptions = {}): Promise<LlamaGraph> {
   const folder = folderOf(source);
   const config = await loadLlamaConfig(folder);
-  const weights = await loadSafetensorsWeights(folder);
+  const weights = new Map<string, Tensor<'float32'>>();
+  const raws = new Map<string, RawSafetensor>();
+  // Block linear weights stored in 16 bits stay in their bytes until a block needs them (keepStoredDtype).
+  const keepRaw = options.keepStoredDtype
+    ? (name: string, dtype: string, shape: readonly number[]) => (dtype === 'BF16' || dtype === 'F16') && shape.length === 2 && /^model\.layers\.\d+\..*_proj\.weight$/.test(name)
+    : undefined;
+  await readSafetensorsWeights(folder, keepRaw, (name, tensor) => void weights.set(name, tensor), (name, raw) => void raws.set(name, raw));
   const requested = new Set<string>();
-  const { onWarning, ...graphOptions } = options;
+  const { onWarning, keepStoredDtype: _keep, ...graphOptions } = options;
   const graph = await createLlamaGraph(
     config,
     (name) => {
       requested.add(name);
-      return weights.get(name);
+      const raw = raws.get(name);
+      // A raw weight asked for eagerly (fused or expert projections): decoded once here.
+      return raw ? { dtype: 'float32', shape: [...raw.shape], data: decodeToFloat32(raw.bytes, raw.dtype) } : weights.get(name);
     },
-    graphOptions,
+    {
+      ...graphOptions,
+      lazyWeights: (name) => {
+        const raw = raws.get(name);
+        if (!raw) return undefined;
+        requested.add(name);
+        return { shape: raw.shape, source: () => decodeToFloat32(raw.bytes, raw.dtype) };
+      },
+    },
     folder.path('model.safetensors'),
   );
-  const unused = [...weights.keys()].filter((name) => !requested.has(name)).sort();
+  const unused = [...weights.keys(), ...raws.keys()].filter((name) => !requested.has(name)).sort();
   if (unused.length > 0) {
     onWarning?.({
       file: folder.label,
@@ -124,7 +175,13 @@ export interface ModelLoadWarning {
 }
 
 /** Options of {@link loadLlamaGraph} and {@link loadLlamaModel}. */
-export interface LoadLlamaOptions extends LlamaGraphOptions {
+export interface LoadLlamaOptions extends Omit<LlamaGraphOptions, 'lazyWeights'> {
+  /**
+   * Keep the blocks' linear weights in their stored dtype (bfloat16/float16 bytes) and decode each to float32 only
+   * when it is first used (`lazyLinearLayer`): half the memory of float32 until a block is worked on, and
+   * `llamaQuantizableModel`'s `releaseBlock` drops them again once a block is finished. Default false.
+   */
+  keepStoredDtype?: boolean;
   /** Receives load warnings, such as checkpoint tensors the graph does not use. `loadLlamaModel` also returns them. */
   onWarning?: (warning: ModelLoadWarning) => void;
 }

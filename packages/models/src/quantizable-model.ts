@@ -1,6 +1,8 @@
-import { InvalidArgumentError, resolveBlockMapping, type ArchitectureMapping, type BlockView, type DifferentiableModel, type LinearInputCallback, type Matrix } from '@bitsmith/core';
+import { decodeStored, InvalidArgumentError, resolveBlockMapping, type StoredForm, type ArchitectureMapping, type BlockView, type DifferentiableModel, type LinearInputCallback, type Matrix } from '@bitsmith/core';
 import { llamaBlockGradients } from './llama-block-gradients.js';
 import type { HiddenStates, LlamaBlock, LlamaGraph } from './llama-graph.js';
+import { holdLinearWeight, isLazyLinearLayer, isWeightResident, releaseLinearWeight } from './lazy-weight.js';
+import type { LinearLayer } from './linear-layer.js';
 
 function blockView(graph: LlamaGraph, block: LlamaBlock, mapping: ArchitectureMapping): BlockView {
   const c = graph.config;
@@ -70,6 +72,29 @@ async function runBlockInBatches(graph: LlamaGraph, index: number, hidden: Hidde
 }
 
 /**
+ * Drops the float32 weights of a finished block whose layers are held lazily (`loadLlamaGraph`'s `keepStoredDtype`):
+ * a quantized layer is then produced from its stored form when read again (only when that decodes to exactly the
+ * same bits), an untouched one from the checkpoint's bytes; a layer changed without a stored form stays as it is.
+ */
+function releaseBlockWeights(block: LlamaBlock, stored: ReadonlyMap<string, StoredForm>): void {
+  for (const layer of [...block.linears, ...block.auxiliaryLinears] as LinearLayer[]) {
+    if (!isLazyLinearLayer(layer) || !isWeightResident(layer)) continue;
+    const form = stored.get(layer.name);
+    if (!form) {
+      releaseLinearWeight(layer);
+      continue;
+    }
+    const decoded = decodeStored(form).data as Float32Array;
+    const current = layer.weight.data;
+    const a = new Uint32Array(decoded.buffer, decoded.byteOffset, decoded.length);
+    const b = new Uint32Array(current.buffer, current.byteOffset, current.length);
+    let same = a.length === b.length;
+    for (let i = 0; same && i < a.length; i++) same = a[i] === b[i];
+    if (same) holdLinearWeight(layer, () => decodeStored(form).data as Float32Array);
+  }
+}
+
+/**
  * Presents a {@link LlamaGraph} as core's `QuantizableModel` for the recipe runner: live views of its layers (writes
  * go to the graph), the architecture's mapping table (see `architectureMapping`) and the input groups resolved from
  * it (for Llama: q/k/v after input_layernorm, o_proj after v_proj when there is no grouped-query sharing, gate/up
@@ -112,5 +137,6 @@ export function llamaQuantizableModel(graph: LlamaGraph, options: LlamaQuantizab
     runBlock: (index, hidden, observe?: LinearInputCallback) => runBlockInBatches(graph, index, hidden as HiddenStates, budget, observe),
     logits: (hidden) => graph.head(hidden as HiddenStates),
     blockGradients: (index, hidden) => llamaBlockGradients(graph, index, hidden as HiddenStates),
+    releaseBlock: (index, stored) => releaseBlockWeights(graph.blocks[index]!, stored),
   };
 }

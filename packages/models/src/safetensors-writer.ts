@@ -40,11 +40,13 @@ function tensorBytes(name: string, t: WritableTensor): Uint8Array {
     }
     return t.bytes;
   }
-  if (t.data.length !== shapeSize(t.shape)) throw new ShapeMismatchError(`tensor "${name}" data`, [shapeSize(t.shape)], [t.data.length]);
+  // Read `data` once: a graph's tensors() may produce it on access (weights held in their stored dtype).
+  const data = t.data;
+  if (data.length !== shapeSize(t.shape)) throw new ShapeMismatchError(`tensor "${name}" data`, [shapeSize(t.shape)], [data.length]);
   if (!t.storeAs || t.storeAs === NATURAL[t.dtype]) {
-    return new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
+    return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
   }
-  return encodeFromNumbers(t.data, dtype);
+  return encodeFromNumbers(data, dtype);
 }
 
 function entriesOf(tensors: Readonly<Record<string, WritableTensor>> | ReadonlyMap<string, WritableTensor>): [string, WritableTensor][] {

@@ -264,6 +264,7 @@ export async function runRecipe(
       const part = (await checkpoint!.store.read(`block-${index}`)) as BlockCheckpoint | undefined;
       if (!part || part.index !== index) throw new CheckpointFileError(checkpoint!.store.location, `block ${index} is missing though the checkpoint's head says ${head.nextBlock} blocks are finished`);
       restoreBlock(model.blocks[index]!, part, tracks, options);
+      model.releaseBlock?.(index, new Map(part.layers.flatMap((l) => (l.stored ? [[l.name, l.stored] as const] : []))));
     }
     for (const s of head.steps) {
       const key = stepKeys.get(s.key);
@@ -502,6 +503,8 @@ export async function runRecipe(
       }
     }
     onProgress?.({ type: 'block-done', block: block.index, totalBlocks, seconds: blockSeconds, elapsedSeconds: elapsed(), etaSeconds: eta.remaining(block.index + 1) ?? 0 });
+    // The block is final: a model that holds weights lazily may drop its float32 copies now.
+    model.releaseBlock?.(block.index, storedForms);
   }
 
   const layers: LayerReport[] = [...tracks.values()].map((t) => ({
@@ -517,7 +520,9 @@ export async function runRecipe(
   let weights = 0;
   for (const t of tracks.values()) {
     if (t.bitsPerWeight === undefined) continue;
-    const n = t.view.weight.data.length;
+    // The shape from the layer's fields where the model has them: reading `weight` could bring a released one back.
+    const view = t.view as LinearView & { outFeatures?: number; inFeatures?: number };
+    const n = view.outFeatures !== undefined && view.inFeatures !== undefined ? view.outFeatures * view.inFeatures : view.weight.data.length;
     bits += t.bitsPerWeight * n;
     weights += n;
   }

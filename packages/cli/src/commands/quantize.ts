@@ -327,7 +327,7 @@ export async function runQuantizeJob(options: QuantizeOptions, registry: StepReg
     // Refused before any work: these formats name quantized modules, and the split layers would not match the fused ones.
     throw new OptionError('--save', `${save} writes quantized layers under their module names, but ${modelType} stores ${fused.join(' and ')} fused (split into separate layers here); re-fusing quantized layers is not supported yet: use --save fake or onnx`);
   }
-  const loaded = await loadLlamaModel(options.model, { backend });
+  const loaded = await loadLlamaModel(options.model, { backend, keepStoredDtype: true });
   for (const w of loaded.warnings) stderr(`warning: ${w.message}\n`);
   if (saves.includes('gguf') && !GGUF_ARCHITECTURES.includes(loaded.config.modelType)) {
     throw new OptionError('--save', `gguf writes ${GGUF_ARCHITECTURES.join(' and ')} models; ${options.model} is ${loaded.config.modelType}`);

@@ -1,0 +1,58 @@
+import { dequantize, parseFormat, quantize, type StoredForm } from '@bitsmith/core';
+import { createJsBackend } from '@bitsmith/linalg';
+import { describe, expect, it } from 'vitest';
+import { architectureFixtureDir, readArchitectureReference } from './architecture-fixtures.test-support.js';
+import { isWeightResident, lazyLinearLayer, releaseLinearWeight } from './lazy-weight.js';
+import { loadLlamaGraph } from './load-llama-node.js';
+import { llamaQuantizableModel } from './quantizable-model.js';
+
+const backend = createJsBackend();
+const bits = (a: Float32Array) => new Uint32Array(a.buffer, a.byteOffset, a.length);
+
+describe('lazily held weights', () => {
+  it('a lazy layer decodes on first read, keeps the copy, drops it on release and forgets its source once assigned', () => {
+    let decoded = 0;
+    const layer = lazyLinearLayer('l', 'up_proj', [2, 3], () => (decoded++, Float32Array.of(1, 2, 3, 4, 5, 6)));
+    expect(isWeightResident(layer)).toBe(false);
+    expect(Array.from(layer.weight.data)).toEqual([1, 2, 3, 4, 5, 6]);
+    expect(layer.weight.shape).toEqual([2, 3]);
+    expect(decoded).toBe(1);
+    expect(releaseLinearWeight(layer)).toBe(true);
+    expect(isWeightResident(layer)).toBe(false);
+    expect(layer.weight.data[5]).toBe(6);
+    expect(decoded).toBe(2);
+    layer.weight = { dtype: 'float32', shape: [2, 3], data: new Float32Array(6) };
+    expect(releaseLinearWeight(layer)).toBe(false); // nothing could produce the assigned weight again
+    expect(layer.weight.data.every((v) => v === 0)).toBe(true);
+  });
+
+  it('a bf16 checkpoint loaded with keepStoredDtype computes bit for bit what the float32 load computes, and a finished block releases its weights', async () => {
+    const dir = architectureFixtureDir('qwen2');
+    const { prompts } = readArchitectureReference('qwen2');
+    const eager = await loadLlamaGraph(dir, { backend });
+    const lazy = await loadLlamaGraph(dir, { backend, keepStoredDtype: true });
+    const layers = lazy.blocks.flatMap((b) => b.linears);
+    expect(layers.every((l) => !isWeightResident(l))).toBe(true);
+    // tensors() writes them without bringing them into memory.
+    const written = lazy.tensors();
+    for (const [name, t] of eager.tensors()) expect(bits(written.get(name)!.data), name).toEqual(bits(t.data));
+    expect(layers.every((l) => !isWeightResident(l))).toBe(true);
+    expect(bits((await lazy.forward([prompts[0]!])).data)).toEqual(bits((await eager.forward([prompts[0]!])).data));
+    expect(layers.every((l) => isWeightResident(l))).toBe(true);
+
+    // Block 0 quantized (RTN int4 g16 with its stored forms), untouched layers of block 1: both release.
+    const model = llamaQuantizableModel(lazy);
+    const stored = new Map<string, StoredForm>();
+    for (const l of lazy.blocks[0]!.linears) {
+      const tensor = quantize(l.weight, { format: parseFormat('int4'), granularity: { type: 'group', size: 16 } });
+      l.weight = dequantize(tensor);
+      stored.set(l.name, { kind: 'grid', tensor });
+    }
+    const quantized = new Map(lazy.blocks[0]!.linears.map((l) => [l.name, l.weight.data.slice()]));
+    model.releaseBlock!(0, stored);
+    model.releaseBlock!(1, new Map());
+    expect(layers.every((l) => !isWeightResident(l))).toBe(true);
+    for (const l of lazy.blocks[0]!.linears) expect(bits(l.weight.data), l.name).toEqual(bits(quantized.get(l.name)!));
+    for (const l of lazy.blocks[1]!.linears) expect(bits(l.weight.data), l.name).toEqual(bits(eager.linear(l.name).weight.data));
+  });
+});

@@ -11,9 +11,9 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { calibrationSequences, defaultRegistry } from '@bitsmith/cli';
+import { defaultRegistry } from '@bitsmith/steps';
 import { defaultBackend } from '@bitsmith/linalg';
-import { evaluateLanguageModel, llamaQuantizableModel, loadLlamaModel, perplexityRatioInterval } from '@bitsmith/models';
+import { calibrationSequences, evaluateLanguageModel, llamaQuantizableModel, loadLlamaModel, perplexityRatioInterval } from '@bitsmith/models';
 import { loadRecipe, runRecipe } from '@bitsmith/recipe';
 
 const here = dirname(fileURLToPath(import.meta.url));

@@ -1,23 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { InvalidArgumentError } from './errors.js';
+import { optionError as thrown, untyped } from '../../../test-support/option-errors.js';
 import { callbackOption, checkOptions, describeIssue, factoryOptions, formatOption, granularityOption, problemText, signalOption } from './factory-options.js';
 import { llmInt8 } from './llm-int8.js';
 import { parseFormat } from './number-format.js';
 import { rtn } from './rtn.js';
 
-/** The error a call throws (fails the test when it does not throw). */
-function thrown(call: () => unknown): InvalidArgumentError {
-  try {
-    call();
-  } catch (e) {
-    if (InvalidArgumentError.isInstance(e)) return e;
-    throw e;
-  }
-  throw new Error('expected an InvalidArgumentError, nothing was thrown');
-}
-
-const untyped = (o: Record<string, unknown>) => o as never;
 
 describe('describeIssue', () => {
   const schema = z.strictObject({

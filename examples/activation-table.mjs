@@ -10,7 +10,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { defaultRegistry } from '@bitsmith/cli';
+import { defaultRegistry } from '@bitsmith/steps';
 import { defaultBackend } from '@bitsmith/linalg';
 import { calibrationSequences, evaluateLanguageModel, llamaQuantizableModel, loadLlamaModel, perplexityRatioInterval } from '@bitsmith/models';
 import { loadRecipe, runRecipe } from '@bitsmith/recipe';

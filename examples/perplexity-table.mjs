@@ -5,7 +5,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { defaultRegistry, installOnlineTransforms } from '@bitsmith/cli';
+import { defaultRegistry } from '@bitsmith/steps';
 import { defaultBackend } from '@bitsmith/linalg';
 import { calibrationSequences, evaluateLanguageModel, llamaQuantizableModel, loadLlamaModel } from '@bitsmith/models';
 import { loadRecipe, runRecipe } from '@bitsmith/recipe';
@@ -32,7 +32,6 @@ for (const file of files) {
   const started = performance.now();
   const report = await runRecipe(llamaQuantizableModel(graph), recipe, sequences, { backend });
   const seconds = (performance.now() - started) / 1000;
-  await installOnlineTransforms(graph, modelDir); // no-op for the float folder; quantized graphs keep their transforms in memory
   const result = await evaluateLanguageModel(graph, evalIds, { ctx: 128, reference: reference.graph });
   console.log(`| ${recipe.name} | ${report.averageBitsPerWeight.toFixed(3)} | ${result.perplexity.toFixed(3)} | ${result.kl.toFixed(4)} | ${seconds.toFixed(1)} s |`);
 }

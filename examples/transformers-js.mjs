@@ -4,10 +4,11 @@
 // remote models off.
 // Run after `npm run build`: node examples/transformers-js.mjs [model dir] [calibration text]
 // (defaults: ../shared/models/tinystories-656k and ../shared/data/calib.txt; about 1 minute).
+import { execFileSync } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
+import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
-import { quantizeCommand } from '@bitsmith/cli';
 import { env, pipeline } from '@huggingface/transformers';
 
 const model = process.argv[2] ?? '../shared/models/tinystories-656k';
@@ -15,8 +16,12 @@ const calibration = process.argv[3] ?? '../shared/data/calib.txt';
 const work = await mkdtemp(join(tmpdir(), 'bitsmith-transformers-js-'));
 const out = join(work, basename(model));
 
-// 1. bitsmith quantize --model DIR --preset transformers.js-q4 --calibration FILE --out OUT
-await quantizeCommand({ model, preset: 'transformers.js-q4', calibration, out, samples: '32', seqLen: '256' });
+// 1. bitsmith quantize --model DIR --preset transformers.js-q4 --calibration FILE --out OUT (the installed command,
+// found through @bitsmith/cli's package.json, so nothing is fetched from the registry).
+const require = createRequire(import.meta.url);
+const cliPackage = require.resolve('@bitsmith/cli/package.json');
+const bitsmith = join(dirname(cliPackage), require(cliPackage).bin.bitsmith);
+execFileSync(process.execPath, [bitsmith, 'quantize', '--model', model, '--preset', 'transformers.js-q4', '--calibration', calibration, '--out', out, '--samples', '32', '--seq-len', '256'], { stdio: 'inherit' });
 
 // 2. transformers.js, local files only: the folder is a model id under env.localModelPath.
 env.allowRemoteModels = false;

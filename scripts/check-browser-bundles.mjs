@@ -7,7 +7,7 @@
 import { builtinModules } from 'node:module';
 import { build } from 'esbuild';
 
-const PACKAGES = ['core', 'linalg', 'rotation', 'smoothing', 'solvers', 'codebook', 'lowrank', 'allocate', 'learned', 'recipe', 'models', 'formats'];
+const PACKAGES = ['core', 'linalg', 'rotation', 'smoothing', 'solvers', 'codebook', 'lowrank', 'allocate', 'learned', 'recipe', 'models', 'formats', 'steps'];
 // Packages that are Node tools by purpose: the CLI, and the demo assets it runs (paths into other npm packages).
 const NODE_ONLY = ['cli', 'demo-assets'];
 // Optional backends that a browser build leaves out: onnxruntime-node is Node's native runtime, loaded through a

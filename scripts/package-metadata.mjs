@@ -23,6 +23,7 @@ const KEYWORDS = {
   rotation: ['hadamard', 'rotation', 'quarot', 'incoherence'],
   smoothing: ['smoothquant', 'awq', 'activation-aware'],
   solvers: ['gptq', 'hqq', 'quantease', 'optimal-brain-quantization'],
+  steps: ['recipe', 'registry', 'gptq', 'awq'],
 };
 /** Files every package publishes; tests, test helpers and fixtures stay out. */
 const FILES = ['dist', 'src', '!src/**/*.test.ts', '!src/**/*.test-support.ts', '!src/**/*.test-util.ts', '!src/testing', '!src/**/*-test-kernels.ts'];

@@ -2,10 +2,8 @@
 // (dropped files or a URL), quantizes it with the chosen recipe (and with round-to-nearest for comparison), evaluates
 // both against the float model on held-out text, renders the report and packs the quantized model as a
 // compressed-tensors checkpoint. Every package here is imported through its browser (default) entry.
-import { formatName, rtnStep, type StepRegistry, type StoredForm } from '@bitsmith/core';
-import { squeezeLlmStep, vectorQuantizeStep } from '@bitsmith/codebook';
+import { formatName, type StepRegistry, type StoredForm } from '@bitsmith/core';
 import { compressedTensorsCheckpoint, encodeCheckpointFiles, exportableGrids } from '@bitsmith/formats';
-import { autoRoundStep, learnableWeightClippingStep } from '@bitsmith/learned';
 import { defaultBackend, type Backend } from '@bitsmith/linalg';
 import {
   calibrationSequences,
@@ -21,37 +19,12 @@ import {
   type LlamaGraph,
   type ModelFolder,
 } from '@bitsmith/models';
-import { eoraStep, lorcStep, lqerStep, lqLoraStep, svdQuantStep } from '@bitsmith/lowrank';
 import { compareReportViews, parseRecipe, renderReportHtml, reportView, runRecipe, type Recipe, type RecipeReport } from '@bitsmith/recipe';
-import { hadamardRotationStep } from '@bitsmith/rotation';
-import { awqStep, smoothQuantPlusStep, smoothQuantStep } from '@bitsmith/smoothing';
-import { gptaqStep, gptqStep, hqqStep, quantEaseStep } from '@bitsmith/solvers';
+import { defaultRegistry } from '@bitsmith/steps';
 import type { JobEvent, JobRequest, OutputFile, RecipeText, RunFigures } from './protocol.js';
 
-/**
- * The steps recipe files can name here: the CLI's registry, each definition taken from its algorithm's package, less
- * `bit-allocation` (whose `plan` is a file path in recipe files).
- */
-const registry: StepRegistry = {
-  rtn: rtnStep,
-  gptq: gptqStep,
-  gptaq: gptaqStep,
-  autoround: autoRoundStep,
-  lwc: learnableWeightClippingStep,
-  awq: awqStep,
-  smoothquant: smoothQuantStep,
-  'smoothquant-plus': smoothQuantPlusStep,
-  rotation: hadamardRotationStep,
-  squeezellm: squeezeLlmStep,
-  vq: vectorQuantizeStep,
-  hqq: hqqStep,
-  quantease: quantEaseStep,
-  lorc: lorcStep,
-  lqer: lqerStep,
-  eora: eoraStep,
-  svdquant: svdQuantStep,
-  lqlora: lqLoraStep,
-};
+/** The steps recipe files can name here: @bitsmith/steps' browser registry (a `bit-allocation` plan is an object). */
+const registry: StepRegistry = defaultRegistry;
 
 /** A recipe file parsed with the registry (errors name the file and the line, as in the CLI). */
 function recipeOf(recipe: RecipeText): Recipe {

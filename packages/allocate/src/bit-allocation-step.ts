@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { defineStep, definedOptions, resolveQuantization } from '@bitsmith/core';
+import { allocatorOption, budgetObjectOptions, candidateLabelOption, planOption, sensitivityOption } from './bit-allocation-options.js';
 import { bitAllocation } from './bit-allocation.js';
 import type { BitPlan } from './bit-plan.js';
 import type { BitCandidate } from './candidate.js';
@@ -13,7 +14,7 @@ const candidateOption = z.union([
     symmetric: z.boolean().optional(),
     groupSize: z.number().int().positive().optional(),
     granularity: z.enum(['tensor', 'channel']).optional(),
-    label: z.string().optional(),
+    label: candidateLabelOption.optional(),
   }),
 ]);
 
@@ -39,12 +40,10 @@ export const bitAllocationStep = defineStep({
     'mixed-precision bit plan (@bitsmith/allocate): candidates [int3 | { bits, groupSize }], budget (stored bits per weight) or { codeBitsPerWeight } (bits of the codes alone: int3 = 3) or { bytes }, allocator greedy|knapsack|ilp|baq, sensitivity hessian-trace|output-error, plan (a bit plan from computeBitPlan)',
   options: z.strictObject({
     candidates: z.array(candidateOption).min(1).optional(),
-    budget: z
-      .union([z.number().positive(), z.strictObject({ bitsPerWeight: z.number().positive() }), z.strictObject({ codeBitsPerWeight: z.number().positive() }), z.strictObject({ bytes: z.number().positive() })])
-      .optional(),
-    allocator: z.enum(['greedy', 'knapsack', 'ilp', 'baq']).optional(),
-    sensitivity: z.enum(['hessian-trace', 'output-error']).optional(),
-    plan: z.custom<BitPlan>((v) => typeof v === 'object' && v !== null && !Array.isArray(v), { message: 'expected a bit plan object (from computeBitPlan)' }).optional(),
+    budget: z.union([z.number().positive(), ...budgetObjectOptions]).optional(),
+    allocator: allocatorOption.optional(),
+    sensitivity: sensitivityOption.optional(),
+    plan: planOption.optional(),
   }),
   create: ({ candidates, budget, allocator, sensitivity, plan }) => {
     if (!plan && !candidates) throw new Error('bit-allocation needs candidates or a plan');

@@ -1,6 +1,7 @@
-import { AbortError, InvalidArgumentError, type LayerState, type Quantizer, type StatisticRequest, type StepWarning } from '@bitsmith/core';
+import { AbortError, checkOptions, InvalidArgumentError, type LayerState, type Quantizer, type StatisticRequest, type StepWarning } from '@bitsmith/core';
 import type { Backend } from '@bitsmith/linalg';
 import type { AllocationLayer } from './allocation-problem.js';
+import { bitAllocationOptionsSchema } from './bit-allocation-options.js';
 import { allocateBits, allocationProblem, planAssignment, toBitPlan, type AllocationBudget, type AllocatorName, type BitPlan } from './bit-plan.js';
 import { resolveCandidate, type BitCandidate } from './candidate.js';
 import type { IlpOptions } from './ilp-allocation.js';
@@ -45,6 +46,7 @@ export interface BitAllocationOptions {
  * ```
  */
 export function bitAllocation(options: BitAllocationOptions): Quantizer {
+  checkOptions('bitAllocation', bitAllocationOptionsSchema, options);
   const sensitivity = options.sensitivity ?? 'hessian-trace';
   const allocator = options.allocator ?? 'knapsack';
   const budget = options.budget ?? { bitsPerWeight: 4 };

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { defineStep, definedOptions } from '@bitsmith/core';
+import { squeezeLlmFields } from './codebook-options.js';
 import { squeezeLlm } from './squeeze-llm.js';
 
 /**
@@ -13,14 +14,6 @@ import { squeezeLlm } from './squeeze-llm.js';
  */
 export const squeezeLlmStep = defineStep({
   description: 'SqueezeLLM per-row lookup tables (@bitsmith/codebook): bits, sensitivity hessian-diagonal|fisher|none, outlierFraction, errorFeedback, seed',
-  options: z.strictObject({
-    bits: z.number().int().min(1).max(8),
-    sensitivity: z.enum(['hessian-diagonal', 'fisher', 'none']).optional(),
-    outlierFraction: z.number().min(0).max(0.5).optional(),
-    errorFeedback: z.boolean().optional(),
-    seed: z.number().int().nonnegative().optional(),
-    maxIterations: z.number().int().positive().optional(),
-    dampening: z.number().positive().optional(),
-  }),
+  options: z.strictObject(squeezeLlmFields),
   create: (o) => squeezeLlm(definedOptions(o)),
 });

@@ -1,5 +1,6 @@
-import { AbortError, InvalidArgumentError, elementCodec, type LayerState, type Quantizer, type StatisticRequest, type StepWarning } from '@bitsmith/core';
+import { AbortError, checkOptions, InvalidArgumentError, elementCodec, type LayerState, type Quantizer, type StatisticRequest, type StepWarning } from '@bitsmith/core';
 import type { Backend } from '@bitsmith/linalg';
+import { squeezeLlmOptionsSchema } from './codebook-options.js';
 import { squeezeLlmQuantizeLayer } from './squeeze-llm-quantize-layer.js';
 
 /** Options of {@link squeezeLlm}. */
@@ -39,10 +40,8 @@ export interface SqueezeLlmOptions {
  * ```
  */
 export function squeezeLlm(options: SqueezeLlmOptions): Quantizer {
+  checkOptions('squeezeLlm', squeezeLlmOptionsSchema, options);
   const sensitivity = options.sensitivity ?? 'hessian-diagonal';
-  if (!['hessian-diagonal', 'fisher', 'none'].includes(sensitivity)) {
-    throw new InvalidArgumentError('sensitivity', `got '${sensitivity}'; expected hessian-diagonal, fisher or none`);
-  }
   const requires: StatisticRequest[] = [];
   if (sensitivity === 'hessian-diagonal' || options.errorFeedback) requires.push({ kind: 'hessian' });
   if (sensitivity === 'fisher') requires.push({ kind: 'input-absmean' });

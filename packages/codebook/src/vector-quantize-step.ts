@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { defineStep, definedOptions } from '@bitsmith/core';
+import { vectorQuantizeFields } from './codebook-options.js';
 import { vectorQuantize } from './vector-quantize.js';
 
 /**
@@ -13,18 +14,6 @@ import { vectorQuantize } from './vector-quantize.js';
  */
 export const vectorQuantizeStep = defineStep({
   description: 'vector quantization with Hessian error feedback (@bitsmith/codebook): dimension, codebookBits, residual, residualCodebookBits, groupRows, normalize, errorFeedback, seed',
-  options: z.strictObject({
-    dimension: z.number().int().min(1).max(8),
-    codebookBits: z.number().int().min(1).max(16),
-    residual: z.boolean().optional(),
-    residualCodebookBits: z.number().int().min(1).max(16).optional(),
-    groupRows: z.number().int().positive().optional(),
-    normalize: z.boolean().optional(),
-    errorFeedback: z.boolean().optional(),
-    seed: z.number().int().nonnegative().optional(),
-    maxIterations: z.number().int().positive().optional(),
-    dampening: z.number().positive().optional(),
-    blockSize: z.number().int().positive().optional(),
-  }),
+  options: z.strictObject(vectorQuantizeFields),
   create: (o) => vectorQuantize(definedOptions(o)),
 });

@@ -1,5 +1,6 @@
-import { AbortError, InvalidArgumentError, elementCodec, type LayerState, type Quantizer, type StepWarning } from '@bitsmith/core';
+import { AbortError, checkOptions, InvalidArgumentError, elementCodec, type LayerState, type Quantizer, type StepWarning } from '@bitsmith/core';
 import type { Backend } from '@bitsmith/linalg';
+import { vectorQuantizeOptionsSchema } from './codebook-options.js';
 import { vectorQuantizeLayer } from './vector-quantize-layer.js';
 
 /** Options of {@link vectorQuantize}. */
@@ -41,9 +42,7 @@ export interface VectorQuantizeOptions {
  * ```
  */
 export function vectorQuantize(options: VectorQuantizeOptions): Quantizer {
-  if (!Number.isInteger(options.dimension) || options.dimension < 1 || options.dimension > 8) {
-    throw new InvalidArgumentError('dimension', `got ${options.dimension}; expected 1, 2, 4 or 8`);
-  }
+  checkOptions('vectorQuantize', vectorQuantizeOptionsSchema, options);
   return {
     id: 'vq',
     kind: 'quantize',

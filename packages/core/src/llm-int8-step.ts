@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { llmInt8 } from './llm-int8.js';
+import { llmInt8, llmInt8OutlierOptions } from './llm-int8.js';
 import { parseFormat } from './number-format.js';
 import { defineStep, definedOptions } from './step-definition.js';
 
@@ -16,8 +16,7 @@ export const llmInt8Step = defineStep({
   description:
     'LLM.int8() decomposition (@bitsmith/core): outlier input columns (calibration max|x| >= threshold, default 6, or the topK largest) kept in 16 bits for weights and activations, the rest int8 (bits, per output channel) with int8 per-token inputs (activations { format, granularity token|tensor })',
   options: z.strictObject({
-    threshold: z.number().positive().optional(),
-    topK: z.number().int().nonnegative().optional(),
+    ...llmInt8OutlierOptions,
     bits: z.number().int().min(2).max(8).optional(),
     activations: z.strictObject({ format: z.string(), granularity: z.enum(['tensor', 'token']).optional() }).optional(),
   }),

@@ -1,5 +1,7 @@
 import { fakeQuantizeActivations, activationQuantizer, activationSchemeFromDescription, composeInputTransforms, validateActivationScheme, type ActivationScheme } from './activation-quantization.js';
+import { z } from 'zod';
 import { AbortError, InvalidArgumentError } from './errors.js';
+import { activationSchemeOption, checkOptions, factoryOptions, formatNameOption, granularityOption } from './factory-options.js';
 import { minifloat, FLOAT16 } from './minifloat.js';
 import type { RuntimeInputTransform } from './model-view.js';
 import { parseFormat } from './number-format.js';
@@ -108,6 +110,19 @@ export interface LlmInt8Options {
   activations?: ActivationScheme;
 }
 
+/** The outlier options of LLM.int8(), checked by the same schemas in recipe files and in code. */
+export const llmInt8OutlierOptions = {
+  threshold: z.number().positive().optional(),
+  topK: z.number().int().nonnegative().optional(),
+};
+
+const llmInt8OptionsSchema = factoryOptions<LlmInt8Options>({
+  ...llmInt8OutlierOptions,
+  format: formatNameOption.optional(),
+  granularity: granularityOption.optional(),
+  activations: activationSchemeOption.optional(),
+});
+
 /**
  * LLM.int8() mixed-precision decomposition (Dettmers et al., arXiv:2208.07339) as a quantize step: for each selected
  * linear, the outlier input columns ({@link outlierColumns} of the calibration `max |x_j|`) keep their weights in 16
@@ -125,6 +140,7 @@ export interface LlmInt8Options {
  * ```
  */
 export function llmInt8(options: LlmInt8Options = {}): Quantizer {
+  checkOptions('llmInt8', llmInt8OptionsSchema, options);
   const format = parseFormat(options.format ?? 'int8');
   if (format.type !== 'int') throw new InvalidArgumentError('format', `got ${options.format}; LLM.int8() decomposes integer grids (int8, int4, ...)`);
   const activations: ActivationScheme = options.activations ?? { format: parseFormat('int8'), granularity: { type: 'token' }, dynamic: true };

@@ -1,3 +1,4 @@
+import { z } from 'zod';
 import { InvalidArgumentError, ShapeMismatchError } from './errors.js';
 import { computeScales, groupStatistics, planQuantization, type QuantizeOptions } from './quantize.js';
 import type { Matrix } from './tensor.js';
@@ -13,6 +14,20 @@ export interface RangeSearchOptions extends Omit<QuantizeOptions, 'clip'> {
   /** Non-negative importance per input channel (length `columns`), for example the mean squared activation. Default all 1. */
   importance?: Float32Array | Float64Array;
 }
+
+/**
+ * The `rangeSearch` option of rtn and gptq, in recipe files and in code: `true` for the defaults, or the search's
+ * settings (`steps`, `minShrink`, `norm`, `activationWeighted`; see {@link rangeSearch}).
+ */
+export const rangeSearchOptions = z.union([
+  z.boolean(),
+  z.strictObject({
+    steps: z.number().int().positive().optional(),
+    minShrink: z.number().gt(0).max(1).optional(),
+    norm: z.number().positive().optional(),
+    activationWeighted: z.boolean().optional(),
+  }),
+]);
 
 /**
  * Picks, for every group, the shrink factor of its range that minimises the importance-weighted L_p error

@@ -1,20 +1,6 @@
-import { z } from 'zod';
+import { rangeSearchOptions } from './range-search.js';
 import { rtn } from './rtn.js';
 import { defineStep, definedOptions, quantizationOptions, resolveQuantization } from './step-definition.js';
-
-/**
- * The `rangeSearch` option of a recipe file (rtn, gptq): `true` for the defaults, or the search's settings (see core's
- * `rangeSearch`: `steps`, `minShrink`, `norm`, `activationWeighted`).
- */
-export const rangeSearchOptions = z.union([
-  z.boolean(),
-  z.strictObject({
-    steps: z.number().int().positive().optional(),
-    minShrink: z.number().gt(0).max(1).optional(),
-    norm: z.number().positive().optional(),
-    activationWeighted: z.boolean().optional(),
-  }),
-]);
 
 /**
  * The `rtn` recipe step: round-to-nearest ({@link rtn}) with `bits|format`, `groupSize|granularity`, `symmetric` and

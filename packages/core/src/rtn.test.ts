@@ -27,9 +27,9 @@ describe('rtn quantizer', () => {
   });
 
   it('names the wrong option for plain-JavaScript callers (recipe shorthands included)', () => {
-    expect(() => rtn({ bits: 4, groupSize: 32 } as never)).toThrow(/^bits: rtn has no option 'bits'; it takes format, granularity, scaleEncoding, rangeSearch \(bits is a recipe-file shorthand/);
-    expect(() => rtn({ format: 'int4', groupsize: 32 } as never)).toThrow(/^groupsize: rtn has no option 'groupsize'/);
-    expect(() => rtn({} as never)).toThrow(/^format: rtn needs a format/);
+    expect(() => rtn({ bits: 4, groupSize: 32 } as never)).toThrow(/^bits: unknown option; expected one of format, granularity, scaleEncoding, rangeSearch \(bits is a recipe-file shorthand; in code write format: 'int4'\); groupSize: .*granularity: \{ type: 'group', size: 32 \}.*\(in the options of rtn\)$/);
+    expect(() => rtn({ format: 'int4', groupsize: 32 } as never)).toThrow(/^groupsize: unknown option; expected one of format, /);
+    expect(() => rtn({} as never)).toThrow(/^format: missing; expected a format name/);
     expect(() => rtn({ format: 'int4', granularity: { type: 'group', size: 32 } })).not.toThrow();
   });
 

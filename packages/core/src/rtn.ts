@@ -1,5 +1,5 @@
-import { checkFactoryOptions } from './factory-options.js';
-import { AbortError, InvalidArgumentError } from './errors.js';
+import { AbortError } from './errors.js';
+import { checkOptions, factoryOptions, formatOption, granularityOption, scaleEncodingOption } from './factory-options.js';
 import type { Granularity } from './granularity.js';
 import { bitsPerWeight } from './metrics.js';
 import type { FormatSpec } from './number-format.js';
@@ -7,7 +7,7 @@ import { parseFormat } from './number-format.js';
 import { dequantize, quantize } from './quantize.js';
 import type { Quantizer, LayerState, StatisticRequest } from './quantizer.js';
 import type { ScaleEncoding } from './quantized-tensor.js';
-import { rangeSearch, type RangeSearchOptions } from './range-search.js';
+import { rangeSearch, rangeSearchOptions, type RangeSearchOptions } from './range-search.js';
 
 /** Options of {@link rtn}. */
 export interface RtnOptions {
@@ -24,12 +24,13 @@ export interface RtnOptions {
   rangeSearch?: boolean | (Pick<RangeSearchOptions, 'steps' | 'minShrink' | 'norm'> & { activationWeighted?: boolean });
 }
 
-const RTN_OPTIONS = ['format', 'granularity', 'scaleEncoding', 'rangeSearch'];
-
-/** Plain-JavaScript callers get the option that is wrong named, as recipe files do (the recipe shorthands included). */
-function checkRtnOptions(options: RtnOptions): void {
-  checkFactoryOptions('rtn', options, RTN_OPTIONS, ['format']);
-}
+/** The schema {@link rtn} checks its options with (the recipe file's `rangeSearch` schema included). */
+const rtnOptionsSchema = factoryOptions<RtnOptions>({
+  format: formatOption,
+  granularity: granularityOption.optional(),
+  scaleEncoding: scaleEncodingOption.optional(),
+  rangeSearch: rangeSearchOptions.optional(),
+});
 
 /**
  * Round-to-nearest as a quantize step: the baseline every other method is measured against. A layer that carries
@@ -41,7 +42,7 @@ function checkRtnOptions(options: RtnOptions): void {
  * ```
  */
 export function rtn(options: RtnOptions): Quantizer {
-  checkRtnOptions(options);
+  checkOptions('rtn', rtnOptionsSchema, options);
   const format = typeof options.format === 'string' ? parseFormat(options.format) : options.format;
   const search = options.rangeSearch === true ? {} : options.rangeSearch || undefined;
   const requires: StatisticRequest[] = search?.activationWeighted ? [{ kind: 'input-absmean' }] : [];

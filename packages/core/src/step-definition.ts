@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { formatNameOption } from './factory-options.js';
 import type { Granularity } from './granularity.js';
 import { parseFormat, type FormatSpec } from './number-format.js';
 import type { Quantizer } from './quantizer.js';
@@ -53,20 +54,7 @@ export function definedOptions<T extends Record<string, unknown>>(options: T): {
 export const quantizationOptions = z.strictObject({
   bits: z.number().int().min(1).max(8).optional(),
   symmetric: z.boolean().optional(),
-  format: z
-    .string()
-    .refine(
-      (name) => {
-        try {
-          parseFormat(name);
-          return true;
-        } catch {
-          return false;
-        }
-      },
-      { message: 'unknown format; expected a name such as int4, int3-asym, nf4, fp4-e2m1, fp8-e4m3, mxfp4, nvfp4, ternary' },
-    )
-    .optional(),
+  format: formatNameOption.optional(),
   groupSize: z.number().int().positive().optional(),
   granularity: z.enum(['tensor', 'channel']).optional(),
 });

@@ -1,6 +1,6 @@
-import { z } from 'zod';
 import { defineStep, definedOptions, quantizationOptions, resolveQuantization } from '@bitsmith/core';
 import { autoRound } from './autoround.js';
+import { blockOptimizationOptions, learnedParameterOptions } from './learned-options.js';
 
 /**
  * The `autoround` recipe step ({@link autoRound}, arXiv 2309.05516): `bits|format` (uniform integers),
@@ -15,17 +15,7 @@ import { autoRound } from './autoround.js';
 export const autoRoundStep = defineStep({
   description:
     'AutoRound (@bitsmith/learned): signed gradient descent on rounding offsets and min/max clipping against the block output; bits|format (uniform integers), groupSize|granularity, iterations (200), learningRate (1/iterations), batchSize (8), seed, optimizer sign-sgd|adam, learnClipping, bestIterate',
-  options: quantizationOptions.extend({
-    iterations: z.number().int().nonnegative().optional(),
-    learningRate: z.number().positive().optional(),
-    scaleLearningRate: z.number().positive().optional(),
-    batchSize: z.number().int().positive().optional(),
-    seed: z.number().int().nonnegative().optional(),
-    optimizer: z.enum(['sign-sgd', 'adam']).optional(),
-    schedule: z.enum(['constant', 'linear', 'cosine']).optional(),
-    learnClipping: z.boolean().optional(),
-    bestIterate: z.boolean().optional(),
-  }),
+  options: quantizationOptions.extend({ ...blockOptimizationOptions, learnClipping: learnedParameterOptions.learnClipping }),
   create: ({ iterations, learningRate, scaleLearningRate, batchSize, seed, optimizer, schedule, learnClipping, bestIterate, ...rest }) =>
     autoRound({ ...resolveQuantization(rest), ...definedOptions({ iterations, learningRate, scaleLearningRate, batchSize, seed, optimizer, schedule, learnClipping, bestIterate }) }),
 });

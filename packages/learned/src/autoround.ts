@@ -1,6 +1,7 @@
 import {
   AbortError,
   bitsPerWeight,
+  checkOptions,
   dequantize,
   InvalidArgumentError,
   parseFormat,
@@ -15,6 +16,7 @@ import {
 } from '@bitsmith/core';
 import { createRandom } from '@bitsmith/linalg';
 import type { LearningRateSchedule } from './learning-rate-schedule.js';
+import { autoRoundOptionsSchema } from './learned-options.js';
 import { learnableRounding, type LearnableRounding, type RoundingParameters } from './learnable-rounding.js';
 import { adam, signSgd, type Optimizer } from './optimizer.js';
 
@@ -123,6 +125,7 @@ async function blockLoss(g: BlockGradients, weights: ReadonlyMap<string, Float32
  * ```
  */
 export function autoRound(options: AutoRoundOptions): Quantizer {
+  checkOptions('autoRound', autoRoundOptionsSchema, options);
   return blockwiseRounding(options, 'autoround');
 }
 
@@ -131,11 +134,9 @@ export function blockwiseRounding(options: AutoRoundOptions, id: string): Quanti
   const format = typeof options.format === 'string' ? parseFormat(options.format) : options.format;
   if (format.type !== 'int') throw new InvalidArgumentError('format', `AutoRound learns rounding on uniform integer grids (int2..int8, -asym); got ${format.type}`);
   const iterations = options.iterations ?? 200;
-  if (!Number.isInteger(iterations) || iterations < 0) throw new InvalidArgumentError('iterations', `got ${iterations}; expected a non-negative integer`);
   const learningRate = options.learningRate ?? 1 / Math.max(1, iterations);
   const scaleLearningRate = options.scaleLearningRate ?? learningRate;
   const batchSize = options.batchSize ?? 8;
-  if (!Number.isInteger(batchSize) || batchSize < 1) throw new InvalidArgumentError('batchSize', `got ${batchSize}; expected a positive integer`);
   const learnClipping = options.learnClipping ?? true;
   const learnRounding = options.learnRounding ?? true;
   if (!learnClipping && !learnRounding) throw new InvalidArgumentError('learnClipping/learnRounding', 'nothing to learn: enable at least one');

@@ -1,6 +1,8 @@
-import { z } from 'zod';
 import { defineStep, definedOptions, quantizationOptions, resolveQuantization } from '@bitsmith/core';
 import { learnableWeightClipping } from './learnable-weight-clipping.js';
+import { blockOptimizationOptions } from './learned-options.js';
+
+const { iterations, learningRate, batchSize, seed } = blockOptimizationOptions;
 
 /**
  * The `lwc` recipe step ({@link learnableWeightClipping}, OmniQuant arXiv 2308.13137): `bits|format`,
@@ -13,11 +15,6 @@ import { learnableWeightClipping } from './learnable-weight-clipping.js';
  */
 export const learnableWeightClippingStep = defineStep({
   description: 'OmniQuant-style learnable weight clipping (@bitsmith/learned): min/max clipping per group learned against the block output with Adam; bits|format, groupSize|granularity, iterations (200), learningRate (5e-3), batchSize (8), seed',
-  options: quantizationOptions.extend({
-    iterations: z.number().int().nonnegative().optional(),
-    learningRate: z.number().positive().optional(),
-    batchSize: z.number().int().positive().optional(),
-    seed: z.number().int().nonnegative().optional(),
-  }),
+  options: quantizationOptions.extend({ iterations, learningRate, batchSize, seed }),
   create: ({ iterations, learningRate, batchSize, seed, ...rest }) => learnableWeightClipping({ ...resolveQuantization(rest), ...definedOptions({ iterations, learningRate, batchSize, seed }) }),
 });

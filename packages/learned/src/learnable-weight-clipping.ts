@@ -1,5 +1,6 @@
-import type { Quantizer } from '@bitsmith/core';
+import { checkOptions, type Quantizer } from '@bitsmith/core';
 import { blockwiseRounding, type AutoRoundOptions } from './autoround.js';
+import { learnableWeightClippingOptionsSchema } from './learned-options.js';
 
 /** Options of {@link learnableWeightClipping}: AutoRound's, without the rounding offsets. */
 export type LearnableWeightClippingOptions = Omit<AutoRoundOptions, 'learnRounding' | 'learnClipping'>;
@@ -17,6 +18,7 @@ export type LearnableWeightClippingOptions = Omit<AutoRoundOptions, 'learnRoundi
  * ```
  */
 export function learnableWeightClipping(options: LearnableWeightClippingOptions): Quantizer {
+  checkOptions('learnableWeightClipping', learnableWeightClippingOptionsSchema, options);
   return blockwiseRounding(
     { optimizer: 'adam', learningRate: 5e-3, schedule: 'constant', ...options, learnRounding: false, learnClipping: true },
     'lwc',

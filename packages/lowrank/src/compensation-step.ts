@@ -29,7 +29,6 @@ export function compensationStep(
   options: CompensationOptions,
   whiteningOf: (context: StepContext, layer: LayerState) => ErrorWhitening | Promise<ErrorWhitening>,
 ): Quantizer {
-  if (!Number.isInteger(options.rank) || options.rank < 1) throw new InvalidArgumentError('rank', `expected a positive integer, got ${options.rank}`);
   return {
     id,
     kind: 'compensate',

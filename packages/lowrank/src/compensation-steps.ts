@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { defineStep, definedOptions } from '@bitsmith/core';
 import { eora } from './eora.js';
 import { lorc } from './lorc.js';
-import { lowRankStepOptions } from './low-rank-step-options.js';
+import { eoraDampeningOption, lowRankStepOptions } from './low-rank-step-options.js';
 import { lqer } from './lqer.js';
 
 /**
@@ -46,6 +46,6 @@ export const lqerStep = defineStep({
  */
 export const eoraStep = defineStep({
   description: 'EoRA eigenspace low-rank compensation (@bitsmith/lowrank): rank, dampening, factorStorage, svd; after a quantize step',
-  options: z.strictObject({ ...lowRankStepOptions, dampening: z.number().nonnegative().optional() }),
+  options: z.strictObject({ ...lowRankStepOptions, dampening: eoraDampeningOption.optional() }),
   create: (o) => eora(definedOptions(o)),
 });

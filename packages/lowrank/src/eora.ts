@@ -1,6 +1,7 @@
-import { InvalidArgumentError, type Quantizer } from '@bitsmith/core';
+import { checkOptions, InvalidArgumentError, type Quantizer } from '@bitsmith/core';
 import { compensationStep, type CompensationOptions } from './compensation-step.js';
 import { eigenspaceWhitening } from './error-whitening.js';
+import { eoraOptionsSchema } from './low-rank-step-options.js';
 
 /** Options of {@link eora}. */
 export interface EoraOptions extends CompensationOptions {
@@ -21,6 +22,7 @@ export interface EoraOptions extends CompensationOptions {
  * ```
  */
 export function eora(options: EoraOptions): Quantizer {
+  checkOptions('eora', eoraOptionsSchema, options);
   return compensationStep('eora', [{ kind: 'hessian' }], options, (context, layer) => {
     const h = context.statistics(layer.name).hessian;
     if (!h) throw new InvalidArgumentError('statistics', `no Hessian observed for '${layer.name}'; EoRA requires it`);

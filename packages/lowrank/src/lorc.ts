@@ -1,5 +1,6 @@
-import type { Quantizer } from '@bitsmith/core';
+import { checkOptions, type Quantizer } from '@bitsmith/core';
 import { compensationStep, type CompensationOptions } from './compensation-step.js';
+import { compensationOptionsSchema } from './low-rank-step-options.js';
 
 /**
  * LoRC, low-rank compensation (ZeroQuant-V2, Yao et al., arXiv:2303.08302), as a compensate step: the rank-`r`
@@ -13,5 +14,6 @@ import { compensationStep, type CompensationOptions } from './compensation-step.
  * ```
  */
 export function lorc(options: CompensationOptions): Quantizer {
+  checkOptions('lorc', compensationOptionsSchema, options);
   return compensationStep('lorc', [], options, () => ({ type: 'none' }));
 }

@@ -1,6 +1,5 @@
-import { z } from 'zod';
 import { defineStep, definedOptions, quantizationOptions, resolveQuantization } from '@bitsmith/core';
-import { lowRankStepOptions } from './low-rank-step-options.js';
+import { lowRankStepOptions, lqLoraIterationsOption } from './low-rank-step-options.js';
 import { lqLora } from './lq-lora.js';
 
 /**
@@ -14,6 +13,6 @@ import { lqLora } from './lq-lora.js';
  */
 export const lqLoraStep = defineStep({
   description: 'LQ-LoRA-style alternation W ≈ Q + L (@bitsmith/lowrank): bits|format, groupSize|granularity, rank, iterations, factorStorage',
-  options: quantizationOptions.extend({ ...lowRankStepOptions, iterations: z.number().int().positive().optional() }),
+  options: quantizationOptions.extend({ ...lowRankStepOptions, iterations: lqLoraIterationsOption.optional() }),
   create: ({ rank, factorStorage, svd, iterations, ...rest }) => lqLora({ ...resolveQuantization(rest), ...definedOptions({ rank, factorStorage, svd, iterations }) }),
 });

@@ -1,7 +1,8 @@
-import { AbortError, InvalidArgumentError, relativeError, storedBitsPerWeight, type LayerState, type Matrix, type Quantizer, type StoredForm } from '@bitsmith/core';
+import { AbortError, checkOptions, InvalidArgumentError, relativeError, storedBitsPerWeight, type LayerState, type Matrix, type Quantizer, type StoredForm } from '@bitsmith/core';
 import type { Backend } from '@bitsmith/linalg';
 import { lowRankApproximation } from './compensate-error.js';
 import { addLowRank, type FactorStorage } from './low-rank-factors.js';
+import { lqLoraOptionsSchema } from './low-rank-step-options.js';
 import { quantizeResidual, subtract, type ResidualQuantization } from './quantize-residual.js';
 import type { TruncatedSvdOptions } from './truncated-svd.js';
 
@@ -31,9 +32,8 @@ export interface LqLoraOptions extends ResidualQuantization {
  * ```
  */
 export function lqLora(options: LqLoraOptions): Quantizer {
-  if (!Number.isInteger(options.rank) || options.rank < 1) throw new InvalidArgumentError('rank', `expected a positive integer, got ${options.rank}`);
+  checkOptions('lqLora', lqLoraOptionsSchema, options);
   const iterations = options.iterations ?? 5;
-  if (!Number.isInteger(iterations) || iterations < 1) throw new InvalidArgumentError('iterations', `expected a positive integer, got ${iterations}`);
   return {
     id: 'lq-lora',
     kind: 'quantize',

@@ -1,5 +1,6 @@
-import { InvalidArgumentError, type Quantizer } from '@bitsmith/core';
+import { checkOptions, InvalidArgumentError, type Quantizer } from '@bitsmith/core';
 import { compensationStep, type CompensationOptions } from './compensation-step.js';
+import { compensationOptionsSchema } from './low-rank-step-options.js';
 import { activationScaleWhitening } from './error-whitening.js';
 
 /**
@@ -15,6 +16,7 @@ import { activationScaleWhitening } from './error-whitening.js';
  * ```
  */
 export function lqer(options: CompensationOptions): Quantizer {
+  checkOptions('lqer', compensationOptionsSchema, options);
   return compensationStep('lqer', [{ kind: 'input-absmean' }], options, (context, layer) => {
     const s = context.statistics(layer.name).inputAbsMean;
     if (!s) throw new InvalidArgumentError('statistics', `no input-absmean observed for '${layer.name}'; LQER requires it`);

@@ -1,6 +1,7 @@
-import { AbortError, InvalidArgumentError, storedBitsPerWeight, type LayerState, type Quantizer, type StoredForm } from '@bitsmith/core';
+import { AbortError, checkOptions, InvalidArgumentError, storedBitsPerWeight, type LayerState, type Quantizer, type StoredForm } from '@bitsmith/core';
 import type { Backend } from '@bitsmith/linalg';
 import { lowRankApproximation } from './compensate-error.js';
+import { svdQuantOptionsSchema } from './low-rank-step-options.js';
 import { addLowRank, type FactorStorage } from './low-rank-factors.js';
 import { quantizeResidual, subtract, type ResidualQuantization } from './quantize-residual.js';
 import type { TruncatedSvdOptions } from './truncated-svd.js';
@@ -31,7 +32,7 @@ export interface SvdQuantOptions extends ResidualQuantization {
  * ```
  */
 export function svdQuant(options: SvdQuantOptions): Quantizer {
-  if (!Number.isInteger(options.rank) || options.rank < 1) throw new InvalidArgumentError('rank', `expected a positive integer, got ${options.rank}`);
+  checkOptions('svdQuant', svdQuantOptionsSchema, options);
   return {
     id: 'svdquant',
     kind: 'quantize',

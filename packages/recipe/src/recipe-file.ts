@@ -1,4 +1,4 @@
-import { BitsmithError, parseFormat, validateActivationScheme, type ActivationGranularity, type ActivationScheme } from '@bitsmith/core';
+import { BitsmithError, describeIssue, parseFormat, problemText, validateActivationScheme, type ActivationGranularity, type ActivationScheme } from '@bitsmith/core';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import type { CacheActivationScheme, Recipe, RecipeKvCacheScheme, RecipeStage } from './recipe-types.js';
@@ -124,9 +124,9 @@ export interface RecipeDocument {
   readonly steps: ReadonlyArray<Record<string, unknown>>;
 }
 
-function describeIssue(issue: z.core.$ZodIssue): string {
-  const path = issue.path.map((p) => (typeof p === 'number' ? `[${p}]` : String(p))).join('.').replace(/\.\[/g, '[');
-  return `${path || '(top level)'}: ${issue.message}`;
+/** Words a schema's issues as core's `describeIssue` does for step factories, so a file and code read the same. */
+function describeIssues(issues: readonly z.core.$ZodIssue[], schema: z.ZodType): string {
+  return issues.flatMap((issue) => describeIssue(issue, schema)).map(problemText).join('; ');
 }
 
 /**
@@ -161,7 +161,7 @@ export function parseRecipe(text: string, registry: StepRegistry, file = 'recipe
     );
   }
   const doc = fileSchema.safeParse(raw);
-  if (!doc.success) throw new RecipeFileError(file, doc.error.issues.map(describeIssue).join('; '));
+  if (!doc.success) throw new RecipeFileError(file, describeIssues(doc.error.issues, fileSchema));
   const { name, targets, ignore, steps } = doc.data;
   let inputActivations: ActivationScheme | undefined;
   if (doc.data.inputActivations) {
@@ -208,7 +208,7 @@ export function parseRecipe(text: string, registry: StepRegistry, file = 'recipe
     };
     const create = (opts: Record<string, unknown>, context: string) => {
       const parsed = definition.options.safeParse(opts);
-      if (!parsed.success) throw new RecipeFileError(file, `${context}: ${parsed.error.issues.map(describeIssue).join('; ')}`);
+      if (!parsed.success) throw new RecipeFileError(file, `${context}: ${describeIssues(parsed.error.issues, definition.options)}`);
       try {
         return definition.create(parsed.data);
       } catch (e) {

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { defineStep, definedOptions } from '@bitsmith/core';
-import { hadamardRotation } from './hadamard-rotation.js';
+import { hadamardRotation, rotationOptions } from './hadamard-rotation.js';
 
 /**
  * The `rotation` recipe step ({@link hadamardRotation}, QuaRot arXiv 2404.00456): `rotation` hadamard|orthogonal,
@@ -14,12 +14,6 @@ import { hadamardRotation } from './hadamard-rotation.js';
  */
 export const hadamardRotationStep = defineStep({
   description: 'QuaRot-style rotation (@bitsmith/rotation): rotation hadamard|orthogonal, seed, residual (rotate the residual stream, default true), onlineHadamard true (down_proj) | all (every linear) | false, valueHadamard',
-  options: z.strictObject({
-    rotation: z.enum(['hadamard', 'orthogonal']).optional(),
-    seed: z.number().int().nonnegative().optional(),
-    residual: z.boolean().optional(),
-    onlineHadamard: z.union([z.boolean(), z.literal('all')]).optional(),
-    valueHadamard: z.boolean().optional(),
-  }),
+  options: z.strictObject(rotationOptions),
   create: (o) => hadamardRotation(definedOptions(o)),
 });

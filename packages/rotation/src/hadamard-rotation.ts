@@ -1,8 +1,20 @@
-import { InvalidArgumentError, type Quantizer, type StepContext, type StepResult } from '@bitsmith/core';
+import { z } from 'zod';
+import { backendOption, checkOptions, factoryOptions, InvalidArgumentError, type Quantizer, type StepContext, type StepResult } from '@bitsmith/core';
 import { rotateModel, type RotateModelOptions } from './rotate-model.js';
 
 /** Options of {@link hadamardRotation}: those of {@link rotateModel} without the per-run `signal` and `progress`. */
 export type HadamardRotationOptions = Omit<RotateModelOptions, 'signal' | 'progress'>;
+
+/** The rotation options, one schema each, shared by the `rotation` recipe step and {@link hadamardRotation}. */
+export const rotationOptions = {
+  rotation: z.enum(['hadamard', 'orthogonal']).optional(),
+  seed: z.number().int().nonnegative().optional(),
+  residual: z.boolean().optional(),
+  onlineHadamard: z.union([z.boolean(), z.literal('all')]).optional(),
+  valueHadamard: z.boolean().optional(),
+};
+
+const hadamardRotationOptionsSchema = factoryOptions<HadamardRotationOptions>({ ...rotationOptions, backend: backendOption.optional() });
 
 /**
  * QuaRot-style rotation (Ashkboos et al., "QuaRot: Outlier-Free 4-Bit Inference in Rotated LLMs", arXiv:2404.00456)
@@ -24,6 +36,7 @@ export type HadamardRotationOptions = Omit<RotateModelOptions, 'signal' | 'progr
  * ```
  */
 export function hadamardRotation(options: HadamardRotationOptions = {}): Quantizer {
+  checkOptions('hadamardRotation', hadamardRotationOptionsSchema, options);
   const settings = { ...options };
   return {
     id: 'hadamard-rotation',
@@ -51,5 +64,6 @@ export function hadamardRotation(options: HadamardRotationOptions = {}): Quantiz
  * ```
  */
 export function quarot(options: HadamardRotationOptions = {}): Quantizer {
+  checkOptions('quarot', hadamardRotationOptionsSchema, options);
   return hadamardRotation(options);
 }

@@ -1,6 +1,6 @@
-import { z } from 'zod';
 import { defineStep, definedOptions, quantizationOptions, resolveQuantization } from '@bitsmith/core';
 import { awq } from './awq.js';
+import { awqSearchOptions } from './smoothing-options.js';
 
 /**
  * The `awq` recipe step ({@link awq}, arXiv 2306.00978): scale and clip search folded into the model, for the
@@ -14,12 +14,6 @@ import { awq } from './awq.js';
  */
 export const awqStep = defineStep({
   description: 'AWQ scale and clip search (@bitsmith/smoothing), folded into the model: bits|format, groupSize|granularity, grid, duoScaling, clipSearch, clipSkip, maxTokens; follow with rtn or gptq of the same format',
-  options: quantizationOptions.extend({
-    grid: z.number().int().positive().optional(),
-    duoScaling: z.boolean().optional(),
-    clipSearch: z.union([z.boolean(), z.strictObject({ steps: z.number().int().positive().optional(), minShrink: z.number().gt(0).max(1).optional(), maxTokens: z.number().int().positive().optional() })]).optional(),
-    clipSkip: z.array(z.string().min(1)).optional(),
-    maxTokens: z.number().int().positive().optional(),
-  }),
+  options: quantizationOptions.extend(awqSearchOptions),
   create: ({ grid, duoScaling, clipSearch, clipSkip, maxTokens, ...rest }) => awq({ ...resolveQuantization(rest), ...definedOptions({ grid, duoScaling, clipSearch, clipSkip, maxTokens }) }),
 });

@@ -1,4 +1,4 @@
-import { InvalidArgumentError, type LayerState, type Quantizer, type StepContext, type StepWarning } from '@bitsmith/core';
+import { checkOptions, type LayerState, type Quantizer, type StepContext, type StepWarning } from '@bitsmith/core';
 import { defaultBackend, type Backend } from '@bitsmith/linalg';
 import { searchAwqClip } from './awq-clip.js';
 import { awqScales } from './awq-scales.js';
@@ -7,6 +7,7 @@ import { inputAbsMean, normalizedWeightMean } from './channel-statistics.js';
 import { foldInputScales } from './fold-scales.js';
 import { createOutputErrorMeter } from './output-error-meter.js';
 import { resolveQuantizationTarget, type QuantizationTarget } from './quantization-target.js';
+import { awqOptionsSchema } from './smoothing-options.js';
 import { searchSmoothingScales } from './smoothing-loss.js';
 
 /** Settings of AWQ's clipping search (see {@link AwqOptions.clipSearch}). */
@@ -40,12 +41,6 @@ export interface AwqOptions extends QuantizationTarget {
   backend?: Backend;
 }
 
-function positiveInteger(name: string, value: number | undefined, fallback: number): number {
-  const v = value ?? fallback;
-  if (!Number.isInteger(v) || v < 1) throw new InvalidArgumentError(name, `got ${v}; expected a positive integer`);
-  return v;
-}
-
 /**
  * AWQ: activation-aware weight quantization's scale and clip search (Lin et al., arXiv:2306.00978), as a block-level
  * transform. It does NOT quantize: it rescales and clips float weights so that the quantize step that follows (`rtn`,
@@ -77,26 +72,18 @@ function positiveInteger(name: string, value: number | undefined, fallback: numb
  * ```
  */
 export function awq(options: AwqOptions): Quantizer {
-  if (options === null || typeof options !== 'object') throw new InvalidArgumentError('options', 'expected an object with at least a format');
-  if (options.format === undefined) throw new InvalidArgumentError('format', 'is required: the format of the quantize step that follows');
+  checkOptions('awq', awqOptionsSchema, options);
   const quantize = resolveQuantizationTarget(options);
-  const grid = positiveInteger('grid', options.grid, 20);
-  const maxTokens = positiveInteger('maxTokens', options.maxTokens, 4096);
+  const grid = options.grid ?? 20;
+  const maxTokens = options.maxTokens ?? 4096;
   const duoScaling = options.duoScaling ?? true;
-  if (typeof duoScaling !== 'boolean') throw new InvalidArgumentError('duoScaling', `got ${String(duoScaling)}; expected a boolean`);
   const includeIdentity = options.includeIdentity ?? true;
-  if (typeof includeIdentity !== 'boolean') throw new InvalidArgumentError('includeIdentity', `got ${String(includeIdentity)}; expected a boolean`);
   const clipOption = options.clipSearch ?? true;
-  if (typeof clipOption !== 'boolean' && (clipOption === null || typeof clipOption !== 'object')) {
-    throw new InvalidArgumentError('clipSearch', `got ${String(clipOption)}; expected a boolean or { steps, minShrink, maxTokens }`);
-  }
   const clip = clipOption === false ? undefined : clipOption === true ? {} : clipOption;
-  const clipSteps = positiveInteger('clipSearch.steps', clip?.steps, 20);
-  const clipTokens = positiveInteger('clipSearch.maxTokens', clip?.maxTokens, 512);
+  const clipSteps = clip?.steps ?? 20;
+  const clipTokens = clip?.maxTokens ?? 512;
   const minShrink = clip?.minShrink ?? 0.5;
-  if (!(minShrink > 0 && minShrink <= 1)) throw new InvalidArgumentError('clipSearch.minShrink', `got ${minShrink}; expected a number in (0, 1]`);
   const clipSkip = options.clipSkip ?? ['q_proj', 'k_proj'];
-  if (!Array.isArray(clipSkip) || clipSkip.some((k) => typeof k !== 'string')) throw new InvalidArgumentError('clipSkip', 'expected an array of layer kinds');
   const kindOf = (name: string): string => name.slice(name.lastIndexOf('.') + 1);
 
   return {

@@ -1,5 +1,6 @@
 import {
   channelShift,
+  checkOptions,
   composeInputTransforms,
   fakeQuantizeActivations,
   InvalidArgumentError,
@@ -18,6 +19,7 @@ import { defaultBackend, type Backend } from '@bitsmith/linalg';
 import { groupInputs, layerStatesFromBlock, selectFoldableGroups, throwIfAborted } from './block-step.js';
 import { foldInputScales, scaleColumns } from './fold-scales.js';
 import { fakeQuantize, resolveQuantizationTarget, type QuantizationTarget } from './quantization-target.js';
+import { outlierSuppressionPlusOptionsSchema } from './smoothing-options.js';
 
 /** Options of {@link outlierSuppressionPlus}. The weight format and granularity are those of the quantize step that follows. */
 export interface OutlierSuppressionPlusOptions extends QuantizationTarget {
@@ -171,23 +173,17 @@ function shiftedBias(weight: Matrix, shift: Float32Array, bias: Float32Array | u
  * ```
  */
 export function outlierSuppressionPlus(options: OutlierSuppressionPlusOptions): Quantizer {
-  if (options === null || typeof options !== 'object') throw new InvalidArgumentError('options', 'expected an object with at least a (weight) format');
-  if (options.format === undefined) throw new InvalidArgumentError('format', 'is required: the weight format of the quantize step that follows');
+  checkOptions('outlierSuppressionPlus', outlierSuppressionPlusOptionsSchema, options);
   const weightOptions = resolveQuantizationTarget(options);
   const a = options.activations ?? { format: 'int8' };
   const granularity = a.granularity ?? 'tensor';
-  if (granularity !== 'tensor' && granularity !== 'token') throw new InvalidArgumentError('activations.granularity', `got '${String(granularity)}'; expected tensor or token`);
   const activations: ActivationScheme = { format: typeof a.format === 'string' ? parseFormat(a.format) : a.format, granularity: { type: granularity }, dynamic: true };
   validateActivationScheme(activations);
   const shiftOn = options.shift ?? true;
   const scaleOn = options.scale ?? true;
-  if (typeof shiftOn !== 'boolean') throw new InvalidArgumentError('shift', `got ${String(shiftOn)}; expected a boolean`);
-  if (typeof scaleOn !== 'boolean') throw new InvalidArgumentError('scale', `got ${String(scaleOn)}; expected a boolean`);
   if (!shiftOn && !scaleOn) throw new InvalidArgumentError('shift', 'shift and scale are both off: the step would do nothing; expected at least one');
   const candidates = options.candidates ?? 20;
-  if (!Number.isInteger(candidates) || candidates < 1) throw new InvalidArgumentError('candidates', `got ${candidates}; expected a positive integer`);
   const maxTokens = options.maxTokens ?? 2048;
-  if (!Number.isInteger(maxTokens) || maxTokens < 1) throw new InvalidArgumentError('maxTokens', `got ${maxTokens}; expected a positive integer`);
   return {
     id: 'outlier-suppression-plus',
     kind: 'transform',

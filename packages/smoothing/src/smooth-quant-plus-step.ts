@@ -1,6 +1,6 @@
-import { z } from 'zod';
 import { defineStep, definedOptions, quantizationOptions, resolveQuantization } from '@bitsmith/core';
 import { smoothQuantPlus } from './smooth-quant-plus.js';
+import { smoothQuantPlusSearchOptions } from './smoothing-options.js';
 
 /**
  * The `smoothquant-plus` recipe step ({@link smoothQuantPlus}, arXiv 2312.03788): alpha searched on the calibration
@@ -13,6 +13,6 @@ import { smoothQuantPlus } from './smooth-quant-plus.js';
  */
 export const smoothQuantPlusStep = defineStep({
   description: 'SmoothQuant+ (@bitsmith/smoothing): alpha searched on calibration loss for the given bits|format',
-  options: quantizationOptions.extend({ alphas: z.array(z.number().min(0).max(1)).min(1).optional(), maxTokens: z.number().int().positive().optional() }),
+  options: quantizationOptions.extend(smoothQuantPlusSearchOptions),
   create: ({ alphas, maxTokens, ...rest }) => smoothQuantPlus({ ...resolveQuantization(rest), ...definedOptions({ alphas, maxTokens }) }),
 });

@@ -1,4 +1,4 @@
-import { InvalidArgumentError, type Quantizer, type StepContext, type StepWarning } from '@bitsmith/core';
+import { checkOptions, type Quantizer, type StepContext, type StepWarning } from '@bitsmith/core';
 import { defaultBackend, type Backend } from '@bitsmith/linalg';
 import { groupInputs, layerStatesFromBlock, selectFoldableGroups, throwIfAborted } from './block-step.js';
 import { inputAbsMax, weightColumnAbsMax } from './channel-statistics.js';
@@ -6,6 +6,7 @@ import { foldInputScales } from './fold-scales.js';
 import { createOutputErrorMeter } from './output-error-meter.js';
 import { resolveQuantizationTarget, type QuantizationTarget } from './quantization-target.js';
 import { smoothQuantScales } from './smooth-quant-scales.js';
+import { smoothQuantPlusOptionsSchema } from './smoothing-options.js';
 import { searchSmoothingScales } from './smoothing-loss.js';
 
 /** Options of {@link smoothQuantPlus}. The format and granularity must be those of the quantize step that follows. */
@@ -44,17 +45,11 @@ export const SMOOTHQUANT_PLUS_ALPHAS: readonly number[] = Array.from({ length: 2
  * ```
  */
 export function smoothQuantPlus(options: SmoothQuantPlusOptions): Quantizer {
-  if (options === null || typeof options !== 'object') throw new InvalidArgumentError('options', 'expected an object with at least a format');
-  if (options.format === undefined) throw new InvalidArgumentError('format', 'is required: the format of the quantize step that follows');
+  checkOptions('smoothQuantPlus', smoothQuantPlusOptionsSchema, options);
   const quantize = resolveQuantizationTarget(options);
   const alphas = options.alphas ?? SMOOTHQUANT_PLUS_ALPHAS;
-  if (!Array.isArray(alphas) || alphas.length === 0 || alphas.some((a) => typeof a !== 'number' || !(a >= 0 && a <= 1))) {
-    throw new InvalidArgumentError('alphas', 'expected a non-empty array of numbers in [0, 1]');
-  }
   const includeIdentity = options.includeIdentity ?? true;
-  if (typeof includeIdentity !== 'boolean') throw new InvalidArgumentError('includeIdentity', `got ${String(includeIdentity)}; expected a boolean`);
   const maxTokens = options.maxTokens ?? 4096;
-  if (!Number.isInteger(maxTokens) || maxTokens < 1) throw new InvalidArgumentError('maxTokens', `got ${maxTokens}; expected a positive integer`);
   return {
     id: 'smoothquant-plus',
     kind: 'transform',

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { defineStep, definedOptions } from '@bitsmith/core';
 import { smoothQuant } from './smooth-quant.js';
+import { smoothQuantAlphaOption } from './smoothing-options.js';
 
 /**
  * The `smoothquant` recipe step ({@link smoothQuant}, arXiv 2211.10438): `alpha` (default 0.5).
@@ -12,6 +13,6 @@ import { smoothQuant } from './smooth-quant.js';
  */
 export const smoothQuantStep = defineStep({
   description: 'SmoothQuant (@bitsmith/smoothing): alpha (default 0.5)',
-  options: z.strictObject({ alpha: z.number().min(0).max(1).optional() }),
+  options: z.strictObject({ alpha: smoothQuantAlphaOption.optional() }),
   create: (o) => smoothQuant(definedOptions(o)),
 });

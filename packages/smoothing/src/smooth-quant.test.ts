@@ -95,7 +95,7 @@ describe('smoothQuantPlus', () => {
 
   it.each([
     [{ format: 'int4', alphas: [] }, 'alphas'],
-    [{ format: 'int4', alphas: [2] }, 'alphas'],
+    [{ format: 'int4', alphas: [2] }, 'alphas[0]'],
     [{ alphas: [0.5] }, 'format'],
     [{ format: 'int4', maxTokens: 0 }, 'maxTokens'],
     [{ format: 'int4', includeIdentity: 1 }, 'includeIdentity'],

@@ -1,8 +1,9 @@
-import { InvalidArgumentError, type Quantizer, type StepContext, type StepWarning } from '@bitsmith/core';
+import { checkOptions, type Quantizer, type StepContext, type StepWarning } from '@bitsmith/core';
 import { groupInputs, layerStatesFromBlock, selectFoldableGroups, throwIfAborted } from './block-step.js';
 import { inputAbsMax, weightColumnAbsMax } from './channel-statistics.js';
 import { foldInputScales } from './fold-scales.js';
 import { smoothQuantScales } from './smooth-quant-scales.js';
+import { smoothQuantOptionsSchema } from './smoothing-options.js';
 
 /** Options of {@link smoothQuant}. */
 export interface SmoothQuantOptions {
@@ -26,8 +27,8 @@ export interface SmoothQuantOptions {
  * ```
  */
 export function smoothQuant(options: SmoothQuantOptions = {}): Quantizer {
+  checkOptions('smoothQuant', smoothQuantOptionsSchema, options);
   const alpha = options.alpha ?? 0.5;
-  if (typeof alpha !== 'number' || !(alpha >= 0 && alpha <= 1)) throw new InvalidArgumentError('alpha', `got ${String(alpha)}; expected a number in [0, 1]`);
   return {
     id: 'smoothquant',
     kind: 'transform',

@@ -1,7 +1,6 @@
-import { z } from 'zod';
 import { defineStep, definedOptions, quantizationOptions, resolveQuantization } from '@bitsmith/core';
 import { gptaq } from './gptaq.js';
-import { gptqSolverOptions } from './gptq-step.js';
+import { gptaqAlphaOption, gptqSolverOptions } from './solver-options.js';
 
 /**
  * The `gptaq` recipe step ({@link gptaq}, arXiv 2504.02692): GPTQ's options (`bits|format`, `groupSize|granularity`,
@@ -14,7 +13,7 @@ import { gptqSolverOptions } from './gptq-step.js';
  */
 export const gptaqStep = defineStep({
   description: 'GPTAQ, GPTQ fitted to the float model\'s outputs (asymmetric calibration, @bitsmith/solvers): GPTQ\'s options and alpha (0.25)',
-  options: quantizationOptions.extend({ ...gptqSolverOptions, alpha: z.number().min(0).max(1).optional() }),
+  options: quantizationOptions.extend({ ...gptqSolverOptions, alpha: gptaqAlphaOption.optional() }),
   create: ({ alpha, dampening, maxDampening, blockSize, actOrder, staticGroups, rangeSearch, ...rest }) =>
     gptaq({ ...resolveQuantization(rest), ...definedOptions({ alpha, dampening, maxDampening, blockSize, actOrder, staticGroups, rangeSearch }) }),
 });

@@ -176,7 +176,6 @@ describe('gptqQuantizeLayer with the GPTAQ term', () => {
     bad[5] = Number.NaN;
     await expect(gptqQuantizeLayer(w, hessian, { format: 'int4', backend }, { cross: bad })).rejects.toThrow(/cross term element \[0, 5\] is NaN/);
     await expect(gptqQuantizeLayer(w, hessian, { format: 'int4', backend }, { cross, alpha: 2 })).rejects.toThrow(InvalidArgumentError);
-    expect(() => gptaq({ format: 'int4', alpha: -0.5 })).toThrow(/alpha: got -0.5; expected a number in \[0, 1\]/);
   });
 });
 
@@ -189,15 +188,5 @@ describe('gptaq() quantize step', () => {
     const { xq } = inputs(32, 8, 4, 0.1);
     const hessian = crossProduct(xq, xq, 32, 8);
     await expect(step.run({ layers: [{ name: 'l', weight: w }], statistics: () => ({ tokens: 32, hessian }) })).rejects.toThrow(/no float-input cross term was observed for layer 'l'/);
-  });
-});
-
-describe('gptq() and gptaq() called from plain JavaScript', () => {
-  it('name an unknown option, say how to write the recipe-file shorthands in code, and need a format', () => {
-    const untyped = (o: unknown) => o as Parameters<typeof gptq>[0];
-    expect(() => gptq(untyped({ bits: 4, groupSize: 32 }))).toThrow(/bits: gptq has no option 'bits'; it takes format, .*recipe-file shorthand; in code write format: 'int4'/);
-    expect(() => gptaq(untyped({ format: 'int4', dampning: 0.1 }))).toThrow(/dampning: gptaq has no option 'dampning'; it takes .*alpha/);
-    expect(() => gptaq(untyped({ granularity: { type: 'channel' } }))).toThrow(/format: gptaq needs a format/);
-    expect(() => gptq(untyped(null))).toThrow(/options: gptq expects an object/);
   });
 });

@@ -1,6 +1,7 @@
-import { checkFactoryOptions, InvalidArgumentError, type Quantizer } from '@bitsmith/core';
+import { checkOptions, type Quantizer } from '@bitsmith/core';
 import type { GptqOptions } from './gptq-quantize-layer.js';
-import { GPTQ_OPTIONS, hessianQuantizeStep } from './gptq.js';
+import { hessianQuantizeStep } from './gptq.js';
+import { gptaqOptionsSchema } from './solver-options.js';
 
 /** Options of {@link gptaq}: GPTQ's, plus the weight of the asymmetric term. */
 export interface GptaqOptions extends GptqOptions {
@@ -25,8 +26,7 @@ export interface GptaqOptions extends GptqOptions {
  * ```
  */
 export function gptaq(options: GptaqOptions): Quantizer {
-  checkFactoryOptions('gptaq', options, [...GPTQ_OPTIONS, 'alpha'], ['format']);
+  checkOptions('gptaq', gptaqOptionsSchema, options);
   const { alpha = 0.25, ...gptqOptions } = options;
-  if (!(alpha >= 0 && alpha <= 1)) throw new InvalidArgumentError('alpha', `got ${alpha}; expected a number in [0, 1]`);
   return hessianQuantizeStep('gptaq', gptqOptions, { alpha });
 }

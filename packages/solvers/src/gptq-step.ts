@@ -1,16 +1,6 @@
-import { z } from 'zod';
-import { defineStep, definedOptions, quantizationOptions, rangeSearchOptions, resolveQuantization } from '@bitsmith/core';
+import { defineStep, definedOptions, quantizationOptions, resolveQuantization } from '@bitsmith/core';
 import { gptq } from './gptq.js';
-
-/** GPTQ's solver options in recipe files (beside the shared quantization options); GPTAQ takes them too. */
-export const gptqSolverOptions = {
-  dampening: z.number().positive().optional(),
-  maxDampening: z.number().positive().optional(),
-  blockSize: z.number().int().positive().optional(),
-  actOrder: z.boolean().optional(),
-  staticGroups: z.boolean().optional(),
-  rangeSearch: rangeSearchOptions.optional(),
-};
+import { gptqSolverOptions } from './solver-options.js';
 
 /**
  * The `gptq` recipe step ({@link gptq}, arXiv 2210.17323): `bits|format`, `groupSize|granularity`, `dampening`,

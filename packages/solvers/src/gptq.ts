@@ -1,5 +1,6 @@
-import { AbortError, checkFactoryOptions, InvalidArgumentError, rtn, type LayerState, type Quantizer, type StepWarning } from '@bitsmith/core';
+import { AbortError, checkOptions, InvalidArgumentError, rtn, type LayerState, type Quantizer, type StepWarning } from '@bitsmith/core';
 import { gptqQuantizeLayer, type GptqOptions } from './gptq-quantize-layer.js';
+import { gptqOptionsSchema } from './solver-options.js';
 import type { StatisticRequest } from '@bitsmith/core';
 
 /**
@@ -20,12 +21,9 @@ import type { StatisticRequest } from '@bitsmith/core';
  * ```
  */
 export function gptq(options: GptqOptions): Quantizer {
-  checkFactoryOptions('gptq', options, GPTQ_OPTIONS, ['format']);
+  checkOptions('gptq', gptqOptionsSchema, options);
   return hessianQuantizeStep('gptq', options);
 }
-
-/** The options {@link gptq} takes (checked when it is called from code). */
-export const GPTQ_OPTIONS: readonly string[] = ['format', 'granularity', 'scaleEncoding', 'dampening', 'maxDampening', 'blockSize', 'actOrder', 'staticGroups', 'rangeSearch', 'backend', 'signal'];
 
 /**
  * The per-layer loop GPTQ and GPTAQ share (internal to the package): statistics, bit-plan assignments, the RTN

@@ -1,6 +1,7 @@
 import { z } from 'zod';
-import { defineStep, definedOptions } from '@bitsmith/core';
+import { defineStep, definedOptions, quantizationOptions } from '@bitsmith/core';
 import { hqq } from './hqq.js';
+import { hqqBitsOption, hqqSolverOptions } from './solver-options.js';
 
 /**
  * The `hqq` recipe step ({@link hqq}, data-free half-quadratic zero-point optimisation): `bits`, `groupSize` or
@@ -14,15 +15,10 @@ import { hqq } from './hqq.js';
 export const hqqStep = defineStep({
   description: 'HQQ, data-free half-quadratic zero-point optimisation (@bitsmith/solvers): bits, groupSize, lpNorm, beta, kappa, iterations, optimizeScale, zeroPoint float|integer',
   options: z.strictObject({
-    bits: z.number().int().min(1).max(8),
-    groupSize: z.number().int().positive().optional(),
-    granularity: z.enum(['tensor', 'channel']).optional(),
-    lpNorm: z.number().gt(0).max(1).optional(),
-    beta: z.number().positive().optional(),
-    kappa: z.number().positive().optional(),
-    iterations: z.number().int().nonnegative().optional(),
-    optimizeScale: z.boolean().optional(),
-    zeroPoint: z.enum(['float', 'integer']).optional(),
+    bits: hqqBitsOption,
+    groupSize: quantizationOptions.shape.groupSize,
+    granularity: quantizationOptions.shape.granularity,
+    ...hqqSolverOptions,
   }),
   create: ({ groupSize, granularity, ...rest }) => {
     if (groupSize !== undefined && granularity !== undefined) throw new Error('give either groupSize or granularity, not both');

@@ -1,5 +1,6 @@
-import { AbortError, bitsPerWeight as storageBits, elementCodec, type LayerState, type Quantizer } from '@bitsmith/core';
+import { AbortError, bitsPerWeight as storageBits, checkOptions, elementCodec, type LayerState, type Quantizer } from '@bitsmith/core';
 import { hqqQuantizeLayer, type HqqOptions } from './hqq-quantize-layer.js';
+import { hqqOptionsSchema } from './solver-options.js';
 
 /**
  * HQQ (Badri and Shaji 2023, data-free half-quadratic quantization) as a quantize step; requires no calibration
@@ -16,6 +17,7 @@ import { hqqQuantizeLayer, type HqqOptions } from './hqq-quantize-layer.js';
  * ```
  */
 export function hqq(options: HqqOptions): Quantizer {
+  checkOptions('hqq', hqqOptionsSchema, options);
   return {
     id: 'hqq',
     kind: 'quantize',

@@ -1,6 +1,6 @@
-import { z } from 'zod';
 import { defineStep, definedOptions, quantizationOptions, resolveQuantization } from '@bitsmith/core';
 import { quantEase } from './quant-ease.js';
+import { quantEaseSolverOptions } from './solver-options.js';
 
 /**
  * The `quantease` recipe step ({@link quantEase}, arXiv 2309.01885): `bits|format`, `groupSize|granularity`, `passes`,
@@ -13,10 +13,6 @@ import { quantEase } from './quant-ease.js';
  */
 export const quantEaseStep = defineStep({
   description: 'QuantEase coordinate descent on the layer objective (@bitsmith/solvers): bits|format, groupSize|granularity, passes, init gptq|rtn, dampening',
-  options: quantizationOptions.extend({
-    passes: z.number().int().nonnegative().optional(),
-    init: z.enum(['gptq', 'rtn']).optional(),
-    dampening: z.number().positive().optional(),
-  }),
+  options: quantizationOptions.extend(quantEaseSolverOptions),
   create: ({ passes, init, dampening, ...rest }) => quantEase({ ...resolveQuantization(rest), ...definedOptions({ passes, init, dampening }) }),
 });

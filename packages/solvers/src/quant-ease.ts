@@ -1,5 +1,6 @@
-import { AbortError, InvalidArgumentError, type LayerState, type Quantizer, type StepWarning } from '@bitsmith/core';
+import { AbortError, checkOptions, InvalidArgumentError, type LayerState, type Quantizer, type StepWarning } from '@bitsmith/core';
 import { quantEaseQuantizeLayer, type QuantEaseOptions } from './quant-ease-quantize-layer.js';
+import { quantEaseOptionsSchema } from './solver-options.js';
 
 /**
  * QuantEase (arXiv:2309.01885) as a quantize step: coordinate descent on the layer objective with the calibration
@@ -13,6 +14,7 @@ import { quantEaseQuantizeLayer, type QuantEaseOptions } from './quant-ease-quan
  * ```
  */
 export function quantEase(options: QuantEaseOptions): Quantizer {
+  checkOptions('quantEase', quantEaseOptionsSchema, options);
   return {
     id: 'quantease',
     kind: 'quantize',

@@ -57,22 +57,7 @@ describe('llamaQuantizableModel', () => {
   });
 
   it('gives live views, input groups, untying and block-by-block execution equal to the graph', async () => {
-    const config = parseLlamaConfig({
-      model_type: 'llama', hidden_size: 8, intermediate_size: 12, num_hidden_layers: 1, num_attention_heads: 2,
-      num_key_value_heads: 1, vocab_size: 10, tie_word_embeddings: true,
-    });
-    const shapes: Record<string, number[]> = {
-      'model.embed_tokens.weight': [10, 8], 'model.norm.weight': [8],
-      'model.layers.0.input_layernorm.weight': [8], 'model.layers.0.post_attention_layernorm.weight': [8],
-      'model.layers.0.self_attn.q_proj.weight': [8, 8], 'model.layers.0.self_attn.k_proj.weight': [4, 8],
-      'model.layers.0.self_attn.v_proj.weight': [4, 8], 'model.layers.0.self_attn.o_proj.weight': [8, 8],
-      'model.layers.0.mlp.gate_proj.weight': [12, 8], 'model.layers.0.mlp.up_proj.weight': [12, 8], 'model.layers.0.mlp.down_proj.weight': [8, 12],
-    };
-    let seed = 1;
-    const weights = new Map<string, Tensor<'float32'>>(
-      Object.entries(shapes).map(([n, s]) => [n, { dtype: 'float32', shape: s, data: Float32Array.from({ length: s.reduce((a, b) => a * b) }, () => Math.sin(seed++)) }]),
-    );
-    const graph = await createLlamaGraph(config, (n) => weights.get(n), { backend: createJsBackend() });
+    const graph = await tinyGraph();
     const model = llamaQuantizableModel(graph);
     const block = model.blocks[0]!;
     expect(block.linears.map((l) => l.kind)).toEqual(['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj']);

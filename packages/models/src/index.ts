@@ -82,6 +82,7 @@ export { perplexityRatioInterval } from './perplexity-interval.js';
 // tfjs graph models (from a ModelFolder: dropped files, buffers, a URL; run, capture, replace weights, encode back to
 // files in memory), their kernels, the quantizable view, and sentence encoders. The `node` entry adds paths on disk.
 export type { TfjsWeightSpec, TfjsWeight, TfjsModel, TfjsWeightMatrix } from './tfjs-weights.js';
+export { readTfjsModelFrom, tfjsWeightMatrices } from './tfjs-weights.js';
 export type { TfjsModelJson, TfjsWeightToWrite, WriteTfjsModelOptions, TfjsModelFiles } from './tfjs-graph-model-io.js';
 export { readTfjsModelJsonFrom, readTfjsArtifactsFrom, folderIOHandler, encodeTfjsModel } from './tfjs-graph-model-io.js';
 export type { GraphNodeJson } from './tfjs-graph-model-kernels.js';

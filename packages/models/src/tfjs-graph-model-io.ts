@@ -20,8 +20,8 @@ export interface TfjsModelJson {
   modelInitializer?: unknown;
 }
 
-/** Bytes one manifest entry takes in the weight stream, or undefined where it cannot be known (strings). */
-function storedBytes(spec: TfjsWeightSpec): number | undefined {
+/** Bytes one manifest entry takes in the weight stream, or undefined where it cannot be known (strings). @internal */
+export function tfjsStoredBytes(spec: TfjsWeightSpec): number | undefined {
   const count = spec.shape.reduce((a, b) => a * b, 1);
   const q = spec.quantization;
   if (q) return count * (q.dtype === 'uint8' ? 1 : 2);
@@ -73,7 +73,7 @@ export async function readTfjsArtifactsFrom(folder: ModelFolder, modelJson = 'mo
   let needed = 0;
   for (const group of manifest.weightsManifest) {
     specs.push(...(group.weights as io.WeightsManifestEntry[]));
-    for (const spec of group.weights) needed += storedBytes(spec) ?? 0;
+    for (const spec of group.weights) needed += tfjsStoredBytes(spec) ?? 0;
     for (const p of group.paths) {
       const name = base + p;
       try {

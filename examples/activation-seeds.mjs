@@ -58,11 +58,12 @@ for (const name of names) {
     const vsFloat = perplexityRatioInterval(float, result);
     console.log(`  ${name} seed ${seed}: perplexity ${result.perplexity.toFixed(3)}, / float ${vsFloat.ratio.toFixed(4)} [${vsFloat.low.toFixed(4)}, ${vsFloat.high.toFixed(4)}]${withKl ? `, KL ${result.kl.toFixed(4)}` : ''} (${((performance.now() - t0) / 1000).toFixed(0)} s)`);
     perSeed.push(result);
-  }
-  results.set(name, perSeed);
-  if (process.env.RESULTS) {
-    const dump = Object.fromEntries([...results].map(([n, rs]) => [n, rs.map((r, i) => ({ seed: seeds[i], perplexity: r.perplexity, perWindow: { nll: Array.from(r.perWindow.nll), tokens: Array.from(r.perWindow.tokens) } }))]));
-    writeFileSync(process.env.RESULTS, JSON.stringify({ float: { perplexity: float.perplexity, perWindow: { nll: Array.from(float.perWindow.nll), tokens: Array.from(float.perWindow.tokens) } }, results: dump }));
+    results.set(name, perSeed);
+    // After every run, so that an interrupted invocation keeps what it measured.
+    if (process.env.RESULTS) {
+      const dump = Object.fromEntries([...results].map(([n, rs]) => [n, rs.map((r, i) => ({ seed: seeds[i], perplexity: r.perplexity, perWindow: { nll: Array.from(r.perWindow.nll), tokens: Array.from(r.perWindow.tokens) } }))]));
+      writeFileSync(process.env.RESULTS, JSON.stringify({ float: { perplexity: float.perplexity, perWindow: { nll: Array.from(float.perWindow.nll), tokens: Array.from(float.perWindow.tokens) } }, results: dump }));
+    }
   }
 }
 

@@ -102,6 +102,15 @@ describe('tfjs graph models from a ModelFolder (USE lite)', () => {
     expect(direct.folder.path(direct.modelJson)).toBe(`${BASE}sub/encoder.json`);
     const folder = tfjsModelAtUrl(BASE.slice(0, -1));
     expect(folder.folder.path(folder.modelJson)).toBe(`${BASE}model.json`);
+    // A bare relative name resolves against the page, as in a browser (Node has no location: set one for the check).
+    const g = globalThis as { location?: unknown };
+    g.location = { href: `${BASE}page/index.html` };
+    try {
+      const relative = tfjsModelAtUrl('model.json');
+      expect(relative.folder.path(relative.modelJson)).toBe(`${BASE}page/model.json`);
+    } finally {
+      delete g.location;
+    }
   });
 
   it('a missing shard, vocab.json or model.json, or a truncated shard, is a ModelFileError naming the file', async () => {

@@ -56,14 +56,15 @@ export interface TfjsModelLocation {
 
 /**
  * The location of a source; in this (browser-safe) module a string is a URL (of `model.json` when it ends in `.json`,
- * else of the model's folder). @internal
+ * else of the model's folder; a query or fragment after `….json` is not carried to the shards' URLs). @internal
  */
 export function tfjsModelAtUrl(source: TfjsModelSource, modelJson = 'model.json'): TfjsModelLocation {
   if (typeof source !== 'string') return { folder: source, modelJson };
   const path = source.replace(/[?#].*$/, '');
   if (!/\.json$/i.test(path)) return { folder: modelFolderFromUrl(source), modelJson };
   const slash = path.lastIndexOf('/');
-  return { folder: modelFolderFromUrl(path.slice(0, slash + 1)), modelJson: path.slice(slash + 1) };
+  // `model.json` alone is relative to the page: its folder is `./`, not the empty string (which would be the root).
+  return { folder: modelFolderFromUrl(slash < 0 ? './' : path.slice(0, slash + 1)), modelJson: path.slice(slash + 1) };
 }
 
 async function ensureCpuBackend(): Promise<void> {

@@ -1,6 +1,6 @@
 import type { io } from '@tensorflow/tfjs-core';
 import { InvalidArgumentError } from '@bitsmith/core';
-import { ModelFileError } from './model-file-error.js';
+import { fileErrorReason, ModelFileError } from './model-file-error.js';
 import type { ModelFolder } from './model-folder.js';
 import { decodeJsonFile } from './text-file.js';
 import type { TfjsWeightSpec } from './tfjs-weights.js';
@@ -79,7 +79,7 @@ export async function readTfjsArtifactsFrom(folder: ModelFolder, modelJson = 'mo
       try {
         buffers.push(await folder.readBytes(name));
       } catch (cause) {
-        throw new ModelFileError(folder.path(name), `weight shard listed in ${folder.path(modelJson)} cannot be read (${(cause as Error).message})`, { cause });
+        throw new ModelFileError(folder.path(name), `weight shard listed in ${folder.path(modelJson)} cannot be read (${fileErrorReason(cause, folder.path(name))})`, { cause });
       }
     }
   }

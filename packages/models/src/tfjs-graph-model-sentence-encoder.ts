@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { InvalidArgumentError, matrix, type Matrix } from '@bitsmith/core';
-import { ModelFileError } from './model-file-error.js';
+import { fileErrorReason, ModelFileError } from './model-file-error.js';
 import { createSentencePieceTokenizer, type SentencePieceTokenizer, type SentencePieceVocabulary } from './sentence-piece-tokenizer.js';
 import { decodeJsonFile } from './text-file.js';
 import { TfjsGraphModel, tfjsModelAtUrl, type LoadTfjsGraphModelOptions, type TfjsModelLocation, type TfjsModelSource } from './tfjs-graph-model.js';
@@ -55,7 +55,7 @@ async function readSentenceEncoderVocabulary({ folder, modelJson }: TfjsModelLoc
   try {
     bytes = await folder.readBytes(name);
   } catch (cause) {
-    throw new ModelFileError(folder.path(name), `cannot read the SentencePiece vocabulary (expected vocab.json beside ${modelJson}): ${(cause as Error).message}`, { cause });
+    throw new ModelFileError(folder.path(name), `cannot read the SentencePiece vocabulary, expected beside ${modelJson} (${fileErrorReason(cause, folder.path(name))})`, { cause });
   }
   return decodeJsonFile(bytes, folder.path(name)) as SentencePieceVocabulary;
 }

@@ -59,6 +59,8 @@ browser_page() { # in the repository root, after the build
   tail -1 /tmp/newcomer-browser-build.log
   timed "browser page test" node examples/browser/test-browser.mjs --screenshot "${TMPDIR:-/tmp}/bitsmith-browser-page.png" > /tmp/newcomer-browser-test.log 2>&1 || { cat /tmp/newcomer-browser-test.log >&2; fail "node examples/browser/test-browser.mjs"; }
   grep -E '^browser example test' /tmp/newcomer-browser-test.log
+  timed "tfjs encoder browser test" node examples/browser/test-tfjs-encoder.mjs > /tmp/newcomer-tfjs-browser-test.log 2>&1 || { cat /tmp/newcomer-tfjs-browser-test.log >&2; fail "node examples/browser/test-tfjs-encoder.mjs"; }
+  grep -E '^tfjs encoder browser test' /tmp/newcomer-tfjs-browser-test.log
 }
 
 run_readme_commands() { # in the repository root, with ../shared present

@@ -80,16 +80,20 @@ export { evaluateLanguageModel, evaluationWindows, evaluationProtocol } from './
 export type { PerplexityIntervalOptions, PerplexityRatioInterval } from './perplexity-interval.js';
 export { perplexityRatioInterval } from './perplexity-interval.js';
 
-// tfjs graph-model kernels and the quantizable view of a loaded tfjs graph model (loading and saving tfjs models reads
-// and writes files: the `node` entry)
+// tfjs graph models (from a ModelFolder: dropped files, buffers, a URL; run, capture, replace weights, encode back to
+// files in memory), their kernels, the quantizable view, and sentence encoders. The `node` entry adds paths on disk.
 export type { TfjsWeightSpec, TfjsWeight, TfjsModel, TfjsWeightMatrix } from './tfjs-weights.js';
-export type { TfjsModelJson, TfjsWeightToWrite, WriteTfjsModelOptions, WriteTfjsModelResult } from './tfjs-graph-model-io.js';
+export { readTfjsModelFrom, tfjsWeightMatrices } from './tfjs-weights.js';
+export type { TfjsModelJson, TfjsWeightToWrite, WriteTfjsModelOptions, TfjsModelFiles } from './tfjs-graph-model-io.js';
+export { readTfjsModelJsonFrom, readTfjsArtifactsFrom, folderIOHandler, encodeTfjsModel } from './tfjs-graph-model-io.js';
 export type { GraphNodeJson } from './tfjs-graph-model-kernels.js';
 export { BITSMITH_MATMUL_OP, BITSMITH_CONV1X1_OP, registerFastKernels, rewriteForFastKernels, isPointwiseConv2D } from './tfjs-graph-model-kernels.js';
-export type { TfjsGraphLinear, LoadTfjsGraphModelOptions, TfjsGraphModel } from './tfjs-graph-model.js';
+export type { TfjsGraphLinear, LoadTfjsGraphModelOptions, TfjsModelSource } from './tfjs-graph-model.js';
+export { TfjsGraphModel } from './tfjs-graph-model.js';
 export type { TfjsGraphInputEncoder, TfjsQuantizableModelOptions } from './tfjs-graph-model-quantizable.js';
 export { tfjsQuantizableModel, lengthBatches, tokenRows } from './tfjs-graph-model-quantizable.js';
 export type { SentenceEncoder } from './tfjs-graph-model-sentence-encoder.js';
+export { sentenceEncoderInputs, loadSentenceEncoder, createSentenceEncoder } from './tfjs-graph-model-sentence-encoder.js';
 export type { SentencePieceVocabulary, SentencePieceTokenizerOptions, SentencePieceTokenizer } from './sentence-piece-tokenizer.js';
 export { createSentencePieceTokenizer } from './sentence-piece-tokenizer.js';
 

@@ -18,3 +18,12 @@ export class ModelFileError extends InvalidFileError {
     this.name = 'ModelFileError';
   }
 }
+
+/**
+ * What went wrong, from an error met while reading `path`, without the path when the error starts with it already
+ * (a {@link ModelFileError} about the same file), so a wrapping message names the file once. @internal
+ */
+export function fileErrorReason(cause: unknown, path: string): string {
+  const message = cause instanceof Error ? cause.message : String(cause);
+  return message.startsWith(`${path}: `) ? message.slice(path.length + 2) : message;
+}

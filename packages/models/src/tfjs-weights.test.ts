@@ -4,7 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ModelFileError } from './model-file-error.js';
-import { readTfjsModel, tfjsWeightMatrices } from './tfjs-weights.js';
+import { readTfjsModel } from './tfjs-graph-model-io-node.js';
+import { tfjsWeightMatrices } from './tfjs-weights.js';
 
 function writeModel(): string {
   const dir = mkdtempSync(join(tmpdir(), 'bitsmith-tfjs-'));

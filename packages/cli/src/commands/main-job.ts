@@ -1,5 +1,5 @@
 import { readFile, writeFile } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { dirname, extname, join } from 'node:path';
 import type { Command } from 'commander';
 import { BitsmithError, rtn, type LinearInputCallback, type Matrix, type QuantizableModel, type QuantizedTensor, type Quantizer } from '@bitsmith/core';
 import { defaultBackend } from '@bitsmith/linalg';
@@ -115,7 +115,7 @@ export async function runMainJob(options: MainJobOptions = {}, output: CommandOu
   // Before any work: refuse an output that is (inside) the model's folder or a foreign non-empty folder, and prove
   // the parent is writable. Everything is written into the staging folder and renamed onto `out` at the very end.
   const staged = await stageOutputFolder(out, {
-    inputs: options.model ? [dirname(path)] : [],
+    inputs: options.model ? [extname(path).toLowerCase() === '.json' ? dirname(path) : path] : [],
     overwrite: options.overwrite === true || (await isEarlierMainJobOutput(out)),
   });
   return writeOutputFolder(staged, async (stagingPath) => {
@@ -258,7 +258,7 @@ export function registerMainJob(program: Command): void {
   program
     .command('main')
     .description('quantize the embedded Universal Sentence Encoder lite with GPTQ and RTN (int4 g128), evaluate embedding fidelity, write out/')
-    .option('--model <model.json>', 'tfjs model.json of the encoder (default: the embedded Universal Sentence Encoder lite)')
+    .option('--model <path>', 'tfjs model.json of the encoder, or its folder (default: the embedded Universal Sentence Encoder lite)')
     .option('--calibration <n>', 'calibration sentences', '160')
     .option('--eval <n>', 'held-out sentences', '160')
     .option('--seed <n>', 'seed of the sentence selection', '0')

@@ -22,7 +22,7 @@ export function registerSurvey(program: Command): void {
   program
     .command('survey')
     .description('quantize every weight matrix of a tfjs model with a set of formats and print bits/weight, error and time')
-    .option('--model <model.json>', 'tfjs model.json (default: the embedded Universal Sentence Encoder lite)')
+    .option('--model <path>', 'tfjs model.json, or its folder (default: the embedded Universal Sentence Encoder lite)')
     .option('--json', 'print the rows as JSON')
     .action(async (options: { model?: string; json?: boolean }) => {
       const path = options.model ?? (await defaultTfjsModelPath('`bitsmith survey` without --model'));

@@ -4,6 +4,7 @@ import {
   InvalidArgumentError,
   StoredFormMismatchError,
   describeStored,
+  decodeStored,
   isDifferentiableModel,
   storedBitsPerWeight,
   storedFormMismatch,
@@ -61,12 +62,13 @@ export interface RunRecipeOptions {
 }
 
 /** Version of the checkpoint layout written by {@link runRecipe}. */
-const CHECKPOINT_VERSION = 1;
+const CHECKPOINT_VERSION = 2;
 
 /** One finished block in a checkpoint: the state steps may have changed, and its layers' report records. */
 interface BlockCheckpoint {
   readonly index: number;
-  readonly linears: readonly { name: string; weight: Matrix; bias?: Float32Array }[];
+  /** `weight` is left out where the layer's stored form (in `layers`) decodes to exactly its bits. */
+  readonly linears: readonly { name: string; weight?: Matrix; shape: readonly number[]; bias?: Float32Array }[];
   readonly norms: readonly { name: string; weight: Float32Array; bias?: Float32Array }[];
   readonly layers: readonly {
     name: string;
@@ -539,6 +541,14 @@ export async function runRecipe(
   };
 }
 
+function sameBits(a: Float32Array, b: Float32Array): boolean {
+  if (a.length !== b.length) return false;
+  const x = new Uint32Array(a.buffer, a.byteOffset, a.length);
+  const y = new Uint32Array(b.buffer, b.byteOffset, b.length);
+  for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return false;
+  return true;
+}
+
 /** Stable keys of a recipe's stages and overrides (`s0`, `s0.o1`), for step reports in checkpoints. */
 function stepKeyTable(recipe: Recipe): Map<string, RecipeStage | Quantizer> {
   const keys = new Map<string, RecipeStage | Quantizer>();
@@ -572,7 +582,13 @@ function runtimeChange(block: QuantizableModel['blocks'][number], before: Map<st
 function blockCheckpoint(block: QuantizableModel['blocks'][number], tracks: Map<string, LayerTrack>, stored: Map<string, StoredForm>): BlockCheckpoint {
   return {
     index: block.index,
-    linears: [...block.linears, ...(block.auxiliaryLinears ?? [])].map((l) => ({ name: l.name, weight: l.weight, ...(l.bias ? { bias: l.bias } : {}) })),
+    // A quantized layer's float32 weight is left out when its stored form decodes to exactly the same bits: the
+    // checkpoint then costs the codes, not 4 bytes per weight.
+    linears: [...block.linears, ...(block.auxiliaryLinears ?? [])].map((l) => {
+      const form = stored.get(l.name);
+      const redundant = form !== undefined && sameBits(decodeStored(form).data as Float32Array, l.weight.data as Float32Array);
+      return { name: l.name, shape: [...l.weight.shape], ...(redundant ? {} : { weight: l.weight }), ...(l.bias ? { bias: l.bias } : {}) };
+    }),
     norms: block.norms.map((n) => ({ name: n.name, weight: n.weight, ...(n.bias ? { bias: n.bias } : {}) })),
     layers: block.linears.map((l) => {
       const t = tracks.get(l.name)!;
@@ -594,11 +610,18 @@ function restoreBlock(block: QuantizableModel['blocks'][number], part: BlockChec
   const linears = new Map([...block.linears, ...(block.auxiliaryLinears ?? [])].map((l) => [l.name, l]));
   const norms = new Map(block.norms.map((n) => [n.name, n]));
   const missing = (what: string) => new CheckpointFileError(`block-${block.index}`, `names ${what}, which block ${block.index} of this model does not have`);
+  const storedOf = new Map(part.layers.flatMap((r) => (r.stored ? [[r.name, r.stored] as const] : [])));
   for (const l of part.linears) {
     const view = linears.get(l.name);
     if (!view) throw missing(`the linear ${l.name}`);
-    if (view.weight.shape[0] !== l.weight.shape[0] || view.weight.shape[1] !== l.weight.shape[1]) throw missing(`${l.name} with shape [${l.weight.shape.join(', ')}]`);
-    view.weight = { dtype: 'float32', shape: [l.weight.shape[0], l.weight.shape[1]], data: l.weight.data };
+    const [rows, columns] = l.shape as [number, number];
+    const shape = view as LinearView & { outFeatures?: number; inFeatures?: number };
+    const [viewRows, viewColumns] = shape.outFeatures !== undefined && shape.inFeatures !== undefined ? [shape.outFeatures, shape.inFeatures] : view.weight.shape;
+    if (viewRows !== rows || viewColumns !== columns) throw missing(`${l.name} with shape [${rows}, ${columns}]`);
+    const form = storedOf.get(l.name);
+    const data = l.weight?.data ?? (form ? (decodeStored(form).data as Float32Array) : undefined);
+    if (!data) throw new CheckpointFileError(`block-${block.index}`, `holds neither the weight nor a stored form of ${l.name}`);
+    view.weight = { dtype: 'float32', shape: [rows, columns], data };
     view.bias = l.bias;
   }
   for (const n of part.norms) {

@@ -85,6 +85,11 @@ describe.skipIf(SKIP_SHARED)('runRecipe with checkpoints on tinystories-656k', (
     const whole = await run();
     for (const [name, store] of [['memory', memoryCheckpointStore()], ['folder', directoryCheckpointStore(join(tmp, '.out.checkpoint'))]] as const) {
       await expect(run({ store, stopAfterBlock: 0 }), name).rejects.toThrow(AbortError);
+      // Every layer of block 0 has a grid stored form that decodes to its weight: the entry holds no float32 weight.
+      const entry = (await store.read('block-0')) as { linears: { name: string; weight?: unknown }[]; layers: { stored?: unknown }[] };
+      expect(entry.linears).toHaveLength(7);
+      expect(entry.linears.filter((l) => l.weight !== undefined), name).toEqual([]);
+      expect(entry.layers.every((l) => l.stored !== undefined)).toBe(true);
       const resumed = await run({ store, resume: true });
       expect(resumed.events[0], name).toBe('resumed');
       expect(resumed.events.filter((e) => e === 'block-done'), name).toHaveLength(1); // block 1 only

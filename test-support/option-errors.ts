@@ -1,12 +1,23 @@
-import { InvalidArgumentError } from '@bitsmith/core';
 import { expect } from 'vitest';
+
+// No import of '@bitsmith/core' here: core's own tests use this file, and core's type-check runs before its build.
+/** What these helpers read of core's `InvalidArgumentError`. */
+export interface InvalidArgumentError extends Error {
+  readonly code: 'invalid-argument';
+  readonly argument: string;
+}
+
+/** Core's `InvalidArgumentError.isInstance`: the `Symbol.for('bitsmith.error')` marker and the code. */
+function isInvalidArgumentError(e: unknown): e is InvalidArgumentError {
+  return typeof e === 'object' && e !== null && (e as Record<symbol, unknown>)[Symbol.for('bitsmith.error')] === true && (e as { code?: unknown }).code === 'invalid-argument';
+}
 
 /** Test support: the `InvalidArgumentError` a call throws; fails the test when it throws nothing or another error. */
 export function optionError(call: () => unknown): InvalidArgumentError {
   try {
     call();
   } catch (e) {
-    if (InvalidArgumentError.isInstance(e)) return e;
+    if (isInvalidArgumentError(e)) return e;
     throw e;
   }
   throw new Error('expected an InvalidArgumentError; the call returned');

@@ -37,6 +37,7 @@ const tools = resolve(option('tools', process.env.BITSMITH_LLAMA_CPP ?? join(pro
 const out = resolve(option('out', '/tmp/gguf-llama-cpp-bench'));
 const only = option('only', undefined)?.split(',');
 const quantizeBin = join(tools, 'llama.cpp/build/bin/llama-quantize');
+const benchBin = join(tools, 'llama.cpp/build/bin/llama-bench');
 const nodeLlamaCpp = join(tools, 'node_modules/node-llama-cpp');
 const cli = join(root, 'packages/cli/dist/bitsmith.js');
 
@@ -106,8 +107,10 @@ for (const a of [
 
 // Byte comparison of bitsmith's imatrix Q4_K_M with llama-quantize's (tensor by tensor).
 const byteCheck = (() => {
-  const a = readGguf(artifacts.find((x) => x.id === 'bs-q4km-imatrix')?.path ?? '');
-  const b = readGguf(artifacts.find((x) => x.id === 'lq-q4km-imatrix')?.path ?? '');
+  const [pa, pb] = ['bs-q4km-imatrix', 'lq-q4km-imatrix'].map((id) => artifacts.find((x) => x.id === id)?.path);
+  if (!pa || !pb) return Promise.resolve({ error: 'not compared (--only left out bs-q4km-imatrix or lq-q4km-imatrix)' });
+  const a = readGguf(pa);
+  const b = readGguf(pb);
   return Promise.all([a, b]).then(([x, y]) => {
     let same = 0;
     let total = 0;
@@ -235,12 +238,14 @@ async function llamaCppEval(path) {
     }
     greedy.push(got);
   }
-  // Generation speed: 128 tokens after the first prompt (warm), wall clock.
-  await sequence.clearHistory();
-  let n = 0;
-  const started = performance.now();
-  for await (const _ of sequence.evaluate(promptIds[0], { temperature: 0 })) if (++n >= 128) break;
-  const tokensPerSecond = n / ((performance.now() - started) / 1000);
+  // Generation speed: llama.cpp's own llama-bench (tg128, 2 threads, 3 repetitions) when setup-llama-cpp.sh built it.
+  // (Timing node-llama-cpp's token-by-token evaluate here measured about 1 token/s, an artifact of that path, not
+  // llama.cpp's speed, so it is not used.)
+  let tokensPerSecond = NaN;
+  if (existsSync(benchBin)) {
+    const out = run(benchBin, ['-m', path, '-p', '0', '-n', '128', '-t', '2', '-r', '3', '-o', 'json']);
+    tokensPerSecond = JSON.parse(out.slice(out.indexOf('[')))[0]?.avg_ts ?? NaN;
+  }
   await context.dispose();
   await lm.dispose();
   return { perWindow: { nll, tokens }, greedy, tokensPerSecond, kl: kl / scored, top1: top1 / scored };
@@ -261,13 +266,30 @@ for (const a of artifacts) {
   const bitsmith = await evaluateLanguageModel(graph, ids, { ctx, bosTokenId: bos });
   lap('bitsmith perplexity');
   const ours = [];
-  for (const p of promptIds) ours.push(await generateGreedy(graph, p, { maxNewTokens: greedyTokens, eosTokenId: null }));
-  const agree = ours.map((o, i) => {
+  // bitsmith stops at the end-of-sequence token as llama.cpp does (node-llama-cpp ends generation there without
+  // yielding it), so the two lists are compared to the same end. At a first difference, bitsmith's gap between its two
+  // best logits says whether it is a near-tie (llama.cpp multiplies k-quant weights with activations quantized to
+  // Q8_K, Q4_0 weights with Q8_0 activations, and F16 weights with F16 activations).
+  const eos = model.config.eosTokenId ?? null;
+  for (const p of promptIds) ours.push(await generateGreedy(graph, p, { maxNewTokens: greedyTokens, eosTokenId: eos }));
+  const agree = [];
+  for (const [i, o] of ours.entries()) {
+    const generated = o[o.length - 1] === eos ? o.slice(0, -1) : o;
     const theirs = llamaCpp.greedy[i];
     let k = 0;
-    while (k < o.length && k < theirs.length && o[k] === theirs[k]) k++;
-    return k;
-  });
+    while (k < generated.length && k < theirs.length && generated[k] === theirs[k]) k++;
+    if (k === generated.length && k === theirs.length) {
+      agree.push(`${k}/${k}${generated.length < o.length ? ' (to EOS)' : ''}`);
+      continue;
+    }
+    const seq = [...promptIds[i], ...generated.slice(0, k)];
+    const logits = await graph.forward([seq]);
+    const vocab = logits.shape[1];
+    let a = -Infinity;
+    let b = -Infinity;
+    for (const v of logits.data.subarray((seq.length - 1) * vocab, seq.length * vocab)) if (v > a) (b = a), (a = v); else if (v > b) b = v;
+    agree.push(`${k} of ${Math.max(generated.length, theirs.length)} (gap ${(a - b).toFixed(3)})`);
+  }
   const sumNll = (r) => r.perWindow.nll.reduce((s, v) => s + v, 0);
   const sumTokens = (r) => r.perWindow.tokens.reduce((s, v) => s + v, 0);
   rows.push({ ...a, bytes, llamaCpp, bitsmith, agree, llamaPpl: Math.exp(sumNll(llamaCpp) / sumTokens(llamaCpp)) });
@@ -281,13 +303,13 @@ const lines = [
   `model ${modelDir}; eval ${evalPath} (first ${evalChars} characters: ${ids.length} tokens, ${windows.length} windows of [BOS] + ${ctx - 1}); calibration ${calibration} (${samples} x ${seqLen} tokens)`,
   `float model (bitsmith): perplexity ${fmt(Math.exp(floatNll.reduce((a, b) => a + b, 0) / floatTokens.reduce((a, b) => a + b, 0)))}`,
   '',
-  '| artifact | file MiB | ppl llama.cpp | ppl bitsmith (same weights) | ppl ratio vs llama-quantize Q4_K_M (95% paired bootstrap over windows, llama.cpp) | KL to float (nats/token, llama.cpp vs bitsmith float) | top-1 agreement with float | greedy tokens equal, llama.cpp vs bitsmith (of 32, 3 prompts) | tokens/s, llama.cpp CPU |',
+  '| artifact | file MiB | ppl llama.cpp | ppl bitsmith (same weights) | ppl ratio vs llama-quantize Q4_K_M (95% paired bootstrap over windows, llama.cpp) | KL to float (nats/token, llama.cpp vs bitsmith float) | top-1 agreement with float | greedy tokens equal, llama.cpp vs bitsmith (up to 32 or EOS, 3 prompts; at a difference, the top-2 logit gap in bitsmith) | tokens/s, llama-bench tg128, 2 threads |',
   '|---|---|---|---|---|---|---|---|---|',
 ];
 for (const r of rows) {
   const vs = base && r !== base ? perplexityRatioInterval(asResult(base.llamaCpp), asResult(r.llamaCpp)) : undefined;
   lines.push(
-    `| ${r.label} | ${fmt(r.bytes / 2 ** 20, 2)} | ${fmt(r.llamaPpl)} | ${fmt(r.bitsmith.perplexity)} | ${vs ? `${fmt(vs.ratio, 4)} [${fmt(vs.low, 4)}, ${fmt(vs.high, 4)}]` : '-'} | ${fmt(r.llamaCpp.kl, 4)} | ${fmt(r.llamaCpp.top1, 4)} | ${r.agree.join(', ')} | ${fmt(r.llamaCpp.tokensPerSecond, 0)} |`,
+    `| ${r.label} | ${fmt(r.bytes / 2 ** 20, 2)} | ${fmt(r.llamaPpl)} | ${fmt(r.bitsmith.perplexity)} | ${vs ? `${fmt(vs.ratio, 4)} [${fmt(vs.low, 4)}, ${fmt(vs.high, 4)}]` : '-'} | ${fmt(r.llamaCpp.kl, 4)} | ${fmt(r.llamaCpp.top1, 4)} | ${r.agree.join(', ')} | ${Number.isFinite(r.llamaCpp.tokensPerSecond) ? fmt(r.llamaCpp.tokensPerSecond, 0) : '- (no llama-bench)'} |`,
   );
 }
 const check = await byteCheck;

@@ -2,7 +2,7 @@
 # Installs what the GGUF benchmarks need to run llama.cpp, from the npm registry and Debian's compilers only:
 #  - node-llama-cpp 3.22.1 with its prebuilt Linux x64 CPU binary (the binary is an npm package inside the registry;
 #    --omit=optional leaves out the ~600 MB of CUDA/Vulkan variants; --ignore-scripts: nothing is downloaded);
-#  - llama.cpp's own tools (llama-quantize, llama-perplexity, llama-imatrix), built with cmake/g++ from the llama.cpp
+#  - llama.cpp's own tools (llama-quantize, llama-perplexity, llama-imatrix, llama-bench), built with cmake/g++ from the llama.cpp
 #    release that node-llama-cpp ships as a git bundle (llama/gitRelease.bundle), so no other download is needed;
 #  - bench/ggml-oracle: ggml's quantizers compiled without FMA contraction, to regenerate src/fixtures/ggml-oracle.json.
 # Skips (exit 0, with a message) when npm, git, cmake or g++ is missing. About 10-20 minutes on 2 cores.
@@ -27,10 +27,10 @@ fi
 if [ ! -d llama.cpp ]; then
   git clone -q node_modules/node-llama-cpp/llama/gitRelease.bundle llama.cpp
 fi
-if [ ! -x llama.cpp/build/bin/llama-quantize ]; then
+if [ ! -x llama.cpp/build/bin/llama-bench ]; then
   cmake -S llama.cpp -B llama.cpp/build -DCMAKE_BUILD_TYPE=Release -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF \
-    -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DGGML_OPENMP=OFF >/dev/null
-  cmake --build llama.cpp/build -j"$(nproc)" --target llama-quantize llama-perplexity llama-imatrix
+    -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=ON -DGGML_OPENMP=OFF >/dev/null
+  cmake --build llama.cpp/build -j"$(nproc)" --target llama-quantize llama-perplexity llama-imatrix llama-bench
 fi
 if [ ! -x ggml-quant-oracle ]; then
   cp llama.cpp/ggml/src/ggml-quants.c ggml-quants-oracle.c

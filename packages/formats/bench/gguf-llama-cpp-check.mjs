@@ -10,54 +10,29 @@
 //   node packages/formats/bench/gguf-llama-cpp-check.mjs [--model ../shared/models/llama-docs-29m]
 //     [--calibration ../shared/data/docs-calib.txt] [--eval ../shared/data/docs-dev-heldout.txt] [--eval-chars 20000]
 //     [--ctx 512] [--samples 64] [--seq-len 512] [--tools DIR] [--out /tmp/gguf-llama-cpp-bench] [--only a,b]
-import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { createLlamaGraph, evaluateLanguageModel, evaluationWindows, generateGreedy, loadLlamaModel, perplexityRatioInterval } from '@bitsmith/models';
 import { ggufLlamaTensorName, imatrixImportance, readGguf, readImatrix, saveGgufModel } from '@bitsmith/formats';
 import { llamaCppQ4KMRecipe } from '@bitsmith/cli';
+import { llamaDocsOptions, log, option, requireOrSkip, run } from './llama-docs-bench.mjs';
 
-const argv = process.argv.slice(2);
-const option = (name, fallback) => {
-  const i = argv.indexOf(`--${name}`);
-  return i >= 0 ? argv[i + 1] : fallback;
-};
-const here = dirname(fileURLToPath(import.meta.url));
-const root = resolve(here, '../../..');
-const shared = resolve(process.env.BITSMITH_SHARED ?? join(root, '../shared'));
-const modelDir = resolve(option('model', join(shared, 'models/llama-docs-29m')));
-const calibration = resolve(option('calibration', join(shared, 'data/docs-calib.txt')));
-const evalPath = resolve(option('eval', join(shared, 'data/docs-dev-heldout.txt')));
-const evalChars = Number(option('eval-chars', '20000'));
-const ctx = Number(option('ctx', '512'));
-const samples = option('samples', '64');
-const seqLen = option('seq-len', '512');
+const { root, modelDir, calibration, evalPath, evalChars, ctx, samples, seqLen, out, cli } = llamaDocsOptions({ samples: '64', out: '/tmp/gguf-llama-cpp-bench' });
 const tools = resolve(option('tools', process.env.BITSMITH_LLAMA_CPP ?? join(process.env.HOME ?? '/tmp', '.cache/bitsmith/llama-cpp')));
-const out = resolve(option('out', '/tmp/gguf-llama-cpp-bench'));
 const only = option('only', undefined)?.split(',');
 const quantizeBin = join(tools, 'llama.cpp/build/bin/llama-quantize');
 const benchBin = join(tools, 'llama.cpp/build/bin/llama-bench');
 const nodeLlamaCpp = join(tools, 'node_modules/node-llama-cpp');
-const cli = join(root, 'packages/cli/dist/bitsmith.js');
-
-for (const [what, path] of [
-  ['the model', join(modelDir, 'model.safetensors')],
-  ['llama-quantize (run bench/setup-llama-cpp.sh)', quantizeBin],
-  ['node-llama-cpp (run bench/setup-llama-cpp.sh)', join(nodeLlamaCpp, 'dist/index.js')],
-  ['the bitsmith CLI build (npx turbo run build --filter=@bitsmith/cli...)', cli],
-]) {
-  if (!existsSync(path)) {
-    console.log(`skipped: ${what} not found at ${path}`);
-    process.exit(0);
-  }
-}
-mkdirSync(out, { recursive: true });
-const log = (s) => process.stderr.write(`${s}\n`);
-const run = (cmd, args) => {
-  log(`$ ${[cmd, ...args].join(' ')}`);
-  return execFileSync(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 1 << 26 }).toString();
-};
+requireOrSkip(
+  [
+    ['the model', join(modelDir, 'model.safetensors')],
+    ['llama-quantize (run bench/setup-llama-cpp.sh)', quantizeBin],
+    ['node-llama-cpp (run bench/setup-llama-cpp.sh)', join(nodeLlamaCpp, 'dist/index.js')],
+    ['the bitsmith CLI build (npx turbo run build --filter=@bitsmith/cli...)', cli],
+  ],
+  out,
+);
 
 // ---------------------------------------------------------------- artifacts
 const model = await loadLlamaModel(modelDir);

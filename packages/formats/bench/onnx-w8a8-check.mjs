@@ -7,31 +7,14 @@
 // Build first (npx turbo run build --filter=@bitsmith/cli...), then:
 //   node packages/formats/bench/onnx-w8a8-check.mjs [--model DIR] [--calibration FILE] [--eval FILE] [--eval-chars 20000]
 //     [--ctx 512] [--samples 16] [--seq-len 512] [--recipes w8a8-rtn-static,...] [--out /tmp/onnx-w8a8-bench]
-import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { evaluationWindows, loadTokenizer } from '@bitsmith/models';
 import { onnxDecoderFeeds } from '@bitsmith/formats';
+import { llamaDocsOptions, log, option, requireOrSkip, run } from './llama-docs-bench.mjs';
 
-const argv = process.argv.slice(2);
-const option = (name, fallback) => {
-  const i = argv.indexOf(`--${name}`);
-  return i >= 0 ? argv[i + 1] : fallback;
-};
-const here = dirname(fileURLToPath(import.meta.url));
-const root = resolve(here, '../../..');
-const shared = resolve(process.env.BITSMITH_SHARED ?? join(root, '../shared'));
-const modelDir = resolve(option('model', join(shared, 'models/llama-docs-29m')));
-const calibration = resolve(option('calibration', join(shared, 'data/docs-calib.txt')));
-const evalPath = resolve(option('eval', join(shared, 'data/docs-dev-heldout.txt')));
-const evalChars = Number(option('eval-chars', '20000'));
-const ctx = Number(option('ctx', '512'));
-const samples = option('samples', '16');
-const seqLen = option('seq-len', '512');
+const { root, modelDir, calibration, evalPath, evalChars, ctx, samples, seqLen, out, cli } = llamaDocsOptions({ samples: '16', out: '/tmp/onnx-w8a8-bench' });
 const recipes = option('recipes', 'w8a8-rtn-static,w8a8-smoothquant-static,w8a8-rtn-dynamic,w8a8-smoothquant-dynamic').split(',');
-const out = resolve(option('out', '/tmp/onnx-w8a8-bench'));
-const cli = join(root, 'packages/cli/dist/bitsmith.js');
 
 let ort;
 try {
@@ -42,22 +25,16 @@ try {
   console.log('skipped: onnxruntime-node is not installed');
   process.exit(0);
 }
-for (const [what, path] of [
-  ['the model', join(modelDir, 'config.json')],
-  ['the calibration text', calibration],
-  ['the bitsmith CLI build (npx turbo run build --filter=@bitsmith/cli...)', cli],
-]) {
-  if (!existsSync(path)) {
-    console.log(`skipped: ${what} not found at ${path}`);
-    process.exit(0);
-  }
-}
-mkdirSync(out, { recursive: true });
-const log = (s) => process.stderr.write(`${s}\n`);
-const run = (args) => {
-  log(`$ node bitsmith.js ${args.join(' ')}`);
-  return execFileSync(process.execPath, [cli, ...args], { stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 1 << 26 }).toString();
-};
+requireOrSkip(
+  [
+    ['the model', join(modelDir, 'config.json')],
+    ['the calibration text', calibration],
+    ['the bitsmith CLI build (npx turbo run build --filter=@bitsmith/cli...)', cli],
+  ],
+  out,
+);
+/** Runs the bitsmith CLI; its progress goes to our stderr. */
+const bitsmith = (args) => run(process.execPath, [cli, ...args], 'inherit');
 
 const evalFile = join(out, `eval-${evalChars}.txt`);
 writeFileSync(evalFile, readFileSync(evalPath, 'utf8').slice(0, evalChars));
@@ -96,12 +73,12 @@ for (const name of recipes) {
   const recipe = join(root, 'examples/recipes', `${name}.yaml`);
   const dir = join(out, name);
   if (!existsSync(join(dir, 'onnx'))) {
-    run(['quantize', '--model', modelDir, '--recipe', recipe, '--calibration', calibration, '--samples', samples, '--seq-len', seqLen, '--save', 'onnx,fake', '--out', dir, '--overwrite']);
+    bitsmith(['quantize', '--model', modelDir, '--recipe', recipe, '--calibration', calibration, '--samples', samples, '--seq-len', seqLen, '--save', 'onnx,fake', '--out', dir, '--overwrite']);
   }
   const onnxDir = join(dir, 'onnx', 'onnx');
   const file = ['model_quantized.onnx', 'model_q8.onnx', 'model_int8.onnx', 'model_q4.onnx', 'model.onnx'].map((f) => join(onnxDir, f)).find((f) => existsSync(f));
   if (!file) throw new Error(`no ONNX decoder under ${onnxDir}`);
-  const ours = JSON.parse(run(['eval', '--model', join(dir, 'fake'), '--text', evalFile, '--ctx', String(ctx), '--json']));
+  const ours = JSON.parse(bitsmith(['eval', '--model', join(dir, 'fake'), '--text', evalFile, '--ctx', String(ctx), '--json']));
   const onnx = await onnxPerplexity(file);
   if (onnx.tokens !== ours.tokens) throw new Error(`${name}: onnxruntime scored ${onnx.tokens} tokens, bitsmith ${ours.tokens}`);
   const relative = Math.abs(onnx.perplexity - ours.perplexity) / ours.perplexity;

@@ -499,6 +499,24 @@ export function makeQxQuants(n: number, nmax: number, x: Float32Array, xo: numbe
 }
 
 /**
+ * Packs one Q6_K super-block's 256 six-bit codes (`L`, 0..63) at `out[bo]`: the low 4 bits into `ql` (128 bytes),
+ * the high 2 bits into `qh` (64 bytes), in ggml's interleaved order (`quantize_row_q6_K_ref`).
+ */
+export function packQ6KCodes(L: ArrayLike<number>, out: Uint8Array, bo: number): void {
+  for (let j = 0, ql = bo, qh = bo + 128; j < QK_K; j += 128, ql += 64, qh += 32) {
+    for (let l = 0; l < 32; l++) {
+      const a = L[j + l]!;
+      const b = L[j + l + 32]!;
+      const c = L[j + l + 64]!;
+      const e = L[j + l + 96]!;
+      out[ql + l] = (a & 0xf) | ((c & 0xf) << 4);
+      out[ql + l + 32] = (b & 0xf) | ((e & 0xf) << 4);
+      out[qh + l] = ((a >> 4) | ((b >> 4) << 2) | ((c >> 4) << 4) | ((e >> 4) << 6)) & 0xff;
+    }
+  }
+}
+
+/**
  * Quantizes float32 values (a multiple of 256) to Q6_K super-blocks (ggml `quantize_row_q6_K_ref`): per sub-block of
  * 16, `make_qx_quants(16, 32, rmse_type 1)`; the sub-block scales become int8 against d = -max_scale/128 (signed
  * extreme), then elements are re-quantized to -32..31 against the stored scales.
@@ -551,17 +569,7 @@ export function quantizeQ6_K(x: Float32Array, options: KQuantImportance = {}): U
         L[16 * j + ii] = Math.max(-32, Math.min(31, l)) + 32;
       }
     }
-    for (let j = 0, ql = bo, qh = bo + 128; j < QK_K; j += 128, ql += 64, qh += 32) {
-      for (let l = 0; l < 32; l++) {
-        const a = L[j + l]!;
-        const b = L[j + l + 32]!;
-        const c = L[j + l + 64]!;
-        const e = L[j + l + 96]!;
-        out[ql + l] = (a & 0xf) | ((c & 0xf) << 4);
-        out[ql + l + 32] = (b & 0xf) | ((e & 0xf) << 4);
-        out[qh + l] = ((a >> 4) | ((b >> 4) << 2) | ((c >> 4) << 4) | ((e >> 4) << 6)) & 0xff;
-      }
-    }
+    packQ6KCodes(L, out, bo);
   }
   return out;
 }

@@ -2,7 +2,7 @@ import { elementCodec, groupLayout, UnsupportedFormatError, type QuantizedTensor
 import { GGML_BLOCK, type GgmlTypeName } from './gguf-constants.js';
 import { f32, nearestInt } from './gguf-float32-math.js';
 import { float16BitsToFloat32, float32ToFloat16Bits } from './gguf-float16.js';
-import { makeQkx2Quants, makeQpQuants, makeQxQuants, packScaleMinK4, scaleMinK4 } from './gguf-k-quant-blocks.js';
+import { makeQkx2Quants, makeQpQuants, makeQxQuants, packQ6KCodes, packScaleMinK4, scaleMinK4 } from './gguf-k-quant-blocks.js';
 import { encodeGgmlTensor, decodeGgmlTensor } from './gguf-tensor-codec.js';
 
 /**
@@ -354,17 +354,7 @@ function encodeQ6_K(g: GridElements, target: Float32Array, importance: Float32Ar
       if (!d) continue;
       for (let ii = 0; ii < 16; ii++) L[16 * j + ii] = Math.max(-32, Math.min(31, nearestInt(f32(target[xo + 16 * j + ii]! / d)))) + 32;
     }
-    for (let j = 0, ql = bo, qh = bo + 128; j < 256; j += 128, ql += 64, qh += 32) {
-      for (let l = 0; l < 32; l++) {
-        const a = L[j + l]!;
-        const b = L[j + l + 32]!;
-        const c = L[j + l + 64]!;
-        const e = L[j + l + 96]!;
-        out[ql + l] = (a & 0xf) | ((c & 0xf) << 4);
-        out[ql + l + 32] = (b & 0xf) | ((e & 0xf) << 4);
-        out[qh + l] = ((a >> 4) | ((b >> 4) << 2) | ((c >> 4) << 4) | ((e >> 4) << 6)) & 0xff;
-      }
-    }
+    packQ6KCodes(L, out, bo);
   }
   return { bytes: out, refitted, blocks: nb * 16, rounded: 0 };
 }

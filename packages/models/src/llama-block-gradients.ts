@@ -1,5 +1,5 @@
 import { InvalidArgumentError, type BlockBackward, type BlockGradients, type Matrix } from '@bitsmith/core';
-import { llamaBlockBackward, llamaBlockForward } from './llama-block-backward.js';
+import { BlockWorkspace, llamaBlockBackward, llamaBlockForward } from './llama-block-backward.js';
 import type { HiddenStates, LlamaGraph } from './llama-graph.js';
 
 function checkBatch(batch: readonly number[], count: number): void {
@@ -9,13 +9,13 @@ function checkBatch(batch: readonly number[], count: number): void {
 }
 
 /** Rows of the selected sequences, copied into one contiguous batch (a view when the batch is all sequences). */
-function gather(hidden: HiddenStates, starts: readonly number[], batch: readonly number[] | undefined): HiddenStates {
+function gather(hidden: HiddenStates, starts: readonly number[], batch: readonly number[] | undefined, into?: (length: number) => Float32Array): HiddenStates {
   if (!batch) return hidden;
   checkBatch(batch, hidden.lengths.length);
   const columns = hidden.states.shape[1];
   const lengths = batch.map((s) => hidden.lengths[s]!);
   const rows = lengths.reduce((a, b) => a + b, 0);
-  const data = new Float32Array(rows * columns);
+  const data = into ? into(rows * columns) : new Float32Array(rows * columns);
   let at = 0;
   for (const s of batch) {
     const n = hidden.lengths[s]! * columns;
@@ -49,6 +49,15 @@ export function llamaBlockGradients(graph: LlamaGraph, index: number, hidden: Hi
   // The float reference: the linear weights as they are now (steps replace weight objects, they never write into them).
   const reference = new Map(block.linears.map((l) => [l.name, l.weight.data] as const));
   let target: Promise<Float32Array> | undefined;
+  // The passes share one scratch workspace, so they run one at a time (queued) even if a caller overlaps them.
+  const workspace = new BlockWorkspace();
+  const batchInput = (length: number) => workspace.uninitialised('batch-input', length);
+  let queue: Promise<unknown> = Promise.resolve();
+  const serialised = <R>(task: () => Promise<R>): Promise<R> => {
+    const result = queue.then(task);
+    queue = result.catch(() => undefined);
+    return result;
+  };
   const { config, backend } = graph;
   const matrix = (data: Float32Array): Matrix => ({ dtype: 'float32', shape: [data.length / config.hiddenSize, config.hiddenSize], data });
   return {
@@ -60,12 +69,14 @@ export function llamaBlockGradients(graph: LlamaGraph, index: number, hidden: Hi
       const all = await target;
       return gather({ states: matrix(all), lengths: hidden.lengths }, starts, batch).states;
     },
-    async forward(weights, batch) {
-      return matrix(await llamaBlockForward(config, block, gather(hidden, starts, batch), backend, { weights }));
+    forward(weights, batch) {
+      return serialised(async () => matrix(await llamaBlockForward(config, block, gather(hidden, starts, batch, batchInput), backend, { weights, workspace })));
     },
-    async backward(weights, batch, seed): Promise<BlockBackward> {
-      const r = await llamaBlockBackward(config, block, gather(hidden, starts, batch), backend, (y) => seed(matrix(y)), { weights });
-      return { output: matrix(r.output), weightGradients: r.weightGradients };
+    backward(weights, batch, seed): Promise<BlockBackward> {
+      return serialised(async () => {
+        const r = await llamaBlockBackward(config, block, gather(hidden, starts, batch, batchInput), backend, (y) => seed(matrix(y)), { weights, workspace });
+        return { output: matrix(r.output), weightGradients: r.weightGradients };
+      });
     },
   };
 }

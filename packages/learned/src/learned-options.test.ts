@@ -6,8 +6,9 @@ import { learnableWeightClipping } from './learnable-weight-clipping.js';
 
 describe('autoRound and learnableWeightClipping check their options on entry', () => {
   it('autoRound: unknown key (recipe shorthands explained), wrong type, out-of-range value', () => {
-    expectRefused(() => autoRound(untyped({ bits: 4, groupSize: 128 })), 'bits', /^bits: unknown option; expected one of format, granularity, scaleEncoding, iterations, .*learnRounding \(bits is a recipe-file shorthand/);
+    expectRefused(() => autoRound(untyped({ bits: 4, groupSize: 128 })), 'bits', /^bits: unknown option; expected one of format, granularity, scaleEncoding, iterations, .*learnRounding, init \(bits is a recipe-file shorthand/);
     expectRefused(() => autoRound(untyped({ format: 'int4', optimizer: 'sgd' })), 'optimizer', /expected one of "sign-sgd"\|"adam"/);
+    expectRefused(() => autoRound(untyped({ format: 'int4', init: 'hqq' })), 'init', /expected one of "rtn"\|"gptq"/);
     expectRefused(() => autoRound(untyped({ format: 'int4', iterations: '200' })), 'iterations', /expected number, received string/);
     expectRefused(() => autoRound({ format: 'int4', learningRate: 0 }), 'learningRate', /Too small: expected number to be >0/);
     expectRefused(() => autoRound({ format: 'int4', schedule: { type: 'cosine', warmup: -1 } }), 'schedule.warmup', /Too small: expected number to be >=0/);

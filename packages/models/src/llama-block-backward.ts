@@ -1,4 +1,4 @@
-import { InvalidArgumentError, ShapeMismatchError, UnsupportedFormatError } from '@bitsmith/core';
+import { InvalidArgumentError, ShapeMismatchError, UnsupportedFormatError, type LinearInputQuantizer } from '@bitsmith/core';
 import type { Backend } from '@bitsmith/linalg';
 import { causalAttentionGemm } from './attention-gemm.js';
 import { causalAttentionBackwardGemm } from './attention-backward-gemm.js';
@@ -19,6 +19,11 @@ export interface BlockPassOptions {
   weights?: ReadonlyMap<string, Float32Array>;
   /** RoPE tables covering the longest sequence; default: built from the config. */
   rope?: RopeTables;
+  /**
+   * Fake-quantizes each linear layer's input (a copy) before its weight multiplies it; the backward pass forms the
+   * weight gradient from the quantized input and passes the input gradient straight through. Default: none.
+   */
+  quantizeInput?: LinearInputQuantizer;
 }
 
 /** What {@link llamaBlockBackward} returns. */
@@ -53,6 +58,8 @@ interface BlockTape {
   up: Float32Array;
   act: Float32Array;
   out: Float32Array;
+  /** The quantized inputs by layer name (with `quantizeInput`), which the weight gradients use. */
+  quantized: Map<string, Float32Array>;
 }
 
 function weightOf(layer: LinearLayer, weights: ReadonlyMap<string, Float32Array> | undefined): Float32Array {
@@ -63,9 +70,22 @@ function weightOf(layer: LinearLayer, weights: ReadonlyMap<string, Float32Array>
   return w;
 }
 
-async function linear(layer: LinearLayer, x: Float32Array, rows: number, backend: Backend, weights: ReadonlyMap<string, Float32Array> | undefined): Promise<Float32Array> {
+async function linear(
+  layer: LinearLayer,
+  xIn: Float32Array,
+  rows: number,
+  backend: Backend,
+  weights: ReadonlyMap<string, Float32Array> | undefined,
+  quantized?: { quantizeInput: LinearInputQuantizer | undefined; inputs: Map<string, Float32Array> },
+): Promise<Float32Array> {
   if (layer.inputTransform) {
     throw new UnsupportedFormatError(`${layer.name} has a run-time input transform (${layer.inputTransform.name}); the block backward pass supports plain linear layers only`);
+  }
+  let x = xIn;
+  if (quantized?.quantizeInput) {
+    x = xIn.slice(0, rows * layer.inFeatures);
+    await quantized.quantizeInput(layer.name, x, rows, layer.inFeatures);
+    quantized.inputs.set(layer.name, x);
   }
   const out = new Float32Array(rows * layer.outFeatures);
   if (rows > 0) await backend.sgemm({ m: rows, n: layer.outFeatures, k: layer.inFeatures, a: x, b: weightOf(layer, weights), c: out, transB: true });
@@ -106,12 +126,14 @@ async function forwardTape(config: LlamaConfig, block: LlamaBlock, input: Hidden
   const rope = options.rope && options.rope.positions >= maxLength ? options.rope : ropeTables(config, Math.max(1, maxLength));
   const w = options.weights;
   const x = input.states.data;
+  const quantized = new Map<string, Float32Array>();
+  const fq = { quantizeInput: options.quantizeInput, inputs: quantized };
   const { qProj, kProj, vProj, oProj } = block.selfAttention;
   const { gateProj, upProj, downProj } = requireLlamaComputation(config, block);
   const n1 = rmsNorm(x, tokens, hidden, block.inputLayernorm.weight, block.inputLayernorm.eps);
-  const q = await linear(qProj, n1, tokens, backend, w);
-  const k = await linear(kProj, n1, tokens, backend, w);
-  const v = await linear(vProj, n1, tokens, backend, w);
+  const q = await linear(qProj, n1, tokens, backend, w, fq);
+  const k = await linear(kProj, n1, tokens, backend, w, fq);
+  const v = await linear(vProj, n1, tokens, backend, w, fq);
   const geometry = { numHeads: config.numAttentionHeads, numKvHeads: config.numKeyValueHeads, headDim: config.headDim };
   await cacheKeysBeforeRope(block.kvCache, k, tokens, geometry);
   applyRope(q, rope, tokens, config.numAttentionHeads, positions);
@@ -120,19 +142,19 @@ async function forwardTape(config: LlamaConfig, block: LlamaBlock, input: Hidden
   const shape = { numHeads: config.numAttentionHeads, numKvHeads: config.numKeyValueHeads, headDim: config.headDim, slidingWindow: block.attentionType === 'sliding' ? config.slidingWindow : undefined };
   const attended = await causalAttentionGemm(q, k, v, lengths, shape, new Float32Array(tokens * config.numAttentionHeads * config.headDim), backend);
   await cacheAfterAttention(block.kvCache, attended, tokens, geometry, backend);
-  const h = await linear(oProj, attended, tokens, backend, w);
+  const h = await linear(oProj, attended, tokens, backend, w, fq);
   for (let i = 0; i < h.length; i++) h[i]! += x[i]!;
   const n2 = rmsNorm(h, tokens, hidden, block.postAttentionLayernorm.weight, block.postAttentionLayernorm.eps);
-  const gate = await linear(gateProj, n2, tokens, backend, w);
-  const up = await linear(upProj, n2, tokens, backend, w);
+  const gate = await linear(gateProj, n2, tokens, backend, w, fq);
+  const up = await linear(upProj, n2, tokens, backend, w, fq);
   const act = new Float32Array(gate.length);
   for (let i = 0; i < gate.length; i++) {
     const g = gate[i]!;
     act[i] = (g / (1 + Math.exp(-g))) * up[i]!;
   }
-  const out = await linear(downProj, act, tokens, backend, w);
+  const out = await linear(downProj, act, tokens, backend, w, fq);
   for (let i = 0; i < out.length; i++) out[i]! += h[i]!;
-  return { tokens, lengths, positions, rope, x, n1, q, k, v, attended, h, n2, gate, up, act, out };
+  return { tokens, lengths, positions, rope, x, n1, q, k, v, attended, h, n2, gate, up, act, out, quantized };
 }
 
 /**
@@ -214,6 +236,8 @@ export async function llamaBlockBackward(
   const hidden = config.hiddenSize;
   const { qProj, kProj, vProj, oProj } = block.selfAttention;
   const { gateProj, upProj, downProj } = requireLlamaComputation(config, block);
+  // With `quantizeInput` the weights multiplied fake-quantized inputs: their gradients use those (straight-through for dx).
+  const seen = (layer: LinearLayer, x: Float32Array) => t.quantized.get(layer.name) ?? x;
   const result: BlockBackwardResult = {
     output: t.out,
     inputGradient: new Float32Array(tokens * hidden),
@@ -224,11 +248,11 @@ export async function llamaBlockBackward(
 
   // MLP: out = h + down(silu(gate) * up), gate/up = linear(n2), n2 = rmsnorm(h).
   const dAct = new Float32Array(t.act.length);
-  await linearBackward(downProj, t.act, dOut, tokens, backend, w, dAct, false, result);
+  await linearBackward(downProj, seen(downProj, t.act), dOut, tokens, backend, w, dAct, false, result);
   swigluBackward(t.gate, t.up, dAct, t.gate, t.up); // gate/up now hold their gradients
   const dN2 = new Float32Array(tokens * hidden);
-  await linearBackward(gateProj, t.n2, t.gate, tokens, backend, w, dN2, false, result);
-  await linearBackward(upProj, t.n2, t.up, tokens, backend, w, dN2, true, result);
+  await linearBackward(gateProj, seen(gateProj, t.n2), t.gate, tokens, backend, w, dN2, false, result);
+  await linearBackward(upProj, seen(upProj, t.n2), t.up, tokens, backend, w, dN2, true, result);
   const dh = Float32Array.from(dOut); // the residual
   const dNorm2 = new Float64Array(hidden);
   rmsNormBackward(t.h, tokens, hidden, block.postAttentionLayernorm.weight, block.postAttentionLayernorm.eps, dN2, dh, dNorm2, true);
@@ -236,7 +260,7 @@ export async function llamaBlockBackward(
 
   // Attention: h = x + o(attn(rope(q), rope(k), v)), q/k/v = linear(n1), n1 = rmsnorm(x).
   const dAttended = new Float32Array(t.attended.length);
-  await linearBackward(oProj, t.attended, dh, tokens, backend, w, dAttended, false, result);
+  await linearBackward(oProj, seen(oProj, t.attended), dh, tokens, backend, w, dAttended, false, result);
   const shape = { numHeads: config.numAttentionHeads, numKvHeads: config.numKeyValueHeads, headDim: config.headDim, slidingWindow: block.attentionType === 'sliding' ? config.slidingWindow : undefined };
   const dq = new Float32Array(t.q.length);
   const dk = new Float32Array(t.k.length);
@@ -245,9 +269,9 @@ export async function llamaBlockBackward(
   ropeBackward(dq, t.rope, tokens, config.numAttentionHeads, t.positions);
   ropeBackward(dk, t.rope, tokens, config.numKeyValueHeads, t.positions);
   const dN1 = new Float32Array(tokens * hidden);
-  await linearBackward(qProj, t.n1, dq, tokens, backend, w, dN1, false, result);
-  await linearBackward(kProj, t.n1, dk, tokens, backend, w, dN1, true, result);
-  await linearBackward(vProj, t.n1, dv, tokens, backend, w, dN1, true, result);
+  await linearBackward(qProj, seen(qProj, t.n1), dq, tokens, backend, w, dN1, false, result);
+  await linearBackward(kProj, seen(kProj, t.n1), dk, tokens, backend, w, dN1, true, result);
+  await linearBackward(vProj, seen(vProj, t.n1), dv, tokens, backend, w, dN1, true, result);
   const dx = result.inputGradient;
   dx.set(dh);
   const dNorm1 = new Float64Array(hidden);

@@ -1,4 +1,4 @@
-import { InvalidArgumentError, type BlockBackward, type BlockGradients, type Matrix } from '@bitsmith/core';
+import { InvalidArgumentError, ShapeMismatchError, type BlockBackward, type BlockGradients, type BlockPassOverrides, type Matrix } from '@bitsmith/core';
 import { llamaBlockBackward, llamaBlockForward } from './llama-block-backward.js';
 import type { HiddenStates, LlamaGraph } from './llama-graph.js';
 
@@ -51,6 +51,16 @@ export function llamaBlockGradients(graph: LlamaGraph, index: number, hidden: Hi
   let target: Promise<Float32Array> | undefined;
   const { config, backend } = graph;
   const matrix = (data: Float32Array): Matrix => ({ dtype: 'float32', shape: [data.length / config.hiddenSize, config.hiddenSize], data });
+  // The batch's input rows, or the caller's replacement for them.
+  const passInput = (batch: readonly number[] | undefined, overrides: BlockPassOverrides | undefined): HiddenStates => {
+    const input = gather(hidden, starts, batch);
+    if (!overrides?.input) return input;
+    const rows = input.states.shape[0];
+    if (overrides.input.shape[0] !== rows || overrides.input.shape[1] !== config.hiddenSize || overrides.input.dtype !== 'float32') {
+      throw new ShapeMismatchError('overrides.input', [rows, config.hiddenSize], overrides.input.shape, 'float32 rows of the selected sequences');
+    }
+    return { states: overrides.input as Matrix<'float32'>, lengths: input.lengths };
+  };
   return {
     lengths: hidden.lengths,
     hiddenSize: config.hiddenSize,
@@ -60,12 +70,14 @@ export function llamaBlockGradients(graph: LlamaGraph, index: number, hidden: Hi
       const all = await target;
       return gather({ states: matrix(all), lengths: hidden.lengths }, starts, batch).states;
     },
-    async forward(weights, batch) {
-      return matrix(await llamaBlockForward(config, block, gather(hidden, starts, batch), backend, { weights }));
+    async forward(weights, batch, overrides) {
+      const options = { weights, ...(overrides?.quantizeInput ? { quantizeInput: overrides.quantizeInput } : {}) };
+      return matrix(await llamaBlockForward(config, block, passInput(batch, overrides), backend, options));
     },
-    async backward(weights, batch, seed): Promise<BlockBackward> {
-      const r = await llamaBlockBackward(config, block, gather(hidden, starts, batch), backend, (y) => seed(matrix(y)), { weights });
-      return { output: matrix(r.output), weightGradients: r.weightGradients };
+    async backward(weights, batch, seed, overrides): Promise<BlockBackward> {
+      const options = { weights, ...(overrides?.quantizeInput ? { quantizeInput: overrides.quantizeInput } : {}) };
+      const r = await llamaBlockBackward(config, block, passInput(batch, overrides), backend, (y) => seed(matrix(y)), options);
+      return { output: matrix(r.output), weightGradients: r.weightGradients, inputGradient: matrix(r.inputGradient) };
     },
   };
 }

@@ -1,0 +1,506 @@
+import {
+  AbortError,
+  dequantize,
+  fakeQuantizeActivations,
+  InvalidArgumentError,
+  isDifferentiableModel,
+  matrix,
+  parseFormat,
+  quantize,
+  resolveBlockMapping,
+  type ActivationScheme,
+  type BlockGradients,
+  type DifferentiableModel,
+  type FormatSpec,
+  type Granularity,
+  type LinearInputQuantizer,
+  type Matrix,
+  type ModelView,
+  type StepWarning,
+} from '@bitsmith/core';
+import { createRandom, resolveBackend, type Backend } from '@bitsmith/linalg';
+import { applyHadamard } from './apply-hadamard.js';
+import { cayleySgd, nearestOrthogonal } from './cayley-sgd.js';
+import { requireHadamardFactorization } from './hadamard-orders.js';
+import { randomSigns } from './random-hadamard.js';
+import { orthogonalityError, planBlock, rotateModel } from './rotate-model.js';
+
+/** Options of {@link learnRotation} and the `learned-rotation` step. */
+export interface LearnRotationOptions {
+  /** Seed of the starting Hadamard's random signs (as `rotation`'s `seed`) and of the batch and block draws. Default 0. */
+  seed?: number;
+  /** Cayley SGD steps. Default 100 (SpinQuant's). */
+  iterations?: number;
+  /** Cayley SGD learning rate (the step is also bounded by Li et al.'s `2q / ||W||`). Default 1.5 (SpinQuant's). */
+  learningRate?: number;
+  /** Momentum of Cayley SGD. Default 0. */
+  momentum?: number;
+  /** Learning-rate schedule: `cosine` (default, SpinQuant's) or `constant`. */
+  schedule?: 'constant' | 'cosine';
+  /** Calibration sequences per step. Default 1. */
+  batchSize?: number;
+  /** Blocks per step, drawn at random without replacement (all blocks: the full loss). Default 2. */
+  blocksPerIteration?: number;
+  /**
+   * Calibration sequences to train on (the first ones of the calibration set): the token budget. Default 8 (fewer
+   * when the calibration set is smaller).
+   */
+  sequences?: number;
+  /**
+   * Calibration sequences held out (taken after the training ones) on which the loss of every block is measured at
+   * the start, every `validateEvery` steps and at the end; the rotation with the lowest held-out loss is kept.
+   * Default 2 (a fifth of a calibration set of fewer than 10); 0 keeps the last rotation.
+   */
+  validationSequences?: number;
+  /** Steps between held-out evaluations. Default 25. */
+  validateEvery?: number;
+  /** Tokens of each sequence used (a prefix: causal attention makes it exact). Default 512. */
+  maxLength?: number;
+  /** Weight format of the round-to-nearest weights inside the loss. Default `int4`. */
+  format?: FormatSpec | string;
+  /** Their granularity. Default groups of 128 (per output channel when the input is not a multiple of 128). */
+  granularity?: Granularity;
+  /**
+   * The input-activation quantization inside the loss (straight-through). Default: the recipe's `inputActivations`
+   * (dynamic schemes as they are; static ones as their dynamic counterpart, with a warning); `false` for none.
+   */
+  activations?: ActivationScheme | false;
+  /** Online Hadamard before every `down_proj` (`rotation`'s default true; emulated inside the loss). */
+  onlineHadamard?: boolean;
+  /** Per-head Hadamard fused into v_proj/o_proj (`rotation`'s default true). */
+  valueHadamard?: boolean;
+  /** Backend for the GEMMs. Default: `await defaultBackend()` from `@bitsmith/linalg`. */
+  backend?: Backend;
+  /** Cancellation, checked between steps. */
+  signal?: AbortSignal;
+  /** Progress: called after every step with the batch loss, and after each held-out evaluation. */
+  progress?: (done: number, total: number, message?: string) => void;
+}
+
+/** What {@link learnRotation} did. */
+export interface LearnRotationResult {
+  readonly warnings: readonly StepWarning[];
+  /** The JSON description of the fused rotation (as `rotateModel` gives it, plus the training record). */
+  readonly description: Record<string, unknown>;
+  /** Held-out loss (relative block-output error, mean over blocks) of the starting Hadamard, and of the kept rotation. */
+  readonly validationLoss?: { readonly initial: number; readonly final: number; readonly history: readonly { iteration: number; loss: number }[] };
+  /** Batch loss of every step (mean over the step's blocks). */
+  readonly trainingLoss: readonly number[];
+  /** The learned rotation `R` (`hidden x hidden`, `x ← x R`), as folded into the weights. */
+  readonly rotation: Matrix;
+}
+
+const STEP = 'learned-rotation';
+
+/** One linear of the residual stream, as the loss needs it: its (norm-folded) weight and how `R` enters it. */
+interface RotatedLinear {
+  readonly name: string;
+  /** `[rows, columns]` weight before the rotation (a reader's columns are the residual stream, a writer's rows). */
+  readonly weight: Float32Array;
+  readonly rows: number;
+  readonly columns: number;
+  /** A writer whose input gets the online Hadamard (down_proj). */
+  readonly online: boolean;
+}
+
+interface BlockProblem {
+  readonly g: BlockGradients;
+  readonly readers: readonly RotatedLinear[];
+  readonly writers: readonly RotatedLinear[];
+}
+
+/** What the loss quantizes: weights (round-to-nearest) and the linears' inputs (straight-through). */
+export interface RotationLossSettings {
+  readonly hidden: number;
+  readonly backend: Backend;
+  /** Weight format and granularity of the round-to-nearest proxy; absent: float weights. */
+  readonly weights?: { readonly format: FormatSpec; readonly granularity: Granularity };
+  readonly activations?: ActivationScheme;
+  /** Emulate the online Hadamard before down_proj (in its weight and before its input quantizer). */
+  readonly onlineHadamard: boolean;
+}
+
+/** Round-to-nearest copy of `w` (`rows x columns`); groups that do not divide the columns fall back to per channel. */
+function fakeQuantizeWeight(w: Float32Array, rows: number, columns: number, settings: NonNullable<RotationLossSettings['weights']>): Float32Array {
+  const g = settings.granularity;
+  const granularity: Granularity = g.type === 'group' && columns % g.size !== 0 ? { type: 'channel' } : g;
+  return dequantize(quantize(matrix<'float32'>(w, rows, columns), { format: settings.format, granularity })).data as Float32Array;
+}
+
+/**
+ * The loss of one block at rotation `r` and, when `gradient` is given, `dLoss/dR` added into it (float64).
+ *
+ * With `X` the block's float input rows and `Y` its float output, the quantized block runs on `X R` with reader
+ * weights `Q_w(F R)` (`F` the norm-folded weight), writer weights `Q_w(R^T W)` (down_proj: `Q_w(R^T W H) H^T` with
+ * the online Hadamard, whose input quantizer is then `x ← Q_a(x H) H^T`) and inputs `Q_a(x)`; the loss is
+ * `||O - Y R||^2 / ||Y - X||^2` (the block's output error relative to what its branches add). By the chain rule, with
+ * the rounding straight-through: `dL/dR = X^T dX - Y^T dO + sum_readers F^T dW + sum_writers W dW^T`.
+ */
+export async function rotationBlockLoss(
+  problem: BlockProblem,
+  r: Float32Array,
+  batch: readonly number[],
+  settings: RotationLossSettings,
+  gradient?: Float64Array,
+): Promise<number> {
+  const { g } = problem;
+  const n = settings.hidden;
+  const backend = settings.backend;
+  const x = g.input(batch);
+  const tokens = x.shape[0];
+  const xd = x.data as Float32Array;
+  const y = (await g.target(batch)).data as Float32Array;
+  const xr = new Float32Array(tokens * n);
+  const yr = new Float32Array(tokens * n);
+  await backend.sgemm({ m: tokens, n, k: n, a: xd, b: r, c: xr });
+  await backend.sgemm({ m: tokens, n, k: n, a: y, b: r, c: yr });
+  let energy = 0;
+  for (let i = 0; i < tokens * n; i++) {
+    const d = y[i]! - xd[i]!;
+    energy += d * d;
+  }
+  if (!(energy > 0)) throw new InvalidArgumentError('calibration', 'a block adds nothing to its input on the calibration batch; its relative error is undefined');
+
+  const trial = new Map<string, Float32Array>();
+  for (const l of problem.readers) {
+    const fr = new Float32Array(l.rows * n);
+    await backend.sgemm({ m: l.rows, n, k: n, a: l.weight, b: r, c: fr });
+    trial.set(l.name, settings.weights ? fakeQuantizeWeight(fr, l.rows, n, settings.weights) : fr);
+  }
+  for (const l of problem.writers) {
+    let rw: Float32Array = new Float32Array(n * l.columns);
+    await backend.sgemm({ m: n, n: l.columns, k: n, a: r, b: l.weight, c: rw, transA: true });
+    if (settings.weights) {
+      if (l.online && settings.onlineHadamard) {
+        await applyHadamard(rw, n, l.columns, { backend });
+        rw = fakeQuantizeWeight(rw, n, l.columns, settings.weights);
+        await applyHadamard(rw, n, l.columns, { backend, transpose: true });
+      } else rw = fakeQuantizeWeight(rw, n, l.columns, settings.weights);
+    }
+    trial.set(l.name, rw);
+  }
+  const scheme = settings.activations;
+  const online = new Set(problem.writers.filter((l) => l.online && settings.onlineHadamard).map((l) => l.name));
+  const quantizeInput: LinearInputQuantizer | undefined = scheme
+    ? async (name, input, rows, columns) => {
+        if (online.has(name)) {
+          await applyHadamard(input, rows, columns, { backend });
+          fakeQuantizeActivations(input, rows, columns, scheme);
+          await applyHadamard(input, rows, columns, { backend, transpose: true });
+        } else fakeQuantizeActivations(input, rows, columns, scheme);
+      }
+    : undefined;
+
+  const scale = 1 / energy;
+  const overrides = { input: matrix<'float32'>(xr, tokens, n), ...(quantizeInput ? { quantizeInput } : {}) };
+  if (!gradient) {
+    // The loss alone: a forward pass.
+    const o = (await g.forward(trial, batch, overrides)).data as Float32Array;
+    let sum = 0;
+    for (let i = 0; i < o.length; i++) {
+      const e = o[i]! - yr[i]!;
+      sum += e * e;
+    }
+    const loss = sum * scale;
+    if (!Number.isFinite(loss)) throw new InvalidArgumentError('calibration', `the learned rotation's block loss became ${loss}`);
+    return loss;
+  }
+  let loss = 0;
+  const result = await g.backward(
+    trial,
+    batch,
+    (output) => {
+      const o = output.data as Float32Array;
+      const d = new Float32Array(o.length);
+      let sum = 0;
+      for (let i = 0; i < o.length; i++) {
+        const e = o[i]! - yr[i]!;
+        sum += e * e;
+        d[i] = 2 * e * scale;
+      }
+      loss = sum * scale;
+      return d;
+    },
+    overrides,
+  );
+  if (!Number.isFinite(loss)) throw new InvalidArgumentError('calibration', `the learned rotation's block loss became ${loss}`);
+  if (!result.inputGradient) throw new InvalidArgumentError('model', 'the block capability returned no input gradient; learned rotations need it');
+  // dL/dR = X^T dX - Y^T dO + sum F^T dW (readers) + sum W dW^T (writers), each n x n, summed in float64.
+  const term = new Float32Array(n * n);
+  const add = (sign: number) => {
+    for (let i = 0; i < n * n; i++) gradient[i] += sign * term[i]!;
+  };
+  await backend.sgemm({ m: n, n, k: tokens, a: xd, b: result.inputGradient.data as Float32Array, c: term, transA: true });
+  add(1);
+  const dOut = new Float32Array(tokens * n);
+  const out = result.output.data as Float32Array;
+  for (let i = 0; i < dOut.length; i++) dOut[i] = 2 * (out[i]! - yr[i]!) * scale;
+  await backend.sgemm({ m: n, n, k: tokens, a: y, b: dOut, c: term, transA: true });
+  add(-1);
+  for (const l of problem.readers) {
+    const dw = result.weightGradients.get(l.name);
+    if (!dw) throw new InvalidArgumentError('model', `the block returned no gradient for ${l.name}`);
+    await backend.sgemm({ m: n, n, k: l.rows, a: l.weight, b: dw, c: term, transA: true });
+    add(1);
+  }
+  for (const l of problem.writers) {
+    const dw = result.weightGradients.get(l.name);
+    if (!dw) throw new InvalidArgumentError('model', `the block returned no gradient for ${l.name}`);
+    await backend.sgemm({ m: n, n, k: l.columns, a: l.weight, b: dw, c: term, transB: true });
+    add(1);
+  }
+  return loss;
+}
+
+/** `diag(s) H / sqrt(n)` as a dense float64 matrix: the starting rotation, equal to `rotation`'s with the same seed. */
+async function seededHadamard(n: number, seed: number, backend: Backend): Promise<Float64Array> {
+  requireHadamardFactorization(n, 'hiddenSize');
+  const signs = randomSigns(n, seed);
+  const rows = new Float32Array(n * n);
+  for (let i = 0; i < n; i++) rows[i * n + i] = signs[i]!;
+  await applyHadamard(rows, n, n, { backend });
+  return Float64Array.from(rows);
+}
+
+/** Seeded draws of `k` distinct indices of `[0, count)`. */
+function drawer(seed: number): (count: number, k: number) => number[] {
+  const random = createRandom(seed);
+  return (count, k) => {
+    const order = Array.from({ length: count }, (_, i) => i);
+    for (let i = count - 1; i > 0; i--) {
+      const j = Math.floor(random.uniform() * (i + 1));
+      [order[i], order[j]] = [order[j]!, order[i]!];
+    }
+    return order.slice(0, Math.min(k, count));
+  };
+}
+
+function checkCount(name: string, value: number, min: number): void {
+  if (!Number.isInteger(value) || value < min) throw new InvalidArgumentError(name, `expected an integer >= ${min}, got ${value}`);
+}
+
+/**
+ * A learned residual-stream rotation, SpinQuant-style (Liu et al., "SpinQuant: LLM quantization with learned
+ * rotations", arXiv:2405.16406), folded into the weights exactly as {@link rotateModel} folds QuaRot's Hadamard, so
+ * GPTQ and every exporter take the result unchanged. In place on `model`:
+ * 1. folds the RMSNorm gains and the per-head value Hadamard (the float model is unchanged);
+ * 2. captures every block's float input and output on the first `sequences + validationSequences` calibration
+ *    sequences (prefixes of `maxLength` tokens);
+ * 3. starts from `R0 = diag(s) H / sqrt(hidden)`, the seeded randomized Hadamard of `rotation` with the same `seed`,
+ *    and takes `iterations` Cayley SGD steps on the Stiefel manifold (Li et al., arXiv:2002.01113; {@link cayleySgd})
+ *    on the sum over `blocksPerIteration` random blocks of each block's relative output error with round-to-nearest
+ *    weights (`format`, `granularity`) and quantized inputs (`activations`) in the rotated basis, both
+ *    straight-through (see {@link rotationBlockLoss} for the loss and its gradient);
+ * 4. keeps the rotation with the lowest loss on the held-out `validationSequences` (R0 included), projects it onto
+ *    the orthogonal matrices (Newton-Schulz), and folds it (embedding, readers, writers, head) with the online
+ *    Hadamard before down_proj as `rotation` adds it.
+ *
+ * The model's logits do not change (up to float32 rounding); what changes is how its weights and activations
+ * quantize. Differences from SpinQuant: the loss is the block outputs' error (one block at a time, float inputs)
+ * rather than the network's cross-entropy, and only the residual rotation `R1` is learned (the value rotation `R2`
+ * stays the per-head Hadamard).
+ *
+ * @param model - A model with the block capability (`llamaQuantizableModel(graph)` from `@bitsmith/models`),
+ *   RMSNorm and no run-time input transforms yet; modified.
+ * @param calibration - Token sequences (each starting with BOS).
+ * @param options - `seed` (0), `iterations` (100), `learningRate` (1.5), `momentum` (0), `schedule` ('cosine'),
+ *   `batchSize` (1), `blocksPerIteration` (2), `sequences` (8, or what the calibration set has beside the held-out
+ *   ones), `validationSequences` (2, or a fifth of a smaller calibration set), `validateEvery` (25),
+ *   `maxLength` (512), `format` ('int4'), `granularity` (groups of 128), `activations` (none here; the step passes
+ *   the recipe's), `onlineHadamard` (true), `valueHadamard` (true), `backend`, `signal`, `progress`.
+ * @throws `InvalidArgumentError` for models without the block capability, LayerNorm models, too few calibration
+ *   sequences, or a hidden size without a Hadamard matrix; the block pass throws `UnsupportedFormatError` for
+ *   blocks that do not compute as Llama's (checked on one token before any write).
+ * @example
+ * ```ts
+ * const model = llamaQuantizableModel(await loadLlamaGraph('models/llama-docs-29m'));
+ * const { validationLoss } = await learnRotation(model, sequences, { activations: { format: parseFormat('int4'), granularity: { type: 'token' }, dynamic: true } });
+ * ```
+ */
+export async function learnRotation(model: ModelView, calibration: readonly ArrayLike<number>[], options: LearnRotationOptions = {}): Promise<LearnRotationResult> {
+  if (!isDifferentiableModel(model as DifferentiableModel)) {
+    throw new InvalidArgumentError('model', `${model.architecture} offers no block gradients (blockGradients/embed/runBlock); a learned rotation needs a differentiable model such as @bitsmith/models' llamaQuantizableModel`);
+  }
+  const dm = model as DifferentiableModel;
+  const seed = options.seed ?? 0;
+  checkCount('seed', seed, 0);
+  const iterations = options.iterations ?? 100;
+  checkCount('iterations', iterations, 0);
+  const batchSize = options.batchSize ?? 1;
+  checkCount('batchSize', batchSize, 1);
+  const blocksPerIteration = Math.min(options.blocksPerIteration ?? 2, model.blocks.length);
+  checkCount('blocksPerIteration', blocksPerIteration, 1);
+  const available = calibration.length;
+  const validationCount = options.validationSequences ?? Math.min(2, Math.floor(available / 5));
+  checkCount('validationSequences', validationCount, 0);
+  // Without an explicit budget, a short calibration set is used whole.
+  const trainCount = options.sequences ?? Math.min(8, available - validationCount);
+  checkCount('sequences', trainCount, 1);
+  const validateEvery = options.validateEvery ?? 25;
+  checkCount('validateEvery', validateEvery, 1);
+  const maxLength = options.maxLength ?? 512;
+  checkCount('maxLength', maxLength, 2);
+  const onlineHadamard = options.onlineHadamard ?? true;
+  const valueHadamard = options.valueHadamard ?? true;
+  if (typeof onlineHadamard !== 'boolean') throw new InvalidArgumentError('onlineHadamard', `a learned rotation supports true (down_proj) or false, got ${String(onlineHadamard)}`);
+  const format = typeof options.format === 'string' ? parseFormat(options.format) : (options.format ?? parseFormat('int4'));
+  const granularity = options.granularity ?? { type: 'group', size: 128 };
+  const warnings: StepWarning[] = [];
+  let activations: ActivationScheme | undefined = options.activations === false ? undefined : options.activations;
+  if (activations && !activations.dynamic) {
+    warnings.push({ step: STEP, message: `the static ${activations.granularity.type} input scheme is optimised for as its dynamic counterpart (static scales are calibrated after the rotation)` });
+    activations = { ...activations, dynamic: true };
+  }
+  const hidden = model.hiddenSize;
+  if (available < trainCount + validationCount) {
+    throw new InvalidArgumentError('calibration', `has ${available} sequences; the learned rotation trains on ${trainCount} and holds out ${validationCount} (options sequences, validationSequences)`);
+  }
+  if (onlineHadamard) {
+    for (const block of model.blocks) for (const l of resolveBlockMapping(model.mapping!, block).mlpOutputs) requireHadamardFactorization(l.weight.shape[1], `${l.name} input features`);
+  }
+  // Checks before the first write: the mapping's readers and writers, norms, Hadamard orders, no run-time transforms.
+  if (!model.mapping) throw new InvalidArgumentError('model', `${model.architecture} has no architecture mapping table; rotations need one`);
+  for (let i = 0; i < model.blocks.length; i++) planBlock(model, i);
+  requireHadamardFactorization(hidden, 'hiddenSize');
+  for (const block of model.blocks) {
+    for (const l of block.linears) {
+      if (l.inputTransform) throw new InvalidArgumentError('model', `${l.name} already has a run-time input transform (${l.inputTransform.name}); run learned-rotation first, instead of another rotation`);
+    }
+  }
+  const signal = options.signal;
+  const throwIfAborted = (): void => {
+    if (signal?.aborted) throw new AbortError(signal.reason instanceof Error ? signal.reason.message : `${STEP} aborted`);
+  };
+  const backend = await resolveBackend(options);
+  // The block pass refuses non-Llama computation: try it on one token before changing anything.
+  const probe = dm.blockGradients(0, await dm.embed([Array.from(calibration[0]!).slice(0, 1)]));
+  await probe.backward(new Map(), undefined, (o) => new Float32Array(o.data.length));
+
+  // 1. Fold the norms (and the value Hadamard): the identity "rotation" leaves the residual stream as it is.
+  const identity = new Float32Array(hidden * hidden);
+  for (let i = 0; i < hidden; i++) identity[i * hidden + i] = 1;
+  const fold = await rotateModel(model, { rotation: matrix<'float32'>(identity, hidden, hidden), onlineHadamard: false, valueHadamard, backend });
+  warnings.push(...fold.warnings.map((w) => ({ ...w, step: STEP })));
+  throwIfAborted();
+
+  // 2. Every block's float input (and, lazily, output) on the training and held-out sequences.
+  const used = calibration.slice(0, trainCount + validationCount).map((s) => Array.from(s).slice(0, maxLength));
+  const problems: BlockProblem[] = [];
+  let handle = await dm.embed(used);
+  for (let i = 0; i < model.blocks.length; i++) {
+    throwIfAborted();
+    const plan = planBlock(model, i);
+    const mapping = resolveBlockMapping(model.mapping, model.blocks[i]!);
+    const readers = plan.readers.flatMap((group) => group.linears);
+    const copy = (l: (typeof readers)[number], online: boolean): RotatedLinear => ({
+      name: l.name,
+      weight: l.weight.data as Float32Array,
+      rows: l.weight.shape[0],
+      columns: l.weight.shape[1],
+      online,
+    });
+    problems.push({
+      g: dm.blockGradients(i, handle),
+      readers: readers.map((l) => copy(l, false)),
+      writers: plan.writers.map((l) => copy(l, mapping.mlpOutputs.includes(l))),
+    });
+    if (i + 1 < model.blocks.length) handle = await dm.runBlock(i, handle);
+  }
+  const train = Array.from({ length: trainCount }, (_, i) => i);
+  const held = Array.from({ length: validationCount }, (_, i) => trainCount + i);
+  const settings: RotationLossSettings = {
+    hidden,
+    backend,
+    weights: { format, granularity },
+    ...(activations ? { activations } : {}),
+    onlineHadamard,
+  };
+
+  // 3. Cayley SGD from the seeded Hadamard.
+  const r = await seededHadamard(hidden, seed, backend);
+  const rf = new Float32Array(hidden * hidden);
+  const heldOutLoss = async (): Promise<number> => {
+    rf.set(r);
+    let sum = 0;
+    for (const p of problems) sum += await rotationBlockLoss(p, rf, held, settings);
+    return sum / problems.length;
+  };
+  const history: { iteration: number; loss: number }[] = [];
+  let best: Float64Array = r.slice();
+  let bestLoss = Infinity;
+  const validate = async (iteration: number) => {
+    if (held.length === 0) return;
+    const loss = await heldOutLoss();
+    history.push({ iteration, loss });
+    if (loss < bestLoss) {
+      bestLoss = loss;
+      best = r.slice();
+    }
+    options.progress?.(iteration, iterations, `held-out loss ${loss.toExponential(4)} (start ${history[0]!.loss.toExponential(4)})`);
+  };
+  await validate(0);
+  const optimizer = cayleySgd({
+    rows: hidden,
+    learningRate: options.learningRate ?? 1.5,
+    momentum: options.momentum ?? 0,
+    schedule: options.schedule ?? 'cosine',
+    iterations: Math.max(1, iterations),
+    backend,
+  });
+  const draw = drawer(seed);
+  const trainingLoss: number[] = [];
+  const gradient = new Float64Array(hidden * hidden);
+  for (let it = 0; it < iterations; it++) {
+    throwIfAborted();
+    const batch = draw(train.length, batchSize).map((i) => train[i]!);
+    const blocks = draw(problems.length, blocksPerIteration);
+    rf.set(r);
+    gradient.fill(0);
+    let loss = 0;
+    for (const b of blocks) loss += await rotationBlockLoss(problems[b]!, rf, batch, settings, gradient);
+    loss /= blocks.length;
+    for (let i = 0; i < gradient.length; i++) gradient[i]! /= blocks.length;
+    trainingLoss.push(loss);
+    await optimizer.step(r, gradient);
+    options.progress?.(it + 1, iterations, `batch loss ${loss.toExponential(4)} (blocks ${blocks.join(', ')})`);
+    if ((it + 1) % validateEvery === 0 || it + 1 === iterations) await validate(it + 1);
+  }
+  if (held.length === 0) best = r;
+  const drift = orthogonalityError(best, hidden);
+  await nearestOrthogonal(best, hidden, hidden, backend);
+  const rotation = matrix<'float32'>(Float32Array.from(best), hidden, hidden);
+
+  // 4. Fold R like rotation's Hadamard (norm gains are 1 now), with the online Hadamard.
+  throwIfAborted();
+  const folded = await rotateModel(model, { rotation, onlineHadamard, valueHadamard: false, backend });
+  warnings.push(...folded.warnings.map((w) => ({ ...w, step: STEP })));
+  const kept = history.length > 0 ? history.reduce((a, b) => (b.loss < a.loss ? b : a)) : undefined;
+  const description: Record<string, unknown> = {
+    ...folded.description,
+    rotation: 'learned',
+    start: { rotation: 'hadamard', seed },
+    valueHadamard: fold.description.valueHadamard,
+    training: {
+      optimizer: 'cayley-sgd',
+      iterations,
+      learningRate: options.learningRate ?? 1.5,
+      momentum: options.momentum ?? 0,
+      batchSize,
+      blocksPerIteration,
+      sequences: trainCount,
+      validationSequences: validationCount,
+      maxLength,
+      weights: { format, granularity },
+      activations: activations ?? 'none',
+      ...(kept ? { keptIteration: kept.iteration } : {}),
+      orthogonalityBeforeProjection: drift,
+    },
+  };
+  return {
+    warnings,
+    description,
+    ...(history.length > 0 ? { validationLoss: { initial: history[0]!.loss, final: bestLoss, history } } : {}),
+    trainingLoss,
+    rotation,
+  };
+}

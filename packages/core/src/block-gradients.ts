@@ -12,10 +12,18 @@ export interface BlockBackward {
 }
 
 /**
- * Fake-quantizes one linear layer's input in place (`input` is `[rows, columns]`, row-major): the forward pass
- * multiplies the weight by what it leaves there, the backward pass treats it as the identity (straight-through).
+ * The backward of a {@link LinearInputQuantizer}: rewrites, in place, the gradient with respect to the quantized input
+ * into the gradient with respect to the input (for example straight-through plus the path through a scale computed
+ * from the input, as LSQ and SpinQuant's quantizers have it).
  */
-export type LinearInputQuantizer = (layer: string, input: Float32Array, rows: number, columns: number) => void | Promise<void>;
+export type LinearInputAdjoint = (inputGradient: Float32Array) => void | Promise<void>;
+
+/**
+ * Fake-quantizes one linear layer's input in place (`input` is `[rows, columns]`, row-major): the forward pass
+ * multiplies the weight by what it leaves there. The backward pass applies the returned adjoint to the input's
+ * gradient, or treats the quantizer as the identity (straight-through) when it returns nothing.
+ */
+export type LinearInputQuantizer = (layer: string, input: Float32Array, rows: number, columns: number) => void | LinearInputAdjoint | Promise<void | LinearInputAdjoint>;
 
 /** Per-call changes to a {@link BlockGradients} pass. */
 export interface BlockPassOverrides {

@@ -1,4 +1,4 @@
-import { InvalidArgumentError, ShapeMismatchError, UnsupportedFormatError, type LinearInputQuantizer } from '@bitsmith/core';
+import { InvalidArgumentError, ShapeMismatchError, UnsupportedFormatError, type LinearInputAdjoint, type LinearInputQuantizer } from '@bitsmith/core';
 import type { Backend } from '@bitsmith/linalg';
 import { causalAttentionGemm } from './attention-gemm.js';
 import { causalAttentionBackwardGemm } from './attention-backward-gemm.js';
@@ -60,6 +60,8 @@ interface BlockTape {
   out: Float32Array;
   /** The quantized inputs by layer name (with `quantizeInput`), which the weight gradients use. */
   quantized: Map<string, Float32Array>;
+  /** The input quantizers' adjoints by layer name (absent: straight-through). */
+  adjoints: Map<string, LinearInputAdjoint>;
 }
 
 function weightOf(layer: LinearLayer, weights: ReadonlyMap<string, Float32Array> | undefined): Float32Array {
@@ -76,7 +78,7 @@ async function linear(
   rows: number,
   backend: Backend,
   weights: ReadonlyMap<string, Float32Array> | undefined,
-  quantized?: { quantizeInput: LinearInputQuantizer | undefined; inputs: Map<string, Float32Array> },
+  quantized?: { quantizeInput: LinearInputQuantizer | undefined; inputs: Map<string, Float32Array>; adjoints: Map<string, LinearInputAdjoint> },
 ): Promise<Float32Array> {
   if (layer.inputTransform) {
     throw new UnsupportedFormatError(`${layer.name} has a run-time input transform (${layer.inputTransform.name}); the block backward pass supports plain linear layers only`);
@@ -84,8 +86,9 @@ async function linear(
   let x = xIn;
   if (quantized?.quantizeInput) {
     x = xIn.slice(0, rows * layer.inFeatures);
-    await quantized.quantizeInput(layer.name, x, rows, layer.inFeatures);
+    const adjoint = await quantized.quantizeInput(layer.name, x, rows, layer.inFeatures);
     quantized.inputs.set(layer.name, x);
+    if (adjoint) quantized.adjoints.set(layer.name, adjoint);
   }
   const out = new Float32Array(rows * layer.outFeatures);
   if (rows > 0) await backend.sgemm({ m: rows, n: layer.outFeatures, k: layer.inFeatures, a: x, b: weightOf(layer, weights), c: out, transB: true });
@@ -127,7 +130,8 @@ async function forwardTape(config: LlamaConfig, block: LlamaBlock, input: Hidden
   const w = options.weights;
   const x = input.states.data;
   const quantized = new Map<string, Float32Array>();
-  const fq = { quantizeInput: options.quantizeInput, inputs: quantized };
+  const adjoints = new Map<string, LinearInputAdjoint>();
+  const fq = { quantizeInput: options.quantizeInput, inputs: quantized, adjoints };
   const { qProj, kProj, vProj, oProj } = block.selfAttention;
   const { gateProj, upProj, downProj } = requireLlamaComputation(config, block);
   const n1 = rmsNorm(x, tokens, hidden, block.inputLayernorm.weight, block.inputLayernorm.eps);
@@ -154,7 +158,7 @@ async function forwardTape(config: LlamaConfig, block: LlamaBlock, input: Hidden
   }
   const out = await linear(downProj, act, tokens, backend, w, fq);
   for (let i = 0; i < out.length; i++) out[i]! += h[i]!;
-  return { tokens, lengths, positions, rope, x, n1, q, k, v, attended, h, n2, gate, up, act, out, quantized };
+  return { tokens, lengths, positions, rope, x, n1, q, k, v, attended, h, n2, gate, up, act, out, quantized, adjoints };
 }
 
 /**
@@ -186,10 +190,19 @@ async function linearBackward(
   dx: Float32Array,
   accumulate: boolean,
   result: BlockBackwardResult,
+  adjoint?: LinearInputAdjoint,
 ): Promise<void> {
   const { outFeatures: n, inFeatures: m } = layer;
   const dw = new Float32Array(n * m);
-  if (rows > 0) {
+  if (rows > 0 && adjoint) {
+    // The input quantizer's backward needs this layer's input gradient alone.
+    const own = new Float32Array(rows * m);
+    await backend.sgemm({ m: rows, n: m, k: n, a: dy, b: weightOf(layer, weights), c: own });
+    await adjoint(own);
+    if (accumulate) for (let i = 0; i < own.length; i++) dx[i]! += own[i]!;
+    else dx.set(own);
+    await backend.sgemm({ m: n, n: m, k: rows, a: dy, b: x, c: dw, transA: true });
+  } else if (rows > 0) {
     await backend.sgemm({ m: rows, n: m, k: n, a: dy, b: weightOf(layer, weights), c: dx, beta: accumulate ? 1 : 0 });
     await backend.sgemm({ m: n, n: m, k: rows, a: dy, b: x, c: dw, transA: true });
   } else if (!accumulate) dx.fill(0);
@@ -248,11 +261,11 @@ export async function llamaBlockBackward(
 
   // MLP: out = h + down(silu(gate) * up), gate/up = linear(n2), n2 = rmsnorm(h).
   const dAct = new Float32Array(t.act.length);
-  await linearBackward(downProj, seen(downProj, t.act), dOut, tokens, backend, w, dAct, false, result);
+  await linearBackward(downProj, seen(downProj, t.act), dOut, tokens, backend, w, dAct, false, result, t.adjoints.get(downProj.name));
   swigluBackward(t.gate, t.up, dAct, t.gate, t.up); // gate/up now hold their gradients
   const dN2 = new Float32Array(tokens * hidden);
-  await linearBackward(gateProj, seen(gateProj, t.n2), t.gate, tokens, backend, w, dN2, false, result);
-  await linearBackward(upProj, seen(upProj, t.n2), t.up, tokens, backend, w, dN2, true, result);
+  await linearBackward(gateProj, seen(gateProj, t.n2), t.gate, tokens, backend, w, dN2, false, result, t.adjoints.get(gateProj.name));
+  await linearBackward(upProj, seen(upProj, t.n2), t.up, tokens, backend, w, dN2, true, result, t.adjoints.get(upProj.name));
   const dh = Float32Array.from(dOut); // the residual
   const dNorm2 = new Float64Array(hidden);
   rmsNormBackward(t.h, tokens, hidden, block.postAttentionLayernorm.weight, block.postAttentionLayernorm.eps, dN2, dh, dNorm2, true);
@@ -260,7 +273,7 @@ export async function llamaBlockBackward(
 
   // Attention: h = x + o(attn(rope(q), rope(k), v)), q/k/v = linear(n1), n1 = rmsnorm(x).
   const dAttended = new Float32Array(t.attended.length);
-  await linearBackward(oProj, seen(oProj, t.attended), dh, tokens, backend, w, dAttended, false, result);
+  await linearBackward(oProj, seen(oProj, t.attended), dh, tokens, backend, w, dAttended, false, result, t.adjoints.get(oProj.name));
   const shape = { numHeads: config.numAttentionHeads, numKvHeads: config.numKeyValueHeads, headDim: config.headDim, slidingWindow: block.attentionType === 'sliding' ? config.slidingWindow : undefined };
   const dq = new Float32Array(t.q.length);
   const dk = new Float32Array(t.k.length);
@@ -269,9 +282,9 @@ export async function llamaBlockBackward(
   ropeBackward(dq, t.rope, tokens, config.numAttentionHeads, t.positions);
   ropeBackward(dk, t.rope, tokens, config.numKeyValueHeads, t.positions);
   const dN1 = new Float32Array(tokens * hidden);
-  await linearBackward(qProj, seen(qProj, t.n1), dq, tokens, backend, w, dN1, false, result);
-  await linearBackward(kProj, seen(kProj, t.n1), dk, tokens, backend, w, dN1, true, result);
-  await linearBackward(vProj, seen(vProj, t.n1), dv, tokens, backend, w, dN1, true, result);
+  await linearBackward(qProj, seen(qProj, t.n1), dq, tokens, backend, w, dN1, false, result, t.adjoints.get(qProj.name));
+  await linearBackward(kProj, seen(kProj, t.n1), dk, tokens, backend, w, dN1, true, result, t.adjoints.get(kProj.name));
+  await linearBackward(vProj, seen(vProj, t.n1), dv, tokens, backend, w, dN1, true, result, t.adjoints.get(vProj.name));
   const dx = result.inputGradient;
   dx.set(dh);
   const dNorm1 = new Float64Array(hidden);

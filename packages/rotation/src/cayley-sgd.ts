@@ -15,8 +15,13 @@ export interface CayleySgdOptions {
   iterations?: number;
   /** `constant` (default) or `cosine` decay of the learning rate to 0 over `iterations`. */
   schedule?: 'constant' | 'cosine';
-  /** Fixed-point iterations `s` of the Cayley retraction. Default 2 (Li et al.'s choice). */
+  /**
+   * Fixed-point iterations `s` of the Cayley retraction at least. Default 2 (Li et al.'s choice); more follow, up to
+   * 50, while an iteration still changes an entry by more than `retractionTolerance`.
+   */
   cayleyIterations?: number;
+  /** Largest change of an entry at which the fixed-point iteration stops. Default 1e-12 (`Infinity`: exactly `s`). */
+  retractionTolerance?: number;
   /** Bound `q` of the step: `alpha = min(l, 2q / (||W||_F + eps))`. Default 0.5 (Li et al.). */
   stepBound?: number;
   /** Backend whose `dgemm` forms the products. */
@@ -44,12 +49,14 @@ export interface StiefelOptimizer {
  * M ← beta M - G;  W^ = M X^T - ½ X (X^T M X^T);  W = W^ - W^T (skew);  M ← W X
  * alpha = min(l_t, 2q / (||W||_F + 1e-8));  Y ← X + alpha M;  s times: Y ← X + (alpha / 2) W (X + Y);  X ← Y
  * ```
- * The fixed-point loop approximates the Cayley transform `(I - alpha/2 W)^-1 (I + alpha/2 W) X`, so `X` stays on the
- * manifold up to `O(alpha^(s+1) ||W||^(s+1))` per step; all products are float64 GEMMs on the backend. For an exact
- * projection afterwards, see {@link nearestOrthogonal}.
+ * The fixed-point loop converges to the Cayley transform `(I - alpha/2 W)^-1 (I + alpha/2 W) X` (orthonormal when `X`
+ * is); it runs at least `s` times and on until it changes no entry by more than `retractionTolerance`, so `X` stays on
+ * the manifold to about that accuracy per step (with exactly `s` iterations, Li et al.'s, the error is
+ * `O((alpha ||W||)^(s+1))` per step, which large steps accumulate). All products are float64 GEMMs on the backend. For
+ * an exact projection afterwards, see {@link nearestOrthogonal}.
  *
  * Options (defaults): `rows`, `columns` (rows), `learningRate`, `momentum` (0), `schedule` ('constant'),
- * `iterations`, `cayleyIterations` (2), `stepBound` (0.5), `backend`.
+ * `iterations`, `cayleyIterations` (2), `retractionTolerance` (1e-12), `stepBound` (0.5), `backend`.
  *
  * @example
  * ```ts
@@ -72,7 +79,7 @@ export function cayleySgd(options: CayleySgdOptions): StiefelOptimizer {
   const s = options.cayleyIterations ?? 2;
   if (!Number.isInteger(s) || s < 1) throw new InvalidArgumentError('cayleyIterations', `expected a positive integer, got ${s}`);
   const q = options.stepBound ?? 0.5;
-  if (!(q > 0)) throw new InvalidArgumentError('stepBound', `expected a positive number, got ${q}`);
+  if (!(q > 0 && q < 1)) throw new InvalidArgumentError('stepBound', `expected a number in (0, 1) (the retraction's contraction), got ${q}`);
   const { backend } = options;
   const m = new Float64Array(n * p);
   const w = new Float64Array(n * n);
@@ -80,6 +87,8 @@ export function cayleySgd(options: CayleySgdOptions): StiefelOptimizer {
   const xm = new Float64Array(p * p);
   const y = new Float64Array(n * p);
   const sum = new Float64Array(n * p);
+  const previous = new Float64Array(n * p);
+  const tolerance = options.retractionTolerance ?? 1e-12;
   let t = 0;
   const rate = () => (schedule === 'cosine' ? 0.5 * l * (1 + Math.cos((Math.PI * Math.min(t, iterations!)) / iterations!)) : l);
   return {
@@ -110,10 +119,17 @@ export function cayleySgd(options: CayleySgdOptions): StiefelOptimizer {
       await backend.dgemm({ m: n, n: p, k: n, a: w, b: x, c: m }); // M ← W X (the momentum, projected on the tangent space)
       const alpha = Math.min(rate(), (2 * q) / (norm + 1e-8));
       for (let i = 0; i < y.length; i++) y[i] = x[i]! + alpha * m[i]!;
-      for (let k = 0; k < s; k++) {
+      // The fixed point Y = X + (alpha / 2) W (X + Y) is the Cayley transform; the map contracts by alpha ||W||_2 / 2
+      // <= q (the step bound), so it converges geometrically.
+      for (let k = 0; k < 50; k++) {
         for (let i = 0; i < sum.length; i++) sum[i] = x[i]! + y[i]!;
+        previous.set(y);
         y.set(x);
         await backend.dgemm({ m: n, n: p, k: n, a: w, b: sum, c: y, alpha: alpha / 2, beta: 1 });
+        if (k + 1 < s) continue;
+        let change = 0;
+        for (let i = 0; i < y.length; i++) change = Math.max(change, Math.abs(y[i]! - previous[i]!));
+        if (!(change > tolerance)) break;
       }
       x.set(y);
       t++;

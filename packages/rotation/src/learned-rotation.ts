@@ -1,6 +1,7 @@
 import {
   AbortError,
   dequantize,
+  elementCodec,
   fakeQuantizeActivations,
   InvalidArgumentError,
   isDifferentiableModel,
@@ -13,7 +14,9 @@ import {
   type DifferentiableModel,
   type FormatSpec,
   type Granularity,
+  type HiddenStatesHandle,
   type LinearInputQuantizer,
+  type LinearView,
   type Matrix,
   type ModelView,
   type StepWarning,
@@ -103,10 +106,26 @@ interface RotatedLinear {
   readonly online: boolean;
 }
 
-interface BlockProblem {
+/** @internal One block of the learned rotation's loss: its block capability and the residual stream's linears. */
+export interface BlockProblem {
   readonly g: BlockGradients;
   readonly readers: readonly RotatedLinear[];
   readonly writers: readonly RotatedLinear[];
+}
+
+/**
+ * @internal Block `index` of `model` as {@link rotationBlockLoss} takes it: the block capability on `hidden` (its
+ * float reference: the weights as they are now) and the residual stream's readers and writers from the mapping table.
+ */
+export function rotationProblem(model: DifferentiableModel, index: number, hidden: HiddenStatesHandle): BlockProblem {
+  const plan = planBlock(model, index);
+  const mlpOutputs = resolveBlockMapping(model.mapping!, model.blocks[index]!).mlpOutputs;
+  const view = (l: LinearView, online: boolean): RotatedLinear => ({ name: l.name, weight: l.weight.data as Float32Array, rows: l.weight.shape[0], columns: l.weight.shape[1], online });
+  return {
+    g: model.blockGradients(index, hidden),
+    readers: plan.readers.flatMap((group) => group.linears.map((l) => view(l, false))),
+    writers: plan.writers.map((l) => view(l, mlpOutputs.includes(l))),
+  };
 }
 
 /** What the loss quantizes: weights (round-to-nearest) and the linears' inputs (straight-through). */
@@ -118,13 +137,68 @@ export interface RotationLossSettings {
   readonly activations?: ActivationScheme;
   /** Emulate the online Hadamard before down_proj (in its weight and before its input quantizer). */
   readonly onlineHadamard: boolean;
+  /**
+   * Pass the gradient through the absmax scales of the weights and inputs ({@link addAbsmaxScalePath}) besides the
+   * straight-through rounding. Default true; false: rounding and scales both straight-through.
+   */
+  readonly scaleGradient?: boolean;
+}
+
+/** Columns per scale group of a weight granularity on a `columns`-wide matrix (groups that do not divide it: per channel). */
+function weightGroupSize(granularity: Granularity, columns: number): number {
+  return granularity.type === 'group' && columns % granularity.size === 0 ? granularity.size : columns;
 }
 
 /** Round-to-nearest copy of `w` (`rows x columns`); groups that do not divide the columns fall back to per channel. */
 function fakeQuantizeWeight(w: Float32Array, rows: number, columns: number, settings: NonNullable<RotationLossSettings['weights']>): Float32Array {
-  const g = settings.granularity;
-  const granularity: Granularity = g.type === 'group' && columns % g.size !== 0 ? { type: 'channel' } : g;
+  const size = weightGroupSize(settings.granularity, columns);
+  const granularity: Granularity = size === columns ? { type: 'channel' } : { type: 'group', size };
   return dequantize(quantize(matrix<'float32'>(w, rows, columns), { format: settings.format, granularity })).data as Float32Array;
+}
+
+/**
+ * Adds the gradient's path through absmax scales (`s = max_j |x_j| / q_max` per group of `groupSize` consecutive
+ * values of each row, `x^ = s round(x / s)`): with the rounding straight-through, `dL/ds = sum_j g_j (x^_j - x_j) / s`
+ * and `ds/dx_argmax = sign(x_argmax) / q_max`, so `g_argmax += sign(x_argmax) sum_j g_j (x^_j - x_j) / max_j |x_j|`
+ * (LSQ, arXiv:1902.08153; SpinQuant's quantizers pass it too). This is how the loss sees that a rotation shrinks the
+ * outliers that set the scales. In place on `grad`.
+ *
+ * @example
+ * ```ts
+ * addAbsmaxScalePath(x, fakeQuantized, gradient, tokens, hidden, hidden); // per-token scales
+ * ```
+ */
+export function addAbsmaxScalePath(x: Float32Array, quantized: Float32Array, grad: Float32Array, rows: number, columns: number, groupSize: number): void {
+  for (let r = 0; r < rows; r++) {
+    const o = r * columns;
+    for (let c0 = 0; c0 < columns; c0 += groupSize) {
+      const end = Math.min(columns, c0 + groupSize);
+      let arg = -1;
+      let absmax = 0;
+      let sum = 0;
+      for (let j = o + c0; j < o + end; j++) {
+        const v = x[j]!;
+        const a = Math.abs(v);
+        if (a > absmax) {
+          absmax = a;
+          arg = j;
+        }
+        sum += grad[j]! * (quantized[j]! - v);
+      }
+      if (arg >= 0) grad[arg]! += (Math.sign(x[arg]!) * sum) / absmax;
+    }
+  }
+}
+
+/** Whether a format's scale is its group's absmax over a fixed maximum (symmetric integers, minifloats). */
+function hasAbsmaxScale(format: FormatSpec): boolean {
+  return elementCodec(format).scaleRule === 'absmax';
+}
+
+/** A rotated weight before and after rounding, for the path through its scales. */
+interface RoundedWeight {
+  readonly pre: Float32Array;
+  readonly post: Float32Array;
 }
 
 /**
@@ -134,7 +208,16 @@ function fakeQuantizeWeight(w: Float32Array, rows: number, columns: number, sett
  * weights `Q_w(F R)` (`F` the norm-folded weight), writer weights `Q_w(R^T W)` (down_proj: `Q_w(R^T W H) H^T` with
  * the online Hadamard, whose input quantizer is then `x ← Q_a(x H) H^T`) and inputs `Q_a(x)`; the loss is
  * `||O - Y R||^2 / ||Y - X||^2` (the block's output error relative to what its branches add). By the chain rule, with
- * the rounding straight-through: `dL/dR = X^T dX - Y^T dO + sum_readers F^T dW + sum_writers W dW^T`.
+ * the rounding straight-through: `dL/dR = X^T dX - Y^T dO + sum_readers F^T dP + sum_writers W dP^T`, where `dP` is
+ * the gradient with respect to the rotated weight before rounding: the trial weight's gradient plus, with
+ * `scaleGradient`, the path through its absmax scales ({@link addAbsmaxScalePath}); the inputs' scales pass it the
+ * same way inside the block pass.
+ *
+ * @example
+ * ```ts
+ * const gradient = new Float64Array(hidden * hidden);
+ * const loss = await rotationBlockLoss(rotationProblem(model, 0, hidden0), r, [0, 1], settings, gradient);
+ * ```
  */
 export async function rotationBlockLoss(
   problem: BlockProblem,
@@ -161,33 +244,63 @@ export async function rotationBlockLoss(
   }
   if (!(energy > 0)) throw new InvalidArgumentError('calibration', 'a block adds nothing to its input on the calibration batch; its relative error is undefined');
 
+  const weightSettings = settings.weights;
+  const scalePath = (settings.scaleGradient ?? true) && gradient !== undefined;
+  const weightScalePath = scalePath && weightSettings !== undefined && hasAbsmaxScale(weightSettings.format);
+  const rounded = new Map<string, RoundedWeight>();
+  const online = new Set(problem.writers.filter((l) => l.online && settings.onlineHadamard).map((l) => l.name));
   const trial = new Map<string, Float32Array>();
   for (const l of problem.readers) {
     const fr = new Float32Array(l.rows * n);
     await backend.sgemm({ m: l.rows, n, k: n, a: l.weight, b: r, c: fr });
-    trial.set(l.name, settings.weights ? fakeQuantizeWeight(fr, l.rows, n, settings.weights) : fr);
+    if (!weightSettings) trial.set(l.name, fr);
+    else {
+      const post = fakeQuantizeWeight(fr, l.rows, n, weightSettings);
+      trial.set(l.name, post);
+      if (weightScalePath) rounded.set(l.name, { pre: fr, post });
+    }
   }
   for (const l of problem.writers) {
-    let rw: Float32Array = new Float32Array(n * l.columns);
+    const rw = new Float32Array(n * l.columns);
     await backend.sgemm({ m: n, n: l.columns, k: n, a: r, b: l.weight, c: rw, transA: true });
-    if (settings.weights) {
-      if (l.online && settings.onlineHadamard) {
-        await applyHadamard(rw, n, l.columns, { backend });
-        rw = fakeQuantizeWeight(rw, n, l.columns, settings.weights);
-        await applyHadamard(rw, n, l.columns, { backend, transpose: true });
-      } else rw = fakeQuantizeWeight(rw, n, l.columns, settings.weights);
+    if (!weightSettings) {
+      trial.set(l.name, rw);
+      continue;
     }
-    trial.set(l.name, rw);
+    if (online.has(l.name)) await applyHadamard(rw, n, l.columns, { backend });
+    const post = fakeQuantizeWeight(rw, n, l.columns, weightSettings);
+    if (weightScalePath) rounded.set(l.name, { pre: rw, post });
+    if (online.has(l.name)) {
+      const back = post.slice();
+      await applyHadamard(back, n, l.columns, { backend, transpose: true });
+      trial.set(l.name, back);
+    } else trial.set(l.name, post);
   }
   const scheme = settings.activations;
-  const online = new Set(problem.writers.filter((l) => l.online && settings.onlineHadamard).map((l) => l.name));
+  const activationGroup = (rows: number, columns: number): { rows: number; columns: number; size: number } | undefined => {
+    if (!scheme || !hasAbsmaxScale(scheme.format)) return undefined;
+    const gr = scheme.granularity;
+    if (gr.type === 'token') return { rows, columns, size: columns };
+    if (gr.type === 'group') return { rows, columns, size: gr.size };
+    if (gr.type === 'tensor') return { rows: 1, columns: rows * columns, size: rows * columns };
+    return undefined;
+  };
   const quantizeInput: LinearInputQuantizer | undefined = scheme
     ? async (name, input, rows, columns) => {
-        if (online.has(name)) {
-          await applyHadamard(input, rows, columns, { backend });
-          fakeQuantizeActivations(input, rows, columns, scheme);
-          await applyHadamard(input, rows, columns, { backend, transpose: true });
-        } else fakeQuantizeActivations(input, rows, columns, scheme);
+        const rotated = online.has(name);
+        if (rotated) await applyHadamard(input, rows, columns, { backend });
+        const group = scalePath ? activationGroup(rows, columns) : undefined;
+        const before = group ? input.slice(0, rows * columns) : undefined;
+        fakeQuantizeActivations(input, rows, columns, scheme);
+        const after = group ? input.slice(0, rows * columns) : undefined;
+        if (rotated) await applyHadamard(input, rows, columns, { backend, transpose: true });
+        if (!group) return undefined;
+        // d/dx of Q(x H) H^T: H, then the scale path on x H, then H^T (without the online Hadamard: the path alone).
+        return async (grad: Float32Array) => {
+          if (rotated) await applyHadamard(grad, rows, columns, { backend });
+          addAbsmaxScalePath(before!, after!, grad, group.rows, group.columns, group.size);
+          if (rotated) await applyHadamard(grad, rows, columns, { backend, transpose: true });
+        };
       }
     : undefined;
 
@@ -237,16 +350,25 @@ export async function rotationBlockLoss(
   for (let i = 0; i < dOut.length; i++) dOut[i] = 2 * (out[i]! - yr[i]!) * scale;
   await backend.sgemm({ m: n, n, k: tokens, a: y, b: dOut, c: term, transA: true });
   add(-1);
-  for (const l of problem.readers) {
+  // The gradient with respect to the rotated weight before rounding (the trial weight's, plus its scales' path).
+  const preGradient = async (l: RotatedLinear, rows: number, columns: number): Promise<Float32Array> => {
     const dw = result.weightGradients.get(l.name);
     if (!dw) throw new InvalidArgumentError('model', `the block returned no gradient for ${l.name}`);
-    await backend.sgemm({ m: n, n, k: l.rows, a: l.weight, b: dw, c: term, transA: true });
+    const isOnline = online.has(l.name) && weightSettings !== undefined;
+    const rw = rounded.get(l.name);
+    if (!rw && !isOnline) return dw;
+    const d = dw.slice();
+    if (isOnline) await applyHadamard(d, rows, columns, { backend }); // trial = Q(Z) H^T: dQ = dTrial H
+    if (rw) addAbsmaxScalePath(rw.pre, rw.post, d, rows, columns, weightGroupSize(weightSettings!.granularity, columns));
+    if (isOnline) await applyHadamard(d, rows, columns, { backend, transpose: true }); // Z = (R^T W) H
+    return d;
+  };
+  for (const l of problem.readers) {
+    await backend.sgemm({ m: n, n, k: l.rows, a: l.weight, b: await preGradient(l, l.rows, n), c: term, transA: true });
     add(1);
   }
   for (const l of problem.writers) {
-    const dw = result.weightGradients.get(l.name);
-    if (!dw) throw new InvalidArgumentError('model', `the block returned no gradient for ${l.name}`);
-    await backend.sgemm({ m: n, n, k: l.columns, a: l.weight, b: dw, c: term, transB: true });
+    await backend.sgemm({ m: n, n, k: l.columns, a: l.weight, b: await preGradient(l, n, l.columns), c: term, transB: true });
     add(1);
   }
   return loss;
@@ -389,21 +511,7 @@ export async function learnRotation(model: ModelView, calibration: readonly Arra
   let handle = await dm.embed(used);
   for (let i = 0; i < model.blocks.length; i++) {
     throwIfAborted();
-    const plan = planBlock(model, i);
-    const mapping = resolveBlockMapping(model.mapping, model.blocks[i]!);
-    const readers = plan.readers.flatMap((group) => group.linears);
-    const copy = (l: (typeof readers)[number], online: boolean): RotatedLinear => ({
-      name: l.name,
-      weight: l.weight.data as Float32Array,
-      rows: l.weight.shape[0],
-      columns: l.weight.shape[1],
-      online,
-    });
-    problems.push({
-      g: dm.blockGradients(i, handle),
-      readers: readers.map((l) => copy(l, false)),
-      writers: plan.writers.map((l) => copy(l, mapping.mlpOutputs.includes(l))),
-    });
+    problems.push(rotationProblem(dm, i, handle));
     if (i + 1 < model.blocks.length) handle = await dm.runBlock(i, handle);
   }
   const train = Array.from({ length: trainCount }, (_, i) => i);

@@ -87,7 +87,7 @@ export function learnedRotation(options: LearnedRotationOptions = {}): Quantizer
 
 /**
  * The `learned-rotation` recipe step ({@link learnedRotation}, SpinQuant arXiv 2405.16406): `seed`, `iterations`
- * (100), `learningRate` (1.5), `momentum` (0), `schedule` cosine|constant, `batchSize` (1), `blocksPerIteration` (2),
+ * (100), `learningRate` (60), `momentum` (0), `schedule` cosine|constant, `batchSize` (1), `blocksPerIteration` (2),
  * `sequences` (8), `validationSequences` (2), `validateEvery` (25), `maxLength` (512), the weight format of the loss
  * as `bits|format` and `groupSize|granularity` (int4 g128), `onlineHadamard`, `valueHadamard`. The input
  * quantization is the recipe's `inputActivations`.
@@ -99,7 +99,7 @@ export function learnedRotation(options: LearnedRotationOptions = {}): Quantizer
  */
 export const learnedRotationStep = defineStep({
   description:
-    'SpinQuant-style learned rotation (@bitsmith/rotation): Cayley SGD from the seeded Hadamard on the blocks\' output error with RTN weights and the recipe\'s inputActivations, then folded as rotation; seed, iterations (100), learningRate (1.5), momentum, schedule, batchSize, blocksPerIteration, sequences, validationSequences, validateEvery, maxLength, bits|format, groupSize|granularity (int4 g128), onlineHadamard, valueHadamard',
+    'SpinQuant-style learned rotation (@bitsmith/rotation): Cayley SGD from the seeded Hadamard on the blocks\' output error with RTN weights and the recipe\'s inputActivations, then folded as rotation; seed, iterations (100), learningRate (60), momentum, schedule, batchSize, blocksPerIteration, sequences, validationSequences, validateEvery, maxLength, bits|format, groupSize|granularity (int4 g128), onlineHadamard, valueHadamard',
   options: quantizationOptions.extend(trainingOptions),
   create: ({ bits, symmetric, format, groupSize, granularity, ...rest }) => {
     const given = bits !== undefined || format !== undefined || groupSize !== undefined || granularity !== undefined;

@@ -1,4 +1,4 @@
-import { BFLOAT16, FLOAT16, FP8_E4M3, minifloat } from './minifloat.js';
+import { BFLOAT16, FLOAT16, FP8_E4M3, minifloat, type MinifloatCodec } from './minifloat.js';
 import type { ScaleEncoding } from './quantized-tensor.js';
 
 /** Bits one stored scale takes in an encoding. */
@@ -14,6 +14,9 @@ export function scaleEncodingBits(encoding: ScaleEncoding): number {
       return 8;
   }
 }
+
+/** The codecs of the 16- and 8-bit scale encodings, built on first use (resolving them per call costs more than the rounding). */
+const scaleCodecs: { float16?: MinifloatCodec; bfloat16?: MinifloatCodec; e4m3?: MinifloatCodec } = {};
 
 /**
  * Rounds a positive scale to the nearest value of a storage encoding, never to zero when the input is positive
@@ -40,7 +43,7 @@ export function roundScale(scale: number, encoding: ScaleEncoding, direction: 'n
     case 'float16':
     case 'bfloat16':
     case 'e4m3': {
-      const codec = minifloat(encoding === 'float16' ? FLOAT16 : encoding === 'bfloat16' ? BFLOAT16 : FP8_E4M3);
+      const codec = (scaleCodecs[encoding] ??= minifloat(encoding === 'float16' ? FLOAT16 : encoding === 'bfloat16' ? BFLOAT16 : FP8_E4M3));
       let code = codec.encode(scale);
       // Positive codes increase with value, so the next code up is the next larger value (saturating at the max).
       if (direction === 'up' && codec.decode(code) < scale && codec.decode(code + 1) <= codec.maxValue) code += 1;

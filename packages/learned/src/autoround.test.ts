@@ -138,3 +138,56 @@ describe('learnableWeightClipping (OmniQuant-style LWC)', () => {
     }
   });
 });
+
+describe('autoRound initialised by GPTQ (init: gptq)', () => {
+  /** X^T X of the float inputs of both layers of the test block (a reads x, b reads h = x A^T). */
+  async function hessians(g: BlockGradients, layers: LayerState[]): Promise<Map<string, Float64Array>> {
+    const x = g.input().data;
+    const [m, n] = layers[0]!.weight.shape;
+    const A = layers[0]!.weight.data;
+    const tokens = x.length / n;
+    const h = new Float64Array(tokens * m);
+    for (let k = 0; k < tokens; k++) for (let i = 0; i < m; i++) for (let j = 0; j < n; j++) h[k * m + i] += x[k * n + j]! * A[i * n + j]!;
+    const gram = (rows: ArrayLike<number>, width: number): Float64Array => {
+      const H = new Float64Array(width * width);
+      for (let k = 0; k < tokens; k++) for (let i = 0; i < width; i++) for (let j = 0; j < width; j++) H[i * width + j] += rows[k * width + i]! * rows[k * width + j]!;
+      return H;
+    };
+    return new Map([['a', gram(x, n)], ['b', gram(h, m)]]);
+  }
+
+  it("starts exactly at GPTQ's solution and, with best-iterate selection on the full batch, never ends worse than it", async () => {
+    const { gptqQuantizeLayer } = await import('@bitsmith/solvers');
+    const { learnableRounding } = await import('./learnable-rounding.js');
+    const { g, layers } = twoLayerBlock(32, 48, 4, 16, 7);
+    const H = await hessians(g, layers);
+    const granularity = { type: 'group', size: 16 } as const;
+    const statistics = (name: string) => ({ tokens: 64, hessian: H.get(name)! });
+    const gptqWeights = new Map<string, Float32Array>();
+    for (const l of layers) {
+      const solved = await gptqQuantizeLayer(l.weight, H.get(l.name)!, { format: parseFormat('int3'), granularity });
+      gptqWeights.set(l.name, solved.weight.data as Float32Array);
+      // Iteration 0 of the refinement is GPTQ's weight, bit for bit, although GPTQ's scales are not round-to-nearest's.
+      const rounding = learnableRounding(l.weight, { format: parseFormat('int3'), granularity, start: solved.quantized });
+      expect(Array.from(rounding.dequantize(rounding.initial()))).toEqual(Array.from(solved.weight.data));
+      expect(Array.from(rounding.quantize(rounding.initial()).codes)).toEqual(Array.from(solved.quantized.codes));
+    }
+    const rtn = new Map(layers.map((l) => [l.name, dequantize(quantize(l.weight, { format: parseFormat('int3'), granularity })).data as Float32Array]));
+    const gptqError = await blockMse(g, gptqWeights);
+    expect(gptqError).not.toEqual(await blockMse(g, rtn)); // the test separates the two starting points
+    const step = autoRound({ format: 'int3', granularity, iterations: 30, batchSize: 4, init: 'gptq' });
+    expect(step.requires).toEqual([{ kind: 'hessian' }]);
+    const result = await step.run({ layers, statistics, blockGradients: g });
+    const refined = await blockMse(g, new Map(result.layers.map((l) => [l.name, l.weight.data as Float32Array])));
+    expect(refined).toBeLessThanOrEqual(gptqError);
+    expect(refined).toBeLessThan(0.98 * gptqError);
+    // Without a block capability the step returns GPTQ's solution and says so.
+    const loose = await autoRound({ format: 'int3', granularity, init: 'gptq' }).run({ layers, statistics });
+    expect(loose.warnings[0]!.message).toMatch(/GPTQ's solution/);
+    expect(Array.from(loose.layers[1]!.weight.data)).toEqual(Array.from(gptqWeights.get('b')!));
+  });
+
+  it('refuses asymmetric grids for init: gptq, naming the option', () => {
+    expect(() => autoRound({ format: 'int3-asym', init: 'gptq' })).toThrow(/init.*symmetric/);
+  });
+});

@@ -10,11 +10,13 @@ import {
   type FormatSpec,
   type Granularity,
   type LayerState,
+  type QuantizedTensor,
   type Quantizer,
   type ScaleEncoding,
   type StepWarning,
 } from '@bitsmith/core';
 import { createRandom } from '@bitsmith/linalg';
+import { gptqQuantizeLayer } from '@bitsmith/solvers';
 import type { LearningRateSchedule } from './learning-rate-schedule.js';
 import { autoRoundOptionsSchema } from './learned-options.js';
 import { learnableRounding, type LearnableRounding, type RoundingParameters } from './learnable-rounding.js';
@@ -48,6 +50,14 @@ export interface AutoRoundOptions {
   learnRounding?: boolean;
   /** Keep the parameters of the step with the lowest batch loss (AutoRound's default) rather than the last. Default true. */
   bestIterate?: boolean;
+  /**
+   * Where the rounding starts: `rtn` (default, AutoRound's round-to-nearest) or `gptq`: each layer is first solved by
+   * GPTQ (`@bitsmith/solvers`, from the layer's Hessian, which the step then requests) and AutoRound refines that
+   * solution, every weight within half a step of GPTQ's code and the clipping factors scaling GPTQ's group scales.
+   * Iteration 0 is then exactly GPTQ's result, so with best-iterate selection on the full batch the block loss is
+   * never worse than GPTQ's. Symmetric grids only.
+   */
+  init?: 'rtn' | 'gptq';
 }
 
 interface LayerTraining {
@@ -141,6 +151,8 @@ export function blockwiseRounding(options: AutoRoundOptions, id: string): Quanti
   const learnRounding = options.learnRounding ?? true;
   if (!learnClipping && !learnRounding) throw new InvalidArgumentError('learnClipping/learnRounding', 'nothing to learn: enable at least one');
   const bestIterate = options.bestIterate ?? true;
+  const init = options.init ?? 'rtn';
+  if (init === 'gptq' && !format.symmetric) throw new InvalidArgumentError('init', `init: 'gptq' needs a symmetric integer format (int2..int8); got ${format.bits}-bit asymmetric`);
   const settings = {
     format,
     ...(options.granularity ? { granularity: options.granularity } : {}),
@@ -154,30 +166,42 @@ export function blockwiseRounding(options: AutoRoundOptions, id: string): Quanti
   return {
     id,
     kind: 'quantize',
-    requires: [],
+    requires: init === 'gptq' ? [{ kind: 'hessian' }] : [],
     async run(context) {
       const warnings: StepWarning[] = [];
       const g = context.blockGradients;
-      if (!g || iterations === 0) {
-        if (!g) warnings.push({ step: id, message: 'no block capability (loose layers or a model without block gradients): fell back to round-to-nearest' });
-        const layers = context.layers.map((layer) => {
-          const q = quantize(layer.weight, settings);
-          return { ...layer, weight: dequantize(q), quantized: q, bitsPerWeight: bitsPerWeight(q) };
-        });
-        return { layers, warnings };
-      }
-      const training: LayerTraining[] = context.layers.map((state) => {
+      const training: LayerTraining[] = [];
+      const unlearned: LayerState[] = [];
+      for (const state of context.layers) {
         const settingsHere = state.assignment?.format.type === 'int' ? { ...settings, format: state.assignment.format, ...(state.assignment.granularity ? { granularity: state.assignment.granularity } : {}) } : settings;
-        const rounding = learnableRounding(state.weight, settingsHere);
+        let start: QuantizedTensor | undefined;
+        if (init === 'gptq') {
+          const statistics = context.statistics(state.name);
+          if (!statistics.hessian || statistics.tokens === 0) throw new InvalidArgumentError('statistics', `init: 'gptq' needs the Hessian of layer '${state.name}', and no calibration token reached it`);
+          const solved = await gptqQuantizeLayer(state.weight, statistics.hessian, { ...settingsHere, ...(context.signal ? { signal: context.signal } : {}) });
+          for (const warning of solved.warnings) warnings.push({ ...warning, step: id, layer: state.name });
+          start = solved.quantized;
+        }
+        if (!g || iterations === 0) {
+          // Nothing to learn: the starting point (GPTQ's solution, or round-to-nearest) is the result.
+          const q = start ?? quantize(state.weight, settingsHere);
+          unlearned.push({ ...state, weight: dequantize(q), quantized: q, bitsPerWeight: bitsPerWeight(q) });
+          continue;
+        }
+        const rounding = learnableRounding(state.weight, { ...settingsHere, ...(start ? { start } : {}) });
         const params = rounding.initial();
-        return {
+        training.push({
           state,
           rounding,
           params,
           best: copyParams(params),
           optimizers: { offset: makeOptimizer(learningRate, [-0.5, 0.5]), minScale: makeOptimizer(scaleLearningRate, [0, 1]), maxScale: makeOptimizer(scaleLearningRate, [0, 1]) },
-        };
-      });
+        });
+      }
+      if (!g || iterations === 0) {
+        if (!g) warnings.push({ step: id, message: `no block capability (loose layers or a model without block gradients): fell back to ${init === 'gptq' ? "GPTQ's solution" : 'round-to-nearest'}` });
+        return { layers: unlearned, warnings };
+      }
       const nextBatch = batchOrder(g.lengths.length, batchSize, options.seed ?? 0);
       const weights = new Map<string, Float32Array>();
       let bestLoss = Infinity;

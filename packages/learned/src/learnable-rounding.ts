@@ -54,6 +54,14 @@ export interface LearnableRoundingOptions {
   granularity?: Granularity;
   /** Default `float16`; scales are rounded to it in the forward pass, so training sees the stored grid. */
   scaleEncoding?: ScaleEncoding;
+  /**
+   * Start from another quantizer's solution on the same symmetric grid (GPTQ's, for AutoRound initialised by GPTQ):
+   * its codes and scales. Each group's scale becomes `start.scale * clip / unclipped` (the clipping factors then
+   * scale GPTQ's range rather than the group's min/max), and each rounding is measured from the start's code:
+   * `q = clamp(round(w / s + b + v))` with the fixed `b = q_start - w / s_start`. With `v = 0` and both factors 1
+   * the quantizer reproduces the start exactly.
+   */
+  start?: QuantizedTensor;
 }
 
 interface GroupScale {
@@ -95,6 +103,30 @@ export function learnableRounding(weight: Matrix, options: LearnableRoundingOpti
   const maxq = levels - 1;
   const half = levels / 2;
   const encoding = plan.scaleEncoding;
+  // Per group, the factor k in s = k * clipped range / (levels - 1 or half - 1/2): 1 normally; with a start,
+  // start scale * (half - 1/2) / unclipped range, so that unit clipping factors give the start's scale.
+  const rangeFactor = new Float64Array(groups).fill(1);
+  let base: Float32Array | undefined;
+  let startScales: Float32Array | undefined;
+  const ranges = new Float64Array(groups);
+  if (options.start) {
+    const start = options.start;
+    if (!symmetric) throw new UnsupportedFormatError(`starting learnable rounding from another solution needs a symmetric grid (int2..int8); got ${format.bits}-bit asymmetric`);
+    if (start.shape[0] !== rows || start.shape[1] !== columns || start.format.type !== 'int' || start.format.bits !== format.bits || !start.format.symmetric || start.scales.length !== groups || start.permutation || start.tensorScale !== undefined) {
+      throw new UnsupportedFormatError(`the start solution must be on the same grid: ${rows}x${columns}, int${format.bits} symmetric, ${groups} groups, no permutation; got ${start.shape.join("x")}, ${start.format.type === "int" ? `int${start.format.bits}${start.format.symmetric ? "" : "-asym"}` : start.format.type}, ${start.scales.length} groups${start.permutation ? ', permuted' : ''}`);
+    }
+    base = new Float32Array(w.length);
+    startScales = start.scales;
+    for (let g = 0; g < groups; g++) {
+      const range = Math.max(-Math.min(stats.min[g]!, 0), Math.max(stats.max[g]!, 0));
+      ranges[g] = range;
+      rangeFactor[g] = range > 0 ? (start.scales[g]! * (half - 0.5)) / range : 1;
+    }
+    for (let i = 0; i < w.length; i++) {
+      const s0 = start.scales[ids[i]!]!;
+      base[i] = s0 > 0 ? start.codes[i]! - half - w[i]! / s0 : 0;
+    }
+  }
 
   const scales = (p: RoundingParameters): GroupScale => {
     const scale = new Float64Array(groups);
@@ -104,7 +136,12 @@ export function learnableRounding(weight: Matrix, options: LearnableRoundingOpti
       const mn = Math.min(stats.min[g]!, 0) * p.minScale[g]!;
       const mx = Math.max(stats.max[g]!, 0) * p.maxScale[g]!;
       if (symmetric) {
-        scale[g] = roundScale(Math.max(-mn, mx) / (half - 0.5), encoding, 'up');
+        // With a start: its scale times the clipped fraction of the range (exactly the start's scale at factors 1).
+        scale[g] = startScales
+          ? ranges[g]! > 0
+            ? roundScale(startScales[g]! * (Math.max(-mn, mx) / ranges[g]!), encoding, 'up')
+            : startScales[g]!
+          : roundScale(Math.max(-mn, mx) / (half - 0.5), encoding, 'up');
         zero[g] = half;
       } else {
         const s = roundScale((mx - mn) / maxq, encoding, 'up');
@@ -121,7 +158,7 @@ export function learnableRounding(weight: Matrix, options: LearnableRoundingOpti
     const g = ids[i]!;
     const s = gs.scale[g]!;
     if (!(s > 0)) return symmetric ? half : gs.zero[g]!;
-    const r = roundHalfEven(w[i]! / s + p.offset[i]!);
+    const r = roundHalfEven(w[i]! / s + p.offset[i]! + (base ? base[i]! : 0));
     return symmetric ? clamp(r, -half, half - 1) + half : clamp(r + gs.zero[g]!, 0, maxq);
   };
 
@@ -132,10 +169,7 @@ export function learnableRounding(weight: Matrix, options: LearnableRoundingOpti
     initial: () => ({ offset: new Float32Array(rows * columns), minScale: new Float32Array(groups).fill(1), maxScale: new Float32Array(groups).fill(1) }),
     dequantize(p, out = new Float32Array(rows * columns)) {
       const gs = scales(p);
-      for (let i = 0; i < w.length; i++) {
-        const g = ids[i]!;
-        out[i] = (codeOf(i, p, gs) - gs.zero[g]!) * gs.scale[g]! + 0;
-      }
+      dequantizeInto(w, ids, gs.scale, symmetric ? undefined : gs.zero, p.offset, base, symmetric ? -half : 0, symmetric ? half - 1 : maxq, out);
       return out;
     },
     backward(p, gradWeight) {
@@ -143,26 +177,7 @@ export function learnableRounding(weight: Matrix, options: LearnableRoundingOpti
       const dOffset = new Float32Array(w.length);
       const dScale = new Float64Array(groups);
       const dZero = new Float64Array(groups);
-      for (let i = 0; i < w.length; i++) {
-        const g = ids[i]!;
-        const s = gs.scale[g]!;
-        if (!(s > 0)) continue;
-        const G = gradWeight[i]!;
-        const u = w[i]! / s + p.offset[i]!;
-        const r = roundHalfEven(u);
-        const shifted = symmetric ? r : r + gs.zero[g]!;
-        const inside = symmetric ? r >= -half && r <= half - 1 : shifted >= 0 && shifted <= maxq;
-        if (inside) {
-          // w' = s * round(w / s + v) (the zero point cancels): dw'/dv = s, dw'/ds = r - w / s.
-          dOffset[i] = G * s;
-          dScale[g] += G * (r - w[i]! / s);
-        } else {
-          // w' = s * (q_clamped - z): dw'/ds = q - z at fixed z, dw'/dz = -s.
-          const q = symmetric ? clamp(r, -half, half - 1) : clamp(shifted, 0, maxq) - gs.zero[g]!;
-          dScale[g] += G * q;
-          if (!symmetric) dZero[g] += -G * s;
-        }
-      }
+      offsetAndScaleGradients(w, ids, gs.scale, symmetric ? undefined : gs.zero, p.offset, base, symmetric ? -half : 0, symmetric ? half - 1 : maxq, gradWeight, dOffset, dScale, dZero);
       const dMin = new Float64Array(groups);
       const dMax = new Float64Array(groups);
       for (let g = 0; g < groups; g++) {
@@ -172,7 +187,7 @@ export function learnableRounding(weight: Matrix, options: LearnableRoundingOpti
         const wmax = Math.max(stats.max[g]!, 0);
         if (symmetric) {
           // s = max(-wmin * a, wmax * b) / (half - 1/2): the gradient goes to the larger side.
-          const dm = dScale[g]! / (half - 0.5);
+          const dm = (dScale[g]! * rangeFactor[g]!) / (half - 0.5);
           if (-wmin * p.minScale[g]! >= wmax * p.maxScale[g]!) dMin[g] = dm * -wmin;
           else dMax[g] = dm * wmax;
         } else {
@@ -202,4 +217,85 @@ export function learnableRounding(weight: Matrix, options: LearnableRoundingOpti
       };
     },
   };
+}
+
+/** `1.5 * 2^52`: `(u + SHIFT) - SHIFT` is `u` rounded to an integer, ties to even, for `|u| < 2^51`. */
+const SHIFT = 6755399441055744;
+
+/**
+ * Round half to even without core's care for the sign of a zero result (the callers add `+ 0` or only compare), so the
+ * hot loops below take no data-dependent branch for it; `|u| >= 2^51` (a weight over a vanishing scale) goes to core.
+ */
+function nearestEven(u: number): number {
+  return u > -2251799813685248 && u < 2251799813685248 ? u + SHIFT - SHIFT : roundHalfEven(u);
+}
+
+/**
+ * `out[i] = s (clamp(round(w[i] / s + v[i]) + z, lowest, highest) - z)` per element, with its group's scale `s` and
+ * zero point `z` (0 when `zero` is absent: symmetric grids, codes centred on 0). A zero scale gives 0. Top-level so
+ * V8 optimises it once (it runs over every weight of the block in every AutoRound iteration).
+ */
+function dequantizeInto(
+  w: Float32Array,
+  ids: Int32Array,
+  scale: Float64Array,
+  zero: Float64Array | undefined,
+  offset: Float32Array,
+  base: Float32Array | undefined,
+  lowest: number,
+  highest: number,
+  out: Float32Array,
+): void {
+  for (let i = 0; i < w.length; i++) {
+    const g = ids[i]!;
+    const s = scale[g]!;
+    if (!(s > 0)) {
+      out[i] = 0;
+      continue;
+    }
+    const z = zero ? zero[g]! : 0;
+    let c = nearestEven(w[i]! / s + offset[i]! + (base ? base[i]! : 0)) + z;
+    c = c < lowest ? lowest : c > highest ? highest : c;
+    out[i] = (c - z) * s + 0;
+  }
+}
+
+/**
+ * The straight-through backward of {@link dequantizeInto}: inside the grid `w' = s round(w / s + v)` gives
+ * `dv = G s` and `ds += G (r - w / s)`; clamped elements give `ds += G (q - z)` and, asymmetric, `dz += -G s`.
+ */
+function offsetAndScaleGradients(
+  w: Float32Array,
+  ids: Int32Array,
+  scale: Float64Array,
+  zero: Float64Array | undefined,
+  offset: Float32Array,
+  base: Float32Array | undefined,
+  lowest: number,
+  highest: number,
+  gradWeight: ArrayLike<number>,
+  dOffset: Float32Array,
+  dScale: Float64Array,
+  dZero: Float64Array,
+): void {
+  for (let i = 0; i < w.length; i++) {
+    const g = ids[i]!;
+    const s = scale[g]!;
+    if (!(s > 0)) continue;
+    const G = gradWeight[i]!;
+    const ratio = w[i]! / s;
+    const r = nearestEven(ratio + offset[i]! + (base ? base[i]! : 0));
+    const z = zero ? zero[g]! : 0;
+    const shifted = r + z;
+    if (shifted >= lowest && shifted <= highest) {
+      // w' = s * round(w / s + b + v) (the zero point cancels): dw'/dv = s, dw'/ds = r - w / s.
+      dOffset[i] = G * s;
+      dScale[g] += G * (r - ratio);
+    } else {
+      // w' = s * (q_clamped - z): dw'/ds = q - z at fixed z, dw'/dz = -s.
+      const q = (shifted < lowest ? lowest : highest) - z;
+      dScale[g] += G * q;
+      if (zero) dZero[g] += -G * s;
+    }
+  }
 }

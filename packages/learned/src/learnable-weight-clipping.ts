@@ -3,7 +3,7 @@ import { blockwiseRounding, type AutoRoundOptions } from './autoround.js';
 import { learnableWeightClippingOptionsSchema } from './learned-options.js';
 
 /** Options of {@link learnableWeightClipping}: AutoRound's, without the rounding offsets. */
-export type LearnableWeightClippingOptions = Omit<AutoRoundOptions, 'learnRounding' | 'learnClipping'>;
+export type LearnableWeightClippingOptions = Omit<AutoRoundOptions, 'learnRounding' | 'learnClipping' | 'init'>;
 
 /**
  * OmniQuant-style learnable weight clipping (LWC; Shao et al., arXiv:2308.13137) as a quantize step: per block, the

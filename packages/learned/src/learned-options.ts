@@ -21,10 +21,11 @@ export const blockOptimizationOptions = {
   bestIterate: z.boolean().optional(),
 };
 
-/** AutoRound's switches of what is learned. */
+/** AutoRound's switches of what is learned, and where it starts. */
 export const learnedParameterOptions = {
   learnClipping: z.boolean().optional(),
   learnRounding: z.boolean().optional(),
+  init: z.enum(['rtn', 'gptq']).optional(),
 };
 
 /** In code a schedule may also carry a warmup: `{ type: 'cosine', warmup: 10 }` (see `scheduleFactor`). */

@@ -5,7 +5,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { defaultBackend } from '@bitsmith/linalg';
-import { llamaBlockBackward, llamaBlockForward, loadLlamaModel } from '@bitsmith/models';
+import { BlockWorkspace, llamaBlockBackward, llamaBlockForward, loadLlamaModel } from '@bitsmith/models';
 
 const shared = process.env.BITSMITH_SHARED ? resolve(process.env.BITSMITH_SHARED) : resolve(dirname(fileURLToPath(import.meta.url)), '../../../../shared');
 const docs = join(shared, 'models', 'llama-docs-29m');
@@ -37,8 +37,9 @@ const time = async (fn, runs = 3) => {
   return best / 1000;
 };
 const ones = new Float32Array(tokens * c.hiddenSize).fill(1e-3);
-const forward = await time(() => llamaBlockForward(c, block, hidden, backend));
-const both = await time(() => llamaBlockBackward(c, block, hidden, backend, () => ones));
+const workspace = new BlockWorkspace(); // as AutoRound's iterations run: scratch reused across passes
+const forward = await time(() => llamaBlockForward(c, block, hidden, backend, { workspace }));
+const both = await time(() => llamaBlockBackward(c, block, hidden, backend, () => ones, { workspace }));
 const backward = both - forward;
 const gf = (flops, s) => (flops / s / 1e9).toFixed(2);
 console.log(`${dir.split('/').pop()}, block 0, ${count} x ${length} tokens, backend ${backend.name} (${backend.threads} threads)`);

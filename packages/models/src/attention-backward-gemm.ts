@@ -1,6 +1,7 @@
 import type { Backend } from '@bitsmith/linalg';
 import { attentionLayout, type AttentionShape } from './attention.js';
 import { packHeadKeysValues, type AttentionGemmOptions } from './attention-gemm.js';
+import { fastExp } from './fast-exp.js';
 
 /**
  * Backward pass of causal grouped-query attention with its O(n^2 d) work in the backend's float32 GEMM, the
@@ -87,7 +88,7 @@ export async function causalAttentionBackwardGemm(
             for (let j = first; j <= last; j++) if (P[o + j]! > max) max = P[o + j]!;
             let sum = 0;
             for (let j = first; j <= last; j++) {
-              const e = Math.exp(P[o + j]! - max);
+              const e = fastExp(P[o + j]! - max);
               P[o + j] = e;
               sum += e;
             }

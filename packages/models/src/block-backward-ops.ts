@@ -1,3 +1,4 @@
+import { fastExp } from './fast-exp.js';
 import { attentionLayout, type AttentionShape } from './attention.js';
 import type { RopeTables } from './rope.js';
 
@@ -205,7 +206,7 @@ export function swigluBackward(gate: GradientArray, up: GradientArray, dh: Gradi
   for (let i = 0; i < gate.length; i++) {
     const g = gate[i]!;
     const u = up[i]!;
-    const sig = 1 / (1 + Math.exp(-g));
+    const sig = 1 / (1 + fastExp(-g));
     const d = dh[i]!;
     dGate[i] = d * u * sig * (1 + g * (1 - sig));
     dUp[i] = d * g * sig;

@@ -63,7 +63,7 @@ export type { GradientArray } from './block-backward-ops.js';
 export { rmsNormBackward, ropeBackward, causalAttentionBackward, swigluBackward } from './block-backward-ops.js';
 export { causalAttentionBackwardGemm } from './attention-backward-gemm.js';
 export type { BlockPassOptions, BlockBackwardResult } from './llama-block-backward.js';
-export { llamaBlockForward, llamaBlockBackward } from './llama-block-backward.js';
+export { llamaBlockForward, llamaBlockBackward, BlockWorkspace } from './llama-block-backward.js';
 export { llamaBlockGradients } from './llama-block-gradients.js';
 
 // Calibration, generation, evaluation

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { UnsupportedFormatError, type Tensor } from '@bitsmith/core';
 import { createJsBackend, createRandom } from '@bitsmith/linalg';
 import { architectureFixtureDir } from './architecture-fixtures.test-support.js';
-import { llamaBlockBackward, llamaBlockForward } from './llama-block-backward.js';
+import { BlockWorkspace, llamaBlockBackward, llamaBlockForward } from './llama-block-backward.js';
 import { llamaBlockGradients } from './llama-block-gradients.js';
 import { parseLlamaConfig } from './llama-config.js';
 import { createLlamaGraph, type HiddenStates, type LlamaGraph } from './llama-graph.js';
@@ -120,6 +120,25 @@ describe('llamaBlockBackward', () => {
       await check(input.states.data, result.inputGradient, 'input');
     });
   }
+
+  it('gives bit-identical results with a reused workspace, across batches of different sizes and after a larger one', async () => {
+    const graph = await tinyGraph('qwen2', 8);
+    const block = graph.blocks[0]!;
+    const workspace = new BlockWorkspace();
+    const rnd = random(9);
+    for (const lengths of [[6, 4], [9, 7, 3], [5], [6, 4]]) {
+      const input = hiddenStates(lengths, 16, lengths.length);
+      const probe = Float32Array.from({ length: input.states.data.length }, () => 2 * rnd());
+      const fresh = await llamaBlockBackward(graph.config, block, input, backend, () => probe);
+      const reused = await llamaBlockBackward(graph.config, block, input, backend, () => probe, { workspace });
+      expect(Array.from(reused.output)).toEqual(Array.from(fresh.output));
+      expect(Array.from(reused.inputGradient)).toEqual(Array.from(fresh.inputGradient));
+      for (const [name, g] of fresh.weightGradients) expect(Array.from(reused.weightGradients.get(name)!), name).toEqual(Array.from(g));
+      for (const [name, g] of fresh.normGradients) expect(Array.from(reused.normGradients.get(name)!), name).toEqual(Array.from(g));
+      expect(Array.from(await llamaBlockForward(graph.config, block, input, backend, { workspace }))).toEqual(Array.from(fresh.output));
+    }
+    expect(workspace.bytes).toBeGreaterThan(0);
+  });
 
   it('gives the gradient with respect to trial weights, not the block’s own', async () => {
     const graph = await tinyGraph('llama', 7);

@@ -3,6 +3,7 @@ import type { Backend } from '@bitsmith/linalg';
 import { causalAttentionGemm } from './attention-gemm.js';
 import { causalAttentionBackwardGemm } from './attention-backward-gemm.js';
 import { rmsNormBackward, ropeBackward, swigluBackward } from './block-backward-ops.js';
+import { fastExp } from './fast-exp.js';
 import { cacheAfterAttention, cacheAfterRope, cacheKeysBeforeRope } from './kv-cache.js';
 import type { LinearLayer } from './linear-layer.js';
 import type { LlamaConfig } from './llama-config.js';
@@ -20,10 +21,61 @@ export interface BlockPassOptions {
   /** RoPE tables covering the longest sequence; default: built from the config. */
   rope?: RopeTables;
   /**
+   * Scratch arrays reused across calls for the pass's intermediate activations (the tape) and temporaries, so a
+   * loop of passes over batches of the same size (AutoRound's iterations) allocates nothing large and leaves the
+   * garbage collector idle. The returned output and gradients are always fresh arrays. Default: fresh arrays.
+   */
+  workspace?: BlockWorkspace;
+  /**
    * Fake-quantizes each linear layer's input (a copy) before its weight multiplies it; the backward pass forms the
-   * weight gradient from the quantized input and passes the input gradient straight through. Default: none.
+   * weight gradient from the quantized input and passes the input gradient through the adjoint the quantizer returns
+   * (straight-through when it returns none). Default: none.
    */
   quantizeInput?: LinearInputQuantizer;
+}
+
+/**
+ * Scratch arrays by name for {@link llamaBlockForward} and {@link llamaBlockBackward}, grown on demand and reused
+ * by later passes (one pass at a time per workspace).
+ *
+ * @example
+ * ```ts
+ * const workspace = new BlockWorkspace();
+ * for (const batch of batches) await llamaBlockBackward(config, block, batch, backend, seed, { workspace });
+ * ```
+ */
+export class BlockWorkspace {
+  readonly #arrays = new Map<string, Float32Array>();
+
+  /** A zero-filled array of `length` floats under `name` (the same memory as the previous call with that name). */
+  zeros(name: string, length: number): Float32Array {
+    const view = this.uninitialised(name, length);
+    view.fill(0);
+    return view;
+  }
+
+  /** An array of `length` floats under `name` whose contents are left from earlier use. */
+  uninitialised(name: string, length: number): Float32Array {
+    let array = this.#arrays.get(name);
+    if (!array || array.length < length) {
+      array = new Float32Array(length);
+      this.#arrays.set(name, array);
+    }
+    return array.subarray(0, length);
+  }
+
+  /** Bytes held. */
+  get bytes(): number {
+    let total = 0;
+    for (const a of this.#arrays.values()) total += a.byteLength;
+    return total;
+  }
+}
+
+/** Fresh arrays when there is no workspace. */
+function scratch(workspace: BlockWorkspace | undefined, name: string, length: number, zeroed = true): Float32Array {
+  if (!workspace) return new Float32Array(length);
+  return zeroed ? workspace.zeros(name, length) : workspace.uninitialised(name, length);
 }
 
 /** What {@link llamaBlockBackward} returns. */
@@ -58,10 +110,25 @@ interface BlockTape {
   up: Float32Array;
   act: Float32Array;
   out: Float32Array;
-  /** The quantized inputs by layer name (with `quantizeInput`), which the weight gradients use. */
-  quantized: Map<string, Float32Array>;
-  /** The input quantizers' adjoints by layer name (absent: straight-through). */
-  adjoints: Map<string, LinearInputAdjoint>;
+  /** With `quantizeInput`: the quantized inputs and the quantizers' adjoints, by layer name. */
+  quantized: FakeQuantized;
+}
+
+/** The fake-quantized linear inputs of one pass (empty without `quantizeInput`). */
+interface FakeQuantized {
+  readonly quantizeInput: LinearInputQuantizer | undefined;
+  readonly inputs: Map<string, Float32Array>;
+  readonly adjoints: Map<string, LinearInputAdjoint>;
+}
+
+/** The input a linear multiplies: `x`, or with `quantizeInput` a fake-quantized copy (kept for the backward pass). */
+async function inputOf(layer: LinearLayer, x: Float32Array, rows: number, fq: FakeQuantized): Promise<Float32Array> {
+  if (!fq.quantizeInput) return x;
+  const copy = x.slice(0, rows * layer.inFeatures);
+  const adjoint = await fq.quantizeInput(layer.name, copy, rows, layer.inFeatures);
+  fq.inputs.set(layer.name, copy);
+  if (adjoint) fq.adjoints.set(layer.name, adjoint);
+  return copy;
 }
 
 function weightOf(layer: LinearLayer, weights: ReadonlyMap<string, Float32Array> | undefined): Float32Array {
@@ -72,25 +139,10 @@ function weightOf(layer: LinearLayer, weights: ReadonlyMap<string, Float32Array>
   return w;
 }
 
-async function linear(
-  layer: LinearLayer,
-  xIn: Float32Array,
-  rows: number,
-  backend: Backend,
-  weights: ReadonlyMap<string, Float32Array> | undefined,
-  quantized?: { quantizeInput: LinearInputQuantizer | undefined; inputs: Map<string, Float32Array>; adjoints: Map<string, LinearInputAdjoint> },
-): Promise<Float32Array> {
+async function linear(layer: LinearLayer, x: Float32Array, rows: number, backend: Backend, weights: ReadonlyMap<string, Float32Array> | undefined, out: Float32Array = new Float32Array(rows * layer.outFeatures)): Promise<Float32Array> {
   if (layer.inputTransform) {
     throw new UnsupportedFormatError(`${layer.name} has a run-time input transform (${layer.inputTransform.name}); the block backward pass supports plain linear layers only`);
   }
-  let x = xIn;
-  if (quantized?.quantizeInput) {
-    x = xIn.slice(0, rows * layer.inFeatures);
-    const adjoint = await quantized.quantizeInput(layer.name, x, rows, layer.inFeatures);
-    quantized.inputs.set(layer.name, x);
-    if (adjoint) quantized.adjoints.set(layer.name, adjoint);
-  }
-  const out = new Float32Array(rows * layer.outFeatures);
   if (rows > 0) await backend.sgemm({ m: rows, n: layer.outFeatures, k: layer.inFeatures, a: x, b: weightOf(layer, weights), c: out, transB: true });
   const { bias } = layer;
   if (bias) {
@@ -128,37 +180,37 @@ async function forwardTape(config: LlamaConfig, block: LlamaBlock, input: Hidden
   }
   const rope = options.rope && options.rope.positions >= maxLength ? options.rope : ropeTables(config, Math.max(1, maxLength));
   const w = options.weights;
+  const ws = options.workspace;
   const x = input.states.data;
-  const quantized = new Map<string, Float32Array>();
-  const adjoints = new Map<string, LinearInputAdjoint>();
-  const fq = { quantizeInput: options.quantizeInput, inputs: quantized, adjoints };
+  const fq: FakeQuantized = { quantizeInput: options.quantizeInput, inputs: new Map(), adjoints: new Map() };
   const { qProj, kProj, vProj, oProj } = block.selfAttention;
   const { gateProj, upProj, downProj } = requireLlamaComputation(config, block);
-  const n1 = rmsNorm(x, tokens, hidden, block.inputLayernorm.weight, block.inputLayernorm.eps);
-  const q = await linear(qProj, n1, tokens, backend, w, fq);
-  const k = await linear(kProj, n1, tokens, backend, w, fq);
-  const v = await linear(vProj, n1, tokens, backend, w, fq);
+  const n1 = rmsNorm(x, tokens, hidden, block.inputLayernorm.weight, block.inputLayernorm.eps, scratch(ws, 'n1', tokens * hidden, false));
+  const q = await linear(qProj, await inputOf(qProj, n1, tokens, fq), tokens, backend, w, scratch(ws, 'q', tokens * qProj.outFeatures, false));
+  const k = await linear(kProj, await inputOf(kProj, n1, tokens, fq), tokens, backend, w, scratch(ws, 'k', tokens * kProj.outFeatures, false));
+  const v = await linear(vProj, await inputOf(vProj, n1, tokens, fq), tokens, backend, w, scratch(ws, 'v', tokens * vProj.outFeatures, false));
   const geometry = { numHeads: config.numAttentionHeads, numKvHeads: config.numKeyValueHeads, headDim: config.headDim };
   await cacheKeysBeforeRope(block.kvCache, k, tokens, geometry);
   applyRope(q, rope, tokens, config.numAttentionHeads, positions);
   applyRope(k, rope, tokens, config.numKeyValueHeads, positions);
   await cacheAfterRope(block.kvCache, q, k, v, tokens, geometry, backend);
   const shape = { numHeads: config.numAttentionHeads, numKvHeads: config.numKeyValueHeads, headDim: config.headDim, slidingWindow: block.attentionType === 'sliding' ? config.slidingWindow : undefined };
-  const attended = await causalAttentionGemm(q, k, v, lengths, shape, new Float32Array(tokens * config.numAttentionHeads * config.headDim), backend);
+  const attended = await causalAttentionGemm(q, k, v, lengths, shape, scratch(ws, 'attended', tokens * config.numAttentionHeads * config.headDim, false), backend);
   await cacheAfterAttention(block.kvCache, attended, tokens, geometry, backend);
-  const h = await linear(oProj, attended, tokens, backend, w, fq);
+  const h = await linear(oProj, await inputOf(oProj, attended, tokens, fq), tokens, backend, w, scratch(ws, 'h', tokens * hidden, false));
   for (let i = 0; i < h.length; i++) h[i]! += x[i]!;
-  const n2 = rmsNorm(h, tokens, hidden, block.postAttentionLayernorm.weight, block.postAttentionLayernorm.eps);
-  const gate = await linear(gateProj, n2, tokens, backend, w, fq);
-  const up = await linear(upProj, n2, tokens, backend, w, fq);
-  const act = new Float32Array(gate.length);
+  const n2 = rmsNorm(h, tokens, hidden, block.postAttentionLayernorm.weight, block.postAttentionLayernorm.eps, scratch(ws, 'n2', tokens * hidden, false));
+  const gate = await linear(gateProj, await inputOf(gateProj, n2, tokens, fq), tokens, backend, w, scratch(ws, 'gate', tokens * gateProj.outFeatures, false));
+  const up = await linear(upProj, await inputOf(upProj, n2, tokens, fq), tokens, backend, w, scratch(ws, 'up', tokens * upProj.outFeatures, false));
+  const act = scratch(ws, 'act', gate.length, false);
+  // SiLU as LlamaGraph's gatedActivation computes it (fastExp), so this forward matches runBlock bit for bit.
   for (let i = 0; i < gate.length; i++) {
     const g = gate[i]!;
-    act[i] = (g / (1 + Math.exp(-g))) * up[i]!;
+    act[i] = (g / (1 + fastExp(-g))) * up[i]!;
   }
-  const out = await linear(downProj, act, tokens, backend, w, fq);
+  const out = await linear(downProj, await inputOf(downProj, act, tokens, fq), tokens, backend, w);
   for (let i = 0; i < out.length; i++) out[i]! += h[i]!;
-  return { tokens, lengths, positions, rope, x, n1, q, k, v, attended, h, n2, gate, up, act, out, quantized, adjoints };
+  return { tokens, lengths, positions, rope, x, n1, q, k, v, attended, h, n2, gate, up, act, out, quantized: fq };
 }
 
 /**
@@ -249,8 +301,8 @@ export async function llamaBlockBackward(
   const hidden = config.hiddenSize;
   const { qProj, kProj, vProj, oProj } = block.selfAttention;
   const { gateProj, upProj, downProj } = requireLlamaComputation(config, block);
-  // With `quantizeInput` the weights multiplied fake-quantized inputs: their gradients use those (straight-through for dx).
-  const seen = (layer: LinearLayer, x: Float32Array) => t.quantized.get(layer.name) ?? x;
+  // With `quantizeInput` the weights multiplied fake-quantized inputs: their gradients use those (and the adjoints).
+  const seen = (layer: LinearLayer, x: Float32Array) => t.quantized.inputs.get(layer.name) ?? x;
   const result: BlockBackwardResult = {
     output: t.out,
     inputGradient: new Float32Array(tokens * hidden),
@@ -260,31 +312,33 @@ export async function llamaBlockBackward(
   };
 
   // MLP: out = h + down(silu(gate) * up), gate/up = linear(n2), n2 = rmsnorm(h).
-  const dAct = new Float32Array(t.act.length);
-  await linearBackward(downProj, seen(downProj, t.act), dOut, tokens, backend, w, dAct, false, result, t.adjoints.get(downProj.name));
+  const ws = options.workspace;
+  const dAct = scratch(ws, 'dAct', t.act.length, false);
+  await linearBackward(downProj, seen(downProj, t.act), dOut, tokens, backend, w, dAct, false, result, t.quantized.adjoints.get(downProj.name));
   swigluBackward(t.gate, t.up, dAct, t.gate, t.up); // gate/up now hold their gradients
-  const dN2 = new Float32Array(tokens * hidden);
-  await linearBackward(gateProj, seen(gateProj, t.n2), t.gate, tokens, backend, w, dN2, false, result, t.adjoints.get(gateProj.name));
-  await linearBackward(upProj, seen(upProj, t.n2), t.up, tokens, backend, w, dN2, true, result, t.adjoints.get(upProj.name));
-  const dh = Float32Array.from(dOut); // the residual
+  const dN2 = scratch(ws, 'dN2', tokens * hidden, false);
+  await linearBackward(gateProj, seen(gateProj, t.n2), t.gate, tokens, backend, w, dN2, false, result, t.quantized.adjoints.get(gateProj.name));
+  await linearBackward(upProj, seen(upProj, t.n2), t.up, tokens, backend, w, dN2, true, result, t.quantized.adjoints.get(upProj.name));
+  const dh = scratch(ws, 'dh', dOut.length, false); // the residual
+  dh.set(dOut);
   const dNorm2 = new Float64Array(hidden);
   rmsNormBackward(t.h, tokens, hidden, block.postAttentionLayernorm.weight, block.postAttentionLayernorm.eps, dN2, dh, dNorm2, true);
   result.normGradients.set(block.postAttentionLayernorm.name, Float32Array.from(dNorm2));
 
   // Attention: h = x + o(attn(rope(q), rope(k), v)), q/k/v = linear(n1), n1 = rmsnorm(x).
-  const dAttended = new Float32Array(t.attended.length);
-  await linearBackward(oProj, seen(oProj, t.attended), dh, tokens, backend, w, dAttended, false, result, t.adjoints.get(oProj.name));
+  const dAttended = scratch(ws, 'dAttended', t.attended.length, false);
+  await linearBackward(oProj, seen(oProj, t.attended), dh, tokens, backend, w, dAttended, false, result, t.quantized.adjoints.get(oProj.name));
   const shape = { numHeads: config.numAttentionHeads, numKvHeads: config.numKeyValueHeads, headDim: config.headDim, slidingWindow: block.attentionType === 'sliding' ? config.slidingWindow : undefined };
-  const dq = new Float32Array(t.q.length);
-  const dk = new Float32Array(t.k.length);
-  const dv = new Float32Array(t.v.length);
+  const dq = scratch(ws, 'dq', t.q.length);
+  const dk = scratch(ws, 'dk', t.k.length);
+  const dv = scratch(ws, 'dv', t.v.length);
   await causalAttentionBackwardGemm(t.q, t.k, t.v, t.lengths, shape, dAttended, dq, dk, dv, backend);
   ropeBackward(dq, t.rope, tokens, config.numAttentionHeads, t.positions);
   ropeBackward(dk, t.rope, tokens, config.numKeyValueHeads, t.positions);
-  const dN1 = new Float32Array(tokens * hidden);
-  await linearBackward(qProj, seen(qProj, t.n1), dq, tokens, backend, w, dN1, false, result, t.adjoints.get(qProj.name));
-  await linearBackward(kProj, seen(kProj, t.n1), dk, tokens, backend, w, dN1, true, result, t.adjoints.get(kProj.name));
-  await linearBackward(vProj, seen(vProj, t.n1), dv, tokens, backend, w, dN1, true, result, t.adjoints.get(vProj.name));
+  const dN1 = scratch(ws, 'dN1', tokens * hidden, false);
+  await linearBackward(qProj, seen(qProj, t.n1), dq, tokens, backend, w, dN1, false, result, t.quantized.adjoints.get(qProj.name));
+  await linearBackward(kProj, seen(kProj, t.n1), dk, tokens, backend, w, dN1, true, result, t.quantized.adjoints.get(kProj.name));
+  await linearBackward(vProj, seen(vProj, t.n1), dv, tokens, backend, w, dN1, true, result, t.quantized.adjoints.get(vProj.name));
   const dx = result.inputGradient;
   dx.set(dh);
   const dNorm1 = new Float64Array(hidden);

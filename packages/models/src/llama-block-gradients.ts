@@ -1,5 +1,5 @@
 import { InvalidArgumentError, ShapeMismatchError, type BlockBackward, type BlockGradients, type BlockPassOverrides, type Matrix } from '@bitsmith/core';
-import { llamaBlockBackward, llamaBlockForward } from './llama-block-backward.js';
+import { BlockWorkspace, llamaBlockBackward, llamaBlockForward } from './llama-block-backward.js';
 import type { HiddenStates, LlamaGraph } from './llama-graph.js';
 
 function checkBatch(batch: readonly number[], count: number): void {
@@ -9,13 +9,13 @@ function checkBatch(batch: readonly number[], count: number): void {
 }
 
 /** Rows of the selected sequences, copied into one contiguous batch (a view when the batch is all sequences). */
-function gather(hidden: HiddenStates, starts: readonly number[], batch: readonly number[] | undefined): HiddenStates {
+function gather(hidden: HiddenStates, starts: readonly number[], batch: readonly number[] | undefined, into?: (length: number) => Float32Array): HiddenStates {
   if (!batch) return hidden;
   checkBatch(batch, hidden.lengths.length);
   const columns = hidden.states.shape[1];
   const lengths = batch.map((s) => hidden.lengths[s]!);
   const rows = lengths.reduce((a, b) => a + b, 0);
-  const data = new Float32Array(rows * columns);
+  const data = into ? into(rows * columns) : new Float32Array(rows * columns);
   let at = 0;
   for (const s of batch) {
     const n = hidden.lengths[s]! * columns;
@@ -49,11 +49,20 @@ export function llamaBlockGradients(graph: LlamaGraph, index: number, hidden: Hi
   // The float reference: the linear weights as they are now (steps replace weight objects, they never write into them).
   const reference = new Map(block.linears.map((l) => [l.name, l.weight.data] as const));
   let target: Promise<Float32Array> | undefined;
+  // The passes share one scratch workspace, so they run one at a time (queued) even if a caller overlaps them.
+  const workspace = new BlockWorkspace();
+  const batchInput = (length: number) => workspace.uninitialised('batch-input', length);
+  let queue: Promise<unknown> = Promise.resolve();
+  const serialised = <R>(task: () => Promise<R>): Promise<R> => {
+    const result = queue.then(task);
+    queue = result.catch(() => undefined);
+    return result;
+  };
   const { config, backend } = graph;
   const matrix = (data: Float32Array): Matrix => ({ dtype: 'float32', shape: [data.length / config.hiddenSize, config.hiddenSize], data });
-  // The batch's input rows, or the caller's replacement for them.
+  // The batch's input rows, or the caller's replacement for them; and the pass options with the input quantizer.
   const passInput = (batch: readonly number[] | undefined, overrides: BlockPassOverrides | undefined): HiddenStates => {
-    const input = gather(hidden, starts, batch);
+    const input = gather(hidden, starts, batch, batchInput);
     if (!overrides?.input) return input;
     const rows = input.states.shape[0];
     if (overrides.input.shape[0] !== rows || overrides.input.shape[1] !== config.hiddenSize || overrides.input.dtype !== 'float32') {
@@ -61,6 +70,11 @@ export function llamaBlockGradients(graph: LlamaGraph, index: number, hidden: Hi
     }
     return { states: overrides.input as Matrix<'float32'>, lengths: input.lengths };
   };
+  const passOptions = (weights: ReadonlyMap<string, Float32Array>, overrides: BlockPassOverrides | undefined) => ({
+    weights,
+    workspace,
+    ...(overrides?.quantizeInput ? { quantizeInput: overrides.quantizeInput } : {}),
+  });
   return {
     lengths: hidden.lengths,
     hiddenSize: config.hiddenSize,
@@ -70,14 +84,14 @@ export function llamaBlockGradients(graph: LlamaGraph, index: number, hidden: Hi
       const all = await target;
       return gather({ states: matrix(all), lengths: hidden.lengths }, starts, batch).states;
     },
-    async forward(weights, batch, overrides) {
-      const options = { weights, ...(overrides?.quantizeInput ? { quantizeInput: overrides.quantizeInput } : {}) };
-      return matrix(await llamaBlockForward(config, block, passInput(batch, overrides), backend, options));
+    forward(weights, batch, overrides) {
+      return serialised(async () => matrix(await llamaBlockForward(config, block, passInput(batch, overrides), backend, passOptions(weights, overrides))));
     },
-    async backward(weights, batch, seed, overrides): Promise<BlockBackward> {
-      const options = { weights, ...(overrides?.quantizeInput ? { quantizeInput: overrides.quantizeInput } : {}) };
-      const r = await llamaBlockBackward(config, block, passInput(batch, overrides), backend, (y) => seed(matrix(y)), options);
-      return { output: matrix(r.output), weightGradients: r.weightGradients, inputGradient: matrix(r.inputGradient) };
+    backward(weights, batch, seed, overrides): Promise<BlockBackward> {
+      return serialised(async () => {
+        const r = await llamaBlockBackward(config, block, passInput(batch, overrides), backend, (y) => seed(matrix(y)), passOptions(weights, overrides));
+        return { output: matrix(r.output), weightGradients: r.weightGradients, inputGradient: matrix(r.inputGradient) };
+      });
     },
   };
 }

@@ -108,6 +108,33 @@ describe.skipIf(!backend)('ort backend', () => {
     }
   });
 
+  it('runs GEMMs below smallGemmWork on the one-thread session and the rest on the pool, both matching the js backend', async () => {
+    const js = createJsBackend();
+    const pooled = await createOrtBackend({ threads: 2, smallGemmWork: 0 });
+    const split = await createOrtBackend({ threads: 2, smallGemmWork: 40 * 30 * 20 });
+    try {
+      for (const [m, n, k] of [
+        [40, 30, 20],
+        [40, 30, 21],
+        [130, 70, 90],
+      ] as const) {
+        const rnd = seededRandom(m + n + k);
+        const a = Float32Array.from({ length: m * k }, rnd);
+        const b = Float32Array.from({ length: n * k }, rnd);
+        const ref = new Float32Array(m * n);
+        await js.sgemm({ m, n, k, a, b, c: ref, transB: true, alpha: 0.5 });
+        for (const be of [pooled, split]) {
+          const c = new Float32Array(m * n);
+          await be.sgemm({ m, n, k, a, b, c, transB: true, alpha: 0.5 });
+          expect(maxRelativeError(c, ref)).toBeLessThan(1e-5);
+        }
+      }
+    } finally {
+      await pooled.dispose();
+      await split.dispose();
+    }
+  });
+
   it('gram with small chunks (partial transposes, several chunks, X on a SharedArrayBuffer) matches the js backend', async () => {
     const js = createJsBackend();
     const small = await createOrtBackend({ threads: 2, gramChunkRows: 1100, gramBlocks: 3 });

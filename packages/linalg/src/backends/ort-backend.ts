@@ -62,11 +62,22 @@ export interface OrtBackendOptions extends BackendOptions {
   gramChunkRows?: number;
   /** Most column blocks of the symmetric Gram graph (1 computes the full `X^T X`). Default 4. */
   gramBlocks?: number;
+  /**
+   * GEMMs of at most this many multiply-adds (`m n k`) run on one thread (a second session); 0 runs every GEMM on
+   * `threads` threads. Default {@link ORT_SMALL_GEMM_WORK} (2^24).
+   */
+  smallGemmWork?: number;
 }
 /** Scratch bytes a backend keeps between calls (the block products of `gram`, about 2.5 MiB for 1024 columns; a copy of a chunk of `X` on a `SharedArrayBuffer`). */
 const SCRATCH_KEEP_BYTES = 96 * 1024 * 1024;
 /** Sessions kept per backend; the least recently used one is released beyond this. */
 const SESSION_CACHE_SIZE = 32;
+/**
+ * GEMMs with at most this many multiply-adds (`m n k`) run on a single MLAS thread: for the small products of
+ * attention (a 256 x 256 x 64 score block), waking the second thread costs more than it saves (measured: attention over
+ * 64 sequences of 256 tokens took 1.2 s with two threads per product, 0.57 s with one).
+ */
+export const ORT_SMALL_GEMM_WORK = 1 << 24;
 
 function unavailable(message: string, cause?: unknown): BackendUnavailableError {
   return new BackendUnavailableError('ort', message, cause === undefined ? undefined : { cause });
@@ -146,7 +157,8 @@ function ortView<T extends FloatArray>(array: T, length: number): { view: T; cop
  * runs sessions synchronously, holds the JavaScript thread for its duration.
  *
  * @param options - `threads`: MLAS intra-op threads (default `os.availableParallelism()`); `gramChunkRows`
- *   (default 16384) and `gramBlocks` (default 4) tune `gram`, see {@link OrtBackendOptions}.
+ *   (default 16384) and `gramBlocks` (default 4) tune `gram`; `smallGemmWork` (default 2^24 multiply-adds): smaller
+ *   GEMMs run on one thread; see {@link OrtBackendOptions}.
  * @returns A {@link Backend} with `name: 'ort'`.
  * @throws {@link BackendUnavailableError} when onnxruntime-node (an optional dependency) or onnx-proto cannot be loaded.
  * @example
@@ -213,7 +225,10 @@ export async function createOrtBackend(options: OrtBackendOptions = {}): Promise
     return result;
   }
 
-  async function session(key: string, build: () => Uint8Array): Promise<OrtSession> {
+  const smallSessionOptions: OrtSessionOptions = { ...sessionOptions, intraOpNumThreads: 1 };
+  const smallGemmWork = threads > 1 ? Math.max(0, options.smallGemmWork ?? ORT_SMALL_GEMM_WORK) : 0;
+
+  async function session(key: string, build: () => Uint8Array, single = false): Promise<OrtSession> {
     let entry = sessions.get(key);
     if (entry) {
       // Most recently used last.
@@ -221,7 +236,7 @@ export async function createOrtBackend(options: OrtBackendOptions = {}): Promise
       sessions.set(key, entry);
       return entry;
     }
-    entry = ort.InferenceSession.create(build(), sessionOptions);
+    entry = ort.InferenceSession.create(build(), single ? smallSessionOptions : sessionOptions);
     sessions.set(key, entry);
     entry.catch(() => sessions.delete(key));
     while (sessions.size > SESSION_CACHE_SIZE) {
@@ -251,8 +266,9 @@ export async function createOrtBackend(options: OrtBackendOptions = {}): Promise
     const folded = elemType === ONNX_FLOAT || (Math.fround(alpha) === alpha && Math.fround(beta) === beta);
     const graphAlpha = folded ? Math.fround(alpha) : 1;
     const graphBeta = folded ? Math.fround(beta) : 0;
-    const key = `gemm|${elemType}|${transA ? 1 : 0}|${transB ? 1 : 0}|${graphAlpha}|${graphBeta}`;
-    const s = await session(key, () => buildGemmModel(onnx, { elemType, transA, transB, alpha: graphAlpha, beta: graphBeta }));
+    const single = m * n * k <= smallGemmWork;
+    const key = `gemm|${elemType}|${transA ? 1 : 0}|${transB ? 1 : 0}|${graphAlpha}|${graphBeta}${single ? '|1' : ''}`;
+    const s = await session(key, () => buildGemmModel(onnx, { elemType, transA, transB, alpha: graphAlpha, beta: graphBeta }), single);
     const a = ortView(args.a, m * k).view;
     const b = ortView(args.b, k * n).view;
     const out = ortView(c, mn);

@@ -33,6 +33,7 @@ const trainingOptions = {
   validationSequences: z.number().int().nonnegative().optional(),
   validateEvery: z.number().int().positive().optional(),
   maxLength: z.number().int().min(2).optional(),
+  scaleGradient: z.boolean().optional(),
   onlineHadamard: z.boolean().optional(),
   valueHadamard: z.boolean().optional(),
 };
@@ -88,7 +89,7 @@ export function learnedRotation(options: LearnedRotationOptions = {}): Quantizer
 /**
  * The `learned-rotation` recipe step ({@link learnedRotation}, SpinQuant arXiv 2405.16406): `seed`, `iterations`
  * (100), `learningRate` (60), `momentum` (0), `schedule` cosine|constant, `batchSize` (1), `blocksPerIteration` (2),
- * `sequences` (8), `validationSequences` (2), `validateEvery` (25), `maxLength` (512), the weight format of the loss
+ * `sequences` (8), `validationSequences` (2), `validateEvery` (25), `maxLength` (512), `scaleGradient` (true), the weight format of the loss
  * as `bits|format` and `groupSize|granularity` (int4 g128), `onlineHadamard`, `valueHadamard`. The input
  * quantization is the recipe's `inputActivations`.
  *
@@ -99,7 +100,7 @@ export function learnedRotation(options: LearnedRotationOptions = {}): Quantizer
  */
 export const learnedRotationStep = defineStep({
   description:
-    'SpinQuant-style learned rotation (@bitsmith/rotation): Cayley SGD from the seeded Hadamard on the blocks\' output error with RTN weights and the recipe\'s inputActivations, then folded as rotation; seed, iterations (100), learningRate (60), momentum, schedule, batchSize, blocksPerIteration, sequences, validationSequences, validateEvery, maxLength, bits|format, groupSize|granularity (int4 g128), onlineHadamard, valueHadamard',
+    'SpinQuant-style learned rotation (@bitsmith/rotation): Cayley SGD from the seeded Hadamard on the blocks\' output error with RTN weights and the recipe\'s inputActivations, then folded as rotation; seed, iterations (100), learningRate (60), momentum, schedule, batchSize, blocksPerIteration, sequences, validationSequences, validateEvery, maxLength, scaleGradient, bits|format, groupSize|granularity (int4 g128), onlineHadamard, valueHadamard',
   options: quantizationOptions.extend(trainingOptions),
   create: ({ bits, symmetric, format, groupSize, granularity, ...rest }) => {
     const given = bits !== undefined || format !== undefined || groupSize !== undefined || granularity !== undefined;

@@ -71,6 +71,11 @@ export interface LearnRotationOptions {
    * (dynamic schemes as they are; static ones as their dynamic counterpart, with a warning); `false` for none.
    */
   activations?: ActivationScheme | false;
+  /**
+   * Pass the gradient through the absmax scales of the rounded weights and inputs, besides the straight-through
+   * rounding (see {@link addAbsmaxScalePath}). Default true; false: straight-through only (the loss then barely moves).
+   */
+  scaleGradient?: boolean;
   /** Online Hadamard before every `down_proj` (`rotation`'s default true; emulated inside the loss). */
   onlineHadamard?: boolean;
   /** Per-head Hadamard fused into v_proj/o_proj (`rotation`'s default true). */
@@ -433,7 +438,8 @@ function checkCount(name: string, value: number, min: number): void {
  *   `batchSize` (1), `blocksPerIteration` (2), `sequences` (8, or what the calibration set has beside the held-out
  *   ones), `validationSequences` (2, or a fifth of a smaller calibration set), `validateEvery` (25),
  *   `maxLength` (512), `format` ('int4'), `granularity` (groups of 128), `activations` (none here; the step passes
- *   the recipe's), `onlineHadamard` (true), `valueHadamard` (true), `backend`, `signal`, `progress`.
+ *   the recipe's), `scaleGradient` (true), `onlineHadamard` (true), `valueHadamard` (true), `backend`, `signal`,
+ *   `progress`.
  * @throws `InvalidArgumentError` for models without the block capability, LayerNorm models, too few calibration
  *   sequences, or a hidden size without a Hadamard matrix; the block pass throws `UnsupportedFormatError` for
  *   blocks that do not compute as Llama's (checked on one token before any write).
@@ -526,6 +532,7 @@ export async function learnRotation(model: ModelView, calibration: readonly Arra
     weights: { format, granularity },
     ...(activations ? { activations } : {}),
     onlineHadamard,
+    scaleGradient: options.scaleGradient ?? true,
   };
 
   // 3. Cayley SGD from the seeded Hadamard.
@@ -604,6 +611,7 @@ export async function learnRotation(model: ModelView, calibration: readonly Arra
       maxLength,
       weights: { format, granularity },
       activations: activations ?? 'none',
+      scaleGradient: options.scaleGradient ?? true,
       ...(kept ? { keptIteration: kept.iteration } : {}),
       orthogonalityBeforeProjection: drift,
     },

@@ -487,11 +487,12 @@ export async function learnRotation(model: ModelView, calibration: readonly Arra
   if (available < trainCount + validationCount) {
     throw new InvalidArgumentError('calibration', `has ${available} sequences; the learned rotation trains on ${trainCount} and holds out ${validationCount} (options sequences, validationSequences)`);
   }
-  if (onlineHadamard) {
-    for (const block of model.blocks) for (const l of resolveBlockMapping(model.mapping!, block).mlpOutputs) requireHadamardFactorization(l.weight.shape[1], `${l.name} input features`);
-  }
   // Checks before the first write: the mapping's readers and writers, norms, Hadamard orders, no run-time transforms.
-  if (!model.mapping) throw new InvalidArgumentError('model', `${model.architecture} has no architecture mapping table; rotations need one`);
+  const mapping = model.mapping;
+  if (!mapping) throw new InvalidArgumentError('model', `${model.architecture} has no architecture mapping table; rotations need one`);
+  if (onlineHadamard) {
+    for (const block of model.blocks) for (const l of resolveBlockMapping(mapping, block).mlpOutputs) requireHadamardFactorization(l.weight.shape[1], `${l.name} input features`);
+  }
   for (let i = 0; i < model.blocks.length; i++) planBlock(model, i);
   requireHadamardFactorization(hidden, 'hiddenSize');
   for (const block of model.blocks) {

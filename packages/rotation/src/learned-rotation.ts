@@ -105,7 +105,7 @@ const STEP = 'learned-rotation';
 const DEFAULT_LEARNING_RATE = 60;
 
 /** One linear of the residual stream, as the loss needs it: its (norm-folded) weight and how `R` enters it. */
-interface RotatedLinear {
+export interface RotatedLinear {
   readonly name: string;
   /** `[rows, columns]` weight before the rotation (a reader's columns are the residual stream, a writer's rows). */
   readonly weight: Float32Array;
@@ -115,7 +115,7 @@ interface RotatedLinear {
   readonly online: boolean;
 }
 
-/** @internal One block of the learned rotation's loss: its block capability and the residual stream's linears. */
+/** One block of the learned rotation's loss: its block capability and the residual stream's linears ({@link rotationProblem}). */
 export interface BlockProblem {
   readonly g: BlockGradients;
   readonly readers: readonly RotatedLinear[];
@@ -123,8 +123,14 @@ export interface BlockProblem {
 }
 
 /**
- * @internal Block `index` of `model` as {@link rotationBlockLoss} takes it: the block capability on `hidden` (its
- * float reference: the weights as they are now) and the residual stream's readers and writers from the mapping table.
+ * Block `index` of `model` as {@link rotationBlockLoss} takes it: the block capability on `hidden` (its float
+ * reference: the weights as they are now) and the residual stream's readers and writers from the mapping table. Fold
+ * the norms first (`rotateModel` with the identity as rotation) for a loss that is 0 without quantization.
+ *
+ * @example
+ * ```ts
+ * const problem = rotationProblem(model, 0, await model.embed(sequences));
+ * ```
  */
 export function rotationProblem(model: DifferentiableModel, index: number, hidden: HiddenStatesHandle): BlockProblem {
   const plan = planBlock(model, index);

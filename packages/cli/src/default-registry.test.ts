@@ -4,7 +4,7 @@ import { InvalidArgumentError, llmInt8, rtn } from '@bitsmith/core';
 import { autoRound, learnableWeightClipping } from '@bitsmith/learned';
 import { eora, lorc, lqer, lqLora, svdQuant } from '@bitsmith/lowrank';
 import { parseRecipe } from '@bitsmith/recipe';
-import { hadamardRotation } from '@bitsmith/rotation';
+import { hadamardRotation, learnedRotation } from '@bitsmith/rotation';
 import { awq, outlierSuppressionPlus, smoothQuant, smoothQuantPlus } from '@bitsmith/smoothing';
 import { gptaq, gptq, hqq, quantEase } from '@bitsmith/solvers';
 import { describe, expect, it } from 'vitest';
@@ -70,6 +70,7 @@ describe('a wrong option reads the same from a recipe file and from code', () =>
     ['outlier-suppression-plus', '{ bits: 8, candidates: 0 }', () => outlierSuppressionPlus({ format: 'int8', candidates: 0 }), 'outlierSuppressionPlus'],
     ['llm-int8', '{ threshold: -1 }', () => llmInt8({ threshold: -1 }), 'llmInt8'],
     ['rotation', '{ rotation: givens }', () => hadamardRotation(o({ rotation: 'givens' })), 'hadamardRotation'],
+    ['learned-rotation', '{ momentum: 1 }', () => learnedRotation({ momentum: 1 }), 'learnedRotation'],
     ['squeezellm', '{ bits: 3, outlierFraction: 0.9 }', () => squeezeLlm({ bits: 3, outlierFraction: 0.9 }), 'squeezeLlm'],
     ['vq', '{ dimension: 2, codebookBits: 20 }', () => vectorQuantize({ dimension: 2, codebookBits: 20 }), 'vectorQuantize'],
     ['lorc', '{ rank: 0 }', () => lorc({ rank: 0 }), 'lorc'],

@@ -26,7 +26,7 @@ const OPTIONS: Record<string, Record<string, unknown>> = {
   'llm-int8': { topK: 4 },
 };
 /** Steps that need a whole block or model (scale folding, rotations, block gradients); checked by their packages' tests on models. */
-const BLOCK_LEVEL = ['awq', 'smoothquant', 'smoothquant-plus', 'outlier-suppression-plus', 'rotation', 'autoround', 'lwc'];
+const BLOCK_LEVEL = ['awq', 'smoothquant', 'smoothquant-plus', 'outlier-suppression-plus', 'rotation', 'learned-rotation', 'autoround', 'lwc'];
 
 const ROWS = 16;
 const COLUMNS = 64;

@@ -7,6 +7,33 @@ export interface BlockBackward {
   readonly output: Matrix;
   /** Gradient of the loss with respect to every linear layer's weight, `[outFeatures, inFeatures]`, by layer name. */
   readonly weightGradients: ReadonlyMap<string, Float32Array>;
+  /** `[tokens, hiddenSize]`: gradient of the loss with respect to the block's input (when the model computes it). */
+  readonly inputGradient?: Matrix;
+}
+
+/**
+ * The backward of a {@link LinearInputQuantizer}: rewrites, in place, the gradient with respect to the quantized input
+ * into the gradient with respect to the input (for example straight-through plus the path through a scale computed
+ * from the input, as LSQ and SpinQuant's quantizers have it).
+ */
+export type LinearInputAdjoint = (inputGradient: Float32Array) => void | Promise<void>;
+
+/**
+ * Fake-quantizes one linear layer's input in place (`input` is `[rows, columns]`, row-major): the forward pass
+ * multiplies the weight by what it leaves there. The backward pass applies the returned adjoint to the input's
+ * gradient, or treats the quantizer as the identity (straight-through) when it returns nothing.
+ */
+export type LinearInputQuantizer = (layer: string, input: Float32Array, rows: number, columns: number) => void | LinearInputAdjoint | Promise<void | LinearInputAdjoint>;
+
+/** Per-call changes to a {@link BlockGradients} pass. */
+export interface BlockPassOverrides {
+  /**
+   * The block's input rows for the selected batch, `[tokens, hiddenSize]`, used instead of the calibration input
+   * (for example the input in a rotated basis, for learned rotations).
+   */
+  readonly input?: Matrix;
+  /** Applied to every linear layer's input before its weight multiplies it, straight-through in the backward pass. */
+  readonly quantizeInput?: LinearInputQuantizer;
 }
 
 /**
@@ -35,13 +62,20 @@ export interface BlockGradients {
   input(batch?: readonly number[]): Matrix;
   /** The float block's output on those rows, `[tokens, hiddenSize]` (computed once, then cached; do not modify). */
   target(batch?: readonly number[]): Promise<Matrix>;
-  /** The block's output with trial weights. */
-  forward(weights: ReadonlyMap<string, Float32Array>, batch?: readonly number[]): Promise<Matrix>;
+  /** The block's output with trial weights (and `overrides` as in {@link BlockGradients.backward}). */
+  forward(weights: ReadonlyMap<string, Float32Array>, batch?: readonly number[], overrides?: BlockPassOverrides): Promise<Matrix>;
   /**
    * Forward with trial weights, then backward: `seed` maps the output to the gradient of the caller's loss with
    * respect to it (same length), and the weight gradients of every linear layer of the block come back.
+   * `overrides` replaces the input rows and fake-quantizes the linears' inputs (optional; a model that cannot do
+   * either throws rather than ignore them).
    */
-  backward(weights: ReadonlyMap<string, Float32Array>, batch: readonly number[] | undefined, seed: (output: Matrix) => Float32Array): Promise<BlockBackward>;
+  backward(
+    weights: ReadonlyMap<string, Float32Array>,
+    batch: readonly number[] | undefined,
+    seed: (output: Matrix) => Float32Array,
+    overrides?: BlockPassOverrides,
+  ): Promise<BlockBackward>;
 }
 
 /** A {@link QuantizableModel} whose blocks can be differentiated: the runner then fills `StepContext.blockGradients`. */

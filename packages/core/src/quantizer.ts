@@ -1,3 +1,4 @@
+import type { ActivationScheme } from './activation-quantization.js';
 import type { BlockGradients } from './block-gradients.js';
 import type { BlockView, ModelView } from './model-view.js';
 import type { Granularity } from './granularity.js';
@@ -105,6 +106,16 @@ export interface StepContext {
   readonly block?: BlockView;
   /** The whole model, for steps with `scope: 'model'` (rotations), which run once before calibration. */
   readonly model?: ModelView;
+  /**
+   * For steps with `scope: 'model'`: the calibration token sequences of the run (each starting with BOS), for
+   * model-level steps that learn from data (learned rotations). Absent for per-layer steps and loose layers.
+   */
+  readonly calibration?: readonly ArrayLike<number>[];
+  /**
+   * For steps with `scope: 'model'`: the recipe's input-activation scheme (what the quantized model will do to every
+   * linear's input at run time), so that a model-level step can optimise for it. Absent when the recipe has none.
+   */
+  readonly inputActivations?: ActivationScheme;
   /**
    * The block as a differentiable function of its weights, with its calibration input and float output (learned
    * quantization: AutoRound and the like). Present for `quantize` and `compensate` steps when the model supports it.

@@ -1,4 +1,4 @@
-import { InvalidArgumentError, ShapeMismatchError, UnsupportedFormatError } from '@bitsmith/core';
+import { InvalidArgumentError, ShapeMismatchError, UnsupportedFormatError, type LinearInputAdjoint, type LinearInputQuantizer } from '@bitsmith/core';
 import type { Backend } from '@bitsmith/linalg';
 import { causalAttentionGemm } from './attention-gemm.js';
 import { causalAttentionBackwardGemm } from './attention-backward-gemm.js';
@@ -26,6 +26,12 @@ export interface BlockPassOptions {
    * garbage collector idle. The returned output and gradients are always fresh arrays. Default: fresh arrays.
    */
   workspace?: BlockWorkspace;
+  /**
+   * Fake-quantizes each linear layer's input (a copy) before its weight multiplies it; the backward pass forms the
+   * weight gradient from the quantized input and passes the input gradient through the adjoint the quantizer returns
+   * (straight-through when it returns none). Default: none.
+   */
+  quantizeInput?: LinearInputQuantizer;
 }
 
 /**
@@ -104,6 +110,25 @@ interface BlockTape {
   up: Float32Array;
   act: Float32Array;
   out: Float32Array;
+  /** With `quantizeInput`: the quantized inputs and the quantizers' adjoints, by layer name. */
+  quantized: FakeQuantized;
+}
+
+/** The fake-quantized linear inputs of one pass (empty without `quantizeInput`). */
+interface FakeQuantized {
+  readonly quantizeInput: LinearInputQuantizer | undefined;
+  readonly inputs: Map<string, Float32Array>;
+  readonly adjoints: Map<string, LinearInputAdjoint>;
+}
+
+/** The input a linear multiplies: `x`, or with `quantizeInput` a fake-quantized copy (kept for the backward pass). */
+async function inputOf(layer: LinearLayer, x: Float32Array, rows: number, fq: FakeQuantized): Promise<Float32Array> {
+  if (!fq.quantizeInput) return x;
+  const copy = x.slice(0, rows * layer.inFeatures);
+  const adjoint = await fq.quantizeInput(layer.name, copy, rows, layer.inFeatures);
+  fq.inputs.set(layer.name, copy);
+  if (adjoint) fq.adjoints.set(layer.name, adjoint);
+  return copy;
 }
 
 function weightOf(layer: LinearLayer, weights: ReadonlyMap<string, Float32Array> | undefined): Float32Array {
@@ -157,12 +182,13 @@ async function forwardTape(config: LlamaConfig, block: LlamaBlock, input: Hidden
   const w = options.weights;
   const ws = options.workspace;
   const x = input.states.data;
+  const fq: FakeQuantized = { quantizeInput: options.quantizeInput, inputs: new Map(), adjoints: new Map() };
   const { qProj, kProj, vProj, oProj } = block.selfAttention;
   const { gateProj, upProj, downProj } = requireLlamaComputation(config, block);
   const n1 = rmsNorm(x, tokens, hidden, block.inputLayernorm.weight, block.inputLayernorm.eps, scratch(ws, 'n1', tokens * hidden, false));
-  const q = await linear(qProj, n1, tokens, backend, w, scratch(ws, 'q', tokens * qProj.outFeatures, false));
-  const k = await linear(kProj, n1, tokens, backend, w, scratch(ws, 'k', tokens * kProj.outFeatures, false));
-  const v = await linear(vProj, n1, tokens, backend, w, scratch(ws, 'v', tokens * vProj.outFeatures, false));
+  const q = await linear(qProj, await inputOf(qProj, n1, tokens, fq), tokens, backend, w, scratch(ws, 'q', tokens * qProj.outFeatures, false));
+  const k = await linear(kProj, await inputOf(kProj, n1, tokens, fq), tokens, backend, w, scratch(ws, 'k', tokens * kProj.outFeatures, false));
+  const v = await linear(vProj, await inputOf(vProj, n1, tokens, fq), tokens, backend, w, scratch(ws, 'v', tokens * vProj.outFeatures, false));
   const geometry = { numHeads: config.numAttentionHeads, numKvHeads: config.numKeyValueHeads, headDim: config.headDim };
   await cacheKeysBeforeRope(block.kvCache, k, tokens, geometry);
   applyRope(q, rope, tokens, config.numAttentionHeads, positions);
@@ -171,20 +197,20 @@ async function forwardTape(config: LlamaConfig, block: LlamaBlock, input: Hidden
   const shape = { numHeads: config.numAttentionHeads, numKvHeads: config.numKeyValueHeads, headDim: config.headDim, slidingWindow: block.attentionType === 'sliding' ? config.slidingWindow : undefined };
   const attended = await causalAttentionGemm(q, k, v, lengths, shape, scratch(ws, 'attended', tokens * config.numAttentionHeads * config.headDim, false), backend);
   await cacheAfterAttention(block.kvCache, attended, tokens, geometry, backend);
-  const h = await linear(oProj, attended, tokens, backend, w, scratch(ws, 'h', tokens * hidden, false));
+  const h = await linear(oProj, await inputOf(oProj, attended, tokens, fq), tokens, backend, w, scratch(ws, 'h', tokens * hidden, false));
   for (let i = 0; i < h.length; i++) h[i]! += x[i]!;
   const n2 = rmsNorm(h, tokens, hidden, block.postAttentionLayernorm.weight, block.postAttentionLayernorm.eps, scratch(ws, 'n2', tokens * hidden, false));
-  const gate = await linear(gateProj, n2, tokens, backend, w, scratch(ws, 'gate', tokens * gateProj.outFeatures, false));
-  const up = await linear(upProj, n2, tokens, backend, w, scratch(ws, 'up', tokens * upProj.outFeatures, false));
+  const gate = await linear(gateProj, await inputOf(gateProj, n2, tokens, fq), tokens, backend, w, scratch(ws, 'gate', tokens * gateProj.outFeatures, false));
+  const up = await linear(upProj, await inputOf(upProj, n2, tokens, fq), tokens, backend, w, scratch(ws, 'up', tokens * upProj.outFeatures, false));
   const act = scratch(ws, 'act', gate.length, false);
   // SiLU as LlamaGraph's gatedActivation computes it (fastExp), so this forward matches runBlock bit for bit.
   for (let i = 0; i < gate.length; i++) {
     const g = gate[i]!;
     act[i] = (g / (1 + fastExp(-g))) * up[i]!;
   }
-  const out = await linear(downProj, act, tokens, backend, w);
+  const out = await linear(downProj, await inputOf(downProj, act, tokens, fq), tokens, backend, w);
   for (let i = 0; i < out.length; i++) out[i]! += h[i]!;
-  return { tokens, lengths, positions, rope, x, n1, q, k, v, attended, h, n2, gate, up, act, out };
+  return { tokens, lengths, positions, rope, x, n1, q, k, v, attended, h, n2, gate, up, act, out, quantized: fq };
 }
 
 /**
@@ -216,10 +242,19 @@ async function linearBackward(
   dx: Float32Array,
   accumulate: boolean,
   result: BlockBackwardResult,
+  adjoint?: LinearInputAdjoint,
 ): Promise<void> {
   const { outFeatures: n, inFeatures: m } = layer;
   const dw = new Float32Array(n * m);
-  if (rows > 0) {
+  if (rows > 0 && adjoint) {
+    // The input quantizer's backward needs this layer's input gradient alone.
+    const own = new Float32Array(rows * m);
+    await backend.sgemm({ m: rows, n: m, k: n, a: dy, b: weightOf(layer, weights), c: own });
+    await adjoint(own);
+    if (accumulate) for (let i = 0; i < own.length; i++) dx[i]! += own[i]!;
+    else dx.set(own);
+    await backend.sgemm({ m: n, n: m, k: rows, a: dy, b: x, c: dw, transA: true });
+  } else if (rows > 0) {
     await backend.sgemm({ m: rows, n: m, k: n, a: dy, b: weightOf(layer, weights), c: dx, beta: accumulate ? 1 : 0 });
     await backend.sgemm({ m: n, n: m, k: rows, a: dy, b: x, c: dw, transA: true });
   } else if (!accumulate) dx.fill(0);
@@ -266,6 +301,8 @@ export async function llamaBlockBackward(
   const hidden = config.hiddenSize;
   const { qProj, kProj, vProj, oProj } = block.selfAttention;
   const { gateProj, upProj, downProj } = requireLlamaComputation(config, block);
+  // With `quantizeInput` the weights multiplied fake-quantized inputs: their gradients use those (and the adjoints).
+  const seen = (layer: LinearLayer, x: Float32Array) => t.quantized.inputs.get(layer.name) ?? x;
   const result: BlockBackwardResult = {
     output: t.out,
     inputGradient: new Float32Array(tokens * hidden),
@@ -277,11 +314,11 @@ export async function llamaBlockBackward(
   // MLP: out = h + down(silu(gate) * up), gate/up = linear(n2), n2 = rmsnorm(h).
   const ws = options.workspace;
   const dAct = scratch(ws, 'dAct', t.act.length, false);
-  await linearBackward(downProj, t.act, dOut, tokens, backend, w, dAct, false, result);
+  await linearBackward(downProj, seen(downProj, t.act), dOut, tokens, backend, w, dAct, false, result, t.quantized.adjoints.get(downProj.name));
   swigluBackward(t.gate, t.up, dAct, t.gate, t.up); // gate/up now hold their gradients
   const dN2 = scratch(ws, 'dN2', tokens * hidden, false);
-  await linearBackward(gateProj, t.n2, t.gate, tokens, backend, w, dN2, false, result);
-  await linearBackward(upProj, t.n2, t.up, tokens, backend, w, dN2, true, result);
+  await linearBackward(gateProj, seen(gateProj, t.n2), t.gate, tokens, backend, w, dN2, false, result, t.quantized.adjoints.get(gateProj.name));
+  await linearBackward(upProj, seen(upProj, t.n2), t.up, tokens, backend, w, dN2, true, result, t.quantized.adjoints.get(upProj.name));
   const dh = scratch(ws, 'dh', dOut.length, false); // the residual
   dh.set(dOut);
   const dNorm2 = new Float64Array(hidden);
@@ -290,7 +327,7 @@ export async function llamaBlockBackward(
 
   // Attention: h = x + o(attn(rope(q), rope(k), v)), q/k/v = linear(n1), n1 = rmsnorm(x).
   const dAttended = scratch(ws, 'dAttended', t.attended.length, false);
-  await linearBackward(oProj, t.attended, dh, tokens, backend, w, dAttended, false, result);
+  await linearBackward(oProj, seen(oProj, t.attended), dh, tokens, backend, w, dAttended, false, result, t.quantized.adjoints.get(oProj.name));
   const shape = { numHeads: config.numAttentionHeads, numKvHeads: config.numKeyValueHeads, headDim: config.headDim, slidingWindow: block.attentionType === 'sliding' ? config.slidingWindow : undefined };
   const dq = scratch(ws, 'dq', t.q.length);
   const dk = scratch(ws, 'dk', t.k.length);
@@ -299,9 +336,9 @@ export async function llamaBlockBackward(
   ropeBackward(dq, t.rope, tokens, config.numAttentionHeads, t.positions);
   ropeBackward(dk, t.rope, tokens, config.numKeyValueHeads, t.positions);
   const dN1 = scratch(ws, 'dN1', tokens * hidden, false);
-  await linearBackward(qProj, t.n1, dq, tokens, backend, w, dN1, false, result);
-  await linearBackward(kProj, t.n1, dk, tokens, backend, w, dN1, true, result);
-  await linearBackward(vProj, t.n1, dv, tokens, backend, w, dN1, true, result);
+  await linearBackward(qProj, seen(qProj, t.n1), dq, tokens, backend, w, dN1, false, result, t.quantized.adjoints.get(qProj.name));
+  await linearBackward(kProj, seen(kProj, t.n1), dk, tokens, backend, w, dN1, true, result, t.quantized.adjoints.get(kProj.name));
+  await linearBackward(vProj, seen(vProj, t.n1), dv, tokens, backend, w, dN1, true, result, t.quantized.adjoints.get(vProj.name));
   const dx = result.inputGradient;
   dx.set(dh);
   const dNorm1 = new Float64Array(hidden);

@@ -1,4 +1,4 @@
-import { InvalidArgumentError, type BlockBackward, type BlockGradients, type Matrix } from '@bitsmith/core';
+import { InvalidArgumentError, ShapeMismatchError, type BlockBackward, type BlockGradients, type BlockPassOverrides, type Matrix } from '@bitsmith/core';
 import { BlockWorkspace, llamaBlockBackward, llamaBlockForward } from './llama-block-backward.js';
 import type { HiddenStates, LlamaGraph } from './llama-graph.js';
 
@@ -60,6 +60,21 @@ export function llamaBlockGradients(graph: LlamaGraph, index: number, hidden: Hi
   };
   const { config, backend } = graph;
   const matrix = (data: Float32Array): Matrix => ({ dtype: 'float32', shape: [data.length / config.hiddenSize, config.hiddenSize], data });
+  // The batch's input rows, or the caller's replacement for them; and the pass options with the input quantizer.
+  const passInput = (batch: readonly number[] | undefined, overrides: BlockPassOverrides | undefined): HiddenStates => {
+    const input = gather(hidden, starts, batch, batchInput);
+    if (!overrides?.input) return input;
+    const rows = input.states.shape[0];
+    if (overrides.input.shape[0] !== rows || overrides.input.shape[1] !== config.hiddenSize || overrides.input.dtype !== 'float32') {
+      throw new ShapeMismatchError('overrides.input', [rows, config.hiddenSize], overrides.input.shape, 'float32 rows of the selected sequences');
+    }
+    return { states: overrides.input as Matrix<'float32'>, lengths: input.lengths };
+  };
+  const passOptions = (weights: ReadonlyMap<string, Float32Array>, overrides: BlockPassOverrides | undefined) => ({
+    weights,
+    workspace,
+    ...(overrides?.quantizeInput ? { quantizeInput: overrides.quantizeInput } : {}),
+  });
   return {
     lengths: hidden.lengths,
     hiddenSize: config.hiddenSize,
@@ -69,13 +84,13 @@ export function llamaBlockGradients(graph: LlamaGraph, index: number, hidden: Hi
       const all = await target;
       return gather({ states: matrix(all), lengths: hidden.lengths }, starts, batch).states;
     },
-    forward(weights, batch) {
-      return serialised(async () => matrix(await llamaBlockForward(config, block, gather(hidden, starts, batch, batchInput), backend, { weights, workspace })));
+    forward(weights, batch, overrides) {
+      return serialised(async () => matrix(await llamaBlockForward(config, block, passInput(batch, overrides), backend, passOptions(weights, overrides))));
     },
-    backward(weights, batch, seed): Promise<BlockBackward> {
+    backward(weights, batch, seed, overrides): Promise<BlockBackward> {
       return serialised(async () => {
-        const r = await llamaBlockBackward(config, block, gather(hidden, starts, batch, batchInput), backend, (y) => seed(matrix(y)), { weights, workspace });
-        return { output: matrix(r.output), weightGradients: r.weightGradients };
+        const r = await llamaBlockBackward(config, block, passInput(batch, overrides), backend, (y) => seed(matrix(y)), passOptions(weights, overrides));
+        return { output: matrix(r.output), weightGradients: r.weightGradients, inputGradient: matrix(r.inputGradient) };
       });
     },
   };

@@ -46,6 +46,8 @@ export interface Recipe {
  */
 export type RecipeProgressEvent =
   | { readonly type: 'model-step'; readonly step: string; readonly index: number; readonly total: number }
+  /** Progress inside a model-level step (a learned rotation's iterations); `etaSeconds` extrapolates the step's rate. */
+  | { readonly type: 'model-step-progress'; readonly step: string; readonly done: number; readonly total: number; readonly message?: string; readonly elapsedSeconds: number; readonly etaSeconds?: number }
   | { readonly type: 'resumed'; readonly nextBlock: number; readonly totalBlocks: number; readonly elapsedSeconds: number }
   | { readonly type: 'block-start'; readonly block: number; readonly totalBlocks: number; readonly elapsedSeconds: number; readonly etaSeconds?: number }
   | {

@@ -149,6 +149,33 @@ describe.skipIf(SKIP_SHARED)('runRecipe on tinystories-656k', () => {
   });
 });
 
+describe.skipIf(SKIP_SHARED)('runRecipe and model-level steps', () => {
+  it('hands them the calibration sequences and the recipe input scheme, and reports their progress with an ETA', async () => {
+    const { backend, model, sequences } = await setup();
+    const inputActivations = { format: parseFormat('int8'), granularity: { type: 'token' as const }, dynamic: true };
+    let seen: { calibration?: readonly ArrayLike<number>[]; inputActivations?: unknown } = {};
+    const modelStep: Quantizer = {
+      id: 'learn',
+      kind: 'transform',
+      scope: 'model',
+      requires: [],
+      async run(context) {
+        seen = { calibration: context.calibration, inputActivations: context.inputActivations };
+        for (let i = 1; i <= 4; i++) context.progress?.(i, 4, `step ${i}`);
+        return { layers: [], warnings: [] };
+      },
+    };
+    const events: { type: string; done?: number; etaSeconds?: number; message?: string }[] = [];
+    await runRecipe(model, { inputActivations, stages: [{ step: modelStep }, { step: rtn({ format: 'int8' }) }] }, sequences, { backend, onProgress: (e) => events.push(e) });
+    expect(seen.calibration).toBe(sequences);
+    expect(seen.inputActivations).toBe(inputActivations);
+    const progress = events.filter((e) => e.type === 'model-step-progress');
+    expect(progress.map((e) => e.done)).toEqual([1, 2, 3, 4]);
+    expect(progress.at(-1)).toMatchObject({ message: 'step 4', etaSeconds: 0 });
+    expect(progress.every((e) => e.etaSeconds! >= 0)).toBe(true);
+  });
+});
+
 describe.skipIf(SKIP_SHARED)('runRecipe and bit plans', () => {
   it('hands an allocate step’s assignments to later quantize steps of the block', async () => {
     const { backend, model, sequences } = await setup();

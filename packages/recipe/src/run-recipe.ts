@@ -223,7 +223,18 @@ export async function runRecipe(
         throw new InvalidArgumentError('statistics', `model-level step '${stage.step.id}' asked for statistics of '${name}'; none are gathered before calibration`);
       },
       model,
+      calibration,
+      ...(recipe.inputActivations ? { inputActivations: recipe.inputActivations } : {}),
       ...(signal ? { signal } : {}),
+      ...(onProgress
+        ? {
+            progress: (done: number, total: number, message?: string) => {
+              const seconds = (performance.now() - t0) / 1000;
+              const etaSeconds = done > 0 && total >= done ? (seconds * (total - done)) / done : undefined;
+              onProgress({ type: 'model-step-progress', step: stage.step.id, done, total, ...(message ? { message } : {}), elapsedSeconds: seconds, ...(etaSeconds !== undefined ? { etaSeconds } : {}) });
+            },
+          }
+        : {}),
     });
     const r = stepReport(stage, stage.step);
     r.seconds += (performance.now() - t0) / 1000;

@@ -2,8 +2,11 @@ import { z } from 'zod';
 import { backendOption, checkOptions, factoryOptions, InvalidArgumentError, type Quantizer, type StepContext, type StepResult } from '@bitsmith/core';
 import { rotateModel, type RotateModelOptions } from './rotate-model.js';
 
-/** Options of {@link hadamardRotation}: those of {@link rotateModel} without the per-run `signal` and `progress`. */
-export type HadamardRotationOptions = Omit<RotateModelOptions, 'signal' | 'progress'>;
+/**
+ * Options of {@link hadamardRotation}: those of {@link rotateModel} without the per-run `signal` and `progress`, and
+ * with a named rotation only (an explicit matrix is `rotateModel`'s).
+ */
+export type HadamardRotationOptions = Omit<RotateModelOptions, 'signal' | 'progress' | 'rotation'> & { rotation?: 'hadamard' | 'orthogonal' };
 
 /** The rotation options, one schema each, shared by the `rotation` recipe step and {@link hadamardRotation}. */
 export const rotationOptions = {

@@ -32,3 +32,12 @@ export type { HadamardRotationOptions } from './hadamard-rotation.js';
 export { hadamardRotation, quarot } from './hadamard-rotation.js';
 // Recipe step definitions (zod options schema + factory), assembled into registries by the CLI or by users.
 export { hadamardRotationStep } from './hadamard-rotation-step.js';
+
+// Learned rotation (SpinQuant-style)
+export type { CayleySgdOptions, StiefelOptimizer } from './cayley-sgd.js';
+export { cayleySgd, nearestOrthogonal } from './cayley-sgd.js';
+export { orthogonalityError } from './rotate-model.js';
+export type { BlockProblem, LearnRotationOptions, LearnRotationResult, RotatedLinear, RotationLossSettings } from './learned-rotation.js';
+export { addAbsmaxScalePath, learnRotation, rotationBlockLoss, rotationProblem } from './learned-rotation.js';
+export type { LearnedRotationOptions } from './learned-rotation-step.js';
+export { learnedRotation, learnedRotationStep } from './learned-rotation-step.js';

@@ -10,9 +10,11 @@ import { randomOrthogonal } from './random-orthogonal.js';
 export interface RotateModelOptions {
   /**
    * The residual-stream rotation `Q`: `'hadamard'` (default; `diag(s) H / sqrt(hidden)` with seeded random signs,
-   * applied by the fast transform) or `'orthogonal'` (Haar random orthogonal from a seeded Gaussian, O(hidden^3) to build).
+   * applied by the fast transform), `'orthogonal'` (Haar random orthogonal from a seeded Gaussian, O(hidden^3) to
+   * build), or an explicit orthogonal `hidden x hidden` float32 matrix (for example a learned one, see
+   * `learnRotation`), applied by GEMM.
    */
-  rotation?: 'hadamard' | 'orthogonal';
+  rotation?: 'hadamard' | 'orthogonal' | Matrix;
   /** Seed of the random signs or Gaussian (default 0). */
   seed?: number;
   /**
@@ -75,8 +77,8 @@ function hadamardResidualRotation(n: number, seed: number, backend: Backend): Re
   };
 }
 
-function orthogonalResidualRotation(n: number, seed: number, backend: Backend): ResidualRotation {
-  const q = randomOrthogonal(n, seed).data;
+/** `x ← x Q` by GEMM with a dense `n x n` matrix. */
+function denseResidualRotation(q: Float32Array, n: number, backend: Backend): ResidualRotation {
   const chunk = Math.max(1, Math.floor((1 << 20) / n));
   return {
     order: n,
@@ -128,11 +130,51 @@ function checkNorm(norm: NormView, hidden: number): void {
   if (norm.weight.length !== hidden) throw new ShapeMismatchError(`${norm.name}.weight`, [hidden], [norm.weight.length]);
 }
 
+/** An explicit rotation must be a float32 `n x n` matrix with `Q^T Q = I` (to 1e-4 in every entry). */
+function checkOrthogonal(q: Matrix, n: number): void {
+  if (q.shape[0] !== n || q.shape[1] !== n) throw new ShapeMismatchError('rotation', [n, n], q.shape, 'a residual-stream rotation is hidden x hidden');
+  if (q.dtype !== 'float32') throw new InvalidArgumentError('rotation', `expected a float32 matrix, got ${q.dtype}`);
+  const worst = orthogonalityError(q.data as Float32Array, n);
+  if (!(worst <= 1e-4)) throw new InvalidArgumentError('rotation', `is not orthogonal: max |Q^T Q - I| = ${worst.toExponential(2)} (expected <= 1e-4)`);
+}
+
+/**
+ * `max_ij |(Q^T Q - I)_ij|` of a square `n x n` row-major matrix, accumulated in float64 (O(n^3); NaN when `Q` holds
+ * NaN).
+ *
+ * @example
+ * ```ts
+ * orthogonalityError(randomOrthogonal(64, 0).data, 64); // ~1e-7
+ * ```
+ */
+export function orthogonalityError(q: ArrayLike<number>, n: number): number {
+  const g = new Float64Array(n * n);
+  for (let k = 0; k < n; k++) {
+    const row = k * n;
+    for (let i = 0; i < n; i++) {
+      const a = q[row + i]!;
+      if (a === 0) continue;
+      const gi = i * n;
+      for (let j = 0; j < n; j++) g[gi + j] += a * q[row + j]!;
+    }
+  }
+  let worst = 0;
+  for (let i = 0; i < n; i++) {
+    for (let j = 0; j < n; j++) {
+      const d = Math.abs(g[i * n + j]! - (i === j ? 1 : 0));
+      if (Number.isNaN(d)) return NaN;
+      if (d > worst) worst = d;
+    }
+  }
+  return worst;
+}
+
 function checkFloat32(linear: LinearView): void {
   if (linear.weight.dtype !== 'float32') throw new InvalidArgumentError('model', `${linear.name}.weight is ${linear.weight.dtype}; rotations need float32 weights`);
 }
 
-interface BlockPlan {
+/** @internal */
+export interface BlockPlan {
   readonly readers: { readonly norm: NormView; readonly linears: readonly LinearView[] }[];
   readonly writers: LinearView[];
 }
@@ -143,7 +185,8 @@ function blockMapping(model: ModelView, index: number): ResolvedBlockMapping {
   return resolveBlockMapping(model.mapping, model.blocks[index]!);
 }
 
-function planBlock(model: ModelView, index: number): BlockPlan {
+/** @internal The residual stream's readers (grouped by the norm feeding them) and writers of block `index`, checked. */
+export function planBlock(model: ModelView, index: number): BlockPlan {
   const block = model.blocks[index]!;
   const hidden = model.hiddenSize;
   const mapping = blockMapping(model, index);
@@ -235,9 +278,11 @@ async function fuseValueHadamard(v: LinearView, o: LinearView, kvHeads: number, 
  * ```
  */
 export async function rotateModel(model: ModelView, options: RotateModelOptions = {}): Promise<RotateModelResult> {
-  const rotationKind = options.rotation ?? 'hadamard';
-  if (rotationKind !== 'hadamard' && rotationKind !== 'orthogonal') {
-    throw new InvalidArgumentError('rotation', `expected 'hadamard' or 'orthogonal', got ${String(rotationKind)}`);
+  const rotationOption = options.rotation ?? 'hadamard';
+  const explicit = typeof rotationOption === 'object' ? rotationOption : undefined;
+  const rotationKind = explicit ? 'matrix' : rotationOption;
+  if (rotationKind !== 'hadamard' && rotationKind !== 'orthogonal' && rotationKind !== 'matrix') {
+    throw new InvalidArgumentError('rotation', `expected 'hadamard', 'orthogonal' or an orthogonal hidden x hidden matrix, got ${String(rotationKind)}`);
   }
   const seed = options.seed ?? 0;
   if (!Number.isFinite(seed)) throw new InvalidArgumentError('seed', `expected a finite number, got ${seed}`);
@@ -264,13 +309,20 @@ export async function rotateModel(model: ModelView, options: RotateModelOptions 
     if (model.lmHead.weight.shape[1] !== hidden) throw new ShapeMismatchError(`${model.lmHead.name}.weight`, [model.lmHead.weight.shape[0], hidden], model.lmHead.weight.shape);
     checkFloat32(model.lmHead);
     if (rotationKind === 'hadamard') requireHadamardFactorization(hidden, 'hiddenSize');
+    if (explicit) checkOrthogonal(explicit, hidden);
   } else {
     for (const block of model.blocks) for (const linear of block.linears) checkFloat32(linear);
   }
   throwIfAborted();
 
   const backend = await resolveBackend(options);
-  const rotation = !residual ? undefined : rotationKind === 'hadamard' ? hadamardResidualRotation(hidden, seed, backend) : orthogonalResidualRotation(hidden, seed, backend);
+  const rotation = !residual
+    ? undefined
+    : explicit
+      ? denseResidualRotation(explicit.data as Float32Array, hidden, backend)
+      : rotationKind === 'hadamard'
+        ? hadamardResidualRotation(hidden, seed, backend)
+        : denseResidualRotation(randomOrthogonal(hidden, seed).data, hidden, backend);
 
   if (rotation && model.tiedEmbeddings) model.untieEmbeddings();
   const total = model.blocks.length + 1;
@@ -346,7 +398,7 @@ export async function rotateModel(model: ModelView, options: RotateModelOptions 
   const description: Record<string, unknown> = {
     kind: residual ? 'residual-rotation' : 'online-hadamards',
     ...(residual
-      ? { rotation: rotationKind, seed, order: hidden, ...(rotationKind === 'hadamard' ? { factorisation: describeFactorization(hadamardFactorization(hidden)!) } : {}) }
+      ? { rotation: rotationKind, ...(explicit ? {} : { seed }), order: hidden, ...(rotationKind === 'hadamard' ? { factorisation: describeFactorization(hadamardFactorization(hidden)!) } : {}) }
       : {}),
     normsFolded: residual,
     onlineHadamardLayers: onlineHadamard === 'all' ? 'every linear of every block' : onlineHadamard ? 'down_proj' : 'none',

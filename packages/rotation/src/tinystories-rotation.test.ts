@@ -2,8 +2,7 @@ import { readFileSync } from 'node:fs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { createJsBackend } from '@bitsmith/linalg';
 import { llamaQuantizableModel, loadLlamaModel, type LlamaModel } from '@bitsmith/models';
-import { hadamardRotation } from './hadamard-rotation.js';
-import type { RotateModelOptions } from './rotate-model.js';
+import { hadamardRotation, type HadamardRotationOptions } from './hadamard-rotation.js';
 import { DEV_HELDOUT, SKIP_SHARED, TINYSTORIES_DIR } from './shared-data.test-support.js';
 
 const backend = createJsBackend();
@@ -21,7 +20,7 @@ describe.skipIf(SKIP_SHARED)('QuaRot rotation of tinystories-656k (real Llama mo
     before = (await reference.graph.forward(sequences)).data.slice();
   });
 
-  const cases: [string, RotateModelOptions][] = [
+  const cases: [string, HadamardRotationOptions][] = [
     ['randomized Hadamard, online Hadamard on down_proj (384 = 12 x 32), value Hadamard', { rotation: 'hadamard', seed: 0 }],
     ['randomized Hadamard, no online Hadamard, no value Hadamard', { rotation: 'hadamard', seed: 1, onlineHadamard: false, valueHadamard: false }],
     ['random orthogonal, online Hadamard', { rotation: 'orthogonal', seed: 2 }],

@@ -3,7 +3,7 @@ import { bitAllocationStep } from '@bitsmith/allocate';
 import { squeezeLlmStep, vectorQuantizeStep } from '@bitsmith/codebook';
 import { autoRoundStep, learnableWeightClippingStep } from '@bitsmith/learned';
 import { eoraStep, lorcStep, lqerStep, lqLoraStep, svdQuantStep } from '@bitsmith/lowrank';
-import { hadamardRotationStep } from '@bitsmith/rotation';
+import { hadamardRotationStep, learnedRotationStep } from '@bitsmith/rotation';
 import { awqStep, outlierSuppressionPlusStep, smoothQuantPlusStep, smoothQuantStep } from '@bitsmith/smoothing';
 import { gptaqStep, gptqStep, hqqStep, quantEaseStep } from '@bitsmith/solvers';
 
@@ -32,6 +32,7 @@ export const defaultRegistry: StepRegistry = {
   'outlier-suppression-plus': outlierSuppressionPlusStep,
   'llm-int8': llmInt8Step,
   rotation: hadamardRotationStep,
+  'learned-rotation': learnedRotationStep,
   squeezellm: squeezeLlmStep,
   vq: vectorQuantizeStep,
   hqq: hqqStep,

@@ -9,7 +9,7 @@ import { evaluateLanguageModel, loadLlamaGraph, loadLlamaModel, openSafetensors 
 import { afterAll, describe, expect, it } from 'vitest';
 import { installOnlineTransforms } from '../online-transforms.js';
 import { llamaCppQ4KMRecipe } from '../presets.js';
-import { quantizeCommand } from './quantize.js';
+import { progressReporter, quantizeCommand } from './quantize.js';
 
 const SHARED = process.env.BITSMITH_SHARED ? resolve(process.env.BITSMITH_SHARED) : resolve(dirname(fileURLToPath(import.meta.url)), '../../../../../shared');
 const MODEL = join(SHARED, 'models', 'tinystories-656k');
@@ -158,5 +158,18 @@ describe('bitsmith quantize: fused checkpoint tensors', () => {
     writeFileSync(calibration, 'Some calibration text.');
     await expect(quantizeCommand({ model: phi3, recipe, calibration, samples: '8', seqLen: '16', save: 'gptq', out: join(tmp, 'phi3-gptq') })).rejects.toThrow(/phi3 stores self_attn\.qkv_proj and mlp\.gate_up_proj fused/);
     expect(existsSync(join(tmp, 'phi3-gptq'))).toBe(false);
+  });
+});
+
+describe('bitsmith quantize progress', () => {
+  it('prints about ten lines per model-level step that reports its iterations, with the elapsed time and the ETA', () => {
+    const lines: string[] = [];
+    const reporter = progressReporter(false, (text) => lines.push(text));
+    for (let done = 1; done <= 100; done++) {
+      reporter.onProgress({ type: 'model-step-progress', step: 'learned-rotation', done, total: 100, message: `batch loss ${done}`, elapsedSeconds: done, etaSeconds: 100 - done });
+    }
+    expect(lines).toHaveLength(10);
+    expect(lines[0]).toMatch(/^ {2}learned-rotation 10\/100 batch loss 10; .*ETA/);
+    expect(lines.at(-1)).toMatch(/learned-rotation 100\/100 batch loss 100/);
   });
 });

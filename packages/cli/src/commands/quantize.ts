@@ -160,12 +160,18 @@ export function formatReport(report: RecipeReport, resources: { peakRssBytes?: n
  */
 export function progressReporter(interactive: boolean, write: (text: string) => void) {
   const memory = () => `RSS ${mib(process.memoryUsage.rss())} (peak ${mib(peakRssBytes())})`;
+  // A model-level step that learns (a learned rotation) reports its iterations: about ten lines per step.
+  const writeModelStepProgress = (e: Extract<RecipeProgressEvent, { type: 'model-step-progress' }>) => {
+    if (e.done !== e.total && e.done % Math.max(1, Math.round(e.total / 10)) !== 0) return;
+    write(`  ${e.step} ${e.done}/${e.total}${e.message ? ` ${e.message}` : ''}; ${formatDuration(e.elapsedSeconds)}${e.etaSeconds !== undefined ? `, ETA ${formatDuration(e.etaSeconds)}` : ''}\n`);
+  };
   if (interactive) {
     const bar = new cliProgress.SingleBar({ format: 'quantizing |{bar}| {value}/{total} blocks  ETA {eta_run}  {step}', hideCursor: true, clearOnComplete: true }, cliProgress.Presets.shades_classic);
     let started = false;
     return {
       onProgress(e: RecipeProgressEvent) {
         if (e.type === 'resumed') write(`resuming: blocks 1-${e.nextBlock} read from the checkpoint (${formatDuration(e.elapsedSeconds)} of earlier work)\n`);
+        if (e.type === 'model-step-progress') writeModelStepProgress(e);
         if (e.type === 'block-start' && !started) {
           bar.start(e.totalBlocks, e.block, { step: '', eta_run: formatDuration(e.etaSeconds) });
           started = true;
@@ -180,6 +186,7 @@ export function progressReporter(interactive: boolean, write: (text: string) => 
   return {
     onProgress(e: RecipeProgressEvent) {
       if (e.type === 'model-step') write(`model step ${e.step} (${e.index + 1}/${e.total})\n`);
+      else if (e.type === 'model-step-progress') writeModelStepProgress(e);
       else if (e.type === 'resumed') write(`resuming: blocks 1-${e.nextBlock} of ${e.totalBlocks} read from the checkpoint (${formatDuration(e.elapsedSeconds)} of earlier work)\n`);
       else if (e.type === 'block-done') {
         write(`block ${e.block + 1}/${e.totalBlocks} done in ${e.seconds.toFixed(2)} s; elapsed ${formatDuration(e.elapsedSeconds)}, ETA ${formatDuration(e.etaSeconds)}; ${memory()}\n`);

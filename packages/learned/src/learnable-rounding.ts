@@ -162,14 +162,24 @@ export function learnableRounding(weight: Matrix, options: LearnableRoundingOpti
     return symmetric ? clamp(r, -half, half - 1) + half : clamp(r + gs.zero[g]!, 0, maxq);
   };
 
+  const gridState = (p: RoundingParameters, gs: GroupScale): GridState => ({
+    w,
+    ids,
+    scale: gs.scale,
+    zero: symmetric ? undefined : gs.zero,
+    offset: p.offset,
+    base,
+    lowest: symmetric ? -half : 0,
+    highest: symmetric ? half - 1 : maxq,
+  });
+
   return {
     plan,
     rows,
     columns,
     initial: () => ({ offset: new Float32Array(rows * columns), minScale: new Float32Array(groups).fill(1), maxScale: new Float32Array(groups).fill(1) }),
     dequantize(p, out = new Float32Array(rows * columns)) {
-      const gs = scales(p);
-      dequantizeInto(w, ids, gs.scale, symmetric ? undefined : gs.zero, p.offset, base, symmetric ? -half : 0, symmetric ? half - 1 : maxq, out);
+      dequantizeInto(gridState(p, scales(p)), out);
       return out;
     },
     backward(p, gradWeight) {
@@ -177,7 +187,7 @@ export function learnableRounding(weight: Matrix, options: LearnableRoundingOpti
       const dOffset = new Float32Array(w.length);
       const dScale = new Float64Array(groups);
       const dZero = new Float64Array(groups);
-      offsetAndScaleGradients(w, ids, gs.scale, symmetric ? undefined : gs.zero, p.offset, base, symmetric ? -half : 0, symmetric ? half - 1 : maxq, gradWeight, dOffset, dScale, dZero);
+      offsetAndScaleGradients(gridState(p, gs), gradWeight, dOffset, dScale, dZero);
       const dMin = new Float64Array(groups);
       const dMax = new Float64Array(groups);
       for (let g = 0; g < groups; g++) {
@@ -230,22 +240,27 @@ function nearestEven(u: number): number {
   return u > -2251799813685248 && u < 2251799813685248 ? u + SHIFT - SHIFT : roundHalfEven(u);
 }
 
+/** One evaluation of the learnable grid: the weight, its groups, this iteration's scales and the parameters. */
+interface GridState {
+  readonly w: Float32Array;
+  readonly ids: Int32Array;
+  readonly scale: Float64Array;
+  /** Per-group zero points; absent for symmetric grids (codes centred on 0). */
+  readonly zero: Float64Array | undefined;
+  readonly offset: Float32Array;
+  /** Fixed per-weight start offsets (`start` option), or absent. */
+  readonly base: Float32Array | undefined;
+  readonly lowest: number;
+  readonly highest: number;
+}
+
 /**
- * `out[i] = s (clamp(round(w[i] / s + v[i]) + z, lowest, highest) - z)` per element, with its group's scale `s` and
- * zero point `z` (0 when `zero` is absent: symmetric grids, codes centred on 0). A zero scale gives 0. Top-level so
- * V8 optimises it once (it runs over every weight of the block in every AutoRound iteration).
+ * `out[i] = s (clamp(round(w[i] / s + b[i] + v[i]) + z, lowest, highest) - z)` per element, with its group's scale `s`
+ * and zero point `z`. A zero scale gives 0. Top-level so V8 optimises it once (it runs over every weight of the block
+ * in every AutoRound iteration).
  */
-function dequantizeInto(
-  w: Float32Array,
-  ids: Int32Array,
-  scale: Float64Array,
-  zero: Float64Array | undefined,
-  offset: Float32Array,
-  base: Float32Array | undefined,
-  lowest: number,
-  highest: number,
-  out: Float32Array,
-): void {
+function dequantizeInto(grid: GridState, out: Float32Array): void {
+  const { w, ids, scale, zero, offset, base, lowest, highest } = grid;
   for (let i = 0; i < w.length; i++) {
     const g = ids[i]!;
     const s = scale[g]!;
@@ -264,20 +279,8 @@ function dequantizeInto(
  * The straight-through backward of {@link dequantizeInto}: inside the grid `w' = s round(w / s + v)` gives
  * `dv = G s` and `ds += G (r - w / s)`; clamped elements give `ds += G (q - z)` and, asymmetric, `dz += -G s`.
  */
-function offsetAndScaleGradients(
-  w: Float32Array,
-  ids: Int32Array,
-  scale: Float64Array,
-  zero: Float64Array | undefined,
-  offset: Float32Array,
-  base: Float32Array | undefined,
-  lowest: number,
-  highest: number,
-  gradWeight: ArrayLike<number>,
-  dOffset: Float32Array,
-  dScale: Float64Array,
-  dZero: Float64Array,
-): void {
+function offsetAndScaleGradients(grid: GridState, gradWeight: ArrayLike<number>, dOffset: Float32Array, dScale: Float64Array, dZero: Float64Array): void {
+  const { w, ids, scale, zero, offset, base, lowest, highest } = grid;
   for (let i = 0; i < w.length; i++) {
     const g = ids[i]!;
     const s = scale[g]!;

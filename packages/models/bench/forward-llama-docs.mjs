@@ -97,11 +97,9 @@ if (!existsSync(join(dir, 'model.safetensors')) || !existsSync(textPath)) {
   if (ort && formats?.buildLlamaOnnx) {
     const { bytes } = await formats.buildLlamaOnnx(graph, new Map(), { maxPositions: ctx });
     const session = await ort.InferenceSession.create(bytes, { intraOpNumThreads: threads, interOpNumThreads: 1, graphOptimizationLevel: 'all', logSeverityLevel: 3 });
-    const feeds = batches.map((b) => {
-      const data = new BigInt64Array(b.length * ctx);
-      b.forEach((w, i) => w.forEach((id, j) => (data[i * ctx + j] = BigInt(id))));
-      return { input_ids: new ort.Tensor('int64', data, [b.length, ctx]) };
-    });
+    // The exporter's feeds (empty key/value cache, all-ones mask, positions), as transformers.js runs the model.
+    const shape = { layers: c.numHiddenLayers, numKeyValueHeads: c.numKeyValueHeads, headDim: c.headDim };
+    const feeds = batches.map((b) => formats.onnxDecoderFeeds(ort.Tensor, b, shape));
     await session.run(feeds[0]);
     const ortTime = await best(2, async () => {
       for (const f of feeds) await session.run(f);

@@ -61,8 +61,8 @@ async function invert(n: number, a: Float64Array, backend: Backend, offset: numb
   }
 }
 
-/** `out := src^T` for a contiguous `rows x columns` array `src` (out is `columns x rows`), in 32 x 32 tiles. */
-function transposeInto(src: Float64Array, rows: number, columns: number, out: Float64Array): void {
+/** `out := src^T` for a contiguous `rows x columns` array `src` (out is `columns x rows`), in 32 x 32 tiles. Internal. */
+export function transposeInto(src: Float64Array, rows: number, columns: number, out: Float64Array): void {
   for (let i0 = 0; i0 < rows; i0 += 32) {
     const i1 = Math.min(rows, i0 + 32);
     for (let j0 = 0; j0 < columns; j0 += 32) {
@@ -77,8 +77,8 @@ function transposeInto(src: Float64Array, rows: number, columns: number, out: Fl
  * contiguous `p x r` array `b` (recursive TRMM: `[M11 M12; 0 M22] [B1; B2] = [M11 B1 + M12 B2; M22 B2]`, top half
  * first). Internal.
  */
-export async function multiplyUpperLeft(p: number, m: Float64Array, b: Float64Array, r: number, backend: Backend): Promise<void> {
-  if (p <= LEAF) {
+export async function multiplyUpperLeft(p: number, m: Float64Array, b: Float64Array, r: number, backend: Backend, leaf = LEAF): Promise<void> {
+  if (p <= leaf) {
     const upper = new Float64Array(p * p);
     for (let i = 0; i < p; i++) for (let j = i; j < p; j++) upper[i * p + j] = m[i * p + j]!;
     const product = new Float64Array(p * r);
@@ -96,17 +96,17 @@ export async function multiplyUpperLeft(p: number, m: Float64Array, b: Float64Ar
   copyBlock(m, p, p1, p1, p2, p2, m22, p2, 0, 0);
   const b1 = b.subarray(0, p1 * r);
   const b2 = b.subarray(p1 * r, p * r);
-  await multiplyUpperLeft(p1, m11, b1, r, backend);
+  await multiplyUpperLeft(p1, m11, b1, r, backend, leaf);
   await backend.dgemm({ m: p1, n: r, k: p2, a: m12, b: b2, c: b1, beta: 1 });
-  await multiplyUpperLeft(p2, m22, b2, r, backend);
+  await multiplyUpperLeft(p2, m22, b2, r, backend, leaf);
 }
 
 /**
  * `B := M B` in place for the lower-triangular contiguous `p x p` array `m` and the contiguous `p x r` array `b`
  * (recursive TRMM: `[M11 0; M21 M22] [B1; B2] = [M11 B1; M21 B1 + M22 B2]`, bottom half first). Internal.
  */
-export async function multiplyLowerLeft(p: number, m: Float64Array, b: Float64Array, r: number, backend: Backend): Promise<void> {
-  if (p <= LEAF) {
+export async function multiplyLowerLeft(p: number, m: Float64Array, b: Float64Array, r: number, backend: Backend, leaf = LEAF): Promise<void> {
+  if (p <= leaf) {
     const lower = new Float64Array(p * p);
     for (let i = 0; i < p; i++) for (let j = 0; j <= i; j++) lower[i * p + j] = m[i * p + j]!;
     const product = new Float64Array(p * r);
@@ -124,7 +124,7 @@ export async function multiplyLowerLeft(p: number, m: Float64Array, b: Float64Ar
   copyBlock(m, p, p1, p1, p2, p2, m22, p2, 0, 0);
   const b1 = b.subarray(0, p1 * r);
   const b2 = b.subarray(p1 * r, p * r);
-  await multiplyLowerLeft(p2, m22, b2, r, backend);
+  await multiplyLowerLeft(p2, m22, b2, r, backend, leaf);
   await backend.dgemm({ m: p2, n: r, k: p1, a: m21, b: b1, c: b2, beta: 1 });
-  await multiplyLowerLeft(p1, m11, b1, r, backend);
+  await multiplyLowerLeft(p1, m11, b1, r, backend, leaf);
 }

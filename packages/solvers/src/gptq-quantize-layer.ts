@@ -290,8 +290,7 @@ export async function gptqQuantizeLayer(weight: Matrix, hessian: Float64Array, o
   const grouped = granularity.type === 'group' || granularity.type === 'block';
   const dynamic = grouped && !options.staticGroups && !(granularity.type === 'block' && actOrder);
   const recordPermutation = permutation && !(granularity.type === 'group' && !dynamic) ? permutation : undefined;
-  const layout = groupLayout(rows, n, granularity, recordPermutation);
-  const ids = layout.ids;
+  const ids = granularity.type === 'block' ? groupLayout(rows, n, granularity, recordPermutation).ids : new Int32Array(0);
   // Group of element (r, c) = r * perRow + columnGroup[c] for tensor/channel/group granularity (avoids a strided
   // lookup per element); block granularity reads the layout.
   const useIds = granularity.type === 'block';
@@ -403,9 +402,44 @@ export async function gptqQuantizeLayer(weight: Matrix, hessian: Float64Array, o
     }
   }
 
+  // Group or channel scales by absmax, min-max or absmean without range search: one group per row of the column
+  // group, so the statistics are gathered row by row straight from the transposed weights (the same sums in the same
+  // order as core's groupStatistics on a [rows, width] copy) and the scales come from core's computeScales.
+  const rowwise =
+    !search && !useIds && (plan.codec.scaleRule === 'absmax' || plan.codec.scaleRule === 'minmax' || plan.codec.scaleRule === 'absmean');
+  const rowPlan: QuantizationPlan = { ...plan, layout: { count: rows, scaleShape: [rows, 1], ids: new Int32Array(0) } };
+  const rowStats: GroupStatistics = { min: new Float64Array(rows), max: new Float64Array(rows), sumAbs: new Float64Array(rows), count: new Float64Array(rows) };
   /** At a group's first column `i` (input column `c`): the group's scales from the current, updated weights. */
   const startGroup = (i: number, c: number): void => {
     const width = Math.min(groupWidth, n - i);
+    if (rowwise) {
+      const { min, max, sumAbs } = rowStats;
+      min.fill(Infinity);
+      max.fill(-Infinity);
+      sumAbs.fill(0);
+      rowStats.count.fill(width);
+      for (let k = 0; k < width; k++) {
+        const o = (i + k) * rows;
+        for (let r = 0; r < rows; r++) {
+          const x = wt[o + r]!;
+          if (x < min[r]!) min[r] = x;
+          if (x > max[r]!) max[r] = x;
+          sumAbs[r] += Math.abs(x);
+        }
+      }
+      for (let r = 0; r < rows; r++) {
+        if (!Number.isFinite(sumAbs[r]!)) {
+          throw new NumericalError(`GPTQ's updated weights of row ${r} are not finite at input column ${c}`, 'raise the dampening or check the Hessian');
+        }
+      }
+      const sub = computeScales(rowPlan, rowStats);
+      for (let r = 0; r < rows; r++) {
+        const g = r * perRow + columnGroup[c]!;
+        scales[g] = sub.scales[r]!;
+        if (zeroPoints) zeroPoints[g] = sub.zeroPoints![r]!;
+      }
+      return;
+    }
     const s = scratch!.subarray(0, rows * width);
     for (let k = 0; k < width; k++) {
       const o = (i + k) * rows;

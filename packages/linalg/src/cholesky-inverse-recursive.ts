@@ -1,6 +1,6 @@
 import type { Backend } from './backend.js';
 import { copyBlock } from './block.js';
-import { multiplyLowerLeft, multiplyUpperLeft, transposeInto } from './triangular-inverse-recursive.js';
+import { multiplyLowerLeft, multiplyLowerTransposedLeft, transposeBlockInto, transposeInto } from './triangular-inverse-recursive.js';
 import { choleskyBlock, invertLowerBlock } from './unblocked-kernels.js';
 
 /** Blocks at most this big are factored and inverted by the scalar kernels. */
@@ -14,7 +14,7 @@ const TRMM_LEAF = 256;
  * with `L^{-1}` where `A = L L^T` (upper triangle zeroed), without forming `L` as a whole. Recursive on halves
  * (the recursive formulations of LAPACK's `potrf` and `trtri`, fused):
  *
- * `[A11 .; A21 A22]`: `M11 = L11^{-1}` recursively; `L21 = A21 M11^T` (triangular multiply);
+ * `[A11 .; A21 A22]`: `M11 = L11^{-1}` recursively; `L21^T = M11 A21^T` (triangular multiply);
  * `S = A22 - L21 L21^T` (one GEMM of depth n/2); `M22 = L22^{-1}` of `S` recursively;
  * `M21 = -M22 L21 M11` (two triangular multiplies).
  *
@@ -43,25 +43,19 @@ export async function choleskyInverseLowerInPlace(
   const n2 = n - n1;
   const m11 = new Float64Array(n1 * n1);
   const a22 = new Float64Array(n2 * n2);
-  const a21 = new Float64Array(n2 * n1);
   copyBlock(a, n, 0, 0, n1, n1, m11, n1, 0, 0);
   copyBlock(a, n, n1, n1, n2, n2, a22, n2, 0, 0);
-  copyBlock(a, n, n1, 0, n2, n1, a21, n1, 0, 0);
   await choleskyInverseLowerInPlace(n1, m11, backend, failed, offset);
-  // L21^T = M11 A21^T (lower-left triangular multiply on the transposes), then L21.
+  // T = L21^T = M11 A21^T (lower-left triangular multiply on A21^T, transposed straight out of `a`).
   const t = new Float64Array(n1 * n2);
-  transposeInto(a21, n2, n1, t);
+  transposeBlockInto(a, n, n1, 0, n2, n1, t);
   await multiplyLowerLeft(n1, m11, t, n2, backend, TRMM_LEAF);
-  const l21 = a21;
-  transposeInto(t, n1, n2, l21);
-  // S = A22 - L21 L21^T (both triangles; the recursion reads the lower one).
-  await backend.dgemm({ m: n2, n: n2, k: n1, a: l21, b: l21, c: a22, transB: true, alpha: -1, beta: 1 });
+  // S = A22 - L21 L21^T = A22 - T^T T (both triangles; the recursion reads the lower one).
+  await backend.dgemm({ m: n2, n: n2, k: n1, a: t, transA: true, b: t, c: a22, alpha: -1, beta: 1 });
   await choleskyInverseLowerInPlace(n2, a22, backend, failed, offset + n1);
-  // M21 = -M22 (L21 M11): (L21 M11)^T = M11^T L21^T (upper-left multiply), then M22 from the left.
-  const m11t = new Float64Array(n1 * n1);
-  transposeInto(m11, n1, n1, m11t);
-  await multiplyUpperLeft(n1, m11t, t, n2, backend, TRMM_LEAF);
-  const m21 = l21;
+  // M21 = -M22 (L21 M11): (L21 M11)^T = M11^T T (the GEMMs read M11 transposed), then M22 from the left.
+  await multiplyLowerTransposedLeft(n1, m11, t, n2, backend, TRMM_LEAF);
+  const m21 = new Float64Array(n2 * n1);
   transposeInto(t, n1, n2, m21);
   await multiplyLowerLeft(n2, a22, m21, n1, backend, TRMM_LEAF);
   for (let i = 0; i < n1; i++) {

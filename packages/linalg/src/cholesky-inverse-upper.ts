@@ -16,6 +16,8 @@ const RECURSIVE_FROM = 1024;
 export interface CholeskyInverseUpperOptions extends BackendOption {
   /** Block size. Default 128. */
   blockSize?: number;
+  /** Work in the input's buffer and return it as `U` (the Hessian is overwritten, also when the factorization fails). Default false. */
+  inPlace?: boolean;
 }
 
 /**
@@ -31,8 +33,8 @@ export interface CholeskyInverseUpperOptions extends BackendOption {
  * `5 n^3 / 6` flops, at the backend's peak GEMM speed).
  *
  * @param hessian - Symmetric positive definite `n x n` float64 matrix (dampen it first, as GPTQ does).
- * @param options - `blockSize` (128), `backend` (`defaultBackend()`).
- * @returns `U`, upper triangular (lower triangle zero).
+ * @param options - `blockSize` (128), `inPlace` (false), `backend` (`defaultBackend()`).
+ * @returns `U`, upper triangular (lower triangle zero); with `inPlace`, in the input's buffer.
  * @throws `NumericalError` when `H` is not positive definite (the message suggests a dampening).
  * @example
  * ```ts
@@ -44,9 +46,19 @@ export async function choleskyInverseUpper(hessian: Matrix<'float64'>, options: 
   const n = checkSquareFloat64Matrix(hessian, 'hessian');
   const blockSize = checkBlockSize(options.blockSize ?? 128);
   const backend = await resolveBackend(options);
-  const w = reverseSquare(n, hessian.data, new Float64Array(n * n));
-  // Reversal maps the lower triangle of J H J to the upper triangle of H; H is symmetric, so either is fine.
   const mean = meanDiagonal(n, hessian.data);
+  let w: Float64Array;
+  if (options.inPlace) {
+    w = hessian.data;
+    for (let i = 0, j = n * n - 1; i < j; i++, j--) {
+      const t = w[i]!;
+      w[i] = w[j]!;
+      w[j] = t;
+    }
+  } else {
+    w = reverseSquare(n, hessian.data, new Float64Array(n * n));
+  }
+  // Reversal maps the lower triangle of J H J to the upper triangle of H; H is symmetric, so either is fine.
   if (n <= RECURSIVE_FROM) {
     await choleskyInPlace(n, w, backend, blockSize, mean);
     await invertLowerInPlace(n, w, backend);
@@ -61,5 +73,5 @@ export async function choleskyInverseUpper(hessian: Matrix<'float64'>, options: 
     w[i] = w[j]!;
     w[j] = t;
   }
-  return matrix<'float64'>(w, n, n);
+  return options.inPlace ? hessian : matrix<'float64'>(w, n, n);
 }

@@ -176,6 +176,15 @@ await describeWithBackends('factorizations', (backend) => {
     expect(seen).toBe(250);
   });
 
+  it('choleskyInverseUpper in place returns the input holding U (the same U as a copy gives)', async () => {
+    const h = randomSpd(70, 90, 0.1);
+    const copy = await choleskyInverseUpper(h, { backend });
+    const inPlace = await choleskyInverseUpper({ ...h, data: h.data.slice() }, { backend, inPlace: true });
+    expect(Array.from(inPlace.data)).toEqual(Array.from(copy.data));
+    const given = { ...h, data: h.data.slice() };
+    expect(await choleskyInverseUpper(given, { backend, inPlace: true })).toBe(given);
+  });
+
   it('choleskyInverseUpper of a 2x2 closed form', async () => {
     // H = [[2, 1], [1, 2]], H^-1 = [[2, -1], [-1, 2]] / 3 = U^T U with U = [[sqrt(2)/sqrt(3) ... ]]
     const u = await choleskyInverseUpper(matrix<'float64'>(Float64Array.of(2, 1, 1, 2), 2, 2), { backend });

@@ -10,7 +10,7 @@ import { reverseSquare } from './unblocked-kernels.js';
  * Above this size the factor comes from one fused recursion (Cholesky and triangular inverse on halves, GEMMs of depth
  * n/2, n/4, ...); at or below it from the blocked Cholesky then the recursive inverse (cheap at these sizes).
  */
-const RECURSIVE_FROM = 1024;
+const RECURSIVE_FROM = 2048;
 
 /** Options of {@link choleskyInverseUpper}. */
 export interface CholeskyInverseUpperOptions extends BackendOption {
@@ -28,7 +28,7 @@ export interface CholeskyInverseUpperOptions extends BackendOption {
  * Computed without forming `H^{-1}`: with `J` the exchange matrix, `J H J = L L^T` gives
  * `H^{-1} = (J L^{-T} J)(J L^{-1} J)`, and `U = J L^{-1} J` is upper triangular with a positive diagonal, so by
  * uniqueness it is the factor. Cost: one Cholesky and one triangular inverse (about `2 n^3 / 3` flops, through GEMM),
- * and no squaring of the condition number. Up to n = 1024 the Cholesky is blocked and the triangular inverse
+ * and no squaring of the condition number. Up to n = 2048 the Cholesky is blocked and the triangular inverse
  * recursive; above, both run in one recursion on halves whose work is a few GEMMs of depth n/2, n/4, ... (about
  * `5 n^3 / 6` flops, at the backend's peak GEMM speed).
  *

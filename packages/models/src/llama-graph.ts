@@ -2,8 +2,6 @@ import { InvalidArgumentError, ShapeMismatchError, type ArchitectureMapping, typ
 import { defaultBackend, type Backend } from '@bitsmith/linalg';
 import { architectureMapping } from './architecture-mappings.js';
 import { cacheAfterAttention, cacheAfterRope, cacheKeysBeforeRope } from './kv-cache.js';
-import { causalAttentionGemm } from './attention-gemm.js';
-import { gatedActivation } from './gated-activation.js';
 import { applyLinear, createLinearLayer, type LinearInputObserver, type LinearKind, type LinearLayer } from './linear-layer.js';
 import { isWeightResident, lazyLinearLayer, peekLinearWeight, type WeightSource } from './lazy-weight.js';
 import type { LlamaConfig } from './llama-config.js';
@@ -269,22 +267,20 @@ export class LlamaGraph {
     applyRope(q, rope, tokens, c.numAttentionHeads, positions);
     applyRope(k, rope, tokens, c.numKeyValueHeads, positions);
     await cacheAfterRope(block.kvCache, q, k, v, tokens, geometry, backend);
-    const attended = await causalAttentionGemm(
+    const attended = new Float32Array(tokens * c.numAttentionHeads * c.headDim);
+    await backend.attention({
       q,
       k,
       v,
+      out: attended,
       lengths,
-      {
-        numHeads: c.numAttentionHeads,
-        numKvHeads: c.numKeyValueHeads,
-        headDim: c.headDim,
-        slidingWindow: block.attentionType === 'sliding' ? c.slidingWindow : undefined,
-        scale: c.attentionScale,
-        softcap: c.attentionSoftcap,
-      },
-      new Float32Array(tokens * c.numAttentionHeads * c.headDim),
-      backend,
-    );
+      numHeads: c.numAttentionHeads,
+      numKvHeads: c.numKeyValueHeads,
+      headDim: c.headDim,
+      slidingWindow: block.attentionType === 'sliding' ? c.slidingWindow : undefined,
+      scale: c.attentionScale,
+      softcap: c.attentionSoftcap,
+    });
     signal?.throwIfAborted();
     await cacheAfterAttention(block.kvCache, attended, tokens, geometry, backend);
     const h = await applyLinear(oProj, attended, tokens, backend, run);
@@ -300,7 +296,8 @@ export class LlamaGraph {
       const { gateProj, upProj, downProj } = block.mlp!;
       const gate = await applyLinear(gateProj, normed, tokens, backend, run);
       const up = await applyLinear(upProj, normed, tokens, backend, run);
-      out = await applyLinear(downProj, gatedActivation(gate, up, c.hiddenActivation), tokens, backend, run);
+      await backend.gatedActivation({ gate, up, out: gate, activation: c.hiddenActivation });
+      out = await applyLinear(downProj, gate, tokens, backend, run);
     }
     if (c.sandwichNorms) applyNorm(block.postFeedforwardLayernorm!, out, tokens, out);
     for (let i = 0; i < out.length; i++) out[i]! += h[i]!;

@@ -104,3 +104,24 @@ it('ort: a score budget below one sequence runs the chunked sgemm path, and batc
     await backend.dispose();
   }
 });
+
+it('ort: query blocks against the keys up to their last row (2 and 3 parts, uneven splits, window and soft-cap) agree with the definition', async () => {
+  for (const attentionParts of [2, 3]) {
+    let backend;
+    try {
+      backend = await createOrtBackend({ threads: 2, attentionParts });
+    } catch {
+      return; // onnxruntime-node absent: the shared suite above reports the skip
+    }
+    try {
+      const args = problem([300, 300, 257, 64], 4, 2, 8, 13 + attentionParts);
+      await backend.attention(args);
+      expect(worstError(args.out, bruteForce(args))).toBeLessThan(2e-5);
+      const windowed = { ...problem([393, 270], 4, 1, 8, 14), slidingWindow: 70, softcap: 3, scale: 0.4 };
+      await backend.attention(windowed);
+      expect(worstError(windowed.out, bruteForce(windowed))).toBeLessThan(2e-5);
+    } finally {
+      await backend.dispose();
+    }
+  }
+});

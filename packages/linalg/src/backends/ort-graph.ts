@@ -153,25 +153,30 @@ export interface AttentionGraphSpec {
   scale: number;
   /** Soft-cap `c tanh(s / c)` of the scaled scores; undefined: none. */
   softcap: number | undefined;
+  /** Blocks of query rows, each against only the keys up to its last row (1: the full square). */
+  parts: number;
 }
 
 /**
  * Builds the ONNX model of causal grouped-query attention over a batch of `b` equal-length sequences (any `b` and
  * `n`): inputs `Q` `[b, n, numHeads * headDim]`, `K` and `V` `[b, n, numKvHeads * headDim]` (token-major, as a
- * model's projections produce them) and the additive mask `M` `[n, n]` (0 where key `j` is visible to query `i`, a
- * large negative number elsewhere: causal, and the sliding window when there is one); output `Y`
- * `[b, n, numHeads * headDim]`. Query heads are grouped by the key/value head they read, `[b, kvHeads, group, n, d]`,
- * and multiplied with the shared keys broadcast over the group (two batched `MatMul`s); scale (on the queries),
- * soft-cap (`Div`, `Tanh`, `Mul`), mask (`Add`) and `Softmax` over the keys run in between, all in one `session.run`.
- * The same formulation as `@bitsmith/formats`' ONNX export of the decoder.
+ * model's projections produce them). The query rows are cut into `parts` blocks at the int64 boundaries `E0 < E1 <
+ * ... < E{parts-1} = n` (inputs `[1]`, block `p` is rows `E{p-1} .. E{p}`, `E{-1} = 0`); block `p` attends to keys
+ * `0 .. E{p}` only, with the additive mask `M{p}` `[E{p} - E{p-1}, E{p}]` (0 where key `j` is visible to query `i`, a
+ * large negative number elsewhere: causal, and the sliding window when there is one), so `parts` blocks compute
+ * `(parts + 1) / 2 parts` of the full square of scores. Per block, query heads are grouped by the key/value head they
+ * read, `[b, kvHeads, group, rows, d]`, and multiplied with the shared keys broadcast over the group (two batched
+ * `MatMul`s); scale (on the queries), soft-cap (`Div`, `Tanh`, `Mul`), mask (`Add`) and `Softmax` over the keys run in
+ * between; the blocks' outputs are concatenated into `Y` `[b, n, numHeads * headDim]`, all in one `session.run`.
+ * With one part, the formulation of `@bitsmith/formats`' ONNX export of the decoder.
  *
  * @example
  * ```ts
- * const bytes = buildAttentionModel(onnx, { numHeads: 8, numKvHeads: 4, headDim: 64, scale: 0.125, softcap: undefined });
+ * const bytes = buildAttentionModel(onnx, { numHeads: 8, numKvHeads: 4, headDim: 64, scale: 0.125, softcap: undefined, parts: 2 });
  * ```
  */
 export function buildAttentionModel(onnx: Onnx, spec: AttentionGraphSpec): Uint8Array {
-  const { numHeads: h, numKvHeads: hkv, headDim: d, scale, softcap } = spec;
+  const { numHeads: h, numKvHeads: hkv, headDim: d, scale, softcap, parts } = spec;
   const group = h / hkv;
   const nodes: OnnxNamespace.INodeProto[] = [];
   const node = (opType: string, input: string[], output: string, attribute: OnnxNamespace.IAttributeProto[] = []): string => {
@@ -181,25 +186,38 @@ export function buildAttentionModel(onnx: Onnx, spec: AttentionGraphSpec): Uint8
   const perm = (values: number[]): OnnxNamespace.IAttributeProto => onnx.AttributeProto.create({ name: 'perm', type: onnx.AttributeProto.AttributeType.INTS, ints: values });
   const int64 = (name: string, values: number[]): OnnxNamespace.ITensorProto => onnx.TensorProto.create({ name, dataType: onnx.TensorProto.DataType.INT64, dims: [values.length], int64Data: values });
   const scalar = (name: string, value: number): OnnxNamespace.ITensorProto => onnx.TensorProto.create({ name, dataType: onnx.TensorProto.DataType.FLOAT, dims: [], floatData: [value] });
-  const initializer = [int64('q_shape', [0, 0, hkv, group, d]), int64('kv_shape', [0, 0, hkv, d]), int64('y_shape', [0, 0, h * d]), int64('axis_2', [2]), scalar('scale', scale)];
-
-  const queries = node('Transpose', [node('Mul', [node('Reshape', ['Q', 'q_shape'], 'q5'), 'scale'], 'q_scaled')], 'q_grouped', [perm([0, 2, 3, 1, 4])]); // [b, kv, group, n, d]
-  const keys = node('Unsqueeze', [node('Transpose', [node('Reshape', ['K', 'kv_shape'], 'k4')], 'k_t', [perm([0, 2, 3, 1])]), 'axis_2'], 'k_grouped'); // [b, kv, 1, d, n]
-  const values = node('Unsqueeze', [node('Transpose', [node('Reshape', ['V', 'kv_shape'], 'v4')], 'v_t', [perm([0, 2, 1, 3])]), 'axis_2'], 'v_grouped'); // [b, kv, 1, n, d]
-  let scores = node('MatMul', [queries, keys], 'scores'); // [b, kv, group, n, n]
-  if (softcap !== undefined) {
-    initializer.push(scalar('softcap', softcap));
-    scores = node('Mul', [node('Tanh', [node('Div', [scores, 'softcap'], 'scores_over_cap')], 'scores_tanh'), 'softcap'], 'scores_capped');
-  }
-  const probabilities = node('Softmax', [node('Add', [scores, 'M'], 'scores_masked')], 'probabilities', [intAttribute(onnx, 'axis', -1)]);
-  const context = node('MatMul', [probabilities, values], 'context'); // [b, kv, group, n, d]
-  node('Reshape', [node('Transpose', [context], 'context_t', [perm([0, 3, 1, 2, 4])]), 'y_shape'], 'Y');
-  const inputs = [
-    valueInfo(onnx, 'Q', ONNX_FLOAT, ['b', 'n', h * d]),
-    valueInfo(onnx, 'K', ONNX_FLOAT, ['b', 'n', hkv * d]),
-    valueInfo(onnx, 'V', ONNX_FLOAT, ['b', 'n', hkv * d]),
-    valueInfo(onnx, 'M', ONNX_FLOAT, ['n', 'n']),
+  const initializer = [
+    int64('q_shape', [0, 0, hkv, group, d]),
+    int64('kv_shape', [0, 0, hkv, d]),
+    int64('y_shape', [0, 0, h * d]),
+    int64('axis_1', [1]),
+    int64('axis_2', [2]),
+    int64('zero', [0]),
+    scalar('scale', scale),
   ];
+  if (softcap !== undefined) initializer.push(scalar('softcap', softcap));
+  const inputs = [valueInfo(onnx, 'Q', ONNX_FLOAT, ['b', 'n', h * d]), valueInfo(onnx, 'K', ONNX_FLOAT, ['b', 'n', hkv * d]), valueInfo(onnx, 'V', ONNX_FLOAT, ['b', 'n', hkv * d])];
+  const scaled = node('Mul', [node('Reshape', ['Q', 'q_shape'], 'q5'), 'scale'], 'q_scaled'); // [b, n, kv, group, d]
+  const k4 = node('Reshape', ['K', 'kv_shape'], 'k4'); // [b, n, kv, d]
+  const v4 = node('Reshape', ['V', 'kv_shape'], 'v4');
+  const outputs: string[] = [];
+  for (let p = 0; p < parts; p++) {
+    const end = `E${p}`;
+    const start = p === 0 ? 'zero' : `E${p - 1}`;
+    if (parts > 1) inputs.push(valueInfo(onnx, end, onnx.TensorProto.DataType.INT64, [1]));
+    inputs.push(valueInfo(onnx, `M${p}`, ONNX_FLOAT, [`rows${p}`, `keys${p}`]));
+    const sliced = (t: string, from: string, name: string): string => (parts === 1 ? t : node('Slice', [t, from, end, 'axis_1'], `${name}_${p}`));
+    const queries = node('Transpose', [sliced(scaled, start, 'q')], `q_grouped_${p}`, [perm([0, 2, 3, 1, 4])]); // [b, kv, group, rows, d]
+    const keys = node('Unsqueeze', [node('Transpose', [sliced(k4, 'zero', 'k')], `k_t_${p}`, [perm([0, 2, 3, 1])]), 'axis_2'], `k_grouped_${p}`); // [b, kv, 1, d, keys]
+    const values = node('Unsqueeze', [node('Transpose', [sliced(v4, 'zero', 'v')], `v_t_${p}`, [perm([0, 2, 1, 3])]), 'axis_2'], `v_grouped_${p}`); // [b, kv, 1, keys, d]
+    let scores = node('MatMul', [queries, keys], `scores_${p}`); // [b, kv, group, rows, keys]
+    if (softcap !== undefined) scores = node('Mul', [node('Tanh', [node('Div', [scores, 'softcap'], `over_cap_${p}`)], `tanh_${p}`), 'softcap'], `capped_${p}`);
+    const probabilities = node('Softmax', [node('Add', [scores, `M${p}`], `masked_${p}`)], `probabilities_${p}`, [intAttribute(onnx, 'axis', -1)]);
+    const context = node('MatMul', [probabilities, values], `context_${p}`); // [b, kv, group, rows, d]
+    outputs.push(node('Transpose', [context], `context_t_${p}`, [perm([0, 3, 1, 2, 4])])); // [b, rows, kv, group, d]
+  }
+  const merged = parts === 1 ? outputs[0]! : node('Concat', outputs, 'merged', [intAttribute(onnx, 'axis', 1)]);
+  node('Reshape', [merged, 'y_shape'], 'Y');
   return encodeModel(onnx, { name: 'bitsmith_attention', node: nodes, input: inputs, output: [valueInfo(onnx, 'Y', ONNX_FLOAT, ['b', 'n', h * d])], initializer });
 }
 

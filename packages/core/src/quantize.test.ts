@@ -113,6 +113,28 @@ describe('quantize / dequantize', () => {
   });
 });
 
+describe('dequantize of group and channel granularity', () => {
+  // Consecutive groups are decoded without a per-element group lookup; the identity permutation takes the lookup path.
+  for (const name of ['int4', 'int3-asym', 'nf4', 'fp8-e4m3', 'ternary']) {
+    for (const granularity of [{ type: 'group', size: 32 }, { type: 'channel' }] as Granularity[]) {
+      it(`${name} ${JSON.stringify(granularity)}: equals the group-lookup decode bit for bit, and decodes code - zero times scale`, () => {
+        const format = parseFormat(name);
+        const q = quantize(w, { format, granularity });
+        const identity = Int32Array.from({ length: 128 }, (_, i) => i);
+        const direct = dequantize(q).data;
+        expect(Array.from(direct)).toEqual(Array.from(dequantize({ ...q, permutation: identity }).data));
+        const codec = elementCodec(format);
+        const size = granularity.type === 'group' ? granularity.size : 128;
+        for (const [r, c] of [[0, 0], [3, 77], [15, 127]] as const) {
+          const g = r * (128 / size) + Math.floor(c / size);
+          const expected = Math.fround((codec.decode(q.codes[r * 128 + c]!) - (q.zeroPoints?.[g] ?? 0)) * q.scales[g]!);
+          expect(direct[r * 128 + c]).toBe(expected === 0 ? 0 : expected);
+        }
+      });
+    }
+  }
+});
+
 describe('act-order permutation', () => {
   it('groups columns along the permutation (g_idx) when dequantizing', () => {
     const m = matrix(Float32Array.from({ length: 8 }, (_, i) => (i % 2 === 0 ? 100 : 1) + i * 0.01), 1, 8);

@@ -1,6 +1,6 @@
 import { InvalidArgumentError, NumericalError } from './errors.js';
 import { roundScale } from './float-encoding.js';
-import { groupLayout, type Granularity, type GroupLayout } from './granularity.js';
+import { groupLayout, validateGranularity, type Granularity, type GroupLayout } from './granularity.js';
 import { minifloat, FP8_E4M3 } from './minifloat.js';
 import { elementCodec, type ElementCodec, type FormatSpec } from './number-format.js';
 import type { QuantizedTensor, ScaleEncoding } from './quantized-tensor.js';
@@ -196,13 +196,30 @@ export function encodeWithScales(
 export function dequantize(q: QuantizedTensor): Matrix {
   const [rows, columns] = q.shape;
   const codec = elementCodec(q.format);
-  const layout = groupLayout(rows, columns, q.granularity, q.permutation);
   const out = new Float32Array(rows * columns);
   // Decode table: one lookup per code instead of a codec call per element.
   const table = new Float64Array(codec.levels);
   for (let c = 0; c < codec.levels; c++) table[c] = codec.decode(c);
   const ts = q.tensorScale ?? 1;
   const { codes, scales, zeroPoints } = q;
+  const granularity = q.granularity;
+  if (!q.permutation && (granularity.type === 'group' || granularity.type === 'channel')) {
+    // Runs of consecutive columns share a group: no per-element group lookup (same arithmetic as below).
+    validateGranularity(granularity, rows, columns);
+    const size = granularity.type === 'group' ? granularity.size : columns;
+    const perRow = columns / size;
+    for (let r = 0; r < rows; r++) {
+      for (let k = 0; k < perRow; k++) {
+        const g = r * perRow + k;
+        const z = zeroPoints ? zeroPoints[g]! : 0;
+        const scale = scales[g]!;
+        const start = r * columns + k * size;
+        for (let i = start; i < start + size; i++) out[i] = (table[codes[i]!]! - z) * scale * ts + 0; // + 0 turns -0 into 0
+      }
+    }
+    return { dtype: 'float32', shape: [rows, columns], data: out };
+  }
+  const layout = groupLayout(rows, columns, granularity, q.permutation);
   const ids = layout.ids;
   for (let i = 0; i < out.length; i++) {
     const g = ids[i]!;

@@ -28,3 +28,18 @@ for (const { out, flags } of variants) {
   }
   console.log(`built wasm/${out}`);
 }
+
+// GPTQ's column loop for integer grids (solvers' gptqQuantizeLayer): one instance with its own growable memory.
+{
+  const out = 'gptq-columns.wasm';
+  const { error, stderr } = await asc.main([
+    join(root, 'assembly', 'gptq-columns.ts'),
+    '-O3', '--converge', '--noAssert', '--runtime', 'stub', '--use', 'abort=', '--enable', 'simd',
+    '--initialMemory', '1', '--outFile', join(root, 'wasm', out),
+  ]);
+  if (error) {
+    console.error(stderr.toString());
+    throw error;
+  }
+  console.log(`built wasm/${out}`);
+}

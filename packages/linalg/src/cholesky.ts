@@ -58,7 +58,8 @@ export async function choleskyInPlace(n: number, w: Float64Array, backend: Backe
   }
 }
 
-function notPositiveDefinite(index: number, pivot: number, meanDiagonal: number): NumericalError {
+/** The error for a pivot that is not positive, with a dampening to try. Internal. */
+export function notPositiveDefinite(index: number, pivot: number, meanDiagonal: number): NumericalError {
   const one = 0.01 * Math.abs(meanDiagonal);
   const suggested = Math.max(one, Number.isFinite(pivot) ? 2 * Math.abs(pivot) : 0);
   return new NumericalError(

@@ -3,6 +3,7 @@ import { NumericalError, matrix } from '@bitsmith/core';
 import { det, inv } from 'mathjs';
 import { cholesky } from './cholesky.js';
 import { choleskyInverseUpper } from './cholesky-inverse-upper.js';
+import { choleskyInverseLowerInPlace } from './cholesky-inverse-recursive.js';
 import { invertSpd } from './inverse-spd.js';
 import { invertTriangular, solveTriangular } from './triangular.js';
 import { describeWithBackends } from './testing/describe-with-backends.js';
@@ -142,6 +143,47 @@ await describeWithBackends('factorizations', (backend) => {
       expect(relativeError(u.data, upper)).toBeLessThan(1e-11);
     });
   }
+
+  for (const n of [129, 520]) {
+    it(`the fused recursive Cholesky-inverse (choleskyInverseUpper above n = 1024) n=${n}: L^-1 A L^-T = I, equal to cholesky then invertTriangular`, async () => {
+      const a = randomSpd(n, 40 + n, 0.1);
+      const w = a.data.slice();
+      await choleskyInverseLowerInPlace(n, w, backend, (index, pivot) => {
+        throw new Error(`pivot ${index} = ${pivot}`);
+      });
+      for (let i = 0; i < n; i++) {
+        expect(w[i * n + i]).toBeGreaterThan(0);
+        for (let j = i + 1; j < n; j++) expect(w[i * n + j]).toBe(0);
+      }
+      const ma = naiveMatmul(n, n, n, w, a.data);
+      expect(relativeError(naiveMatmul(n, n, n, ma, w, false, true), identity(n))).toBeLessThan(1e-11);
+      const reference = await invertTriangular(await cholesky(a, { backend }), { lower: true, backend });
+      expect(relativeError(w, reference.data)).toBeLessThan(1e-12);
+    });
+  }
+
+  it('the fused recursive Cholesky-inverse names the first non-positive pivot by its global index', async () => {
+    const n = 300;
+    const a = randomSpd(n, n + 40, 0.1);
+    a.data[250 * n + 250] = -1;
+    let seen = -1;
+    await expect(
+      choleskyInverseLowerInPlace(n, a.data.slice(), backend, (index) => {
+        seen = index;
+        throw new NumericalError(`pivot ${index}`);
+      }),
+    ).rejects.toThrow(NumericalError);
+    expect(seen).toBe(250);
+  });
+
+  it('choleskyInverseUpper in place returns the input holding U (the same U as a copy gives)', async () => {
+    const h = randomSpd(70, 90, 0.1);
+    const copy = await choleskyInverseUpper(h, { backend });
+    const inPlace = await choleskyInverseUpper({ ...h, data: h.data.slice() }, { backend, inPlace: true });
+    expect(Array.from(inPlace.data)).toEqual(Array.from(copy.data));
+    const given = { ...h, data: h.data.slice() };
+    expect(await choleskyInverseUpper(given, { backend, inPlace: true })).toBe(given);
+  });
 
   it('choleskyInverseUpper of a 2x2 closed form', async () => {
     // H = [[2, 1], [1, 2]], H^-1 = [[2, -1], [-1, 2]] / 3 = U^T U with U = [[sqrt(2)/sqrt(3) ... ]]

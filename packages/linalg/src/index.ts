@@ -15,6 +15,7 @@ export { createWebgpuBackend, type WebgpuBackend, type WebgpuBackendOptions, typ
 export { DEFAULT_GEMM_TILE, type GemmTile } from './backends/webgpu-kernels.js';
 export { webgpuCholeskyInverseUpper, type WebgpuCholeskyOptions } from './backends/webgpu-cholesky.js';
 export { webgpuGptqSolve, WEBGPU_GPTQ_MAX_BLOCK, type WebgpuGptqArguments, type WebgpuGptqGroupScales, type WebgpuGptqResult } from './backends/webgpu-gptq.js';
+export { createGptqColumnKernel, type GptqColumnArguments, type GptqColumnKernel } from './gptq-column-kernel.js';
 export { createBackend, defaultBackend, disposeDefaultBackend, BACKEND_NAMES, DEFAULT_BACKEND_ORDER } from './select-backend.js';
 
 // Helpers

@@ -61,13 +61,25 @@ async function invert(n: number, a: Float64Array, backend: Backend, offset: numb
   }
 }
 
-/** `out := src^T` for a contiguous `rows x columns` array `src` (out is `columns x rows`), in 32 x 32 tiles. */
-function transposeInto(src: Float64Array, rows: number, columns: number, out: Float64Array): void {
-  for (let i0 = 0; i0 < rows; i0 += 32) {
-    const i1 = Math.min(rows, i0 + 32);
-    for (let j0 = 0; j0 < columns; j0 += 32) {
-      const j1 = Math.min(columns, j0 + 32);
-      for (let i = i0; i < i1; i++) for (let j = j0; j < j1; j++) out[j * rows + i] = src[i * columns + j]!;
+/** `out := src^T` for a contiguous `rows x columns` array `src` (out is `columns x rows`), in 32 x 32 tiles. Internal. */
+export function transposeInto(src: Float64Array, rows: number, columns: number, out: Float64Array): void {
+  transposeBlockInto(src, columns, 0, 0, rows, columns, out);
+}
+
+/**
+ * `out := B^T` for the `rows x columns` block `B` at `(row, column)` of the row-major `src` with leading dimension
+ * `ld` (`out` is contiguous, `columns x rows`), in 16 x 16 tiles written row by row. Internal.
+ */
+export function transposeBlockInto(src: Float64Array, ld: number, row: number, column: number, rows: number, columns: number, out: Float64Array): void {
+  for (let i0 = 0; i0 < rows; i0 += 16) {
+    const i1 = Math.min(rows, i0 + 16);
+    for (let j0 = 0; j0 < columns; j0 += 16) {
+      const j1 = Math.min(columns, j0 + 16);
+      for (let j = j0; j < j1; j++) {
+        const o = j * rows;
+        const s = (row * ld) + column + j;
+        for (let i = i0; i < i1; i++) out[o + i] = src[s + i * ld]!;
+      }
     }
   }
 }
@@ -77,8 +89,8 @@ function transposeInto(src: Float64Array, rows: number, columns: number, out: Fl
  * contiguous `p x r` array `b` (recursive TRMM: `[M11 M12; 0 M22] [B1; B2] = [M11 B1 + M12 B2; M22 B2]`, top half
  * first). Internal.
  */
-export async function multiplyUpperLeft(p: number, m: Float64Array, b: Float64Array, r: number, backend: Backend): Promise<void> {
-  if (p <= LEAF) {
+export async function multiplyUpperLeft(p: number, m: Float64Array, b: Float64Array, r: number, backend: Backend, leaf = LEAF): Promise<void> {
+  if (p <= leaf) {
     const upper = new Float64Array(p * p);
     for (let i = 0; i < p; i++) for (let j = i; j < p; j++) upper[i * p + j] = m[i * p + j]!;
     const product = new Float64Array(p * r);
@@ -96,17 +108,46 @@ export async function multiplyUpperLeft(p: number, m: Float64Array, b: Float64Ar
   copyBlock(m, p, p1, p1, p2, p2, m22, p2, 0, 0);
   const b1 = b.subarray(0, p1 * r);
   const b2 = b.subarray(p1 * r, p * r);
-  await multiplyUpperLeft(p1, m11, b1, r, backend);
+  await multiplyUpperLeft(p1, m11, b1, r, backend, leaf);
   await backend.dgemm({ m: p1, n: r, k: p2, a: m12, b: b2, c: b1, beta: 1 });
-  await multiplyUpperLeft(p2, m22, b2, r, backend);
+  await multiplyUpperLeft(p2, m22, b2, r, backend, leaf);
+}
+
+/**
+ * `B := M^T B` in place for the lower-triangular contiguous `p x p` array `m` (so `M^T` is upper triangular; nothing is
+ * transposed: the GEMMs read `M` transposed) and the contiguous `p x r` array `b` (recursive TRMM:
+ * `[M11^T M21^T; 0 M22^T] [B1; B2] = [M11^T B1 + M21^T B2; M22^T B2]`, top half first). Internal.
+ */
+export async function multiplyLowerTransposedLeft(p: number, m: Float64Array, b: Float64Array, r: number, backend: Backend, leaf = LEAF): Promise<void> {
+  if (p <= leaf) {
+    const lower = new Float64Array(p * p);
+    for (let i = 0; i < p; i++) for (let j = 0; j <= i; j++) lower[i * p + j] = m[i * p + j]!;
+    const product = new Float64Array(p * r);
+    await backend.dgemm({ m: p, n: r, k: p, a: lower, transA: true, b, c: product });
+    b.set(product);
+    return;
+  }
+  const p1 = p >> 1;
+  const p2 = p - p1;
+  const m11 = new Float64Array(p1 * p1);
+  const m21 = new Float64Array(p2 * p1);
+  const m22 = new Float64Array(p2 * p2);
+  copyBlock(m, p, 0, 0, p1, p1, m11, p1, 0, 0);
+  copyBlock(m, p, p1, 0, p2, p1, m21, p1, 0, 0);
+  copyBlock(m, p, p1, p1, p2, p2, m22, p2, 0, 0);
+  const b1 = b.subarray(0, p1 * r);
+  const b2 = b.subarray(p1 * r, p * r);
+  await multiplyLowerTransposedLeft(p1, m11, b1, r, backend, leaf);
+  await backend.dgemm({ m: p1, n: r, k: p2, a: m21, transA: true, b: b2, c: b1, beta: 1 });
+  await multiplyLowerTransposedLeft(p2, m22, b2, r, backend, leaf);
 }
 
 /**
  * `B := M B` in place for the lower-triangular contiguous `p x p` array `m` and the contiguous `p x r` array `b`
  * (recursive TRMM: `[M11 0; M21 M22] [B1; B2] = [M11 B1; M21 B1 + M22 B2]`, bottom half first). Internal.
  */
-export async function multiplyLowerLeft(p: number, m: Float64Array, b: Float64Array, r: number, backend: Backend): Promise<void> {
-  if (p <= LEAF) {
+export async function multiplyLowerLeft(p: number, m: Float64Array, b: Float64Array, r: number, backend: Backend, leaf = LEAF): Promise<void> {
+  if (p <= leaf) {
     const lower = new Float64Array(p * p);
     for (let i = 0; i < p; i++) for (let j = 0; j <= i; j++) lower[i * p + j] = m[i * p + j]!;
     const product = new Float64Array(p * r);
@@ -124,7 +165,7 @@ export async function multiplyLowerLeft(p: number, m: Float64Array, b: Float64Ar
   copyBlock(m, p, p1, p1, p2, p2, m22, p2, 0, 0);
   const b1 = b.subarray(0, p1 * r);
   const b2 = b.subarray(p1 * r, p * r);
-  await multiplyLowerLeft(p2, m22, b2, r, backend);
+  await multiplyLowerLeft(p2, m22, b2, r, backend, leaf);
   await backend.dgemm({ m: p2, n: r, k: p1, a: m21, b: b1, c: b2, beta: 1 });
-  await multiplyLowerLeft(p1, m11, b1, r, backend);
+  await multiplyLowerLeft(p1, m11, b1, r, backend, leaf);
 }

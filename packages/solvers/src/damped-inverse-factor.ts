@@ -53,7 +53,7 @@ export async function dampedInverseFactor(hessian: Float64Array, n: number, opti
     work.set(hessian);
     for (let i = 0; i < n; i++) work[i * n + i] += lambda;
     try {
-      const u = await choleskyInverseUpper(matrix<'float64'>(work, n, n), { backend: options.backend, ...(options.blockSize ? { blockSize: options.blockSize } : {}) });
+      const u = await choleskyInverseUpper(matrix<'float64'>(work, n, n), { backend: options.backend, inPlace: true, ...(options.blockSize ? { blockSize: options.blockSize } : {}) });
       return { factor: u.data, dampening: fraction, lambda, warnings };
     } catch (error) {
       if (!NumericalError.isInstance(error)) throw error;

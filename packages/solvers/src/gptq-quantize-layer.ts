@@ -23,7 +23,7 @@ import {
   type ScaleEncoding,
   type StepWarning,
 } from '@bitsmith/core';
-import { defaultBackend, webgpuGptqSolve, WEBGPU_GPTQ_MAX_BLOCK, type Backend, type WebgpuBackend } from '@bitsmith/linalg';
+import { createGptqColumnKernel, defaultBackend, webgpuGptqSolve, WEBGPU_GPTQ_MAX_BLOCK, type Backend, type GptqColumnKernel, type WebgpuBackend } from '@bitsmith/linalg';
 import { actOrderPermutation } from './act-order.js';
 import { dampedInverseFactor } from './damped-inverse-factor.js';
 
@@ -72,6 +72,22 @@ export interface GptqOptions {
   signal?: AbortSignal;
 }
 
+/** Options of {@link gptqQuantizeLayer}: {@link GptqOptions} and how the column loop runs. */
+export interface GptqLayerOptions extends GptqOptions {
+  /**
+   * Where the column loop inside each block runs: `'wasm'` (linalg's WebAssembly SIMD kernel, for integer grids; other
+   * formats, GPTAQ's asymmetric term and block granularity use JavaScript) or `'js'`. Both give bit-identical codes
+   * and weights. Default `'wasm'`, falling back to JavaScript where WebAssembly SIMD is unavailable.
+   */
+  columnLoop?: 'wasm' | 'js';
+  /**
+   * Columns per outer block of the two-level lazy batch update (rounded down to a multiple of `blockSize`): after each
+   * outer block, its errors update every later column in one GEMM of this depth. Layers with at most this many input
+   * columns run the reference's single level exactly; `Infinity` always does. Default 1024.
+   */
+  outerBlockSize?: number;
+}
+
 /**
  * GPTAQ's asymmetric-calibration term (arXiv 2504.02692) for {@link gptqQuantizeLayer}: the layer's target is the
  * float model's output `W X_float` while the quantized layer sees the quantized model's inputs `X`.
@@ -101,6 +117,9 @@ export interface GptqLayerResult {
 
 /** Columns updated one by one before their errors are applied to the rest of the block by GEMM. */
 const INNER_BLOCK = 16;
+
+/** Columns per outer block of the two-level lazy batch update (a multiple of the block size is used). */
+const OUTER_BLOCK = 1024;
 
 const now = (): number => (typeof performance !== 'undefined' ? performance.now() : Date.now()) / 1000;
 
@@ -172,7 +191,7 @@ function columnGroupScales(
  * @param hessian - `inFeatures x inFeatures` float64 `X^T X` (any positive scaling). Not modified.
  * @param options - See {@link GptqOptions}: `format` (required), `granularity` (`channel`), `scaleEncoding`
  *   (`float16`), `dampening` (0.01), `maxDampening` (10), `blockSize` (128), `actOrder` (false), `staticGroups`
- *   (false), `rangeSearch` (false), `backend` (`defaultBackend()`), `signal`.
+ *   (false), `rangeSearch` (false), `backend` (`defaultBackend()`), `signal`, `columnLoop` (`'wasm'`), `outerBlockSize` (1024).
  * @param asymmetric - GPTAQ (arXiv 2504.02692): with the cross term `D = (X_float - X)^T X`, every column update also
  *   moves the later columns by `w_i P[i, :]`, `P = alpha triu(D U^T, 1) U` (U the upper factor of `H^-1`), so the
  *   layer fits the float model's output `W X_float` from the quantized inputs `X`. As the reference code: within a
@@ -186,7 +205,7 @@ function columnGroupScales(
  * });
  * ```
  */
-export async function gptqQuantizeLayer(weight: Matrix, hessian: Float64Array, options: GptqOptions, asymmetric?: AsymmetricCalibration): Promise<GptqLayerResult> {
+export async function gptqQuantizeLayer(weight: Matrix, hessian: Float64Array, options: GptqLayerOptions, asymmetric?: AsymmetricCalibration): Promise<GptqLayerResult> {
   const [rows, n] = weight.shape;
   if (weight.data.length !== rows * n) throw new ShapeMismatchError('weight', [rows, n], [weight.data.length], 'data length');
   if (!(hessian instanceof Float64Array) || hessian.length !== n * n) {
@@ -213,11 +232,13 @@ export async function gptqQuantizeLayer(weight: Matrix, hessian: Float64Array, o
 
   const t0 = now();
   // Dead inputs (never active in calibration): H_ii = 1 and the weight column set to 0, as the reference does.
-  const h = Float64Array.from(hessian);
-  const w = Float32Array.from(weight.data);
+  // The Hessian is copied only when a dead column changes it (the factorization works on its own copy).
+  let h = hessian;
+  const w = weight.data instanceof Float32Array ? weight.data.slice() : Float32Array.from(weight.data);
   let deadCount = 0;
   for (let c = 0; c < n; c++) {
     if (h[c * n + c] === 0) {
+      if (h === hessian) h = hessian.slice();
       h[c * n + c] = 1;
       for (let r = 0; r < rows; r++) w[r * n + c] = 0;
       deadCount++;
@@ -271,8 +292,7 @@ export async function gptqQuantizeLayer(weight: Matrix, hessian: Float64Array, o
   const grouped = granularity.type === 'group' || granularity.type === 'block';
   const dynamic = grouped && !options.staticGroups && !(granularity.type === 'block' && actOrder);
   const recordPermutation = permutation && !(granularity.type === 'group' && !dynamic) ? permutation : undefined;
-  const layout = groupLayout(rows, n, granularity, recordPermutation);
-  const ids = layout.ids;
+  const ids = granularity.type === 'block' ? groupLayout(rows, n, granularity, recordPermutation).ids : new Int32Array(0);
   // Group of element (r, c) = r * perRow + columnGroup[c] for tensor/channel/group granularity (avoids a strided
   // lookup per element); block granularity reads the layout.
   const useIds = granularity.type === 'block';
@@ -295,10 +315,16 @@ export async function gptqQuantizeLayer(weight: Matrix, hessian: Float64Array, o
 
   // W transposed, in processing order: row p of wt is input column permutation[p], so a column is contiguous.
   const wt = new Float32Array(n * rows);
-  for (let p = 0; p < n; p++) {
-    const c = permutation ? permutation[p]! : p;
-    const o = p * rows;
-    for (let r = 0; r < rows; r++) wt[o + r] = w[r * n + c]!;
+  for (let p0 = 0; p0 < n; p0 += 64) {
+    const p1 = Math.min(n, p0 + 64);
+    for (let r0 = 0; r0 < rows; r0 += 64) {
+      const r1 = Math.min(rows, r0 + 64);
+      for (let p = p0; p < p1; p++) {
+        const c = permutation ? permutation[p]! : p;
+        const o = p * rows;
+        for (let r = r0; r < r1; r++) wt[o + r] = w[r * n + c]!;
+      }
+    }
   }
   const codes = codec.levels > 256 ? new Uint16Array(rows * n) : new Uint8Array(rows * n);
   const table = new Float64Array(codec.levels);
@@ -306,8 +332,17 @@ export async function gptqQuantizeLayer(weight: Matrix, hessian: Float64Array, o
   const zeroCode = codec.encode(0);
   const ts = tensorScale ?? 1;
   const encode = codec.encode;
-  const errBlock = new Float32Array(Math.min(blockSize, n) * rows);
+  // Two levels of lazy batches: after each block of `blockSize` columns its errors update the rest of its outer block
+  // of `outer` columns (GEMMs of depth blockSize); after each outer block, all its errors update every later column in
+  // one GEMM of depth `outer`, where the backend's GEMM runs near its peak (depth-128 GEMMs reach about half of it).
+  // Layers of at most `outer` input columns are one outer block: the reference's single level exactly. GPTAQ keeps
+  // one level.
+  const outerBlockSize = options.outerBlockSize ?? OUTER_BLOCK;
+  if (!(outerBlockSize >= 1)) throw new InvalidArgumentError('outerBlockSize', `got ${outerBlockSize}; expected a number >= 1 (Infinity: one level)`);
+  const outer = p32 || outerBlockSize >= n ? n : Math.max(blockSize, Math.floor(outerBlockSize / blockSize) * blockSize);
+  const errOuter = new Float32Array(Math.min(outer, n) * rows);
   const hBlock = new Float32Array(Math.min(blockSize, n) * n);
+  const hOuter = outer < n ? new Float32Array(outer * (n - outer)) : undefined;
   const hInner = new Float32Array(INNER_BLOCK * Math.min(blockSize, n));
   const scratch = dynamic ? new Float32Array(rows * groupWidth) : undefined;
   const rowScale = new Float64Array(rows);
@@ -369,41 +404,126 @@ export async function gptqQuantizeLayer(weight: Matrix, hessian: Float64Array, o
     }
   }
 
+  // Group or channel scales by absmax, min-max or absmean without range search: one group per row of the column
+  // group, so the statistics are gathered row by row straight from the transposed weights (the same sums in the same
+  // order as core's groupStatistics on a [rows, width] copy) and the scales come from core's computeScales.
+  const rowwise =
+    !search && !useIds && (plan.codec.scaleRule === 'absmax' || plan.codec.scaleRule === 'minmax' || plan.codec.scaleRule === 'absmean');
+  const rowPlan: QuantizationPlan = { ...plan, layout: { count: rows, scaleShape: [rows, 1], ids: new Int32Array(0) } };
+  const rowStats: GroupStatistics = { min: new Float64Array(rows), max: new Float64Array(rows), sumAbs: new Float64Array(rows), count: new Float64Array(rows) };
+  /** At a group's first column `i` (input column `c`): the group's scales from the current, updated weights. */
+  const startGroup = (i: number, c: number): void => {
+    const width = Math.min(groupWidth, n - i);
+    if (rowwise) {
+      const { min, max, sumAbs } = rowStats;
+      min.fill(Infinity);
+      max.fill(-Infinity);
+      sumAbs.fill(0);
+      rowStats.count.fill(width);
+      for (let k = 0; k < width; k++) {
+        const o = (i + k) * rows;
+        for (let r = 0; r < rows; r++) {
+          const x = wt[o + r]!;
+          if (x < min[r]!) min[r] = x;
+          if (x > max[r]!) max[r] = x;
+          sumAbs[r] += Math.abs(x);
+        }
+      }
+      for (let r = 0; r < rows; r++) {
+        if (!Number.isFinite(sumAbs[r]!)) {
+          throw new NumericalError(`GPTQ's updated weights of row ${r} are not finite at input column ${c}`, 'raise the dampening or check the Hessian');
+        }
+      }
+      const sub = computeScales(rowPlan, rowStats);
+      for (let r = 0; r < rows; r++) {
+        const g = r * perRow + columnGroup[c]!;
+        scales[g] = sub.scales[r]!;
+        if (zeroPoints) zeroPoints[g] = sub.zeroPoints![r]!;
+      }
+      return;
+    }
+    const s = scratch!.subarray(0, rows * width);
+    for (let k = 0; k < width; k++) {
+      const o = (i + k) * rows;
+      for (let r = 0; r < rows; r++) s[r * width + k] = wt[o + r]!;
+    }
+    const sub = columnGroupScales(s, rows, width, format, granularity, options.scaleEncoding, search, globalAbsMax);
+    const subIds = sub.plan.layout.ids;
+    for (let r = 0; r < rows; r++) {
+      const g = useIds ? ids[r * n + c]! : r * perRow + columnGroup[c]!;
+      const sg = subIds[r * width]!;
+      scales[g] = sub.scales[sg]!;
+      if (zeroPoints) zeroPoints[g] = sub.zeroPoints![sg]!;
+    }
+  };
+  /** The scale and zero point of every row for input column `c` (its current group). */
+  const loadRowScales = (c: number): void => {
+    const cg = columnGroup[c]!;
+    for (let r = 0; r < rows; r++) {
+      const g = useIds ? ids[r * n + c]! : r * perRow + cg;
+      rowScale[r] = scales[g]! * ts;
+      rowZero[r] = zeroPoints ? zeroPoints[g]! : 0;
+    }
+  };
+
+  // Integer grids run the column loop in linalg's WebAssembly SIMD kernel (bit-identical to the loop below).
+  const kernel: GptqColumnKernel | undefined =
+    !onGpu && !p32 && !useIds && format.type === 'int' && codec.levels <= 256 && tensorScale === undefined && options.columnLoop !== 'js'
+      ? await createGptqColumnKernel().catch(() => undefined)
+      : undefined;
+  // The kernel's codes in processing order (row p holds input column permutation[p]), scattered into `codes` at the end.
+  const codesT = kernel ? new Uint8Array(n * rows) : undefined;
+  const rowSpare = kernel ? new Float64Array(rows) : undefined;
+  const gridLow = codec.decode(0);
+  const gridHigh = codec.decode(codec.levels - 1);
+
   for (let i1 = onGpu ? n : 0; i1 < n; i1 += blockSize) {
     if (options.signal?.aborted) throw new AbortError();
     const i2 = Math.min(i1 + blockSize, n);
     const count = i2 - i1;
+    const o1 = Math.floor(i1 / outer) * outer;
+    const o2 = Math.min(o1 + outer, n);
+    const errBlock = errOuter.subarray((i1 - o1) * rows, (i2 - o1) * rows);
     // Inside the block, columns are updated one by one only within sub-blocks of INNER_BLOCK columns (cut at group
     // starts, so a group's scale always sees fully updated weights); a sub-block's errors reach the rest of the block
     // through a small GEMM. Same arithmetic as the reference's column loop, up to rounding, with 8x less scalar work.
     for (let j1 = i1; j1 < i2; ) {
       let j2 = Math.min(j1 + INNER_BLOCK, i2);
       if (dynamic) j2 = Math.min(j2, (Math.floor(j1 / groupWidth) + 1) * groupWidth);
-      for (let i = j1; i < j2; i++) {
+      if (kernel) {
+        // One kernel call per run of columns that share their rows' scales (static or permuted groups can change
+        // group inside a sub-block; cut there).
+        const c1 = permutation ? permutation[j1]! : j1;
+        for (let i = j1 + 1; i < j2; i++) {
+          if (columnGroup[permutation ? permutation[i]! : i] !== columnGroup[c1]) {
+            j2 = i;
+            break;
+          }
+        }
+        if (dynamic && j1 % groupWidth === 0) startGroup(j1, c1);
+        loadRowScales(c1);
+        for (let r = 0; r < rows; r++) rowSpare![r] = zeroPoints ? rowZero[r]! : zeroCode;
+        kernel.quantizeColumns({
+          rows,
+          count: j2 - j1,
+          columns: wt.subarray(j1 * rows, j2 * rows),
+          factor: u,
+          size: n,
+          start: j1,
+          scale: rowScale,
+          zero: rowZero,
+          spare: rowSpare!,
+          low: gridLow,
+          high: gridHigh,
+          shift: -gridLow,
+          errors: errBlock.subarray((j1 - i1) * rows, (j2 - i1) * rows),
+          codes: codesT!.subarray(j1 * rows, j2 * rows),
+        });
+      }
+      for (let i = kernel ? j2 : j1; i < j2; i++) {
         const c = permutation ? permutation[i]! : i;
-        if (dynamic && i % groupWidth === 0) {
-          const width = Math.min(groupWidth, n - i);
-          const s = scratch!.subarray(0, rows * width);
-          for (let k = 0; k < width; k++) {
-            const o = (i + k) * rows;
-            for (let r = 0; r < rows; r++) s[r * width + k] = wt[o + r]!;
-          }
-          const sub = columnGroupScales(s, rows, width, format, granularity, options.scaleEncoding, search, globalAbsMax);
-          const subIds = sub.plan.layout.ids;
-          for (let r = 0; r < rows; r++) {
-            const g = useIds ? ids[r * n + c]! : r * perRow + columnGroup[c]!;
-            const sg = subIds[r * width]!;
-            scales[g] = sub.scales[sg]!;
-            if (zeroPoints) zeroPoints[g] = sub.zeroPoints![sg]!;
-          }
-        }
-        // Current group of every row for this column.
-        const cg = columnGroup[c]!;
-        for (let r = 0; r < rows; r++) {
-          const g = useIds ? ids[r * n + c]! : r * perRow + cg;
-          rowScale[r] = scales[g]! * ts;
-          rowZero[r] = zeroPoints ? zeroPoints[g]! : 0;
-        }
+        if (dynamic && i % groupWidth === 0) startGroup(i, c);
+        loadRowScales(c);
         const d = u[i * n + i]!;
         const o = i * rows;
         const e = errBlock.subarray((i - i1) * rows, (i - i1 + 1) * rows);
@@ -465,15 +585,15 @@ export async function gptqQuantizeLayer(weight: Matrix, hessian: Float64Array, o
       }
       j1 = j2;
     }
-    if (i2 < n) {
-      // Lazy batch update: W[:, i2:] -= Err1 @ U[i1:i2, i2:], here transposed: wt[i2:] -= U[i1:i2, i2:]^T Err1^T.
-      const m = n - i2;
+    if (i2 < o2) {
+      // Lazy batch update: W[:, i2:o2] -= Err1 @ U[i1:i2, i2:o2], here transposed: wt[i2:o2] -= U[i1:i2, i2:o2]^T Err1^T.
+      const m = o2 - i2;
       const hb = hBlock.subarray(0, count * m);
       for (let a = 0; a < count; a++) {
         const src = (i1 + a) * n + i2;
         for (let b = 0; b < m; b++) hb[b * count + a] = u[src + b]!;
       }
-      await backend.sgemm({ m, n: rows, k: count, a: hb, b: errBlock.subarray(0, count * rows), c: wt.subarray(i2 * rows), alpha: -1, beta: 1 });
+      await backend.sgemm({ m, n: rows, k: count, a: hb, b: errBlock, c: wt.subarray(i2 * rows, o2 * rows), alpha: -1, beta: 1 });
       if (p32) {
         // + P[i1:i2, i2:]^T Q1 (across blocks: the rounded values, as the reference's W1 holds them after the loop)
         const pb = pBlock!.subarray(0, count * m);
@@ -482,6 +602,29 @@ export async function gptqQuantizeLayer(weight: Matrix, hessian: Float64Array, o
           for (let b = 0; b < m; b++) pb[b * count + a] = p32[src + b]!;
         }
         await backend.sgemm({ m, n: rows, k: count, a: pb, b: roundedBlock!.subarray(0, count * rows), c: wt.subarray(i2 * rows), alpha: 1, beta: 1 });
+      }
+    }
+    if (i2 === o2 && o2 < n) {
+      // End of an outer block: wt[o2:] -= U[o1:o2, o2:]^T ErrOuter^T, one GEMM of depth o2 - o1.
+      const m = n - o2;
+      const k = o2 - o1;
+      // U[o1:o2, o2:] in float32, row-major (k x m): contiguous copies, transposed by the GEMM.
+      const hb = hOuter!.subarray(0, k * m);
+      for (let a = 0; a < k; a++) hb.set(u.subarray((o1 + a) * n + o2, (o1 + a + 1) * n), a * m);
+      await backend.sgemm({ m, n: rows, k, a: hb, transA: true, b: errOuter.subarray(0, k * rows), c: wt.subarray(o2 * rows), alpha: -1, beta: 1 });
+    }
+  }
+  if (codesT) {
+    // codes[r, permutation[p]] = codesT[p, r], in tiles of 64 x 64 (both sides stay in cache).
+    for (let p0 = 0; p0 < n; p0 += 64) {
+      const p1 = Math.min(n, p0 + 64);
+      for (let r0 = 0; r0 < rows; r0 += 64) {
+        const r1 = Math.min(rows, r0 + 64);
+        for (let p = p0; p < p1; p++) {
+          const c = permutation ? permutation[p]! : p;
+          const o = p * rows;
+          for (let r = r0; r < r1; r++) codes[r * n + c] = codesT[o + r]!;
+        }
       }
     }
   }

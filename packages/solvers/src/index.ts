@@ -1,4 +1,4 @@
-export type { GptqOptions, GptqLayerResult, AsymmetricCalibration } from './gptq-quantize-layer.js';
+export type { GptqOptions, GptqLayerOptions, GptqLayerResult, AsymmetricCalibration } from './gptq-quantize-layer.js';
 export { gptqQuantizeLayer } from './gptq-quantize-layer.js';
 export { gptq } from './gptq.js';
 export type { GptaqOptions } from './gptaq.js';

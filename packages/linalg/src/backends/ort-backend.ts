@@ -99,8 +99,9 @@ export interface OrtBackendOptions extends BackendOptions {
 export const ORT_ATTENTION_SCORE_BYTES = 64 * 1024 * 1024;
 /** The additive mask's value for hidden keys: float32's lowest finite number, as in `@bitsmith/formats`' ONNX export. */
 const MASKED = -3.4028234663852886e38;
-/** Masks kept per backend (each `n^2` floats, at most the score budget over the head count). */
+/** Masks kept per backend: at most this many, and beyond the two most recent ones at most 64 MiB of them. */
 const MASK_CACHE_SIZE = 8;
+const MASK_CACHE_BYTES = 64 * 1024 * 1024;
 /** Default query blocks of the attention graph (see {@link OrtBackendOptions.attentionParts}). */
 export const ORT_ATTENTION_PARTS = 2;
 /** Fewest query rows per block of the attention graph. */
@@ -345,7 +346,14 @@ export async function createOrtBackend(options: OrtBackendOptions = {}): Promise
     mask = new Float32Array(n * n).fill(MASKED);
     for (let i = 0; i < n; i++) mask.fill(0, i * n + Math.max(0, i - window + 1), i * n + i + 1);
     masks.set(key, mask);
-    while (masks.size > MASK_CACHE_SIZE) masks.delete(masks.keys().next().value as string);
+    let bytes = 0;
+    for (const m of masks.values()) bytes += m.byteLength;
+    // Least recently used first; the two newest (a run's full and first-block masks) always stay.
+    for (const [oldest, m] of masks) {
+      if (masks.size <= 2 || (masks.size <= MASK_CACHE_SIZE && bytes <= MASK_CACHE_BYTES)) break;
+      masks.delete(oldest);
+      bytes -= m.byteLength;
+    }
     return mask;
   }
 

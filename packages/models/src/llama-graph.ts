@@ -251,8 +251,8 @@ export class LlamaGraph {
   }
 
   /**
-   * Drops the buffers that {@link runBlock} keeps between calls (about `tokens * (4 hidden + 2 q + 2 kv + 2 intermediate)`
-   * floats of the largest batch run so far).
+   * Drops the buffers that {@link runBlock} keeps between calls (about `tokens * (2 hidden + 2 q + 2 kv + 2 intermediate)`
+   * floats of the largest batch run so far; q and the attention output are `numHeads * headDim` wide, k and v `numKvHeads * headDim`).
    */
   releaseScratch(): void {
     if (!this.scratchTaken) this.scratch.clear();

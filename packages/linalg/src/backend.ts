@@ -68,6 +68,51 @@ export interface FwhtArguments<T extends FloatArray> {
   normalize?: boolean;
 }
 
+/**
+ * Arguments of causal grouped-query scaled dot-product attention over a batch of independent sequences stored one
+ * after another (arXiv:1706.03762; grouped-query attention, arXiv:2305.13245): per sequence, query head `h` and
+ * position `i`, `out_i = sum_{j <= i} softmax_j(cap(scale q_i . k_j)) v_j` over the keys of the same sequence, where
+ * `cap(s) = softcap tanh(s / softcap)` (identity without a soft-cap) and keys at distance `>= slidingWindow` behind
+ * the query are masked. Query head `h` reads key/value head `floor(h / (numHeads / numKvHeads))`.
+ */
+export interface AttentionArguments {
+  /** `[tokens, numHeads * headDim]`, RoPE already applied. */
+  q: Float32Array;
+  /** `[tokens, numKvHeads * headDim]`, RoPE already applied. */
+  k: Float32Array;
+  /** `[tokens, numKvHeads * headDim]`. */
+  v: Float32Array;
+  /** `[tokens, numHeads * headDim]` output. */
+  out: Float32Array;
+  /** Length of each sequence; they sum to `tokens`. Each sequence attends only to itself, from position 0. */
+  lengths: readonly number[];
+  numHeads: number;
+  /** Divides `numHeads`. */
+  numKvHeads: number;
+  headDim: number;
+  /** Score scale. Default `1 / sqrt(headDim)`. */
+  scale?: number | undefined;
+  /** Soft-cap of the scaled scores (Gemma 2's `attn_logit_softcapping`). Default: none. */
+  softcap?: number | undefined;
+  /** Keys at distance `>= slidingWindow` behind the query are masked (Mistral, Gemma's local layers). Default: none. */
+  slidingWindow?: number | undefined;
+}
+
+/** Arguments of the gated MLP product `out[i] = act(gate[i]) * up[i]` over `length` elements. */
+export interface GatedActivationArguments {
+  gate: Float32Array;
+  up: Float32Array;
+  /** Output; may be `gate` or `up` itself (in place). */
+  out: Float32Array;
+  /** Elements. Default `gate.length`. */
+  length?: number;
+  /**
+   * `'silu'`: `x / (1 + exp(-x))` (SwiGLU, Llama; arXiv:2002.05202). `'gelu-tanh'`: the tanh approximation of GELU,
+   * `0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))` (GeGLU, Gemma).
+   */
+  activation: 'silu' | 'gelu-tanh';
+}
+
 /** A numerical backend. Create one with `createBackend(name)` or take the fastest with `defaultBackend()`. */
 export interface Backend {
   /** Which implementation this is. */
@@ -82,6 +127,19 @@ export interface Backend {
   gram(args: GramArguments): Promise<void>;
   /** In-place fast Walsh-Hadamard transform of each row (Sylvester order, no bit reversal). */
   fwht(args: FwhtArguments<Float32Array>): Promise<void>;
+  /**
+   * Causal grouped-query attention in float32 (see {@link AttentionArguments}). The `js`, `wasm` and `tfjs` backends
+   * run it as chunks of query rows with two `sgemm` calls each and the softmax in JavaScript
+   * (`attentionWithSgemm`); `ort` runs batches of equal-length sequences as one onnxruntime graph (scores, mask,
+   * softmax and the weighted values in native code); `webgpu` hands it to its CPU backend.
+   */
+  attention(args: AttentionArguments): Promise<void>;
+  /**
+   * The gated MLP product `out = act(gate) * up` in float32 (see {@link GatedActivationArguments}): a JavaScript loop
+   * (`gatedActivationLoop`) on `js`, `wasm` and `tfjs`, one onnxruntime graph (`Sigmoid`/`Gelu`, `Mul`) on `ort`,
+   * the CPU backend's on `webgpu`.
+   */
+  gatedActivation(args: GatedActivationArguments): Promise<void>;
   /** Releases workers, sessions and memory. The backend must not be used afterwards. */
   dispose(): Promise<void>;
 }

@@ -1,11 +1,14 @@
 // Backend contract
-export type { Backend, BackendName, BackendOptions, FloatArray, GemmArguments, GramArguments, FwhtArguments } from './backend.js';
+export type { AttentionArguments, Backend, GatedActivationArguments, BackendName, BackendOptions, FloatArray, GemmArguments, GramArguments, FwhtArguments } from './backend.js';
 export { BackendUnavailableError } from './backend-unavailable-error.js';
-export { checkGemmArguments, checkGramArguments, checkFwhtArguments } from './backends/check-arguments.js';
+export { checkAttentionArguments, checkGatedActivationArguments, checkGemmArguments, checkGramArguments, checkFwhtArguments } from './backends/check-arguments.js';
+export { attentionWithSgemm, packHeadKeysValues, ATTENTION_CHUNK } from './backends/attention-sgemm.js';
+export { fastExp } from './fast-exp.js';
+export { gatedActivationLoop } from './backends/gated-activation-loop.js';
 
 // Backends and selection
 export { createJsBackend } from './backends/js-backend.js';
-export { createOrtBackend, ORT_GRAM_CHUNK_ROWS, ORT_SMALL_GEMM_WORK, type OrtBackendOptions } from './backends/ort-backend.js';
+export { createOrtBackend, ORT_ATTENTION_PARTS, ORT_ATTENTION_SCORE_BYTES, ORT_GRAM_CHUNK_ROWS, ORT_SMALL_GEMM_WORK, type OrtBackendOptions } from './backends/ort-backend.js';
 export { createTfjsBackend, type TfjsBackendOptions, type TfjsModuleLike, type TfjsTensorLike } from './backends/tfjs-backend.js';
 export { createWasmBackend, type WasmBackend, type WasmBackendOptions } from './backends/wasm-backend.js';
 export { createWebgpuBackend, type WebgpuBackend, type WebgpuBackendOptions, type WebgpuGemmArguments, type WebgpuMatrix, type WebgpuStridedGemmArguments } from './backends/webgpu-backend.js';

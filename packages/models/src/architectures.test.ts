@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
-import { createJsBackend } from '@bitsmith/linalg';
+import { afterAll, describe, expect, it } from 'vitest';
+import { createBackend, createJsBackend, type Backend } from '@bitsmith/linalg';
 import { ARCHITECTURE_FIXTURES, architectureFixtureDir, readArchitectureReference, relativeMaxError } from './architecture-fixtures.test-support.js';
 import { generateGreedy } from './generate.js';
 import { parseLlamaConfig } from './llama-config.js';
@@ -9,10 +9,20 @@ import { createLlamaGraph } from './llama-graph.js';
 import { loadLlamaGraph, loadSafetensorsWeights } from './load-llama-node.js';
 
 const backend = createJsBackend();
+// The ort backend runs attention and the gated activation as onnxruntime graphs (float32 softmax, MLAS logistic):
+// the same fixtures check it when onnxruntime-node is installed.
+let ortBackend: Backend | undefined;
+try {
+  ortBackend = await createBackend('ort', { threads: 1 });
+} catch {
+  ortBackend = undefined;
+}
+afterAll(() => ortBackend?.dispose());
+const backends: Array<[string, Backend]> = [['js', backend], ...(ortBackend ? [['ort', ortBackend] as [string, Backend]] : [])];
 
 describe('architectures against Hugging Face transformers (tiny random-weight fixtures)', () => {
-  for (const name of ARCHITECTURE_FIXTURES) {
-    it(`${name}: logits of every position within 1e-4 and the same 8 greedy tokens`, async () => {
+  for (const [backendName, backend] of backends) for (const name of ARCHITECTURE_FIXTURES) {
+    it(`${name}: logits of every position within 1e-4 and the same 8 greedy tokens (${backendName} backend)`, async () => {
       const reference = readArchitectureReference(name);
       const graph = await loadLlamaGraph(architectureFixtureDir(name), { backend });
       for (const [p, prompt] of reference.prompts.entries()) {

@@ -1,7 +1,6 @@
-import type { Backend } from '@bitsmith/linalg';
+import { fastExp, packHeadKeysValues, type Backend } from '@bitsmith/linalg';
 import { attentionLayout, type AttentionShape } from './attention.js';
-import { packHeadKeysValues, type AttentionGemmOptions } from './attention-gemm.js';
-import { fastExp } from './fast-exp.js';
+import type { AttentionGemmOptions } from './attention-gemm.js';
 
 /**
  * Backward pass of causal grouped-query attention with its O(n^2 d) work in the backend's float32 GEMM, the

@@ -1,4 +1,4 @@
-import { fastExp } from './fast-exp.js';
+import { fastExp } from '@bitsmith/linalg';
 import { attentionLayout, type AttentionShape } from './attention.js';
 import type { RopeTables } from './rope.js';
 

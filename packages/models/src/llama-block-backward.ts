@@ -1,9 +1,7 @@
 import { InvalidArgumentError, ShapeMismatchError, UnsupportedFormatError, type LinearInputAdjoint, type LinearInputQuantizer } from '@bitsmith/core';
 import type { Backend } from '@bitsmith/linalg';
-import { causalAttentionGemm } from './attention-gemm.js';
 import { causalAttentionBackwardGemm } from './attention-backward-gemm.js';
 import { rmsNormBackward, ropeBackward, swigluBackward } from './block-backward-ops.js';
-import { fastExp } from './fast-exp.js';
 import { cacheAfterAttention, cacheAfterRope, cacheKeysBeforeRope } from './kv-cache.js';
 import type { LinearLayer } from './linear-layer.js';
 import type { LlamaConfig } from './llama-config.js';
@@ -195,7 +193,8 @@ async function forwardTape(config: LlamaConfig, block: LlamaBlock, input: Hidden
   applyRope(k, rope, tokens, config.numKeyValueHeads, positions);
   await cacheAfterRope(block.kvCache, q, k, v, tokens, geometry, backend);
   const shape = { numHeads: config.numAttentionHeads, numKvHeads: config.numKeyValueHeads, headDim: config.headDim, slidingWindow: block.attentionType === 'sliding' ? config.slidingWindow : undefined };
-  const attended = await causalAttentionGemm(q, k, v, lengths, shape, scratch(ws, 'attended', tokens * config.numAttentionHeads * config.headDim, false), backend);
+  const attended = scratch(ws, 'attended', tokens * config.numAttentionHeads * config.headDim, false);
+  await backend.attention({ q, k, v, out: attended, lengths, numHeads: shape.numHeads, numKvHeads: shape.numKvHeads, headDim: shape.headDim, slidingWindow: shape.slidingWindow, scale: config.attentionScale });
   await cacheAfterAttention(block.kvCache, attended, tokens, geometry, backend);
   const h = await linear(oProj, await inputOf(oProj, attended, tokens, fq), tokens, backend, w, scratch(ws, 'h', tokens * hidden, false));
   for (let i = 0; i < h.length; i++) h[i]! += x[i]!;
@@ -203,11 +202,8 @@ async function forwardTape(config: LlamaConfig, block: LlamaBlock, input: Hidden
   const gate = await linear(gateProj, await inputOf(gateProj, n2, tokens, fq), tokens, backend, w, scratch(ws, 'gate', tokens * gateProj.outFeatures, false));
   const up = await linear(upProj, await inputOf(upProj, n2, tokens, fq), tokens, backend, w, scratch(ws, 'up', tokens * upProj.outFeatures, false));
   const act = scratch(ws, 'act', gate.length, false);
-  // SiLU as LlamaGraph's gatedActivation computes it (fastExp), so this forward matches runBlock bit for bit.
-  for (let i = 0; i < gate.length; i++) {
-    const g = gate[i]!;
-    act[i] = (g / (1 + fastExp(-g))) * up[i]!;
-  }
+  // SiLU as LlamaGraph.runBlock computes it (the backend's gatedActivation), so this forward matches runBlock bit for bit.
+  await backend.gatedActivation({ gate, up, out: act, activation: 'silu' });
   const out = await linear(downProj, await inputOf(downProj, act, tokens, fq), tokens, backend, w);
   for (let i = 0; i < out.length; i++) out[i]! += h[i]!;
   return { tokens, lengths, positions, rope, x, n1, q, k, v, attended, h, n2, gate, up, act, out, quantized: fq };

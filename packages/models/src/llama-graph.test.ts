@@ -196,6 +196,29 @@ describe('LlamaGraph against an independent float64 oracle', () => {
   });
 });
 
+describe('LlamaGraph scratch buffers', () => {
+  it('runBlock calls overlapping in time (sharing no scratch) give what one at a time gives, and releaseScratch changes nothing', async () => {
+    const config = parseLlamaConfig({ ...baseConfig, model_type: 'llama' });
+    const weights = randomWeights(config, 5);
+    const graph = await createLlamaGraph(config, (n) => weights.get(n), { backend });
+    const a = graph.embed([[1, 2, 3, 4, 5], [6, 7]]);
+    const b = graph.embed([[9, 8, 7]]);
+    const alone = [(await graph.runBlock(0, a)).states.data, (await graph.runBlock(0, b)).states.data];
+    // An observer that yields makes the two calls interleave at every linear layer.
+    const observer = () => new Promise<void>((resolve) => setTimeout(resolve, 0));
+    const together = await Promise.all([graph.runBlock(0, a, { observer }), graph.runBlock(0, b, { observer })]);
+    expect(Array.from(together[0]!.states.data)).toEqual(Array.from(alone[0]!));
+    expect(Array.from(together[1]!.states.data)).toEqual(Array.from(alone[1]!));
+    // Outputs are never scratch: a later block does not overwrite an earlier block's output.
+    const first = await graph.runBlock(0, a);
+    const kept = first.states.data.slice();
+    await graph.runBlock(1, first);
+    expect(Array.from(first.states.data)).toEqual(Array.from(kept));
+    graph.releaseScratch();
+    expect(Array.from((await graph.runBlock(0, a)).states.data)).toEqual(Array.from(alone[0]!));
+  });
+});
+
 describe('parseLlamaConfig', () => {
   it('reads families, biases, GQA, head_dim and rope scaling', () => {
     const q = parseLlamaConfig({ ...baseConfig, model_type: 'qwen2' });

@@ -2,8 +2,6 @@ import { InvalidArgumentError, ShapeMismatchError, type ArchitectureMapping, typ
 import { defaultBackend, type Backend } from '@bitsmith/linalg';
 import { architectureMapping } from './architecture-mappings.js';
 import { cacheAfterAttention, cacheAfterRope, cacheKeysBeforeRope } from './kv-cache.js';
-import { causalAttentionGemm } from './attention-gemm.js';
-import { gatedActivation } from './gated-activation.js';
 import { applyLinear, createLinearLayer, type LinearInputObserver, type LinearKind, type LinearLayer } from './linear-layer.js';
 import { isWeightResident, lazyLinearLayer, peekLinearWeight, type WeightSource } from './lazy-weight.js';
 import type { LlamaConfig } from './llama-config.js';
@@ -155,6 +153,13 @@ export class LlamaGraph {
   readonly lmHead: LinearLayer;
   private rope: RopeTables;
   private localRope: RopeTables | undefined;
+  /**
+   * Scratch of {@link runBlock} (normed input, q/k/v, attention output, residual, gate/up), reused from block to
+   * block so that a forward pass does not allocate (and collect) them per block; a runBlock that finds it taken (calls
+   * overlapping in time) allocates its own. Released by {@link releaseScratch}.
+   */
+  private scratch = new Map<string, Float32Array>();
+  private scratchTaken = false;
 
   /** @internal Use {@link createLlamaGraph}. */
   constructor(config: LlamaConfig, backend: Backend, embedTokens: Matrix<'float32'>, blocks: LlamaBlock[], norm: RmsNormLayer, lmHead: LinearLayer) {
@@ -236,6 +241,24 @@ export class LlamaGraph {
    * The observer receives the input of q/k/v (the same normed matrix), o_proj, gate/up, and down_proj in turn.
    */
   async runBlock(index: number, input: HiddenStates, options: RunOptions = {}): Promise<HiddenStates> {
+    const scratch = this.scratchTaken ? undefined : this.scratch;
+    this.scratchTaken ||= scratch !== undefined;
+    try {
+      return await this.runBlockWith(index, input, options, scratch);
+    } finally {
+      if (scratch) this.scratchTaken = false;
+    }
+  }
+
+  /**
+   * Drops the buffers that {@link runBlock} keeps between calls (about `tokens * (2 hidden + 2 q + 2 kv + 2 intermediate)`
+   * floats of the largest batch run so far; q and the attention output are `numHeads * headDim` wide, k and v `numKvHeads * headDim`).
+   */
+  releaseScratch(): void {
+    if (!this.scratchTaken) this.scratch.clear();
+  }
+
+  private async runBlockWith(index: number, input: HiddenStates, options: RunOptions, scratch: Map<string, Float32Array> | undefined): Promise<HiddenStates> {
     const block = this.blocks[index];
     if (!block) throw new InvalidArgumentError('index', `block ${index} does not exist (the graph has ${this.blocks.length})`);
     const { observer, signal } = options;
@@ -257,11 +280,22 @@ export class LlamaGraph {
     const x = input.states.data;
 
     // Attention: h = x + o_proj(attn(rope(q), rope(k), v)) with q, k, v projections of rmsnorm(x).
-    const normed = applyNorm(block.inputLayernorm, x, tokens);
+    // Buffers from the scratch (or new when runBlock calls overlap); only `out` is handed back to the caller.
+    const buffer = (name: string, length: number): Float32Array => {
+      if (!scratch) return new Float32Array(length);
+      let b = scratch.get(name);
+      if (!b || b.length < length) {
+        b = new Float32Array(length);
+        scratch.set(name, b);
+      }
+      return b.length === length ? b : b.subarray(0, length);
+    };
+    const into = (name: string, layer: LinearLayer) => ({ ...run, out: buffer(name, tokens * layer.outFeatures) });
+    const normed = applyNorm(block.inputLayernorm, x, tokens, buffer('normed', tokens * hidden));
     const { qProj, kProj, vProj, oProj } = block.selfAttention;
-    const q = await applyLinear(qProj, normed, tokens, backend, run);
-    const k = await applyLinear(kProj, normed, tokens, backend, run);
-    const v = await applyLinear(vProj, normed, tokens, backend, run);
+    const q = await applyLinear(qProj, normed, tokens, backend, into('q', qProj));
+    const k = await applyLinear(kProj, normed, tokens, backend, into('k', kProj));
+    const v = await applyLinear(vProj, normed, tokens, backend, into('v', vProj));
     if (block.qNorm) applyNorm(block.qNorm, q, tokens * c.numAttentionHeads, q);
     if (block.kNorm) applyNorm(block.kNorm, k, tokens * c.numKeyValueHeads, k);
     const geometry = { numHeads: c.numAttentionHeads, numKvHeads: c.numKeyValueHeads, headDim: c.headDim };
@@ -269,25 +303,23 @@ export class LlamaGraph {
     applyRope(q, rope, tokens, c.numAttentionHeads, positions);
     applyRope(k, rope, tokens, c.numKeyValueHeads, positions);
     await cacheAfterRope(block.kvCache, q, k, v, tokens, geometry, backend);
-    const attended = await causalAttentionGemm(
+    const attended = buffer('attended', tokens * c.numAttentionHeads * c.headDim);
+    await backend.attention({
       q,
       k,
       v,
+      out: attended,
       lengths,
-      {
-        numHeads: c.numAttentionHeads,
-        numKvHeads: c.numKeyValueHeads,
-        headDim: c.headDim,
-        slidingWindow: block.attentionType === 'sliding' ? c.slidingWindow : undefined,
-        scale: c.attentionScale,
-        softcap: c.attentionSoftcap,
-      },
-      new Float32Array(tokens * c.numAttentionHeads * c.headDim),
-      backend,
-    );
+      numHeads: c.numAttentionHeads,
+      numKvHeads: c.numKeyValueHeads,
+      headDim: c.headDim,
+      slidingWindow: block.attentionType === 'sliding' ? c.slidingWindow : undefined,
+      scale: c.attentionScale,
+      softcap: c.attentionSoftcap,
+    });
     signal?.throwIfAborted();
     await cacheAfterAttention(block.kvCache, attended, tokens, geometry, backend);
-    const h = await applyLinear(oProj, attended, tokens, backend, run);
+    const h = await applyLinear(oProj, attended, tokens, backend, into('h', oProj));
     if (c.sandwichNorms) applyNorm(block.postAttentionLayernorm, h, tokens, h);
     for (let i = 0; i < h.length; i++) h[i]! += x[i]!;
 
@@ -298,9 +330,10 @@ export class LlamaGraph {
       out = await runMoeMlp(block.moe, normed, tokens, { moe: c.moe!, hiddenSize: hidden, hiddenActivation: c.hiddenActivation }, backend, run);
     } else {
       const { gateProj, upProj, downProj } = block.mlp!;
-      const gate = await applyLinear(gateProj, normed, tokens, backend, run);
-      const up = await applyLinear(upProj, normed, tokens, backend, run);
-      out = await applyLinear(downProj, gatedActivation(gate, up, c.hiddenActivation), tokens, backend, run);
+      const gate = await applyLinear(gateProj, normed, tokens, backend, into('gate', gateProj));
+      const up = await applyLinear(upProj, normed, tokens, backend, into('up', upProj));
+      await backend.gatedActivation({ gate, up, out: gate, activation: c.hiddenActivation });
+      out = await applyLinear(downProj, gate, tokens, backend, run);
     }
     if (c.sandwichNorms) applyNorm(block.postFeedforwardLayernorm!, out, tokens, out);
     for (let i = 0; i < out.length; i++) out[i]! += h[i]!;

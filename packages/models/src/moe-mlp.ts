@@ -1,5 +1,4 @@
 import type { Backend } from '@bitsmith/linalg';
-import { gatedActivation } from './gated-activation.js';
 import { applyLinear, type LinearInputObserver, type LinearLayer } from './linear-layer.js';
 import type { MoeConfig } from './llama-config.js';
 
@@ -72,7 +71,8 @@ export function routeTokens(logits: Float32Array, tokens: number, config: Pick<M
 async function runGatedMlp(mlp: GatedMlp, x: Float32Array, rows: number, activation: 'silu' | 'gelu-tanh', backend: Backend, run: { observer: LinearInputObserver | undefined; blockIndex: number }): Promise<Float32Array> {
   const gate = await applyLinear(mlp.gateProj, x, rows, backend, run);
   const up = await applyLinear(mlp.upProj, x, rows, backend, run);
-  return applyLinear(mlp.downProj, gatedActivation(gate, up, activation), rows, backend, run);
+  await backend.gatedActivation({ gate, up, out: gate, activation });
+  return applyLinear(mlp.downProj, gate, rows, backend, run);
 }
 
 /**

@@ -1,5 +1,5 @@
 import { InvalidArgumentError, ShapeMismatchError } from '@bitsmith/core';
-import type { FloatArray, FwhtArguments, GemmArguments, GramArguments } from '../backend.js';
+import type { AttentionArguments, FloatArray, GatedActivationArguments, FwhtArguments, GemmArguments, GramArguments } from '../backend.js';
 
 function checkDimension(name: string, value: number): void {
   if (!Number.isInteger(value) || value < 0) throw new InvalidArgumentError(name, `expected a non-negative integer, got ${value}`);
@@ -48,4 +48,39 @@ export function checkFwhtArguments<T extends FloatArray>(args: FwhtArguments<T>)
   const n = args.n;
   if (n < 1 || (n & (n - 1)) !== 0) throw new InvalidArgumentError('fwht.n', `expected a power of two, got ${n}`);
   checkLength('fwht.data', args.data, args.rows, n);
+}
+
+/**
+ * Validates the arguments of an attention call: positive integer head counts and size, `numKvHeads` dividing
+ * `numHeads`, non-negative integer lengths, arrays long enough for `sum(lengths)` tokens, a positive finite
+ * soft-cap and a sliding window of at least 1 when given (see {@link checkGemmArguments}).
+ */
+export function checkAttentionArguments(args: AttentionArguments): void {
+  const { numHeads, numKvHeads, headDim } = args;
+  for (const [name, value] of [['numHeads', numHeads], ['numKvHeads', numKvHeads], ['headDim', headDim]] as const) {
+    if (!Number.isInteger(value) || value < 1) throw new InvalidArgumentError(`attention.${name}`, `expected a positive integer, got ${value}`);
+  }
+  if (numHeads % numKvHeads !== 0) throw new InvalidArgumentError('attention.numKvHeads', `${numKvHeads} does not divide numHeads ${numHeads}`);
+  let tokens = 0;
+  for (const n of args.lengths) {
+    checkDimension('attention.lengths[]', n);
+    tokens += n;
+  }
+  checkLength('attention.q', args.q, tokens, numHeads * headDim);
+  checkLength('attention.k', args.k, tokens, numKvHeads * headDim);
+  checkLength('attention.v', args.v, tokens, numKvHeads * headDim);
+  checkLength('attention.out', args.out, tokens, numHeads * headDim);
+  if (args.scale !== undefined && !Number.isFinite(args.scale)) throw new InvalidArgumentError('attention.scale', `expected a finite number, got ${args.scale}`);
+  if (args.softcap !== undefined && !(args.softcap > 0 && Number.isFinite(args.softcap))) throw new InvalidArgumentError('attention.softcap', `expected a positive finite number, got ${args.softcap}`);
+  if (args.slidingWindow !== undefined && !(args.slidingWindow >= 1)) throw new InvalidArgumentError('attention.slidingWindow', `expected at least 1, got ${args.slidingWindow}`);
+}
+
+/** Validates the arguments of a gated activation: a known activation, arrays at least `length` long. */
+export function checkGatedActivationArguments(args: GatedActivationArguments): void {
+  if (args.activation !== 'silu' && args.activation !== 'gelu-tanh') throw new InvalidArgumentError('gatedActivation.activation', `expected 'silu' or 'gelu-tanh', got ${String(args.activation)}`);
+  const length = args.length ?? args.gate.length;
+  checkDimension('gatedActivation.length', length);
+  checkLength('gatedActivation.gate', args.gate, length, 1);
+  checkLength('gatedActivation.up', args.up, length, 1);
+  checkLength('gatedActivation.out', args.out, length, 1);
 }

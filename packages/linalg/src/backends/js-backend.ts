@@ -1,5 +1,7 @@
 import type { Backend, FloatArray, FwhtArguments, GemmArguments, GramArguments } from '../backend.js';
-import { checkFwhtArguments, checkGemmArguments, checkGramArguments } from './check-arguments.js';
+import { attentionWithSgemm } from './attention-sgemm.js';
+import { gatedActivationLoop } from './gated-activation-loop.js';
+import { checkAttentionArguments, checkFwhtArguments, checkGatedActivationArguments, checkGemmArguments, checkGramArguments } from './check-arguments.js';
 
 /** Columns of `op(B)` / `C` per block: a packed `KC x NC` float64 block of `B` is 256 KiB and stays in L2. */
 const NC = 256;
@@ -202,6 +204,16 @@ export function createJsBackend(): Backend {
       live('fwht');
       checkFwhtArguments(args);
       scratch.row = fwht(args, scratch);
+    },
+    async attention(args) {
+      live('attention');
+      checkAttentionArguments(args);
+      await attentionWithSgemm(async (g) => gemm(g, scratch), args);
+    },
+    async gatedActivation(args) {
+      live('gatedActivation');
+      checkGatedActivationArguments(args);
+      gatedActivationLoop(args);
     },
     async dispose() {
       disposed = true;

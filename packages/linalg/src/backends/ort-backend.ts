@@ -1,19 +1,20 @@
-import type { Backend, BackendOptions, FloatArray, GemmArguments, GramArguments } from '../backend.js';
+import type { AttentionArguments, Backend, GatedActivationArguments, BackendOptions, FloatArray, GemmArguments, GramArguments } from '../backend.js';
+import { attentionWithSgemm } from './attention-sgemm.js';
 import { BackendUnavailableError } from '../backend-unavailable-error.js';
-import { checkFwhtArguments, checkGemmArguments, checkGramArguments } from './check-arguments.js';
+import { checkAttentionArguments, checkFwhtArguments, checkGatedActivationArguments, checkGemmArguments, checkGramArguments } from './check-arguments.js';
 import { fwhtRadix4 } from './fwht-radix4.js';
 import { addLowerBlock, addLowerBlockPair, gemmEpilogue, mirrorLower, scaleGram } from './gram-accumulate.js';
 import { nodeBuiltin } from '../node-builtin.js';
-import { buildGemmModel, buildGramModel, gramBlocks, ONNX_DOUBLE, ONNX_FLOAT, type Onnx } from './ort-graph.js';
+import { buildAttentionModel, buildGatedActivationModel, buildGemmModel, buildGramModel, gramBlocks, ONNX_DOUBLE, ONNX_FLOAT, type Onnx } from './ort-graph.js';
 
 // The few parts of onnxruntime-node's API this backend uses, declared here so that neither the build nor the
 // published types depend on the optional package being installed.
-type OrtElementType = 'float32' | 'float64';
+type OrtElementType = 'float32' | 'float64' | 'int64';
 interface OrtTensor {
   readonly data: unknown;
 }
 interface OrtTensorConstructor {
-  new (type: OrtElementType, data: FloatArray, dims: readonly number[]): OrtTensor;
+  new (type: OrtElementType, data: FloatArray | BigInt64Array, dims: readonly number[]): OrtTensor;
 }
 interface OrtSession {
   run(feeds: Record<string, OrtTensor>, fetches: Record<string, OrtTensor>): Promise<Record<string, OrtTensor>>;
@@ -25,6 +26,7 @@ interface OrtSessionOptions {
   executionMode: 'sequential';
   graphOptimizationLevel: 'all';
   logSeverityLevel: 0 | 1 | 2 | 3 | 4;
+  extra: { session: { intra_op: { allow_spinning: '0' | '1' } } };
 }
 interface OrtModule {
   InferenceSession: { create(model: Uint8Array, options: OrtSessionOptions): Promise<OrtSession> };
@@ -67,7 +69,43 @@ export interface OrtBackendOptions extends BackendOptions {
    * `threads` threads. Default {@link ORT_SMALL_GEMM_WORK} (2^24).
    */
   smallGemmWork?: number;
+  /**
+   * Most bytes of float32 scores (`sequences * numHeads * n^2 * 4`) one attention graph run may hold: equal-length
+   * sequences go through the graph in batches under this; a sequence whose scores alone exceed it runs in query
+   * chunks on `sgemm` instead (`attentionWithSgemm`, which also skips the masked half). Default
+   * {@link ORT_ATTENTION_SCORE_BYTES} (64 MiB).
+   */
+  attentionScoreBytes?: number;
+  /**
+   * Blocks of query rows in the attention graph, each against only the keys up to its last row: `p` blocks compute
+   * `(p + 1) / 2p` of the full square of scores in smaller products (at least 128 rows per block; measured on 8 x 512
+   * tokens, 8 heads of 64: 2 or 3 blocks 25% faster than 1, none faster at 128 tokens). Default
+   * {@link ORT_ATTENTION_PARTS}.
+   */
+  attentionParts?: number;
+  /**
+   * Let idle onnxruntime pool threads spin (onnxruntime's default) instead of blocking. Default false: each session has
+   * its own pool, and threads spinning after one session's run compete with the next session's threads and with
+   * JavaScript; llama-docs-29m's forward (GEMM, attention and activation sessions in turn) measured 2.65 s without
+   * spinning against 3.35 s with it, on 2 cores; back-to-back GEMMs of one session were the same within noise.
+   */
+  spinning?: boolean;
 }
+
+/**
+ * Default most bytes of attention scores per graph run (64 MiB: 8 sequences of 512 tokens with 8 heads). onnxruntime
+ * keeps its arena at the largest size used, about three times this (scores, masked scores, probabilities).
+ */
+export const ORT_ATTENTION_SCORE_BYTES = 64 * 1024 * 1024;
+/** The additive mask's value for hidden keys: float32's lowest finite number, as in `@bitsmith/formats`' ONNX export. */
+const MASKED = -3.4028234663852886e38;
+/** Masks kept per backend: at most this many, and beyond the two most recent ones at most 64 MiB of them. */
+const MASK_CACHE_SIZE = 8;
+const MASK_CACHE_BYTES = 64 * 1024 * 1024;
+/** Default query blocks of the attention graph (see {@link OrtBackendOptions.attentionParts}). */
+export const ORT_ATTENTION_PARTS = 2;
+/** Fewest query rows per block of the attention graph. */
+const ATTENTION_PART_MIN_ROWS = 128;
 /** Scratch bytes a backend keeps between calls (the block products of `gram`, about 2.5 MiB for 1024 columns; a copy of a chunk of `X` on a `SharedArrayBuffer`). */
 const SCRATCH_KEEP_BYTES = 96 * 1024 * 1024;
 /** Sessions kept per backend; the least recently used one is released beyond this. */
@@ -184,6 +222,9 @@ export async function createOrtBackend(options: OrtBackendOptions = {}): Promise
     executionMode: 'sequential',
     graphOptimizationLevel: 'all',
     logSeverityLevel: 3,
+    // Idle pool threads block instead of spinning: every session (GEMM variants, attention, activation) has its own
+    // pool, and a pool spinning after its run takes a core from the next session's run and from JavaScript.
+    extra: { session: { intra_op: { allow_spinning: options.spinning ? '1' : '0' } } },
   };
   // Fail now, not on the first call, when the native binding does not work here.
   try {
@@ -290,6 +331,87 @@ export async function createOrtBackend(options: OrtBackendOptions = {}): Promise
     gemmEpilogue(c, product, alpha, beta);
   }
 
+  const attentionScoreBytes = Math.max(0, options.attentionScoreBytes ?? ORT_ATTENTION_SCORE_BYTES);
+  const attentionParts = Math.max(1, Math.floor(options.attentionParts ?? ORT_ATTENTION_PARTS));
+  const masks = new Map<string, Float32Array>();
+  /** The additive `[n, n]` mask: 0 where key `j` is visible to query `i` (`i - window < j <= i`), {@link MASKED} elsewhere. */
+  function attentionMask(n: number, window: number): Float32Array {
+    const key = `${n}|${window}`;
+    let mask = masks.get(key);
+    if (mask) {
+      masks.delete(key);
+      masks.set(key, mask);
+      return mask;
+    }
+    mask = new Float32Array(n * n).fill(MASKED);
+    for (let i = 0; i < n; i++) mask.fill(0, i * n + Math.max(0, i - window + 1), i * n + i + 1);
+    masks.set(key, mask);
+    let bytes = 0;
+    for (const m of masks.values()) bytes += m.byteLength;
+    // Least recently used first; the two newest (a run's full and first-block masks) always stay.
+    for (const [oldest, m] of masks) {
+      if (masks.size <= 2 || (masks.size <= MASK_CACHE_SIZE && bytes <= MASK_CACHE_BYTES)) break;
+      masks.delete(oldest);
+      bytes -= m.byteLength;
+    }
+    return mask;
+  }
+
+  async function attention(args: AttentionArguments): Promise<void> {
+    const { q, k, v, out, lengths, numHeads, numKvHeads, headDim: d } = args;
+    const scale = Math.fround(args.scale ?? 1 / Math.sqrt(d));
+    const softcap = args.softcap;
+    const window = args.slidingWindow ?? Infinity;
+    const qRow = numHeads * d;
+    const kvRow = numKvHeads * d;
+    const sgemm = (g: GemmArguments<Float32Array>): Promise<void> => gemm(g, ONNX_FLOAT);
+    let start = 0;
+    for (let s = 0; s < lengths.length; ) {
+      const n = lengths[s]!;
+      // A run of equal-length sequences, as many as the score budget allows.
+      const perRun = Math.floor(attentionScoreBytes / (4 * numHeads * n * n));
+      let count = 1;
+      while (count < perRun && s + count < lengths.length && lengths[s + count] === n) count++;
+      const tokens = count * n;
+      if (n > 0 && perRun < 1) {
+        await attentionWithSgemm(sgemm, { ...args, q: q.subarray(start * qRow), k: k.subarray(start * kvRow), v: v.subarray(start * kvRow), out: out.subarray(start * qRow), lengths: [n] });
+      } else if (n > 0) {
+        const parts = Math.max(1, Math.min(attentionParts, Math.floor(n / ATTENTION_PART_MIN_ROWS)));
+        const key = `attention|${numHeads}|${numKvHeads}|${d}|${scale}|${softcap ?? ''}|${parts}`;
+        const graph = await session(key, () => buildAttentionModel(onnx, { numHeads, numKvHeads, headDim: d, scale, softcap, parts }));
+        const y = ortView(out.subarray(start * qRow, (start + tokens) * qRow), tokens * qRow);
+        const feeds: Record<string, OrtTensor> = {
+          Q: new ort.Tensor('float32', ortView(q.subarray(start * qRow, (start + tokens) * qRow), tokens * qRow).view, [count, n, qRow]),
+          K: new ort.Tensor('float32', ortView(k.subarray(start * kvRow, (start + tokens) * kvRow), tokens * kvRow).view, [count, n, kvRow]),
+          V: new ort.Tensor('float32', ortView(v.subarray(start * kvRow, (start + tokens) * kvRow), tokens * kvRow).view, [count, n, kvRow]),
+        };
+        // Block p: query rows [from, end) against keys [0, end), the last rows of the mask of a sequence of `end` tokens.
+        for (let p = 0, from = 0; p < parts; p++) {
+          const end = Math.round(((p + 1) * n) / parts);
+          if (parts > 1) feeds[`E${p}`] = new ort.Tensor('int64', BigInt64Array.of(BigInt(end)), [1]);
+          feeds[`M${p}`] = new ort.Tensor('float32', attentionMask(end, window).subarray(from * end, end * end), [end - from, end]);
+          from = end;
+        }
+        await graph.run(feeds, { Y: new ort.Tensor('float32', y.view, [count, n, qRow]) });
+        if (y.copied) out.set(y.view, start * qRow);
+      }
+      start += tokens;
+      s += count;
+    }
+  }
+
+  async function gatedActivation(args: GatedActivationArguments): Promise<void> {
+    const length = args.length ?? args.gate.length;
+    if (length === 0) return;
+    const s = await session(`gated|${args.activation}`, () => buildGatedActivationModel(onnx, args.activation));
+    const y = ortView(args.out, length);
+    await s.run(
+      { G: new ort.Tensor('float32', ortView(args.gate, length).view, [length]), U: new ort.Tensor('float32', ortView(args.up, length).view, [length]) },
+      { Y: new ort.Tensor('float32', y.view, [length]) },
+    );
+    if (y.copied) args.out.set(y.view);
+  }
+
   /** `x[r0 * n, r1 * n)` as an array the native binding accepts (copied into scratch when `x` is on a `SharedArrayBuffer`). */
   function rowsOf(x: Float32Array, n: number, r0: number, r1: number, name: string): Float32Array {
     const view = x.subarray(r0 * n, r1 * n);
@@ -361,6 +483,18 @@ export async function createOrtBackend(options: OrtBackendOptions = {}): Promise
         await gram(args);
       });
     },
+    attention(args) {
+      return serialised('attention', async () => {
+        checkAttentionArguments(args);
+        await attention(args);
+      });
+    },
+    gatedActivation(args) {
+      return serialised('gatedActivation', async () => {
+        checkGatedActivationArguments(args);
+        await gatedActivation(args);
+      });
+    },
     fwht(args) {
       return serialised('fwht', async () => {
         checkFwhtArguments(args);
@@ -374,6 +508,7 @@ export async function createOrtBackend(options: OrtBackendOptions = {}): Promise
       const pending = [...sessions.values()];
       sessions.clear();
       buffers.clear();
+      masks.clear();
       await Promise.all(pending.map((p) => p.then((s) => s.release()).catch(() => undefined)));
     },
   };

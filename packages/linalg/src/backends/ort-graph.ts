@@ -36,11 +36,11 @@ function floatAttribute(onnx: Onnx, name: string, value: number): OnnxNamespace.
   return onnx.AttributeProto.create({ name, type: onnx.AttributeProto.AttributeType.FLOAT, f: value });
 }
 
-function encodeModel(onnx: Onnx, graph: OnnxNamespace.IGraphProto): Uint8Array {
+function encodeModel(onnx: Onnx, graph: OnnxNamespace.IGraphProto, opset = OPSET): Uint8Array {
   const model = onnx.ModelProto.create({
     irVersion: IR_VERSION,
     producerName: 'bitsmith',
-    opsetImport: [{ domain: '', version: OPSET }],
+    opsetImport: [{ domain: '', version: opset }],
     graph,
   });
   return onnx.ModelProto.encode(model).finish();
@@ -142,4 +142,108 @@ export function buildGramModel(onnx: Onnx, columns: number, blocks: ReadonlyArra
   }
   const initializer = [onnx.TensorProto.create({ name: 'widths', dataType: onnx.TensorProto.DataType.INT64, dims: [widths.length], int64Data: widths })];
   return encodeModel(onnx, { name: 'bitsmith_gram', node: nodes, input: [valueInfo(onnx, 'X', ONNX_FLOAT, ['rows', columns])], output: outputs, initializer });
+}
+
+/** What one cached attention session computes (see {@link buildAttentionModel}). */
+export interface AttentionGraphSpec {
+  numHeads: number;
+  numKvHeads: number;
+  headDim: number;
+  /** Score scale, applied to the queries (a float32 constant). */
+  scale: number;
+  /** Soft-cap `c tanh(s / c)` of the scaled scores; undefined: none. */
+  softcap: number | undefined;
+  /** Blocks of query rows, each against only the keys up to its last row (1: the full square). */
+  parts: number;
+}
+
+/**
+ * Builds the ONNX model of causal grouped-query attention over a batch of `b` equal-length sequences (any `b` and
+ * `n`): inputs `Q` `[b, n, numHeads * headDim]`, `K` and `V` `[b, n, numKvHeads * headDim]` (token-major, as a
+ * model's projections produce them). The query rows are cut into `parts` blocks at the int64 boundaries `E0 < E1 <
+ * ... < E{parts-1} = n` (inputs `[1]`, block `p` is rows `E{p-1} .. E{p}`, `E{-1} = 0`); block `p` attends to keys
+ * `0 .. E{p}` only, with the additive mask `M{p}` `[E{p} - E{p-1}, E{p}]` (0 where key `j` is visible to query `i`, a
+ * large negative number elsewhere: causal, and the sliding window when there is one), so `parts` blocks compute
+ * `(parts + 1) / 2 parts` of the full square of scores. Per block, query heads are grouped by the key/value head they
+ * read, `[b, kvHeads, group, rows, d]`, and multiplied with the shared keys broadcast over the group (two batched
+ * `MatMul`s); scale (on the queries), soft-cap (`Div`, `Tanh`, `Mul`), mask (`Add`) and `Softmax` over the keys run in
+ * between; the blocks' outputs are concatenated into `Y` `[b, n, numHeads * headDim]`, all in one `session.run`.
+ * With one part, the formulation of `@bitsmith/formats`' ONNX export of the decoder.
+ *
+ * @example
+ * ```ts
+ * const bytes = buildAttentionModel(onnx, { numHeads: 8, numKvHeads: 4, headDim: 64, scale: 0.125, softcap: undefined, parts: 2 });
+ * ```
+ */
+export function buildAttentionModel(onnx: Onnx, spec: AttentionGraphSpec): Uint8Array {
+  const { numHeads: h, numKvHeads: hkv, headDim: d, scale, softcap, parts } = spec;
+  const group = h / hkv;
+  const nodes: OnnxNamespace.INodeProto[] = [];
+  const node = (opType: string, input: string[], output: string, attribute: OnnxNamespace.IAttributeProto[] = []): string => {
+    nodes.push(onnx.NodeProto.create({ opType, input, output: [output], attribute }));
+    return output;
+  };
+  const perm = (values: number[]): OnnxNamespace.IAttributeProto => onnx.AttributeProto.create({ name: 'perm', type: onnx.AttributeProto.AttributeType.INTS, ints: values });
+  const int64 = (name: string, values: number[]): OnnxNamespace.ITensorProto => onnx.TensorProto.create({ name, dataType: onnx.TensorProto.DataType.INT64, dims: [values.length], int64Data: values });
+  const scalar = (name: string, value: number): OnnxNamespace.ITensorProto => onnx.TensorProto.create({ name, dataType: onnx.TensorProto.DataType.FLOAT, dims: [], floatData: [value] });
+  const initializer = [
+    int64('q_shape', [0, 0, hkv, group, d]),
+    int64('kv_shape', [0, 0, hkv, d]),
+    int64('y_shape', [0, 0, h * d]),
+    int64('axis_1', [1]),
+    int64('axis_2', [2]),
+    int64('zero', [0]),
+    scalar('scale', scale),
+  ];
+  if (softcap !== undefined) initializer.push(scalar('softcap', softcap));
+  const inputs = [valueInfo(onnx, 'Q', ONNX_FLOAT, ['b', 'n', h * d]), valueInfo(onnx, 'K', ONNX_FLOAT, ['b', 'n', hkv * d]), valueInfo(onnx, 'V', ONNX_FLOAT, ['b', 'n', hkv * d])];
+  const scaled = node('Mul', [node('Reshape', ['Q', 'q_shape'], 'q5'), 'scale'], 'q_scaled'); // [b, n, kv, group, d]
+  const k4 = node('Reshape', ['K', 'kv_shape'], 'k4'); // [b, n, kv, d]
+  const v4 = node('Reshape', ['V', 'kv_shape'], 'v4');
+  const outputs: string[] = [];
+  for (let p = 0; p < parts; p++) {
+    const end = `E${p}`;
+    const start = p === 0 ? 'zero' : `E${p - 1}`;
+    if (parts > 1) inputs.push(valueInfo(onnx, end, onnx.TensorProto.DataType.INT64, [1]));
+    inputs.push(valueInfo(onnx, `M${p}`, ONNX_FLOAT, [`rows${p}`, `keys${p}`]));
+    const sliced = (t: string, from: string, name: string): string => (parts === 1 ? t : node('Slice', [t, from, end, 'axis_1'], `${name}_${p}`));
+    const queries = node('Transpose', [sliced(scaled, start, 'q')], `q_grouped_${p}`, [perm([0, 2, 3, 1, 4])]); // [b, kv, group, rows, d]
+    const keys = node('Unsqueeze', [node('Transpose', [sliced(k4, 'zero', 'k')], `k_t_${p}`, [perm([0, 2, 3, 1])]), 'axis_2'], `k_grouped_${p}`); // [b, kv, 1, d, keys]
+    const values = node('Unsqueeze', [node('Transpose', [sliced(v4, 'zero', 'v')], `v_t_${p}`, [perm([0, 2, 1, 3])]), 'axis_2'], `v_grouped_${p}`); // [b, kv, 1, keys, d]
+    let scores = node('MatMul', [queries, keys], `scores_${p}`); // [b, kv, group, rows, keys]
+    if (softcap !== undefined) scores = node('Mul', [node('Tanh', [node('Div', [scores, 'softcap'], `over_cap_${p}`)], `tanh_${p}`), 'softcap'], `capped_${p}`);
+    const probabilities = node('Softmax', [node('Add', [scores, `M${p}`], `masked_${p}`)], `probabilities_${p}`, [intAttribute(onnx, 'axis', -1)]);
+    const context = node('MatMul', [probabilities, values], `context_${p}`); // [b, kv, group, rows, d]
+    outputs.push(node('Transpose', [context], `context_t_${p}`, [perm([0, 3, 1, 2, 4])])); // [b, rows, kv, group, d]
+  }
+  const merged = parts === 1 ? outputs[0]! : node('Concat', outputs, 'merged', [intAttribute(onnx, 'axis', 1)]);
+  node('Reshape', [merged, 'y_shape'], 'Y');
+  return encodeModel(onnx, { name: 'bitsmith_attention', node: nodes, input: inputs, output: [valueInfo(onnx, 'Y', ONNX_FLOAT, ['b', 'n', h * d])], initializer });
+}
+
+/**
+ * Builds the ONNX model of the gated MLP product over any number of elements: inputs `G` and `U` `[length]`, output
+ * `Y = act(G) * U` with `act` SiLU (`G * Sigmoid(G)`) or the tanh approximation of GELU (`Gelu` with
+ * `approximate = 'tanh'`, opset 20).
+ *
+ * @example
+ * ```ts
+ * const bytes = buildGatedActivationModel(onnx, 'silu');
+ * ```
+ */
+export function buildGatedActivationModel(onnx: Onnx, activation: 'silu' | 'gelu-tanh'): Uint8Array {
+  const nodes: OnnxNamespace.INodeProto[] =
+    activation === 'silu'
+      ? [onnx.NodeProto.create({ opType: 'Sigmoid', input: ['G'], output: ['sigmoid'] }), onnx.NodeProto.create({ opType: 'Mul', input: ['G', 'sigmoid'], output: ['activated'] })]
+      : [
+          onnx.NodeProto.create({
+            opType: 'Gelu',
+            input: ['G'],
+            output: ['activated'],
+            attribute: [onnx.AttributeProto.create({ name: 'approximate', type: onnx.AttributeProto.AttributeType.STRING, s: new TextEncoder().encode('tanh') })],
+          }),
+        ];
+  nodes.push(onnx.NodeProto.create({ opType: 'Mul', input: ['activated', 'U'], output: ['Y'] }));
+  const io = (name: string): OnnxNamespace.IValueInfoProto => valueInfo(onnx, name, ONNX_FLOAT, ['length']);
+  return encodeModel(onnx, { name: 'bitsmith_gated_activation', node: nodes, input: [io('G'), io('U')], output: [io('Y')] }, activation === 'silu' ? OPSET : 20);
 }

@@ -1,6 +1,8 @@
 import type { Backend, BackendOptions, GemmArguments, GramArguments } from '../backend.js';
+import { attentionWithSgemm } from './attention-sgemm.js';
 import { BackendUnavailableError } from '../backend-unavailable-error.js';
-import { checkFwhtArguments, checkGemmArguments, checkGramArguments } from './check-arguments.js';
+import { gatedActivationLoop } from './gated-activation-loop.js';
+import { checkAttentionArguments, checkFwhtArguments, checkGatedActivationArguments, checkGemmArguments, checkGramArguments } from './check-arguments.js';
 import { fwhtRadix4 } from './fwht-radix4.js';
 import { addUpperBlock, gemmEpilogue, mirrorUpper, scaleGram } from './gram-accumulate.js';
 import { createJsBackend } from './js-backend.js';
@@ -183,6 +185,19 @@ export async function createTfjsBackend(options: TfjsBackendOptions = {}): Promi
       live('fwht');
       checkFwhtArguments(args);
       fwhtRadix4(args.rows, args.n, args.data, args.normalize ?? true);
+    },
+    async attention(args) {
+      live('attention');
+      checkAttentionArguments(args);
+      await attentionWithSgemm(async (g) => {
+        checkGemmArguments('sgemm', g);
+        await gemm32(g);
+      }, args);
+    },
+    async gatedActivation(args) {
+      live('gatedActivation');
+      checkGatedActivationArguments(args);
+      gatedActivationLoop(args);
     },
     async dispose() {
       if (disposed) return;

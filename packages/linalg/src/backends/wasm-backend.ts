@@ -1,5 +1,7 @@
-import type { Backend, BackendOptions, FwhtArguments, GemmArguments, GramArguments } from '../backend.js';
-import { checkFwhtArguments, checkGemmArguments, checkGramArguments } from './check-arguments.js';
+import type { AttentionArguments, Backend, GatedActivationArguments, BackendOptions, FwhtArguments, GemmArguments, GramArguments } from '../backend.js';
+import { attentionWithSgemm } from './attention-sgemm.js';
+import { gatedActivationLoop } from './gated-activation-loop.js';
+import { checkAttentionArguments, checkFwhtArguments, checkGatedActivationArguments, checkGemmArguments, checkGramArguments } from './check-arguments.js';
 import { MAX_PAGES, PAGE_BYTES, WasmArena, wasmApi, type WasmMemory, type WasmModule } from './wasm-memory.js';
 import { ARGUMENTS_OFFSET, KERNEL_NAMES, WORKER_SOURCE } from './wasm-worker.js';
 import { nodeBuiltin } from '../node-builtin.js';
@@ -249,6 +251,20 @@ class WasmBackendImpl implements WasmBackend {
 
   async dgemm(args: GemmArguments<Float64Array>): Promise<void> {
     this.gemm('dgemm', args);
+  }
+
+  /** Chunks of query rows, two `sgemm` calls each, the softmax in JavaScript (`attentionWithSgemm`). */
+  async attention(args: AttentionArguments): Promise<void> {
+    this.live();
+    checkAttentionArguments(args);
+    await attentionWithSgemm(async (g) => this.gemm('sgemm', g), args);
+  }
+
+  /** A JavaScript loop (`gatedActivationLoop`). */
+  async gatedActivation(args: GatedActivationArguments): Promise<void> {
+    this.live();
+    checkGatedActivationArguments(args);
+    gatedActivationLoop(args);
   }
 
   async gram(args: GramArguments): Promise<void> {

@@ -518,6 +518,14 @@ export async function createWebgpuBackend(options: WebgpuBackendOptions = {}): P
     },
     gram,
     fwht,
+    attention: (args) => {
+      live('attention');
+      return cpuBackend.attention(args);
+    },
+    gatedActivation: (args) => {
+      live('gatedActivation');
+      return cpuBackend.gatedActivation(args);
+    },
     upload,
     zeros,
     write,

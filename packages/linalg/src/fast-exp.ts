@@ -7,7 +7,7 @@ const POWERS = Float64Array.from({ length: 2200 }, (_, i) => 2 ** (i - 1100));
  * `exp(x)` with relative error below 2e-13 (so results agree with `Math.exp` after rounding to float32), about twice
  * as fast as `Math.exp` in V8: `x = (64 k + j) ln2 / 64 + r` with `|r| <= ln2 / 128`, `exp(x) = 2^k 2^(j/64) exp(r)`
  * from two tables and a degree-4 Taylor polynomial. `x < -745` gives 0, `x > 709.7` gives `Infinity`, NaN gives NaN.
- * Internal to `@bitsmith/models` (the softmax of attention and SiLU).
+ * Used by the softmax of `attentionWithSgemm` and by `@bitsmith/models`' SiLU.
  *
  * @example
  * ```ts

@@ -1,0 +1,119 @@
+import type { AttentionArguments, GemmArguments } from '../backend.js';
+import { fastExp } from '../fast-exp.js';
+
+/** Default query rows per score block of {@link attentionWithSgemm}. */
+export const ATTENTION_CHUNK = 128;
+
+/**
+ * Copies one key/value head of one sequence into contiguous `[n, d]` buffers: rows `start .. start + n` of `k` and `v`
+ * (`kvRow` floats per token), columns `offset .. offset + d`. Element loops, no `subarray` allocations per row.
+ *
+ * @example
+ * ```ts
+ * packHeadKeysValues(k, v, 0, 512, 64, 256, 64, keys, values); // key/value head 1 of the first sequence
+ * ```
+ */
+export function packHeadKeysValues(k: Float32Array, v: Float32Array, start: number, n: number, offset: number, kvRow: number, d: number, keys: Float32Array, values: Float32Array): void {
+  for (let i = 0; i < n; i++) {
+    const o = (start + i) * kvRow + offset;
+    const p = i * d;
+    for (let t = 0; t < d; t++) {
+      keys[p + t] = k[o + t]!;
+      values[p + t] = v[o + t]!;
+    }
+  }
+}
+
+/**
+ * Causal grouped-query attention (see `AttentionArguments`) with its O(n^2 d) work in float32 GEMMs: per sequence
+ * and key/value head, the query heads that share the key/value head are stacked; query rows go in chunks of `chunk`,
+ * and each chunk's scores `scale Q K^T` are one `sgemm` against only the keys at or before its last row (so about
+ * `1/2 + chunk / 2n` of the full square is computed), the causal (and sliding-window) mask, the soft-cap and the
+ * softmax run in JavaScript with float64 row sums (`fastExp`), and `P V` is a second `sgemm`, each output row divided
+ * by its sum. The `js`, `wasm` and `tfjs` backends' `attention`, and the `ort` backend's for sequences too long for
+ * one score graph.
+ *
+ * @param sgemm The float32 GEMM to run the products on (a backend's `sgemm`, or an unserialised inner one).
+ * @param args Validated attention arguments.
+ * @param chunk Query rows per score block. Default {@link ATTENTION_CHUNK} (128).
+ * @example
+ * ```ts
+ * await attentionWithSgemm((g) => backend.sgemm(g), { q, k, v, out, lengths: [512, 512], numHeads: 8, numKvHeads: 4, headDim: 64 });
+ * ```
+ */
+export async function attentionWithSgemm(sgemm: (args: GemmArguments<Float32Array>) => Promise<void>, args: AttentionArguments, chunk: number = ATTENTION_CHUNK): Promise<void> {
+  const { q, k, v, out, lengths, numHeads, numKvHeads, headDim: d } = args;
+  const window = args.slidingWindow ?? Infinity;
+  const group = numHeads / numKvHeads;
+  const qRow = numHeads * d;
+  const kvRow = numKvHeads * d;
+  const scale = args.scale ?? 1 / Math.sqrt(d);
+  const cap = args.softcap;
+  let maxLength = 0;
+  for (const n of lengths) maxLength = Math.max(maxLength, n);
+  if (maxLength === 0) return;
+  const rowsPerChunk = Math.max(1, Math.min(Math.floor(chunk), maxLength));
+  const keys = new Float32Array(maxLength * d);
+  const values = new Float32Array(maxLength * d);
+  const queries = new Float32Array(group * rowsPerChunk * d);
+  const scores = new Float32Array(group * rowsPerChunk * maxLength);
+  const weighted = new Float32Array(group * rowsPerChunk * d);
+  const rowSums = new Float64Array(group * rowsPerChunk);
+  let start = 0;
+  for (const n of lengths) {
+    for (let g = 0; g < numKvHeads; g++) {
+      packHeadKeysValues(k, v, start, n, g * d, kvRow, d, keys, values);
+      for (let r0 = 0; r0 < n; r0 += rowsPerChunk) {
+        const r1 = Math.min(n, r0 + rowsPerChunk);
+        const rows = r1 - r0;
+        const k0 = Math.max(0, r0 - window + 1);
+        const width = r1 - k0;
+        // Queries of the group's heads, stacked head by head: row a * rows + i is head g * group + a, position r0 + i.
+        for (let a = 0; a < group; a++) {
+          const h = g * group + a;
+          for (let i = 0; i < rows; i++) {
+            const o = (start + r0 + i) * qRow + h * d;
+            const p = (a * rows + i) * d;
+            for (let t = 0; t < d; t++) queries[p + t] = q[o + t]!;
+          }
+        }
+        const m = group * rows;
+        const s = scores.subarray(0, m * width);
+        await sgemm({ m, n: width, k: d, a: queries.subarray(0, m * d), b: keys.subarray(k0 * d, r1 * d), c: s, transB: true, alpha: scale });
+        // Unnormalised softmax in place (masked entries 0); the row sums divide the rows of P V below.
+        for (let a = 0; a < group; a++) {
+          for (let i = 0; i < rows; i++) {
+            const position = r0 + i;
+            const o = (a * rows + i) * width;
+            const first = Math.max(k0, position - window + 1) - k0;
+            const last = position - k0; // inclusive
+            if (cap !== undefined) for (let j = first; j <= last; j++) s[o + j] = cap * Math.tanh(s[o + j]! / cap);
+            let max = -Infinity;
+            for (let j = first; j <= last; j++) if (s[o + j]! > max) max = s[o + j]!;
+            let sum = 0;
+            for (let j = first; j <= last; j++) {
+              const e = fastExp(s[o + j]! - max);
+              s[o + j] = e;
+              sum += e;
+            }
+            rowSums[a * rows + i] = sum;
+            for (let j = 0; j < first; j++) s[o + j] = 0;
+            for (let j = last + 1; j < width; j++) s[o + j] = 0;
+          }
+        }
+        const y = weighted.subarray(0, m * d);
+        await sgemm({ m, n: d, k: width, a: s, b: values.subarray(k0 * d, r1 * d), c: y });
+        for (let a = 0; a < group; a++) {
+          const h = g * group + a;
+          for (let i = 0; i < rows; i++) {
+            const o = (start + r0 + i) * qRow + h * d;
+            const yo = (a * rows + i) * d;
+            const inv = 1 / rowSums[a * rows + i]!;
+            for (let t = 0; t < d; t++) out[o + t] = y[yo + t]! * inv;
+          }
+        }
+      }
+    }
+    start += n;
+  }
+}

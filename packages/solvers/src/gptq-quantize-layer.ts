@@ -298,32 +298,34 @@ export async function gptqQuantizeLayer(weight: Matrix, hessian: Float64Array, o
   const useIds = granularity.type === 'block';
   const perRow = granularity.type === 'group' ? n / granularity.size : granularity.type === 'channel' ? 1 : 0;
   const columnGroup = granularity.type === 'group' ? groupIndexOfColumns(n, granularity.size, recordPermutation) : new Int32Array(n);
-  const fullStats = groupStatistics(w, plan.layout, n);
   let scales: Float32Array;
   let zeroPoints: Float32Array | undefined;
   let tensorScale: number | undefined;
-  {
+  let globalAbsMax = 0;
+  if (dynamic && plan.codec.scaleRule !== 'nvfp4') {
+    // Every group's scale is computed when GPTQ reaches it: nothing to compute up front.
+    scales = new Float32Array(plan.layout.count);
+    zeroPoints = plan.codec.scaleRule === 'minmax' ? new Float32Array(plan.layout.count) : undefined;
+  } else {
+    const fullStats = groupStatistics(w, plan.layout, n);
     const clip = !dynamic && search ? rangeSearch({ dtype: 'float32', shape: [rows, n], data: w }, { format, granularity, scaleEncoding: plan.scaleEncoding, ...search }) : undefined;
     const up = computeScales(plan, fullStats, clip);
     scales = up.scales;
     zeroPoints = up.zeroPoints;
     tensorScale = up.tensorScale;
+    // NVFP4's tensor scale comes from the whole (original) weight, for every column group alike.
+    for (let g = 0; g < fullStats.min.length; g++) globalAbsMax = Math.max(globalAbsMax, -fullStats.min[g]!, fullStats.max[g]!);
   }
-  let globalAbsMax = 0;
-  for (let g = 0; g < fullStats.min.length; g++) globalAbsMax = Math.max(globalAbsMax, -fullStats.min[g]!, fullStats.max[g]!);
   const groupWidth = granularity.type === 'group' ? granularity.size : granularity.type === 'block' ? granularity.columns : n;
 
   // W transposed, in processing order: row p of wt is input column permutation[p], so a column is contiguous.
   const wt = new Float32Array(n * rows);
-  for (let p0 = 0; p0 < n; p0 += 64) {
-    const p1 = Math.min(n, p0 + 64);
-    for (let r0 = 0; r0 < rows; r0 += 64) {
-      const r1 = Math.min(rows, r0 + 64);
-      for (let p = p0; p < p1; p++) {
-        const c = permutation ? permutation[p]! : p;
-        const o = p * rows;
-        for (let r = r0; r < r1; r++) wt[o + r] = w[r * n + c]!;
-      }
+  for (let r0 = 0; r0 < rows; r0 += 16) {
+    const r1 = Math.min(rows, r0 + 16);
+    for (let p = 0; p < n; p++) {
+      const c = permutation ? permutation[p]! : p;
+      const o = p * rows;
+      for (let r = r0; r < r1; r++) wt[o + r] = w[r * n + c]!;
     }
   }
   const codes = codec.levels > 256 ? new Uint16Array(rows * n) : new Uint8Array(rows * n);
@@ -615,16 +617,13 @@ export async function gptqQuantizeLayer(weight: Matrix, hessian: Float64Array, o
     }
   }
   if (codesT) {
-    // codes[r, permutation[p]] = codesT[p, r], in tiles of 64 x 64 (both sides stay in cache).
-    for (let p0 = 0; p0 < n; p0 += 64) {
-      const p1 = Math.min(n, p0 + 64);
-      for (let r0 = 0; r0 < rows; r0 += 64) {
-        const r1 = Math.min(rows, r0 + 64);
-        for (let p = p0; p < p1; p++) {
-          const c = permutation ? permutation[p]! : p;
-          const o = p * rows;
-          for (let r = r0; r < r1; r++) codes[r * n + c] = codesT[o + r]!;
-        }
+    // codes[r, permutation[p]] = codesT[p, r], 16 rows at a time (the 16 source runs stay in cache).
+    for (let r0 = 0; r0 < rows; r0 += 16) {
+      const r1 = Math.min(rows, r0 + 16);
+      for (let p = 0; p < n; p++) {
+        const c = permutation ? permutation[p]! : p;
+        const o = p * rows;
+        for (let r = r0; r < r1; r++) codes[r * n + c] = codesT[o + r]!;
       }
     }
   }

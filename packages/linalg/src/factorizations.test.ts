@@ -3,7 +3,7 @@ import { NumericalError, matrix } from '@bitsmith/core';
 import { det, inv } from 'mathjs';
 import { cholesky } from './cholesky.js';
 import { choleskyInverseUpper } from './cholesky-inverse-upper.js';
-import { choleskyInverseLowerInPlace } from './cholesky-inverse-recursive.js';
+import { choleskyInverseLowerInPlace, choleskyInverseLowerMixed, inverseFactorResidual } from './cholesky-inverse-recursive.js';
 import { invertSpd } from './inverse-spd.js';
 import { invertTriangular, solveTriangular } from './triangular.js';
 import { describeWithBackends } from './testing/describe-with-backends.js';
@@ -183,6 +183,32 @@ await describeWithBackends('factorizations', (backend) => {
     expect(Array.from(inPlace.data)).toEqual(Array.from(copy.data));
     const given = { ...h, data: h.data.slice() };
     expect(await choleskyInverseUpper(given, { backend, inPlace: true })).toBe(given);
+  });
+
+  it('the mixed-precision recursion (float32 products above 512) stays within float32 accuracy of the float64 one', async () => {
+    const n = 520;
+    const a = randomSpd(n, n + 60, 0.1);
+    const exact = a.data.slice();
+    const fail = (index: number, pivot: number): never => {
+      throw new Error(`pivot ${index} = ${pivot}`);
+    };
+    await choleskyInverseLowerInPlace(n, exact, backend, fail);
+    const mixed = a.data.slice();
+    await choleskyInverseLowerMixed(n, mixed, backend, fail);
+    const error = relativeError(mixed, exact);
+    expect(error).toBeLessThan(1e-5);
+    expect(error).toBeGreaterThan(0); // float32 products: not the float64 result
+    for (let i = 0; i < n; i++) for (let j = i + 1; j < n; j++) expect(mixed[i * n + j]).toBe(0);
+  });
+
+  it('inverseFactorResidual is tiny for the exact factor and large for a perturbed one', async () => {
+    const n = 90;
+    const h = randomSpd(n, 150, 0.1);
+    const u = await choleskyInverseUpper(h, { backend });
+    expect(inverseFactorResidual(n, u.data, h.data)).toBeLessThan(1e-12);
+    const wrong = u.data.slice();
+    wrong[5 * n + 7] += 0.01 * Math.abs(wrong[5 * n + 5]!);
+    expect(inverseFactorResidual(n, wrong, h.data)).toBeGreaterThan(1e-4);
   });
 
   it('choleskyInverseUpper of a 2x2 closed form', async () => {

@@ -1,7 +1,19 @@
 import { NumericalError } from '@bitsmith/core';
-import type { Backend } from './backend.js';
+import type { Backend, GemmArguments } from './backend.js';
 import { copyBlock } from './block.js';
 import { invertLowerBlock } from './unblocked-kernels.js';
+
+/** A zeroed array of `m`'s element type. */
+function alike<T extends Float32Array | Float64Array>(m: T, length: number): T {
+  return (m instanceof Float32Array ? new Float32Array(length) : new Float64Array(length)) as T;
+}
+
+/** The backend's GEMM for `m`'s element type (sgemm for float32, dgemm for float64). */
+function gemmOf<T extends Float32Array | Float64Array>(backend: Backend, m: T): (args: GemmArguments<T>) => Promise<void> {
+  return (m instanceof Float32Array ? (args) => backend.sgemm(args as GemmArguments<Float32Array>) : (args) => backend.dgemm(args as GemmArguments<Float64Array>)) as (
+    args: GemmArguments<T>,
+  ) => Promise<void>;
+}
 
 /**
  * Recursive in-place inverse of a lower-triangular matrix (the recursive form of LAPACK `dtrtri`):
@@ -62,7 +74,7 @@ async function invert(n: number, a: Float64Array, backend: Backend, offset: numb
 }
 
 /** `out := src^T` for a contiguous `rows x columns` array `src` (out is `columns x rows`), in 32 x 32 tiles. Internal. */
-export function transposeInto(src: Float64Array, rows: number, columns: number, out: Float64Array): void {
+export function transposeInto(src: Float32Array | Float64Array, rows: number, columns: number, out: Float32Array | Float64Array): void {
   transposeBlockInto(src, columns, 0, 0, rows, columns, out);
 }
 
@@ -70,7 +82,7 @@ export function transposeInto(src: Float64Array, rows: number, columns: number, 
  * `out := B^T` for the `rows x columns` block `B` at `(row, column)` of the row-major `src` with leading dimension
  * `ld` (`out` is contiguous, `columns x rows`), in 16 x 16 tiles written row by row. Internal.
  */
-export function transposeBlockInto(src: Float64Array, ld: number, row: number, column: number, rows: number, columns: number, out: Float64Array): void {
+export function transposeBlockInto(src: Float32Array | Float64Array, ld: number, row: number, column: number, rows: number, columns: number, out: Float32Array | Float64Array): void {
   for (let i0 = 0; i0 < rows; i0 += 16) {
     const i1 = Math.min(rows, i0 + 16);
     for (let j0 = 0; j0 < columns; j0 += 16) {
@@ -89,27 +101,27 @@ export function transposeBlockInto(src: Float64Array, ld: number, row: number, c
  * contiguous `p x r` array `b` (recursive TRMM: `[M11 M12; 0 M22] [B1; B2] = [M11 B1 + M12 B2; M22 B2]`, top half
  * first). Internal.
  */
-export async function multiplyUpperLeft(p: number, m: Float64Array, b: Float64Array, r: number, backend: Backend, leaf = LEAF): Promise<void> {
+export async function multiplyUpperLeft<T extends Float32Array | Float64Array>(p: number, m: T, b: T, r: number, backend: Backend, leaf = LEAF): Promise<void> {
   if (p <= leaf) {
-    const upper = new Float64Array(p * p);
+    const upper = alike(m, p * p);
     for (let i = 0; i < p; i++) for (let j = i; j < p; j++) upper[i * p + j] = m[i * p + j]!;
-    const product = new Float64Array(p * r);
-    await backend.dgemm({ m: p, n: r, k: p, a: upper, b, c: product });
+    const product = alike(m, p * r);
+    await gemmOf(backend, m)({ m: p, n: r, k: p, a: upper, b, c: product });
     b.set(product);
     return;
   }
   const p1 = p >> 1;
   const p2 = p - p1;
-  const m11 = new Float64Array(p1 * p1);
-  const m12 = new Float64Array(p1 * p2);
-  const m22 = new Float64Array(p2 * p2);
+  const m11 = alike(m, p1 * p1);
+  const m12 = alike(m, p1 * p2);
+  const m22 = alike(m, p2 * p2);
   copyBlock(m, p, 0, 0, p1, p1, m11, p1, 0, 0);
   copyBlock(m, p, 0, p1, p1, p2, m12, p2, 0, 0);
   copyBlock(m, p, p1, p1, p2, p2, m22, p2, 0, 0);
-  const b1 = b.subarray(0, p1 * r);
-  const b2 = b.subarray(p1 * r, p * r);
+  const b1 = b.subarray(0, p1 * r) as T;
+  const b2 = b.subarray(p1 * r, p * r) as T;
   await multiplyUpperLeft(p1, m11, b1, r, backend, leaf);
-  await backend.dgemm({ m: p1, n: r, k: p2, a: m12, b: b2, c: b1, beta: 1 });
+  await gemmOf(backend, m)({ m: p1, n: r, k: p2, a: m12, b: b2, c: b1, beta: 1 });
   await multiplyUpperLeft(p2, m22, b2, r, backend, leaf);
 }
 
@@ -118,27 +130,27 @@ export async function multiplyUpperLeft(p: number, m: Float64Array, b: Float64Ar
  * transposed: the GEMMs read `M` transposed) and the contiguous `p x r` array `b` (recursive TRMM:
  * `[M11^T M21^T; 0 M22^T] [B1; B2] = [M11^T B1 + M21^T B2; M22^T B2]`, top half first). Internal.
  */
-export async function multiplyLowerTransposedLeft(p: number, m: Float64Array, b: Float64Array, r: number, backend: Backend, leaf = LEAF): Promise<void> {
+export async function multiplyLowerTransposedLeft<T extends Float32Array | Float64Array>(p: number, m: T, b: T, r: number, backend: Backend, leaf = LEAF): Promise<void> {
   if (p <= leaf) {
-    const lower = new Float64Array(p * p);
+    const lower = alike(m, p * p);
     for (let i = 0; i < p; i++) for (let j = 0; j <= i; j++) lower[i * p + j] = m[i * p + j]!;
-    const product = new Float64Array(p * r);
-    await backend.dgemm({ m: p, n: r, k: p, a: lower, transA: true, b, c: product });
+    const product = alike(m, p * r);
+    await gemmOf(backend, m)({ m: p, n: r, k: p, a: lower, transA: true, b, c: product });
     b.set(product);
     return;
   }
   const p1 = p >> 1;
   const p2 = p - p1;
-  const m11 = new Float64Array(p1 * p1);
-  const m21 = new Float64Array(p2 * p1);
-  const m22 = new Float64Array(p2 * p2);
+  const m11 = alike(m, p1 * p1);
+  const m21 = alike(m, p2 * p1);
+  const m22 = alike(m, p2 * p2);
   copyBlock(m, p, 0, 0, p1, p1, m11, p1, 0, 0);
   copyBlock(m, p, p1, 0, p2, p1, m21, p1, 0, 0);
   copyBlock(m, p, p1, p1, p2, p2, m22, p2, 0, 0);
-  const b1 = b.subarray(0, p1 * r);
-  const b2 = b.subarray(p1 * r, p * r);
+  const b1 = b.subarray(0, p1 * r) as T;
+  const b2 = b.subarray(p1 * r, p * r) as T;
   await multiplyLowerTransposedLeft(p1, m11, b1, r, backend, leaf);
-  await backend.dgemm({ m: p1, n: r, k: p2, a: m21, transA: true, b: b2, c: b1, beta: 1 });
+  await gemmOf(backend, m)({ m: p1, n: r, k: p2, a: m21, transA: true, b: b2, c: b1, beta: 1 });
   await multiplyLowerTransposedLeft(p2, m22, b2, r, backend, leaf);
 }
 
@@ -146,26 +158,26 @@ export async function multiplyLowerTransposedLeft(p: number, m: Float64Array, b:
  * `B := M B` in place for the lower-triangular contiguous `p x p` array `m` and the contiguous `p x r` array `b`
  * (recursive TRMM: `[M11 0; M21 M22] [B1; B2] = [M11 B1; M21 B1 + M22 B2]`, bottom half first). Internal.
  */
-export async function multiplyLowerLeft(p: number, m: Float64Array, b: Float64Array, r: number, backend: Backend, leaf = LEAF): Promise<void> {
+export async function multiplyLowerLeft<T extends Float32Array | Float64Array>(p: number, m: T, b: T, r: number, backend: Backend, leaf = LEAF): Promise<void> {
   if (p <= leaf) {
-    const lower = new Float64Array(p * p);
+    const lower = alike(m, p * p);
     for (let i = 0; i < p; i++) for (let j = 0; j <= i; j++) lower[i * p + j] = m[i * p + j]!;
-    const product = new Float64Array(p * r);
-    await backend.dgemm({ m: p, n: r, k: p, a: lower, b, c: product });
+    const product = alike(m, p * r);
+    await gemmOf(backend, m)({ m: p, n: r, k: p, a: lower, b, c: product });
     b.set(product);
     return;
   }
   const p1 = p >> 1;
   const p2 = p - p1;
-  const m11 = new Float64Array(p1 * p1);
-  const m21 = new Float64Array(p2 * p1);
-  const m22 = new Float64Array(p2 * p2);
+  const m11 = alike(m, p1 * p1);
+  const m21 = alike(m, p2 * p1);
+  const m22 = alike(m, p2 * p2);
   copyBlock(m, p, 0, 0, p1, p1, m11, p1, 0, 0);
   copyBlock(m, p, p1, 0, p2, p1, m21, p1, 0, 0);
   copyBlock(m, p, p1, p1, p2, p2, m22, p2, 0, 0);
-  const b1 = b.subarray(0, p1 * r);
-  const b2 = b.subarray(p1 * r, p * r);
+  const b1 = b.subarray(0, p1 * r) as T;
+  const b2 = b.subarray(p1 * r, p * r) as T;
   await multiplyLowerLeft(p2, m22, b2, r, backend, leaf);
-  await backend.dgemm({ m: p2, n: r, k: p1, a: m21, b: b1, c: b2, beta: 1 });
+  await gemmOf(backend, m)({ m: p2, n: r, k: p1, a: m21, b: b1, c: b2, beta: 1 });
   await multiplyLowerLeft(p1, m11, b1, r, backend, leaf);
 }

@@ -70,6 +70,11 @@ t = performance.now();
 const result = await gptqQuantizeLayer(weight, hessian, { format, granularity, backend });
 const gptqTotal = seconds(t);
 
+// The same layer with the float64 factor (the issue's "measure the layer objective both ways").
+t = performance.now();
+const result64 = await gptqQuantizeLayer(weight, hessian, { format, granularity, backend, factorPrecision: 'float64' });
+const gptqTotal64 = seconds(t);
+
 t = performance.now();
 const rtnWeight = dequantize(quantize(weight, { format, granularity }));
 const rtnTime = seconds(t);
@@ -78,6 +83,9 @@ const rtnTime = seconds(t);
 const slice = (m) => ({ dtype: 'float32', shape: [objectiveRows, columns], data: m.data.subarray(0, objectiveRows * columns) });
 const gptqObjective = await layerObjective(slice(weight), slice(result.weight), hessian, { backend });
 const rtnObjective = await layerObjective(slice(weight), slice(rtnWeight), hessian, { backend });
+const gptq64Objective = await layerObjective(slice(weight), slice(result64.weight), hessian, { backend });
+let sameCodes = 0;
+for (let i = 0; i < result.quantized.codes.length; i++) if (result.quantized.codes[i] === result64.quantized.codes[i]) sameCodes++;
 
 const total = hessianTime + gptqTotal;
 const ours = { hessian: hessianTime, factorization: result.timings.factorization, solve: result.timings.solve, total };
@@ -122,6 +130,11 @@ if (numpyResult) {
       `bitsmith factorization / numpy = ${ratio(ours.factorization, numpyResult.total)}`,
   );
 }
+console.log(
+  `factor in float64 instead (factorPrecision 'float64'): factorization ${result64.timings.factorization.toFixed(2)} s, gptq call ${gptqTotal64.toFixed(2)} s; ` +
+    `objective ${gptq64Objective.toExponential(6)} vs ${gptqObjective.toExponential(6)} with the mixed factor (ratio ${(gptqObjective / gptq64Objective).toFixed(6)}); ` +
+    `codes equal ${((100 * sameCodes) / result.quantized.codes.length).toFixed(3)} %`,
+);
 console.log(`rtn               ${rtnTime.toFixed(2)} s`);
 console.log(
   `objective tr((W-Q)H(W-Q)^T) on ${objectiveRows} rows: bitsmith gptq ${gptqObjective.toExponential(4)}` +
@@ -138,6 +151,9 @@ console.log(
     format: `int${bits}`,
     group,
     ...ours,
+    factorization64: result64.timings.factorization,
+    gptqTotal64,
+    objective64Ratio: gptqObjective / gptq64Objective,
     gptqTotal,
     rtn: rtnTime,
     objectiveRatio: gptqObjective / rtnObjective,

@@ -11,6 +11,8 @@ export interface DampedInverseFactorOptions {
   backend: Backend;
   /** Block size of the factorization. Default 128. */
   blockSize?: number;
+  /** `choleskyInverseUpper`'s precision: `'float64'` (default) or `'mixed'` (float32 products above n = 2048, checked). */
+  precision?: 'float64' | 'mixed';
 }
 
 /** Result of {@link dampedInverseFactor}. */
@@ -53,7 +55,7 @@ export async function dampedInverseFactor(hessian: Float64Array, n: number, opti
     work.set(hessian);
     for (let i = 0; i < n; i++) work[i * n + i] += lambda;
     try {
-      const u = await choleskyInverseUpper(matrix<'float64'>(work, n, n), { backend: options.backend, inPlace: true, ...(options.blockSize ? { blockSize: options.blockSize } : {}) });
+      const u = await choleskyInverseUpper(matrix<'float64'>(work, n, n), { backend: options.backend, inPlace: true, precision: options.precision ?? 'float64', ...(options.blockSize ? { blockSize: options.blockSize } : {}) });
       return { factor: u.data, dampening: fraction, lambda, warnings };
     } catch (error) {
       if (!NumericalError.isInstance(error)) throw error;

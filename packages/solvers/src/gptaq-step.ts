@@ -4,7 +4,7 @@ import { gptaqAlphaOption, gptqSolverOptions } from './solver-options.js';
 
 /**
  * The `gptaq` recipe step ({@link gptaq}, arXiv 2504.02692): GPTQ's options (`bits|format`, `groupSize|granularity`,
- * `dampening`, `maxDampening`, `blockSize`, `actOrder`, `staticGroups`, `rangeSearch`) and `alpha` (0.25).
+ * `dampening`, `maxDampening`, `blockSize`, `actOrder`, `staticGroups`, `rangeSearch`, `factorPrecision`) and `alpha` (0.25).
  *
  * @example
  * ```ts
@@ -14,6 +14,6 @@ import { gptaqAlphaOption, gptqSolverOptions } from './solver-options.js';
 export const gptaqStep = defineStep({
   description: 'GPTAQ, GPTQ fitted to the float model\'s outputs (asymmetric calibration, @bitsmith/solvers): GPTQ\'s options and alpha (0.25)',
   options: quantizationOptions.extend({ ...gptqSolverOptions, alpha: gptaqAlphaOption.optional() }),
-  create: ({ alpha, dampening, maxDampening, blockSize, actOrder, staticGroups, rangeSearch, ...rest }) =>
-    gptaq({ ...resolveQuantization(rest), ...definedOptions({ alpha, dampening, maxDampening, blockSize, actOrder, staticGroups, rangeSearch }) }),
+  create: ({ alpha, dampening, maxDampening, blockSize, actOrder, staticGroups, rangeSearch, factorPrecision, ...rest }) =>
+    gptaq({ ...resolveQuantization(rest), ...definedOptions({ alpha, dampening, maxDampening, blockSize, actOrder, staticGroups, rangeSearch, factorPrecision }) }),
 });

@@ -66,6 +66,13 @@ export interface GptqOptions {
    * GPTQModel's `mse` option) when the group's scale is computed. `true` uses rangeSearch's defaults. Default false.
    */
   rangeSearch?: boolean | Pick<RangeSearchOptions, 'steps' | 'minShrink' | 'norm'>;
+  /**
+   * Precision of the inverse factor `U`: `'float64'`, or `'mixed'` (default): layers wider than 2048 inputs get
+   * linalg's mixed-precision recursion (float32 GEMMs for the off-diagonal products, float64 Schur complements and
+   * diagonal blocks; checked by a residual probe and recomputed in float64 when it fails). Narrower layers are always
+   * factored in float64.
+   */
+  factorPrecision?: 'float64' | 'mixed';
   /** Backend for the factorization and the block updates. Default `defaultBackend()` (the fastest available). */
   backend?: Backend;
   /** Cancellation, checked between blocks of columns. */
@@ -191,7 +198,7 @@ function columnGroupScales(
  * @param hessian - `inFeatures x inFeatures` float64 `X^T X` (any positive scaling). Not modified.
  * @param options - See {@link GptqOptions}: `format` (required), `granularity` (`channel`), `scaleEncoding`
  *   (`float16`), `dampening` (0.01), `maxDampening` (10), `blockSize` (128), `actOrder` (false), `staticGroups`
- *   (false), `rangeSearch` (false), `backend` (`defaultBackend()`), `signal`, `columnLoop` (`'wasm'`), `outerBlockSize` (1024).
+ *   (false), `rangeSearch` (false), `factorPrecision` (`'mixed'`), `backend` (`defaultBackend()`), `signal`, `columnLoop` (`'wasm'`), `outerBlockSize` (1024).
  * @param asymmetric - GPTAQ (arXiv 2504.02692): with the cross term `D = (X_float - X)^T X`, every column update also
  *   moves the later columns by `w_i P[i, :]`, `P = alpha triu(D U^T, 1) U` (U the upper factor of `H^-1`), so the
  *   layer fits the float model's output `W X_float` from the quantized inputs `X`. As the reference code: within a
@@ -258,6 +265,7 @@ export async function gptqQuantizeLayer(weight: Matrix, hessian: Float64Array, o
   const { factor: u, dampening: usedDampening, warnings: dampWarnings } = await dampedInverseFactor(hp, n, {
     dampening,
     ...(options.maxDampening !== undefined ? { maxDampening: options.maxDampening } : {}),
+    precision: options.factorPrecision ?? 'mixed',
     backend,
   });
   warnings.push(...dampWarnings);

@@ -4,7 +4,7 @@ import { gptqSolverOptions } from './solver-options.js';
 
 /**
  * The `gptq` recipe step ({@link gptq}, arXiv 2210.17323): `bits|format`, `groupSize|granularity`, `dampening`,
- * `maxDampening`, `blockSize`, `actOrder`, `staticGroups`, `rangeSearch`.
+ * `maxDampening`, `blockSize`, `actOrder`, `staticGroups`, `rangeSearch`, `factorPrecision`.
  *
  * @example
  * ```ts
@@ -12,8 +12,8 @@ import { gptqSolverOptions } from './solver-options.js';
  * ```
  */
 export const gptqStep = defineStep({
-  description: 'GPTQ (@bitsmith/solvers): bits|format, groupSize|granularity, dampening, maxDampening, blockSize, actOrder, staticGroups, rangeSearch',
+  description: 'GPTQ (@bitsmith/solvers): bits|format, groupSize|granularity, dampening, maxDampening, blockSize, actOrder, staticGroups, rangeSearch, factorPrecision',
   options: quantizationOptions.extend(gptqSolverOptions),
-  create: ({ dampening, maxDampening, blockSize, actOrder, staticGroups, rangeSearch, ...rest }) =>
-    gptq({ ...resolveQuantization(rest), ...definedOptions({ dampening, maxDampening, blockSize, actOrder, staticGroups, rangeSearch }) }),
+  create: ({ dampening, maxDampening, blockSize, actOrder, staticGroups, rangeSearch, factorPrecision, ...rest }) =>
+    gptq({ ...resolveQuantization(rest), ...definedOptions({ dampening, maxDampening, blockSize, actOrder, staticGroups, rangeSearch, factorPrecision }) }),
 });

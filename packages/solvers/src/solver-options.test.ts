@@ -9,7 +9,7 @@ import { quantEase } from './quant-ease.js';
 
 describe('the solvers check their options on entry, from plain JavaScript too', () => {
   it('gptq: unknown key, wrong type, out-of-range value, recipe shorthands and a missing format are named', () => {
-    expectRefused(() => gptq(untyped({ format: 'int4', dampning: 0.1 })), 'dampning', /unknown option; expected one of format, granularity, scaleEncoding, dampening, maxDampening, blockSize, actOrder, staticGroups, rangeSearch, backend, signal \(in the options of gptq\)$/);
+    expectRefused(() => gptq(untyped({ format: 'int4', dampning: 0.1 })), 'dampning', /unknown option; expected one of format, granularity, scaleEncoding, dampening, maxDampening, blockSize, actOrder, staticGroups, rangeSearch, factorPrecision, backend, signal \(in the options of gptq\)$/);
     expectRefused(() => gptq(untyped({ format: 'int4', actOrder: 'yes' })), 'actOrder', /expected boolean, received string/);
     expectRefused(() => gptq({ format: 'int4', blockSize: 0 }), 'blockSize', /Too small: expected number to be >0/);
     expectRefused(() => gptq({ format: 'int4', dampening: -0.01 }), 'dampening', /Too small/);
@@ -33,7 +33,7 @@ describe('the solvers check their options on entry, from plain JavaScript too', 
   });
 
   it('quantEase: unknown key, wrong type and out-of-range value; GPTQ\'s act-order is not one of its options', () => {
-    expectRefused(() => quantEase(untyped({ format: 'int3', actOrder: true })), 'actOrder', /unknown option; expected one of format, granularity, scaleEncoding, passes, init, dampening, maxDampening, blockSize, rangeSearch, backend, signal/);
+    expectRefused(() => quantEase(untyped({ format: 'int3', actOrder: true })), 'actOrder', /unknown option; expected one of format, granularity, scaleEncoding, passes, init, dampening, maxDampening, blockSize, rangeSearch, factorPrecision, backend, signal/);
     expectRefused(() => quantEase(untyped({ format: 'int3', init: 'adam' })), 'init', /expected one of "gptq"\|"rtn"/);
     expectRefused(() => quantEase({ format: 'int3', passes: -1 }), 'passes', /Too small: expected number to be >=0/);
     expectRefused(() => quantEase(untyped({ format: 'int3', passes: 2.5 })), 'passes', /expected int, received number/);

@@ -16,6 +16,7 @@ export const gptqSolverOptions = {
   actOrder: z.boolean().optional(),
   staticGroups: z.boolean().optional(),
   rangeSearch: rangeSearchOptions.optional(),
+  factorPrecision: z.enum(['float64', 'mixed']).optional(),
 };
 
 /** GPTAQ's weight of the asymmetric term, in [0, 1]. */
@@ -52,7 +53,7 @@ export const gptaqOptionsSchema = factoryOptions<GptaqOptions>({ ...target, ...g
 /** What {@link hqq} checks its options with. */
 export const hqqOptionsSchema = factoryOptions<HqqOptions>({ bits: hqqBitsOption.optional(), format: formatOption.optional(), granularity: granularityOption.optional(), ...hqqSolverOptions });
 
-const { dampening, maxDampening, blockSize, rangeSearch } = gptqSolverOptions;
+const { dampening, maxDampening, blockSize, rangeSearch, factorPrecision } = gptqSolverOptions;
 
 /** What {@link quantEase} checks its options with. */
 export const quantEaseOptionsSchema = factoryOptions<QuantEaseOptions>({
@@ -62,6 +63,7 @@ export const quantEaseOptionsSchema = factoryOptions<QuantEaseOptions>({
   maxDampening,
   blockSize,
   rangeSearch,
+  factorPrecision,
   backend: backendOption.optional(),
   signal: signalOption.optional(),
 });

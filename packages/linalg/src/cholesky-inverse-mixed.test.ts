@@ -18,5 +18,11 @@ describe.skipIf(!backend)('choleskyInverseUpper with precision mixed above n = 2
     const refused = await choleskyInverseUpper(h, { backend: backend!, precision: 'mixed', mixedTolerance: 0 });
     expect(Array.from(refused.data.subarray(0, 50_000))).toEqual(Array.from(exact.data.subarray(0, 50_000)));
     expect(relativeError(refused.data, exact.data)).toBe(0);
+    // inPlace has no effect on the mixed path: the input is kept, the factor is a new matrix (also after a fallback).
+    const input = { ...h, data: h.data.slice() };
+    const inPlace = await choleskyInverseUpper(input, { backend: backend!, precision: 'mixed', mixedTolerance: 0, inPlace: true });
+    expect(inPlace).not.toBe(input);
+    expect(relativeError(inPlace.data, exact.data)).toBe(0);
+    expect(relativeError(input.data, h.data)).toBe(0);
   }, 60_000);
 });

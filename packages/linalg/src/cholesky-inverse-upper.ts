@@ -22,7 +22,8 @@ export interface CholeskyInverseUpperOptions extends BackendOption {
    * in float32 GEMMs (about three times the speed of float64 ones) while the Schur complements are formed and the
    * diagonal blocks up to 512 factored in float64; the result is checked by a residual probe
    * (`||U H U^T v - v|| / ||v||` for a seeded Gaussian `v`) and recomputed in float64 when the residual passes
-   * `mixedTolerance`. With `'mixed'` the input is kept for that check (`inPlace` has no effect above n = 2048).
+   * `mixedTolerance`. With `'mixed'` the input is kept for that check (`inPlace` has no effect above n = 2048: the
+   * result is a new matrix).
    */
   precision?: 'float64' | 'mixed';
   /** Largest residual accepted from the mixed-precision factor. Default 1e-4. */
@@ -69,7 +70,7 @@ export async function choleskyInverseUpper(hessian: Matrix<'float64'>, options: 
     await choleskyInPlace(n, w, backend, blockSize, mean);
     await invertLowerInPlace(n, w, backend);
   } else if (mixed) {
-    const copy = w.slice();
+    // The input is kept (the mixed path never works in place): the check reads it, and a fallback starts from it.
     let accepted = false;
     try {
       await choleskyInverseLowerMixed(n, w, backend, (index, pivot) => {
@@ -82,7 +83,8 @@ export async function choleskyInverseUpper(hessian: Matrix<'float64'>, options: 
       // A pivot lost to float32 rounding: the float64 recursion decides.
       if (!NumericalError.isInstance(error)) throw error;
     }
-    w = copy;
+    w.set(hessian.data);
+    reverseInPlace(w);
     await choleskyInverseLowerInPlace(n, w, backend, (index, pivot) => {
       throw notPositiveDefinite(index, pivot, mean);
     });
@@ -93,7 +95,7 @@ export async function choleskyInverseUpper(hessian: Matrix<'float64'>, options: 
   }
   // U = J L^{-1} J, reversing in place.
   reverseInPlace(w);
-  return options.inPlace ? hessian : matrix<'float64'>(w, n, n);
+  return options.inPlace && !mixed ? hessian : matrix<'float64'>(w, n, n);
 }
 
 /** Reverses a flat array in place (`J X J` for a square row-major `X`). */

@@ -127,35 +127,22 @@ export async function choleskyInverseLowerMixed(
 
 /**
  * Relative residual `||U H U^T v - v|| / ||v||` of a candidate upper factor `U` of `H^{-1} = U^T U` (row-major) for one
- * seeded Gaussian probe `v`: three matrix-vector products, `O(n^2)`. Internal.
+ * seeded Gaussian probe `v`: three matrix-vector products on the backend's float64 GEMM, `O(n^2)`. Internal.
  */
-export function inverseFactorResidual(n: number, u: Float64Array, h: Float64Array, seed = 1): number {
+export async function inverseFactorResidual(n: number, u: Float64Array, h: Float64Array, backend: Backend, seed = 1): Promise<number> {
   const random = createRandom(seed);
   const v = new Float64Array(n);
   for (let i = 0; i < n; i++) v[i] = random.normal();
-  // x = U^T v
   const x = new Float64Array(n);
-  for (let i = 0; i < n; i++) {
-    const vi = v[i]!;
-    const row = i * n;
-    for (let j = i; j < n; j++) x[j] += u[row + j]! * vi;
-  }
-  // y = H x
   const y = new Float64Array(n);
-  for (let i = 0; i < n; i++) {
-    const row = i * n;
-    let s = 0;
-    for (let j = 0; j < n; j++) s += h[row + j]! * x[j]!;
-    y[i] = s;
-  }
-  // z = U y, against v
+  const z = new Float64Array(n);
+  await backend.dgemm({ m: n, n: 1, k: n, a: u, transA: true, b: v, c: x }); // x = U^T v
+  await backend.dgemm({ m: n, n: 1, k: n, a: h, b: x, c: y }); // y = H x
+  await backend.dgemm({ m: n, n: 1, k: n, a: u, b: y, c: z }); // z = U y
   let num = 0;
   let den = 0;
   for (let i = 0; i < n; i++) {
-    const row = i * n;
-    let s = 0;
-    for (let j = i; j < n; j++) s += u[row + j]! * y[j]!;
-    num += (s - v[i]!) ** 2;
+    num += (z[i]! - v[i]!) ** 2;
     den += v[i]! ** 2;
   }
   return Math.sqrt(num / den);

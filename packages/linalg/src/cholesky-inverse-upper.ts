@@ -77,7 +77,7 @@ export async function choleskyInverseUpper(hessian: Matrix<'float64'>, options: 
         throw notPositiveDefinite(index, pivot, mean);
       });
       reverseInPlace(w);
-      accepted = inverseFactorResidual(n, w, hessian.data) <= (options.mixedTolerance ?? 1e-4);
+      accepted = (await inverseFactorResidual(n, w, hessian.data, backend)) <= (options.mixedTolerance ?? 1e-4);
       if (accepted) return matrix<'float64'>(w, n, n);
     } catch (error) {
       // A pivot lost to float32 rounding: the float64 recursion decides.

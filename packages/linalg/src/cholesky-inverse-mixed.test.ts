@@ -24,5 +24,11 @@ describe.skipIf(!backend)('choleskyInverseUpper with precision mixed above n = 2
     expect(inPlace).not.toBe(input);
     expect(relativeError(inPlace.data, exact.data)).toBe(0);
     expect(relativeError(input.data, h.data)).toBe(0);
+    // A shift (GPTQ's dampening) is the same as shifting the input, on the mixed path too.
+    const shifted = { ...h, data: h.data.slice() };
+    for (let i = 0; i < n; i++) shifted.data[i * n + i] += 0.25;
+    const viaShift = await choleskyInverseUpper(h, { backend: backend!, precision: 'mixed', shift: 0.25 });
+    const explicit = await choleskyInverseUpper(shifted, { backend: backend!, precision: 'mixed' });
+    expect(relativeError(viaShift.data, explicit.data)).toBe(0);
   }, 60_000);
 });

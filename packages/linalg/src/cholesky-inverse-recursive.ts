@@ -126,10 +126,10 @@ export async function choleskyInverseLowerMixed(
 }
 
 /**
- * Relative residual `||U H U^T v - v|| / ||v||` of a candidate upper factor `U` of `H^{-1} = U^T U` (row-major) for one
- * seeded Gaussian probe `v`: three matrix-vector products on the backend's float64 GEMM, `O(n^2)`. Internal.
+ * Relative residual `||U H U^T v - v|| / ||v||` of a candidate upper factor `U` of `H^{-1} = U^T U` (row-major; `H` is
+ * `h + shift I`) for one seeded Gaussian probe `v`: three matrix-vector products on the backend's float64 GEMM, `O(n^2)`. Internal.
  */
-export async function inverseFactorResidual(n: number, u: Float64Array, h: Float64Array, backend: Backend, seed = 1): Promise<number> {
+export async function inverseFactorResidual(n: number, u: Float64Array, h: Float64Array, backend: Backend, shift = 0, seed = 1): Promise<number> {
   const random = createRandom(seed);
   const v = new Float64Array(n);
   for (let i = 0; i < n; i++) v[i] = random.normal();
@@ -137,7 +137,8 @@ export async function inverseFactorResidual(n: number, u: Float64Array, h: Float
   const y = new Float64Array(n);
   const z = new Float64Array(n);
   await backend.dgemm({ m: n, n: 1, k: n, a: u, transA: true, b: v, c: x }); // x = U^T v
-  await backend.dgemm({ m: n, n: 1, k: n, a: h, b: x, c: y }); // y = H x
+  await backend.dgemm({ m: n, n: 1, k: n, a: h, b: x, c: y }); // y = (H + shift I) x
+  if (shift !== 0) for (let i = 0; i < n; i++) y[i] += shift * x[i]!;
   await backend.dgemm({ m: n, n: 1, k: n, a: u, b: y, c: z }); // z = U y
   let num = 0;
   let den = 0;

@@ -1,4 +1,4 @@
-import { NumericalError, matrix, type Matrix } from '@bitsmith/core';
+import { InvalidArgumentError, NumericalError, matrix, type Matrix } from '@bitsmith/core';
 import { checkBlockSize, checkSquareFloat64Matrix } from './check-matrix.js';
 import { choleskyInverseLowerInPlace, choleskyInverseLowerMixed, inverseFactorResidual } from './cholesky-inverse-recursive.js';
 import { choleskyInPlace, meanDiagonal, notPositiveDefinite } from './cholesky.js';
@@ -28,6 +28,11 @@ export interface CholeskyInverseUpperOptions extends BackendOption {
   precision?: 'float64' | 'mixed';
   /** Largest residual accepted from the mixed-precision factor. Default 1e-4. */
   mixedTolerance?: number;
+  /**
+   * Factor `H + shift * I` instead of `H` (GPTQ's dampening) without a copy of the shifted matrix: the shift is added
+   * to the factor's own working copy (or, with `inPlace`, to the input's diagonal). Default 0.
+   */
+  shift?: number;
 }
 
 /**
@@ -43,8 +48,8 @@ export interface CholeskyInverseUpperOptions extends BackendOption {
  * `5 n^3 / 6` flops, at the backend's peak GEMM speed).
  *
  * @param hessian - Symmetric positive definite `n x n` float64 matrix (dampen it first, as GPTQ does).
- * @param options - `blockSize` (128), `inPlace` (false), `precision` (`'float64'`), `mixedTolerance` (1e-4),
- *   `backend` (`defaultBackend()`).
+ * @param options - `blockSize` (128), `inPlace` (false), `precision` (`'float64'`), `mixedTolerance` (1e-4), `shift`
+ *   (0), `backend` (`defaultBackend()`).
  * @returns `U`, upper triangular (lower triangle zero); with `inPlace`, in the input's buffer.
  * @throws `NumericalError` when `H` is not positive definite (the message suggests a dampening).
  * @example
@@ -57,7 +62,9 @@ export async function choleskyInverseUpper(hessian: Matrix<'float64'>, options: 
   const n = checkSquareFloat64Matrix(hessian, 'hessian');
   const blockSize = checkBlockSize(options.blockSize ?? 128);
   const backend = await resolveBackend(options);
-  const mean = meanDiagonal(n, hessian.data);
+  const shift = options.shift ?? 0;
+  if (!Number.isFinite(shift)) throw new InvalidArgumentError('shift', `got ${shift}; expected a finite number`);
+  const mean = meanDiagonal(n, hessian.data) + shift;
   const mixed = options.precision === 'mixed' && n > RECURSIVE_FROM;
   let w: Float64Array;
   if (options.inPlace && !mixed) {
@@ -65,6 +72,8 @@ export async function choleskyInverseUpper(hessian: Matrix<'float64'>, options: 
   } else {
     w = hessian.data.slice().reverse();
   }
+  // The diagonal of J H J is H's diagonal reversed: the shift goes on it either way.
+  if (shift !== 0) for (let i = 0; i < n; i++) w[i * n + i] += shift;
   // Reversal maps the lower triangle of J H J to the upper triangle of H; H is symmetric, so either is fine.
   if (n <= RECURSIVE_FROM) {
     await choleskyInPlace(n, w, backend, blockSize, mean);
@@ -77,7 +86,7 @@ export async function choleskyInverseUpper(hessian: Matrix<'float64'>, options: 
         throw notPositiveDefinite(index, pivot, mean);
       });
       reverseInPlace(w);
-      accepted = (await inverseFactorResidual(n, w, hessian.data, backend)) <= (options.mixedTolerance ?? 1e-4);
+      accepted = (await inverseFactorResidual(n, w, hessian.data, backend, shift)) <= (options.mixedTolerance ?? 1e-4);
       if (accepted) return matrix<'float64'>(w, n, n);
     } catch (error) {
       // A pivot lost to float32 rounding: the float64 recursion decides.
@@ -85,6 +94,7 @@ export async function choleskyInverseUpper(hessian: Matrix<'float64'>, options: 
     }
     w.set(hessian.data);
     reverseInPlace(w);
+    if (shift !== 0) for (let i = 0; i < n; i++) w[i * n + i] += shift;
     await choleskyInverseLowerInPlace(n, w, backend, (index, pivot) => {
       throw notPositiveDefinite(index, pivot, mean);
     });

@@ -206,9 +206,26 @@ await describeWithBackends('factorizations', (backend) => {
     const h = randomSpd(n, 150, 0.1);
     const u = await choleskyInverseUpper(h, { backend });
     expect(await inverseFactorResidual(n, u.data, h.data, backend)).toBeLessThan(1e-12);
+    // With a shift the probe checks the factor of H + shift I.
+    const us = await choleskyInverseUpper(h, { backend, shift: 0.5 });
+    expect(await inverseFactorResidual(n, us.data, h.data, backend, 0.5)).toBeLessThan(1e-12);
+    expect(await inverseFactorResidual(n, us.data, h.data, backend)).toBeGreaterThan(1e-4);
     const wrong = u.data.slice();
     wrong[5 * n + 7] += 0.01 * Math.abs(wrong[5 * n + 5]!);
     expect(await inverseFactorResidual(n, wrong, h.data, backend)).toBeGreaterThan(1e-4);
+  });
+
+  it('choleskyInverseUpper with a shift equals the factor of the explicitly shifted matrix bit for bit, the input untouched', async () => {
+    const n = 150;
+    const h = randomSpd(n, 77, 0.1);
+    const shifted = h.data.slice();
+    for (let i = 0; i < n; i++) shifted[i * n + i] += 0.37;
+    const expected = await choleskyInverseUpper({ ...h, data: shifted }, { backend });
+    const before = h.data.slice();
+    const u = await choleskyInverseUpper(h, { backend, shift: 0.37 });
+    expect(Array.from(u.data)).toEqual(Array.from(expected.data));
+    expect(h.data).toEqual(before);
+    await expect(choleskyInverseUpper(h, { backend, shift: Number.NaN })).rejects.toThrow(/shift/);
   });
 
   it('choleskyInverseUpper of a 2x2 closed form', async () => {

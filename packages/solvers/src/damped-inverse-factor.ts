@@ -49,13 +49,16 @@ export async function dampedInverseFactor(hessian: Float64Array, n: number, opti
   meanAbs = n > 0 ? meanAbs / n : 0;
   if (!(meanAbs > 0)) meanAbs = 1;
   const warnings: StepWarning[] = [];
-  const work = new Float64Array(n * n);
   for (;;) {
     const lambda = fraction * meanAbs;
-    work.set(hessian);
-    for (let i = 0; i < n; i++) work[i * n + i] += lambda;
     try {
-      const u = await choleskyInverseUpper(matrix<'float64'>(work, n, n), { backend: options.backend, inPlace: true, precision: options.precision ?? 'float64', ...(options.blockSize ? { blockSize: options.blockSize } : {}) });
+      // The factor's working copy of the Hessian takes the dampening (the input is never modified).
+      const u = await choleskyInverseUpper(matrix<'float64'>(hessian, n, n), {
+        backend: options.backend,
+        shift: lambda,
+        precision: options.precision ?? 'float64',
+        ...(options.blockSize ? { blockSize: options.blockSize } : {}),
+      });
       return { factor: u.data, dampening: fraction, lambda, warnings };
     } catch (error) {
       if (!NumericalError.isInstance(error)) throw error;

@@ -10,6 +10,9 @@ const LEAF = 128;
 /** Triangular multiplies stop recursing at this size (one dense GEMM: depth-256 GEMMs run near peak, smaller ones do not). */
 const TRMM_LEAF = 256;
 
+/** Below this size the mixed-precision recursion computes in float64 only. */
+const MIXED_LEAF = 512;
+
 /**
  * Overwrites the contiguous `n x n` row-major array `a`, whose lower triangle holds a symmetric positive definite `A`,
  * with `L^{-1}` where `A = L L^T` (upper triangle zeroed), without forming `L` as a whole. Recursive on halves
@@ -24,12 +27,30 @@ const TRMM_LEAF = 256;
  *
  * @param failed - Called with the global index and value of the first pivot that is not positive; must throw.
  */
-export async function choleskyInverseLowerInPlace(
+export function choleskyInverseLowerInPlace(n: number, a: Float64Array, backend: Backend, failed: (index: number, pivot: number) => never, offset = 0): Promise<void> {
+  return choleskyInverseLower(n, a, backend, failed, offset, Infinity);
+}
+
+/**
+ * {@link choleskyInverseLowerInPlace} with the off-diagonal products in float32: at every level above 512 rows, `L21`,
+ * the Schur complement's product `L21 L21^T` and `M21` come from float32 GEMMs (single-precision GEMMs run about three
+ * times as fast as double-precision ones through onnxruntime's MLAS), while the Schur complement `A22 - L21 L21^T` is
+ * subtracted in float64 and the diagonal blocks up to 512 are factored and inverted in float64. The result carries
+ * float32-level errors (about `1e-7` times the conditioning of the blocks); {@link choleskyInverseUpper} checks it with
+ * a residual probe and falls back to the float64 recursion when the check fails. Internal.
+ */
+export function choleskyInverseLowerMixed(n: number, a: Float64Array, backend: Backend, failed: (index: number, pivot: number) => never, offset = 0): Promise<void> {
+  return choleskyInverseLower(n, a, backend, failed, offset, MIXED_LEAF);
+}
+
+/** The recursion of both: levels larger than `singleAbove` form their off-diagonal products in float32. */
+async function choleskyInverseLower(
   n: number,
   a: Float64Array,
   backend: Backend,
   failed: (index: number, pivot: number) => never,
-  offset = 0,
+  offset: number,
+  singleAbove: number,
 ): Promise<void> {
   if (n <= LEAF) {
     const pivot = new Float64Array(1);
@@ -46,19 +67,11 @@ export async function choleskyInverseLowerInPlace(
   const a22 = new Float64Array(n2 * n2);
   copyBlock(a, n, 0, 0, n1, n1, m11, n1, 0, 0);
   copyBlock(a, n, n1, n1, n2, n2, a22, n2, 0, 0);
-  await choleskyInverseLowerInPlace(n1, m11, backend, failed, offset);
-  // T = L21^T = M11 A21^T (lower-left triangular multiply on A21^T, transposed straight out of `a`).
-  const t = new Float64Array(n1 * n2);
-  transposeBlockInto(a, n, n1, 0, n2, n1, t);
-  await multiplyLowerLeft(n1, m11, t, n2, backend, TRMM_LEAF);
-  // S = A22 - L21 L21^T = A22 - T^T T (both triangles; the recursion reads the lower one).
-  await backend.dgemm({ m: n2, n: n2, k: n1, a: t, transA: true, b: t, c: a22, alpha: -1, beta: 1 });
-  await choleskyInverseLowerInPlace(n2, a22, backend, failed, offset + n1);
-  // M21 = -M22 (L21 M11): (L21 M11)^T = M11^T T (the GEMMs read M11 transposed), then M22 from the left.
-  await multiplyLowerTransposedLeft(n1, m11, t, n2, backend, TRMM_LEAF);
-  const m21 = new Float64Array(n2 * n1);
-  transposeInto(t, n1, n2, m21);
-  await multiplyLowerLeft(n2, a22, m21, n1, backend, TRMM_LEAF);
+  await choleskyInverseLower(n1, m11, backend, failed, offset, singleAbove);
+  const m21 =
+    n > singleAbove
+      ? await offDiagonal(n, n1, n2, a, Float32Array.from(m11), new Float32Array(n1 * n2), a22, () => choleskyInverseLower(n2, a22, backend, failed, offset + n1, singleAbove), backend)
+      : await offDiagonal(n, n1, n2, a, m11, new Float64Array(n1 * n2), a22, () => choleskyInverseLower(n2, a22, backend, failed, offset + n1, singleAbove), backend);
   for (let i = 0; i < n1; i++) {
     a.set(m11.subarray(i * n1, (i + 1) * n1), i * n);
     a.fill(0, i * n + n1, (i + 1) * n);
@@ -70,59 +83,40 @@ export async function choleskyInverseLowerInPlace(
   }
 }
 
-/** Below this size the mixed-precision recursion hands over to the float64 one. */
-const MIXED_LEAF = 512;
-
 /**
- * {@link choleskyInverseLowerInPlace} with the off-diagonal products in float32: at every level above 512 rows, `L21`,
- * the Schur complement's product `L21 L21^T` and `M21` come from float32 GEMMs (single-precision GEMMs run about three
- * times as fast as double-precision ones through onnxruntime's MLAS), while the Schur complement `A22 - L21 L21^T` is
- * subtracted in float64 and the diagonal blocks up to 512 are factored and inverted in float64. The result carries
- * float32-level errors (about `1e-7` times the conditioning of the blocks); {@link choleskyInverseUpper} checks it with
- * a residual probe and falls back to the float64 recursion when the check fails. Internal.
+ * One level's products in the precision of `m11` and `t` (float64, or float32 copies): `T = L21^T = M11 A21^T`,
+ * `S = A22 - T^T T` into `a22` (subtracted in float64), `M22` of `S` by `invertS`, then `M22 L21 M11` (that is `-M21`).
  */
-export async function choleskyInverseLowerMixed(
+async function offDiagonal<T extends Float32Array | Float64Array>(
   n: number,
+  n1: number,
+  n2: number,
   a: Float64Array,
+  m11: T,
+  t: T,
+  a22: Float64Array,
+  invertS: () => Promise<void>,
   backend: Backend,
-  failed: (index: number, pivot: number) => never,
-  offset = 0,
-): Promise<void> {
-  if (n <= MIXED_LEAF) {
-    await choleskyInverseLowerInPlace(n, a, backend, failed, offset);
-    return;
-  }
-  const n1 = n >> 1;
-  const n2 = n - n1;
-  const m11 = new Float64Array(n1 * n1);
-  const a22 = new Float64Array(n2 * n2);
-  copyBlock(a, n, 0, 0, n1, n1, m11, n1, 0, 0);
-  copyBlock(a, n, n1, n1, n2, n2, a22, n2, 0, 0);
-  await choleskyInverseLowerMixed(n1, m11, backend, failed, offset);
-  const m11f = Float32Array.from(m11);
-  // T = L21^T = M11 A21^T in float32.
-  const t = new Float32Array(n1 * n2);
+): Promise<T> {
+  // T = L21^T = M11 A21^T (lower-left triangular multiply on A21^T, transposed straight out of `a`).
   transposeBlockInto(a, n, n1, 0, n2, n1, t);
-  await multiplyLowerLeft(n1, m11f, t, n2, backend, TRMM_LEAF);
-  // S = A22 - T^T T: the product in float32, the difference in float64.
-  const product = new Float32Array(n2 * n2);
-  await backend.sgemm({ m: n2, n: n2, k: n1, a: t, transA: true, b: t, c: product });
-  for (let i = 0; i < a22.length; i++) a22[i] = a22[i]! - product[i]!;
-  await choleskyInverseLowerMixed(n2, a22, backend, failed, offset + n1);
-  // M21 = -M22 (L21 M11) in float32.
-  await multiplyLowerTransposedLeft(n1, m11f, t, n2, backend, TRMM_LEAF);
-  const m21 = new Float32Array(n2 * n1);
+  await multiplyLowerLeft(n1, m11, t, n2, backend, TRMM_LEAF);
+  // S = A22 - L21 L21^T = A22 - T^T T (both triangles; the recursion reads the lower one).
+  if (t instanceof Float64Array) {
+    await backend.dgemm({ m: n2, n: n2, k: n1, a: t, transA: true, b: t, c: a22, alpha: -1, beta: 1 });
+  } else {
+    const product = new Float32Array(n2 * n2);
+    await backend.sgemm({ m: n2, n: n2, k: n1, a: t, transA: true, b: t, c: product });
+    for (let i = 0; i < a22.length; i++) a22[i] = a22[i]! - product[i]!;
+  }
+  await invertS();
+  // M21 = -M22 (L21 M11): (L21 M11)^T = M11^T T (the GEMMs read M11 transposed), then M22 from the left.
+  await multiplyLowerTransposedLeft(n1, m11, t, n2, backend, TRMM_LEAF);
+  const m21 = (t instanceof Float64Array ? new Float64Array(n2 * n1) : new Float32Array(n2 * n1)) as T;
   transposeInto(t, n1, n2, m21);
-  await multiplyLowerLeft(n2, Float32Array.from(a22), m21, n1, backend, TRMM_LEAF);
-  for (let i = 0; i < n1; i++) {
-    a.set(m11.subarray(i * n1, (i + 1) * n1), i * n);
-    a.fill(0, i * n + n1, (i + 1) * n);
-  }
-  for (let i = 0; i < n2; i++) {
-    const row = (n1 + i) * n;
-    for (let j = 0; j < n1; j++) a[row + j] = -m21[i * n1 + j]!;
-    a.set(a22.subarray(i * n2, (i + 1) * n2), row + n1);
-  }
+  const m22 = (t instanceof Float64Array ? a22 : Float32Array.from(a22)) as T;
+  await multiplyLowerLeft(n2, m22, m21, n1, backend, TRMM_LEAF);
+  return m21;
 }
 
 /**

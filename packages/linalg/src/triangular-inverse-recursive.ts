@@ -127,43 +127,30 @@ export async function multiplyUpperLeft<T extends Float32Array | Float64Array>(p
 
 /**
  * `B := M^T B` in place for the lower-triangular contiguous `p x p` array `m` (so `M^T` is upper triangular; nothing is
- * transposed: the GEMMs read `M` transposed) and the contiguous `p x r` array `b` (recursive TRMM:
- * `[M11^T M21^T; 0 M22^T] [B1; B2] = [M11^T B1 + M21^T B2; M22^T B2]`, top half first). Internal.
+ * transposed: the GEMMs read `M` transposed) and the contiguous `p x r` array `b`. Internal; see {@link multiplyLowerLeft}.
  */
-export async function multiplyLowerTransposedLeft<T extends Float32Array | Float64Array>(p: number, m: T, b: T, r: number, backend: Backend, leaf = LEAF): Promise<void> {
-  if (p <= leaf) {
-    const lower = alike(m, p * p);
-    for (let i = 0; i < p; i++) for (let j = 0; j <= i; j++) lower[i * p + j] = m[i * p + j]!;
-    const product = alike(m, p * r);
-    await gemmOf(backend, m)({ m: p, n: r, k: p, a: lower, transA: true, b, c: product });
-    b.set(product);
-    return;
-  }
-  const p1 = p >> 1;
-  const p2 = p - p1;
-  const m11 = alike(m, p1 * p1);
-  const m21 = alike(m, p2 * p1);
-  const m22 = alike(m, p2 * p2);
-  copyBlock(m, p, 0, 0, p1, p1, m11, p1, 0, 0);
-  copyBlock(m, p, p1, 0, p2, p1, m21, p1, 0, 0);
-  copyBlock(m, p, p1, p1, p2, p2, m22, p2, 0, 0);
-  const b1 = b.subarray(0, p1 * r) as T;
-  const b2 = b.subarray(p1 * r, p * r) as T;
-  await multiplyLowerTransposedLeft(p1, m11, b1, r, backend, leaf);
-  await gemmOf(backend, m)({ m: p1, n: r, k: p2, a: m21, transA: true, b: b2, c: b1, beta: 1 });
-  await multiplyLowerTransposedLeft(p2, m22, b2, r, backend, leaf);
+export function multiplyLowerTransposedLeft<T extends Float32Array | Float64Array>(p: number, m: T, b: T, r: number, backend: Backend, leaf = LEAF): Promise<void> {
+  return multiplyLower(p, m, b, r, backend, leaf, true);
 }
 
 /**
  * `B := M B` in place for the lower-triangular contiguous `p x p` array `m` and the contiguous `p x r` array `b`
  * (recursive TRMM: `[M11 0; M21 M22] [B1; B2] = [M11 B1; M21 B1 + M22 B2]`, bottom half first). Internal.
  */
-export async function multiplyLowerLeft<T extends Float32Array | Float64Array>(p: number, m: T, b: T, r: number, backend: Backend, leaf = LEAF): Promise<void> {
+export function multiplyLowerLeft<T extends Float32Array | Float64Array>(p: number, m: T, b: T, r: number, backend: Backend, leaf = LEAF): Promise<void> {
+  return multiplyLower(p, m, b, r, backend, leaf, false);
+}
+
+/**
+ * `B := M B` or, `transposed`, `B := M^T B` (`[M11^T M21^T; 0 M22^T] [B1; B2] = [M11^T B1 + M21^T B2; M22^T B2]`, top
+ * half first) for lower-triangular `M`.
+ */
+async function multiplyLower<T extends Float32Array | Float64Array>(p: number, m: T, b: T, r: number, backend: Backend, leaf: number, transposed: boolean): Promise<void> {
   if (p <= leaf) {
     const lower = alike(m, p * p);
     for (let i = 0; i < p; i++) for (let j = 0; j <= i; j++) lower[i * p + j] = m[i * p + j]!;
     const product = alike(m, p * r);
-    await gemmOf(backend, m)({ m: p, n: r, k: p, a: lower, b, c: product });
+    await gemmOf(backend, m)({ m: p, n: r, k: p, a: lower, transA: transposed, b, c: product });
     b.set(product);
     return;
   }
@@ -177,7 +164,13 @@ export async function multiplyLowerLeft<T extends Float32Array | Float64Array>(p
   copyBlock(m, p, p1, p1, p2, p2, m22, p2, 0, 0);
   const b1 = b.subarray(0, p1 * r) as T;
   const b2 = b.subarray(p1 * r, p * r) as T;
-  await multiplyLowerLeft(p2, m22, b2, r, backend, leaf);
-  await gemmOf(backend, m)({ m: p2, n: r, k: p1, a: m21, b: b1, c: b2, beta: 1 });
-  await multiplyLowerLeft(p1, m11, b1, r, backend, leaf);
+  if (transposed) {
+    await multiplyLower(p1, m11, b1, r, backend, leaf, true);
+    await gemmOf(backend, m)({ m: p1, n: r, k: p2, a: m21, transA: true, b: b2, c: b1, beta: 1 });
+    await multiplyLower(p2, m22, b2, r, backend, leaf, true);
+  } else {
+    await multiplyLower(p2, m22, b2, r, backend, leaf, false);
+    await gemmOf(backend, m)({ m: p2, n: r, k: p1, a: m21, b: b1, c: b2, beta: 1 });
+    await multiplyLower(p1, m11, b1, r, backend, leaf, false);
+  }
 }

@@ -7,7 +7,8 @@
  * Conventions, for every method:
  * - All matrices are dense and row-major, with no padding: an `m x k` matrix `A` is `a[i * k + j]`.
  *   When `transA` is true, the stored array is the `k x m` matrix whose transpose is `op(A)`.
- * - Methods never keep references to the arrays they are given after their promise settles.
+ * - Methods never keep references to the arrays they are given after their promise settles (a GEMM's `constantB`
+ *   weight only weakly, as the key of its prepared copy).
  * - Methods are async so that backends may run work on worker threads or native thread pools; callers
  *   must not touch output arrays until the promise resolves.
  */
@@ -35,6 +36,15 @@ export interface GemmArguments<T extends FloatArray> {
   alpha?: number;
   /** Default 0; with 0, `C`'s prior contents are ignored (NaN in C does not propagate). */
   beta?: number;
+  /**
+   * `B` is a weight that later calls pass again (the same array object, usually with the same contents), so a backend
+   * may keep a prepared copy of it between calls. The `ort` backend then multiplies with a session that holds `B` as
+   * a constant, which MLAS packs once, when `m` is at least its `constantWeightMinRows`; it fingerprints `B`'s
+   * contents (64 bits) on every such call and prepares it again when they changed. The product may differ from the
+   * plain one in the last bits (the packed kernel adds in another order). Applies to float32 with `transA` false,
+   * `alpha` 1 and `beta` 0; ignored otherwise and by the other backends. Default false.
+   */
+  constantB?: boolean;
 }
 
 /**

@@ -79,7 +79,7 @@ export async function applyLinear(
   x: Float32Array,
   rows: number,
   backend: Backend,
-  options: { observer?: LinearInputObserver | undefined; blockIndex?: number; out?: Float32Array } = {},
+  options: { observer?: LinearInputObserver | undefined; blockIndex?: number; out?: Float32Array; constantWeight?: boolean } = {},
 ): Promise<Float32Array> {
   const { weight } = layer;
   if (weight.shape[0] !== layer.outFeatures || weight.shape[1] !== layer.inFeatures || weight.data.length !== layer.outFeatures * layer.inFeatures) {
@@ -101,7 +101,7 @@ export async function applyLinear(
   }
   const out = options.out ?? new Float32Array(rows * layer.outFeatures);
   if (rows > 0) {
-    await backend.sgemm({ m: rows, n: layer.outFeatures, k: layer.inFeatures, a: input, b: weight.data, c: out, transB: true });
+    await backend.sgemm({ m: rows, n: layer.outFeatures, k: layer.inFeatures, a: input, b: weight.data, c: out, transB: true, constantB: options.constantWeight === true });
   }
   const { bias } = layer;
   if (bias) {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { Tensor } from '@bitsmith/core';
-import { createJsBackend } from '@bitsmith/linalg';
+import { createBackend, createJsBackend, type Backend } from '@bitsmith/linalg';
 import { parseLlamaConfig, type LlamaConfig } from './llama-config.js';
 import { createLlamaGraph } from './llama-graph.js';
 import { ModelFileError } from './model-file-error.js';
@@ -216,6 +216,42 @@ describe('LlamaGraph scratch buffers', () => {
     expect(Array.from(first.states.data)).toEqual(Array.from(kept));
     graph.releaseScratch();
     expect(Array.from((await graph.runBlock(0, a)).states.data)).toEqual(Array.from(alone[0]!));
+  });
+});
+
+let ort: Backend | undefined;
+try {
+  ort = await createBackend('ort');
+} catch {
+  ort = undefined;
+}
+
+describe.skipIf(!ort)('LlamaGraph.forward with packed weights (ort backend, constantB)', () => {
+  it('matches the plain js forward over 2,400 tokens, and follows weights edited in place or replaced', async () => {
+    const config = parseLlamaConfig({ ...baseConfig, model_type: 'qwen2', tie_word_embeddings: true, max_position_embeddings: 1024 });
+    const weights = randomWeights(config, 5);
+    // Both graphs read the same weight arrays: an edit of one is an edit of the other.
+    const packed = await createLlamaGraph(config, (n) => weights.get(n), { backend: ort! });
+    const plain = await createLlamaGraph(config, (n) => weights.get(n), { backend });
+    const seqs = Array.from({ length: 4 }, (_, s) => Array.from({ length: 600 }, (_, i) => (i * 7 + s * 3) % config.vocabSize));
+    const agree = async (): Promise<void> => {
+      const ours = (await packed.forward(seqs)).data;
+      const ref = (await plain.forward(seqs)).data;
+      let worst = 0;
+      for (let i = 0; i < ref.length; i++) worst = Math.max(worst, Math.abs(ours[i]! - ref[i]!) / (1 + Math.abs(ref[i]!)));
+      expect(worst).toBeLessThan(1e-4);
+    };
+    await agree();
+    await agree();
+    packed.blocks[0]!.selfAttention.qProj.weight.data[3]! += 2; // in place, in a weight packed by the first calls
+    packed.blocks[1]!.mlp!.downProj.weight.data.fill(0.1, 0, 50);
+    await agree();
+    const up = packed.blocks[1]!.mlp!.upProj;
+    up.weight = { dtype: 'float32', shape: up.weight.shape, data: up.weight.data.map((v) => -v) };
+    plain.blocks[1]!.mlp!.upProj.weight = up.weight;
+    await agree();
+    packed.embedTokens.data[0]! += 1; // the tied head
+    await agree();
   });
 });
 

@@ -241,10 +241,15 @@ export class LlamaGraph {
    * The observer receives the input of q/k/v (the same normed matrix), o_proj, gate/up, and down_proj in turn.
    */
   async runBlock(index: number, input: HiddenStates, options: RunOptions = {}): Promise<HiddenStates> {
+    return this.runBlockScratch(index, input, options, false);
+  }
+
+  /** {@link runBlock} on the shared scratch when it is free; `constantWeights`: the linears' weights as `constantB`. */
+  private async runBlockScratch(index: number, input: HiddenStates, options: RunOptions, constantWeights: boolean): Promise<HiddenStates> {
     const scratch = this.scratchTaken ? undefined : this.scratch;
     this.scratchTaken ||= scratch !== undefined;
     try {
-      return await this.runBlockWith(index, input, options, scratch);
+      return await this.runBlockWith(index, input, options, scratch, constantWeights);
     } finally {
       if (scratch) this.scratchTaken = false;
     }
@@ -258,7 +263,13 @@ export class LlamaGraph {
     if (!this.scratchTaken) this.scratch.clear();
   }
 
-  private async runBlockWith(index: number, input: HiddenStates, options: RunOptions, scratch: Map<string, Float32Array> | undefined): Promise<HiddenStates> {
+  private async runBlockWith(
+    index: number,
+    input: HiddenStates,
+    options: RunOptions,
+    scratch: Map<string, Float32Array> | undefined,
+    constantWeights: boolean,
+  ): Promise<HiddenStates> {
     const block = this.blocks[index];
     if (!block) throw new InvalidArgumentError('index', `block ${index} does not exist (the graph has ${this.blocks.length})`);
     const { observer, signal } = options;
@@ -276,7 +287,7 @@ export class LlamaGraph {
     }
     const rope = this.ropeFor(maxLength, block.attentionType);
     const backend = this.backend;
-    const run = { observer, blockIndex: index, calibration: options.moeCalibration };
+    const run = { observer, blockIndex: index, calibration: options.moeCalibration, constantWeight: constantWeights && !observer };
     const x = input.states.data;
 
     // Attention: h = x + o_proj(attn(rope(q), rope(k), v)) with q, k, v projections of rmsnorm(x).
@@ -344,7 +355,7 @@ export class LlamaGraph {
    * Final norm and LM head: logits `[rows, vocabSize]` for every token, or only for each sequence's last token
    * (`lastTokenOnly`, one row per sequence).
    */
-  async head(hidden: HiddenStates, options: { lastTokenOnly?: boolean; observer?: LinearInputObserver } = {}): Promise<Matrix<'float32'>> {
+  async head(hidden: HiddenStates, options: { lastTokenOnly?: boolean; observer?: LinearInputObserver; constantWeight?: boolean } = {}): Promise<Matrix<'float32'>> {
     const size = this.config.hiddenSize;
     let states = hidden.states.data;
     let rows = hidden.states.shape[0];
@@ -360,17 +371,26 @@ export class LlamaGraph {
       rows = hidden.lengths.length;
     }
     const normed = applyNorm(this.norm, states, rows);
-    const logits = await applyLinear(this.lmHead, normed, rows, this.backend, { observer: options.observer, blockIndex: -1 });
+    const logits = await applyLinear(this.lmHead, normed, rows, this.backend, {
+      observer: options.observer,
+      blockIndex: -1,
+      constantWeight: options.constantWeight === true && !options.observer,
+    });
     softcap(logits, this.config.finalLogitSoftcap);
     return { dtype: 'float32', shape: [rows, this.lmHead.outFeatures], data: logits };
   }
 
-  /** The whole forward pass: embedding, every block, head. Returns logits `[tokens, vocabSize]` (or one row per sequence with `lastTokenOnly`). */
+  /**
+   * The whole forward pass: embedding, every block, head. Returns logits `[tokens, vocabSize]` (or one row per
+   * sequence with `lastTokenOnly`). Without an observer, the linear layers pass their weights as `constantB`, which
+   * lets the `ort` backend keep them packed between calls (long inputs only; the logits can differ from
+   * {@link runBlock}'s path in the last bits). Calibration runs {@link runBlock}, whose products stay the plain ones.
+   */
   async forward(sequences: readonly ArrayLike<number>[], options: RunOptions & { lastTokenOnly?: boolean } = {}): Promise<Matrix<'float32'>> {
     let hidden = this.embed(sequences);
-    for (const block of this.blocks) hidden = await this.runBlock(block.index, hidden, options);
+    for (const block of this.blocks) hidden = await this.runBlockScratch(block.index, hidden, options, true);
     options.signal?.throwIfAborted();
-    return this.head(hidden, { lastTokenOnly: options.lastTokenOnly, observer: options.observer });
+    return this.head(hidden, { lastTokenOnly: options.lastTokenOnly, observer: options.observer, constantWeight: true });
   }
 
   /**

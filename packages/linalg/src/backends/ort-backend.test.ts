@@ -135,6 +135,42 @@ describe.skipIf(!backend)('ort backend', () => {
     }
   });
 
+  it('constantB: a packed weight follows in-place changes, serves an array with equal contents, and beyond the budget the plain session runs; all match the js backend', async () => {
+    const js = createJsBackend();
+    const [m, n, k] = [70, 48, 33];
+    const rnd = seededRandom(11);
+    const a = Float32Array.from({ length: m * Math.max(n, k) }, rnd); // long enough for m x k and m x n
+    const weight = Float32Array.from({ length: n * k }, rnd);
+    const other = Float32Array.from({ length: 2 * n * k }, rnd);
+    const check = async (be: Backend, b: Float32Array, rows: number, cols: number, transB: boolean): Promise<void> => {
+      const ref = new Float32Array(m * rows);
+      await js.sgemm({ m, n: rows, k: cols, a, b, c: ref, transB });
+      const c = new Float32Array(m * rows).fill(Number.NaN);
+      await be.sgemm({ m, n: rows, k: cols, a, b, c, transB, constantB: true });
+      expect(maxRelativeError(c, ref)).toBeLessThan(1e-5);
+    };
+    // Room for one weight of n x k only: `other` (twice as large) always takes the plain session.
+    const packed = await createOrtBackend({ threads: 2, constantWeightMinRows: 1, constantWeightBytes: 4 * n * k + 4 });
+    try {
+      await check(packed, weight, n, k, true);
+      await check(packed, weight, n, k, true);
+      weight[5] = weight[5]! + 0.75; // in place: must be packed again, not served from the old copy
+      await check(packed, weight, n, k, true);
+      weight.fill(0.25, 100, 400);
+      await check(packed, weight, n, k, true);
+      await check(packed, weight.slice(), n, k, true); // a new array with the same contents
+      await check(packed, weight, k, n, false); // the same array read as k x n without the transpose
+      await check(packed, other, 2 * n, k, true);
+      await check(packed, other, 2 * n, k, true);
+      const shared = new Float32Array(new SharedArrayBuffer(4 * n * k));
+      shared.set(weight);
+      shared[0] = -3;
+      await check(packed, shared, n, k, true);
+    } finally {
+      await packed.dispose();
+    }
+  });
+
   it('gram with small chunks (partial transposes, several chunks, X on a SharedArrayBuffer) matches the js backend', async () => {
     const js = createJsBackend();
     const small = await createOrtBackend({ threads: 2, gramChunkRows: 1100, gramBlocks: 3 });

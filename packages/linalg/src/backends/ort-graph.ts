@@ -88,6 +88,29 @@ export function buildGemmModel(onnx: Onnx, spec: GemmGraphSpec): Uint8Array {
 }
 
 /**
+ * Builds the ONNX model of `Y = A op(W)` with the float32 weight `W` stored in the model as a constant (an
+ * initializer), so that onnxruntime packs it for MLAS once, when the session is created: input `A` is `m x k` with
+ * `m` symbolic, `W` is `n x k` with `transB` (a linear layer's `[out, in]` weight) or `k x n` without.
+ *
+ * @example
+ * ```ts
+ * const bytes = buildConstantWeightGemmModel(onnx, weight, 1536, 512, true); // Y = A W^T, W 1536 x 512
+ * ```
+ */
+export function buildConstantWeightGemmModel(onnx: Onnx, weight: Float32Array, n: number, k: number, transB: boolean): Uint8Array {
+  const rawData = new Uint8Array(weight.buffer, weight.byteOffset, weight.byteLength);
+  const initializer = [onnx.TensorProto.create({ name: 'W', dataType: ONNX_FLOAT, dims: transB ? [n, k] : [k, n], rawData })];
+  const node = onnx.NodeProto.create({ opType: 'Gemm', input: ['A', 'W'], output: ['Y'], attribute: [intAttribute(onnx, 'transB', transB ? 1 : 0)] });
+  return encodeModel(onnx, {
+    name: 'bitsmith_constant_weight_gemm',
+    node: [node],
+    input: [valueInfo(onnx, 'A', ONNX_FLOAT, ['m', k])],
+    output: [valueInfo(onnx, 'Y', ONNX_FLOAT, ['m', n])],
+    initializer,
+  });
+}
+
+/**
  * Column blocks of a Gram graph over `columns` columns: `blocks` `[start, end)` pairs of about equal width. The
  * products of all pairs of blocks `j <= i` cover the lower triangle (diagonal blocks whole) with `(b + 1) / (2b)`
  * of the full product's flops.

@@ -19,7 +19,11 @@ export interface GroupLayout {
   readonly count: number;
   /** Shape of the scale array: `[1, 1]`, `[rows, 1]`, `[rows, columns / size]` or `[ceil(rows / r), ceil(columns / c)]`. */
   readonly scaleShape: readonly [number, number];
-  /** Group index of each element, row-major. */
+  /**
+   * Group index of each element, row-major (`rows * columns` entries). {@link groupLayout} computes it on first read
+   * and keeps it: code that needs only `count` and `scaleShape` (or that finds groups arithmetically, as the
+   * group-by-group path of `dequantize` and GPTQ do) never pays for it.
+   */
   readonly ids: Int32Array;
 }
 
@@ -64,29 +68,45 @@ export function validateGranularity(granularity: Granularity, rows: number, colu
 export function groupLayout(rows: number, columns: number, granularity: Granularity, permutation?: Int32Array): GroupLayout {
   validateGranularity(granularity, rows, columns);
   if (permutation && granularity.type === 'group') return permutedGroupLayout(rows, columns, granularity.size, permutation);
-  const ids = new Int32Array(rows * columns);
+  const lazy = (count: number, scaleShape: readonly [number, number], fill: (ids: Int32Array) => void): GroupLayout => {
+    let ids: Int32Array | undefined;
+    return {
+      count,
+      scaleShape,
+      get ids(): Int32Array {
+        if (!ids) {
+          ids = new Int32Array(rows * columns);
+          fill(ids);
+        }
+        return ids;
+      },
+    };
+  };
   switch (granularity.type) {
     case 'tensor':
-      return { count: 1, scaleShape: [1, 1], ids };
+      return lazy(1, [1, 1], () => undefined);
     case 'channel':
-      for (let r = 0; r < rows; r++) ids.fill(r, r * columns, (r + 1) * columns);
-      return { count: rows, scaleShape: [rows, 1], ids };
+      return lazy(rows, [rows, 1], (ids) => {
+        for (let r = 0; r < rows; r++) ids.fill(r, r * columns, (r + 1) * columns);
+      });
     case 'group': {
       const size = granularity.size;
       const perRow = columns / size;
-      for (let r = 0; r < rows; r++) {
-        for (let g = 0; g < perRow; g++) ids.fill(r * perRow + g, r * columns + g * size, r * columns + (g + 1) * size);
-      }
-      return { count: rows * perRow, scaleShape: [rows, perRow], ids };
+      return lazy(rows * perRow, [rows, perRow], (ids) => {
+        for (let r = 0; r < rows; r++) {
+          for (let g = 0; g < perRow; g++) ids.fill(r * perRow + g, r * columns + g * size, r * columns + (g + 1) * size);
+        }
+      });
     }
     case 'block': {
       const gr = Math.ceil(rows / granularity.rows);
       const gc = Math.ceil(columns / granularity.columns);
-      for (let r = 0; r < rows; r++) {
-        const base = Math.floor(r / granularity.rows) * gc;
-        for (let c = 0; c < columns; c++) ids[r * columns + c] = base + Math.floor(c / granularity.columns);
-      }
-      return { count: gr * gc, scaleShape: [gr, gc], ids };
+      return lazy(gr * gc, [gr, gc], (ids) => {
+        for (let r = 0; r < rows; r++) {
+          const base = Math.floor(r / granularity.rows) * gc;
+          for (let c = 0; c < columns; c++) ids[r * columns + c] = base + Math.floor(c / granularity.columns);
+        }
+      });
     }
   }
 }

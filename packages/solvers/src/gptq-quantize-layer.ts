@@ -244,13 +244,15 @@ export async function gptqQuantizeLayer(weight: Matrix, hessian: Float64Array, o
 
   const t0 = now();
   // Dead inputs (never active in calibration): H_ii = 1 and the weight column set to 0, as the reference does.
-  // The Hessian is copied only when a dead column changes it (the factorization works on its own copy).
+  // The Hessian and the weight are copied only when a dead column changes them (the factorization works on its own
+  // copy; the weight is only read, into its transposed working copy and, for up-front scales, statistics).
   let h = hessian;
-  const w = weight.data instanceof Float32Array ? weight.data.slice() : Float32Array.from(weight.data);
+  let w = weight.data instanceof Float32Array ? weight.data : Float32Array.from(weight.data);
   let deadCount = 0;
   for (let c = 0; c < n; c++) {
     if (h[c * n + c] === 0) {
       if (h === hessian) h = hessian.slice();
+      if (w === weight.data) w = w.slice();
       h[c * n + c] = 1;
       for (let r = 0; r < rows; r++) w[r * n + c] = 0;
       deadCount++;

@@ -24,6 +24,8 @@ for p in libvulkan1 libglvnd0 libegl1 libgl1 libglx0 libopengl0 libgles2; do
   ls "$dest"/debs/${p}_*.deb >/dev/null 2>&1 || (cd "$dest/debs" && apt-get download $p:amd64)
 done
 cp "$linalg"/wasm/*.wasm "$dest/wasm/"
+# The bundles resolve the kernels as new URL('./kernels.wasm', import.meta.url): next to them in dist/.
+cp "$linalg"/wasm/*.wasm "$dest/dist/"
 
 externals=(--external:webgpu --external:onnxruntime-node '--external:@tensorflow/*')
 for suite in linalg/src/backend-kernels linalg/src/factorizations linalg/src/decompositions linalg/src/eigh \

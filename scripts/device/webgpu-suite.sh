@@ -3,7 +3,9 @@
 # scripts/device/webgpu-pack.sh (it holds Node, dawn.node and the Vulkan loader, since that machine has neither Node
 # nor a registry). Output goes to stdout and, when the device tool sets OUT, to $OUT/webgpu-suite.log.
 #
-# Usage on the device machine, from the checkout's root:  bash .devwork/19/webgpu-suite.sh .devwork/19
+# Usage on the device machine, from the checkout's root:  bash .devwork/19/webgpu-suite.sh .devwork/19 [bench flags]
+# Environment: TESTS (space-separated names of dist/test-NAME.mjs, default all), BENCH_PARTS (default
+# "gemm contract gram fwht gptq"; the gemm part also runs once with Dawn's bounds checks on).
 set -uo pipefail
 dir=$(cd "${1:-.devwork/19}" && pwd)
 shift || true
@@ -26,13 +28,16 @@ status=0
 echo "== smoke (life cycle)"
 for mode in plain dispose twice nodestroy jscpu; do timeout 60 /tmp/node dist/smoke.mjs $mode || echo "[$mode] exit status $?"; done
 echo "== tests (backends js and webgpu)"
-for t in dist/test-*.mjs; do
+tests=${TESTS:-$(cd dist && ls test-*.mjs | sed 's/^test-//; s/\.mjs$//')}
+for name in $tests; do
+  t=dist/test-$name.mjs
   SHIM_VERBOSE=1 BITSMITH_TEST_BACKENDS=js,webgpu timeout 240 /tmp/node "$t" || status=1
 done
 echo "== benchmark"
 # One process per part, so that a crash in one leaves the others' numbers.
-timeout 100 /tmp/node dist/bench-webgpu.mjs --part gemm --robustness on --dump /tmp/gptq-dump "$@" || status=1
-for part in gemm contract gram fwht gptq; do
+parts=${BENCH_PARTS:-gemm contract gram fwht gptq}
+case " $parts " in *" gemm "*) timeout 100 /tmp/node dist/bench-webgpu.mjs --part gemm --robustness on --dump /tmp/gptq-dump "$@" || status=1 ;; esac
+for part in $parts; do
   timeout 200 /tmp/node dist/bench-webgpu.mjs --part $part --dump /tmp/gptq-dump "$@" || status=1
 done
 cat /tmp/gptq-dump/webgpu-bench-*.json > "${OUT:-/tmp}/webgpu-bench.json" 2>/dev/null

@@ -1,7 +1,7 @@
 // The benchmark of @bitsmith/linalg's webgpu backend: float32 GEMM 4096^3 on resident matrices for several tile
 // shapes (Dawn's bounds checks on and off), float16 GEMM, the Backend-contract calls with their copies, Gram, FWHT, and
-// GPTQ of one 4096 x 4096 layer with 8192 tokens (w4 asymmetric, groups of 128: Hessian on the GPU, float64 inverse
-// factor on the CPU, the column loop on the GPU). With --dump DIR it writes the GPTQ problem and its codes for the
+// GPTQ of one 4096 x 4096 layer with 8192 tokens (w4 asymmetric, groups of 128) three ways: float64 H and U on the
+// CPU; float64 H with U on the GPU; and all on the GPU (X uploaded once, H, U, scales and codes formed there). With --dump DIR it writes the GPTQ problem and its codes for the
 // PyTorch CUDA peer (scripts/device/torch-peer.py), which compares codes and objectives.
 //
 // Usage (after `npx turbo run build --filter=@bitsmith/linalg`; needs a WebGPU adapter):
@@ -206,6 +206,33 @@ async function gptq(factorOn) {
   return { result, scales, times: { hessian: t1 - t0, factor: t2 - t1, solve: t3 - t2, total: t3 - t0 } };
 }
 
+/**
+ * GPTQ with nothing but the inputs and the result crossing to the host: X uploaded once, H = X^T X formed on the GPU
+ * (upper tiles, float32, as the reference implementation does on CUDA), dampened and factored there (diagonal blocks
+ * in one workgroup each), the weight transposed there, group scales by the min-max kernel, the codes repacked there.
+ * `sync` waits after each part to time it; without it the parts are queued back to back and only the total counts.
+ */
+async function gptqResident(sync) {
+  const t0 = now();
+  const xg = gpu.upload(x, TOKENS, N);
+  if (sync) await gpu.finish();
+  const t1 = now();
+  const h = gpu.zeros(N, N);
+  gpu.gemm({ a: xg, b: xg, c: h, transA: true, upper: true });
+  gpu.release(xg);
+  if (sync) await gpu.finish();
+  const t2 = now();
+  const u = await webgpuCholeskyInverseUpper(gpu, h, N, { dampening: 0.01 });
+  gpu.release(h);
+  const t3 = now();
+  const levels = Float32Array.from({ length: 16 }, (_, i) => i);
+  const result = await webgpuGptqSolve(gpu, { rows: N, columns: N, weight: w, factor: u, levels, groupSize: 128, groupScales: { kind: 'min-max', maxCode: 15 } });
+  gpu.release(u);
+  const t4 = now();
+  const scales = Array.from({ length: N / 128 }, (_, g) => ({ scale: result.scales.subarray(g * N, (g + 1) * N), zero: result.zeros.subarray(g * N, (g + 1) * N) }));
+  return { result, scales, times: { upload: t1 - t0, hessian: t2 - t1, factor: t3 - t2, solve: t4 - t3, total: t4 - t0 } };
+}
+
 let run;
 const runs = {};
 if (parts.includes('gptq')) {
@@ -217,13 +244,39 @@ if (parts.includes('gptq')) {
       say(`GPTQ with the factor on the ${factorOn}: ${error.stack ?? error}`);
       continue;
     }
-    const where = factorOn === 'gpu' ? 'GPU float32 (blocked, CPU float64 diagonal blocks)' : `CPU float64, ${threads} threads`;
+    const where = factorOn === 'gpu' ? 'GPU float32 (blocked, diagonal blocks on the GPU)' : `CPU float64, ${threads} threads`;
     record(`GPTQ ${N}x${N}, ${TOKENS} tokens, w4 asym g128 [factor ${factorOn}]: Hessian (GPU, float64 H)`, run.times.hessian);
     record(`  dampening + U = chol(H^-1) (${where})`, run.times.factor);
     record(`  column loop (GPU) incl. upload/download`, run.times.solve, {
       note: `upload ${(run.result.timings.upload * 1000).toFixed(1)} ms, loop ${(run.result.timings.solve * 1000).toFixed(1)} ms (group scales: copy back + callback ${(run.result.timings.scales * 1000).toFixed(1)} ms), codes back ${(run.result.timings.download * 1000).toFixed(1)} ms`,
     });
     record(`  total [factor ${factorOn}]`, run.times.total);
+  }
+  try {
+    await gptqResident(true); // warm-up
+    const timed = await gptqResident(true);
+    const totals = [];
+    for (let r = 0; r < 3; r++) totals.push((await gptqResident(false)).times.total);
+    run = runs.resident = timed;
+    const t = timed.times;
+    const ms = (v) => `${(v * 1000).toFixed(1)} ms`;
+    record(`GPTQ ${N}x${N}, ${TOKENS} tokens, w4 asym g128 [all on the GPU]: X upload (${(TOKENS * N * 4) / 2 ** 20} MiB)`, t.upload);
+    record('  H = X^T X (GPU, float32, upper tiles)', t.hessian);
+    record('  dampening + U (GPU float32, diagonal blocks on the GPU, one check read)', t.factor);
+    record('  column loop (GPU, min-max scales on the GPU)', t.solve, {
+      note: `W upload + transpose ${ms(timed.result.timings.upload)}, loop ${ms(timed.result.timings.solve)}, codes + scales back ${ms(timed.result.timings.download)}`,
+    });
+    record('  total, parts timed (a wait after each part)', t.total);
+    record('  total, queued back to back (best of 3)', Math.min(...totals), { note: `runs ${totals.map(ms).join(', ')}` });
+    const reference = runs.gpu ?? runs.cpu;
+    if (reference) {
+      let same = 0;
+      for (let i = 0; i < timed.result.codesT.length; i++) if (timed.result.codesT[i] === reference.result.codesT[i]) same++;
+      say(`  codes equal to the [factor ${runs.gpu ? 'gpu' : 'cpu'}] run's (float64 H, scales by the JavaScript callback): ${((100 * same) / timed.result.codesT.length).toFixed(3)}%`);
+    }
+    runs.residentBest = Math.min(...totals);
+  } catch (error) {
+    say(`GPTQ all on the GPU: ${error.stack ?? error}`);
   }
 }
 
@@ -240,7 +293,13 @@ if (dump && run) {
   });
   writeFileSync(`${dump}/scales.f32`, s); // groups x rows
   writeFileSync(`${dump}/zeros.f32`, z);
-  writeFileSync(`${dump}/meta.json`, JSON.stringify({ n: N, tokens: TOKENS, group: 128, times: run.times, factor: runs.gpu ? 'gpu' : 'cpu', cpuTotal: runs.cpu?.times.total }));
+  const totals = {};
+  if (runs.cpu) totals['factor on the CPU (float64 H and U), scales by callback'] = runs.cpu.times.total;
+  if (runs.gpu) totals['factor on the GPU from float64 H, scales by callback'] = runs.gpu.times.total;
+  if (runs.resident) totals['all on the GPU, parts timed'] = runs.resident.times.total;
+  if (runs.residentBest) totals['all on the GPU, queued back to back (best of 3)'] = runs.residentBest;
+  const label = runs.resident ? 'all on the GPU' : runs.gpu ? 'factor on the GPU' : 'factor on the CPU';
+  writeFileSync(`${dump}/meta.json`, JSON.stringify({ n: N, tokens: TOKENS, group: 128, times: run.times, codes: label, totals }));
 }
 if (dump) {
   mkdirSync(dump, { recursive: true });

@@ -14,7 +14,7 @@ export { createWasmBackend, type WasmBackend, type WasmBackendOptions } from './
 export { createWebgpuBackend, type WebgpuBackend, type WebgpuBackendOptions, type WebgpuGemmArguments, type WebgpuMatrix, type WebgpuStridedGemmArguments } from './backends/webgpu-backend.js';
 export { DEFAULT_GEMM_TILE, type GemmTile } from './backends/webgpu-kernels.js';
 export { webgpuCholeskyInverseUpper, type WebgpuCholeskyOptions } from './backends/webgpu-cholesky.js';
-export { webgpuGptqSolve, WEBGPU_GPTQ_MAX_BLOCK, type WebgpuGptqArguments, type WebgpuGptqGroupScales, type WebgpuGptqResult } from './backends/webgpu-gptq.js';
+export { webgpuGptqSolve, WEBGPU_GPTQ_MAX_BLOCK, type WebgpuGptqArguments, type WebgpuGptqGroupScales, type WebgpuGptqResult, type WebgpuGptqScaleRule } from './backends/webgpu-gptq.js';
 export { createGptqColumnKernel, type GptqColumnArguments, type GptqColumnKernel } from './gptq-column-kernel.js';
 export { createBackend, defaultBackend, disposeDefaultBackend, BACKEND_NAMES, DEFAULT_BACKEND_ORDER } from './select-backend.js';
 

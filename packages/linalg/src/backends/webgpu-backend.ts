@@ -61,6 +61,11 @@ export interface WebgpuGemmArguments {
   alpha?: number;
   /** Default 0 (C's prior contents ignored). */
   beta?: number;
+  /**
+   * Only the tiles of C on or above the diagonal are computed (square C; for `X^T X`, whose lower triangle the caller
+   * then ignores or mirrors); the others keep their contents. Default false.
+   */
+  upper?: boolean;
 }
 
 /** A GEMM over sub-matrices of resident float32 matrices (see {@link WebgpuBackend.gemmStrided}). */
@@ -350,6 +355,7 @@ export async function createWebgpuBackend(options: WebgpuBackendOptions = {}): P
     if (k !== kb) throw new ShapeMismatchError('gemm.b', [k, n], [kb, n], `op(A) has ${k} columns but op(B) has ${kb} rows`);
     if (c.rows !== m || c.columns !== n) throw new ShapeMismatchError('gemm.c', [m, n], [c.rows, c.columns], 'C must be op(A) rows x op(B) columns');
     if (a.dtype !== c.dtype || b.dtype !== c.dtype) throw new InvalidArgumentError('gemm', `A, B and C must share a dtype (got ${a.dtype}, ${b.dtype}, ${c.dtype})`);
+    if (args.upper && m !== n) throw new InvalidArgumentError('gemm.upper', `only for a square C; got ${m} x ${n}`);
     dispatchGemm(a.buffer, b.buffer, c.buffer, {
       m,
       n,
@@ -361,6 +367,7 @@ export async function createWebgpuBackend(options: WebgpuBackendOptions = {}): P
       transB,
       alpha: args.alpha ?? 1,
       beta: args.beta ?? 0,
+      upper: args.upper ?? false,
       f16: c.dtype === 'float16',
     });
   };

@@ -1,6 +1,7 @@
 /// <reference types="@webgpu/types" />
 import { AbortError, InvalidArgumentError, ShapeMismatchError } from '@bitsmith/core';
 import { bufferUsage } from './webgpu-device.js';
+import { dispatchKernel, kernelPipeline, MIN_MAX_SCALES_SHADER, readBuffer, REPACK_CODES_SHADER, TRANSPOSE_SHADER, uniformWords } from './webgpu-gptq-kernels.js';
 import type { WebgpuBackend, WebgpuMatrix } from './webgpu-backend.js';
 
 /** Most rows one workgroup of the column-solve kernel handles (one row per thread); fewer where workgroup memory is small. */
@@ -17,7 +18,7 @@ export const WEBGPU_GPTQ_MAX_BLOCK = 128;
  * (`column * rows + row`), so that the threads of a workgroup read and write consecutive addresses.
  */
 const solveShader = (SOLVE_ROWS: number, width: number): string => `
-struct P { rows: u32, n: u32, i1: u32, i2: u32, j1: u32, j2: u32, levels: u32, pad: u32 }
+struct P { rows: u32, n: u32, i1: u32, i2: u32, j1: u32, j2: u32, levels: u32, group: u32 }
 @group(0) @binding(0) var<uniform> p: P;
 @group(0) @binding(1) var<storage, read_write> wt: array<f32>;
 @group(0) @binding(2) var<storage, read> u: array<f32>;
@@ -35,8 +36,8 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
   let l = lid.x;
   let width = p.i2 - p.j1;
   for (var j = 0u; j < width; j++) { ws[j * ${SOLVE_ROWS}u + l] = wt[(p.j1 + j) * p.rows + r]; }
-  let s = scale[r];
-  let z = zero[r];
+  let s = scale[p.group * p.rows + r];
+  let z = zero[p.group * p.rows + r];
   for (var i = p.j1; i < p.j2; i++) {
     let x = ws[(i - p.j1) * ${SOLVE_ROWS}u + l];
     var v = z;
@@ -61,6 +62,20 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
 }
 `;
 
+/**
+ * A scale rule computed on the GPU (no round trip per group): min-max over the group's current weights per row.
+ * Asymmetric: `lo = min(0, min)`, `hi = max(0, max)`, `scale = (hi - lo) / maxCode`, `zero = round(-lo / scale)`
+ * (halves up; 0 where the scale is 0), the reference GPTQ quantizer's `sym=False`. Symmetric: `scale = 2 max(|lo|, hi)
+ * / maxCode`, `zero = (maxCode + 1) / 2` (its `sym=True`). Arithmetic in float32.
+ */
+export interface WebgpuGptqScaleRule {
+  readonly kind: 'min-max';
+  /** The largest code (15 for 4 bits); `levels` is normally `0..maxCode`. */
+  readonly maxCode: number;
+  /** Default false. */
+  readonly symmetric?: boolean;
+}
+
 /** Scale and zero point of every row for one group of columns. */
 export interface WebgpuGptqGroupScales {
   /** `rows` scales (the step between levels; 0 quantizes the row to the level nearest `zero`, dequantized to 0). */
@@ -75,8 +90,13 @@ export interface WebgpuGptqArguments {
   rows: number;
   /** Input features (columns of the weight), in processing order. */
   columns: number;
-  /** The weight transposed, `columns x rows` (row `p` is input column `p` in processing order). Not modified. */
-  weightT: Float32Array;
+  /**
+   * The weight transposed, `columns x rows` (row `p` is input column `p` in processing order). Not modified. Give
+   * either this or `weight`.
+   */
+  weightT?: Float32Array;
+  /** The weight, `rows x columns` row-major, columns in processing order (transposed on the GPU). Not modified. */
+  weight?: Float32Array;
   /**
    * Upper-triangular `U` with `(H + lambda I)^-1 = U^T U` (`columns x columns`, processing order): float64 from the
    * CPU (`choleskyInverseUpper`), used in float32, or already resident (`webgpuCholeskyInverseUpper`; not released).
@@ -88,9 +108,10 @@ export interface WebgpuGptqArguments {
   groupSize: number;
   /**
    * Scales of the group starting at processing column `start` (`width` columns), from the group's current,
-   * error-updated weights `current` (`width x rows`, transposed like `weightT`).
+   * error-updated weights `current` (`width x rows`, transposed like `weightT`): a callback (any rule, such as core's
+   * `computeScales`; one round trip per group), or a {@link WebgpuGptqScaleRule} computed on the GPU.
    */
-  groupScales: (start: number, width: number, current: Float32Array) => WebgpuGptqGroupScales | Promise<WebgpuGptqGroupScales>;
+  groupScales: ((start: number, width: number, current: Float32Array) => WebgpuGptqGroupScales | Promise<WebgpuGptqGroupScales>) | WebgpuGptqScaleRule;
   /** Columns per lazy batch (at most 128). Default 128. */
   blockSize?: number;
   /** Cancellation, checked between batches. */
@@ -101,9 +122,14 @@ export interface WebgpuGptqArguments {
 export interface WebgpuGptqResult {
   /** Codes, `columns x rows` (transposed, processing order), indices into `levels`. */
   readonly codesT: Uint8Array;
+  /** Scales, `groups x rows` (group `g` starts at processing column `g * groupSize`). */
+  readonly scales: Float32Array;
+  /** Zero points in level units, `groups x rows`. */
+  readonly zeros: Float32Array;
   /**
-   * Seconds: copies to the GPU, the column loop (GPU work and group scales), of which the group scales (copying a
-   * group's columns back and the `groupScales` callback), and the codes' copy back.
+   * Seconds: copies to the GPU (and the weight's transpose), the column loop (GPU work and group scales), of which
+   * the group scales (with a callback: copying a group's columns back and the callback), and the codes' (and
+   * scales') copy back.
    */
   readonly timings: { readonly upload: number; readonly solve: number; readonly scales: number; readonly download: number };
 }
@@ -114,57 +140,78 @@ const now = (): number => (typeof performance !== 'undefined' ? performance.now(
  * GPTQ's column loop (Frantar et al., arXiv:2210.17323, Algorithm 1 with lazy batches) on the GPU. The weight, `U`
  * and the errors stay on the GPU for the whole layer: per batch of `blockSize` columns, one workgroup per 64 rows
  * runs the batch's column-by-column solve in workgroup memory, then the batch's errors update every later column in
- * one GEMM (`W[:, i2:] -= E U[i1:i2, i2:]`, float32 with the backend's tiled kernel). Only the columns of a group whose
- * scales must be computed from the current weights are copied back (once per group), so that the caller's own scale
- * rule (core's `computeScales`) decides them. `U` is computed in float64 by the caller and used in float32 here, as
- * the reference implementation does on CUDA.
+ * one GEMM (`W[:, i2:] -= E U[i1:i2, i2:]`, float32 with the backend's tiled kernel). Each group's scales come from
+ * its current weights: with a callback, the group's columns are copied back (once per group) so that the caller's
+ * own scale rule (core's `computeScales`) decides them; with a {@link WebgpuGptqScaleRule} (min-max) a kernel computes
+ * them and the whole layer is queued without a round trip. The codes are repacked on the GPU, so the copy back is the
+ * result. `U` comes from the caller (float64 from `choleskyInverseUpper`, or resident from
+ * `webgpuCholeskyInverseUpper`) and is used in float32, as the reference implementation does on CUDA.
  *
  * @param backend - A `webgpu` backend.
- * @param args - See {@link WebgpuGptqArguments}: `rows`, `columns`, `weightT`, `factor`, `levels`, `groupSize`,
- *   `groupScales`, `blockSize` (128), `signal`.
+ * @param args - See {@link WebgpuGptqArguments}: `rows`, `columns`, `weight` or `weightT`, `factor`, `levels`,
+ *   `groupSize`, `groupScales` (callback or rule), `blockSize` (128), `signal`.
  * @throws `ShapeMismatchError` on arrays that do not match the shapes; `InvalidArgumentError` on a bad block or group size.
  * @example
  * ```ts
- * const { codesT } = await webgpuGptqSolve(gpu, { rows, columns, weightT, factor, levels, groupSize: 128, groupScales });
+ * const { codesT, scales, zeros } = await webgpuGptqSolve(gpu, {
+ *   rows, columns, weight, factor, levels: Float32Array.from({ length: 16 }, (_, i) => i), groupSize: 128,
+ *   groupScales: { kind: 'min-max', maxCode: 15 },
+ * });
  * ```
  */
 export async function webgpuGptqSolve(backend: WebgpuBackend, args: WebgpuGptqArguments): Promise<WebgpuGptqResult> {
-  const { rows, columns: n, weightT, factor, levels, groupSize } = args;
+  const { rows, columns: n, factor, levels, groupSize } = args;
   const blockSize = args.blockSize ?? WEBGPU_GPTQ_MAX_BLOCK;
   if (!Number.isInteger(blockSize) || blockSize < 1 || blockSize > WEBGPU_GPTQ_MAX_BLOCK) {
     throw new InvalidArgumentError('blockSize', `got ${blockSize}; expected an integer in [1, ${WEBGPU_GPTQ_MAX_BLOCK}]`);
   }
   if (!Number.isInteger(groupSize) || groupSize < 1) throw new InvalidArgumentError('groupSize', `got ${groupSize}; expected a positive integer`);
-  if (weightT.length !== rows * n) throw new ShapeMismatchError('weightT', [n, rows], [weightT.length], 'the transposed weight');
+  if ((args.weight === undefined) === (args.weightT === undefined)) throw new InvalidArgumentError('weight', 'give exactly one of weight (rows x columns) and weightT (columns x rows)');
+  const host = (args.weight ?? args.weightT)!;
+  if (host.length !== rows * n) throw new ShapeMismatchError(args.weight ? 'weight' : 'weightT', args.weight ? [rows, n] : [n, rows], [host.length], 'the weight');
   const resident = !(factor instanceof Float64Array);
   if (resident ? factor.rows !== n || factor.columns !== n : factor.length !== n * n) {
     throw new ShapeMismatchError('factor', [n, n], resident ? [factor.rows, factor.columns] : [factor.length], 'the inverse Cholesky factor');
   }
   if (levels.length < 1 || levels.length > 256) throw new InvalidArgumentError('levels', `got ${levels.length} levels; expected 1 to 256 (codes are bytes)`);
+  const rule = typeof args.groupScales === 'function' ? undefined : args.groupScales;
+  if (rule && (rule.kind !== 'min-max' || !(rule.maxCode > 0))) throw new InvalidArgumentError('groupScales', `expected a callback or { kind: 'min-max', maxCode > 0 }; got ${JSON.stringify(rule)}`);
+  const callback = typeof args.groupScales === 'function' ? args.groupScales : undefined;
   const device = backend.device;
   const usage = bufferUsage();
+  const groups = Math.ceil(n / groupSize);
+  const own: WebgpuMatrix[] = [];
+  const keep = (m: WebgpuMatrix): WebgpuMatrix => (own.push(m), m);
   const t0 = now();
-  const wt = backend.upload(weightT, n, rows);
-  const u = resident ? factor : backend.upload(Float32Array.from(factor), n, n);
-  const err = backend.zeros(Math.min(blockSize, n), rows);
-  const codes = backend.zeros(Math.ceil(n / 4), rows); // byte codes, four columns of a row per 32-bit word
-  const levelBuffer = backend.upload(levels, 1, levels.length);
-  const scale = backend.zeros(1, rows);
-  const zero = backend.zeros(1, rows);
-  const own: WebgpuMatrix[] = [wt, ...(resident ? [] : [u]), err, codes, levelBuffer, scale, zero];
+  let wt: WebgpuMatrix;
+  if (args.weight) {
+    const w = keep(backend.upload(args.weight, rows, n));
+    wt = keep(backend.zeros(n, rows));
+    dispatchKernel(device, kernelPipeline(device, TRANSPOSE_SHADER, 'gptq.transpose'), uniformWords([rows, n]), [w.buffer, wt.buffer], Math.ceil(n / 16), Math.ceil(rows / 16));
+  } else {
+    wt = keep(backend.upload(args.weightT!, n, rows));
+  }
+  const u = resident ? factor : keep(backend.upload(Float32Array.from(factor), n, n));
+  const err = keep(backend.zeros(Math.min(blockSize, n), rows));
+  const codes = keep(backend.zeros(Math.ceil(n / 4), rows)); // byte codes, four columns of a row per 32-bit word
+  const levelBuffer = keep(backend.upload(levels, 1, levels.length));
+  const scale = keep(backend.zeros(groups, rows));
+  const zero = keep(backend.zeros(groups, rows));
   // Rows per workgroup: as many as fit the batch's columns in workgroup memory (64 on desktop GPUs, 32 at WebGPU's
   // default 16 KiB with 128 columns).
   const batch = Math.min(blockSize, n);
   let solveRows = MAX_SOLVE_ROWS;
   while (solveRows > 1 && solveRows * batch * 4 > device.limits.maxComputeWorkgroupStorageSize) solveRows >>= 1;
-  const module = device.createShaderModule({ code: solveShader(solveRows, batch), label: 'gptq.solve' });
-  const solve = device.createComputePipeline({ layout: 'auto', compute: { module, entryPoint: 'main' }, label: 'gptq.solve' });
+  const solve = kernelPipeline(device, solveShader(solveRows, batch), 'gptq.solve');
+  const scalesPipeline = rule ? kernelPipeline(device, MIN_MAX_SCALES_SHADER, 'gptq.minMaxScales') : undefined;
   const params = device.createBuffer({ size: 32, usage: usage.uniform | usage.copyDst });
   const group = device.createBindGroup({
     layout: solve.getBindGroupLayout(0),
     entries: [params, wt.buffer, u.buffer, scale.buffer, zero.buffer, levelBuffer.buffer, err.buffer, codes.buffer].map((buffer, binding) => ({ binding, resource: { buffer } })),
   });
   const words = new Uint32Array(8);
+  const hostScales = callback ? new Float32Array(groups * rows) : undefined;
+  const hostZeros = callback ? new Float32Array(groups * rows) : undefined;
   try {
     await backend.finish();
     const t1 = now();
@@ -174,17 +221,24 @@ export async function webgpuGptqSolve(backend: WebgpuBackend, args: WebgpuGptqAr
       const i2 = Math.min(i1 + blockSize, n);
       for (let j1 = i1; j1 < i2; ) {
         const j2 = Math.min(i2, (Math.floor(j1 / groupSize) + 1) * groupSize);
+        const g = Math.floor(j1 / groupSize);
         if (j1 % groupSize === 0) {
-          const ts = now();
           const width = Math.min(groupSize, n - j1);
-          const current = await readRows(backend, wt, j1, width, rows);
-          const s = await args.groupScales(j1, width, current);
-          scalesSeconds += now() - ts;
-          if (s.scale.length !== rows || s.zero.length !== rows) throw new ShapeMismatchError('groupScales', [rows], [s.scale.length, s.zero.length], 'one scale and one zero point per row');
-          backend.write(scale, s.scale);
-          backend.write(zero, s.zero);
+          if (scalesPipeline) {
+            dispatchKernel(device, scalesPipeline, uniformWords([rows, j1, width, g, { f: rule!.maxCode }, rule!.symmetric ? 1 : 0]), [wt.buffer, scale.buffer, zero.buffer], Math.ceil(rows / 64));
+          } else {
+            const ts = now();
+            const current = await readRows(backend, wt, j1, width, rows);
+            const s = await callback!(j1, width, current);
+            scalesSeconds += now() - ts;
+            if (s.scale.length !== rows || s.zero.length !== rows) throw new ShapeMismatchError('groupScales', [rows], [s.scale.length, s.zero.length], 'one scale and one zero point per row');
+            hostScales!.set(s.scale, g * rows);
+            hostZeros!.set(s.zero, g * rows);
+            backend.write(scale, s.scale, g * rows);
+            backend.write(zero, s.zero, g * rows);
+          }
         }
-        words.set([rows, n, i1, i2, j1, j2, levels.length, 0]);
+        words.set([rows, n, i1, i2, j1, j2, levels.length, g]);
         device.queue.writeBuffer(params, 0, words);
         const encoder = device.createCommandEncoder();
         const pass = encoder.beginComputePass();
@@ -200,18 +254,18 @@ export async function webgpuGptqSolve(backend: WebgpuBackend, args: WebgpuGptqAr
         backend.gemmStrided({ a: u, b: err, c: wt, m: n - i2, n: rows, k: i2 - i1, lda: n, ldb: rows, ldc: rows, aOffset: i1 * n + i2, cOffset: i2 * rows, transA: true, alpha: -1, beta: 1 });
       }
     }
+    // The codes to columns x rows bytes on the GPU, so that the copy back is the result.
+    const total = n * rows;
+    const packed = keep(backend.zeros(1, Math.ceil(total / 4)));
+    const repackGroups = Math.ceil(packed.columns / 256);
+    dispatchKernel(device, kernelPipeline(device, REPACK_CODES_SHADER, 'gptq.repackCodes'), uniformWords([rows, total, packed.columns]), [codes.buffer, packed.buffer], Math.min(repackGroups, 65535), Math.ceil(repackGroups / 65535));
     await backend.finish();
     const t2 = now();
-    const raw = await backend.read(codes);
-    const bytes = new Uint8Array(raw.buffer, raw.byteOffset, raw.byteLength);
-    const codesT = new Uint8Array(n * rows);
-    for (let i = 0; i < n; i++) {
-      const src = (i >> 2) * rows * 4 + (i & 3);
-      const dst = i * rows;
-      for (let r = 0; r < rows; r++) codesT[dst + r] = bytes[src + 4 * r]!;
-    }
+    // Raw bytes (not through a Float32Array, whose copies need not keep NaN bit patterns).
+    const [raw, scales, zeros] = await Promise.all([readBuffer(device, packed.buffer, packed.columns * 4), hostScales ?? backend.read(scale), hostZeros ?? backend.read(zero)]);
+    const codesT = new Uint8Array(raw, 0, total);
     const t3 = now();
-    return { codesT, timings: { upload: t1 - t0, solve: t2 - t1, scales: scalesSeconds, download: t3 - t2 } };
+    return { codesT, scales, zeros, timings: { upload: t1 - t0, solve: t2 - t1, scales: scalesSeconds, download: t3 - t2 } };
   } finally {
     params.destroy();
     for (const m of own) backend.release(m);

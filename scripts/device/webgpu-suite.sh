@@ -5,7 +5,7 @@
 #
 # Usage on the device machine, from the checkout's root:  bash .devwork/19/webgpu-suite.sh .devwork/19 [bench flags]
 # Environment: TESTS (space-separated names of dist/test-NAME.mjs, default all), BENCH_PARTS (default
-# "gemm contract gram fwht gptq"; the gemm part also runs once with Dawn's bounds checks on).
+# "gemm contract gram fwht gptq block"; the gemm part also runs once with Dawn's bounds checks on).
 set -uo pipefail
 dir=$(cd "${1:-.devwork/19}" && pwd)
 shift || true
@@ -35,7 +35,7 @@ for name in $tests; do
 done
 echo "== benchmark"
 # One process per part, so that a crash in one leaves the others' numbers.
-parts=${BENCH_PARTS:-gemm contract gram fwht gptq}
+parts=${BENCH_PARTS:-gemm contract gram fwht gptq block}
 case " $parts " in *" gemm "*) timeout 100 /tmp/node dist/bench-webgpu.mjs --part gemm --robustness on --dump /tmp/gptq-dump "$@" || status=1 ;; esac
 for part in $parts; do
   timeout 200 /tmp/node dist/bench-webgpu.mjs --part $part --dump /tmp/gptq-dump "$@" || status=1

@@ -5,11 +5,11 @@
 // PyTorch CUDA peer (scripts/device/torch-peer.py), which compares codes and objectives.
 //
 // Usage (after `npx turbo run build --filter=@bitsmith/linalg`; needs a WebGPU adapter):
-//   node bench/webgpu.mjs [--part gemm,contract,gram,fwht,gptq] [--robustness on|off (default off)] [--size 4096] [--tokens 8192] [--reps 10] [--threads N]
+//   node bench/webgpu.mjs [--part gemm,contract,gram,fwht,gptq,block] [--robustness on|off (default off)] [--size 4096] [--tokens 8192] [--reps 10] [--threads N]
 //       [--dump DIR] [--quick]
 import { mkdirSync, writeFileSync, writeSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
-import { choleskyInverseUpper, createWasmBackend, createWebgpuBackend, webgpuCholeskyInverseUpper, webgpuGptqSolve } from '../dist/index.js';
+import { choleskyInverseUpper, createWasmBackend, createWebgpuBackend, webgpuCholeskyInverseUpper, webgpuDecoderBlock, webgpuGptqSolve, webgpuSequences } from '../dist/index.js';
 
 const argv = process.argv.slice(2);
 const flag = (name) => {
@@ -278,6 +278,80 @@ if (parts.includes('gptq')) {
   } catch (error) {
     say(`GPTQ all on the GPU: ${error.stack ?? error}`);
   }
+}
+
+/**
+ * A Llama-3-8B-shaped decoder block on the GPU (hidden 4096, 32 heads, 8 kv heads of 128, intermediate 14336, random
+ * weights): the forward pass of 8192 calibration tokens (16 sequences of 512) with the four Hessians accumulated, then
+ * GPTQ (w4 asym g128, all on the GPU) of the two layer shapes that differ: q_proj (4096 x 4096 from the q/k/v
+ * Hessian) and down_proj (4096 x 14336 from the 14336^2 Hessian). The pieces of a projection of the end-to-end run.
+ */
+if (parts.includes('block')) {
+  const [hidden, inter, heads, kvHeads, headDim, seqs, seqLen] = [4096, 14336, 32, 8, 128, 16, 512];
+  const tokens = seqs * seqLen;
+  const scaled = (length, seed, scale, base = 0) => {
+    const a = random(length, seed);
+    for (let i = 0; i < a.length; i++) a[i] = base + scale * a[i];
+    return a;
+  };
+  const t0 = now();
+  const weights = {
+    inputNorm: gpu.upload(scaled(hidden, 11, 0.2, 1), 1, hidden),
+    postAttentionNorm: gpu.upload(scaled(hidden, 12, 0.2, 1), 1, hidden),
+    qProj: gpu.upload(scaled(heads * headDim * hidden, 13, 0.05), heads * headDim, hidden),
+    kProj: gpu.upload(scaled(kvHeads * headDim * hidden, 14, 0.05), kvHeads * headDim, hidden),
+    vProj: gpu.upload(scaled(kvHeads * headDim * hidden, 15, 0.05), kvHeads * headDim, hidden),
+    oProj: gpu.upload(scaled(hidden * heads * headDim, 16, 0.05), hidden, heads * headDim),
+    gateProj: gpu.upload(scaled(inter * hidden, 17, 0.05), inter, hidden),
+    upProj: gpu.upload(scaled(inter * hidden, 18, 0.05), inter, hidden),
+    downProj: gpu.upload(scaled(hidden * inter, 19, 0.03), hidden, inter),
+  };
+  await gpu.finish();
+  say(`block weights made and uploaded (${((2 * hidden + 2 * heads * headDim * hidden + 2 * kvHeads * headDim * hidden + 3 * inter * hidden) * 4 / 2 ** 30).toFixed(2)} GiB float32): ${((now() - t0) * 1000).toFixed(0)} ms`);
+  const half = headDim / 2;
+  const cos = new Float32Array(seqLen * half);
+  const sin = new Float32Array(seqLen * half);
+  for (let p = 0; p < seqLen; p++) for (let i = 0; i < half; i++) {
+    const angle = p / 500000 ** ((2 * i) / headDim);
+    cos[p * half + i] = Math.cos(angle);
+    sin[p * half + i] = Math.sin(angle);
+  }
+  const gcos = gpu.upload(cos, seqLen, half);
+  const gsin = gpu.upload(sin, seqLen, half);
+  const sequences = webgpuSequences(gpu, Array.from({ length: seqs }, () => seqLen));
+  const x = gpu.upload(random(tokens * hidden, 20), tokens, hidden);
+  const out = gpu.zeros(tokens, hidden);
+  const hessians = { qkv: gpu.zeros(hidden, hidden), o: gpu.zeros(hidden, hidden), gateUp: gpu.zeros(hidden, hidden), down: gpu.zeros(inter, inter) };
+  const geometry = { hidden, intermediate: inter, numHeads: heads, numKvHeads: kvHeads, headDim, eps: 1e-5 };
+  const forward = (withHessians) => webgpuDecoderBlock(gpu, { x, out, weights, geometry, sequences, cos: gcos, sin: gsin, ...(withHessians ? { hessians } : {}) });
+  forward(true);
+  await gpu.finish();
+  for (const withHessians of [true, false]) {
+    let best = Infinity;
+    for (let r = 0; r < 3; r++) {
+      const ts = now();
+      forward(withHessians);
+      await gpu.finish();
+      best = Math.min(best, now() - ts);
+    }
+    const flops = 2 * tokens * hidden * (2 * heads * headDim + 2 * kvHeads * headDim + 3 * inter) + (withHessians ? 2 * tokens * (3 * hidden * hidden + inter * inter) / 2 : 0);
+    record(`8B-shaped block, ${tokens} tokens (${seqs} x ${seqLen}): forward${withHessians ? ' + 4 Hessians' : ''}`, best, { tflops: flops / best / 1e12, note: 'GEMM work counted, attention not' });
+  }
+  const levels = Float32Array.from({ length: 16 }, (_, i) => i);
+  for (const [name, rows, columns, h] of [['q_proj', heads * headDim, hidden, hessians.qkv], ['down_proj', hidden, inter, hessians.down]]) {
+    const w = scaled(rows * columns, 21, 0.05);
+    for (let r = 0; r < 2; r++) {
+      const ts = now();
+      const u = await webgpuCholeskyInverseUpper(gpu, h, columns, { dampening: 0.01 });
+      const tf = now();
+      const result = await webgpuGptqSolve(gpu, { rows, columns, weight: w, factor: u, levels, groupSize: 128, groupScales: { kind: 'min-max', maxCode: 15 } });
+      gpu.release(u);
+      const te = now();
+      if (r === 1) record(`  GPTQ ${name} ${rows} x ${columns} (H from the block's calibration)`, te - ts, { note: `factor ${((tf - ts) * 1000).toFixed(1)} ms, solve ${((te - tf) * 1000).toFixed(1)} ms (W upload ${(result.timings.upload * 1000).toFixed(1)} ms)` });
+    }
+  }
+  sequences.release();
+  for (const m of [...Object.values(weights), ...Object.values(hessians), gcos, gsin, x, out]) gpu.release(m);
 }
 
 if (dump && run) {

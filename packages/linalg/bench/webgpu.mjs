@@ -5,7 +5,7 @@
 // PyTorch CUDA peer (scripts/device/torch-peer.py), which compares codes and objectives.
 //
 // Usage (after `npx turbo run build --filter=@bitsmith/linalg`; needs a WebGPU adapter):
-//   node bench/webgpu.mjs [--part gemm,contract,gram,fwht,gptq,block] [--robustness on|off (default off)] [--size 4096] [--tokens 8192] [--reps 10] [--threads N]
+//   node bench/webgpu.mjs [--part gemm,contract,gram,fwht,gptq,block,e2e] [--blocks 32] [--robustness on|off (default off)] [--size 4096] [--tokens 8192] [--reps 10] [--threads N]
 //       [--dump DIR] [--quick]
 import { mkdirSync, writeFileSync, writeSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
@@ -352,6 +352,141 @@ if (parts.includes('block')) {
   }
   sequences.release();
   for (const m of [...Object.values(weights), ...Object.values(hessians), gcos, gsin, x, out]) gpu.release(m);
+}
+
+/**
+ * The compute of GPTQ w4g128 over a Llama-3-8B-shaped model on the GPU, block after block as GPTQ runs it (each
+ * block calibrated on the previous quantized blocks' outputs): 128 sequences of 512 tokens resident, per block the
+ * calibration forward with the four Hessians (8 chunks of 8192 tokens), GPTQ of its seven linears (one factor per
+ * distinct Hessian; codes and scales copied back as a writer would need them; the dequantized weights written over
+ * the block's weights on the GPU), then the forward with the quantized weights for the next block's inputs.
+ * Random weights are made on the GPU per block (uniform, scaled like trained ones); the embedding, the file reading
+ * and the writing are not part of it.
+ */
+if (parts.includes('e2e')) {
+  const blocks = Number(flag('blocks') ?? 32);
+  const [hidden, inter, heads, kvHeads, headDim, seqs, seqLen, chunkSeqs] = [4096, 14336, 32, 8, 128, 128, 512, 16];
+  const chunkTokens = chunkSeqs * seqLen;
+  const chunks = seqs / chunkSeqs;
+  const device = gpu.device;
+  const fill = device.createComputePipeline({
+    layout: 'auto',
+    compute: {
+      entryPoint: 'main',
+      module: device.createShaderModule({
+        code: `
+struct P { count: u32, seed: u32, scale: f32, base: f32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read_write> data: array<f32>;
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = gid.x + gid.y * nwg.x * 256u;
+  if (i >= p.count) { return; }
+  var h = i * 747796405u + p.seed * 2891336453u + 1u;
+  h = ((h >> ((h >> 28u) + 4u)) ^ h) * 277803737u;
+  h = (h >> 22u) ^ h;
+  data[i] = p.base + p.scale * (f32(h) / 4294967296.0 - 0.5);
+}`,
+      }),
+    },
+  });
+  const randomize = (m, seed, scale, base = 0) => {
+    const count = m.rows * m.columns;
+    const words = new ArrayBuffer(16);
+    new Uint32Array(words).set([count, seed]);
+    new Float32Array(words).set([scale, base], 2);
+    const params = device.createBuffer({ size: 16, usage: 0x40 | 0x8 });
+    device.queue.writeBuffer(params, 0, words);
+    const encoder = device.createCommandEncoder();
+    const pass = encoder.beginComputePass();
+    pass.setPipeline(fill);
+    pass.setBindGroup(0, device.createBindGroup({ layout: fill.getBindGroupLayout(0), entries: [{ binding: 0, resource: { buffer: params } }, { binding: 1, resource: { buffer: m.buffer } }] }));
+    const groups = Math.ceil(count / 256);
+    pass.dispatchWorkgroups(Math.min(groups, 65535), Math.ceil(groups / 65535));
+    pass.end();
+    device.queue.submit([encoder.finish()]);
+    params.destroy();
+  };
+  const q = heads * headDim;
+  const kv = kvHeads * headDim;
+  const weights = {
+    inputNorm: gpu.zeros(1, hidden),
+    postAttentionNorm: gpu.zeros(1, hidden),
+    qProj: gpu.zeros(q, hidden),
+    kProj: gpu.zeros(kv, hidden),
+    vProj: gpu.zeros(kv, hidden),
+    oProj: gpu.zeros(hidden, q),
+    gateProj: gpu.zeros(inter, hidden),
+    upProj: gpu.zeros(inter, hidden),
+    downProj: gpu.zeros(hidden, inter),
+  };
+  const half = headDim / 2;
+  const cos = new Float32Array(seqLen * half);
+  const sin = new Float32Array(seqLen * half);
+  for (let p = 0; p < seqLen; p++) for (let i = 0; i < half; i++) {
+    const angle = p / 500000 ** ((2 * i) / headDim);
+    cos[p * half + i] = Math.cos(angle);
+    sin[p * half + i] = Math.sin(angle);
+  }
+  const gcos = gpu.upload(cos, seqLen, half);
+  const gsin = gpu.upload(sin, seqLen, half);
+  const sequences = webgpuSequences(gpu, Array.from({ length: chunkSeqs }, () => seqLen));
+  let states = Array.from({ length: chunks }, (_, c) => gpu.upload(random(chunkTokens * hidden, 100 + c), chunkTokens, hidden));
+  let next = Array.from({ length: chunks }, () => gpu.zeros(chunkTokens, hidden));
+  const hessians = { qkv: gpu.zeros(hidden, hidden), o: gpu.zeros(q, q), gateUp: gpu.zeros(hidden, hidden), down: gpu.zeros(inter, inter) };
+  const geometry = { hidden, intermediate: inter, numHeads: heads, numKvHeads: kvHeads, headDim, eps: 1e-5 };
+  const levels = Float32Array.from({ length: 16 }, (_, i) => i);
+  const layers = [
+    ['qProj', 'qkv'], ['kProj', 'qkv'], ['vProj', 'qkv'], ['oProj', 'o'], ['gateProj', 'gateUp'], ['upProj', 'gateUp'], ['downProj', 'down'],
+  ];
+  await gpu.finish();
+  const split = { calibrate: 0, gptq: 0, forward: 0 };
+  let codeBytes = 0;
+  let worstObjective = 0;
+  const t0 = now();
+  for (let b = 0; b < blocks; b++) {
+    const tb = now();
+    for (const [i, [name, m]] of Object.entries(weights).entries()) randomize(m, 1000 * b + i, name.endsWith('Norm') ? 0.2 : name === 'downProj' ? 0.02 : 0.04, name.endsWith('Norm') ? 1 : 0);
+    const encoder = device.createCommandEncoder();
+    for (const h of Object.values(hessians)) encoder.clearBuffer(h.buffer);
+    device.queue.submit([encoder.finish()]);
+    for (let c = 0; c < chunks; c++) webgpuDecoderBlock(gpu, { x: states[c], out: next[c], weights, geometry, sequences, cos: gcos, sin: gsin, hessians });
+    await gpu.finish();
+    const tc = now();
+    let factor;
+    let factorOf;
+    for (const [name, key] of layers) {
+      if (factorOf !== key) {
+        if (factor) gpu.release(factor);
+        factor = await webgpuCholeskyInverseUpper(gpu, hessians[key], hessians[key].rows, { dampening: 0.01 });
+        factorOf = key;
+      }
+      const w = weights[name];
+      const result = await webgpuGptqSolve(gpu, { rows: w.rows, columns: w.columns, weight: w, dequantized: w, factor, levels, groupSize: 128, groupScales: { kind: 'min-max', maxCode: 15 } });
+      codeBytes += result.codesT.length;
+      for (let i = 0; i < result.scales.length; i++) if (!Number.isFinite(result.scales[i])) worstObjective = Infinity;
+    }
+    gpu.release(factor);
+    const tg = now();
+    for (let c = 0; c < chunks; c++) webgpuDecoderBlock(gpu, { x: states[c], out: next[c], weights, geometry, sequences, cos: gcos, sin: gsin });
+    await gpu.finish();
+    const tf = now();
+    [states, next] = [next, states];
+    split.calibrate += tc - tb;
+    split.gptq += tg - tc;
+    split.forward += tf - tg;
+    if (b === 0 || b === blocks - 1) say(`  block ${b}: calibration ${((tc - tb) * 1000).toFixed(0)} ms, GPTQ of 7 linears ${((tg - tc) * 1000).toFixed(0)} ms, quantized forward ${((tf - tg) * 1000).toFixed(0)} ms`);
+  }
+  const total = now() - t0;
+  const last = await gpu.read(states[0]);
+  let finite = true;
+  for (let i = 0; i < last.length; i++) if (!Number.isFinite(last[i])) finite = false;
+  record(`GPTQ w4g128, Llama-3-8B-shaped, ${blocks} blocks, ${seqs} x ${seqLen} tokens (compute on the GPU)`, total, {
+    note: `calibration ${split.calibrate.toFixed(1)} s, GPTQ ${split.gptq.toFixed(1)} s, quantized forward ${split.forward.toFixed(1)} s; ${(codeBytes / 2 ** 20).toFixed(0)} MiB of codes back; final states finite: ${finite}${worstObjective === Infinity ? ', a scale was not finite' : ''}`,
+  });
+  say(`  peak host memory of this process (max RSS): ${(process.resourceUsage().maxRSS / 2 ** 20).toFixed(2)} GiB`);
+  sequences.release();
+  for (const m of [...Object.values(weights), ...Object.values(hessians), ...states, ...next, gcos, gsin]) gpu.release(m);
 }
 
 if (dump && run) {

@@ -125,7 +125,17 @@ describe.skipIf(gpu === undefined)('webgpu GPTQ column solve', () => {
       expect(groupStarts).toEqual(Array.from({ length: Math.ceil(n / groupSize) }, (_, g) => g * groupSize));
       for (const [start, { scale }] of groupOf) expect(returnedScales.subarray((start / groupSize) * rows, (start / groupSize + 1) * rows)).toEqual(scale);
       // The same layer with the weight row-major (transposed on the GPU) and the min-max rule computed on the GPU.
-      const onGpu = await webgpuGptqSolve(gpu!, { rows, columns: n, weight: Float32Array.from(w), factor: u, levels, groupSize, blockSize, groupScales: { kind: 'min-max', maxCode: 15 } });
+      const dequantized = gpu!.zeros(rows, n);
+      const onGpu = await webgpuGptqSolve(gpu!, { rows, columns: n, weight: Float32Array.from(w), factor: u, levels, groupSize, blockSize, groupScales: { kind: 'min-max', maxCode: 15 }, dequantized });
+      // The dequantized weight left on the GPU is (level - zero) * scale of the codes and scales that came back.
+      const deq = await gpu!.read(dequantized);
+      gpu!.release(dequantized);
+      let deqError = 0;
+      for (let r = 0; r < rows; r++) for (let c = 0; c < n; c++) {
+        const g = Math.floor(c / groupSize) * rows + r;
+        deqError = Math.max(deqError, Math.abs(deq[r * n + c]! - (onGpu.codesT[c * rows + r]! - onGpu.zeros[g]!) * onGpu.scales[g]!));
+      }
+      expect(deqError).toBeLessThan(1e-6);
       const ref = referenceGptq(w, rows, n, u, groupSize);
       const rtn = new Float64Array(rows * n);
       for (let g0 = 0; g0 < n; g0 += groupSize) {

@@ -14,7 +14,8 @@ export const WEBGPU_GPTQ_MAX_BLOCK = 128;
  * `[j1, i2)` of that row in workgroup memory, and for each column `i` of `[j1, j2)` quantizes it to the nearest level
  * of the codebook after the row's affine map (`v = w / s + z`, code = nearest level, `q = (level - z) * s`), writes
  * the code (a byte, four columns of a row per word) and the scaled error `e = (w - q) / U_ii`, and updates the row's later columns of the batch by
- * `w_j -= U_ij e`. Rows are independent given `U`, so no barriers are needed. W and the errors are stored transposed
+ * `w_j -= U_ij e`, and the dequantized `q` over the column's weight (so `wt` ends as `Q^T`: a quantized column is never
+ * read again). Rows are independent given `U`, so no barriers are needed. W and the errors are stored transposed
  * (`column * rows + row`), so that the threads of a workgroup read and write consecutive addresses.
  */
 const solveShader = (SOLVE_ROWS: number, width: number): string => `
@@ -50,6 +51,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
     }
     let q = (levels[code] - z) * s;
     let e = (x - q) / u[i * p.n + i];
+    wt[i * p.rows + r] = q;
     codes[(i / 4u) * p.rows + r] |= code << ((i % 4u) * 8u);
     err[(i - p.i1) * p.rows + r] = e;
     let ui = i * p.n;
@@ -95,8 +97,13 @@ export interface WebgpuGptqArguments {
    * either this or `weight`.
    */
   weightT?: Float32Array;
-  /** The weight, `rows x columns` row-major, columns in processing order (transposed on the GPU). Not modified. */
-  weight?: Float32Array;
+  /**
+   * The weight, `rows x columns` row-major, columns in processing order (transposed on the GPU), from the host or
+   * resident. Not modified (unless it is also `dequantized`).
+   */
+  weight?: Float32Array | WebgpuMatrix;
+  /** A resident `rows x columns` float32 matrix that receives the dequantized weight (may be a resident `weight`). */
+  dequantized?: WebgpuMatrix;
   /**
    * Upper-triangular `U` with `(H + lambda I)^-1 = U^T U` (`columns x columns`, processing order): float64 from the
    * CPU (`choleskyInverseUpper`), used in float32, or already resident (`webgpuCholeskyInverseUpper`; not released).
@@ -149,7 +156,7 @@ const now = (): number => (typeof performance !== 'undefined' ? performance.now(
  *
  * @param backend - A `webgpu` backend.
  * @param args - See {@link WebgpuGptqArguments}: `rows`, `columns`, `weight` or `weightT`, `factor`, `levels`,
- *   `groupSize`, `groupScales` (callback or rule), `blockSize` (128), `signal`.
+ *   `groupSize`, `groupScales` (callback or rule), `blockSize` (128), `dequantized` (none), `signal`.
  * @throws `ShapeMismatchError` on arrays that do not match the shapes; `InvalidArgumentError` on a bad block or group size.
  * @example
  * ```ts
@@ -167,8 +174,12 @@ export async function webgpuGptqSolve(backend: WebgpuBackend, args: WebgpuGptqAr
   }
   if (!Number.isInteger(groupSize) || groupSize < 1) throw new InvalidArgumentError('groupSize', `got ${groupSize}; expected a positive integer`);
   if ((args.weight === undefined) === (args.weightT === undefined)) throw new InvalidArgumentError('weight', 'give exactly one of weight (rows x columns) and weightT (columns x rows)');
-  const host = (args.weight ?? args.weightT)!;
-  if (host.length !== rows * n) throw new ShapeMismatchError(args.weight ? 'weight' : 'weightT', args.weight ? [rows, n] : [n, rows], [host.length], 'the weight');
+  const given = (args.weight ?? args.weightT)!;
+  const givenLength = given instanceof Float32Array ? given.length : given.rows * given.columns;
+  if (givenLength !== rows * n) throw new ShapeMismatchError(args.weight ? 'weight' : 'weightT', args.weight ? [rows, n] : [n, rows], [givenLength], 'the weight');
+  if (args.dequantized && (args.dequantized.rows !== rows || args.dequantized.columns !== n || args.dequantized.dtype !== 'float32')) {
+    throw new ShapeMismatchError('dequantized', [rows, n], [args.dequantized.rows, args.dequantized.columns], 'a resident float32 rows x columns matrix');
+  }
   const resident = !(factor instanceof Float64Array);
   if (resident ? factor.rows !== n || factor.columns !== n : factor.length !== n * n) {
     throw new ShapeMismatchError('factor', [n, n], resident ? [factor.rows, factor.columns] : [factor.length], 'the inverse Cholesky factor');
@@ -185,7 +196,7 @@ export async function webgpuGptqSolve(backend: WebgpuBackend, args: WebgpuGptqAr
   const t0 = now();
   let wt: WebgpuMatrix;
   if (args.weight) {
-    const w = keep(backend.upload(args.weight, rows, n));
+    const w = args.weight instanceof Float32Array ? keep(backend.upload(args.weight, rows, n)) : args.weight;
     wt = keep(backend.zeros(n, rows));
     dispatchKernel(device, kernelPipeline(device, TRANSPOSE_SHADER, 'gptq.transpose'), uniformWords([rows, n]), [w.buffer, wt.buffer], Math.ceil(n / 16), Math.ceil(rows / 16));
   } else {
@@ -254,6 +265,8 @@ export async function webgpuGptqSolve(backend: WebgpuBackend, args: WebgpuGptqAr
         backend.gemmStrided({ a: u, b: err, c: wt, m: n - i2, n: rows, k: i2 - i1, lda: n, ldb: rows, ldc: rows, aOffset: i1 * n + i2, cOffset: i2 * rows, transA: true, alpha: -1, beta: 1 });
       }
     }
+    // wt now holds Q^T.
+    if (args.dequantized) dispatchKernel(device, kernelPipeline(device, TRANSPOSE_SHADER, 'gptq.transpose'), uniformWords([n, rows]), [wt.buffer, args.dequantized.buffer], Math.ceil(rows / 16), Math.ceil(n / 16));
     // The codes to columns x rows bytes on the GPU, so that the copy back is the result.
     const total = n * rows;
     const packed = keep(backend.zeros(1, Math.ceil(total / 4)));

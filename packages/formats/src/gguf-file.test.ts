@@ -1,4 +1,4 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gguf as hfGguf } from '@huggingface/gguf';
@@ -75,7 +75,12 @@ describe('GGUF writer and reader', () => {
     const dir = mkdtempSync(join(tmpdir(), 'bitsmith-gguf-'));
     const path = join(dir, 'test.gguf');
     writeFileSync(path, bytes);
-    const parsed = await hfGguf(path, { allowLocalFile: true });
+    let parsed: Awaited<ReturnType<typeof hfGguf>>;
+    try {
+      parsed = await hfGguf(path, { allowLocalFile: true });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
     expect(parsed.metadata.version).toBe(3);
     expect(parsed.metadata.tensor_count).toBe(3n);
     const md = parsed.metadata as unknown as Record<string, unknown>;

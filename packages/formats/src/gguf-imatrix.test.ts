@@ -1,4 +1,4 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gguf as hfGguf } from '@huggingface/gguf';
@@ -35,7 +35,12 @@ describe('imatrix files in llama.cpp layouts', () => {
     const dir = mkdtempSync(join(tmpdir(), 'bitsmith-imatrix-'));
     const path = join(dir, 'imatrix.gguf');
     writeFileSync(path, encodeImatrixGguf(imatrix));
-    const file = await hfGguf(path, { allowLocalFile: true });
+    let file: Awaited<ReturnType<typeof hfGguf>>;
+    try {
+      file = await hfGguf(path, { allowLocalFile: true });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
     const md = file.metadata as unknown as Record<string, unknown>;
     expect(md['general.type']).toBe('imatrix');
     expect(md['imatrix.datasets']).toEqual(['calib.txt']);

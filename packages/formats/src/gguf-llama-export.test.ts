@@ -1,9 +1,9 @@
-import { existsSync, mkdtempSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gguf as hfGguf } from '@huggingface/gguf';
 import { loadLlamaModel } from '@bitsmith/models';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { dequantize, parseFormat, quantize, StoredFormRefusedError, type Matrix, type StoredForm, type Tensor } from '@bitsmith/core';
 import { ggufPlainValue } from './gguf-metadata.js';
 import { ggufTensorType, permuteForGgmlRope } from './gguf-llama-export.js';
@@ -40,6 +40,7 @@ describe('ggufTensorType', () => {
 
 describe.skipIf(SKIP_SHARED)('saveGgufModel on tinystories-656k', () => {
   const dir = mkdtempSync(join(tmpdir(), 'bitsmith-gguf-llama-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
   const bounds = { F32: 0, F16: 1e-3, Q8_0: 0.01, Q4_0: 0.2, Q4_K: 0.12 } as const;
 
   for (const [type, bound] of Object.entries(bounds) as [keyof typeof bounds, number][]) {
@@ -103,6 +104,7 @@ describe.skipIf(SKIP_SHARED)('saveGgufModel on tinystories-656k', () => {
 
 describe.skipIf(SKIP_SHARED)('saveGgufModel with the recipe\'s stored forms (tinystories-656k)', () => {
   const dir = mkdtempSync(join(tmpdir(), 'bitsmith-gguf-stored-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
   /** The model with every linear layer replaced by int4 g32 round-to-nearest (fp16 scales), and the stored grids. */
   async function calibrated() {

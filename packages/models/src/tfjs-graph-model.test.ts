@@ -1,4 +1,4 @@
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -110,6 +110,7 @@ describe('TfjsGraphModel on the Universal Sentence Encoder lite', () => {
     graph.dispose();
     model.setWeight(l, original);
     expect(dirname(modelJson)).toBe(dir);
+    rmSync(dir, { recursive: true, force: true });
   });
 
   it('presents the graph as a QuantizableModel: layer blocks, one observation per linear with every token', async () => {

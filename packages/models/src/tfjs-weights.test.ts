@@ -1,14 +1,20 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { ModelFileError } from './model-file-error.js';
 import { readTfjsModel } from './tfjs-graph-model-io-node.js';
 import { tfjsWeightMatrices } from './tfjs-weights.js';
 
+const written: string[] = [];
+afterAll(() => {
+  for (const dir of written) rmSync(dir, { recursive: true, force: true });
+});
+
 function writeModel(): string {
   const dir = mkdtempSync(join(tmpdir(), 'bitsmith-tfjs-'));
+  written.push(dir);
   // kernel [in 16, out 20] float32, a uint8-quantized vector, a float16 vector, an int32 vector, a gather table [32, 16].
   const kernel = Float32Array.from({ length: 16 * 20 }, (_, i) => i * 0.25 - 3);
   const table = Float32Array.from({ length: 32 * 16 }, (_, i) => Math.sin(i));

@@ -1,9 +1,9 @@
-import { existsSync, mkdtempSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { readGguf, readImatrix } from '@bitsmith/formats';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { imatrixCommand } from './imatrix.js';
 import { quantizeCommand } from './quantize.js';
 
@@ -17,6 +17,7 @@ const quiet = { stdout: () => undefined, stderr: () => undefined };
 
 describe.skipIf(SKIP)('bitsmith imatrix (tinystories-656k)', () => {
   const dir = mkdtempSync(join(tmpdir(), 'bitsmith-imatrix-cli-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
   it('writes both layouts with one entry per block linear, the same means, and the token count of the calibration cut', async () => {
     const gguf = join(dir, 'm.imatrix.gguf');

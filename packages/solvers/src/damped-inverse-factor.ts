@@ -1,5 +1,5 @@
 import { NumericalError, matrix, type StepWarning } from '@bitsmith/core';
-import { choleskyInverseUpper, type Backend } from '@bitsmith/linalg';
+import { choleskyInverseUpper, webgpuCholeskyInverseUpper, type Backend, type WebgpuBackend, type WebgpuMatrix } from '@bitsmith/linalg';
 
 /** Options of {@link dampedInverseFactor}. */
 export interface DampedInverseFactorOptions {
@@ -42,6 +42,44 @@ export interface DampedInverseFactor {
  * ```
  */
 export async function dampedInverseFactor(hessian: Float64Array, n: number, options: DampedInverseFactorOptions): Promise<DampedInverseFactor> {
+  return withDampening(hessian, n, options, async (lambda) => {
+    // The factor's working copy of the Hessian takes the dampening (the input is never modified).
+    const u = await choleskyInverseUpper(matrix<'float64'>(hessian, n, n), {
+      backend: options.backend,
+      shift: lambda,
+      precision: options.precision ?? 'float64',
+      ...(options.blockSize ? { blockSize: options.blockSize } : {}),
+    });
+    return u.data;
+  });
+}
+
+/**
+ * {@link dampedInverseFactor} on the GPU: the same dampening and retries, with `U` formed in float32 by linalg's
+ * `webgpuCholeskyInverseUpper` (the arithmetic of the reference implementation on CUDA) and left resident (release
+ * it when done). `options.precision` and `options.blockSize` do not apply.
+ *
+ * @param gpu - A `webgpu` backend.
+ * @param hessian - Symmetric `n x n` float64, row-major, with a non-negative diagonal (a Gram matrix).
+ * @throws `NumericalError` when even `maxDampening` does not make the matrix positive definite in float32.
+ * @example
+ * ```ts
+ * const { factor, warnings } = await dampedInverseFactorWebgpu(gpu, h, n, { backend: gpu });
+ * gpu.release(factor);
+ * ```
+ */
+export async function dampedInverseFactorWebgpu(gpu: WebgpuBackend, hessian: Float64Array, n: number, options: DampedInverseFactorOptions): Promise<Omit<DampedInverseFactor, 'factor'> & { readonly factor: WebgpuMatrix }> {
+  // webgpuCholeskyInverseUpper dampens by a fraction of the mean diagonal: the mean |diagonal| of a Gram matrix.
+  return withDampening(hessian, n, options, (_lambda, fraction) => webgpuCholeskyInverseUpper(gpu, hessian, n, { dampening: fraction }));
+}
+
+/** The dampening loop of GPTQ's factor: `factorize(lambda, fraction)`, the fraction raised tenfold on `NumericalError`. */
+async function withDampening<T>(
+  hessian: Float64Array,
+  n: number,
+  options: Pick<DampedInverseFactorOptions, 'dampening' | 'maxDampening'>,
+  factorize: (lambda: number, fraction: number) => Promise<T>,
+): Promise<{ factor: T; dampening: number; lambda: number; warnings: StepWarning[] }> {
   const maxDampening = options.maxDampening ?? 10;
   let fraction = options.dampening ?? 0.01;
   let meanAbs = 0;
@@ -52,14 +90,7 @@ export async function dampedInverseFactor(hessian: Float64Array, n: number, opti
   for (;;) {
     const lambda = fraction * meanAbs;
     try {
-      // The factor's working copy of the Hessian takes the dampening (the input is never modified).
-      const u = await choleskyInverseUpper(matrix<'float64'>(hessian, n, n), {
-        backend: options.backend,
-        shift: lambda,
-        precision: options.precision ?? 'float64',
-        ...(options.blockSize ? { blockSize: options.blockSize } : {}),
-      });
-      return { factor: u.data, dampening: fraction, lambda, warnings };
+      return { factor: await factorize(lambda, fraction), dampening: fraction, lambda, warnings };
     } catch (error) {
       if (!NumericalError.isInstance(error)) throw error;
       const next = fraction > 0 ? fraction * 10 : 0.01;

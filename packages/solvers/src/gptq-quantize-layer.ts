@@ -23,9 +23,9 @@ import {
   type ScaleEncoding,
   type StepWarning,
 } from '@bitsmith/core';
-import { createGptqColumnKernel, defaultBackend, webgpuGptqSolve, WEBGPU_GPTQ_MAX_BLOCK, type Backend, type GptqColumnKernel, type WebgpuBackend } from '@bitsmith/linalg';
+import { createGptqColumnKernel, defaultBackend, webgpuGptqSolve, WEBGPU_GPTQ_MAX_BLOCK, type Backend, type GptqColumnKernel, type WebgpuBackend, type WebgpuMatrix } from '@bitsmith/linalg';
 import { actOrderPermutation } from './act-order.js';
-import { dampedInverseFactor } from './damped-inverse-factor.js';
+import { dampedInverseFactor, dampedInverseFactorWebgpu } from './damped-inverse-factor.js';
 
 /** Options of {@link gptqQuantizeLayer} and {@link gptq}. */
 export interface GptqOptions {
@@ -70,9 +70,11 @@ export interface GptqOptions {
    * Precision of the inverse factor `U`: `'float64'`, or `'mixed'` (default): layers wider than 2048 inputs get
    * linalg's mixed-precision recursion (float32 GEMMs for the off-diagonal products, float64 Schur complements and
    * diagonal blocks; checked by a residual probe and recomputed in float64 when it fails). Narrower layers are always
-   * factored in float64.
+   * factored in float64. `'gpu'`: on a `webgpu` backend, `U` is formed on the GPU in float32 (linalg's
+   * `webgpuCholeskyInverseUpper`, the reference implementation's CUDA arithmetic) and handed to the GPU column loop
+   * without a copy back; elsewhere, and with GPTAQ's asymmetric term, as `'mixed'`.
    */
-  factorPrecision?: 'float64' | 'mixed';
+  factorPrecision?: 'float64' | 'mixed' | 'gpu';
   /** Backend for the factorization and the block updates. Default `defaultBackend()` (the fastest available). */
   backend?: Backend;
   /** Cancellation, checked between blocks of columns. */
@@ -269,13 +271,24 @@ export async function gptqQuantizeLayer(weight: Matrix, hessian: Float64Array, o
       for (let b = 0; b < n; b++) hp[a * n + b] = h[src + permutation[b]!]!;
     }
   }
-  const { factor: u, dampening: usedDampening, warnings: dampWarnings } = await dampedInverseFactor(hp, n, {
-    dampening,
-    ...(options.maxDampening !== undefined ? { maxDampening: options.maxDampening } : {}),
-    precision: options.factorPrecision ?? 'mixed',
-    backend,
-  });
-  warnings.push(...dampWarnings);
+  const dampingOptions = { dampening, ...(options.maxDampening !== undefined ? { maxDampening: options.maxDampening } : {}), backend };
+  // With factorPrecision 'gpu' on webgpu, U stays resident for the GPU column loop (copied back only if the CPU loop runs).
+  let resident: WebgpuMatrix | undefined;
+  let u: Float64Array;
+  let usedDampening: number;
+  if (options.factorPrecision === 'gpu' && backend.name === 'webgpu' && !asymmetric) {
+    const damped = await dampedInverseFactorWebgpu(backend as WebgpuBackend, hp, n, dampingOptions);
+    resident = damped.factor;
+    u = new Float64Array(0);
+    usedDampening = damped.dampening;
+    warnings.push(...damped.warnings);
+  } else {
+    const precision = options.factorPrecision === 'gpu' || options.factorPrecision === undefined ? 'mixed' : options.factorPrecision;
+    const damped = await dampedInverseFactor(hp, n, { ...dampingOptions, precision });
+    u = damped.factor;
+    usedDampening = damped.dampening;
+    warnings.push(...damped.warnings);
+  }
   // GPTAQ: P = alpha * triu(D U^T, 1) U in processing order, D's dead columns zeroed (as the reference does).
   let p32: Float32Array | undefined;
   if (asymmetric) {
@@ -385,7 +398,7 @@ export async function gptqQuantizeLayer(weight: Matrix, hessian: Float64Array, o
       rows,
       columns: n,
       weightT: wt,
-      factor: u,
+      factor: resident ?? u,
       levels: Float32Array.from(table),
       groupSize: segment,
       blockSize: Math.min(blockSize, WEBGPU_GPTQ_MAX_BLOCK),
@@ -419,6 +432,10 @@ export async function gptqQuantizeLayer(weight: Matrix, hessian: Float64Array, o
       const o = p * rows;
       for (let r = 0; r < rows; r++) codes[r * n + c] = codesT[o + r]!;
     }
+  }
+  if (resident) {
+    if (!onGpu) u = Float64Array.from(await (backend as WebgpuBackend).read(resident));
+    (backend as WebgpuBackend).release(resident);
   }
 
   // Group or channel scales by absmax, min-max or absmean without range search: one group per row of the column

@@ -20,6 +20,10 @@ describe.skipIf(gpu === undefined)('GPTQ on the webgpu backend', () => {
     { name: 'int4 per channel', options: { format: 'int4' } },
     { name: 'int4-asym groups of 32, act-order', options: { format: 'int4-asym', granularity: { type: 'group', size: 32 }, actOrder: true } },
     { name: 'nf4 groups of 64, batches of 64', options: { format: 'nf4', granularity: { type: 'group', size: 64 }, blockSize: 64 } },
+    // The float32 factor formed on the GPU and kept there for the GPU loop.
+    { name: 'int4-asym groups of 32, act-order, factor on the GPU', options: { format: 'int4-asym', granularity: { type: 'group', size: 32 }, actOrder: true, factorPrecision: 'gpu' } },
+    // Block granularity runs the CPU loop: the GPU factor comes back to the host for it.
+    { name: 'int4 blocks of 8 x 32 (CPU loop), factor on the GPU', options: { format: 'int4', granularity: { type: 'block', rows: 8, columns: 32 }, factorPrecision: 'gpu' } },
   ] as const;
   for (const { name, options } of cases) {
     it(`${name}: codes and objective of the CPU loop`, async () => {

@@ -4,7 +4,7 @@ export { gptq } from './gptq.js';
 export type { GptaqOptions } from './gptaq.js';
 export { gptaq } from './gptaq.js';
 export type { DampedInverseFactorOptions, DampedInverseFactor } from './damped-inverse-factor.js';
-export { dampedInverseFactor } from './damped-inverse-factor.js';
+export { dampedInverseFactor, dampedInverseFactorWebgpu } from './damped-inverse-factor.js';
 export { actOrderPermutation } from './act-order.js';
 export type { LayerObjectiveOptions } from './layer-objective.js';
 export { layerObjective } from './layer-objective.js';

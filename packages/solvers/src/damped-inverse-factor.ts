@@ -55,7 +55,7 @@ export async function dampedInverseFactor(hessian: Float64Array, n: number, opti
 }
 
 /**
- * {@link dampedInverseFactor} on the GPU: the same dampening and retries, with `U` formed in float32 by linalg's
+ * {@link dampedInverseFactor} on the GPU (GPTQ, arXiv:2210.17323): the same dampening and retries, with `U` formed in float32 by linalg's
  * `webgpuCholeskyInverseUpper` (the arithmetic of the reference implementation on CUDA) and left resident (release
  * it when done). `options.precision` and `options.blockSize` do not apply.
  *

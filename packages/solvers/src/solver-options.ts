@@ -16,7 +16,7 @@ export const gptqSolverOptions = {
   actOrder: z.boolean().optional(),
   staticGroups: z.boolean().optional(),
   rangeSearch: rangeSearchOptions.optional(),
-  factorPrecision: z.enum(['float64', 'mixed']).optional(),
+  factorPrecision: z.enum(['float64', 'mixed', 'gpu']).optional(),
 };
 
 /** GPTAQ's weight of the asymmetric term, in [0, 1]. */

@@ -43,5 +43,7 @@ done
   "${externals[@]}" --outfile="$dest/dist/smoke.mjs"
 "$esbuild" "$linalg/bench/webgpu.mjs" --bundle --platform=node --format=esm --target=node20 --log-level=warning --ignore-annotations \
   "${externals[@]}" --outfile="$dest/dist/bench-webgpu.mjs"
+"$esbuild" "$root/packages/solvers/bench/gptq-webgpu.mjs" --bundle --platform=node --format=esm --target=node20 --log-level=warning --ignore-annotations \
+  "${externals[@]}" --outfile="$dest/dist/bench-gptq-layer.mjs"
 cp "$root/scripts/device/torch-peer.py" "$root/scripts/device/webgpu-suite.sh" "$dest/"
 du -sh "$dest"

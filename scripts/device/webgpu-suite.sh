@@ -5,7 +5,7 @@
 #
 # Usage on the device machine, from the checkout's root:  bash .devwork/19/webgpu-suite.sh .devwork/19 [bench flags]
 # Environment: TESTS (space-separated names of dist/test-NAME.mjs, default all), BENCH_PARTS (default
-# "gemm contract gram fwht gptq block"; e2e (the 8B-shaped end-to-end compute, about 3 minutes) on request; the gemm part also runs once with Dawn's bounds checks on).
+# "gemm contract gram fwht gptq block"; e2e (the 8B-shaped end-to-end compute, about 3 minutes) and layer (solvers' gptqQuantizeLayer on webgpu) on request; the gemm part also runs once with Dawn's bounds checks on).
 set -uo pipefail
 dir=$(cd "${1:-.devwork/19}" && pwd)
 shift || true
@@ -38,7 +38,10 @@ echo "== benchmark"
 parts=${BENCH_PARTS:-gemm contract gram fwht gptq block}
 case " $parts " in *" gemm "*) timeout 100 /tmp/node dist/bench-webgpu.mjs --part gemm --robustness on --dump /tmp/gptq-dump "$@" || status=1 ;; esac
 for part in $parts; do
-  if [ "$part" = e2e ]; then
+  if [ "$part" = layer ]; then
+    # solvers' gptqQuantizeLayer on webgpu with the factor on the CPU and on the GPU (packages/solvers/bench/gptq-webgpu.mjs).
+    timeout 200 /tmp/node dist/bench-gptq-layer.mjs || status=1
+  elif [ "$part" = e2e ]; then
     # GPU memory sampled every 0.5 s while the end-to-end part runs; its peak is printed after it.
     nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 500 > /tmp/gpu-memory.csv 2>/dev/null &
     sampler=$!

@@ -29,11 +29,12 @@ for (const { out, flags } of variants) {
   console.log(`built wasm/${out}`);
 }
 
-// GPTQ's column loop for integer grids (solvers' gptqQuantizeLayer): one instance with its own growable memory.
-{
-  const out = 'gptq-columns.wasm';
+// GPTQ's column loop for integer grids (solvers' gptqQuantizeLayer), and the reference kernels of the decoder
+// forward (attention's softmax rows, the SiLU gate): one instance each with its own growable memory.
+for (const name of ['gptq-columns', 'reference-kernels']) {
+  const out = `${name}.wasm`;
   const { error, stderr } = await asc.main([
-    join(root, 'assembly', 'gptq-columns.ts'),
+    join(root, 'assembly', `${name}.ts`),
     '-O3', '--converge', '--noAssert', '--runtime', 'stub', '--use', 'abort=', '--enable', 'simd',
     '--initialMemory', '1', '--outFile', join(root, 'wasm', out),
   ]);

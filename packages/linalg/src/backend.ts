@@ -106,6 +106,13 @@ export interface AttentionArguments {
   softcap?: number | undefined;
   /** Keys at distance `>= slidingWindow` behind the query are masked (Mistral, Gemma's local layers). Default: none. */
   slidingWindow?: number | undefined;
+  /**
+   * Compute as the reference, `attentionWithSgemm` on this backend's `sgemm` (float64 softmax with `fastExp`), so
+   * that the result does not depend on a backend's native attention kernel. The calibration forward asks for it:
+   * quantized results then stay bit for bit the same when a backend gains a faster kernel. Default `false` (on
+   * `ort`, its native graph; the other backends always compute the reference).
+   */
+  reference?: boolean | undefined;
 }
 
 /** Arguments of the gated MLP product `out[i] = act(gate[i]) * up[i]` over `length` elements. */
@@ -121,6 +128,8 @@ export interface GatedActivationArguments {
    * `0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))` (GeGLU, Gemma).
    */
   activation: 'silu' | 'gelu-tanh';
+  /** Compute as the reference, `gatedActivationLoop`'s arithmetic (see {@link AttentionArguments.reference}). Default `false`. */
+  reference?: boolean | undefined;
 }
 
 /** A numerical backend. Create one with `createBackend(name)` or take the fastest with `defaultBackend()`. */
@@ -139,15 +148,15 @@ export interface Backend {
   fwht(args: FwhtArguments<Float32Array>): Promise<void>;
   /**
    * Causal grouped-query attention in float32 (see {@link AttentionArguments}). The `js`, `wasm` and `tfjs` backends
-   * run it as chunks of query rows with two `sgemm` calls each and the softmax in JavaScript
-   * (`attentionWithSgemm`); `ort` runs batches of equal-length sequences as one onnxruntime graph (scores, mask,
-   * softmax and the weighted values in native code); `webgpu` hands it to its CPU backend.
+   * run it as chunks of query rows with two `sgemm` calls each and the softmax in float64 (`attentionWithSgemm`,
+   * WebAssembly SIMD where available); `ort` runs batches of equal-length sequences as one onnxruntime graph (scores,
+   * mask, softmax and the weighted values in native code) unless `reference` is set; `webgpu` hands it to its CPU backend.
    */
   attention(args: AttentionArguments): Promise<void>;
   /**
-   * The gated MLP product `out = act(gate) * up` in float32 (see {@link GatedActivationArguments}): a JavaScript loop
-   * (`gatedActivationLoop`) on `js`, `wasm` and `tfjs`, one onnxruntime graph (`Sigmoid`/`Gelu`, `Mul`) on `ort`,
-   * the CPU backend's on `webgpu`.
+   * The gated MLP product `out = act(gate) * up` in float32 (see {@link GatedActivationArguments}): the reference
+   * arithmetic (`gatedActivationReference`, WebAssembly SIMD for SiLU) on `js`, `wasm` and `tfjs`, one onnxruntime
+   * graph (`Sigmoid`/`Gelu`, `Mul`) on `ort` unless `reference` is set, the CPU backend's on `webgpu`.
    */
   gatedActivation(args: GatedActivationArguments): Promise<void>;
   /** Releases workers, sessions and memory. The backend must not be used afterwards. */

@@ -1,7 +1,9 @@
-/** `2^(j / 64)` for j = 0..63. */
-const FRACTIONS = Float64Array.from({ length: 64 }, (_, j) => 2 ** (j / 64));
-/** `2^i` for i = -1100..1099 (subnormals and 0 at the low end). */
-const POWERS = Float64Array.from({ length: 2200 }, (_, i) => 2 ** (i - 1100));
+/** `2^(j / 64)` for j = 0..63 (the table of {@link fastExp}; the reference kernels copy it). Internal. */
+export const FAST_EXP_FRACTIONS = Float64Array.from({ length: 64 }, (_, j) => 2 ** (j / 64));
+/** `2^i` for i = -1100..1099, subnormals and 0 at the low end (the table of {@link fastExp}). Internal. */
+export const FAST_EXP_POWERS = Float64Array.from({ length: 2200 }, (_, i) => 2 ** (i - 1100));
+const FRACTIONS = FAST_EXP_FRACTIONS;
+const POWERS = FAST_EXP_POWERS;
 
 /**
  * `exp(x)` with relative error below 2e-13 (so results agree with `Math.exp` after rounding to float32), about twice

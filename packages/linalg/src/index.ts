@@ -4,7 +4,9 @@ export { BackendUnavailableError } from './backend-unavailable-error.js';
 export { checkAttentionArguments, checkGatedActivationArguments, checkGemmArguments, checkGramArguments, checkFwhtArguments } from './backends/check-arguments.js';
 export { attentionWithSgemm, packHeadKeysValues, ATTENTION_CHUNK } from './backends/attention-sgemm.js';
 export { fastExp } from './fast-exp.js';
-export { gatedActivationLoop } from './backends/gated-activation-loop.js';
+export { gatedActivationLoop, gatedActivationReference } from './backends/gated-activation-loop.js';
+export type { ReferenceKernels, SoftmaxRowsArguments } from './reference-kernels.js';
+export { createReferenceKernels, tryReferenceKernels } from './reference-kernels.js';
 
 // Backends and selection
 export { createJsBackend } from './backends/js-backend.js';

@@ -75,12 +75,17 @@ if (!existsSync(join(dir, 'model.safetensors')) || !existsSync(textPath)) {
   const observer = (e) => {
     observed += e.input.data.length > 0 ? 1 : 0;
   };
-  const calibration = await best(2, async () => {
-    for (const b of batches) {
-      let h = graph.embed(b);
-      for (const block of graph.blocks) h = await graph.runBlock(block.index, h, { observer });
-    }
-  });
+  // As the calibration model runs it: the backend's reference attention and activation (bit for bit the same
+  // statistics on every backend and release); the native kernels' time is printed beside it.
+  const calibrationWith = (reference) =>
+    best(2, async () => {
+      for (const b of batches) {
+        let h = graph.embed(b);
+        for (const block of graph.blocks) h = await graph.runBlock(block.index, h, { observer, reference });
+      }
+    });
+  const calibration = await calibrationWith(true);
+  const calibrationNative = await calibrationWith(false);
   const linearParameters = graph.linearLayers().reduce((s, l) => s + l.inFeatures * l.outFeatures, 0);
   // Useful flops: 2 per weight per token, plus the causal attention's two products (2 * i * d per head per query and product).
   let attentionFlops = 0;
@@ -137,6 +142,7 @@ if (!existsSync(join(dir, 'model.safetensors')) || !existsSync(textPath)) {
     `calibration pass (blocks with observers, batches of ${batch}): ${calibration.toFixed(2)} s, ${calibrationGflops.toFixed(1)} GFLOP/s of useful work; ` +
       `float32 GEMM ${g}^3 now: ${gemmGflops.toFixed(1)} GFLOP/s; ratio ${(calibrationGflops / gemmGflops).toFixed(2)} (target >= 0.5)`,
   );
+  console.log(`  (the same pass on the backend's native attention and activation: ${calibrationNative.toFixed(2)} s, ${((calibrationGflops * calibration) / calibrationNative).toFixed(1)} GFLOP/s)`);
   console.log(`evaluate ${evaluation.tokens} tokens at ctx ${ctx}: ${evalTime.toFixed(1)} s, perplexity ${evaluation.perplexity.toFixed(4)}`);
   console.log(
     JSON.stringify({
@@ -149,6 +155,8 @@ if (!existsSync(join(dir, 'model.safetensors')) || !existsSync(textPath)) {
       ortTokensPerSecond,
       ratio: ortTokensPerSecond ? oursTokensPerSecond / ortTokensPerSecond : undefined,
       calibrationGflops,
+      calibrationSeconds: calibration,
+      calibrationNativeSeconds: calibrationNative,
       gemmGflops,
       evalSeconds: evalTime,
       evalTokens: evaluation.tokens,

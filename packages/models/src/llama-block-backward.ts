@@ -194,7 +194,7 @@ async function forwardTape(config: LlamaConfig, block: LlamaBlock, input: Hidden
   await cacheAfterRope(block.kvCache, q, k, v, tokens, geometry, backend);
   const shape = { numHeads: config.numAttentionHeads, numKvHeads: config.numKeyValueHeads, headDim: config.headDim, slidingWindow: block.attentionType === 'sliding' ? config.slidingWindow : undefined };
   const attended = scratch(ws, 'attended', tokens * config.numAttentionHeads * config.headDim, false);
-  await backend.attention({ q, k, v, out: attended, lengths, numHeads: shape.numHeads, numKvHeads: shape.numKvHeads, headDim: shape.headDim, slidingWindow: shape.slidingWindow, scale: config.attentionScale });
+  await backend.attention({ q, k, v, out: attended, lengths, numHeads: shape.numHeads, numKvHeads: shape.numKvHeads, headDim: shape.headDim, slidingWindow: shape.slidingWindow, scale: config.attentionScale, reference: true });
   await cacheAfterAttention(block.kvCache, attended, tokens, geometry, backend);
   const h = await linear(oProj, await inputOf(oProj, attended, tokens, fq), tokens, backend, w, scratch(ws, 'h', tokens * hidden, false));
   for (let i = 0; i < h.length; i++) h[i]! += x[i]!;
@@ -202,8 +202,9 @@ async function forwardTape(config: LlamaConfig, block: LlamaBlock, input: Hidden
   const gate = await linear(gateProj, await inputOf(gateProj, n2, tokens, fq), tokens, backend, w, scratch(ws, 'gate', tokens * gateProj.outFeatures, false));
   const up = await linear(upProj, await inputOf(upProj, n2, tokens, fq), tokens, backend, w, scratch(ws, 'up', tokens * upProj.outFeatures, false));
   const act = scratch(ws, 'act', gate.length, false);
-  // SiLU as LlamaGraph.runBlock computes it (the backend's gatedActivation), so this forward matches runBlock bit for bit.
-  await backend.gatedActivation({ gate, up, out: act, activation: 'silu' });
+  // Attention and SiLU as the calibration model's runBlock computes them (the backend's reference arithmetic), so this
+  // forward matches the block outputs that calibration captured bit for bit.
+  await backend.gatedActivation({ gate, up, out: act, activation: 'silu', reference: true });
   const out = await linear(downProj, await inputOf(downProj, act, tokens, fq), tokens, backend, w);
   for (let i = 0; i < out.length; i++) out[i]! += h[i]!;
   return { tokens, lengths, positions, rope, x, n1, q, k, v, attended, h, n2, gate, up, act, out, quantized: fq };

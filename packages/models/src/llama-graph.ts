@@ -77,6 +77,13 @@ export interface RunOptions {
   signal?: AbortSignal;
   /** Mixture-of-experts blocks under an observer: every token through every expert (default) or routed tokens only. */
   moeCalibration?: MoeCalibration;
+  /**
+   * Attention and the gated activation with the backends' reference arithmetic (`reference` of `Backend.attention`
+   * and `gatedActivation`: float64 softmax and SiLU with `fastExp`, bit for bit on every backend's `sgemm`) instead
+   * of a native kernel. The calibration model (`llamaQuantizableModel`) sets it, so that quantized results do not
+   * move when a backend's attention gets faster; evaluation and generation use the native kernels. Default `false`.
+   */
+  reference?: boolean;
 }
 
 /** Options of {@link createLlamaGraph} and `loadLlamaGraph`. */
@@ -287,7 +294,8 @@ export class LlamaGraph {
     }
     const rope = this.ropeFor(maxLength, block.attentionType);
     const backend = this.backend;
-    const run = { observer, blockIndex: index, calibration: options.moeCalibration, constantWeight: constantWeights && !observer };
+    const reference = options.reference === true;
+    const run = { observer, blockIndex: index, calibration: options.moeCalibration, constantWeight: constantWeights && !observer, reference };
     const x = input.states.data;
 
     // Attention: h = x + o_proj(attn(rope(q), rope(k), v)) with q, k, v projections of rmsnorm(x).
@@ -327,6 +335,7 @@ export class LlamaGraph {
       slidingWindow: block.attentionType === 'sliding' ? c.slidingWindow : undefined,
       scale: c.attentionScale,
       softcap: c.attentionSoftcap,
+      reference,
     });
     signal?.throwIfAborted();
     await cacheAfterAttention(block.kvCache, attended, tokens, geometry, backend);
@@ -343,7 +352,7 @@ export class LlamaGraph {
       const { gateProj, upProj, downProj } = block.mlp!;
       const gate = await applyLinear(gateProj, normed, tokens, backend, into('gate', gateProj));
       const up = await applyLinear(upProj, normed, tokens, backend, into('up', upProj));
-      await backend.gatedActivation({ gate, up, out: gate, activation: c.hiddenActivation });
+      await backend.gatedActivation({ gate, up, out: gate, activation: c.hiddenActivation, reference });
       out = await applyLinear(downProj, gate, tokens, backend, run);
     }
     if (c.sandwichNorms) applyNorm(block.postFeedforwardLayernorm!, out, tokens, out);

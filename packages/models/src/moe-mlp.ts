@@ -68,10 +68,17 @@ export function routeTokens(logits: Float32Array, tokens: number, config: Pick<M
   return { experts, weights };
 }
 
-async function runGatedMlp(mlp: GatedMlp, x: Float32Array, rows: number, activation: 'silu' | 'gelu-tanh', backend: Backend, run: { observer: LinearInputObserver | undefined; blockIndex: number }): Promise<Float32Array> {
+async function runGatedMlp(
+  mlp: GatedMlp,
+  x: Float32Array,
+  rows: number,
+  activation: 'silu' | 'gelu-tanh',
+  backend: Backend,
+  run: { observer: LinearInputObserver | undefined; blockIndex: number; reference?: boolean | undefined },
+): Promise<Float32Array> {
   const gate = await applyLinear(mlp.gateProj, x, rows, backend, run);
   const up = await applyLinear(mlp.upProj, x, rows, backend, run);
-  await backend.gatedActivation({ gate, up, out: gate, activation });
+  await backend.gatedActivation({ gate, up, out: gate, activation, reference: run.reference });
   return applyLinear(mlp.downProj, gate, rows, backend, run);
 }
 
@@ -91,7 +98,7 @@ export async function runMoeMlp(
   tokens: number,
   config: { readonly moe: MoeConfig; readonly hiddenSize: number; readonly hiddenActivation: 'silu' | 'gelu-tanh' },
   backend: Backend,
-  run: { observer: LinearInputObserver | undefined; blockIndex: number; calibration?: MoeCalibration },
+  run: { observer: LinearInputObserver | undefined; blockIndex: number; calibration?: MoeCalibration; reference?: boolean | undefined },
 ): Promise<Float32Array> {
   const hidden = config.hiddenSize;
   const { topK } = config.moe;

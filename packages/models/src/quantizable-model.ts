@@ -55,7 +55,9 @@ export function tokenBatches(lengths: readonly number[], budget: number): number
 }
 
 async function runBlockInBatches(graph: LlamaGraph, index: number, hidden: HiddenStates, budget: number, observe?: LinearInputCallback): Promise<HiddenStates> {
-  const options = observe ? { observer: ({ name, input }: { name: string; input: Matrix }) => observe(name, input) } : {};
+  // The reference kernels (see RunOptions.reference): calibration statistics and the blocks' outputs that feed the
+  // next block do not depend on a backend's native attention.
+  const options = observe ? { observer: ({ name, input }: { name: string; input: Matrix }) => observe(name, input), reference: true } : { reference: true };
   const batches = tokenBatches(hidden.lengths, budget);
   if (batches.length <= 1) return graph.runBlock(index, hidden, options);
   const [tokens, width] = hidden.states.shape;

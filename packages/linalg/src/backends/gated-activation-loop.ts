@@ -1,5 +1,6 @@
 import type { GatedActivationArguments } from '../backend.js';
 import { fastExp } from '../fast-exp.js';
+import { tryReferenceKernels, type ReferenceKernels } from '../reference-kernels.js';
 
 const GELU_C = Math.sqrt(2 / Math.PI);
 
@@ -27,4 +28,21 @@ export function gatedActivationLoop(args: GatedActivationArguments): void {
       out[i] = 0.5 * x * (1 + Math.tanh(GELU_C * (x + 0.044715 * x * x * x))) * up[i]!;
     }
   }
+}
+
+/**
+ * {@link gatedActivationLoop}'s results, bit for bit, with SiLU in WebAssembly SIMD ({@link createReferenceKernels})
+ * where available; GELU (whose `tanh` is JavaScript's) and machines without the kernels run the loop itself. The
+ * `js`, `wasm` and `tfjs` backends' `gatedActivation`, and the `ort` backend's for `reference` calls.
+ *
+ * @param kernels The kernels to use; default a new instance.
+ * @example
+ * ```ts
+ * await gatedActivationReference({ gate, up, out: gate, activation: 'silu' });
+ * ```
+ */
+export async function gatedActivationReference(args: GatedActivationArguments, kernels?: ReferenceKernels): Promise<void> {
+  const wasm = args.activation === 'silu' ? (kernels ?? (await tryReferenceKernels())) : undefined;
+  if (wasm) wasm.siluGate(args.gate, args.up, args.out, args.length ?? args.gate.length);
+  else gatedActivationLoop(args);
 }

@@ -1,6 +1,6 @@
 import type { Backend, FloatArray, FwhtArguments, GemmArguments, GramArguments } from '../backend.js';
 import { attentionWithSgemm } from './attention-sgemm.js';
-import { gatedActivationLoop } from './gated-activation-loop.js';
+import { gatedActivationReference } from './gated-activation-loop.js';
 import { checkAttentionArguments, checkFwhtArguments, checkGatedActivationArguments, checkGemmArguments, checkGramArguments } from './check-arguments.js';
 
 /** Columns of `op(B)` / `C` per block: a packed `KC x NC` float64 block of `B` is 256 KiB and stays in L2. */
@@ -213,7 +213,7 @@ export function createJsBackend(): Backend {
     async gatedActivation(args) {
       live('gatedActivation');
       checkGatedActivationArguments(args);
-      gatedActivationLoop(args);
+      await gatedActivationReference(args);
     },
     async dispose() {
       disposed = true;

@@ -4,6 +4,8 @@ import { BackendUnavailableError } from '../backend-unavailable-error.js';
 import { GEMM_SIZES, gemmError, maxRelativeError, seededRandom } from './backend-oracle.js';
 import { createJsBackend } from './js-backend.js';
 import { createOrtBackend } from './ort-backend.js';
+import { ATTENTION_CHUNK, attentionWithSgemm } from './attention-sgemm.js';
+import { gatedActivationLoop } from './gated-activation-loop.js';
 
 let backend: Backend | undefined;
 let reason = '';
@@ -216,6 +218,33 @@ describe.skipIf(!backend)('ort backend', () => {
     await be().fwht({ rows: 2, n: 512, data });
     await be().fwht({ rows: 2, n: 512, data });
     expect(maxRelativeError(data, copy)).toBeLessThan(1e-6);
+  });
+
+  it('reference attention and activation are attentionWithSgemm on its sgemm and gatedActivationLoop, bit for bit; the native graph agrees to float32 rounding', async () => {
+    const random = seededRandom(21);
+    const lengths = [300, 300, 17];
+    const tokens = lengths.reduce((a, b) => a + b, 0);
+    const [numHeads, numKvHeads, headDim] = [4, 2, 16];
+    const fill = (n: number, s: number) => Float32Array.from({ length: n }, () => s * (random() - 0.5));
+    const q = fill(tokens * numHeads * headDim, 6);
+    const k = fill(tokens * numKvHeads * headDim, 6);
+    const v = fill(tokens * numKvHeads * headDim, 1);
+    const args = { q, k, v, lengths, numHeads, numKvHeads, headDim };
+    const want = new Float32Array(q.length);
+    await attentionWithSgemm((g) => be().sgemm(g), { ...args, out: want }, ATTENTION_CHUNK, null);
+    const got = new Float32Array(q.length);
+    await be().attention({ ...args, out: got, reference: true });
+    expect(got.every((x, i) => Object.is(x, want[i]))).toBe(true);
+    const native = new Float32Array(q.length);
+    await be().attention({ ...args, out: native });
+    expect(maxRelativeError(native, want)).toBeLessThan(1e-5);
+    const gate = fill(10001, 12);
+    const up = fill(10001, 2);
+    const loop = new Float32Array(gate.length);
+    gatedActivationLoop({ gate, up, out: loop, activation: 'silu' });
+    const reference = gate.slice();
+    await be().gatedActivation({ gate: reference, up, out: reference, activation: 'silu', reference: true });
+    expect(reference.every((x, i) => Object.is(x, loop[i]))).toBe(true);
   });
 
   it('rejects bad arguments and calls after dispose', async () => {

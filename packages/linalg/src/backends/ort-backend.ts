@@ -1,5 +1,6 @@
 import type { AttentionArguments, Backend, GatedActivationArguments, BackendOptions, FloatArray, GemmArguments, GramArguments } from '../backend.js';
 import { attentionWithSgemm } from './attention-sgemm.js';
+import { gatedActivationReference } from './gated-activation-loop.js';
 import { BackendUnavailableError } from '../backend-unavailable-error.js';
 import { checkAttentionArguments, checkFwhtArguments, checkGatedActivationArguments, checkGemmArguments, checkGramArguments } from './check-arguments.js';
 import { fwhtRadix4 } from './fwht-radix4.js';
@@ -467,6 +468,7 @@ export async function createOrtBackend(options: OrtBackendOptions = {}): Promise
     const qRow = numHeads * d;
     const kvRow = numKvHeads * d;
     const sgemm = (g: GemmArguments<Float32Array>): Promise<void> => gemm(g, ONNX_FLOAT);
+    if (args.reference) return attentionWithSgemm(sgemm, args);
     let start = 0;
     for (let s = 0; s < lengths.length; ) {
       const n = lengths[s]!;
@@ -505,6 +507,7 @@ export async function createOrtBackend(options: OrtBackendOptions = {}): Promise
   async function gatedActivation(args: GatedActivationArguments): Promise<void> {
     const length = args.length ?? args.gate.length;
     if (length === 0) return;
+    if (args.reference) return gatedActivationReference(args);
     const s = await session(`gated|${args.activation}`, () => buildGatedActivationModel(onnx, args.activation));
     const y = ortView(args.out, length);
     await s.run(

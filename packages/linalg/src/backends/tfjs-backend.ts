@@ -1,7 +1,7 @@
 import type { Backend, BackendOptions, GemmArguments, GramArguments } from '../backend.js';
 import { attentionWithSgemm } from './attention-sgemm.js';
 import { BackendUnavailableError } from '../backend-unavailable-error.js';
-import { gatedActivationLoop } from './gated-activation-loop.js';
+import { gatedActivationReference } from './gated-activation-loop.js';
 import { checkAttentionArguments, checkFwhtArguments, checkGatedActivationArguments, checkGemmArguments, checkGramArguments } from './check-arguments.js';
 import { fwhtRadix4 } from './fwht-radix4.js';
 import { addUpperBlock, gemmEpilogue, mirrorUpper, scaleGram } from './gram-accumulate.js';
@@ -197,7 +197,7 @@ export async function createTfjsBackend(options: TfjsBackendOptions = {}): Promi
     async gatedActivation(args) {
       live('gatedActivation');
       checkGatedActivationArguments(args);
-      gatedActivationLoop(args);
+      await gatedActivationReference(args);
     },
     async dispose() {
       if (disposed) return;

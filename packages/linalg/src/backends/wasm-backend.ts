@@ -1,6 +1,6 @@
 import type { AttentionArguments, Backend, GatedActivationArguments, BackendOptions, FwhtArguments, GemmArguments, GramArguments } from '../backend.js';
 import { attentionWithSgemm } from './attention-sgemm.js';
-import { gatedActivationLoop } from './gated-activation-loop.js';
+import { gatedActivationReference } from './gated-activation-loop.js';
 import { checkAttentionArguments, checkFwhtArguments, checkGatedActivationArguments, checkGemmArguments, checkGramArguments } from './check-arguments.js';
 import { MAX_PAGES, PAGE_BYTES, WasmArena, wasmApi, type WasmMemory, type WasmModule } from './wasm-memory.js';
 import { ARGUMENTS_OFFSET, KERNEL_NAMES, WORKER_SOURCE } from './wasm-worker.js';
@@ -264,7 +264,7 @@ class WasmBackendImpl implements WasmBackend {
   async gatedActivation(args: GatedActivationArguments): Promise<void> {
     this.live();
     checkGatedActivationArguments(args);
-    gatedActivationLoop(args);
+    await gatedActivationReference(args);
   }
 
   async gram(args: GramArguments): Promise<void> {

@@ -1,0 +1,193 @@
+// The JavaScript reference kernels of the decoder forward (attention's softmax rows and the SiLU gate), in
+// AssemblyScript with 128-bit SIMD (float64 lanes), bit for bit: every operation is the JavaScript loop's, in float64
+// with float32 loads and stores, no fused multiply-add, the row sums added in the JavaScript loop's order.
+//
+// `fastExp` (src/fast-exp.ts) is `x = (64 k + j) ln2 / 64 + r`, `exp(x) = 2^k 2^(j/64) p(r)` with JavaScript's
+// `Math.round` (ties toward +infinity), emulated here as `nearest` (ties to even) plus one where `v - nearest(v)` is
+// exactly one half. Its two tables are written into this module's memory by the caller (the JavaScript values).
+//
+// Memory layout (byte addresses in this module's own memory):
+//   FRACTIONS  float64 [64]    2^(j/64)          at TABLES
+//   POWERS     float64 [2200]  2^(i - 1100)      after FRACTIONS
+//   from HEAP_BASE: the caller's arrays.
+
+/** Byte address of the fastExp tables (FRACTIONS then POWERS). */
+export const TABLES: i32 = 1024;
+/** Lowest free byte after the tables: the caller lays its arrays out from here. */
+export const HEAP_BASE: i32 = 1024 + 64 * 8 + 2200 * 8 + 64;
+
+const FRACTIONS: usize = 1024;
+const POWERS: usize = 1024 + 64 * 8;
+
+// @ts-ignore: decorator
+@inline
+function expLanes(x: v128, c64: v128, cl: v128): v128 {
+  // Both lanes in [-708, 709] (never NaN): 2^((n - j) / 64) * 2^(j / 64) is a normal number, so the product of the two
+  // table entries is exact and equals 2^(j / 64) with (n - j) / 64 added to its exponent bits: one gather, no clamp.
+  const inside = v128.and(f64x2.ge(x, f64x2.splat(-708)), f64x2.le(x, f64x2.splat(709)));
+  if (i64x2.all_true(inside)) return expNormal(x, c64, cl);
+  return expAny(x, c64, cl);
+}
+
+// @ts-ignore: decorator
+@inline
+function expNormal(x: v128, c64: v128, cl: v128): v128 {
+  const v = f64x2.mul(x, c64);
+  const t = f64x2.add(v, f64x2.splat(6755399441055744.0));
+  const near = f64x2.sub(t, f64x2.splat(6755399441055744.0));
+  const tie = f64x2.eq(f64x2.sub(v, near), f64x2.splat(0.5));
+  const n = f64x2.add(near, v128.and(tie, f64x2.splat(1)));
+  const r = f64x2.sub(x, f64x2.mul(n, cl));
+  const ni = i64x2.sub(i64x2.sub(t, i64x2.splat(0x4338000000000000)), tie);
+  const j0 = <usize>(i64x2.extract_lane(ni, 0) & 63);
+  const j1 = <usize>(i64x2.extract_lane(ni, 1) & 63);
+  let f = f64x2.splat(load<f64>(FRACTIONS + (j0 << 3)));
+  f = f64x2.replace_lane(f, 1, load<f64>(FRACTIONS + (j1 << 3)));
+  const pf = i64x2.add(f, i64x2.shl(i64x2.shr_s(ni, 6), 52));
+  const one = f64x2.splat(1);
+  const poly = f64x2.add(
+    one,
+    f64x2.mul(r, f64x2.add(one, f64x2.mul(r, f64x2.add(f64x2.splat(0.5), f64x2.mul(r, f64x2.add(f64x2.splat(1.0 / 6.0), f64x2.mul(r, f64x2.splat(1.0 / 24.0)))))))),
+  );
+  return f64x2.mul(pf, poly);
+}
+
+// @ts-ignore: decorator
+@inline
+function expAny(x: v128, c64: v128, cl: v128): v128 {
+  // The arithmetic on x clamped into the tables' range; the lanes outside it are replaced at the end (as fastExp's
+  // early returns), and inside it the clamp is the identity.
+  const clamped = f64x2.min(f64x2.max(x, f64x2.splat(-745)), f64x2.splat(709.78));
+  const xc = v128.and(clamped, f64x2.eq(clamped, clamped)); // NaN lanes as 0, so that their table indices stay in range
+  const v = f64x2.mul(xc, c64);
+  // nearest-even(v) by adding 1.5 * 2^52 (|v| < 2^17 here): the sum's low bits hold it as an integer.
+  const t = f64x2.add(v, f64x2.splat(6755399441055744.0));
+  const near = f64x2.sub(t, f64x2.splat(6755399441055744.0));
+  const tie = f64x2.eq(f64x2.sub(v, near), f64x2.splat(0.5)); // Math.round: an exact half goes up
+  const n = f64x2.add(near, v128.and(tie, f64x2.splat(1)));
+  const r = f64x2.sub(xc, f64x2.mul(n, cl));
+  const ni = i64x2.sub(i64x2.sub(t, i64x2.splat(0x4338000000000000)), tie);
+  const j = v128.and(ni, i64x2.splat(63));
+  const k = i64x2.add(i64x2.shr_s(ni, 6), i64x2.splat(1100));
+  const j0 = <usize>i64x2.extract_lane(j, 0);
+  const j1 = <usize>i64x2.extract_lane(j, 1);
+  const k0 = <usize>i64x2.extract_lane(k, 0);
+  const k1 = <usize>i64x2.extract_lane(k, 1);
+  let p = f64x2.splat(load<f64>(POWERS + (k0 << 3)));
+  p = f64x2.replace_lane(p, 1, load<f64>(POWERS + (k1 << 3)));
+  let f = f64x2.splat(load<f64>(FRACTIONS + (j0 << 3)));
+  f = f64x2.replace_lane(f, 1, load<f64>(FRACTIONS + (j1 << 3)));
+  const one = f64x2.splat(1);
+  const poly = f64x2.add(
+    one,
+    f64x2.mul(r, f64x2.add(one, f64x2.mul(r, f64x2.add(f64x2.splat(0.5), f64x2.mul(r, f64x2.add(f64x2.splat(1.0 / 6.0), f64x2.mul(r, f64x2.splat(1.0 / 24.0)))))))),
+  );
+  let e = f64x2.mul(f64x2.mul(p, f), poly);
+  // x > 709.78: Infinity. !(x > -745): 0, or x itself where x is NaN (x + 0 keeps NaN and turns -inf.. into NaN-free 0 below).
+  e = v128.bitselect(f64x2.splat(Infinity), e, f64x2.gt(x, f64x2.splat(709.78)));
+  const low = v128.not(f64x2.gt(x, f64x2.splat(-745)));
+  const isNaN = f64x2.ne(x, x);
+  e = v128.bitselect(v128.bitselect(x, f64x2.splat(0), isNaN), e, low);
+  return e;
+}
+
+// @ts-ignore: decorator
+@inline
+function expScalar(x: f64, c64: f64, cl: f64): f64 {
+  if (!(x > -745)) return x == x ? 0 : x;
+  if (x > 709.78) return Infinity;
+  const v = x * c64;
+  let n = nearest(v);
+  if (v - n == 0.5) n += 1;
+  const r = x - n * cl;
+  const ni = <i32>n;
+  const j = ni & 63;
+  const k = ((ni - j) >> 6) + 1100;
+  return load<f64>(POWERS + (<usize>k << 3)) * load<f64>(FRACTIONS + (<usize>j << 3)) * (1 + r * (1 + r * (0.5 + r * (1.0 / 6.0 + r * (1.0 / 24.0)))));
+}
+
+/**
+ * The softmax rows of one score block of `attentionWithSgemm`, in place: `rows * group` rows of `width` float32
+ * scores at `s` (row `a * rows + i` is query position `r0 + i` of the group's head `a`; its first column is key
+ * `k0`). Each row's entries from `first = max(k0, position - window + 1) - k0` to `last = position - k0` become
+ * `fastExp(s - max)` (float32), the others 0, and the row's float64 sum of the unrounded exponentials (added left to
+ * right) goes to `sums` (float64, one per row).
+ */
+export function softmaxRows(s: usize, sums: usize, group: i32, rows: i32, width: i32, r0: i32, k0: i32, window: i32, c64: f64, cl: f64): void {
+  const vc64 = f64x2.splat(c64);
+  const vcl = f64x2.splat(cl);
+  for (let a = 0; a < group; a++) {
+    for (let i = 0; i < rows; i++) {
+      const row = a * rows + i;
+      const o = s + ((<usize>row * <usize>width) << 2);
+      const position = r0 + i;
+      const lowest = position - window + 1;
+      const first = (lowest > k0 ? lowest : k0) - k0;
+      const last = position - k0;
+      // max by `x > max` (NaN ignored), as the JavaScript loop: f32x4.pmax is that per lane. Lanes may end on +0
+      // where the loop keeps -0; s - max, and so the row, is the same either way.
+      let vm = f32x4.splat(-Infinity);
+      let j = first;
+      for (; j + 3 <= last; j += 4) vm = f32x4.pmax(vm, v128.load(o + (<usize>j << 2)));
+      let max: f32 = f32x4.extract_lane(vm, 0);
+      const m1 = f32x4.extract_lane(vm, 1);
+      if (m1 > max) max = m1;
+      const m2 = f32x4.extract_lane(vm, 2);
+      if (m2 > max) max = m2;
+      const m3 = f32x4.extract_lane(vm, 3);
+      if (m3 > max) max = m3;
+      for (; j <= last; j++) {
+        const x = load<f32>(o + (<usize>j << 2));
+        if (x > max) max = x;
+      }
+      const vmax = f64x2.splat(<f64>max);
+      let sum: f64 = 0;
+      j = first;
+      for (; j + 1 <= last; j += 2) {
+        const p = o + (<usize>j << 2);
+        const x = f64x2.sub(f64x2.promote_low_f32x4(v128.load64_zero(p)), vmax);
+        const e = expLanes(x, vc64, vcl);
+        sum += f64x2.extract_lane(e, 0);
+        sum += f64x2.extract_lane(e, 1);
+        v128.store64_lane(p, f32x4.demote_f64x2_zero(e), 0);
+      }
+      if (j <= last) {
+        const p = o + (<usize>j << 2);
+        const e = expScalar(<f64>load<f32>(p) - <f64>max, c64, cl);
+        sum += e;
+        store<f32>(p, <f32>e);
+      }
+      store<f64>(sums + ((<usize>row) << 3), sum);
+      if (first > 0) memory.fill(o, 0, <usize>first << 2);
+      if (last + 1 < width) memory.fill(o + ((<usize>(last + 1)) << 2), 0, (<usize>(width - last - 1)) << 2);
+    }
+  }
+}
+
+/** `out[i] = (x / (1 + fastExp(-x))) * up[i]` with `x = gate[i]`, float64 inside each element (SwiGLU's gate), `n` elements. */
+export function siluGate(gate: usize, up: usize, out: usize, n: i32, c64: f64, cl: f64): void {
+  const vc64 = f64x2.splat(c64);
+  const vcl = f64x2.splat(cl);
+  const one = f64x2.splat(1);
+  let i = 0;
+  for (; i + 1 < n; i += 2) {
+    const x = f64x2.promote_low_f32x4(v128.load64_zero(gate + (<usize>i << 2)));
+    const u = f64x2.promote_low_f32x4(v128.load64_zero(up + (<usize>i << 2)));
+    const e = expLanes(f64x2.neg(x), vc64, vcl);
+    const y = f64x2.mul(f64x2.div(x, f64x2.add(one, e)), u);
+    v128.store64_lane(out + (<usize>i << 2), f32x4.demote_f64x2_zero(y), 0);
+  }
+  if (i < n) {
+    const x = <f64>load<f32>(gate + (<usize>i << 2));
+    store<f32>(out + (<usize>i << 2), <f32>((x / (1 + expScalar(-x, c64, cl))) * <f64>load<f32>(up + (<usize>i << 2))));
+  }
+}
+
+/** `out[i] = fastExp(x[i])` over `n` float64 values (both float64 arrays). */
+export function expValues(x: usize, out: usize, n: i32, c64: f64, cl: f64): void {
+  const vc64 = f64x2.splat(c64);
+  const vcl = f64x2.splat(cl);
+  let i = 0;
+  for (; i + 1 < n; i += 2) v128.store(out + (<usize>i << 3), expLanes(v128.load(x + (<usize>i << 3)), vc64, vcl));
+  if (i < n) store<f64>(out + (<usize>i << 3), expScalar(load<f64>(x + (<usize>i << 3)), c64, cl));
+}

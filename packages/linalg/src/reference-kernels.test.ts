@@ -1,0 +1,105 @@
+import { describe, expect, it } from 'vitest';
+import { attentionWithSgemm } from './backends/attention-sgemm.js';
+import { gatedActivationLoop, gatedActivationReference } from './backends/gated-activation-loop.js';
+import { createJsBackend } from './backends/js-backend.js';
+import { fastExp } from './fast-exp.js';
+import { mulberry32 } from './prng.js';
+import { createReferenceKernels } from './reference-kernels.js';
+
+/** Indices where two arrays differ bit for bit (NaN payloads compared as NaN). */
+function bitDifferences(a: Float32Array | Float64Array, b: Float32Array | Float64Array): number[] {
+  const out: number[] = [];
+  for (let i = 0; i < a.length; i++) if (!Object.is(a[i], b[i])) out.push(i);
+  return out;
+}
+
+function gaussian(random: () => number, n: number, scale: number): Float32Array {
+  const x = new Float32Array(n);
+  for (let i = 0; i < n; i++) x[i] = scale * Math.sqrt(-2 * Math.log(1 - random())) * Math.cos(2 * Math.PI * random());
+  return x;
+}
+
+describe('reference kernels (WebAssembly, bit for bit the JavaScript loops)', () => {
+  it('exp equals fastExp on random values, exact rounding ties, both ends of the range, infinities and NaN', async () => {
+    const kernels = await createReferenceKernels();
+    const random = mulberry32(7);
+    const values: number[] = [];
+    for (let i = 0; i < 20000; i++) values.push((random() - 0.5) * 1500);
+    // x * (64 / ln 2) exactly k + 1/2 (Math.round goes up where nearest-even may go down) and its neighbours.
+    const c64 = 64 / Math.LN2;
+    for (let k = -2000; k <= 2000; k += 7) {
+      const x = (k + 0.5) / c64;
+      for (const y of [x, x * (1 + 2 ** -52), x * (1 - 2 ** -52)]) values.push(y);
+    }
+    for (const x of [-708, -708, -707.9999, -707.9999, 709, 709, 708.9999, 708.9999, -708.0001, 709.0001, 0, -0, 1e-300, -1e-300, -745, -744.99, -745.01, 709.78, 709.77, 709.79, -1e308, 1e308, Infinity, -Infinity, NaN]) values.push(x);
+    const x = Float64Array.from(values);
+    const ties = Float64Array.from({ length: 64 }, (_, j) => (j - 32 + 0.5) / 1); // v itself at halves, for the tie rule
+    for (let j = 0; j < ties.length; j++) ties[j] = ties[j]! / c64;
+    const all = Float64Array.from([...x, ...ties]);
+    const got = new Float64Array(all.length);
+    kernels.exp(all, got);
+    const want = all.map((v) => fastExp(v));
+    expect(bitDifferences(got, want)).toEqual([]);
+    // The tie rule matters: at least one value of the list is a tie that nearest-even would round the other way.
+    const tieCount = [...all].filter((v) => {
+      const t = v * c64;
+      return Number.isFinite(t) && t - Math.floor(t) === 0.5 && Math.floor(t) % 2 === 0;
+    }).length;
+    expect(tieCount).toBeGreaterThan(0);
+  });
+
+  it('siluGate equals gatedActivationLoop (SiLU) for random, large, odd-length, special and in-place inputs', async () => {
+    const kernels = await createReferenceKernels();
+    const random = mulberry32(11);
+    for (const [n, scale] of [[1, 1], [2, 3], [4097, 1], [40000, 8], [1001, 200]] as const) {
+      const gate = gaussian(random, n, scale);
+      const up = gaussian(random, n, 1);
+      if (n > 10) gate.set([0, -0, Infinity, -Infinity, NaN, 800, -800, 88.7, -103.9, 1e-40]);
+      const want = new Float32Array(n);
+      gatedActivationLoop({ gate, up, out: want, activation: 'silu' });
+      const got = new Float32Array(n);
+      kernels.siluGate(gate, up, got, n);
+      expect(bitDifferences(got, want)).toEqual([]);
+      // In place through the public function, as runBlock calls it.
+      const inPlace = gate.slice();
+      await gatedActivationReference({ gate: inPlace, up, out: inPlace, activation: 'silu' }, kernels);
+      expect(bitDifferences(inPlace, want)).toEqual([]);
+    }
+  });
+
+  it('attentionWithSgemm gives the same bits with the kernels as with the JavaScript softmax (groups, chunks, windows, lengths, NaN)', async () => {
+    const backend = createJsBackend();
+    const kernels = await createReferenceKernels();
+    const random = mulberry32(3);
+    const cases = [
+      { numHeads: 4, numKvHeads: 2, headDim: 16, lengths: [1, 7, 130], chunk: 64, slidingWindow: undefined, scale: undefined, spread: 1 },
+      { numHeads: 4, numKvHeads: 4, headDim: 8, lengths: [33, 200], chunk: 128, slidingWindow: 16, scale: undefined, spread: 3 },
+      { numHeads: 8, numKvHeads: 2, headDim: 32, lengths: [257], chunk: 100, slidingWindow: undefined, scale: 0.3, spread: 40 },
+      { numHeads: 2, numKvHeads: 1, headDim: 4, lengths: [5, 5, 9], chunk: 3, slidingWindow: 2, scale: undefined, spread: 1 },
+    ];
+    for (const c of cases) {
+      const tokens = c.lengths.reduce((s, n) => s + n, 0);
+      const q = gaussian(random, tokens * c.numHeads * c.headDim, c.spread);
+      const k = gaussian(random, tokens * c.numKvHeads * c.headDim, c.spread);
+      const v = gaussian(random, tokens * c.numKvHeads * c.headDim, 1);
+      const args = { q, k, v, lengths: c.lengths, numHeads: c.numHeads, numKvHeads: c.numKvHeads, headDim: c.headDim, slidingWindow: c.slidingWindow, scale: c.scale };
+      const want = new Float32Array(q.length);
+      await attentionWithSgemm((g) => backend.sgemm(g), { ...args, out: want }, c.chunk, null);
+      const got = new Float32Array(q.length);
+      await attentionWithSgemm((g) => backend.sgemm(g), { ...args, out: got }, c.chunk, kernels);
+      expect(bitDifferences(got, want)).toEqual([]);
+    }
+    // A NaN query poisons its rows the same way in both.
+    const q = gaussian(random, 20 * 2 * 4, 1);
+    q[45] = NaN;
+    const k = gaussian(random, 20 * 4, 1);
+    const args = { q, k, v: k.slice(), lengths: [20], numHeads: 2, numKvHeads: 1, headDim: 4 };
+    const want = new Float32Array(q.length);
+    const got = new Float32Array(q.length);
+    await attentionWithSgemm((g) => backend.sgemm(g), { ...args, out: want }, 8, null);
+    await attentionWithSgemm((g) => backend.sgemm(g), { ...args, out: got }, 8, kernels);
+    expect(bitDifferences(got, want)).toEqual([]);
+    expect(want.some((x) => Number.isNaN(x))).toBe(true);
+    await backend.dispose();
+  });
+});

@@ -255,6 +255,42 @@ describe.skipIf(!ort)('LlamaGraph.forward with packed weights (ort backend, cons
   });
 });
 
+describe.skipIf(!ort)('LlamaGraph reference arithmetic (ort backend)', () => {
+  it('runBlock with reference equals the blocks on attentionWithSgemm, bit for bit; forward runs it in blocks with an input transform', async () => {
+    const config = parseLlamaConfig({ ...baseConfig, model_type: 'llama', max_position_embeddings: 1024 });
+    const weights = randomWeights(config, 9);
+    const graph = await createLlamaGraph(config, (n) => weights.get(n), { backend: ort! });
+    const seqs = Array.from({ length: 3 }, (_, s) => Array.from({ length: 300 }, (_, i) => (i * 5 + s * 11) % config.vocabSize));
+    const viaBlocks = async (reference: boolean): Promise<Float32Array> => {
+      let h = graph.embed(seqs);
+      for (const block of graph.blocks) h = await graph.runBlock(block.index, h, { reference });
+      return (await graph.head(h)).data;
+    };
+    // The reference on the JavaScript loops: ort's attention and activation swapped for attentionWithSgemm on ort's
+    // sgemm with the JavaScript softmax, and gatedActivationLoop.
+    const { attentionWithSgemm, gatedActivationLoop } = await import('@bitsmith/linalg');
+    const loops: Backend = {
+      ...ort!,
+      sgemm: (g) => ort!.sgemm(g),
+      attention: (a) => attentionWithSgemm((g) => ort!.sgemm(g), a, undefined, null),
+      gatedActivation: async (a) => gatedActivationLoop(a),
+    };
+    const looped = await createLlamaGraph(config, (n) => weights.get(n), { backend: loops });
+    let h = looped.embed(seqs);
+    for (const block of looped.blocks) h = await looped.runBlock(block.index, h);
+    const want = (await looped.head(h)).data;
+    const same = (a: Float32Array, b: Float32Array) => a.length === b.length && a.every((x, i) => Object.is(x, b[i]));
+    expect(same(await viaBlocks(true), want)).toBe(true);
+    // An identity input transform on one layer (as simulated activation quantization installs) makes forward take the reference.
+    const down = graph.blocks[1]!.mlp!.downProj;
+    down.inputTransform = { name: 'identity', apply: () => undefined, describe: () => ({ kind: 'identity' }) };
+    const forwardOut = (await graph.forward(seqs)).data;
+    let h2 = graph.embed(seqs);
+    for (const block of graph.blocks) h2 = await graph.runBlock(block.index, h2, { reference: block.index === 1 });
+    expect(same(forwardOut, (await graph.head(h2)).data)).toBe(true);
+  });
+});
+
 describe('parseLlamaConfig', () => {
   it('reads families, biases, GQA, head_dim and rope scaling', () => {
     const q = parseLlamaConfig({ ...baseConfig, model_type: 'qwen2' });

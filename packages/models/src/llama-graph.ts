@@ -81,7 +81,9 @@ export interface RunOptions {
    * Attention and the gated activation with the backends' reference arithmetic (`reference` of `Backend.attention`
    * and `gatedActivation`: float64 softmax and SiLU with `fastExp`, bit for bit on every backend's `sgemm`) instead
    * of a native kernel. The calibration model (`llamaQuantizableModel`) sets it, so that quantized results do not
-   * move when a backend's attention gets faster; evaluation and generation use the native kernels. Default `false`.
+   * move when a backend's attention gets faster; evaluation and generation use the native kernels, except in blocks
+   * that simulate activation or key/value quantization (a layer with an input transform, a quantized cache), which
+   * always run the reference. Default `false`.
    */
   reference?: boolean;
 }
@@ -294,7 +296,9 @@ export class LlamaGraph {
     }
     const rope = this.ropeFor(maxLength, block.attentionType);
     const backend = this.backend;
-    const reference = options.reference === true;
+    // Simulated activation or key/value quantization rounds what attention and the activation produce, so float32
+    // differences between kernels become different codes there: such blocks run the reference arithmetic too.
+    const reference = options.reference === true || simulatesQuantization(block);
     const run = { observer, blockIndex: index, calibration: options.moeCalibration, constantWeight: constantWeights && !observer, reference };
     const x = input.states.data;
 
@@ -572,4 +576,11 @@ export async function createLlamaGraph(config: LlamaConfig, weights: WeightLooku
   const finalNorm = norm('model.norm');
   const lmHead = createLinearLayer('lm_head', 'lm_head', headWeight);
   return new LlamaGraph(config, backend, embedTokens, blocks, finalNorm, lmHead);
+}
+
+/** Whether a block simulates quantized activations or a quantized key/value cache (input transforms, a cache quantizer). */
+function simulatesQuantization(block: LlamaBlock): boolean {
+  if (block.kvCache) return true;
+  for (const layer of [...block.linears, ...block.auxiliaryLinears]) if (layer.inputTransform) return true;
+  return false;
 }

@@ -17,11 +17,8 @@ export const ATTENTION_CHUNK = 128;
 export function packHeadKeysValues(k: Float32Array, v: Float32Array, start: number, n: number, offset: number, kvRow: number, d: number, keys: Float32Array, values: Float32Array): void {
   for (let i = 0; i < n; i++) {
     const o = (start + i) * kvRow + offset;
-    const p = i * d;
-    for (let t = 0; t < d; t++) {
-      keys[p + t] = k[o + t]!;
-      values[p + t] = v[o + t]!;
-    }
+    keys.set(k.subarray(o, o + d), i * d);
+    values.set(v.subarray(o, o + d), i * d);
   }
 }
 
@@ -85,8 +82,7 @@ export async function attentionWithSgemm(
           const h = g * group + a;
           for (let i = 0; i < rows; i++) {
             const o = (start + r0 + i) * qRow + h * d;
-            const p = (a * rows + i) * d;
-            for (let t = 0; t < d; t++) queries[p + t] = q[o + t]!;
+            queries.set(q.subarray(o, o + d), (a * rows + i) * d);
           }
         }
         const m = group * rows;

@@ -1,4 +1,4 @@
-export { BitsmithError, InvalidArgumentError, ShapeMismatchError, UnsupportedFormatError, NumericalError, AbortError, StoredFormMismatchError, StoredFormRefusedError, ActivationSchemeRefusedError } from './errors.js';
+export { BitsmithError, InvalidArgumentError, ShapeMismatchError, UnsupportedFormatError, NumericalError, AbortError, StoredFormMismatchError, StoredFormRefusedError, ActivationSchemeRefusedError, UnsupportedSpecificationVersionError, ModelEditError } from './errors.js';
 export type { DataTypeMap, DType, Tensor, Matrix } from './tensor.js';
 export { tensor, matrix, zeros, zerosMatrix, asMatrix, cloneTensor, shapeSize } from './tensor.js';
 export { roundHalfEven, clamp } from './rounding.js';
@@ -17,7 +17,8 @@ export type { RangeSearchOptions } from './range-search.js';
 export { rangeSearch, rangeSearchOptions } from './range-search.js';
 export { packBits, unpackBits, packedLength } from './bit-packing.js';
 export { relativeError, bitsPerWeight } from './metrics.js';
-export type { StepKind, StatisticRequest, LayerStatistics, LayerAssignment, LayerState, StepWarning, StepContext, StepResult, Quantizer } from './quantizer.js';
+export type { StepKind, StatisticRequest, LayerStatistics, LayerAssignment, LayerState, StepWarning, StepContext, StepResult, Quantizer, StepSpecificationVersion } from './quantizer.js';
+export { STEP_SPECIFICATION_VERSION } from './quantizer.js';
 export type { RtnOptions } from './rtn.js';
 export { rtn } from './rtn.js';
 export type { FactoryOptionsShape, OptionProblem } from './factory-options.js';

@@ -148,6 +148,7 @@ export function llmInt8(options: LlmInt8Options = {}): Quantizer {
   if (options.topK === undefined) outlierColumns(new Float32Array(0), { threshold: options.threshold ?? 6 });
   const half = minifloat(FLOAT16);
   return {
+    specificationVersion: 'v2',
     id: 'llm-int8',
     kind: 'quantize',
     stores: ['sparse-outliers'],

@@ -7,6 +7,17 @@ import type { QuantizedTensor } from './quantized-tensor.js';
 import type { StoredForm, StoredKind } from './stored-form.js';
 import type { Matrix } from './tensor.js';
 
+/**
+ * The version of the step contract a {@link Quantizer} implements. `'v2'`: steps never write into the model's views;
+ * they return new layer states and, where they change the model outside the selected layers (folded scales,
+ * rotations), an explicit list of model edits that the runner applies once. The runner refuses any other version with
+ * `UnsupportedSpecificationVersionError` (as vercel/ai versions its model specification).
+ */
+export type StepSpecificationVersion = 'v2';
+
+/** The step-contract version this release of core defines and its runner supports. */
+export const STEP_SPECIFICATION_VERSION: StepSpecificationVersion = 'v2';
+
 /** What kind of work a step does; the runner orders steps transform → allocate → quantize → compensate within a block. */
 export type StepKind = 'transform' | 'allocate' | 'quantize' | 'compensate';
 
@@ -139,6 +150,8 @@ export interface StepResult {
  * ```
  */
 export interface Quantizer {
+  /** The step contract this step implements ({@link StepSpecificationVersion}); the runner refuses other versions. */
+  readonly specificationVersion: StepSpecificationVersion;
   /** Stable id, for example `rtn`, `gptq`, `awq`, `hadamard-rotation`. */
   readonly id: string;
   readonly kind: StepKind;

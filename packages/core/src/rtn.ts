@@ -52,6 +52,7 @@ export function rtn(options: RtnOptions): Quantizer {
     ...(options.scaleEncoding ? { scaleEncoding: options.scaleEncoding } : {}),
   };
   return {
+    specificationVersion: 'v2',
     id: 'rtn',
     kind: 'quantize',
     stores: ['grid'],

@@ -30,6 +30,7 @@ export function compensationStep(
   whiteningOf: (context: StepContext, layer: LayerState) => ErrorWhitening | Promise<ErrorWhitening>,
 ): Quantizer {
   return {
+    specificationVersion: 'v2',
     id,
     kind: 'compensate',
     stores: ['low-rank'],

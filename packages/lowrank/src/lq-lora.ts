@@ -35,6 +35,7 @@ export function lqLora(options: LqLoraOptions): Quantizer {
   checkOptions('lqLora', lqLoraOptionsSchema, options);
   const iterations = options.iterations ?? 5;
   return {
+    specificationVersion: 'v2',
     id: 'lq-lora',
     kind: 'quantize',
     stores: ['low-rank'],

@@ -34,6 +34,7 @@ export interface SvdQuantOptions extends ResidualQuantization {
 export function svdQuant(options: SvdQuantOptions): Quantizer {
   checkOptions('svdQuant', svdQuantOptionsSchema, options);
   return {
+    specificationVersion: 'v2',
     id: 'svdquant',
     kind: 'quantize',
     stores: ['low-rank'],

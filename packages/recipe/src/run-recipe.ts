@@ -3,6 +3,8 @@ import {
   assertFinite,
   InvalidArgumentError,
   StoredFormMismatchError,
+  STEP_SPECIFICATION_VERSION,
+  UnsupportedSpecificationVersionError,
   describeStored,
   decodeStored,
   isDifferentiableModel,
@@ -112,6 +114,7 @@ function validate(recipe: Recipe, checkpoint: RunCheckpointOptions | undefined):
   let sawLayerStep = false;
   recipe.stages.forEach((stage, i) => {
     if (!stage.step || typeof stage.step.run !== 'function') throw new InvalidArgumentError(`recipe.stages[${i}].step`, 'expected a Quantizer (an object with id, kind, requires and run)');
+    for (const step of [stage.step, ...(stage.overrides ?? []).map((o) => o.step)]) checkSpecificationVersion(step);
     checkSelectors([...(stage.targets ?? []), ...(stage.ignore ?? []), ...(stage.overrides ?? []).flatMap((o) => o.targets)]);
     if ((stage.step.scope ?? 'layer') === 'model') {
       if (sawLayerStep) throw new InvalidArgumentError(`recipe.stages[${i}]`, `model-level step '${stage.step.id}' must come before every per-layer step (it runs once before calibration)`);
@@ -119,6 +122,12 @@ function validate(recipe: Recipe, checkpoint: RunCheckpointOptions | undefined):
   });
   checkSelectors([...(recipe.targets ?? []), ...(recipe.ignore ?? [])]);
   if (recipe.inputActivations) validateActivationScheme(recipe.inputActivations);
+}
+
+/** Refuses a step written against another version of the step contract (before any work). */
+function checkSpecificationVersion(step: Quantizer): void {
+  const version: unknown = (step as { specificationVersion?: unknown }).specificationVersion;
+  if (version !== STEP_SPECIFICATION_VERSION) throw new UnsupportedSpecificationVersionError(step.id, version === undefined ? 'none' : String(version), STEP_SPECIFICATION_VERSION);
 }
 
 async function outputErrorTerms(x: Matrix, reference: Matrix, approximation: Matrix, backend: Backend): Promise<{ num: number; den: number }> {

@@ -42,6 +42,7 @@ export function hadamardRotation(options: HadamardRotationOptions = {}): Quantiz
   checkOptions('hadamardRotation', hadamardRotationOptionsSchema, options);
   const settings = { ...options };
   return {
+    specificationVersion: 'v2',
     id: 'hadamard-rotation',
     kind: 'transform',
     scope: 'model',

@@ -65,6 +65,7 @@ export function learnedRotation(options: LearnedRotationOptions = {}): Quantizer
   checkOptions('learnedRotation', learnedRotationOptionsSchema, options);
   const settings = { ...options };
   return {
+    specificationVersion: 'v2',
     id: 'learned-rotation',
     kind: 'transform',
     scope: 'model',

@@ -87,6 +87,7 @@ export function awq(options: AwqOptions): Quantizer {
   const kindOf = (name: string): string => name.slice(name.lastIndexOf('.') + 1);
 
   return {
+    specificationVersion: 'v2',
     id: 'awq',
     kind: 'transform',
     scope: 'layer',

@@ -185,6 +185,7 @@ export function outlierSuppressionPlus(options: OutlierSuppressionPlusOptions): 
   const candidates = options.candidates ?? 20;
   const maxTokens = options.maxTokens ?? 2048;
   return {
+    specificationVersion: 'v2',
     id: 'outlier-suppression-plus',
     kind: 'transform',
     scope: 'layer',

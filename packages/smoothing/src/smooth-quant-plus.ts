@@ -51,6 +51,7 @@ export function smoothQuantPlus(options: SmoothQuantPlusOptions): Quantizer {
   const includeIdentity = options.includeIdentity ?? true;
   const maxTokens = options.maxTokens ?? 4096;
   return {
+    specificationVersion: 'v2',
     id: 'smoothquant-plus',
     kind: 'transform',
     scope: 'layer',

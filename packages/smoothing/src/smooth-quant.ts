@@ -30,6 +30,7 @@ export function smoothQuant(options: SmoothQuantOptions = {}): Quantizer {
   checkOptions('smoothQuant', smoothQuantOptionsSchema, options);
   const alpha = options.alpha ?? 0.5;
   return {
+    specificationVersion: 'v2',
     id: 'smoothquant',
     kind: 'transform',
     scope: 'layer',

@@ -33,6 +33,7 @@ export function gptq(options: GptqOptions): Quantizer {
 export function hessianQuantizeStep(id: string, options: GptqOptions, asymmetric?: { readonly alpha: number }): Quantizer {
   const requires: StatisticRequest[] = asymmetric ? [{ kind: 'hessian' }, { kind: 'float-input-cross' }] : [{ kind: 'hessian' }];
   return {
+    specificationVersion: 'v2',
     id,
     kind: 'quantize',
     stores: ['grid'],

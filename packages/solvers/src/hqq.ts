@@ -19,6 +19,7 @@ import { hqqOptionsSchema } from './solver-options.js';
 export function hqq(options: HqqOptions): Quantizer {
   checkOptions('hqq', hqqOptionsSchema, options);
   return {
+    specificationVersion: 'v2',
     id: 'hqq',
     kind: 'quantize',
     stores: ['grid'],

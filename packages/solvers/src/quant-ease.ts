@@ -16,6 +16,7 @@ import { quantEaseOptionsSchema } from './solver-options.js';
 export function quantEase(options: QuantEaseOptions): Quantizer {
   checkOptions('quantEase', quantEaseOptionsSchema, options);
   return {
+    specificationVersion: 'v2',
     id: 'quantease',
     kind: 'quantize',
     stores: ['grid'],

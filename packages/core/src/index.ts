@@ -36,6 +36,10 @@ export type { SafetensorsDType, SafetensorsEntry, SafetensorsHeader, Safetensors
 export { SAFETENSORS_DTYPE_BYTES, isSafetensorsDType, MAX_SAFETENSORS_HEADER_BYTES, parseSafetensorsHeader, readSafetensorsHeaderLength, planSafetensorsLayout } from './safetensors-header.js';
 export type { MappingInputGroup, ArchitectureMapping, MappableBlock, ResolvedBlockMapping } from './architecture-mapping.js';
 export { resolveBlockMapping } from './architecture-mapping.js';
+export type { ModelEdit, ModelEditKind } from './model-edit.js';
+export { applyModelEdits, applyStepResult, modelEditTensor } from './model-edit.js';
+export type { ViewFingerprint } from './model-draft.js';
+export { draftBlock, draftModel, modelEditsOf, collectModelEdits, viewFingerprint, changedTensor } from './model-draft.js';
 export type { CsrMatrix } from './csr-matrix.js';
 export { csrFromPositions, csrStorageBits } from './csr-matrix.js';
 export type { LutQuantizedTensor } from './lut-quantized-tensor.js';

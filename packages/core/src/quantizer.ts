@@ -6,6 +6,7 @@ import type { FormatSpec } from './number-format.js';
 import type { QuantizedTensor } from './quantized-tensor.js';
 import type { StoredForm, StoredKind } from './stored-form.js';
 import type { Matrix } from './tensor.js';
+import type { ModelEdit } from './model-edit.js';
 
 /**
  * The version of the step contract a {@link Quantizer} implements. `'v2'`: steps never write into the model's views;
@@ -112,10 +113,15 @@ export interface StepContext {
   progress?(done: number, total: number, message?: string): void;
   /**
    * The block being processed (for block-level transforms such as AWQ and SmoothQuant, which fold scales through
-   * `inputGroups`). Absent for steps run on loose layers. Writes to its views change the model; `layers` reflect them.
+   * `inputGroups`). Absent for steps run on loose layers. Read-only: a step never writes into its views (the runner
+   * refuses it with `ModelEditError`); it returns changes outside its `layers` as `StepResult.edits` (core's
+   * `draftBlock` gives a copy to write, `modelEditsOf` the edits).
    */
   readonly block?: BlockView;
-  /** The whole model, for steps with `scope: 'model'` (rotations), which run once before calibration. */
+  /**
+   * The whole model, for steps with `scope: 'model'` (rotations), which run once before calibration. Read-only as
+   * `block` is: a rotation returns its changes as `StepResult.edits` (`draftModel` / `collectModelEdits` in core).
+   */
   readonly model?: ModelView;
   /**
    * For steps with `scope: 'model'`: the calibration token sequences of the run (each starting with BOS), for
@@ -134,10 +140,17 @@ export interface StepContext {
   readonly blockGradients?: BlockGradients;
 }
 
-/** What a step returns: the new layer states (same order as given) and warnings. */
+/** What a step returns: the new layer states (same order as given), warnings, and the model edits it needs. */
 export interface StepResult {
   readonly layers: readonly LayerState[];
   readonly warnings: readonly StepWarning[];
+  /**
+   * Changes to the model outside `layers` (step contract v2): scales folded into norms or producing linears, run-time
+   * input transforms, a rotated embedding and head. The runner checks them all, then applies them exactly once
+   * (`applyModelEdits`), before it writes `layers` back. The weight and bias of a layer in `layers` travel in its state,
+   * not here. Absent: none.
+   */
+  readonly edits?: readonly ModelEdit[];
 }
 
 /**

@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { AbortError, StoredFormMismatchError, UnsupportedSpecificationVersionError, type QuantizableModel, addLowRankProduct, decodeStored, dequantize, quantize, parseFormat, relativeError, rtn, type QuantizedTensor, type Quantizer, type StoredForm } from '@bitsmith/core';
+import { AbortError, StoredFormMismatchError, UnsupportedSpecificationVersionError, ModelEditError, type QuantizableModel, addLowRankProduct, decodeStored, dequantize, quantize, parseFormat, relativeError, rtn, type QuantizedTensor, type Quantizer, type StoredForm } from '@bitsmith/core';
 import { createJsBackend } from '@bitsmith/linalg';
 import { loadLlamaModel, llamaQuantizableModel } from '@bitsmith/models';
 import { describe, expect, it } from 'vitest';
@@ -350,5 +350,39 @@ describe.skipIf(SKIP_SHARED)('runRecipe: the block capability (blockGradients)',
     await runRecipe(model, [transform, probe], sequences, { backend });
     expect(seenBy).toEqual({ transform: false, quantize: true });
     expect(Array.from(target0!)).toEqual(Array.from(expected.states.data));
+  });
+});
+
+describe.skipIf(SKIP_SHARED)('runRecipe: model edits (step contract v2)', () => {
+  const transform = (id: string, run: Quantizer['run']): Quantizer => ({ specificationVersion: 'v2', id, kind: 'transform', requires: [], run });
+
+  it('refuses a step that writes through the views it was handed, naming the step and the tensor', async () => {
+    const { backend, model, sequences } = await setup();
+    const replaces = transform('replaces', async (c) => {
+      c.block!.norms[0]!.weight = new Float32Array(c.block!.norms[0]!.weight.length).fill(1);
+      return { layers: c.layers, warnings: [] };
+    });
+    const error = await runRecipe(model, [replaces], sequences, { backend }).catch((e: unknown) => e);
+    expect(ModelEditError.isInstance(error)).toBe(true);
+    expect(error).toMatchObject({ step: 'replaces', tensor: 'model.layers.0.input_layernorm.weight' });
+    expect((error as Error).message).toMatch(/replaced through the model's views during the step/);
+    const { model: fresh } = await setup();
+    const inPlace = transform('in-place', async (c) => {
+      (c.block!.linears[1]!.weight.data as Float32Array)[0]! += 1;
+      return { layers: c.layers, warnings: [] };
+    });
+    await expect(runRecipe(fresh, [inPlace], sequences, { backend })).rejects.toMatchObject({ code: 'model-edit', step: 'in-place', tensor: 'model.layers.0.self_attn.k_proj.weight' });
+  });
+
+  it('applies a step’s edits exactly once, and refuses an edit of one of the step’s own layers', async () => {
+    const { backend, graph, model, sequences } = await setup();
+    const gain = graph.blocks.map((b) => Float32Array.from(b.norms[0]!.weight));
+    const divisor = new Float32Array(gain[0]!.length).fill(2);
+    const halves = transform('halves', async (c) => ({ layers: c.layers, warnings: [], edits: [{ kind: 'scale-norm', target: c.block!.norms[0]!.name, divisor }] }));
+    await runRecipe(model, [halves], sequences, { backend });
+    graph.blocks.forEach((b, i) => expect(Array.from(b.norms[0]!.weight)).toEqual(Array.from(gain[i]!, (g) => Math.fround(g / 2))));
+    const { model: fresh } = await setup();
+    const own = transform('own', async (c) => ({ layers: c.layers, warnings: [], edits: [{ kind: 'set-bias', target: c.layers[0]!.name, bias: undefined }] }));
+    await expect(runRecipe(fresh, [own], sequences, { backend })).rejects.toMatchObject({ code: 'model-edit', step: 'own', tensor: 'model.layers.0.self_attn.q_proj.bias' });
   });
 });

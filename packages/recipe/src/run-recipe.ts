@@ -4,6 +4,13 @@ import {
   InvalidArgumentError,
   StoredFormMismatchError,
   STEP_SPECIFICATION_VERSION,
+  ModelEditError,
+  applyModelEdits,
+  changedTensor,
+  viewFingerprint,
+  type BlockView,
+  type ModelEdit,
+  type ModelView,
   UnsupportedSpecificationVersionError,
   describeStored,
   decodeStored,
@@ -124,6 +131,25 @@ function validate(recipe: Recipe, checkpoint: RunCheckpointOptions | undefined):
   if (recipe.inputActivations) validateActivationScheme(recipe.inputActivations);
 }
 
+/**
+ * Refuses a step that wrote through the views it was handed (the first tensor replaced or written in place since
+ * `before`), checks all its edits (targets, shapes; none may set the weight or bias of one of the step's own layers,
+ * which travel in its layer states), then applies them once.
+ */
+function applyStepEdits(view: ModelView | BlockView, before: ReturnType<typeof viewFingerprint>, edits: readonly ModelEdit[], step: string, layers: ReadonlySet<string>): void {
+  const written = changedTensor(before, viewFingerprint(view));
+  if (written) {
+    throw new ModelEditError(step, written.tensor, `${written.how} through the model's views during the step; a step returns new layer states and model edits (StepResult.edits) instead (step contract v2)`);
+  }
+  for (const edit of edits) {
+    if ((edit.kind === 'set-weight' || edit.kind === 'set-bias') && layers.has(edit.target)) {
+      throw new ModelEditError(step, `${edit.target}.${edit.kind === 'set-weight' ? 'weight' : 'bias'}`, 'is a layer the step returns: its weight and bias travel in its layer state, not in a model edit');
+    }
+  }
+  applyModelEdits(view, edits, step, { checkOnly: true });
+  applyModelEdits(view, edits, step);
+}
+
 /** Refuses a step written against another version of the step contract (before any work). */
 function checkSpecificationVersion(step: Quantizer): void {
   const version: unknown = (step as { specificationVersion?: unknown }).specificationVersion;
@@ -226,6 +252,7 @@ export async function runRecipe(
     check();
     onProgress?.({ type: 'model-step', step: stage.step.id, index, total: modelStages.length });
     const t0 = performance.now();
+    const before = viewFingerprint(model);
     const result = await stage.step.run({
       layers: [],
       statistics: (name) => {
@@ -245,6 +272,7 @@ export async function runRecipe(
           }
         : {}),
     });
+    applyStepEdits(model, before, result.edits ?? [], stage.step.id, new Set());
     const r = stepReport(stage, stage.step);
     r.seconds += (performance.now() - t0) / 1000;
     r.warnings.push(...result.warnings);
@@ -389,6 +417,7 @@ export async function runRecipe(
           };
         });
         const t0 = performance.now();
+        const before = viewFingerprint(block);
         const result = await step.run({
           layers,
           statistics: (name) => {
@@ -424,6 +453,10 @@ export async function runRecipe(
         if (result.layers.length !== views.length) {
           throw new InvalidArgumentError('step result', `step '${step.id}' returned ${result.layers.length} layers for ${views.length} given`);
         }
+        // Step contract v2: nothing was written through the views; the step's edits are applied here, once.
+        const edits = result.edits ?? [];
+        applyStepEdits(block, before, edits, step.id, new Set(views.map((v) => v.name)));
+        if (step.kind === 'transform' && edits.length > 0) floatInputs = undefined;
         result.layers.forEach((state, i) => {
           const view = views[i]!;
           const track = tracks.get(view.name)!;

@@ -1,4 +1,4 @@
-import { AbortError, type InputGroup, type LayerState, type LinearView, type Matrix, type StepContext, type StepWarning } from '@bitsmith/core';
+import { AbortError, draftBlock, modelEditsOf, type InputGroup, type ModelEdit, type LayerState, type LinearView, type Matrix, type StepContext, type StepWarning } from '@bitsmith/core';
 
 /** Throws core's `AbortError` when `signal` is aborted. */
 export function throwIfAborted(signal: AbortSignal | undefined): void {
@@ -58,4 +58,25 @@ export function layerStatesFromBlock(context: StepContext): LayerState[] {
     if (!view || (view.weight === state.weight && view.bias === state.bias)) return state;
     return { name: state.name, weight: view.weight, ...(view.bias ? { bias: view.bias } : {}) };
   });
+}
+
+/**
+ * The step context with a draft of `context.block` (core's `draftBlock`) in place of the block, for a smoothing step to
+ * fold its scales into (step contract v2: the model's views are never written), and `edits()`, the model edits that
+ * turn the block into the draft for the tensors outside the step's layers (norms, an unselected producing linear, run-time
+ * input transforms). The selected layers' new weights and biases travel in their states ({@link layerStatesFromBlock}
+ * of the draft context). Without a block: the context itself and no edits.
+ *
+ * @example
+ * ```ts
+ * const { context: draft, edits } = draftStepContext(context);
+ * foldInputScales(draft.block!.inputGroups[0]!, scales);
+ * return { layers: layerStatesFromBlock(draft), warnings, edits: edits() };
+ * ```
+ */
+export function draftStepContext(context: StepContext): { context: StepContext; edits: () => ModelEdit[] } {
+  const original = context.block;
+  if (!original) return { context, edits: () => [] };
+  const block = draftBlock(original);
+  return { context: { ...context, block }, edits: () => modelEditsOf(original, block, { except: context.layers.map((l) => l.name) }) };
 }

@@ -16,7 +16,7 @@ import {
   type StepWarning,
 } from '@bitsmith/core';
 import { defaultBackend, type Backend } from '@bitsmith/linalg';
-import { groupInputs, layerStatesFromBlock, selectFoldableGroups, throwIfAborted } from './block-step.js';
+import { groupInputs, layerStatesFromBlock, selectFoldableGroups, throwIfAborted, draftStepContext } from './block-step.js';
 import { foldInputScales, scaleColumns } from './fold-scales.js';
 import { fakeQuantize, resolveQuantizationTarget, type QuantizationTarget } from './quantization-target.js';
 import { outlierSuppressionPlusOptionsSchema } from './smoothing-options.js';
@@ -190,7 +190,9 @@ export function outlierSuppressionPlus(options: OutlierSuppressionPlusOptions): 
     kind: 'transform',
     scope: 'layer',
     requires: [{ kind: 'inputs', maxTokens }],
-    async run(context: StepContext) {
+    async run(given: StepContext) {
+      // Step contract v2: fold into a draft of the block; the changes outside the layers return as model edits.
+      const { context, edits } = draftStepContext(given);
       throwIfAborted(context.signal);
       const backend = options.backend ?? (await defaultBackend());
       const warnings: StepWarning[] = [];
@@ -208,7 +210,7 @@ export function outlierSuppressionPlus(options: OutlierSuppressionPlusOptions): 
         await suppressGroup(group, subsample(raw, maxTokens), { shiftOn, scaleOn, candidates, activations, weightOptions, backend, check: () => throwIfAborted(context.signal) });
         context.progress?.(g + 1, groups.length, first);
       }
-      return { layers: layerStatesFromBlock(context), warnings };
+      return { layers: layerStatesFromBlock(context), warnings, edits: edits() };
     },
   };
 }

@@ -37,6 +37,10 @@ export { SAFETENSORS_DTYPE_BYTES, isSafetensorsDType, MAX_SAFETENSORS_HEADER_BYT
 export type { MappingInputGroup, ArchitectureMapping, MappableBlock, ResolvedBlockMapping } from './architecture-mapping.js';
 export { resolveBlockMapping } from './architecture-mapping.js';
 export type { ModelEdit, ModelEditKind } from './model-edit.js';
+export type { WeightScheme, LayerScheme } from './layer-scheme.js';
+export { resolveLayerScheme, schemeOptions } from './layer-scheme.js';
+export type { LayerWork } from './for-each-layer.js';
+export { forEachLayer } from './for-each-layer.js';
 export { applyModelEdits, applyStepResult, modelEditTensor } from './model-edit.js';
 export type { ViewFingerprint } from './model-draft.js';
 export { draftBlock, draftModel, modelEditsOf, collectModelEdits, viewFingerprint, changedTensor } from './model-draft.js';

@@ -7,6 +7,7 @@ import type { QuantizedTensor } from './quantized-tensor.js';
 import type { StoredForm, StoredKind } from './stored-form.js';
 import type { Matrix } from './tensor.js';
 import type { ModelEdit } from './model-edit.js';
+import type { LayerScheme, WeightScheme } from './layer-scheme.js';
 
 /**
  * The version of the step contract a {@link Quantizer} implements. `'v2'`: steps never write into the model's views;
@@ -107,6 +108,14 @@ export interface StepContext {
   readonly layers: readonly LayerState[];
   /** Observed statistics of a layer's inputs; includes what `requires` asked for. */
   statistics(layer: string): LayerStatistics;
+  /**
+   * The layer's weight scheme, resolved once per layer by the runner (step contract v2): for a quantize step, its own
+   * `scheme` with the layer's bit-plan assignment applied (`resolveLayerScheme`); for other steps (transforms that
+   * search for the quantizer that follows, compensators), the scheme of the recipe's quantize step for that layer.
+   * Undefined when no quantize step of the recipe declares one for the layer. Absent outside the runner: steps fall back
+   * to their own options (core's `forEachLayer` does).
+   */
+  scheme?(layer: string): LayerScheme | undefined;
   /** Cancellation. Steps check it between layers and throw core's `AbortError`. */
   readonly signal?: AbortSignal;
   /** Progress within the step, for long work. */
@@ -175,6 +184,12 @@ export interface Quantizer {
    * `model`: runs once on `context.model` before calibration starts (whole-model rotations); `layers` is empty.
    */
   readonly scope?: 'layer' | 'model';
+  /**
+   * The weight scheme a quantize step quantizes to before bit plans (format, granularity, scale encoding), so that the
+   * runner can resolve each layer's scheme once and hand it to every step (`context.scheme`). Absent: the step does not
+   * quantize to one grid scheme (codebooks, LUTs) or interprets assignments its own way.
+   */
+  readonly scheme?: WeightScheme;
   /**
    * The stored kinds this step can return (for example `['grid']`, `['lut', 'sparse-outliers']`, `['low-rank']`), so
    * that an exporter can refuse a recipe before it runs. Absent: unknown until the step has run.

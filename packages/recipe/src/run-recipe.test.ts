@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { AbortError, StoredFormMismatchError, UnsupportedSpecificationVersionError, ModelEditError, type QuantizableModel, addLowRankProduct, decodeStored, dequantize, quantize, parseFormat, relativeError, rtn, type QuantizedTensor, type Quantizer, type StoredForm } from '@bitsmith/core';
+import { AbortError, StoredFormMismatchError, UnsupportedSpecificationVersionError, ModelEditError, type QuantizableModel, type LayerAssignment, type LayerScheme, addLowRankProduct, decodeStored, dequantize, quantize, parseFormat, relativeError, rtn, type QuantizedTensor, type Quantizer, type StoredForm } from '@bitsmith/core';
 import { createJsBackend } from '@bitsmith/linalg';
 import { loadLlamaModel, llamaQuantizableModel } from '@bitsmith/models';
 import { describe, expect, it } from 'vitest';
@@ -217,6 +217,47 @@ describe.skipIf(SKIP_SHARED)('runRecipe and bit plans', () => {
     // Listed after the quantize step on purpose: the runner orders allocate before quantize.
     const report = await runRecipe(model, [rtn({ format: 'int3', granularity: { type: 'group', size: 32 } }), allocate], sequences, { backend });
     for (const l of report.layers) expect(l.bitsPerWeight).toBeCloseTo(l.name.endsWith('down_proj') ? 8 + 16 / 32 : 3.5, 12); // the assignment keeps the step's groups
+  });
+
+  it('resolves each layer’s scheme once per step (context.scheme): the quantize step’s own with the bit plan applied; for a transform, the scheme of the quantize step that follows for that layer', async () => {
+    const { backend, model, sequences } = await setup();
+    const int8: LayerAssignment = { format: parseFormat('int8'), label: 'int8' };
+    const allocate: Quantizer = {
+      specificationVersion: 'v2',
+      id: 'plan',
+      kind: 'allocate',
+      requires: [],
+      run: async (c) => ({ layers: c.layers.map((l) => (l.name.endsWith('down_proj') ? { ...l, assignment: int8 } : l)), warnings: [] }),
+    };
+    const seen = new Map<string, LayerScheme | undefined>();
+    const look: Quantizer = {
+      specificationVersion: 'v2',
+      id: 'look',
+      kind: 'transform',
+      requires: [],
+      async run(c) {
+        for (const l of c.layers) seen.set(`look ${l.name}`, c.scheme!(l.name));
+        return { layers: c.layers, warnings: [] };
+      },
+    };
+    const inner = rtn({ format: 'int3', granularity: { type: 'group', size: 32 } });
+    const spy: Quantizer = {
+      ...inner,
+      async run(c) {
+        for (const l of c.layers) seen.set(`rtn ${l.name}`, c.scheme!(l.name));
+        return inner.run(c);
+      },
+    };
+    const v4 = rtn({ format: 'int4-asym' });
+    const recipe = { stages: [{ step: look }, { step: allocate }, { step: spy, overrides: [{ targets: ['v_proj'], step: v4 }] }] };
+    const report = await runRecipe(model, recipe, sequences, { backend });
+    const group32 = { type: 'group', size: 32 };
+    expect(seen.get('look model.layers.0.self_attn.q_proj')).toEqual({ format: parseFormat('int3'), granularity: group32, symmetric: true, source: 'step' });
+    expect(seen.get('look model.layers.0.self_attn.v_proj')).toEqual({ format: parseFormat('int4-asym'), symmetric: false, source: 'step' }); // the override's step
+    expect(seen.get('rtn model.layers.1.mlp.down_proj')).toEqual({ format: parseFormat('int8'), granularity: group32, symmetric: true, source: 'assignment', label: 'int8' });
+    expect(seen.get('rtn model.layers.1.mlp.up_proj')).toEqual({ format: parseFormat('int3'), granularity: group32, symmetric: true, source: 'step' });
+    expect(seen.has('rtn model.layers.0.self_attn.v_proj')).toBe(false); // quantized by the override
+    for (const l of report.layers) if (l.name.endsWith('down_proj')) expect(l.bitsPerWeight).toBeCloseTo(8.5, 12);
   });
 });
 

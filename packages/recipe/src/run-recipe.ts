@@ -9,7 +9,9 @@ import {
   changedTensor,
   viewFingerprint,
   type BlockView,
+  type LayerScheme,
   type ModelEdit,
+  resolveLayerScheme,
   type ModelView,
   UnsupportedSpecificationVersionError,
   describeStored,
@@ -148,6 +150,16 @@ function applyStepEdits(view: ModelView | BlockView, before: ReturnType<typeof v
   }
   applyModelEdits(view, edits, step, { checkOnly: true });
   applyModelEdits(view, edits, step);
+}
+
+/** The step of the recipe's first quantize stage that selects `name` (its first matching override's step, if any). */
+function quantizeStepOf(stages: readonly RecipeStage[], recipe: Recipe, name: string): Quantizer | undefined {
+  for (const stage of stages) {
+    if (stage.step.kind !== 'quantize') continue;
+    if (!isSelected(name, stage.targets ?? recipe.targets, stage.ignore ?? recipe.ignore)) continue;
+    return stage.overrides?.find((o) => isSelected(name, o.targets, undefined))?.step ?? stage.step;
+  }
+  return undefined;
 }
 
 /** Refuses a step written against another version of the step contract (before any work). */
@@ -416,6 +428,17 @@ export async function runRecipe(
             ...(compensate && bitsPerWeight !== undefined ? { bitsPerWeight } : {}),
           };
         });
+        // Each layer's weight scheme, resolved once for this step (context.scheme): a quantize step's own scheme, or for
+        // other steps the scheme of the recipe's quantize step for the layer; the layer's bit-plan assignment applied.
+        const schemes = new Map<string, LayerScheme | undefined>();
+        const schemeOf = (name: string): LayerScheme | undefined => {
+          if (!schemes.has(name)) {
+            const owner = step.kind === 'quantize' ? step : quantizeStepOf(layerStages, recipe, name);
+            schemes.set(name, owner?.scheme ? resolveLayerScheme(owner.scheme, tracks.get(name)?.assignment) : undefined);
+          }
+          return schemes.get(name);
+        };
+        for (const v of views) schemeOf(v.name);
         const t0 = performance.now();
         const before = viewFingerprint(block);
         const result = await step.run({
@@ -424,6 +447,7 @@ export async function runRecipe(
             if (!collector) throw new InvalidArgumentError('statistics', `step '${step.id}' did not declare any statistic in 'requires'`);
             return collector.statistics(name);
           },
+          scheme: schemeOf,
           block,
           ...(blockGradients && step.kind !== 'transform' && step.kind !== 'allocate' ? { blockGradients } : {}),
           ...(signal ? { signal } : {}),

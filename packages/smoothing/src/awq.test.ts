@@ -1,4 +1,4 @@
-import { AbortError, InvalidArgumentError, rtn, type LayerState, type Matrix } from '@bitsmith/core';
+import { AbortError, InvalidArgumentError, resolveLayerScheme, rtn, type LayerState, type Matrix } from '@bitsmith/core';
 import { describe, expect, it } from 'vitest';
 import { awq } from './awq.js';
 import { awqScales } from './awq-scales.js';
@@ -117,6 +117,21 @@ describe('awq', () => {
       }
     }
     expect(clipped).toBeGreaterThan(0);
+  });
+
+  it('warns when the scheme the runner resolved for a layer (context.scheme) differs from the one it searched for, and not when it agrees', async () => {
+    const { sb, reference } = setup();
+    const group32 = { type: 'group', size: 32 } as const;
+    const int3 = resolveLayerScheme({ format: 'int3', granularity: group32 });
+    const int4 = resolveLayerScheme({ format: 'int4', granularity: group32 });
+    const step = awq({ format: 'int4', granularity: group32, clipSearch: false, grid: 2, backend });
+    const mismatch = await step.run(contextFor(sb, reference.inputs, { scheme: (name) => (name.endsWith('down_proj') ? int3 : int4) }));
+    const warnings = mismatch.warnings.filter((w) => w.message.includes('searched its scales for'));
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]!.layer).toMatch(/down_proj$/);
+    expect(warnings[0]!.message).toMatch(/uses \{"type":"int","bits":3/);
+    const agree = await step.run(contextFor(sb, reference.inputs, { scheme: () => int4 }));
+    expect(agree.warnings.filter((w) => w.message.includes('searched its scales for'))).toEqual([]);
   });
 
   it('skips a partially selected group with a warning, and reports progress', async () => {

@@ -2,7 +2,7 @@ import { checkOptions, type LayerState, type Quantizer, type StepContext, type S
 import { defaultBackend, type Backend } from '@bitsmith/linalg';
 import { searchAwqClip } from './awq-clip.js';
 import { awqScales } from './awq-scales.js';
-import { groupInputs, layerStatesFromBlock, selectFoldableGroups, throwIfAborted, draftStepContext } from './block-step.js';
+import { groupInputs, layerStatesFromBlock, selectFoldableGroups, throwIfAborted, draftStepContext, schemeMismatchWarnings } from './block-step.js';
 import { inputAbsMean, normalizedWeightMean } from './channel-statistics.js';
 import { foldInputScales } from './fold-scales.js';
 import { createOutputErrorMeter } from './output-error-meter.js';
@@ -102,7 +102,7 @@ export function awq(options: AwqOptions): Quantizer {
       const warnings: StepWarning[] = [];
       const block = context.block;
       const { groups, warnings: selectionWarnings } = selectFoldableGroups(context, 'awq');
-      warnings.push(...selectionWarnings);
+      warnings.push(...selectionWarnings, ...schemeMismatchWarnings(context, 'awq', quantize));
       if (!block) {
         warnings.push({ step: 'awq', message: 'no block in the step context: the scale search needs input groups and was skipped' + (clip ? '; clipping only' : '') });
       }

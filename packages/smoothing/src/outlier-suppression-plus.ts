@@ -16,7 +16,7 @@ import {
   type StepWarning,
 } from '@bitsmith/core';
 import { defaultBackend, type Backend } from '@bitsmith/linalg';
-import { groupInputs, layerStatesFromBlock, selectFoldableGroups, throwIfAborted, draftStepContext } from './block-step.js';
+import { groupInputs, layerStatesFromBlock, selectFoldableGroups, throwIfAborted, draftStepContext, schemeMismatchWarnings } from './block-step.js';
 import { foldInputScales, scaleColumns } from './fold-scales.js';
 import { fakeQuantize, resolveQuantizationTarget, type QuantizationTarget } from './quantization-target.js';
 import { outlierSuppressionPlusOptionsSchema } from './smoothing-options.js';
@@ -198,7 +198,7 @@ export function outlierSuppressionPlus(options: OutlierSuppressionPlusOptions): 
       const warnings: StepWarning[] = [];
       if (!context.block) warnings.push({ step: 'outlier-suppression-plus', message: 'no block in the step context: nothing to fold into; layers left unchanged' });
       const { groups, warnings: selectionWarnings } = selectFoldableGroups(context, 'outlier-suppression-plus');
-      warnings.push(...selectionWarnings);
+      warnings.push(...selectionWarnings, ...schemeMismatchWarnings(context, 'outlier-suppression-plus', weightOptions));
       for (const [g, group] of groups.entries()) {
         throwIfAborted(context.signal);
         const first = group.linears[0]!.name;

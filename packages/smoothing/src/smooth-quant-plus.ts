@@ -1,6 +1,6 @@
 import { checkOptions, type Quantizer, type StepContext, type StepWarning } from '@bitsmith/core';
 import { defaultBackend, type Backend } from '@bitsmith/linalg';
-import { groupInputs, layerStatesFromBlock, selectFoldableGroups, throwIfAborted, draftStepContext } from './block-step.js';
+import { groupInputs, layerStatesFromBlock, selectFoldableGroups, throwIfAborted, draftStepContext, schemeMismatchWarnings } from './block-step.js';
 import { inputAbsMax, weightColumnAbsMax } from './channel-statistics.js';
 import { foldInputScales } from './fold-scales.js';
 import { createOutputErrorMeter } from './output-error-meter.js';
@@ -65,7 +65,7 @@ export function smoothQuantPlus(options: SmoothQuantPlusOptions): Quantizer {
       const warnings: StepWarning[] = [];
       if (!context.block) warnings.push({ step: 'smoothquant-plus', message: 'no block in the step context: nothing to fold into; layers left unchanged' });
       const { groups, warnings: selectionWarnings } = selectFoldableGroups(context, 'smoothquant-plus');
-      warnings.push(...selectionWarnings);
+      warnings.push(...selectionWarnings, ...schemeMismatchWarnings(context, 'smoothquant-plus', quantize));
       for (const [i, group] of groups.entries()) {
         check();
         const first = group.linears[0]!.name;

@@ -45,14 +45,28 @@ function blockSlots(block: BlockView): Slot[] {
   return [...[...block.linears, ...(block.auxiliaryLinears ?? [])].flatMap(linearSlots), ...block.norms.flatMap(normSlots)];
 }
 
+/**
+ * A model field that may be missing: models without a language-model head (encoders) throw from `embedding`,
+ * `finalNorm` and `lmHead`; drafts and fingerprints then leave those parts out.
+ */
+function optional<T>(read: () => T): T | undefined {
+  try {
+    return read();
+  } catch {
+    return undefined;
+  }
+}
+
 /** Every writable field of a model (blocks, final norm, head, embedding) or of one block, in a fixed order. */
 function slotsOf(view: ModelView | BlockView): Slot[] {
   if (!isModelView(view)) return blockSlots(view);
+  const finalNorm = optional(() => view.finalNorm);
+  const lmHead = optional(() => view.lmHead);
   return [
-    { tensor: 'embedding', target: 'embedding', field: 'embedding', read: () => view.embedding, write: (v) => void (view.embedding = v as Matrix) },
+    ...(optional(() => view.embedding) ? [{ tensor: 'embedding', target: 'embedding', field: 'embedding', read: () => view.embedding, write: (v: unknown) => void (view.embedding = v as Matrix) } as Slot] : []),
     ...view.blocks.flatMap(blockSlots),
-    ...normSlots(view.finalNorm),
-    ...linearSlots(view.lmHead),
+    ...(finalNorm ? normSlots(finalNorm) : []),
+    ...(lmHead ? linearSlots(lmHead) : []),
   ];
 }
 
@@ -130,20 +144,34 @@ export function draftModel(model: ModelView): ModelView {
   const linearOf = new Map<LinearView, LinearView>();
   const normOf = new Map<NormView, NormView>();
   const blocks = model.blocks.map((b) => draftBlockWith(b, linearOf, normOf));
-  const lmHead = draftLinear(model.lmHead);
+  // A model without a head (an encoder) throws from these getters: the draft then throws the same way.
+  const head = optional(() => model.lmHead);
+  const lmHead = head ? draftLinear(head) : undefined;
+  const norm = optional(() => model.finalNorm);
+  const finalNorm = norm ? draftNorm(norm) : undefined;
+  let embedding = optional(() => model.embedding);
   const draft: ModelView = {
     architecture: model.architecture,
     ...(model.mapping ? { mapping: model.mapping } : {}),
     hiddenSize: model.hiddenSize,
-    embedding: model.embedding,
+    get embedding(): Matrix {
+      return embedding ?? model.embedding;
+    },
+    set embedding(value: Matrix) {
+      embedding = value;
+    },
     blocks,
-    finalNorm: draftNorm(model.finalNorm),
-    lmHead,
+    get finalNorm(): NormView {
+      return finalNorm ?? model.finalNorm;
+    },
+    get lmHead(): LinearView {
+      return lmHead ?? model.lmHead;
+    },
     get tiedEmbeddings(): boolean {
-      return lmHead.weight === draft.embedding || lmHead.weight.data === draft.embedding.data;
+      return lmHead !== undefined && embedding !== undefined && (lmHead.weight === embedding || lmHead.weight.data === embedding.data);
     },
     untieEmbeddings(): void {
-      if (draft.tiedEmbeddings) lmHead.weight = { dtype: 'float32', shape: [lmHead.weight.shape[0], lmHead.weight.shape[1]], data: Float32Array.from(lmHead.weight.data) };
+      if (lmHead && draft.tiedEmbeddings) lmHead.weight = { dtype: 'float32', shape: [lmHead.weight.shape[0], lmHead.weight.shape[1]], data: Float32Array.from(lmHead.weight.data) };
     },
   };
   return draft;
@@ -191,7 +219,7 @@ function editsBetween(view: ModelView | BlockView, before: readonly unknown[], a
 export function modelEditsOf<V extends ModelView | BlockView>(original: V, draft: V, options: { except?: Iterable<string> } = {}): ModelEdit[] {
   const before = slotsOf(original).map((s) => s.read());
   const after = slotsOf(draft).map((s) => s.read());
-  const tied = (v: ModelView | BlockView): boolean => isModelView(v) && v.tiedEmbeddings;
+  const tied = (v: ModelView | BlockView): boolean => isModelView(v) && (optional(() => v.tiedEmbeddings) ?? false);
   return editsBetween(original, before, after, tied(original), tied(draft), new Set(options.except ?? []));
 }
 
@@ -210,11 +238,12 @@ export async function collectModelEdits<T>(view: ModelView | BlockView, work: ()
   const slots = slotsOf(view);
   const before = slots.map((s) => s.read());
   const model = isModelView(view) ? view : undefined;
-  const wasTied = model?.tiedEmbeddings ?? false;
+  const wasTied = (model && optional(() => model.tiedEmbeddings)) ?? false;
   try {
     const result = await work();
     const after = slotsOf(view).map((s) => s.read());
-    return { result, edits: editsBetween(view, before, after, wasTied, model?.tiedEmbeddings ?? false, new Set(options.except ?? [])) };
+    const isTied = (model && optional(() => model.tiedEmbeddings)) ?? false;
+    return { result, edits: editsBetween(view, before, after, wasTied, isTied, new Set(options.except ?? [])) };
   } finally {
     // The embedding first: a tied head is restored to the very matrix the embedding holds again.
     slots.forEach((slot, i) => slot.write(before[i]));

@@ -160,6 +160,22 @@ describe('drafts, edits and fingerprints', () => {
     expect(changedTensor(before, viewFingerprint(m))).toBeUndefined();
   });
 
+  it('a model without a head (an encoder: embedding, finalNorm and lmHead throw) still drafts and fingerprints its blocks', () => {
+    const b = block();
+    const none = (): never => {
+      throw new Error('no language-model head');
+    };
+    const encoder = { architecture: 'encoder', hiddenSize: 4, blocks: [b], get embedding() { return none(); }, get finalNorm() { return none(); }, get lmHead() { return none(); }, tiedEmbeddings: false, untieEmbeddings: () => undefined } as unknown as ModelView;
+    const before = viewFingerprint(encoder);
+    expect(before.tensors).toContain('b.norm.weight');
+    expect(before.tensors).not.toContain('embedding');
+    const draft = draftModel(encoder);
+    expect(() => draft.lmHead).toThrow('no language-model head');
+    draft.blocks[0]!.norms[0]!.weight = Float32Array.of(1, 1, 1, 1);
+    expect(modelEditsOf(encoder, draft).map((e) => e.kind)).toEqual(['set-norm-weight']);
+    expect(changedTensor(before, viewFingerprint(encoder))).toBeUndefined();
+  });
+
   it('fingerprints see replaced fields and bits written in place', () => {
     const b = block();
     const before = viewFingerprint(b);

@@ -69,8 +69,17 @@ function targetsOf(view: ModelView | BlockView): { linears: Map<string, LinearVi
     for (const n of block.norms) norms.set(n.name, n);
   }
   if (isModelView(view)) {
-    linears.set(view.lmHead.name, view.lmHead);
-    norms.set(view.finalNorm.name, view.finalNorm);
+    // Models without a language-model head (encoders) throw from these getters: edits cannot name them then.
+    try {
+      linears.set(view.lmHead.name, view.lmHead);
+    } catch {
+      /* no head */
+    }
+    try {
+      norms.set(view.finalNorm.name, view.finalNorm);
+    } catch {
+      /* no final norm */
+    }
   }
   return { linears, norms };
 }

@@ -210,9 +210,11 @@ interface LayerTrack {
 /**
  * Runs a recipe on a model, DESIGN.md's data flow: model-level steps (rotations) once; then block by block —
  * for each step in kind order (transform, allocate, quantize, compensate; recipe order within a kind) the block is
- * run on its calibration input to observe what the step `requires`, the step runs on its selected layers, and its
- * results are written into the model; finally the block's output is recomputed with the new weights and becomes
- * the next block's input. Memory holds one block's activations plus the model.
+ * run on its calibration input to observe what the step `requires`, the step runs on its selected layers (with
+ * `context.scheme(layer)` resolved once per layer), and its model edits are applied once and its layer states written
+ * into the model (step contract v2: a step of another `specificationVersion` is refused before any work, a step that
+ * writes through the views with `ModelEditError`); finally the block's output is recomputed with the new weights and
+ * becomes the next block's input. Memory holds one block's activations plus the model.
  *
  * Progress events carry the elapsed time and an ETA for the run and the block in hand (mean time of the blocks
  * finished so far). With `checkpoint`, every finished block is written to a {@link RunCheckpointStore} (weights,

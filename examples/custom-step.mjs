@@ -13,6 +13,7 @@ import { gptq } from '@bitsmith/solvers';
 /** A quantizer factory: options in, a `Quantizer` out (see docs/concepts/quantizer-contract.md). */
 function rowClip({ deviations = 4 } = {}) {
   return {
+    specificationVersion: 'v2', // the step contract it implements; runRecipe refuses other versions
     id: 'row-clip',
     kind: 'transform',
     requires: [],

@@ -58,6 +58,7 @@ export function bitAllocation(options: BitAllocationOptions): Quantizer {
       ? [{ kind: 'hessian' }]
       : [{ kind: 'inputs', maxTokens: options.maxTokens ?? 2048 }];
   return {
+    specificationVersion: 'v2',
     id: 'bit-allocation',
     kind: 'allocate',
     requires,

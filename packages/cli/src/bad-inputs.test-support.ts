@@ -160,6 +160,7 @@ function ggufHugeArray(): Uint8Array {
 }
 
 const fillStep = (id: string, value: number): Quantizer => ({
+  specificationVersion: 'v2',
   id,
   kind: 'transform',
   requires: [],
@@ -169,6 +170,7 @@ const fillStep = (id: string, value: number): Quantizer => ({
 });
 
 const nanStep = (id: string, kind: Quantizer['kind'], value: number): Quantizer => ({
+  specificationVersion: 'v2',
   id,
   kind,
   requires: [],

@@ -46,6 +46,7 @@ export function squeezeLlm(options: SqueezeLlmOptions): Quantizer {
   if (sensitivity === 'hessian-diagonal' || options.errorFeedback) requires.push({ kind: 'hessian' });
   if (sensitivity === 'fisher') requires.push({ kind: 'input-absmean' });
   return {
+    specificationVersion: 'v2',
     id: 'squeezellm',
     kind: 'quantize',
     stores: (options.outlierFraction ?? 0) > 0 ? ['sparse-outliers'] : ['lut'],

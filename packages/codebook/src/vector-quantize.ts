@@ -44,6 +44,7 @@ export interface VectorQuantizeOptions {
 export function vectorQuantize(options: VectorQuantizeOptions): Quantizer {
   checkOptions('vectorQuantize', vectorQuantizeOptionsSchema, options);
   return {
+    specificationVersion: 'v2',
     id: 'vq',
     kind: 'quantize',
     stores: ['codebook'],

@@ -176,3 +176,53 @@ export class ActivationSchemeRefusedError extends BitsmithError {
     return hasCode(error, 'activation-scheme-refused');
   }
 }
+
+/**
+ * A step implements another version of the step contract than the runner supports (see `Quantizer.specificationVersion`).
+ * Names the step, the version it declares (`'none'` when it declares none: the first, unversioned contract) and the
+ * supported one, as vercel/ai refuses a model of another specification version.
+ */
+export class UnsupportedSpecificationVersionError extends BitsmithError {
+  /** Id of the refused step. */
+  readonly step: string;
+  /** The version the step declares, or `'none'`. */
+  readonly version: string;
+  /** The version the runner supports, for example `'v2'`. */
+  readonly supported: string;
+  constructor(step: string, version: string, supported: string) {
+    super(
+      'unsupported-specification-version',
+      `step '${step}' implements step contract ${version === 'none' ? 'none (it declares no specificationVersion)' : `'${version}'`}; this runner supports '${supported}' (steps return new states and model edits, never write through views)`,
+    );
+    this.name = 'UnsupportedSpecificationVersionError';
+    this.step = step;
+    this.version = version;
+    this.supported = supported;
+  }
+  /** True when `error` is an {@link UnsupportedSpecificationVersionError}. */
+  static override isInstance(error: unknown): error is UnsupportedSpecificationVersionError {
+    return hasCode(error, 'unsupported-specification-version');
+  }
+}
+
+/**
+ * A step broke the model-edit contract: it wrote into a view of the model it was handed (a norm's weight, a linear's
+ * weight or bias) instead of returning a model edit, or returned an edit the runner cannot apply (an unknown target,
+ * a wrong length). Names the step and the tensor.
+ */
+export class ModelEditError extends BitsmithError {
+  /** Id of the step. */
+  readonly step: string;
+  /** Name of the tensor, for example `model.layers.0.input_layernorm.weight`. */
+  readonly tensor: string;
+  constructor(step: string, tensor: string, detail: string) {
+    super('model-edit', `step '${step}', tensor '${tensor}': ${detail}`);
+    this.name = 'ModelEditError';
+    this.step = step;
+    this.tensor = tensor;
+  }
+  /** True when `error` is a {@link ModelEditError}. */
+  static override isInstance(error: unknown): error is ModelEditError {
+    return hasCode(error, 'model-edit');
+  }
+}

@@ -6,6 +6,17 @@ import { parseFormat } from './number-format.js';
 import type { LinearView } from './model-view.js';
 import { decodeStored } from './stored-form.js';
 import type { Matrix } from './tensor.js';
+import { applyStepResult, type Quantizer as AppliedQuantizer } from './index.js';
+
+/** Runs a step and applies its result (model edits, then layer states) to the block or model it ran on, as the runner does (step contract v2). */
+const applying = (step: AppliedQuantizer): AppliedQuantizer => ({
+  ...step,
+  run: async (context) => {
+    const result = await step.run(context);
+    applyStepResult((context.block ?? context.model)!, result, step.id);
+    return result;
+  },
+});
 
 function random(rows: number, columns: number, seed: number): Float32Array {
   let s = seed >>> 0;
@@ -63,7 +74,7 @@ describe('LLM.int8() decomposition (arXiv:2208.07339)', () => {
     const weight: Matrix = { dtype: 'float32', shape: [rows, columns], data: random(rows, columns, 9) };
     const absMax = Float32Array.from({ length: columns }, (_, j) => (j === 2 || j === 11 ? 30 : 1));
     const view: LinearView = { name: 'l', kind: 'down_proj', weight, bias: undefined, inputTransform: undefined };
-    const result = await llmInt8().run({
+    const result = await applying(llmInt8()).run({
       layers: [{ name: 'l', weight }],
       statistics: () => ({ tokens: 10, inputAbsMax: absMax }),
       block: { index: 0, name: 'b', linears: [view], norms: [], inputGroups: [] } as never,

@@ -7,6 +7,7 @@ import type { RuntimeInputTransform } from './model-view.js';
 import { parseFormat } from './number-format.js';
 import { quantize } from './quantize.js';
 import type { LayerState, Quantizer } from './quantizer.js';
+import type { ModelEdit } from './model-edit.js';
 import { decodeStored, storedBitsPerWeight, type StoredForm } from './stored-form.js';
 import type { Granularity } from './granularity.js';
 import type { Matrix } from './tensor.js';
@@ -148,12 +149,15 @@ export function llmInt8(options: LlmInt8Options = {}): Quantizer {
   if (options.topK === undefined) outlierColumns(new Float32Array(0), { threshold: options.threshold ?? 6 });
   const half = minifloat(FLOAT16);
   return {
+    specificationVersion: 'v2',
     id: 'llm-int8',
     kind: 'quantize',
     stores: ['sparse-outliers'],
     requires: [{ kind: 'input-absmax' }],
     async run(context) {
       const layers: LayerState[] = [];
+      // Step contract v2: the outlier passthrough is installed by a model edit the runner applies, not through the view.
+      const edits: ModelEdit[] = [];
       const views = new Map((context.block?.linears ?? []).map((v) => [v.name, v]));
       for (const [i, layer] of context.layers.entries()) {
         if (context.signal?.aborted) throw new AbortError();
@@ -163,10 +167,10 @@ export function llmInt8(options: LlmInt8Options = {}): Quantizer {
         const stored = decompose(layer.weight, outliers, format, options.granularity, half.round);
         layers.push({ ...layer, weight: decodeStored(stored), stored, bitsPerWeight: storedBitsPerWeight(stored) });
         const view = views.get(layer.name);
-        if (view) view.inputTransform = composeInputTransforms(view.inputTransform, outlierPassthroughQuantizer(activations, outliers));
+        if (view) edits.push({ kind: 'set-input-transform', target: view.name, transform: composeInputTransforms(view.inputTransform, outlierPassthroughQuantizer(activations, outliers)) });
         context.progress?.(i + 1, context.layers.length, layer.name);
       }
-      return { layers, warnings: [] };
+      return { layers, warnings: [], edits };
     },
   };
 }

@@ -6,6 +6,19 @@ import type { FormatSpec } from './number-format.js';
 import type { QuantizedTensor } from './quantized-tensor.js';
 import type { StoredForm, StoredKind } from './stored-form.js';
 import type { Matrix } from './tensor.js';
+import type { ModelEdit } from './model-edit.js';
+import type { LayerScheme, WeightScheme } from './layer-scheme.js';
+
+/**
+ * The version of the step contract a {@link Quantizer} implements. `'v2'`: steps never write into the model's views;
+ * they return new layer states and, where they change the model outside the selected layers (folded scales,
+ * rotations), an explicit list of model edits that the runner applies once. The runner refuses any other version with
+ * `UnsupportedSpecificationVersionError` (as vercel/ai versions its model specification).
+ */
+export type StepSpecificationVersion = 'v2';
+
+/** The step-contract version this release of core defines and its runner supports. */
+export const STEP_SPECIFICATION_VERSION: StepSpecificationVersion = 'v2';
 
 /** What kind of work a step does; the runner orders steps transform → allocate → quantize → compensate within a block. */
 export type StepKind = 'transform' | 'allocate' | 'quantize' | 'compensate';
@@ -95,16 +108,29 @@ export interface StepContext {
   readonly layers: readonly LayerState[];
   /** Observed statistics of a layer's inputs; includes what `requires` asked for. */
   statistics(layer: string): LayerStatistics;
+  /**
+   * The layer's weight scheme, resolved once per layer by the runner (step contract v2): for a quantize step, its own
+   * `scheme` with the layer's bit-plan assignment applied (`resolveLayerScheme`); for other steps (transforms that
+   * search for the quantizer that follows, compensators), the scheme of the recipe's quantize step for that layer.
+   * Undefined when no quantize step of the recipe declares one for the layer. Absent outside the runner: steps fall back
+   * to their own options (core's `forEachLayer` does).
+   */
+  scheme?(layer: string): LayerScheme | undefined;
   /** Cancellation. Steps check it between layers and throw core's `AbortError`. */
   readonly signal?: AbortSignal;
   /** Progress within the step, for long work. */
   progress?(done: number, total: number, message?: string): void;
   /**
    * The block being processed (for block-level transforms such as AWQ and SmoothQuant, which fold scales through
-   * `inputGroups`). Absent for steps run on loose layers. Writes to its views change the model; `layers` reflect them.
+   * `inputGroups`). Absent for steps run on loose layers. Read-only: a step never writes into its views (the runner
+   * refuses it with `ModelEditError`); it returns changes outside its `layers` as `StepResult.edits` (core's
+   * `draftBlock` gives a copy to write, `modelEditsOf` the edits).
    */
   readonly block?: BlockView;
-  /** The whole model, for steps with `scope: 'model'` (rotations), which run once before calibration. */
+  /**
+   * The whole model, for steps with `scope: 'model'` (rotations), which run once before calibration. Read-only as
+   * `block` is: a rotation returns its changes as `StepResult.edits` (`draftModel` / `collectModelEdits` in core).
+   */
   readonly model?: ModelView;
   /**
    * For steps with `scope: 'model'`: the calibration token sequences of the run (each starting with BOS), for
@@ -123,10 +149,17 @@ export interface StepContext {
   readonly blockGradients?: BlockGradients;
 }
 
-/** What a step returns: the new layer states (same order as given) and warnings. */
+/** What a step returns: the new layer states (same order as given), warnings, and the model edits it needs. */
 export interface StepResult {
   readonly layers: readonly LayerState[];
   readonly warnings: readonly StepWarning[];
+  /**
+   * Changes to the model outside `layers` (step contract v2): scales folded into norms or producing linears, run-time
+   * input transforms, a rotated embedding and head. The runner checks them all, then applies them exactly once
+   * (`applyModelEdits`), before it writes `layers` back. The weight and bias of a layer in `layers` travel in its state,
+   * not here. Absent: none.
+   */
+  readonly edits?: readonly ModelEdit[];
 }
 
 /**
@@ -139,6 +172,8 @@ export interface StepResult {
  * ```
  */
 export interface Quantizer {
+  /** The step contract this step implements ({@link StepSpecificationVersion}); the runner refuses other versions. */
+  readonly specificationVersion: StepSpecificationVersion;
   /** Stable id, for example `rtn`, `gptq`, `awq`, `hadamard-rotation`. */
   readonly id: string;
   readonly kind: StepKind;
@@ -149,6 +184,12 @@ export interface Quantizer {
    * `model`: runs once on `context.model` before calibration starts (whole-model rotations); `layers` is empty.
    */
   readonly scope?: 'layer' | 'model';
+  /**
+   * The weight scheme a quantize step quantizes to before bit plans (format, granularity, scale encoding), so that the
+   * runner can resolve each layer's scheme once and hand it to every step (`context.scheme`). Absent: the step does not
+   * quantize to one grid scheme (codebooks, LUTs) or interprets assignments its own way.
+   */
+  readonly scheme?: WeightScheme;
   /**
    * The stored kinds this step can return (for example `['grid']`, `['lut', 'sparse-outliers']`, `['low-rank']`), so
    * that an exporter can refuse a recipe before it runs. Absent: unknown until the step has run.

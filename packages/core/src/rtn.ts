@@ -1,11 +1,12 @@
-import { AbortError } from './errors.js';
+import { forEachLayer } from './for-each-layer.js';
+import { schemeOptions } from './layer-scheme.js';
 import { checkOptions, factoryOptions, formatOption, granularityOption, scaleEncodingOption } from './factory-options.js';
 import type { Granularity } from './granularity.js';
 import { bitsPerWeight } from './metrics.js';
 import type { FormatSpec } from './number-format.js';
 import { parseFormat } from './number-format.js';
 import { dequantize, quantize } from './quantize.js';
-import type { Quantizer, LayerState, StatisticRequest } from './quantizer.js';
+import type { Quantizer, StatisticRequest } from './quantizer.js';
 import type { ScaleEncoding } from './quantized-tensor.js';
 import { rangeSearch, rangeSearchOptions, type RangeSearchOptions } from './range-search.js';
 
@@ -52,28 +53,28 @@ export function rtn(options: RtnOptions): Quantizer {
     ...(options.scaleEncoding ? { scaleEncoding: options.scaleEncoding } : {}),
   };
   return {
+    specificationVersion: 'v2',
     id: 'rtn',
     kind: 'quantize',
     stores: ['grid'],
+    scheme: base,
     requires,
     async run(context) {
-      const layers: LayerState[] = [];
-      for (const [i, layer] of context.layers.entries()) {
-        if (context.signal?.aborted) throw new AbortError();
-        // A bit plan's assignment (from an allocate step) overrides the step's own format and granularity.
-        const settings = layer.assignment
-          ? { ...base, format: layer.assignment.format, granularity: layer.assignment.granularity ?? base.granularity }
-          : base;
-        if (settings.granularity === undefined) delete (settings as { granularity?: Granularity }).granularity;
-        let clip: Float32Array | undefined;
-        if (search) {
-          const importance = search.activationWeighted ? context.statistics(layer.name).inputAbsMean : undefined;
-          clip = rangeSearch(layer.weight, { ...settings, ...search, ...(importance ? { importance } : {}) });
-        }
-        const quantized = quantize(layer.weight, clip ? { ...settings, clip } : settings);
-        layers.push({ ...layer, weight: dequantize(quantized), stored: { kind: 'grid', tensor: quantized }, bitsPerWeight: bitsPerWeight(quantized) });
-        context.progress?.(i + 1, context.layers.length, layer.name);
-      }
+      // The layer's scheme (a bit plan's assignment overrides the step's format and granularity), resolved by the runner.
+      const layers = await forEachLayer(
+        context,
+        (layer, { scheme }) => {
+          const settings = schemeOptions(scheme!);
+          let clip: Float32Array | undefined;
+          if (search) {
+            const importance = search.activationWeighted ? context.statistics(layer.name).inputAbsMean : undefined;
+            clip = rangeSearch(layer.weight, { ...settings, ...search, ...(importance ? { importance } : {}) });
+          }
+          const quantized = quantize(layer.weight, clip ? { ...settings, clip } : settings);
+          return { ...layer, weight: dequantize(quantized), stored: { kind: 'grid', tensor: quantized }, bitsPerWeight: bitsPerWeight(quantized) };
+        },
+        { scheme: base },
+      );
       return { layers, warnings: [] };
     },
   };

@@ -164,6 +164,7 @@ export function blockwiseRounding(options: AutoRoundOptions, id: string): Quanti
   };
 
   return {
+    specificationVersion: 'v2',
     id,
     kind: 'quantize',
     requires: init === 'gptq' ? [{ kind: 'hessian' }] : [],

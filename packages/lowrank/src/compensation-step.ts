@@ -1,4 +1,4 @@
-import { AbortError, InvalidArgumentError, storedBitsPerWeight, type LayerState, type Quantizer, type StatisticRequest, type StepContext, type StepWarning, type StoredForm } from '@bitsmith/core';
+import { forEachLayer, storedBitsPerWeight, type LayerState, type Quantizer, type StatisticRequest, type StepContext, type StepWarning, type StoredForm } from '@bitsmith/core';
 import type { Backend } from '@bitsmith/linalg';
 import { lowRankApproximation, quantizationError } from './compensate-error.js';
 import type { ErrorWhitening } from './error-whitening.js';
@@ -30,19 +30,17 @@ export function compensationStep(
   whiteningOf: (context: StepContext, layer: LayerState) => ErrorWhitening | Promise<ErrorWhitening>,
 ): Quantizer {
   return {
+    specificationVersion: 'v2',
     id,
     kind: 'compensate',
     stores: ['low-rank'],
     requires,
     async run(context) {
-      const layers: LayerState[] = [];
       const warnings: StepWarning[] = [];
-      for (const [index, layer] of context.layers.entries()) {
-        if (context.signal?.aborted) throw new AbortError();
+      const layers = await forEachLayer(context, async (layer) => {
         if (!layer.reference) {
           warnings.push({ step: id, layer: layer.name, message: 'no float reference weight (no quantize step ran on this layer); left unchanged' });
-          layers.push(layer);
-          continue;
+          return layer;
         }
         const [rows, columns] = layer.weight.shape;
         const factors = await lowRankApproximation(quantizationError(layer.reference, layer.weight), {
@@ -56,9 +54,8 @@ export function compensationStep(
         // stored form is float32 underneath.
         const base: StoredForm = layer.stored ?? { kind: 'float', weight: layer.weight, storage: 'float32' };
         const stored: StoredForm = { kind: 'low-rank', base, a: factors.a, b: factors.b, factorBits: factors.bits };
-        layers.push({ ...layer, weight: addLowRank(layer.weight, factors.a, factors.b), stored, bitsPerWeight: storedBitsPerWeight(stored) });
-        context.progress?.(index + 1, context.layers.length, layer.name);
-      }
+        return { ...layer, weight: addLowRank(layer.weight, factors.a, factors.b), stored, bitsPerWeight: storedBitsPerWeight(stored) };
+      });
       return { layers, warnings };
     },
   };

@@ -1,4 +1,4 @@
-import { AbortError, checkOptions, InvalidArgumentError, relativeError, storedBitsPerWeight, type LayerState, type Matrix, type Quantizer, type StoredForm } from '@bitsmith/core';
+import { checkOptions, forEachLayer, relativeError, storedBitsPerWeight, type Matrix, type Quantizer, type StoredForm } from '@bitsmith/core';
 import type { Backend } from '@bitsmith/linalg';
 import { lowRankApproximation } from './compensate-error.js';
 import { addLowRank, type FactorStorage } from './low-rank-factors.js';
@@ -35,14 +35,13 @@ export function lqLora(options: LqLoraOptions): Quantizer {
   checkOptions('lqLora', lqLoraOptionsSchema, options);
   const iterations = options.iterations ?? 5;
   return {
+    specificationVersion: 'v2',
     id: 'lq-lora',
     kind: 'quantize',
     stores: ['low-rank'],
     requires: [],
     async run(context) {
-      const layers: LayerState[] = [];
-      for (const [index, layer] of context.layers.entries()) {
-        if (context.signal?.aborted) throw new AbortError();
+      const layers = await forEachLayer(context, async (layer) => {
         const w = layer.weight;
         const [rows, columns] = w.shape;
         let low: Matrix = { dtype: 'float32', shape: w.shape, data: new Float32Array(rows * columns) };
@@ -62,9 +61,8 @@ export function lqLora(options: LqLoraOptions): Quantizer {
           }
           low = subtract(effective, q.weight);
         }
-        layers.push({ ...layer, weight: best!.weight, stored: best!.stored, bitsPerWeight: storedBitsPerWeight(best!.stored) });
-        context.progress?.(index + 1, context.layers.length, layer.name);
-      }
+        return { ...layer, weight: best!.weight, stored: best!.stored, bitsPerWeight: storedBitsPerWeight(best!.stored) };
+      });
       return { layers, warnings: [] };
     },
   };

@@ -1,4 +1,4 @@
-import { AbortError, checkOptions, InvalidArgumentError, storedBitsPerWeight, type LayerState, type Quantizer, type StoredForm } from '@bitsmith/core';
+import { checkOptions, forEachLayer, storedBitsPerWeight, type Quantizer, type StoredForm } from '@bitsmith/core';
 import type { Backend } from '@bitsmith/linalg';
 import { lowRankApproximation } from './compensate-error.js';
 import { svdQuantOptionsSchema } from './low-rank-step-options.js';
@@ -34,14 +34,13 @@ export interface SvdQuantOptions extends ResidualQuantization {
 export function svdQuant(options: SvdQuantOptions): Quantizer {
   checkOptions('svdQuant', svdQuantOptionsSchema, options);
   return {
+    specificationVersion: 'v2',
     id: 'svdquant',
     kind: 'quantize',
     stores: ['low-rank'],
     requires: [],
     async run(context) {
-      const layers: LayerState[] = [];
-      for (const [index, layer] of context.layers.entries()) {
-        if (context.signal?.aborted) throw new AbortError();
+      const layers = await forEachLayer(context, async (layer) => {
         const [rows, columns] = layer.weight.shape;
         const branch = await lowRankApproximation(layer.weight, {
           rank: options.rank,
@@ -53,9 +52,8 @@ export function svdQuant(options: SvdQuantOptions): Quantizer {
         const low = addLowRank(zero, branch.a, branch.b);
         const residual = quantizeResidual(subtract(layer.weight, low), options, layer.assignment);
         const stored: StoredForm = { kind: 'low-rank', base: { kind: 'grid', tensor: residual.quantized }, a: branch.a, b: branch.b, factorBits: branch.bits };
-        layers.push({ ...layer, weight: addLowRank(residual.weight, branch.a, branch.b), stored, bitsPerWeight: storedBitsPerWeight(stored) });
-        context.progress?.(index + 1, context.layers.length, layer.name);
-      }
+        return { ...layer, weight: addLowRank(residual.weight, branch.a, branch.b), stored, bitsPerWeight: storedBitsPerWeight(stored) };
+      });
       return { layers, warnings: [] };
     },
   };

@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { checkRecipeSelection, finiteInputs, RecipeSelectionError, scaleRangeWarning } from './recipe-checks.js';
 
 const LAYERS = ['model.layers.0.self_attn.q_proj', 'model.layers.0.mlp.down_proj', 'model.layers.1.self_attn.q_proj', 'model.layers.1.mlp.down_proj'];
-const step = (id: string, kind: Quantizer['kind']): Quantizer => ({ id, kind, requires: [], run: async (c) => ({ layers: c.layers, warnings: [] }) });
+const step = (id: string, kind: Quantizer['kind']): Quantizer => ({ specificationVersion: 'v2', id, kind, requires: [], run: async (c) => ({ layers: c.layers, warnings: [] }) });
 const thrown = (f: () => void): unknown => {
   try {
     f();

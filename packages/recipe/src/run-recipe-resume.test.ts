@@ -21,6 +21,7 @@ const GROUPS = { type: 'group', size: 32 } as const;
  * resume that restored them wrongly would give other codes.
  */
 const hessianClip: Quantizer = {
+  specificationVersion: 'v2',
   id: 'hessian-clip',
   kind: 'quantize',
   requires: [{ kind: 'hessian' }],

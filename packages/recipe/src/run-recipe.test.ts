@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { AbortError, StoredFormMismatchError, addLowRankProduct, decodeStored, dequantize, quantize, parseFormat, relativeError, rtn, type QuantizedTensor, type Quantizer, type StoredForm } from '@bitsmith/core';
+import { AbortError, StoredFormMismatchError, UnsupportedSpecificationVersionError, ModelEditError, type QuantizableModel, type LayerAssignment, type LayerScheme, addLowRankProduct, decodeStored, dequantize, quantize, parseFormat, relativeError, rtn, type QuantizedTensor, type Quantizer, type StoredForm } from '@bitsmith/core';
 import { createJsBackend } from '@bitsmith/linalg';
 import { loadLlamaModel, llamaQuantizableModel } from '@bitsmith/models';
 import { describe, expect, it } from 'vitest';
@@ -17,6 +17,29 @@ async function setup() {
   const sequences = [0, 1, 2, 3].map((i) => [1, ...ids.slice(i * 63, (i + 1) * 63)]);
   return { backend, graph: loaded.graph, model: llamaQuantizableModel(loaded.graph), sequences };
 }
+
+describe('runRecipe and the step contract version', () => {
+  const v1Step = { id: 'old-step', kind: 'quantize', requires: [], run: async () => ({ layers: [], warnings: [] }) } as unknown as Quantizer;
+  const noModel = {} as QuantizableModel; // the version is checked before the model is touched
+
+  it('refuses a step that declares no specificationVersion, naming the step, its version and the supported one', async () => {
+    const error = await runRecipe(noModel, [v1Step], [[1, 2]]).catch((e: unknown) => e);
+    expect(UnsupportedSpecificationVersionError.isInstance(error)).toBe(true);
+    expect(error).toMatchObject({ step: 'old-step', version: 'none', supported: 'v2' });
+    expect((error as Error).message).toMatch(/step 'old-step' implements step contract none .*supports 'v2'/);
+  });
+
+  it('refuses another version, in a stage and in an override', async () => {
+    const v3 = { ...v1Step, id: 'future', specificationVersion: 'v3' } as unknown as Quantizer;
+    await expect(runRecipe(noModel, [v3], [[1, 2]])).rejects.toMatchObject({ step: 'future', version: 'v3', supported: 'v2' });
+    const recipe = { stages: [{ step: rtn({ format: 'int4' }), overrides: [{ targets: ['v_proj'], step: v3 }] }] };
+    await expect(runRecipe(noModel, recipe, [[1, 2]])).rejects.toMatchObject({ code: 'unsupported-specification-version', step: 'future' });
+  });
+
+  it('every built-in factory declares v2', () => {
+    expect(rtn({ format: 'int4' }).specificationVersion).toBe('v2');
+  });
+});
 
 describe.skipIf(SKIP_SHARED)('runRecipe on tinystories-656k', () => {
   it('RTN through the runner equals RTN applied to each weight directly, and reports bits and output errors', async () => {
@@ -54,6 +77,7 @@ describe.skipIf(SKIP_SHARED)('runRecipe on tinystories-656k', () => {
     await graph.runBlock(0, graph.embed(sequences), { observer: (e) => void captured.set(e.name, e.input.data.slice()) });
     const seen = new Map<string, Float64Array>();
     const probe: Quantizer = {
+      specificationVersion: 'v2',
       id: 'probe',
       kind: 'quantize',
       requires: [{ kind: 'hessian' }],
@@ -85,6 +109,7 @@ describe.skipIf(SKIP_SHARED)('runRecipe on tinystories-656k', () => {
     await graph.runBlock(1, h0, { observer: (e) => void floatInputs.set(e.name, e.input.data.slice()) });
     const seen = new Map<string, Float64Array>();
     const probe: Quantizer = {
+      specificationVersion: 'v2',
       id: 'probe',
       kind: 'compensate', // after the rtn step of the same block
       requires: [{ kind: 'hessian' }, { kind: 'float-input-cross' }],
@@ -142,7 +167,7 @@ describe.skipIf(SKIP_SHARED)('runRecipe on tinystories-656k', () => {
     const controller = new AbortController();
     controller.abort();
     await expect(runRecipe(model, [rtn({ format: 'int4' })], sequences, { backend, signal: controller.signal })).rejects.toBeInstanceOf(AbortError);
-    const modelStep: Quantizer = { id: 'rotate', kind: 'transform', scope: 'model', requires: [], run: async () => ({ layers: [], warnings: [] }) };
+    const modelStep: Quantizer = { specificationVersion: 'v2', id: 'rotate', kind: 'transform', scope: 'model', requires: [], run: async () => ({ layers: [], warnings: [] }) };
     await expect(runRecipe(model, [rtn({ format: 'int4' }), modelStep], sequences, { backend })).rejects.toThrow(/model-level step 'rotate' must come before/);
     await expect(runRecipe(model, [], sequences, { backend })).rejects.toThrow(/at least one step/);
     await expect(runRecipe(model, [rtn({ format: 'int4' })], [], { backend })).rejects.toThrow(/calibration/);
@@ -155,6 +180,7 @@ describe.skipIf(SKIP_SHARED)('runRecipe and model-level steps', () => {
     const inputActivations = { format: parseFormat('int8'), granularity: { type: 'token' as const }, dynamic: true };
     let seen: { calibration?: readonly ArrayLike<number>[]; inputActivations?: unknown } = {};
     const modelStep: Quantizer = {
+      specificationVersion: 'v2',
       id: 'learn',
       kind: 'transform',
       scope: 'model',
@@ -180,6 +206,7 @@ describe.skipIf(SKIP_SHARED)('runRecipe and bit plans', () => {
   it('hands an allocate step’s assignments to later quantize steps of the block', async () => {
     const { backend, model, sequences } = await setup();
     const allocate: Quantizer = {
+      specificationVersion: 'v2',
       id: 'plan',
       kind: 'allocate',
       requires: [],
@@ -191,6 +218,47 @@ describe.skipIf(SKIP_SHARED)('runRecipe and bit plans', () => {
     const report = await runRecipe(model, [rtn({ format: 'int3', granularity: { type: 'group', size: 32 } }), allocate], sequences, { backend });
     for (const l of report.layers) expect(l.bitsPerWeight).toBeCloseTo(l.name.endsWith('down_proj') ? 8 + 16 / 32 : 3.5, 12); // the assignment keeps the step's groups
   });
+
+  it('resolves each layer’s scheme once per step (context.scheme): the quantize step’s own with the bit plan applied; for a transform, the scheme of the quantize step that follows for that layer', async () => {
+    const { backend, model, sequences } = await setup();
+    const int8: LayerAssignment = { format: parseFormat('int8'), label: 'int8' };
+    const allocate: Quantizer = {
+      specificationVersion: 'v2',
+      id: 'plan',
+      kind: 'allocate',
+      requires: [],
+      run: async (c) => ({ layers: c.layers.map((l) => (l.name.endsWith('down_proj') ? { ...l, assignment: int8 } : l)), warnings: [] }),
+    };
+    const seen = new Map<string, LayerScheme | undefined>();
+    const look: Quantizer = {
+      specificationVersion: 'v2',
+      id: 'look',
+      kind: 'transform',
+      requires: [],
+      async run(c) {
+        for (const l of c.layers) seen.set(`look ${l.name}`, c.scheme!(l.name));
+        return { layers: c.layers, warnings: [] };
+      },
+    };
+    const inner = rtn({ format: 'int3', granularity: { type: 'group', size: 32 } });
+    const spy: Quantizer = {
+      ...inner,
+      async run(c) {
+        for (const l of c.layers) seen.set(`rtn ${l.name}`, c.scheme!(l.name));
+        return inner.run(c);
+      },
+    };
+    const v4 = rtn({ format: 'int4-asym' });
+    const recipe = { stages: [{ step: look }, { step: allocate }, { step: spy, overrides: [{ targets: ['v_proj'], step: v4 }] }] };
+    const report = await runRecipe(model, recipe, sequences, { backend });
+    const group32 = { type: 'group', size: 32 };
+    expect(seen.get('look model.layers.0.self_attn.q_proj')).toEqual({ format: parseFormat('int3'), granularity: group32, symmetric: true, source: 'step' });
+    expect(seen.get('look model.layers.0.self_attn.v_proj')).toEqual({ format: parseFormat('int4-asym'), symmetric: false, source: 'step' }); // the override's step
+    expect(seen.get('rtn model.layers.1.mlp.down_proj')).toEqual({ format: parseFormat('int8'), granularity: group32, symmetric: true, source: 'assignment', label: 'int8' });
+    expect(seen.get('rtn model.layers.1.mlp.up_proj')).toEqual({ format: parseFormat('int3'), granularity: group32, symmetric: true, source: 'step' });
+    expect(seen.has('rtn model.layers.0.self_attn.v_proj')).toBe(false); // quantized by the override
+    for (const l of report.layers) if (l.name.endsWith('down_proj')) expect(l.bitsPerWeight).toBeCloseTo(8.5, 12);
+  });
 });
 
 describe.skipIf(SKIP_SHARED)('runRecipe and compensate steps', () => {
@@ -200,6 +268,7 @@ describe.skipIf(SKIP_SHARED)('runRecipe and compensate steps', () => {
     const seen = new Map<string, { reference?: Float32Array; weight: Float32Array; bits?: number }>();
     const quantizeSeen = new Map<string, boolean>();
     const probe = (kind: 'quantize' | 'compensate'): Quantizer => ({
+      specificationVersion: 'v2',
       id: `probe-${kind}`,
       kind,
       requires: [],
@@ -246,6 +315,7 @@ describe.skipIf(SKIP_SHARED)('runRecipe and compensate steps', () => {
     const { backend, model, sequences } = await setup();
     // A compensate step that changes the weight but hands back the grid it was given (as svdQuant and lqLora did).
     const stale: Quantizer = {
+      specificationVersion: 'v2',
       id: 'stale-compensate',
       kind: 'compensate',
       requires: [],
@@ -259,7 +329,7 @@ describe.skipIf(SKIP_SHARED)('runRecipe and compensate steps', () => {
     expect((error as StoredFormMismatchError).layer).toBe('model.layers.0.self_attn.q_proj');
     expect(String((error as Error).message)).toMatch(/stale-compensate.*model\.layers\.0\.self_attn\.q_proj.*does not decode/);
     // A quantize step that changes the weight and returns no stored form at all.
-    const bare: Quantizer = { id: 'bare', kind: 'quantize', requires: [], run: async (c) => ({ layers: c.layers.map((l) => ({ ...l, weight: { ...l.weight, data: l.weight.data.map((x) => Math.round(x)) } })), warnings: [] }) };
+    const bare: Quantizer = { specificationVersion: 'v2', id: 'bare', kind: 'quantize', requires: [], run: async (c) => ({ layers: c.layers.map((l) => ({ ...l, weight: { ...l.weight, data: l.weight.data.map((x) => Math.round(x)) } })), warnings: [] }) };
     await expect(runRecipe(model, [bare], sequences, { backend })).rejects.toThrow(/step 'bare', layer 'model\.layers\.0\.self_attn\.q_proj': a quantize step changed the weight but returned no stored form/);
   });
 
@@ -267,6 +337,7 @@ describe.skipIf(SKIP_SHARED)('runRecipe and compensate steps', () => {
     const { backend, graph, model, sequences } = await setup();
     const stored = new Map<string, StoredForm>();
     const lorcLike: Quantizer = {
+      specificationVersion: 'v2',
       id: 'add-branch',
       kind: 'compensate',
       requires: [],
@@ -294,6 +365,7 @@ describe.skipIf(SKIP_SHARED)('runRecipe: the block capability (blockGradients)',
     const seenBy: Record<string, boolean> = {};
     let target0: Float32Array | undefined;
     const transform: Quantizer = {
+      specificationVersion: 'v2',
       id: 'look',
       kind: 'transform',
       requires: [],
@@ -303,6 +375,7 @@ describe.skipIf(SKIP_SHARED)('runRecipe: the block capability (blockGradients)',
       },
     };
     const probe: Quantizer = {
+      specificationVersion: 'v2',
       id: 'probe',
       kind: 'quantize',
       requires: [],
@@ -318,5 +391,39 @@ describe.skipIf(SKIP_SHARED)('runRecipe: the block capability (blockGradients)',
     await runRecipe(model, [transform, probe], sequences, { backend });
     expect(seenBy).toEqual({ transform: false, quantize: true });
     expect(Array.from(target0!)).toEqual(Array.from(expected.states.data));
+  });
+});
+
+describe.skipIf(SKIP_SHARED)('runRecipe: model edits (step contract v2)', () => {
+  const transform = (id: string, run: Quantizer['run']): Quantizer => ({ specificationVersion: 'v2', id, kind: 'transform', requires: [], run });
+
+  it('refuses a step that writes through the views it was handed, naming the step and the tensor', async () => {
+    const { backend, model, sequences } = await setup();
+    const replaces = transform('replaces', async (c) => {
+      c.block!.norms[0]!.weight = new Float32Array(c.block!.norms[0]!.weight.length).fill(1);
+      return { layers: c.layers, warnings: [] };
+    });
+    const error = await runRecipe(model, [replaces], sequences, { backend }).catch((e: unknown) => e);
+    expect(ModelEditError.isInstance(error)).toBe(true);
+    expect(error).toMatchObject({ step: 'replaces', tensor: 'model.layers.0.input_layernorm.weight' });
+    expect((error as Error).message).toMatch(/replaced through the model's views during the step/);
+    const { model: fresh } = await setup();
+    const inPlace = transform('in-place', async (c) => {
+      (c.block!.linears[1]!.weight.data as Float32Array)[0]! += 1;
+      return { layers: c.layers, warnings: [] };
+    });
+    await expect(runRecipe(fresh, [inPlace], sequences, { backend })).rejects.toMatchObject({ code: 'model-edit', step: 'in-place', tensor: 'model.layers.0.self_attn.k_proj.weight' });
+  });
+
+  it('applies a step’s edits exactly once, and refuses an edit of one of the step’s own layers', async () => {
+    const { backend, graph, model, sequences } = await setup();
+    const gain = graph.blocks.map((b) => Float32Array.from(b.norms[0]!.weight));
+    const divisor = new Float32Array(gain[0]!.length).fill(2);
+    const halves = transform('halves', async (c) => ({ layers: c.layers, warnings: [], edits: [{ kind: 'scale-norm', target: c.block!.norms[0]!.name, divisor }] }));
+    await runRecipe(model, [halves], sequences, { backend });
+    graph.blocks.forEach((b, i) => expect(Array.from(b.norms[0]!.weight)).toEqual(Array.from(gain[i]!, (g) => Math.fround(g / 2))));
+    const { model: fresh } = await setup();
+    const own = transform('own', async (c) => ({ layers: c.layers, warnings: [], edits: [{ kind: 'set-bias', target: c.layers[0]!.name, bias: undefined }] }));
+    await expect(runRecipe(fresh, [own], sequences, { backend })).rejects.toMatchObject({ code: 'model-edit', step: 'own', tensor: 'model.layers.0.self_attn.q_proj.bias' });
   });
 });

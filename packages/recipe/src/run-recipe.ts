@@ -3,6 +3,17 @@ import {
   assertFinite,
   InvalidArgumentError,
   StoredFormMismatchError,
+  ModelEditError,
+  UnsupportedSpecificationVersionError,
+  STEP_SPECIFICATION_VERSION,
+  applyModelEdits,
+  changedTensor,
+  resolveLayerScheme,
+  viewFingerprint,
+  type BlockView,
+  type LayerScheme,
+  type ModelEdit,
+  type ModelView,
   describeStored,
   decodeStored,
   isDifferentiableModel,
@@ -112,6 +123,7 @@ function validate(recipe: Recipe, checkpoint: RunCheckpointOptions | undefined):
   let sawLayerStep = false;
   recipe.stages.forEach((stage, i) => {
     if (!stage.step || typeof stage.step.run !== 'function') throw new InvalidArgumentError(`recipe.stages[${i}].step`, 'expected a Quantizer (an object with id, kind, requires and run)');
+    for (const step of [stage.step, ...(stage.overrides ?? []).map((o) => o.step)]) checkSpecificationVersion(step);
     checkSelectors([...(stage.targets ?? []), ...(stage.ignore ?? []), ...(stage.overrides ?? []).flatMap((o) => o.targets)]);
     if ((stage.step.scope ?? 'layer') === 'model') {
       if (sawLayerStep) throw new InvalidArgumentError(`recipe.stages[${i}]`, `model-level step '${stage.step.id}' must come before every per-layer step (it runs once before calibration)`);
@@ -119,6 +131,41 @@ function validate(recipe: Recipe, checkpoint: RunCheckpointOptions | undefined):
   });
   checkSelectors([...(recipe.targets ?? []), ...(recipe.ignore ?? [])]);
   if (recipe.inputActivations) validateActivationScheme(recipe.inputActivations);
+}
+
+/**
+ * Refuses a step that wrote through the views it was handed (the first tensor replaced or written in place since
+ * `before`), checks all its edits (targets, shapes; none may set the weight or bias of one of the step's own layers,
+ * which travel in its layer states), then applies them once.
+ */
+function applyStepEdits(view: ModelView | BlockView, before: ReturnType<typeof viewFingerprint>, edits: readonly ModelEdit[], step: string, layers: ReadonlySet<string>): void {
+  const written = changedTensor(before, viewFingerprint(view));
+  if (written) {
+    throw new ModelEditError(step, written.tensor, `${written.how} through the model's views during the step; a step returns new layer states and model edits (StepResult.edits) instead (step contract v2)`);
+  }
+  for (const edit of edits) {
+    if ((edit.kind === 'set-weight' || edit.kind === 'set-bias') && layers.has(edit.target)) {
+      throw new ModelEditError(step, `${edit.target}.${edit.kind === 'set-weight' ? 'weight' : 'bias'}`, 'is a layer the step returns: its weight and bias travel in its layer state, not in a model edit');
+    }
+  }
+  applyModelEdits(view, edits, step, { checkOnly: true });
+  applyModelEdits(view, edits, step);
+}
+
+/** The step of the recipe's first quantize stage that selects `name` (its first matching override's step, if any). */
+function quantizeStepOf(stages: readonly RecipeStage[], recipe: Recipe, name: string): Quantizer | undefined {
+  for (const stage of stages) {
+    if (stage.step.kind !== 'quantize') continue;
+    if (!isSelected(name, stage.targets ?? recipe.targets, stage.ignore ?? recipe.ignore)) continue;
+    return stage.overrides?.find((o) => isSelected(name, o.targets, undefined))?.step ?? stage.step;
+  }
+  return undefined;
+}
+
+/** Refuses a step written against another version of the step contract (before any work). */
+function checkSpecificationVersion(step: Quantizer): void {
+  const version: unknown = (step as { specificationVersion?: unknown }).specificationVersion;
+  if (version !== STEP_SPECIFICATION_VERSION) throw new UnsupportedSpecificationVersionError(step.id, version === undefined ? 'none' : String(version), STEP_SPECIFICATION_VERSION);
 }
 
 async function outputErrorTerms(x: Matrix, reference: Matrix, approximation: Matrix, backend: Backend): Promise<{ num: number; den: number }> {
@@ -163,9 +210,11 @@ interface LayerTrack {
 /**
  * Runs a recipe on a model, DESIGN.md's data flow: model-level steps (rotations) once; then block by block —
  * for each step in kind order (transform, allocate, quantize, compensate; recipe order within a kind) the block is
- * run on its calibration input to observe what the step `requires`, the step runs on its selected layers, and its
- * results are written into the model; finally the block's output is recomputed with the new weights and becomes
- * the next block's input. Memory holds one block's activations plus the model.
+ * run on its calibration input to observe what the step `requires`, the step runs on its selected layers (with
+ * `context.scheme(layer)` resolved once per layer), and its model edits are applied once and its layer states written
+ * into the model (step contract v2: a step of another `specificationVersion` is refused before any work, a step that
+ * writes through the views with `ModelEditError`); finally the block's output is recomputed with the new weights and
+ * becomes the next block's input. Memory holds one block's activations plus the model.
  *
  * Progress events carry the elapsed time and an ETA for the run and the block in hand (mean time of the blocks
  * finished so far). With `checkpoint`, every finished block is written to a {@link RunCheckpointStore} (weights,
@@ -217,6 +266,7 @@ export async function runRecipe(
     check();
     onProgress?.({ type: 'model-step', step: stage.step.id, index, total: modelStages.length });
     const t0 = performance.now();
+    const before = viewFingerprint(model);
     const result = await stage.step.run({
       layers: [],
       statistics: (name) => {
@@ -236,6 +286,7 @@ export async function runRecipe(
           }
         : {}),
     });
+    applyStepEdits(model, before, result.edits ?? [], stage.step.id, new Set());
     const r = stepReport(stage, stage.step);
     r.seconds += (performance.now() - t0) / 1000;
     r.warnings.push(...result.warnings);
@@ -379,13 +430,26 @@ export async function runRecipe(
             ...(compensate && bitsPerWeight !== undefined ? { bitsPerWeight } : {}),
           };
         });
+        // Each layer's weight scheme, resolved once for this step (context.scheme): a quantize step's own scheme, or for
+        // other steps the scheme of the recipe's quantize step for the layer; the layer's bit-plan assignment applied.
+        const schemes = new Map<string, LayerScheme | undefined>();
+        const schemeOf = (name: string): LayerScheme | undefined => {
+          if (!schemes.has(name)) {
+            const owner = step.kind === 'quantize' ? step : quantizeStepOf(layerStages, recipe, name);
+            schemes.set(name, owner?.scheme ? resolveLayerScheme(owner.scheme, tracks.get(name)?.assignment) : undefined);
+          }
+          return schemes.get(name);
+        };
+        for (const v of views) schemeOf(v.name);
         const t0 = performance.now();
+        const before = viewFingerprint(block);
         const result = await step.run({
           layers,
           statistics: (name) => {
             if (!collector) throw new InvalidArgumentError('statistics', `step '${step.id}' did not declare any statistic in 'requires'`);
             return collector.statistics(name);
           },
+          scheme: schemeOf,
           block,
           ...(blockGradients && step.kind !== 'transform' && step.kind !== 'allocate' ? { blockGradients } : {}),
           ...(signal ? { signal } : {}),
@@ -415,6 +479,10 @@ export async function runRecipe(
         if (result.layers.length !== views.length) {
           throw new InvalidArgumentError('step result', `step '${step.id}' returned ${result.layers.length} layers for ${views.length} given`);
         }
+        // Step contract v2: nothing was written through the views; the step's edits are applied here, once.
+        const edits = result.edits ?? [];
+        applyStepEdits(block, before, edits, step.id, new Set(views.map((v) => v.name)));
+        if (step.kind === 'transform' && edits.length > 0) floatInputs = undefined;
         result.layers.forEach((state, i) => {
           const view = views[i]!;
           const track = tracks.get(view.name)!;

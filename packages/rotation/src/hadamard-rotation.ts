@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { backendOption, checkOptions, factoryOptions, InvalidArgumentError, type Quantizer, type StepContext, type StepResult } from '@bitsmith/core';
+import { backendOption, checkOptions, factoryOptions, InvalidArgumentError, draftModel, modelEditsOf, type Quantizer, type StepContext, type StepResult } from '@bitsmith/core';
 import { rotateModel, type RotateModelOptions } from './rotate-model.js';
 
 /**
@@ -35,25 +35,29 @@ const hadamardRotationOptionsSchema = factoryOptions<HadamardRotationOptions>({ 
  * @example
  * ```ts
  * const steps = [hadamardRotation({ seed: 0 }), gptq({ format: 'int4' })];
- * await steps[0].run({ layers: [], statistics: () => ({ tokens: 0 }), model });
+ * const result = await steps[0].run({ layers: [], statistics: () => ({ tokens: 0 }), model });
+ * applyStepResult(model, result, 'hadamard-rotation'); // the runner does this: the step itself leaves the model untouched
  * ```
  */
 export function hadamardRotation(options: HadamardRotationOptions = {}): Quantizer {
   checkOptions('hadamardRotation', hadamardRotationOptionsSchema, options);
   const settings = { ...options };
   return {
+    specificationVersion: 'v2',
     id: 'hadamard-rotation',
     kind: 'transform',
     scope: 'model',
     requires: [],
     async run(context: StepContext): Promise<StepResult> {
       if (!context.model) throw new InvalidArgumentError('context.model', 'hadamard-rotation is a model-scope step: the runner must pass the whole model');
-      const { warnings } = await rotateModel(context.model, {
+      // Step contract v2: rotate a draft of the model; the runner applies the changes as model edits.
+      const draft = draftModel(context.model);
+      const { warnings } = await rotateModel(draft, {
         ...settings,
         ...(context.signal ? { signal: context.signal } : {}),
         ...(context.progress ? { progress: context.progress } : {}),
       });
-      return { layers: context.layers, warnings };
+      return { layers: context.layers, warnings, edits: modelEditsOf(context.model, draft) };
     },
   };
 }

@@ -3,6 +3,7 @@ import {
   activationSchemeOption,
   backendOption,
   checkOptions,
+  collectModelEdits,
   defineStep,
   definedOptions,
   factoryOptions,
@@ -65,6 +66,7 @@ export function learnedRotation(options: LearnedRotationOptions = {}): Quantizer
   checkOptions('learnedRotation', learnedRotationOptionsSchema, options);
   const settings = { ...options };
   return {
+    specificationVersion: 'v2',
     id: 'learned-rotation',
     kind: 'transform',
     scope: 'model',
@@ -75,13 +77,19 @@ export function learnedRotation(options: LearnedRotationOptions = {}): Quantizer
         throw new InvalidArgumentError('context.calibration', 'learned-rotation learns from calibration sequences: the runner must pass them (runRecipe does)');
       }
       const activations = settings.activations ?? context.inputActivations;
-      const { warnings } = await learnRotation(context.model, context.calibration, {
-        ...settings,
-        ...(activations !== undefined ? { activations } : {}),
-        ...(context.signal ? { signal: context.signal } : {}),
-        ...(context.progress ? { progress: context.progress } : {}),
-      });
-      return { layers: context.layers, warnings };
+      // Step contract v2: the training runs the model's forward pass on its folded weights, so it works on the model
+      // itself; collectModelEdits puts every tensor back afterwards (also on abort) and returns the changes as edits.
+      const model = context.model;
+      const calibration = context.calibration;
+      const { result, edits } = await collectModelEdits(model, () =>
+        learnRotation(model, calibration, {
+          ...settings,
+          ...(activations !== undefined ? { activations } : {}),
+          ...(context.signal ? { signal: context.signal } : {}),
+          ...(context.progress ? { progress: context.progress } : {}),
+        }),
+      );
+      return { layers: context.layers, warnings: result.warnings, edits };
     },
   };
 }

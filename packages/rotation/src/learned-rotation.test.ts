@@ -8,6 +8,17 @@ import { hadamardRotation } from './hadamard-rotation.js';
 import { addAbsmaxScalePath, learnRotation, rotationBlockLoss, rotationProblem, type RotationLossSettings } from './learned-rotation.js';
 import { learnedRotation, learnedRotationStep } from './learned-rotation-step.js';
 import { orthogonalityError, rotateModel } from './rotate-model.js';
+import { applyStepResult, type Quantizer as AppliedQuantizer } from '@bitsmith/core';
+
+/** Runs a step and applies its result (model edits, then layer states) to the block or model it ran on, as the runner does (step contract v2). */
+const applying = (step: AppliedQuantizer): AppliedQuantizer => ({
+  ...step,
+  run: async (context) => {
+    const result = await step.run(context);
+    applyStepResult((context.block ?? context.model)!, result, step.id);
+    return result;
+  },
+});
 
 const backend = createJsBackend();
 const FIXTURES = join(fileURLToPath(import.meta.url), '..', '..', '..', 'models', 'test-fixtures', 'architectures');
@@ -164,7 +175,7 @@ describe('learnRotation on the tiny llama3 checkpoint', () => {
     const a = await llama3();
     const b = await llama3();
     await learnRotation(llamaQuantizableModel(a), sequences(4, 8, 5), { iterations: 0, validationSequences: 0, seed: 3, backend });
-    await hadamardRotation({ seed: 3, backend }).run({ layers: [], statistics: () => ({ tokens: 0 }), model: llamaQuantizableModel(b) });
+    await applying(hadamardRotation({ seed: 3, backend })).run({ layers: [], statistics: () => ({ tokens: 0 }), model: llamaQuantizableModel(b) });
     const la = llamaQuantizableModel(a);
     const lb = llamaQuantizableModel(b);
     const pairs = [[la.embedding, lb.embedding], [la.lmHead.weight, lb.lmHead.weight], ...la.blocks.flatMap((block, i) => block.linears.map((l, j) => [l.weight, lb.blocks[i]!.linears[j]!.weight]))];
@@ -203,7 +214,7 @@ describe('the learned-rotation step', () => {
     const graph = await llama3();
     const model = llamaQuantizableModel(graph);
     await expect(step.run({ layers: [], statistics: () => ({ tokens: 0 }), model })).rejects.toThrow(/learns from calibration sequences/);
-    const result = await step.run({ layers: [], statistics: () => ({ tokens: 0 }), model, calibration: sequences(3, 8, 8), inputActivations: { ...int4PerToken, dynamic: false } });
+    const result = await applying(step).run({ layers: [], statistics: () => ({ tokens: 0 }), model, calibration: sequences(3, 8, 8), inputActivations: { ...int4PerToken, dynamic: false } });
     expect(result.warnings.map((w) => w.message)).toEqual([expect.stringMatching(/static token input scheme is optimised for as its dynamic counterpart/)]);
     expect(graph.blocks[1]!.mlp!.downProj.inputTransform?.name).toBe('hadamard');
   });

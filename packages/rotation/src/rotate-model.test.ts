@@ -5,6 +5,17 @@ import { LLAMA_MAPPING } from '@bitsmith/models';
 import { hadamardRotation, quarot } from './hadamard-rotation.js';
 import { randomHadamard } from './random-hadamard.js';
 import { rotateModel, type RotateModelOptions } from './rotate-model.js';
+import { applyStepResult, changedTensor, viewFingerprint, type Quantizer as AppliedQuantizer } from '@bitsmith/core';
+
+/** Runs a step and applies its result (model edits, then layer states) to the block or model it ran on, as the runner does (step contract v2). */
+const applying = (step: AppliedQuantizer): AppliedQuantizer => ({
+  ...step,
+  run: async (context) => {
+    const result = await step.run(context);
+    applyStepResult((context.block ?? context.model)!, result, step.id);
+    return result;
+  },
+});
 
 const backend = createJsBackend();
 
@@ -385,15 +396,30 @@ describe('hadamardRotation (Quantizer)', () => {
     const model = toyModel(BASE);
     const before = await allLogits(model);
     const progress: number[] = [];
-    const result = await hadamardRotation({ seed: 5, backend }).run({
+    const result = await applying(hadamardRotation({ seed: 5, backend })).run({
       layers: [],
       statistics: () => ({ tokens: 0 }),
       model,
       progress: (done) => void progress.push(done),
     });
-    expect(result).toEqual({ layers: [], warnings: [] });
+    expect(result.layers).toEqual([]);
+    expect(result.warnings).toEqual([]);
+    // Folded norms, rotated readers and writers, embedding and head, online Hadamards: all returned as edits.
+    const kinds = new Set(result.edits!.map((e) => e.kind));
+    expect([...kinds].sort()).toEqual(['set-bias', 'set-embedding', 'set-input-transform', 'set-norm-weight', 'set-weight', 'untie-embeddings']);
     expect(progress).toEqual([1, 2, 3]);
     expect(maxDiff(before, await allLogits(model))).toBeLessThan(1e-5);
+  });
+
+  it('leaves the model untouched (step contract v2): only applying its edits rotates it, and applying them once keeps the outputs', async () => {
+    const model = toyModel(BASE);
+    const before = viewFingerprint(model);
+    const logits = await allLogits(model);
+    const result = await hadamardRotation({ seed: 5, backend }).run({ layers: [], statistics: () => ({ tokens: 0 }), model });
+    expect(changedTensor(before, viewFingerprint(model))).toBeUndefined();
+    applyStepResult(model, result, 'hadamard-rotation');
+    expect(changedTensor(before, viewFingerprint(model))).toBeDefined();
+    expect(maxDiff(logits, await allLogits(model))).toBeLessThan(1e-5);
   });
 
   it('needs a model and honours cancellation', async () => {

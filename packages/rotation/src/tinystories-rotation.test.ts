@@ -4,6 +4,17 @@ import { createJsBackend } from '@bitsmith/linalg';
 import { llamaQuantizableModel, loadLlamaModel, type LlamaModel } from '@bitsmith/models';
 import { hadamardRotation, type HadamardRotationOptions } from './hadamard-rotation.js';
 import { DEV_HELDOUT, SKIP_SHARED, TINYSTORIES_DIR } from './shared-data.test-support.js';
+import { applyStepResult, type Quantizer as AppliedQuantizer } from '@bitsmith/core';
+
+/** Runs a step and applies its result (model edits, then layer states) to the block or model it ran on, as the runner does (step contract v2). */
+const applying = (step: AppliedQuantizer): AppliedQuantizer => ({
+  ...step,
+  run: async (context) => {
+    const result = await step.run(context);
+    applyStepResult((context.block ?? context.model)!, result, step.id);
+    return result;
+  },
+});
 
 const backend = createJsBackend();
 
@@ -31,7 +42,7 @@ describe.skipIf(SKIP_SHARED)('QuaRot rotation of tinystories-656k (real Llama mo
     const { graph } = await loadLlamaModel(TINYSTORIES_DIR, { backend });
     const model = llamaQuantizableModel(graph);
     expect(model.tiedEmbeddings).toBe(true);
-    const result = await hadamardRotation({ ...options, backend }).run({ layers: [], statistics: () => ({ tokens: 0 }), model });
+    const result = await applying(hadamardRotation({ ...options, backend })).run({ layers: [], statistics: () => ({ tokens: 0 }), model });
     expect(result.warnings).toEqual([]);
     expect(model.tiedEmbeddings).toBe(false);
     for (const block of graph.blocks) {

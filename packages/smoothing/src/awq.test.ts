@@ -1,4 +1,4 @@
-import { AbortError, InvalidArgumentError, rtn, type LayerState, type Matrix } from '@bitsmith/core';
+import { AbortError, InvalidArgumentError, resolveLayerScheme, rtn, type LayerState, type Matrix } from '@bitsmith/core';
 import { describe, expect, it } from 'vitest';
 import { awq } from './awq.js';
 import { awqScales } from './awq-scales.js';
@@ -12,6 +12,17 @@ import {
   syntheticBlock,
   type SyntheticBlock,
 } from './synthetic-block.test-support.js';
+import { applyStepResult, type Quantizer as AppliedQuantizer } from '@bitsmith/core';
+
+/** Runs a step and applies its result (model edits, then layer states) to the block or model it ran on, as the runner does (step contract v2). */
+const applying = (step: AppliedQuantizer): AppliedQuantizer => ({
+  ...step,
+  run: async (context) => {
+    const result = await step.run(context);
+    applyStepResult((context.block ?? context.model)!, result, step.id);
+    return result;
+  },
+});
 
 const TOKENS = 256;
 const COMPARED = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'down_proj'];
@@ -50,7 +61,7 @@ describe('awq', () => {
     const { sb, x, attended, reference } = setup();
     const before = new Map(sb.block.linears.map((l) => [l.name, l.weight]));
     const normsBefore = sb.norms.map((n) => n.weight);
-    const result = await awq({ format: 'int3', granularity: { type: 'group', size: 32 }, clipSearch: false, backend }).run(contextFor(sb, reference.inputs));
+    const result = await applying(awq({ format: 'int3', granularity: { type: 'group', size: 32 }, clipSearch: false, backend })).run(contextFor(sb, reference.inputs));
     const after = forwardPaths(sb, x, attended);
     for (const kind of COMPARED) {
       const name = sb.linear(kind).name;
@@ -72,7 +83,7 @@ describe('awq', () => {
     const errors: number[] = [];
     for (const clipSearch of [false, true]) {
       const s = setup();
-      const { layers } = await awq({ format, granularity: { type: 'group', size: 32 }, clipSearch, backend }).run(contextFor(s.sb, s.reference.inputs));
+      const { layers } = await applying(awq({ format, granularity: { type: 'group', size: 32 }, clipSearch, backend })).run(contextFor(s.sb, s.reference.inputs));
       errors.push(await quantizedPathError(s.sb, s.x, s.attended, s.reference, layers, format));
     }
     console.log(`${format} g32 path squared error: rtn ${rtnError.toExponential(3)}, awq scales ${errors[0]!.toExponential(3)}, awq scales+clip ${errors[1]!.toExponential(3)}`);
@@ -85,7 +96,7 @@ describe('awq', () => {
     const { sb, reference } = setup();
     const before = sb.block.linears.map((l) => Array.from(l.weight.data));
     const normsBefore = sb.norms.map((n) => Array.from(n.weight));
-    await awq({ format: 'int4', grid: 1, duoScaling: false, clipSearch: false, backend }).run(contextFor(sb, reference.inputs));
+    await applying(awq({ format: 'int4', grid: 1, duoScaling: false, clipSearch: false, backend })).run(contextFor(sb, reference.inputs));
     sb.block.linears.forEach((l, i) => expect(Array.from(l.weight.data)).toEqual(before[i]));
     sb.norms.forEach((n, i) => expect(Array.from(n.weight)).toEqual(normsBefore[i]));
   });
@@ -93,7 +104,7 @@ describe('awq', () => {
   it('clips every selected linear except q_proj and k_proj, never beyond the shrink floor', async () => {
     const { sb, reference } = setup();
     const before = new Map(sb.block.linears.map((l) => [l.kind, l.weight]));
-    await awq({ format: 'int3', granularity: { type: 'group', size: 32 }, grid: 1, duoScaling: false, backend }).run(contextFor(sb, reference.inputs));
+    await applying(awq({ format: 'int3', granularity: { type: 'group', size: 32 }, grid: 1, duoScaling: false, backend })).run(contextFor(sb, reference.inputs));
     expect(sb.linear('q_proj').weight).toBe(before.get('q_proj'));
     expect(sb.linear('k_proj').weight).toBe(before.get('k_proj'));
     let clipped = 0;
@@ -108,12 +119,27 @@ describe('awq', () => {
     expect(clipped).toBeGreaterThan(0);
   });
 
+  it('warns when the scheme the runner resolved for a layer (context.scheme) differs from the one it searched for, and not when it agrees', async () => {
+    const { sb, reference } = setup();
+    const group32 = { type: 'group', size: 32 } as const;
+    const int3 = resolveLayerScheme({ format: 'int3', granularity: group32 });
+    const int4 = resolveLayerScheme({ format: 'int4', granularity: group32 });
+    const step = awq({ format: 'int4', granularity: group32, clipSearch: false, grid: 2, backend });
+    const mismatch = await step.run(contextFor(sb, reference.inputs, { scheme: (name) => (name.endsWith('down_proj') ? int3 : int4) }));
+    const warnings = mismatch.warnings.filter((w) => w.message.includes('searched its scales for'));
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]!.layer).toMatch(/down_proj$/);
+    expect(warnings[0]!.message).toMatch(/uses \{"type":"int","bits":3/);
+    const agree = await step.run(contextFor(sb, reference.inputs, { scheme: () => int4 }));
+    expect(agree.warnings.filter((w) => w.message.includes('searched its scales for'))).toEqual([]);
+  });
+
   it('skips a partially selected group with a warning, and reports progress', async () => {
     const { sb, reference } = setup();
     const names = sb.block.linears.filter((l) => l.kind !== 'k_proj').map((l) => l.name);
     const q = sb.linear('q_proj').weight;
     const progress: number[] = [];
-    const result = await awq({ format: 'int4', granularity: { type: 'group', size: 32 }, clipSearch: false, backend }).run(
+    const result = await applying(awq({ format: 'int4', granularity: { type: 'group', size: 32 }, clipSearch: false, backend })).run(
       contextFor(sb, reference.inputs, { progress: (done) => progress.push(done) }, names),
     );
     expect(sb.linear('q_proj').weight).toBe(q);
@@ -125,7 +151,7 @@ describe('awq', () => {
 
   it('warns instead of failing when a group has no captured inputs', async () => {
     const { sb } = setup();
-    const result = await awq({ format: 'int4', clipSearch: false, backend }).run(contextFor(sb, new Map()));
+    const result = await applying(awq({ format: 'int4', clipSearch: false, backend })).run(contextFor(sb, new Map()));
     expect(result.warnings.length).toBe(3);
     expect(result.warnings.every((w) => w.step === 'awq' && w.layer !== undefined)).toBe(true);
   });

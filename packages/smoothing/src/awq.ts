@@ -2,7 +2,7 @@ import { checkOptions, type LayerState, type Quantizer, type StepContext, type S
 import { defaultBackend, type Backend } from '@bitsmith/linalg';
 import { searchAwqClip } from './awq-clip.js';
 import { awqScales } from './awq-scales.js';
-import { groupInputs, layerStatesFromBlock, selectFoldableGroups, throwIfAborted } from './block-step.js';
+import { groupInputs, layerStatesFromBlock, selectFoldableGroups, throwIfAborted, draftStepContext, schemeMismatchWarnings } from './block-step.js';
 import { inputAbsMean, normalizedWeightMean } from './channel-statistics.js';
 import { foldInputScales } from './fold-scales.js';
 import { createOutputErrorMeter } from './output-error-meter.js';
@@ -56,8 +56,9 @@ export interface AwqOptions extends QuantizationTarget {
  * leaves the float model unchanged. Then (`clipSearch`) every selected linear except `q_proj`/`k_proj` has each
  * quantization group's max `|w|` shrunk by the ratio that minimises that group's output error, and is clamped to it.
  *
- * The block's views are mutated (new arrays assigned, old arrays never written); the returned layer states hold the
- * views' new weights. Requires `{ kind: 'inputs', maxTokens }`.
+ * Step contract v2: the block's views are never written. The scales are folded into a draft of the block; the returned
+ * layer states hold the selected linears' new weights and `edits` the rest (norm weights and biases, an unselected
+ * producing linear), which the runner applies once. Requires `{ kind: 'inputs', maxTokens }`.
  *
  * @param options `format` (required), `granularity` (core default), `grid` (20), `duoScaling` (true), `includeIdentity` (true),
  *   `clipSearch` (true: 20 steps down to 0.5 on 512 tokens), `clipSkip` (`['q_proj', 'k_proj']`), `maxTokens` (4096),
@@ -87,18 +88,21 @@ export function awq(options: AwqOptions): Quantizer {
   const kindOf = (name: string): string => name.slice(name.lastIndexOf('.') + 1);
 
   return {
+    specificationVersion: 'v2',
     id: 'awq',
     kind: 'transform',
     scope: 'layer',
     requires: [{ kind: 'inputs', maxTokens }],
-    async run(context: StepContext) {
+    async run(given: StepContext) {
+      // Step contract v2: fold into a draft of the block; the changes outside the layers return as model edits.
+      const { context, edits } = draftStepContext(given);
       const backend = options.backend ?? (await defaultBackend());
       const check = (): void => throwIfAborted(context.signal);
       check();
       const warnings: StepWarning[] = [];
       const block = context.block;
       const { groups, warnings: selectionWarnings } = selectFoldableGroups(context, 'awq');
-      warnings.push(...selectionWarnings);
+      warnings.push(...selectionWarnings, ...schemeMismatchWarnings(context, 'awq', quantize));
       if (!block) {
         warnings.push({ step: 'awq', message: 'no block in the step context: the scale search needs input groups and was skipped' + (clip ? '; clipping only' : '') });
       }
@@ -148,7 +152,7 @@ export function awq(options: AwqOptions): Quantizer {
       }
 
       const layers = block ? layerStatesFromBlock(context) : context.layers.map((l) => (loose.has(l.name) ? { ...loose.get(l.name)!, ...(l.bias ? { bias: l.bias } : {}) } : l));
-      return { layers, warnings };
+      return { layers, warnings, edits: edits() };
     },
   };
 }

@@ -1,4 +1,4 @@
-import { AbortError, type InputGroup, type LayerState, type LinearView, type Matrix, type StepContext, type StepWarning } from '@bitsmith/core';
+import { AbortError, draftBlock, modelEditsOf, type InputGroup, type ModelEdit, type QuantizeOptions, type LayerState, type LinearView, type Matrix, type StepContext, type StepWarning } from '@bitsmith/core';
 
 /** Throws core's `AbortError` when `signal` is aborted. */
 export function throwIfAborted(signal: AbortSignal | undefined): void {
@@ -58,4 +58,56 @@ export function layerStatesFromBlock(context: StepContext): LayerState[] {
     if (!view || (view.weight === state.weight && view.bias === state.bias)) return state;
     return { name: state.name, weight: view.weight, ...(view.bias ? { bias: view.bias } : {}) };
   });
+}
+
+/**
+ * The step context with a draft of `context.block` (core's `draftBlock`) in place of the block, for a smoothing step to
+ * fold its scales into (step contract v2: the model's views are never written), and `edits()`, the model edits that
+ * turn the block into the draft for the tensors outside the step's layers (norms, an unselected producing linear, run-time
+ * input transforms). The selected layers' new weights and biases travel in their states ({@link layerStatesFromBlock}
+ * of the draft context). Without a block: the context itself and no edits.
+ *
+ * @example
+ * ```ts
+ * const { context: draft, edits } = draftStepContext(context);
+ * foldInputScales(draft.block!.inputGroups[0]!, scales);
+ * return { layers: layerStatesFromBlock(draft), warnings, edits: edits() };
+ * ```
+ */
+export function draftStepContext(context: StepContext): { context: StepContext; edits: () => ModelEdit[] } {
+  const original = context.block;
+  if (!original) return { context, edits: () => [] };
+  const block = draftBlock(original);
+  return { context: { ...context, block }, edits: () => modelEditsOf(original, block, { except: context.layers.map((l) => l.name) }) };
+}
+
+/**
+ * Warnings for the layers whose resolved scheme (`context.scheme(layer)`: the recipe's quantize step for the layer,
+ * bit plan included) differs in format or granularity from the quantization this smoothing step searched for: its
+ * scales were then chosen for another quantizer. One warning per distinct mismatch, naming the first layer and the
+ * count. None when the runner gives no scheme.
+ *
+ * @example
+ * ```ts
+ * warnings.push(...schemeMismatchWarnings(context, 'awq', resolveQuantizationTarget({ format: 'int4' })));
+ * ```
+ */
+export function schemeMismatchWarnings(context: StepContext, step: string, target: QuantizeOptions): StepWarning[] {
+  if (!context.scheme) return [];
+  const describe = (format: unknown, granularity: unknown): string => `${JSON.stringify(format)} ${JSON.stringify(granularity ?? 'default')}`;
+  const searched = describe(target.format, target.granularity);
+  const mismatches = new Map<string, string[]>();
+  for (const layer of context.layers) {
+    const scheme = context.scheme(layer.name);
+    if (!scheme) continue;
+    const resolved = describe(scheme.format, scheme.granularity);
+    if (resolved === searched) continue;
+    if (!mismatches.has(resolved)) mismatches.set(resolved, []);
+    mismatches.get(resolved)!.push(layer.name);
+  }
+  return [...mismatches].map(([resolved, layers]) => ({
+    step,
+    layer: layers[0]!,
+    message: `searched its scales for ${searched}, but the quantize step of ${layers.length === 1 ? 'this layer' : `this layer and ${layers.length - 1} more`} uses ${resolved}${context.scheme!(layers[0]!)?.source === 'assignment' ? ' (a bit plan)' : ''}; give it the same format and granularity`,
+  }));
 }

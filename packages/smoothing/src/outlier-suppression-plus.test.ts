@@ -2,6 +2,17 @@ import { channelShift, dequantize, fakeQuantizeActivations, InvalidArgumentError
 import { describe, expect, it } from 'vitest';
 import { channelShiftAndRange, outlierSuppressionPlus, outlierSuppressionScales, outlierThresholds } from './outlier-suppression-plus.js';
 import { contextFor, forwardPaths, linearForward, maxRelativeDifference, outlierInputs, squaredError, syntheticBlock } from './synthetic-block.test-support.js';
+import { applyStepResult, type Quantizer as AppliedQuantizer } from '@bitsmith/core';
+
+/** Runs a step and applies its result (model edits, then layer states) to the block or model it ran on, as the runner does (step contract v2). */
+const applying = (step: AppliedQuantizer): AppliedQuantizer => ({
+  ...step,
+  run: async (context) => {
+    const result = await step.run(context);
+    applyStepResult((context.block ?? context.model)!, result, step.id);
+    return result;
+  },
+});
 
 /** Inputs with outlier channels that are also off-centre (asymmetric), the case OS+'s shift is for. */
 function asymmetricOutliers(seed: number, tokens: number, hidden: number): Matrix {
@@ -53,7 +64,7 @@ describe('Outlier Suppression+ (arXiv:2304.09145)', () => {
     const errorBefore = quantizedGroupError(before.inputs.get(qkv[0]!.name)!, weightsBefore, [undefined, undefined, undefined], qkv.map((l) => before.outputs.get(l.name)!));
     const step = outlierSuppressionPlus({ format: 'int8', activations: { format: 'int8', granularity: 'tensor' }, candidates: 12 });
     expect(step.requires).toEqual([{ kind: 'inputs', maxTokens: 2048 }]);
-    const result = await step.run(contextFor(sb, before.inputs));
+    const result = await applying(step).run(contextFor(sb, before.inputs));
     expect(result.warnings).toEqual([]);
     // Every group with a producer got a shift and a bias; o_proj (producer none) did not.
     for (const kind of ['q_proj', 'k_proj', 'v_proj', 'gate_proj', 'up_proj', 'down_proj']) {
@@ -85,13 +96,13 @@ describe('Outlier Suppression+ (arXiv:2304.09145)', () => {
     const qkv = ['q_proj', 'k_proj', 'v_proj'].map((k) => sb.linear(k));
     // Shift only: the reference point of the search.
     const shiftOnly = syntheticBlock(21);
-    await outlierSuppressionPlus({ format: 'int8', scale: false }).run(contextFor(shiftOnly, before.inputs));
+    await applying(outlierSuppressionPlus({ format: 'int8', scale: false })).run(contextFor(shiftOnly, before.inputs));
     const so = ['q_proj', 'k_proj', 'v_proj'].map((k) => shiftOnly.linear(k));
     const soShift = Float32Array.from(so[0]!.inputTransform!.describe().shift as number[]);
     const refs = qkv.map((l) => before.outputs.get(l.name)!);
     const soAfter = forwardPaths(shiftOnly, x, outlierInputs(23, 128, 64, [], 1));
     const errorShiftOnly = quantizedGroupError(soAfter.inputs.get(so[0]!.name)!, so.map((l) => l.weight), so.map((l) => l.bias), refs, soShift);
-    await outlierSuppressionPlus({ format: 'int8' }).run(contextFor(sb, before.inputs));
+    await applying(outlierSuppressionPlus({ format: 'int8' })).run(contextFor(sb, before.inputs));
     const after = forwardPaths(sb, x, outlierInputs(23, 128, 64, [], 1));
     const shift = Float32Array.from(qkv[0]!.inputTransform!.describe().shift as number[]);
     const errorSearched = quantizedGroupError(after.inputs.get(qkv[0]!.name)!, qkv.map((l) => l.weight), qkv.map((l) => l.bias), refs, shift);

@@ -16,7 +16,7 @@ import {
   type StepWarning,
 } from '@bitsmith/core';
 import { defaultBackend, type Backend } from '@bitsmith/linalg';
-import { groupInputs, layerStatesFromBlock, selectFoldableGroups, throwIfAborted } from './block-step.js';
+import { groupInputs, layerStatesFromBlock, selectFoldableGroups, throwIfAborted, draftStepContext, schemeMismatchWarnings } from './block-step.js';
 import { foldInputScales, scaleColumns } from './fold-scales.js';
 import { fakeQuantize, resolveQuantizationTarget, type QuantizationTarget } from './quantization-target.js';
 import { outlierSuppressionPlusOptionsSchema } from './smoothing-options.js';
@@ -185,17 +185,20 @@ export function outlierSuppressionPlus(options: OutlierSuppressionPlusOptions): 
   const candidates = options.candidates ?? 20;
   const maxTokens = options.maxTokens ?? 2048;
   return {
+    specificationVersion: 'v2',
     id: 'outlier-suppression-plus',
     kind: 'transform',
     scope: 'layer',
     requires: [{ kind: 'inputs', maxTokens }],
-    async run(context: StepContext) {
+    async run(given: StepContext) {
+      // Step contract v2: fold into a draft of the block; the changes outside the layers return as model edits.
+      const { context, edits } = draftStepContext(given);
       throwIfAborted(context.signal);
       const backend = options.backend ?? (await defaultBackend());
       const warnings: StepWarning[] = [];
       if (!context.block) warnings.push({ step: 'outlier-suppression-plus', message: 'no block in the step context: nothing to fold into; layers left unchanged' });
       const { groups, warnings: selectionWarnings } = selectFoldableGroups(context, 'outlier-suppression-plus');
-      warnings.push(...selectionWarnings);
+      warnings.push(...selectionWarnings, ...schemeMismatchWarnings(context, 'outlier-suppression-plus', weightOptions));
       for (const [g, group] of groups.entries()) {
         throwIfAborted(context.signal);
         const first = group.linears[0]!.name;
@@ -207,7 +210,7 @@ export function outlierSuppressionPlus(options: OutlierSuppressionPlusOptions): 
         await suppressGroup(group, subsample(raw, maxTokens), { shiftOn, scaleOn, candidates, activations, weightOptions, backend, check: () => throwIfAborted(context.signal) });
         context.progress?.(g + 1, groups.length, first);
       }
-      return { layers: layerStatesFromBlock(context), warnings };
+      return { layers: layerStatesFromBlock(context), warnings, edits: edits() };
     },
   };
 }

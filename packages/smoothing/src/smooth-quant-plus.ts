@@ -1,6 +1,6 @@
 import { checkOptions, type Quantizer, type StepContext, type StepWarning } from '@bitsmith/core';
 import { defaultBackend, type Backend } from '@bitsmith/linalg';
-import { groupInputs, layerStatesFromBlock, selectFoldableGroups, throwIfAborted } from './block-step.js';
+import { groupInputs, layerStatesFromBlock, selectFoldableGroups, throwIfAborted, draftStepContext, schemeMismatchWarnings } from './block-step.js';
 import { inputAbsMax, weightColumnAbsMax } from './channel-statistics.js';
 import { foldInputScales } from './fold-scales.js';
 import { createOutputErrorMeter } from './output-error-meter.js';
@@ -51,18 +51,21 @@ export function smoothQuantPlus(options: SmoothQuantPlusOptions): Quantizer {
   const includeIdentity = options.includeIdentity ?? true;
   const maxTokens = options.maxTokens ?? 4096;
   return {
+    specificationVersion: 'v2',
     id: 'smoothquant-plus',
     kind: 'transform',
     scope: 'layer',
     requires: [{ kind: 'inputs', maxTokens }],
-    async run(context: StepContext) {
+    async run(given: StepContext) {
+      // Step contract v2: fold into a draft of the block; the changes outside the layers return as model edits.
+      const { context, edits } = draftStepContext(given);
       const backend = options.backend ?? (await defaultBackend());
       const check = (): void => throwIfAborted(context.signal);
       check();
       const warnings: StepWarning[] = [];
       if (!context.block) warnings.push({ step: 'smoothquant-plus', message: 'no block in the step context: nothing to fold into; layers left unchanged' });
       const { groups, warnings: selectionWarnings } = selectFoldableGroups(context, 'smoothquant-plus');
-      warnings.push(...selectionWarnings);
+      warnings.push(...selectionWarnings, ...schemeMismatchWarnings(context, 'smoothquant-plus', quantize));
       for (const [i, group] of groups.entries()) {
         check();
         const first = group.linears[0]!.name;
@@ -80,7 +83,7 @@ export function smoothQuantPlus(options: SmoothQuantPlusOptions): Quantizer {
         }
         context.progress?.(i + 1, groups.length, first);
       }
-      return { layers: layerStatesFromBlock(context), warnings };
+      return { layers: layerStatesFromBlock(context), warnings, edits: edits() };
     },
   };
 }

@@ -6,6 +6,17 @@ import { smoothQuant } from './smooth-quant.js';
 import { smoothQuantPlus } from './smooth-quant-plus.js';
 import { smoothQuantScales } from './smooth-quant-scales.js';
 import { backend, contextFor, forwardPaths, maxRelativeDifference, outlierInputs, syntheticBlock } from './synthetic-block.test-support.js';
+import { applyStepResult, type Quantizer as AppliedQuantizer } from '@bitsmith/core';
+
+/** Runs a step and applies its result (model edits, then layer states) to the block or model it ran on, as the runner does (step contract v2). */
+const applying = (step: AppliedQuantizer): AppliedQuantizer => ({
+  ...step,
+  run: async (context) => {
+    const result = await step.run(context);
+    applyStepResult((context.block ?? context.model)!, result, step.id);
+    return result;
+  },
+});
 
 function setup() {
   const sb = syntheticBlock(7);
@@ -27,7 +38,7 @@ describe('smoothQuant', () => {
     const normBefore = sb.norms[0]!.weight;
     const step = smoothQuant({ alpha: 0.5 });
     expect(step.requires).toEqual([{ kind: 'input-absmax' }]);
-    const result = await step.run(contextFor(sb, reference.inputs));
+    const result = await applying(step).run(contextFor(sb, reference.inputs));
     expect(result.warnings).toEqual([]);
     const wMaxAfter = weightColumnAbsMax(group.map((l) => l.weight));
     for (let j = 0; j < cols; j++) {
@@ -50,7 +61,7 @@ describe('smoothQuant', () => {
     down.inputTransform = { name: 'hadamard', apply: () => undefined, describe: () => ({ kind: 'hadamard' }) };
     const downBefore = down.weight;
     const upBefore = up.weight;
-    const result = await smoothQuant({ alpha: 0.5 }).run(contextFor(sb, reference.inputs));
+    const result = await applying(smoothQuant({ alpha: 0.5 })).run(contextFor(sb, reference.inputs));
     expect(result.warnings).toHaveLength(1);
     expect(result.warnings[0]!.layer).toBe(down.name);
     expect(result.warnings[0]!.message).toMatch(/run-time input transform \(hadamard\)/);
@@ -83,10 +94,10 @@ describe('smoothQuantPlus', () => {
   it('with alphas [0.5] and no identity reproduces smoothQuant(0.5); the float model is unchanged', async () => {
     const a = setup();
     const b = setup();
-    await smoothQuant({ alpha: 0.5 }).run(contextFor(a.sb, a.reference.inputs));
+    await applying(smoothQuant({ alpha: 0.5 })).run(contextFor(a.sb, a.reference.inputs));
     const step = smoothQuantPlus({ format: 'int4', granularity: { type: 'group', size: 32 }, alphas: [0.5], includeIdentity: false, backend });
     expect(step.requires).toEqual([{ kind: 'inputs', maxTokens: 4096 }]);
-    await step.run(contextFor(b.sb, b.reference.inputs));
+    await applying(step).run(contextFor(b.sb, b.reference.inputs));
     a.sb.block.linears.forEach((l, i) => expect(b.sb.block.linears[i]!.weight.data).toEqual(l.weight.data));
     const after = forwardPaths(b.sb, b.x, b.attended);
     const name = b.sb.linear('down_proj').name;

@@ -1,5 +1,5 @@
 import { checkOptions, type Quantizer, type StepContext, type StepWarning } from '@bitsmith/core';
-import { groupInputs, layerStatesFromBlock, selectFoldableGroups, throwIfAborted } from './block-step.js';
+import { groupInputs, layerStatesFromBlock, selectFoldableGroups, throwIfAborted, draftStepContext } from './block-step.js';
 import { inputAbsMax, weightColumnAbsMax } from './channel-statistics.js';
 import { foldInputScales } from './fold-scales.js';
 import { smoothQuantScales } from './smooth-quant-scales.js';
@@ -30,11 +30,14 @@ export function smoothQuant(options: SmoothQuantOptions = {}): Quantizer {
   checkOptions('smoothQuant', smoothQuantOptionsSchema, options);
   const alpha = options.alpha ?? 0.5;
   return {
+    specificationVersion: 'v2',
     id: 'smoothquant',
     kind: 'transform',
     scope: 'layer',
     requires: [{ kind: 'input-absmax' }],
-    async run(context: StepContext) {
+    async run(given: StepContext) {
+      // Step contract v2: fold into a draft of the block; the changes outside the layers return as model edits.
+      const { context, edits } = draftStepContext(given);
       throwIfAborted(context.signal);
       const warnings: StepWarning[] = [];
       if (!context.block) warnings.push({ step: 'smoothquant', message: 'no block in the step context: nothing to fold into; layers left unchanged' });
@@ -55,7 +58,7 @@ export function smoothQuant(options: SmoothQuantOptions = {}): Quantizer {
         }
         context.progress?.(i + 1, groups.length, first);
       }
-      return { layers: layerStatesFromBlock(context), warnings };
+      return { layers: layerStatesFromBlock(context), warnings, edits: edits() };
     },
   };
 }

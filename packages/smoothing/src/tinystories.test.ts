@@ -8,6 +8,17 @@ import { awq } from './awq.js';
 import { smoothQuant } from './smooth-quant.js';
 import { smoothQuantPlus } from './smooth-quant-plus.js';
 import { SHARED_DIR, SKIP_SHARED, TINYSTORIES_DIR } from './shared-data.test-support.js';
+import { applyStepResult, type Quantizer as AppliedQuantizer } from '@bitsmith/core';
+
+/** Runs a step and applies its result (model edits, then layer states) to the block or model it ran on, as the runner does (step contract v2). */
+const applying = (step: AppliedQuantizer): AppliedQuantizer => ({
+  ...step,
+  run: async (context) => {
+    const result = await step.run(context);
+    applyStepResult((context.block ?? context.model)!, result, step.id);
+    return result;
+  },
+});
 
 const backend = createJsBackend();
 const FORMAT = 'int3';
@@ -91,7 +102,7 @@ async function measure(sequences: number[][], reference: { inputs: Map<string, M
   const block = model.blocks[0]!;
   const captured = await captureBlock0(model, sequences);
   let layers: readonly LayerState[] = block.linears.map((l) => ({ name: l.name, weight: l.weight }));
-  if (transform) layers = (await transform.run(contextOf(model, captured.inputs))).layers;
+  if (transform) layers = (await applying(transform).run(contextOf(model, captured.inputs))).layers;
   const transformed = transform ? await captureBlock0(model, sequences) : captured;
   const { layers: quantized } = await rtn({ format: FORMAT, granularity: GRANULARITY }).run({ layers, statistics: () => ({ tokens: 0 }) });
   for (const q of quantized) block.linears.find((l) => l.name === q.name)!.weight = q.weight;
@@ -141,7 +152,7 @@ describe.skipIf(SKIP_SHARED)('smoothing on tinystories-656k block 0', () => {
       const { model } = await load(sequences);
       const before = await model.logits(await runAll(model, sequences));
       const captured = await captureBlock0(model, sequences);
-      const result = await step.run(contextOf(model, captured.inputs));
+      const result = await applying(step).run(contextOf(model, captured.inputs));
       expect(result.warnings).toEqual([]);
       const after = await model.logits(await runAll(model, sequences));
       let maxDiff = 0;

@@ -1,4 +1,4 @@
-import { AbortError, checkOptions, InvalidArgumentError, rtn, type LayerState, type Quantizer, type StepWarning } from '@bitsmith/core';
+import { checkOptions, forEachLayer, InvalidArgumentError, rtn, schemeOptions, type Quantizer, type StepWarning, type WeightScheme } from '@bitsmith/core';
 import { gptqQuantizeLayer, type GptqOptions } from './gptq-quantize-layer.js';
 import { gptqOptionsSchema } from './solver-options.js';
 import type { StatisticRequest } from '@bitsmith/core';
@@ -32,45 +32,49 @@ export function gptq(options: GptqOptions): Quantizer {
  */
 export function hessianQuantizeStep(id: string, options: GptqOptions, asymmetric?: { readonly alpha: number }): Quantizer {
   const requires: StatisticRequest[] = asymmetric ? [{ kind: 'hessian' }, { kind: 'float-input-cross' }] : [{ kind: 'hessian' }];
+  // The scheme the runner resolves per layer (bit-plan assignments applied) from the step's own options.
+  const scheme: WeightScheme = {
+    format: options.format,
+    ...(options.granularity ? { granularity: options.granularity } : {}),
+    ...(options.scaleEncoding ? { scaleEncoding: options.scaleEncoding } : {}),
+  };
   return {
+    specificationVersion: 'v2',
     id,
     kind: 'quantize',
     stores: ['grid'],
+    scheme,
     requires,
     async run(context) {
-      const layers: LayerState[] = [];
       const warnings: StepWarning[] = [];
-      const total = context.layers.length;
-      for (const [index, layer] of context.layers.entries()) {
-        if (context.signal?.aborted) throw new AbortError();
-        const statistics = context.statistics(layer.name);
-        const hessian = statistics.hessian;
-        if (!hessian) throw new InvalidArgumentError('statistics', `no Hessian was observed for layer '${layer.name}'; ${id} requires { kind: 'hessian' }`);
-        const cross = asymmetric ? statistics.floatInputCross : undefined;
-        if (asymmetric && !cross) throw new InvalidArgumentError('statistics', `no float-input cross term was observed for layer '${layer.name}'; ${id} requires { kind: 'float-input-cross' }`);
-        // A bit plan's assignment (from an allocate step) overrides the step's own format and granularity.
-        const a = layer.assignment;
-        const settings: GptqOptions = a ? { ...options, format: a.format, ...(a.granularity ? { granularity: a.granularity } : {}) } : options;
-        if (statistics.tokens === 0) {
-          // No calibration token reached the layer (a mixture-of-experts expert the router never chose): an empty
-          // Hessian would mark every column dead and zero the weight. Round to nearest instead, and say so.
-          const { format, granularity, scaleEncoding } = settings;
-          const fallback = await rtn({ format, ...(granularity ? { granularity } : {}), ...(scaleEncoding ? { scaleEncoding } : {}) }).run({ layers: [layer], statistics: () => statistics });
-          layers.push(fallback.layers[0]!);
-          warnings.push({ step: id, layer: layer.name, message: 'no calibration token reached this layer; rounded to nearest instead (rtn-fallback)' });
-          context.progress?.(index + 1, total, layer.name);
-          continue;
-        }
-        const result = await gptqQuantizeLayer(
-          layer.weight,
-          hessian,
-          { ...settings, ...(context.signal ? { signal: context.signal } : {}) },
-          cross ? { cross, alpha: asymmetric!.alpha } : undefined,
-        );
-        for (const warning of result.warnings) warnings.push({ ...warning, step: id, layer: layer.name });
-        layers.push({ ...layer, weight: result.weight, stored: { kind: 'grid', tensor: result.quantized }, bitsPerWeight: result.bitsPerWeight });
-        context.progress?.(index + 1, total, layer.name);
-      }
+      const layers = await forEachLayer(
+        context,
+        async (layer, { scheme: resolved }) => {
+          const statistics = context.statistics(layer.name);
+          const hessian = statistics.hessian;
+          if (!hessian) throw new InvalidArgumentError('statistics', `no Hessian was observed for layer '${layer.name}'; ${id} requires { kind: 'hessian' }`);
+          const cross = asymmetric ? statistics.floatInputCross : undefined;
+          if (asymmetric && !cross) throw new InvalidArgumentError('statistics', `no float-input cross term was observed for layer '${layer.name}'; ${id} requires { kind: 'float-input-cross' }`);
+          // The layer's scheme: a bit plan's assignment (from an allocate step) overrides the step's format and granularity.
+          const settings: GptqOptions = { ...options, ...schemeOptions(resolved!) };
+          if (statistics.tokens === 0) {
+            // No calibration token reached the layer (a mixture-of-experts expert the router never chose): an empty
+            // Hessian would mark every column dead and zero the weight. Round to nearest instead, and say so.
+            const fallback = await rtn(schemeOptions(resolved!)).run({ layers: [layer], statistics: () => statistics });
+            warnings.push({ step: id, layer: layer.name, message: 'no calibration token reached this layer; rounded to nearest instead (rtn-fallback)' });
+            return fallback.layers[0]!;
+          }
+          const result = await gptqQuantizeLayer(
+            layer.weight,
+            hessian,
+            { ...settings, ...(context.signal ? { signal: context.signal } : {}) },
+            cross ? { cross, alpha: asymmetric!.alpha } : undefined,
+          );
+          for (const warning of result.warnings) warnings.push({ ...warning, step: id, layer: layer.name });
+          return { ...layer, weight: result.weight, stored: { kind: 'grid', tensor: result.quantized }, bitsPerWeight: result.bitsPerWeight };
+        },
+        { scheme },
+      );
       return { layers, warnings };
     },
   };

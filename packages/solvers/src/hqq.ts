@@ -1,4 +1,4 @@
-import { AbortError, bitsPerWeight as storageBits, checkOptions, elementCodec, type LayerState, type Quantizer } from '@bitsmith/core';
+import { bitsPerWeight as storageBits, checkOptions, elementCodec, forEachLayer, type Quantizer } from '@bitsmith/core';
 import { hqqQuantizeLayer, type HqqOptions } from './hqq-quantize-layer.js';
 import { hqqOptionsSchema } from './solver-options.js';
 
@@ -19,20 +19,18 @@ import { hqqOptionsSchema } from './solver-options.js';
 export function hqq(options: HqqOptions): Quantizer {
   checkOptions('hqq', hqqOptionsSchema, options);
   return {
+    specificationVersion: 'v2',
     id: 'hqq',
     kind: 'quantize',
     stores: ['grid'],
     requires: [],
     async run(context) {
-      const layers: LayerState[] = [];
-      for (const [index, layer] of context.layers.entries()) {
-        if (context.signal?.aborted) throw new AbortError();
+      const layers = await forEachLayer(context, async (layer) => {
         const a = layer.assignment;
         const settings: HqqOptions = a && a.format.type === 'int' ? { ...options, bits: elementCodec(a.format).bits, ...(a.granularity ? { granularity: a.granularity } : {}) } : options;
         const result = hqqQuantizeLayer(layer.weight, settings);
-        layers.push({ ...layer, weight: result.weight, stored: { kind: 'grid', tensor: result.quantized }, bitsPerWeight: storageBits(result.quantized) });
-        context.progress?.(index + 1, context.layers.length, layer.name);
-      }
+        return { ...layer, weight: result.weight, stored: { kind: 'grid', tensor: result.quantized }, bitsPerWeight: storageBits(result.quantized) };
+      });
       return { layers, warnings: [] };
     },
   };

@@ -1,4 +1,4 @@
-import { AbortError, checkOptions, InvalidArgumentError, type LayerState, type Quantizer, type StepWarning } from '@bitsmith/core';
+import { checkOptions, forEachLayer, InvalidArgumentError, schemeOptions, type Quantizer, type StepWarning, type WeightScheme } from '@bitsmith/core';
 import { quantEaseQuantizeLayer, type QuantEaseOptions } from './quant-ease-quantize-layer.js';
 import { quantEaseOptionsSchema } from './solver-options.js';
 
@@ -15,25 +15,29 @@ import { quantEaseOptionsSchema } from './solver-options.js';
  */
 export function quantEase(options: QuantEaseOptions): Quantizer {
   checkOptions('quantEase', quantEaseOptionsSchema, options);
+  const scheme: WeightScheme = { format: options.format, ...(options.granularity ? { granularity: options.granularity } : {}), ...(options.scaleEncoding ? { scaleEncoding: options.scaleEncoding } : {}) };
   return {
+    specificationVersion: 'v2',
     id: 'quantease',
     kind: 'quantize',
     stores: ['grid'],
+    scheme,
     requires: [{ kind: 'hessian' }],
     async run(context) {
-      const layers: LayerState[] = [];
       const warnings: StepWarning[] = [];
-      for (const [index, layer] of context.layers.entries()) {
-        if (context.signal?.aborted) throw new AbortError();
-        const hessian = context.statistics(layer.name).hessian;
-        if (!hessian) throw new InvalidArgumentError('statistics', `no Hessian was observed for layer '${layer.name}'; QuantEase requires { kind: 'hessian' }`);
-        const a = layer.assignment;
-        const settings: QuantEaseOptions = a ? { ...options, format: a.format, ...(a.granularity ? { granularity: a.granularity } : {}) } : options;
-        const result = await quantEaseQuantizeLayer(layer.weight, hessian, { ...settings, ...(context.signal ? { signal: context.signal } : {}) });
-        for (const w of result.warnings) warnings.push({ ...w, layer: layer.name });
-        layers.push({ ...layer, weight: result.weight, stored: { kind: 'grid', tensor: result.quantized }, bitsPerWeight: result.bitsPerWeight });
-        context.progress?.(index + 1, context.layers.length, layer.name);
-      }
+      const layers = await forEachLayer(
+        context,
+        async (layer, { scheme: resolved }) => {
+          const hessian = context.statistics(layer.name).hessian;
+          if (!hessian) throw new InvalidArgumentError('statistics', `no Hessian was observed for layer '${layer.name}'; QuantEase requires { kind: 'hessian' }`);
+          // The layer's scheme: a bit plan's assignment overrides the step's format and granularity.
+          const settings: QuantEaseOptions = { ...options, ...schemeOptions(resolved!) };
+          const result = await quantEaseQuantizeLayer(layer.weight, hessian, { ...settings, ...(context.signal ? { signal: context.signal } : {}) });
+          for (const w of result.warnings) warnings.push({ ...w, layer: layer.name });
+          return { ...layer, weight: result.weight, stored: { kind: 'grid', tensor: result.quantized }, bitsPerWeight: result.bitsPerWeight };
+        },
+        { scheme },
+      );
       return { layers, warnings };
     },
   };

@@ -1,0 +1,302 @@
+import type { ModelEdit } from './model-edit.js';
+import type { BlockView, InputGroup, LinearView, ModelView, NormView } from './model-view.js';
+import type { Matrix } from './tensor.js';
+
+/** One writable field of a view (a linear's weight, a norm's bias, the embedding), read and written by name. */
+interface Slot {
+  /** `model.layers.0.self_attn.q_proj.weight`, `embedding`, ... */
+  readonly tensor: string;
+  /** The module the field belongs to (`model.layers.0.self_attn.q_proj`), for edits. */
+  readonly target: string;
+  readonly field: 'weight' | 'bias' | 'inputTransform' | 'norm-weight' | 'norm-bias' | 'embedding';
+  read(): unknown;
+  write(value: unknown): void;
+}
+
+function isModelView(view: ModelView | BlockView): view is ModelView {
+  return 'hiddenSize' in view && 'finalNorm' in view;
+}
+
+function linearSlots(l: LinearView): Slot[] {
+  return [
+    { tensor: `${l.name}.weight`, target: l.name, field: 'weight', read: () => l.weight, write: (v) => void (l.weight = v as Matrix) },
+    { tensor: `${l.name}.bias`, target: l.name, field: 'bias', read: () => l.bias, write: (v) => void (l.bias = v as Float32Array | undefined) },
+    { tensor: `${l.name}.inputTransform`, target: l.name, field: 'inputTransform', read: () => l.inputTransform, write: (v) => void (l.inputTransform = v as LinearView['inputTransform']) },
+  ];
+}
+
+function normSlots(n: NormView): Slot[] {
+  return [
+    { tensor: `${n.name}.weight`, target: n.name, field: 'norm-weight', read: () => n.weight, write: (v) => void (n.weight = v as Float32Array) },
+    {
+      tensor: `${n.name}.bias`,
+      target: n.name,
+      field: 'norm-bias',
+      read: () => n.bias,
+      write: (v) => {
+        if (v === undefined) delete n.bias;
+        else n.bias = v as Float32Array;
+      },
+    },
+  ];
+}
+
+function blockSlots(block: BlockView): Slot[] {
+  return [...[...block.linears, ...(block.auxiliaryLinears ?? [])].flatMap(linearSlots), ...block.norms.flatMap(normSlots)];
+}
+
+/**
+ * A model field that may be missing: models without a language-model head (encoders) throw from `embedding`,
+ * `finalNorm` and `lmHead`; drafts and fingerprints then leave those parts out.
+ */
+function optional<T>(read: () => T): T | undefined {
+  try {
+    return read();
+  } catch {
+    return undefined;
+  }
+}
+
+/** Every writable field of a model (blocks, final norm, head, embedding) or of one block, in a fixed order. */
+function slotsOf(view: ModelView | BlockView): Slot[] {
+  if (!isModelView(view)) return blockSlots(view);
+  const finalNorm = optional(() => view.finalNorm);
+  const lmHead = optional(() => view.lmHead);
+  return [
+    ...(optional(() => view.embedding) ? [{ tensor: 'embedding', target: 'embedding', field: 'embedding', read: () => view.embedding, write: (v: unknown) => void (view.embedding = v as Matrix) } as Slot] : []),
+    ...view.blocks.flatMap(blockSlots),
+    ...(finalNorm ? normSlots(finalNorm) : []),
+    ...(lmHead ? linearSlots(lmHead) : []),
+  ];
+}
+
+function draftLinear(l: LinearView): LinearView {
+  return { name: l.name, kind: l.kind, weight: l.weight, bias: l.bias, inputTransform: l.inputTransform };
+}
+
+function draftNorm(n: NormView): NormView {
+  return {
+    name: n.name,
+    type: n.type,
+    weight: n.weight,
+    ...(n.bias ? { bias: n.bias } : {}),
+    ...(n.gainOffset !== undefined ? { gainOffset: n.gainOffset } : {}),
+  };
+}
+
+function draftBlockWith(block: BlockView, linearOf: Map<LinearView, LinearView>, normOf: Map<NormView, NormView>): BlockView {
+  const mapLinear = (l: LinearView): LinearView => {
+    let d = linearOf.get(l);
+    if (!d) linearOf.set(l, (d = draftLinear(l)));
+    return d;
+  };
+  const mapNorm = (n: NormView): NormView => {
+    let d = normOf.get(n);
+    if (!d) normOf.set(n, (d = draftNorm(n)));
+    return d;
+  };
+  const inputGroups: InputGroup[] = block.inputGroups.map((g) => ({
+    linears: g.linears.map(mapLinear),
+    producer: g.producer.kind === 'norm' ? { kind: 'norm', norm: mapNorm(g.producer.norm) } : g.producer.kind === 'linear' ? { kind: 'linear', linear: mapLinear(g.producer.linear) } : { kind: 'none' },
+  }));
+  return {
+    index: block.index,
+    name: block.name,
+    linears: block.linears.map(mapLinear),
+    norms: block.norms.map(mapNorm),
+    inputGroups,
+    ...(block.attention ? { attention: block.attention } : {}),
+    ...(block.auxiliaryLinears ? { auxiliaryLinears: block.auxiliaryLinears.map(mapLinear) } : {}),
+    ...('kvCache' in block ? { kvCache: block.kvCache } : {}),
+  };
+}
+
+/**
+ * A copy of a block's views that a step may write freely (step contract v2): new view objects holding the same
+ * arrays, with input groups pointing at the copies. Writing a field of the draft (`draft.norms[0].weight = w`) leaves
+ * the model untouched; {@link modelEditsOf} turns the draft's changes into model edits. Arrays are shared, so a draft
+ * must be changed by assigning new arrays, never by writing into the ones it holds (as core's folding helpers do).
+ *
+ * @example
+ * ```ts
+ * const draft = draftBlock(context.block);
+ * foldInputScales(draft.inputGroups[0], scales);            // writes the draft only
+ * const edits = modelEditsOf(context.block, draft, { except: selectedNames });
+ * ```
+ */
+export function draftBlock(block: BlockView): BlockView {
+  return draftBlockWith(block, new Map(), new Map());
+}
+
+/**
+ * A copy of a whole model's views that a model-level step may write freely (see {@link draftBlock}): every block, the
+ * final norm, the head and the embedding; `untieEmbeddings()` gives the draft's head its own copy. The draft has no
+ * forward pass: a step that must run the model on its new weights uses {@link collectModelEdits}.
+ *
+ * @example
+ * ```ts
+ * const draft = draftModel(context.model);
+ * await rotateModel(draft, { seed: 0 });
+ * return { layers: context.layers, warnings, edits: modelEditsOf(context.model, draft) };
+ * ```
+ */
+export function draftModel(model: ModelView): ModelView {
+  const linearOf = new Map<LinearView, LinearView>();
+  const normOf = new Map<NormView, NormView>();
+  const blocks = model.blocks.map((b) => draftBlockWith(b, linearOf, normOf));
+  // A model without a head (an encoder) throws from these getters: the draft then throws the same way.
+  const head = optional(() => model.lmHead);
+  const lmHead = head ? draftLinear(head) : undefined;
+  const norm = optional(() => model.finalNorm);
+  const finalNorm = norm ? draftNorm(norm) : undefined;
+  let embedding = optional(() => model.embedding);
+  const draft: ModelView = {
+    architecture: model.architecture,
+    ...(model.mapping ? { mapping: model.mapping } : {}),
+    hiddenSize: model.hiddenSize,
+    get embedding(): Matrix {
+      return embedding ?? model.embedding;
+    },
+    set embedding(value: Matrix) {
+      embedding = value;
+    },
+    blocks,
+    get finalNorm(): NormView {
+      return finalNorm ?? model.finalNorm;
+    },
+    get lmHead(): LinearView {
+      return lmHead ?? model.lmHead;
+    },
+    get tiedEmbeddings(): boolean {
+      return lmHead !== undefined && embedding !== undefined && (lmHead.weight === embedding || lmHead.weight.data === embedding.data);
+    },
+    untieEmbeddings(): void {
+      if (lmHead && draft.tiedEmbeddings) lmHead.weight = { dtype: 'float32', shape: [lmHead.weight.shape[0], lmHead.weight.shape[1]], data: Float32Array.from(lmHead.weight.data) };
+    },
+  };
+  return draft;
+}
+
+function editOf(slot: Slot, value: unknown): ModelEdit {
+  switch (slot.field) {
+    case 'weight':
+      return { kind: 'set-weight', target: slot.target, weight: value as Matrix };
+    case 'bias':
+      return { kind: 'set-bias', target: slot.target, bias: value as Float32Array | undefined };
+    case 'inputTransform':
+      return { kind: 'set-input-transform', target: slot.target, transform: value as LinearView['inputTransform'] };
+    case 'norm-weight':
+      return { kind: 'set-norm-weight', target: slot.target, weight: value as Float32Array };
+    case 'norm-bias':
+      return { kind: 'set-norm-bias', target: slot.target, bias: value as Float32Array | undefined };
+    case 'embedding':
+      return { kind: 'set-embedding', weight: value as Matrix };
+  }
+}
+
+function editsBetween(view: ModelView | BlockView, before: readonly unknown[], after: readonly unknown[], wasTied: boolean, isTied: boolean, except: ReadonlySet<string>): ModelEdit[] {
+  const slots = slotsOf(view);
+  const edits: ModelEdit[] = [];
+  if (wasTied && !isTied) edits.push({ kind: 'untie-embeddings' });
+  slots.forEach((slot, i) => {
+    if (before[i] === after[i]) return;
+    if ((slot.field === 'weight' || slot.field === 'bias') && except.has(slot.target)) return;
+    edits.push(editOf(slot, after[i]));
+  });
+  return edits;
+}
+
+/**
+ * The model edits that turn `original` into `draft` (a {@link draftBlock} or {@link draftModel} of it): one `set-*`
+ * edit per field whose value the draft replaced (compared by identity), `untie-embeddings` first when the draft untied
+ * them. `except` names linears whose weight and bias the step returns in its layer states instead.
+ *
+ * @example
+ * ```ts
+ * const edits = modelEditsOf(block, draft, { except: new Set(context.layers.map((l) => l.name)) });
+ * ```
+ */
+export function modelEditsOf<V extends ModelView | BlockView>(original: V, draft: V, options: { except?: Iterable<string> } = {}): ModelEdit[] {
+  const before = slotsOf(original).map((s) => s.read());
+  const after = slotsOf(draft).map((s) => s.read());
+  const tied = (v: ModelView | BlockView): boolean => isModelView(v) && (optional(() => v.tiedEmbeddings) ?? false);
+  return editsBetween(original, before, after, tied(original), tied(draft), new Set(options.except ?? []));
+}
+
+/**
+ * Runs `work` on the model itself (for model-level steps that must run the model's forward pass on the weights they
+ * change, such as a learned rotation), then returns what it changed as model edits and puts every field back as it
+ * was, also when `work` throws. Fields must be changed by assigning new arrays (never writing into the old ones), so
+ * that restoring the old references restores the model bit for bit.
+ *
+ * @example
+ * ```ts
+ * const { result, edits } = await collectModelEdits(context.model, () => learnRotation(context.model, sequences));
+ * ```
+ */
+export async function collectModelEdits<T>(view: ModelView | BlockView, work: () => Promise<T>, options: { except?: Iterable<string> } = {}): Promise<{ result: T; edits: ModelEdit[] }> {
+  const slots = slotsOf(view);
+  const before = slots.map((s) => s.read());
+  const model = isModelView(view) ? view : undefined;
+  const wasTied = (model && optional(() => model.tiedEmbeddings)) ?? false;
+  try {
+    const result = await work();
+    const after = slotsOf(view).map((s) => s.read());
+    const isTied = (model && optional(() => model.tiedEmbeddings)) ?? false;
+    return { result, edits: editsBetween(view, before, after, wasTied, isTied, new Set(options.except ?? [])) };
+  } finally {
+    // The embedding first: a tied head is restored to the very matrix the embedding holds again.
+    slots.forEach((slot, i) => slot.write(before[i]));
+  }
+}
+
+/** What {@link viewFingerprint} records: each field's value (by identity) and a hash of its array's bits. */
+export interface ViewFingerprint {
+  readonly tensors: readonly string[];
+  readonly values: readonly unknown[];
+  readonly hashes: readonly number[];
+}
+
+function hashArray(value: unknown): number {
+  const data = value && typeof value === 'object' && 'data' in value ? (value as Matrix).data : value;
+  if (!(data instanceof Float32Array)) return 0;
+  const words = new Uint32Array(data.buffer, data.byteOffset, data.length);
+  let h = 0x811c9dc5;
+  for (let i = 0; i < words.length; i++) h = Math.imul(h ^ words[i]!, 0x01000193);
+  return h >>> 0;
+}
+
+/**
+ * A fingerprint of every writable field of a model or block: which array each field holds and a 32-bit FNV-1a hash of
+ * its bits. The runner takes one before and after each step and refuses a step that wrote through a view
+ * (`ModelEditError`, see {@link changedTensor}).
+ *
+ * @example
+ * ```ts
+ * const before = viewFingerprint(block);
+ * await step.run(context);
+ * const tensor = changedTensor(before, viewFingerprint(block)); // e.g. 'model.layers.0.input_layernorm.weight'
+ * ```
+ */
+export function viewFingerprint(view: ModelView | BlockView): ViewFingerprint {
+  const slots = slotsOf(view);
+  const values = slots.map((s) => s.read());
+  return { tensors: slots.map((s) => s.tensor), values, hashes: values.map(hashArray) };
+}
+
+/**
+ * The first tensor whose field was replaced or whose bits were written in place between two fingerprints of the same
+ * view, with how; undefined when nothing changed.
+ *
+ * @example
+ * ```ts
+ * changedTensor(before, viewFingerprint(block)); // { tensor: 'model.layers.0.input_layernorm.weight', how: 'replaced' }
+ * ```
+ */
+export function changedTensor(before: ViewFingerprint, after: ViewFingerprint): { tensor: string; how: 'replaced' | 'written in place' } | undefined {
+  for (let i = 0; i < before.tensors.length; i++) {
+    if (before.values[i] !== after.values[i]) return { tensor: before.tensors[i]!, how: 'replaced' };
+    if (before.hashes[i] !== after.hashes[i]) return { tensor: before.tensors[i]!, how: 'written in place' };
+  }
+  return undefined;
+}

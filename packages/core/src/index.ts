@@ -41,7 +41,7 @@ export type { WeightScheme, LayerScheme } from './layer-scheme.js';
 export { resolveLayerScheme, schemeOptions } from './layer-scheme.js';
 export type { LayerWork } from './for-each-layer.js';
 export { forEachLayer } from './for-each-layer.js';
-export { applyModelEdits, applyStepResult, modelEditTensor } from './model-edit.js';
+export { applyModelEdits, applyStepResult, applyingResults, modelEditTensor } from './model-edit.js';
 export type { ViewFingerprint } from './model-draft.js';
 export { draftBlock, draftModel, modelEditsOf, collectModelEdits, viewFingerprint, changedTensor } from './model-draft.js';
 export type { CsrMatrix } from './csr-matrix.js';

@@ -6,17 +6,10 @@ import { parseFormat } from './number-format.js';
 import type { LinearView } from './model-view.js';
 import { decodeStored } from './stored-form.js';
 import type { Matrix } from './tensor.js';
-import { applyStepResult, type Quantizer as AppliedQuantizer } from './index.js';
+import { applyingResults } from './index.js';
 
-/** Runs a step and applies its result (model edits, then layer states) to the block or model it ran on, as the runner does (step contract v2). */
-const applying = (step: AppliedQuantizer): AppliedQuantizer => ({
-  ...step,
-  run: async (context) => {
-    const result = await step.run(context);
-    applyStepResult((context.block ?? context.model)!, result, step.id);
-    return result;
-  },
-});
+/** Runs a step and applies its result to the block or model it ran on, as the runner does (step contract v2). */
+const applying = applyingResults;
 
 function random(rows: number, columns: number, seed: number): Float32Array {
   let s = seed >>> 0;

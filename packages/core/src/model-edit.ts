@@ -1,6 +1,6 @@
 import { ModelEditError } from './errors.js';
 import type { BlockView, LinearView, ModelView, NormView, RuntimeInputTransform } from './model-view.js';
-import type { StepResult } from './quantizer.js';
+import type { Quantizer, StepResult } from './quantizer.js';
 import type { Matrix } from './tensor.js';
 
 /**
@@ -205,4 +205,26 @@ export function applyStepResult(view: ModelView | BlockView, result: StepResult,
     l.weight = state.weight;
     if (state.bias !== undefined) l.bias = state.bias;
   }
+}
+
+/**
+ * The step, with `run` applying its own result (model edits, then layer states) to the block or model it ran on
+ * before returning it (see {@link applyStepResult}): a step run by hand then changes the model as it does under the
+ * recipe runner. Not for steps handed to `runRecipe`, which applies results itself.
+ *
+ * @example
+ * ```ts
+ * const smooth = applyingResults(smoothQuant({ alpha: 0.5 }));
+ * await smooth.run({ layers, statistics, block }); // the norm and the layers now hold the smoothed weights
+ * ```
+ */
+export function applyingResults(step: Quantizer): Quantizer {
+  return {
+    ...step,
+    run: async (context) => {
+      const result = await step.run(context);
+      applyStepResult((context.block ?? context.model)!, result, step.id);
+      return result;
+    },
+  };
 }

@@ -1,24 +1,16 @@
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { InvalidArgumentError, UnsupportedFormatError, matrix, parseFormat, type ActivationScheme } from '@bitsmith/core';
+import { InvalidArgumentError, UnsupportedFormatError, matrix, parseFormat, type ActivationScheme, applyingResults } from '@bitsmith/core';
 import { createJsBackend, createRandom } from '@bitsmith/linalg';
 import { llamaQuantizableModel, loadLlamaGraph, type LlamaGraph } from '@bitsmith/models';
 import { hadamardRotation } from './hadamard-rotation.js';
 import { addAbsmaxScalePath, learnRotation, rotationBlockLoss, rotationProblem, type RotationLossSettings } from './learned-rotation.js';
 import { learnedRotation, learnedRotationStep } from './learned-rotation-step.js';
 import { orthogonalityError, rotateModel } from './rotate-model.js';
-import { applyStepResult, type Quantizer as AppliedQuantizer } from '@bitsmith/core';
 
-/** Runs a step and applies its result (model edits, then layer states) to the block or model it ran on, as the runner does (step contract v2). */
-const applying = (step: AppliedQuantizer): AppliedQuantizer => ({
-  ...step,
-  run: async (context) => {
-    const result = await step.run(context);
-    applyStepResult((context.block ?? context.model)!, result, step.id);
-    return result;
-  },
-});
+/** Runs a step and applies its result to the block or model it ran on, as the runner does (step contract v2). */
+const applying = applyingResults;
 
 const backend = createJsBackend();
 const FIXTURES = join(fileURLToPath(import.meta.url), '..', '..', '..', 'models', 'test-fixtures', 'architectures');

@@ -1,21 +1,14 @@
 import { describe, expect, it } from 'vitest';
-import { InvalidArgumentError, dequantize, matrix, parseFormat, quantize, type BlockView, type LinearView, type Matrix, type ModelView, type NormView } from '@bitsmith/core';
+import { InvalidArgumentError, dequantize, matrix, parseFormat, quantize, type BlockView, type LinearView, type Matrix, type ModelView, type NormView, applyingResults } from '@bitsmith/core';
 import { createJsBackend, fillNormal } from '@bitsmith/linalg';
 import { LLAMA_MAPPING } from '@bitsmith/models';
 import { hadamardRotation, quarot } from './hadamard-rotation.js';
 import { randomHadamard } from './random-hadamard.js';
 import { rotateModel, type RotateModelOptions } from './rotate-model.js';
-import { applyStepResult, changedTensor, viewFingerprint, type Quantizer as AppliedQuantizer } from '@bitsmith/core';
+import { applyStepResult, changedTensor, viewFingerprint } from '@bitsmith/core';
 
-/** Runs a step and applies its result (model edits, then layer states) to the block or model it ran on, as the runner does (step contract v2). */
-const applying = (step: AppliedQuantizer): AppliedQuantizer => ({
-  ...step,
-  run: async (context) => {
-    const result = await step.run(context);
-    applyStepResult((context.block ?? context.model)!, result, step.id);
-    return result;
-  },
-});
+/** Runs a step and applies its result to the block or model it ran on, as the runner does (step contract v2). */
+const applying = applyingResults;
 
 const backend = createJsBackend();
 

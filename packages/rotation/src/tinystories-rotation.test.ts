@@ -4,17 +4,10 @@ import { createJsBackend } from '@bitsmith/linalg';
 import { llamaQuantizableModel, loadLlamaModel, type LlamaModel } from '@bitsmith/models';
 import { hadamardRotation, type HadamardRotationOptions } from './hadamard-rotation.js';
 import { DEV_HELDOUT, SKIP_SHARED, TINYSTORIES_DIR } from './shared-data.test-support.js';
-import { applyStepResult, type Quantizer as AppliedQuantizer } from '@bitsmith/core';
+import { applyingResults } from '@bitsmith/core';
 
-/** Runs a step and applies its result (model edits, then layer states) to the block or model it ran on, as the runner does (step contract v2). */
-const applying = (step: AppliedQuantizer): AppliedQuantizer => ({
-  ...step,
-  run: async (context) => {
-    const result = await step.run(context);
-    applyStepResult((context.block ?? context.model)!, result, step.id);
-    return result;
-  },
-});
+/** Runs a step and applies its result to the block or model it ran on, as the runner does (step contract v2). */
+const applying = applyingResults;
 
 const backend = createJsBackend();
 

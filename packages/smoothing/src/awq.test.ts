@@ -1,4 +1,4 @@
-import { AbortError, InvalidArgumentError, resolveLayerScheme, rtn, type LayerState, type Matrix } from '@bitsmith/core';
+import { AbortError, InvalidArgumentError, resolveLayerScheme, rtn, type LayerState, type Matrix, applyingResults } from '@bitsmith/core';
 import { describe, expect, it } from 'vitest';
 import { awq } from './awq.js';
 import { awqScales } from './awq-scales.js';
@@ -12,17 +12,9 @@ import {
   syntheticBlock,
   type SyntheticBlock,
 } from './synthetic-block.test-support.js';
-import { applyStepResult, type Quantizer as AppliedQuantizer } from '@bitsmith/core';
 
-/** Runs a step and applies its result (model edits, then layer states) to the block or model it ran on, as the runner does (step contract v2). */
-const applying = (step: AppliedQuantizer): AppliedQuantizer => ({
-  ...step,
-  run: async (context) => {
-    const result = await step.run(context);
-    applyStepResult((context.block ?? context.model)!, result, step.id);
-    return result;
-  },
-});
+/** Runs a step and applies its result to the block or model it ran on, as the runner does (step contract v2). */
+const applying = applyingResults;
 
 const TOKENS = 256;
 const COMPARED = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'down_proj'];

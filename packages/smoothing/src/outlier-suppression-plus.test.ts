@@ -1,18 +1,10 @@
-import { channelShift, dequantize, fakeQuantizeActivations, InvalidArgumentError, parseFormat, quantize, type Matrix } from '@bitsmith/core';
+import { channelShift, dequantize, fakeQuantizeActivations, InvalidArgumentError, parseFormat, quantize, type Matrix, applyingResults } from '@bitsmith/core';
 import { describe, expect, it } from 'vitest';
 import { channelShiftAndRange, outlierSuppressionPlus, outlierSuppressionScales, outlierThresholds } from './outlier-suppression-plus.js';
 import { contextFor, forwardPaths, linearForward, maxRelativeDifference, outlierInputs, squaredError, syntheticBlock } from './synthetic-block.test-support.js';
-import { applyStepResult, type Quantizer as AppliedQuantizer } from '@bitsmith/core';
 
-/** Runs a step and applies its result (model edits, then layer states) to the block or model it ran on, as the runner does (step contract v2). */
-const applying = (step: AppliedQuantizer): AppliedQuantizer => ({
-  ...step,
-  run: async (context) => {
-    const result = await step.run(context);
-    applyStepResult((context.block ?? context.model)!, result, step.id);
-    return result;
-  },
-});
+/** Runs a step and applies its result to the block or model it ran on, as the runner does (step contract v2). */
+const applying = applyingResults;
 
 /** Inputs with outlier channels that are also off-centre (asymmetric), the case OS+'s shift is for. */
 function asymmetricOutliers(seed: number, tokens: number, hidden: number): Matrix {

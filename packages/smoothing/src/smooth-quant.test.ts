@@ -1,4 +1,4 @@
-import { InvalidArgumentError } from '@bitsmith/core';
+import { InvalidArgumentError, applyingResults } from '@bitsmith/core';
 import { describe, expect, it } from 'vitest';
 import { weightColumnAbsMax } from './channel-statistics.js';
 import { foldInputScales } from './fold-scales.js';
@@ -6,17 +6,9 @@ import { smoothQuant } from './smooth-quant.js';
 import { smoothQuantPlus } from './smooth-quant-plus.js';
 import { smoothQuantScales } from './smooth-quant-scales.js';
 import { backend, contextFor, forwardPaths, maxRelativeDifference, outlierInputs, syntheticBlock } from './synthetic-block.test-support.js';
-import { applyStepResult, type Quantizer as AppliedQuantizer } from '@bitsmith/core';
 
-/** Runs a step and applies its result (model edits, then layer states) to the block or model it ran on, as the runner does (step contract v2). */
-const applying = (step: AppliedQuantizer): AppliedQuantizer => ({
-  ...step,
-  run: async (context) => {
-    const result = await step.run(context);
-    applyStepResult((context.block ?? context.model)!, result, step.id);
-    return result;
-  },
-});
+/** Runs a step and applies its result to the block or model it ran on, as the runner does (step contract v2). */
+const applying = applyingResults;
 
 function setup() {
   const sb = syntheticBlock(7);

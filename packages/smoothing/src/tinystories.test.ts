@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { rtn, type LayerState, type Matrix, type QuantizableModel, type Quantizer, type StepContext } from '@bitsmith/core';
+import { rtn, type LayerState, type Matrix, type QuantizableModel, type Quantizer, type StepContext, applyingResults } from '@bitsmith/core';
 import { createJsBackend } from '@bitsmith/linalg';
 import { llamaQuantizableModel, loadLlamaGraph, loadLlamaModel } from '@bitsmith/models';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -8,17 +8,9 @@ import { awq } from './awq.js';
 import { smoothQuant } from './smooth-quant.js';
 import { smoothQuantPlus } from './smooth-quant-plus.js';
 import { SHARED_DIR, SKIP_SHARED, TINYSTORIES_DIR } from './shared-data.test-support.js';
-import { applyStepResult, type Quantizer as AppliedQuantizer } from '@bitsmith/core';
 
-/** Runs a step and applies its result (model edits, then layer states) to the block or model it ran on, as the runner does (step contract v2). */
-const applying = (step: AppliedQuantizer): AppliedQuantizer => ({
-  ...step,
-  run: async (context) => {
-    const result = await step.run(context);
-    applyStepResult((context.block ?? context.model)!, result, step.id);
-    return result;
-  },
-});
+/** Runs a step and applies its result to the block or model it ran on, as the runner does (step contract v2). */
+const applying = applyingResults;
 
 const backend = createJsBackend();
 const FORMAT = 'int3';

@@ -1,6 +1,6 @@
 import { InvalidArgumentError, ShapeMismatchError } from '@bitsmith/core';
-import { compileOptimized, nodeV8, readWasmFile } from './backends/wasm-load.js';
-import { PAGE_BYTES, wasmApi, type WasmModule } from './backends/wasm-memory.js';
+import { instantiateKernel } from './backends/wasm-load.js';
+import { PAGE_BYTES } from './backends/wasm-memory.js';
 
 /** Arguments of {@link GptqColumnKernel.quantizeColumns}. */
 export interface GptqColumnArguments {
@@ -48,17 +48,9 @@ interface Exports {
   quantizeColumns(w: number, err: number, codes: number, u: number, scale: number, zero: number, spare: number, rows: number, k: number, lo: number, hi: number, shift: number): void;
 }
 
-/** The compiled module, shared by every kernel instance (compiled code is immutable; each instance has its own memory). */
-let compiled: Promise<WasmModule> | undefined;
-
 function kernelUrls(): URL[] {
   // `../wasm` from src/*.ts (vitest runs the sources; the built file is in packages/linalg/wasm).
   return [new URL('./gptq-columns.wasm', import.meta.url), new URL('../wasm/gptq-columns.wasm', import.meta.url)];
-}
-
-async function compile(): Promise<WasmModule> {
-  const bytes = await readWasmFile('gptq-columns.wasm', kernelUrls());
-  return compileOptimized(bytes, await nodeV8());
 }
 
 /**
@@ -76,15 +68,7 @@ async function compile(): Promise<WasmModule> {
  * ```
  */
 export async function createGptqColumnKernel(): Promise<GptqColumnKernel> {
-  compiled ??= compile();
-  let module: WasmModule;
-  try {
-    module = await compiled;
-  } catch (error) {
-    compiled = undefined;
-    throw error;
-  }
-  const exports = new wasmApi.Instance(module, {}).exports as unknown as Exports;
+  const exports = await instantiateKernel<Exports>('gptq-columns.wasm', kernelUrls());
   const base = exports.HEAP_BASE.value;
   return {
     quantizeColumns(args) {

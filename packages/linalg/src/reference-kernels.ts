@@ -1,6 +1,6 @@
 import { ShapeMismatchError } from '@bitsmith/core';
-import { compileOptimized, nodeV8, readWasmFile } from './backends/wasm-load.js';
-import { PAGE_BYTES, wasmApi, type WasmModule } from './backends/wasm-memory.js';
+import { instantiateKernel } from './backends/wasm-load.js';
+import { PAGE_BYTES } from './backends/wasm-memory.js';
 import { FAST_EXP_FRACTIONS, FAST_EXP_POWERS } from './fast-exp.js';
 
 /** Arguments of {@link ReferenceKernels.softmaxRows}: which score rows of a block of `attentionWithSgemm` are live. */
@@ -59,15 +59,8 @@ const SILU_CHUNK = 1 << 14;
 /** A window this wide masks nothing at any length the kernel takes (int32 argument). */
 const NO_WINDOW = 1 << 30;
 
-let compiled: Promise<WasmModule> | undefined;
-
 function kernelUrls(): URL[] {
   return [new URL('./reference-kernels.wasm', import.meta.url), new URL('../wasm/reference-kernels.wasm', import.meta.url)];
-}
-
-async function compile(): Promise<WasmModule> {
-  const bytes = await readWasmFile('reference-kernels.wasm', kernelUrls());
-  return compileOptimized(bytes, await nodeV8());
 }
 
 /**
@@ -86,15 +79,7 @@ async function compile(): Promise<WasmModule> {
  * ```
  */
 export async function createReferenceKernels(): Promise<ReferenceKernels> {
-  compiled ??= compile();
-  let module: WasmModule;
-  try {
-    module = await compiled;
-  } catch (error) {
-    compiled = undefined;
-    throw error;
-  }
-  const exports = new wasmApi.Instance(module, {}).exports as unknown as Exports;
+  const exports = await instantiateKernel<Exports>('reference-kernels.wasm', kernelUrls());
   const tables = exports.TABLES.value;
   const base = exports.HEAP_BASE.value;
   new Float64Array(exports.memory.buffer, tables, FAST_EXP_FRACTIONS.length).set(FAST_EXP_FRACTIONS);

@@ -43,3 +43,27 @@ export function compileOptimized(bytes: Uint8Array, v8: { setFlagsFromString(fla
     v8?.setFlagsFromString('--wasm-lazy-compilation');
   }
 }
+
+/** Compiled kernel modules by file name (compiled code is immutable; each instance has its own memory). */
+const compiledKernels = new Map<string, Promise<WasmModule>>();
+
+/**
+ * A new instance, with its own memory, of a standalone kernel module (`gptq-columns.wasm`, `reference-kernels.wasm`):
+ * the file is read from the first of `urls` that answers and compiled optimized once per process; a failed compile is
+ * forgotten, so a later call tries again. Each caller writes its URLs as literals (see {@link readWasmFile}). Internal.
+ */
+export async function instantiateKernel<T>(file: string, urls: readonly URL[]): Promise<T> {
+  let compiled = compiledKernels.get(file);
+  if (!compiled) {
+    compiled = readWasmFile(file, urls).then(async (bytes) => compileOptimized(bytes, await nodeV8()));
+    compiledKernels.set(file, compiled);
+  }
+  let module: WasmModule;
+  try {
+    module = await compiled;
+  } catch (error) {
+    compiledKernels.delete(file);
+    throw error;
+  }
+  return new wasmApi.Instance(module, {}).exports as unknown as T;
+}

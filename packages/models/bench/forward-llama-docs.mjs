@@ -65,9 +65,11 @@ if (!existsSync(join(dir, 'model.safetensors')) || !existsSync(textPath)) {
 
   // bitsmith: the full forward (logits of every token), as evaluation runs it; warmed up on the first batch (as
   // onnxruntime below), so that both sides' one-time work (sessions, packed weights) is outside the timing.
-  await graph.forward(batches[0]);
+  // As evaluation runs it: one logits array for every batch (evaluateLanguageModel's), as onnxruntime reuses its arena.
+  const logits = new Float32Array(batch * ctx * c.vocabSize);
+  await graph.forward(batches[0], { logits });
   const forwardOnce = async () => {
-    for (const b of batches) await graph.forward(b);
+    for (const b of batches) await graph.forward(b, { logits });
   };
 
   // Calibration pass: embedding and every block with an observer on every linear input, no head.

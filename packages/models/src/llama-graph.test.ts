@@ -219,6 +219,32 @@ describe('LlamaGraph scratch buffers', () => {
   });
 });
 
+describe('LlamaGraph.forward buffers', () => {
+  it('kept hidden-state buffers and a caller logits buffer give the logits of separate block runs, across sizes and overlapping calls', async () => {
+    const config = parseLlamaConfig({ ...baseConfig, model_type: 'llama' });
+    const weights = randomWeights(config, 13);
+    const graph = await createLlamaGraph(config, (n) => weights.get(n), { backend });
+    const byBlocks = async (seqs: number[][]): Promise<number[]> => {
+      let h = graph.embed(seqs);
+      for (const block of graph.blocks) h = await graph.runBlock(block.index, h);
+      return Array.from((await graph.head(h)).data);
+    };
+    const big = [[1, 2, 3, 4, 5, 6, 7], [8, 9, 10]];
+    const small = [[3, 1]];
+    const logits = new Float32Array(64 * config.vocabSize).fill(Number.NaN);
+    for (const seqs of [big, small, big]) {
+      const out = await graph.forward(seqs, { logits });
+      expect(out.data.buffer).toBe(logits.buffer);
+      expect(Array.from(out.data)).toEqual(await byBlocks(seqs));
+    }
+    // Two forwards at once: the second finds the buffers taken and allocates its own.
+    const [a, b] = await Promise.all([graph.forward(big), graph.forward(small)]);
+    expect(Array.from(a.data)).toEqual(await byBlocks(big));
+    expect(Array.from(b.data)).toEqual(await byBlocks(small));
+    await expect(graph.forward(big, { logits: new Float32Array(3) })).rejects.toThrow(/out/);
+  });
+});
+
 let ort: Backend | undefined;
 try {
   ort = await createBackend('ort');

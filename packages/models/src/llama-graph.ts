@@ -169,6 +169,13 @@ export class LlamaGraph {
    */
   private scratch = new Map<string, Float32Array>();
   private scratchTaken = false;
+  /**
+   * The hidden states {@link forward} passes from block to block (two buffers in turn), kept between calls: fresh
+   * arrays of this size cost more in page faults than a block's GEMMs on some machines (a new 8 MiB array: about 70 ms
+   * here, against 1 ms to write one already mapped).
+   */
+  private forwardStates: Float32Array[] = [];
+  private forwardStatesTaken = false;
 
   /** @internal Use {@link createLlamaGraph}. */
   constructor(config: LlamaConfig, backend: Backend, embedTokens: Matrix<'float32'>, blocks: LlamaBlock[], norm: RmsNormLayer, lmHead: LinearLayer) {
@@ -215,11 +222,16 @@ export class LlamaGraph {
    * @param sequences Token ids per sequence.
    */
   embed(sequences: readonly ArrayLike<number>[]): HiddenStates {
+    return this.embedInto(sequences);
+  }
+
+  /** {@link embed} into `buffer` (at least `tokens * hiddenSize` floats) when given. */
+  private embedInto(sequences: readonly ArrayLike<number>[], buffer?: Float32Array): HiddenStates {
     const hidden = this.config.hiddenSize;
     const vocab = this.embedTokens.shape[0];
     const lengths = sequences.map((s) => s.length);
     const tokens = lengths.reduce((a, b) => a + b, 0);
-    const states = new Float32Array(tokens * hidden);
+    const states = buffer ? buffer.subarray(0, tokens * hidden) : new Float32Array(tokens * hidden);
     const table = this.embedTokens.data;
     const scale = Math.fround(this.config.embeddingScale);
     let row = 0;
@@ -253,12 +265,15 @@ export class LlamaGraph {
     return this.runBlockScratch(index, input, options, false);
   }
 
-  /** {@link runBlock} on the shared scratch when it is free; `constantWeights`: the linears' weights as `constantB`. */
-  private async runBlockScratch(index: number, input: HiddenStates, options: RunOptions, constantWeights: boolean): Promise<HiddenStates> {
+  /**
+   * {@link runBlock} on the shared scratch when it is free; `constantWeights`: the linears' weights as `constantB`;
+   * `output`: where the block's output goes (not the input's buffer), else a new array.
+   */
+  private async runBlockScratch(index: number, input: HiddenStates, options: RunOptions, constantWeights: boolean, output?: Float32Array): Promise<HiddenStates> {
     const scratch = this.scratchTaken ? undefined : this.scratch;
     this.scratchTaken ||= scratch !== undefined;
     try {
-      return await this.runBlockWith(index, input, options, scratch, constantWeights);
+      return await this.runBlockWith(index, input, options, scratch, constantWeights, output);
     } finally {
       if (scratch) this.scratchTaken = false;
     }
@@ -270,6 +285,7 @@ export class LlamaGraph {
    */
   releaseScratch(): void {
     if (!this.scratchTaken) this.scratch.clear();
+    if (!this.forwardStatesTaken) this.forwardStates = [];
   }
 
   private async runBlockWith(
@@ -278,6 +294,7 @@ export class LlamaGraph {
     options: RunOptions,
     scratch: Map<string, Float32Array> | undefined,
     constantWeights: boolean,
+    output?: Float32Array,
   ): Promise<HiddenStates> {
     const block = this.blocks[index];
     if (!block) throw new InvalidArgumentError('index', `block ${index} does not exist (the graph has ${this.blocks.length})`);
@@ -357,7 +374,7 @@ export class LlamaGraph {
       const gate = await applyLinear(gateProj, normed, tokens, backend, into('gate', gateProj));
       const up = await applyLinear(upProj, normed, tokens, backend, into('up', upProj));
       await backend.gatedActivation({ gate, up, out: gate, activation: c.hiddenActivation, reference });
-      out = await applyLinear(downProj, gate, tokens, backend, run);
+      out = await applyLinear(downProj, gate, tokens, backend, output ? { ...run, out: output.subarray(0, tokens * hidden) } : run);
     }
     if (c.sandwichNorms) applyNorm(block.postFeedforwardLayernorm!, out, tokens, out);
     for (let i = 0; i < out.length; i++) out[i]! += h[i]!;
@@ -368,7 +385,7 @@ export class LlamaGraph {
    * Final norm and LM head: logits `[rows, vocabSize]` for every token, or only for each sequence's last token
    * (`lastTokenOnly`, one row per sequence).
    */
-  async head(hidden: HiddenStates, options: { lastTokenOnly?: boolean; observer?: LinearInputObserver; constantWeight?: boolean } = {}): Promise<Matrix<'float32'>> {
+  async head(hidden: HiddenStates, options: { lastTokenOnly?: boolean; observer?: LinearInputObserver; constantWeight?: boolean; out?: Float32Array } = {}): Promise<Matrix<'float32'>> {
     const size = this.config.hiddenSize;
     let states = hidden.states.data;
     let rows = hidden.states.shape[0];
@@ -384,10 +401,13 @@ export class LlamaGraph {
       rows = hidden.lengths.length;
     }
     const normed = applyNorm(this.norm, states, rows);
+    const logitsLength = rows * this.lmHead.outFeatures;
+    if (options.out && options.out.length < logitsLength) throw new ShapeMismatchError('out', [logitsLength], [options.out.length], 'at least rows x vocabulary floats');
     const logits = await applyLinear(this.lmHead, normed, rows, this.backend, {
       observer: options.observer,
       blockIndex: -1,
       constantWeight: options.constantWeight === true && !options.observer,
+      ...(options.out ? { out: options.out.subarray(0, logitsLength) } : {}),
     });
     softcap(logits, this.config.finalLogitSoftcap);
     return { dtype: 'float32', shape: [rows, this.lmHead.outFeatures], data: logits };
@@ -398,12 +418,23 @@ export class LlamaGraph {
    * sequence with `lastTokenOnly`). Without an observer, the linear layers pass their weights as `constantB`, which
    * lets the `ort` backend keep them packed between calls (long inputs only; the logits can differ from
    * {@link runBlock}'s path in the last bits). Calibration runs {@link runBlock}, whose products stay the plain ones.
+   * `logits`: a buffer (at least rows x vocabulary floats) the logits are written to and returned in, so that a caller
+   * running many batches (evaluation) reuses one array instead of mapping fresh memory for every batch.
    */
-  async forward(sequences: readonly ArrayLike<number>[], options: RunOptions & { lastTokenOnly?: boolean } = {}): Promise<Matrix<'float32'>> {
-    let hidden = this.embed(sequences);
-    for (const block of this.blocks) hidden = await this.runBlockScratch(block.index, hidden, options, true);
-    options.signal?.throwIfAborted();
-    return this.head(hidden, { lastTokenOnly: options.lastTokenOnly, observer: options.observer, constantWeight: true });
+  async forward(sequences: readonly ArrayLike<number>[], options: RunOptions & { lastTokenOnly?: boolean; logits?: Float32Array } = {}): Promise<Matrix<'float32'>> {
+    // The hidden states go back and forth between two buffers kept by the graph (when no other forward holds them).
+    const own = !this.forwardStatesTaken;
+    this.forwardStatesTaken ||= own;
+    try {
+      const size = sequences.reduce((n, s) => n + s.length, 0) * this.config.hiddenSize;
+      const states = own ? [0, 1].map((i) => (this.forwardStates[i] && this.forwardStates[i]!.length >= size ? this.forwardStates[i]! : (this.forwardStates[i] = new Float32Array(size)))) : undefined;
+      let hidden = this.embedInto(sequences, states?.[0]);
+      for (const block of this.blocks) hidden = await this.runBlockScratch(block.index, hidden, options, true, states?.[(block.index + 1) % 2]);
+      options.signal?.throwIfAborted();
+      return await this.head(hidden, { lastTokenOnly: options.lastTokenOnly, observer: options.observer, constantWeight: true, out: options.logits });
+    } finally {
+      if (own) this.forwardStatesTaken = false;
+    }
   }
 
   /**

@@ -247,6 +247,39 @@ describe.skipIf(!backend)('ort backend', () => {
     expect(reference.every((x, i) => Object.is(x, loop[i]))).toBe(true);
   });
 
+  it('runs large outputs in row blocks (outputChunkBytes) with the same bits as one run: sgemm, dgemm, beta, constantB, transA', async () => {
+    const blocked = await createOrtBackend({ threads: 2, outputChunkBytes: 3000, constantWeightMinRows: 1 });
+    const whole = await createOrtBackend({ threads: 2, outputChunkBytes: 1 << 30, constantWeightMinRows: 1 });
+    try {
+      const random = seededRandom(5);
+      const [m, n, k] = [257, 33, 600];
+      for (const [Arr, transA, beta, constantB] of [
+        [Float32Array, false, 0, false],
+        [Float32Array, false, 0.5, false],
+        [Float32Array, true, 0, false],
+        [Float64Array, false, 1, false],
+        [Float32Array, false, 0, true],
+      ] as const) {
+        const a = Arr.from({ length: m * k }, () => random() - 0.5);
+        const b = Arr.from({ length: n * k }, () => random() - 0.5);
+        const c0 = Arr.from({ length: m * n }, () => random());
+        const run = async (be: Backend) => {
+          const c = c0.slice();
+          const args = { m, n, k, a, b, c, transA, transB: true, beta, constantB } as never;
+          await (Arr === Float32Array ? be.sgemm(args) : be.dgemm(args));
+          return c;
+        };
+        const x = await run(blocked);
+        const y = await run(whole);
+        expect(x.every((v, i) => Object.is(v, y[i]))).toBe(true);
+        expect(maxRelativeError(x, y)).toBe(0);
+      }
+    } finally {
+      await blocked.dispose();
+      await whole.dispose();
+    }
+  });
+
   it('rejects bad arguments and calls after dispose', async () => {
     await expect(be().sgemm({ m: 2, n: 2, k: 2, a: new Float32Array(3), b: new Float32Array(4), c: new Float32Array(4) })).rejects.toThrow(/sgemm.a/);
     const other = await createOrtBackend({ threads: 1 });

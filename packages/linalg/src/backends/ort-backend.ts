@@ -102,7 +102,18 @@ export interface OrtBackendOptions extends BackendOptions {
   constantWeightBytes?: number;
   /** Fewest rows of `A` for a `constantB` GEMM to use a constant-weight session. Default {@link ORT_CONSTANT_WEIGHT_MIN_ROWS} (2048). */
   constantWeightMinRows?: number;
+  /**
+   * Most bytes of output per onnxruntime run: a GEMM (without `transA`) whose `C` is larger runs in row blocks of at
+   * most this size. onnxruntime-node hands every run's outputs back as new arrays; above glibc's 32 MiB mmap
+   * threshold each is fresh memory, and on this machine page faults then cost more than the product (4096 x 8192 x
+   * 512: 690 ms in one run, 150 ms in blocks of 16 MiB). Same results bit for bit (MLAS splits rows anyway).
+   * Default {@link ORT_OUTPUT_CHUNK_BYTES} (16 MiB).
+   */
+  outputChunkBytes?: number;
 }
+
+/** Default most bytes of output per onnxruntime run (see {@link OrtBackendOptions.outputChunkBytes}). */
+export const ORT_OUTPUT_CHUNK_BYTES = 16 * 1024 * 1024;
 
 /**
  * Default budget of constant-weight sessions: 256 MiB of float32 weights (llama-docs-29m's linear layers and head
@@ -383,9 +394,21 @@ export async function createOrtBackend(options: OrtBackendOptions = {}): Promise
       throw cause;
     }
     const out = ortView(args.c, m * n);
-    await s.run({ A: new ort.Tensor('float32', ortView(args.a, m * k).view, [m, k]) }, { Y: new ort.Tensor('float32', out.view, [m, n]) });
+    const a = ortView(args.a, m * k).view;
+    for (const [r0, rows] of rowBlocks(m, n, 4)) {
+      await s.run({ A: new ort.Tensor('float32', a.subarray(r0 * k, (r0 + rows) * k), [rows, k]) }, { Y: new ort.Tensor('float32', out.view.subarray(r0 * n, (r0 + rows) * n), [rows, n]) });
+    }
     if (out.copied) args.c.set(out.view);
     return true;
+  }
+
+  const outputChunkBytes = Math.max(1, options.outputChunkBytes ?? ORT_OUTPUT_CHUNK_BYTES);
+  /** Row blocks `[r0, rows]` of an `m x n` output with at most {@link OrtBackendOptions.outputChunkBytes} each. */
+  function rowBlocks(m: number, n: number, elementBytes: number): Array<[number, number]> {
+    const per = Math.max(1, Math.floor(outputChunkBytes / (n * elementBytes)));
+    const blocks: Array<[number, number]> = [];
+    for (let r0 = 0; r0 < m; r0 += per) blocks.push([r0, Math.min(per, m - r0)]);
+    return blocks;
   }
 
   async function gemm<T extends FloatArray>(args: GemmArguments<T>, elemType: number): Promise<void> {
@@ -421,10 +444,15 @@ export async function createOrtBackend(options: OrtBackendOptions = {}): Promise
       B: new ort.Tensor(type, b, transB ? [n, k] : [k, n]),
     };
     if (folded) {
-      // Y is written over C itself; with beta != 0 the Gemm node reads C first (ORT copies beta * C into Y, then MLAS accumulates).
-      const y = new ort.Tensor(type, out.view, [m, n]);
-      if (graphBeta !== 0) feeds.C = y;
-      await s.run(feeds, { Y: y });
+      // Y is written over C itself; with beta != 0 the Gemm node reads C first (ORT copies beta * C into Y, then MLAS
+      // accumulates). Without transA, in row blocks of bounded size (see outputChunkBytes).
+      const blocks = transA ? [[0, m] as [number, number]] : rowBlocks(m, n, elemType === ONNX_FLOAT ? 4 : 8);
+      for (const [r0, rows] of blocks) {
+        const y = new ort.Tensor(type, blocks.length === 1 ? out.view : (out.view.subarray(r0 * n, (r0 + rows) * n) as T), [rows, n]);
+        const part = blocks.length === 1 ? feeds : { A: new ort.Tensor(type, a.subarray(r0 * k, (r0 + rows) * k) as T, [rows, k]), B: feeds.B! };
+        if (graphBeta !== 0) part.C = y;
+        await s.run(part, { Y: y });
+      }
       if (out.copied) c.set(out.view);
       return;
     }

@@ -106,7 +106,16 @@ if (!existsSync(join(dir, 'model.safetensors')) || !existsSync(textPath)) {
   const formats = await optional('@bitsmith/formats');
   if (ort && formats?.buildLlamaOnnx) {
     const { bytes } = await formats.buildLlamaOnnx(graph, new Map(), { maxPositions: ctx });
-    const session = await ort.InferenceSession.create(bytes, { intraOpNumThreads: threads, interOpNumThreads: 1, graphOptimizationLevel: 'all', logSeverityLevel: 3 });
+    // Idle threads block, as in bitsmith's ort backend: with onnxruntime's default spinning, its pool kept taking CPU
+    // from the next round of bitsmith's forward (measured 2.1-2.3 s after an onnxruntime run against 1.8 s without
+    // spinning) while its own time did not improve (1.5-2.5 s with, 1.5-1.8 s without).
+    const session = await ort.InferenceSession.create(bytes, {
+      intraOpNumThreads: threads,
+      interOpNumThreads: 1,
+      graphOptimizationLevel: 'all',
+      logSeverityLevel: 3,
+      extra: { session: { intra_op: { allow_spinning: '0' } } },
+    });
     // The exporter's feeds (empty key/value cache, all-ones mask, positions), as transformers.js runs the model.
     const shape = { layers: c.numHiddenLayers, numKeyValueHeads: c.numKeyValueHeads, headDim: c.headDim };
     const feeds = batches.map((b) => formats.onnxDecoderFeeds(ort.Tensor, b, shape));

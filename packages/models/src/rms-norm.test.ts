@@ -19,3 +19,30 @@ describe('rmsNorm', () => {
     expect([...x]).toEqual([2, 2, 2, 2]);
   });
 });
+
+describe('rmsNorm, four rows at a time', () => {
+  it('gives the bits of the one-row loop (left-to-right float64 sums) for any row count, in place too', () => {
+    const oneRow = (x: Float32Array, rows: number, columns: number, w: Float32Array, eps: number): Float32Array => {
+      const out = new Float32Array(rows * columns);
+      for (let r = 0; r < rows; r++) {
+        let sum = 0;
+        for (let j = 0; j < columns; j++) sum += x[r * columns + j]! * x[r * columns + j]!;
+        const scale = 1 / Math.sqrt(sum / columns + eps);
+        for (let j = 0; j < columns; j++) out[r * columns + j] = Math.fround(x[r * columns + j]! * scale) * w[j]!;
+      }
+      return out;
+    };
+    let seed = 3;
+    const rnd = () => ((seed = (seed * 16807) % 2147483647) / 2147483647 - 0.5) * 40;
+    for (const rows of [1, 3, 4, 5, 9, 17]) {
+      const columns = 37;
+      const x = Float32Array.from({ length: rows * columns }, rnd);
+      const w = Float32Array.from({ length: columns }, rnd);
+      const want = oneRow(x, rows, columns, w, 1e-6);
+      expect(Array.from(rmsNorm(x, rows, columns, w, 1e-6))).toEqual(Array.from(want));
+      const inPlace = x.slice();
+      rmsNorm(inPlace, rows, columns, w, 1e-6, inPlace);
+      expect(Array.from(inPlace)).toEqual(Array.from(want));
+    }
+  });
+});

@@ -13,15 +13,46 @@
  * ```
  */
 export function rmsNorm(x: Float32Array, rows: number, columns: number, weight: Float32Array, eps: number, out: Float32Array = new Float32Array(rows * columns)): Float32Array {
-  for (let r = 0; r < rows; r++) {
+  // Four rows at a time: each row's sum is still added left to right (same bits), but four independent chains of
+  // float64 adds keep the core busy where one chain waits on each add's latency.
+  let r = 0;
+  for (; r + 4 <= rows; r += 4) {
+    const o0 = r * columns;
+    const o1 = o0 + columns;
+    const o2 = o1 + columns;
+    const o3 = o2 + columns;
+    let s0 = 0;
+    let s1 = 0;
+    let s2 = 0;
+    let s3 = 0;
+    for (let j = 0; j < columns; j++) {
+      const v0 = x[o0 + j]!;
+      const v1 = x[o1 + j]!;
+      const v2 = x[o2 + j]!;
+      const v3 = x[o3 + j]!;
+      s0 += v0 * v0;
+      s1 += v1 * v1;
+      s2 += v2 * v2;
+      s3 += v3 * v3;
+    }
+    scaleRow(x, o0, columns, 1 / Math.sqrt(s0 / columns + eps), weight, out);
+    scaleRow(x, o1, columns, 1 / Math.sqrt(s1 / columns + eps), weight, out);
+    scaleRow(x, o2, columns, 1 / Math.sqrt(s2 / columns + eps), weight, out);
+    scaleRow(x, o3, columns, 1 / Math.sqrt(s3 / columns + eps), weight, out);
+  }
+  for (; r < rows; r++) {
     const o = r * columns;
     let sum = 0;
     for (let j = 0; j < columns; j++) {
       const v = x[o + j]!;
       sum += v * v;
     }
-    const scale = 1 / Math.sqrt(sum / columns + eps);
-    for (let j = 0; j < columns; j++) out[o + j] = Math.fround(x[o + j]! * scale) * weight[j]!;
+    scaleRow(x, o, columns, 1 / Math.sqrt(sum / columns + eps), weight, out);
   }
   return out;
+}
+
+/** `out[o + j] = fround(x[o + j] * scale) * weight[j]` for one row. */
+function scaleRow(x: Float32Array, o: number, columns: number, scale: number, weight: Float32Array, out: Float32Array): void {
+  for (let j = 0; j < columns; j++) out[o + j] = Math.fround(x[o + j]! * scale) * weight[j]!;
 }

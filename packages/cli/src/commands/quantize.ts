@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import type { Command } from 'commander';
 import cliProgress from 'cli-progress';
 import { defaultBackend, disposeDefaultBackend } from '@bitsmith/linalg';
+import { backendChoice, llamaParameterCount } from '../backend-choice.js';
 import { ActivationSchemeRefusedError, BitsmithError, formatName, UnsupportedFormatError, type Granularity, type QuantizedTensor, type StoredForm, type StoredKind } from '@bitsmith/core';
 import { exportableGrids, exportableStoredForms, GGUF_ARCHITECTURES, GGUF_MODEL_TYPES, imatrixImportance, readImatrix, refuseCompressedTensorsActivations, refuseDeclaredKinds, saveCompressedTensors, saveGgufModel, saveGptq, saveTransformersJsModel, type GgufModelType } from '@bitsmith/formats';
 import { architectureMapping, evaluateLanguageModel, llamaQuantizableModel, loadLlamaConfig, loadLlamaGraph, loadLlamaModel, writeSafetensors, type LlamaGraph, type LlamaModel } from '@bitsmith/models';
@@ -325,8 +326,15 @@ export async function runQuantizeJob(options: QuantizeOptions, registry: StepReg
       throw new OptionError('--save', `${save} stores quantized layers, but recipe ${recipe.name} has no quantize step; use --save fake or add one`);
     }
   }
+  const config = await loadLlamaConfig(options.model);
+  // webgpu first for models large enough to pay for it (probed only then, so small models and CI never load Dawn).
+  const choice = backendChoice({ hiddenSize: config.hiddenSize, parameters: llamaParameterCount(config) }, process.env);
+  if (choice.probeWebgpu) process.env.BITSMITH_WEBGPU = '1';
   const backend = await defaultBackend();
-  const modelType = (await loadLlamaConfig(options.model)).modelType;
+  if (choice.probeWebgpu || backend.name === 'webgpu') {
+    stderr(`backend: ${backend.name} (${backend.name === 'webgpu' ? choice.reason : `no WebGPU adapter was found, so a CPU backend; ${choice.reason}`})\n`);
+  }
+  const modelType = config.modelType;
   const fused = Object.keys(architectureMapping(modelType).fused);
   const named = saves.find((save) => save === 'compressed-tensors' || save === 'gptq' || save === 'gptq-v2');
   if (named && fused.length > 0) {

@@ -8,7 +8,8 @@
 #                                                      # shape), then makes the 8B checkpoint and starts its run
 #                                                      # detached (setsid), following it for FOLLOW_SECONDS (500)
 #   bash .devwork/19/webgpu-e2e.sh .devwork/19 wait    # follows the detached run to its end
-# Environment: LAYERS (32), SKIP_CHECKS=1 (start: straight to the 8B run), FOLLOW_SECONDS.
+# Environment: LAYERS (32), SKIP_CHECKS=1 (start: straight to the 8B run), CHECKS_ONLY=1 (start: no 8B run),
+# FOLLOW_SECONDS; BITSMITH_PROGRESS_LAYERS=1 prints a line per layer with the elapsed time.
 # Logs: $OUT/webgpu-e2e-<phase>.log; the detached run's whole log is /tmp/e2e/run.log (copied to $OUT by `wait`).
 set -uo pipefail
 dir=$(cd "${1:-.devwork/19}" && pwd)
@@ -79,6 +80,7 @@ if [ "${SKIP_CHECKS:-0}" != 1 ]; then
   rm -rf /tmp/e2e/llama8b-2 /tmp/e2e/out-two-blocks
 fi
 
+[ "${CHECKS_ONLY:-0}" = 1 ] && exit 0
 echo "== the 8B run, detached: checkpoint, then bitsmith quantize (webgpu, GPTQ w4g128, 128 x 512 tokens)"
 export dir calib recipe tokenizer
 setsid bash -c '

@@ -160,6 +160,7 @@ export function formatReport(report: RecipeReport, resources: { peakRssBytes?: n
  * terminal; otherwise one line per finished block with the elapsed time, the ETA and the memory (resident now, peak).
  */
 export function progressReporter(interactive: boolean, write: (text: string) => void) {
+  const layerLines = process.env.BITSMITH_PROGRESS_LAYERS?.trim() === '1';
   const memory = () => `RSS ${mib(process.memoryUsage.rss())} (peak ${mib(peakRssBytes())})`;
   // A model-level step that learns (a learned rotation) reports its iterations: about ten lines per step.
   const writeModelStepProgress = (e: Extract<RecipeProgressEvent, { type: 'model-step-progress' }>) => {
@@ -189,6 +190,9 @@ export function progressReporter(interactive: boolean, write: (text: string) => 
       if (e.type === 'model-step') write(`model step ${e.step} (${e.index + 1}/${e.total})\n`);
       else if (e.type === 'model-step-progress') writeModelStepProgress(e);
       else if (e.type === 'resumed') write(`resuming: blocks 1-${e.nextBlock} of ${e.totalBlocks} read from the checkpoint (${formatDuration(e.elapsedSeconds)} of earlier work)\n`);
+      // BITSMITH_PROGRESS_LAYERS=1: a line per block start and per layer a step finished, with the run's elapsed seconds.
+      else if (layerLines && e.type === 'block-start') write(`  block ${e.block + 1} starts at ${e.elapsedSeconds.toFixed(2)} s\n`);
+      else if (layerLines && e.type === 'step') write(`  ${e.step} ${e.done}/${e.total}${e.layer ? ` ${e.layer}` : ''} done at ${e.elapsedSeconds.toFixed(2)} s\n`);
       else if (e.type === 'block-done') {
         write(`block ${e.block + 1}/${e.totalBlocks} done in ${e.seconds.toFixed(2)} s; elapsed ${formatDuration(e.elapsedSeconds)}, ETA ${formatDuration(e.etaSeconds)}; ${memory()}\n`);
       }

@@ -57,13 +57,15 @@ export async function connect(url) {
 /**
  * Starts headless `chromium` on `url`, connects to the page and calls `use({ client, evaluate })`, where
  * `evaluate(expression)` runs an expression in the page (awaiting a promise) and returns its value; closes the
- * browser afterwards, whatever happens.
+ * browser afterwards, whatever happens. `{ webgpu: true }` starts it with WebGPU enabled.
  */
-export async function withChromiumPage(chromium, url, use) {
+export async function withChromiumPage(chromium, url, use, { webgpu = false } = {}) {
   const profile = mkdtempSync(join(tmpdir(), 'bitsmith-chromium-'));
+  // webgpu: navigator.gpu on the machine's GPU, or SwiftShader's software adapter where there is none.
+  const gpuFlags = webgpu ? ['--headless=new', '--disable-gpu-sandbox', '--enable-unsafe-webgpu', '--enable-unsafe-swiftshader', '--enable-features=Vulkan'] : ['--headless', '--disable-gpu'];
   const browser = spawn(
     chromium,
-    ['--headless', '--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--hide-scrollbars', '--remote-debugging-port=0', `--user-data-dir=${profile}`, '--window-size=1200,2000', url],
+    [...gpuFlags, '--no-sandbox', '--disable-dev-shm-usage', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--hide-scrollbars', '--remote-debugging-port=0', `--user-data-dir=${profile}`, '--window-size=1200,2000', url],
     { stdio: 'ignore' },
   );
   let client;

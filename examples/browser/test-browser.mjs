@@ -9,7 +9,9 @@
 //     linear layer, scales), and config.json carries its quantization_config.
 // Then it screenshots the page (report included). Skips with a message where no Chromium is installed.
 // With --fallback it then runs a recipe compressed-tensors cannot hold (GPTQ + LQER) and checks the fake-quant offer.
-//   node examples/browser/test-browser.mjs [--screenshot FILE] [--timeout SECONDS] [--fallback]
+// With --webgpu Chromium gets WebGPU (SwiftShader's software adapter where there is no GPU) and the test checks that
+// the run took the webgpu backend: the blocks' calibration and GPTQ's column loop then run on navigator.gpu.
+//   node examples/browser/test-browser.mjs [--screenshot FILE] [--timeout SECONDS] [--fallback] [--webgpu]
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -38,6 +40,7 @@ async function main() {
   }
   const screenshotFile = option('--screenshot', join(here, 'out', 'browser-page.png'));
   const timeoutSeconds = Number(option('--timeout', '300'));
+  const webgpu = process.argv.includes('--webgpu');
   const started = performance.now();
   const { server, url } = await serve(0, dist);
   try {
@@ -154,13 +157,14 @@ async function main() {
           `GPTQ w4g32 ${gptqRun.perplexity.toFixed(3)} (KL ${gptqRun.kl.toFixed(4)}, layer error ${gptqRun.meanOutputError.toFixed(4)}); ${result.backend} backend; ` +
           `job ${result.seconds.toFixed(1)} s in the page, ${seconds.toFixed(1)} s in all; files ${files.links.join(', ')}; screenshot ${screenshotFile}`,
       );
+      if (webgpu) check(result.backend === 'webgpu', `the run took the webgpu backend (got ${result.backend})`);
       if (failures.length > 0) {
         for (const f of failures) console.error(`browser example test: FAILED: ${f}`);
         process.exitCode = 1;
       } else {
         console.log('browser example test: ok');
       }
-    });
+    }, { webgpu });
   } finally {
     server.closeAllConnections?.();
     server.close();

@@ -8,6 +8,8 @@
 #   scripts/device/webgpu-pack.sh [DEST]
 # then on the device machine (the device tool's `run`, carrying DEST relative to the checkout that travels):
 #   bash DEST/webgpu-suite.sh DEST
+# and for the 8B end-to-end run through `bitsmith quantize` (after `npx turbo run build --filter=@bitsmith/cli...`):
+#   bash DEST/webgpu-e2e.sh DEST start   then, in the next call,   bash DEST/webgpu-e2e.sh DEST wait
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 dest=${1:-/work/main/.devwork/19}
@@ -45,5 +47,18 @@ done
   "${externals[@]}" --outfile="$dest/dist/bench-webgpu.mjs"
 "$esbuild" "$root/packages/solvers/bench/gptq-webgpu.mjs" --bundle --platform=node --format=esm --target=node20 --log-level=warning --ignore-annotations \
   "${externals[@]}" --outfile="$dest/dist/bench-gptq-layer.mjs"
-cp "$root/scripts/device/torch-peer.py" "$root/scripts/device/webgpu-suite.sh" "$dest/"
+cp "$root/scripts/device/torch-peer.py" "$root/scripts/device/webgpu-suite.sh" "$root/scripts/device/webgpu-e2e.sh" "$dest/"
+# The end-to-end run (webgpu-e2e.sh): the `bitsmith` command bundled into one file (its package.json one folder up,
+# the wasm kernels beside it), the checkpoint maker, the recipe, a small tokenizer and calibration text.
+mkdir -p "$dest/cli/bin" "$dest/e2e/tokenizer"
+"$esbuild" "$root/packages/cli/dist/bitsmith.js" --bundle --platform=node --format=esm --target=node20 --log-level=error --ignore-annotations \
+  --external:webgpu --external:onnxruntime-node --external:@tensorflow/tfjs-node \
+  --banner:js="import { createRequire as __bitsmithRequire } from 'node:module'; const require = __bitsmithRequire(import.meta.url);" \
+  --outfile="$dest/cli/bin/bitsmith.mjs"
+cp "$root/packages/cli/package.json" "$dest/cli/"
+cp "$linalg"/wasm/*.wasm "$dest/cli/bin/"
+cp "$root/scripts/device/make-llama-checkpoint.py" "$root/scripts/device/gptq-w4g128-gpu.yaml" "$dest/e2e/"
+shared="$root/../shared"
+cp "$shared"/models/tinystories-656k/{tokenizer.json,tokenizer_config.json,special_tokens_map.json} "$dest/e2e/tokenizer/"
+cp "$shared/data/docs-calib.txt" "$dest/e2e/"
 du -sh "$dest"

@@ -1,4 +1,4 @@
-import type { LinearInputCallback, Matrix, QuantizableModel } from '@bitsmith/core';
+import type { LinearInputCallback, Matrix, QuantizableModel, RunBlockOptions } from '@bitsmith/core';
 
 /** Per-channel activation statistics of one linear's calibration input (for the report's outlier view). */
 export interface ActivationSummary {
@@ -28,8 +28,8 @@ function round4(x: number): number {
  */
 export function withActivationCapture(model: QuantizableModel, stage: string, into: Map<string, ActivationSummary>): QuantizableModel {
   const passed = new Set<number>();
-  const runBlock = async (index: number, hidden: unknown, observe?: LinearInputCallback) => {
-    if (!observe || passed.has(index)) return model.runBlock(index, hidden, observe);
+  const runBlock = async (index: number, hidden: unknown, observe?: LinearInputCallback, options?: RunBlockOptions) => {
+    if (!observe || passed.has(index)) return model.runBlock(index, hidden, observe, options);
     passed.add(index);
     const sums = new Map<string, ChannelSums>();
     const output = await model.runBlock(index, hidden, async (name: string, input: Matrix) => {
@@ -39,7 +39,7 @@ export function withActivationCapture(model: QuantizableModel, stage: string, in
         accumulate(s, input);
       }
       await observe(name, input);
-    });
+    }, options);
     for (const [name, s] of sums) into.set(name, summary(name, stage, s));
     return output;
   };

@@ -49,3 +49,5 @@ try {
   }
   process.exitCode = 1;
 }
+// Dawn (the webgpu backend in Node) keeps the process alive after its device is disposed: end it explicitly.
+if (process.env.BITSMITH_BACKEND?.trim() === 'webgpu' || process.env.BITSMITH_WEBGPU?.trim() === '1') process.exit(process.exitCode ?? 0);

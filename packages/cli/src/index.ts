@@ -30,3 +30,4 @@ export type { SotuSentenceOptions, SotuSentenceSplits } from './sotu-sentences.j
 export { sotuSentenceSplits, splitSentences } from './sotu-sentences.js';
 export type { StagedOutput, StageOutputOptions } from './output-folder.js';
 export { OutputFolderError, stageOutputFolder, writeOutputFolder } from './output-folder.js';
+export { backendChoice, llamaParameterCount, WEBGPU_MIN_HIDDEN_SIZE, WEBGPU_MIN_PARAMETERS, type BackendChoice } from './backend-choice.js';

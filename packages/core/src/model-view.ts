@@ -117,6 +117,27 @@ export type HiddenStatesHandle = unknown;
 /** Receives each linear layer's input `[tokens, inFeatures]` during a block's forward pass; valid only during the call. */
 export type LinearInputCallback = (name: string, input: Matrix) => void | Promise<void>;
 
+/** Hints to {@link QuantizableModel.runBlock}. */
+export interface RunBlockOptions {
+  /**
+   * The observer needs only the first `observeRows` rows (tokens) of each linear's input: a model may then observe
+   * only a leading batch of whole sequences holding at least that many rows, and run the rest where inputs are
+   * costly to copy out (a GPU). A hint: a model may deliver more; models that ignore it behave as before.
+   */
+  readonly observeRows?: number;
+}
+
+/**
+ * Mean `X^T X / tokens` of the inputs of some of a block's linears, computed by the model itself
+ * ({@link QuantizableModel.blockHessians}): `hessians` maps each requested linear's name to a float64, full
+ * (symmetric) `in x in` matrix (layers that read one input, q/k/v or gate/up, may share one array); `tokens` is the
+ * number of calibration tokens the block saw.
+ */
+export interface BlockHessians {
+  readonly hessians: ReadonlyMap<string, Float64Array>;
+  readonly tokens: number;
+}
+
 /**
  * A model that the recipe runner can calibrate block by block (DESIGN.md's data flow): embed calibration sequences,
  * run one block at a time while observing each linear's inputs, and run the head.
@@ -125,7 +146,14 @@ export interface QuantizableModel extends ModelView {
   /** Embeds token sequences into the first block's input. */
   embed(sequences: readonly ArrayLike<number>[]): Promise<HiddenStatesHandle>;
   /** Runs block `index` on `hidden`, calling `observe` with every linear's input, and returns the block's output. */
-  runBlock(index: number, hidden: HiddenStatesHandle, observe?: LinearInputCallback): Promise<HiddenStatesHandle>;
+  runBlock(index: number, hidden: HiddenStatesHandle, observe?: LinearInputCallback, options?: RunBlockOptions): Promise<HiddenStatesHandle>;
+  /**
+   * Optional: the Hessians of the named linears of block `index` on `hidden`, computed by the model without handing
+   * each input to an observer (a GPU model accumulates `X^T X` where the activations are), or `undefined` when it
+   * cannot for this block; the recipe runner then observes `runBlock` as usual. Used only for steps whose sole
+   * statistic is the Hessian.
+   */
+  blockHessians?(index: number, hidden: HiddenStatesHandle, layers: ReadonlySet<string>): Promise<BlockHessians | undefined>;
   /** Final norm and LM head: logits `[tokens, vocab]` of every position. */
   logits(hidden: HiddenStatesHandle): Promise<Matrix>;
   /**

@@ -1,8 +1,9 @@
-import { decodeStored, InvalidArgumentError, resolveBlockMapping, type StoredForm, type ArchitectureMapping, type BlockView, type DifferentiableModel, type LinearInputCallback, type Matrix } from '@bitsmith/core';
+import { decodeStored, InvalidArgumentError, resolveBlockMapping, type BlockHessians, type RunBlockOptions, type StoredForm, type ArchitectureMapping, type BlockView, type DifferentiableModel, type LinearInputCallback, type Matrix } from '@bitsmith/core';
 import { llamaBlockGradients } from './llama-block-gradients.js';
 import type { HiddenStates, LlamaBlock, LlamaGraph } from './llama-graph.js';
 import { holdLinearWeight, isLazyLinearLayer, isWeightResident, releaseLinearWeight } from './lazy-weight.js';
 import type { LinearLayer } from './linear-layer.js';
+import { runBlockOnWebgpu, webgpuBlockUnsupported } from './webgpu-block-run.js';
 
 function blockView(graph: LlamaGraph, block: LlamaBlock, mapping: ArchitectureMapping): BlockView {
   const c = graph.config;
@@ -74,6 +75,33 @@ async function runBlockInBatches(graph: LlamaGraph, index: number, hidden: Hidde
 }
 
 /**
+ * Block `index` with its linears' inputs on the GPU (the graph's backend is webgpu and the block is plain Llama form):
+ * without an observer all of it runs on the GPU; with one and `observeRows`, the leading sequences holding at least
+ * that many tokens run on the graph's own forward (observed) and the rest on the GPU; with an observer and no
+ * `observeRows`, all of it runs on the graph's own forward.
+ */
+async function runBlockGpuFirst(graph: LlamaGraph, index: number, hidden: HiddenStates, budget: number, observe: LinearInputCallback | undefined, options: RunBlockOptions | undefined): Promise<HiddenStates> {
+  if (!observe) return (await runBlockOnWebgpu(graph, index, hidden)).output!;
+  const rows = options?.observeRows;
+  if (rows === undefined) return runBlockInBatches(graph, index, hidden, budget, observe);
+  let sequences = 0;
+  let head = 0;
+  while (sequences < hidden.lengths.length && head < rows) head += hidden.lengths[sequences++]!;
+  const [tokens, width] = hidden.states.shape;
+  const part = (from: number, to: number, lengths: readonly number[]): HiddenStates => ({
+    states: { dtype: 'float32', shape: [to - from, width], data: hidden.states.data.subarray(from * width, to * width) },
+    lengths,
+  });
+  const first = await runBlockInBatches(graph, index, part(0, head, hidden.lengths.slice(0, sequences)), budget, observe);
+  if (head === tokens) return first;
+  const rest = (await runBlockOnWebgpu(graph, index, part(head, tokens, hidden.lengths.slice(sequences)))).output!;
+  const out = new Float32Array(tokens * width);
+  out.set(first.states.data.subarray(0, head * width));
+  out.set(rest.states.data, head * width);
+  return { states: { dtype: 'float32', shape: [tokens, width], data: out }, lengths: hidden.lengths };
+}
+
+/**
  * Drops the float32 weights of a finished block whose layers are held lazily (`loadLlamaGraph`'s `keepStoredDtype`):
  * a quantized layer is then produced from its stored form when read again (only when that decodes to exactly the
  * same bits), an untouched one from the checkpoint's bytes; a layer changed without a stored form stays as it is.
@@ -118,6 +146,9 @@ export function llamaQuantizableModel(graph: LlamaGraph, options: LlamaQuantizab
   if (!Number.isInteger(budget) || budget < 1) throw new InvalidArgumentError('batchTokens', `must be a positive integer; got ${budget}`);
   const mapping = graph.mapping;
   const blocks = graph.blocks.map((b) => blockView(graph, b, mapping));
+  // On a webgpu backend, plain Llama-form blocks run on the GPU (their calibration Hessians too); other backends and
+  // other blocks take the graph's own forward, as before.
+  const onGpu = (index: number): boolean => graph.backend.name === 'webgpu' && webgpuBlockUnsupported(graph, graph.blocks[index]!) === undefined;
   return {
     architecture: graph.config.modelType,
     mapping,
@@ -136,7 +167,14 @@ export function llamaQuantizableModel(graph: LlamaGraph, options: LlamaQuantizab
     },
     untieEmbeddings: () => graph.untieEmbeddings(),
     embed: async (sequences) => graph.embed(sequences),
-    runBlock: (index, hidden, observe?: LinearInputCallback) => runBlockInBatches(graph, index, hidden as HiddenStates, budget, observe),
+    runBlock: (index, hidden, observe?: LinearInputCallback, runOptions?: RunBlockOptions) =>
+      onGpu(index) ? runBlockGpuFirst(graph, index, hidden as HiddenStates, budget, observe, runOptions) : runBlockInBatches(graph, index, hidden as HiddenStates, budget, observe),
+    ...(graph.backend.name === 'webgpu'
+      ? {
+          blockHessians: async (index: number, hidden: unknown, layers: ReadonlySet<string>): Promise<BlockHessians | undefined> =>
+            onGpu(index) ? (await runBlockOnWebgpu(graph, index, hidden as HiddenStates, { hessians: layers, output: false })).hessians : undefined,
+        }
+      : {}),
     logits: (hidden) => graph.head(hidden as HiddenStates),
     blockGradients: (index, hidden) => llamaBlockGradients(graph, index, hidden as HiddenStates),
     releaseBlock: (index, stored) => releaseBlockWeights(graph.blocks[index]!, stored),

@@ -38,7 +38,7 @@ import type { LayerReport, Recipe, RecipeProgressEvent, RecipeReport, RecipeStag
 import { checkRecipeSelection, finiteInputs, scaleRangeWarning } from './recipe-checks.js';
 import { installInputActivationQuantizers, installKvCacheQuantizers, resolveKvCacheScheme } from './activation-calibration.js';
 import { checkSelectors, isSelected } from './selector.js';
-import { StatisticsCollector } from './statistics-collector.js';
+import { givenStatistics, StatisticsCollector } from './statistics-collector.js';
 import { BlockEta } from './block-eta.js';
 import { CheckpointMismatchError, fingerprintDifferences, sequencesDigest, type RunCheckpointOptions, type RunCheckpointStore } from './run-checkpoint.js';
 import { CheckpointFileError } from './checkpoint-encoding.js';
@@ -400,15 +400,23 @@ export async function runRecipe(
       for (const [step, views] of groups) {
         check();
         const requests: readonly StatisticRequest[] = step.requires;
-        let collector: StatisticsCollector | undefined;
-        if (requests.length > 0) {
+        let collector: Pick<StatisticsCollector, 'statistics'> | undefined;
+        // A model that computes Hessians itself (on the GPU) gives them for steps that need nothing else.
+        const given =
+          requests.length > 0 && model.blockHessians && requests.every((r) => r.kind === 'hessian')
+            ? await model.blockHessians(block.index, blockInput, new Set(views.map((v) => v.name)))
+            : undefined;
+        if (given) {
+          collector = givenStatistics(given);
+        } else if (requests.length > 0) {
           if (requests.some((r) => r.kind === 'float-input-cross') && !floatInputs) {
             // A transform step changed this block's weights since the float inputs were captured: capture them again
             // (transforms keep the float function, so the float output stays as it was).
             floatInputs = (await captureFloatInputs()).captured;
           }
-          collector = new StatisticsCollector(requests, new Set(views.map((v) => v.name)), backend, floatInputs);
-          await model.runBlock(block.index, blockInput, finiteInputs(block.index, collector.observe));
+          const observed = new StatisticsCollector(requests, new Set(views.map((v) => v.name)), backend, floatInputs);
+          collector = observed;
+          await model.runBlock(block.index, blockInput, finiteInputs(block.index, observed.observe));
         }
         if (step.kind === 'quantize') for (const v of views) tracks.get(v.name)!.floatWeight ??= v.weight;
         if ((step.kind === 'quantize' || step.kind === 'compensate') && !blockGradients && isDifferentiableModel(model)) {
@@ -539,6 +547,7 @@ export async function runRecipe(
         terms.den += den;
         track.outputError = terms.den === 0 ? 0 : Math.sqrt(terms.num / terms.den);
       }),
+      { observeRows: OUTPUT_ERROR_ROWS },
     );
     if (needsFloatStream) floatHidden = floatNext;
     const storedForms = new Map<string, StoredForm>();

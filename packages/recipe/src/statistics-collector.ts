@@ -1,4 +1,4 @@
-import type { LayerStatistics, Matrix, StatisticRequest } from '@bitsmith/core';
+import type { BlockHessians, LayerStatistics, Matrix, StatisticRequest } from '@bitsmith/core';
 import { InvalidArgumentError } from '@bitsmith/core';
 import type { Backend } from '@bitsmith/linalg';
 
@@ -167,3 +167,17 @@ export class StatisticsCollector {
   }
 }
 
+
+/**
+ * Statistics from Hessians a model computed itself (`QuantizableModel.blockHessians`): each named layer's Hessian
+ * (already the mean `X^T X / tokens`) and the block's token count; other layers throw as an unobserved one would.
+ */
+export function givenStatistics(given: BlockHessians): Pick<StatisticsCollector, 'statistics'> {
+  return {
+    statistics(name: string): LayerStatistics {
+      const hessian = given.hessians.get(name);
+      if (!hessian) throw new InvalidArgumentError('layer', `no calibration inputs were observed for '${name}'`);
+      return { tokens: given.tokens, hessian };
+    },
+  };
+}

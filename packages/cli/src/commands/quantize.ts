@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import type { Command } from 'commander';
 import cliProgress from 'cli-progress';
 import { defaultBackend, disposeDefaultBackend } from '@bitsmith/linalg';
+import { backendChoice, llamaParameterCount } from '../backend-choice.js';
 import { ActivationSchemeRefusedError, BitsmithError, formatName, UnsupportedFormatError, type Granularity, type QuantizedTensor, type StoredForm, type StoredKind } from '@bitsmith/core';
 import { exportableGrids, exportableStoredForms, GGUF_ARCHITECTURES, GGUF_MODEL_TYPES, imatrixImportance, readImatrix, refuseCompressedTensorsActivations, refuseDeclaredKinds, saveCompressedTensors, saveGgufModel, saveGptq, saveTransformersJsModel, type GgufModelType } from '@bitsmith/formats';
 import { architectureMapping, evaluateLanguageModel, llamaQuantizableModel, loadLlamaConfig, loadLlamaGraph, loadLlamaModel, writeSafetensors, type LlamaGraph, type LlamaModel } from '@bitsmith/models';
@@ -159,6 +160,7 @@ export function formatReport(report: RecipeReport, resources: { peakRssBytes?: n
  * terminal; otherwise one line per finished block with the elapsed time, the ETA and the memory (resident now, peak).
  */
 export function progressReporter(interactive: boolean, write: (text: string) => void) {
+  const layerLines = process.env.BITSMITH_PROGRESS_LAYERS?.trim() === '1';
   const memory = () => `RSS ${mib(process.memoryUsage.rss())} (peak ${mib(peakRssBytes())})`;
   // A model-level step that learns (a learned rotation) reports its iterations: about ten lines per step.
   const writeModelStepProgress = (e: Extract<RecipeProgressEvent, { type: 'model-step-progress' }>) => {
@@ -188,6 +190,9 @@ export function progressReporter(interactive: boolean, write: (text: string) => 
       if (e.type === 'model-step') write(`model step ${e.step} (${e.index + 1}/${e.total})\n`);
       else if (e.type === 'model-step-progress') writeModelStepProgress(e);
       else if (e.type === 'resumed') write(`resuming: blocks 1-${e.nextBlock} of ${e.totalBlocks} read from the checkpoint (${formatDuration(e.elapsedSeconds)} of earlier work)\n`);
+      // BITSMITH_PROGRESS_LAYERS=1: a line per block start and per layer a step finished, with the run's elapsed seconds.
+      else if (layerLines && e.type === 'block-start') write(`  block ${e.block + 1} starts at ${e.elapsedSeconds.toFixed(2)} s\n`);
+      else if (layerLines && e.type === 'step') write(`  ${e.step} ${e.done}/${e.total}${e.layer ? ` ${e.layer}` : ''} done at ${e.elapsedSeconds.toFixed(2)} s\n`);
       else if (e.type === 'block-done') {
         write(`block ${e.block + 1}/${e.totalBlocks} done in ${e.seconds.toFixed(2)} s; elapsed ${formatDuration(e.elapsedSeconds)}, ETA ${formatDuration(e.etaSeconds)}; ${memory()}\n`);
       }
@@ -325,8 +330,15 @@ export async function runQuantizeJob(options: QuantizeOptions, registry: StepReg
       throw new OptionError('--save', `${save} stores quantized layers, but recipe ${recipe.name} has no quantize step; use --save fake or add one`);
     }
   }
+  const config = await loadLlamaConfig(options.model);
+  // webgpu first for models large enough to pay for it (probed only then, so small models and CI never load Dawn).
+  const choice = backendChoice({ hiddenSize: config.hiddenSize, parameters: llamaParameterCount(config) }, process.env);
+  if (choice.probeWebgpu) process.env.BITSMITH_WEBGPU = '1';
   const backend = await defaultBackend();
-  const modelType = (await loadLlamaConfig(options.model)).modelType;
+  if (choice.probeWebgpu || backend.name === 'webgpu') {
+    stderr(`backend: ${backend.name} (${backend.name === 'webgpu' ? choice.reason : `no WebGPU adapter was found, so a CPU backend; ${choice.reason}`})\n`);
+  }
+  const modelType = config.modelType;
   const fused = Object.keys(architectureMapping(modelType).fused);
   const named = saves.find((save) => save === 'compressed-tensors' || save === 'gptq' || save === 'gptq-v2');
   if (named && fused.length > 0) {

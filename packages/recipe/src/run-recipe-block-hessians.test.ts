@@ -39,6 +39,7 @@ describe.skipIf(SKIP_SHARED)('runRecipe with a model that gives block Hessians',
     };
     const seenHessian = new Map<string, Float64Array>();
     const hessianStep: Quantizer = {
+      specificationVersion: 'v2',
       id: 'hessian-probe',
       kind: 'transform',
       requires: [{ kind: 'hessian' }],
@@ -53,6 +54,7 @@ describe.skipIf(SKIP_SHARED)('runRecipe with a model that gives block Hessians',
     };
     let absMaxLayers = 0;
     const absMaxStep: Quantizer = {
+      specificationVersion: 'v2',
       id: 'absmax-probe',
       kind: 'transform',
       requires: [{ kind: 'hessian' }, { kind: 'input-absmax' }],
@@ -84,6 +86,7 @@ describe.skipIf(SKIP_SHARED)('runRecipe with a model that gives block Hessians',
     const model: QuantizableModel = { ...inner, blockHessians: async () => undefined };
     let tokens = 0;
     const step: Quantizer = {
+      specificationVersion: 'v2',
       id: 'probe',
       kind: 'transform',
       requires: [{ kind: 'hessian' }],

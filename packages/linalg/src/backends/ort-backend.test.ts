@@ -260,9 +260,14 @@ describe.skipIf(!backend)('ort backend', () => {
         [Float64Array, false, 1, false],
         [Float32Array, false, 0, true],
       ] as const) {
-        const a = Arr.from({ length: m * k }, () => random() - 0.5);
-        const b = Arr.from({ length: n * k }, () => random() - 0.5);
-        const c0 = Arr.from({ length: m * n }, () => random());
+        const fill = (length: number, f: () => number) => {
+          const x = new Arr(length);
+          for (let i = 0; i < length; i++) x[i] = f();
+          return x;
+        };
+        const a = fill(m * k, () => random() - 0.5);
+        const b = fill(n * k, () => random() - 0.5);
+        const c0 = fill(m * n, () => random());
         const run = async (be: Backend) => {
           const c = c0.slice();
           const args = { m, n, k, a, b, c, transA, transB: true, beta, constantB } as never;

@@ -4,6 +4,9 @@ import type { HiddenStates, LlamaBlock, LlamaGraph } from './llama-graph.js';
 import { holdLinearWeight, isLazyLinearLayer, isWeightResident, releaseLinearWeight } from './lazy-weight.js';
 import type { LinearLayer } from './linear-layer.js';
 import { runBlockOnWebgpu, webgpuBlockUnsupported } from './webgpu-block-run.js';
+import { tokenBatches } from './token-batches.js';
+
+export { tokenBatches };
 
 function blockView(graph: LlamaGraph, block: LlamaBlock, mapping: ArchitectureMapping): BlockView {
   const c = graph.config;
@@ -35,24 +38,6 @@ export interface LlamaQuantizableModelOptions {
    * inputs in turn and the outputs are gathered into one array. Default 2048.
    */
   batchTokens?: number;
-}
-
-/** Consecutive batches of whole sequences of at most `budget` tokens each (a longer sequence alone). @internal */
-export function tokenBatches(lengths: readonly number[], budget: number): number[][] {
-  const batches: number[][] = [];
-  let current: number[] = [];
-  let tokens = 0;
-  for (const n of lengths) {
-    if (current.length > 0 && tokens + n > budget) {
-      batches.push(current);
-      current = [];
-      tokens = 0;
-    }
-    current.push(n);
-    tokens += n;
-  }
-  if (current.length > 0) batches.push(current);
-  return batches;
 }
 
 async function runBlockInBatches(graph: LlamaGraph, index: number, hidden: HiddenStates, budget: number, observe?: LinearInputCallback): Promise<HiddenStates> {

@@ -3,6 +3,7 @@ import { webgpuDecoderBlock, webgpuSequences, type WebgpuBackend, type WebgpuDec
 import type { HiddenStates, LlamaBlock, LlamaGraph, RmsNormLayer } from './llama-graph.js';
 import type { LinearLayer } from './linear-layer.js';
 import { ropeTables } from './rope.js';
+import { tokenBatches } from './token-batches.js';
 
 /** Tokens per GPU pass of {@link runBlockOnWebgpu} unless told: 16 sequences of 512. */
 export const WEBGPU_BLOCK_CHUNK_TOKENS = 8192;
@@ -34,24 +35,6 @@ export function webgpuBlockUnsupported(graph: LlamaGraph, block: LlamaBlock): st
 function gain(norm: RmsNormLayer): Float32Array {
   if (norm.gainOffset === 0) return norm.weight;
   return Float32Array.from(norm.weight, (w) => norm.gainOffset + w);
-}
-
-/** Consecutive batches of whole sequences of at most `budget` tokens each (a longer sequence alone). */
-function batches(lengths: readonly number[], budget: number): number[][] {
-  const out: number[][] = [];
-  let current: number[] = [];
-  let tokens = 0;
-  for (const n of lengths) {
-    if (current.length > 0 && tokens + n > budget) {
-      out.push(current);
-      current = [];
-      tokens = 0;
-    }
-    current.push(n);
-    tokens += n;
-  }
-  if (current.length > 0) out.push(current);
-  return out;
 }
 
 /** A float32 `X^T X` of which only the upper triangle is valid, as a full symmetric float64 matrix times `scale`. */
@@ -157,7 +140,7 @@ export async function runBlockOnWebgpu(
     const wantOutput = options.output ?? true;
     const out = wantOutput ? new Float32Array(tokens * width) : undefined;
     let row = 0;
-    for (const lengths of batches(hidden.lengths, options.chunkTokens ?? WEBGPU_BLOCK_CHUNK_TOKENS)) {
+    for (const lengths of tokenBatches(hidden.lengths, options.chunkTokens ?? WEBGPU_BLOCK_CHUNK_TOKENS)) {
       const n = lengths.reduce((a, b) => a + b, 0);
       const x = gpu.upload(hidden.states.data.subarray(row * width, (row + n) * width), n, width);
       const y = gpu.zeros(n, width);

@@ -111,8 +111,15 @@ export async function attentionWithSgemm(
 /**
  * The softmax rows of one score block in JavaScript (see {@link attentionWithSgemm}): soft-cap, then the live entries
  * `fastExp(s - max)` with float64 row sums, masked entries 0. The reference the WebAssembly kernel matches bit for bit.
+ *
+ * @param s Scores of `group` heads of `rows` query rows (positions `r0 ..`) against keys `k0 .. k0 + width`, in place.
+ * @param rowSums Receives the `group * rows` row sums.
+ * @example
+ * ```ts
+ * softmaxRowsLoop(scores, sums, 2, 128, 256, 128, 0, Infinity, undefined);
+ * ```
  */
-function softmaxRowsLoop(s: Float32Array, rowSums: Float64Array, group: number, rows: number, width: number, r0: number, k0: number, window: number, cap: number | undefined): void {
+export function softmaxRowsLoop(s: Float32Array, rowSums: Float64Array, group: number, rows: number, width: number, r0: number, k0: number, window: number, cap: number | undefined): void {
   for (let a = 0; a < group; a++) {
     for (let i = 0; i < rows; i++) {
       const position = r0 + i;

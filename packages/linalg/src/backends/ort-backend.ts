@@ -1,5 +1,7 @@
 import type { AttentionArguments, Backend, GatedActivationArguments, BackendOptions, FloatArray, GemmArguments, GramArguments } from '../backend.js';
 import { attentionWithSgemm } from './attention-sgemm.js';
+import { attentionWithBatchedSgemm, type BatchedGemmArguments } from './attention-batched-sgemm.js';
+import { tryReferenceKernels, type ReferenceKernels } from '../reference-kernels.js';
 import { gatedActivationReference } from './gated-activation-loop.js';
 import { BackendUnavailableError } from '../backend-unavailable-error.js';
 import { checkAttentionArguments, checkFwhtArguments, checkGatedActivationArguments, checkGemmArguments, checkGramArguments } from './check-arguments.js';
@@ -7,7 +9,7 @@ import { fwhtRadix4 } from './fwht-radix4.js';
 import { weightFingerprint } from './weight-fingerprint.js';
 import { addLowerBlock, addLowerBlockPair, gemmEpilogue, mirrorLower, scaleGram } from './gram-accumulate.js';
 import { nodeBuiltin } from '../node-builtin.js';
-import { buildAttentionModel, buildConstantWeightGemmModel, buildGatedActivationModel, buildGemmModel, buildGramModel, gramBlocks, ONNX_DOUBLE, ONNX_FLOAT, type Onnx } from './ort-graph.js';
+import { buildAttentionModel, buildBatchedGemmModel, buildConstantWeightGemmModel, buildGatedActivationModel, buildGemmModel, buildGramModel, gramBlocks, ONNX_DOUBLE, ONNX_FLOAT, type Onnx } from './ort-graph.js';
 
 // The few parts of onnxruntime-node's API this backend uses, declared here so that neither the build nor the
 // published types depend on the optional package being installed.
@@ -462,6 +464,38 @@ export async function createOrtBackend(options: OrtBackendOptions = {}): Promise
     gemmEpilogue(c, product, alpha, beta);
   }
 
+  /**
+   * A batch of equal-shape float32 products (reference attention's): one MLAS batched product, which runs each
+   * product of the batch on one thread, as the single small products (`smallGemmWork`) run, with the same arithmetic.
+   */
+  async function batchedSgemm(args: BatchedGemmArguments): Promise<void> {
+    const { batch, m, n, k } = args;
+    if (batch * m * n === 0) return;
+    const transB = args.transB === true;
+    const alpha = Math.fround(args.alpha ?? 1);
+    if (k === 0) {
+      args.c.fill(0, 0, batch * m * n);
+      return;
+    }
+    const s = await session(`batched|${transB ? 1 : 0}|${alpha}`, () => buildBatchedGemmModel(onnx, { transB, alpha }));
+    const y = ortView(args.c, batch * m * n);
+    await s.run(
+      {
+        A: new ort.Tensor('float32', ortView(args.a, batch * m * k).view, [batch, m, k]),
+        B: new ort.Tensor('float32', ortView(args.b, batch * n * k).view, transB ? [batch, n, k] : [batch, k, n]),
+      },
+      { Y: new ort.Tensor('float32', y.view, [batch, m, n]) },
+    );
+    if (y.copied) args.c.set(y.view);
+  }
+
+  /** One instance of the reference kernels for every reference call (calls are serialised), made on first use. */
+  let kernels: Promise<ReferenceKernels | undefined> | undefined;
+  function referenceKernels(): Promise<ReferenceKernels | undefined> {
+    kernels ??= tryReferenceKernels();
+    return kernels;
+  }
+
   const attentionScoreBytes = Math.max(0, options.attentionScoreBytes ?? ORT_ATTENTION_SCORE_BYTES);
   const attentionParts = Math.max(1, Math.floor(options.attentionParts ?? ORT_ATTENTION_PARTS));
   const masks = new Map<string, Float32Array>();
@@ -496,7 +530,7 @@ export async function createOrtBackend(options: OrtBackendOptions = {}): Promise
     const qRow = numHeads * d;
     const kvRow = numKvHeads * d;
     const sgemm = (g: GemmArguments<Float32Array>): Promise<void> => gemm(g, ONNX_FLOAT);
-    if (args.reference) return attentionWithSgemm(sgemm, args);
+    if (args.reference) return attentionWithBatchedSgemm(batchedSgemm, args, (await referenceKernels()) ?? null, { scratch: scratch.float32 });
     let start = 0;
     for (let s = 0; s < lengths.length; ) {
       const n = lengths[s]!;
@@ -535,7 +569,7 @@ export async function createOrtBackend(options: OrtBackendOptions = {}): Promise
   async function gatedActivation(args: GatedActivationArguments): Promise<void> {
     const length = args.length ?? args.gate.length;
     if (length === 0) return;
-    if (args.reference) return gatedActivationReference(args);
+    if (args.reference) return gatedActivationReference(args, await referenceKernels());
     const s = await session(`gated|${args.activation}`, () => buildGatedActivationModel(onnx, args.activation));
     const y = ortView(args.out, length);
     await s.run(

@@ -88,6 +88,35 @@ export function buildGemmModel(onnx: Onnx, spec: GemmGraphSpec): Uint8Array {
 }
 
 /**
+ * Builds the ONNX model of a batch of float32 GEMMs `Y[e] = alpha * A[e] op(B[e])` (symbolic `b`, `m`, `n`, `k`):
+ * `A` `[b, m, k]`, `B` `[b, n, k]` with `transB` (a `Transpose` that onnxruntime folds into the product) or
+ * `[b, k, n]`, `Y` `[b, m, n]`; `alpha` other than 1 is a `Mul` by a float32 scalar after the product (onnxruntime
+ * folds it into the product, whose kernel applies it as one float32 multiplication as `Gemm`'s `alpha` does).
+ *
+ * @example
+ * ```ts
+ * const bytes = buildBatchedGemmModel(onnx, { transB: true, alpha: 0.125 }); // scores of 64-wide heads
+ * ```
+ */
+export function buildBatchedGemmModel(onnx: Onnx, spec: { transB: boolean; alpha: number }): Uint8Array {
+  const nodes: OnnxNamespace.INodeProto[] = [];
+  const inputs = [valueInfo(onnx, 'A', ONNX_FLOAT, ['b', 'm', 'k']), valueInfo(onnx, 'B', ONNX_FLOAT, spec.transB ? ['b', 'n', 'k'] : ['b', 'k', 'n'])];
+  let b = 'B';
+  if (spec.transB) {
+    b = 'B_t';
+    nodes.push(onnx.NodeProto.create({ opType: 'Transpose', input: ['B'], output: [b], attribute: [onnx.AttributeProto.create({ name: 'perm', type: onnx.AttributeProto.AttributeType.INTS, ints: [0, 2, 1] })] }));
+  }
+  const initializer: OnnxNamespace.ITensorProto[] = [];
+  if (spec.alpha === 1) nodes.push(onnx.NodeProto.create({ opType: 'MatMul', input: ['A', b], output: ['Y'] }));
+  else {
+    initializer.push(onnx.TensorProto.create({ name: 'alpha', dataType: ONNX_FLOAT, dims: [], floatData: [spec.alpha] }));
+    nodes.push(onnx.NodeProto.create({ opType: 'MatMul', input: ['A', b], output: ['product'] }));
+    nodes.push(onnx.NodeProto.create({ opType: 'Mul', input: ['product', 'alpha'], output: ['Y'] }));
+  }
+  return encodeModel(onnx, { name: 'bitsmith_batched_gemm', node: nodes, input: inputs, output: [valueInfo(onnx, 'Y', ONNX_FLOAT, ['b', 'm', 'n'])], initializer });
+}
+
+/**
  * Builds the ONNX model of `Y = A op(W)` with the float32 weight `W` stored in the model as a constant (an
  * initializer), so that onnxruntime packs it for MLAS once, when the session is created: input `A` is `m x k` with
  * `m` symbolic, `W` is `n x k` with `transB` (a linear layer's `[out, in]` weight) or `k x n` without.

@@ -1,0 +1,143 @@
+import type { AttentionArguments } from '../backend.js';
+import type { ReferenceKernels } from '../reference-kernels.js';
+import { ATTENTION_CHUNK, softmaxRowsLoop } from './attention-sgemm.js';
+
+/**
+ * Arguments of a batch of independent float32 GEMMs `C[e] = alpha * A[e] op(B[e])`, `e = 0 .. batch - 1`, all with the
+ * same shape and stored back to back: `a` holds `batch` row-major `m x k` matrices, `b` `batch` `n x k` (with
+ * `transB`) or `k x n` matrices, `c` receives `batch` `m x n` matrices.
+ */
+export interface BatchedGemmArguments {
+  batch: number;
+  m: number;
+  n: number;
+  k: number;
+  a: Float32Array;
+  b: Float32Array;
+  c: Float32Array;
+  /** Use `B[e]^T` (each stored `n x k`). Default false. */
+  transB?: boolean;
+  /** Default 1. */
+  alpha?: number;
+}
+
+/** Default bytes of one batch of score blocks in {@link attentionWithBatchedSgemm}. */
+export const BATCHED_ATTENTION_SCORE_BYTES = 32 * 1024 * 1024;
+
+/**
+ * Causal grouped-query attention with exactly the arithmetic of `attentionWithSgemm` (the same products, each
+ * element the same float32 dot product, the same softmax rows and division), with its products batched: the
+ * (sequence, key/value head) pairs of a run of equal-length sequences share one chunk layout, so chunk `c` of all
+ * of them is one batched GEMM for the scores and one for `P V` instead of two small GEMMs per pair. A backend whose
+ * batched GEMM runs each product as the single GEMM it would run alone (onnxruntime's MLAS does: it splits the batch
+ * across threads and keeps each product's reduction order) then gives bit-identical results with a fraction of the
+ * calls, and uses every thread where the single small products ran on one. Tested bit for bit against
+ * `attentionWithSgemm` on the `ort` backend.
+ *
+ * @param batched The backend's batched GEMM (unserialised).
+ * @param args Validated attention arguments.
+ * @param kernels The softmax kernels (scores live in their memory), or `null` for the JavaScript loop (as a soft-cap
+ *   always uses).
+ * @param options `chunk`: query rows per score block (default 128, as `attentionWithSgemm`); `scoreBytes`: bytes of
+ *   one batch of score blocks (default {@link BATCHED_ATTENTION_SCORE_BYTES}; at least one pair per batch);
+ *   `scratch`: where the packed queries, keys, values and products go (a caller's buffers kept between calls, at
+ *   least `length` floats; fresh memory costs a page fault per 4 KiB), default new arrays.
+ * @example
+ * ```ts
+ * await attentionWithBatchedSgemm(batchedGemm, { q, k, v, out, lengths: [512, 512], numHeads: 8, numKvHeads: 4, headDim: 64 }, kernels);
+ * ```
+ */
+export async function attentionWithBatchedSgemm(
+  batched: (args: BatchedGemmArguments) => Promise<void>,
+  args: AttentionArguments,
+  kernels: ReferenceKernels | null,
+  options: { chunk?: number; scoreBytes?: number; scratch?: (name: string, length: number) => Float32Array } = {},
+): Promise<void> {
+  const { q, k, v, out, lengths, numHeads, numKvHeads, headDim: d } = args;
+  const window = args.slidingWindow ?? Infinity;
+  const group = numHeads / numKvHeads;
+  const qRow = numHeads * d;
+  const kvRow = numKvHeads * d;
+  const scale = args.scale ?? 1 / Math.sqrt(d);
+  const cap = args.softcap;
+  const chunk = options.chunk ?? ATTENTION_CHUNK;
+  const scoreBytes = options.scoreBytes ?? BATCHED_ATTENTION_SCORE_BYTES;
+  const wasm = cap === undefined ? kernels : null;
+  let start = 0;
+  for (let s = 0; s < lengths.length; ) {
+    const n = lengths[s]!;
+    let count = 1;
+    while (s + count < lengths.length && lengths[s + count] === n) count++;
+    if (n > 0) {
+      const rowsPerChunk = Math.max(1, Math.min(Math.floor(chunk), n));
+      const m = group * rowsPerChunk;
+      // Pairs (sequence, key/value head) per batch: as many as the score budget allows, at least one.
+      const pairs = count * numKvHeads;
+      const perBatch = Math.max(1, Math.min(pairs, Math.floor(scoreBytes / (4 * m * n))));
+      const buffer = options.scratch ?? ((_: string, length: number) => new Float32Array(length));
+      const queries = buffer('attention.queries', perBatch * m * d);
+      const keys = buffer('attention.keys', perBatch * n * d);
+      const values = buffer('attention.values', perBatch * n * d);
+      const weighted = buffer('attention.weighted', perBatch * m * d);
+      const { scores, sums } = wasm ? wasm.reserve(perBatch * m * n, perBatch * m) : { scores: new Float32Array(perBatch * m * n), sums: new Float64Array(perBatch * m) };
+      for (let p0 = 0; p0 < pairs; p0 += perBatch) {
+        const batch = Math.min(perBatch, pairs - p0);
+        for (let r0 = 0; r0 < n; r0 += rowsPerChunk) {
+          const r1 = Math.min(n, r0 + rowsPerChunk);
+          const rows = r1 - r0;
+          const k0 = Math.max(0, r0 - window + 1);
+          const width = r1 - k0;
+          const mm = group * rows;
+          // Pair e is sequence s + floor((p0 + e) / numKvHeads), key/value head (p0 + e) % numKvHeads; its queries
+          // are stacked head by head as in attentionWithSgemm, its keys and values are rows k0 .. r1 (element loops:
+          // a `subarray` per 64-float row cost more than the copy).
+          for (let e = 0; e < batch; e++) {
+            const pair = p0 + e;
+            const first = start + Math.floor(pair / numKvHeads) * n;
+            const g = pair % numKvHeads;
+            for (let a = 0; a < group; a++) {
+              const h = g * group + a;
+              for (let i = 0; i < rows; i++) {
+                const o = (first + r0 + i) * qRow + h * d;
+                const to = ((e * group + a) * rows + i) * d;
+                for (let t = 0; t < d; t++) queries[to + t] = q[o + t]!;
+              }
+            }
+            for (let j = k0; j < r1; j++) {
+              const o = (first + j) * kvRow + g * d;
+              const to = (e * width + j - k0) * d;
+              for (let t = 0; t < d; t++) {
+                keys[to + t] = k[o + t]!;
+                values[to + t] = v[o + t]!;
+              }
+            }
+          }
+          const block = scores.subarray(0, batch * mm * width);
+          await batched({ batch, m: mm, n: width, k: d, a: queries.subarray(0, batch * mm * d), b: keys.subarray(0, batch * width * d), c: block, transB: true, alpha: scale });
+          // Every pair's rows have the same mask (same r0, k0, window): the batch is `batch * group` heads of `rows` rows.
+          if (wasm) wasm.softmaxRows({ group: batch * group, rows, width, r0, k0, window });
+          else softmaxRowsLoop(block, sums, batch * group, rows, width, r0, k0, window, cap);
+          const y = weighted.subarray(0, batch * mm * d);
+          await batched({ batch, m: mm, n: d, k: width, a: block, b: values.subarray(0, batch * width * d), c: y });
+          for (let e = 0; e < batch; e++) {
+            const pair = p0 + e;
+            const first = start + Math.floor(pair / numKvHeads) * n;
+            const g = pair % numKvHeads;
+            for (let a = 0; a < group; a++) {
+              const h = g * group + a;
+              for (let i = 0; i < rows; i++) {
+                const o = (first + r0 + i) * qRow + h * d;
+                const row = (e * group + a) * rows + i;
+                const yo = row * d;
+                const inv = 1 / sums[row]!;
+                for (let t = 0; t < d; t++) out[o + t] = y[yo + t]! * inv;
+              }
+            }
+          }
+        }
+      }
+    }
+    start += count * n;
+    s += count;
+  }
+}

@@ -383,9 +383,13 @@ export class LlamaGraph {
 
   /**
    * Final norm and LM head: logits `[rows, vocabSize]` for every token, or only for each sequence's last token
-   * (`lastTokenOnly`, one row per sequence).
+   * (`lastTokenOnly`, one row per sequence). `out`: a buffer for the logits (at least rows x vocabulary floats);
+   * `normed`: a buffer for the normed states (used when it holds at least rows x hidden floats), else a new array.
    */
-  async head(hidden: HiddenStates, options: { lastTokenOnly?: boolean; observer?: LinearInputObserver; constantWeight?: boolean; out?: Float32Array } = {}): Promise<Matrix<'float32'>> {
+  async head(
+    hidden: HiddenStates,
+    options: { lastTokenOnly?: boolean; observer?: LinearInputObserver; constantWeight?: boolean; out?: Float32Array; normed?: Float32Array } = {},
+  ): Promise<Matrix<'float32'>> {
     const size = this.config.hiddenSize;
     let states = hidden.states.data;
     let rows = hidden.states.shape[0];
@@ -400,7 +404,7 @@ export class LlamaGraph {
       states = picked;
       rows = hidden.lengths.length;
     }
-    const normed = applyNorm(this.norm, states, rows);
+    const normed = applyNorm(this.norm, states, rows, options.normed && options.normed.length >= rows * size ? options.normed.subarray(0, rows * size) : undefined);
     const logitsLength = rows * this.lmHead.outFeatures;
     if (options.out && options.out.length < logitsLength) throw new ShapeMismatchError('out', [logitsLength], [options.out.length], 'at least rows x vocabulary floats');
     const logits = await applyLinear(this.lmHead, normed, rows, this.backend, {
@@ -431,7 +435,10 @@ export class LlamaGraph {
       let hidden = this.embedInto(sequences, states?.[0]);
       for (const block of this.blocks) hidden = await this.runBlockScratch(block.index, hidden, options, true, states?.[(block.index + 1) % 2]);
       options.signal?.throwIfAborted();
-      return await this.head(hidden, { lastTokenOnly: options.lastTokenOnly, observer: options.observer, constantWeight: true, out: options.logits });
+      // Block i writes into states[(i + 1) % 2], so the last block's output is in states[L % 2]; the final norm goes
+      // into the other buffer, which held the last block's input (free now), not into fresh memory.
+      const normed = states?.[(this.blocks.length + 1) % 2];
+      return await this.head(hidden, { lastTokenOnly: options.lastTokenOnly, observer: options.observer, constantWeight: true, out: options.logits, normed });
     } finally {
       if (own) this.forwardStatesTaken = false;
     }

@@ -1,6 +1,7 @@
 export { BitsmithError, InvalidArgumentError, ShapeMismatchError, UnsupportedFormatError, NumericalError, AbortError, StoredFormMismatchError, StoredFormRefusedError, ActivationSchemeRefusedError, UnsupportedSpecificationVersionError, ModelEditError } from './errors.js';
 export type { DataTypeMap, DType, Tensor, Matrix } from './tensor.js';
 export { tensor, matrix, zeros, zerosMatrix, asMatrix, cloneTensor, shapeSize } from './tensor.js';
+export { heldMatrix, heldMatrixAccess, isHeldOnly, sameMatrix, copyMatrix, type HeldMatrixAccess, type HeldMatrixOptions, type HeldRowDecoder } from './held-matrix.js';
 export { roundHalfEven, clamp } from './rounding.js';
 export type { MinifloatSpec, MinifloatCodec } from './minifloat.js';
 export { minifloat, FP8_E4M3, FP8_E5M2, FP6_E2M3, FP6_E3M2, FP4_E2M1, FLOAT16, BFLOAT16 } from './minifloat.js';

@@ -1,5 +1,6 @@
 import type { ModelEdit } from './model-edit.js';
 import type { BlockView, InputGroup, LinearView, ModelView, NormView } from './model-view.js';
+import { copyMatrix, heldMatrixAccess, sameMatrix } from './held-matrix.js';
 import type { Matrix } from './tensor.js';
 
 /** One writable field of a view (a linear's weight, a norm's bias, the embedding), read and written by name. */
@@ -168,10 +169,10 @@ export function draftModel(model: ModelView): ModelView {
       return lmHead ?? model.lmHead;
     },
     get tiedEmbeddings(): boolean {
-      return lmHead !== undefined && embedding !== undefined && (lmHead.weight === embedding || lmHead.weight.data === embedding.data);
+      return lmHead !== undefined && embedding !== undefined && sameMatrix(lmHead.weight, embedding);
     },
     untieEmbeddings(): void {
-      if (lmHead && draft.tiedEmbeddings) lmHead.weight = { dtype: 'float32', shape: [lmHead.weight.shape[0], lmHead.weight.shape[1]], data: Float32Array.from(lmHead.weight.data) };
+      if (lmHead && draft.tiedEmbeddings) lmHead.weight = copyMatrix(lmHead.weight);
     },
   };
   return draft;
@@ -257,13 +258,31 @@ export interface ViewFingerprint {
   readonly hashes: readonly number[];
 }
 
+function hashWords(data: Float32Array, h: number): number {
+  const words = new Uint32Array(data.buffer, data.byteOffset, data.length);
+  for (let i = 0; i < words.length; i++) h = Math.imul(h ^ words[i]!, 0x01000193);
+  return h;
+}
+
+/** Rows of a held matrix hashed per block of about 1M floats. */
+const HASH_BLOCK_FLOATS = 1 << 20;
+
 function hashArray(value: unknown): number {
+  // A held matrix not in memory as float32 is hashed without keeping a float32 copy (the same hash): decoded whole and
+  // dropped, or a block of rows at a time when it is streamed (an embedding).
+  const held = heldMatrixAccess(value);
+  if (held && !held.resident && !held.streamed) return hashWords(held.peek(), 0x811c9dc5) >>> 0;
+  if (held && !held.resident) {
+    const [rows, columns] = (value as Matrix).shape;
+    const step = Math.max(1, Math.floor(HASH_BLOCK_FLOATS / Math.max(1, columns)));
+    const buffer = new Float32Array(Math.min(rows, step) * columns);
+    let h = 0x811c9dc5;
+    for (let start = 0; start < rows; start += step) h = hashWords(held.rows(start, Math.min(rows, start + step), buffer), h);
+    return h >>> 0;
+  }
   const data = value && typeof value === 'object' && 'data' in value ? (value as Matrix).data : value;
   if (!(data instanceof Float32Array)) return 0;
-  const words = new Uint32Array(data.buffer, data.byteOffset, data.length);
-  let h = 0x811c9dc5;
-  for (let i = 0; i < words.length; i++) h = Math.imul(h ^ words[i]!, 0x01000193);
-  return h >>> 0;
+  return hashWords(data, 0x811c9dc5) >>> 0;
 }
 
 /**

@@ -63,6 +63,7 @@ async function choleskyInverseLower(
   }
   const n1 = n >> 1;
   const n2 = n - n1;
+  if (n > singleAbove && n1 === n2) return singleLevelInPlace(n1, a, backend, failed, offset, singleAbove);
   const m11 = new Float64Array(n1 * n1);
   const a22 = new Float64Array(n2 * n2);
   copyBlock(a, n, 0, 0, n1, n1, m11, n1, 0, 0);
@@ -80,6 +81,62 @@ async function choleskyInverseLower(
     const row = (n1 + i) * n;
     for (let j = 0; j < n1; j++) a[row + j] = -m21[i * n1 + j]!;
     a.set(a22.subarray(i * n2, (i + 1) * n2), row + n1);
+  }
+}
+
+/**
+ * A float32 level of {@link choleskyInverseLower} for an even `n = 2m`, with every block inside `a` itself: the same
+ * operations in the same order as the allocating path (so the same bits), but the halves are compacted in place and
+ * the float32 operands live in the parts of `a` that are no longer read. With `R1` the first `m` rows of `a` (`2m^2`
+ * float64 slots) and `R2` the last `m`:
+ *
+ * - `A11` compacted to `R1[0, m^2)` (`M11` after the recursion); `T = A21^T` (float32) at `R1[m^2, 1.5 m^2)`, the float32
+ *   copy of `M11` and later `M21` at `R1[1.5 m^2, 2 m^2)`;
+ * - `A22` compacted to `R2[m^2, 2 m^2)` (the tail of `a`; `S`, then `M22`); the product `T^T T`, later the float32 copy
+ *   of `M22`, at `R2[0, 0.5 m^2)`;
+ * - the result assembled rows `m..2m` first (upwards), then rows `0..m` (downwards), so no block is overwritten before
+ *   it is read.
+ *
+ * At n = 8192 this saves the 0.5 GiB of separate halves and float32 copies of the top level (and proportionally below).
+ */
+async function singleLevelInPlace(m: number, a: Float64Array, backend: Backend, failed: (index: number, pivot: number) => never, offset: number, singleAbove: number): Promise<void> {
+  const n = 2 * m;
+  const mm = m * m;
+  const single = (start: number, length: number): Float32Array => new Float32Array(a.buffer, a.byteOffset + start * 8, length);
+  // A11 -> R1[0, m^2) (rows move left: upwards is safe).
+  for (let i = 1; i < m; i++) a.copyWithin(i * m, i * n, i * n + m);
+  const m11 = a.subarray(0, mm);
+  // T = L21^T starts as A21^T, read from R2 before anything is written there.
+  const t = single(mm, mm);
+  transposeBlockInto(a, n, m, 0, m, m, t);
+  // A22 -> the last m^2 slots (rows move right: downwards is safe; A21 is no longer needed).
+  const tail = 3 * mm;
+  for (let i = m - 1; i >= 0; i--) a.copyWithin(tail + i * m, (m + i) * n + m, (m + i) * n + n);
+  const a22 = a.subarray(tail, tail + mm);
+  await choleskyInverseLower(m, m11, backend, failed, offset, singleAbove);
+  const m11Single = single(mm + mm / 2, mm);
+  m11Single.set(m11);
+  await multiplyLowerLeft(m, m11Single, t, m, backend, TRMM_LEAF);
+  const product = single(2 * mm, mm);
+  await backend.sgemm({ m, n: m, k: m, a: t, transA: true, b: t, c: product });
+  for (let i = 0; i < mm; i++) a22[i] = a22[i]! - product[i]!;
+  await choleskyInverseLower(m, a22, backend, failed, offset + m, singleAbove);
+  await multiplyLowerTransposedLeft(m, m11Single, t, m, backend, TRMM_LEAF);
+  const m21 = m11Single; // M11's float32 copy is no longer read
+  transposeInto(t, m, m, m21);
+  const m22 = product; // nor is the product
+  m22.set(a22);
+  await multiplyLowerLeft(m, m22, m21, m, backend, TRMM_LEAF);
+  // Rows m..2m: [-M21, M22]; M22's rows move left (upwards is safe), M21 lives in R1.
+  for (let i = 0; i < m; i++) {
+    const row = (m + i) * n;
+    a.copyWithin(row + m, tail + i * m, tail + (i + 1) * m);
+    for (let j = 0; j < m; j++) a[row + j] = -m21[i * m + j]!;
+  }
+  // Rows 0..m: [M11, 0]; M11's rows move right (downwards is safe).
+  for (let i = m - 1; i >= 0; i--) {
+    a.copyWithin(i * n, i * m, i * m + m);
+    a.fill(0, i * n + m, (i + 1) * n);
   }
 }
 

@@ -1,4 +1,4 @@
-import type { Matrix } from '@bitsmith/core';
+import { heldMatrix, heldMatrixAccess, type Matrix } from '@bitsmith/core';
 import { createLinearLayer, type LinearKind, type LinearLayer } from './linear-layer.js';
 
 /** Where a lazily held weight comes from: a function that produces it as float32 (decoding bf16, a stored form). */
@@ -19,7 +19,9 @@ const CONTROL = Symbol.for('bitsmith.lazyWeight');
 
 /**
  * A linear layer whose weight is held as a source (for example the checkpoint's bfloat16 bytes) until it is first
- * read: `layer.weight` then decodes it to float32 and keeps that copy; assigning `layer.weight` replaces it as usual.
+ * read: `layer.weight` is a core `heldMatrix` whose `data` decodes it to float32 on first read and keeps that copy
+ * (reading `layer.weight` itself decodes nothing, so fingerprints and identity checks leave it alone); assigning
+ * `layer.weight` replaces it as usual.
  * {@link releaseLinearWeight} drops the float32 copy again while the source can reproduce it, and
  * {@link holdLinearWeight} swaps a weight for an exact source (a quantized layer's stored form), so a model is in
  * float32 only where it is being worked on.
@@ -34,35 +36,38 @@ const CONTROL = Symbol.for('bitsmith.lazyWeight');
 export function lazyLinearLayer(name: string, kind: LinearKind, shape: readonly [number, number], source: WeightSource, bias?: Float32Array): LinearLayer {
   const [rows, columns] = shape;
   const layer = createLinearLayer(name, kind, { dtype: 'float32', shape: [rows, columns], data: new Float32Array(0) }, bias);
-  let weight: Matrix<'float32'> | undefined;
-  let from: WeightSource | undefined = source;
-  const produce = (): Matrix<'float32'> => {
-    const data = from!();
-    if (data.length !== rows * columns) throw new RangeError(`${name}: the weight source gave ${data.length} values, expected ${rows} x ${columns}`);
-    return { dtype: 'float32', shape: [rows, columns], data };
+  // The weight is a held matrix over the source (reading its data decodes and keeps it), or an assigned matrix.
+  const heldOver = (from: WeightSource): Matrix<'float32'> => {
+    const produce = (): Float32Array => {
+      const data = from();
+      if (data.length !== rows * columns) throw new RangeError(`${name}: the weight source gave ${data.length} values, expected ${rows} x ${columns}`);
+      return data;
+    };
+    return heldMatrix(rows, columns, (start, end, out) => out.set(produce().subarray(start * columns, end * columns)), { whole: produce });
   };
+  let weight = heldOver(source);
+  let held = true;
   const control: LazyControl = {
-    release() {
-      if (!from || !weight) return false;
-      weight = undefined;
-      return true;
-    },
+    release: () => held && heldMatrixAccess(weight)!.release(),
     hold(source) {
-      from = source;
-      weight = undefined;
+      weight = heldOver(source);
+      held = true;
     },
-    peek: () => weight ?? produce(),
+    peek: () => {
+      const access = held ? heldMatrixAccess(weight) : undefined;
+      return access ? { dtype: 'float32', shape: [rows, columns], data: access.peek() } : weight;
+    },
     get resident() {
-      return weight !== undefined;
+      return !held || heldMatrixAccess(weight)!.resident;
     },
   };
   Object.defineProperty(layer, 'weight', {
     enumerable: true,
     configurable: false,
-    get: () => (weight ??= produce()),
+    get: () => weight,
     set: (value: Matrix<'float32'>) => {
       weight = value;
-      from = undefined;
+      held = false;
     },
   });
   Object.defineProperty(layer, CONTROL, { value: control, enumerable: false });

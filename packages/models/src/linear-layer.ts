@@ -1,4 +1,4 @@
-import { ShapeMismatchError, type Matrix, type RuntimeInputTransform } from '@bitsmith/core';
+import { ShapeMismatchError, heldMatrixAccess, type HeldMatrixAccess, type Matrix, type RuntimeInputTransform } from '@bitsmith/core';
 import type { Backend } from '@bitsmith/linalg';
 
 /**
@@ -82,7 +82,11 @@ export async function applyLinear(
   options: { observer?: LinearInputObserver | undefined; blockIndex?: number; out?: Float32Array; constantWeight?: boolean } = {},
 ): Promise<Float32Array> {
   const { weight } = layer;
-  if (weight.shape[0] !== layer.outFeatures || weight.shape[1] !== layer.inFeatures || weight.data.length !== layer.outFeatures * layer.inFeatures) {
+  // A streamed held weight (an embedding used as the head) not yet in float32 is multiplied a block of rows at a time.
+  const held = heldMatrixAccess(weight);
+  const streamed = held && held.streamed && !held.resident ? held : undefined;
+  const length = streamed ? weight.shape[0] * weight.shape[1] : weight.data.length;
+  if (weight.shape[0] !== layer.outFeatures || weight.shape[1] !== layer.inFeatures || length !== layer.outFeatures * layer.inFeatures) {
     throw new ShapeMismatchError(`${layer.name}.weight`, [layer.outFeatures, layer.inFeatures], weight.shape, 'a replacement weight must keep the shape [outFeatures, inFeatures]');
   }
   let input = x;
@@ -100,7 +104,9 @@ export async function applyLinear(
     });
   }
   const out = options.out ?? new Float32Array(rows * layer.outFeatures);
-  if (rows > 0) {
+  if (rows > 0 && streamed) {
+    await streamedProduct(streamed, input, rows, layer.outFeatures, layer.inFeatures, out, backend);
+  } else if (rows > 0) {
     await backend.sgemm({ m: rows, n: layer.outFeatures, k: layer.inFeatures, a: input, b: weight.data, c: out, transB: true, constantB: options.constantWeight === true });
   }
   const { bias } = layer;
@@ -109,4 +115,27 @@ export async function applyLinear(
     for (let r = 0; r < rows; r++) for (let j = 0; j < n; j++) out[r * n + j]! += bias[j]!;
   }
   return out;
+}
+
+/** Floats of one block of a streamed product (its decoded weight rows, and its slice of the output): 16 MiB. */
+const STREAM_BLOCK_FLOATS = 1 << 22;
+
+/**
+ * `out = x W^T` for a held `W` (`n x k`) not in float32: a block of `W`'s rows is decoded, multiplied through the
+ * backend's `sgemm` (never as `constantB`: the block is gone after the call) and its columns of the product copied into
+ * `out`. Each output element is the same dot product as in one `sgemm` over the whole of `W` on backends whose sums do
+ * not depend on `n` (checked for js, wasm and ort in the tests; not for `ort`'s packed constant-weight path).
+ */
+async function streamedProduct(held: HeldMatrixAccess, x: Float32Array, rows: number, n: number, k: number, out: Float32Array, backend: Backend): Promise<void> {
+  const step = Math.max(1, Math.min(n, Math.floor(STREAM_BLOCK_FLOATS / Math.max(k, rows))));
+  const block = new Float32Array(step * k);
+  const part = step < n ? new Float32Array(rows * step) : undefined;
+  for (let start = 0; start < n; start += step) {
+    const end = Math.min(n, start + step);
+    const width = end - start;
+    const b = held.rows(start, end, block);
+    const c = part ? part.subarray(0, rows * width) : out.subarray(0, rows * n);
+    await backend.sgemm({ m: rows, n: width, k, a: x, b, c, transB: true });
+    if (part) for (let r = 0; r < rows; r++) out.set(c.subarray(r * width, (r + 1) * width), r * n + start);
+  }
 }

@@ -1,4 +1,4 @@
-import { InvalidArgumentError, ShapeMismatchError, type ArchitectureMapping, type KvCacheQuantization, type Matrix, type Tensor } from '@bitsmith/core';
+import { InvalidArgumentError, ShapeMismatchError, copyMatrix, heldMatrix, heldMatrixAccess, sameMatrix, type ArchitectureMapping, type HeldRowDecoder, type KvCacheQuantization, type Matrix, type Tensor } from '@bitsmith/core';
 import { defaultBackend, type Backend } from '@bitsmith/linalg';
 import { architectureMapping } from './architecture-mappings.js';
 import { cacheAfterAttention, cacheAfterRope, cacheKeysBeforeRope } from './kv-cache.js';
@@ -93,10 +93,13 @@ export interface LlamaGraphOptions {
   /** Numerical backend for the linear layers. Default: `await defaultBackend()` from `@bitsmith/linalg`. */
   backend?: Backend;
   /**
-   * Linear weights to hold lazily (see `lazyLinearLayer`): a shape and a source that decodes the weight to float32
-   * on first use, e.g. the checkpoint's bfloat16 bytes. Weights it does not know (undefined) come from the lookup.
+   * Weights to hold lazily: a shape and a source that decodes the weight to float32 on first use, e.g. the checkpoint's
+   * bfloat16 bytes. Block linears become `lazyLinearLayer`s; `model.embed_tokens.weight` and `lm_head.weight` become
+   * streamed core `heldMatrix`es, which need `rows` (a decoder of a range of rows): the embedding then decodes only the
+   * rows it looks up and the head's product a block of rows at a time, until something reads their `data`. Weights
+   * it does not know (undefined) come from the lookup.
    */
-  lazyWeights?: (name: string) => { readonly shape: readonly number[]; readonly source: WeightSource } | undefined;
+  lazyWeights?: (name: string) => { readonly shape: readonly number[]; readonly source: WeightSource; readonly rows?: HeldRowDecoder } | undefined;
 }
 
 /** Looks up a float32 weight by Hugging Face tensor name; undefined when absent. */
@@ -114,6 +117,19 @@ function weightTensor(layer: LinearLayer): Tensor<'float32'> {
     shape,
     get data() {
       return peekLinearWeight(layer).data;
+    },
+  };
+}
+
+/** A matrix as a tensor for writing: a held one not in float32 is decoded when `data` is read, and not kept. */
+function matrixTensor(m: Matrix<'float32'>): Tensor<'float32'> {
+  const held = heldMatrixAccess(m);
+  if (!held || held.resident) return m;
+  return {
+    dtype: 'float32',
+    shape: [...m.shape],
+    get data() {
+      return held.peek();
     },
   };
 }
@@ -153,7 +169,10 @@ function softcap(data: Float32Array, cap: number | undefined): void {
 export class LlamaGraph {
   readonly config: LlamaConfig;
   readonly backend: Backend;
-  /** `[vocabSize, hiddenSize]`. With tied embeddings it is the same object as `lmHead.weight` until one is replaced. */
+  /**
+   * `[vocabSize, hiddenSize]`. With tied embeddings it is the same object as `lmHead.weight` until one is replaced.
+   * Loaded with `keepStoredDtype` from 16-bit weights, a streamed core `heldMatrix` (float32 only once its `data` is read).
+   */
   embedTokens: Matrix<'float32'>;
   readonly blocks: readonly LlamaBlock[];
   /** The final norm `model.norm`. */
@@ -195,12 +214,15 @@ export class LlamaGraph {
 
   /** Whether the LM head and the embedding share one weight matrix (tied and not yet replaced). */
   get tiedEmbeddings(): boolean {
-    return this.lmHead.weight === this.embedTokens || this.lmHead.weight.data === this.embedTokens.data;
+    return sameMatrix(this.lmHead.weight, this.embedTokens);
   }
 
-  /** Gives the LM head its own copy of the weight, so that embedding and head can be changed independently. */
+  /**
+   * Gives the LM head its own copy of the weight, so that embedding and head can be changed independently (a held
+   * weight not yet decoded gets a new held matrix over the same bytes: nothing is decoded now).
+   */
   untieEmbeddings(): void {
-    if (this.tiedEmbeddings) this.lmHead.weight = { dtype: 'float32', shape: [...this.lmHead.weight.shape] as [number, number], data: this.lmHead.weight.data.slice() };
+    if (this.tiedEmbeddings) this.lmHead.weight = copyMatrix(this.lmHead.weight);
   }
 
   /** Every block's quantizable linear layers, in execution order (the LM head, routers and gates not included). */
@@ -232,14 +254,18 @@ export class LlamaGraph {
     const lengths = sequences.map((s) => s.length);
     const tokens = lengths.reduce((a, b) => a + b, 0);
     const states = buffer ? buffer.subarray(0, tokens * hidden) : new Float32Array(tokens * hidden);
-    const table = this.embedTokens.data;
+    // A held table not yet in float32 decodes the rows it looks up (the same values as its float32 copy's rows).
+    const held = heldMatrixAccess(this.embedTokens);
+    const rowsOf = held && !held.resident ? held : undefined;
+    const table = rowsOf ? undefined : this.embedTokens.data;
     const scale = Math.fround(this.config.embeddingScale);
     let row = 0;
     for (const seq of sequences) {
       for (let i = 0; i < seq.length; i++, row++) {
         const id = seq[i]!;
         if (!Number.isInteger(id) || id < 0 || id >= vocab) throw new InvalidArgumentError('sequences', `token id ${id} is outside the vocabulary [0, ${vocab})`);
-        states.set(table.subarray(id * hidden, (id + 1) * hidden), row * hidden);
+        if (table) states.set(table.subarray(id * hidden, (id + 1) * hidden), row * hidden);
+        else rowsOf!.rows(id, id + 1, states.subarray(row * hidden, (row + 1) * hidden));
       }
     }
     if (scale !== 1) for (let i = 0; i < states.length; i++) states[i] = states[i]! * scale;
@@ -452,7 +478,7 @@ export class LlamaGraph {
     const out = new Map<string, Tensor<'float32'>>();
     const vec = (data: Float32Array): Tensor<'float32'> => ({ dtype: 'float32', shape: [data.length], data });
     const fused = Object.entries(this.mapping.fused);
-    out.set('model.embed_tokens.weight', this.embedTokens);
+    out.set('model.embed_tokens.weight', matrixTensor(this.embedTokens));
     for (const block of this.blocks) {
       for (const norm of [...block.norms, block.qNorm, block.kNorm]) if (norm) out.set(`${norm.name}.weight`, vec(norm.weight));
       const written = new Set<LinearLayer>();
@@ -478,7 +504,7 @@ export class LlamaGraph {
       }
     }
     out.set(`${this.norm.name}.weight`, vec(this.norm.weight));
-    if (!this.tiedEmbeddings || !this.config.tieWordEmbeddings) out.set('lm_head.weight', this.lmHead.weight);
+    if (!this.tiedEmbeddings || !this.config.tieWordEmbeddings) out.set('lm_head.weight', matrixTensor(this.lmHead.weight));
     return out;
   }
 }
@@ -513,18 +539,26 @@ export async function createLlamaGraph(config: LlamaConfig, weights: WeightLooku
   const mat = (data: Float32Array, rows: number, columns: number): Matrix<'float32'> => ({ dtype: 'float32', shape: [rows, columns], data });
   const { hiddenSize: hs, intermediateSize: is, vocabSize: vs, numAttentionHeads: nh, numKeyValueHeads: nkv, headDim: hd, rmsNormEps: eps } = config;
 
-  let embedData = get('model.embed_tokens.weight', [vs, hs], true);
-  let headData = get('lm_head.weight', [vs, hs], true);
+  // Embedding and head: a streamed held matrix when the caller holds them lazily with a row decoder, else float32.
+  const table = (name: string): Matrix<'float32'> | undefined => {
+    const lazy = options.lazyWeights?.(name);
+    if (lazy && (lazy.shape.length !== 2 || lazy.shape[0] !== vs || lazy.shape[1] !== hs)) {
+      throw new ModelFileError(source, `tensor "${name}" has shape [${lazy.shape.join(', ')}], expected [${vs}, ${hs}] from config.json`);
+    }
+    if (lazy?.rows) return heldMatrix(vs, hs, lazy.rows, { streamed: true, whole: lazy.source });
+    const data = lazy ? lazy.source() : get(name, [vs, hs], true);
+    return data ? mat(data, vs, hs) : undefined;
+  };
+  let embedTokens = table('model.embed_tokens.weight');
+  let headWeight = table('lm_head.weight');
   if (config.tieWordEmbeddings) {
-    const shared = embedData ?? headData;
+    const shared = embedTokens ?? headWeight;
     if (!shared) throw new ModelFileError(source, `missing tensor "model.embed_tokens.weight" (or "lm_head.weight", tied) of shape [${vs}, ${hs}]`);
-    embedData = shared;
-    headData = shared;
+    embedTokens = shared;
+    headWeight = shared;
   }
-  if (!embedData) embedData = need('model.embed_tokens.weight', [vs, hs]);
-  if (!headData) headData = need('lm_head.weight', [vs, hs]);
-  const embedTokens = mat(embedData, vs, hs);
-  const headWeight = headData === embedData ? embedTokens : mat(headData, vs, hs);
+  embedTokens ??= mat(need('model.embed_tokens.weight', [vs, hs]), vs, hs);
+  headWeight ??= mat(need('lm_head.weight', [vs, hs]), vs, hs);
 
   const fusedParts = (name: string, parts: readonly { kind: LinearKind; rows: number }[], inp: number): LinearLayer[] => {
     const total = parts.reduce((n, p) => n + p.rows, 0);

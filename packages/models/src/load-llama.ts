@@ -128,9 +128,10 @@ export async function loadLlamaGraph(source: ModelSource, options: LoadLlamaOpti
   const config = await loadLlamaConfig(folder);
   const weights = new Map<string, Tensor<'float32'>>();
   const raws = new Map<string, RawSafetensor>();
-  // Block linear weights stored in 16 bits stay in their bytes until a block needs them (keepStoredDtype).
+  // Block linear weights, the embedding and the head stored in 16 bits stay in their bytes until used (keepStoredDtype).
   const keepRaw = options.keepStoredDtype
-    ? (name: string, dtype: string, shape: readonly number[]) => (dtype === 'BF16' || dtype === 'F16') && shape.length === 2 && /^model\.layers\.\d+\..*_proj\.weight$/.test(name)
+    ? (name: string, dtype: string, shape: readonly number[]) =>
+        (dtype === 'BF16' || dtype === 'F16') && shape.length === 2 && (/^model\.layers\.\d+\..*_proj\.weight$/.test(name) || name === 'model.embed_tokens.weight' || name === 'lm_head.weight')
     : undefined;
   await readSafetensorsWeights(folder, keepRaw, (name, tensor) => void weights.set(name, tensor), (name, raw) => void raws.set(name, raw));
   const requested = new Set<string>();
@@ -149,7 +150,13 @@ export async function loadLlamaGraph(source: ModelSource, options: LoadLlamaOpti
         const raw = raws.get(name);
         if (!raw) return undefined;
         requested.add(name);
-        return { shape: raw.shape, source: () => decodeToFloat32(raw.bytes, raw.dtype) };
+        const columns = raw.shape[1]!;
+        const size = raw.dtype === 'BF16' || raw.dtype === 'F16' ? 2 : 4;
+        return {
+          shape: raw.shape,
+          source: () => decodeToFloat32(raw.bytes, raw.dtype),
+          rows: (start: number, end: number, out: Float32Array) => void decodeToFloat32(raw.bytes.subarray(start * columns * size, end * columns * size), raw.dtype, out),
+        };
       },
     },
     folder.path('model.safetensors'),

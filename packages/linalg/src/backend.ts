@@ -132,6 +132,23 @@ export interface GatedActivationArguments {
   reference?: boolean | undefined;
 }
 
+/**
+ * Arguments of a whole gated MLP with constant weights, `out = (act(x gate^T) * (x up^T)) down^T` (see
+ * {@link Backend.gatedMlp}): `x` `rows x hidden`, `gate` and `up` `intermediate x hidden`, `down` `hidden x
+ * intermediate` (a linear layer's `[out, in]` weights), `out` `rows x hidden`.
+ */
+export interface GatedMlpArguments {
+  x: Float32Array;
+  rows: number;
+  hidden: number;
+  intermediate: number;
+  gate: Float32Array;
+  up: Float32Array;
+  down: Float32Array;
+  activation: 'silu' | 'gelu-tanh';
+  out: Float32Array;
+}
+
 /** A numerical backend. Create one with `createBackend(name)` or take the fastest with `defaultBackend()`. */
 export interface Backend {
   /** Which implementation this is. */
@@ -159,6 +176,14 @@ export interface Backend {
    * graph (`Sigmoid`/`Gelu`, `Mul`) on `ort` unless `reference` is set, the CPU backend's on `webgpu`.
    */
   gatedActivation(args: GatedActivationArguments): Promise<void>;
+  /**
+   * Optional: the whole gated MLP in one native call, with the three weights kept prepared between calls as
+   * `constantB` keeps one (see {@link GatedMlpArguments}), so that its two wide intermediates never leave the
+   * backend. Bit for bit what `sgemm` with `constantB` on the three products and `gatedActivation` (not `reference`)
+   * give. Resolves `false` when the backend declines (too few rows, over its budget of prepared weights): the caller
+   * then runs those calls itself. `ort` implements it; the others leave it out.
+   */
+  gatedMlp?(args: GatedMlpArguments): Promise<boolean>;
   /** Releases workers, sessions and memory. The backend must not be used afterwards. */
   dispose(): Promise<void>;
 }

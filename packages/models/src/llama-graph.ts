@@ -6,6 +6,7 @@ import { applyLinear, createLinearLayer, type LinearInputObserver, type LinearKi
 import { isWeightResident, lazyLinearLayer, peekLinearWeight, type WeightSource } from './lazy-weight.js';
 import type { LlamaConfig } from './llama-config.js';
 import { ModelFileError } from './model-file-error.js';
+import { fusedGatedMlp } from './fused-mlp.js';
 import { runMoeMlp, type GatedMlp, type MoeCalibration, type MoeMlp } from './moe-mlp.js';
 import { rmsNorm } from './rms-norm.js';
 import { applyRope, ropeTables, type RopeTables } from './rope.js';
@@ -397,10 +398,16 @@ export class LlamaGraph {
       out = await runMoeMlp(block.moe, normed, tokens, { moe: c.moe!, hiddenSize: hidden, hiddenActivation: c.hiddenActivation }, backend, run);
     } else {
       const { gateProj, upProj, downProj } = block.mlp!;
-      const gate = await applyLinear(gateProj, normed, tokens, backend, into('gate', gateProj));
-      const up = await applyLinear(upProj, normed, tokens, backend, into('up', upProj));
-      await backend.gatedActivation({ gate, up, out: gate, activation: c.hiddenActivation, reference });
-      out = await applyLinear(downProj, gate, tokens, backend, output ? { ...run, out: output.subarray(0, tokens * hidden) } : run);
+      // With constant weights and the native activation, the backend may run the whole MLP in one call (same bits;
+      // its wide intermediates never come back to JavaScript).
+      const fused = run.constantWeight && !reference ? await fusedGatedMlp(backend, block.mlp!, normed, tokens, c.hiddenActivation, output) : undefined;
+      if (fused) out = fused;
+      else {
+        const gate = await applyLinear(gateProj, normed, tokens, backend, into('gate', gateProj));
+        const up = await applyLinear(upProj, normed, tokens, backend, into('up', upProj));
+        await backend.gatedActivation({ gate, up, out: gate, activation: c.hiddenActivation, reference });
+        out = await applyLinear(downProj, gate, tokens, backend, output ? { ...run, out: output.subarray(0, tokens * hidden) } : run);
+      }
     }
     if (c.sandwichNorms) applyNorm(block.postFeedforwardLayernorm!, out, tokens, out);
     for (let i = 0; i < out.length; i++) out[i]! += h[i]!;

@@ -1,5 +1,5 @@
 import { InvalidArgumentError, ShapeMismatchError } from '@bitsmith/core';
-import type { AttentionArguments, FloatArray, GatedActivationArguments, FwhtArguments, GemmArguments, GramArguments } from '../backend.js';
+import type { AttentionArguments, FloatArray, GatedActivationArguments, GatedMlpArguments, FwhtArguments, GemmArguments, GramArguments } from '../backend.js';
 
 function checkDimension(name: string, value: number): void {
   if (!Number.isInteger(value) || value < 0) throw new InvalidArgumentError(name, `expected a non-negative integer, got ${value}`);
@@ -83,4 +83,27 @@ export function checkGatedActivationArguments(args: GatedActivationArguments): v
   checkLength('gatedActivation.gate', args.gate, length, 1);
   checkLength('gatedActivation.up', args.up, length, 1);
   checkLength('gatedActivation.out', args.out, length, 1);
+}
+
+/**
+ * Validates {@link GatedMlpArguments}: the activation, non-negative integer sizes, and arrays that hold their
+ * matrices (`gate` and `up` exactly `intermediate x hidden`, `down` exactly `hidden x intermediate`).
+ *
+ * @throws InvalidArgumentError or ShapeMismatchError naming the argument.
+ * @example
+ * ```ts
+ * checkGatedMlpArguments({ x, rows: 4096, hidden: 512, intermediate: 1536, gate, up, down, activation: 'silu', out });
+ * ```
+ */
+export function checkGatedMlpArguments(args: GatedMlpArguments): void {
+  if (args.activation !== 'silu' && args.activation !== 'gelu-tanh') throw new InvalidArgumentError('gatedMlp.activation', `expected 'silu' or 'gelu-tanh', got ${String(args.activation)}`);
+  checkDimension('gatedMlp.rows', args.rows);
+  checkDimension('gatedMlp.hidden', args.hidden);
+  checkDimension('gatedMlp.intermediate', args.intermediate);
+  const { rows, hidden, intermediate } = args;
+  checkLength('gatedMlp.x', args.x, rows, hidden);
+  checkLength('gatedMlp.out', args.out, rows, hidden);
+  for (const [name, w, r, c] of [['gate', args.gate, intermediate, hidden], ['up', args.up, intermediate, hidden], ['down', args.down, hidden, intermediate]] as const) {
+    if (w.length !== r * c) throw new ShapeMismatchError(`gatedMlp.${name}`, [r, c], [w.length], `a [${r}, ${c}] weight of ${r * c} elements`);
+  }
 }

@@ -1,15 +1,15 @@
-import type { AttentionArguments, Backend, GatedActivationArguments, BackendOptions, FloatArray, GemmArguments, GramArguments } from '../backend.js';
+import type { AttentionArguments, Backend, GatedActivationArguments, GatedMlpArguments, BackendOptions, FloatArray, GemmArguments, GramArguments } from '../backend.js';
 import { attentionWithSgemm } from './attention-sgemm.js';
 import { attentionWithBatchedSgemm, type BatchedGemmArguments } from './attention-batched-sgemm.js';
 import { tryReferenceKernels, type ReferenceKernels } from '../reference-kernels.js';
 import { gatedActivationReference } from './gated-activation-loop.js';
 import { BackendUnavailableError } from '../backend-unavailable-error.js';
-import { checkAttentionArguments, checkFwhtArguments, checkGatedActivationArguments, checkGemmArguments, checkGramArguments } from './check-arguments.js';
+import { checkAttentionArguments, checkFwhtArguments, checkGatedActivationArguments, checkGatedMlpArguments, checkGemmArguments, checkGramArguments } from './check-arguments.js';
 import { fwhtRadix4 } from './fwht-radix4.js';
 import { weightFingerprint } from './weight-fingerprint.js';
 import { addLowerBlock, addLowerBlockPair, gemmEpilogue, mirrorLower, scaleGram } from './gram-accumulate.js';
 import { nodeBuiltin } from '../node-builtin.js';
-import { buildAttentionModel, buildBatchedGemmModel, buildConstantWeightGemmModel, buildGatedActivationModel, buildGemmModel, buildGramModel, gramBlocks, ONNX_DOUBLE, ONNX_FLOAT, type Onnx } from './ort-graph.js';
+import { buildAttentionModel, buildBatchedGemmModel, buildConstantWeightGemmModel, buildGatedMlpModel, buildGatedActivationModel, buildGemmModel, buildGramModel, gramBlocks, ONNX_DOUBLE, ONNX_FLOAT, type Onnx } from './ort-graph.js';
 
 // The few parts of onnxruntime-node's API this backend uses, declared here so that neither the build nor the
 // published types depend on the optional package being installed.
@@ -342,6 +342,8 @@ export async function createOrtBackend(options: OrtBackendOptions = {}): Promise
   const constantMinRows = Math.max(1, Math.floor(options.constantWeightMinRows ?? ORT_CONSTANT_WEIGHT_MIN_ROWS));
   const constantsByArray = new WeakMap<Float32Array, ConstantWeight>();
   const constantsByKey = new Map<string, ConstantWeight>();
+  /** Gated MLP sessions (see {@link gatedMlp}), found by their gate weight's array; same budget and lifetime rules. */
+  const mlpsByGate = new WeakMap<Float32Array, ConstantWeight>();
   let constantBytes = 0;
   function dropConstant(entry: ConstantWeight): void {
     if (constantsByKey.get(entry.key) !== entry) return;
@@ -349,6 +351,7 @@ export async function createOrtBackend(options: OrtBackendOptions = {}): Promise
     constantBytes -= entry.bytes;
     const array = entry.array.deref();
     if (array && constantsByArray.get(array) === entry) constantsByArray.delete(array);
+    if (array && mlpsByGate.get(array) === entry) mlpsByGate.delete(array);
     constantFinalizer.unregister(entry);
     entry.session.then((s) => s.release()).catch(() => undefined);
   }
@@ -401,6 +404,53 @@ export async function createOrtBackend(options: OrtBackendOptions = {}): Promise
       await s.run({ A: new ort.Tensor('float32', a.subarray(r0 * k, (r0 + rows) * k), [rows, k]) }, { Y: new ort.Tensor('float32', out.view.subarray(r0 * n, (r0 + rows) * n), [rows, n]) });
     }
     if (out.copied) args.c.set(out.view);
+    return true;
+  }
+
+  /**
+   * The gated MLP as one session with its three weights as constants (`buildGatedMlpModel`), under the constant-weight
+   * budget and row minimum; false when declined. All three weights are fingerprinted on every call, as
+   * {@link constantWeightGemm} does: a changed weight gets a new session.
+   */
+  async function gatedMlp(args: GatedMlpArguments): Promise<boolean> {
+    const { rows, hidden, intermediate } = args;
+    if (rows < constantMinRows || rows === 0 || hidden === 0 || intermediate === 0) return false;
+    const bytes = 12 * hidden * intermediate;
+    const key = `mlp|${weightFingerprint(args.gate)}|${weightFingerprint(args.up)}|${weightFingerprint(args.down)}|${hidden}|${intermediate}|${args.activation}`;
+    let entry = mlpsByGate.get(args.gate);
+    if (entry && constantsByKey.get(entry.key) !== entry) entry = undefined;
+    if (entry && entry.key !== key) {
+      dropConstant(entry);
+      entry = undefined;
+    }
+    if (!entry) {
+      entry = constantsByKey.get(key);
+      if (!entry) {
+        if (constantBytes + bytes > constantBudget) return false;
+        const weights = { gate: ortView(args.gate, args.gate.length).view, up: ortView(args.up, args.up.length).view, down: ortView(args.down, args.down.length).view };
+        const session = ort.InferenceSession.create(buildGatedMlpModel(onnx, { ...weights, hidden, intermediate, activation: args.activation }), sessionOptions);
+        entry = { session, key, bytes, array: new WeakRef(args.gate) };
+        constantsByKey.set(key, entry);
+        constantBytes += bytes;
+      } else {
+        entry.array = new WeakRef(args.gate);
+      }
+      mlpsByGate.set(args.gate, entry);
+      constantFinalizer.register(args.gate, entry, entry);
+    }
+    let s: OrtSession;
+    try {
+      s = await entry.session;
+    } catch (cause) {
+      dropConstant(entry);
+      throw cause;
+    }
+    const x = ortView(args.x, rows * hidden).view;
+    const out = ortView(args.out, rows * hidden);
+    for (const [r0, n] of rowBlocks(rows, hidden, 4)) {
+      await s.run({ A: new ort.Tensor('float32', x.subarray(r0 * hidden, (r0 + n) * hidden), [n, hidden]) }, { Y: new ort.Tensor('float32', out.view.subarray(r0 * hidden, (r0 + n) * hidden), [n, hidden]) });
+    }
+    if (out.copied) args.out.set(out.view);
     return true;
   }
 
@@ -660,6 +710,12 @@ export async function createOrtBackend(options: OrtBackendOptions = {}): Promise
       return serialised('gatedActivation', async () => {
         checkGatedActivationArguments(args);
         await gatedActivation(args);
+      });
+    },
+    gatedMlp(args) {
+      return serialised('gatedMlp', async () => {
+        checkGatedMlpArguments(args);
+        return gatedMlp(args);
       });
     },
     fwht(args) {

@@ -88,6 +88,50 @@ export function buildGemmModel(onnx: Onnx, spec: GemmGraphSpec): Uint8Array {
 }
 
 /**
+ * Builds the ONNX model of a gated MLP with its three weights stored in the model as constants (initializers, packed
+ * by onnxruntime once): `Y = (act(A Wg^T) * (A Wu^T)) Wd^T`, `A` `[m, hidden]` with `m` symbolic; each product the
+ * node of {@link buildConstantWeightGemmModel} and the activation the nodes of {@link buildGatedActivationModel}, so
+ * the result is the same as those sessions run one after another.
+ *
+ * @example
+ * ```ts
+ * const bytes = buildGatedMlpModel(onnx, { gate, up, down, hidden: 512, intermediate: 1536, activation: 'silu' });
+ * ```
+ */
+export function buildGatedMlpModel(
+  onnx: Onnx,
+  spec: { gate: Float32Array; up: Float32Array; down: Float32Array; hidden: number; intermediate: number; activation: 'silu' | 'gelu-tanh' },
+): Uint8Array {
+  const { hidden, intermediate } = spec;
+  const raw = (w: Float32Array): Uint8Array => new Uint8Array(w.buffer, w.byteOffset, w.byteLength);
+  const initializer = [
+    onnx.TensorProto.create({ name: 'Wg', dataType: ONNX_FLOAT, dims: [intermediate, hidden], rawData: raw(spec.gate) }),
+    onnx.TensorProto.create({ name: 'Wu', dataType: ONNX_FLOAT, dims: [intermediate, hidden], rawData: raw(spec.up) }),
+    onnx.TensorProto.create({ name: 'Wd', dataType: ONNX_FLOAT, dims: [hidden, intermediate], rawData: raw(spec.down) }),
+  ];
+  const gemm = (a: string, w: string, y: string): OnnxNamespace.INodeProto => onnx.NodeProto.create({ opType: 'Gemm', input: [a, w], output: [y], attribute: [intAttribute(onnx, 'transB', 1)] });
+  const nodes: OnnxNamespace.INodeProto[] = [gemm('A', 'Wg', 'G'), gemm('A', 'Wu', 'U')];
+  if (spec.activation === 'silu') {
+    nodes.push(onnx.NodeProto.create({ opType: 'Sigmoid', input: ['G'], output: ['sigmoid'] }), onnx.NodeProto.create({ opType: 'Mul', input: ['G', 'sigmoid'], output: ['activated'] }));
+  } else {
+    nodes.push(
+      onnx.NodeProto.create({
+        opType: 'Gelu',
+        input: ['G'],
+        output: ['activated'],
+        attribute: [onnx.AttributeProto.create({ name: 'approximate', type: onnx.AttributeProto.AttributeType.STRING, s: new TextEncoder().encode('tanh') })],
+      }),
+    );
+  }
+  nodes.push(onnx.NodeProto.create({ opType: 'Mul', input: ['activated', 'U'], output: ['P'] }), gemm('P', 'Wd', 'Y'));
+  return encodeModel(
+    onnx,
+    { name: 'bitsmith_gated_mlp', node: nodes, input: [valueInfo(onnx, 'A', ONNX_FLOAT, ['m', hidden])], output: [valueInfo(onnx, 'Y', ONNX_FLOAT, ['m', hidden])], initializer },
+    spec.activation === 'silu' ? OPSET : 20,
+  );
+}
+
+/**
  * Builds the ONNX model of a batch of float32 GEMMs `Y[e] = alpha * A[e] op(B[e])` (symbolic `b`, `m`, `n`, `k`):
  * `A` `[b, m, k]`, `B` `[b, n, k]` with `transB` (a `Transpose` that onnxruntime folds into the product) or
  * `[b, k, n]`, `Y` `[b, m, n]`; `alpha` other than 1 is a `Mul` by a float32 scalar after the product (onnxruntime

@@ -1,7 +1,7 @@
 import { mkdir, open, readFile, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { InvalidArgumentError, InvalidFileError } from '@bitsmith/core';
+import { InvalidArgumentError, InvalidFileError, parseSafetensorsHeader, readSafetensorsHeaderLength } from '@bitsmith/core';
 import { readChecked, readCheckedSync } from './checked-read.js';
 import {
   checkpointJsonFiles,
@@ -18,7 +18,7 @@ import {
   type SavedCheckpoint,
 } from './hf-checkpoint.js';
 import { planSafetensorsShards, SAFETENSORS_INDEX_FILE, writeSafetensorsStream } from './safetensors-shards.js';
-import { decodeSafetensorsFile, type StoredTensor } from './stored-tensor.js';
+import { STORED_DTYPE_BYTES, type StoredDType, type StoredTensor } from './stored-tensor.js';
 
 // Node only (exported from the package's `node` entry): checkpoint folders on disk.
 
@@ -91,13 +91,48 @@ export async function saveGptq(outDir: string, model: QuantizedModelExport, opti
   return writeCheckpoint(outDir, gptqCheckpoint(model, options), options, `GPTQ ${options.checkpointFormat ?? 'gptq'}`);
 }
 
+/** Most bytes per positional read (Node reads at most 2 GiB - 1 per call). */
+const READ_CHUNK = 1 << 30;
+
+/**
+ * Reads a safetensors file tensor by tensor through positional reads (no buffer of the whole file, so files past
+ * Node's 2 GiB `readFile` limit load), with the checks of `decodeSafetensorsFile` (core's header parser).
+ */
+async function readSafetensorsFileTensors(path: string): Promise<{ tensors: Map<string, StoredTensor> }> {
+  const handle = await open(path, 'r');
+  try {
+    const size = (await handle.stat()).size;
+    const readAt = async (position: number, length: number): Promise<Uint8Array> => {
+      const out = new Uint8Array(length);
+      let done = 0;
+      while (done < length) {
+        const { bytesRead } = await handle.read(out, done, Math.min(READ_CHUNK, length - done), position + done);
+        if (bytesRead === 0) throw new InvalidFileError(path, `ended at byte ${position + done}; expected ${length - done} more bytes`);
+        done += bytesRead;
+      }
+      return out;
+    };
+    const headerLength = readSafetensorsHeaderLength(await readAt(0, Math.min(8, size)), size, path);
+    const header = parseSafetensorsHeader(await readAt(8, headerLength), size - 8 - headerLength, path);
+    const tensors = new Map<string, StoredTensor>();
+    for (const [name, e] of header.tensors) {
+      if (!(e.dtype in STORED_DTYPE_BYTES)) throw new InvalidFileError(path, `tensor "${name}" has dtype ${e.dtype}; checkpoints hold ${Object.keys(STORED_DTYPE_BYTES).join(', ')}`);
+      const [begin, end] = e.dataOffsets;
+      tensors.set(name, { dtype: e.dtype as StoredDType, shape: [...e.shape], bytes: await readAt(header.dataStart + begin, end - begin) });
+    }
+    return { tensors };
+  } finally {
+    await handle.close();
+  }
+}
+
 /** Reads a folder's safetensors: `model.safetensors`, or the shards that `model.safetensors.index.json` names. */
 async function readFolder(dir: string): Promise<{ tensors: Map<string, StoredTensor>; config: Record<string, unknown>; file: string }> {
   const single = join(dir, 'model.safetensors');
   const indexPath = join(dir, SAFETENSORS_INDEX_FILE);
   const tensors = new Map<string, StoredTensor>();
   let file = single;
-  const readShard = async (path: string) => (await readChecked(path, 'a safetensors file', async () => decodeSafetensorsFile(new Uint8Array(await readFile(path)), path))).tensors;
+  const readShard = async (path: string) => (await readChecked(path, 'a safetensors file', async () => readSafetensorsFileTensors(path))).tensors;
   if (existsSync(single)) {
     for (const [name, t] of await readShard(single)) tensors.set(name, t);
   } else if (existsSync(indexPath)) {

@@ -126,6 +126,21 @@ async function readSafetensorsFileTensors(path: string): Promise<{ tensors: Map<
   }
 }
 
+/**
+ * The stored tensors of a model folder: `model.safetensors`, or every shard that `model.safetensors.index.json` names
+ * (each tensor checked against the index), read tensor by tensor. `file` is the file to name in messages (the single
+ * file or the index). Throws core's `InvalidFileError` naming the file on a corrupt or inconsistent one.
+ *
+ * @example
+ * ```ts
+ * const { tensors, file } = await readSafetensorsFolder('out/ct');
+ * ```
+ */
+export async function readSafetensorsFolder(dir: string): Promise<{ tensors: Map<string, StoredTensor>; file: string }> {
+  const { tensors, file } = await readFolder(dir);
+  return { tensors, file };
+}
+
 /** Reads a folder's safetensors: `model.safetensors`, or the shards that `model.safetensors.index.json` names. */
 async function readFolder(dir: string): Promise<{ tensors: Map<string, StoredTensor>; config: Record<string, unknown>; file: string }> {
   const single = join(dir, 'model.safetensors');

@@ -8,7 +8,8 @@
 #                                                      # shape), then makes the 8B checkpoint and starts its run
 #                                                      # detached (setsid), following it for FOLLOW_SECONDS (500)
 #   bash .devwork/19/webgpu-e2e.sh .devwork/19 wait    # follows the detached run to its end
-# Environment: LAYERS (32), SKIP_CHECKS=1 (start: straight to the 8B run), CHECKS_ONLY=1 (start: no 8B run),
+# Environment: LAYERS (32), SKIP_CHECKS=1 (start: straight to the 8B run), CHECKS=tiny (start: check 1 only),
+# CHECKS_ONLY=1 (start: no 8B run),
 # FOLLOW_SECONDS; BITSMITH_PROGRESS_LAYERS=1 prints a line per layer with the elapsed time.
 # Logs: $OUT/webgpu-e2e-<phase>.log; the detached run's whole log is /tmp/e2e/run.log (copied to $OUT by `wait`).
 set -uo pipefail
@@ -74,10 +75,13 @@ if [ "${SKIP_CHECKS:-0}" != 1 ]; then
   python3 "$dir/e2e/make-llama-checkpoint.py" /tmp/e2e/tiny --layers 2 --hidden 256 --intermediate 512 --heads 4 --kv-heads 2 --vocab 2048 --tokenizer "$tokenizer"
   quantize tiny-webgpu /tmp/e2e/tiny 16 128 webgpu
   quantize tiny-wasm /tmp/e2e/tiny 16 128 wasm
-  echo "== check 2: 2 blocks of the Llama-3-8B shape, 128 x 512 tokens, webgpu"
-  python3 "$dir/e2e/make-llama-checkpoint.py" /tmp/e2e/llama8b-2 --layers 2 --tokenizer "$tokenizer"
-  quantize two-blocks /tmp/e2e/llama8b-2 128 512 webgpu
-  rm -rf /tmp/e2e/llama8b-2 /tmp/e2e/out-two-blocks
+  python3 "$dir/e2e/check-safetensors-folder.py" /tmp/e2e/out-tiny-webgpu
+  if [ "${CHECKS:-all}" != tiny ]; then
+    echo "== check 2: 2 blocks of the Llama-3-8B shape, 128 x 512 tokens, webgpu"
+    python3 "$dir/e2e/make-llama-checkpoint.py" /tmp/e2e/llama8b-2 --layers 2 --tokenizer "$tokenizer"
+    quantize two-blocks /tmp/e2e/llama8b-2 128 512 webgpu
+    rm -rf /tmp/e2e/llama8b-2 /tmp/e2e/out-two-blocks
+  fi
 fi
 
 [ "${CHECKS_ONLY:-0}" = 1 ] && exit 0
@@ -98,6 +102,7 @@ setsid bash -c '
   kill $sampler
   echo "== 8B: exit $rc, bitsmith quantize wall $(awk "BEGIN { printf \"%.1f\", $t1 - $t0 }") s (load, calibration, GPTQ, write), peak GPU memory $(sort -n /tmp/e2e/gpu-memory.csv | tail -1) MiB (nvidia-smi every 0.5 s), output $(du -sh /tmp/e2e/out8b | cut -f1)"
   ls -la /tmp/e2e/out8b
+  python3 "$dir/e2e/check-safetensors-folder.py" /tmp/e2e/out8b
   echo "== e2e done"
 ' < /dev/null &
 follow_run

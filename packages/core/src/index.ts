@@ -13,7 +13,7 @@ export { groupLayout, validateGranularity, granularityLabel, groupIndexOfColumns
 export type { QuantizedTensor, ScaleEncoding } from './quantized-tensor.js';
 export { roundScale, scaleEncodingBits } from './float-encoding.js';
 export type { QuantizeOptions, GroupStatistics, QuantizationPlan } from './quantize.js';
-export { quantize, dequantize, planQuantization, groupStatistics, computeScales, encodeWithScales } from './quantize.js';
+export { quantize, dequantize, dequantizeRows, planQuantization, groupStatistics, computeScales, encodeWithScales } from './quantize.js';
 export type { RangeSearchOptions } from './range-search.js';
 export { rangeSearch, rangeSearchOptions } from './range-search.js';
 export { packBits, unpackBits, packedLength } from './bit-packing.js';

@@ -7,6 +7,23 @@ import { scaleRangeAnomalies } from './scale-range-anomalies.js';
 import type { Matrix } from './tensor.js';
 
 describe('firstNonFinite / assertFinite', () => {
+  it('float32 and float64 arrays (tested by exponent bits, in blocks) agree with the element-wise test at every position and length', () => {
+    for (let n = 0; n <= 21; n++) {
+      for (let at = -1; at < n; at++) {
+        for (const bad of [NaN, Infinity, -Infinity, -NaN]) {
+          const backing = Float32Array.from({ length: n + 2 }, (_, i) => (i % 3 === 0 ? 3.4e38 : -1e-45 * i));
+          if (at >= 0) backing[at + 1] = bad;
+          backing[n + 1] = NaN; // past the view: never seen
+          const view = backing.subarray(1, n + 1);
+          expect(firstNonFinite(view)).toBe(firstNonFinite(Array.from(view)));
+          expect(firstNonFinite(view)).toBe(at);
+          const wide = Float64Array.from(backing, (v, i) => (i === at + 1 ? v : v * 1e269));
+          expect(firstNonFinite(wide.subarray(1, n + 1))).toBe(at);
+        }
+      }
+    }
+  });
+
   it('finds the first NaN or infinity and nothing in finite data (extremes included)', () => {
     expect(firstNonFinite(Float32Array.of(0, -0, 3.4e38, -3.4e38, 1e-45))).toBe(-1);
     expect(firstNonFinite(Float32Array.of(1, 2, NaN, Infinity))).toBe(2);
@@ -48,6 +65,9 @@ describe('scaleRangeAnomalies', () => {
     // 65504 x 7 cannot reach 1e30 and 0.1..0.3 / 65504 round to code 0: three weights lost.
     expect(a.zeroedWeights).toBe(3);
     expect(a.zeroedGroups).toBe(0);
+    // The identity permutation takes the per-element group lookup: the same counts as the direct walk of groups.
+    const identity = { ...q, permutation: Int32Array.from({ length: 8 }, (_, i) => i) };
+    expect(scaleRangeAnomalies(w, dequantize(q), identity)).toEqual(a);
   });
 
   it('counts a group of tiny weights that all decode to zero, and nothing on ordinary weights', () => {

@@ -64,6 +64,44 @@ function unravel(index: number, shape: readonly number[]): number[] {
   return out;
 }
 
+/** The float32 case of {@link firstNonFinite}: integer tests of the exponent bits (all ones: NaN or infinity). */
+function firstNonFiniteFloat32(values: Float32Array): number {
+  const bits = new Int32Array(values.buffer, values.byteOffset, values.length);
+  const n = bits.length;
+  let i = 0;
+  // Blocks of 8 with one branch: an exponent of all ones in any of them sends the scan to the element-wise loop.
+  for (; i + 8 <= n; i += 8) {
+    const e = 0x7f800000;
+    if (
+      (bits[i]! & e) === e ||
+      (bits[i + 1]! & e) === e ||
+      (bits[i + 2]! & e) === e ||
+      (bits[i + 3]! & e) === e ||
+      (bits[i + 4]! & e) === e ||
+      (bits[i + 5]! & e) === e ||
+      (bits[i + 6]! & e) === e ||
+      (bits[i + 7]! & e) === e
+    ) {
+      break;
+    }
+  }
+  for (; i < n; i++) if ((bits[i]! & 0x7f800000) === 0x7f800000) return i;
+  return -1;
+}
+
+/** The float64 case of {@link firstNonFinite}: the exponent bits of each value's high word (little-endian). */
+function firstNonFiniteFloat64(values: Float64Array): number {
+  const words = new Int32Array(values.buffer, values.byteOffset, values.length * 2);
+  const n = values.length;
+  const e = 0x7ff00000;
+  let i = 0;
+  for (; i + 4 <= n; i += 4) {
+    if ((words[2 * i + 1]! & e) === e || (words[2 * i + 3]! & e) === e || (words[2 * i + 5]! & e) === e || (words[2 * i + 7]! & e) === e) break;
+  }
+  for (; i < n; i++) if ((words[2 * i + 1]! & e) === e) return i;
+  return -1;
+}
+
 /**
  * Index of the first NaN or infinity in `values`, or -1 when every value is finite. One pass, no allocation.
  *
@@ -73,6 +111,8 @@ function unravel(index: number, shape: readonly number[]): number[] {
  * ```
  */
 export function firstNonFinite(values: ArrayLike<number>): number {
+  if (values instanceof Float32Array) return firstNonFiniteFloat32(values);
+  if (values instanceof Float64Array) return firstNonFiniteFloat64(values);
   for (let i = 0; i < values.length; i++) {
     const v = values[i]!;
     // v - v is 0 for finite v and NaN for NaN and ±Infinity.

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { bitsPerWeight, relativeError } from './metrics.js';
 import { minifloat, FP8_E4M3 } from './minifloat.js';
 import { elementCodec, parseFormat, type FormatSpec } from './number-format.js';
-import { dequantize, encodeWithScales, planQuantization, quantize } from './quantize.js';
+import { dequantize, dequantizeRows, encodeWithScales, planQuantization, quantize } from './quantize.js';
 import { groupLayout, type Granularity } from './granularity.js';
 import { matrix } from './tensor.js';
 import { gaussian } from './test-helpers.test-util.js';
@@ -133,6 +133,31 @@ describe('dequantize of group and channel granularity', () => {
       });
     }
   }
+});
+
+describe('dequantizeRows', () => {
+  it('decodes any range of rows to the same bits as dequantize (group, channel, block, permuted groups), and refuses bad ranges', () => {
+    const permutation = Int32Array.from({ length: 128 }, (_, i) => (i * 37) % 128);
+    const cases: [Granularity, Int32Array | undefined][] = [
+      [{ type: 'group', size: 32 }, undefined],
+      [{ type: 'channel' }, undefined],
+      [{ type: 'block', rows: 4, columns: 64 }, undefined],
+      [{ type: 'group', size: 32 }, permutation],
+    ];
+    for (const [granularity, perm] of cases) {
+      const q = { ...quantize(w, { format: parseFormat('int4-asym'), granularity }), ...(perm ? { permutation: perm } : {}) };
+      const whole = new Uint32Array(dequantize(q).data.buffer);
+      for (const [r0, r1] of [[0, 16], [0, 5], [5, 11], [15, 16], [7, 7]] as const) {
+        const out = new Float32Array((r1 - r0) * 128 + 3).fill(NaN);
+        dequantizeRows(q, r0, r1, out);
+        expect(Array.from(new Uint32Array(out.buffer, 0, (r1 - r0) * 128))).toEqual(Array.from(whole.subarray(r0 * 128, r1 * 128)));
+        expect(out[(r1 - r0) * 128]).toBeNaN(); // nothing written past the rows
+      }
+      expect(() => dequantizeRows(q, 3, 2, new Float32Array(128))).toThrow(/not a range of rows/);
+      expect(() => dequantizeRows(q, 0, 17, new Float32Array(17 * 128))).toThrow(/not a range of rows/);
+      expect(() => dequantizeRows(q, 0, 2, new Float32Array(200))).toThrow(/out/);
+    }
+  });
 });
 
 describe('act-order permutation', () => {

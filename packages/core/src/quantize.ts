@@ -1,4 +1,4 @@
-import { InvalidArgumentError, NumericalError } from './errors.js';
+import { InvalidArgumentError, NumericalError, ShapeMismatchError } from './errors.js';
 import { roundScale } from './float-encoding.js';
 import { groupLayout, validateGranularity, type Granularity, type GroupLayout } from './granularity.js';
 import { minifloat, FP8_E4M3 } from './minifloat.js';
@@ -195,35 +195,54 @@ export function encodeWithScales(
  */
 export function dequantize(q: QuantizedTensor): Matrix {
   const [rows, columns] = q.shape;
+  return { dtype: 'float32', shape: [rows, columns], data: dequantizeRows(q, 0, rows, new Float32Array(rows * columns)) };
+}
+
+/**
+ * Decodes rows `rowStart` to `rowEnd` (exclusive) of a quantized tensor into `out` (`(rowEnd - rowStart) * columns`
+ * values, row-major): the same values as those rows of {@link dequantize}, without a buffer of the whole tensor, so a
+ * check can walk a large tensor in chunks.
+ *
+ * @example
+ * ```ts
+ * const rows = dequantizeRows(q, 64, 128, new Float32Array(64 * q.shape[1])); // dequantize(q).data rows 64..127
+ * ```
+ */
+export function dequantizeRows(q: QuantizedTensor, rowStart: number, rowEnd: number, out: Float32Array): Float32Array {
+  const [rows, columns] = q.shape;
+  if (!(Number.isInteger(rowStart) && Number.isInteger(rowEnd) && rowStart >= 0 && rowStart <= rowEnd && rowEnd <= rows)) {
+    throw new InvalidArgumentError('rows', `[${rowStart}, ${rowEnd}) is not a range of rows of a tensor with ${rows}`);
+  }
+  if (out.length < (rowEnd - rowStart) * columns) throw new ShapeMismatchError('out', [(rowEnd - rowStart) * columns], [out.length], 'values');
   const codec = elementCodec(q.format);
-  const out = new Float32Array(rows * columns);
   // Decode table: one lookup per code instead of a codec call per element.
   const table = new Float64Array(codec.levels);
   for (let c = 0; c < codec.levels; c++) table[c] = codec.decode(c);
   const ts = q.tensorScale ?? 1;
   const { codes, scales, zeroPoints } = q;
   const granularity = q.granularity;
+  const base = rowStart * columns;
   if (!q.permutation && (granularity.type === 'group' || granularity.type === 'channel')) {
     // Runs of consecutive columns share a group: no per-element group lookup (same arithmetic as below).
     validateGranularity(granularity, rows, columns);
     const size = granularity.type === 'group' ? granularity.size : columns;
     const perRow = columns / size;
-    for (let r = 0; r < rows; r++) {
+    for (let r = rowStart; r < rowEnd; r++) {
       for (let k = 0; k < perRow; k++) {
         const g = r * perRow + k;
         const z = zeroPoints ? zeroPoints[g]! : 0;
         const scale = scales[g]!;
         const start = r * columns + k * size;
-        for (let i = start; i < start + size; i++) out[i] = (table[codes[i]!]! - z) * scale * ts + 0; // + 0 turns -0 into 0
+        for (let i = start; i < start + size; i++) out[i - base] = (table[codes[i]!]! - z) * scale * ts + 0; // + 0 turns -0 into 0
       }
     }
-    return { dtype: 'float32', shape: [rows, columns], data: out };
+    return out;
   }
   const layout = groupLayout(rows, columns, granularity, q.permutation);
   const ids = layout.ids;
-  for (let i = 0; i < out.length; i++) {
+  for (let i = base; i < rowEnd * columns; i++) {
     const g = ids[i]!;
-    out[i] = (table[codes[i]!]! - (zeroPoints ? zeroPoints[g]! : 0)) * scales[g]! * ts + 0; // + 0 turns -0 into 0
+    out[i - base] = (table[codes[i]!]! - (zeroPoints ? zeroPoints[g]! : 0)) * scales[g]! * ts + 0; // + 0 turns -0 into 0
   }
-  return { dtype: 'float32', shape: [rows, columns], data: out };
+  return out;
 }

@@ -50,6 +50,7 @@ export function largestScale(encoding: ScaleEncoding): number {
  */
 export function scaleRangeAnomalies(weight: Matrix, result: Matrix, quantized: QuantizedTensor): ScaleRangeAnomalies {
   const [rows, columns] = weight.shape;
+  // The layout's ids are built only when read: the loop below walks plain groups without them.
   const layout = groupLayout(rows, columns, quantized.granularity, quantized.permutation);
   const count = layout.count;
   const limit = largestScale(quantized.scaleEncoding ?? 'float32');
@@ -70,9 +71,7 @@ export function scaleRangeAnomalies(weight: Matrix, result: Matrix, quantized: Q
   let largestClampedWeight = 0;
   const w = weight.data as Float32Array;
   const r = result.data as Float32Array;
-  const ids = layout.ids;
-  for (let i = 0; i < w.length; i++) {
-    const g = ids[i]!;
+  const visit = (i: number, g: number): void => {
     const x = w[i]!;
     if (x !== 0) {
       anyNonzero[g] = 1;
@@ -80,6 +79,22 @@ export function scaleRangeAnomalies(weight: Matrix, result: Matrix, quantized: Q
     }
     if (r[i] !== 0) anyDecoded[g] = 1;
     if (clamped[g] && Math.abs(x) > largestClampedWeight) largestClampedWeight = Math.abs(x);
+  };
+  const granularity = quantized.granularity;
+  if (!quantized.permutation && (granularity.type === 'group' || granularity.type === 'channel')) {
+    // Runs of consecutive columns share a group (group r * perRow + k): no per-element id array.
+    const size = granularity.type === 'group' ? granularity.size : columns;
+    const perRow = columns / size;
+    for (let row = 0; row < rows; row++) {
+      for (let k = 0; k < perRow; k++) {
+        const g = row * perRow + k;
+        const start = row * columns + k * size;
+        for (let i = start; i < start + size; i++) visit(i, g);
+      }
+    }
+  } else {
+    const ids = layout.ids;
+    for (let i = 0; i < w.length; i++) visit(i, ids[i]!);
   }
   let zeroedGroups = 0;
   let zeroedWeights = 0;

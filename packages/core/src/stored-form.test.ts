@@ -75,6 +75,24 @@ describe('stored forms (worked examples)', () => {
     expect(storedBitsPerWeight(float)).toBe(16);
   });
 
+  it('storedFormMismatch walks a large plain grid in chunks of rows and names a mismatch in any chunk', () => {
+    // 1100 x 1024 values: more than one chunk of 2^20 values.
+    const rows = 1100;
+    const columns = 1024;
+    const codes = Uint8Array.from({ length: rows * columns }, (_, i) => (i * 7) % 16);
+    const scales = Float32Array.from({ length: rows * 8 }, (_, g) => 0.01 + (g % 13) / 64);
+    const zeroPoints = new Float32Array(rows * 8).fill(8);
+    const tensor = { shape: [rows, columns] as [number, number], format: { type: 'int' as const, bits: 4, symmetric: false }, granularity: { type: 'group' as const, size: 128 }, codes, scales, zeroPoints, scaleEncoding: 'float32' as const };
+    const form: StoredForm = { kind: 'grid', tensor };
+    const weight = decodeStored(form);
+    expect(storedFormMismatch(form, weight)).toBeUndefined();
+    for (const at of [5, rows * columns - 3]) {
+      const data = Float32Array.from(weight.data);
+      data[at] = data[at]! + 1;
+      expect(storedFormMismatch(form, { ...weight, data })).toMatch(new RegExp(`^element ${at} \\(row ${Math.floor(at / columns)}, column ${at % columns}\\) decodes to`));
+    }
+  });
+
   it('storedFormMismatch accepts float32 rounding and names the first element that differs beyond it', () => {
     const w = decodeStored(grid);
     expect(storedFormMismatch(grid, w)).toBeUndefined();

@@ -2,7 +2,7 @@ import { csrStorageBits, type CsrMatrix } from './csr-matrix.js';
 import { InvalidArgumentError, ShapeMismatchError } from './errors.js';
 import { dequantizeLut, lutBitsPerWeight, type LutQuantizedTensor } from './lut-quantized-tensor.js';
 import { bitsPerWeight } from './metrics.js';
-import { dequantize } from './quantize.js';
+import { dequantize, dequantizeRows } from './quantize.js';
 import type { QuantizedTensor } from './quantized-tensor.js';
 import type { Matrix } from './tensor.js';
 import { dequantizeVq, vqBitsPerWeight, type VqQuantizedTensor } from './vq-quantized-tensor.js';
@@ -183,19 +183,34 @@ export function describeStored(form: StoredForm): string {
 export function storedFormMismatch(form: StoredForm, weight: Matrix): string | undefined {
   const [rows, columns] = storedShape(form);
   if (rows !== weight.shape[0] || columns !== weight.shape[1]) return `stored form has shape [${rows}, ${columns}], the weight [${weight.shape.join(', ')}]`;
-  const decoded = decodeStored(form).data;
   const w = weight.data;
   let max = 0;
   for (let i = 0; i < w.length; i++) max = Math.max(max, Math.abs(w[i]!));
   const tolerance = 2 ** -20;
-  for (let i = 0; i < w.length; i++) {
-    const d = decoded[i]!;
-    const x = w[i]!;
-    if (!(Math.abs(d - x) <= tolerance * (Math.abs(x) + max))) {
-      return `element ${i} (row ${Math.floor(i / columns)}, column ${i % columns}) decodes to ${d}, the weight is ${x}`;
+  const compare = (decoded: ArrayLike<number>, offset: number, count: number): string | undefined => {
+    for (let j = 0; j < count; j++) {
+      const d = decoded[j]!;
+      const i = offset + j;
+      const x = w[i]!;
+      if (!(Math.abs(d - x) <= tolerance * (Math.abs(x) + max))) {
+        return `element ${i} (row ${Math.floor(i / columns)}, column ${i % columns}) decodes to ${d}, the weight is ${x}`;
+      }
     }
+    return undefined;
+  };
+  const g = form.kind === 'grid' ? form.tensor : undefined;
+  if (g && !g.permutation && (g.granularity.type === 'group' || g.granularity.type === 'channel') && columns > 0) {
+    // A plain grid decodes row by row: compare in chunks of about 1M values instead of decoding the whole tensor.
+    const step = Math.max(1, Math.floor(2 ** 20 / columns));
+    const chunk = new Float32Array(Math.min(rows, step) * columns);
+    for (let r = 0; r < rows; r += step) {
+      const r1 = Math.min(rows, r + step);
+      const found = compare(dequantizeRows(g, r, r1, chunk), r * columns, (r1 - r) * columns);
+      if (found) return found;
+    }
+    return undefined;
   }
-  return undefined;
+  return compare(decodeStored(form).data, 0, w.length);
 }
 
 /**

@@ -12,6 +12,7 @@ import {
 import { packCompressedTensorsNaive, unpackCompressedTensorsNaive, type CompressedTensorsNaiveLayer, type CompressedTensorsQuantizationArgs } from './compressed-tensors-naive.js';
 import { packGptq, unpackGptq, type FormatWarning, type GptqCheckpointFormat, type GptqLayer, type GptqLayerConfig } from './gptq.js';
 import { readChecked, readCheckedSync } from './checked-read.js';
+import { planSafetensorsShards, SAFETENSORS_INDEX_FILE, type SafetensorsShardPlan } from './safetensors-shards.js';
 import { decodeSafetensorsFile, encodeSafetensorsFile, floatTensor, int32Tensor, storedFloat32, type StoredTensor } from './stored-tensor.js';
 
 /** A quantized model to export: its float tensors, the quantized layers, and its `config.json`. */
@@ -41,6 +42,12 @@ export interface CheckpointOptions {
   floatDType?: 'F32' | 'F16' | 'BF16';
   /** Extra `__metadata__` entries of `model.safetensors` (`format: 'pt'` is always set). */
   metadata?: Readonly<Record<string, string>>;
+  /**
+   * Most bytes of tensor data per safetensors file; a checkpoint larger than this is written as shards
+   * (`model-00001-of-0000N.safetensors`) with `model.safetensors.index.json`, as transformers writes them. Default
+   * 5 GB (`DEFAULT_MAX_SHARD_BYTES`).
+   */
+  maxShardBytes?: number;
 }
 
 /** A checkpoint in memory: the tensors of `model.safetensors` and the JSON files beside it. */
@@ -341,12 +348,30 @@ export interface EncodeCheckpointOptions {
   metadata?: Readonly<Record<string, string>>;
   /** What the weights are, for the `content` metadata entry. Default `'quantized checkpoint'`. */
   content?: string;
+  /** Most bytes of tensor data per safetensors file (see `CheckpointOptions.maxShardBytes`). Default 5 GB. */
+  maxShardBytes?: number;
+}
+
+/** The `__metadata__` of a checkpoint's safetensors files. @internal */
+export function checkpointMetadata(options: EncodeCheckpointOptions = {}): Record<string, string> {
+  return { format: 'pt', producer: 'bitsmith', content: options.content ?? 'quantized checkpoint', ...(options.metadata ?? {}) };
+}
+
+/** The JSON files of a checkpoint folder (`config.json`, the format's extra files, the shard index if any), by name. @internal */
+export function checkpointJsonFiles(ckpt: Checkpoint, index: SafetensorsShardPlan['index']): Map<string, Uint8Array> {
+  const text = (value: unknown) => new TextEncoder().encode(`${JSON.stringify(value, null, 2)}\n`);
+  const files = new Map<string, Uint8Array>();
+  if (index) files.set(SAFETENSORS_INDEX_FILE, text(index));
+  files.set('config.json', text(ckpt.config));
+  for (const [name, value] of Object.entries(ckpt.extraFiles)) files.set(name, text(value));
+  return files;
 }
 
 /**
- * The files of a checkpoint folder, in memory: `model.safetensors`, `config.json` and the format's extra files (GPTQ's
- * `quantize_config.json`), by name. In a browser, wrap each in a `Blob` to offer it for download; the `node` entry's
- * `saveCompressedTensors` / `saveGptq` write the same bytes to disk.
+ * The files of a checkpoint folder, in memory: `model.safetensors` (or, past `maxShardBytes`, its shards and
+ * `model.safetensors.index.json`), `config.json` and the format's extra files (GPTQ's `quantize_config.json`), by
+ * name. In a browser, wrap each in a `Blob` to offer it for download; the `node` entry's `saveCompressedTensors` /
+ * `saveGptq` write the same bytes to disk, one tensor at a time.
  *
  * @example
  * ```ts
@@ -355,10 +380,9 @@ export interface EncodeCheckpointOptions {
  * ```
  */
 export function encodeCheckpointFiles(ckpt: Checkpoint, options: EncodeCheckpointOptions = {}): Map<string, Uint8Array> {
-  const text = (value: unknown) => new TextEncoder().encode(`${JSON.stringify(value, null, 2)}\n`);
+  const { shards, index } = planSafetensorsShards(ckpt.tensors, options.maxShardBytes);
   const files = new Map<string, Uint8Array>();
-  files.set('model.safetensors', encodeSafetensorsFile(ckpt.tensors, { format: 'pt', producer: 'bitsmith', content: options.content ?? 'quantized checkpoint', ...(options.metadata ?? {}) }));
-  files.set('config.json', text(ckpt.config));
-  for (const [name, value] of Object.entries(ckpt.extraFiles)) files.set(name, text(value));
+  for (const shard of shards) files.set(shard.file, encodeSafetensorsFile(shard.tensors, checkpointMetadata(options)));
+  for (const [name, bytes] of checkpointJsonFiles(ckpt, index)) files.set(name, bytes);
   return files;
 }

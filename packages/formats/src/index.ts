@@ -18,6 +18,8 @@ export { decodeMatMulNBits } from './onnx-read.js';
 export type { WordPacking } from './packed-words.js';
 export { codesPerWord, packedWordCount, packWords, unpackWords } from './packed-words.js';
 export type { StoredDType, StoredTensor } from './stored-tensor.js';
+export type { SafetensorsFileLayout, SafetensorsSink, SafetensorsShard, SafetensorsShardPlan } from './safetensors-shards.js';
+export { DEFAULT_MAX_SHARD_BYTES, SAFETENSORS_INDEX_FILE, safetensorsFileLayout, writeSafetensorsStream, planSafetensorsShards } from './safetensors-shards.js';
 export { STORED_DTYPE_BYTES, int32Tensor, int64Tensor, floatTensor, storedValues, storedFloat32, encodeSafetensorsFile, decodeSafetensorsFile } from './stored-tensor.js';
 export { permutationFromGroupIndex } from './hf-layer-common.js';
 export type { CompressedTensorsWeightArgs, CompressedTensorsLayer } from './compressed-tensors.js';

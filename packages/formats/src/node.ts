@@ -4,7 +4,7 @@ export * from './index.js';
 export { exportOnnx, saveOnnxModel, decodeMatMulNBits, readMatMulNBits } from './onnx-file.js';
 export type { TransformersJsDtype, TransformersJsExportOptions, TransformersJsExportResult } from './onnx-transformers-js.js';
 export { TRANSFORMERS_JS_FILES, saveTransformersJsModel } from './onnx-transformers-js.js';
-export { saveCompressedTensors, saveGptq, loadCompressedTensors, loadGptq, readJsonObject } from './hf-checkpoint-file.js';
+export { saveCompressedTensors, saveGptq, loadCompressedTensors, loadGptq, readJsonObject, readSafetensorsFolder } from './hf-checkpoint-file.js';
 export { saveTfjsModel } from './tfjs-manifest-file.js';
 export { readGguf, writeGguf, ggufTokenizerMetadata, saveGgufModel } from './gguf-file.js';
 export { readImatrix, writeImatrix } from './gguf-imatrix-file.js';

@@ -1,3 +1,4 @@
+import { safetensorsFileLayout } from './safetensors-shards.js';
 import { BFLOAT16, FLOAT16, FP8_E4M3, InvalidArgumentError, InvalidFileError, minifloat, parseSafetensorsHeader, readSafetensorsHeaderLength, UnsupportedFormatError, type ScaleEncoding } from '@bitsmith/core';
 
 /** Element types of stored tensors (safetensors names). */
@@ -147,29 +148,11 @@ export function storedFloat32(t: StoredTensor): Float32Array {
  * ```
  */
 export function encodeSafetensorsFile(tensors: ReadonlyMap<string, StoredTensor>, metadata?: Readonly<Record<string, string>>): Uint8Array {
-  const names = [...tensors.keys()].sort();
-  const header: Record<string, unknown> = {};
-  if (metadata) header.__metadata__ = metadata;
-  let offset = 0;
-  for (const name of names) {
-    const t = tensors.get(name)!;
-    const expected = t.shape.reduce((a, b) => a * b, 1) * STORED_DTYPE_BYTES[t.dtype];
-    if (expected !== t.bytes.byteLength) throw new InvalidArgumentError(`tensor ${name}`, `holds ${t.bytes.byteLength} bytes; shape [${t.shape.join(', ')}] of ${t.dtype} needs ${expected}`);
-    header[name] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + t.bytes.byteLength] };
-    offset += t.bytes.byteLength;
-  }
-  let json = new TextEncoder().encode(JSON.stringify(header));
-  const padded = Math.ceil(json.byteLength / 8) * 8;
-  if (padded !== json.byteLength) {
-    const p = new Uint8Array(padded).fill(0x20);
-    p.set(json);
-    json = p;
-  }
-  const out = new Uint8Array(8 + json.byteLength + offset);
-  new DataView(out.buffer).setBigUint64(0, BigInt(json.byteLength), true);
-  out.set(json, 8);
-  let at = 8 + json.byteLength;
-  for (const name of names) {
+  const layout = safetensorsFileLayout(tensors, metadata);
+  const out = new Uint8Array(layout.fileBytes);
+  out.set(layout.header, 0);
+  let at = layout.header.byteLength;
+  for (const name of layout.names) {
     const t = tensors.get(name)!;
     out.set(t.bytes, at);
     at += t.bytes.byteLength;

@@ -61,6 +61,18 @@ describe('bfloat16', () => {
     expect(float32ToBfloat16(1 + 3 * 2 ** -8)).toBe(0x3f82);
     expect(float32ToBfloat16(Math.PI)).toBe(0x4049);
     expect(decodeBfloat16Array(new Uint8Array([0x80, 0x3f, 0xf7, 0xc2]), new Float32Array(2))).toEqual(new Float32Array([1, -123.5]));
+    // Every bfloat16 bit pattern, from even- and odd-aligned bytes, is the high half of its float32 (NaNs kept bit for bit).
+    const all = new Uint8Array(2 * 65536 + 1);
+    for (let v = 0; v < 65536; v++) {
+      all[2 * v] = v & 0xff;
+      all[2 * v + 1] = v >> 8;
+    }
+    const odd = new Uint8Array(all.byteLength + 1);
+    odd.set(all.subarray(0, 2 * 65536), 1);
+    for (const source of [all.subarray(0, 2 * 65536), odd.subarray(1)]) {
+      const words = new Uint32Array(decodeBfloat16Array(source, new Float32Array(65536)).buffer);
+      for (let v = 0; v < 65536; v++) if (words[v] !== v * 65536) throw new Error(`bfloat16 0x${v.toString(16)} decoded to 0x${words[v]!.toString(16)}`);
+    }
   });
   it('round-trips every finite bit pattern', () => {
     for (let b = 0; b < 65536; b++) {

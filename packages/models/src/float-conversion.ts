@@ -242,8 +242,16 @@ export function decodeFloat16Array(bytes: Uint8Array, out: Float32Array): Float3
  * ```
  */
 export function decodeBfloat16Array(bytes: Uint8Array, out: Float32Array): Float32Array {
-  const bits = new Uint32Array(out.buffer, out.byteOffset, out.length);
   const n = out.length;
-  for (let i = 0, j = 0; i < n; i++, j += 2) bits[i] = ((bytes[j]! | (bytes[j + 1]! << 8)) << 16) >>> 0;
+  // Int32 words throughout (a bfloat16 is the high half of its float32): no unsigned results that leave V8's small
+  // integers. The even-aligned case reads 16-bit words straight from the bytes (the platform is little-endian, which
+  // the readers require).
+  const bits = new Int32Array(out.buffer, out.byteOffset, n);
+  if (bytes.byteOffset % 2 === 0) {
+    const half = new Uint16Array(bytes.buffer, bytes.byteOffset, n);
+    for (let i = 0; i < n; i++) bits[i] = half[i]! << 16;
+    return out;
+  }
+  for (let i = 0, j = 0; i < n; i++, j += 2) bits[i] = (bytes[j]! | (bytes[j + 1]! << 8)) << 16;
   return out;
 }

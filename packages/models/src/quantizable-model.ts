@@ -1,4 +1,4 @@
-import { decodeStored, InvalidArgumentError, resolveBlockMapping, type BlockHessians, type RunBlockOptions, type StoredForm, type ArchitectureMapping, type BlockView, type DifferentiableModel, type LinearInputCallback, type Matrix } from '@bitsmith/core';
+import { decodeStored, dequantizeRows, InvalidArgumentError, resolveBlockMapping, type BlockHessians, type RunBlockOptions, type StoredForm, type ArchitectureMapping, type BlockView, type DifferentiableModel, type LinearInputCallback, type Matrix } from '@bitsmith/core';
 import { llamaBlockGradients } from './llama-block-gradients.js';
 import type { HiddenStates, LlamaBlock, LlamaGraph } from './llama-graph.js';
 import { holdLinearWeight, isLazyLinearLayer, isWeightResident, releaseLinearWeight } from './lazy-weight.js';
@@ -86,6 +86,31 @@ async function runBlockGpuFirst(graph: LlamaGraph, index: number, hidden: Hidden
   return { states: { dtype: 'float32', shape: [tokens, width], data: out }, lengths: hidden.lengths };
 }
 
+/** Whether `decodeStored(form)` holds exactly the bits of `weight`; a plain grid is decoded in chunks of rows. */
+function decodesToSameBits(form: StoredForm, weight: Float32Array): boolean {
+  const b = new Uint32Array(weight.buffer, weight.byteOffset, weight.length);
+  const g = form.kind === 'grid' ? form.tensor : undefined;
+  if (g && !g.permutation && (g.granularity.type === 'group' || g.granularity.type === 'channel') && g.shape[1] > 0) {
+    const [rows, columns] = g.shape;
+    if (rows * columns !== weight.length) return false;
+    const step = Math.max(1, Math.floor(2 ** 20 / columns));
+    const chunk = new Float32Array(Math.min(rows, step) * columns);
+    const a = new Uint32Array(chunk.buffer);
+    for (let r = 0; r < rows; r += step) {
+      const r1 = Math.min(rows, r + step);
+      dequantizeRows(g, r, r1, chunk);
+      const base = r * columns;
+      for (let i = 0; i < (r1 - r) * columns; i++) if (a[i] !== b[base + i]) return false;
+    }
+    return true;
+  }
+  const decoded = decodeStored(form).data as Float32Array;
+  const a = new Uint32Array(decoded.buffer, decoded.byteOffset, decoded.length);
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
 /**
  * Drops the float32 weights of a finished block whose layers are held lazily (`loadLlamaGraph`'s `keepStoredDtype`):
  * a quantized layer is then produced from its stored form when read again (only when that decodes to exactly the
@@ -99,13 +124,7 @@ function releaseBlockWeights(block: LlamaBlock, stored: ReadonlyMap<string, Stor
       releaseLinearWeight(layer);
       continue;
     }
-    const decoded = decodeStored(form).data as Float32Array;
-    const current = layer.weight.data;
-    const a = new Uint32Array(decoded.buffer, decoded.byteOffset, decoded.length);
-    const b = new Uint32Array(current.buffer, current.byteOffset, current.length);
-    let same = a.length === b.length;
-    for (let i = 0; same && i < a.length; i++) same = a[i] === b[i];
-    if (same) holdLinearWeight(layer, () => decodeStored(form).data as Float32Array);
+    if (decodesToSameBits(form, layer.weight.data)) holdLinearWeight(layer, () => decodeStored(form).data as Float32Array);
   }
 }
 

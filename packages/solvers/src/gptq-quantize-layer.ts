@@ -1,4 +1,5 @@
 import {
+  firstNonFinite,
   AbortError,
   InvalidArgumentError,
   NumericalError,
@@ -133,17 +134,10 @@ const OUTER_BLOCK = 1024;
 const now = (): number => (typeof performance !== 'undefined' ? performance.now() : Date.now()) / 1000;
 
 function checkFinite(data: ArrayLike<number>, what: string, columns: number): void {
-  // x * 0 is 0 for every finite x and NaN for NaN and infinities: one multiply-add per element, then the slow scan
-  // only to name the first bad element.
-  let probe = 0;
-  for (let i = 0; i < data.length; i++) probe += data[i]! * 0;
-  if (probe === 0) return;
-  for (let i = 0; i < data.length; i++) {
-    const x = data[i]!;
-    if (!Number.isFinite(x)) {
-      throw new NumericalError(`${what} element [${Math.floor(i / columns)}, ${i % columns}] is ${x}`, `GPTQ needs a finite ${what}`);
-    }
-  }
+  // core's scan (float32 and float64 arrays by their exponent bits), then the element named.
+  const i = firstNonFinite(data);
+  if (i < 0) return;
+  throw new NumericalError(`${what} element [${Math.floor(i / columns)}, ${i % columns}] is ${data[i]!}`, `GPTQ needs a finite ${what}`);
 }
 
 /**
@@ -383,6 +377,39 @@ export async function gptqQuantizeLayer(weight: Matrix, hessian: Float64Array, o
   const pInner = p32 ? new Float32Array(INNER_BLOCK * Math.min(blockSize, n)) : undefined;
   const pBlock = p32 ? new Float32Array(Math.min(blockSize, n) * n) : undefined;
 
+  // Group or channel scales by absmax, min-max or absmean without range search: one group per row of the column
+  // group, so the statistics are gathered row by row straight from the transposed weights (the same sums in the same
+  // order as core's groupStatistics on a [rows, width] copy) and the scales come from core's computeScales.
+  const rowwise =
+    !search && !useIds && (plan.codec.scaleRule === 'absmax' || plan.codec.scaleRule === 'minmax' || plan.codec.scaleRule === 'absmean');
+  const rowPlan: QuantizationPlan = { ...plan, layout: { count: rows, scaleShape: [rows, 1], ids: new Int32Array(0) } };
+  const rowStats: GroupStatistics = { min: new Float64Array(rows), max: new Float64Array(rows), sumAbs: new Float64Array(rows), count: new Float64Array(rows) };
+  /**
+   * Row statistics of `width` consecutive processing-order columns held transposed (`source[(offset + k) * rows + r]`),
+   * into `rowStats`: the same sums in the same order as core's groupStatistics on a [rows, width] copy.
+   */
+  const gatherRowStats = (source: Float32Array, offset: number, width: number, c: number): void => {
+    const { min, max, sumAbs } = rowStats;
+    min.fill(Infinity);
+    max.fill(-Infinity);
+    sumAbs.fill(0);
+    rowStats.count.fill(width);
+    for (let k = 0; k < width; k++) {
+      const o = (offset + k) * rows;
+      for (let r = 0; r < rows; r++) {
+        const x = source[o + r]!;
+        if (x < min[r]!) min[r] = x;
+        if (x > max[r]!) max[r] = x;
+        sumAbs[r] += Math.abs(x);
+      }
+    }
+    for (let r = 0; r < rows; r++) {
+      if (!Number.isFinite(sumAbs[r]!)) {
+        throw new NumericalError(`GPTQ's updated weights of row ${r} are not finite at input column ${c}`, 'raise the dampening or check the Hessian');
+      }
+    }
+  };
+
   // On a webgpu backend the column loop runs on the GPU (linalg's webgpuGptqSolve) wherever every column's scale is
   // one per row for a run of consecutive processing-order columns: channel granularity, or groups that follow the
   // processing order (dynamic) or the natural order without act-order. Scales still come from core, here.
@@ -405,7 +432,16 @@ export async function gptqQuantizeLayer(weight: Matrix, hessian: Float64Array, o
       ...(options.signal ? { signal: options.signal } : {}),
       groupScales: (start, width, current) => {
         const c0 = permutation ? permutation[start]! : start;
-        if (dynamic) {
+        if (dynamic && rowwise) {
+          // Straight from the transposed current weights, as the CPU loop's startGroup (same sums, same order).
+          gatherRowStats(current, 0, width, c0);
+          const sub = computeScales(rowPlan, rowStats);
+          for (let r = 0; r < rows; r++) {
+            const g = r * perRow + columnGroup[c0]!;
+            scales[g] = sub.scales[r]!;
+            if (zeroPoints) zeroPoints[g] = sub.zeroPoints![r]!;
+          }
+        } else if (dynamic) {
           const s = scratch!.subarray(0, rows * width);
           for (let k = 0; k < width; k++) for (let r = 0; r < rows; r++) s[r * width + k] = current[k * rows + r]!;
           const sub = columnGroupScales(s, rows, width, format, granularity, options.scaleEncoding, search, globalAbsMax);
@@ -427,10 +463,14 @@ export async function gptqQuantizeLayer(weight: Matrix, hessian: Float64Array, o
         return { scale, zero };
       },
     });
-    for (let p = 0; p < n; p++) {
-      const c = permutation ? permutation[p]! : p;
-      const o = p * rows;
-      for (let r = 0; r < rows; r++) codes[r * n + c] = codesT[o + r]!;
+    // codes[r, permutation[p]] = codesT[p, r], 16 rows at a time (the 16 source runs stay in cache).
+    for (let r0 = 0; r0 < rows; r0 += 16) {
+      const r1 = Math.min(rows, r0 + 16);
+      for (let p = 0; p < n; p++) {
+        const c = permutation ? permutation[p]! : p;
+        const o = p * rows;
+        for (let r = r0; r < r1; r++) codes[r * n + c] = codesT[o + r]!;
+      }
     }
   }
   if (resident) {
@@ -438,36 +478,11 @@ export async function gptqQuantizeLayer(weight: Matrix, hessian: Float64Array, o
     (backend as WebgpuBackend).release(resident);
   }
 
-  // Group or channel scales by absmax, min-max or absmean without range search: one group per row of the column
-  // group, so the statistics are gathered row by row straight from the transposed weights (the same sums in the same
-  // order as core's groupStatistics on a [rows, width] copy) and the scales come from core's computeScales.
-  const rowwise =
-    !search && !useIds && (plan.codec.scaleRule === 'absmax' || plan.codec.scaleRule === 'minmax' || plan.codec.scaleRule === 'absmean');
-  const rowPlan: QuantizationPlan = { ...plan, layout: { count: rows, scaleShape: [rows, 1], ids: new Int32Array(0) } };
-  const rowStats: GroupStatistics = { min: new Float64Array(rows), max: new Float64Array(rows), sumAbs: new Float64Array(rows), count: new Float64Array(rows) };
   /** At a group's first column `i` (input column `c`): the group's scales from the current, updated weights. */
   const startGroup = (i: number, c: number): void => {
     const width = Math.min(groupWidth, n - i);
     if (rowwise) {
-      const { min, max, sumAbs } = rowStats;
-      min.fill(Infinity);
-      max.fill(-Infinity);
-      sumAbs.fill(0);
-      rowStats.count.fill(width);
-      for (let k = 0; k < width; k++) {
-        const o = (i + k) * rows;
-        for (let r = 0; r < rows; r++) {
-          const x = wt[o + r]!;
-          if (x < min[r]!) min[r] = x;
-          if (x > max[r]!) max[r] = x;
-          sumAbs[r] += Math.abs(x);
-        }
-      }
-      for (let r = 0; r < rows; r++) {
-        if (!Number.isFinite(sumAbs[r]!)) {
-          throw new NumericalError(`GPTQ's updated weights of row ${r} are not finite at input column ${c}`, 'raise the dampening or check the Hessian');
-        }
-      }
+      gatherRowStats(wt, i, width, c);
       const sub = computeScales(rowPlan, rowStats);
       for (let r = 0; r < rows; r++) {
         const g = r * perRow + columnGroup[c]!;

@@ -3,7 +3,7 @@ import { readdir, readFile } from 'node:fs/promises';
 import { basename, dirname, extname, join } from 'node:path';
 import type { Command } from 'commander';
 import { bitsPerWeight, formatName, granularityLabel, InvalidFileError, type QuantizedTensor } from '@bitsmith/core';
-import { decodeSafetensorsFile, readChecked, readCheckedSync, readCompressedTensorsCheckpoint, readGptqCheckpoint, readGguf, readJsonObject, readMatMulNBits, type StoredTensor } from '@bitsmith/formats';
+import { decodeSafetensorsFile, readChecked, readCheckedSync, readCompressedTensorsCheckpoint, readGptqCheckpoint, readGguf, readJsonObject, readMatMulNBits, readSafetensorsFolder, SAFETENSORS_INDEX_FILE, type StoredTensor } from '@bitsmith/formats';
 import { outputSinks, OptionError, type CommandOutput } from '../command-output.js';
 
 /** Formats `bitsmith inspect` recognises. */
@@ -84,9 +84,12 @@ function layerBits(layer: string, q: QuantizedTensor, tensors: Map<string, Store
   return (bytes * 8) / (q.shape[0] * q.shape[1]);
 }
 
-async function inspectSafetensorsFolder(dir: string, file: string): Promise<InspectResult> {
-  // One checked reader (core's safetensors header parser): truncation, overlaps, bad shapes and bad JSON are named errors.
-  const { tensors } = await readChecked(file, 'a safetensors file', async () => decodeSafetensorsFile(new Uint8Array(await readFile(file)), file));
+async function inspectSafetensorsFolder(dir: string, single?: string): Promise<InspectResult> {
+  // One checked reader (core's safetensors header parser): truncation, overlaps, bad shapes and bad JSON are named errors;
+  // a folder is read as formats' loaders read it (model.safetensors, or the shards its index names).
+  const { tensors, file } = single
+    ? { tensors: (await readChecked(single, 'a safetensors file', async () => decodeSafetensorsFile(new Uint8Array(await readFile(single)), single))).tensors, file: single }
+    : await readSafetensorsFolder(dir);
   const configPath = join(dir, 'config.json');
   const config = existsSync(configPath) ? await readJsonObject(configPath) : {};
   let qc = config.quantization_config as Record<string, unknown> | undefined;
@@ -189,14 +192,14 @@ async function inspectOnnx(path: string): Promise<InspectResult> {
 export async function inspectModel(path: string): Promise<InspectResult> {
   if (!existsSync(path)) throw new OptionError('path', `${path} does not exist`);
   if (statSync(path).isDirectory()) {
-    if (existsSync(join(path, 'model.safetensors'))) return inspectSafetensorsFolder(path, join(path, 'model.safetensors'));
+    if (existsSync(join(path, 'model.safetensors')) || existsSync(join(path, SAFETENSORS_INDEX_FILE))) return inspectSafetensorsFolder(path);
     if (existsSync(join(path, 'model.json'))) return inspectTfjs(join(path, 'model.json'));
     const names = await readdir(path);
     const gguf = names.find((n) => n.endsWith('.gguf'));
     if (gguf) return inspectGguf(join(path, gguf));
     const onnx = names.find((n) => n.endsWith('.onnx'));
     if (onnx) return inspectOnnx(join(path, onnx));
-    throw new OptionError('path', `${path} holds no model.safetensors, model.json, .gguf or .onnx file`);
+    throw new OptionError('path', `${path} holds no model.safetensors (nor ${SAFETENSORS_INDEX_FILE}), model.json, .gguf or .onnx file`);
   }
   const ext = extname(path).toLowerCase();
   const head = new Uint8Array((await readFile(path)).subarray(0, 4));

@@ -133,9 +133,9 @@ export function buildGatedMlpModel(
 
 /**
  * Builds the ONNX model of a batch of float32 GEMMs `Y[e] = alpha * A[e] op(B[e])` (symbolic `b`, `m`, `n`, `k`):
- * `A` `[b, m, k]`, `B` `[b, n, k]` with `transB` (a `Transpose` that onnxruntime folds into the product) or
- * `[b, k, n]`, `Y` `[b, m, n]`; `alpha` other than 1 is a `Mul` by a float32 scalar after the product (onnxruntime
- * folds it into the product, whose kernel applies it as one float32 multiplication as `Gemm`'s `alpha` does).
+ * `A` `[b, m, k]`, `B` `[b, n, k]` with `transB` or `[b, k, n]`, `Y` `[b, m, n]`; one onnxruntime contrib
+ * `FusedMatMul` node (domain `com.microsoft`), which hands `alpha` and the transposition to MLAS's batched SGEMM, so
+ * `alpha` is applied as `Gemm`'s is (one float32 multiplication of the product) and `B` is not copied first.
  *
  * @example
  * ```ts
@@ -143,21 +143,21 @@ export function buildGatedMlpModel(
  * ```
  */
 export function buildBatchedGemmModel(onnx: Onnx, spec: { transB: boolean; alpha: number }): Uint8Array {
-  const nodes: OnnxNamespace.INodeProto[] = [];
   const inputs = [valueInfo(onnx, 'A', ONNX_FLOAT, ['b', 'm', 'k']), valueInfo(onnx, 'B', ONNX_FLOAT, spec.transB ? ['b', 'n', 'k'] : ['b', 'k', 'n'])];
-  let b = 'B';
-  if (spec.transB) {
-    b = 'B_t';
-    nodes.push(onnx.NodeProto.create({ opType: 'Transpose', input: ['B'], output: [b], attribute: [onnx.AttributeProto.create({ name: 'perm', type: onnx.AttributeProto.AttributeType.INTS, ints: [0, 2, 1] })] }));
-  }
-  const initializer: OnnxNamespace.ITensorProto[] = [];
-  if (spec.alpha === 1) nodes.push(onnx.NodeProto.create({ opType: 'MatMul', input: ['A', b], output: ['Y'] }));
-  else {
-    initializer.push(onnx.TensorProto.create({ name: 'alpha', dataType: ONNX_FLOAT, dims: [], floatData: [spec.alpha] }));
-    nodes.push(onnx.NodeProto.create({ opType: 'MatMul', input: ['A', b], output: ['product'] }));
-    nodes.push(onnx.NodeProto.create({ opType: 'Mul', input: ['product', 'alpha'], output: ['Y'] }));
-  }
-  return encodeModel(onnx, { name: 'bitsmith_batched_gemm', node: nodes, input: inputs, output: [valueInfo(onnx, 'Y', ONNX_FLOAT, ['b', 'm', 'n'])], initializer });
+  const node = onnx.NodeProto.create({
+    opType: 'FusedMatMul',
+    domain: 'com.microsoft',
+    input: ['A', 'B'],
+    output: ['Y'],
+    attribute: [floatAttribute(onnx, 'alpha', spec.alpha), intAttribute(onnx, 'transA', 0), intAttribute(onnx, 'transB', spec.transB ? 1 : 0)],
+  });
+  const model = onnx.ModelProto.create({
+    irVersion: IR_VERSION,
+    producerName: 'bitsmith',
+    opsetImport: [{ domain: '', version: OPSET }, { domain: 'com.microsoft', version: 1 }],
+    graph: { name: 'bitsmith_batched_gemm', node: [node], input: inputs, output: [valueInfo(onnx, 'Y', ONNX_FLOAT, ['b', 'm', 'n'])] },
+  });
+  return onnx.ModelProto.encode(model).finish();
 }
 
 /**

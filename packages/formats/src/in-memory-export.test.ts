@@ -2,23 +2,15 @@ import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { quantize, type Matrix, type QuantizedTensor } from '@bitsmith/core';
+import { quantize, type QuantizedTensor } from '@bitsmith/core';
 import { compressedTensorsCheckpoint, encodeCheckpointFiles, gptqCheckpoint, readCompressedTensorsCheckpoint, readGptqCheckpoint } from './hf-checkpoint.js';
 import { saveCompressedTensors, saveGptq } from './hf-checkpoint-file.js';
 import { decodeSafetensorsFile } from './stored-tensor.js';
+import { weight } from './random-weight.test-support.js';
 
 // The default (browser) entry builds checkpoint folders in memory; the node entry writes the same files. Both must
 // agree byte for byte, and the in-memory files must decode back to the exact codes and scales.
 
-function seeded(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32);
-}
-
-function weight(rows: number, columns: number, seed: number): Matrix {
-  const r = seeded(seed);
-  return { dtype: 'float32', shape: [rows, columns], data: Float32Array.from({ length: rows * columns }, () => (r() - 0.5) * (1 + 2 * r())) };
-}
 
 const quantized = new Map<string, QuantizedTensor>([
   ['model.layers.0.mlp.up_proj', quantize(weight(32, 64, 1), { format: { type: 'int', bits: 4, symmetric: true }, granularity: { type: 'group', size: 32 } })],

@@ -7,16 +7,8 @@ import { compressedTensorsCheckpoint, encodeCheckpointFiles } from './hf-checkpo
 import { loadCompressedTensors, loadGptq, saveCompressedTensors, saveGptq } from './hf-checkpoint-file.js';
 import { planSafetensorsShards, SAFETENSORS_INDEX_FILE, writeSafetensorsStream } from './safetensors-shards.js';
 import { decodeSafetensorsFile, encodeSafetensorsFile, floatTensor, int32Tensor, type StoredTensor } from './stored-tensor.js';
+import { weight } from './random-weight.test-support.js';
 
-function seeded(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32);
-}
-
-function weight(rows: number, columns: number, seed: number): Matrix {
-  const r = seeded(seed);
-  return { dtype: 'float32', shape: [rows, columns], data: Float32Array.from({ length: rows * columns }, () => (r() - 0.5) * (1 + 2 * r())) };
-}
 
 const dirs: string[] = [];
 afterAll(async () => {

@@ -463,15 +463,7 @@ export async function gptqQuantizeLayer(weight: Matrix, hessian: Float64Array, o
         return { scale, zero };
       },
     });
-    // codes[r, permutation[p]] = codesT[p, r], 16 rows at a time (the 16 source runs stay in cache).
-    for (let r0 = 0; r0 < rows; r0 += 16) {
-      const r1 = Math.min(rows, r0 + 16);
-      for (let p = 0; p < n; p++) {
-        const c = permutation ? permutation[p]! : p;
-        const o = p * rows;
-        for (let r = r0; r < r1; r++) codes[r * n + c] = codesT[o + r]!;
-      }
-    }
+    scatterTransposedCodes(codesT, codes, rows, n, permutation);
   }
   if (resident) {
     if (!onGpu) u = Float64Array.from(await (backend as WebgpuBackend).read(resident));
@@ -664,15 +656,7 @@ export async function gptqQuantizeLayer(weight: Matrix, hessian: Float64Array, o
     }
   }
   if (codesT) {
-    // codes[r, permutation[p]] = codesT[p, r], 16 rows at a time (the 16 source runs stay in cache).
-    for (let r0 = 0; r0 < rows; r0 += 16) {
-      const r1 = Math.min(rows, r0 + 16);
-      for (let p = 0; p < n; p++) {
-        const c = permutation ? permutation[p]! : p;
-        const o = p * rows;
-        for (let r = r0; r < r1; r++) codes[r * n + c] = codesT[o + r]!;
-      }
-    }
+    scatterTransposedCodes(codesT, codes, rows, n, permutation);
   }
   const t2 = now();
 
@@ -695,4 +679,19 @@ export async function gptqQuantizeLayer(weight: Matrix, hessian: Float64Array, o
     warnings,
     timings: { factorization: t1 - t0, solve: t2 - t1 },
   };
+}
+
+/**
+ * `codes[r, permutation[p]] = codesT[p, r]` (identity without a permutation): the column loop's transposed codes back
+ * in the layer's row-major order, 16 rows at a time (the 16 source runs stay in cache).
+ */
+function scatterTransposedCodes(codesT: Uint8Array | Uint16Array, codes: Uint8Array | Uint16Array, rows: number, n: number, permutation: Int32Array | undefined): void {
+  for (let r0 = 0; r0 < rows; r0 += 16) {
+    const r1 = Math.min(rows, r0 + 16);
+    for (let p = 0; p < n; p++) {
+      const c = permutation ? permutation[p]! : p;
+      const o = p * rows;
+      for (let r = r0; r < r1; r++) codes[r * n + c] = codesT[o + r]!;
+    }
+  }
 }

@@ -1,27 +1,16 @@
-import { afterAll, describe, expect, it } from "vitest";
-import type { AttentionArguments, Backend } from "../backend.js";
-import { tryReferenceKernels } from "../reference-kernels.js";
-import {
-  attentionWithBatchedSgemm,
-  type BatchedGemmArguments,
-} from "./attention-batched-sgemm.js";
-import { attentionWithSgemm } from "./attention-sgemm.js";
-import { seededRandom } from "./backend-oracle.js";
-import { createJsBackend } from "./js-backend.js";
-import { createOrtBackend } from "./ort-backend.js";
+import { afterAll, describe, expect, it } from 'vitest';
+import type { AttentionArguments, Backend } from '../backend.js';
+import { tryReferenceKernels } from '../reference-kernels.js';
+import { attentionWithBatchedSgemm, type BatchedGemmArguments } from './attention-batched-sgemm.js';
+import { attentionWithSgemm } from './attention-sgemm.js';
+import { seededRandom } from './backend-oracle.js';
+import { createJsBackend } from './js-backend.js';
+import { createOrtBackend } from './ort-backend.js';
 
-function problem(
-  lengths: number[],
-  H: number,
-  Hkv: number,
-  d: number,
-  seed: number,
-  extra: Partial<AttentionArguments> = {}
-): AttentionArguments {
+function problem(lengths: number[], H: number, Hkv: number, d: number, seed: number, extra: Partial<AttentionArguments> = {}): AttentionArguments {
   const rnd = seededRandom(seed);
   const tokens = lengths.reduce((a, b) => a + b, 0);
-  const fill = (n: number): Float32Array =>
-    Float32Array.from({ length: n }, () => (rnd() - 0.5) * 6);
+  const fill = (n: number): Float32Array => Float32Array.from({ length: n }, () => (rnd() - 0.5) * 6);
   return {
     q: fill(tokens * H * d),
     k: fill(tokens * Hkv * d),
@@ -57,21 +46,21 @@ const cases: Array<{
   chunk?: number;
 }> = [
   {
-    name: "equal lengths, grouped heads",
+    name: 'equal lengths, grouped heads',
     lengths: [300, 300, 300],
     H: 4,
     Hkv: 2,
     d: 16,
   },
   {
-    name: "mixed lengths, empty and single-token sequences",
+    name: 'mixed lengths, empty and single-token sequences',
     lengths: [37, 37, 0, 1, 130, 64, 64, 5],
     H: 6,
     Hkv: 2,
     d: 8,
   },
   {
-    name: "one head per key/value head, scale",
+    name: 'one head per key/value head, scale',
     lengths: [200, 200],
     H: 3,
     Hkv: 3,
@@ -79,7 +68,7 @@ const cases: Array<{
     extra: { scale: 0.3 },
   },
   {
-    name: "sliding window narrower than a chunk",
+    name: 'sliding window narrower than a chunk',
     lengths: [260, 260, 90],
     H: 4,
     Hkv: 1,
@@ -87,7 +76,7 @@ const cases: Array<{
     extra: { slidingWindow: 50 },
   },
   {
-    name: "sliding window wider than a chunk",
+    name: 'sliding window wider than a chunk',
     lengths: [400],
     H: 2,
     Hkv: 2,
@@ -95,7 +84,7 @@ const cases: Array<{
     extra: { slidingWindow: 300 },
   },
   {
-    name: "soft-cap (JavaScript softmax rows)",
+    name: 'soft-cap (JavaScript softmax rows)',
     lengths: [150, 150, 20],
     H: 4,
     Hkv: 2,
@@ -103,14 +92,14 @@ const cases: Array<{
     extra: { softcap: 5 },
   },
   {
-    name: "one pair per batch",
+    name: 'one pair per batch',
     lengths: [140, 140, 140],
     H: 4,
     Hkv: 2,
     d: 16,
     scoreBytes: 1,
   },
-  { name: "chunk of 7 rows", lengths: [50, 50], H: 4, Hkv: 2, d: 8, chunk: 7 },
+  { name: 'chunk of 7 rows', lengths: [50, 50], H: 4, Hkv: 2, d: 8, chunk: 7 },
 ];
 
 /** The batched products as a loop of the backend's single products (any backend), for the indexing checks. */
@@ -131,7 +120,7 @@ function loopOf(backend: Backend): (g: BatchedGemmArguments) => Promise<void> {
   };
 }
 
-describe("attentionWithBatchedSgemm", () => {
+describe('attentionWithBatchedSgemm', () => {
   const backends: Backend[] = [];
   afterAll(async () => {
     for (const b of backends) await b.dispose();
@@ -144,19 +133,10 @@ describe("attentionWithBatchedSgemm", () => {
       const kernels = await tryReferenceKernels();
       const args = problem(c.lengths, c.H, c.Hkv, c.d, 11, c.extra);
       const expected = { ...args, out: args.out.slice() };
-      await attentionWithSgemm(
-        (g) => js.sgemm(g),
-        expected,
-        c.chunk,
-        kernels ?? null
-      );
+      await attentionWithSgemm((g) => js.sgemm(g), expected, c.chunk, kernels ?? null);
       const kept = new Map<string, Float32Array>();
       const scratch = (name: string, length: number): Float32Array =>
-        (kept.get(name)?.length ?? 0) >= length
-          ? kept.get(name)!.fill(Number.NaN)
-          : kept
-              .set(name, new Float32Array(length + 3).fill(Number.NaN))
-              .get(name)!;
+        (kept.get(name)?.length ?? 0) >= length ? kept.get(name)!.fill(Number.NaN) : kept.set(name, new Float32Array(length + 3).fill(Number.NaN)).get(name)!;
       await attentionWithBatchedSgemm(loopOf(js), args, kernels ?? null, {
         chunk: c.chunk,
         scoreBytes: c.scoreBytes,
@@ -184,14 +164,14 @@ describe("attentionWithBatchedSgemm", () => {
   const ortCases = [
     ...cases,
     {
-      name: "long sequences (deep P V reductions)",
+      name: 'long sequences (deep P V reductions)',
       lengths: [1100, 1100],
       H: 4,
       Hkv: 2,
       d: 64,
     },
     {
-      name: "llama-docs geometry",
+      name: 'llama-docs geometry',
       lengths: [512, 512, 512],
       H: 8,
       Hkv: 4,
@@ -204,18 +184,13 @@ describe("attentionWithBatchedSgemm", () => {
       try {
         ort = await createOrtBackend({ threads: 2 });
       } catch {
-        console.warn("onnxruntime-node not available: skipped");
+        console.warn('onnxruntime-node not available: skipped');
         return;
       }
       backends.push(ort);
       const args = problem(c.lengths, c.H, c.Hkv, c.d, 5, c.extra);
       const expected = { ...args, out: args.out.slice() };
-      await attentionWithSgemm(
-        (g) => ort.sgemm(g),
-        expected,
-        undefined,
-        (await tryReferenceKernels()) ?? null
-      );
+      await attentionWithSgemm((g) => ort.sgemm(g), expected, undefined, (await tryReferenceKernels()) ?? null);
       await ort.attention({ ...args, reference: true });
       expect(firstDifference(args.out, expected.out)).toBe(-1);
     });

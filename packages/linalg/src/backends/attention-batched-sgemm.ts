@@ -79,6 +79,8 @@ export async function attentionWithBatchedSgemm(
       const keys = buffer('attention.keys', perBatch * n * d);
       const values = buffer('attention.values', perBatch * n * d);
       const weighted = buffer('attention.weighted', perBatch * m * d);
+      // Pair p: sequence s + floor(p / numKvHeads) (its first token row), key/value head p % numKvHeads.
+      const pairAt = (pair: number): { first: number; g: number } => ({ first: start + Math.floor(pair / numKvHeads) * n, g: pair % numKvHeads });
       const { scores, sums } = wasm ? wasm.reserve(perBatch * m * n, perBatch * m) : { scores: new Float32Array(perBatch * m * n), sums: new Float64Array(perBatch * m) };
       for (let p0 = 0; p0 < pairs; p0 += perBatch) {
         const batch = Math.min(perBatch, pairs - p0);
@@ -92,9 +94,7 @@ export async function attentionWithBatchedSgemm(
           // are stacked head by head as in attentionWithSgemm, its keys and values are rows k0 .. r1 (element loops:
           // a `subarray` per 64-float row cost more than the copy).
           for (let e = 0; e < batch; e++) {
-            const pair = p0 + e;
-            const first = start + Math.floor(pair / numKvHeads) * n;
-            const g = pair % numKvHeads;
+            const { first, g } = pairAt(p0 + e);
             for (let a = 0; a < group; a++) {
               const h = g * group + a;
               for (let i = 0; i < rows; i++) {
@@ -120,9 +120,7 @@ export async function attentionWithBatchedSgemm(
           const y = weighted.subarray(0, batch * mm * d);
           await batched({ batch, m: mm, n: d, k: width, a: block, b: values.subarray(0, batch * width * d), c: y });
           for (let e = 0; e < batch; e++) {
-            const pair = p0 + e;
-            const first = start + Math.floor(pair / numKvHeads) * n;
-            const g = pair % numKvHeads;
+            const { first, g } = pairAt(p0 + e);
             for (let a = 0; a < group; a++) {
               const h = g * group + a;
               for (let i = 0; i < rows; i++) {

@@ -362,6 +362,40 @@ export async function createOrtBackend(options: OrtBackendOptions = {}): Promise
   });
 
   /**
+   * The session of a constant-weight graph keyed by `key` (fingerprints and shape), found first through `array` (the
+   * array that last passed it, in `byArray`): an entry of `array` whose key changed (its contents were edited) is
+   * dropped; a new array with a known key takes the entry over; otherwise `build` makes a new session when the budget
+   * allows. Undefined when it does not; a session that fails to build is dropped and the error thrown.
+   */
+  async function constantSession(byArray: WeakMap<Float32Array, ConstantWeight>, array: Float32Array, key: string, bytes: number, build: () => Uint8Array): Promise<OrtSession | undefined> {
+    let entry = byArray.get(array);
+    if (entry && constantsByKey.get(entry.key) !== entry) entry = undefined;
+    if (entry && entry.key !== key) {
+      dropConstant(entry);
+      entry = undefined;
+    }
+    if (!entry) {
+      entry = constantsByKey.get(key);
+      if (!entry) {
+        if (constantBytes + bytes > constantBudget) return undefined;
+        entry = { session: ort.InferenceSession.create(build(), sessionOptions), key, bytes, array: new WeakRef(array) };
+        constantsByKey.set(key, entry);
+        constantBytes += bytes;
+      } else {
+        entry.array = new WeakRef(array);
+      }
+      byArray.set(array, entry);
+      constantFinalizer.register(array, entry, entry);
+    }
+    try {
+      return await entry.session;
+    } catch (cause) {
+      dropConstant(entry);
+      throw cause;
+    }
+  }
+
+  /**
    * `C = A op(B)` with `B` as the constant of its own session, when the budget allows; false when the plain session
    * must do it. `B` is fingerprinted on every call: an array whose contents changed gets its weight packed again,
    * and a new array with the contents of a packed weight (a lazily decoded layer read again) reuses it.
@@ -372,32 +406,8 @@ export async function createOrtBackend(options: OrtBackendOptions = {}): Promise
     const bytes = 4 * n * k;
     const weight = ortView(args.b, n * k).view;
     const key = `${weightFingerprint(weight)}|${n}|${k}|${transB ? 1 : 0}`;
-    let entry = constantsByArray.get(args.b);
-    if (entry && entry.key !== key) {
-      dropConstant(entry);
-      entry = undefined;
-    }
-    if (!entry) {
-      entry = constantsByKey.get(key);
-      if (!entry) {
-        if (constantBytes + bytes > constantBudget) return false;
-        const session = ort.InferenceSession.create(buildConstantWeightGemmModel(onnx, weight, n, k, transB), sessionOptions);
-        entry = { session, key, bytes, array: new WeakRef(args.b) };
-        constantsByKey.set(key, entry);
-        constantBytes += bytes;
-      } else {
-        entry.array = new WeakRef(args.b);
-      }
-      constantsByArray.set(args.b, entry);
-      constantFinalizer.register(args.b, entry, entry);
-    }
-    let s: OrtSession;
-    try {
-      s = await entry.session;
-    } catch (cause) {
-      dropConstant(entry);
-      throw cause;
-    }
+    const s = await constantSession(constantsByArray, args.b, key, bytes, () => buildConstantWeightGemmModel(onnx, weight, n, k, transB));
+    if (!s) return false;
     const out = ortView(args.c, m * n);
     const a = ortView(args.a, m * k).view;
     for (const [r0, rows] of rowBlocks(m, n, 4)) {
@@ -417,34 +427,11 @@ export async function createOrtBackend(options: OrtBackendOptions = {}): Promise
     if (rows < constantMinRows || rows === 0 || hidden === 0 || intermediate === 0) return false;
     const bytes = 12 * hidden * intermediate;
     const key = `mlp|${weightFingerprint(args.gate)}|${weightFingerprint(args.up)}|${weightFingerprint(args.down)}|${hidden}|${intermediate}|${args.activation}`;
-    let entry = mlpsByGate.get(args.gate);
-    if (entry && constantsByKey.get(entry.key) !== entry) entry = undefined;
-    if (entry && entry.key !== key) {
-      dropConstant(entry);
-      entry = undefined;
-    }
-    if (!entry) {
-      entry = constantsByKey.get(key);
-      if (!entry) {
-        if (constantBytes + bytes > constantBudget) return false;
-        const weights = { gate: ortView(args.gate, args.gate.length).view, up: ortView(args.up, args.up.length).view, down: ortView(args.down, args.down.length).view };
-        const session = ort.InferenceSession.create(buildGatedMlpModel(onnx, { ...weights, hidden, intermediate, activation: args.activation }), sessionOptions);
-        entry = { session, key, bytes, array: new WeakRef(args.gate) };
-        constantsByKey.set(key, entry);
-        constantBytes += bytes;
-      } else {
-        entry.array = new WeakRef(args.gate);
-      }
-      mlpsByGate.set(args.gate, entry);
-      constantFinalizer.register(args.gate, entry, entry);
-    }
-    let s: OrtSession;
-    try {
-      s = await entry.session;
-    } catch (cause) {
-      dropConstant(entry);
-      throw cause;
-    }
+    const s = await constantSession(mlpsByGate, args.gate, key, bytes, () => {
+      const weights = { gate: ortView(args.gate, args.gate.length).view, up: ortView(args.up, args.up.length).view, down: ortView(args.down, args.down.length).view };
+      return buildGatedMlpModel(onnx, { ...weights, hidden, intermediate, activation: args.activation });
+    });
+    if (!s) return false;
     const x = ortView(args.x, rows * hidden).view;
     const out = ortView(args.out, rows * hidden);
     for (const [r0, n] of rowBlocks(rows, hidden, 4)) {

@@ -41,13 +41,7 @@ if [ "$phase" = wait ]; then
 fi
 
 # Vulkan loader (libvulkan1 and the GL dispatch libraries) unpacked into /, as the device README describes.
-for f in "$dir"/debs/*.deb; do dpkg -x "$f" /; done
-ldconfig
-icd=$(ls /usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json /usr/share/vulkan/icd.d/nvidia_icd.json /etc/vulkan/icd.d/nvidia_icd.json 2>/dev/null | head -1)
-[ -n "$icd" ] && export VK_DRIVER_FILES=$icd
-egl=$(ls /usr/local/nvidia/share/glvnd/egl_vendor.d/10_nvidia.json /usr/share/glvnd/egl_vendor.d/10_nvidia.json 2>/dev/null | head -1)
-[ -n "$egl" ] && export __EGL_VENDOR_LIBRARY_FILENAMES=$egl
-export XDG_RUNTIME_DIR=/tmp
+source "$dir/vulkan-env.sh"
 xz -dc "$dir/node.xz" > /tmp/node && chmod +x /tmp/node
 [ -f "$dir/node_modules/webgpu/dist/linux-x64/dawn.node" ] || xz -dc "$dir/dawn.node.xz" > "$dir/node_modules/webgpu/dist/linux-x64/dawn.node"
 echo "== $(date -u +%FT%TZ) $(/tmp/node --version), $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader), $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB"

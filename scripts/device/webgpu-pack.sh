@@ -47,7 +47,7 @@ done
   "${externals[@]}" --outfile="$dest/dist/bench-webgpu.mjs"
 "$esbuild" "$root/packages/solvers/bench/gptq-webgpu.mjs" --bundle --platform=node --format=esm --target=node20 --log-level=warning --ignore-annotations \
   "${externals[@]}" --outfile="$dest/dist/bench-gptq-layer.mjs"
-cp "$root/scripts/device/torch-peer.py" "$root/scripts/device/webgpu-suite.sh" "$root/scripts/device/webgpu-e2e.sh" "$dest/"
+cp "$root/scripts/device/torch-peer.py" "$root/scripts/device/webgpu-suite.sh" "$root/scripts/device/webgpu-e2e.sh" "$root/scripts/device/vulkan-env.sh" "$dest/"
 # The end-to-end run (webgpu-e2e.sh): the `bitsmith` command bundled into one file (its package.json one folder up,
 # the wasm kernels beside it), the checkpoint maker, the recipe, a small tokenizer and calibration text.
 mkdir -p "$dest/cli/bin" "$dest/e2e/tokenizer"

@@ -12,14 +12,8 @@ shift || true
 log=${OUT:-/tmp}/webgpu-suite.log
 exec > >(tee "$log") 2>&1
 # Vulkan loader (libvulkan1) unpacked into /, as the device README describes; NVIDIA's ICD is already installed.
-for f in "$dir"/debs/*.deb; do dpkg -x "$f" /; done
-ldconfig
-icd=$(ls /usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json /usr/share/vulkan/icd.d/nvidia_icd.json /etc/vulkan/icd.d/nvidia_icd.json 2>/dev/null | head -1)
-[ -n "$icd" ] && export VK_DRIVER_FILES=$icd
-egl=$(ls /usr/local/nvidia/share/glvnd/egl_vendor.d/10_nvidia.json /usr/share/glvnd/egl_vendor.d/10_nvidia.json 2>/dev/null | head -1)
-[ -n "$egl" ] && export __EGL_VENDOR_LIBRARY_FILENAMES=$egl
+source "$dir/vulkan-env.sh"
 echo "== Vulkan ICD: ${icd:-none found}"
-export XDG_RUNTIME_DIR=/tmp
 xz -dc "$dir/node.xz" > /tmp/node && chmod +x /tmp/node
 [ -f "$dir/node_modules/webgpu/dist/linux-x64/dawn.node" ] || xz -dc "$dir/dawn.node.xz" > "$dir/node_modules/webgpu/dist/linux-x64/dawn.node"
 cd "$dir"

@@ -11,6 +11,11 @@ import { runInNewContext } from 'node:vm';
 import { createBackend } from '@bitsmith/linalg';
 import { evaluateLanguageModel, evaluationWindows, loadLlamaModel } from '@bitsmith/models';
 
+// As the `bitsmith` command runs: on glibc, once more in a child process with the allocator settings of
+// packages/cli/src/malloc-tunables.ts (most fresh-page faults spared); BITSMITH_MALLOC_TUNABLES=0 measures without.
+const tunables = await import(new URL('../../cli/dist/malloc-tunables.js', import.meta.url).href).catch(() => undefined);
+if (tunables && !(await tunables.relaunchWithMallocTunables())) await tunables.watchParent();
+
 const args = Object.fromEntries(
   process.argv.slice(2).reduce((pairs, a, i, all) => (a.startsWith('--') ? [...pairs, [a.slice(2), all[i + 1]]] : pairs), []),
 );
@@ -60,6 +65,7 @@ if (!existsSync(join(dir, 'model.safetensors')) || !existsSync(textPath)) {
   const tokens = windows.length * ctx;
   const batches = [];
   for (let i = 0; i < windows.length; i += batch) batches.push(windows.slice(i, i + batch));
+  console.log(`glibc malloc tunables: ${process.env.GLIBC_TUNABLES || 'none'}`);
   console.log(`llama-docs-29m: ${windows.length} windows of ${ctx} tokens (${tokens} tokens), batches of ${batch}, ${threads} threads`);
 
   // GEMM throughput of this machine now: float32 2048^3 through the same backend, best of 3.
@@ -107,6 +113,7 @@ if (!existsSync(join(dir, 'model.safetensors')) || !existsSync(textPath)) {
     const pass = await calibrationWith(true, 1);
     calibration = Math.min(calibration, pass);
     calibrationRatios.push(usefulFlops / pass / 1e9 / gemmNow);
+    console.log(`  calibration round ${r + 1}: GEMM ${gemmNow.toFixed(1)} GFLOP/s, pass ${pass.toFixed(2)} s (${(usefulFlops / pass / 1e9).toFixed(1)} GFLOP/s), ratio ${(usefulFlops / pass / 1e9 / gemmNow).toFixed(2)}`);
   }
   calibrationRatios.sort((a, b) => a - b);
   const calibrationMedianRatio = calibrationRatios[Math.floor(calibrationRatios.length / 2)];

@@ -224,6 +224,13 @@ describe('calibrationBlocks', () => {
     const model = fakeModel(8);
     const hidden = await model.embed(sequences);
     expect(sharedInputGroups(model.blocks[0]!)).toEqual([['b0.q', 'b0.k', 'b0.v'], ['b0.gate', 'b0.up']]);
+    // Experts of a mixture read one norm's output but their own tokens: split by module, each expert's gate/up share.
+    const names = ['l.mlp.gate', 'l.mlp.experts.0.gate_proj', 'l.mlp.experts.0.up_proj', 'l.mlp.experts.1.gate_proj', 'l.mlp.experts.1.up_proj'];
+    const linears = names.map((name) => ({ name }) as LinearView);
+    expect(sharedInputGroups({ inputGroups: [{ linears, producer: { kind: 'none' } }] })).toEqual([
+      ['l.mlp.experts.0.gate_proj', 'l.mlp.experts.0.up_proj'],
+      ['l.mlp.experts.1.gate_proj', 'l.mlp.experts.1.up_proj'],
+    ]);
     const { collector } = await collectBlockStatistics(model, model.blocks[0]!, hidden, [{ kind: 'hessian' }], new Set(['b0.q', 'b0.v']), kernels);
     expect(collector.hessianOwner('b0.v')).toBe('b0.q');
   });

@@ -70,16 +70,29 @@ function fingerprint(x: Float32Array): bigint {
 }
 
 /**
- * The layers of a block that read one input, as the model declares them (`BlockView.inputGroups`): the sharing
- * declaration for {@link StatisticsCollector} (q/k/v, gate/up on Llama-family blocks; singletons elsewhere).
+ * The layers of a block that read one and the same input tensor, from the model's declaration
+ * (`BlockView.inputGroups`): the sharing declaration for {@link StatisticsCollector}. Each input group is split by
+ * module (the layer name up to its last dot), so that the experts of a mixture of experts, which read one norm's output
+ * but each its own routed tokens, do not share, while q/k/v (`self_attn.*`), gate/up (`mlp.*`) and one expert's
+ * gate/up do. Groups of one layer are left out.
  *
  * @example
  * ```ts
- * new StatisticsCollector([{ kind: 'hessian' }], names, backend, { sharedInputs: sharedInputGroups(block) });
+ * sharedInputGroups(block); // [['…self_attn.q_proj', '…self_attn.k_proj', '…self_attn.v_proj'], ['…mlp.gate_proj', '…mlp.up_proj']]
  * ```
  */
 export function sharedInputGroups(block: Pick<BlockView, 'inputGroups'>): string[][] {
-  return block.inputGroups.map((g) => g.linears.map((l) => l.name)).filter((names) => names.length > 1);
+  const groups: string[][] = [];
+  for (const group of block.inputGroups) {
+    const byModule = new Map<string, string[]>();
+    for (const { name } of group.linears) {
+      const module = name.includes('.') ? name.slice(0, name.lastIndexOf('.')) : '';
+      if (!byModule.has(module)) byModule.set(module, []);
+      byModule.get(module)!.push(name);
+    }
+    for (const names of byModule.values()) if (names.length > 1) groups.push(names);
+  }
+  return groups;
 }
 
 /**

@@ -1,7 +1,23 @@
-import { AbortError } from './errors.js';
+import { AbortError, InvalidArgumentError } from './errors.js';
 import type { BlockView, HiddenStatesHandle, LinearInputCallback, QuantizableModel, RunBlockOptions } from './model-view.js';
 import type { StatisticRequest } from './quantizer.js';
 import { sharedInputGroups, StatisticsCollector, type StatisticsKernels } from './statistics-collector.js';
+
+/** What the driver needs of a block: its index and, for shared Hessians, its input groups (absent: none shared). */
+export interface CalibratableBlock {
+  readonly index: number;
+  readonly inputGroups?: BlockView['inputGroups'];
+}
+
+/**
+ * What the driver needs of a model: its blocks, `embed` and a batched `runBlock` (a `QuantizableModel` is one; a
+ * lower-level graph can be adapted, as `@bitsmith/models`' graph-level `calibrationBlocks` does).
+ */
+export interface CalibratableModel<B extends CalibratableBlock = BlockView> {
+  readonly blocks: readonly B[];
+  embed(sequences: readonly ArrayLike<number>[]): Promise<HiddenStatesHandle>;
+  runBlock(index: number, hidden: HiddenStatesHandle, observe?: LinearInputCallback, options?: RunBlockOptions): Promise<HiddenStatesHandle>;
+}
 
 /** Options of {@link collectBlockStatistics}. */
 export interface CollectBlockStatisticsOptions {
@@ -29,7 +45,7 @@ export interface CollectBlockStatisticsOptions {
  */
 export async function collectBlockStatistics(
   model: Pick<QuantizableModel, 'runBlock'>,
-  block: Pick<BlockView, 'index' | 'inputGroups'>,
+  block: CalibratableBlock,
   input: HiddenStatesHandle,
   requests: readonly StatisticRequest[],
   layers: ReadonlySet<string>,
@@ -37,7 +53,7 @@ export async function collectBlockStatistics(
   options: CollectBlockStatisticsOptions = {},
 ): Promise<{ collector: StatisticsCollector; output: HiddenStatesHandle }> {
   const collector = new StatisticsCollector(requests, layers, kernels, {
-    sharedInputs: options.sharedInputs ?? sharedInputGroups(block),
+    sharedInputs: options.sharedInputs ?? (block.inputGroups ? sharedInputGroups({ inputGroups: block.inputGroups }) : []),
     ...(options.floatInputs ? { floatInputs: options.floatInputs } : {}),
   });
   const observe = options.wrap ? options.wrap(collector.observe) : collector.observe;
@@ -46,8 +62,8 @@ export async function collectBlockStatistics(
 }
 
 /** One block of a calibration pass, as {@link calibrationBlocks} hands it out. */
-export interface CalibrationBlock {
-  readonly block: BlockView;
+export interface CalibrationBlock<B extends CalibratableBlock = BlockView> {
+  readonly block: B;
   /** The block's input: the previous block's output (see `propagate`), or the embedded sequences. */
   readonly input: HiddenStatesHandle;
   /**
@@ -56,12 +72,17 @@ export interface CalibrationBlock {
    * captured output.
    */
   collect(requests: readonly StatisticRequest[], layers: ReadonlySet<string>, options?: CollectBlockStatisticsOptions): Promise<StatisticsCollector>;
+  /**
+   * Runs the block on its input with a raw observer (statistics no `StatisticRequest` names); like `collect`, the
+   * pass's output is the block's captured output.
+   */
+  observe(observer: LinearInputCallback, options?: RunBlockOptions): Promise<void>;
 }
 
 /** Options of {@link calibrationBlocks}. */
 export interface CalibrationBlocksOptions {
-  /** `gram` and `sgemm` for the statistics (a linalg `Backend`). */
-  readonly kernels: StatisticsKernels;
+  /** `gram` and `sgemm` for the statistics (a linalg `Backend`); needed only by `collect`. */
+  readonly kernels?: StatisticsKernels;
   /**
    * Which output becomes the next block's input. `'updated'` (default; sequential calibration as in GPTQ and AWQ): the
    * block is run again once the consumer is done with it, with its weights as they are then (quantized).
@@ -91,11 +112,11 @@ export interface CalibrationBlocksOptions {
  * }
  * ```
  */
-export async function* calibrationBlocks(
-  model: QuantizableModel,
+export async function* calibrationBlocks<B extends CalibratableBlock = BlockView>(
+  model: CalibratableModel<B>,
   calibration: readonly ArrayLike<number>[],
   options: CalibrationBlocksOptions,
-): AsyncGenerator<CalibrationBlock, HiddenStatesHandle, void> {
+): AsyncGenerator<CalibrationBlock<B>, HiddenStatesHandle, void> {
   const propagate = options.propagate ?? 'updated';
   const check = () => {
     if (options.signal?.aborted) throw new AbortError();
@@ -110,9 +131,13 @@ export async function* calibrationBlocks(
       block,
       input,
       collect: async (requests, layers, collectOptions) => {
+        if (!options.kernels) throw new InvalidArgumentError('kernels', 'collect() needs the gram/sgemm kernels (a linalg Backend) in the options of calibrationBlocks');
         const pass = await collectBlockStatistics(model, block, input, requests, layers, options.kernels, collectOptions);
         captured = { output: pass.output };
         return pass.collector;
+      },
+      observe: async (observer, runOptions) => {
+        captured = { output: await model.runBlock(block.index, input, observer, runOptions) };
       },
     };
     hidden = propagate === 'captured' && captured ? captured.output : await model.runBlock(block.index, input);

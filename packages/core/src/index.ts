@@ -44,7 +44,7 @@ export type { LayerWork } from './for-each-layer.js';
 export { forEachLayer } from './for-each-layer.js';
 export type { StatisticsKernels, StatisticsCollectorOptions } from './statistics-collector.js';
 export { StatisticsCollector, givenStatistics, sharedInputGroups } from './statistics-collector.js';
-export type { CalibrationBlock, CalibrationBlocksOptions, CollectBlockStatisticsOptions } from './calibration-driver.js';
+export type { CalibratableBlock, CalibratableModel, CalibrationBlock, CalibrationBlocksOptions, CollectBlockStatisticsOptions } from './calibration-driver.js';
 export { calibrationBlocks, collectBlockStatistics } from './calibration-driver.js';
 export { applyModelEdits, applyStepResult, applyingResults, modelEditTensor } from './model-edit.js';
 export type { ViewFingerprint } from './model-draft.js';

@@ -220,6 +220,28 @@ describe('calibrationBlocks', () => {
     expect(model.runs).toBe(2);
   });
 
+  it('observe() runs a raw observer, and with "captured" its output feeds the next block', async () => {
+    const model = fakeModel(8);
+    const rows: number[] = [];
+    const generator = calibrationBlocks(model, sequences, { propagate: 'captured' });
+    for (;;) {
+      const next = await generator.next();
+      if (next.done) {
+        // Two blocks, x2 then x3, each run once (its observe pass).
+        const embedded = (await model.embed(sequences)) as Float32Array;
+        expect(Array.from(next.value as Float32Array)).toEqual(Array.from(embedded, (t) => Math.fround(Math.fround(t * 2) * 3)));
+        break;
+      }
+      await next.value.observe((name, input) => void (name.endsWith('.q') && rows.push(input.shape[0])));
+    }
+    expect(model.runs).toBe(2);
+    expect(rows).toEqual([8, 8, 8, 4, 8, 8, 8, 4]);
+    // collect() without kernels is refused with a named error.
+    const again = calibrationBlocks(fakeModel(8), sequences, {});
+    const first = await again.next();
+    await expect((first.value as { collect: (r: unknown[], l: Set<string>) => Promise<unknown> }).collect([{ kind: 'hessian' }], new Set(['b0.q']))).rejects.toThrow(/kernels/);
+  });
+
   it('collectBlockStatistics declares the block’s input groups by default', async () => {
     const model = fakeModel(8);
     const hidden = await model.embed(sequences);

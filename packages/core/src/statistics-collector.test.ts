@@ -114,6 +114,13 @@ describe('StatisticsCollector', () => {
     await expect(c.observe('up', matrix(rows, columns, other))).rejects.toThrow(/'up' is declared to read the same input as 'gate'/);
   });
 
+  it('needs kernels only for the Hessian and the cross term', async () => {
+    const c = new StatisticsCollector([{ kind: 'input-absmax' }], new Set(['a']), undefined);
+    await c.observe('a', matrix(rows, columns, x));
+    expect(c.statistics('a').inputAbsMax!.length).toBe(columns);
+    expect(() => new StatisticsCollector([{ kind: 'hessian' }], new Set(['a']), undefined)).toThrow(/kernels/);
+  });
+
   it('refuses a layer declared in two groups', () => {
     expect(() => new StatisticsCollector([{ kind: 'hessian' }], new Set(['a']), kernels, { sharedInputs: [['a', 'b'], ['a', 'c']] })).toThrow(/two shared-input groups/);
   });

@@ -128,13 +128,13 @@ export class StatisticsCollector {
   /**
    * @param requests - What to collect (the union of the steps' `requires`).
    * @param layerNames - The layers to observe; inputs of other layers are ignored.
-   * @param kernels - `gram` and `sgemm` (a linalg `Backend`).
+   * @param kernels - `gram` and `sgemm` (a linalg `Backend`); may be `undefined` when no Hessian or cross term is requested.
    * @param options - `sharedInputs` (declared groups), `floatInputs` (for `float-input-cross`).
    */
   constructor(
     requests: readonly StatisticRequest[],
     private readonly layerNames: ReadonlySet<string>,
-    private readonly kernels: StatisticsKernels,
+    private readonly kernels: StatisticsKernels | undefined,
     options: StatisticsCollectorOptions = {},
   ) {
     let inputs = 0;
@@ -147,6 +147,7 @@ export class StatisticsCollector {
       cross: requests.some((r) => r.kind === 'float-input-cross'),
     };
     this.floatInputs = options.floatInputs;
+    if ((this.wants.hessian || this.wants.cross) && !kernels) throw new InvalidArgumentError('kernels', "'hessian' and 'float-input-cross' requests need the gram/sgemm kernels (a linalg Backend)");
     if (this.wants.cross && !this.floatInputs) throw new InvalidArgumentError('statistics', "a 'float-input-cross' request needs the float model's inputs (the runner provides them)");
     (options.sharedInputs ?? []).forEach((group, g) => {
       for (const name of group) {
@@ -188,7 +189,7 @@ export class StatisticsCollector {
       if (owner) this.sharedHessian.set(name, owner);
       else if (this.wants.hessian) {
         acc.hessian ??= new Float64Array(columns * columns);
-        await this.kernels.gram({ rows, columns, x: xs, h: acc.hessian });
+        await this.kernels!.gram({ rows, columns, x: xs, h: acc.hessian });
       }
     }
     if (acc.absMax || acc.absSum) {
@@ -245,7 +246,7 @@ export class StatisticsCollector {
     const delta = this.crossScratch.delta.subarray(0, rows * columns);
     const product = this.crossScratch.product.subarray(0, columns * columns);
     for (let i = 0; i < delta.length; i++) delta[i] = xf[i]! - x[i]!;
-    await this.kernels.sgemm({ m: columns, n: columns, k: rows, a: delta, b: x, c: product, transA: true });
+    await this.kernels!.sgemm({ m: columns, n: columns, k: rows, a: delta, b: x, c: product, transA: true });
     for (let i = 0; i < product.length; i++) d[i]! += product[i]!;
   }
 

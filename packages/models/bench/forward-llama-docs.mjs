@@ -8,6 +8,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import v8 from 'node:v8';
 import { runInNewContext } from 'node:vm';
+import { StatisticsCollector } from '@bitsmith/core';
 import { createBackend } from '@bitsmith/linalg';
 import { evaluateLanguageModel, evaluationWindows, loadLlamaModel } from '@bitsmith/models';
 
@@ -125,14 +126,14 @@ if (!existsSync(join(dir, 'model.safetensors')) || !existsSync(textPath)) {
   const calibrationNative = await calibrationWith(false, 3);
   const calibrationGflops = usefulFlops / calibration / 1e9;
 
-  // The same pass as the recipe runner runs it for GPTQ: every block with @bitsmith/recipe's StatisticsCollector
+  // The same pass as the recipe runner runs it for GPTQ: every block with @bitsmith/core's StatisticsCollector
   // (Hessians of the block's four distinct linear inputs, q/k/v and gate/up sharing one; finite-input checks) and the
   // reference kernels. Useful flops add 2 d^2 per token and distinct input, as the scale bench's bound counts them.
   const recipe = await optional('@bitsmith/recipe');
   let hessianLine = '@bitsmith/recipe not available: the pass with Hessians skipped';
   let hessianMedianRatio;
   let hessianBestRatio;
-  if (recipe?.StatisticsCollector) {
+  if (recipe?.finiteInputs) {
     const qDim = c.numAttentionHeads * c.headDim;
     const hessianFlops = c.numHiddenLayers * 2 * tokens * (c.hiddenSize ** 2 + qDim ** 2 + c.hiddenSize ** 2 + c.intermediateSize ** 2);
     const withHessians = async () => {
@@ -140,8 +141,11 @@ if (!existsSync(join(dir, 'model.safetensors')) || !existsSync(textPath)) {
       for (const b of batches) {
         let h = graph.embed(b);
         for (const block of graph.blocks) {
-          const names = new Set(graph.linearLayers().filter((l) => l.name.startsWith(`model.layers.${block.index}.`)).map((l) => l.name));
-          const collector = new recipe.StatisticsCollector([{ kind: 'hessian' }], names, backend);
+          const prefix = `model.layers.${block.index}.`;
+          const names = new Set(graph.linearLayers().filter((l) => l.name.startsWith(prefix)).map((l) => l.name));
+          // q/k/v and gate/up share one Hessian, declared as the runner declares them (sharedInputGroups).
+          const sharedInputs = [['q_proj', 'k_proj', 'v_proj'].map((p) => `${prefix}self_attn.${p}`), ['gate_proj', 'up_proj'].map((p) => `${prefix}mlp.${p}`)];
+          const collector = new StatisticsCollector([{ kind: 'hessian' }], names, backend, { sharedInputs });
           const observe = recipe.finiteInputs(block.index, collector.observe);
           h = await graph.runBlock(block.index, h, { observer: (e) => observe(e.name, e.input), reference: true });
           for (const name of names) collector.statistics(name);
@@ -165,7 +169,7 @@ if (!existsSync(join(dir, 'model.safetensors')) || !existsSync(textPath)) {
     hessianMedianRatio = ratios[Math.floor(ratios.length / 2)];
     hessianBestRatio = (usefulFlops + hessianFlops) / bestPass / 1e9 / gemmBest;
     hessianLine =
-      `calibration pass with Hessians (the recipe runner's StatisticsCollector, ${((usefulFlops + hessianFlops) / 1e9).toFixed(0)} GFLOP useful): best ${bestPass.toFixed(2)} s, ` +
+      `calibration pass with Hessians (the runner's StatisticsCollector, ${((usefulFlops + hessianFlops) / 1e9).toFixed(0)} GFLOP useful): best ${bestPass.toFixed(2)} s, ` +
       `${((usefulFlops + hessianFlops) / bestPass / 1e9).toFixed(1)} GFLOP/s, ratio to the run's best GEMM ${hessianBestRatio.toFixed(2)} (target >= 0.5); ` +
       `median of the rounds' ratios to the same round's GEMM ${hessianMedianRatio.toFixed(2)} (${ratios.map((x) => x.toFixed(2)).join(' ')})`;
   }

@@ -1,4 +1,4 @@
-import type { LinearInputCallback, Matrix, QuantizableModel, RunBlockOptions } from '@bitsmith/core';
+import type { BlockOutputErrors, LinearInputCallback, Matrix, QuantizableModel, RunBlockOptions } from '@bitsmith/core';
 
 /** Per-channel activation statistics of one linear's calibration input (for the report's outlier view). */
 export interface ActivationSummary {
@@ -24,7 +24,8 @@ function round4(x: number): number {
 /**
  * Wraps a model so that the first pass through each block (its calibration pass) summarises every linear's input:
  * per-channel max|x| and mean|x| over all the batches the model delivers, the activation-outlier view of the report,
- * at no extra forward pass.
+ * at no extra forward pass. A model that measures output errors itself (`blockOutputErrors`, a GPU model) and gives
+ * its inputs' channel statistics: those, when its pass is the block's first.
  */
 export function withActivationCapture(model: QuantizableModel, stage: string, into: Map<string, ActivationSummary>): QuantizableModel {
   const passed = new Set<number>();
@@ -43,7 +44,15 @@ export function withActivationCapture(model: QuantizableModel, stage: string, in
     for (const [name, s] of sums) into.set(name, summary(name, stage, s));
     return output;
   };
-  return Object.create(model, { runBlock: { value: runBlock } }) as QuantizableModel;
+  const measure = model.blockOutputErrors?.bind(model);
+  const blockOutputErrors = async (index: number, hidden: unknown, references: ReadonlyMap<string, Matrix>, rows: number): Promise<BlockOutputErrors | undefined> => {
+    const result = await measure!(index, hidden, references, rows);
+    if (!result?.inputChannels || passed.has(index)) return result;
+    passed.add(index);
+    for (const [name, c] of result.inputChannels) if (!into.has(name)) into.set(name, summary(name, stage, { rows: c.rows, absMax: c.absMax, absSum: c.absSum }));
+    return result;
+  };
+  return Object.create(model, { runBlock: { value: runBlock }, ...(measure ? { blockOutputErrors: { value: blockOutputErrors } } : {}) }) as QuantizableModel;
 }
 
 interface ChannelSums {

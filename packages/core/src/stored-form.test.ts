@@ -113,7 +113,7 @@ describe('storedFormMismatch on float32 weights (monomorphic path) against the s
   const rows = 3;
   const columns = 256;
   const codes = Uint8Array.from({ length: rows * columns }, (_, i) => (i * 7) % 16);
-  const tensor = { shape: [rows, columns] as [number, number], format: { type: 'int' as const, bits: 4, symmetric: false }, granularity: { type: 'group' as const, size: 128 }, codes, scales: Float32Array.from([0.5, 0.25, 1, 2, 0.125, 4]), zeroPoints: Float32Array.from([8, 7, 8, 9, 8, 8]) };
+  const tensor = { shape: [rows, columns] as [number, number], format: { type: 'int' as const, bits: 4, symmetric: false }, granularity: { type: 'group' as const, size: 128 }, codes, scales: Float32Array.from([0.5, 0.25, 1, 2, 0.125, 4]), zeroPoints: Float32Array.from([8, 7, 8, 9, 8, 8]), scaleEncoding: 'float32' as const };
   const form: StoredForm = { kind: 'grid', tensor };
   const decoded = decodeStored(form).data as Float32Array;
   const both = (data: Float32Array): [string | undefined, string | undefined] => [

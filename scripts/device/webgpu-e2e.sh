@@ -10,7 +10,7 @@
 #   bash .devwork/19/webgpu-e2e.sh .devwork/19 wait    # follows the detached run to its end
 # Environment: LAYERS (32), SKIP_CHECKS=1 (start: straight to the 8B run), CHECKS=tiny (start: check 1 only),
 # CHECKS_ONLY=1 (start: no 8B run),
-# FOLLOW_SECONDS; BITSMITH_PROGRESS_LAYERS=1 prints a line per layer with the elapsed time.
+# FOLLOW_SECONDS; NODE_FLAGS (extra node options of the 8B run, e.g. --cpu-prof --cpu-prof-dir=DIR); BITSMITH_PROGRESS_LAYERS=1 prints a line per layer with the elapsed time.
 # Logs: $OUT/webgpu-e2e-<phase>.log; the detached run's whole log is /tmp/e2e/run.log (copied to $OUT by `wait`).
 set -uo pipefail
 dir=$(cd "${1:-.devwork/19}" && pwd)
@@ -89,7 +89,7 @@ setsid bash -c '
   sampler=$!
   t0=$(date +%s.%N)
   echo "== $(date -u +%T) bitsmith quantize starts"
-  BITSMITH_BACKEND=webgpu /tmp/node --max-old-space-size=8192 "$dir/cli/bin/bitsmith.mjs" quantize --model /tmp/e2e/llama8b --recipe "$recipe" \
+  BITSMITH_BACKEND=webgpu /tmp/node --max-old-space-size=8192 ${NODE_FLAGS:-} "$dir/cli/bin/bitsmith.mjs" quantize --model /tmp/e2e/llama8b --recipe "$recipe" \
     --calibration "$calib" --samples 128 --seq-len 512 --out /tmp/e2e/out8b --save compressed-tensors --no-checkpoint --overwrite
   rc=$?
   t1=$(date +%s.%N)

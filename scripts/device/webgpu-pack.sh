@@ -32,7 +32,7 @@ cp "$linalg"/wasm/*.wasm "$dest/dist/"
 externals=(--external:webgpu --external:onnxruntime-node '--external:@tensorflow/*')
 for suite in linalg/src/backend-kernels linalg/src/factorizations linalg/src/decompositions linalg/src/eigh \
   linalg/src/backends/webgpu-backend linalg/src/backends/webgpu-gptq linalg/src/backends/webgpu-block \
-  models/src/webgpu-decoder-block solvers/src/gptq-webgpu; do
+  linalg/src/backends/webgpu-reductions linalg/src/backends/webgpu-symmetric models/src/webgpu-decoder-block models/src/webgpu-block-run solvers/src/gptq-webgpu; do
   name=$(basename "$suite")
   entry="$dest/.entry-$name.mjs"
   printf "import '%s';\nimport { runRegistered } from 'vitest';\nprocess.exit((await runRegistered('%s')) ? 1 : 0);\n" \

@@ -1,4 +1,4 @@
-import { StatisticsCollector, type LinearInputCallback, type Matrix, type QuantizableModel, type RunBlockOptions } from '@bitsmith/core';
+import { StatisticsCollector, type BlockOutputErrors, type LinearInputCallback, type Matrix, type QuantizableModel, type RunBlockOptions } from '@bitsmith/core';
 
 /** Per-channel activation statistics of one linear's calibration input (for the report's outlier view). */
 export interface ActivationSummary {
@@ -24,7 +24,9 @@ function round4(x: number): number {
 /**
  * Wraps a model so that the first pass through each block (its calibration pass) summarises every linear's input:
  * per-channel max|x| and mean|x| over all the batches the model delivers (core's `StatisticsCollector`, beside the
- * runner's own observer), the activation-outlier view of the report, at no extra forward pass.
+ * runner's own observer), the activation-outlier view of the report, at no extra forward pass. A model that measures
+ * output errors itself (`blockOutputErrors`, a GPU model) and gives its inputs' channel statistics: those, when its
+ * pass is the block's first.
  *
  * @example
  * ```ts
@@ -51,7 +53,16 @@ export function withActivationCapture(model: QuantizableModel, stage: string, in
     }
     return output;
   };
-  return Object.create(model, { runBlock: { value: runBlock } }) as QuantizableModel;
+  const measure = model.blockOutputErrors?.bind(model);
+  const blockOutputErrors = async (index: number, hidden: unknown, references: ReadonlyMap<string, Matrix>, rows: number): Promise<BlockOutputErrors | undefined> => {
+    const result = await measure!(index, hidden, references, rows);
+    if (!result?.inputChannels || passed.has(index)) return result;
+    passed.add(index);
+    // Per-channel means in float32, as the collector's input-absmean gives them.
+    for (const [name, c] of result.inputChannels) if (!into.has(name)) into.set(name, summary(name, stage, c.rows, c.absMax, Float32Array.from(c.absSum, (v) => v / c.rows)));
+    return result;
+  };
+  return Object.create(model, { runBlock: { value: runBlock }, ...(measure ? { blockOutputErrors: { value: blockOutputErrors } } : {}) }) as QuantizableModel;
 }
 
 function summary(layer: string, stage: string, tokens: number, absMax: Float32Array, absMean: ArrayLike<number>): ActivationSummary {

@@ -139,6 +139,35 @@ export interface BlockHessians {
 }
 
 /**
+ * One layer's output-error terms on the first `rows` rows of its input `X` (the input of the layer with the block's
+ * current weights): `squaredError = ||X (W - Q)^T||_F^2` and `squaredReference = ||X W^T||_F^2`, with `W` the
+ * reference (float) weight and `Q` the layer's current weight ({@link QuantizableModel.blockOutputErrors}).
+ */
+export interface OutputErrorTerms {
+  readonly rows: number;
+  readonly squaredError: number;
+  readonly squaredReference: number;
+}
+
+/** Per-channel magnitudes of a linear's input over `rows` rows: `absMax[c] = max |x_c|`, `absSum[c] = sum |x_c|`. */
+export interface InputChannelStatistics {
+  readonly rows: number;
+  readonly absMax: Float32Array;
+  readonly absSum: Float64Array;
+}
+
+/**
+ * What {@link QuantizableModel.blockOutputErrors} returns: the block's output, each named layer's error terms and,
+ * optionally, the channel statistics of each named layer's input over the same rows (for reports of activation
+ * outliers; layers that read one input may share one object).
+ */
+export interface BlockOutputErrors {
+  readonly output: HiddenStatesHandle;
+  readonly errors: ReadonlyMap<string, OutputErrorTerms>;
+  readonly inputChannels?: ReadonlyMap<string, InputChannelStatistics>;
+}
+
+/**
  * A model that the recipe runner can calibrate block by block (DESIGN.md's data flow): embed calibration sequences,
  * run one block at a time while observing each linear's inputs, and run the head.
  */
@@ -154,6 +183,13 @@ export interface QuantizableModel extends ModelView {
    * statistic is the Hessian.
    */
   blockHessians?(index: number, hidden: HiddenStatesHandle, layers: ReadonlySet<string>): Promise<BlockHessians | undefined>;
+  /**
+   * Optional: runs block `index` on `hidden` with its current weights (what `runBlock` without an observer returns)
+   * and measures each named layer's {@link OutputErrorTerms} against its reference weight (`references`, `[out, in]`)
+   * on the first `rows` rows of the layer's input, where the inputs are (a GPU model: no input is copied out), or
+   * returns `undefined` when it cannot for this block; the recipe runner then observes `runBlock` as usual.
+   */
+  blockOutputErrors?(index: number, hidden: HiddenStatesHandle, references: ReadonlyMap<string, Matrix>, rows: number): Promise<BlockOutputErrors | undefined>;
   /** Final norm and LM head: logits `[tokens, vocab]` of every position. */
   logits(hidden: HiddenStatesHandle): Promise<Matrix>;
   /**

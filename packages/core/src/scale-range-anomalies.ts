@@ -81,7 +81,10 @@ export function scaleRangeAnomalies(weight: Matrix, result: Matrix, quantized: Q
     if (clamped[g] && Math.abs(x) > largestClampedWeight) largestClampedWeight = Math.abs(x);
   };
   const granularity = quantized.granularity;
-  if (!quantized.permutation && (granularity.type === 'group' || granularity.type === 'channel')) {
+  if (!quantized.permutation && (granularity.type === 'group' || granularity.type === 'channel') && w instanceof Float32Array && r instanceof Float32Array) {
+    // Float32 weights in runs of consecutive columns per group: the same visit, monomorphic and inlined.
+    largestClampedWeight = visitPlainGroups(w, r, rows * columns, granularity.type === 'group' ? granularity.size : columns, clamped, anyNonzero, anyDecoded, lost);
+  } else if (!quantized.permutation && (granularity.type === 'group' || granularity.type === 'channel')) {
     // Runs of consecutive columns share a group (group r * perRow + k): no per-element id array.
     const size = granularity.type === 'group' ? granularity.size : columns;
     const perRow = columns / size;
@@ -104,4 +107,34 @@ export function scaleRangeAnomalies(weight: Matrix, result: Matrix, quantized: Q
     if (zeroed || clamped[g]) zeroedWeights += lost[g]!;
   }
   return { groups: count, clampedGroups, largestClampedWeight, zeroedGroups, zeroedWeights };
+}
+
+/**
+ * {@link scaleRangeAnomalies}'s per-element visit over float32 weights whose groups are runs of `size` consecutive
+ * elements (group `floor(i / size)`): marks nonzero and decoded groups, counts weights lost to 0, and returns the
+ * largest |weight| of a clamped group.
+ */
+function visitPlainGroups(w: Float32Array, r: Float32Array, length: number, size: number, clamped: Uint8Array, anyNonzero: Uint8Array, anyDecoded: Uint8Array, lost: Int32Array): number {
+  let largest = 0;
+  for (let start = 0, g = 0; start < length; start += size, g++) {
+    const end = start + size;
+    const isClamped = clamped[g] === 1;
+    let nonzero = 0;
+    let decoded = 0;
+    let lostHere = 0;
+    for (let i = start; i < end; i++) {
+      const x = w[i]!;
+      const y = r[i]!;
+      if (x !== 0) {
+        nonzero = 1;
+        if (y === 0) lostHere++;
+      }
+      if (y !== 0) decoded = 1;
+      if (isClamped && Math.abs(x) > largest) largest = Math.abs(x);
+    }
+    if (nonzero) anyNonzero[g] = 1;
+    if (decoded) anyDecoded[g] = 1;
+    lost[g]! += lostHere;
+  }
+  return largest;
 }

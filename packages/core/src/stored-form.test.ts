@@ -107,3 +107,34 @@ describe('stored forms (worked examples)', () => {
     expect(error.message).toBe("step 'svdquant', layer 'fc': x");
   });
 });
+
+describe('storedFormMismatch on float32 weights (monomorphic path) against the same weights in float64 (generic path)', () => {
+  // A 3 x 256 int4 grid in groups of 128 with zero points: the float64 copy takes the generic comparison.
+  const rows = 3;
+  const columns = 256;
+  const codes = Uint8Array.from({ length: rows * columns }, (_, i) => (i * 7) % 16);
+  const tensor = { shape: [rows, columns] as [number, number], format: { type: 'int' as const, bits: 4, symmetric: false }, granularity: { type: 'group' as const, size: 128 }, codes, scales: Float32Array.from([0.5, 0.25, 1, 2, 0.125, 4]), zeroPoints: Float32Array.from([8, 7, 8, 9, 8, 8]), scaleEncoding: 'float32' as const };
+  const form: StoredForm = { kind: 'grid', tensor };
+  const decoded = decodeStored(form).data as Float32Array;
+  const both = (data: Float32Array): [string | undefined, string | undefined] => [
+    storedFormMismatch(form, { dtype: 'float32', shape: [rows, columns], data }),
+    storedFormMismatch(form, { dtype: 'float64', shape: [rows, columns], data: Float64Array.from(data) } as unknown as Matrix),
+  ];
+
+  it('agrees: exact weights pass, a weight moved beyond the tolerance is named, a NaN weight is named', () => {
+    expect(both(decoded.slice())).toEqual([undefined, undefined]);
+    const moved = decoded.slice();
+    moved[300] = moved[300]! + 0.01;
+    const [fast, generic] = both(moved);
+    expect(fast).toMatch(/^element 300 \(row 1, column 44\)/);
+    expect(fast).toBe(generic);
+    const tiny = decoded.slice();
+    tiny[5] = tiny[5]! * (1 + 2 ** -23); // within 2^-20 (|w| + max |W|)
+    expect(both(tiny)).toEqual([undefined, undefined]);
+    const nan = decoded.slice();
+    nan[700] = Number.NaN; // max |W| is NaN: the first element already fails, as in the generic fold
+    const [fastNan, genericNan] = both(nan);
+    expect(fastNan).toMatch(/^element 0 /);
+    expect(fastNan).toBe(genericNan);
+  });
+});

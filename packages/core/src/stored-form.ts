@@ -172,6 +172,38 @@ export function describeStored(form: StoredForm): string {
 }
 
 /**
+ * max |w_i| as `Math.max` folds it from 0 (any NaN makes it NaN), for float32 weights: a monomorphic loop with a
+ * comparison instead of `Math.max`, NaN noted on the side.
+ */
+function maxAbsFloat32(w: Float32Array): number {
+  let max = 0;
+  let nan = false;
+  for (let i = 0; i < w.length; i++) {
+    const a = Math.abs(w[i]!);
+    if (a > max) max = a;
+    else if (a !== a) nan = true;
+  }
+  return nan ? Number.NaN : max;
+}
+
+/** The same fold for other arrays. */
+function maxAbs(w: ArrayLike<number>): number {
+  let max = 0;
+  for (let i = 0; i < w.length; i++) max = Math.max(max, Math.abs(w[i]!));
+  return max;
+}
+
+/** The first `j < count` with `!(|decoded_j - w_(offset + j)| <= tolerance (|w_(offset + j)| + max))`, or -1. */
+function firstOutOfTolerance(decoded: Float32Array, w: Float32Array, offset: number, count: number, tolerance: number, max: number): number {
+  for (let j = 0; j < count; j++) {
+    const d = decoded[j]!;
+    const x = w[offset + j]!;
+    if (!(Math.abs(d - x) <= tolerance * (Math.abs(x) + max))) return j;
+  }
+  return -1;
+}
+
+/**
  * The first element where `decodeStored(form)` and `weight` differ by more than float32 rounding allows:
  * `|d - w| > 2^-20 (|w| + max |W|)`. Returns undefined when they agree (and the shapes match).
  *
@@ -184,8 +216,7 @@ export function storedFormMismatch(form: StoredForm, weight: Matrix): string | u
   const [rows, columns] = storedShape(form);
   if (rows !== weight.shape[0] || columns !== weight.shape[1]) return `stored form has shape [${rows}, ${columns}], the weight [${weight.shape.join(', ')}]`;
   const w = weight.data;
-  let max = 0;
-  for (let i = 0; i < w.length; i++) max = Math.max(max, Math.abs(w[i]!));
+  const max = w instanceof Float32Array ? maxAbsFloat32(w) : maxAbs(w);
   const tolerance = 2 ** -20;
   const compare = (decoded: ArrayLike<number>, offset: number, count: number): string | undefined => {
     for (let j = 0; j < count; j++) {
@@ -200,12 +231,21 @@ export function storedFormMismatch(form: StoredForm, weight: Matrix): string | u
   };
   const g = form.kind === 'grid' ? form.tensor : undefined;
   if (g && !g.permutation && (g.granularity.type === 'group' || g.granularity.type === 'channel') && columns > 0) {
-    // A plain grid decodes row by row: compare in chunks of about 1M values instead of decoding the whole tensor.
+    // A plain grid decodes row by row: compare in chunks of about 1M values instead of decoding the whole tensor
+    // (float32 weights through a monomorphic loop: the same test, element by element).
     const step = Math.max(1, Math.floor(2 ** 20 / columns));
     const chunk = new Float32Array(Math.min(rows, step) * columns);
     for (let r = 0; r < rows; r += step) {
       const r1 = Math.min(rows, r + step);
-      const found = compare(dequantizeRows(g, r, r1, chunk), r * columns, (r1 - r) * columns);
+      const decoded = dequantizeRows(g, r, r1, chunk);
+      const offset = r * columns;
+      const count = (r1 - r) * columns;
+      if (w instanceof Float32Array) {
+        const j = firstOutOfTolerance(decoded, w, offset, count, tolerance, max);
+        if (j >= 0) return compare(decoded.subarray(j), offset + j, 1);
+        continue;
+      }
+      const found = compare(decoded, offset, count);
       if (found) return found;
     }
     return undefined;

@@ -1,4 +1,4 @@
-import { decodeStored, dequantizeRows, InvalidArgumentError, resolveBlockMapping, type BlockHessians, type RunBlockOptions, type StoredForm, type ArchitectureMapping, type BlockView, type DifferentiableModel, type LinearInputCallback, type Matrix } from '@bitsmith/core';
+import { decodeStored, dequantizeRows, InvalidArgumentError, resolveBlockMapping, type BlockHessians, type BlockOutputErrors, type RunBlockOptions, type StoredForm, type ArchitectureMapping, type BlockView, type DifferentiableModel, type LinearInputCallback, type Matrix } from '@bitsmith/core';
 import { llamaBlockGradients } from './llama-block-gradients.js';
 import type { HiddenStates, LlamaBlock, LlamaGraph } from './llama-graph.js';
 import { holdLinearWeight, isLazyLinearLayer, isWeightResident, releaseLinearWeight } from './lazy-weight.js';
@@ -134,7 +134,8 @@ function releaseBlockWeights(block: LlamaBlock, stored: ReadonlyMap<string, Stor
  * it (for Llama: q/k/v after input_layernorm, o_proj after v_proj when there is no grouped-query sharing, gate/up
  * after post_attention_layernorm, down_proj after up_proj), and block-by-block execution with hidden states as
  * opaque handles, and each block as a differentiable function of its weights
- * (`blockGradients`, for learned quantization; Llama-computation blocks only). `runBlock` takes the calibration
+ * (`blockGradients`, for learned quantization; Llama-computation blocks only). On a webgpu backend, plain Llama-form
+ * blocks also give `blockHessians` and `blockOutputErrors` (computed on the GPU, see {@link runBlockOnWebgpu}). `runBlock` takes the calibration
  * sequences in batches of at most `batchTokens` tokens (default 2048), so a block's intermediate activations are held
  * for one batch at a time.
  *
@@ -177,6 +178,12 @@ export function llamaQuantizableModel(graph: LlamaGraph, options: LlamaQuantizab
       ? {
           blockHessians: async (index: number, hidden: unknown, layers: ReadonlySet<string>): Promise<BlockHessians | undefined> =>
             onGpu(index) ? (await runBlockOnWebgpu(graph, index, hidden as HiddenStates, { hessians: layers, output: false })).hessians : undefined,
+          blockOutputErrors: async (index: number, hidden: unknown, references: ReadonlyMap<string, Matrix>, rows: number): Promise<BlockOutputErrors | undefined> => {
+            if (!onGpu(index)) return undefined;
+            const weights = new Map([...references].map(([name, m]) => [name, m.data as Float32Array] as const));
+            const { output, errors, inputChannels } = await runBlockOnWebgpu(graph, index, hidden as HiddenStates, { outputErrors: { references: weights, rows } });
+            return { output: output!, errors: errors!, inputChannels: inputChannels! };
+          },
         }
       : {}),
     logits: (hidden) => graph.head(hidden as HiddenStates),

@@ -1,5 +1,17 @@
-import type { BlockHessians } from '@bitsmith/core';
-import { webgpuDecoderBlock, webgpuSequences, type WebgpuBackend, type WebgpuDecoderBlockHessians, type WebgpuMatrix } from '@bitsmith/linalg';
+import { InvalidArgumentError, type BlockHessians, type InputChannelStatistics, type OutputErrorTerms } from '@bitsmith/core';
+import {
+  sumPartials,
+  SUM_OF_SQUARES_PARTIALS,
+  webgpuColumnAbsStatistics,
+  webgpuDecoderBlock,
+  webgpuMirrorUpper,
+  webgpuSequences,
+  webgpuSubtract,
+  webgpuSumOfSquares,
+  type WebgpuBackend,
+  type WebgpuDecoderBlockHessians,
+  type WebgpuMatrix,
+} from '@bitsmith/linalg';
 import type { HiddenStates, LlamaBlock, LlamaGraph, RmsNormLayer } from './llama-graph.js';
 import type { LinearLayer } from './linear-layer.js';
 import { ropeTables } from './rope.js';
@@ -37,24 +49,11 @@ function gain(norm: RmsNormLayer): Float32Array {
   return Float32Array.from(norm.weight, (w) => norm.gainOffset + w);
 }
 
-/** A float32 `X^T X` of which only the upper triangle is valid, as a full symmetric float64 matrix times `scale`. */
-function symmetricFromUpper(upper: Float32Array, n: number, scale: number): Float64Array {
-  const h = new Float64Array(n * n);
-  const tile = 64;
-  for (let a0 = 0; a0 < n; a0 += tile) {
-    const a1 = Math.min(n, a0 + tile);
-    for (let b0 = a0; b0 < n; b0 += tile) {
-      const b1 = Math.min(n, b0 + tile);
-      for (let a = a0; a < a1; a++) {
-        for (let b = Math.max(a, b0); b < b1; b++) {
-          const v = upper[a * n + b]! * scale;
-          h[a * n + b] = v;
-          h[b * n + a] = v;
-        }
-      }
-    }
-  }
-  return h;
+/** `values * scale` in float64 (a small function, so that the engine optimizes its loop). */
+function scaledFloat64(values: Float32Array, scale: number): Float64Array {
+  const out = new Float64Array(values.length);
+  for (let i = 0; i < values.length; i++) out[i] = values[i]! * scale;
+  return out;
 }
 
 /** Options of {@link runBlockOnWebgpu}. */
@@ -65,6 +64,11 @@ export interface WebgpuBlockRunOptions {
   output?: boolean;
   /** Most tokens per GPU pass (whole sequences); default {@link WEBGPU_BLOCK_CHUNK_TOKENS}. */
   chunkTokens?: number;
+  /**
+   * Measure these linears' output-error terms (core's `OutputErrorTerms`) against their reference weights (by name,
+   * `[out, in]` row-major float32) on the first `rows` rows of their inputs, with the block's current weights as `Q`.
+   */
+  outputErrors?: { references: ReadonlyMap<string, Float32Array>; rows: number };
 }
 
 /**
@@ -73,7 +77,12 @@ export interface WebgpuBlockRunOptions {
  * (and at the end the requested Hessians, `X^T X / tokens` as full float64 matrices) come back: the linears' inputs
  * never leave the GPU. The block must pass {@link webgpuBlockUnsupported}.
  *
- * @returns `output` (unless `output: false`) and `hessians` (when asked; q/k/v and gate/up share one array each).
+ * With `outputErrors`, each named linear's `||X (W - Q)^T||^2` and `||X W^T||^2` are formed on the GPU too (`W - Q`
+ * once per block, two GEMMs per chunk on the first rows, float32 partial sums added in float64 on the host), and the
+ * channel statistics of their inputs over the same rows (`inputChannels`: max |x| and sum |x| per input channel).
+ *
+ * @returns `output` (unless `output: false`), `hessians` (when asked; q/k/v and gate/up share one array each) and
+ *   `errors` and `inputChannels` (with `outputErrors`).
  * @example
  * ```ts
  * const { hessians } = await runBlockOnWebgpu(graph, 0, hidden, { hessians: new Set(['model.layers.0.mlp.down_proj']), output: false });
@@ -84,7 +93,7 @@ export async function runBlockOnWebgpu(
   index: number,
   hidden: HiddenStates,
   options: WebgpuBlockRunOptions = {},
-): Promise<{ output?: HiddenStates; hessians?: BlockHessians }> {
+): Promise<{ output?: HiddenStates; hessians?: BlockHessians; errors?: Map<string, OutputErrorTerms>; inputChannels?: Map<string, InputChannelStatistics> }> {
   const gpu = graph.backend as WebgpuBackend;
   const block = graph.blocks[index]!;
   const c = graph.config;
@@ -121,6 +130,50 @@ export async function runBlockOnWebgpu(
       owned.push(m);
       resident[key] = m;
     }
+    // Output errors: D = W - Q resident per measured layer (made on first use), two partial-sum slots per layer.
+    const measure = options.outputErrors;
+    const measured = new Map<string, { slot: number; layer: LinearLayer; weight: WebgpuMatrix; difference?: WebgpuMatrix }>();
+    if (measure) {
+      if (!Number.isInteger(measure.rows) || measure.rows < 0) throw new InvalidArgumentError('outputErrors.rows', `got ${measure.rows}; expected a non-negative integer`);
+      const byName = new Map(Object.entries(weights).map(([key, m]) => [key, m] as const));
+      for (const [key, l] of [['qProj', qProj], ['kProj', kProj], ['vProj', vProj], ['oProj', oProj], ['gateProj', gateProj], ['upProj', upProj], ['downProj', downProj]] as const) {
+        const reference = measure.references.get(l.name);
+        if (!reference) continue;
+        if (reference.length !== l.outFeatures * l.inFeatures) throw new InvalidArgumentError('outputErrors.references', `${l.name}: got ${reference.length} values; expected ${l.outFeatures} x ${l.inFeatures}`);
+        measured.set(l.name, { slot: measured.size, layer: l, weight: byName.get(key)! });
+      }
+    }
+    const partials = measured.size > 0 ? gpu.zeros(2 * measured.size, SUM_OF_SQUARES_PARTIALS) : undefined;
+    if (partials) owned.push(partials);
+    let measuredRows = 0;
+    // Channel statistics (max |x|, sum |x|) of each input that a measured layer reads, over the same rows.
+    const channels = new Map<keyof WebgpuDecoderBlockHessians, { absMax: WebgpuMatrix; absSum: WebgpuMatrix }>();
+    const measureInputs = (take: number) => (group: keyof WebgpuDecoderBlockHessians, input: WebgpuMatrix): void => {
+      if (groups[group].some((l) => measured.has(l.name))) {
+        let c = channels.get(group);
+        if (!c) {
+          channels.set(group, (c = { absMax: gpu.zeros(1, input.columns), absSum: gpu.zeros(1, input.columns) }));
+          owned.push(c.absMax, c.absSum);
+        }
+        webgpuColumnAbsStatistics(gpu, { x: input, rows: take, absMax: c.absMax, absSum: c.absSum });
+      }
+      for (const l of groups[group]) {
+        const m = measured.get(l.name);
+        if (!m) continue;
+        if (!m.difference) {
+          m.difference = upload(measure!.references.get(l.name)!, l.outFeatures, l.inFeatures);
+          webgpuSubtract(gpu, { a: m.difference, b: m.weight });
+        }
+        // E = X D^T: its squares; then E + X Q^T = X W^T in the same buffer: its squares.
+        const product = gpu.zeros(take, l.outFeatures);
+        const strided = { a: input, c: product, m: take, n: l.outFeatures, k: l.inFeatures, lda: l.inFeatures, ldb: l.inFeatures, ldc: l.outFeatures, transB: true };
+        gpu.gemmStrided({ ...strided, b: m.difference });
+        webgpuSumOfSquares(gpu, { x: product, out: partials!, slot: 2 * m.slot });
+        gpu.gemmStrided({ ...strided, b: m.weight, beta: 1 });
+        webgpuSumOfSquares(gpu, { x: product, out: partials!, slot: 2 * m.slot + 1 });
+        gpu.release(product);
+      }
+    };
     const maxLength = Math.max(1, ...hidden.lengths);
     const rope = ropeTables(c, maxLength);
     const cos = upload(rope.cos, maxLength, c.headDim / 2);
@@ -145,8 +198,9 @@ export async function runBlockOnWebgpu(
       const x = gpu.upload(hidden.states.data.subarray(row * width, (row + n) * width), n, width);
       const y = gpu.zeros(n, width);
       const sequences = webgpuSequences(gpu, lengths);
+      const take = partials ? Math.min(n, measure!.rows - measuredRows) : 0;
       try {
-        webgpuDecoderBlock(gpu, { x, out: y, weights, geometry, sequences, cos, sin, hessians: resident });
+        webgpuDecoderBlock(gpu, { x, out: y, weights, geometry, sequences, cos, sin, hessians: resident, ...(take > 0 ? { onInput: measureInputs(take) } : {}) });
         if (out) out.set(await gpu.read(y), row * width);
         else await gpu.finish();
       } finally {
@@ -155,15 +209,28 @@ export async function runBlockOnWebgpu(
         gpu.release(y);
       }
       row += n;
+      measuredRows += take;
     }
-    const result: { output?: HiddenStates; hessians?: BlockHessians } = {};
+    const result: { output?: HiddenStates; hessians?: BlockHessians; errors?: Map<string, OutputErrorTerms>; inputChannels?: Map<string, InputChannelStatistics> } = {};
+    if (measure) {
+      result.errors = new Map();
+      const sums = partials ? sumPartials(await gpu.read(partials)) : new Float64Array(0);
+      for (const [name, m] of measured) result.errors.set(name, { rows: measuredRows, squaredError: sums[2 * m.slot]!, squaredReference: sums[2 * m.slot + 1]! });
+      result.inputChannels = new Map();
+      for (const [group, c] of channels) {
+        const statistics: InputChannelStatistics = { rows: measuredRows, absMax: await gpu.read(c.absMax), absSum: Float64Array.from(await gpu.read(c.absSum)) };
+        for (const l of groups[group]) if (measured.has(l.name)) result.inputChannels.set(l.name, statistics);
+      }
+    }
     if (out) result.output = { states: { dtype: 'float32', shape: [tokens, width], data: out }, lengths: hidden.lengths };
     if (wanted.size > 0) {
       const hessians = new Map<string, Float64Array>();
       for (const [key, layers] of Object.entries(groups) as [keyof WebgpuDecoderBlockHessians, LinearLayer[]][]) {
         const m = resident[key];
         if (!m) continue;
-        const h = symmetricFromUpper(await gpu.read(m), m.rows, 1 / Math.max(1, tokens));
+        // Only the upper tiles were accumulated: the lower triangle is mirrored on the GPU, the host only scales.
+        webgpuMirrorUpper(gpu, m);
+        const h = scaledFloat64(await gpu.read(m), 1 / Math.max(1, tokens));
         for (const l of layers) if (wanted.has(l.name)) hessians.set(l.name, h);
       }
       result.hessians = { hessians, tokens };

@@ -535,8 +535,25 @@ export async function runRecipe(
     if (recipe.kvCache) await installKvCacheQuantizers(model, block, blockInput, recipe.kvCache);
     // Propagate with the final weights (and activation quantizers), measuring each quantized layer's output error on
     // its actual inputs: the first OUTPUT_ERROR_ROWS rows, over as many batches as the model delivers them in.
+    // A model that measures output errors where the inputs are (a GPU) does the propagation and the measurement in
+    // one pass; one that cannot for this block returns undefined and the block is observed on the host as before.
+    const references = new Map<string, Matrix>();
+    for (const v of block.linears) {
+      const track = tracks.get(v.name)!;
+      if (track.floatWeight && track.block === block.index) references.set(v.name, track.floatWeight);
+    }
+    const measured = references.size > 0 && model.blockOutputErrors ? await model.blockOutputErrors(block.index, blockInput, references, OUTPUT_ERROR_ROWS) : undefined;
+    if (measured) {
+      hidden = measured.output;
+      for (const [name, terms] of measured.errors) {
+        const track = tracks.get(name)!;
+        // A non-finite sum means a non-finite input (or weight): the error the host path's input check raises.
+        assertFinite([terms.squaredReference, terms.squaredError], { what: `the input of ${name} (activations of block ${block.index}, its output-error sums)`, layer: name });
+        if (terms.rows > 0) track.outputError = terms.squaredReference === 0 ? 0 : Math.sqrt(terms.squaredError / terms.squaredReference);
+      }
+    }
     const errorTerms = new Map<string, { rows: number; num: number; den: number }>();
-    hidden = await model.runBlock(
+    if (!measured) hidden = await model.runBlock(
       block.index,
       blockInput,
       finiteInputs(block.index, async (name, input) => {

@@ -341,15 +341,7 @@ export async function gptqQuantizeLayer(weight: Matrix, hessian: Float64Array, o
   const groupWidth = granularity.type === 'group' ? granularity.size : granularity.type === 'block' ? granularity.columns : n;
 
   // W transposed, in processing order: row p of wt is input column permutation[p], so a column is contiguous.
-  const wt = new Float32Array(n * rows);
-  for (let r0 = 0; r0 < rows; r0 += 16) {
-    const r1 = Math.min(rows, r0 + 16);
-    for (let p = 0; p < n; p++) {
-      const c = permutation ? permutation[p]! : p;
-      const o = p * rows;
-      for (let r = r0; r < r1; r++) wt[o + r] = w[r * n + c]!;
-    }
-  }
+  const wt = transposedInOrder(w, rows, n, permutation);
   const codes = codec.levels > 256 ? new Uint16Array(rows * n) : new Uint8Array(rows * n);
   const table = new Float64Array(codec.levels);
   for (let c = 0; c < codec.levels; c++) table[c] = codec.decode(c);
@@ -685,6 +677,24 @@ export async function gptqQuantizeLayer(weight: Matrix, hessian: Float64Array, o
  * `codes[r, permutation[p]] = codesT[p, r]` (identity without a permutation): the column loop's transposed codes back
  * in the layer's row-major order, 16 rows at a time (the 16 source runs stay in cache).
  */
+/**
+ * `W` (`rows x n`, row-major) transposed in processing order: row `p` of the result is input column `permutation[p]`
+ * (or `p`), read 16 rows at a time. A small function of its own, so that the engine optimizes its loop (the layer's
+ * function is too large for that).
+ */
+function transposedInOrder(w: Float32Array, rows: number, n: number, permutation: Int32Array | undefined): Float32Array {
+  const wt = new Float32Array(n * rows);
+  for (let r0 = 0; r0 < rows; r0 += 16) {
+    const r1 = Math.min(rows, r0 + 16);
+    for (let p = 0; p < n; p++) {
+      const c = permutation ? permutation[p]! : p;
+      const o = p * rows;
+      for (let r = r0; r < r1; r++) wt[o + r] = w[r * n + c]!;
+    }
+  }
+  return wt;
+}
+
 function scatterTransposedCodes(codesT: Uint8Array | Uint16Array, codes: Uint8Array | Uint16Array, rows: number, n: number, permutation: Int32Array | undefined): void {
   for (let r0 = 0; r0 < rows; r0 += 16) {
     const r1 = Math.min(rows, r0 + 16);

@@ -107,10 +107,7 @@ export async function webgpuCholeskyInverseUpper(
     } else {
       // A = J (H + d I) J (the reversed flat array), float32.
       mean = meanDiagonal(n, hessian);
-      const reversed = new Float32Array(n * n);
-      for (let i = 0, j = n * n - 1; j >= 0; i++, j--) reversed[i] = hessian[j]!;
-      for (let i = 0; i < n; i++) reversed[i * n + i] = hessian[(n - 1 - i) * (n + 1)]! + dampening * mean;
-      a = keep(backend.upload(reversed, n, n));
+      a = keep(backend.upload(reversedDamped(hessian, n, dampening * mean), n, n));
     }
     const scale = mean * (1 + dampening);
     const l = keep(backend.zeros(n, n));
@@ -180,4 +177,15 @@ export async function webgpuCholeskyInverseUpper(
   } finally {
     for (const matrix of own) backend.release(matrix);
   }
+}
+
+/**
+ * `J (H + shift I) J` as float32 (the flat array reversed, the shift added to the diagonal in float64 first): a small
+ * function of its own, so that the engine optimizes its loop.
+ */
+function reversedDamped(hessian: Float64Array, n: number, shift: number): Float32Array {
+  const reversed = new Float32Array(n * n);
+  for (let i = 0, j = n * n - 1; j >= 0; i++, j--) reversed[i] = hessian[j]!;
+  for (let i = 0; i < n; i++) reversed[i * n + i] = hessian[(n - 1 - i) * (n + 1)]! + shift;
+  return reversed;
 }

@@ -54,7 +54,9 @@ export interface WebgpuDecoderBlockHessians {
  *
  * @param backend - A `webgpu` backend.
  * @param args - `x` and `out` (`tokens x hidden`, distinct), `weights`, `geometry`, `sequences`, `cos` and `sin`
- *   (rotary tables, `positions x headDim / 2`), `hessians` (none).
+ *   (rotary tables, `positions x headDim / 2`), `hessians` (none), `onInput` (none: called, in the order of the
+ *   block, with each distinct linear input as soon as its work is queued, `tokens x in` and resident until the work
+ *   queued by the callback is done; the callback may queue more GPU work on it but not keep it).
  * @throws `ShapeMismatchError` when a weight does not match the geometry.
  * @example
  * ```ts
@@ -73,6 +75,7 @@ export function webgpuDecoderBlock(
     cos: WebgpuMatrix;
     sin: WebgpuMatrix;
     hessians?: WebgpuDecoderBlockHessians;
+    onInput?: (group: keyof WebgpuDecoderBlockHessians, input: WebgpuMatrix) => void;
   },
 ): void {
   const { x, out, weights: w, geometry: g, sequences } = args;
@@ -106,13 +109,17 @@ export function webgpuDecoderBlock(
     if (hessian.rows !== input.columns || hessian.columns !== input.columns) throw new ShapeMismatchError('hessians', [input.columns, input.columns], [hessian.rows, hessian.columns]);
     backend.gemm({ a: input, b: input, c: hessian, transA: true, beta: 1, upper: true });
   };
+  const seen = (group: keyof WebgpuDecoderBlockHessians, input: WebgpuMatrix): void => {
+    accumulate(h[group], input);
+    args.onInput?.(group, input);
+  };
   const linear = (input: WebgpuMatrix, weight: WebgpuMatrix, target: WebgpuMatrix, beta = 0): void => {
     backend.gemm({ a: input, b: weight, c: target, transB: true, beta });
   };
   try {
     const normed = scratch(tokens, g.hidden);
     webgpuRmsNorm(backend, { x, gain: w.inputNorm, out: normed, eps: g.eps });
-    accumulate(h.qkv, normed);
+    seen('qkv', normed);
     const q = scratch(tokens, qWidth);
     const k = scratch(tokens, kvWidth);
     const v = scratch(tokens, kvWidth);
@@ -123,7 +130,7 @@ export function webgpuDecoderBlock(
     webgpuRope(backend, { data: k, cos: args.cos, sin: args.sin, heads: g.numKvHeads, headDim: g.headDim, sequences });
     const attended = scratch(tokens, qWidth);
     webgpuAttention(backend, { q, k, v, out: attended, sequences, numHeads: g.numHeads, numKvHeads: g.numKvHeads, headDim: g.headDim, scale: g.scale, softcap: g.softcap, slidingWindow: g.slidingWindow });
-    accumulate(h.o, attended);
+    seen('o', attended);
     // h = x + attended W_o^T, formed in `out` (a copy of x, then a GEMM with beta = 1).
     const copy = backend.device.createCommandEncoder();
     copy.copyBufferToBuffer(x.buffer, 0, out.buffer, 0, tokens * g.hidden * 4);
@@ -131,13 +138,13 @@ export function webgpuDecoderBlock(
     linear(attended, w.oProj, out, 1);
     const normed2 = scratch(tokens, g.hidden);
     webgpuRmsNorm(backend, { x: out, gain: w.postAttentionNorm, out: normed2, eps: g.eps });
-    accumulate(h.gateUp, normed2);
+    seen('gateUp', normed2);
     const gate = scratch(tokens, g.intermediate);
     const up = scratch(tokens, g.intermediate);
     linear(normed2, w.gateProj, gate);
     linear(normed2, w.upProj, up);
     webgpuGatedActivation(backend, { gate, up, activation: g.activation ?? 'silu' });
-    accumulate(h.down, gate);
+    seen('down', gate);
     linear(gate, w.downProj, out, 1);
   } finally {
     // Destroying a buffer that queued work still uses is allowed: WebGPU frees it once that work is done.

@@ -1,0 +1,38 @@
+import { afterAll, describe, expect, it } from 'vitest';
+import { InvalidArgumentError } from '@bitsmith/core';
+import { createWebgpuBackend, type WebgpuBackend, type WebgpuMatrix } from './webgpu-backend.js';
+import { webgpuMirrorUpper } from './webgpu-symmetric.js';
+
+// The upper triangle mirrored onto the lower one on the GPU, against the same copy on the host; argument checks run
+// everywhere. The GPU part needs a WebGPU adapter; skipped elsewhere.
+let gpu: WebgpuBackend | undefined;
+let reason = '';
+try {
+  gpu = await createWebgpuBackend({ minGpuWork: 0, threads: 1 });
+} catch (error) {
+  reason = (error as Error).message;
+}
+if (!gpu) console.warn(`[bitsmith] skipping webgpu mirror kernel: ${reason}`);
+
+describe('webgpuMirrorUpper: arguments (no GPU needed)', () => {
+  it('refuses a matrix that is not square or not float32', () => {
+    const none = {} as WebgpuBackend;
+    expect(() => webgpuMirrorUpper(none, { rows: 3, columns: 4, dtype: 'float32' } as unknown as WebgpuMatrix)).toThrow(InvalidArgumentError);
+    expect(() => webgpuMirrorUpper(none, { rows: 4, columns: 4, dtype: 'float16' } as unknown as WebgpuMatrix)).toThrow(/float32/);
+  });
+});
+
+describe.skipIf(gpu === undefined)('webgpuMirrorUpper on the GPU', () => {
+  afterAll(() => gpu?.dispose());
+  it('copies m[b][a] to m[a][b] for a > b exactly and keeps the upper triangle and diagonal (n = 37, 3 tiles)', async () => {
+    const n = 37;
+    const data = Float32Array.from({ length: n * n }, (_, i) => (i % 11) - 5 + i / 1000);
+    const m = gpu!.upload(data, n, n);
+    webgpuMirrorUpper(gpu!, m);
+    const got = await gpu!.read(m);
+    const want = data.slice();
+    for (let a = 0; a < n; a++) for (let b = 0; b < a; b++) want[a * n + b] = data[b * n + a]!;
+    expect(got).toEqual(want);
+    gpu!.release(m);
+  });
+});

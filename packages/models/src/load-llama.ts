@@ -75,9 +75,9 @@ async function weightFiles(folder: ModelFolder): Promise<string[]> {
  */
 async function readSafetensorsWeights(
   source: ModelSource,
-  keepRaw: ((name: string, dtype: string, shape: readonly number[]) => boolean) | undefined,
+  keepRaw: ((name: string, dtype: string, shape: readonly number[]) => 'memory' | 'disk' | false) | undefined,
   onTensor: (name: string, tensor: Tensor<'float32'>) => void,
-  onRaw?: (name: string, raw: RawSafetensor) => void,
+  onRaw?: (name: string, raw: HeldTensorBytes) => void,
 ): Promise<void> {
   const folder = folderOf(source);
   for (const file of await weightFiles(folder)) {
@@ -86,10 +86,19 @@ async function readSafetensorsWeights(
     try {
       for (const name of opened.names) {
         const entry = opened.entry(name);
-        if (keepRaw?.(name, entry.dtype, entry.shape) && onRaw) {
+        const keep = onRaw ? keepRaw?.(name, entry.dtype, entry.shape) : false;
+        if (keep && onRaw) {
+          // Checked once here; a tensor kept on disk is then dropped and read again from the file when used.
           const raw = await opened.readRaw(name);
           assertFiniteHalf(raw, name, path);
-          onRaw(name, raw);
+          const reader = keep === 'disk' ? opened.detachedReader(name) : undefined;
+          const length = raw.bytes.byteLength;
+          onRaw(name, {
+            dtype: raw.dtype,
+            shape: raw.shape,
+            onDisk: reader !== undefined,
+            read: reader ? (start = 0, end = length) => reader(start, end) : (start = 0, end = length) => raw.bytes.subarray(start, end),
+          });
           continue;
         }
         const tensor = await opened.readTensor(name);
@@ -100,6 +109,16 @@ async function readSafetensorsWeights(
       await opened.close();
     }
   }
+}
+
+/** A 16-bit tensor kept in its stored bytes: in memory, or on disk (read from the file on each use). */
+interface HeldTensorBytes {
+  readonly dtype: RawSafetensor['dtype'];
+  readonly shape: readonly number[];
+  /** Whether `read` reads the file (nothing held in memory). */
+  readonly onDisk: boolean;
+  /** Bytes `[start, end)` of the tensor's stored bytes (default all of them); do not write into them. */
+  read(start?: number, end?: number): Uint8Array;
 }
 
 /** Checks bfloat16/float16 bytes for NaN and infinity (exponent bits all ones) without decoding them. */
@@ -127,22 +146,27 @@ export async function loadLlamaGraph(source: ModelSource, options: LoadLlamaOpti
   const folder = folderOf(source);
   const config = await loadLlamaConfig(folder);
   const weights = new Map<string, Tensor<'float32'>>();
-  const raws = new Map<string, RawSafetensor>();
-  // Block linear weights, the embedding and the head stored in 16 bits stay in their bytes until used (keepStoredDtype).
+  const raws = new Map<string, HeldTensorBytes>();
+  // Block linear weights, the embedding and the head stored in 16 bits stay in their bytes until used
+  // (keepStoredDtype); the block linears' bytes stay on disk where the folder reads files synchronously (Node), so the
+  // loaded model holds the embedding and head (looked up row by row) and no block weight.
   const keepRaw = options.keepStoredDtype
-    ? (name: string, dtype: string, shape: readonly number[]) =>
-        (dtype === 'BF16' || dtype === 'F16') && shape.length === 2 && (/^model\.layers\.\d+\..*_proj\.weight$/.test(name) || name === 'model.embed_tokens.weight' || name === 'lm_head.weight')
+    ? (name: string, dtype: string, shape: readonly number[]): 'memory' | 'disk' | false => {
+        if (!(dtype === 'BF16' || dtype === 'F16') || shape.length !== 2) return false;
+        if (/^model\.layers\.\d+\..*_proj\.weight$/.test(name)) return options.weightsOnDisk === false ? 'memory' : 'disk';
+        return name === 'model.embed_tokens.weight' || name === 'lm_head.weight' ? 'memory' : false;
+      }
     : undefined;
   await readSafetensorsWeights(folder, keepRaw, (name, tensor) => void weights.set(name, tensor), (name, raw) => void raws.set(name, raw));
   const requested = new Set<string>();
-  const { onWarning, keepStoredDtype: _keep, ...graphOptions } = options;
+  const { onWarning, keepStoredDtype: _keep, weightsOnDisk: _disk, ...graphOptions } = options;
   const graph = await createLlamaGraph(
     config,
     (name) => {
       requested.add(name);
       const raw = raws.get(name);
       // A raw weight asked for eagerly (fused or expert projections): decoded once here.
-      return raw ? { dtype: 'float32', shape: [...raw.shape], data: decodeToFloat32(raw.bytes, raw.dtype) } : weights.get(name);
+      return raw ? { dtype: 'float32', shape: [...raw.shape], data: decodeToFloat32(raw.read(), raw.dtype) } : weights.get(name);
     },
     {
       ...graphOptions,
@@ -154,8 +178,8 @@ export async function loadLlamaGraph(source: ModelSource, options: LoadLlamaOpti
         const size = raw.dtype === 'BF16' || raw.dtype === 'F16' ? 2 : 4;
         return {
           shape: raw.shape,
-          source: () => decodeToFloat32(raw.bytes, raw.dtype),
-          rows: (start: number, end: number, out: Float32Array) => void decodeToFloat32(raw.bytes.subarray(start * columns * size, end * columns * size), raw.dtype, out),
+          source: () => decodeToFloat32(raw.read(), raw.dtype),
+          rows: (start: number, end: number, out: Float32Array) => void decodeToFloat32(raw.read(start * columns * size, end * columns * size), raw.dtype, out),
         };
       },
     },
@@ -189,6 +213,15 @@ export interface LoadLlamaOptions extends Omit<LlamaGraphOptions, 'lazyWeights'>
    * `llamaQuantizableModel`'s `releaseBlock` drops them again once a block is finished. Default false.
    */
   keepStoredDtype?: boolean;
+  /**
+   * With `keepStoredDtype`: leave the blocks' 16-bit linear weights in the checkpoint's files and read each from its
+   * file whenever it is decoded (at most once per block while the block is worked on; again only for untouched layers
+   * of finished blocks that are read later), so memory holds no block weight outside the block in hand: what lets a
+   * model larger than memory be quantized. Only where the folder can read files synchronously (a directory in Node);
+   * elsewhere the bytes are held in memory as before. The files must not change while the model is in use (a changed
+   * file is refused with a `ModelFileError` on the next read). Default true.
+   */
+  weightsOnDisk?: boolean;
   /** Receives load warnings, such as checkpoint tensors the graph does not use. `loadLlamaModel` also returns them. */
   onWarning?: (warning: ModelLoadWarning) => void;
 }

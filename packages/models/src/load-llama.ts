@@ -4,7 +4,7 @@ import { decodeJsonFile } from './text-file.js';
 import { parseLlamaConfig, type LlamaConfig } from './llama-config.js';
 import { createLlamaGraph, type LlamaGraph, type LlamaGraphOptions } from './llama-graph.js';
 import { ModelFileError } from './model-file-error.js';
-import type { RawSafetensor } from './safetensors-reader.js';
+import type { RawSafetensor, SafetensorsFile, TensorByteReader } from './safetensors-reader.js';
 import { decodeToFloat32 } from './safetensors-dtype.js';
 import { loadTokenizer, type TextTokenizer } from './tokenizer.js';
 
@@ -88,16 +88,20 @@ async function readSafetensorsWeights(
         const entry = opened.entry(name);
         const keep = onRaw ? keepRaw?.(name, entry.dtype, entry.shape) : false;
         if (keep && onRaw) {
-          // Checked once here; a tensor kept on disk is then dropped and read again from the file when used.
+          const reader = keep === 'disk' ? opened.detachedReader(name) : undefined;
+          if (reader) {
+            // Checked once here, a chunk at a time; then read again from the file, a chunk at a time, when decoded.
+            await assertFiniteOnDisk(opened, name, reader, entry.dataOffsets[1] - entry.dataOffsets[0], path);
+            onRaw(name, diskTensor(entry.dtype, entry.shape, reader));
+            continue;
+          }
           const raw = await opened.readRaw(name);
           assertFiniteHalf(raw, name, path);
-          const reader = keep === 'disk' ? opened.detachedReader(name) : undefined;
-          const length = raw.bytes.byteLength;
           onRaw(name, {
             dtype: raw.dtype,
             shape: raw.shape,
-            onDisk: reader !== undefined,
-            read: reader ? (start = 0, end = length) => reader(start, end) : (start = 0, end = length) => raw.bytes.subarray(start, end),
+            onDisk: false,
+            decode: (start, end, out) => decodeToFloat32(raw.bytes.subarray(start * 2, end * 2), raw.dtype, out),
           });
           continue;
         }
@@ -117,8 +121,51 @@ interface HeldTensorBytes {
   readonly shape: readonly number[];
   /** Whether `read` reads the file (nothing held in memory). */
   readonly onDisk: boolean;
-  /** Bytes `[start, end)` of the tensor's stored bytes (default all of them); do not write into them. */
-  read(start?: number, end?: number): Uint8Array;
+  /** Elements `[start, end)` as float32, into `out` when given. */
+  decode(start: number, end: number, out?: Float32Array): Float32Array;
+}
+
+/** Bytes read from a file at a time when a tensor kept on disk is checked or decoded (reused: no garbage per read). */
+const DISK_CHUNK_BYTES = 1 << 23;
+let diskChunk: Uint8Array | undefined;
+const chunkBuffer = () => (diskChunk ??= new Uint8Array(DISK_CHUNK_BYTES));
+
+/** A 16-bit tensor left in its file: every read goes to the file, decoding a chunk at a time through one scratch buffer. */
+function diskTensor(dtype: RawSafetensor['dtype'], shape: readonly number[], reader: TensorByteReader): HeldTensorBytes {
+  const size = 2;
+  return {
+    dtype,
+    shape,
+    onDisk: true,
+    decode(start, end, out) {
+      const result = out ? out.subarray(0, end - start) : new Float32Array(end - start);
+      const scratch = chunkBuffer();
+      const step = DISK_CHUNK_BYTES / size;
+      for (let at = start; at < end; at += step) {
+        const stop = Math.min(end, at + step);
+        decodeToFloat32(reader(at * size, stop * size, scratch), dtype, result.subarray(at - start, stop - start));
+      }
+      return result;
+    },
+  };
+}
+
+/** {@link assertFiniteHalf} over a tensor left on disk, a chunk at a time (the whole tensor read only to name a bad element). */
+async function assertFiniteOnDisk(file: SafetensorsFile, name: string, reader: TensorByteReader, length: number, path: string): Promise<void> {
+  const scratch = chunkBuffer();
+  const dtype = file.entry(name).dtype;
+  for (let at = 0; at < length; at += DISK_CHUNK_BYTES) {
+    const chunk = reader(at, Math.min(length, at + DISK_CHUNK_BYTES), scratch);
+    if (!isFiniteHalf(chunk, dtype)) assertFiniteHalf(await file.readRaw(name), name, path);
+  }
+}
+
+/** Whether bfloat16/float16 bytes hold no NaN or infinity (exponent bits all ones). */
+function isFiniteHalf(bytes: Uint8Array, dtype: string): boolean {
+  const mask = dtype === 'BF16' ? 0x7f80 : 0x7c00;
+  const bits = new Uint16Array(bytes.buffer, bytes.byteOffset, bytes.byteLength >> 1);
+  for (let i = 0; i < bits.length; i++) if ((bits[i]! & mask) === mask) return false;
+  return true;
 }
 
 /** Checks bfloat16/float16 bytes for NaN and infinity (exponent bits all ones) without decoding them. */
@@ -166,7 +213,7 @@ export async function loadLlamaGraph(source: ModelSource, options: LoadLlamaOpti
       requested.add(name);
       const raw = raws.get(name);
       // A raw weight asked for eagerly (fused or expert projections): decoded once here.
-      return raw ? { dtype: 'float32', shape: [...raw.shape], data: decodeToFloat32(raw.read(), raw.dtype) } : weights.get(name);
+      return raw ? { dtype: 'float32', shape: [...raw.shape], data: raw.decode(0, raw.shape.reduce((a, b) => a * b, 1)) } : weights.get(name);
     },
     {
       ...graphOptions,
@@ -175,11 +222,10 @@ export async function loadLlamaGraph(source: ModelSource, options: LoadLlamaOpti
         if (!raw) return undefined;
         requested.add(name);
         const columns = raw.shape[1]!;
-        const size = raw.dtype === 'BF16' || raw.dtype === 'F16' ? 2 : 4;
         return {
           shape: raw.shape,
-          source: () => decodeToFloat32(raw.read(), raw.dtype),
-          rows: (start: number, end: number, out: Float32Array) => void decodeToFloat32(raw.read(start * columns * size, end * columns * size), raw.dtype, out),
+          source: () => raw.decode(0, raw.shape[0]! * columns),
+          rows: (start: number, end: number, out: Float32Array) => void raw.decode(start * columns, end * columns, out),
         };
       },
     },

@@ -21,7 +21,7 @@ async function readFully(handle: FileHandle, position: number, length: number, p
  * Reads `length` bytes at `position` of the file at `path`, opened for this read only; refuses a file whose size or
  * modification time differ from those it had when it was opened first (its tensors' offsets would be stale).
  */
-function readDetached(path: string, size: number, mtimeMs: number, position: number, length: number): Uint8Array {
+function readDetached(path: string, size: number, mtimeMs: number, position: number, length: number, into?: Uint8Array): Uint8Array {
   let fd: number;
   try {
     fd = openSync(path, 'r');
@@ -33,7 +33,7 @@ function readDetached(path: string, size: number, mtimeMs: number, position: num
     if (now.size !== size || now.mtimeMs !== mtimeMs) {
       throw new ModelFileError(path, 'changed on disk since the model was loaded; its weights are read from it while the model is in use (load it again, or write outputs elsewhere)');
     }
-    const out = new Uint8Array(length);
+    const out = into ? into.subarray(0, length) : new Uint8Array(length);
     let done = 0;
     while (done < length) {
       const read = readSync(fd, out, done, length - done, position + done);
@@ -80,7 +80,7 @@ export async function openSafetensors(path: string): Promise<SafetensorsFile> {
         if (closed) throw new ModelFileError(path, 'the file was closed');
         return readFully(handle, position, length, path);
       },
-      readDetached: (position, length) => readDetached(path, size, mtimeMs, position, length),
+      readDetached: (position, length, out) => readDetached(path, size, mtimeMs, position, length, out),
       close: async () => {
         if (!closed) {
           closed = true;

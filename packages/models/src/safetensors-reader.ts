@@ -26,11 +26,15 @@ export interface ByteSource {
    * weights read from the file each time they are used instead of being held in memory. Absent for `Blob`s and
    * in-memory buffers.
    */
-  readonly readDetached?: (position: number, length: number) => Uint8Array;
+  readonly readDetached?: (position: number, length: number, out?: Uint8Array) => Uint8Array;
 }
 
-/** Reads bytes `[start, end)` of one tensor's stored bytes (relative to the tensor), synchronously; see {@link SafetensorsFile.detachedReader}. */
-export type TensorByteReader = (start: number, end: number) => Uint8Array;
+/**
+ * Reads bytes `[start, end)` of one tensor's stored bytes (relative to the tensor), synchronously, into `out` when
+ * given (its first `end - start` bytes; the view is returned) or into a new array; see
+ * {@link SafetensorsFile.detachedReader}.
+ */
+export type TensorByteReader = (start: number, end: number, out?: Uint8Array) => Uint8Array;
 
 /**
  * A safetensors file opened for reading: the header is parsed and validated on open; each tensor is read on
@@ -111,11 +115,12 @@ export class SafetensorsFile {
     const base = this.header.dataStart + begin;
     const length = end - begin;
     const path = this.path;
-    return (start, stop) => {
+    return (start, stop, out) => {
       if (!(Number.isInteger(start) && Number.isInteger(stop) && start >= 0 && start <= stop && stop <= length)) {
         throw new ModelFileError(path, `bytes [${start}, ${stop}) are outside tensor "${name}" (${length} bytes)`);
       }
-      return readDetached(base + start, stop - start);
+      if (out && out.byteLength < stop - start) throw new ModelFileError(path, `a buffer of ${out.byteLength} bytes cannot hold bytes [${start}, ${stop}) of tensor "${name}"`);
+      return readDetached(base + start, stop - start, out);
     };
   }
 

@@ -29,6 +29,7 @@ export class StatisticsCollector {
   private lastInput: Float32Array | undefined;
   private lastHessianOwner: string | undefined;
   private readonly sharedHessian = new Map<string, string>();
+  private readonly released = new Set<string>();
 
   constructor(
     requests: readonly StatisticRequest[],
@@ -126,10 +127,31 @@ export class StatisticsCollector {
     for (let i = 0; i < product.length; i++) d[i]! += product[i]!;
   }
 
-  /** The statistics of one layer; throws when the layer was never observed. */
+  /**
+   * Frees a layer's statistics (a step is done with them): its own, and a Hessian (cross term) it shares once every
+   * layer sharing it was released. Reading them afterwards throws. Unobserved layers are ignored.
+   */
+  release(name: string): void {
+    const acc = this.accumulators.get(name);
+    if (!acc) return;
+    this.released.add(name);
+    delete acc.inputs;
+    delete acc.absMax;
+    delete acc.absSum;
+    const owner = this.sharedHessian.get(name) ?? name;
+    const users = [owner, ...[...this.sharedHessian].filter(([, o]) => o === owner).map(([n]) => n)];
+    if (users.every((u) => this.released.has(u) || !this.layerNames.has(u))) {
+      const source = this.accumulators.get(owner)!;
+      delete source.hessian;
+      delete source.cross;
+    }
+  }
+
+  /** The statistics of one layer; throws when the layer was never observed or its statistics were released. */
   statistics(name: string): LayerStatistics {
     const acc = this.accumulators.get(name);
     if (!acc) throw new InvalidArgumentError('layer', `no calibration inputs were observed for '${name}'`);
+    if (this.released.has(name)) throw new InvalidArgumentError('layer', `the statistics of '${name}' were released by the step (releaseStatistics) and cannot be read again`);
     const owner = this.sharedHessian.get(name);
     const hessianSource = owner ? this.accumulators.get(owner)! : acc;
     const result: { -readonly [K in keyof LayerStatistics]: LayerStatistics[K] } = { tokens: acc.tokens };
@@ -172,12 +194,18 @@ export class StatisticsCollector {
  * Statistics from Hessians a model computed itself (`QuantizableModel.blockHessians`): each named layer's Hessian
  * (already the mean `X^T X / tokens`) and the block's token count; other layers throw as an unobserved one would.
  */
-export function givenStatistics(given: BlockHessians): Pick<StatisticsCollector, 'statistics'> {
+export function givenStatistics(given: BlockHessians): Pick<StatisticsCollector, 'statistics' | 'release'> {
+  const hessians = new Map(given.hessians);
+  const released = new Set<string>();
   return {
     statistics(name: string): LayerStatistics {
-      const hessian = given.hessians.get(name);
+      if (released.has(name)) throw new InvalidArgumentError('layer', `the statistics of '${name}' were released by the step (releaseStatistics) and cannot be read again`);
+      const hessian = hessians.get(name);
       if (!hessian) throw new InvalidArgumentError('layer', `no calibration inputs were observed for '${name}'`);
       return { tokens: given.tokens, hessian };
+    },
+    release(name: string): void {
+      if (hessians.delete(name)) released.add(name);
     },
   };
 }

@@ -1,7 +1,7 @@
 import { defineConfig } from 'tsup';
 
 export default defineConfig({
-  entry: ['src/index.ts', 'src/bitsmith.ts'],
+  entry: ['src/index.ts', 'src/bitsmith.ts', 'src/malloc-tunables.ts'],
   format: ['esm'],
   dts: { entry: 'src/index.ts' },
   sourcemap: true,

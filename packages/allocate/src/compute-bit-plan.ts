@@ -1,4 +1,4 @@
-import { InvalidArgumentError, type Matrix, type QuantizableModel } from '@bitsmith/core';
+import { calibrationBlocks, InvalidArgumentError, type QuantizableModel, type StatisticRequest } from '@bitsmith/core';
 import { defaultBackend, type Backend } from '@bitsmith/linalg';
 import type { AllocationLayer } from './allocation-problem.js';
 import { allocateBits, allocationProblem, toBitPlan, type AllocationBudget, type AllocatorName, type BitPlan } from './bit-plan.js';
@@ -53,40 +53,17 @@ export async function computeBitPlan(model: QuantizableModel, calibration: reado
       problemLayers.push({ name, weights: weight.data.length, options: candidates.map((c, i) => ({ bits: quantizeCandidate(weight, c).bits, error: kl.get(name)![i]! })) });
     }
   } else {
+    // The float model's statistics, block by block through core's calibration driver (one batched pass per block,
+    // its output propagated as the next block's input): Hessians for `hessian-trace`, sampled inputs otherwise.
     const maxTokens = options.maxTokens ?? 2048;
-    let hidden = await model.embed(calibration);
-    for (const block of model.blocks) {
-      const hessians = new Map<string, { h: Float64Array; tokens: number }>();
-      const samples = new Map<string, { data: Float32Array; rows: number; columns: number }>();
-      const next = await model.runBlock(block.index, hidden, async (name: string, input: Matrix) => {
-        if (!select(name)) return;
-        const [rows, columns] = input.shape;
-        if (sensitivity === 'hessian-trace') {
-          let acc = hessians.get(name);
-          if (!acc) hessians.set(name, (acc = { h: new Float64Array(columns * columns), tokens: 0 }));
-          await backend.gram({ rows, columns, x: input.data, h: acc.h });
-          acc.tokens += rows;
-        } else {
-          let s = samples.get(name);
-          if (!s) samples.set(name, (s = { data: new Float32Array(maxTokens * columns), rows: 0, columns }));
-          const take = Math.min(rows, maxTokens - s.rows);
-          if (take > 0) s.data.set(input.data.subarray(0, take * columns), s.rows * columns);
-          s.rows += Math.max(take, 0);
-        }
-      });
-      for (const view of block.linears) {
-        if (!select(view.name)) continue;
-        const acc = hessians.get(view.name);
-        if (acc) for (let i = 0; i < acc.h.length; i++) acc.h[i] = acc.h[i]! / Math.max(1, acc.tokens);
-        const s = samples.get(view.name);
-        const stats = {
-          ...(acc ? { hessian: acc.h } : {}),
-          ...(s ? { inputs: { dtype: 'float32' as const, shape: [s.rows, s.columns] as const, data: s.data.subarray(0, s.rows * s.columns) } } : {}),
-        };
-        const opts = await layerSensitivities(view.weight, stats, candidates, sensitivity, { backend });
+    const requests: StatisticRequest[] = sensitivity === 'hessian-trace' ? [{ kind: 'hessian' }] : [{ kind: 'inputs', maxTokens }];
+    for await (const step of calibrationBlocks(model, calibration, { kernels: backend, propagate: 'captured' })) {
+      const selected = step.block.linears.filter((view) => select(view.name));
+      const collector = await step.collect(requests, new Set(selected.map((view) => view.name)));
+      for (const view of selected) {
+        const opts = await layerSensitivities(view.weight, collector.statistics(view.name), candidates, sensitivity, { backend });
         problemLayers.push({ name: view.name, weights: view.weight.data.length, options: opts });
       }
-      hidden = next;
     }
   }
   const problem = allocationProblem(problemLayers, candidates, options.budget);

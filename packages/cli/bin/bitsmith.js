@@ -12,4 +12,10 @@ if (!existsSync(fileURLToPath(entry))) {
   );
   process.exit(1);
 }
-await import(entry.href);
+// On glibc, the command runs again in a child process with allocator settings that spare it most page faults
+// (src/malloc-tunables.ts says why; BITSMITH_MALLOC_TUNABLES=0 turns this off).
+const { relaunchWithMallocTunables, watchParent } = await import(new URL('../dist/malloc-tunables.js', import.meta.url).href);
+if (!(await relaunchWithMallocTunables())) {
+  await watchParent();
+  await import(entry.href);
+}

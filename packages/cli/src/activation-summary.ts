@@ -1,4 +1,4 @@
-import type { LinearInputCallback, Matrix, QuantizableModel, RunBlockOptions } from '@bitsmith/core';
+import { StatisticsCollector, type LinearInputCallback, type Matrix, type QuantizableModel, type RunBlockOptions } from '@bitsmith/core';
 
 /** Per-channel activation statistics of one linear's calibration input (for the report's outlier view). */
 export interface ActivationSummary {
@@ -23,72 +23,57 @@ function round4(x: number): number {
 
 /**
  * Wraps a model so that the first pass through each block (its calibration pass) summarises every linear's input:
- * per-channel max|x| and mean|x| over all the batches the model delivers, the activation-outlier view of the report,
- * at no extra forward pass.
+ * per-channel max|x| and mean|x| over all the batches the model delivers (core's `StatisticsCollector`, beside the
+ * runner's own observer), the activation-outlier view of the report, at no extra forward pass.
+ *
+ * @example
+ * ```ts
+ * const activations = new Map<string, ActivationSummary>();
+ * await runRecipe(withActivationCapture(model, 'calibration input', activations), recipe, sequences);
+ * ```
  */
 export function withActivationCapture(model: QuantizableModel, stage: string, into: Map<string, ActivationSummary>): QuantizableModel {
   const passed = new Set<number>();
   const runBlock = async (index: number, hidden: unknown, observe?: LinearInputCallback, options?: RunBlockOptions) => {
     if (!observe || passed.has(index)) return model.runBlock(index, hidden, observe, options);
     passed.add(index);
-    const sums = new Map<string, ChannelSums>();
+    // Every linear of the block (auxiliary ones included) not summarised yet; no Hessian, so no kernels.
+    const block = model.blocks[index]!;
+    const names = new Set([...block.linears, ...(block.auxiliaryLinears ?? [])].map((l) => l.name).filter((name) => !into.has(name)));
+    const collector = new StatisticsCollector([{ kind: 'input-absmax' }, { kind: 'input-absmean' }], names, undefined);
     const output = await model.runBlock(index, hidden, async (name: string, input: Matrix) => {
-      if (!into.has(name)) {
-        let s = sums.get(name);
-        if (!s) sums.set(name, (s = channelSums(input.shape[1])));
-        accumulate(s, input);
-      }
+      await collector.observe(name, input);
       await observe(name, input);
     }, options);
-    for (const [name, s] of sums) into.set(name, summary(name, stage, s));
+    for (const name of collector.observedLayers()) {
+      const s = collector.statistics(name);
+      into.set(name, summary(name, stage, s.tokens, s.inputAbsMax!, s.inputAbsMean!));
+    }
     return output;
   };
   return Object.create(model, { runBlock: { value: runBlock } }) as QuantizableModel;
 }
 
-interface ChannelSums {
-  rows: number;
-  absMax: Float32Array;
-  absSum: Float64Array;
-}
-
-const channelSums = (columns: number): ChannelSums => ({ rows: 0, absMax: new Float32Array(columns), absSum: new Float64Array(columns) });
-
-function accumulate(s: ChannelSums, input: Matrix): void {
-  const [rows, columns] = input.shape;
-  const x = input.data as Float32Array;
-  const { absMax, absSum } = s;
-  for (let r = 0; r < rows; r++) {
-    const o = r * columns;
-    for (let c = 0; c < columns; c++) {
-      const a = Math.abs(x[o + c]!);
-      if (a > absMax[c]!) absMax[c] = a;
-      absSum[c] += a;
-    }
-  }
-  s.rows += rows;
-}
-
-function summary(layer: string, stage: string, s: ChannelSums): ActivationSummary {
-  const columns = s.absMax.length;
+function summary(layer: string, stage: string, tokens: number, absMax: Float32Array, absMean: ArrayLike<number>): ActivationSummary {
+  const columns = absMax.length;
   let maxAbs = 0;
   let sumMax = 0;
   let sumMean = 0;
   for (let c = 0; c < columns; c++) {
-    maxAbs = Math.max(maxAbs, s.absMax[c]!);
-    sumMax += s.absMax[c]!;
-    sumMean += s.absSum[c]! / Math.max(1, s.rows);
+    maxAbs = Math.max(maxAbs, absMax[c]!);
+    sumMax += absMax[c]!;
+    sumMean += absMean[c]!;
   }
   const meanOfMax = sumMax / columns;
   return {
     layer,
     stage,
     channels: columns,
-    tokens: s.rows,
+    tokens,
     maxAbs: round4(maxAbs),
     meanAbs: round4(sumMean / columns),
     outlierRatio: round4(meanOfMax > 0 ? maxAbs / meanOfMax : 0),
-    channelAbsMax: Array.from(s.absMax, round4),
+    channelAbsMax: Array.from(absMax, round4),
   };
 }
 
@@ -102,7 +87,17 @@ function summary(layer: string, stage: string, s: ChannelSums): ActivationSummar
  * ```
  */
 export function summarise(layer: string, stage: string, input: Matrix): ActivationSummary {
-  const s = channelSums(input.shape[1]);
-  accumulate(s, input);
-  return summary(layer, stage, s);
+  const [rows, columns] = input.shape;
+  const x = input.data as Float32Array;
+  const absMax = new Float32Array(columns);
+  const absSum = new Float64Array(columns);
+  for (let r = 0; r < rows; r++) {
+    const o = r * columns;
+    for (let c = 0; c < columns; c++) {
+      const a = Math.abs(x[o + c]!);
+      if (a > absMax[c]!) absMax[c] = a;
+      absSum[c] += a;
+    }
+  }
+  return summary(layer, stage, rows, absMax, Array.from(absSum, (v) => v / Math.max(1, rows)));
 }

@@ -31,3 +31,4 @@ export { sotuSentenceSplits, splitSentences } from './sotu-sentences.js';
 export type { StagedOutput, StageOutputOptions } from './output-folder.js';
 export { OutputFolderError, stageOutputFolder, writeOutputFolder } from './output-folder.js';
 export { backendChoice, llamaParameterCount, WEBGPU_MIN_HIDDEN_SIZE, WEBGPU_MIN_PARAMETERS, type BackendChoice } from './backend-choice.js';
+export { MALLOC_TUNABLES, MALLOC_TUNABLES_OPT_OUT, mallocTunablesEnvironment, glibcVersion, relaunchWithMallocTunables, watchParent } from './malloc-tunables.js';

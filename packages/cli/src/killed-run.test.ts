@@ -31,6 +31,9 @@ describe.skipIf(SKIP)('a quantize run killed with SIGKILL', () => {
     writeFileSync(recipe, 'steps:\n  - gptq: { bits: 4, groupSize: 32 }\n');
     const child = spawn(process.execPath, [BIN, 'quantize', '--model', MODEL, '--recipe', recipe, '--calibration', join(SHARED, 'data', 'calib.txt'), '--out', out, '--overwrite', '--samples', '16', '--seq-len', '64'], {
       stdio: ['ignore', 'pipe', 'pipe'],
+      // Its own process group: the launcher runs the command in a child process (malloc-tunables.ts), and the kill
+      // below takes both at once, as the system's kill of a run's process group does.
+      detached: true,
     });
     let stderr = '';
     child.stderr.on('data', (d: Buffer) => void (stderr += d.toString()));
@@ -40,7 +43,7 @@ describe.skipIf(SKIP)('a quantize run killed with SIGKILL', () => {
     const midRun = () => staged() && stderr.includes('block 1/2 done');
     for (let i = 0; i < 12000 && !midRun() && child.exitCode === null; i++) await new Promise((r) => setTimeout(r, 20));
     expect(midRun(), `not killed mid-run (exit ${child.exitCode}); stderr: ${stderr}`).toBe(true);
-    child.kill('SIGKILL');
+    process.kill(-child.pid!, 'SIGKILL');
     const { signal } = await exited;
     expect(signal).toBe('SIGKILL');
     expect(readdirSync(out).sort()).toEqual(['config.json', 'model.safetensors']);

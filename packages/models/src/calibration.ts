@@ -1,4 +1,5 @@
-import type { LinearInputObserver } from './linear-layer.js';
+import { calibrationBlocks as calibrationBlocks_, type CalibratableModel, type LinearInputCallback } from '@bitsmith/core';
+import type { LinearInputEvent, LinearInputObserver } from './linear-layer.js';
 import type { HiddenStates, LlamaBlock, LlamaGraph } from './llama-graph.js';
 import { sequenceBatches, sliceHiddenStates } from './hidden-states.js';
 
@@ -31,7 +32,9 @@ export interface CalibrationBlock {
 /**
  * Walks a graph block by block for calibration, holding only one block's hidden states: embeds all sequences, then
  * for each block yields a {@link CalibrationBlock}; when the consumer asks for the next one, the block's outputs
- * are computed (see `propagate`) and become the next block's inputs.
+ * are computed (see `propagate`) and become the next block's inputs. The walk is core's calibration driver
+ * (`calibrationBlocks` in `@bitsmith/core`) over the graph, fed in batches of `batchSize` sequences; observers get
+ * the graph's own events.
  *
  * @param sequences Calibration token sequences (BOS included if the model expects it).
  * @param options `batchSize` (8), `propagate` (`'updated'`), `signal`.
@@ -50,11 +53,17 @@ export async function* calibrationBlocks(
   options: CalibrationOptions = {},
 ): AsyncGenerator<CalibrationBlock, HiddenStates, void> {
   const batches = sequenceBatches(sequences.length, options.batchSize ?? 8);
-  const propagate = options.propagate ?? 'updated';
   const signal = options.signal;
-  let hidden = graph.embed(sequences);
-
-  const runAll = async (index: number, input: HiddenStates, observer?: LinearInputObserver): Promise<HiddenStates> => {
+  // The graph event of the observer call in progress: core's driver hands observers (name, input); the graph's own
+  // observers get the whole event (the layer, the block index) it belongs to.
+  let event: LinearInputEvent | undefined;
+  const runAll = async (index: number, input: HiddenStates, observe?: LinearInputCallback): Promise<HiddenStates> => {
+    const observer = observe
+      ? (e: LinearInputEvent) => {
+          event = e;
+          return observe(e.name, e.input);
+        }
+      : undefined;
     const out = new Float32Array(input.states.data.length);
     let offset = 0;
     for (const [start, end] of batches) {
@@ -65,21 +74,25 @@ export async function* calibrationBlocks(
     }
     return { states: { dtype: 'float32', shape: input.states.shape, data: out }, lengths: input.lengths };
   };
-
-  for (const block of graph.blocks) {
-    const input = hidden;
-    let captured: HiddenStates | undefined;
+  // The graph as core's calibration driver sees it: blocks, embed, and a runBlock that feeds sequences in batches.
+  const model: CalibratableModel<LlamaBlock> = {
+    blocks: graph.blocks,
+    embed: async (s) => graph.embed(s),
+    runBlock: (index, hidden, observe) => runAll(index, hidden as HiddenStates, observe),
+  };
+  // The signal is checked per batch above (as before), not by the driver.
+  const driver = calibrationBlocks_(model, sequences, { propagate: options.propagate ?? 'updated' });
+  for (;;) {
+    const next = await driver.next();
+    if (next.done) return next.value as HiddenStates;
+    const step = next.value;
     yield {
-      index: block.index,
-      block,
-      input,
-      capture: async (observer) => {
-        captured = await runAll(block.index, input, observer);
-      },
+      index: step.block.index,
+      block: step.block,
+      input: step.input as HiddenStates,
+      capture: (observer) => step.observe(() => observer(event!)),
     };
-    hidden = propagate === 'captured' && captured ? captured : await runAll(block.index, input);
   }
-  return hidden;
 }
 
 /**

@@ -2,7 +2,8 @@
 export type { LayerSelector } from './selector.js';
 export { matchesAny, isSelected, checkSelectors } from './selector.js';
 export type { CacheActivationScheme, RecipeKvCacheScheme, RecipeStage, Recipe, RecipeProgressEvent, LayerReport, StepReport, RecipeReport } from './recipe-types.js';
-export { StatisticsCollector } from './statistics-collector.js';
+/** @deprecated Moved to `@bitsmith/core` (with the calibration driver); re-exported here for existing imports. */
+export { StatisticsCollector } from '@bitsmith/core';
 export type { RunRecipeOptions } from './run-recipe.js';
 export { runRecipe, toRecipe } from './run-recipe.js';
 // The step contract moved to core (algorithm packages define their own steps); re-exported here for existing imports.

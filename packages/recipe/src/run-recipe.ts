@@ -33,13 +33,15 @@ import {
   type StepWarning,
   validateActivationScheme,
   heldMatrixAccess,
+  collectBlockStatistics,
+  givenStatistics,
+  type StatisticsCollector,
 } from '@bitsmith/core';
 import { defaultBackend, type Backend } from '@bitsmith/linalg';
 import type { LayerReport, Recipe, RecipeProgressEvent, RecipeReport, RecipeStage, StepReport } from './recipe-types.js';
 import { checkRecipeSelection, finiteInputs, scaleRangeWarning } from './recipe-checks.js';
 import { installInputActivationQuantizers, installKvCacheQuantizers, resolveKvCacheScheme } from './activation-calibration.js';
 import { checkSelectors, isSelected } from './selector.js';
-import { givenStatistics, StatisticsCollector } from './statistics-collector.js';
 import { BlockEta } from './block-eta.js';
 import { CheckpointMismatchError, fingerprintDifferences, sequencesDigest, type RunCheckpointOptions, type RunCheckpointStore } from './run-checkpoint.js';
 import { CheckpointFileError } from './checkpoint-encoding.js';
@@ -416,9 +418,13 @@ export async function runRecipe(
             // (transforms keep the float function, so the float output stays as it was).
             floatInputs = (await captureFloatInputs()).captured;
           }
-          const observed = new StatisticsCollector(requests, new Set(views.map((v) => v.name)), backend, floatInputs);
-          collector = observed;
-          await model.runBlock(block.index, blockInput, finiteInputs(block.index, observed.observe));
+          // One statistics pass through core's calibration driver: Hessians shared by the block's declared input groups.
+          collector = (
+            await collectBlockStatistics(model, block, blockInput, requests, new Set(views.map((v) => v.name)), backend, {
+              ...(floatInputs ? { floatInputs } : {}),
+              wrap: (observe) => finiteInputs(block.index, observe),
+            })
+          ).collector;
         }
         if (step.kind === 'quantize') for (const v of views) tracks.get(v.name)!.floatWeight ??= v.weight;
         if ((step.kind === 'quantize' || step.kind === 'compensate') && !blockGradients && isDifferentiableModel(model)) {

@@ -10,6 +10,8 @@
 // model.safetensors.index.json. Weights: Gaussian / sqrt(fan_in) from a seeded stream, norms 1, biases 0.01 x
 // Gaussian; tensors are generated and written in chunks of 4M values, so memory stays small whatever the size.
 // There is no tokenizer: benchmarks feed token ids.
+// --fast true: uniform values of the same variance from an inline xorshift32 stream instead of seeded Gaussians (about
+// 10x faster; for llama-3-8b, whose 8B Gaussians take about half an hour here). Speed and memory do not depend on it.
 import { open, mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -29,7 +31,23 @@ const SHAPES = {
   },
 };
 
-const { values } = parseArgs({ options: { shape: { type: 'string' }, out: { type: 'string' }, seed: { type: 'string', default: '0' }, 'shard-gb': { type: 'string', default: '2' } } });
+const { values } = parseArgs({ options: { shape: { type: 'string' }, out: { type: 'string' }, seed: { type: 'string', default: '0' }, 'shard-gb': { type: 'string', default: '2' }, fast: { type: 'string', default: 'false' } } });
+const fast = values.fast === 'true';
+// xorshift32 (Marsaglia 2003), seeded from --seed; uniform on [-sqrt(3), sqrt(3)) has variance 1.
+let xs = (Number(values.seed) * 2654435761 + 88675123) >>> 0 || 1;
+const SQRT3 = Math.sqrt(3);
+function fillUniform(chunk, scale) {
+  const a = (2 * SQRT3 * scale) / 4294967296;
+  const b = -SQRT3 * scale;
+  let x = xs;
+  for (let i = 0; i < chunk.length; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    chunk[i] = (x >>> 0) * a + b;
+  }
+  xs = x;
+}
 const shape = SHAPES[values.shape ?? ''];
 if (!shape || !values.out) {
   console.error(`usage: make-random-checkpoint.mjs --shape ${Object.keys(SHAPES).join('|')} --out <dir> [--seed 0] [--shard-gb 2]`);
@@ -103,6 +121,7 @@ for (const [s, list] of shards.entries()) {
         const count = Math.min(CHUNK, n - start);
         const chunk = buffer.subarray(0, count);
         if (t.norm) chunk.fill(1);
+        else if (fast) fillUniform(chunk, scale);
         else for (let i = 0; i < count; i++) chunk[i] = scale * random.normal();
         const bytes = encodeFromNumbers(chunk, 'BF16');
         await handle.write(bytes, 0, bytes.length, layout.headerBytes.length + entry.dataOffsets[0] + start * 2);

@@ -92,6 +92,15 @@ const forwardFlops = cfg.numHiddenLayers * (2 * blockWeights * tokens + 2 * 2 * 
 const hessianFlops = cfg.numHiddenLayers * 2 * tokens * (h * h + qDim * qDim + h * h + inter * inter);
 const boundSeconds = (1.3 * (forwardFlops + hessianFlops)) / gemmFlops;
 
+// Where the peak happens: the RSS sampled every 250 ms, with the last progress event (block, step, layer) beside it.
+let phase = 'loading';
+let sampledPeak = { rss: 0, phase };
+const sampler = setInterval(() => {
+  const rss = process.memoryUsage.rss();
+  if (rss > sampledPeak.rss) sampledPeak = { rss, phase };
+}, 250);
+sampler.unref();
+
 const controller = new AbortController();
 let lastEta;
 let blocksDone = 0;
@@ -101,7 +110,10 @@ try {
     backend,
     signal: controller.signal,
     onProgress: (e) => {
+      if (e.type === 'block-start') phase = `block ${e.block + 1}: calibration forward`;
+      else if (e.type === 'step') phase = `block ${e.block + 1}: ${e.step} ${e.done}/${e.total}${e.layer ? ` (${e.layer})` : ''}`;
       if (e.type !== 'block-done') return;
+      phase = `block ${e.block + 1}: done`;
       blocksDone = e.block + 1;
       lastEta = e.etaSeconds;
       console.log(`block ${e.block + 1}/${e.totalBlocks} in ${e.seconds.toFixed(1)} s; elapsed ${formatDuration(e.elapsedSeconds)}, ETA ${formatDuration(e.etaSeconds)}; RSS ${mib(process.memoryUsage.rss())} (peak ${mib(peak())})`);
@@ -126,6 +138,7 @@ console.log(
       [complete ? 'totalSeconds' : 'projectedTotalSeconds (from the ETA after the blocks run)']: Number(total.toFixed(1)),
       rssAfterLoad: mib(loadedRss),
       peakRss: mib(peak()),
+      sampledPeakRss: `${mib(sampledPeak.rss)} at ${sampledPeak.phase}`,
       gemmGflops: Number((gemmFlops / 1e9).toFixed(1)),
       boundSeconds: Number(boundSeconds.toFixed(1)),
       ratioToBound: Number((total / boundSeconds).toFixed(2)),

@@ -121,6 +121,13 @@ export interface StepContext {
   /** Progress within the step, for long work. */
   progress?(done: number, total: number, message?: string): void;
   /**
+   * Says the step is done with a layer's statistics, so the runner may free them before the step ends (a Hessian
+   * shared by several layers, q/k/v or gate/up, once all of them are released): what keeps a block's Hessians from
+   * all being held while its largest layer is solved. Reading a released layer's statistics afterwards throws. Absent
+   * outside the runner; steps call it as `context.releaseStatistics?.(layer)`.
+   */
+  releaseStatistics?(layer: string): void;
+  /**
    * The block being processed (for block-level transforms such as AWQ and SmoothQuant, which fold scales through
    * `inputGroups`). Absent for steps run on loose layers. Read-only: a step never writes into its views (the runner
    * refuses it with `ModelEditError`); it returns changes outside its `layers` as `StepResult.edits` (core's

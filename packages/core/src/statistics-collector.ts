@@ -122,6 +122,7 @@ export class StatisticsCollector {
   private readonly groupChunks = new Map<number, GroupChunk>();
   /** Member → the layer whose Hessian it shares. */
   private readonly sharedHessian = new Map<string, string>();
+  private readonly released = new Set<string>();
   private readonly floatInputs: ReadonlyMap<string, readonly Float32Array[]> | undefined;
   private crossScratch: { delta: Float32Array; product: Float32Array } | undefined;
 
@@ -261,12 +262,34 @@ export class StatisticsCollector {
   }
 
   /**
+   * Frees a layer's statistics (a step is done with them, `StepContext.releaseStatistics`): its own, and a Hessian
+   * (cross term) it shares once every layer sharing it was released. Reading them afterwards throws. Unobserved
+   * layers are ignored.
+   */
+  release(name: string): void {
+    const acc = this.accumulators.get(name);
+    if (!acc) return;
+    this.released.add(name);
+    delete acc.inputs;
+    delete acc.absMax;
+    delete acc.absSum;
+    const owner = this.sharedHessian.get(name) ?? name;
+    const users = [owner, ...[...this.sharedHessian].filter(([, o]) => o === owner).map(([n]) => n)];
+    if (users.every((u) => this.released.has(u) || !this.layerNames.has(u))) {
+      const source = this.accumulators.get(owner)!;
+      delete source.hessian;
+      delete source.cross;
+    }
+  }
+
+  /**
    * The statistics of one layer (the Hessian normalised to the mean on first read; shared Hessians are one array).
-   * @throws InvalidArgumentError when the layer was never observed.
+   * @throws InvalidArgumentError when the layer was never observed, or its statistics were released.
    */
   statistics(name: string): LayerStatistics {
     const acc = this.accumulators.get(name);
     if (!acc) throw new InvalidArgumentError('layer', `no calibration inputs were observed for '${name}'`);
+    if (this.released.has(name)) throw new InvalidArgumentError('layer', `the statistics of '${name}' were released by the step (releaseStatistics) and cannot be read again`);
     const owner = this.sharedHessian.get(name);
     const source = owner ? this.accumulators.get(owner)! : acc;
     const result: { -readonly [K in keyof LayerStatistics]: LayerStatistics[K] } = { tokens: acc.tokens };
@@ -314,12 +337,18 @@ export class StatisticsCollector {
  * if (given) givenStatistics(given).statistics(names[0]).hessian;
  * ```
  */
-export function givenStatistics(given: BlockHessians): Pick<StatisticsCollector, 'statistics'> {
+export function givenStatistics(given: BlockHessians): Pick<StatisticsCollector, 'statistics' | 'release'> {
+  const hessians = new Map(given.hessians);
+  const released = new Set<string>();
   return {
     statistics(name: string): LayerStatistics {
-      const hessian = given.hessians.get(name);
+      if (released.has(name)) throw new InvalidArgumentError('layer', `the statistics of '${name}' were released by the step (releaseStatistics) and cannot be read again`);
+      const hessian = hessians.get(name);
       if (!hessian) throw new InvalidArgumentError('layer', `no calibration inputs were observed for '${name}'`);
       return { tokens: given.tokens, hessian };
+    },
+    release(name: string): void {
+      if (hessians.delete(name)) released.add(name);
     },
   };
 }

@@ -22,7 +22,7 @@ export type { SafetensorsDType } from './safetensors-dtype.js';
 export { SAFETENSORS_DTYPE_BYTES, isSafetensorsDType, decodeToFloat32, encodeFromNumbers } from './safetensors-dtype.js';
 export type { SafetensorsEntry, SafetensorsHeader, SafetensorsLayout, SafetensorsLayoutInput } from './safetensors-header.js';
 export { MAX_SAFETENSORS_HEADER_BYTES, parseSafetensorsHeader, readSafetensorsHeaderLength, planSafetensorsLayout } from './safetensors-header.js';
-export type { RawSafetensor } from './safetensors-reader.js';
+export type { RawSafetensor, TensorByteReader } from './safetensors-reader.js';
 export { SafetensorsFile, readSafetensorsBytes, readSafetensorsBlob } from './safetensors-reader.js';
 export type { WritableTensor, WriteSafetensorsOptions } from './safetensors-writer.js';
 export { encodeSafetensors } from './safetensors-writer.js';

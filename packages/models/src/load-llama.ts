@@ -4,7 +4,7 @@ import { decodeJsonFile } from './text-file.js';
 import { parseLlamaConfig, type LlamaConfig } from './llama-config.js';
 import { createLlamaGraph, type LlamaGraph, type LlamaGraphOptions } from './llama-graph.js';
 import { ModelFileError } from './model-file-error.js';
-import type { RawSafetensor } from './safetensors-reader.js';
+import type { RawSafetensor, SafetensorsFile, TensorByteReader } from './safetensors-reader.js';
 import { decodeToFloat32 } from './safetensors-dtype.js';
 import { loadTokenizer, type TextTokenizer } from './tokenizer.js';
 
@@ -75,9 +75,9 @@ async function weightFiles(folder: ModelFolder): Promise<string[]> {
  */
 async function readSafetensorsWeights(
   source: ModelSource,
-  keepRaw: ((name: string, dtype: string, shape: readonly number[]) => boolean) | undefined,
+  keepRaw: ((name: string, dtype: string, shape: readonly number[]) => 'memory' | 'disk' | false) | undefined,
   onTensor: (name: string, tensor: Tensor<'float32'>) => void,
-  onRaw?: (name: string, raw: RawSafetensor) => void,
+  onRaw?: (name: string, raw: HeldTensorBytes) => void,
 ): Promise<void> {
   const folder = folderOf(source);
   for (const file of await weightFiles(folder)) {
@@ -86,10 +86,23 @@ async function readSafetensorsWeights(
     try {
       for (const name of opened.names) {
         const entry = opened.entry(name);
-        if (keepRaw?.(name, entry.dtype, entry.shape) && onRaw) {
+        const keep = onRaw ? keepRaw?.(name, entry.dtype, entry.shape) : false;
+        if (keep && onRaw) {
+          const reader = keep === 'disk' ? opened.detachedReader(name) : undefined;
+          if (reader) {
+            // Checked once here, a chunk at a time; then read again from the file, a chunk at a time, when decoded.
+            await assertFiniteOnDisk(opened, name, reader, entry.dataOffsets[1] - entry.dataOffsets[0], path);
+            onRaw(name, diskTensor(entry.dtype, entry.shape, reader));
+            continue;
+          }
           const raw = await opened.readRaw(name);
           assertFiniteHalf(raw, name, path);
-          onRaw(name, raw);
+          onRaw(name, {
+            dtype: raw.dtype,
+            shape: raw.shape,
+            onDisk: false,
+            decode: (start, end, out) => decodeToFloat32(raw.bytes.subarray(start * 2, end * 2), raw.dtype, out),
+          });
           continue;
         }
         const tensor = await opened.readTensor(name);
@@ -100,6 +113,59 @@ async function readSafetensorsWeights(
       await opened.close();
     }
   }
+}
+
+/** A 16-bit tensor kept in its stored bytes: in memory, or on disk (read from the file on each use). */
+interface HeldTensorBytes {
+  readonly dtype: RawSafetensor['dtype'];
+  readonly shape: readonly number[];
+  /** Whether `read` reads the file (nothing held in memory). */
+  readonly onDisk: boolean;
+  /** Elements `[start, end)` as float32, into `out` when given. */
+  decode(start: number, end: number, out?: Float32Array): Float32Array;
+}
+
+/** Bytes read from a file at a time when a tensor kept on disk is checked or decoded (reused: no garbage per read). */
+const DISK_CHUNK_BYTES = 1 << 23;
+let diskChunk: Uint8Array | undefined;
+const chunkBuffer = () => (diskChunk ??= new Uint8Array(DISK_CHUNK_BYTES));
+
+/** A 16-bit tensor left in its file: every read goes to the file, decoding a chunk at a time through one scratch buffer. */
+function diskTensor(dtype: RawSafetensor['dtype'], shape: readonly number[], reader: TensorByteReader): HeldTensorBytes {
+  const size = 2;
+  return {
+    dtype,
+    shape,
+    onDisk: true,
+    decode(start, end, out) {
+      const result = out ? out.subarray(0, end - start) : new Float32Array(end - start);
+      const scratch = chunkBuffer();
+      const step = DISK_CHUNK_BYTES / size;
+      for (let at = start; at < end; at += step) {
+        const stop = Math.min(end, at + step);
+        decodeToFloat32(reader(at * size, stop * size, scratch), dtype, result.subarray(at - start, stop - start));
+      }
+      return result;
+    },
+  };
+}
+
+/** {@link assertFiniteHalf} over a tensor left on disk, a chunk at a time (the whole tensor read only to name a bad element). */
+async function assertFiniteOnDisk(file: SafetensorsFile, name: string, reader: TensorByteReader, length: number, path: string): Promise<void> {
+  const scratch = chunkBuffer();
+  const dtype = file.entry(name).dtype;
+  for (let at = 0; at < length; at += DISK_CHUNK_BYTES) {
+    const chunk = reader(at, Math.min(length, at + DISK_CHUNK_BYTES), scratch);
+    if (!isFiniteHalf(chunk, dtype)) assertFiniteHalf(await file.readRaw(name), name, path);
+  }
+}
+
+/** Whether bfloat16/float16 bytes hold no NaN or infinity (exponent bits all ones). */
+function isFiniteHalf(bytes: Uint8Array, dtype: string): boolean {
+  const mask = dtype === 'BF16' ? 0x7f80 : 0x7c00;
+  const bits = new Uint16Array(bytes.buffer, bytes.byteOffset, bytes.byteLength >> 1);
+  for (let i = 0; i < bits.length; i++) if ((bits[i]! & mask) === mask) return false;
+  return true;
 }
 
 /** Checks bfloat16/float16 bytes for NaN and infinity (exponent bits all ones) without decoding them. */
@@ -127,22 +193,27 @@ export async function loadLlamaGraph(source: ModelSource, options: LoadLlamaOpti
   const folder = folderOf(source);
   const config = await loadLlamaConfig(folder);
   const weights = new Map<string, Tensor<'float32'>>();
-  const raws = new Map<string, RawSafetensor>();
-  // Block linear weights, the embedding and the head stored in 16 bits stay in their bytes until used (keepStoredDtype).
+  const raws = new Map<string, HeldTensorBytes>();
+  // Block linear weights, the embedding and the head stored in 16 bits stay in their bytes until used
+  // (keepStoredDtype); the block linears' bytes stay on disk where the folder reads files synchronously (Node), so the
+  // loaded model holds the embedding and head (looked up row by row) and no block weight.
   const keepRaw = options.keepStoredDtype
-    ? (name: string, dtype: string, shape: readonly number[]) =>
-        (dtype === 'BF16' || dtype === 'F16') && shape.length === 2 && (/^model\.layers\.\d+\..*_proj\.weight$/.test(name) || name === 'model.embed_tokens.weight' || name === 'lm_head.weight')
+    ? (name: string, dtype: string, shape: readonly number[]): 'memory' | 'disk' | false => {
+        if (!(dtype === 'BF16' || dtype === 'F16') || shape.length !== 2) return false;
+        if (/^model\.layers\.\d+\..*_proj\.weight$/.test(name)) return options.weightsOnDisk === false ? 'memory' : 'disk';
+        return name === 'model.embed_tokens.weight' || name === 'lm_head.weight' ? 'memory' : false;
+      }
     : undefined;
   await readSafetensorsWeights(folder, keepRaw, (name, tensor) => void weights.set(name, tensor), (name, raw) => void raws.set(name, raw));
   const requested = new Set<string>();
-  const { onWarning, keepStoredDtype: _keep, ...graphOptions } = options;
+  const { onWarning, keepStoredDtype: _keep, weightsOnDisk: _disk, ...graphOptions } = options;
   const graph = await createLlamaGraph(
     config,
     (name) => {
       requested.add(name);
       const raw = raws.get(name);
       // A raw weight asked for eagerly (fused or expert projections): decoded once here.
-      return raw ? { dtype: 'float32', shape: [...raw.shape], data: decodeToFloat32(raw.bytes, raw.dtype) } : weights.get(name);
+      return raw ? { dtype: 'float32', shape: [...raw.shape], data: raw.decode(0, raw.shape.reduce((a, b) => a * b, 1)) } : weights.get(name);
     },
     {
       ...graphOptions,
@@ -151,11 +222,10 @@ export async function loadLlamaGraph(source: ModelSource, options: LoadLlamaOpti
         if (!raw) return undefined;
         requested.add(name);
         const columns = raw.shape[1]!;
-        const size = raw.dtype === 'BF16' || raw.dtype === 'F16' ? 2 : 4;
         return {
           shape: raw.shape,
-          source: () => decodeToFloat32(raw.bytes, raw.dtype),
-          rows: (start: number, end: number, out: Float32Array) => void decodeToFloat32(raw.bytes.subarray(start * columns * size, end * columns * size), raw.dtype, out),
+          source: () => raw.decode(0, raw.shape[0]! * columns),
+          rows: (start: number, end: number, out: Float32Array) => void raw.decode(start * columns, end * columns, out),
         };
       },
     },
@@ -189,6 +259,15 @@ export interface LoadLlamaOptions extends Omit<LlamaGraphOptions, 'lazyWeights'>
    * `llamaQuantizableModel`'s `releaseBlock` drops them again once a block is finished. Default false.
    */
   keepStoredDtype?: boolean;
+  /**
+   * With `keepStoredDtype`: leave the blocks' 16-bit linear weights in the checkpoint's files and read each from its
+   * file whenever it is decoded (at most once per block while the block is worked on; again only for untouched layers
+   * of finished blocks that are read later), so memory holds no block weight outside the block in hand: what lets a
+   * model larger than memory be quantized. Only where the folder can read files synchronously (a directory in Node);
+   * elsewhere the bytes are held in memory as before. The files must not change while the model is in use (a changed
+   * file is refused with a `ModelFileError` on the next read). Default true.
+   */
+  weightsOnDisk?: boolean;
   /** Receives load warnings, such as checkpoint tensors the graph does not use. `loadLlamaModel` also returns them. */
   onWarning?: (warning: ModelLoadWarning) => void;
 }

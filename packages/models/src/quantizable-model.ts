@@ -1,4 +1,4 @@
-import { decodeStored, dequantizeRows, InvalidArgumentError, resolveBlockMapping, type BlockHessians, type BlockOutputErrors, type RunBlockOptions, type StoredForm, type ArchitectureMapping, type BlockView, type DifferentiableModel, type LinearInputCallback, type Matrix } from '@bitsmith/core';
+import { decodeStored, dequantizeRows, packBits, unpackBits, InvalidArgumentError, resolveBlockMapping, type BlockHessians, type BlockOutputErrors, type RunBlockOptions, type StoredForm, type ArchitectureMapping, type BlockView, type DifferentiableModel, type LinearInputCallback, type Matrix } from '@bitsmith/core';
 import { llamaBlockGradients } from './llama-block-gradients.js';
 import type { HiddenStates, LlamaBlock, LlamaGraph } from './llama-graph.js';
 import { holdLinearWeight, isLazyLinearLayer, isWeightResident, releaseLinearWeight } from './lazy-weight.js';
@@ -112,9 +112,33 @@ function decodesToSameBits(form: StoredForm, weight: Float32Array): boolean {
 }
 
 /**
+ * A stored form as the source of a finished layer's weight, holding a plain grid's codes packed densely at the width
+ * their largest code needs (int4 codes in half a byte each instead of one), unpacked into the same array type when
+ * the weight is read again: `decodeStored` then gives the very same bits. Other forms are held as they are.
+ */
+function packedSource(form: StoredForm): () => Float32Array {
+  if (form.kind !== 'grid') return () => decodeStored(form).data as Float32Array;
+  const { codes, ...rest } = form.tensor;
+  let largest = 0;
+  for (let i = 0; i < codes.length; i++) if (codes[i]! > largest) largest = codes[i]!;
+  const bits = Math.max(1, Math.ceil(Math.log2(largest + 1)));
+  if (bits >= 8 * codes.BYTES_PER_ELEMENT) return () => decodeStored(form).data as Float32Array;
+  const packed = packBits(codes, bits);
+  const length = codes.length;
+  const wide = codes instanceof Uint16Array;
+  return () => {
+    const unpacked = unpackBits(packed, bits, length);
+    const again = wide && !(unpacked instanceof Uint16Array) ? Uint16Array.from(unpacked) : unpacked;
+    return decodeStored({ kind: 'grid', tensor: { ...rest, codes: again } }).data as Float32Array;
+  };
+}
+
+/**
  * Drops the float32 weights of a finished block whose layers are held lazily (`loadLlamaGraph`'s `keepStoredDtype`):
  * a quantized layer is then produced from its stored form when read again (only when that decodes to exactly the
- * same bits), an untouched one from the checkpoint's bytes; a layer changed without a stored form stays as it is.
+ * same bits; a grid's codes held packed, see {@link packedSource}), an untouched one from the checkpoint's bytes (on
+ * disk, or in memory); a layer changed without a stored form stays as it is. What a finished block keeps is thus
+ * its stored forms, packed, and no float32 weight.
  */
 function releaseBlockWeights(block: LlamaBlock, stored: ReadonlyMap<string, StoredForm>): void {
   for (const layer of [...block.linears, ...block.auxiliaryLinears] as LinearLayer[]) {
@@ -124,7 +148,7 @@ function releaseBlockWeights(block: LlamaBlock, stored: ReadonlyMap<string, Stor
       releaseLinearWeight(layer);
       continue;
     }
-    if (decodesToSameBits(form, layer.weight.data)) holdLinearWeight(layer, () => decodeStored(form).data as Float32Array);
+    if (decodesToSameBits(form, layer.weight.data)) holdLinearWeight(layer, packedSource(form));
   }
 }
 

@@ -21,7 +21,20 @@ export interface ByteSource {
   readonly size: number;
   read(position: number, length: number): Promise<Uint8Array>;
   close(): Promise<void>;
+  /**
+   * A synchronous positional read that stays valid after `close` (a file on disk, opened again for each call), for
+   * weights read from the file each time they are used instead of being held in memory. Absent for `Blob`s and
+   * in-memory buffers.
+   */
+  readonly readDetached?: (position: number, length: number, out?: Uint8Array) => Uint8Array;
 }
+
+/**
+ * Reads bytes `[start, end)` of one tensor's stored bytes (relative to the tensor), synchronously, into `out` when
+ * given (its first `end - start` bytes; the view is returned) or into a new array; see
+ * {@link SafetensorsFile.detachedReader}.
+ */
+export type TensorByteReader = (start: number, end: number, out?: Uint8Array) => Uint8Array;
 
 /**
  * A safetensors file opened for reading: the header is parsed and validated on open; each tensor is read on
@@ -81,6 +94,34 @@ export class SafetensorsFile {
     const [begin, end] = e.dataOffsets;
     const bytes = await this.source.read(this.header.dataStart + begin, end - begin);
     return { dtype: e.dtype, shape: e.shape, bytes };
+  }
+
+  /**
+   * A synchronous reader of a tensor's stored bytes that keeps working after {@link SafetensorsFile.close} (the file
+   * is opened again for each read; a file that changed on disk since it was opened is refused with a
+   * {@link ModelFileError}), or undefined when the source cannot read synchronously (a `Blob`, in-memory bytes).
+   * Lets a loader keep a large model's weights on disk and read each one when it is worked on.
+   *
+   * @example
+   * ```ts
+   * const read = file.detachedReader('model.layers.0.mlp.down_proj.weight');
+   * const firstRow = read?.(0, 2 * columns); // bf16 bytes of row 0
+   * ```
+   */
+  detachedReader(name: string): TensorByteReader | undefined {
+    const readDetached = this.source.readDetached;
+    if (!readDetached) return undefined;
+    const [begin, end] = this.entry(name).dataOffsets;
+    const base = this.header.dataStart + begin;
+    const length = end - begin;
+    const path = this.path;
+    return (start, stop, out) => {
+      if (!(Number.isInteger(start) && Number.isInteger(stop) && start >= 0 && start <= stop && stop <= length)) {
+        throw new ModelFileError(path, `bytes [${start}, ${stop}) are outside tensor "${name}" (${length} bytes)`);
+      }
+      if (out && out.byteLength < stop - start) throw new ModelFileError(path, `a buffer of ${out.byteLength} bytes cannot hold bytes [${start}, ${stop}) of tensor "${name}"`);
+      return readDetached(base + start, stop - start, out);
+    };
   }
 
   /**

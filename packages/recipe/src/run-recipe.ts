@@ -32,6 +32,7 @@ import {
   type StepKind,
   type StepWarning,
   validateActivationScheme,
+  heldMatrixAccess,
   collectBlockStatistics,
   givenStatistics,
   type StatisticsCollector,
@@ -175,7 +176,8 @@ async function outputErrorTerms(x: Matrix, reference: Matrix, approximation: Mat
   // the numerator does not suffer the cancellation of subtracting two large products).
   const [tokens, columns] = x.shape;
   const [outFeatures] = reference.shape;
-  const w = reference.data as Float32Array;
+  // A held reference (a checkpoint's bytes) is decoded for this product without keeping its float32 copy.
+  const w = (heldMatrixAccess(reference)?.peek() ?? reference.data) as Float32Array;
   const q = approximation.data as Float32Array;
   const d = new Float32Array(w.length);
   for (let i = 0; i < w.length; i++) d[i] = w[i]! - q[i]!;
@@ -402,7 +404,7 @@ export async function runRecipe(
       for (const [step, views] of groups) {
         check();
         const requests: readonly StatisticRequest[] = step.requires;
-        let collector: Pick<StatisticsCollector, 'statistics'> | undefined;
+        let collector: Pick<StatisticsCollector, 'statistics' | 'release'> | undefined;
         // A model that computes Hessians itself (on the GPU) gives them for steps that need nothing else.
         const given =
           requests.length > 0 && model.blockHessians && requests.every((r) => r.kind === 'hessian')
@@ -463,6 +465,7 @@ export async function runRecipe(
             if (!collector) throw new InvalidArgumentError('statistics', `step '${step.id}' did not declare any statistic in 'requires'`);
             return collector.statistics(name);
           },
+          releaseStatistics: (name) => collector?.release(name),
           scheme: schemeOf,
           block,
           ...(blockGradients && step.kind !== 'transform' && step.kind !== 'allocate' ? { blockGradients } : {}),
@@ -518,6 +521,10 @@ export async function runRecipe(
           if (damaged) r.warnings.push(damaged);
           if (step.kind === 'transform' && state.weight !== view.weight) floatInputs = undefined;
           view.weight = state.weight;
+          // The float weight that entered quantization is kept for the output error (and compensate steps' reference);
+          // a held one (a checkpoint's bytes) drops its float32 copy now that the layer has a new weight, and is decoded
+          // again, one layer at a time, when it is read: the block is not held twice in float32 while it is solved.
+          if (track.floatWeight && track.floatWeight !== state.weight) heldMatrixAccess(track.floatWeight)?.release();
           track.stored = stored;
           if (state.bias !== undefined) view.bias = state.bias;
           if (stored) track.bitsPerWeight = storedBitsPerWeight(stored);

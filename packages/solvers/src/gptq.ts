@@ -62,6 +62,7 @@ export function hessianQuantizeStep(id: string, options: GptqOptions, asymmetric
             // Hessian would mark every column dead and zero the weight. Round to nearest instead, and say so.
             const fallback = await rtn(schemeOptions(resolved!)).run({ layers: [layer], statistics: () => statistics });
             warnings.push({ step: id, layer: layer.name, message: 'no calibration token reached this layer; rounded to nearest instead (rtn-fallback)' });
+            context.releaseStatistics?.(layer.name);
             return fallback.layers[0]!;
           }
           const result = await gptqQuantizeLayer(
@@ -71,6 +72,8 @@ export function hessianQuantizeStep(id: string, options: GptqOptions, asymmetric
             cross ? { cross, alpha: asymmetric!.alpha } : undefined,
           );
           for (const warning of result.warnings) warnings.push({ ...warning, step: id, layer: layer.name });
+          // Done with this layer's Hessian: the runner frees it (a shared one once q/k/v or gate/up are all done).
+          context.releaseStatistics?.(layer.name);
           return { ...layer, weight: result.weight, stored: { kind: 'grid', tensor: result.quantized }, bitsPerWeight: result.bitsPerWeight };
         },
         { scheme },

@@ -255,6 +255,8 @@ function spy(step: Quantizer, state: { pending?: Expectation; checked: string[];
         const late = await step
           .run({
             ...context,
+            // A trial run the runner never makes: it must not use up statistics the real run below reads again.
+            releaseStatistics: undefined,
             signal: during.signal,
             progress: (done, total) => {
               last = { done, total };

@@ -69,7 +69,13 @@ describe.skipIf(chromium === undefined)('webgpu backend in headless Chromium', (
       browser.kill();
       await exited;
       server.close();
-      rmSync(profile, { recursive: true, force: true, maxRetries: 5, retryDelay: 100 });
+      // Chromium's helper processes may still write into the profile after the browser exits (ENOTEMPTY seen under
+      // load): a temporary folder left behind is not the test's failure.
+      try {
+        rmSync(profile, { recursive: true, force: true, maxRetries: 20, retryDelay: 250 });
+      } catch (error) {
+        console.warn(`[bitsmith] could not remove the Chromium profile ${profile}: ${(error as Error).message}`);
+      }
     }
   }, 60_000);
 });

@@ -13,7 +13,7 @@ export { createJsBackend } from './backends/js-backend.js';
 export { createOrtBackend, ORT_ATTENTION_PARTS, ORT_ATTENTION_SCORE_BYTES, ORT_GRAM_CHUNK_ROWS, ORT_SMALL_GEMM_WORK, type OrtBackendOptions } from './backends/ort-backend.js';
 export { createTfjsBackend, type TfjsBackendOptions, type TfjsModuleLike, type TfjsTensorLike } from './backends/tfjs-backend.js';
 export { createWasmBackend, type WasmBackend, type WasmBackendOptions } from './backends/wasm-backend.js';
-export { createWebgpuBackend, type WebgpuBackend, type WebgpuBackendOptions, type WebgpuGemmArguments, type WebgpuMatrix, type WebgpuStridedGemmArguments } from './backends/webgpu-backend.js';
+export { createWebgpuBackend, tryCreateWebgpuBackend, type WebgpuBackend, type WebgpuBackendOptions, type WebgpuGemmArguments, type WebgpuMatrix, type WebgpuStridedGemmArguments } from './backends/webgpu-backend.js';
 export { DEFAULT_GEMM_TILE, type GemmTile } from './backends/webgpu-kernels.js';
 export { webgpuCholeskyInverseUpper, type WebgpuCholeskyOptions } from './backends/webgpu-cholesky.js';
 export { webgpuGptqSolve, WEBGPU_GPTQ_MAX_BLOCK, type WebgpuGptqArguments, type WebgpuGptqGroupScales, type WebgpuGptqResult, type WebgpuGptqScaleRule } from './backends/webgpu-gptq.js';

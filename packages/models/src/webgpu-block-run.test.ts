@@ -1,19 +1,13 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { matrix, type Tensor } from '@bitsmith/core';
-import { createJsBackend, createWebgpuBackend, type WebgpuBackend } from '@bitsmith/linalg';
+import { createJsBackend, tryCreateWebgpuBackend, type WebgpuBackend } from '@bitsmith/linalg';
 import { parseLlamaConfig } from './llama-config.js';
 import { createLlamaGraph } from './llama-graph.js';
 import { runBlockOnWebgpu } from './webgpu-block-run.js';
 
 // runBlockOnWebgpu's output-error measurement (the recipe runner's propagation on the GPU) against float64 sums over
 // the inputs that the CPU forward's observer sees. Needs a WebGPU adapter; skipped with the reason elsewhere.
-let gpu: WebgpuBackend | undefined;
-let reason = '';
-try {
-  gpu = await createWebgpuBackend({ minGpuWork: 0, threads: 1 });
-} catch (error) {
-  reason = (error as Error).message;
-}
+const { backend: gpu, reason } = await tryCreateWebgpuBackend({ minGpuWork: 0, threads: 1 });
 if (!gpu) console.warn(`[bitsmith] skipping webgpu block-run tests: ${reason}`);
 
 const config = parseLlamaConfig({

@@ -1,6 +1,6 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { matrix, type Tensor } from '@bitsmith/core';
-import { createJsBackend, createWebgpuBackend, webgpuDecoderBlock, webgpuSequences, type WebgpuBackend } from '@bitsmith/linalg';
+import { createJsBackend, tryCreateWebgpuBackend, webgpuDecoderBlock, webgpuSequences, type WebgpuBackend } from '@bitsmith/linalg';
 import { parseLlamaConfig, type LlamaConfig } from './llama-config.js';
 import { createLlamaGraph } from './llama-graph.js';
 import { ropeTables } from './rope.js';
@@ -8,13 +8,7 @@ import { ropeTables } from './rope.js';
 // linalg's decoder block on the GPU (RMSNorm, RoPE, grouped-query attention, SwiGLU as WGSL kernels, projections as
 // GEMMs, Hessians accumulated on the GPU) against this package's CPU forward (LlamaGraph.runBlock on the js backend)
 // and the inputs its observer sees. Needs a WebGPU adapter; skipped with the reason elsewhere.
-let gpu: WebgpuBackend | undefined;
-let reason = '';
-try {
-  gpu = await createWebgpuBackend({ minGpuWork: 0, threads: 1 });
-} catch (error) {
-  reason = (error as Error).message;
-}
+const { backend: gpu, reason } = await tryCreateWebgpuBackend({ minGpuWork: 0, threads: 1 });
 if (!gpu) console.warn(`[bitsmith] skipping webgpu decoder-block tests: ${reason}`);
 
 function randomWeights(config: LlamaConfig, seed: number): Map<string, Tensor<'float32'>> {

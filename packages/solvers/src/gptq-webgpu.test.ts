@@ -1,17 +1,11 @@
 import { afterAll, describe, expect, it } from 'vitest';
-import { createJsBackend, createWebgpuBackend, type WebgpuBackend } from '@bitsmith/linalg';
+import { createJsBackend, tryCreateWebgpuBackend, type WebgpuBackend } from '@bitsmith/linalg';
 import { gptqQuantizeLayer } from './gptq-quantize-layer.js';
 import { correlatedHessian, naiveObjective, randomWeight } from './gptq.test-support.js';
 
 // GPTQ's column loop on the GPU (linalg's webgpuGptqSolve) against the CPU loop on the same layer: the same codes up
 // to float32 rounding at midpoints, the same objective. Needs a WebGPU adapter; skipped with the reason elsewhere.
-let gpu: WebgpuBackend | undefined;
-let reason = '';
-try {
-  gpu = await createWebgpuBackend({ minGpuWork: 0, threads: 1 });
-} catch (error) {
-  reason = (error as Error).message;
-}
+const { backend: gpu, reason } = await tryCreateWebgpuBackend({ minGpuWork: 0, threads: 1 });
 if (!gpu) console.warn(`[bitsmith] skipping GPTQ-on-webgpu tests: ${reason}`);
 
 describe.skipIf(gpu === undefined)('GPTQ on the webgpu backend', () => {

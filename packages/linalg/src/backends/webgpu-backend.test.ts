@@ -3,17 +3,11 @@ import { BackendUnavailableError } from '../backend-unavailable-error.js';
 import { createBackend } from '../select-backend.js';
 import { naiveMatmul, randomArray, relativeError } from '../testing/fixtures.js';
 import { createJsBackend } from './js-backend.js';
-import { createWebgpuBackend, type WebgpuBackend } from './webgpu-backend.js';
+import { createWebgpuBackend, tryCreateWebgpuBackend, type WebgpuBackend } from './webgpu-backend.js';
 
 // The shared suite (backend-kernels.test.ts) checks the contract on every backend, webgpu included; these tests check
 // what only webgpu has: resident matrices, strided views, float16, the FWHT's global stages and Gram in chunks.
-let gpu: WebgpuBackend | undefined;
-let reason = '';
-try {
-  gpu = await createWebgpuBackend({ minGpuWork: 0, threads: 1 });
-} catch (error) {
-  reason = (error as Error).message;
-}
+const { backend: gpu, reason } = await tryCreateWebgpuBackend({ minGpuWork: 0, threads: 1 });
 
 describe.runIf(gpu === undefined)(`webgpu unavailable here (${reason.slice(0, 120)})`, () => {
   it('createBackend("webgpu") rejects with BackendUnavailableError that says why', async () => {

@@ -550,3 +550,22 @@ export async function createWebgpuBackend(options: WebgpuBackendOptions = {}): P
     },
   };
 }
+
+/**
+ * {@link createWebgpuBackend}, or the reason it failed instead of the error: `{ backend }` where a WebGPU adapter
+ * exists, `{ reason }` (the error's message, such as "requestAdapter() returned null: …") elsewhere. For code and
+ * tests that use the GPU when there is one and say why not otherwise.
+ *
+ * @example
+ * ```ts
+ * const { backend, reason } = await tryCreateWebgpuBackend();
+ * if (!backend) console.warn(`no GPU: ${reason}`);
+ * ```
+ */
+export async function tryCreateWebgpuBackend(options: WebgpuBackendOptions = {}): Promise<{ backend?: WebgpuBackend; reason: string }> {
+  try {
+    return { backend: await createWebgpuBackend(options), reason: '' };
+  } catch (error) {
+    return { reason: (error as Error).message };
+  }
+}

@@ -1,18 +1,12 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { randomArray } from '../testing/fixtures.js';
 import { createJsBackend } from './js-backend.js';
-import { createWebgpuBackend, type WebgpuBackend } from './webgpu-backend.js';
+import { tryCreateWebgpuBackend, type WebgpuBackend } from './webgpu-backend.js';
 import { webgpuAttention, webgpuGatedActivation, webgpuRmsNorm, webgpuRope, webgpuSequences } from './webgpu-block.js';
 
 // The block-forward kernels of the webgpu backend against CPU oracles: RMSNorm and RoPE against their float64
 // definitions, the gated activation and attention against the js backend. Needs a WebGPU adapter; skipped elsewhere.
-let gpu: WebgpuBackend | undefined;
-let reason = '';
-try {
-  gpu = await createWebgpuBackend({ minGpuWork: 0, threads: 1 });
-} catch (error) {
-  reason = (error as Error).message;
-}
+const { backend: gpu, reason } = await tryCreateWebgpuBackend({ minGpuWork: 0, threads: 1 });
 if (!gpu) console.warn(`[bitsmith] skipping webgpu block-kernel tests: ${reason}`);
 
 /** max |got - want| / max |want|. */

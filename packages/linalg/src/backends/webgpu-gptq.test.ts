@@ -3,18 +3,12 @@ import { matrix } from '@bitsmith/core';
 import { choleskyInverseUpper } from '../cholesky-inverse-upper.js';
 import { randomArray } from '../testing/fixtures.js';
 import { createJsBackend } from './js-backend.js';
-import { createWebgpuBackend, type WebgpuBackend } from './webgpu-backend.js';
+import { tryCreateWebgpuBackend, type WebgpuBackend } from './webgpu-backend.js';
 import { webgpuCholeskyInverseUpper } from './webgpu-cholesky.js';
 import { webgpuGptqSolve } from './webgpu-gptq.js';
 import { minMaxScales, objective, referenceGptq } from './webgpu-gptq.test-support.js';
 
-let gpu: WebgpuBackend | undefined;
-let reason = '';
-try {
-  gpu = await createWebgpuBackend({ minGpuWork: 0, threads: 1 });
-} catch (error) {
-  reason = (error as Error).message;
-}
+const { backend: gpu, reason } = await tryCreateWebgpuBackend({ minGpuWork: 0, threads: 1 });
 if (!gpu) console.warn(`[bitsmith] skipping webgpu GPTQ tests: ${reason}`);
 
 describe.skipIf(gpu === undefined)('webgpu GPTQ column solve', () => {

@@ -1,18 +1,12 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { InvalidArgumentError, ShapeMismatchError } from '@bitsmith/core';
 import { randomArray } from '../testing/fixtures.js';
-import { createWebgpuBackend, type WebgpuBackend, type WebgpuMatrix } from './webgpu-backend.js';
+import { tryCreateWebgpuBackend, type WebgpuBackend, type WebgpuMatrix } from './webgpu-backend.js';
 import { sumPartials, SUM_OF_SQUARES_PARTIALS, webgpuSubtract, webgpuSumOfSquares } from './webgpu-reductions.js';
 
 // Element-wise difference and sums of squares on the GPU against float64 sums on the host; argument checks and the
 // host-side addition of partials run everywhere. The GPU part needs a WebGPU adapter; skipped elsewhere.
-let gpu: WebgpuBackend | undefined;
-let reason = '';
-try {
-  gpu = await createWebgpuBackend({ minGpuWork: 0, threads: 1 });
-} catch (error) {
-  reason = (error as Error).message;
-}
+const { backend: gpu, reason } = await tryCreateWebgpuBackend({ minGpuWork: 0, threads: 1 });
 if (!gpu) console.warn(`[bitsmith] skipping webgpu reduction kernels: ${reason}`);
 
 describe('webgpu reductions: arguments and partial sums (no GPU needed)', () => {

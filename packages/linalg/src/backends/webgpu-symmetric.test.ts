@@ -1,17 +1,11 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { InvalidArgumentError } from '@bitsmith/core';
-import { createWebgpuBackend, type WebgpuBackend, type WebgpuMatrix } from './webgpu-backend.js';
+import { tryCreateWebgpuBackend, type WebgpuBackend, type WebgpuMatrix } from './webgpu-backend.js';
 import { webgpuMirrorUpper } from './webgpu-symmetric.js';
 
 // The upper triangle mirrored onto the lower one on the GPU, against the same copy on the host; argument checks run
 // everywhere. The GPU part needs a WebGPU adapter; skipped elsewhere.
-let gpu: WebgpuBackend | undefined;
-let reason = '';
-try {
-  gpu = await createWebgpuBackend({ minGpuWork: 0, threads: 1 });
-} catch (error) {
-  reason = (error as Error).message;
-}
+const { backend: gpu, reason } = await tryCreateWebgpuBackend({ minGpuWork: 0, threads: 1 });
 if (!gpu) console.warn(`[bitsmith] skipping webgpu mirror kernel: ${reason}`);
 
 describe('webgpuMirrorUpper: arguments (no GPU needed)', () => {

@@ -498,8 +498,10 @@ export class LlamaGraph {
         const data = new Float32Array(rows * columns);
         let offset = 0;
         for (const l of layers) {
-          data.set(l!.weight.data, offset);
-          offset += l!.weight.data.length;
+          // A part held lazily is decoded for the copy and not kept in float32.
+          const weight = peekLinearWeight(l!).data;
+          data.set(weight, offset);
+          offset += weight.length;
           written.add(l!);
         }
         out.set(`${block.name}.${fusedName}.weight`, { dtype: 'float32', shape: [rows, columns], data });
@@ -567,10 +569,32 @@ export async function createLlamaGraph(config: LlamaConfig, weights: WeightLooku
   embedTokens ??= mat(need('model.embed_tokens.weight', [vs, hs]), vs, hs);
   headWeight ??= mat(need('lm_head.weight', [vs, hs]), vs, hs);
 
+  // A fused checkpoint tensor (Phi-3's qkv_proj, gate_up_proj) split into its parts by rows. Held lazily, each part
+  // decodes only its own rows when used (so the fused tensors stay in their stored dtype, or on disk, like the rest).
   const fusedParts = (name: string, parts: readonly { kind: LinearKind; rows: number }[], inp: number): LinearLayer[] => {
     const total = parts.reduce((n, p) => n + p.rows, 0);
-    const data = need(`${name}.weight`, [total, inp]);
     const prefix = name.slice(0, name.lastIndexOf('.'));
+    const lazy = options.lazyWeights?.(`${name}.weight`);
+    if (lazy) {
+      if (lazy.shape.length !== 2 || lazy.shape[0] !== total || lazy.shape[1] !== inp) {
+        throw new ModelFileError(source, `tensor "${name}.weight" has shape [${lazy.shape.join(', ')}], expected [${total}, ${inp}] from config.json`);
+      }
+      const decodeRows = lazy.rows;
+      let start = 0;
+      return parts.map((p) => {
+        const from = start;
+        start += p.rows;
+        const part: WeightSource = decodeRows
+          ? () => {
+              const out = new Float32Array(p.rows * inp);
+              decodeRows(from, from + p.rows, out);
+              return out;
+            }
+          : () => lazy.source().slice(from * inp, (from + p.rows) * inp);
+        return lazyLinearLayer(`${prefix}.${p.kind}`, p.kind, [p.rows, inp], part);
+      });
+    }
+    const data = need(`${name}.weight`, [total, inp]);
     let offset = 0;
     return parts.map((p) => {
       const w = data.slice(offset * inp, (offset + p.rows) * inp);

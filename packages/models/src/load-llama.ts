@@ -212,7 +212,7 @@ export async function loadLlamaGraph(source: ModelSource, options: LoadLlamaOpti
     (name) => {
       requested.add(name);
       const raw = raws.get(name);
-      // A raw weight asked for eagerly (fused or expert projections): decoded once here.
+      // A raw weight asked for eagerly (no graph builder does so for block projections now): decoded once here.
       return raw ? { dtype: 'float32', shape: [...raw.shape], data: raw.decode(0, raw.shape.reduce((a, b) => a * b, 1)) } : weights.get(name);
     },
     {

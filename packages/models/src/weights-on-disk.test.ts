@@ -44,6 +44,38 @@ describe('block weights kept on disk', () => {
     expect(layers.every((l) => isWeightResident(l))).toBe(true);
   });
 
+  it("Phi-3's fused qkv_proj and gate_up_proj stay on disk too: each part decodes its own rows, same logits bit for bit, written back fused", async () => {
+    const dir = copyFixture('phi3', 'fused');
+    const { prompts } = readArchitectureReference('phi3');
+    const onDisk = await loadLlamaGraph(dir, { backend, keepStoredDtype: true });
+    const eager = await loadLlamaGraph(dir, { backend });
+    const layers = onDisk.blocks.flatMap((b) => b.linears);
+    expect(layers.map((l) => l.name.split('.').pop())).toContain('q_proj');
+    expect(layers.every((l) => !isWeightResident(l))).toBe(true);
+    // Each part equals the eager load's split of the fused tensor.
+    for (const [b, block] of onDisk.blocks.entries()) {
+      for (const [i, layer] of block.linears.entries()) expect(bits(layer.weight.data), layer.name).toEqual(bits(eager.blocks[b]!.linears[i]!.weight.data));
+    }
+    const fresh = await loadLlamaGraph(dir, { backend, keepStoredDtype: true });
+    const written = fresh.tensors();
+    const fusedName = 'model.layers.0.self_attn.qkv_proj.weight';
+    expect(bits(written.get(fusedName)!.data)).toEqual(bits(eager.tensors().get(fusedName)!.data));
+    // Writing the fused tensors decoded the parts without keeping them in float32.
+    expect(fresh.blocks.flatMap((b) => b.linears).every((l) => !isWeightResident(l))).toBe(true);
+    expect(bits((await onDisk.forward([prompts[0]!])).data)).toEqual(bits((await eager.forward([prompts[0]!])).data));
+  });
+
+  it("a mixture of experts' expert and shared-expert projections stay on disk until used (Qwen2-MoE)", async () => {
+    const dir = copyFixture('qwen2-moe', 'experts');
+    const graph = await loadLlamaGraph(dir, { backend, keepStoredDtype: true });
+    const experts = graph.blocks.flatMap((b) => (b.moe ? b.moe.experts.flatMap((e) => [e.gateProj, e.upProj, e.downProj]) : []));
+    expect(experts.length).toBeGreaterThan(0);
+    expect([...graph.blocks.flatMap((b) => b.linears)].every((l) => !isWeightResident(l))).toBe(true);
+    const { prompts } = readArchitectureReference('qwen2-moe');
+    const eager = await loadLlamaGraph(dir, { backend });
+    expect(bits((await graph.forward([prompts[0]!])).data)).toEqual(bits((await eager.forward([prompts[0]!])).data));
+  });
+
   it('refuses a file changed on disk since it was loaded', async () => {
     const dir = copyFixture('qwen2', 'touched');
     const graph = await loadLlamaGraph(dir, { backend, keepStoredDtype: true });

@@ -91,6 +91,11 @@ export interface LayerState {
    * The float weight entering the first quantize step of the layer (after transforms), `[outFeatures, inFeatures]`.
    * The runner sets it for `compensate` steps, whose `weight` is then the dequantized `Q(W)`, so that they can form
    * the quantization error `W - Q(W)` (LoRC, LQER, EoRA). Absent for other kinds of step.
+   *
+   * A `quantize` step may return it too: when, besides quantizing, it moved the layer to another float basis with
+   * model edits (OmniQuant's equivalent transform folds a channel scale into a norm and the weight's columns), it
+   * names the float weight in the new basis that the quantized weight approximates; the runner then measures output
+   * errors and hands later `compensate` steps that reference instead of the weight the step was given.
    */
   readonly reference?: Matrix;
 }

@@ -21,6 +21,7 @@ import type { LearningRateSchedule } from './learning-rate-schedule.js';
 import { autoRoundOptionsSchema } from './learned-options.js';
 import { learnableRounding, type LearnableRounding, type RoundingParameters } from './learnable-rounding.js';
 import { adam, signSgd, type Optimizer } from './optimizer.js';
+import { accumulateScaleGradients, layerTransforms, normEdits, scalesOf, transformGroups, transformWeight, type LayerTransform, type TransformGroup } from './equivalent-transform.js';
 
 /** Options of {@link autoRound}. */
 export interface AutoRoundOptions {
@@ -58,6 +59,18 @@ export interface AutoRoundOptions {
    * never worse than GPTQ's. Symmetric grids only.
    */
   init?: 'rtn' | 'gptq';
+  /**
+   * Also learn OmniQuant's equivalent transform (LET, scales only; arXiv:2308.13137): a scale per input channel of
+   * every input group whose producer can take it (a norm: `input_layernorm` -> q/k/v, `post_attention_layernorm` ->
+   * gate/up; a producing linear among the step's layers without a bias: `up_proj` -> `down_proj`, and `v_proj` ->
+   * `o_proj` where every query head has its own key/value head), trained jointly with the rounding/clipping against
+   * the block output. The quantizer sees `W diag(s)`; the scale is folded into the norm (`scale-norm` edit) or the
+   * producer's rows. Starts at 1 (the step's result without it at iteration 0). Default false. Not with
+   * `init: 'gptq'`.
+   */
+  equivalentTransform?: boolean;
+  /** Adam's learning rate of the transform's log-scales. Default 5e-3 (OmniQuant's `let_lr`). */
+  transformLearningRate?: number;
 }
 
 interface LayerTraining {
@@ -66,6 +79,8 @@ interface LayerTraining {
   params: RoundingParameters;
   best: RoundingParameters;
   optimizers: { offset: Optimizer; minScale: Optimizer; maxScale: Optimizer };
+  /** With an equivalent transform: where the layer sits, and its buffers (`W~`, the trial weight, `dL/dR`, `dL/dW~`). */
+  transform?: { where: LayerTransform; transformed: Float32Array; trial: Float32Array; gradQuantized: Float32Array; gradTransformed: Float32Array };
 }
 
 const copyParams = (p: RoundingParameters): RoundingParameters => ({ offset: p.offset.slice(), minScale: p.minScale.slice(), maxScale: p.maxScale.slice() });
@@ -113,6 +128,14 @@ async function blockLoss(g: BlockGradients, weights: ReadonlyMap<string, Float32
   return { loss, gradients: r.weightGradients };
 }
 
+/** Divides column `j` of a row-major `[rows, columns]` matrix by `scale[j]`, in place. */
+function divideColumns(m: Float32Array, rows: number, columns: number, scale: Float64Array): void {
+  for (let i = 0; i < rows; i++) {
+    const base = i * columns;
+    for (let j = 0; j < columns; j++) m[base + j] = m[base + j]! / scale[j]!;
+  }
+}
+
 /**
  * AutoRound (SignRound; Cheng et al., arXiv:2309.05516) as a quantize step: for each block, learns a rounding offset
  * `v` in [-0.5, 0.5] per weight and min/max clipping factors in [0, 1] per group for all selected layers together,
@@ -152,6 +175,9 @@ export function blockwiseRounding(options: AutoRoundOptions, id: string): Quanti
   if (!learnClipping && !learnRounding) throw new InvalidArgumentError('learnClipping/learnRounding', 'nothing to learn: enable at least one');
   const bestIterate = options.bestIterate ?? true;
   const init = options.init ?? 'rtn';
+  const equivalentTransform = options.equivalentTransform ?? false;
+  if (equivalentTransform && init === 'gptq') throw new InvalidArgumentError('equivalentTransform', "the equivalent transform changes the weights GPTQ's start was solved for; use it with init: 'rtn'");
+  const transformLearningRate = options.transformLearningRate ?? 5e-3;
   if (init === 'gptq' && !format.symmetric) throw new InvalidArgumentError('init', `init: 'gptq' needs a symmetric integer format (int2..int8); got ${format.bits}-bit asymmetric`);
   const settings = {
     format,
@@ -203,13 +229,59 @@ export function blockwiseRounding(options: AutoRoundOptions, id: string): Quanti
         if (!g) warnings.push({ step: id, message: `no block capability (loose layers or a model without block gradients): fell back to ${init === 'gptq' ? "GPTQ's solution" : 'round-to-nearest'}` });
         return { layers: unlearned, warnings };
       }
+      // OmniQuant's equivalent transform: learnable channel scales between producers and the linears they feed.
+      let groups: TransformGroup[] = [];
+      if (equivalentTransform) {
+        if (!context.block) {
+          warnings.push({ step: id, message: 'equivalentTransform: the step was given no block (loose layers); learned without it' });
+        } else {
+          const found = transformGroups(context.block, new Set(training.map((t) => t.state.name)), id);
+          groups = found.groups;
+          warnings.push(...found.warnings);
+          const where = layerTransforms(groups);
+          for (const t of training) {
+            const w = where.get(t.state.name);
+            if (!w) continue;
+            const n = t.rounding.rows * t.rounding.columns;
+            t.transform = { where: w, transformed: new Float32Array(n), trial: new Float32Array(n), gradQuantized: new Float32Array(n), gradTransformed: new Float32Array(n) };
+          }
+        }
+      }
+      const transformOptimizers = groups.map(() => adam({ learningRate: transformLearningRate, iterations: Math.max(1, iterations), bounds: [-5, 5], ...(options.schedule ? { schedule: options.schedule } : {}) }));
+      let bestLogScales = groups.map((grp) => grp.logScale.slice());
+      const settingsOf = (t: LayerTraining) => ({ ...settings, format: t.rounding.plan.format, granularity: t.rounding.plan.granularity });
+      // This iteration's W~ of every transformed layer, and its quantizer rebuilt on it (the parameters carry over).
+      const transformAll = (logScales: readonly Float32Array[]): Float64Array[] => {
+        const scales = logScales.map(scalesOf);
+        for (const t of training) {
+          if (!t.transform) continue;
+          const { where, transformed } = t.transform;
+          const { rows, columns } = t.rounding;
+          transformWeight(t.state.weight.data as Float32Array, rows, columns, where.column >= 0 ? scales[where.column] : undefined, where.row >= 0 ? scales[where.row] : undefined, transformed);
+          t.rounding = learnableRounding({ dtype: 'float32', shape: [rows, columns], data: transformed }, settingsOf(t));
+        }
+        return scales;
+      };
+
       const nextBatch = batchOrder(g.lengths.length, batchSize, options.seed ?? 0);
       const weights = new Map<string, Float32Array>();
       let bestLoss = Infinity;
       let firstLoss = NaN;
       for (let it = 0; it < iterations; it++) {
         if (context.signal?.aborted) throw new AbortError();
-        for (const t of training) weights.set(t.state.name, t.rounding.dequantize(t.params, weights.get(t.state.name)));
+        const scales = groups.length > 0 ? transformAll(groups.map((grp) => grp.logScale)) : [];
+        for (const t of training) {
+          if (!t.transform) {
+            weights.set(t.state.name, t.rounding.dequantize(t.params, weights.get(t.state.name)));
+            continue;
+          }
+          // Trial weight: R = Q(W~), with 1 / s on its columns when the scale belongs in a norm (the block's norms are
+          // not changed while training): the block then computes exactly what the folded model will.
+          const { where, trial } = t.transform;
+          t.rounding.dequantize(t.params, trial);
+          if (where.unscaleColumns) divideColumns(trial, t.rounding.rows, t.rounding.columns, scales[where.column]!);
+          weights.set(t.state.name, trial);
+        }
         const batch = nextBatch();
         const { loss, gradients } = await blockLoss(g, weights, batch);
         if (!Number.isFinite(loss)) throw new InvalidArgumentError('calibration', `AutoRound's block loss became ${loss} at iteration ${it}`);
@@ -217,24 +289,40 @@ export function blockwiseRounding(options: AutoRoundOptions, id: string): Quanti
         if (loss < bestLoss || !bestIterate) {
           bestLoss = loss;
           for (const t of training) t.best = copyParams(t.params);
+          bestLogScales = groups.map((grp) => grp.logScale.slice());
         }
+        const scaleGradients = groups.map((grp) => new Float64Array(grp.logScale.length));
         for (const t of training) {
           const grad = gradients.get(t.state.name);
           if (!grad) throw new InvalidArgumentError('blockGradients', `the block returned no gradient for '${t.state.name}'`);
-          const d = t.rounding.backward(t.params, grad);
+          let d: ReturnType<LearnableRounding['backward']>;
+          if (!t.transform) d = t.rounding.backward(t.params, grad);
+          else {
+            const { where, transformed, trial, gradQuantized, gradTransformed } = t.transform;
+            const { rows, columns } = t.rounding;
+            gradQuantized.set(grad);
+            if (where.unscaleColumns) divideColumns(gradQuantized, rows, columns, scales[where.column]!);
+            d = t.rounding.backward(t.params, gradQuantized, gradTransformed);
+            accumulateScaleGradients(rows, columns, transformed, trial, grad, gradTransformed, where.unscaleColumns, where.column >= 0 ? scaleGradients[where.column] : undefined, where.row >= 0 ? scaleGradients[where.row] : undefined);
+          }
           if (learnRounding) t.optimizers.offset.step(t.params.offset, d.offset);
           if (learnClipping) {
             t.optimizers.minScale.step(t.params.minScale, d.minScale);
             t.optimizers.maxScale.step(t.params.maxScale, d.maxScale);
           }
         }
+        groups.forEach((grp, i) => transformOptimizers[i]!.step(grp.logScale, scaleGradients[i]!));
         context.progress?.(it + 1, iterations, `loss ${loss.toExponential(3)} (first ${firstLoss.toExponential(3)}, best ${bestLoss.toExponential(3)})`);
       }
+      // The best iterate's scales: W~ once more, and the quantizers on it.
+      groups.forEach((grp, i) => grp.logScale.set(bestLogScales[i]!));
+      if (groups.length > 0) transformAll(bestLogScales);
       const layers: LayerState[] = training.map((t) => {
         const q = t.rounding.quantize(t.best);
-        return { ...t.state, weight: dequantize(q), quantized: q, bitsPerWeight: bitsPerWeight(q) };
+        const reference = t.transform ? { dtype: 'float32' as const, shape: [t.rounding.rows, t.rounding.columns] as [number, number], data: t.transform.transformed } : undefined;
+        return { ...t.state, weight: dequantize(q), quantized: q, bitsPerWeight: bitsPerWeight(q), ...(reference ? { reference } : {}) };
       });
-      return { layers, warnings };
+      return { layers, warnings, ...(groups.length > 0 ? { edits: normEdits(groups) } : {}) };
     },
   };
 }

@@ -14,3 +14,7 @@ export { learnableWeightClipping } from './learnable-weight-clipping.js';
 // Recipe step definitions (zod options schema + factory), assembled into registries by the CLI or by users.
 export { autoRoundStep } from './autoround-step.js';
 export { learnableWeightClippingStep } from './learnable-weight-clipping-step.js';
+
+// OmniQuant's equivalent transform (learnable channel scales; `equivalentTransform: true` on autoRound / learnableWeightClipping)
+export type { TransformGroup, LayerTransform } from './equivalent-transform.js';
+export { transformGroups, layerTransforms, transformWeight, scalesOf, accumulateScaleGradients, normEdits } from './equivalent-transform.js';

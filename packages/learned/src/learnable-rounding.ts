@@ -40,8 +40,11 @@ export interface LearnableRounding {
    * Gradients of a loss with respect to the parameters, given its gradient with respect to the dequantized weight,
    * with straight-through rounding (`d round(x) / dx = 1`; the scale's rounding to its storage encoding is also
    * passed straight through) and clamping's zero gradient outside the grid, as PyTorch differentiates AutoRound.
+   * `gradInput`, when given, receives the straight-through gradient with respect to the weight the quantizer was
+   * built on (`gradWeight` inside the grid, 0 where clamped; the path through the groups' min/max is left out), for
+   * transforms learned in front of the quantizer (OmniQuant's equivalent transform).
    */
-  backward(params: RoundingParameters, gradWeight: ArrayLike<number>): { offset: Float32Array; minScale: Float64Array; maxScale: Float64Array };
+  backward(params: RoundingParameters, gradWeight: ArrayLike<number>, gradInput?: Float32Array): { offset: Float32Array; minScale: Float64Array; maxScale: Float64Array };
   /** The stored form under the parameters: codes, scales and zero points of core's uniform integer format. */
   quantize(params: RoundingParameters): QuantizedTensor;
 }
@@ -182,12 +185,12 @@ export function learnableRounding(weight: Matrix, options: LearnableRoundingOpti
       dequantizeInto(gridState(p, scales(p)), out);
       return out;
     },
-    backward(p, gradWeight) {
+    backward(p, gradWeight, gradInput) {
       const gs = scales(p);
       const dOffset = new Float32Array(w.length);
       const dScale = new Float64Array(groups);
       const dZero = new Float64Array(groups);
-      offsetAndScaleGradients(gridState(p, gs), gradWeight, dOffset, dScale, dZero);
+      offsetAndScaleGradients(gridState(p, gs), gradWeight, dOffset, dScale, dZero, gradInput);
       const dMin = new Float64Array(groups);
       const dMax = new Float64Array(groups);
       for (let g = 0; g < groups; g++) {
@@ -279,7 +282,8 @@ function dequantizeInto(grid: GridState, out: Float32Array): void {
  * The straight-through backward of {@link dequantizeInto}: inside the grid `w' = s round(w / s + v)` gives
  * `dv = G s` and `ds += G (r - w / s)`; clamped elements give `ds += G (q - z)` and, asymmetric, `dz += -G s`.
  */
-function offsetAndScaleGradients(grid: GridState, gradWeight: ArrayLike<number>, dOffset: Float32Array, dScale: Float64Array, dZero: Float64Array): void {
+function offsetAndScaleGradients(grid: GridState, gradWeight: ArrayLike<number>, dOffset: Float32Array, dScale: Float64Array, dZero: Float64Array, dInput?: Float32Array): void {
+  if (dInput) dInput.fill(0);
   const { w, ids, scale, zero, offset, base, lowest, highest } = grid;
   for (let i = 0; i < w.length; i++) {
     const g = ids[i]!;
@@ -294,6 +298,7 @@ function offsetAndScaleGradients(grid: GridState, gradWeight: ArrayLike<number>,
       // w' = s * round(w / s + b + v) (the zero point cancels): dw'/dv = s, dw'/ds = r - w / s.
       dOffset[i] = G * s;
       dScale[g] += G * (r - ratio);
+      if (dInput) dInput[i] = G;
     } else {
       // w' = s * (q_clamped - z): dw'/ds = q - z at fixed z, dw'/dz = -s.
       const q = (shifted < lowest ? lowest : highest) - z;

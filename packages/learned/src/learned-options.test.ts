@@ -6,7 +6,7 @@ import { learnableWeightClipping } from './learnable-weight-clipping.js';
 
 describe('autoRound and learnableWeightClipping check their options on entry', () => {
   it('autoRound: unknown key (recipe shorthands explained), wrong type, out-of-range value', () => {
-    expectRefused(() => autoRound(untyped({ bits: 4, groupSize: 128 })), 'bits', /^bits: unknown option; expected one of format, granularity, scaleEncoding, iterations, .*learnRounding, init \(bits is a recipe-file shorthand/);
+    expectRefused(() => autoRound(untyped({ bits: 4, groupSize: 128 })), 'bits', /^bits: unknown option; expected one of format, granularity, scaleEncoding, iterations, .*learnRounding, init, equivalentTransform, transformLearningRate \(bits is a recipe-file shorthand/);
     expectRefused(() => autoRound(untyped({ format: 'int4', optimizer: 'sgd' })), 'optimizer', /expected one of "sign-sgd"\|"adam"/);
     expectRefused(() => autoRound(untyped({ format: 'int4', init: 'hqq' })), 'init', /expected one of "rtn"\|"gptq"/);
     expectRefused(() => autoRound(untyped({ format: 'int4', iterations: '200' })), 'iterations', /expected number, received string/);
@@ -18,6 +18,7 @@ describe('autoRound and learnableWeightClipping check their options on entry', (
     expectRefused(() => learnableWeightClipping(untyped({ format: 'int3', learnRounding: true })), 'learnRounding', /unknown option/);
     expectRefused(() => learnableWeightClipping({ format: 'int3', batchSize: 0 }), 'batchSize', /^batchSize: Too small: expected number to be >0 \(in the options of learnableWeightClipping\)$/);
     expectRefused(() => learnableWeightClipping(untyped({ format: 'int3', seed: 'a' })), 'seed', /expected number, received string/);
+    expectRefused(() => learnableWeightClipping({ format: 'int3', equivalentTransform: true, transformLearningRate: -1 }), 'transformLearningRate', /Too small: expected number to be >0/);
   });
 
   it('valid calls pass: FormatSpec, granularity objects, schedules by name or with a warmup', () => {

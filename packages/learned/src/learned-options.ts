@@ -28,6 +28,12 @@ export const learnedParameterOptions = {
   init: z.enum(['rtn', 'gptq']).optional(),
 };
 
+/** OmniQuant's equivalent transform (learnable channel scales folded into norms and producing linears). */
+export const transformOptions = {
+  equivalentTransform: z.boolean().optional(),
+  transformLearningRate: z.number().positive().optional(),
+};
+
 /** In code a schedule may also carry a warmup: `{ type: 'cosine', warmup: 10 }` (see `scheduleFactor`). */
 const codeOptions = {
   ...blockOptimizationOptions,
@@ -37,7 +43,7 @@ const codeOptions = {
 const target = { format: formatOption, granularity: granularityOption.optional(), scaleEncoding: scaleEncodingOption.optional() };
 
 /** What {@link autoRound} checks its options with. */
-export const autoRoundOptionsSchema = factoryOptions<AutoRoundOptions>({ ...target, ...codeOptions, ...learnedParameterOptions });
+export const autoRoundOptionsSchema = factoryOptions<AutoRoundOptions>({ ...target, ...codeOptions, ...learnedParameterOptions, ...transformOptions });
 
 /** What {@link learnableWeightClipping} checks its options with. */
-export const learnableWeightClippingOptionsSchema = factoryOptions<LearnableWeightClippingOptions>({ ...target, ...codeOptions });
+export const learnableWeightClippingOptionsSchema = factoryOptions<LearnableWeightClippingOptions>({ ...target, ...codeOptions, ...transformOptions });

@@ -517,7 +517,10 @@ export async function runRecipe(
           } else if ((step.kind === 'quantize' || step.kind === 'compensate') && state.weight !== layers[i]!.weight) {
             throw new StoredFormMismatchError(step.id, view.name, `a ${step.kind} step changed the weight but returned no stored form (LayerState.stored)`);
           }
-          const damaged = step.kind === 'quantize' ? scaleRangeWarning(step.id, view.weight, state) : undefined;
+          // A quantize step that also moved the layer to another float basis (an equivalent transform folded into a
+          // norm or a producing linear, StepResult.edits) names the float weight it approximates in `reference`.
+          const floatReference = step.kind === 'quantize' ? state.reference : undefined;
+          const damaged = step.kind === 'quantize' ? scaleRangeWarning(step.id, floatReference ?? view.weight, state) : undefined;
           if (damaged) r.warnings.push(damaged);
           if (step.kind === 'transform' && state.weight !== view.weight) floatInputs = undefined;
           view.weight = state.weight;
@@ -525,6 +528,12 @@ export async function runRecipe(
           // a held one (a checkpoint's bytes) drops its float32 copy now that the layer has a new weight, and is decoded
           // again, one layer at a time, when it is read: the block is not held twice in float32 while it is solved.
           if (track.floatWeight && track.floatWeight !== state.weight) heldMatrixAccess(track.floatWeight)?.release();
+          if (floatReference) {
+            if (floatReference.shape[0] !== view.weight.shape[0] || floatReference.shape[1] !== view.weight.shape[1]) {
+              throw new InvalidArgumentError('step result', `step '${step.id}' returned a reference of another shape for '${view.name}'`);
+            }
+            track.floatWeight = floatReference;
+          }
           track.stored = stored;
           if (state.bias !== undefined) view.bias = state.bias;
           if (stored) track.bitsPerWeight = storedBitsPerWeight(stored);

@@ -54,6 +54,24 @@ describe('StatisticsCollector', () => {
   const columns = 6;
   const x = seeded(rows * columns, 7);
 
+  it('asks for the lower triangle only and mirrors once when read: a kernel that writes only the lower triangle gives the full brute-force Hessian', async () => {
+    const calls: boolean[] = [];
+    const lowerOnly: StatisticsKernels = {
+      ...kernels,
+      async gram({ rows: r, columns: c, x: xs, h, lower }) {
+        calls.push(lower === true);
+        for (let k = 0; k < r; k++) for (let i = 0; i < c; i++) for (let j = 0; j <= i; j++) h[i * c + j]! += xs[k * c + i]! * xs[k * c + j]!;
+      },
+    };
+    const collector = new StatisticsCollector([{ kind: 'hessian' }], new Set(['a']), lowerOnly);
+    await collector.observe('a', matrix(20, columns, x.subarray(0, 20 * columns)));
+    await collector.observe('a', matrix(rows - 20, columns, x.subarray(20 * columns)));
+    expect(calls).toEqual([true, true]);
+    const h = collector.statistics('a').hessian!;
+    const brute = bruteHessian(x, rows, columns);
+    for (let i = 0; i < h.length; i++) expect(h[i]).toBeCloseTo(brute[i]!, 12);
+  });
+
   it('gives the Hessian as a brute-force mean X^T X over all rows, and the same bits whether fed whole or in batches', async () => {
     const whole = new StatisticsCollector([{ kind: 'hessian' }], new Set(['a']), kernels);
     await whole.observe('a', matrix(rows, columns, x));

@@ -8,8 +8,11 @@ import type { Matrix } from './tensor.js';
  * no runtime dependency on linalg; pass `defaultBackend()` or `createBackend('js')`).
  */
 export interface StatisticsKernels {
-  /** `h += x^T x` for a row-major `rows x columns` float32 `x`, into a full symmetric float64 `columns x columns` `h`. */
-  gram(args: { rows: number; columns: number; x: Float32Array; h: Float64Array }): Promise<void>;
+  /**
+   * `h += x^T x` for a row-major `rows x columns` float32 `x`, into a symmetric float64 `columns x columns` `h`: with
+   * `lower`, only the lower triangle and the diagonal need be written (the collector mirrors once when it is read).
+   */
+  gram(args: { rows: number; columns: number; x: Float32Array; h: Float64Array; lower?: boolean }): Promise<void>;
   /** `c = op(a) op(b)` in float32 (only `transA` is used here). */
   sgemm(args: { m: number; n: number; k: number; a: Float32Array; b: Float32Array; c: Float32Array; transA?: boolean }): Promise<void>;
 }
@@ -190,7 +193,7 @@ export class StatisticsCollector {
       if (owner) this.sharedHessian.set(name, owner);
       else if (this.wants.hessian) {
         acc.hessian ??= new Float64Array(columns * columns);
-        await this.kernels!.gram({ rows, columns, x: xs, h: acc.hessian });
+        await this.kernels!.gram({ rows, columns, x: xs, h: acc.hessian, lower: true });
       }
     }
     if (acc.absMax || acc.absSum) {
@@ -297,6 +300,8 @@ export class StatisticsCollector {
       // Shared Hessians are divided once, by the owner's token count (the same tokens).
       if (!source.normalised) {
         const h = source.hessian;
+        // The chunks were summed into the lower triangle only (`lower`): the upper one is filled once, here.
+        mirrorLowerTriangle(h, Math.round(Math.sqrt(h.length)));
         const inv = 1 / Math.max(1, source.tokens);
         for (let i = 0; i < h.length; i++) h[i]! *= inv;
         source.normalised = true;
@@ -351,4 +356,19 @@ export function givenStatistics(given: BlockHessians): Pick<StatisticsCollector,
       if (hessians.delete(name)) released.add(name);
     },
   };
+}
+
+/** Copies the lower triangle of the row-major `n x n` matrix `h` into its upper triangle, in 64 x 64 tiles (cache-friendly strided reads). */
+function mirrorLowerTriangle(h: Float64Array, n: number): void {
+  const T = 64;
+  for (let i0 = 0; i0 < n; i0 += T) {
+    const i1 = Math.min(n, i0 + T);
+    for (let j0 = i0; j0 < n; j0 += T) {
+      const j1 = Math.min(n, j0 + T);
+      for (let i = i0; i < i1; i++) {
+        const row = i * n;
+        for (let j = Math.max(j0, i + 1); j < j1; j++) h[row + j] = h[j * n + i]!;
+      }
+    }
+  }
 }

@@ -82,6 +82,19 @@ await describeWithBackends('backend kernels', (backend) => {
     });
   }
 
+  it('gram with lower: the lower triangle (and diagonal) equals the full gram\'s, bit for bit, over accumulated chunks', async () => {
+    const columns = 300;
+    const x = Float32Array.from(randomArray(200 * columns, 11));
+    const full = new Float64Array(columns * columns);
+    const lower = new Float64Array(columns * columns);
+    for (const [r0, r1] of [[0, 120], [120, 200]] as const) {
+      const chunk = x.subarray(r0 * columns, r1 * columns);
+      await backend.gram({ rows: r1 - r0, columns, x: chunk, h: full });
+      await backend.gram({ rows: r1 - r0, columns, x: chunk, h: lower, lower: true });
+    }
+    for (let i = 0; i < columns; i++) for (let j = 0; j <= i; j++) expect(lower[i * columns + j]).toBe(full[i * columns + j]);
+  });
+
   it('gram defaults to accumulating (beta = 1)', async () => {
     const x = Float32Array.of(1, 2, 3, 4);
     const h = new Float64Array(4);

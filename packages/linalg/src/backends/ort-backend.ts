@@ -663,7 +663,7 @@ export async function createOrtBackend(options: OrtBackendOptions = {}): Promise
       }
     }
     scratch.trim();
-    mirrorLower(h, n);
+    if (!args.lower) mirrorLower(h, n);
   }
 
   return {

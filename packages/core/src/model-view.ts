@@ -125,6 +125,13 @@ export interface RunBlockOptions {
    * costly to copy out (a GPU). A hint: a model may deliver more; models that ignore it behave as before.
    */
   readonly observeRows?: number;
+  /**
+   * The caller reads only what the observer sees, not the returned states (a statistics pass whose output the
+   * propagation computes again with the new weights): a model may then skip gathering the output and return empty
+   * states (`shape [0, hidden]`), sparing a `tokens x hidden` array per pass. A hint: models that ignore it return
+   * the output as before.
+   */
+  readonly discardOutput?: boolean;
 }
 
 /**

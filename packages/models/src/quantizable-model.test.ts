@@ -56,6 +56,23 @@ describe('llamaQuantizableModel', () => {
     expect(() => llamaQuantizableModel(graph, { batchTokens: 0 })).toThrow(/batchTokens: must be a positive integer/);
   });
 
+  it('discardOutput: the observer sees the same inputs, bit for bit, and no output is gathered', async () => {
+    const graph = await tinyGraph();
+    const seqs = [[1, 2, 3], [4, 5], [6, 7, 8, 9], [2, 2]];
+    const model = llamaQuantizableModel(graph, { batchTokens: 5 });
+    const observed = async (discardOutput: boolean) => {
+      const seen: number[] = [];
+      const out = await model.runBlock(0, await model.embed(seqs), (_name, input) => void seen.push(...input.data), { discardOutput });
+      return { seen, out: out as Awaited<ReturnType<typeof graph.runBlock>> };
+    };
+    const kept = await observed(false);
+    const discarded = await observed(true);
+    expect(discarded.seen).toEqual(kept.seen);
+    expect(kept.out.states.shape).toEqual([11, 8]);
+    expect(discarded.out.states.shape).toEqual([0, 8]);
+    expect(discarded.out.lengths).toEqual([]);
+  });
+
   it('gives live views, input groups, untying and block-by-block execution equal to the graph', async () => {
     const graph = await tinyGraph();
     const model = llamaQuantizableModel(graph);

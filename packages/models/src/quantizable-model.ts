@@ -40,22 +40,24 @@ export interface LlamaQuantizableModelOptions {
   batchTokens?: number;
 }
 
-async function runBlockInBatches(graph: LlamaGraph, index: number, hidden: HiddenStates, budget: number, observe?: LinearInputCallback): Promise<HiddenStates> {
+async function runBlockInBatches(graph: LlamaGraph, index: number, hidden: HiddenStates, budget: number, observe?: LinearInputCallback, discardOutput = false): Promise<HiddenStates> {
   // The reference kernels (see RunOptions.reference): calibration statistics and the blocks' outputs that feed the
   // next block do not depend on a backend's native attention.
   const options = observe ? { observer: ({ name, input }: { name: string; input: Matrix }) => observe(name, input), reference: true } : { reference: true };
   const batches = tokenBatches(hidden.lengths, budget);
   if (batches.length <= 1) return graph.runBlock(index, hidden, options);
   const [tokens, width] = hidden.states.shape;
-  const out = new Float32Array(tokens * width);
+  // A statistics pass whose output nobody reads (RunBlockOptions.discardOutput) gathers nothing: no tokens x hidden array.
+  const out = discardOutput ? undefined : new Float32Array(tokens * width);
   let row = 0;
   for (const lengths of batches) {
     const n = lengths.reduce((a, b) => a + b, 0);
     const states = hidden.states.data.subarray(row * width, (row + n) * width);
     const result = await graph.runBlock(index, { states: { dtype: 'float32', shape: [n, width], data: states }, lengths }, options);
-    out.set(result.states.data, row * width);
+    out?.set(result.states.data, row * width);
     row += n;
   }
+  if (!out) return { states: { dtype: 'float32', shape: [0, width], data: new Float32Array(0) }, lengths: [] };
   return { states: { dtype: 'float32', shape: [tokens, width], data: out }, lengths: hidden.lengths };
 }
 
@@ -197,7 +199,7 @@ export function llamaQuantizableModel(graph: LlamaGraph, options: LlamaQuantizab
     untieEmbeddings: () => graph.untieEmbeddings(),
     embed: async (sequences) => graph.embed(sequences),
     runBlock: (index, hidden, observe?: LinearInputCallback, runOptions?: RunBlockOptions) =>
-      onGpu(index) ? runBlockGpuFirst(graph, index, hidden as HiddenStates, budget, observe, runOptions) : runBlockInBatches(graph, index, hidden as HiddenStates, budget, observe),
+      onGpu(index) ? runBlockGpuFirst(graph, index, hidden as HiddenStates, budget, observe, runOptions) : runBlockInBatches(graph, index, hidden as HiddenStates, budget, observe, runOptions?.discardOutput === true),
     ...(graph.backend.name === 'webgpu'
       ? {
           blockHessians: async (index: number, hidden: unknown, layers: ReadonlySet<string>): Promise<BlockHessians | undefined> =>

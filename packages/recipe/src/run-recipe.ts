@@ -423,6 +423,8 @@ export async function runRecipe(
             await collectBlockStatistics(model, block, blockInput, requests, new Set(views.map((v) => v.name)), backend, {
               ...(floatInputs ? { floatInputs } : {}),
               wrap: (observe) => finiteInputs(block.index, observe),
+              // The propagation computes the block's output again with the new weights: this pass's is not read.
+              runOptions: { discardOutput: true },
             })
           ).collector;
         }

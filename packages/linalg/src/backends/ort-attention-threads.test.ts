@@ -1,0 +1,161 @@
+import { mkdirSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { AttentionArguments, Backend } from '../backend.js';
+import { referenceKernelsModule, tryReferenceKernels } from '../reference-kernels.js';
+import { attentionWithSgemm } from './attention-sgemm.js';
+import { seededRandom } from './backend-oracle.js';
+import { batchedModelKey, splitByWeight, startAttentionHelpers } from './ort-attention-threads.js';
+import { createOrtBackend } from './ort-backend.js';
+
+function problem(lengths: number[], H: number, Hkv: number, d: number, seed: number, extra: Partial<AttentionArguments> = {}): AttentionArguments {
+  const rnd = seededRandom(seed);
+  const tokens = lengths.reduce((a, b) => a + b, 0);
+  const fill = (n: number): Float32Array => Float32Array.from({ length: n }, () => (rnd() - 0.5) * 6);
+  return { q: fill(tokens * H * d), k: fill(tokens * Hkv * d), v: fill(tokens * Hkv * d), out: new Float32Array(tokens * H * d).fill(Number.NaN), lengths, numHeads: H, numKvHeads: Hkv, headDim: d, ...extra };
+}
+
+/** Index of the first element whose bits differ (-1: none); NaN equals NaN. */
+function firstDifference(a: Float32Array, b: Float32Array): number {
+  const x = new Uint32Array(a.buffer, a.byteOffset, a.length);
+  const y = new Uint32Array(b.buffer, b.byteOffset, b.length);
+  for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return i;
+  return -1;
+}
+
+describe('splitByWeight', () => {
+  it('cuts into consecutive nonempty parts of about equal weight', () => {
+    expect(splitByWeight([1, 1, 1, 1], 2)).toEqual([0, 2, 4]);
+    expect(splitByWeight([1, 1, 1, 1, 1, 1], 3)).toEqual([0, 2, 4, 6]);
+    expect(splitByWeight([5, 1, 1, 1, 1, 1], 2)).toEqual([0, 1, 6]);
+    expect(splitByWeight([1, 1, 1, 1, 1, 100], 2)).toEqual([0, 5, 6]);
+    expect(splitByWeight([1, 1], 2)).toEqual([0, 1, 2]);
+    const next = seededRandom(3);
+    const rnd = (): number => next() + 0.5; // [0, 1)
+    for (let trial = 0; trial < 200; trial++) {
+      const weights = Array.from({ length: 1 + Math.floor(rnd() * 20) }, () => Math.floor(rnd() * 50));
+      const parts = 1 + Math.floor(rnd() * Math.min(4, weights.length));
+      const bounds = splitByWeight(weights, parts);
+      expect(bounds.length).toBe(parts + 1);
+      expect(bounds[0]).toBe(0);
+      expect(bounds[parts]).toBe(weights.length);
+      for (let i = 0; i < parts; i++) expect(bounds[i + 1]!).toBeGreaterThan(bounds[i]!);
+    }
+  });
+});
+
+// The helper threads run the built worker module; from the sources (here) it is bundled with esbuild first, into a
+// folder below this package so that the worker finds onnxruntime-node as the built one does.
+describe('the ort backend\'s reference attention on helper threads', () => {
+  const backends: Backend[] = [];
+  let workerUrl: URL | undefined;
+  beforeAll(async () => {
+    const here = dirname(fileURLToPath(import.meta.url));
+    const outdir = join(here, '..', '..', 'node_modules', '.cache', 'bitsmith-test');
+    mkdirSync(outdir, { recursive: true });
+    const outfile = join(outdir, 'ort-attention-worker.mjs');
+    const { build } = await import('esbuild');
+    await build({ entryPoints: [join(here, 'ort-attention-worker.ts')], bundle: true, platform: 'node', format: 'esm', target: 'es2022', outfile, logLevel: 'silent' });
+    workerUrl = pathToFileURL(outfile);
+  });
+  afterAll(async () => {
+    for (const b of backends) await b.dispose();
+  });
+
+  async function ort(options: Parameters<typeof createOrtBackend>[0]): Promise<Backend | undefined> {
+    try {
+      const backend = await createOrtBackend(options);
+      backends.push(backend);
+      return backend;
+    } catch {
+      console.warn('onnxruntime-node not available: skipped');
+      return undefined;
+    }
+  }
+
+  // Sequences cut between helpers at and inside sequence bounds, unequal lengths, windows, a soft-cap, more than one helper.
+  const cases: Array<{ name: string; lengths: number[]; H: number; Hkv: number; d: number; threads: number; extra?: Partial<AttentionArguments> }> = [
+    { name: 'llama-docs geometry, 3 sequences', lengths: [512, 512, 512], H: 8, Hkv: 4, d: 64, threads: 2 },
+    { name: 'one sequence, heads split', lengths: [700], H: 6, Hkv: 3, d: 32, threads: 2 },
+    { name: 'mixed lengths, empty and one-token sequences', lengths: [300, 0, 1, 300, 130, 64], H: 4, Hkv: 2, d: 16, threads: 2 },
+    { name: 'sliding window, scale', lengths: [400, 260], H: 4, Hkv: 1, d: 32, threads: 2, extra: { slidingWindow: 100, scale: 0.3 } },
+    { name: 'soft-cap', lengths: [300, 300], H: 4, Hkv: 2, d: 32, threads: 2, extra: { softcap: 5 } },
+    { name: 'three threads', lengths: [512, 512, 512, 256], H: 8, Hkv: 4, d: 64, threads: 3 },
+  ];
+  for (const c of cases) {
+    it(`equals the single-thread call and attentionWithSgemm bit for bit (${c.name})`, async () => {
+      const shared = await ort({ threads: c.threads, attentionWorker: workerUrl });
+      const alone = await ort({ threads: c.threads, attentionThreads: 1 });
+      if (!shared || !alone) return;
+      const args = problem(c.lengths, c.H, c.Hkv, c.d, 7, c.extra);
+      const single = { ...args, out: args.out.slice() };
+      await alone.attention({ ...single, reference: true });
+      const expected = { ...args, out: args.out.slice() };
+      await attentionWithSgemm((g) => alone.sgemm(g), expected, undefined, c.extra?.softcap === undefined ? ((await tryReferenceKernels()) ?? null) : null);
+      for (let round = 0; round < 2; round++) {
+        const out = args.out.slice().fill(Number.NaN);
+        await shared.attention({ ...args, out, reference: true });
+        expect(firstDifference(out, single.out)).toBe(-1);
+        expect(firstDifference(out, expected.out)).toBe(-1);
+      }
+      expect(single.out.some(Number.isNaN)).toBe(false);
+    });
+  }
+
+  it('hands each helper its pairs and copies back exactly their heads (the calling thread\'s part left to it)', async () => {
+    const alone = await ort({ threads: 1 });
+    if (!alone || !workerUrl) return;
+    const module = await referenceKernelsModule();
+    const helpers = await startAttentionHelpers(2, workerUrl, module, { intraOpNumThreads: 1, interOpNumThreads: 1, logSeverityLevel: 3 });
+    expect(helpers?.count).toBe(2);
+    try {
+      // 2 sequences x 3 key/value heads: 6 pairs, 2 per thread; the helpers' parts cut the second sequence's heads.
+      const lengths = [300, 300];
+      const [H, Hkv, d] = [6, 3, 32];
+      const args = problem(lengths, H, Hkv, d, 9);
+      const expected = { ...args, out: args.out.slice() };
+      await alone.attention({ ...expected, reference: true });
+      const { buildBatchedGemmModel } = await import('./ort-graph.js');
+      const onnx = ((await import('onnx-proto')) as unknown as { onnx?: unknown; default?: { onnx?: unknown } });
+      const proto = (onnx.onnx ?? onnx.default?.onnx) as Parameters<typeof buildBatchedGemmModel>[0];
+      const scale = 1 / Math.sqrt(d);
+      const models = {
+        [batchedModelKey(true, scale)]: buildBatchedGemmModel(proto, { transB: true, alpha: Math.fround(scale) }),
+        [batchedModelKey(false, 1)]: buildBatchedGemmModel(proto, { transB: false, alpha: 1 }),
+      };
+      let localPairs: readonly [number, number] | undefined;
+      const ran = await helpers!.run(args, async (pairs) => void (localPairs = pairs), models);
+      expect(ran).toBe(true);
+      expect(localPairs).toEqual([0, 2]);
+      const group = H / Hkv;
+      for (let t = 0; t < 600; t++) {
+        for (let g = 0; g < Hkv; g++) {
+          const pair = Math.floor(t / 300) * Hkv + g;
+          const o = t * H * d + g * group * d;
+          const got = args.out.subarray(o, o + group * d);
+          if (pair < 2) expect(got.every(Number.isNaN)).toBe(true);
+          else expect(firstDifference(got, expected.out.subarray(o, o + group * d))).toBe(-1);
+        }
+      }
+      // Too little work to share: nothing done.
+      const small = problem([8], 2, 2, 4, 1);
+      expect(await helpers!.run(small, async () => undefined, models)).toBe(false);
+    } finally {
+      await helpers?.dispose();
+    }
+  });
+
+  it('falls back to the calling thread where the worker module is missing', async () => {
+    const missing = new URL('file:///nonexistent/ort-attention-worker.js');
+    expect(await startAttentionHelpers(1, missing, await referenceKernelsModule(), {})).toBeUndefined();
+    const shared = await ort({ threads: 2, attentionWorker: missing });
+    const alone = await ort({ threads: 2, attentionThreads: 1 });
+    if (!shared || !alone) return;
+    const args = problem([512, 512], 8, 4, 64, 5);
+    const single = { ...args, out: args.out.slice() };
+    await alone.attention({ ...single, reference: true });
+    await shared.attention({ ...args, reference: true });
+    expect(firstDifference(args.out, single.out)).toBe(-1);
+  });
+});

@@ -19,9 +19,9 @@ const optionalBackendModules = {
 };
 
 export default defineConfig({
-  // The helper threads of the ort backend's reference attention start dist/ort-attention-worker.js (Node only; no
+  // The helper threads of the ort backend's reference attention start dist/ort-reference-worker.js (Node only; no
   // module imports it, so browser bundles of the index never reach it).
-  entry: { index: 'src/index.ts', 'ort-attention-worker': 'src/backends/ort-attention-worker.ts' },
+  entry: { index: 'src/index.ts', 'ort-reference-worker': 'src/backends/ort-reference-worker.ts' },
   dts: { entry: { index: 'src/index.ts' } },
   format: ['esm'],
   sourcemap: true,

@@ -2,7 +2,7 @@ import type { AttentionArguments, Backend, GatedActivationArguments, GatedMlpArg
 import { attentionWithSgemm } from './attention-sgemm.js';
 import { attentionWithBatchedSgemm, type BatchedGemmArguments } from './attention-batched-sgemm.js';
 import { referenceKernelsModule, tryReferenceKernels, type ReferenceKernels } from '../reference-kernels.js';
-import { batchedModelKey, startAttentionHelpers, type AttentionHelpers } from './ort-attention-threads.js';
+import { batchedModelKey, startReferenceHelpers, type ReferenceHelpers } from './ort-reference-threads.js';
 import { gatedActivationReference } from './gated-activation-loop.js';
 import { BackendUnavailableError } from '../backend-unavailable-error.js';
 import { checkAttentionArguments, checkFwhtArguments, checkGatedActivationArguments, checkGatedMlpArguments, checkGemmArguments, checkGramArguments } from './check-arguments.js';
@@ -114,23 +114,24 @@ export interface OrtBackendOptions extends BackendOptions {
    */
   outputChunkBytes?: number;
   /**
-   * Threads that share a `reference` attention call: the calling thread and `attentionThreads - 1` helper worker
-   * threads each compute a share of the (sequence, key/value head) pairs, every thread with its own single-threaded
-   * onnxruntime sessions and reference kernels; without helpers the products use `threads` MLAS threads and
-   * everything else (copies, softmax rows) the calling thread alone. Same results bit for bit either way. Default
+   * Threads that share a `reference` attention or SiLU `gatedActivation` call: the calling thread and
+   * `referenceThreads - 1` helper worker threads each compute a share of the attention's (sequence, key/value head)
+   * pairs, every thread with its own single-threaded onnxruntime sessions and reference kernels, or of the SiLU
+   * gate's elements; without helpers the attention's products use `threads` MLAS threads and everything else
+   * (copies, softmax rows, the SiLU gate) the calling thread alone. Same results bit for bit either way. Default
    * `threads`; 1 starts no helper. Where worker threads or the worker module are unavailable, the calling thread runs
    * it all.
    */
-  attentionThreads?: number;
+  referenceThreads?: number;
   /**
-   * The helper threads' module (see {@link attentionThreads}). Default the `ort-attention-worker.js` built next to this
+   * The helper threads' module (see {@link referenceThreads}). Default the `ort-reference-worker.js` built next to this
    * module (tests pass a bundle of the source).
    */
-  attentionWorker?: URL;
+  referenceWorker?: URL;
 }
 
 /** The helper threads' module, named at run time so that bundlers do not take it for an asset of the browser build. */
-const ATTENTION_WORKER_FILE: string = './ort-attention-worker.js';
+const REFERENCE_WORKER_FILE: string = './ort-reference-worker.js';
 
 /** Default most bytes of output per onnxruntime run (see {@link OrtBackendOptions.outputChunkBytes}). */
 export const ORT_OUTPUT_CHUNK_BYTES = 16 * 1024 * 1024;
@@ -551,20 +552,20 @@ export async function createOrtBackend(options: OrtBackendOptions = {}): Promise
     return kernels;
   }
 
-  /** Helper threads of the reference attention, started on first use; undefined inside: none could be started. */
-  const attentionThreads = Math.max(1, Math.floor(options.attentionThreads ?? threads));
-  let attentionHelpers: Promise<AttentionHelpers | undefined> | undefined;
-  function referenceAttentionHelpers(): Promise<AttentionHelpers | undefined> {
-    attentionHelpers ??= (async () => {
-      if (attentionThreads < 2) return undefined;
+  /** Helper threads of the reference kernels, started on first use; undefined inside: none could be started. */
+  const referenceThreads = Math.max(1, Math.floor(options.referenceThreads ?? threads));
+  let helperThreads: Promise<ReferenceHelpers | undefined> | undefined;
+  function referenceHelpers(): Promise<ReferenceHelpers | undefined> {
+    helperThreads ??= (async () => {
+      if (referenceThreads < 2) return undefined;
       try {
-        const url = options.attentionWorker ?? new URL(ATTENTION_WORKER_FILE, import.meta.url);
-        return await startAttentionHelpers(attentionThreads - 1, url, await referenceKernelsModule(), smallSessionOptions);
+        const url = options.referenceWorker ?? new URL(REFERENCE_WORKER_FILE, import.meta.url);
+        return await startReferenceHelpers(referenceThreads - 1, url, await referenceKernelsModule(), smallSessionOptions);
       } catch {
         return undefined;
       }
     })();
-    return attentionHelpers;
+    return helperThreads;
   }
 
   /**
@@ -573,7 +574,7 @@ export async function createOrtBackend(options: OrtBackendOptions = {}): Promise
    */
   async function referenceAttention(args: AttentionArguments): Promise<void> {
     const kernels = (await referenceKernels()) ?? null;
-    const helpers = kernels ? await referenceAttentionHelpers() : undefined;
+    const helpers = kernels ? await referenceHelpers() : undefined;
     if (helpers) {
       const scale = args.scale ?? 1 / Math.sqrt(args.headDim);
       const models = {
@@ -582,7 +583,7 @@ export async function createOrtBackend(options: OrtBackendOptions = {}): Promise
       };
       const single = (g: BatchedGemmArguments): Promise<void> => batchedSgemm(g, true);
       const local = (pairs: readonly [number, number]): Promise<void> => attentionWithBatchedSgemm(single, args, kernels, { scratch: scratch.float32, pairs });
-      if (await helpers.run(args, local, models)) return;
+      if (await helpers.attention(args, local, models)) return;
     }
     await attentionWithBatchedSgemm(batchedSgemm, args, kernels, { scratch: scratch.float32 });
   }
@@ -660,7 +661,14 @@ export async function createOrtBackend(options: OrtBackendOptions = {}): Promise
   async function gatedActivation(args: GatedActivationArguments): Promise<void> {
     const length = args.length ?? args.gate.length;
     if (length === 0) return;
-    if (args.reference) return gatedActivationReference(args, await referenceKernels());
+    if (args.reference) {
+      const kernels = await referenceKernels();
+      const helpers = kernels && args.activation === 'silu' ? await referenceHelpers() : undefined;
+      const { gate, up, out } = args;
+      const local = (from: number, to: number): void => kernels!.siluGate(gate.subarray(from, to), up.subarray(from, to), out.subarray(from, to), to - from);
+      if (helpers && (await helpers.silu(gate, up, out, length, local))) return;
+      return gatedActivationReference(args, kernels);
+    }
     const s = await session(`gated|${args.activation}`, () => buildGatedActivationModel(onnx, args.activation));
     const y = ortView(args.out, length);
     await s.run(
@@ -775,7 +783,7 @@ export async function createOrtBackend(options: OrtBackendOptions = {}): Promise
       constantBytes = 0;
       sessions.clear();
       buffers.clear();
-      const helpers = await attentionHelpers;
+      const helpers = await helperThreads;
       await helpers?.dispose();
       masks.clear();
       await Promise.all(pending.map((p) => p.then((s) => s.release()).catch(() => undefined)));

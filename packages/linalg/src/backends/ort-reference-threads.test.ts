@@ -6,8 +6,9 @@ import type { AttentionArguments, Backend } from '../backend.js';
 import { referenceKernelsModule, tryReferenceKernels } from '../reference-kernels.js';
 import { attentionWithSgemm } from './attention-sgemm.js';
 import { seededRandom } from './backend-oracle.js';
-import { batchedModelKey, splitByWeight, startAttentionHelpers } from './ort-attention-threads.js';
+import { batchedModelKey, splitByWeight, startReferenceHelpers } from './ort-reference-threads.js';
 import { createOrtBackend } from './ort-backend.js';
+import { gatedActivationLoop } from './gated-activation-loop.js';
 
 function problem(lengths: number[], H: number, Hkv: number, d: number, seed: number, extra: Partial<AttentionArguments> = {}): AttentionArguments {
   const rnd = seededRandom(seed);
@@ -54,9 +55,9 @@ describe('the ort backend\'s reference attention on helper threads', () => {
     const here = dirname(fileURLToPath(import.meta.url));
     const outdir = join(here, '..', '..', 'node_modules', '.cache', 'bitsmith-test');
     mkdirSync(outdir, { recursive: true });
-    const outfile = join(outdir, 'ort-attention-worker.mjs');
+    const outfile = join(outdir, 'ort-reference-worker.mjs');
     const { build } = await import('esbuild');
-    await build({ entryPoints: [join(here, 'ort-attention-worker.ts')], bundle: true, platform: 'node', format: 'esm', target: 'es2022', outfile, logLevel: 'silent' });
+    await build({ entryPoints: [join(here, 'ort-reference-worker.ts')], bundle: true, platform: 'node', format: 'esm', target: 'es2022', outfile, logLevel: 'silent' });
     workerUrl = pathToFileURL(outfile);
   });
   afterAll(async () => {
@@ -85,8 +86,8 @@ describe('the ort backend\'s reference attention on helper threads', () => {
   ];
   for (const c of cases) {
     it(`equals the single-thread call and attentionWithSgemm bit for bit (${c.name})`, async () => {
-      const shared = await ort({ threads: c.threads, attentionWorker: workerUrl });
-      const alone = await ort({ threads: c.threads, attentionThreads: 1 });
+      const shared = await ort({ threads: c.threads, referenceWorker: workerUrl });
+      const alone = await ort({ threads: c.threads, referenceThreads: 1 });
       if (!shared || !alone) return;
       const args = problem(c.lengths, c.H, c.Hkv, c.d, 7, c.extra);
       const single = { ...args, out: args.out.slice() };
@@ -107,7 +108,7 @@ describe('the ort backend\'s reference attention on helper threads', () => {
     const alone = await ort({ threads: 1 });
     if (!alone || !workerUrl) return;
     const module = await referenceKernelsModule();
-    const helpers = await startAttentionHelpers(2, workerUrl, module, { intraOpNumThreads: 1, interOpNumThreads: 1, logSeverityLevel: 3 });
+    const helpers = await startReferenceHelpers(2, workerUrl, module, { intraOpNumThreads: 1, interOpNumThreads: 1, logSeverityLevel: 3 });
     expect(helpers?.count).toBe(2);
     try {
       // 2 sequences x 3 key/value heads: 6 pairs, 2 per thread; the helpers' parts cut the second sequence's heads.
@@ -125,7 +126,7 @@ describe('the ort backend\'s reference attention on helper threads', () => {
         [batchedModelKey(false, 1)]: buildBatchedGemmModel(proto, { transB: false, alpha: 1 }),
       };
       let localPairs: readonly [number, number] | undefined;
-      const ran = await helpers!.run(args, async (pairs) => void (localPairs = pairs), models);
+      const ran = await helpers!.attention(args, async (pairs) => void (localPairs = pairs), models);
       expect(ran).toBe(true);
       expect(localPairs).toEqual([0, 2]);
       const group = H / Hkv;
@@ -140,17 +141,61 @@ describe('the ort backend\'s reference attention on helper threads', () => {
       }
       // Too little work to share: nothing done.
       const small = problem([8], 2, 2, 4, 1);
-      expect(await helpers!.run(small, async () => undefined, models)).toBe(false);
+      expect(await helpers!.attention(small, async () => undefined, models)).toBe(false);
+    } finally {
+      await helpers?.dispose();
+    }
+  });
+
+  it('shares the SiLU gate bit for bit with gatedActivationLoop (in place, odd lengths, below the sharing size)', async () => {
+    const shared = await ort({ threads: 3, referenceWorker: workerUrl });
+    if (!shared) return;
+    const rnd = seededRandom(21);
+    for (const length of [3 * 65536 + 7, 1 << 20, 1000]) {
+      // Wide values (exp's range ends, ties) and some non-finite ones.
+      const gate = Float32Array.from({ length }, (_, i) => (i % 997 === 0 ? [Infinity, -Infinity, Number.NaN, 800, -800][i % 5]! : rnd() * 60));
+      const up = Float32Array.from({ length }, () => rnd() * 4);
+      const expected = new Float32Array(length);
+      gatedActivationLoop({ gate, up, out: expected, activation: 'silu' });
+      const out = new Float32Array(length).fill(Number.NaN);
+      await shared.gatedActivation({ gate, up, out, activation: 'silu', reference: true });
+      expect(firstDifference(out, expected)).toBe(-1);
+      // In place over the gate, and a prefix (length) of longer arrays.
+      const inPlace = gate.slice();
+      await shared.gatedActivation({ gate: inPlace, up, out: inPlace, activation: 'silu', reference: true, length: length - 5 });
+      expect(firstDifference(inPlace.subarray(0, length - 5), expected.subarray(0, length - 5))).toBe(-1);
+      expect(firstDifference(inPlace.subarray(length - 5), gate.subarray(length - 5))).toBe(-1);
+    }
+  });
+
+  it('hands each helper its share of the SiLU gate and copies back exactly that share', async () => {
+    if (!workerUrl) return;
+    const helpers = await startReferenceHelpers(1, workerUrl, await referenceKernelsModule(), {});
+    expect(helpers?.count).toBe(1);
+    try {
+      const length = 100_002;
+      const rnd = seededRandom(4);
+      const gate = Float32Array.from({ length }, () => rnd() * 20);
+      const up = Float32Array.from({ length }, () => rnd() * 4);
+      const expected = new Float32Array(length);
+      gatedActivationLoop({ gate, up, out: expected, activation: 'silu' });
+      const out = new Float32Array(length).fill(Number.NaN);
+      let local: [number, number] | undefined;
+      expect(await helpers!.silu(gate, up, out, length, (from, to) => void (local = [from, to]))).toBe(true);
+      expect(local).toEqual([0, 50_000]);
+      expect(out.subarray(0, 50_000).every(Number.isNaN)).toBe(true);
+      expect(firstDifference(out.subarray(50_000), expected.subarray(50_000))).toBe(-1);
+      expect(await helpers!.silu(gate, up, out, 1000, () => undefined)).toBe(false);
     } finally {
       await helpers?.dispose();
     }
   });
 
   it('falls back to the calling thread where the worker module is missing', async () => {
-    const missing = new URL('file:///nonexistent/ort-attention-worker.js');
-    expect(await startAttentionHelpers(1, missing, await referenceKernelsModule(), {})).toBeUndefined();
-    const shared = await ort({ threads: 2, attentionWorker: missing });
-    const alone = await ort({ threads: 2, attentionThreads: 1 });
+    const missing = new URL('file:///nonexistent/ort-reference-worker.js');
+    expect(await startReferenceHelpers(1, missing, await referenceKernelsModule(), {})).toBeUndefined();
+    const shared = await ort({ threads: 2, referenceWorker: missing });
+    const alone = await ort({ threads: 2, referenceThreads: 1 });
     if (!shared || !alone) return;
     const args = problem([512, 512], 8, 4, 64, 5);
     const single = { ...args, out: args.out.slice() };

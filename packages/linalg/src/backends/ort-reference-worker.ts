@@ -1,11 +1,12 @@
-// Entry of the helper threads of the `ort` backend's reference attention (see ort-attention-threads.ts): a Node worker
+// Entry of the helper threads of the `ort` backend's reference kernels (see ort-reference-threads.ts): a Node worker
 // thread that runs `attentionWithBatchedSgemm` on the (sequence, key/value head) pairs the calling thread hands it,
-// with its own single-threaded onnxruntime sessions and its own instance of the reference kernels. Built by tsup as
-// dist/ort-attention-worker.js, next to the bundle that starts it; nothing imports this module.
+// with its own single-threaded onnxruntime sessions and its own instance of the reference kernels, and the SiLU gate
+// on the share of elements it is handed. Built by tsup as
+// dist/ort-reference-worker.js, next to the bundle that starts it; nothing imports this module.
 import { attentionWithBatchedSgemm, type BatchedGemmArguments } from './attention-batched-sgemm.js';
 import { referenceKernelsOf } from '../reference-kernels.js';
 import { nodeBuiltin } from '../node-builtin.js';
-import { batchedModelKey, type AttentionWorkerData, type AttentionWorkerReply, type AttentionWorkerRequest } from './ort-attention-threads.js';
+import { batchedModelKey, type ReferenceWorkerData, type ReferenceWorkerReply, type ReferenceWorkerRequest } from './ort-reference-threads.js';
 
 interface OrtTensor {
   readonly data: unknown;
@@ -25,7 +26,7 @@ async function start(): Promise<void> {
   const threads = await nodeBuiltin<typeof import('node:worker_threads')>('worker_threads');
   const port = threads?.parentPort;
   if (!threads || !port) return;
-  const { kernels: kernelModule, sessionOptions } = threads.workerData as AttentionWorkerData;
+  const { kernels: kernelModule, sessionOptions } = threads.workerData as ReferenceWorkerData;
   const specifier = ORT_PACKAGE;
   const loaded = (await import(/* webpackIgnore: true */ /* @vite-ignore */ specifier)) as Record<string, unknown>;
   const ort = (loaded.InferenceSession ? loaded : loaded.default) as OrtModule;
@@ -69,12 +70,16 @@ async function start(): Promise<void> {
     );
   };
   let queue: Promise<unknown> = Promise.resolve();
-  port.on('message', (request: AttentionWorkerRequest) => {
+  port.on('message', (request: ReferenceWorkerRequest) => {
     queue = queue.then(async () => {
-      let reply: AttentionWorkerReply;
+      let reply: ReferenceWorkerReply;
       try {
-        for (const [key, model] of Object.entries(request.models)) models.set(key, model);
-        await attentionWithBatchedSgemm(batched, request.args, kernels, { scratch, pairs: request.pairs });
+        if (request.kind === 'silu') {
+          kernels.siluGate(request.gate, request.up, request.out, request.out.length);
+        } else {
+          for (const [key, model] of Object.entries(request.models)) models.set(key, model);
+          await attentionWithBatchedSgemm(batched, request.args, kernels, { scratch, pairs: request.pairs });
+        }
         reply = { id: request.id };
       } catch (error) {
         reply = { id: request.id, error: error instanceof Error ? (error.stack ?? error.message) : String(error) };

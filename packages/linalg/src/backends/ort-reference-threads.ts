@@ -3,8 +3,8 @@ import type { WasmModule } from './wasm-memory.js';
 import { ATTENTION_CHUNK } from './attention-sgemm.js';
 import { nodeBuiltin } from '../node-builtin.js';
 
-/** What a helper thread of the reference attention gets when it starts (see {@link startAttentionHelpers}). Internal. */
-export interface AttentionWorkerData {
+/** What a helper thread of the reference kernels gets when it starts (see {@link startReferenceHelpers}). Internal. */
+export interface ReferenceWorkerData {
   /** The compiled `reference-kernels.wasm`. */
   readonly kernels: WasmModule;
   /** onnxruntime session options of the helper's batched products (one intra-op thread). */
@@ -13,6 +13,7 @@ export interface AttentionWorkerData {
 
 /** One part of a reference attention call for a helper thread. Internal. */
 export interface AttentionWorkerRequest {
+  readonly kind: 'attention';
   readonly id: number;
   /** The sequences that hold the part's pairs, their `q`, `k`, `v` and `out` on a `SharedArrayBuffer`. */
   readonly args: AttentionArguments;
@@ -22,8 +23,20 @@ export interface AttentionWorkerRequest {
   readonly models: Record<string, Uint8Array>;
 }
 
+/** One part of a reference SiLU gate call for a helper thread: `out = silu(gate) * up`, all on a `SharedArrayBuffer`. Internal. */
+export interface SiluWorkerRequest {
+  readonly kind: 'silu';
+  readonly id: number;
+  readonly gate: Float32Array;
+  readonly up: Float32Array;
+  readonly out: Float32Array;
+}
+
+/** A request to a helper thread. Internal. */
+export type ReferenceWorkerRequest = AttentionWorkerRequest | SiluWorkerRequest;
+
 /** A helper thread's answer: the request's id, and the error's text when it failed. Internal. */
-export interface AttentionWorkerReply {
+export interface ReferenceWorkerReply {
   readonly id: number;
   readonly error?: string;
 }
@@ -60,8 +73,11 @@ export function splitByWeight(weights: readonly number[], parts: number): number
   return bounds;
 }
 
-/** Helper threads of the reference attention (see {@link startAttentionHelpers}). Internal. */
-export interface AttentionHelpers {
+/** Below this many elements a SiLU gate call stays on the calling thread. */
+export const SILU_HELPER_MIN_LENGTH = 1 << 16;
+
+/** Helper threads of the reference kernels (see {@link startReferenceHelpers}). Internal. */
+export interface ReferenceHelpers {
   /** Helper threads (the calling thread runs one more part). */
   readonly count: number;
   /**
@@ -70,7 +86,13 @@ export interface AttentionHelpers {
    * copied back into `args.out`. `models`: the batched GEMM models the helpers need, by {@link batchedModelKey}.
    * False (nothing done) when the call is too small to share.
    */
-  run(args: AttentionArguments, local: (pairs: readonly [number, number]) => Promise<void>, models: Record<string, Uint8Array>): Promise<boolean>;
+  attention(args: AttentionArguments, local: (pairs: readonly [number, number]) => Promise<void>, models: Record<string, Uint8Array>): Promise<boolean>;
+  /**
+   * `out[i] = silu(gate[i]) * up[i]` for `i < length` (the reference kernels' `siluGate`), the leading share on the
+   * calling thread (`local(from, to)`), the others on the helpers (copies through a `SharedArrayBuffer`). False
+   * (nothing done) when the call is too small to share. Element-wise: the same bits however it is cut.
+   */
+  silu(gate: Float32Array, up: Float32Array, out: Float32Array, length: number, local: (from: number, to: number) => void): Promise<boolean>;
   /** Ends the helper threads. */
   dispose(): Promise<void>;
 }
@@ -83,8 +105,8 @@ interface Helper {
 }
 
 /**
- * Starts `count` helper worker threads for the `ort` backend's reference attention, each running `url` (the built
- * `ort-attention-worker.js`) with its own onnxruntime sessions (`sessionOptions`, one intra-op thread) and its own
+ * Starts `count` helper worker threads for the `ort` backend's reference attention and SiLU gate, each running `url`
+ * (the built `ort-reference-worker.js`) with its own onnxruntime sessions (`sessionOptions`, one intra-op thread) and its own
  * instance of the compiled reference kernels `kernels`. Resolves `undefined` where worker threads, the file or
  * onnxruntime in a worker are not available: the caller then runs the whole attention itself.
  *
@@ -94,14 +116,14 @@ interface Helper {
  *
  * @example
  * ```ts
- * const helpers = await startAttentionHelpers(1, new URL('./ort-attention-worker.js', import.meta.url), module, options);
+ * const helpers = await startReferenceHelpers(1, new URL('./ort-reference-worker.js', import.meta.url), module, options);
  * ```
  */
-export async function startAttentionHelpers(count: number, url: URL, kernels: WasmModule, sessionOptions: object): Promise<AttentionHelpers | undefined> {
+export async function startReferenceHelpers(count: number, url: URL, kernels: WasmModule, sessionOptions: object): Promise<ReferenceHelpers | undefined> {
   const threads = await nodeBuiltin<typeof import('node:worker_threads')>('worker_threads');
   if (!threads || count < 1) return undefined;
   const helpers: Helper[] = [];
-  const data: AttentionWorkerData = { kernels, sessionOptions };
+  const data: ReferenceWorkerData = { kernels, sessionOptions };
   const started = await Promise.all(
     Array.from({ length: count }, async () => {
       let worker: import('node:worker_threads').Worker;
@@ -130,16 +152,16 @@ export async function startAttentionHelpers(count: number, url: URL, kernels: Wa
         for (const { reject } of helper.pending.values()) reject(error);
         helper.pending.clear();
       };
-      worker.on('message', (reply: AttentionWorkerReply) => {
+      worker.on('message', (reply: ReferenceWorkerReply) => {
         const entry = helper.pending.get(reply.id);
         if (!entry) return;
         helper.pending.delete(reply.id);
         if (helper.pending.size === 0) worker.unref();
         if (reply.error === undefined) entry.resolve();
-        else entry.reject(new Error(`ort attention helper thread: ${reply.error}`));
+        else entry.reject(new Error(`ort reference helper thread: ${reply.error}`));
       });
       worker.on('error', (error) => failAll(error instanceof Error ? error : new Error(String(error))));
-      worker.on('exit', (code) => failAll(new Error(`ort attention helper thread exited (code ${code})`)));
+      worker.on('exit', (code) => failAll(new Error(`ort reference helper thread exited (code ${code})`)));
       worker.unref();
       return helper;
     }),
@@ -164,7 +186,7 @@ export async function startAttentionHelpers(count: number, url: URL, kernels: Wa
     return views;
   }
 
-  function post(helper: Helper, request: Omit<AttentionWorkerRequest, 'id'>): Promise<void> {
+  function post(helper: Helper, request: Omit<AttentionWorkerRequest, 'id'> | Omit<SiluWorkerRequest, 'id'>): Promise<void> {
     if (helper.failed) return Promise.reject(helper.failed);
     const id = nextId++;
     return new Promise<void>((resolve, reject) => {
@@ -176,7 +198,7 @@ export async function startAttentionHelpers(count: number, url: URL, kernels: Wa
 
   return {
     count: helpers.length,
-    async run(args, local, models) {
+    async attention(args, local, models) {
       const { q, k, v, out, lengths, numHeads, numKvHeads: kvHeads, headDim: d } = args;
       const group = numHeads / kvHeads;
       const qRow = numHeads * d;
@@ -212,6 +234,7 @@ export async function startAttentionHelpers(count: number, url: URL, kernels: Wa
         hk!.set(k.subarray(t0 * kvRow, t1 * kvRow));
         hv!.set(v.subarray(t0 * kvRow, t1 * kvRow));
         const request = {
+          kind: 'attention' as const,
           args: { ...args, q: hq!, k: hk!, v: hv!, out: ho!, lengths: lengths.slice(s0, s1) },
           pairs: [from - s0 * kvHeads, to - s0 * kvHeads] as const,
           models,
@@ -247,6 +270,33 @@ export async function startAttentionHelpers(count: number, url: URL, kernels: Wa
           }
         }
       }
+      return true;
+    },
+    async silu(gate, up, out, length, local) {
+      const parts = helpers.length + 1;
+      if (length < SILU_HELPER_MIN_LENGTH) return false;
+      // Equal shares, cut at multiples of 4 elements.
+      const bounds = Array.from({ length: parts + 1 }, (_, i) => (i === parts ? length : Math.floor((length * i) / parts / 4) * 4));
+      const jobs: Array<{ promise: Promise<void>; from: number; view: Float32Array }> = [];
+      for (let part = 1; part < parts; part++) {
+        const from = bounds[part]!;
+        const to = bounds[part + 1]!;
+        const n = to - from;
+        const [g, u, o] = sharedViews(helpers[part - 1]!, [n, n, n]);
+        g!.set(gate.subarray(from, to));
+        u!.set(up.subarray(from, to));
+        jobs.push({ promise: post(helpers[part - 1]!, { kind: 'silu', gate: g!, up: u!, out: o! }), from, view: o! });
+      }
+      let error: unknown;
+      try {
+        local(0, bounds[1]!);
+      } catch (cause) {
+        error = cause;
+      }
+      const settled = await Promise.allSettled(jobs.map((j) => j.promise));
+      for (const result of settled) if (result.status === 'rejected') error ??= result.reason;
+      if (error !== undefined) throw error;
+      for (const { from, view } of jobs) out.set(view, from);
       return true;
     },
     async dispose() {

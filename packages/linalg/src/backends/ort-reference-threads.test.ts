@@ -6,7 +6,7 @@ import type { AttentionArguments, Backend } from '../backend.js';
 import { referenceKernelsModule, tryReferenceKernels } from '../reference-kernels.js';
 import { attentionWithSgemm } from './attention-sgemm.js';
 import { seededRandom } from './backend-oracle.js';
-import { batchedModelKey, splitByWeight, startReferenceHelpers } from './ort-reference-threads.js';
+import { batchedModelKey, SILU_HELPER_ROUND, splitByWeight, startReferenceHelpers } from './ort-reference-threads.js';
 import { createOrtBackend } from './ort-backend.js';
 import { gatedActivationLoop } from './gated-activation-loop.js';
 
@@ -186,6 +186,20 @@ describe('the ort backend\'s reference attention on helper threads', () => {
       expect(out.subarray(0, 50_000).every(Number.isNaN)).toBe(true);
       expect(firstDifference(out.subarray(50_000), expected.subarray(50_000))).toBe(-1);
       expect(await helpers!.silu(gate, up, out, 1000, () => undefined)).toBe(false);
+      // Longer than one round: each round's first share here.
+      const long = 2 * 2 * SILU_HELPER_ROUND + 10;
+      const big = { gate: Float32Array.from({ length: long }, () => rnd() * 20), up: Float32Array.from({ length: long }, () => rnd() * 4) };
+      const wanted = new Float32Array(long);
+      gatedActivationLoop({ gate: big.gate, up: big.up, out: wanted, activation: 'silu' });
+      const got = new Float32Array(long).fill(Number.NaN);
+      const locals: Array<[number, number]> = [];
+      await helpers!.silu(big.gate, big.up, got, long, (from, to) => void locals.push([from, to]));
+      const r = 2 * SILU_HELPER_ROUND;
+      expect(locals).toEqual([[0, SILU_HELPER_ROUND], [r, r + SILU_HELPER_ROUND], [2 * r, 2 * r + 4]]);
+      for (let i = 0; i < long; i++) {
+        const here = locals.some(([from, to]) => i >= from && i < to);
+        if (here ? !Number.isNaN(got[i]!) : got[i] !== wanted[i] && !(Number.isNaN(got[i]!) && Number.isNaN(wanted[i]!))) throw new Error(`element ${i}`);
+      }
     } finally {
       await helpers?.dispose();
     }

@@ -75,6 +75,8 @@ export function splitByWeight(weights: readonly number[], parts: number): number
 
 /** Below this many elements a SiLU gate call stays on the calling thread. */
 export const SILU_HELPER_MIN_LENGTH = 1 << 16;
+/** Most elements per thread in one round of a shared SiLU gate call (3 shared float32 arrays of this many per helper). */
+export const SILU_HELPER_ROUND = 1 << 19;
 
 /** Helper threads of the reference kernels (see {@link startReferenceHelpers}). Internal. */
 export interface ReferenceHelpers {
@@ -88,8 +90,9 @@ export interface ReferenceHelpers {
    */
   attention(args: AttentionArguments, local: (pairs: readonly [number, number]) => Promise<void>, models: Record<string, Uint8Array>): Promise<boolean>;
   /**
-   * `out[i] = silu(gate[i]) * up[i]` for `i < length` (the reference kernels' `siluGate`), the leading share on the
-   * calling thread (`local(from, to)`), the others on the helpers (copies through a `SharedArrayBuffer`). False
+   * `out[i] = silu(gate[i]) * up[i]` for `i < length` (the reference kernels' `siluGate`), in rounds of at most
+   * {@link SILU_HELPER_ROUND} elements per thread: each round's leading share on the calling thread
+   * (`local(from, to)`), the others on the helpers (copies through a `SharedArrayBuffer`). False
    * (nothing done) when the call is too small to share. Element-wise: the same bits however it is cut.
    */
   silu(gate: Float32Array, up: Float32Array, out: Float32Array, length: number, local: (from: number, to: number) => void): Promise<boolean>;
@@ -273,30 +276,36 @@ export async function startReferenceHelpers(count: number, url: URL, kernels: Wa
       return true;
     },
     async silu(gate, up, out, length, local) {
-      const parts = helpers.length + 1;
       if (length < SILU_HELPER_MIN_LENGTH) return false;
-      // Equal shares, cut at multiples of 4 elements.
-      const bounds = Array.from({ length: parts + 1 }, (_, i) => (i === parts ? length : Math.floor((length * i) / parts / 4) * 4));
-      const jobs: Array<{ promise: Promise<void>; from: number; view: Float32Array }> = [];
-      for (let part = 1; part < parts; part++) {
-        const from = bounds[part]!;
-        const to = bounds[part + 1]!;
-        const n = to - from;
-        const [g, u, o] = sharedViews(helpers[part - 1]!, [n, n, n]);
-        g!.set(gate.subarray(from, to));
-        u!.set(up.subarray(from, to));
-        jobs.push({ promise: post(helpers[part - 1]!, { kind: 'silu', gate: g!, up: u!, out: o! }), from, view: o! });
+      const parts = helpers.length + 1;
+      // Rounds of at most SILU_HELPER_ROUND elements per thread (bounded shared buffers), each cut into equal shares
+      // at multiples of 4 elements: the first share here, the others on the helpers.
+      const round = parts * SILU_HELPER_ROUND;
+      for (let start = 0; start < length; start += round) {
+        const end = Math.min(length, start + round);
+        const bounds = Array.from({ length: parts + 1 }, (_, i) => (i === parts ? end : start + Math.floor(((end - start) * i) / parts / 4) * 4));
+        const jobs: Array<{ promise: Promise<void>; from: number; view: Float32Array }> = [];
+        for (let part = 1; part < parts; part++) {
+          const from = bounds[part]!;
+          const to = bounds[part + 1]!;
+          if (from >= to) continue;
+          const n = to - from;
+          const [g, u, o] = sharedViews(helpers[part - 1]!, [n, n, n]);
+          g!.set(gate.subarray(from, to));
+          u!.set(up.subarray(from, to));
+          jobs.push({ promise: post(helpers[part - 1]!, { kind: 'silu', gate: g!, up: u!, out: o! }), from, view: o! });
+        }
+        let error: unknown;
+        try {
+          local(start, bounds[1]!);
+        } catch (cause) {
+          error = cause;
+        }
+        const settled = await Promise.allSettled(jobs.map((j) => j.promise));
+        for (const result of settled) if (result.status === 'rejected') error ??= result.reason;
+        if (error !== undefined) throw error;
+        for (const { from, view } of jobs) out.set(view, from);
       }
-      let error: unknown;
-      try {
-        local(0, bounds[1]!);
-      } catch (cause) {
-        error = cause;
-      }
-      const settled = await Promise.allSettled(jobs.map((j) => j.promise));
-      for (const result of settled) if (result.status === 'rejected') error ??= result.reason;
-      if (error !== undefined) throw error;
-      for (const { from, view } of jobs) out.set(view, from);
       return true;
     },
     async dispose() {

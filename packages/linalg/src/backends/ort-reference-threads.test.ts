@@ -200,6 +200,10 @@ describe('the ort backend\'s reference attention on helper threads', () => {
         const here = locals.some(([from, to]) => i >= from && i < to);
         if (here ? !Number.isNaN(got[i]!) : got[i] !== wanted[i] && !(Number.isNaN(got[i]!) && Number.isNaN(wanted[i]!))) throw new Error(`element ${i}`);
       }
+      // A helper that died: calls are no longer shared (the caller runs them alone).
+      await helpers!.dispose();
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      expect(await helpers!.silu(gate, up, out, length, () => undefined)).toBe(false);
     } finally {
       await helpers?.dispose();
     }

@@ -86,14 +86,16 @@ export interface ReferenceHelpers {
    * Runs `args` on the calling thread and the helpers: `local(pairs)` computes its part of the pairs on this thread,
    * each helper one of the others on copies of its sequences' `q`, `k`, `v` (a `SharedArrayBuffer`), whose output is
    * copied back into `args.out`. `models`: the batched GEMM models the helpers need, by {@link batchedModelKey}.
-   * False (nothing done) when the call is too small to share.
+   * False (nothing done) when the call is too small to share or a helper thread has died (the caller then runs it
+   * alone); rejects when a helper fails during the call.
    */
   attention(args: AttentionArguments, local: (pairs: readonly [number, number]) => Promise<void>, models: Record<string, Uint8Array>): Promise<boolean>;
   /**
    * `out[i] = silu(gate[i]) * up[i]` for `i < length` (the reference kernels' `siluGate`), in rounds of at most
    * {@link SILU_HELPER_ROUND} elements per thread: each round's leading share on the calling thread
    * (`local(from, to)`), the others on the helpers (copies through a `SharedArrayBuffer`). False
-   * (nothing done) when the call is too small to share. Element-wise: the same bits however it is cut.
+   * (nothing done) when the call is too small to share or a helper thread has died. Element-wise: the same bits
+   * however it is cut.
    */
   silu(gate: Float32Array, up: Float32Array, out: Float32Array, length: number, local: (from: number, to: number) => void): Promise<boolean>;
   /** Ends the helper threads. */
@@ -216,7 +218,7 @@ export async function startReferenceHelpers(count: number, url: URL, kernels: Wa
         work += kvHeads * group * w * d;
       }
       const parts = Math.min(helpers.length + 1, weights.length);
-      if (parts < 2 || work < ATTENTION_HELPER_MIN_WORK) return false;
+      if (parts < 2 || work < ATTENTION_HELPER_MIN_WORK || helpers.some((h) => h.failed)) return false;
       const bounds = splitByWeight(weights, parts);
       const firstToken: number[] = [0];
       for (const n of lengths) firstToken.push(firstToken[firstToken.length - 1]! + n);
@@ -276,7 +278,7 @@ export async function startReferenceHelpers(count: number, url: URL, kernels: Wa
       return true;
     },
     async silu(gate, up, out, length, local) {
-      if (length < SILU_HELPER_MIN_LENGTH) return false;
+      if (length < SILU_HELPER_MIN_LENGTH || helpers.some((h) => h.failed)) return false;
       const parts = helpers.length + 1;
       // Rounds of at most SILU_HELPER_ROUND elements per thread (bounded shared buffers), each cut into equal shares
       // at multiples of 4 elements: the first share here, the others on the helpers.

@@ -19,9 +19,11 @@ const optionalBackendModules = {
 };
 
 export default defineConfig({
-  entry: ['src/index.ts'],
+  // The helper threads of the ort backend's reference attention start dist/ort-reference-worker.js (Node only; no
+  // module imports it, so browser bundles of the index never reach it).
+  entry: { index: 'src/index.ts', 'ort-reference-worker': 'src/backends/ort-reference-worker.ts' },
+  dts: { entry: { index: 'src/index.ts' } },
   format: ['esm'],
-  dts: true,
   sourcemap: true,
   clean: true,
   target: 'es2022',

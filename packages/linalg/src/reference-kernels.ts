@@ -1,6 +1,6 @@
 import { ShapeMismatchError } from '@bitsmith/core';
-import { instantiateKernel } from './backends/wasm-load.js';
-import { PAGE_BYTES } from './backends/wasm-memory.js';
+import { compileKernel } from './backends/wasm-load.js';
+import { PAGE_BYTES, wasmApi, type WasmModule } from './backends/wasm-memory.js';
 import { FAST_EXP_FRACTIONS, FAST_EXP_POWERS } from './fast-exp.js';
 
 /** Arguments of {@link ReferenceKernels.softmaxRows}: which score rows of a block of `attentionWithSgemm` are live. */
@@ -79,7 +79,20 @@ function kernelUrls(): URL[] {
  * ```
  */
 export async function createReferenceKernels(): Promise<ReferenceKernels> {
-  const exports = await instantiateKernel<Exports>('reference-kernels.wasm', kernelUrls());
+  return referenceKernelsOf(await referenceKernelsModule());
+}
+
+/** The compiled `reference-kernels.wasm` (compiled once per process), e.g. to post to a worker thread. Internal. */
+export function referenceKernelsModule(): Promise<WasmModule> {
+  return compileKernel('reference-kernels.wasm', kernelUrls());
+}
+
+/**
+ * A new {@link ReferenceKernels} instance, with its own memory, of an already compiled `reference-kernels.wasm` (from
+ * {@link referenceKernelsModule}, possibly in another thread): synchronous, no file access. Internal.
+ */
+export function referenceKernelsOf(module: WasmModule): ReferenceKernels {
+  const exports = new wasmApi.Instance(module, {}).exports as unknown as Exports;
   const tables = exports.TABLES.value;
   const base = exports.HEAP_BASE.value;
   new Float64Array(exports.memory.buffer, tables, FAST_EXP_FRACTIONS.length).set(FAST_EXP_FRACTIONS);

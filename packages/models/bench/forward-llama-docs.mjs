@@ -1,9 +1,11 @@
 // Forward-pass speed on llama-docs-29m against onnxruntime-node running the float ONNX export of the same model
 // (@bitsmith/formats' exporter) on the same tokens, in one run; and the batched calibration pass's GFLOP/s against
 // the machine's float32 GEMM throughput measured in the same run.
+// The reference pass is also run with the ort backend's helper threads off (referenceThreads 1), in alternating rounds.
 // Usage: node packages/models/bench/forward-llama-docs.mjs [--windows 8] [--ctx 512] [--batch 8] [--rounds 5]   (after building)
 // Skips with a message when ../shared/models/llama-docs-29m, onnxruntime-node or @bitsmith/formats is missing.
 import { existsSync, readFileSync } from 'node:fs';
+import os from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import v8 from 'node:v8';
@@ -42,6 +44,7 @@ v8.setFlagsFromString('--expose-gc');
 const collectGarbage = runInNewContext('gc');
 
 const seconds = (t) => (performance.now() - t) / 1000;
+const loadAverage = () => os.loadavg().map((x) => x.toFixed(2)).join(' ');
 async function best(runs, fn) {
   let min = Infinity;
   for (let r = 0; r < runs; r++) {
@@ -67,7 +70,7 @@ if (!existsSync(join(dir, 'model.safetensors')) || !existsSync(textPath)) {
   const batches = [];
   for (let i = 0; i < windows.length; i += batch) batches.push(windows.slice(i, i + batch));
   console.log(`glibc malloc tunables: ${process.env.GLIBC_TUNABLES || 'none'}`);
-  console.log(`llama-docs-29m: ${windows.length} windows of ${ctx} tokens (${tokens} tokens), batches of ${batch}, ${threads} threads`);
+  console.log(`llama-docs-29m: ${windows.length} windows of ${ctx} tokens (${tokens} tokens), batches of ${batch}, ${threads} threads; load average ${loadAverage()}`);
 
   // GEMM throughput of this machine now: float32 2048^3 through the same backend, best of 3.
   const g = 2048;
@@ -125,6 +128,32 @@ if (!existsSync(join(dir, 'model.safetensors')) || !existsSync(textPath)) {
   const calibrationMedianRatio = calibrationRatios[Math.floor(calibrationRatios.length / 2)];
   const calibrationNative = await calibrationWith(false, 3);
   const calibrationGflops = usefulFlops / calibration / 1e9;
+
+  // The same reference pass with the backend's helper threads off (referenceThreads 1: attention's copies and softmax
+  // rows and the SiLU gate on the calling thread alone, attention's products on every MLAS thread), in rounds
+  // alternating with the default (helpers on), so that both see the same phases of a shared machine.
+  let helpersLine = 'the pass without helper threads: skipped (one thread)';
+  if (threads > 1) {
+    const alone = await createBackend('ort', { referenceThreads: 1 });
+    const { graph: graphAlone } = await loadLlamaModel(dir, { backend: alone });
+    const passOn = (model) => async () => {
+      for (const b of batches) {
+        let h = model.embed(b);
+        for (const block of model.blocks) h = await model.runBlock(block.index, h, { observer, reference: true });
+      }
+    };
+    await best(1, passOn(graphAlone));
+    let aloneBest = Infinity;
+    let sharedBest = Infinity;
+    for (let r = 0; r < Math.min(rounds, 3); r++) {
+      aloneBest = Math.min(aloneBest, await best(1, passOn(graphAlone)));
+      sharedBest = Math.min(sharedBest, await best(1, passOn(graph)));
+    }
+    await alone.dispose();
+    helpersLine =
+      `the same pass, best of alternating rounds: ${threads - 1} reference helper thread(s) ${sharedBest.toFixed(2)} s (${(usefulFlops / sharedBest / 1e9).toFixed(1)} GFLOP/s), ` +
+      `calling thread alone (referenceThreads 1) ${aloneBest.toFixed(2)} s (${(usefulFlops / aloneBest / 1e9).toFixed(1)} GFLOP/s): ${(aloneBest / sharedBest).toFixed(2)}x`;
+  }
 
   // The same pass as the recipe runner runs it for GPTQ: every block with @bitsmith/core's StatisticsCollector
   // (Hessians of the block's four distinct linear inputs, q/k/v and gate/up sharing one; finite-input checks) and the
@@ -244,8 +273,10 @@ if (!existsSync(join(dir, 'model.safetensors')) || !existsSync(textPath)) {
       `median of the rounds' ratios to the same round's GEMM ${calibrationMedianRatio.toFixed(2)} (${calibrationRatios.map((x) => x.toFixed(2)).join(' ')})`,
   );
   console.log(`  (the same pass on the backend's native attention and activation: ${calibrationNative.toFixed(2)} s, ${((calibrationGflops * calibration) / calibrationNative).toFixed(1)} GFLOP/s)`);
+  console.log(`  (${helpersLine})`);
   console.log(hessianLine);
   console.log(`evaluate ${evaluation.tokens} tokens at ctx ${ctx}: ${evalTime.toFixed(1)} s, perplexity ${evaluation.perplexity.toFixed(4)}`);
+  console.log(`load average at the end: ${loadAverage()}`);
   console.log(
     JSON.stringify({
       model: 'llama-docs-29m',

@@ -158,6 +158,41 @@ describe('attentionWithBatchedSgemm', () => {
     });
   }
 
+  // Parts of the pairs (cut inside sequences, at sequence bounds, empty parts) together give the whole call's bits, and
+  // each part leaves the other heads' output untouched.
+  for (const c of cases) {
+    it(`computes only the requested pairs, which together equal the whole call bit for bit (${c.name})`, async () => {
+      const js = createJsBackend();
+      const kernels = await tryReferenceKernels();
+      const args = problem(c.lengths, c.H, c.Hkv, c.d, 13, c.extra);
+      const whole = { ...args, out: args.out.slice() };
+      await attentionWithBatchedSgemm(loopOf(js), whole, kernels ?? null, { chunk: c.chunk, scoreBytes: c.scoreBytes });
+      const pairs = c.lengths.length * c.Hkv;
+      const cuts = [0, 1, Math.floor(pairs / 2), Math.floor(pairs / 2), pairs - 1, pairs].filter((x) => x >= 0 && x <= pairs).sort((a, b) => a - b);
+      const parts = { ...args, out: args.out.slice() };
+      for (let i = 0; i + 1 < cuts.length; i++) {
+        const [from, to] = [cuts[i]!, cuts[i + 1]!];
+        const before = parts.out.slice();
+        await attentionWithBatchedSgemm(loopOf(js), parts, kernels ?? null, { chunk: c.chunk, scoreBytes: c.scoreBytes, pairs: [from, to] });
+        // Outside the part's pairs nothing changed (NaN stays NaN: compare bits).
+        const group = c.H / c.Hkv;
+        let t0 = 0;
+        for (let s = 0; s < c.lengths.length; s++) {
+          for (let g = 0; g < c.Hkv; g++) {
+            const p = s * c.Hkv + g;
+            if (p >= from && p < to) continue;
+            for (let t = t0; t < t0 + c.lengths[s]!; t++) {
+              const o = t * c.H * c.d + g * group * c.d;
+              expect(firstDifference(parts.out.subarray(o, o + group * c.d), before.subarray(o, o + group * c.d))).toBe(-1);
+            }
+          }
+          t0 += c.lengths[s]!;
+        }
+      }
+      expect(firstDifference(parts.out, whole.out)).toBe(-1);
+    });
+  }
+
   // onnxruntime's batched MatMul against its single Gemm calls: the reference attention of the ort backend (batched)
   // equals attentionWithSgemm over the same backend's sgemm bit for bit, including sequences longer than the
   // products' 512-deep reduction blocks.

@@ -41,7 +41,10 @@ export const BATCHED_ATTENTION_SCORE_BYTES = 32 * 1024 * 1024;
  * @param options `chunk`: query rows per score block (default 128, as `attentionWithSgemm`); `scoreBytes`: bytes of
  *   one batch of score blocks (default {@link BATCHED_ATTENTION_SCORE_BYTES}; at least one pair per batch);
  *   `scratch`: where the packed queries, keys, values and products go (a caller's buffers kept between calls, at
- *   least `length` floats; fresh memory costs a page fault per 4 KiB), default new arrays.
+ *   least `length` floats; fresh memory costs a page fault per 4 KiB), default new arrays; `pairs`: compute only the
+ *   (sequence, key/value head) pairs `from .. to - 1` of the whole call (pair `s * numKvHeads + g` is sequence `s`,
+ *   key/value head `g`) and leave the other heads' output alone, default all of them: each pair's output is the
+ *   same bits whichever pairs share its batches, so parts of one call can run on different threads.
  * @example
  * ```ts
  * await attentionWithBatchedSgemm(batchedGemm, { q, k, v, out, lengths: [512, 512], numHeads: 8, numKvHeads: 4, headDim: 64 }, kernels);
@@ -51,7 +54,7 @@ export async function attentionWithBatchedSgemm(
   batched: (args: BatchedGemmArguments) => Promise<void>,
   args: AttentionArguments,
   kernels: ReferenceKernels | null,
-  options: { chunk?: number; scoreBytes?: number; scratch?: (name: string, length: number) => Float32Array } = {},
+  options: { chunk?: number; scoreBytes?: number; scratch?: (name: string, length: number) => Float32Array; pairs?: readonly [number, number] } = {},
 ): Promise<void> {
   const { q, k, v, out, lengths, numHeads, numKvHeads, headDim: d } = args;
   const window = args.slidingWindow ?? Infinity;
@@ -63,16 +66,20 @@ export async function attentionWithBatchedSgemm(
   const chunk = options.chunk ?? ATTENTION_CHUNK;
   const scoreBytes = options.scoreBytes ?? BATCHED_ATTENTION_SCORE_BYTES;
   const wasm = cap === undefined ? kernels : null;
+  const [from, to] = options.pairs ?? [0, lengths.length * numKvHeads];
   let start = 0;
   for (let s = 0; s < lengths.length; ) {
     const n = lengths[s]!;
     let count = 1;
     while (s + count < lengths.length && lengths[s + count] === n) count++;
-    if (n > 0) {
+    // This run's pairs within the requested range, numbered from the run's first pair.
+    const lo = Math.max(0, from - s * numKvHeads);
+    const hi = Math.min(count * numKvHeads, to - s * numKvHeads);
+    if (n > 0 && lo < hi) {
       const rowsPerChunk = Math.max(1, Math.min(Math.floor(chunk), n));
       const m = group * rowsPerChunk;
       // Pairs (sequence, key/value head) per batch: as many as the score budget allows, at least one.
-      const pairs = count * numKvHeads;
+      const pairs = hi - lo;
       const perBatch = Math.max(1, Math.min(pairs, Math.floor(scoreBytes / (4 * m * n))));
       const buffer = options.scratch ?? ((_: string, length: number) => new Float32Array(length));
       const queries = buffer('attention.queries', perBatch * m * d);
@@ -82,8 +89,8 @@ export async function attentionWithBatchedSgemm(
       // Pair p: sequence s + floor(p / numKvHeads) (its first token row), key/value head p % numKvHeads.
       const pairAt = (pair: number): { first: number; g: number } => ({ first: start + Math.floor(pair / numKvHeads) * n, g: pair % numKvHeads });
       const { scores, sums } = wasm ? wasm.reserve(perBatch * m * n, perBatch * m) : { scores: new Float32Array(perBatch * m * n), sums: new Float64Array(perBatch * m) };
-      for (let p0 = 0; p0 < pairs; p0 += perBatch) {
-        const batch = Math.min(perBatch, pairs - p0);
+      for (let p0 = lo; p0 < hi; p0 += perBatch) {
+        const batch = Math.min(perBatch, hi - p0);
         for (let r0 = 0; r0 < n; r0 += rowsPerChunk) {
           const r1 = Math.min(n, r0 + rowsPerChunk);
           const rows = r1 - r0;

@@ -1,7 +1,8 @@
 import type { AttentionArguments, Backend, GatedActivationArguments, GatedMlpArguments, BackendOptions, FloatArray, GemmArguments, GramArguments } from '../backend.js';
 import { attentionWithSgemm } from './attention-sgemm.js';
 import { attentionWithBatchedSgemm, type BatchedGemmArguments } from './attention-batched-sgemm.js';
-import { tryReferenceKernels, type ReferenceKernels } from '../reference-kernels.js';
+import { referenceKernelsModule, tryReferenceKernels, type ReferenceKernels } from '../reference-kernels.js';
+import { batchedModelKey, startReferenceHelpers, type ReferenceHelpers } from './ort-reference-threads.js';
 import { gatedActivationReference } from './gated-activation-loop.js';
 import { BackendUnavailableError } from '../backend-unavailable-error.js';
 import { checkAttentionArguments, checkFwhtArguments, checkGatedActivationArguments, checkGatedMlpArguments, checkGemmArguments, checkGramArguments } from './check-arguments.js';
@@ -112,7 +113,25 @@ export interface OrtBackendOptions extends BackendOptions {
    * Default {@link ORT_OUTPUT_CHUNK_BYTES} (16 MiB).
    */
   outputChunkBytes?: number;
+  /**
+   * Threads that share a `reference` attention or SiLU `gatedActivation` call: the calling thread and
+   * `referenceThreads - 1` helper worker threads each compute a share of the attention's (sequence, key/value head)
+   * pairs, every thread with its own single-threaded onnxruntime sessions and reference kernels, or of the SiLU
+   * gate's elements; without helpers the attention's products use `threads` MLAS threads and everything else
+   * (copies, softmax rows, the SiLU gate) the calling thread alone. Same results bit for bit either way. Default
+   * `threads`; 1 starts no helper. Where worker threads or the worker module are unavailable, the calling thread runs
+   * it all.
+   */
+  referenceThreads?: number;
+  /**
+   * The helper threads' module (see {@link referenceThreads}). Default the `ort-reference-worker.js` built next to this
+   * module (tests pass a bundle of the source).
+   */
+  referenceWorker?: URL;
 }
+
+/** The helper threads' module, named at run time so that bundlers do not take it for an asset of the browser build. */
+const REFERENCE_WORKER_FILE: string = './ort-reference-worker.js';
 
 /** Default most bytes of output per onnxruntime run (see {@link OrtBackendOptions.outputChunkBytes}). */
 export const ORT_OUTPUT_CHUNK_BYTES = 16 * 1024 * 1024;
@@ -505,7 +524,7 @@ export async function createOrtBackend(options: OrtBackendOptions = {}): Promise
    * A batch of equal-shape float32 products (reference attention's): one MLAS batched product, which runs each
    * product of the batch on one thread, as the single small products (`smallGemmWork`) run, with the same arithmetic.
    */
-  async function batchedSgemm(args: BatchedGemmArguments): Promise<void> {
+  async function batchedSgemm(args: BatchedGemmArguments, single = false): Promise<void> {
     const { batch, m, n, k } = args;
     if (batch * m * n === 0) return;
     const transB = args.transB === true;
@@ -514,7 +533,7 @@ export async function createOrtBackend(options: OrtBackendOptions = {}): Promise
       args.c.fill(0, 0, batch * m * n);
       return;
     }
-    const s = await session(`batched|${transB ? 1 : 0}|${alpha}`, () => buildBatchedGemmModel(onnx, { transB, alpha }));
+    const s = await session(`batched|${transB ? 1 : 0}|${alpha}${single ? '|1' : ''}`, () => buildBatchedGemmModel(onnx, { transB, alpha }), single);
     const y = ortView(args.c, batch * m * n);
     await s.run(
       {
@@ -531,6 +550,42 @@ export async function createOrtBackend(options: OrtBackendOptions = {}): Promise
   function referenceKernels(): Promise<ReferenceKernels | undefined> {
     kernels ??= tryReferenceKernels();
     return kernels;
+  }
+
+  /** Helper threads of the reference kernels, started on first use; undefined inside: none could be started. */
+  const referenceThreads = Math.max(1, Math.floor(options.referenceThreads ?? threads));
+  let helperThreads: Promise<ReferenceHelpers | undefined> | undefined;
+  function referenceHelpers(): Promise<ReferenceHelpers | undefined> {
+    helperThreads ??= (async () => {
+      if (referenceThreads < 2) return undefined;
+      try {
+        const url = options.referenceWorker ?? new URL(REFERENCE_WORKER_FILE, import.meta.url);
+        return await startReferenceHelpers(referenceThreads - 1, url, await referenceKernelsModule(), smallSessionOptions);
+      } catch {
+        return undefined;
+      }
+    })();
+    return helperThreads;
+  }
+
+  /**
+   * The reference attention (`attentionWithBatchedSgemm`): shared with the helper threads where they run (each thread
+   * on one MLAS thread), else on this thread with `threads`-thread products.
+   */
+  async function referenceAttention(args: AttentionArguments): Promise<void> {
+    const kernels = (await referenceKernels()) ?? null;
+    const helpers = kernels ? await referenceHelpers() : undefined;
+    if (helpers) {
+      const scale = args.scale ?? 1 / Math.sqrt(args.headDim);
+      const models = {
+        [batchedModelKey(true, scale)]: buildBatchedGemmModel(onnx, { transB: true, alpha: Math.fround(scale) }),
+        [batchedModelKey(false, 1)]: buildBatchedGemmModel(onnx, { transB: false, alpha: 1 }),
+      };
+      const single = (g: BatchedGemmArguments): Promise<void> => batchedSgemm(g, true);
+      const local = (pairs: readonly [number, number]): Promise<void> => attentionWithBatchedSgemm(single, args, kernels, { scratch: scratch.float32, pairs });
+      if (await helpers.attention(args, local, models)) return;
+    }
+    await attentionWithBatchedSgemm(batchedSgemm, args, kernels, { scratch: scratch.float32 });
   }
 
   const attentionScoreBytes = Math.max(0, options.attentionScoreBytes ?? ORT_ATTENTION_SCORE_BYTES);
@@ -567,7 +622,7 @@ export async function createOrtBackend(options: OrtBackendOptions = {}): Promise
     const qRow = numHeads * d;
     const kvRow = numKvHeads * d;
     const sgemm = (g: GemmArguments<Float32Array>): Promise<void> => gemm(g, ONNX_FLOAT);
-    if (args.reference) return attentionWithBatchedSgemm(batchedSgemm, args, (await referenceKernels()) ?? null, { scratch: scratch.float32 });
+    if (args.reference) return referenceAttention(args);
     let start = 0;
     for (let s = 0; s < lengths.length; ) {
       const n = lengths[s]!;
@@ -606,7 +661,14 @@ export async function createOrtBackend(options: OrtBackendOptions = {}): Promise
   async function gatedActivation(args: GatedActivationArguments): Promise<void> {
     const length = args.length ?? args.gate.length;
     if (length === 0) return;
-    if (args.reference) return gatedActivationReference(args, await referenceKernels());
+    if (args.reference) {
+      const kernels = await referenceKernels();
+      const helpers = kernels && args.activation === 'silu' ? await referenceHelpers() : undefined;
+      const { gate, up, out } = args;
+      const local = (from: number, to: number): void => kernels!.siluGate(gate.subarray(from, to), up.subarray(from, to), out.subarray(from, to), to - from);
+      if (helpers && (await helpers.silu(gate, up, out, length, local))) return;
+      return gatedActivationReference(args, kernels);
+    }
     const s = await session(`gated|${args.activation}`, () => buildGatedActivationModel(onnx, args.activation));
     const y = ortView(args.out, length);
     await s.run(
@@ -721,6 +783,8 @@ export async function createOrtBackend(options: OrtBackendOptions = {}): Promise
       constantBytes = 0;
       sessions.clear();
       buffers.clear();
+      const helpers = await helperThreads;
+      await helpers?.dispose();
       masks.clear();
       await Promise.all(pending.map((p) => p.then((s) => s.release()).catch(() => undefined)));
     },

@@ -53,17 +53,23 @@ const compiledKernels = new Map<string, Promise<WasmModule>>();
  * forgotten, so a later call tries again. Each caller writes its URLs as literals (see {@link readWasmFile}). Internal.
  */
 export async function instantiateKernel<T>(file: string, urls: readonly URL[]): Promise<T> {
+  return new wasmApi.Instance(await compileKernel(file, urls), {}).exports as unknown as T;
+}
+
+/**
+ * The compiled module of a standalone kernel file (see {@link instantiateKernel}), compiled once per process; a failed
+ * compile is forgotten. A compiled module can be posted to a worker thread, which instantiates it without the file. Internal.
+ */
+export async function compileKernel(file: string, urls: readonly URL[]): Promise<WasmModule> {
   let compiled = compiledKernels.get(file);
   if (!compiled) {
     compiled = readWasmFile(file, urls).then(async (bytes) => compileOptimized(bytes, await nodeV8()));
     compiledKernels.set(file, compiled);
   }
-  let module: WasmModule;
   try {
-    module = await compiled;
+    return await compiled;
   } catch (error) {
     compiledKernels.delete(file);
     throw error;
   }
-  return new wasmApi.Instance(module, {}).exports as unknown as T;
 }

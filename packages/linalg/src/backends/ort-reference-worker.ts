@@ -1,0 +1,93 @@
+// Entry of the helper threads of the `ort` backend's reference kernels (see ort-reference-threads.ts): a Node worker
+// thread that runs `attentionWithBatchedSgemm` on the (sequence, key/value head) pairs the calling thread hands it,
+// with its own single-threaded onnxruntime sessions and its own instance of the reference kernels, and the SiLU gate
+// on the share of elements it is handed. Built by tsup as
+// dist/ort-reference-worker.js, next to the bundle that starts it; nothing imports this module.
+import { attentionWithBatchedSgemm, type BatchedGemmArguments } from './attention-batched-sgemm.js';
+import { referenceKernelsOf } from '../reference-kernels.js';
+import { nodeBuiltin } from '../node-builtin.js';
+import { batchedModelKey, type ReferenceWorkerData, type ReferenceWorkerReply, type ReferenceWorkerRequest } from './ort-reference-threads.js';
+
+interface OrtTensor {
+  readonly data: unknown;
+}
+interface OrtSession {
+  run(feeds: Record<string, OrtTensor>, fetches: Record<string, OrtTensor>): Promise<Record<string, OrtTensor>>;
+}
+interface OrtModule {
+  InferenceSession: { create(model: Uint8Array, options: object): Promise<OrtSession> };
+  Tensor: new (type: 'float32', data: Float32Array, dims: readonly number[]) => OrtTensor;
+}
+
+/** The optional dependency, named at run time as the backend names it (bundlers leave it alone). */
+const ORT_PACKAGE: string = 'onnxruntime-node';
+
+async function start(): Promise<void> {
+  const threads = await nodeBuiltin<typeof import('node:worker_threads')>('worker_threads');
+  const port = threads?.parentPort;
+  if (!threads || !port) return;
+  const { kernels: kernelModule, sessionOptions } = threads.workerData as ReferenceWorkerData;
+  const specifier = ORT_PACKAGE;
+  const loaded = (await import(/* webpackIgnore: true */ /* @vite-ignore */ specifier)) as Record<string, unknown>;
+  const ort = (loaded.InferenceSession ? loaded : loaded.default) as OrtModule;
+  const kernels = referenceKernelsOf(kernelModule);
+  const sessions = new Map<string, Promise<OrtSession>>();
+  const models = new Map<string, Uint8Array>();
+  const buffers = new Map<string, Float32Array>();
+  const scratch = (name: string, length: number): Float32Array => {
+    let buffer = buffers.get(name);
+    if (!buffer || buffer.length < length) {
+      buffer = new Float32Array(length);
+      buffers.set(name, buffer);
+    }
+    return buffer;
+  };
+  // As the backend's batchedSgemm, on one MLAS thread: every operand here is this thread's own memory.
+  const batched = async (args: BatchedGemmArguments): Promise<void> => {
+    const { batch, m, n, k } = args;
+    if (batch * m * n === 0) return;
+    const transB = args.transB === true;
+    if (k === 0) {
+      args.c.fill(0, 0, batch * m * n);
+      return;
+    }
+    const key = batchedModelKey(transB, args.alpha ?? 1);
+    let session = sessions.get(key);
+    if (!session) {
+      const model = models.get(key);
+      if (!model) throw new Error(`ort attention worker: no batched GEMM model ${key} was sent`);
+      session = ort.InferenceSession.create(model, sessionOptions);
+      sessions.set(key, session);
+    }
+    await (
+      await session
+    ).run(
+      {
+        A: new ort.Tensor('float32', args.a.subarray(0, batch * m * k), [batch, m, k]),
+        B: new ort.Tensor('float32', args.b.subarray(0, batch * n * k), transB ? [batch, n, k] : [batch, k, n]),
+      },
+      { Y: new ort.Tensor('float32', args.c.subarray(0, batch * m * n), [batch, m, n]) },
+    );
+  };
+  let queue: Promise<unknown> = Promise.resolve();
+  port.on('message', (request: ReferenceWorkerRequest) => {
+    queue = queue.then(async () => {
+      let reply: ReferenceWorkerReply;
+      try {
+        if (request.kind === 'silu') {
+          kernels.siluGate(request.gate, request.up, request.out, request.out.length);
+        } else {
+          for (const [key, model] of Object.entries(request.models)) models.set(key, model);
+          await attentionWithBatchedSgemm(batched, request.args, kernels, { scratch, pairs: request.pairs });
+        }
+        reply = { id: request.id };
+      } catch (error) {
+        reply = { id: request.id, error: error instanceof Error ? (error.stack ?? error.message) : String(error) };
+      }
+      port.postMessage(reply);
+    });
+  });
+  port.postMessage('ready');
+}
+
+await start();

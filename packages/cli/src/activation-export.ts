@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { ActivationSchemeRefusedError, activationQuantizer, activationSchemeFromDescription, dequantize, type Tensor } from '@bitsmith/core';
-import { loadCompressedTensors, readJsonObject, type ExportedActivationQuantization, type ExportedKvCacheQuantization, type LoadedCheckpoint } from '@bitsmith/formats';
+import { activationQuantizer, dequantize, type Tensor } from '@bitsmith/core';
+import { loadCompressedTensors, readJsonObject, runActivationQuantization, runTimeRecords, type ExportedActivationQuantization, type ExportedKvCacheQuantization, type LoadedCheckpoint } from '@bitsmith/formats';
 import { createLlamaGraph, loadLlamaConfig, loadLlamaModel, loadTokenizer, ModelFileError, type LlamaGraph, type LlamaGraphOptions, type LlamaModel, type LoadLlamaOptions } from '@bitsmith/models';
 
 /** The attention module of a block, as Hugging Face names it: `model.layers.3.self_attn`. */
@@ -13,35 +13,16 @@ function attentionModule(block: LlamaGraph['blocks'][number]): string {
  * What a quantized graph quantizes at run time, in the form the compressed-tensors exporter takes: the input scheme
  * (and static scales) of every layer with an activation quantizer, and the KV-cache quantization of every block.
  *
+ * @deprecated Use `runActivationQuantization(runTimeRecords(graph))` from `@bitsmith/formats` (or a `QuantizedRun`).
  * @throws ActivationSchemeRefusedError when a layer has another run-time input transform (an online Hadamard: no
  *   place in compressed-tensors), or a block's cache uses the Hadamard or pre-RoPE keys.
  * @example
  * ```ts
  * const { inputActivations, kvCache } = exportedActivations(graph);
- * await saveCompressedTensors(out, { tensors: graph.tensors(), quantized, config, inputActivations, kvCache });
  * ```
  */
 export function exportedActivations(graph: LlamaGraph, exporter = 'compressed-tensors'): { inputActivations: Map<string, ExportedActivationQuantization>; kvCache: Map<string, ExportedKvCacheQuantization> } {
-  const inputActivations = new Map<string, ExportedActivationQuantization>();
-  for (const layer of graph.linearLayers()) {
-    if (!layer.inputTransform) continue;
-    const description = layer.inputTransform.describe();
-    if (description.kind !== 'activation-quantization') {
-      throw new ActivationSchemeRefusedError(exporter, 'onlineTransforms', `layer ${layer.name} applies a run-time input transform (${layer.inputTransform.name}) that the format cannot carry; use a recipe whose rotations fuse into the weights, or --save fake`);
-    }
-    inputActivations.set(layer.name, activationSchemeFromDescription(description));
-  }
-  const kvCache = new Map<string, ExportedKvCacheQuantization>();
-  for (const block of graph.blocks) {
-    const cache = block.kvCache;
-    if (!cache) continue;
-    if (cache.hadamard || cache.preRopeKeys) {
-      throw new ActivationSchemeRefusedError(exporter, 'kvCache', `block ${block.index} rotates its cache by a Hadamard or quantizes keys before RoPE; vLLM's FP8 cache does neither`);
-    }
-    if (!cache.keys || !cache.values) throw new ActivationSchemeRefusedError(exporter, 'kvCache', `block ${block.index} quantizes only ${cache.keys ? 'keys' : 'values'}; kv_cache_scheme quantizes both`);
-    kvCache.set(attentionModule(block), { keys: activationSchemeFromDescription(cache.keys.describe()), values: activationSchemeFromDescription(cache.values.describe()) });
-  }
-  return { inputActivations, kvCache };
+  return runActivationQuantization(runTimeRecords(graph), exporter);
 }
 
 /**

@@ -1,3 +1,5 @@
+import type { ActivationScales, ActivationScheme } from './activation-quantization.js';
+import { calibrateInputActivationScales } from './activation-scale-calibration.js';
 import { AbortError, InvalidArgumentError } from './errors.js';
 import type { BlockView, HiddenStatesHandle, LinearInputCallback, QuantizableModel, RunBlockOptions } from './model-view.js';
 import type { StatisticRequest } from './quantizer.js';
@@ -77,6 +79,11 @@ export interface CalibrationBlock<B extends CalibratableBlock = BlockView> {
    * pass's output is the block's captured output.
    */
   observe(observer: LinearInputCallback, options?: RunBlockOptions): Promise<void>;
+  /**
+   * Runs the block on its input and calibrates static input-activation scales for `layers` (see
+   * `calibrateInputActivationScales`); like `collect`, the pass's output is the block's captured output.
+   */
+  activationScales(scheme: ActivationScheme, layers: readonly { readonly name: string; readonly inFeatures: number }[]): Promise<Map<string, ActivationScales>>;
 }
 
 /** Options of {@link calibrationBlocks}. */
@@ -138,6 +145,11 @@ export async function* calibrationBlocks<B extends CalibratableBlock = BlockView
       },
       observe: async (observer, runOptions) => {
         captured = { output: await model.runBlock(block.index, input, observer, runOptions) };
+      },
+      activationScales: async (scheme, layers) => {
+        const pass = await calibrateInputActivationScales(model, block, input, scheme, layers);
+        captured = { output: pass.output };
+        return pass.scales;
       },
     };
     hidden = propagate === 'captured' && captured ? captured.output : await model.runBlock(block.index, input);

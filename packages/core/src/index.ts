@@ -46,6 +46,7 @@ export type { StatisticsKernels, StatisticsCollectorOptions } from './statistics
 export { StatisticsCollector, givenStatistics, sharedInputGroups } from './statistics-collector.js';
 export type { CalibratableBlock, CalibratableModel, CalibrationBlock, CalibrationBlocksOptions, CollectBlockStatisticsOptions } from './calibration-driver.js';
 export { calibrationBlocks, collectBlockStatistics } from './calibration-driver.js';
+export { calibrateInputActivationScales, calibrateKvCacheScales } from './activation-scale-calibration.js';
 export { applyModelEdits, applyStepResult, applyingResults, modelEditTensor } from './model-edit.js';
 export type { ViewFingerprint } from './model-draft.js';
 export { draftBlock, draftModel, modelEditsOf, collectModelEdits, viewFingerprint, changedTensor } from './model-draft.js';

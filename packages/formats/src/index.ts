@@ -82,6 +82,9 @@ export { readChecked, readCheckedSync } from './checked-read.js';
 // Stored forms: which kinds each model exporter writes
 export type { ModelExporter } from './stored-form-export.js';
 export { EXPORTER_STORED_KINDS, refuseDeclaredKinds, exportableGrids, exportableStoredForms } from './stored-form-export.js';
+// The one result of a quantization run that every exporter takes (the exporters themselves: node entry, RUN_EXPORTERS)
+export type { QuantizedRun, QuantizedRunGraph, QuantizedRunLinear, QuantizedRunBlock, QuantizedRunTransform, QuantizedRunReport, RunTimeTransformRecord, KvCacheRecord } from './quantized-run.js';
+export { quantizedRun, runActivationQuantization, runTimeRecords } from './quantized-run.js';
 export type { OnnxruntimeBlockwiseRtnOptions } from './onnxruntime-blockwise-rtn.js';
 export { onnxruntimeBlockwiseRtn } from './onnxruntime-blockwise-rtn.js';
 export type { TableFormat, StoredKindRow } from './stored-kind-table.js';

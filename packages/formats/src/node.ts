@@ -8,3 +8,5 @@ export { saveCompressedTensors, saveGptq, loadCompressedTensors, loadGptq, readJ
 export { saveTfjsModel } from './tfjs-manifest-file.js';
 export { readGguf, writeGguf, ggufTokenizerMetadata, saveGgufModel } from './gguf-file.js';
 export { readImatrix, writeImatrix } from './gguf-imatrix-file.js';
+export type { RunExporter, RunExportResult, OnnxRunExportOptions, OnnxRunExportResult, GgufRunExportOptions, TfjsRunExportOptions } from './run-exporters.js';
+export { RUN_EXPORTERS, compressedTensorsRunExporter, gptqRunExporter, gptqV2RunExporter, onnxRunExporter, ggufRunExporter, tfjsRunExporter } from './run-exporters.js';

@@ -16,14 +16,16 @@ import { checkMatMulNBits } from './onnx-matmul-nbits.js';
 import { checkOnnxStored } from './onnx-export.js';
 
 /** The exporters that write a whole quantized model, by the name `bitsmith quantize --save` uses. */
-export type ModelExporter = 'fake' | 'compressed-tensors' | 'gptq' | 'gptq-v2' | 'onnx' | 'gguf';
+export type ModelExporter = 'fake' | 'compressed-tensors' | 'gptq' | 'gptq-v2' | 'onnx' | 'gguf' | 'tfjs';
 
 /**
  * Which stored kinds each exporter writes. `fake` writes every kind as its decoded float32 weight; `gguf` writes
  * grids from their codes and scales where the GGML type holds them (re-deriving k-quant sub-block scales, else
  * re-quantizing with a warning) and quantizes float layers (see `saveGgufModel`); compressed-tensors
  * writes uniform integer and FP8 E4M3 grids, GPTQ and ONNX `MatMulNBits` uniform integer grids (and leave `float` layers float); ONNX also writes a `low-rank` branch
- * over a grid as two extra `MatMul`s. A kind missing here is refused with `StoredFormRefusedError`.
+ * over a grid as two extra `MatMul`s; a tfjs manifest quantizes float weights by itself and takes `float` layers only.
+ * A kind missing here is refused with `StoredFormRefusedError`. The exporters of `RUN_EXPORTERS` (node entry) say the
+ * same in their `accepts`.
  */
 export const EXPORTER_STORED_KINDS: Readonly<Record<ModelExporter, readonly StoredKind[]>> = {
   fake: STORED_KINDS,
@@ -32,6 +34,7 @@ export const EXPORTER_STORED_KINDS: Readonly<Record<ModelExporter, readonly Stor
   gptq: ['grid', 'float'],
   'gptq-v2': ['grid', 'float'],
   onnx: ['grid', 'low-rank', 'float'],
+  tfjs: ['float'],
 };
 
 const WHY: Record<StoredKind, string> = {
@@ -45,6 +48,7 @@ const WHY: Record<StoredKind, string> = {
 
 /** The reason an exporter gives for refusing a kind. */
 function why(exporter: ModelExporter, kind: StoredKind): string {
+  if (exporter === 'tfjs') return "tfjs manifests hold one affine uint8/uint16 grid per tensor, quantized from float weights; a recipe's result has no place in them (use --save fake)";
   return exporter === 'gguf' && kind !== 'grid' && kind !== 'float' ? GGUF_REFUSAL[kind] : WHY[kind];
 }
 

@@ -1,15 +1,14 @@
-import { copyFile, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Command } from 'commander';
 import cliProgress from 'cli-progress';
 import { defaultBackend, disposeDefaultBackend } from '@bitsmith/linalg';
 import { backendChoice, llamaParameterCount } from '../backend-choice.js';
-import { ActivationSchemeRefusedError, BitsmithError, formatName, UnsupportedFormatError, type Granularity, type QuantizedTensor, type StoredForm, type StoredKind } from '@bitsmith/core';
-import { exportableGrids, exportableStoredForms, GGUF_ARCHITECTURES, GGUF_MODEL_TYPES, imatrixImportance, readImatrix, refuseCompressedTensorsActivations, refuseDeclaredKinds, saveCompressedTensors, saveGgufModel, saveGptq, saveTransformersJsModel, type GgufModelType } from '@bitsmith/formats';
-import { architectureMapping, evaluateLanguageModel, llamaQuantizableModel, loadLlamaConfig, loadLlamaGraph, loadLlamaModel, writeSafetensors, type LlamaGraph, type LlamaModel } from '@bitsmith/models';
-import { exportedActivations } from '../activation-export.js';
-import { declareAddedBiases } from '../added-biases.js';
+import { ActivationSchemeRefusedError, BitsmithError, formatName, type Granularity, type QuantizedTensor, type StoredForm, type StoredKind } from '@bitsmith/core';
+import { GGUF_ARCHITECTURES, GGUF_MODEL_TYPES, imatrixImportance, quantizedRun, readImatrix, refuseCompressedTensorsActivations, refuseDeclaredKinds, RUN_EXPORTERS, type GgufModelType, type OnnxRunExportResult, type QuantizedRun, type RunExporter, type RunExportResult, type SaveGgufResult } from '@bitsmith/formats';
+import { architectureMapping, evaluateLanguageModel, llamaQuantizableModel, loadLlamaConfig, loadLlamaGraph, loadLlamaModel, type LlamaModel } from '@bitsmith/models';
+import { fakeQuantExporter } from '../fake-quant-export.js';
 import { withActivationCapture, type ActivationSummary } from '../activation-summary.js';
 import { evalSummary } from './eval.js';
 import { directoryCheckpointStore, formatDuration, parseRecipe, RecipeFileError, runRecipe, type Recipe, type RecipeProgressEvent, type RecipeReport, type RunCheckpointOptions, type StepRegistry } from '@bitsmith/recipe';
@@ -131,8 +130,6 @@ export const SAVE_FORMATS = ['fake', 'compressed-tensors', 'gptq', 'gptq-v2', 'o
 /** One of {@link SAVE_FORMATS}. */
 export type SaveFormat = (typeof SAVE_FORMATS)[number];
 
-const COPIED_FILES = ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'generation_config.json'];
-
 /**
  * Formats a report as a plain-text table (one line per layer, then totals); `peakRssBytes` (the process's peak
  * resident memory) goes into the first line when given.
@@ -201,20 +198,11 @@ export function progressReporter(interactive: boolean, write: (text: string) => 
   };
 }
 
-/** The key/value-cache quantization of every block that has one, as recorded in config.json (see installOnlineTransforms). */
-function kvCacheRecords(graph: LlamaGraph): Record<string, unknown>[] {
-  return graph.blocks
-    .filter((b) => b.kvCache)
-    .map((b) => ({
-      block: b.index,
-      ...(b.kvCache!.keys ? { keys: b.kvCache!.keys.describe() } : {}),
-      ...(b.kvCache!.values ? { values: b.kvCache!.values.describe() } : {}),
-      hadamard: b.kvCache!.hadamard ?? false,
-      pre_rope_keys: b.kvCache!.preRopeKeys ?? false,
-    }));
-}
-
-/** The result of {@link runQuantizeJob}: the quantized model graph, the stored form of every quantized layer and the report. */
+/**
+ * The result of {@link runQuantizeJob}: the run ({@link QuantizedRun}: the quantized graph, the stored form of every
+ * quantized layer, its run-time transforms, config and report), which every `--save` exporter takes, and what
+ * `quantization.json` records beside it.
+ */
 export interface QuantizeJob {
   readonly source: Awaited<ReturnType<typeof recipeSource>>;
   /** The recipe that ran; absent for a preset whose export format quantizes by itself. */
@@ -232,6 +220,8 @@ export interface QuantizeJob {
   readonly evaluation?: Record<string, unknown>;
   /** Warnings about the calibration text (too short, ...), also written to quantization.json. */
   readonly calibrationWarnings: readonly string[];
+  /** The run as every exporter takes it, built once from `loaded.graph`, `stored`, the model's config.json and `report`. */
+  readonly run: QuantizedRun<RecipeReport>;
 }
 
 /**
@@ -423,13 +413,23 @@ export async function runQuantizeJob(options: QuantizeOptions, registry: StepReg
       stdout(`eval: ${evalSummary(result)} (float model: perplexity ${Number(float.perplexity.toPrecision(4))})\n`);
     }
   }
-  return { source, ...(recipe ? { recipe } : {}), loaded, report, stored, protocol, settings, activations, calibrationWarnings, ...(evaluation ? { evaluation } : {}) };
+  // The one result every exporter takes.
+  const modelConfig = JSON.parse(await readFile(join(options.model, 'config.json'), 'utf8')) as Record<string, unknown>;
+  const run = quantizedRun({ graph: loaded.graph, stored, config: modelConfig, report, source: options.model });
+  return { source, ...(recipe ? { recipe } : {}), loaded, report, stored, protocol, settings, activations, calibrationWarnings, ...(evaluation ? { evaluation } : {}), run };
 }
 
 /**
+ * The exporter of each `--save` format: all take the job's one {@link QuantizedRun} and say which stored kinds they
+ * accept (`fake`: {@link fakeQuantExporter}; the others: `RUN_EXPORTERS` of `@bitsmith/formats`).
+ */
+export const SAVE_EXPORTERS: Readonly<Record<SaveFormat, RunExporter<never, RunExportResult>>> = { fake: fakeQuantExporter, ...RUN_EXPORTERS } as Readonly<Record<SaveFormat, RunExporter<never, RunExportResult>>>;
+
+/**
  * Writes a quantized model in one `--save` format (the second half of `bitsmith quantize`) and returns the report.
- * Every layer's stored form is checked against the exporter (`exportableGrids`) before anything is written: a kind
- * the format cannot hold (a codebook for ONNX, a low-rank branch for GPTQ) is refused with `StoredFormRefusedError`.
+ * The format's exporter takes the job's {@link QuantizedRun} and checks it before anything is written: a stored kind
+ * it cannot hold (a codebook for ONNX, a low-rank branch for GPTQ) is refused with `StoredFormRefusedError`, run-time
+ * transforms or a cache quantization it cannot express with `ActivationSchemeRefusedError`.
  */
 export async function writeQuantizedModel(
   job: QuantizeJob,
@@ -441,85 +441,43 @@ export async function writeQuantizedModel(
   },
 ): Promise<RecipeReport> {
   const { stdout } = outputSinks(output);
-  const { source, recipe, loaded, stored, protocol, settings, activations, evaluation, calibrationWarnings } = job;
+  const { source, recipe, loaded, stored, protocol, settings, activations, evaluation, calibrationWarnings, run } = job;
   let report = job.report;
   // The caller names one format (quantizeCommand resolves presets and lists into single formats).
   const save = (options.save ?? source.preset?.save ?? 'fake') as SaveFormat;
   if (!SAVE_FORMATS.includes(save)) throw new OptionError('--save', `writes one of ${SAVE_FORMATS.join(', ')} at a time; got '${options.save}'`);
   const ggufType = resolveGgufType(options, source, save);
-
-  const onlineTransforms = loaded.graph
-    .linearLayers()
-    .filter((l) => l.inputTransform)
-    .map((l) => ({ layer: l.name, ...l.inputTransform!.describe() }));
-  const kvCaches = kvCacheRecords(loaded.graph);
-  // compressed-tensors carries activation quantizers and an FP8 cache itself (refusing what it cannot express).
-  const activationExport = save === 'compressed-tensors' ? exportedActivations(loaded.graph) : undefined;
-  if (save !== 'fake' && !activationExport && kvCaches.length > 0) {
-    throw new OptionError('--save', `${save} cannot express a quantized key/value cache (the recipe's kvCache); use --save fake`);
-  }
-  // onnx writes online Hadamards and integer activation quantizers as graph nodes (it refuses the others by name).
-  if (save !== 'fake' && save !== 'onnx' && !activationExport && onlineTransforms.length > 0) {
-    throw new OptionError('--save', `${save} cannot express run-time input transforms (${onlineTransforms.length} layers have one, e.g. ${onlineTransforms[0]!.layer}); use --save fake or a recipe whose rotations fuse into the weights`);
-  }
-  const quantized = exportableGrids(save, stored);
-  if ((save === 'compressed-tensors' || save === 'gptq' || save === 'gptq-v2') && quantized.size === 0) {
-    throw new OptionError('--save', `${save} needs a recipe with a quantize step whose result is the final weight (no quantized layers were reported)`);
-  }
-  const config = JSON.parse(await readFile(join(options.model, 'config.json'), 'utf8')) as Record<string, unknown>;
-  if (config.tie_word_embeddings && !loaded.graph.tiedEmbeddings) config.tie_word_embeddings = false;
+  const importance = save === 'gguf' && options.imatrix !== undefined ? imatrixImportance(await readImatrix(options.imatrix)) : undefined;
+  const exporterOptions = save === 'gguf' ? { type: ggufType, ...(importance ? { importance } : {}) } : {};
+  const exporter = SAVE_EXPORTERS[save] as RunExporter<typeof exporterOptions, RunExportResult>;
+  // Everything the format cannot hold is refused here, before any file is opened.
+  exporter.check(run, exporterOptions);
+  const onlineTransforms = run.transforms.map((t) => ({ layer: t.layer, ...t.description }));
   const saveWarnings: string[] = [];
   await commit(async (out) => {
-    if (save === 'fake') {
-      const zeroBiases = declareAddedBiases(loaded.graph, config);
-      await writeSafetensors(join(out, 'model.safetensors'), new Map([...loaded.graph.tensors(), ...zeroBiases]), { metadata: { format: 'pt', producer: 'bitsmith', content: 'fake-quant float32 weights' } });
-      config.quantization_config = {
-        quant_method: 'bitsmith',
-        format: 'fake-quant',
-        description: 'weights are dequantized float32 values on the quantization grid; any float runtime can load them',
-        recipe: report.recipe,
-        average_bits_per_weight: report.averageBitsPerWeight,
-        online_transforms: onlineTransforms,
-        ...(kvCaches.length > 0 ? { kv_cache: kvCaches } : {}),
-        ...(onlineTransforms.length > 0
-          ? { online_transforms_note: 'each listed layer multiplies its input by the described transform before its weight (x -> x H); runtimes that ignore this produce wrong outputs; bitsmith eval applies them' }
-          : {}),
-      };
-      await writeFile(join(out, 'config.json'), `${JSON.stringify(config, null, 2)}\n`);
-    } else if (save === 'compressed-tensors' || save === 'gptq' || save === 'gptq-v2') {
-      const exported = { tensors: loaded.graph.tensors(), quantized, config, ...(activationExport ?? {}) };
-      const saved =
-        save === 'compressed-tensors'
-          ? await saveCompressedTensors(out, exported)
-          : await saveGptq(out, exported, { checkpointFormat: save === 'gptq' ? 'gptq' : 'gptq_v2' });
-      for (const w of saved.warnings) saveWarnings.push(`${w.layer ? `[${w.layer}] ` : ''}${w.message}`);
-    } else if (save === 'onnx') {
+    const started = performance.now();
+    const saved = await exporter.save(out, run, exporterOptions);
+    for (const w of saved.warnings) saveWarnings.push(`${w.layer ? `[${w.layer}] ` : ''}${w.message}`);
+    if (save === 'onnx') {
       // transformers.js layout: onnx/model_q4.onnx (+ q4f16, fp32), config.json with transformers.js_config, tokenizer.
-      const saved = await saveTransformersJsModel(out, loaded.graph, exportableStoredForms('onnx', stored), { config, copyFrom: options.model }).catch((error: unknown) => {
-        if (UnsupportedFormatError.isInstance(error) && onlineTransforms.length > 0) throw new OptionError('--save', `onnx cannot express the recipe's run-time input transforms: ${error.message}; use --save fake`);
-        throw error;
-      });
-      saveWarnings.push(...Object.entries(saved.files).map(([dtype, f]) => `onnx ${dtype}: ${f!.path.replace(/^.*\/onnx\//, 'onnx/')} (${(f!.bytes / 2 ** 20).toFixed(1)} MiB)`));
-    } else {
-      const started = performance.now();
-      const importance = options.imatrix === undefined ? undefined : imatrixImportance(await readImatrix(options.imatrix));
-      const result = await saveGgufModel(join(out, 'model.gguf'), loaded.graph, options.model, { type: ggufType, stored, ...(importance ? { importance } : {}) });
-      for (const w of result.warnings) saveWarnings.push(`${w.layer ? `[${w.layer}] ` : ''}${w.message}`);
+      const files = (saved as unknown as OnnxRunExportResult).dtypeFiles;
+      saveWarnings.push(...Object.entries(files).map(([dtype, f]) => `onnx ${dtype}: ${f!.path.replace(/^.*\/onnx\//, 'onnx/')} (${(f!.bytes / 2 ** 20).toFixed(1)} MiB)`));
+    } else if (save === 'gguf') {
+      const tensors = (saved as unknown as SaveGgufResult).tensors;
       if (stored.size > 0) {
         const paths = new Map<string, number>();
-        for (const t of result.tensors) if (t.path) paths.set(t.path, (paths.get(t.path) ?? 0) + 1);
+        for (const t of tensors) if (t.path) paths.set(t.path, (paths.get(t.path) ?? 0) + 1);
         stdout(`gguf ${ggufType}: ${[...paths].map(([p, n]) => `${n} ${p}`).join(', ')} (exact/carried: the recipe's codes; re-derived: k-quant sub-scales from the recipe's grid; re-quantized: ggml's quantizer on the calibrated weights; quantized: from float weights)\n`);
       }
       if (!recipe) {
         // No recipe ran: the report lists the GGUF types of the 2-D weights.
-        const weights = result.tensors.filter((t) => t.shape.length === 2);
+        const weights = tensors.filter((t) => t.shape.length === 2);
         const layers = weights.map((t) => ({ name: t.name, block: Number(/^blk\.(\d+)\./.exec(t.name)?.[1] ?? -1), bitsPerWeight: ggmlBitsPerWeight(t.type), outputError: Number.NaN, steps: [`gguf ${t.type}`], seconds: 0 }));
         const count = weights.reduce((n, t) => n + t.shape.reduce((a, b) => a * b, 1), 0);
         const bits = weights.reduce((n, t) => n + ggmlBitsPerWeight(t.type) * t.shape.reduce((a, b) => a * b, 1), 0);
         report = { ...report, layers, averageBitsPerWeight: count > 0 ? bits / count : 0, seconds: (performance.now() - started) / 1000 };
       }
     }
-    for (const name of COPIED_FILES) if (existsSync(join(options.model, name))) await copyFile(join(options.model, name), join(out, name));
     await writeFile(
       join(out, 'quantization.json'),
       `${JSON.stringify({ recipe: { name: report.recipe, file: source.file, text: source.text ?? null }, model: options.model, save, ...(save === 'gguf' ? { ggufType } : {}), protocol: { calibration: protocol }, warnings: { model: loaded.warnings.map((w) => w.message), calibration: calibrationWarnings }, onlineTransforms, report, resources: { peakRssBytes: peakRssBytes(), note: 'peak resident memory of the process until this file was written (getrusage ru_maxrss)' }, settings, activations: [...activations.values()], ...(evaluation ? { evaluation } : {}) }, null, 2)}\n`,

@@ -9,7 +9,7 @@ import { loadRecipe } from '@bitsmith/recipe';
 import { afterAll, describe, expect, it } from 'vitest';
 import { OptionError } from '../command-output.js';
 import { defaultRegistry } from '../default-registry.js';
-import { SAVE_FORMATS, declaredStoredKinds, runQuantizeJob, writeQuantizedModel, type QuantizeJob, type QuantizeOptions, type SaveFormat } from './quantize.js';
+import { SAVE_EXPORTERS, SAVE_FORMATS, declaredStoredKinds, runQuantizeJob, writeQuantizedModel, type QuantizeJob, type QuantizeOptions, type SaveFormat } from './quantize.js';
 
 // Every recipe of examples/recipes x every `--save` format on tinystories-656k: the recipe runs once (2 calibration
 // sequences of 32 tokens: the point is the export, not the quality), then each format is written and read back. Each
@@ -102,7 +102,19 @@ describe.skipIf(SKIP)('every example recipe x every --save format (tinystories-6
           return error;
         }
       })();
-      const refusedKinds = [...kinds].filter((k) => !EXPORTER_STORED_KINDS[format].includes(k));
+      // The exporter says which kinds it accepts (the same list as EXPORTER_STORED_KINDS).
+      const exporter = SAVE_EXPORTERS[format];
+      expect(exporter.accepts).toEqual(EXPORTER_STORED_KINDS[format]);
+      const refusedKinds = [...kinds].filter((k) => !exporter.accepts.includes(k));
+      // The exporter's check, which reads only the run object, refuses what writing refuses (before any work).
+      const checked = (() => {
+        try {
+          exporter.check(job.run, (format === 'gguf' ? { type: 'F32' } : {}) as never);
+          return undefined;
+        } catch (error) {
+          return error;
+        }
+      })();
       if (early !== undefined) {
         expect(StoredFormRefusedError.isInstance(early), String(early)).toBe(true);
         expect(refusedKinds).toContain((early as StoredFormRefusedError).kind);
@@ -113,6 +125,7 @@ describe.skipIf(SKIP)('every example recipe x every --save format (tinystories-6
       );
       if (written === undefined) {
         expect(early, `${format} was refused before the run but wrote a file`).toBeUndefined();
+        expect(checked, `${format}: check() refused a run that was written`).toBeUndefined();
         await expectReadBack(format, out, job);
       } else {
         const named =
@@ -120,6 +133,9 @@ describe.skipIf(SKIP)('every example recipe x every --save format (tinystories-6
         expect(named, `${format}: ${String(written)}`).toBe(true);
         expect(existsSync(join(out, 'model.safetensors')) || existsSync(join(out, 'onnx')) || existsSync(join(out, 'model.gguf')), 'nothing written before a refusal').toBe(false);
         if (refusedKinds.length > 0) expect(StoredFormRefusedError.isInstance(written)).toBe(true);
+        if (StoredFormRefusedError.isInstance(written) || ActivationSchemeRefusedError.isInstance(written)) {
+          expect((checked as { code?: string } | undefined)?.code, `${format}: check() refuses as writing does`).toBe(written.code);
+        }
       }
     }
   });

@@ -112,6 +112,20 @@ function decodesToSameBits(form: StoredForm, weight: Float32Array): boolean {
   return true;
 }
 
+/** The largest of byte codes (a small monomorphic function, so that the engine optimizes its loop). */
+function largestByte(codes: Uint8Array): number {
+  let largest = 0;
+  for (let i = 0; i < codes.length; i++) if (codes[i]! > largest) largest = codes[i]!;
+  return largest;
+}
+
+/** The largest of 16-bit codes (as {@link largestByte}). */
+function largestWord(codes: Uint16Array): number {
+  let largest = 0;
+  for (let i = 0; i < codes.length; i++) if (codes[i]! > largest) largest = codes[i]!;
+  return largest;
+}
+
 /**
  * A stored form as the source of a finished layer's weight, holding a plain grid's codes packed densely at the width
  * their largest code needs (int4 codes in half a byte each instead of one), unpacked into the same array type when
@@ -120,8 +134,7 @@ function decodesToSameBits(form: StoredForm, weight: Float32Array): boolean {
 function packedSource(form: StoredForm): () => Float32Array {
   if (form.kind !== 'grid') return () => decodeStored(form).data as Float32Array;
   const { codes, ...rest } = form.tensor;
-  let largest = 0;
-  for (let i = 0; i < codes.length; i++) if (codes[i]! > largest) largest = codes[i]!;
+  const largest = codes instanceof Uint8Array ? largestByte(codes) : largestWord(codes);
   const bits = Math.max(1, Math.ceil(Math.log2(largest + 1)));
   if (bits >= 8 * codes.BYTES_PER_ELEMENT) return () => decodeStored(form).data as Float32Array;
   const packed = packBits(codes, bits);

@@ -371,8 +371,18 @@ export async function gptqQuantizeLayer(
   }
   const groupWidth = granularity.type === 'group' ? granularity.size : granularity.type === 'block' ? granularity.columns : n;
 
-  // W transposed, in processing order: row p of wt is input column permutation[p], so a column is contiguous.
-  const wt = transposedInOrder(w, rows, n, permutation);
+  // On a webgpu backend the column loop runs on the GPU (linalg's webgpuGptqSolve) wherever every column's scale is
+  // one per row for a run of consecutive processing-order columns: channel granularity, or groups that follow the
+  // processing order (dynamic) or the natural order without act-order. Scales still come from core, here.
+  const onGpu =
+    !p32 &&
+    backend.name === 'webgpu' &&
+    codec.levels <= 256 &&
+    (granularity.type === 'channel' || (granularity.type === 'group' && (dynamic || !permutation))) &&
+    tensorScale === undefined;
+  // W transposed, in processing order: row p of wt is input column permutation[p], so a column is contiguous. The GPU
+  // loop in natural order transposes the weight there (the same values) and never reads wt.
+  const wt = onGpu && !permutation ? new Float32Array(0) : transposedInOrder(w, rows, n, permutation);
   const codes = codec.levels > 256 ? new Uint16Array(rows * n) : new Uint8Array(rows * n);
   const table = new Float64Array(codec.levels);
   for (let c = 0; c < codec.levels; c++) table[c] = codec.decode(c);
@@ -433,21 +443,12 @@ export async function gptqQuantizeLayer(
     }
   };
 
-  // On a webgpu backend the column loop runs on the GPU (linalg's webgpuGptqSolve) wherever every column's scale is
-  // one per row for a run of consecutive processing-order columns: channel granularity, or groups that follow the
-  // processing order (dynamic) or the natural order without act-order. Scales still come from core, here.
-  const onGpu =
-    !p32 &&
-    backend.name === 'webgpu' &&
-    codec.levels <= 256 &&
-    (granularity.type === 'channel' || (granularity.type === 'group' && (dynamic || !permutation))) &&
-    tensorScale === undefined;
   if (onGpu) {
     const segment = granularity.type === 'group' ? groupWidth : n;
     const { codesT } = await webgpuGptqSolve(backend as WebgpuBackend, {
       rows,
       columns: n,
-      weightT: wt,
+      ...(permutation ? { weightT: wt } : { weight: w }),
       factor: resident ?? u,
       levels: Float32Array.from(table),
       groupSize: segment,

@@ -27,7 +27,7 @@ export { checkOptions, factoryOptions, describeIssue, problemText, formatNameOpt
 export type { StepDefinition, StepRegistry, QuantizationOptions } from './step-definition.js';
 export { defineStep, definedOptions, quantizationOptions, resolveQuantization } from './step-definition.js';
 export { rtnStep } from './rtn-step.js';
-export type { RuntimeInputTransform, LinearView, NormView, InputGroup, AttentionGeometry, BlockView, ModelView, HiddenStatesHandle, LinearInputCallback, QuantizableModel, RunBlockOptions, BlockHessians, BlockOutputErrors, OutputErrorTerms, InputChannelStatistics } from './model-view.js';
+export type { RuntimeInputTransform, LinearView, NormView, InputGroup, AttentionGeometry, BlockView, ModelView, HiddenStatesHandle, LinearInputCallback, QuantizableModel, RunBlockOptions, BlockHessians, ResidentHessian, BlockOutputErrors, OutputErrorTerms, InputChannelStatistics } from './model-view.js';
 export type { NonFiniteLocation } from './non-finite.js';
 export { NonFiniteError, firstNonFinite, assertFinite } from './non-finite.js';
 export type { ScaleRangeAnomalies } from './scale-range-anomalies.js';

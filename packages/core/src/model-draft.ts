@@ -258,10 +258,44 @@ export interface ViewFingerprint {
   readonly hashes: readonly number[];
 }
 
-function hashWords(data: Float32Array, h: number): number {
+const FNV_PRIME = 0x01000193;
+const FNV_OFFSET = 0x811c9dc5;
+
+/**
+ * Feeds `data`'s 32-bit words into a four-lane FNV-1a state (word `i` into lane `i % 4`, counted from the first word
+ * ever fed: every chunk but the last must hold a multiple of four words), so that the multiplications of neighbouring
+ * words do not wait on each other.
+ */
+function hashWords(data: Float32Array, state: Uint32Array): void {
   const words = new Uint32Array(data.buffer, data.byteOffset, data.length);
-  for (let i = 0; i < words.length; i++) h = Math.imul(h ^ words[i]!, 0x01000193);
-  return h;
+  let a = state[0]!;
+  let b = state[1]!;
+  let c = state[2]!;
+  let d = state[3]!;
+  const n = words.length;
+  const whole = n - (n & 3);
+  let i = 0;
+  for (; i < whole; i += 4) {
+    a = Math.imul(a ^ words[i]!, FNV_PRIME);
+    b = Math.imul(b ^ words[i + 1]!, FNV_PRIME);
+    c = Math.imul(c ^ words[i + 2]!, FNV_PRIME);
+    d = Math.imul(d ^ words[i + 3]!, FNV_PRIME);
+  }
+  if (i < n) a = Math.imul(a ^ words[i++]!, FNV_PRIME);
+  if (i < n) b = Math.imul(b ^ words[i++]!, FNV_PRIME);
+  if (i < n) c = Math.imul(c ^ words[i++]!, FNV_PRIME);
+  state[0] = a;
+  state[1] = b;
+  state[2] = c;
+  state[3] = d;
+}
+
+const hashState = (): Uint32Array => Uint32Array.of(FNV_OFFSET, FNV_OFFSET ^ 1, FNV_OFFSET ^ 2, FNV_OFFSET ^ 3);
+
+function hashDigest(state: Uint32Array, length: number): number {
+  let h = Math.imul(FNV_OFFSET ^ length, FNV_PRIME);
+  for (let lane = 0; lane < 4; lane++) h = Math.imul(h ^ state[lane]!, FNV_PRIME);
+  return h >>> 0;
 }
 
 /** Rows of a held matrix hashed per block of about 1M floats. */
@@ -269,20 +303,26 @@ const HASH_BLOCK_FLOATS = 1 << 20;
 
 function hashArray(value: unknown): number {
   // A held matrix not in memory as float32 is hashed without keeping a float32 copy (the same hash): decoded whole and
-  // dropped, or a block of rows at a time when it is streamed (an embedding).
+  // dropped, or a block of rows at a time when it is streamed (an embedding; blocks of a multiple of four floats, so
+  // that the lanes of hashWords line up as over the whole array).
   const held = heldMatrixAccess(value);
-  if (held && !held.resident && !held.streamed) return hashWords(held.peek(), 0x811c9dc5) >>> 0;
+  const whole = (data: Float32Array): number => {
+    const state = hashState();
+    hashWords(data, state);
+    return hashDigest(state, data.length);
+  };
+  if (held && !held.resident && !held.streamed) return whole(held.peek());
   if (held && !held.resident) {
     const [rows, columns] = (value as Matrix).shape;
-    const step = Math.max(1, Math.floor(HASH_BLOCK_FLOATS / Math.max(1, columns)));
+    const step = Math.max(4, Math.floor(HASH_BLOCK_FLOATS / Math.max(1, columns)) & ~3);
     const buffer = new Float32Array(Math.min(rows, step) * columns);
-    let h = 0x811c9dc5;
-    for (let start = 0; start < rows; start += step) h = hashWords(held.rows(start, Math.min(rows, start + step), buffer), h);
-    return h >>> 0;
+    const state = hashState();
+    for (let start = 0; start < rows; start += step) hashWords(held.rows(start, Math.min(rows, start + step), buffer), state);
+    return hashDigest(state, rows * columns);
   }
   const data = value && typeof value === 'object' && 'data' in value ? (value as Matrix).data : value;
   if (!(data instanceof Float32Array)) return 0;
-  return hashWords(data, 0x811c9dc5) >>> 0;
+  return whole(data);
 }
 
 /**

@@ -143,6 +143,31 @@ export interface RunBlockOptions {
 export interface BlockHessians {
   readonly hessians: ReadonlyMap<string, Float64Array>;
   readonly tokens: number;
+  /**
+   * Hessians left where the model computed them (asked with `blockHessians(..., { resident: true })`): a layer named
+   * here may be absent from `hessians`.
+   */
+  readonly resident?: ReadonlyMap<string, ResidentHessian>;
+}
+
+/**
+ * A layer's mean Hessian `X^T X / tokens` held where a model computed it (a GPU buffer), for a step that can use it
+ * there ({@link BlockHessians.resident}, `LayerStatistics.residentHessian`). Layers that read one input (q/k/v,
+ * gate/up) may share one. The model keeps it alive until the block's output errors are measured or the next block's
+ * Hessians are asked for.
+ */
+export interface ResidentHessian {
+  /** Order `n` (the layer's input features). */
+  readonly columns: number;
+  /**
+   * The model's handle, for the step to recognise: on linalg's `webgpu` backend `{ backend, matrix }`, with `matrix`
+   * a resident float32 symmetric `n x n` matrix holding the Hessian divided by `scale`.
+   */
+  readonly handle: unknown;
+  /** The handle's values times `scale` are the mean Hessian (for a Gram matrix `X^T X`: `1 / tokens`). */
+  readonly scale: number;
+  /** The mean Hessian read back as a full float64 matrix (what `LayerStatistics.hessian` would have been). */
+  read(): Promise<Float64Array>;
 }
 
 /**
@@ -187,9 +212,10 @@ export interface QuantizableModel extends ModelView {
    * Optional: the Hessians of the named linears of block `index` on `hidden`, computed by the model without handing
    * each input to an observer (a GPU model accumulates `X^T X` where the activations are), or `undefined` when it
    * cannot for this block; the recipe runner then observes `runBlock` as usual. Used only for steps whose sole
-   * statistic is the Hessian.
+   * statistic is the Hessian. With `resident: true` (the step asked `{ kind: 'hessian', resident: true }`) the model
+   * may leave them where it computed them ({@link BlockHessians.resident}).
    */
-  blockHessians?(index: number, hidden: HiddenStatesHandle, layers: ReadonlySet<string>): Promise<BlockHessians | undefined>;
+  blockHessians?(index: number, hidden: HiddenStatesHandle, layers: ReadonlySet<string>, options?: { readonly resident?: boolean }): Promise<BlockHessians | undefined>;
   /**
    * Optional: runs block `index` on `hidden` with its current weights (what `runBlock` without an observer returns)
    * and measures each named layer's {@link OutputErrorTerms} against its reference weight (`references`, `[out, in]`)

@@ -1,6 +1,6 @@
 import type { ActivationScheme } from './activation-quantization.js';
 import type { BlockGradients } from './block-gradients.js';
-import type { BlockView, ModelView } from './model-view.js';
+import type { BlockView, ModelView, ResidentHessian } from './model-view.js';
 import type { Granularity } from './granularity.js';
 import type { FormatSpec } from './number-format.js';
 import type { QuantizedTensor } from './quantized-tensor.js';
@@ -26,7 +26,11 @@ export type StepKind = 'transform' | 'allocate' | 'quantize' | 'compensate';
 /** A statistic of a layer's calibration inputs that a step asks the runner to observe. */
 export type StatisticRequest =
   /** `H = X^T X` over all calibration tokens, float64 `[in, in]` (GPTQ, QuantEase, allocation proxies). */
-  | { readonly kind: 'hessian' }
+  /**
+   * `resident: true`: the step also takes the Hessian where a model computed it (a GPU buffer,
+   * `LayerStatistics.residentHessian`, see `QuantizableModel.blockHessians`) instead of a float64 host copy.
+   */
+  | { readonly kind: 'hessian'; readonly resident?: boolean }
   /** Per input channel max |x| (SmoothQuant). */
   | { readonly kind: 'input-absmax' }
   /** Per input channel mean |x| (AWQ). */
@@ -46,6 +50,11 @@ export interface LayerStatistics {
   /** Tokens observed. */
   readonly tokens: number;
   readonly hessian?: Float64Array;
+  /**
+   * The Hessian held where the model computed it (only for a step that asked `{ kind: 'hessian', resident: true }`;
+   * `hessian` is then absent): use it there, or `read()` it as `hessian` would have been.
+   */
+  readonly residentHessian?: ResidentHessian;
   readonly inputAbsMax?: Float32Array;
   readonly inputAbsMean?: Float32Array;
   readonly inputs?: Matrix;

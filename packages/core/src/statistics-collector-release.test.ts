@@ -53,4 +53,17 @@ describe('StatisticsCollector.release', () => {
     expect(() => given.statistics('a')).toThrow(/released/);
     expect(given.statistics('b').hessian).toBe(h);
   });
+
+  it('given resident Hessians are handed over as residentHessian (no host copy) and released per layer', () => {
+    const resident = { columns: 2, handle: {}, scale: 0.25, read: async () => Float64Array.of(1, 0, 0, 1) };
+    const given = givenStatistics({ tokens: 4, hessians: new Map(), resident: new Map([['a', resident], ['b', resident]]) });
+    const a = given.statistics('a');
+    expect(a.residentHessian).toBe(resident);
+    expect(a.hessian).toBeUndefined();
+    expect(a.tokens).toBe(4);
+    given.release('a');
+    expect(() => given.statistics('a')).toThrow(/released/);
+    expect(given.statistics('b').residentHessian).toBe(resident);
+    expect(() => given.statistics('c')).toThrow(/no calibration inputs/);
+  });
 });

@@ -334,7 +334,8 @@ export class StatisticsCollector {
 
 /**
  * Statistics from Hessians a model computed itself (`QuantizableModel.blockHessians`): each named layer's Hessian
- * (already the mean `X^T X / tokens`) and the block's token count; other layers throw as an unobserved one would.
+ * (already the mean `X^T X / tokens`) and the block's token count, or its resident Hessian (`residentHessian`, where
+ * the model left it on its device); other layers throw as an unobserved one would.
  *
  * @example
  * ```ts
@@ -344,16 +345,19 @@ export class StatisticsCollector {
  */
 export function givenStatistics(given: BlockHessians): Pick<StatisticsCollector, 'statistics' | 'release'> {
   const hessians = new Map(given.hessians);
+  const resident = new Map(given.resident ?? []);
   const released = new Set<string>();
   return {
     statistics(name: string): LayerStatistics {
       if (released.has(name)) throw new InvalidArgumentError('layer', `the statistics of '${name}' were released by the step (releaseStatistics) and cannot be read again`);
       const hessian = hessians.get(name);
-      if (!hessian) throw new InvalidArgumentError('layer', `no calibration inputs were observed for '${name}'`);
-      return { tokens: given.tokens, hessian };
+      const residentHessian = resident.get(name);
+      if (!hessian && !residentHessian) throw new InvalidArgumentError('layer', `no calibration inputs were observed for '${name}'`);
+      return { tokens: given.tokens, ...(hessian ? { hessian } : {}), ...(residentHessian ? { residentHessian } : {}) };
     },
     release(name: string): void {
-      if (hessians.delete(name)) released.add(name);
+      const had = hessians.delete(name);
+      if (resident.delete(name) || had) released.add(name);
     },
   };
 }

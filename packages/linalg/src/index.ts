@@ -19,7 +19,7 @@ export { webgpuCholeskyInverseUpper, type WebgpuCholeskyOptions } from './backen
 export { webgpuGptqSolve, WEBGPU_GPTQ_MAX_BLOCK, type WebgpuGptqArguments, type WebgpuGptqGroupScales, type WebgpuGptqResult, type WebgpuGptqScaleRule } from './backends/webgpu-gptq.js';
 export { webgpuAttention, webgpuGatedActivation, webgpuRmsNorm, webgpuRope, webgpuSequences, type WebgpuSequences } from './backends/webgpu-block.js';
 export { sumPartials, SUM_OF_SQUARES_PARTIALS, webgpuColumnAbsStatistics, webgpuSubtract, webgpuSumOfSquares } from './backends/webgpu-reductions.js';
-export { webgpuMirrorUpper } from './backends/webgpu-symmetric.js';
+export { webgpuDiagonal, webgpuMirrorUpper } from './backends/webgpu-symmetric.js';
 export { webgpuDecoderBlock, type WebgpuDecoderBlockGeometry, type WebgpuDecoderBlockHessians, type WebgpuDecoderBlockWeights } from './backends/webgpu-decoder-block.js';
 export { createGptqColumnKernel, type GptqColumnArguments, type GptqColumnKernel } from './gptq-column-kernel.js';
 export { createBackend, defaultBackend, disposeDefaultBackend, BACKEND_NAMES, DEFAULT_BACKEND_ORDER } from './select-backend.js';

@@ -56,7 +56,7 @@ export { sliceHiddenStates, sequenceBatches } from './hidden-states.js';
 export type { LlamaModel, LoadLlamaOptions, ModelLoadWarning, ModelSource } from './load-llama.js';
 export { loadLlamaConfig, loadSafetensorsWeights, loadLlamaGraph, loadLlamaModel } from './load-llama.js';
 export type { LlamaQuantizableModelOptions } from './quantizable-model.js';
-export { runBlockOnWebgpu, webgpuBlockUnsupported, WEBGPU_BLOCK_CHUNK_TOKENS, type WebgpuBlockRunOptions } from './webgpu-block-run.js';
+export { residentBlockHessians, runBlockOnWebgpu, webgpuBlockUnsupported, WEBGPU_BLOCK_CHUNK_TOKENS, type WebgpuBlockRunOptions, type WebgpuBlockRunResult } from './webgpu-block-run.js';
 export { llamaQuantizableModel } from './quantizable-model.js';
 
 // Gradients through a decoder block (learned quantization)

@@ -1,9 +1,10 @@
 import { decodeStored, dequantizeRows, packBits, unpackBits, InvalidArgumentError, resolveBlockMapping, type BlockHessians, type BlockOutputErrors, type RunBlockOptions, type StoredForm, type ArchitectureMapping, type BlockView, type DifferentiableModel, type LinearInputCallback, type Matrix } from '@bitsmith/core';
+import type { WebgpuBackend, WebgpuMatrix } from '@bitsmith/linalg';
 import { llamaBlockGradients } from './llama-block-gradients.js';
 import type { HiddenStates, LlamaBlock, LlamaGraph } from './llama-graph.js';
 import { holdLinearWeight, isLazyLinearLayer, isWeightResident, releaseLinearWeight } from './lazy-weight.js';
 import type { LinearLayer } from './linear-layer.js';
-import { runBlockOnWebgpu, webgpuBlockUnsupported } from './webgpu-block-run.js';
+import { releaseWebgpuBlockUploads, residentBlockHessians, runBlockOnWebgpu, webgpuBlockUnsupported, type WebgpuBlockUploads } from './webgpu-block-run.js';
 import { tokenBatches } from './token-batches.js';
 
 export { tokenBatches };
@@ -113,6 +114,20 @@ function decodesToSameBits(form: StoredForm, weight: Float32Array): boolean {
   return true;
 }
 
+/** The largest of byte codes (a small monomorphic function, so that the engine optimizes its loop). */
+function largestByte(codes: Uint8Array): number {
+  let largest = 0;
+  for (let i = 0; i < codes.length; i++) if (codes[i]! > largest) largest = codes[i]!;
+  return largest;
+}
+
+/** The largest of 16-bit codes (as {@link largestByte}). */
+function largestWord(codes: Uint16Array): number {
+  let largest = 0;
+  for (let i = 0; i < codes.length; i++) if (codes[i]! > largest) largest = codes[i]!;
+  return largest;
+}
+
 /**
  * A stored form as the source of a finished layer's weight, holding a plain grid's codes packed densely at the width
  * their largest code needs (int4 codes in half a byte each instead of one), unpacked into the same array type when
@@ -121,8 +136,7 @@ function decodesToSameBits(form: StoredForm, weight: Float32Array): boolean {
 function packedSource(form: StoredForm): () => Float32Array {
   if (form.kind !== 'grid') return () => decodeStored(form).data as Float32Array;
   const { codes, ...rest } = form.tensor;
-  let largest = 0;
-  for (let i = 0; i < codes.length; i++) if (codes[i]! > largest) largest = codes[i]!;
+  const largest = codes instanceof Uint8Array ? largestByte(codes) : largestWord(codes);
   const bits = Math.max(1, Math.ceil(Math.log2(largest + 1)));
   if (bits >= 8 * codes.BYTES_PER_ELEMENT) return () => decodeStored(form).data as Float32Array;
   const packed = packBits(codes, bits);
@@ -180,6 +194,21 @@ export function llamaQuantizableModel(graph: LlamaGraph, options: LlamaQuantizab
   // On a webgpu backend, plain Llama-form blocks run on the GPU (their calibration Hessians too); other backends and
   // other blocks take the graph's own forward, as before.
   const onGpu = (index: number): boolean => graph.backend.name === 'webgpu' && webgpuBlockUnsupported(graph, graph.blocks[index]!) === undefined;
+  // Hessians handed to a step on the GPU (blockHessians with resident: true): released when the step is surely done
+  // (the block's output errors, the next Hessians, the block's release).
+  let heldHessians: WebgpuMatrix[] = [];
+  const releaseHeldHessians = (): void => {
+    for (const m of heldHessians) (graph.backend as WebgpuBackend).release(m);
+    heldHessians = [];
+  };
+  // What the Hessian pass uploaded (the block's input chunks, its float weights), kept for the propagation pass of the
+  // same block: the input is not uploaded again, and a float weight still held by its layer's quantize step's
+  // reference (the very same matrix) becomes the output error's difference on the GPU without being decoded again.
+  let uploads: WebgpuBlockUploads | undefined;
+  const releaseUploads = (except?: ReadonlySet<WebgpuMatrix>): void => {
+    if (uploads) releaseWebgpuBlockUploads(graph.backend as WebgpuBackend, uploads, except);
+    uploads = undefined;
+  };
   return {
     architecture: graph.config.modelType,
     mapping,
@@ -202,18 +231,61 @@ export function llamaQuantizableModel(graph: LlamaGraph, options: LlamaQuantizab
       onGpu(index) ? runBlockGpuFirst(graph, index, hidden as HiddenStates, budget, observe, runOptions) : runBlockInBatches(graph, index, hidden as HiddenStates, budget, observe, runOptions?.discardOutput === true),
     ...(graph.backend.name === 'webgpu'
       ? {
-          blockHessians: async (index: number, hidden: unknown, layers: ReadonlySet<string>): Promise<BlockHessians | undefined> =>
-            onGpu(index) ? (await runBlockOnWebgpu(graph, index, hidden as HiddenStates, { hessians: layers, output: false })).hessians : undefined,
+          blockHessians: async (index: number, hidden: unknown, layers: ReadonlySet<string>, options?: { readonly resident?: boolean }): Promise<BlockHessians | undefined> => {
+            releaseHeldHessians();
+            if (!onGpu(index)) {
+              releaseUploads();
+              return undefined;
+            }
+            const resident = options?.resident === true;
+            const previous = uploads;
+            uploads = undefined;
+            let run;
+            try {
+              run = await runBlockOnWebgpu(graph, index, hidden as HiddenStates, { hessians: layers, output: false, residentHessians: resident, keepUploads: true, ...(previous ? { reuse: previous } : {}) });
+            } finally {
+              // Chunks the new run reused are its own now; the rest of the previous uploads go.
+              uploads = previous;
+              releaseUploads(new Set(run?.uploads?.chunks ?? []));
+            }
+            uploads = run.uploads;
+            if (!resident) return run.hessians;
+            heldHessians = [...new Set(run.residentHessians!.values())];
+            return residentBlockHessians(graph.backend as WebgpuBackend, run.residentHessians!, run.hessians!.tokens);
+          },
           blockOutputErrors: async (index: number, hidden: unknown, references: ReadonlyMap<string, Matrix>, rows: number): Promise<BlockOutputErrors | undefined> => {
-            if (!onGpu(index)) return undefined;
-            const weights = new Map([...references].map(([name, m]) => [name, m.data as Float32Array] as const));
-            const { output, errors, inputChannels } = await runBlockOnWebgpu(graph, index, hidden as HiddenStates, { outputErrors: { references: weights, rows } });
+            releaseHeldHessians();
+            if (!onGpu(index)) {
+              releaseUploads();
+              return undefined;
+            }
+            const kept = uploads && uploads.index === index && uploads.hidden === hidden ? uploads : undefined;
+            const taken = new Set<WebgpuMatrix>();
+            const weights = new Map<string, Float32Array | WebgpuMatrix>();
+            for (const [name, m] of references) {
+              const resident = kept?.weights.get(name);
+              if (resident && resident.source === m) {
+                weights.set(name, resident.matrix);
+                taken.add(resident.matrix);
+              } else weights.set(name, m.data as Float32Array);
+            }
+            let result;
+            try {
+              result = await runBlockOnWebgpu(graph, index, hidden as HiddenStates, { outputErrors: { references: weights, rows }, ...(kept ? { reuse: kept } : {}) });
+            } finally {
+              releaseUploads(taken);
+            }
+            const { output, errors, inputChannels } = result;
             return { output: output!, errors: errors!, inputChannels: inputChannels! };
           },
         }
       : {}),
     logits: (hidden) => graph.head(hidden as HiddenStates),
     blockGradients: (index, hidden) => llamaBlockGradients(graph, index, hidden as HiddenStates),
-    releaseBlock: (index, stored) => releaseBlockWeights(graph.blocks[index]!, stored),
+    releaseBlock: (index, stored) => {
+      releaseHeldHessians();
+      releaseUploads();
+      releaseBlockWeights(graph.blocks[index]!, stored);
+    },
   };
 }

@@ -3,6 +3,7 @@ import { matrix, type Tensor } from '@bitsmith/core';
 import { createJsBackend, tryCreateWebgpuBackend, type WebgpuBackend } from '@bitsmith/linalg';
 import { parseLlamaConfig } from './llama-config.js';
 import { createLlamaGraph } from './llama-graph.js';
+import { llamaQuantizableModel } from './quantizable-model.js';
 import { runBlockOnWebgpu } from './webgpu-block-run.js';
 
 // runBlockOnWebgpu's output-error measurement (the recipe runner's propagation on the GPU) against float64 sums over
@@ -156,5 +157,45 @@ describe.skipIf(gpu === undefined)('runBlockOnWebgpu with outputErrors', () => {
     const none = await runBlockOnWebgpu(graph, 0, hidden, { outputErrors: { references: new Map([[name, reference]]), rows: 0 } });
     expect(none.errors!.get(name)).toEqual({ rows: 0, squaredError: 0, squaredReference: 0 });
     await expect(runBlockOnWebgpu(graph, 0, hidden, { outputErrors: { references: new Map([[name, reference.subarray(1)]]), rows: 4 } })).rejects.toThrow(/expected 64 x 160/);
+  });
+
+  it('through the quantizable model: resident Hessians read back as the host ones; the propagation reusing the Hessian pass\'s uploads gives a fresh run\'s output and error terms exactly', async () => {
+    const w = weights(8);
+    const lengths = [45, 30, 20];
+    const tokens = 95;
+    const x = Float32Array.from({ length: tokens * config.hiddenSize }, (_, i) => Math.sin(0.29 * i) - 0.4 * Math.cos(0.9 * i));
+    const hidden = { states: matrix(x, tokens, config.hiddenSize), lengths };
+    const graph = await createLlamaGraph(config, (n) => w.get(n), { backend: gpu! });
+    const model = llamaQuantizableModel(graph);
+    const block = graph.blocks[0]!;
+    const names = new Set(block.linears.map((l) => l.name));
+    const host = (await model.blockHessians!(0, hidden, names))!;
+    const given = (await model.blockHessians!(0, hidden, names, { resident: true }))!;
+    expect(given.tokens).toBe(tokens);
+    expect(given.hessians.size).toBe(0);
+    for (const name of names) {
+      const resident = given.resident!.get(name)!;
+      expect(resident.columns).toBe(block.linears.find((l) => l.name === name)!.inFeatures);
+      expect(resident.scale).toBe(1 / tokens);
+      expect(await resident.read()).toEqual(host.hessians.get(name));
+    }
+    // As the runner does: the float weights become the references, the layers get new (rounded) weights.
+    const references = new Map<string, typeof block.linears[0]['weight']>();
+    const floats = new Map<string, Float32Array>();
+    for (const l of block.linears) {
+      references.set(l.name, l.weight);
+      floats.set(l.name, l.weight.data.slice());
+      l.weight = matrix(Float32Array.from(l.weight.data, (v) => Math.round(v * 8) / 8), l.outFeatures, l.inFeatures);
+    }
+    const rows = 60;
+    const measured = (await model.blockOutputErrors!(0, hidden, references, rows))!;
+    const fresh = await runBlockOnWebgpu(graph, 0, hidden, { outputErrors: { references: floats, rows } });
+    expect(measured.output).toBeDefined();
+    const out = (measured.output as typeof hidden).states.data;
+    let same = true;
+    for (let i = 0; i < out.length; i++) if (out[i] !== fresh.output!.states.data[i]) same = false;
+    expect(same).toBe(true);
+    for (const name of names) expect(measured.errors.get(name)).toEqual(fresh.errors!.get(name));
+    model.releaseBlock!(0, new Map());
   });
 });

@@ -1,4 +1,4 @@
-import { InvalidArgumentError, type BlockHessians, type InputChannelStatistics, type OutputErrorTerms } from '@bitsmith/core';
+import { InvalidArgumentError, type BlockHessians, type InputChannelStatistics, type OutputErrorTerms, type ResidentHessian } from '@bitsmith/core';
 import {
   sumPartials,
   SUM_OF_SQUARES_PARTIALS,
@@ -56,10 +56,71 @@ function scaledFloat64(values: Float32Array, scale: number): Float64Array {
   return out;
 }
 
+/**
+ * What a run of {@link runBlockOnWebgpu} with `keepUploads` left on the GPU: the hidden-state chunks of block `index`'s
+ * input `hidden` (by identity) and each linear's weight as uploaded, with the `Matrix` it was read from (by identity:
+ * a later run may take it as an output-error reference only while the layer still holds that very matrix).
+ */
+export interface WebgpuBlockUploads {
+  readonly index: number;
+  readonly hidden: HiddenStates;
+  readonly chunks: readonly WebgpuMatrix[];
+  readonly weights: ReadonlyMap<string, { readonly source: unknown; readonly matrix: WebgpuMatrix }>;
+}
+
+/** Releases what {@link WebgpuBlockUploads} holds, except the matrices in `except` (taken over by someone else). */
+export function releaseWebgpuBlockUploads(gpu: WebgpuBackend, uploads: WebgpuBlockUploads, except: ReadonlySet<WebgpuMatrix> = new Set()): void {
+  for (const m of uploads.chunks) if (!except.has(m)) gpu.release(m);
+  for (const { matrix } of uploads.weights.values()) if (!except.has(matrix)) gpu.release(matrix);
+}
+
+/** What {@link runBlockOnWebgpu} returns (each part when asked). */
+export interface WebgpuBlockRunResult {
+  output?: HiddenStates;
+  hessians?: BlockHessians;
+  /** With `residentHessians`: each named linear's `X^T X` left on the GPU (shared by q/k/v and by gate/up); release them. */
+  residentHessians?: Map<string, WebgpuMatrix>;
+  errors?: Map<string, OutputErrorTerms>;
+  inputChannels?: Map<string, InputChannelStatistics>;
+  /** With `keepUploads`: the chunks and weights this run left on the GPU. */
+  uploads?: WebgpuBlockUploads;
+}
+
+/**
+ * Core's `BlockHessians` for Hessians that {@link runBlockOnWebgpu} left on the GPU (`residentHessians`): each layer's
+ * `ResidentHessian` has the handle `{ backend, matrix }` that solvers' GPTQ factors in place, and reads back as the
+ * float64 mean `X^T X / tokens` the host path gives. The matrices stay the caller's to release.
+ *
+ * @example
+ * ```ts
+ * const run = await runBlockOnWebgpu(graph, 0, hidden, { hessians: names, output: false, residentHessians: true });
+ * const given = residentBlockHessians(gpu, run.residentHessians!, run.hessians!.tokens);
+ * ```
+ */
+export function residentBlockHessians(gpu: WebgpuBackend, kept: ReadonlyMap<string, WebgpuMatrix>, tokens: number): BlockHessians {
+  const scale = 1 / Math.max(1, tokens);
+  const byMatrix = new Map<WebgpuMatrix, ResidentHessian>();
+  const resident = new Map<string, ResidentHessian>();
+  for (const [name, matrix] of kept) {
+    let r = byMatrix.get(matrix);
+    if (!r) {
+      r = { columns: matrix.columns, handle: { backend: gpu, matrix }, scale, read: async () => scaledFloat64(await gpu.read(matrix), scale) };
+      byMatrix.set(matrix, r);
+    }
+    resident.set(name, r);
+  }
+  return { hessians: new Map(), tokens, resident };
+}
+
 /** Options of {@link runBlockOnWebgpu}. */
 export interface WebgpuBlockRunOptions {
   /** Accumulate the Hessians of these linears (by name); none by default. */
   hessians?: ReadonlySet<string>;
+  /**
+   * Leave the Hessians on the GPU (`residentHessians` of the result: the full symmetric `X^T X`, not divided by the
+   * tokens, one matrix per distinct input) instead of reading them back; the caller releases them. Default false.
+   */
+  residentHessians?: boolean;
   /** Read the block's output back (default true). */
   output?: boolean;
   /** Most tokens per GPU pass (whole sequences); default {@link WEBGPU_BLOCK_CHUNK_TOKENS}. */
@@ -68,7 +129,17 @@ export interface WebgpuBlockRunOptions {
    * Measure these linears' output-error terms (core's `OutputErrorTerms`) against their reference weights (by name,
    * `[out, in]` row-major float32) on the first `rows` rows of their inputs, with the block's current weights as `Q`.
    */
-  outputErrors?: { references: ReadonlyMap<string, Float32Array>; rows: number };
+  outputErrors?: { references: ReadonlyMap<string, Float32Array | WebgpuMatrix>; rows: number };
+  /**
+   * Keep what this run uploaded (the hidden-state chunks and the linears' weights) on the GPU and return it as
+   * `uploads` (the caller releases it, or hands it to a later run as `reuse`). Default false.
+   */
+  keepUploads?: boolean;
+  /**
+   * Uploads of an earlier run of the same block on the same hidden states (`keepUploads`): its chunks are used instead
+   * of uploading the hidden states again (they are not released by this run).
+   */
+  reuse?: WebgpuBlockUploads;
 }
 
 /**
@@ -81,8 +152,9 @@ export interface WebgpuBlockRunOptions {
  * once per block, two GEMMs per chunk on the first rows, float32 partial sums added in float64 on the host), and the
  * channel statistics of their inputs over the same rows (`inputChannels`: max |x| and sum |x| per input channel).
  *
- * @returns `output` (unless `output: false`), `hessians` (when asked; q/k/v and gate/up share one array each) and
- *   `errors` and `inputChannels` (with `outputErrors`).
+ * @returns `output` (unless `output: false`), `hessians` (when asked; q/k/v and gate/up share one array each; with
+ *   `residentHessians` the map is empty and `residentHessians` holds them on the GPU) and `errors` and `inputChannels`
+ *   (with `outputErrors`).
  * @example
  * ```ts
  * const { hessians } = await runBlockOnWebgpu(graph, 0, hidden, { hessians: new Set(['model.layers.0.mlp.down_proj']), output: false });
@@ -93,7 +165,7 @@ export async function runBlockOnWebgpu(
   index: number,
   hidden: HiddenStates,
   options: WebgpuBlockRunOptions = {},
-): Promise<{ output?: HiddenStates; hessians?: BlockHessians; errors?: Map<string, OutputErrorTerms>; inputChannels?: Map<string, InputChannelStatistics> }> {
+): Promise<WebgpuBlockRunResult> {
   const gpu = graph.backend as WebgpuBackend;
   const block = graph.blocks[index]!;
   const c = graph.config;
@@ -108,7 +180,15 @@ export async function runBlockOnWebgpu(
     owned.push(m);
     return m;
   };
-  const weight = (l: LinearLayer) => upload(l.weight.data, l.outFeatures, l.inFeatures);
+  const keptWeights = new Map<string, { source: unknown; matrix: WebgpuMatrix }>();
+  const weight = (l: LinearLayer): WebgpuMatrix => {
+    const source = l.weight;
+    const m = upload(source.data as Float32Array, l.outFeatures, l.inFeatures);
+    if (options.keepUploads) keptWeights.set(l.name, { source, matrix: m });
+    return m;
+  };
+  const reuse = options.reuse && options.reuse.index === index && options.reuse.hidden === hidden ? options.reuse.chunks : undefined;
+  const keptChunks: WebgpuMatrix[] = [];
   try {
     const weights = {
       inputNorm: upload(gain(block.inputLayernorm), 1, width),
@@ -139,7 +219,11 @@ export async function runBlockOnWebgpu(
       for (const [key, l] of [['qProj', qProj], ['kProj', kProj], ['vProj', vProj], ['oProj', oProj], ['gateProj', gateProj], ['upProj', upProj], ['downProj', downProj]] as const) {
         const reference = measure.references.get(l.name);
         if (!reference) continue;
-        if (reference.length !== l.outFeatures * l.inFeatures) throw new InvalidArgumentError('outputErrors.references', `${l.name}: got ${reference.length} values; expected ${l.outFeatures} x ${l.inFeatures}`);
+        const size = reference instanceof Float32Array ? reference.length : reference.rows * reference.columns;
+        if (size !== l.outFeatures * l.inFeatures || (!(reference instanceof Float32Array) && (reference.rows !== l.outFeatures || reference.dtype !== 'float32'))) {
+          throw new InvalidArgumentError('outputErrors.references', `${l.name}: got ${size} values; expected ${l.outFeatures} x ${l.inFeatures} float32`);
+        }
+        if (!(reference instanceof Float32Array)) owned.push(reference); // taken over: released with this run's buffers
         measured.set(l.name, { slot: measured.size, layer: l, weight: byName.get(key)! });
       }
     }
@@ -161,7 +245,10 @@ export async function runBlockOnWebgpu(
         const m = measured.get(l.name);
         if (!m) continue;
         if (!m.difference) {
-          m.difference = upload(measure!.references.get(l.name)!, l.outFeatures, l.inFeatures);
+          // A resident reference (the float weight kept from the Hessian pass) becomes D in place; it is this run's now.
+          const reference = measure!.references.get(l.name)!;
+          if (reference instanceof Float32Array) m.difference = upload(reference, l.outFeatures, l.inFeatures);
+          else m.difference = reference;
           webgpuSubtract(gpu, { a: m.difference, b: m.weight });
         }
         // E = X D^T: its squares; then E + X Q^T = X W^T in the same buffer: its squares.
@@ -195,7 +282,10 @@ export async function runBlockOnWebgpu(
     let row = 0;
     for (const lengths of tokenBatches(hidden.lengths, options.chunkTokens ?? WEBGPU_BLOCK_CHUNK_TOKENS)) {
       const n = lengths.reduce((a, b) => a + b, 0);
-      const x = gpu.upload(hidden.states.data.subarray(row * width, (row + n) * width), n, width);
+      const chunk = keptChunks.length;
+      const reused = reuse?.[chunk] && reuse[chunk]!.rows === n && reuse[chunk]!.columns === width ? reuse[chunk] : undefined;
+      const x = reused ?? gpu.upload(hidden.states.data.subarray(row * width, (row + n) * width), n, width);
+      keptChunks.push(x);
       const y = gpu.zeros(n, width);
       const sequences = webgpuSequences(gpu, lengths);
       const take = partials ? Math.min(n, measure!.rows - measuredRows) : 0;
@@ -205,13 +295,13 @@ export async function runBlockOnWebgpu(
         else await gpu.finish();
       } finally {
         sequences.release();
-        gpu.release(x);
+        if (!reused && !options.keepUploads) gpu.release(x);
         gpu.release(y);
       }
       row += n;
       measuredRows += take;
     }
-    const result: { output?: HiddenStates; hessians?: BlockHessians; errors?: Map<string, OutputErrorTerms>; inputChannels?: Map<string, InputChannelStatistics> } = {};
+    const result: WebgpuBlockRunResult = {};
     if (measure) {
       result.errors = new Map();
       const sums = partials ? sumPartials(await gpu.read(partials)) : new Float64Array(0);
@@ -223,17 +313,28 @@ export async function runBlockOnWebgpu(
       }
     }
     if (out) result.output = { states: { dtype: 'float32', shape: [tokens, width], data: out }, lengths: hidden.lengths };
+    if (options.keepUploads) {
+      for (const { matrix } of keptWeights.values()) owned.splice(owned.indexOf(matrix), 1);
+      result.uploads = { index, hidden, chunks: keptChunks, weights: keptWeights };
+    }
     if (wanted.size > 0) {
       const hessians = new Map<string, Float64Array>();
+      const kept = new Map<string, WebgpuMatrix>();
       for (const [key, layers] of Object.entries(groups) as [keyof WebgpuDecoderBlockHessians, LinearLayer[]][]) {
         const m = resident[key];
         if (!m) continue;
         // Only the upper tiles were accumulated: the lower triangle is mirrored on the GPU, the host only scales.
         webgpuMirrorUpper(gpu, m);
+        if (options.residentHessians) {
+          owned.splice(owned.indexOf(m), 1);
+          for (const l of layers) if (wanted.has(l.name)) kept.set(l.name, m);
+          continue;
+        }
         const h = scaledFloat64(await gpu.read(m), 1 / Math.max(1, tokens));
         for (const l of layers) if (wanted.has(l.name)) hessians.set(l.name, h);
       }
       result.hessians = { hessians, tokens };
+      if (options.residentHessians) result.residentHessians = kept;
     }
     return result;
   } finally {

@@ -1,4 +1,4 @@
-import { InvalidArgumentError, type BlockHessians, type QuantizableModel, type Quantizer } from '@bitsmith/core';
+import { InvalidArgumentError, type BlockHessians, type QuantizableModel, type Quantizer, type ResidentHessian } from '@bitsmith/core';
 import { createJsBackend } from '@bitsmith/linalg';
 import { loadLlamaModel, llamaQuantizableModel } from '@bitsmith/models';
 import { readFileSync } from 'node:fs';
@@ -15,7 +15,7 @@ describe.skipIf(SKIP_SHARED)('runRecipe with a model that gives block Hessians',
     const ids = loaded.tokenizer.encode(readFileSync(CALIBRATION_TEXT, 'utf8').slice(0, 4000), { bos: false });
     const sequences = [0, 1].map((i) => [1, ...ids.slice(i * 31, (i + 1) * 31)]);
     const inner = llamaQuantizableModel(loaded.graph);
-    const asked: { block: number; layers: string[] }[] = [];
+    const asked: { block: number; layers: string[]; resident?: boolean | undefined }[] = [];
     const observedRuns: (number | undefined)[] = [];
     const marker = new Map<string, Float64Array>();
     const model: QuantizableModel = {
@@ -24,8 +24,8 @@ describe.skipIf(SKIP_SHARED)('runRecipe with a model that gives block Hessians',
         if (observe) observedRuns.push(options?.observeRows);
         return inner.runBlock(index, hidden, observe, options);
       },
-      blockHessians: async (index, _hidden, layers): Promise<BlockHessians> => {
-        asked.push({ block: index, layers: [...layers] });
+      blockHessians: async (index, _hidden, layers, options): Promise<BlockHessians> => {
+        asked.push({ block: index, layers: [...layers], resident: options?.resident });
         const hessians = new Map<string, Float64Array>();
         for (const name of layers) {
           const n = inner.blocks[index]!.linears.find((l) => l.name === name)!.weight.shape[1];
@@ -71,6 +71,7 @@ describe.skipIf(SKIP_SHARED)('runRecipe with a model that gives block Hessians',
     await runRecipe(model, [hessianStep, absMaxStep], sequences, { backend });
     expect(asked.map((a) => a.block)).toEqual([0, 1]);
     expect(asked[0]!.layers).toHaveLength(7);
+    expect(asked.map((a) => a.resident)).toEqual([false, false]); // the probe asked for host Hessians
     for (const [name, h] of seenHessian) expect(h).toBe(marker.get(name));
     expect(seenHessian.size).toBe(14);
     expect(absMaxLayers).toBe(14);
@@ -98,5 +99,47 @@ describe.skipIf(SKIP_SHARED)('runRecipe with a model that gives block Hessians',
     };
     await runRecipe(model, [step], sequences, { backend });
     expect(tokens).toBe(6);
+  });
+
+  it('asks for resident Hessians only for a step that takes them, and hands them over as residentHessian', async () => {
+    const backend = createJsBackend();
+    const loaded = await loadLlamaModel(TINYSTORIES_DIR, { backend });
+    const sequences = [[1, 5, 9, 13, 200, 17]];
+    const inner = llamaQuantizableModel(loaded.graph);
+    const asked: (boolean | undefined)[] = [];
+    const handed = new Map<string, ResidentHessian>();
+    const model: QuantizableModel = {
+      ...inner,
+      blockHessians: async (index, _hidden, layers, options): Promise<BlockHessians> => {
+        asked.push(options?.resident);
+        const resident = new Map<string, ResidentHessian>();
+        for (const name of layers) {
+          const n = inner.blocks[index]!.linears.find((l) => l.name === name)!.weight.shape[1];
+          const r: ResidentHessian = { columns: n, handle: { name }, scale: 1 / 6, read: async () => new Float64Array(n * n) };
+          resident.set(name, r);
+          handed.set(name, r);
+        }
+        return { hessians: new Map(), tokens: 6, resident };
+      },
+    };
+    const seen = new Map<string, ResidentHessian | undefined>();
+    const step: Quantizer = {
+      specificationVersion: 'v2',
+      id: 'resident-probe',
+      kind: 'transform',
+      requires: [{ kind: 'hessian', resident: true }],
+      async run(context) {
+        for (const l of context.layers) {
+          const s = context.statistics(l.name);
+          expect(s.hessian).toBeUndefined();
+          seen.set(l.name, s.residentHessian);
+        }
+        return { layers: context.layers.map((l) => ({ ...l })), warnings: [] };
+      },
+    };
+    await runRecipe(model, [step], sequences, { backend });
+    expect(asked).toEqual([true, true]);
+    expect(seen.size).toBe(14);
+    for (const [name, r] of seen) expect(r).toBe(handed.get(name));
   });
 });

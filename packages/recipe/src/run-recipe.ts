@@ -408,7 +408,9 @@ export async function runRecipe(
         // A model that computes Hessians itself (on the GPU) gives them for steps that need nothing else.
         const given =
           requests.length > 0 && model.blockHessians && requests.every((r) => r.kind === 'hessian')
-            ? await model.blockHessians(block.index, blockInput, new Set(views.map((v) => v.name)))
+            ? await model.blockHessians(block.index, blockInput, new Set(views.map((v) => v.name)), {
+                resident: requests.every((r) => r.kind === 'hessian' && r.resident === true),
+              })
             : undefined;
         if (given) {
           collector = givenStatistics(given);

@@ -1,4 +1,4 @@
-import { NumericalError, matrix, type StepWarning } from '@bitsmith/core';
+import { InvalidArgumentError, NumericalError, matrix, type StepWarning } from '@bitsmith/core';
 import { choleskyInverseUpper, webgpuCholeskyInverseUpper, type Backend, type WebgpuBackend, type WebgpuMatrix } from '@bitsmith/linalg';
 
 /** Options of {@link dampedInverseFactor}. */
@@ -42,7 +42,7 @@ export interface DampedInverseFactor {
  * ```
  */
 export async function dampedInverseFactor(hessian: Float64Array, n: number, options: DampedInverseFactorOptions): Promise<DampedInverseFactor> {
-  return withDampening(hessian, n, options, async (lambda) => {
+  return withDampening((i) => hessian[i * n + i]!, n, options, async (lambda) => {
     // The factor's working copy of the Hessian takes the dampening (the input is never modified).
     const u = await choleskyInverseUpper(matrix<'float64'>(hessian, n, n), {
       backend: options.backend,
@@ -60,7 +60,9 @@ export async function dampedInverseFactor(hessian: Float64Array, n: number, opti
  * it when done). `options.precision` and `options.blockSize` do not apply.
  *
  * @param gpu - A `webgpu` backend.
- * @param hessian - Symmetric `n x n` float64, row-major, with a non-negative diagonal (a Gram matrix).
+ * @param hessian - Symmetric `n x n` float64, row-major, with a non-negative diagonal (a Gram matrix); or a resident
+ *   float32 one (upper triangle read, any positive scaling), with its `diagonal` given.
+ * @param diagonal - The resident Hessian's diagonal (for the reported `lambda`; the factor takes the mean on the GPU).
  * @throws `NumericalError` when even `maxDampening` does not make the matrix positive definite in float32.
  * @example
  * ```ts
@@ -68,14 +70,22 @@ export async function dampedInverseFactor(hessian: Float64Array, n: number, opti
  * gpu.release(factor);
  * ```
  */
-export async function dampedInverseFactorWebgpu(gpu: WebgpuBackend, hessian: Float64Array, n: number, options: DampedInverseFactorOptions): Promise<Omit<DampedInverseFactor, 'factor'> & { readonly factor: WebgpuMatrix }> {
+export async function dampedInverseFactorWebgpu(
+  gpu: WebgpuBackend,
+  hessian: Float64Array | WebgpuMatrix,
+  n: number,
+  options: DampedInverseFactorOptions,
+  diagonal?: ArrayLike<number>,
+): Promise<Omit<DampedInverseFactor, 'factor'> & { readonly factor: WebgpuMatrix }> {
   // webgpuCholeskyInverseUpper dampens by a fraction of the mean diagonal: the mean |diagonal| of a Gram matrix.
-  return withDampening(hessian, n, options, (_lambda, fraction) => webgpuCholeskyInverseUpper(gpu, hessian, n, { dampening: fraction }));
+  const entry = hessian instanceof Float64Array ? (i: number) => hessian[i * n + i]! : diagonal ? (i: number) => diagonal[i]! : undefined;
+  if (!entry) throw new InvalidArgumentError('diagonal', 'a resident Hessian needs its diagonal (linalg\'s webgpuDiagonal)');
+  return withDampening(entry, n, options, (_lambda, fraction) => webgpuCholeskyInverseUpper(gpu, hessian, n, { dampening: fraction }));
 }
 
 /** The dampening loop of GPTQ's factor: `factorize(lambda, fraction)`, the fraction raised tenfold on `NumericalError`. */
 async function withDampening<T>(
-  hessian: Float64Array,
+  diagonal: (i: number) => number,
   n: number,
   options: Pick<DampedInverseFactorOptions, 'dampening' | 'maxDampening'>,
   factorize: (lambda: number, fraction: number) => Promise<T>,
@@ -83,7 +93,7 @@ async function withDampening<T>(
   const maxDampening = options.maxDampening ?? 10;
   let fraction = options.dampening ?? 0.01;
   let meanAbs = 0;
-  for (let i = 0; i < n; i++) meanAbs += Math.abs(hessian[i * n + i]!);
+  for (let i = 0; i < n; i++) meanAbs += Math.abs(diagonal(i));
   meanAbs = n > 0 ? meanAbs / n : 0;
   if (!(meanAbs > 0)) meanAbs = 1;
   const warnings: StepWarning[] = [];

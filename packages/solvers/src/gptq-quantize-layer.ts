@@ -21,10 +21,11 @@ import {
   type QuantizationPlan,
   type QuantizedTensor,
   type RangeSearchOptions,
+  type ResidentHessian,
   type ScaleEncoding,
   type StepWarning,
 } from '@bitsmith/core';
-import { createGptqColumnKernel, defaultBackend, webgpuGptqSolve, WEBGPU_GPTQ_MAX_BLOCK, type Backend, type GptqColumnKernel, type WebgpuBackend, type WebgpuMatrix } from '@bitsmith/linalg';
+import { createGptqColumnKernel, defaultBackend, webgpuDiagonal, webgpuGptqSolve, WEBGPU_GPTQ_MAX_BLOCK, type Backend, type GptqColumnKernel, type WebgpuBackend, type WebgpuMatrix } from '@bitsmith/linalg';
 import { actOrderPermutation } from './act-order.js';
 import { dampedInverseFactor, dampedInverseFactorWebgpu } from './damped-inverse-factor.js';
 
@@ -196,7 +197,9 @@ function columnGroupScales(
  * Weights are float32 (stored transposed so a column is contiguous), the inverse factor float64.
  *
  * @param weight - `[outFeatures, inFeatures]` float32. Not modified.
- * @param hessian - `inFeatures x inFeatures` float64 `X^T X` (any positive scaling). Not modified.
+ * @param hessianInput - `inFeatures x inFeatures` float64 `X^T X` (any positive scaling), or core's `ResidentHessian`
+ *   (a model's GPU Hessian): on the same webgpu backend with `factorPrecision: 'gpu'`, no act-order, no GPTAQ term
+ *   and no dead column it is factored where it is; otherwise it is read back. Not modified.
  * @param options - See {@link GptqOptions}: `format` (required), `granularity` (`channel`), `scaleEncoding`
  *   (`float16`), `dampening` (0.01), `maxDampening` (10), `blockSize` (128), `actOrder` (false), `staticGroups`
  *   (false), `rangeSearch` (false), `factorPrecision` (`'mixed'`), `backend` (`defaultBackend()`), `signal`, `columnLoop` (`'wasm'`), `outerBlockSize` (1024).
@@ -213,10 +216,28 @@ function columnGroupScales(
  * });
  * ```
  */
-export async function gptqQuantizeLayer(weight: Matrix, hessian: Float64Array, options: GptqLayerOptions, asymmetric?: AsymmetricCalibration): Promise<GptqLayerResult> {
+export async function gptqQuantizeLayer(
+  weight: Matrix,
+  hessianInput: Float64Array | ResidentHessian,
+  options: GptqLayerOptions,
+  asymmetric?: AsymmetricCalibration,
+): Promise<GptqLayerResult> {
   const [rows, n] = weight.shape;
   if (weight.data.length !== rows * n) throw new ShapeMismatchError('weight', [rows, n], [weight.data.length], 'data length');
-  if (!(hessian instanceof Float64Array) || hessian.length !== n * n) {
+  // A Hessian resident on this webgpu backend goes straight to the GPU factor (factorPrecision 'gpu', no act-order,
+  // no GPTAQ term, no dead column); any other is read back as the float64 matrix it stands for.
+  let residentHessian: { matrix: WebgpuMatrix; diagonal: Float32Array } | undefined;
+  let hessian: Float64Array;
+  if (hessianInput instanceof Float64Array) {
+    hessian = hessianInput;
+  } else {
+    if (!hessianInput || typeof hessianInput.read !== 'function' || hessianInput.columns !== n) {
+      throw new ShapeMismatchError('hessian', [n, n], [hessianInput?.columns ?? 0], `a float64 ${n} x ${n} matrix (or a resident one) for a weight with ${n} input columns`);
+    }
+    residentHessian = await residentOnBackend(hessianInput, n, options, asymmetric !== undefined);
+    hessian = residentHessian ? new Float64Array(0) : await hessianInput.read();
+  }
+  if (!residentHessian && (!(hessian instanceof Float64Array) || hessian.length !== n * n)) {
     throw new ShapeMismatchError('hessian', [n, n], [hessian.length], `a float64 ${n} x ${n} matrix for a weight with ${n} input columns`);
   }
   const format = typeof options.format === 'string' ? parseFormat(options.format) : options.format;
@@ -234,7 +255,11 @@ export async function gptqQuantizeLayer(weight: Matrix, hessian: Float64Array, o
   const granularity = plan.granularity;
   const codec = elementCodec(format);
   checkFinite(weight.data, 'weight', n);
-  checkFinite(hessian, 'hessian', n);
+  if (residentHessian) {
+    // A Gram matrix's non-finite entries show on its diagonal (a non-finite input, or a product that overflowed).
+    const i = firstNonFinite(residentHessian.diagonal);
+    if (i >= 0) throw new NumericalError(`hessian element [${i}, ${i}] is ${residentHessian.diagonal[i]!}`, 'GPTQ needs a finite hessian');
+  } else checkFinite(hessian, 'hessian', n);
   const backend = options.backend ?? (await defaultBackend());
   const warnings: StepWarning[] = [];
 
@@ -245,7 +270,7 @@ export async function gptqQuantizeLayer(weight: Matrix, hessian: Float64Array, o
   let h = hessian;
   let w = weight.data instanceof Float32Array ? weight.data : Float32Array.from(weight.data);
   let deadCount = 0;
-  for (let c = 0; c < n; c++) {
+  for (let c = 0; !residentHessian && c < n; c++) {
     if (h[c * n + c] === 0) {
       if (h === hessian) h = hessian.slice();
       if (w === weight.data) w = w.slice();
@@ -270,7 +295,13 @@ export async function gptqQuantizeLayer(weight: Matrix, hessian: Float64Array, o
   let resident: WebgpuMatrix | undefined;
   let u: Float64Array;
   let usedDampening: number;
-  if (options.factorPrecision === 'gpu' && backend.name === 'webgpu' && !asymmetric) {
+  if (residentHessian) {
+    const damped = await dampedInverseFactorWebgpu(backend as WebgpuBackend, residentHessian.matrix, n, dampingOptions, residentHessian.diagonal);
+    resident = damped.factor;
+    u = new Float64Array(0);
+    usedDampening = damped.dampening;
+    warnings.push(...damped.warnings);
+  } else if (options.factorPrecision === 'gpu' && backend.name === 'webgpu' && !asymmetric) {
     const damped = await dampedInverseFactorWebgpu(backend as WebgpuBackend, hp, n, dampingOptions);
     resident = damped.factor;
     u = new Float64Array(0);
@@ -340,8 +371,18 @@ export async function gptqQuantizeLayer(weight: Matrix, hessian: Float64Array, o
   }
   const groupWidth = granularity.type === 'group' ? granularity.size : granularity.type === 'block' ? granularity.columns : n;
 
-  // W transposed, in processing order: row p of wt is input column permutation[p], so a column is contiguous.
-  const wt = transposedInOrder(w, rows, n, permutation);
+  // On a webgpu backend the column loop runs on the GPU (linalg's webgpuGptqSolve) wherever every column's scale is
+  // one per row for a run of consecutive processing-order columns: channel granularity, or groups that follow the
+  // processing order (dynamic) or the natural order without act-order. Scales still come from core, here.
+  const onGpu =
+    !p32 &&
+    backend.name === 'webgpu' &&
+    codec.levels <= 256 &&
+    (granularity.type === 'channel' || (granularity.type === 'group' && (dynamic || !permutation))) &&
+    tensorScale === undefined;
+  // W transposed, in processing order: row p of wt is input column permutation[p], so a column is contiguous. The GPU
+  // loop in natural order transposes the weight there (the same values) and never reads wt.
+  const wt = onGpu && !permutation ? new Float32Array(0) : transposedInOrder(w, rows, n, permutation);
   const codes = codec.levels > 256 ? new Uint16Array(rows * n) : new Uint8Array(rows * n);
   const table = new Float64Array(codec.levels);
   for (let c = 0; c < codec.levels; c++) table[c] = codec.decode(c);
@@ -402,21 +443,12 @@ export async function gptqQuantizeLayer(weight: Matrix, hessian: Float64Array, o
     }
   };
 
-  // On a webgpu backend the column loop runs on the GPU (linalg's webgpuGptqSolve) wherever every column's scale is
-  // one per row for a run of consecutive processing-order columns: channel granularity, or groups that follow the
-  // processing order (dynamic) or the natural order without act-order. Scales still come from core, here.
-  const onGpu =
-    !p32 &&
-    backend.name === 'webgpu' &&
-    codec.levels <= 256 &&
-    (granularity.type === 'channel' || (granularity.type === 'group' && (dynamic || !permutation))) &&
-    tensorScale === undefined;
   if (onGpu) {
     const segment = granularity.type === 'group' ? groupWidth : n;
     const { codesT } = await webgpuGptqSolve(backend as WebgpuBackend, {
       rows,
       columns: n,
-      weightT: wt,
+      ...(permutation ? { weightT: wt } : { weight: w }),
       factor: resident ?? u,
       levels: Float32Array.from(table),
       groupSize: segment,
@@ -704,4 +736,24 @@ function scatterTransposedCodes(codesT: Uint8Array | Uint16Array, codes: Uint8Ar
       for (let r = r0; r < r1; r++) codes[r * n + c] = codesT[o + r]!;
     }
   }
+}
+
+/**
+ * The resident matrix and its diagonal when `hessian` lives on the backend GPTQ runs on (linalg's webgpu: a handle
+ * `{ backend, matrix }`) and the layer can take it there: `factorPrecision: 'gpu'`, no act-order, no GPTAQ term, and no
+ * dead column (those change the Hessian on the host). `undefined` otherwise.
+ */
+async function residentOnBackend(
+  hessian: ResidentHessian,
+  n: number,
+  options: GptqLayerOptions,
+  asymmetric: boolean,
+): Promise<{ matrix: WebgpuMatrix; diagonal: Float32Array } | undefined> {
+  const handle = hessian.handle as { backend?: unknown; matrix?: WebgpuMatrix } | undefined;
+  const backend = options.backend ?? (await defaultBackend());
+  if (asymmetric || options.actOrder || options.factorPrecision !== 'gpu' || backend.name !== 'webgpu') return undefined;
+  if (!handle || handle.backend !== backend || !handle.matrix || handle.matrix.rows !== n || handle.matrix.columns !== n || handle.matrix.dtype !== 'float32') return undefined;
+  const diagonal = await webgpuDiagonal(backend as WebgpuBackend, handle.matrix);
+  for (let i = 0; i < n; i++) if (diagonal[i] === 0) return undefined;
+  return { matrix: handle.matrix, diagonal };
 }

@@ -409,7 +409,7 @@ describe('gptq() quantize step', () => {
     const step = gptq({ format: 'int4', granularity: group(8), backend });
     expect(step.id).toBe('gptq');
     expect(step.kind).toBe('quantize');
-    expect(step.requires).toEqual([{ kind: 'hessian' }]);
+    expect(step.requires).toEqual([{ kind: 'hessian', resident: true }]); // GPTQ also takes a Hessian left on the GPU
     const before = layers.map((l) => Float32Array.from(l.weight.data));
     const progress: number[] = [];
     const { layers: out, warnings } = await step.run({

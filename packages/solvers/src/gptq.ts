@@ -31,7 +31,8 @@ export function gptq(options: GptqOptions): Quantizer {
  * requests the float-input cross term and passes it on (GPTAQ).
  */
 export function hessianQuantizeStep(id: string, options: GptqOptions, asymmetric?: { readonly alpha: number }): Quantizer {
-  const requires: StatisticRequest[] = asymmetric ? [{ kind: 'hessian' }, { kind: 'float-input-cross' }] : [{ kind: 'hessian' }];
+  // GPTQ takes a Hessian resident on the GPU (gptqQuantizeLayer uses it there or reads it back); GPTAQ's term needs it on the host.
+  const requires: StatisticRequest[] = asymmetric ? [{ kind: 'hessian' }, { kind: 'float-input-cross' }] : [{ kind: 'hessian', resident: true }];
   // The scheme the runner resolves per layer (bit-plan assignments applied) from the step's own options.
   const scheme: WeightScheme = {
     format: options.format,
@@ -51,7 +52,7 @@ export function hessianQuantizeStep(id: string, options: GptqOptions, asymmetric
         context,
         async (layer, { scheme: resolved }) => {
           const statistics = context.statistics(layer.name);
-          const hessian = statistics.hessian;
+          const hessian = statistics.hessian ?? statistics.residentHessian;
           if (!hessian) throw new InvalidArgumentError('statistics', `no Hessian was observed for layer '${layer.name}'; ${id} requires { kind: 'hessian' }`);
           const cross = asymmetric ? statistics.floatInputCross : undefined;
           if (asymmetric && !cross) throw new InvalidArgumentError('statistics', `no float-input cross term was observed for layer '${layer.name}'; ${id} requires { kind: 'float-input-cross' }`);

@@ -218,9 +218,22 @@ export function dispatchKernel(device: GPUDevice, pipeline: GPUComputePipeline, 
   params.destroy();
 }
 
-/** A compute pipeline for `code` (entry point `main`). */
+/** Pipelines made so far, per device and per shader source (a device's pipelines die with it). */
+const pipelineCache = new WeakMap<GPUDevice, Map<string, GPUComputePipeline>>();
+
+/**
+ * A compute pipeline for `code` (entry point `main`), made once per device and shader source: a kernel dispatched
+ * thousands of times per layer (GPTQ's loop, the factor's blocks) is not compiled again each time.
+ */
 export function kernelPipeline(device: GPUDevice, code: string, label: string): GPUComputePipeline {
-  return device.createComputePipeline({ layout: 'auto', compute: { module: device.createShaderModule({ code, label }), entryPoint: 'main' }, label });
+  let cache = pipelineCache.get(device);
+  if (!cache) pipelineCache.set(device, (cache = new Map()));
+  let pipeline = cache.get(code);
+  if (!pipeline) {
+    pipeline = device.createComputePipeline({ layout: 'auto', compute: { module: device.createShaderModule({ code, label }), entryPoint: 'main' }, label });
+    cache.set(code, pipeline);
+  }
+  return pipeline;
 }
 
 /** A uniform block of four-byte words: integers, or floats where given as `{ f: value }`. */

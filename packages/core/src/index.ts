@@ -43,7 +43,7 @@ export { resolveLayerScheme, schemeOptions } from './layer-scheme.js';
 export type { LayerWork } from './for-each-layer.js';
 export { forEachLayer } from './for-each-layer.js';
 export type { StatisticsKernels, StatisticsCollectorOptions } from './statistics-collector.js';
-export { StatisticsCollector, givenStatistics, sharedInputGroups } from './statistics-collector.js';
+export { StatisticsCollector, givenStatistics, mirrorLowerTriangle, sharedInputGroups } from './statistics-collector.js';
 export type { CalibratableBlock, CalibratableModel, CalibrationBlock, CalibrationBlocksOptions, CollectBlockStatisticsOptions } from './calibration-driver.js';
 export { calibrationBlocks, collectBlockStatistics } from './calibration-driver.js';
 export { calibrateInputActivationScales, calibrateKvCacheScales } from './activation-scale-calibration.js';

@@ -362,8 +362,16 @@ export function givenStatistics(given: BlockHessians): Pick<StatisticsCollector,
   };
 }
 
-/** Copies the lower triangle of the row-major `n x n` matrix `h` into its upper triangle, in 64 x 64 tiles (cache-friendly strided reads). */
-function mirrorLowerTriangle(h: Float64Array, n: number): void {
+/**
+ * Copies the lower triangle of the row-major `n x n` matrix `h` into its upper triangle, in 64 x 64 tiles so that the
+ * strided reads stay in cache (linalg's gram kernels use it too).
+ *
+ * @example
+ * ```ts
+ * mirrorLowerTriangle(h, n); // h[i * n + j] = h[j * n + i] for i < j
+ * ```
+ */
+export function mirrorLowerTriangle(h: Float64Array, n: number): void {
   const T = 64;
   for (let i0 = 0; i0 < n; i0 += T) {
     const i1 = Math.min(n, i0 + T);

@@ -1,3 +1,4 @@
+import { mirrorLowerTriangle } from '@bitsmith/core';
 import type { FloatArray } from '../backend.js';
 
 /**
@@ -98,17 +99,7 @@ export function addLowerBlockPair(
  * ```
  */
 export function mirrorLower(h: Float64Array, n: number): void {
-  const T = 64;
-  for (let i0 = 0; i0 < n; i0 += T) {
-    const i1 = Math.min(n, i0 + T);
-    for (let j0 = i0; j0 < n; j0 += T) {
-      const j1 = Math.min(n, j0 + T);
-      for (let i = i0; i < i1; i++) {
-        const row = i * n;
-        for (let j = Math.max(j0, i + 1); j < j1; j++) h[row + j] = h[j * n + i]!;
-      }
-    }
-  }
+  mirrorLowerTriangle(h, n);
 }
 
 /**

@@ -1,5 +1,7 @@
 import { dequantize, parseFormat, quantize, type StoredForm } from '@bitsmith/core';
 import { createJsBackend } from '@bitsmith/linalg';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { describe, expect, it } from 'vitest';
 import { architectureFixtureDir, readArchitectureReference } from './architecture-fixtures.test-support.js';
 import { isWeightResident, lazyLinearLayer, releaseLinearWeight } from './lazy-weight.js';
@@ -60,5 +62,35 @@ describe('lazily held weights', () => {
     expect(layers.filter((l) => l !== off).every((l) => !isWeightResident(l))).toBe(true);
     for (const l of lazy.blocks[0]!.linears) expect(bits(l.weight.data), l.name).toEqual(bits(quantized.get(l.name)!));
     for (const l of lazy.blocks[1]!.linears) expect(bits(l.weight.data), l.name).toEqual(bits(eager.linear(l.name).weight.data));
+  });
+
+  it('a released block keeps its grid codes packed only: the stored form\'s unpacked codes can be collected', async () => {
+    // A collector to call (the flag takes effect for functions created afterwards).
+    setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc') as () => void;
+    const lazy = await loadLlamaGraph(architectureFixtureDir('qwen2'), { backend, keepStoredDtype: true });
+    const model = llamaQuantizableModel(lazy);
+    const codes: WeakRef<object>[] = [];
+    const expected = new Map<string, Float32Array>();
+    const release = (): void => {
+      const stored = new Map<string, StoredForm>();
+      for (const l of lazy.blocks[0]!.linears) {
+        const tensor = quantize(l.weight, { format: parseFormat('int4'), granularity: { type: 'group', size: 16 } });
+        l.weight = dequantize(tensor);
+        expected.set(l.name, l.weight.data.slice());
+        codes.push(new WeakRef(tensor.codes));
+        stored.set(l.name, { kind: 'grid', tensor });
+      }
+      model.releaseBlock!(0, stored);
+    };
+    release();
+    expect(lazy.blocks[0]!.linears.every((l) => !isWeightResident(l))).toBe(true);
+    // WeakRef targets stay alive until the current job ends: collect on a later turn.
+    await new Promise((resolve) => setImmediate(resolve));
+    gc();
+    expect(codes.length).toBeGreaterThan(0);
+    expect(codes.filter((c) => c.deref() !== undefined).length).toBe(0);
+    // The weights are still produced exactly, from the packed codes.
+    for (const l of lazy.blocks[0]!.linears) expect(bits(l.weight.data), l.name).toEqual(bits(expected.get(l.name)!));
   });
 });

@@ -1,4 +1,4 @@
-import { decodeStored, dequantizeRows, packBits, unpackBits, InvalidArgumentError, resolveBlockMapping, type BlockHessians, type BlockOutputErrors, type RunBlockOptions, type StoredForm, type ArchitectureMapping, type BlockView, type DifferentiableModel, type LinearInputCallback, type Matrix } from '@bitsmith/core';
+import { decodeStored, dequantizeRows, packBits, unpackBits, InvalidArgumentError, resolveBlockMapping, type BlockHessians, type BlockOutputErrors, type RunBlockOptions, type StoredForm, type QuantizedTensor, type ArchitectureMapping, type BlockView, type DifferentiableModel, type LinearInputCallback, type Matrix } from '@bitsmith/core';
 import type { WebgpuBackend, WebgpuMatrix } from '@bitsmith/linalg';
 import { llamaBlockGradients } from './llama-block-gradients.js';
 import type { HiddenStates, LlamaBlock, LlamaGraph } from './llama-graph.js';
@@ -134,18 +134,29 @@ function largestWord(codes: Uint16Array): number {
  * the weight is read again: `decodeStored` then gives the very same bits. Other forms are held as they are.
  */
 function packedSource(form: StoredForm): () => Float32Array {
-  if (form.kind !== 'grid') return () => decodeStored(form).data as Float32Array;
+  if (form.kind !== 'grid') return decodingSource(form);
   const { codes, ...rest } = form.tensor;
   const largest = codes instanceof Uint8Array ? largestByte(codes) : largestWord(codes);
   const bits = Math.max(1, Math.ceil(Math.log2(largest + 1)));
-  if (bits >= 8 * codes.BYTES_PER_ELEMENT) return () => decodeStored(form).data as Float32Array;
-  const packed = packBits(codes, bits);
-  const length = codes.length;
-  const wide = codes instanceof Uint16Array;
+  if (bits >= 8 * codes.BYTES_PER_ELEMENT) return decodingSource(form);
+  return unpackingSource(packBits(codes, bits), bits, codes.length, codes instanceof Uint16Array, rest);
+}
+
+/**
+ * The source that decodes `form` when read. Its own function so that the closure captures nothing but `form`: a
+ * closure created inside {@link packedSource} would share that function's context, and with it keep the unpacked
+ * codes (one byte per int4 weight) alive for the rest of the run.
+ */
+function decodingSource(form: StoredForm): () => Float32Array {
+  return () => decodeStored(form).data as Float32Array;
+}
+
+/** The source that unpacks `packed` and decodes it with the grid's other fields `rest` (see {@link decodingSource}). */
+function unpackingSource(packed: Uint8Array, bits: number, length: number, wide: boolean, rest: Omit<QuantizedTensor, 'codes'>): () => Float32Array {
   return () => {
     const unpacked = unpackBits(packed, bits, length);
     const again = wide && !(unpacked instanceof Uint16Array) ? Uint16Array.from(unpacked) : unpacked;
-    return decodeStored({ kind: 'grid', tensor: { ...rest, codes: again } }).data as Float32Array;
+    return decodeStored({ kind: 'grid', tensor: { ...rest, codes: again } as QuantizedTensor }).data as Float32Array;
   };
 }
 

@@ -87,6 +87,14 @@ export interface RunOptions {
    * always run the reference. Default `false`.
    */
   reference?: boolean;
+  /**
+   * The caller reads only what `observer` sees, not the block's output (a statistics pass): once down_proj's input
+   * has been observed, its product and the residual are skipped and the block returns empty states (`[0, hidden]`).
+   * Only with an observer, in dense MLP blocks whose down_proj has no run-time input transform (other blocks compute
+   * their output as before).
+   * Default `false`.
+   */
+  observeOnly?: boolean;
 }
 
 /** Options of {@link createLlamaGraph} and `loadLlamaGraph`. */
@@ -406,6 +414,11 @@ export class LlamaGraph {
         const gate = await applyLinear(gateProj, normed, tokens, backend, into('gate', gateProj));
         const up = await applyLinear(upProj, normed, tokens, backend, into('up', upProj));
         await backend.gatedActivation({ gate, up, out: gate, activation: c.hiddenActivation, reference });
+        if (options.observeOnly && observer && !downProj.inputTransform && !c.sandwichNorms) {
+          // Statistics only: down_proj's input is all the caller reads (its product is not needed).
+          await observer({ name: downProj.name, layer: downProj, blockIndex: index, input: { dtype: 'float32', shape: [tokens, downProj.inFeatures], data: gate.subarray(0, tokens * downProj.inFeatures) } });
+          return { states: { dtype: 'float32', shape: [0, hidden], data: new Float32Array(0) }, lengths: [] };
+        }
         out = await applyLinear(downProj, gate, tokens, backend, output ? { ...run, out: output.subarray(0, tokens * hidden) } : run);
       }
     }

@@ -56,7 +56,7 @@ describe('llamaQuantizableModel', () => {
     expect(() => llamaQuantizableModel(graph, { batchTokens: 0 })).toThrow(/batchTokens: must be a positive integer/);
   });
 
-  it('discardOutput: the observer sees the same inputs, bit for bit, and no output is gathered', async () => {
+  it('discardOutput: the observer sees the same inputs, bit for bit, no output is gathered and down_proj\'s product is skipped', async () => {
     const graph = await tinyGraph();
     const seqs = [[1, 2, 3], [4, 5], [6, 7, 8, 9], [2, 2]];
     const model = llamaQuantizableModel(graph, { batchTokens: 5 });
@@ -65,8 +65,20 @@ describe('llamaQuantizableModel', () => {
       const out = await model.runBlock(0, await model.embed(seqs), (_name, input) => void seen.push(...input.data), { discardOutput });
       return { seen, out: out as Awaited<ReturnType<typeof graph.runBlock>> };
     };
+    // Count the products that read the MLP's intermediate (down_proj's): skipped when the output is discarded.
+    const backend = graph.backend;
+    const sgemm = backend.sgemm.bind(backend);
+    let downProducts = 0;
+    backend.sgemm = (args) => {
+      if (args.k === graph.config.intermediateSize) downProducts++;
+      return sgemm(args);
+    };
     const kept = await observed(false);
+    const keptProducts = downProducts;
     const discarded = await observed(true);
+    backend.sgemm = sgemm;
+    expect(keptProducts).toBe(3); // one per batch
+    expect(downProducts - keptProducts).toBe(0);
     expect(discarded.seen).toEqual(kept.seen);
     expect(kept.out.states.shape).toEqual([11, 8]);
     expect(discarded.out.states.shape).toEqual([0, 8]);

@@ -44,7 +44,7 @@ export interface LlamaQuantizableModelOptions {
 async function runBlockInBatches(graph: LlamaGraph, index: number, hidden: HiddenStates, budget: number, observe?: LinearInputCallback, discardOutput = false): Promise<HiddenStates> {
   // The reference kernels (see RunOptions.reference): calibration statistics and the blocks' outputs that feed the
   // next block do not depend on a backend's native attention.
-  const options = observe ? { observer: ({ name, input }: { name: string; input: Matrix }) => observe(name, input), reference: true } : { reference: true };
+  const options = observe ? { observer: ({ name, input }: { name: string; input: Matrix }) => observe(name, input), reference: true, observeOnly: discardOutput } : { reference: true };
   const batches = tokenBatches(hidden.lengths, budget);
   if (batches.length <= 1) return graph.runBlock(index, hidden, options);
   const [tokens, width] = hidden.states.shape;
@@ -55,7 +55,7 @@ async function runBlockInBatches(graph: LlamaGraph, index: number, hidden: Hidde
     const n = lengths.reduce((a, b) => a + b, 0);
     const states = hidden.states.data.subarray(row * width, (row + n) * width);
     const result = await graph.runBlock(index, { states: { dtype: 'float32', shape: [n, width], data: states }, lengths }, options);
-    out?.set(result.states.data, row * width);
+    if (out) out.set(result.states.data, row * width);
     row += n;
   }
   if (!out) return { states: { dtype: 'float32', shape: [0, width], data: new Float32Array(0) }, lengths: [] };

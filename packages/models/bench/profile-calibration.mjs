@@ -9,7 +9,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 const args = Object.fromEntries(process.argv.slice(2).reduce((p, a, i, all) => (a.startsWith('--') ? [...p, [a.slice(2), all[i + 1]]] : p), []));
 const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(args.root ?? join(here, '../../..'));
-const load = (pkg) => import(pathToFileURL(join(root, 'packages', pkg, 'dist', 'index.js')).href);
+const load = (pkg) => import(pathToFileURL(join(root, 'packages', pkg, 'dist', existsSync(join(root, 'packages', pkg, 'dist', 'node.js')) ? 'node.js' : 'index.js')).href);
 const tunables = await import(pathToFileURL(join(root, 'packages/cli/dist/malloc-tunables.js')).href).catch(() => undefined);
 if (tunables && !(await tunables.relaunchWithMallocTunables())) await tunables.watchParent();
 const { StatisticsCollector } = await load('core');

@@ -8,7 +8,7 @@ import type { LlamaConfig } from './llama-config.js';
 import { ModelFileError } from './model-file-error.js';
 import { fusedGatedMlp } from './fused-mlp.js';
 import { runMoeMlp, type GatedMlp, type MoeCalibration, type MoeMlp } from './moe-mlp.js';
-import { rmsNorm } from './rms-norm.js';
+import { addRmsNorm, rmsNorm } from './rms-norm.js';
 import { applyRope, ropeTables, type RopeTables } from './rope.js';
 
 /** An RMSNorm layer: its writable gain vector and epsilon. */
@@ -397,10 +397,11 @@ export class LlamaGraph {
     await cacheAfterAttention(block.kvCache, attended, tokens, geometry, backend);
     const h = await applyLinear(oProj, attended, tokens, backend, into('h', oProj));
     if (c.sandwichNorms) applyNorm(block.postAttentionLayernorm, h, tokens, h);
-    for (let i = 0; i < h.length; i++) h[i]! += x[i]!;
 
-    // MLP: out = h + down_proj(act(gate_proj(n)) * up_proj(n)) with n = rmsnorm(h) (or the mixture of experts).
-    applyNorm(c.sandwichNorms ? block.preFeedforwardLayernorm! : block.postAttentionLayernorm, h, tokens, normed);
+    // MLP: out = h + down_proj(act(gate_proj(n)) * up_proj(n)) with n = rmsnorm(h) (or the mixture of experts); the
+    // residual add and the norm in one pass (the same bits as the add loop and then applyNorm).
+    const mlpNorm = c.sandwichNorms ? block.preFeedforwardLayernorm! : block.postAttentionLayernorm;
+    addRmsNorm(h, x, tokens, hidden, normGain(mlpNorm), mlpNorm.eps, normed);
     let out: Float32Array;
     if (block.moe) {
       out = await runMoeMlp(block.moe, normed, tokens, { moe: c.moe!, hiddenSize: hidden, hiddenActivation: c.hiddenActivation }, backend, run);

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { rmsNorm } from './rms-norm.js';
+import { addRmsNorm, rmsNorm } from './rms-norm.js';
 
 describe('rmsNorm', () => {
   it('matches the closed form x / sqrt(mean(x^2) + eps) * w', () => {
@@ -43,6 +43,27 @@ describe('rmsNorm, four rows at a time', () => {
       const inPlace = x.slice();
       rmsNorm(inPlace, rows, columns, w, 1e-6, inPlace);
       expect(Array.from(inPlace)).toEqual(Array.from(want));
+    }
+  });
+});
+
+describe('addRmsNorm', () => {
+  it('gives the bits of the float32 add loop followed by rmsNorm, and leaves the sum in h', () => {
+    let seed = 11;
+    const rnd = () => ((seed = (seed * 16807) % 2147483647) / 2147483647 - 0.5) * 60;
+    for (const rows of [1, 2, 4, 7, 13]) {
+      const columns = 41;
+      const h = Float32Array.from({ length: rows * columns }, rnd);
+      const x = Float32Array.from({ length: rows * columns }, rnd);
+      const w = Float32Array.from({ length: columns }, rnd);
+      const sum = h.slice();
+      for (let i = 0; i < sum.length; i++) sum[i]! += x[i]!;
+      const want = rmsNorm(sum, rows, columns, w, 1e-5);
+      const got = h.slice();
+      const out = new Float32Array(rows * columns);
+      expect(addRmsNorm(got, x, rows, columns, w, 1e-5, out)).toBe(out);
+      expect(Array.from(got)).toEqual(Array.from(sum));
+      expect(Array.from(out)).toEqual(Array.from(want));
     }
   });
 });

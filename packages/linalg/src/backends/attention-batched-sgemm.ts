@@ -91,6 +91,11 @@ export async function attentionWithBatchedSgemm(
       const { scores, sums } = wasm ? wasm.reserve(perBatch * m * n, perBatch * m) : { scores: new Float32Array(perBatch * m * n), sums: new Float64Array(perBatch * m) };
       for (let p0 = lo; p0 < hi; p0 += perBatch) {
         const batch = Math.min(perBatch, hi - p0);
+        // Keys and values already packed for this batch of pairs: rows packedK0 .. packedEnd - 1 of each pair, at
+        // pair stride packedWidth (the previous chunk's); -1: none.
+        let packedK0 = -1;
+        let packedEnd = 0;
+        let packedWidth = 0;
         for (let r0 = 0; r0 < n; r0 += rowsPerChunk) {
           const r1 = Math.min(n, r0 + rowsPerChunk);
           const rows = r1 - r0;
@@ -110,7 +115,21 @@ export async function attentionWithBatchedSgemm(
                 for (let t = 0; t < d; t++) queries[to + t] = q[o + t]!;
               }
             }
-            for (let j = k0; j < r1; j++) {
+          }
+          // Keys and values: rows k0 .. r1 - 1 of each pair at stride `width`. When the previous chunk packed rows
+          // k0 .. packedEnd - 1 (no window cut in between), those move up to the new stride (a native move, last pair
+          // first so that nothing is overwritten before it moves) and only the rows after them are gathered.
+          const from = packedK0 === k0 && packedEnd > k0 && packedEnd <= r1 ? packedEnd : k0;
+          if (from > k0) {
+            const kept = (packedEnd - k0) * d;
+            for (let e = batch - 1; e > 0; e--) {
+              keys.copyWithin(e * width * d, e * packedWidth * d, e * packedWidth * d + kept);
+              values.copyWithin(e * width * d, e * packedWidth * d, e * packedWidth * d + kept);
+            }
+          }
+          for (let e = 0; e < batch; e++) {
+            const { first, g } = pairAt(p0 + e);
+            for (let j = from; j < r1; j++) {
               const o = (first + j) * kvRow + g * d;
               const to = (e * width + j - k0) * d;
               for (let t = 0; t < d; t++) {
@@ -119,6 +138,9 @@ export async function attentionWithBatchedSgemm(
               }
             }
           }
+          packedK0 = k0;
+          packedEnd = r1;
+          packedWidth = width;
           const block = scores.subarray(0, batch * mm * width);
           await batched({ batch, m: mm, n: width, k: d, a: queries.subarray(0, batch * mm * d), b: keys.subarray(0, batch * width * d), c: block, transB: true, alpha: scale });
           // Every pair's rows have the same mask (same r0, k0, window): the batch is `batch * group` heads of `rows` rows.

@@ -1,10 +1,12 @@
-import type { Matrix, QuantizableModel } from '@bitsmith/core';
+import { calibrationBlocks, requireLogits, type Matrix, type QuantizableLanguageModel, type QuantizableModel } from '@bitsmith/core';
 import { quantizeCandidate, type ResolvedCandidate } from './candidate.js';
 
-async function forward(model: QuantizableModel, calibration: readonly ArrayLike<number>[]): Promise<Matrix> {
-  let hidden = await model.embed(calibration);
-  for (const block of model.blocks) hidden = await model.runBlock(block.index, hidden);
-  return model.logits(hidden);
+/** The model's logits on the calibration sequences: core's calibration driver walks the blocks (no statistics), then the head. */
+async function forward(model: QuantizableLanguageModel, calibration: readonly ArrayLike<number>[]): Promise<Matrix> {
+  const walk = calibrationBlocks(model, calibration, {});
+  let next = await walk.next();
+  while (!next.done) next = await walk.next();
+  return model.logits(next.value);
 }
 
 function logSoftmaxRows(logits: Matrix): Float64Array {
@@ -26,7 +28,9 @@ function logSoftmaxRows(logits: Matrix): Float64Array {
  * End-to-end sensitivity: for each layer and candidate, the mean per-token KL divergence `KL(p_float || p_quantized)`
  * of the model's next-token distributions on the calibration sequences when only that layer is quantized (round to
  * nearest) and every other layer stays float. Needs the whole model, so it is a function over a `QuantizableModel`
- * rather than a step; costs `layers x candidates` forward passes. The model's weights are restored afterwards.
+ * rather than a step; costs `layers x candidates` forward passes. The model's weights are restored afterwards. Needs
+ * the language-model head capability (core's `LanguageModelLogits`); a model without one (an encoder) is refused with
+ * `MissingCapabilityError`.
  * Summing per-layer KLs treats their effects as additive (the usual first-order assumption).
  *
  * @returns Map from layer name to one KL per candidate (same order).
@@ -41,7 +45,8 @@ export async function klSensitivities(
   candidates: readonly ResolvedCandidate[],
   options: { layers?: readonly string[] } = {},
 ): Promise<Map<string, number[]>> {
-  const reference = logSoftmaxRows(await forward(model, calibration));
+  const lm = requireLogits(model, "klSensitivities (sensitivity 'kl': the KL divergence of next-token distributions)");
+  const reference = logSoftmaxRows(await forward(lm, calibration));
   const views = model.blocks.flatMap((b) => b.linears);
   const wanted = options.layers ? new Set(options.layers) : undefined;
   const result = new Map<string, number[]>();
@@ -52,7 +57,7 @@ export async function klSensitivities(
     try {
       for (const candidate of candidates) {
         view.weight = quantizeCandidate(original, candidate).weight;
-        const logits = await forward(model, calibration);
+        const logits = await forward(lm, calibration);
         const q = logSoftmaxRows(logits);
         const [rows, vocab] = logits.shape;
         let kl = 0;

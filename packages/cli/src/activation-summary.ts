@@ -34,7 +34,7 @@ function round4(x: number): number {
  * await runRecipe(withActivationCapture(model, 'calibration input', activations), recipe, sequences);
  * ```
  */
-export function withActivationCapture(model: QuantizableModel, stage: string, into: Map<string, ActivationSummary>): QuantizableModel {
+export function withActivationCapture<M extends QuantizableModel>(model: M, stage: string, into: Map<string, ActivationSummary>): M {
   const passed = new Set<number>();
   const runBlock = async (index: number, hidden: unknown, observe?: LinearInputCallback, options?: RunBlockOptions) => {
     if (!observe || passed.has(index)) return model.runBlock(index, hidden, observe, options);
@@ -62,7 +62,7 @@ export function withActivationCapture(model: QuantizableModel, stage: string, in
     for (const [name, c] of result.inputChannels) if (!into.has(name)) into.set(name, summary(name, stage, c.rows, c.absMax, Float32Array.from(c.absSum, (v) => v / c.rows)));
     return result;
   };
-  return Object.create(model, { runBlock: { value: runBlock }, ...(measure ? { blockOutputErrors: { value: blockOutputErrors } } : {}) }) as QuantizableModel;
+  return Object.create(model, { runBlock: { value: runBlock }, ...(measure ? { blockOutputErrors: { value: blockOutputErrors } } : {}) }) as M;
 }
 
 function summary(layer: string, stage: string, tokens: number, absMax: Float32Array, absMean: ArrayLike<number>): ActivationSummary {

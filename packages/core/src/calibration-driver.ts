@@ -84,6 +84,12 @@ export interface CalibrationBlock<B extends CalibratableBlock = BlockView> {
    * `calibrateInputActivationScales`); like `collect`, the pass's output is the block's captured output.
    */
   activationScales(scheme: ActivationScheme, layers: readonly { readonly name: string; readonly inFeatures: number }[]): Promise<Map<string, ActivationScales>>;
+  /**
+   * Hands the driver the block's output, computed by the consumer itself (the recipe runner propagates while it
+   * measures output errors): it becomes the next block's input and the driver runs no pass of its own. Without it,
+   * the driver propagates as `propagate` says.
+   */
+  propagated(output: HiddenStatesHandle): void;
 }
 
 /** Options of {@link calibrationBlocks}. */
@@ -100,14 +106,19 @@ export interface CalibrationBlocksOptions {
   readonly propagate?: 'updated' | 'captured';
   /** Checked before every block (core's `AbortError`). */
   readonly signal?: AbortSignal;
+  /**
+   * Start at this block with this input instead of embedding the sequences and starting at the first block (a
+   * resumed run: the earlier blocks are finished and `input` is their propagated output).
+   */
+  readonly start?: { readonly block: number; readonly input: HiddenStatesHandle };
 }
 
 /**
  * The calibration driver: walks a model block by block, holding one block's activations. It embeds the calibration
- * sequences, then for each block hands out a {@link CalibrationBlock} whose `collect` gathers the statistics steps
- * request (one batched forward pass of the block per call, DESIGN.md's data flow); when the consumer asks for the next
- * block, this block's output is computed (see `propagate`) and becomes the next block's input. Returns the last
- * block's output.
+ * sequences (or starts where `start` says), then for each block hands out a {@link CalibrationBlock} whose `collect`
+ * gathers the statistics steps request (one batched forward pass of the block per call, DESIGN.md's data flow); when
+ * the consumer asks for the next block, this block's output (the one the consumer handed over with `propagated`, else
+ * computed as `propagate` says) becomes the next block's input. Returns the last block's output.
  *
  * @param calibration - Token sequences (each starting with BOS when the model expects it).
  * @example
@@ -129,30 +140,41 @@ export async function* calibrationBlocks<B extends CalibratableBlock = BlockView
     if (options.signal?.aborted) throw new AbortError();
   };
   check();
-  let hidden = await model.embed(calibration);
+  const start = options.start;
+  if (start && (!Number.isInteger(start.block) || start.block < 0 || start.block > model.blocks.length)) {
+    throw new InvalidArgumentError('start.block', `got ${start.block}; expected an integer from 0 to ${model.blocks.length}`);
+  }
+  let hidden = start ? start.input : await model.embed(calibration);
   for (const block of model.blocks) {
+    if (start && block.index < start.block) continue;
     check();
     const input = hidden;
+    // Only kept when it will be the next input: with 'updated' a pass's output is dropped at once (no block held twice).
     let captured: { output: HiddenStatesHandle } | undefined;
+    let given: { output: HiddenStatesHandle } | undefined;
     yield {
       block,
       input,
       collect: async (requests, layers, collectOptions) => {
         if (!options.kernels) throw new InvalidArgumentError('kernels', 'collect() needs the gram/sgemm kernels (a linalg Backend) in the options of calibrationBlocks');
         const pass = await collectBlockStatistics(model, block, input, requests, layers, options.kernels, collectOptions);
-        captured = { output: pass.output };
+        if (propagate === 'captured') captured = { output: pass.output };
         return pass.collector;
       },
       observe: async (observer, runOptions) => {
-        captured = { output: await model.runBlock(block.index, input, observer, runOptions) };
+        const output = await model.runBlock(block.index, input, observer, runOptions);
+        if (propagate === 'captured') captured = { output };
       },
       activationScales: async (scheme, layers) => {
         const pass = await calibrateInputActivationScales(model, block, input, scheme, layers);
-        captured = { output: pass.output };
+        if (propagate === 'captured') captured = { output: pass.output };
         return pass.scales;
       },
+      propagated: (output) => {
+        given = { output };
+      },
     };
-    hidden = propagate === 'captured' && captured ? captured.output : await model.runBlock(block.index, input);
+    hidden = given ? given.output : propagate === 'captured' && captured ? captured.output : await model.runBlock(block.index, input);
   }
   return hidden;
 }

@@ -226,3 +226,25 @@ export class ModelEditError extends BitsmithError {
     return hasCode(error, 'model-edit');
   }
 }
+
+/**
+ * A model lacks a capability that an operation needs: for example a residual rotation, an LM-head quantization or a
+ * perplexity on a model without a language-model head (an encoder, which has blocks only). Names what needed it, the
+ * capability and what was expected.
+ */
+export class MissingCapabilityError extends BitsmithError {
+  /** What needed the capability, for example `'rotateModel with residual: true'`. */
+  readonly consumer: string;
+  /** The missing capability, for example `'language-model-head'` or `'logits'`. */
+  readonly capability: string;
+  constructor(consumer: string, capability: string, expected: string) {
+    super('missing-capability', `${consumer} needs the model's ${capability} capability: expected ${expected}`);
+    this.name = 'MissingCapabilityError';
+    this.consumer = consumer;
+    this.capability = capability;
+  }
+  /** True when `error` is a {@link MissingCapabilityError}. */
+  static override isInstance(error: unknown): error is MissingCapabilityError {
+    return hasCode(error, 'missing-capability');
+  }
+}

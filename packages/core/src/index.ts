@@ -1,4 +1,4 @@
-export { BitsmithError, InvalidArgumentError, ShapeMismatchError, UnsupportedFormatError, NumericalError, AbortError, StoredFormMismatchError, StoredFormRefusedError, ActivationSchemeRefusedError, UnsupportedSpecificationVersionError, ModelEditError } from './errors.js';
+export { BitsmithError, InvalidArgumentError, ShapeMismatchError, UnsupportedFormatError, NumericalError, AbortError, StoredFormMismatchError, StoredFormRefusedError, ActivationSchemeRefusedError, UnsupportedSpecificationVersionError, ModelEditError, MissingCapabilityError } from './errors.js';
 export type { DataTypeMap, DType, Tensor, Matrix } from './tensor.js';
 export { tensor, matrix, zeros, zerosMatrix, asMatrix, cloneTensor, shapeSize } from './tensor.js';
 export { heldMatrix, heldMatrixAccess, isHeldOnly, sameMatrix, copyMatrix, type HeldMatrixAccess, type HeldMatrixOptions, type HeldRowDecoder } from './held-matrix.js';
@@ -28,6 +28,8 @@ export type { StepDefinition, StepRegistry, QuantizationOptions } from './step-d
 export { defineStep, definedOptions, quantizationOptions, resolveQuantization } from './step-definition.js';
 export { rtnStep } from './rtn-step.js';
 export type { RuntimeInputTransform, LinearView, NormView, InputGroup, AttentionGeometry, BlockView, ModelView, HiddenStatesHandle, LinearInputCallback, QuantizableModel, RunBlockOptions, BlockHessians, ResidentHessian, BlockOutputErrors, OutputErrorTerms, InputChannelStatistics } from './model-view.js';
+export type { LanguageModelHead, LanguageModelLogits, QuantizableLanguageModel } from './language-model-head.js';
+export { hasLanguageModelHead, hasLogits, requireLanguageModelHead, requireLogits } from './language-model-head.js';
 export type { NonFiniteLocation } from './non-finite.js';
 export { NonFiniteError, firstNonFinite, assertFinite } from './non-finite.js';
 export type { ScaleRangeAnomalies } from './scale-range-anomalies.js';

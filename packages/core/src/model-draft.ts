@@ -1,6 +1,7 @@
 import type { ModelEdit } from './model-edit.js';
 import type { BlockView, InputGroup, LinearView, ModelView, NormView } from './model-view.js';
 import { copyMatrix, heldMatrixAccess, sameMatrix } from './held-matrix.js';
+import { hasLanguageModelHead, type LanguageModelHead } from './language-model-head.js';
 import type { Matrix } from './tensor.js';
 
 /** One writable field of a view (a linear's weight, a norm's bias, the embedding), read and written by name. */
@@ -15,7 +16,7 @@ interface Slot {
 }
 
 function isModelView(view: ModelView | BlockView): view is ModelView {
-  return 'hiddenSize' in view && 'finalNorm' in view;
+  return 'hiddenSize' in view && 'blocks' in view;
 }
 
 function linearSlots(l: LinearView): Slot[] {
@@ -46,28 +47,16 @@ function blockSlots(block: BlockView): Slot[] {
   return [...[...block.linears, ...(block.auxiliaryLinears ?? [])].flatMap(linearSlots), ...block.norms.flatMap(normSlots)];
 }
 
-/**
- * A model field that may be missing: models without a language-model head (encoders) throw from `embedding`,
- * `finalNorm` and `lmHead`; drafts and fingerprints then leave those parts out.
- */
-function optional<T>(read: () => T): T | undefined {
-  try {
-    return read();
-  } catch {
-    return undefined;
-  }
-}
-
-/** Every writable field of a model (blocks, final norm, head, embedding) or of one block, in a fixed order. */
+/** Every writable field of a model (blocks, and the embedding, final norm and head of a language model) or of one block, in a fixed order. */
 function slotsOf(view: ModelView | BlockView): Slot[] {
   if (!isModelView(view)) return blockSlots(view);
-  const finalNorm = optional(() => view.finalNorm);
-  const lmHead = optional(() => view.lmHead);
+  // A model without a language-model head (an encoder) has blocks only: drafts and fingerprints leave the rest out.
+  if (!hasLanguageModelHead(view)) return view.blocks.flatMap(blockSlots);
   return [
-    ...(optional(() => view.embedding) ? [{ tensor: 'embedding', target: 'embedding', field: 'embedding', read: () => view.embedding, write: (v: unknown) => void (view.embedding = v as Matrix) } as Slot] : []),
+    { tensor: 'embedding', target: 'embedding', field: 'embedding', read: () => view.embedding, write: (v: unknown) => void (view.embedding = v as Matrix) },
     ...view.blocks.flatMap(blockSlots),
-    ...(finalNorm ? normSlots(finalNorm) : []),
-    ...(lmHead ? linearSlots(lmHead) : []),
+    ...normSlots(view.finalNorm),
+    ...linearSlots(view.lmHead),
   ];
 }
 
@@ -141,38 +130,37 @@ export function draftBlock(block: BlockView): BlockView {
  * return { layers: context.layers, warnings, edits: modelEditsOf(context.model, draft) };
  * ```
  */
+export function draftModel<M extends ModelView>(model: M): M extends LanguageModelHead ? ModelView & LanguageModelHead : ModelView;
 export function draftModel(model: ModelView): ModelView {
   const linearOf = new Map<LinearView, LinearView>();
   const normOf = new Map<NormView, NormView>();
   const blocks = model.blocks.map((b) => draftBlockWith(b, linearOf, normOf));
-  // A model without a head (an encoder) throws from these getters: the draft then throws the same way.
-  const head = optional(() => model.lmHead);
-  const lmHead = head ? draftLinear(head) : undefined;
-  const norm = optional(() => model.finalNorm);
-  const finalNorm = norm ? draftNorm(norm) : undefined;
-  let embedding = optional(() => model.embedding);
-  const draft: ModelView = {
+  const base: ModelView = {
     architecture: model.architecture,
     ...(model.mapping ? { mapping: model.mapping } : {}),
     hiddenSize: model.hiddenSize,
+    blocks,
+  };
+  // A model without a language-model head (an encoder): the draft has blocks only, too.
+  if (!hasLanguageModelHead(model)) return base;
+  const lmHead = draftLinear(model.lmHead);
+  const finalNorm = draftNorm(model.finalNorm);
+  let embedding = model.embedding;
+  const draft: ModelView & LanguageModelHead = {
+    ...base,
     get embedding(): Matrix {
-      return embedding ?? model.embedding;
+      return embedding;
     },
     set embedding(value: Matrix) {
       embedding = value;
     },
-    blocks,
-    get finalNorm(): NormView {
-      return finalNorm ?? model.finalNorm;
-    },
-    get lmHead(): LinearView {
-      return lmHead ?? model.lmHead;
-    },
+    finalNorm,
+    lmHead,
     get tiedEmbeddings(): boolean {
-      return lmHead !== undefined && embedding !== undefined && sameMatrix(lmHead.weight, embedding);
+      return sameMatrix(lmHead.weight, embedding);
     },
     untieEmbeddings(): void {
-      if (lmHead && draft.tiedEmbeddings) lmHead.weight = copyMatrix(lmHead.weight);
+      if (draft.tiedEmbeddings) lmHead.weight = copyMatrix(lmHead.weight);
     },
   };
   return draft;
@@ -220,7 +208,7 @@ function editsBetween(view: ModelView | BlockView, before: readonly unknown[], a
 export function modelEditsOf<V extends ModelView | BlockView>(original: V, draft: V, options: { except?: Iterable<string> } = {}): ModelEdit[] {
   const before = slotsOf(original).map((s) => s.read());
   const after = slotsOf(draft).map((s) => s.read());
-  const tied = (v: ModelView | BlockView): boolean => isModelView(v) && (optional(() => v.tiedEmbeddings) ?? false);
+  const tied = (v: ModelView | BlockView): boolean => isModelView(v) && hasLanguageModelHead(v) && v.tiedEmbeddings;
   return editsBetween(original, before, after, tied(original), tied(draft), new Set(options.except ?? []));
 }
 
@@ -239,11 +227,11 @@ export async function collectModelEdits<T>(view: ModelView | BlockView, work: ()
   const slots = slotsOf(view);
   const before = slots.map((s) => s.read());
   const model = isModelView(view) ? view : undefined;
-  const wasTied = (model && optional(() => model.tiedEmbeddings)) ?? false;
+  const wasTied = model !== undefined && hasLanguageModelHead(model) && model.tiedEmbeddings;
   try {
     const result = await work();
     const after = slotsOf(view).map((s) => s.read());
-    const isTied = (model && optional(() => model.tiedEmbeddings)) ?? false;
+    const isTied = model !== undefined && hasLanguageModelHead(model) && model.tiedEmbeddings;
     return { result, edits: editsBetween(view, before, after, wasTied, isTied, new Set(options.except ?? [])) };
   } finally {
     // The embedding first: a tied head is restored to the very matrix the embedding holds again.

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { ModelEditError } from './errors.js';
 import { applyModelEdits, applyStepResult, type ModelEdit } from './model-edit.js';
 import { changedTensor, collectModelEdits, draftBlock, draftModel, modelEditsOf, viewFingerprint } from './model-draft.js';
+import { hasLanguageModelHead, type LanguageModelHead } from './language-model-head.js';
 import type { BlockView, LinearView, ModelView, NormView } from './model-view.js';
 import type { Matrix } from './tensor.js';
 
@@ -17,10 +18,10 @@ function block(gainOffset = 0): BlockView {
   return { index: 0, name: 'b', linears: [q, k, o], norms: [norm], inputGroups: [{ linears: [q, k], producer: { kind: 'norm', norm } }, { linears: [o], producer: { kind: 'linear', linear: q } }] };
 }
 
-function model(): ModelView {
+function model(): ModelView & LanguageModelHead {
   const embedding = matrix(5, 4, (i) => i / 7);
   const lmHead: LinearView = { name: 'lm_head', kind: 'lm_head', weight: embedding, bias: undefined, inputTransform: undefined };
-  const m: ModelView = {
+  const m: ModelView & LanguageModelHead = {
     architecture: 'toy',
     hiddenSize: 4,
     embedding,
@@ -160,17 +161,14 @@ describe('drafts, edits and fingerprints', () => {
     expect(changedTensor(before, viewFingerprint(m))).toBeUndefined();
   });
 
-  it('a model without a head (an encoder: embedding, finalNorm and lmHead throw) still drafts and fingerprints its blocks', () => {
+  it('a model without a head (an encoder: blocks only) drafts and fingerprints its blocks', () => {
     const b = block();
-    const none = (): never => {
-      throw new Error('no language-model head');
-    };
-    const encoder = { architecture: 'encoder', hiddenSize: 4, blocks: [b], get embedding() { return none(); }, get finalNorm() { return none(); }, get lmHead() { return none(); }, tiedEmbeddings: false, untieEmbeddings: () => undefined } as unknown as ModelView;
+    const encoder: ModelView = { architecture: 'encoder', hiddenSize: 4, blocks: [b] };
     const before = viewFingerprint(encoder);
     expect(before.tensors).toContain('b.norm.weight');
     expect(before.tensors).not.toContain('embedding');
     const draft = draftModel(encoder);
-    expect(() => draft.lmHead).toThrow('no language-model head');
+    expect(hasLanguageModelHead(draft)).toBe(false);
     draft.blocks[0]!.norms[0]!.weight = Float32Array.of(1, 1, 1, 1);
     expect(modelEditsOf(encoder, draft).map((e) => e.kind)).toEqual(['set-norm-weight']);
     expect(changedTensor(before, viewFingerprint(encoder))).toBeUndefined();

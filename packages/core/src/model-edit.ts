@@ -1,4 +1,5 @@
 import { ModelEditError } from './errors.js';
+import { hasLanguageModelHead, type LanguageModelHead } from './language-model-head.js';
 import type { BlockView, LinearView, ModelView, NormView, RuntimeInputTransform } from './model-view.js';
 import type { Quantizer, StepResult } from './quantizer.js';
 import type { Matrix } from './tensor.js';
@@ -56,7 +57,7 @@ export function modelEditTensor(edit: ModelEdit): string {
 }
 
 function isModelView(view: ModelView | BlockView): view is ModelView {
-  return 'hiddenSize' in view && 'finalNorm' in view;
+  return 'hiddenSize' in view && 'blocks' in view;
 }
 
 /** The linears and norms an edit may name, by full name. */
@@ -69,16 +70,10 @@ function targetsOf(view: ModelView | BlockView): { linears: Map<string, LinearVi
     for (const n of block.norms) norms.set(n.name, n);
   }
   if (isModelView(view)) {
-    // Models without a language-model head (encoders) throw from these getters: edits cannot name them then.
-    try {
+    // Only a model with a language-model head has these (an encoder has blocks only).
+    if (hasLanguageModelHead(view)) {
       linears.set(view.lmHead.name, view.lmHead);
-    } catch {
-      /* no head */
-    }
-    try {
       norms.set(view.finalNorm.name, view.finalNorm);
-    } catch {
-      /* no final norm */
     }
   }
   return { linears, norms };
@@ -166,7 +161,8 @@ export function applyModelEdits(view: ModelView | BlockView, edits: readonly Mod
       }
       case 'set-embedding': {
         if (!isModelView(view)) fail(edit, 'the embedding can be edited by model-level steps only');
-        const model = view as ModelView;
+        if (!hasLanguageModelHead(view)) fail(edit, `${(view as ModelView).architecture} has no language-model head capability (no embedding to set)`);
+        const model = view as ModelView & LanguageModelHead;
         const [rows, columns] = model.embedding.shape;
         if (edit.weight.shape[0] !== rows || edit.weight.shape[1] !== columns) fail(edit, `has shape [${edit.weight.shape.join(', ')}]; expected [${rows}, ${columns}]`);
         if (apply) model.embedding = edit.weight;
@@ -174,7 +170,8 @@ export function applyModelEdits(view: ModelView | BlockView, edits: readonly Mod
       }
       case 'untie-embeddings': {
         if (!isModelView(view)) fail(edit, 'embeddings can be untied by model-level steps only');
-        if (apply) (view as ModelView).untieEmbeddings();
+        if (!hasLanguageModelHead(view)) fail(edit, `${(view as ModelView).architecture} has no language-model head capability (no embeddings to untie)`);
+        if (apply) (view as ModelView & LanguageModelHead).untieEmbeddings();
         break;
       }
       default:

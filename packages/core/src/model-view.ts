@@ -88,7 +88,12 @@ export interface BlockView {
   kvCache?: KvCacheQuantization | undefined;
 }
 
-/** A whole model as model-level transforms (rotations) see it. Writable in the same way as the views it holds. */
+/**
+ * A whole model as model-level transforms (rotations) see it: its blocks and their linears, which is all a
+ * calibratable model needs. Writable in the same way as the views it holds. A language model's embedding, final norm
+ * and LM head are a separate capability, `LanguageModelHead` (check it with `hasLanguageModelHead`); an encoder has
+ * blocks only.
+ */
 export interface ModelView {
   readonly architecture: string;
   /**
@@ -97,18 +102,7 @@ export interface ModelView {
    */
   readonly mapping?: ArchitectureMapping;
   readonly hiddenSize: number;
-  /** Token embedding table `[vocab, hidden]` (writable). */
-  embedding: Matrix;
   readonly blocks: readonly BlockView[];
-  readonly finalNorm: NormView;
-  readonly lmHead: LinearView;
-  /**
-   * Whether the LM head shares the embedding's storage. A transform that changes one but not the other must call
-   * `untieEmbeddings()` first.
-   */
-  readonly tiedEmbeddings: boolean;
-  /** Gives the LM head its own copy of the weight, so embedding and head can differ. */
-  untieEmbeddings(): void;
 }
 
 /** Opaque hidden states between blocks (owned by the model implementation). */
@@ -200,8 +194,9 @@ export interface BlockOutputErrors {
 }
 
 /**
- * A model that the recipe runner can calibrate block by block (DESIGN.md's data flow): embed calibration sequences,
- * run one block at a time while observing each linear's inputs, and run the head.
+ * A model that the recipe runner can calibrate block by block (DESIGN.md's data flow): embed calibration sequences
+ * and run one block at a time while observing each linear's inputs. The head's forward pass (`logits`) belongs to
+ * the language-model head capability (`LanguageModelLogits`, `QuantizableLanguageModel`), which encoders lack.
  */
 export interface QuantizableModel extends ModelView {
   /** Embeds token sequences into the first block's input. */
@@ -223,8 +218,6 @@ export interface QuantizableModel extends ModelView {
    * returns `undefined` when it cannot for this block; the recipe runner then observes `runBlock` as usual.
    */
   blockOutputErrors?(index: number, hidden: HiddenStatesHandle, references: ReadonlyMap<string, Matrix>, rows: number): Promise<BlockOutputErrors | undefined>;
-  /** Final norm and LM head: logits `[tokens, vocab]` of every position. */
-  logits(hidden: HiddenStatesHandle): Promise<Matrix>;
   /**
    * Called by the recipe runner when block `index` is finished, with the final stored form of each of its quantized
    * layers: a model that holds weights lazily may drop their float32 copies (keeping the stored forms, or its

@@ -144,7 +144,7 @@ describe('StatisticsCollector', () => {
   });
 });
 
-/** A fake two-block model: block b multiplies its input by (b + 2); q/k/v and gate/up read one input each. */
+/** A fake two-block model without a language-model head (calibration needs blocks only): block b multiplies its input by (b + 2); q/k/v and gate/up read one input each. */
 function fakeModel(batchRows: number): QuantizableModel & { runs: number } {
   const linear = (name: string): LinearView => ({ name, kind: name, weight: matrix(1, 4, new Float32Array(4)), bias: undefined, inputTransform: undefined });
   const blocks: BlockView[] = [0, 1].map((index) => {
@@ -166,12 +166,7 @@ function fakeModel(batchRows: number): QuantizableModel & { runs: number } {
     runs: 0,
     architecture: 'fake',
     hiddenSize: 4,
-    embedding: matrix(1, 4, new Float32Array(4)),
     blocks,
-    finalNorm: { name: 'norm', type: 'rms' as const, weight: new Float32Array(4) },
-    lmHead: linear('head'),
-    tiedEmbeddings: false,
-    untieEmbeddings() {},
     async embed(sequences: readonly ArrayLike<number>[]): Promise<HiddenStatesHandle> {
       const rows = sequences.reduce((a, s) => a + s.length, 0);
       return seeded(rows * 4, 3);
@@ -191,9 +186,6 @@ function fakeModel(batchRows: number): QuantizableModel & { runs: number } {
         await observe?.(`b${index}.down`, matrix(end - start, 4, mlp.map((t) => t * t)));
       }
       return h.map((t) => t * (index + 2));
-    },
-    async logits(): Promise<Matrix> {
-      return matrix(0, 0, new Float32Array(0));
     },
   };
   return model;

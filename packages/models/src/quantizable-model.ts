@@ -1,4 +1,4 @@
-import { decodeStored, dequantizeRows, packBits, unpackBits, InvalidArgumentError, resolveBlockMapping, type BlockHessians, type BlockOutputErrors, type RunBlockOptions, type StoredForm, type QuantizedTensor, type ArchitectureMapping, type BlockView, type DifferentiableModel, type LinearInputCallback, type Matrix } from '@bitsmith/core';
+import { decodeStored, dequantizeRows, packBits, unpackBits, InvalidArgumentError, resolveBlockMapping, type BlockHessians, type BlockOutputErrors, type RunBlockOptions, type StoredForm, type QuantizedTensor, type ArchitectureMapping, type BlockView, type DifferentiableModel, type QuantizableLanguageModel, type LinearInputCallback, type Matrix } from '@bitsmith/core';
 import type { WebgpuBackend, WebgpuMatrix } from '@bitsmith/linalg';
 import { llamaBlockGradients } from './llama-block-gradients.js';
 import type { HiddenStates, LlamaBlock, LlamaGraph } from './llama-graph.js';
@@ -180,7 +180,8 @@ function releaseBlockWeights(block: LlamaBlock, stored: ReadonlyMap<string, Stor
 }
 
 /**
- * Presents a {@link LlamaGraph} as core's `QuantizableModel` for the recipe runner: live views of its layers (writes
+ * Presents a {@link LlamaGraph} as core's `QuantizableModel`, with the language-model head capability (core's
+ * `QuantizableLanguageModel`: embedding, final norm, LM head, `logits`), for the recipe runner: live views of its layers (writes
  * go to the graph), the architecture's mapping table (see `architectureMapping`) and the input groups resolved from
  * it (for Llama: q/k/v after input_layernorm, o_proj after v_proj when there is no grouped-query sharing, gate/up
  * after post_attention_layernorm, down_proj after up_proj), and block-by-block execution with hidden states as
@@ -197,7 +198,7 @@ function releaseBlockWeights(block: LlamaBlock, stored: ReadonlyMap<string, Stor
  * for (const b of model.blocks) h = await model.runBlock(b.index, h, (name, x) => observe(name, x));
  * ```
  */
-export function llamaQuantizableModel(graph: LlamaGraph, options: LlamaQuantizableModelOptions = {}): DifferentiableModel {
+export function llamaQuantizableModel(graph: LlamaGraph, options: LlamaQuantizableModelOptions = {}): DifferentiableModel & QuantizableLanguageModel {
   const budget = options.batchTokens ?? 2048;
   if (!Number.isInteger(budget) || budget < 1) throw new InvalidArgumentError('batchTokens', `must be a positive integer; got ${budget}`);
   const mapping = graph.mapping;

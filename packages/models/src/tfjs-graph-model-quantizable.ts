@@ -105,13 +105,6 @@ interface LinearEntry {
   readonly linear: TfjsGraphLinear;
 }
 
-function unsupported(what: string): never {
-  throw new InvalidArgumentError(
-    'model',
-    `a tfjs graph model has no ${what} that bitsmith can rewrite: model-level transforms (QuaRot-style rotation) need a Llama-style residual stream with RMSNorm; quantize the linears with per-layer steps instead`,
-  );
-}
-
 /**
  * Presents a {@link TfjsGraphModel} as core's `QuantizableModel`, so the recipe runner (GPTQ, RTN, AWQ-style
  * statistics) runs on it. Blocks are the graph's transformer layers (`Layer_0`, `Layer_1`, ...) plus `input` / `head`
@@ -123,8 +116,9 @@ function unsupported(what: string): never {
  * padding positions removed. Each linear is observed once per call with all calibration tokens. Linears that read
  * the same tensor get the same array, so the runner computes their Hessian once.
  *
- * Model-level steps do not apply: `embedding`, `finalNorm`, `lmHead` and `logits` throw `InvalidArgumentError`.
- * Bias and input-transform writes are refused the same way (the graph cannot take run-time transforms).
+ * The model has blocks only: no language-model head capability (core's `hasLanguageModelHead` is false), so
+ * steps and tools that need a head (a residual rotation, logits) refuse it with core's `MissingCapabilityError`.
+ * Bias and input-transform writes are refused with `InvalidArgumentError` (the graph cannot take run-time transforms).
  *
  * @example
  * ```ts
@@ -235,21 +229,7 @@ export function tfjsQuantizableModel(graph: TfjsGraphModel, options: TfjsQuantiz
   return {
     architecture: options.architecture ?? 'tfjs-graph',
     hiddenSize,
-    get embedding(): Matrix {
-      return unsupported('token embedding');
-    },
-    set embedding(_value: Matrix) {
-      unsupported('token embedding');
-    },
     blocks,
-    get finalNorm(): NormView {
-      return unsupported('final norm');
-    },
-    get lmHead(): LinearView {
-      return unsupported('LM head');
-    },
-    tiedEmbeddings: false,
-    untieEmbeddings: () => undefined,
     embed: async (sequences) => {
       if (sequences.length === 0) throw new InvalidArgumentError('sequences', 'needs at least one token sequence');
       if (sequences.some((s) => s.length === 0)) throw new InvalidArgumentError('sequences', 'every sequence needs at least one token');
@@ -257,6 +237,5 @@ export function tfjsQuantizableModel(graph: TfjsGraphModel, options: TfjsQuantiz
       return handle;
     },
     runBlock,
-    logits: async () => unsupported('LM head'),
   };
 }

@@ -33,7 +33,7 @@ import {
   type StepWarning,
   validateActivationScheme,
   heldMatrixAccess,
-  collectBlockStatistics,
+  calibrationBlocks,
   givenStatistics,
   type StatisticsCollector,
 } from '@bitsmith/core';
@@ -344,15 +344,15 @@ export async function runRecipe(
     floatHidden = head.floatHidden;
     started -= head.elapsedSeconds * 1000;
     onProgress?.({ type: 'resumed', nextBlock: startBlock, totalBlocks, elapsedSeconds: head.elapsedSeconds });
-  } else {
-    if (checkpoint) await checkpoint.store.clear();
-    hidden = await model.embed(calibration);
-    floatHidden = needsFloatStream ? hidden : undefined;
-  }
+  } else if (checkpoint) await checkpoint.store.clear();
   const elapsed = () => (performance.now() - started) / 1000;
   const eta = new BlockEta(totalBlocks);
-  for (const block of model.blocks) {
-    if (block.index < startBlock) continue;
+  // Core's calibration driver walks the blocks: it embeds the sequences (or starts after the checkpoint's blocks),
+  // hands out each block's input and runs the statistics passes; the runner hands it each block's output, computed
+  // while it measures the output errors.
+  const walk = calibrationBlocks(model, calibration, { kernels: backend, ...(head ? { start: { block: startBlock, input: hidden } } : {}), ...(signal ? { signal } : {}) });
+  for await (const calibrationBlock of walk) {
+    const block = calibrationBlock.block;
     check();
     const blockStart = performance.now();
     const inBlock = () => (performance.now() - blockStart) / 1000;
@@ -361,7 +361,9 @@ export async function runRecipe(
     for (const view of block.linears) if (!tracks.has(view.name)) tracks.set(view.name, { view, block: block.index, steps: [], seconds: 0 });
     // What a checkpoint cannot hold (run-time input transforms, cache quantizers) must not change in this block.
     const runtimeBefore = runtimeState(block);
-    const blockInput = hidden;
+    const blockInput = calibrationBlock.input;
+    // The float model's stream (GPTAQ) starts at the embedded sequences.
+    if (needsFloatStream && floatHidden === undefined) floatHidden = blockInput;
     // The block as a differentiable function of its weights, created before its first quantize step (so its float
     // reference is the block as the transforms left it) and handed to quantize and compensate steps.
     let blockGradients: BlockGradients | undefined;
@@ -421,14 +423,12 @@ export async function runRecipe(
             floatInputs = (await captureFloatInputs()).captured;
           }
           // One statistics pass through core's calibration driver: Hessians shared by the block's declared input groups.
-          collector = (
-            await collectBlockStatistics(model, block, blockInput, requests, new Set(views.map((v) => v.name)), backend, {
-              ...(floatInputs ? { floatInputs } : {}),
-              wrap: (observe) => finiteInputs(block.index, observe),
-              // The propagation computes the block's output again with the new weights: this pass's is not read.
-              runOptions: { discardOutput: true },
-            })
-          ).collector;
+          collector = await calibrationBlock.collect(requests, new Set(views.map((v) => v.name)), {
+            ...(floatInputs ? { floatInputs } : {}),
+            wrap: (observe) => finiteInputs(block.index, observe),
+            // The propagation computes the block's output again with the new weights: this pass's is not read.
+            runOptions: { discardOutput: true },
+          });
         }
         if (step.kind === 'quantize') for (const v of views) tracks.get(v.name)!.floatWeight ??= v.weight;
         if ((step.kind === 'quantize' || step.kind === 'compensate') && !blockGradients && isDifferentiableModel(model)) {
@@ -592,6 +592,7 @@ export async function runRecipe(
       }),
       { observeRows: OUTPUT_ERROR_ROWS },
     );
+    calibrationBlock.propagated(hidden);
     if (needsFloatStream) floatHidden = floatNext;
     const storedForms = new Map<string, StoredForm>();
     for (const v of block.linears) {

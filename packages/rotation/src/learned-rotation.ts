@@ -8,6 +8,7 @@ import {
   matrix,
   parseFormat,
   quantize,
+  requireLanguageModelHead,
   resolveBlockMapping,
   type ActivationScheme,
   type BlockGradients,
@@ -493,7 +494,9 @@ export async function learnRotation(model: ModelView, calibration: readonly Arra
   if (available < trainCount + validationCount) {
     throw new InvalidArgumentError('calibration', `has ${available} sequences; the learned rotation trains on ${trainCount} and holds out ${validationCount} (options sequences, validationSequences)`);
   }
-  // Checks before the first write: the mapping's readers and writers, norms, Hadamard orders, no run-time transforms.
+  // Checks before the first write: the head (the rotation folds into the embedding and the head), the mapping's
+  // readers and writers, norms, Hadamard orders, no run-time transforms.
+  requireLanguageModelHead(model, `${STEP} (a learned rotation of the residual stream)`);
   const mapping = model.mapping;
   if (!mapping) throw new InvalidArgumentError('model', `${model.architecture} has no architecture mapping table; rotations need one`);
   if (onlineHadamard) {

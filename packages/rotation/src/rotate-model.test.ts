@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { InvalidArgumentError, dequantize, matrix, parseFormat, quantize, type BlockView, type LinearView, type Matrix, type ModelView, type NormView, applyingResults } from '@bitsmith/core';
+import { InvalidArgumentError, dequantize, matrix, parseFormat, quantize, type BlockView, type LinearView, type Matrix, type LanguageModelHead, type ModelView, type NormView, applyingResults } from '@bitsmith/core';
 import { createJsBackend, fillNormal } from '@bitsmith/linalg';
 import { LLAMA_MAPPING } from '@bitsmith/models';
 import { hadamardRotation, quarot } from './hadamard-rotation.js';
@@ -35,7 +35,7 @@ interface ToyBlock extends BlockView {
   readonly postNorm: NormView;
 }
 
-interface ToyModel extends ModelView {
+interface ToyModel extends ModelView, LanguageModelHead {
   readonly blocks: readonly ToyBlock[];
   readonly config: ToyConfig;
 }

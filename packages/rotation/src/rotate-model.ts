@@ -1,4 +1,4 @@
-import { AbortError, InvalidArgumentError, ShapeMismatchError, matrix, resolveBlockMapping, type LinearView, type Matrix, type ModelView, type NormView, type ResolvedBlockMapping, type StepWarning } from '@bitsmith/core';
+import { AbortError, InvalidArgumentError, ShapeMismatchError, matrix, requireLanguageModelHead, resolveBlockMapping, type LinearView, type Matrix, type ModelView, type NormView, type ResolvedBlockMapping, type StepWarning } from '@bitsmith/core';
 import { resolveBackend, transposeInto, type Backend } from '@bitsmith/linalg';
 import { applyHadamard } from './apply-hadamard.js';
 import { hadamardInputTransform } from './hadamard-input-transform.js';
@@ -301,13 +301,17 @@ export async function rotateModel(model: ModelView, options: RotateModelOptions 
 
   // Validate everything before the first write.
   let plans: BlockPlan[] = [];
-  if (residual) {
-    if (model.embedding.shape[1] !== hidden) throw new ShapeMismatchError('embedding', [model.embedding.shape[0], hidden], model.embedding.shape);
-    if (model.embedding.dtype !== 'float32') throw new InvalidArgumentError('model', `the embedding is ${model.embedding.dtype}; rotations need float32`);
+  // A residual rotation folds into the embedding (which writes the stream) and the final norm and head (which read
+  // it): only a model with a language-model head has them. An encoder can still take the per-block transforms
+  // (residual: false).
+  const head = residual ? requireLanguageModelHead(model, `${STEP} with residual: true (a rotation of the residual stream; use residual: false on a model without a head)`) : undefined;
+  if (head) {
+    if (head.embedding.shape[1] !== hidden) throw new ShapeMismatchError('embedding', [head.embedding.shape[0], hidden], head.embedding.shape);
+    if (head.embedding.dtype !== 'float32') throw new InvalidArgumentError('model', `the embedding is ${head.embedding.dtype}; rotations need float32`);
     plans = model.blocks.map((_, i) => planBlock(model, i));
-    checkNorm(model.finalNorm, hidden);
-    if (model.lmHead.weight.shape[1] !== hidden) throw new ShapeMismatchError(`${model.lmHead.name}.weight`, [model.lmHead.weight.shape[0], hidden], model.lmHead.weight.shape);
-    checkFloat32(model.lmHead);
+    checkNorm(head.finalNorm, hidden);
+    if (head.lmHead.weight.shape[1] !== hidden) throw new ShapeMismatchError(`${head.lmHead.name}.weight`, [head.lmHead.weight.shape[0], hidden], head.lmHead.weight.shape);
+    checkFloat32(head.lmHead);
     if (rotationKind === 'hadamard') requireHadamardFactorization(hidden, 'hiddenSize');
     if (explicit) checkOrthogonal(explicit, hidden);
   } else {
@@ -324,7 +328,7 @@ export async function rotateModel(model: ModelView, options: RotateModelOptions 
         ? hadamardResidualRotation(hidden, seed, backend)
         : denseResidualRotation(randomOrthogonal(hidden, seed).data, hidden, backend);
 
-  if (rotation && model.tiedEmbeddings) model.untieEmbeddings();
+  if (rotation && head?.tiedEmbeddings) head.untieEmbeddings();
   const total = model.blocks.length + 1;
   const onlineOrders = new Set<number>();
   let valueOrder: number | undefined;
@@ -388,10 +392,10 @@ export async function rotateModel(model: ModelView, options: RotateModelOptions 
     options.progress?.(i + 1, total, `${block.name} rotated`);
   }
   throwIfAborted();
-  if (rotation) {
-    model.lmHead.weight = await rotateInputs(scaleColumns(model.lmHead.weight, model.finalNorm.weight), rotation);
-    model.finalNorm.weight = new Float32Array(hidden).fill(1);
-    model.embedding = await rotateInputs(model.embedding, rotation);
+  if (rotation && head) {
+    head.lmHead.weight = await rotateInputs(scaleColumns(head.lmHead.weight, head.finalNorm.weight), rotation);
+    head.finalNorm.weight = new Float32Array(hidden).fill(1);
+    head.embedding = await rotateInputs(head.embedding, rotation);
   }
   options.progress?.(total, total, rotation ? 'embedding and head rotated' : 'done');
 

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { rtn, type LayerState, type Matrix, type QuantizableModel, type Quantizer, type StepContext, applyingResults } from '@bitsmith/core';
+import { rtn, type LayerState, type Matrix, type QuantizableLanguageModel, type QuantizableModel, type Quantizer, type StepContext, applyingResults } from '@bitsmith/core';
 import { createJsBackend } from '@bitsmith/linalg';
 import { llamaQuantizableModel, loadLlamaGraph, loadLlamaModel } from '@bitsmith/models';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -17,7 +17,7 @@ const FORMAT = 'int3';
 const GRANULARITY = { type: 'group', size: 32 } as const;
 
 interface Loaded {
-  model: QuantizableModel;
+  model: QuantizableLanguageModel;
   sequences: number[][];
 }
 

@@ -34,6 +34,16 @@ export interface BlockPassOverrides {
   readonly input?: Matrix;
   /** Applied to every linear layer's input before its weight multiplies it, straight-through in the backward pass. */
   readonly quantizeInput?: LinearInputQuantizer;
+  /**
+   * `backward` only: whether the caller needs the input gradient. `false` lets the model leave it out (and the
+   * products only it needs), as a step that learns only weights does. Default true.
+   */
+  readonly inputGradient?: boolean;
+  /**
+   * The returned output and gradients may live in memory that the capability's next pass reuses (valid until that
+   * pass starts), so a loop of passes allocates nothing large. Default false: they are the caller's to keep.
+   */
+  readonly transientResults?: boolean;
 }
 
 /**

@@ -107,25 +107,56 @@ function batchOrder(count: number, size: number, seed: number): () => number[] {
 
 /**
  * The mean squared error between a block's output with trial weights and its float output, and the gradient of
- * that loss with respect to the trial weights (one forward and one backward pass).
+ * that loss with respect to the trial weights (one forward and one backward pass), for a training loop: the float
+ * output is read in place (all sequences, computed once by the capability), the output gradient goes into `grad`
+ * (grown as needed), and the pass leaves out the input gradient and may return gradients that its next pass reuses.
  */
-async function blockLoss(g: BlockGradients, weights: ReadonlyMap<string, Float32Array>, batch: readonly number[]): Promise<{ loss: number; gradients: ReadonlyMap<string, Float32Array> }> {
-  const target = (await g.target(batch)).data as Float32Array;
-  let loss = 0;
-  const r = await g.backward(weights, batch, (output) => {
-    const y = output.data as Float32Array;
-    const n = y.length;
-    const grad = new Float32Array(n);
-    let sum = 0;
-    for (let i = 0; i < n; i++) {
-      const d = y[i]! - target[i]!;
-      sum += d * d;
-      grad[i] = (2 * d) / n;
-    }
-    loss = sum / n;
-    return grad;
-  });
-  return { loss, gradients: r.weightGradients };
+function blockLoss(g: BlockGradients): (weights: ReadonlyMap<string, Float32Array>, batch: readonly number[]) => Promise<{ loss: number; gradients: ReadonlyMap<string, Float32Array> }> {
+  const hidden = g.hiddenSize;
+  const starts: number[] = [];
+  let row = 0;
+  for (const n of g.lengths) {
+    starts.push(row);
+    row += n;
+  }
+  let grad = new Float32Array(0);
+  return async (weights, batch) => {
+    const target = (await g.target()).data as Float32Array;
+    let loss = 0;
+    const r = await g.backward(
+      weights,
+      batch,
+      (output) => {
+        const y = output.data as Float32Array;
+        const n = y.length;
+        if (grad.length < n) grad = new Float32Array(n);
+        const out = grad.length === n ? grad : grad.subarray(0, n);
+        // Row by row against the target's rows of each sequence: the same order of terms as one gathered target.
+        let sum = 0;
+        let i = 0;
+        for (const s of batch) {
+          const from = starts[s]! * hidden;
+          const end = i + g.lengths[s]! * hidden;
+          for (let t = from; i < end; i++, t++) {
+            const d = y[i]! - target[t]!;
+            sum += d * d;
+            out[i] = (2 * d) / n;
+          }
+        }
+        loss = sum / n;
+        return out;
+      },
+      { inputGradient: false, transientResults: true },
+    );
+    return { loss, gradients: r.weightGradients };
+  };
+}
+
+/** Copies the parameters into `into` (the best iterate's arrays, kept across iterations). */
+function copyParamsInto(into: RoundingParameters, from: RoundingParameters): void {
+  into.offset.set(from.offset);
+  into.minScale.set(from.minScale);
+  into.maxScale.set(from.maxScale);
 }
 
 /** Divides column `j` of a row-major `[rows, columns]` matrix by `scale[j]`, in place. */
@@ -264,6 +295,7 @@ export function blockwiseRounding(options: AutoRoundOptions, id: string): Quanti
       };
 
       const nextBatch = batchOrder(g.lengths.length, batchSize, options.seed ?? 0);
+      const lossOf = blockLoss(g);
       const weights = new Map<string, Float32Array>();
       let bestLoss = Infinity;
       let firstLoss = NaN;
@@ -283,12 +315,12 @@ export function blockwiseRounding(options: AutoRoundOptions, id: string): Quanti
           weights.set(t.state.name, trial);
         }
         const batch = nextBatch();
-        const { loss, gradients } = await blockLoss(g, weights, batch);
+        const { loss, gradients } = await lossOf(weights, batch);
         if (!Number.isFinite(loss)) throw new InvalidArgumentError('calibration', `AutoRound's block loss became ${loss} at iteration ${it}`);
         if (it === 0) firstLoss = loss;
         if (loss < bestLoss || !bestIterate) {
           bestLoss = loss;
-          for (const t of training) t.best = copyParams(t.params);
+          for (const t of training) copyParamsInto(t.best, t.params);
           bestLogScales = groups.map((grp) => grp.logScale.slice());
         }
         const scaleGradients = groups.map((grp) => new Float64Array(grp.logScale.length));

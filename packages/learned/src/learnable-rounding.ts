@@ -42,7 +42,8 @@ export interface LearnableRounding {
    * passed straight through) and clamping's zero gradient outside the grid, as PyTorch differentiates AutoRound.
    * `gradInput`, when given, receives the straight-through gradient with respect to the weight the quantizer was
    * built on (`gradWeight` inside the grid, 0 where clamped; the path through the groups' min/max is left out), for
-   * transforms learned in front of the quantizer (OmniQuant's equivalent transform).
+   * transforms learned in front of the quantizer (OmniQuant's equivalent transform). The returned arrays belong to
+   * the quantizer and are overwritten by its next `backward` call (a training loop allocates nothing per step).
    */
   backward(params: RoundingParameters, gradWeight: ArrayLike<number>, gradInput?: Float32Array): { offset: Float32Array; minScale: Float64Array; maxScale: Float64Array };
   /** The stored form under the parameters: codes, scales and zero points of core's uniform integer format. */
@@ -176,6 +177,9 @@ export function learnableRounding(weight: Matrix, options: LearnableRoundingOpti
     highest: symmetric ? half - 1 : maxq,
   });
 
+  // The gradients' arrays, made on the first backward call and reused by later ones.
+  let gradients: { offset: Float32Array; scale: Float64Array; zero: Float64Array; min: Float64Array; max: Float64Array } | undefined;
+
   return {
     plan,
     rows,
@@ -187,12 +191,13 @@ export function learnableRounding(weight: Matrix, options: LearnableRoundingOpti
     },
     backward(p, gradWeight, gradInput) {
       const gs = scales(p);
-      const dOffset = new Float32Array(w.length);
-      const dScale = new Float64Array(groups);
-      const dZero = new Float64Array(groups);
+      gradients ??= { offset: new Float32Array(w.length), scale: new Float64Array(groups), zero: new Float64Array(groups), min: new Float64Array(groups), max: new Float64Array(groups) };
+      const { offset: dOffset, scale: dScale, zero: dZero, min: dMin, max: dMax } = gradients;
+      dScale.fill(0);
+      dZero.fill(0);
+      dMin.fill(0);
+      dMax.fill(0);
       offsetAndScaleGradients(gridState(p, gs), gradWeight, dOffset, dScale, dZero, gradInput);
-      const dMin = new Float64Array(groups);
-      const dMax = new Float64Array(groups);
       for (let g = 0; g < groups; g++) {
         const s = gs.scale[g]!;
         if (!(s > 0)) continue;
@@ -280,7 +285,8 @@ function dequantizeInto(grid: GridState, out: Float32Array): void {
 
 /**
  * The straight-through backward of {@link dequantizeInto}: inside the grid `w' = s round(w / s + v)` gives
- * `dv = G s` and `ds += G (r - w / s)`; clamped elements give `ds += G (q - z)` and, asymmetric, `dz += -G s`.
+ * `dv = G s` and `ds += G (r - w / s)`; clamped elements give `dv = 0`, `ds += G (q - z)` and, asymmetric,
+ * `dz += -G s`. Writes every element of `dOffset`; adds into `dScale` and `dZero`.
  */
 function offsetAndScaleGradients(grid: GridState, gradWeight: ArrayLike<number>, dOffset: Float32Array, dScale: Float64Array, dZero: Float64Array, dInput?: Float32Array): void {
   if (dInput) dInput.fill(0);
@@ -288,7 +294,10 @@ function offsetAndScaleGradients(grid: GridState, gradWeight: ArrayLike<number>,
   for (let i = 0; i < w.length; i++) {
     const g = ids[i]!;
     const s = scale[g]!;
-    if (!(s > 0)) continue;
+    if (!(s > 0)) {
+      dOffset[i] = 0;
+      continue;
+    }
     const G = gradWeight[i]!;
     const ratio = w[i]! / s;
     const r = nearestEven(ratio + offset[i]! + (base ? base[i]! : 0));
@@ -302,6 +311,7 @@ function offsetAndScaleGradients(grid: GridState, gradWeight: ArrayLike<number>,
     } else {
       // w' = s * (q_clamped - z): dw'/ds = q - z at fixed z, dw'/dz = -s.
       const q = (shifted < lowest ? lowest : highest) - z;
+      dOffset[i] = 0;
       dScale[g] += G * q;
       if (zero) dZero[g] += -G * s;
     }

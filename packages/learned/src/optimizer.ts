@@ -66,12 +66,22 @@ export function signSgd(options: OptimizerOptions): Optimizer {
     step(params, grads) {
       if (grads.length !== params.length) throw new ShapeMismatchError('gradient', [params.length], [grads.length]);
       const lr = rate();
-      for (let i = 0; i < params.length; i++) {
-        const g = grads[i]!;
-        if (g > 0) params[i]! -= lr;
-        else if (g < 0) params[i]! += lr;
+      if (options.bounds && params instanceof Float32Array) {
+        // One pass: the float32 step, then the clamp (what clampAll does to the stored value after a separate step loop).
+        const [lo, hi] = options.bounds;
+        for (let i = 0; i < params.length; i++) {
+          const g = grads[i]!;
+          const p = g > 0 ? Math.fround(params[i]! - lr) : g < 0 ? Math.fround(params[i]! + lr) : params[i]!;
+          params[i] = Math.min(hi, Math.max(lo, p));
+        }
+      } else {
+        for (let i = 0; i < params.length; i++) {
+          const g = grads[i]!;
+          if (g > 0) params[i]! -= lr;
+          else if (g < 0) params[i]! += lr;
+        }
+        clampAll(params, options.bounds);
       }
-      clampAll(params, options.bounds);
       t++;
     },
   };

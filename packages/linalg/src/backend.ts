@@ -48,6 +48,27 @@ export interface GemmArguments<T extends FloatArray> {
 }
 
 /**
+ * Arguments of a batch of independent float32 GEMMs `C[e] = alpha * op(A[e]) op(B[e])`, `e = 0 .. batch - 1`, all of
+ * one shape and stored back to back: `a` holds `batch` matrices of `m x k` (`k x m` with `transA`), `b` `batch` of
+ * `k x n` (`n x k` with `transB`), `c` receives `batch` of `m x n` (overwritten).
+ */
+export interface BatchedGemmArguments {
+  batch: number;
+  m: number;
+  n: number;
+  k: number;
+  a: Float32Array;
+  b: Float32Array;
+  c: Float32Array;
+  /** Use `A[e]^T` (each stored `k x m`). Default false. */
+  transA?: boolean;
+  /** Use `B[e]^T` (each stored `n x k`). Default false. */
+  transB?: boolean;
+  /** Default 1. */
+  alpha?: number;
+}
+
+/**
  * Arguments of Gram/Hessian accumulation `H = beta * H + alpha * X^T X` with `X` `rows x columns` (float32) and `H`
  * `columns x columns` (float64).
  *
@@ -164,6 +185,12 @@ export interface Backend {
   readonly threads: number;
   /** General matrix multiply in float32. */
   sgemm(args: GemmArguments<Float32Array>): Promise<void>;
+  /**
+   * Optional: a batch of equal-shape float32 GEMMs in one call (see {@link BatchedGemmArguments}), each product
+   * computed as `sgemm` computes it alone (same bits), the batch spread over the backend's threads. Callers use
+   * `sgemmBatched(backend, args)`, which loops over `sgemm` where a backend leaves this out. `ort` implements it.
+   */
+  sgemmBatched?(args: BatchedGemmArguments): Promise<void>;
   /** General matrix multiply in float64. */
   dgemm(args: GemmArguments<Float64Array>): Promise<void>;
   /** `H = beta * H + alpha * X^T X`, float32 input, float64 accumulation (see {@link GramArguments} for precision). */

@@ -1,9 +1,10 @@
 // Backend contract
-export type { AttentionArguments, Backend, GatedActivationArguments, GatedMlpArguments, BackendName, BackendOptions, FloatArray, GemmArguments, GramArguments, FwhtArguments } from './backend.js';
+export type { AttentionArguments, Backend, BatchedGemmArguments, GatedActivationArguments, GatedMlpArguments, BackendName, BackendOptions, FloatArray, GemmArguments, GramArguments, FwhtArguments } from './backend.js';
 export { BackendUnavailableError } from './backend-unavailable-error.js';
-export { checkAttentionArguments, checkGatedActivationArguments, checkGatedMlpArguments, checkGemmArguments, checkGramArguments, checkFwhtArguments } from './backends/check-arguments.js';
+export { checkAttentionArguments, checkBatchedGemmArguments, checkGatedActivationArguments, checkGatedMlpArguments, checkGemmArguments, checkGramArguments, checkFwhtArguments } from './backends/check-arguments.js';
 export { attentionWithSgemm, packHeadKeysValues, ATTENTION_CHUNK } from './backends/attention-sgemm.js';
 export { fastExp } from './fast-exp.js';
+export { sgemmBatched } from './sgemm-batched.js';
 export { gatedActivationLoop, gatedActivationReference } from './backends/gated-activation-loop.js';
 export type { ReferenceKernels, SoftmaxRowsArguments } from './reference-kernels.js';
 export { createReferenceKernels, tryReferenceKernels } from './reference-kernels.js';

@@ -33,4 +33,33 @@ describe('causalAttentionBackwardGemm', () => {
       }
     });
   }
+
+  it('gives the same bits whatever the batching of (sequence, head) pairs and with a caller scratch', async () => {
+    let s = 11;
+    const rnd = () => ((s = (s * 1103515245 + 12345) % 2147483648), s / 2147483648 - 0.5);
+    const lengths = [9, 9, 9, 5, 5, 1];
+    const [H, Hkv, d] = [6, 2, 8];
+    const T = lengths.reduce((a, b) => a + b, 0);
+    const fill = (n: number) => Float32Array.from({ length: n }, () => 3 * rnd());
+    const q = fill(T * H * d);
+    const k = fill(T * Hkv * d);
+    const v = fill(T * Hkv * d);
+    const dOut = fill(T * H * d);
+    const shape = { numHeads: H, numKvHeads: Hkv, headDim: d };
+    const run = async (options: Parameters<typeof causalAttentionBackwardGemm>[10]) => {
+      const out = { dq: new Float32Array(q.length).fill(NaN), dk: new Float32Array(k.length).fill(NaN), dv: new Float32Array(v.length).fill(NaN) };
+      await causalAttentionBackwardGemm(q, k, v, lengths, shape, dOut, out.dq, out.dk, out.dv, backend, options);
+      return out;
+    };
+    const one = await run({ chunk: 4, scoreBytes: 1 }); // one pair per batch
+    const arrays = new Map<string, Float32Array | Float64Array>();
+    const scratch = {
+      float32: (name: string, length: number) => (arrays.get(name) as Float32Array | undefined)?.subarray(0, length) ?? (arrays.set(name, new Float32Array(length).fill(NaN)), arrays.get(name) as Float32Array),
+      float64: (name: string, length: number) => (arrays.get(name) as Float64Array | undefined)?.subarray(0, length) ?? (arrays.set(name, new Float64Array(length).fill(NaN)), arrays.get(name) as Float64Array),
+    };
+    for (const options of [{ chunk: 4 }, { chunk: 4, scoreBytes: 4 * 4 * 3 * 9 * 2 }, { chunk: 4, scratch }, { chunk: 4, scratch }]) {
+      const got = await run(options);
+      for (const key of ['dq', 'dk', 'dv'] as const) expect(Array.from(got[key]), key).toEqual(Array.from(one[key]));
+    }
+  });
 });

@@ -62,7 +62,7 @@ export { llamaQuantizableModel } from './quantizable-model.js';
 // Gradients through a decoder block (learned quantization)
 export type { GradientArray } from './block-backward-ops.js';
 export { rmsNormBackward, ropeBackward, causalAttentionBackward, swigluBackward } from './block-backward-ops.js';
-export { causalAttentionBackwardGemm } from './attention-backward-gemm.js';
+export { causalAttentionBackwardGemm, type AttentionBackwardOptions } from './attention-backward-gemm.js';
 export type { BlockPassOptions, BlockBackwardResult } from './llama-block-backward.js';
 export { llamaBlockForward, llamaBlockBackward, BlockWorkspace } from './llama-block-backward.js';
 export { llamaBlockGradients } from './llama-block-gradients.js';

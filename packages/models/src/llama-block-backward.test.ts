@@ -140,6 +140,25 @@ describe('llamaBlockBackward', () => {
     expect(workspace.bytes).toBeGreaterThan(0);
   });
 
+  it('gives the same weight gradients bit for bit with weightGradientsOnly and transientResults, and leaves the input and norm gradients out', async () => {
+    const graph = await tinyGraph('qwen2', 11);
+    const block = graph.blocks[0]!;
+    const workspace = new BlockWorkspace();
+    const rnd = random(12);
+    for (const lengths of [[6, 4], [9, 7, 3], [6, 4]]) {
+      const input = hiddenStates(lengths, 16, lengths.length + 20);
+      const probe = Float32Array.from({ length: input.states.data.length }, () => 2 * rnd());
+      const full = await llamaBlockBackward(graph.config, block, input, backend, () => probe);
+      const lean = await llamaBlockBackward(graph.config, block, input, backend, () => probe, { workspace, weightGradientsOnly: true, transientResults: true });
+      expect(Array.from(lean.output)).toEqual(Array.from(full.output));
+      expect(lean.inputGradient.length).toBe(0);
+      expect(lean.normGradients.size).toBe(0);
+      expect([...lean.weightGradients.keys()].sort()).toEqual([...full.weightGradients.keys()].sort());
+      for (const [name, g] of full.weightGradients) expect(Array.from(lean.weightGradients.get(name)!), name).toEqual(Array.from(g));
+      for (const [name, g] of full.biasGradients) expect(Array.from(lean.biasGradients.get(name)!), name).toEqual(Array.from(g));
+    }
+  });
+
   it('gives the gradient with respect to trial weights, not the block’s own', async () => {
     const graph = await tinyGraph('llama', 7);
     const block = graph.blocks[0]!;

@@ -30,6 +30,18 @@ export interface BlockPassOptions {
    * (straight-through when it returns none). Default: none.
    */
   quantizeInput?: LinearInputQuantizer;
+  /**
+   * `llamaBlockBackward` only: compute the linear layers' weight (and bias) gradients and leave out the block's input
+   * gradient and the norms' gain gradients, with the products only they need (`dX` of q/k/v, the first norm's
+   * backward): `inputGradient` is then empty and `normGradients` has no entries. Ignored with `quantizeInput` (its
+   * adjoints need the input gradients). Default false.
+   */
+  weightGradientsOnly?: boolean;
+  /**
+   * With a `workspace`: the returned output and gradients live in the workspace too, valid until its next pass, so a
+   * loop of passes (AutoRound's iterations) allocates nothing at all. Default false (fresh arrays).
+   */
+  transientResults?: boolean;
 }
 
 /**
@@ -44,6 +56,7 @@ export interface BlockPassOptions {
  */
 export class BlockWorkspace {
   readonly #arrays = new Map<string, Float32Array>();
+  readonly #doubles = new Map<string, Float64Array>();
 
   /** A zero-filled array of `length` floats under `name` (the same memory as the previous call with that name). */
   zeros(name: string, length: number): Float32Array {
@@ -62,10 +75,21 @@ export class BlockWorkspace {
     return array.subarray(0, length);
   }
 
+  /** An array of `length` float64 under `name` whose contents are left from earlier use. */
+  float64(name: string, length: number): Float64Array {
+    let array = this.#doubles.get(name);
+    if (!array || array.length < length) {
+      array = new Float64Array(length);
+      this.#doubles.set(name, array);
+    }
+    return array.subarray(0, length);
+  }
+
   /** Bytes held. */
   get bytes(): number {
     let total = 0;
     for (const a of this.#arrays.values()) total += a.byteLength;
+    for (const a of this.#doubles.values()) total += a.byteLength;
     return total;
   }
 }
@@ -205,7 +229,7 @@ async function forwardTape(config: LlamaConfig, block: LlamaBlock, input: Hidden
   // Attention and SiLU as the calibration model's runBlock computes them (the backend's reference arithmetic), so this
   // forward matches the block outputs that calibration captured bit for bit.
   await backend.gatedActivation({ gate, up, out: act, activation: 'silu', reference: true });
-  const out = await linear(downProj, await inputOf(downProj, act, tokens, fq), tokens, backend, w);
+  const out = await linear(downProj, await inputOf(downProj, act, tokens, fq), tokens, backend, w, options.transientResults && ws ? ws.uninitialised('out', tokens * hidden) : undefined);
   for (let i = 0; i < out.length; i++) out[i]! += h[i]!;
   return { tokens, lengths, positions, rope, x, n1, q, k, v, attended, h, n2, gate, up, act, out, quantized: fq };
 }
@@ -228,7 +252,10 @@ export async function llamaBlockForward(config: LlamaConfig, block: LlamaBlock, 
   return (await forwardTape(config, block, input, backend, options, false)).out;
 }
 
-/** `dX = dY W` and `dW = dY^T X` (and `db = sum_rows dY`) for `Y = X W^T + b`, on the backend's GEMM. */
+/**
+ * `dX = dY W` and `dW = dY^T X` (and `db = sum_rows dY`) for `Y = X W^T + b`, on the backend's GEMM. Without `dx`
+ * (the input gradient is not wanted) only `dW` (and `db`) are formed.
+ */
 async function linearBackward(
   layer: LinearLayer,
   x: Float32Array,
@@ -236,25 +263,25 @@ async function linearBackward(
   rows: number,
   backend: Backend,
   weights: ReadonlyMap<string, Float32Array> | undefined,
-  dx: Float32Array,
+  dx: Float32Array | undefined,
   accumulate: boolean,
   result: BlockBackwardResult,
+  dw: Float32Array,
   adjoint?: LinearInputAdjoint,
 ): Promise<void> {
   const { outFeatures: n, inFeatures: m } = layer;
-  const dw = new Float32Array(n * m);
-  if (rows > 0 && adjoint) {
+  if (rows > 0 && adjoint && dx) {
     // The input quantizer's backward needs this layer's input gradient alone.
     const own = new Float32Array(rows * m);
     await backend.sgemm({ m: rows, n: m, k: n, a: dy, b: weightOf(layer, weights), c: own });
     await adjoint(own);
     if (accumulate) for (let i = 0; i < own.length; i++) dx[i]! += own[i]!;
     else dx.set(own);
-    await backend.sgemm({ m: n, n: m, k: rows, a: dy, b: x, c: dw, transA: true });
-  } else if (rows > 0) {
+  } else if (rows > 0 && dx) {
     await backend.sgemm({ m: rows, n: m, k: n, a: dy, b: weightOf(layer, weights), c: dx, beta: accumulate ? 1 : 0 });
-    await backend.sgemm({ m: n, n: m, k: rows, a: dy, b: x, c: dw, transA: true });
-  } else if (!accumulate) dx.fill(0);
+  } else if (dx && !accumulate) dx.fill(0);
+  if (rows > 0) await backend.sgemm({ m: n, n: m, k: rows, a: dy, b: x, c: dw, transA: true });
+  else dw.fill(0);
   result.weightGradients.set(layer.name, dw);
   if (layer.bias) {
     const db = new Float64Array(n);
@@ -298,48 +325,55 @@ export async function llamaBlockBackward(
   const hidden = config.hiddenSize;
   const { qProj, kProj, vProj, oProj } = block.selfAttention;
   const { gateProj, upProj, downProj } = requireLlamaComputation(config, block);
+  const ws = options.workspace;
+  const transient = options.transientResults === true && ws !== undefined;
+  // An input quantizer's adjoints see the input gradients: with one, everything is computed.
+  const weightsOnly = options.weightGradientsOnly === true && !options.quantizeInput;
   // With `quantizeInput` the weights multiplied fake-quantized inputs: their gradients use those (and the adjoints).
   const seen = (layer: LinearLayer, x: Float32Array) => t.quantized.inputs.get(layer.name) ?? x;
+  const adjointOf = (layer: LinearLayer) => t.quantized.adjoints.get(layer.name);
+  const gradientOf = (layer: LinearLayer) => (transient ? ws.uninitialised(`grad:${layer.name}`, layer.outFeatures * layer.inFeatures) : new Float32Array(layer.outFeatures * layer.inFeatures));
   const result: BlockBackwardResult = {
     output: t.out,
-    inputGradient: new Float32Array(tokens * hidden),
+    inputGradient: weightsOnly ? new Float32Array(0) : transient ? ws.uninitialised('inputGradient', tokens * hidden) : new Float32Array(tokens * hidden),
     weightGradients: new Map(),
     biasGradients: new Map(),
     normGradients: new Map(),
   };
 
   // MLP: out = h + down(silu(gate) * up), gate/up = linear(n2), n2 = rmsnorm(h).
-  const ws = options.workspace;
   const dAct = scratch(ws, 'dAct', t.act.length, false);
-  await linearBackward(downProj, seen(downProj, t.act), dOut, tokens, backend, w, dAct, false, result, t.quantized.adjoints.get(downProj.name));
+  await linearBackward(downProj, seen(downProj, t.act), dOut, tokens, backend, w, dAct, false, result, gradientOf(downProj), adjointOf(downProj));
   swigluBackward(t.gate, t.up, dAct, t.gate, t.up); // gate/up now hold their gradients
   const dN2 = scratch(ws, 'dN2', tokens * hidden, false);
-  await linearBackward(gateProj, seen(gateProj, t.n2), t.gate, tokens, backend, w, dN2, false, result, t.quantized.adjoints.get(gateProj.name));
-  await linearBackward(upProj, seen(upProj, t.n2), t.up, tokens, backend, w, dN2, true, result, t.quantized.adjoints.get(upProj.name));
+  await linearBackward(gateProj, seen(gateProj, t.n2), t.gate, tokens, backend, w, dN2, false, result, gradientOf(gateProj), adjointOf(gateProj));
+  await linearBackward(upProj, seen(upProj, t.n2), t.up, tokens, backend, w, dN2, true, result, gradientOf(upProj), adjointOf(upProj));
   const dh = scratch(ws, 'dh', dOut.length, false); // the residual
   dh.set(dOut);
-  const dNorm2 = new Float64Array(hidden);
+  const dNorm2 = weightsOnly ? undefined : new Float64Array(hidden);
   rmsNormBackward(t.h, tokens, hidden, block.postAttentionLayernorm.weight, block.postAttentionLayernorm.eps, dN2, dh, dNorm2, true);
-  result.normGradients.set(block.postAttentionLayernorm.name, Float32Array.from(dNorm2));
+  if (dNorm2) result.normGradients.set(block.postAttentionLayernorm.name, Float32Array.from(dNorm2));
 
   // Attention: h = x + o(attn(rope(q), rope(k), v)), q/k/v = linear(n1), n1 = rmsnorm(x).
   const dAttended = scratch(ws, 'dAttended', t.attended.length, false);
-  await linearBackward(oProj, seen(oProj, t.attended), dh, tokens, backend, w, dAttended, false, result, t.quantized.adjoints.get(oProj.name));
+  await linearBackward(oProj, seen(oProj, t.attended), dh, tokens, backend, w, dAttended, false, result, gradientOf(oProj), adjointOf(oProj));
   const shape = { numHeads: config.numAttentionHeads, numKvHeads: config.numKeyValueHeads, headDim: config.headDim, slidingWindow: block.attentionType === 'sliding' ? config.slidingWindow : undefined };
-  const dq = scratch(ws, 'dq', t.q.length);
-  const dk = scratch(ws, 'dk', t.k.length);
-  const dv = scratch(ws, 'dv', t.v.length);
-  await causalAttentionBackwardGemm(t.q, t.k, t.v, t.lengths, shape, dAttended, dq, dk, dv, backend);
+  const dq = scratch(ws, 'dq', t.q.length, false);
+  const dk = scratch(ws, 'dk', t.k.length, false);
+  const dv = scratch(ws, 'dv', t.v.length, false);
+  await causalAttentionBackwardGemm(t.q, t.k, t.v, t.lengths, shape, dAttended, dq, dk, dv, backend, ws ? { scratch: { float32: (name, length) => ws.uninitialised(name, length), float64: (name, length) => ws.float64(name, length) } } : {});
   ropeBackward(dq, t.rope, tokens, config.numAttentionHeads, t.positions);
   ropeBackward(dk, t.rope, tokens, config.numKeyValueHeads, t.positions);
-  const dN1 = scratch(ws, 'dN1', tokens * hidden, false);
-  await linearBackward(qProj, seen(qProj, t.n1), dq, tokens, backend, w, dN1, false, result, t.quantized.adjoints.get(qProj.name));
-  await linearBackward(kProj, seen(kProj, t.n1), dk, tokens, backend, w, dN1, true, result, t.quantized.adjoints.get(kProj.name));
-  await linearBackward(vProj, seen(vProj, t.n1), dv, tokens, backend, w, dN1, true, result, t.quantized.adjoints.get(vProj.name));
-  const dx = result.inputGradient;
-  dx.set(dh);
-  const dNorm1 = new Float64Array(hidden);
-  rmsNormBackward(t.x, tokens, hidden, block.inputLayernorm.weight, block.inputLayernorm.eps, dN1, dx, dNorm1, true);
-  result.normGradients.set(block.inputLayernorm.name, Float32Array.from(dNorm1));
+  const dN1 = weightsOnly ? undefined : scratch(ws, 'dN1', tokens * hidden, false);
+  await linearBackward(qProj, seen(qProj, t.n1), dq, tokens, backend, w, dN1, false, result, gradientOf(qProj), adjointOf(qProj));
+  await linearBackward(kProj, seen(kProj, t.n1), dk, tokens, backend, w, dN1, true, result, gradientOf(kProj), adjointOf(kProj));
+  await linearBackward(vProj, seen(vProj, t.n1), dv, tokens, backend, w, dN1, true, result, gradientOf(vProj), adjointOf(vProj));
+  if (dN1) {
+    const dx = result.inputGradient;
+    dx.set(dh);
+    const dNorm1 = new Float64Array(hidden);
+    rmsNormBackward(t.x, tokens, hidden, block.inputLayernorm.weight, block.inputLayernorm.eps, dN1, dx, dNorm1, true);
+    result.normGradients.set(block.inputLayernorm.name, Float32Array.from(dNorm1));
+  }
   return result;
 }

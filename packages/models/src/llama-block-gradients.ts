@@ -74,6 +74,8 @@ export function llamaBlockGradients(graph: LlamaGraph, index: number, hidden: Hi
     weights,
     workspace,
     ...(overrides?.quantizeInput ? { quantizeInput: overrides.quantizeInput } : {}),
+    ...(overrides?.inputGradient === false ? { weightGradientsOnly: true } : {}),
+    ...(overrides?.transientResults ? { transientResults: true } : {}),
   });
   return {
     lengths: hidden.lengths,
@@ -90,7 +92,7 @@ export function llamaBlockGradients(graph: LlamaGraph, index: number, hidden: Hi
     backward(weights, batch, seed, overrides): Promise<BlockBackward> {
       return serialised(async () => {
         const r = await llamaBlockBackward(config, block, passInput(batch, overrides), backend, (y) => seed(matrix(y)), passOptions(weights, overrides));
-        return { output: matrix(r.output), weightGradients: r.weightGradients, inputGradient: matrix(r.inputGradient) };
+        return { output: matrix(r.output), weightGradients: r.weightGradients, ...(overrides?.inputGradient === false ? {} : { inputGradient: matrix(r.inputGradient) }) };
       });
     },
   };

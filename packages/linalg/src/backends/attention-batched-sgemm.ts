@@ -1,25 +1,8 @@
-import type { AttentionArguments } from '../backend.js';
+import type { AttentionArguments, BatchedGemmArguments } from '../backend.js';
 import type { ReferenceKernels } from '../reference-kernels.js';
 import { ATTENTION_CHUNK, softmaxRowsLoop } from './attention-sgemm.js';
 
-/**
- * Arguments of a batch of independent float32 GEMMs `C[e] = alpha * A[e] op(B[e])`, `e = 0 .. batch - 1`, all with the
- * same shape and stored back to back: `a` holds `batch` row-major `m x k` matrices, `b` `batch` `n x k` (with
- * `transB`) or `k x n` matrices, `c` receives `batch` `m x n` matrices.
- */
-export interface BatchedGemmArguments {
-  batch: number;
-  m: number;
-  n: number;
-  k: number;
-  a: Float32Array;
-  b: Float32Array;
-  c: Float32Array;
-  /** Use `B[e]^T` (each stored `n x k`). Default false. */
-  transB?: boolean;
-  /** Default 1. */
-  alpha?: number;
-}
+export type { BatchedGemmArguments };
 
 /** Default bytes of one batch of score blocks in {@link attentionWithBatchedSgemm}. */
 export const BATCHED_ATTENTION_SCORE_BYTES = 32 * 1024 * 1024;

@@ -1,5 +1,5 @@
 import { InvalidArgumentError, ShapeMismatchError } from '@bitsmith/core';
-import type { AttentionArguments, FloatArray, GatedActivationArguments, GatedMlpArguments, FwhtArguments, GemmArguments, GramArguments } from '../backend.js';
+import type { AttentionArguments, BatchedGemmArguments, FloatArray, GatedActivationArguments, GatedMlpArguments, FwhtArguments, GemmArguments, GramArguments } from '../backend.js';
 
 function checkDimension(name: string, value: number): void {
   if (!Number.isInteger(value) || value < 0) throw new InvalidArgumentError(name, `expected a non-negative integer, got ${value}`);
@@ -31,6 +31,18 @@ export function checkGemmArguments<T extends FloatArray>(op: string, args: GemmA
   if (args.transB) checkLength(`${op}.b (transposed)`, args.b, n, k);
   else checkLength(`${op}.b`, args.b, k, n);
   checkLength(`${op}.c`, args.c, m, n);
+}
+
+/** Validates the arguments of a batched GEMM (see {@link checkGemmArguments}): each operand holds `batch` matrices. */
+export function checkBatchedGemmArguments(args: BatchedGemmArguments): void {
+  const { batch, m, n, k } = args;
+  checkDimension('sgemmBatched.batch', batch);
+  checkDimension('sgemmBatched.m', m);
+  checkDimension('sgemmBatched.n', n);
+  checkDimension('sgemmBatched.k', k);
+  checkLength('sgemmBatched.a', args.a, batch, m * k);
+  checkLength('sgemmBatched.b', args.b, batch, n * k);
+  checkLength('sgemmBatched.c', args.c, batch, m * n);
 }
 
 /** Validates the arguments of a Gram call (see {@link checkGemmArguments}). */

@@ -1,11 +1,11 @@
-import type { AttentionArguments, Backend, GatedActivationArguments, GatedMlpArguments, BackendOptions, FloatArray, GemmArguments, GramArguments } from '../backend.js';
+import type { AttentionArguments, Backend, BatchedGemmArguments, GatedActivationArguments, GatedMlpArguments, BackendOptions, FloatArray, GemmArguments, GramArguments } from '../backend.js';
 import { attentionWithSgemm } from './attention-sgemm.js';
-import { attentionWithBatchedSgemm, type BatchedGemmArguments } from './attention-batched-sgemm.js';
+import { attentionWithBatchedSgemm } from './attention-batched-sgemm.js';
 import { referenceKernelsModule, tryReferenceKernels, type ReferenceKernels } from '../reference-kernels.js';
 import { batchedModelKey, startReferenceHelpers, type ReferenceHelpers } from './ort-reference-threads.js';
 import { gatedActivationReference } from './gated-activation-loop.js';
 import { BackendUnavailableError } from '../backend-unavailable-error.js';
-import { checkAttentionArguments, checkFwhtArguments, checkGatedActivationArguments, checkGatedMlpArguments, checkGemmArguments, checkGramArguments } from './check-arguments.js';
+import { checkAttentionArguments, checkBatchedGemmArguments, checkFwhtArguments, checkGatedActivationArguments, checkGatedMlpArguments, checkGemmArguments, checkGramArguments } from './check-arguments.js';
 import { fwhtRadix4 } from './fwht-radix4.js';
 import { weightFingerprint } from './weight-fingerprint.js';
 import { addLowerBlock, addLowerBlockPair, gemmEpilogue, mirrorLower, scaleGram } from './gram-accumulate.js';
@@ -521,23 +521,26 @@ export async function createOrtBackend(options: OrtBackendOptions = {}): Promise
   }
 
   /**
-   * A batch of equal-shape float32 products (reference attention's): one MLAS batched product, which runs each
-   * product of the batch on one thread, as the single small products (`smallGemmWork`) run, with the same arithmetic.
+   * A batch of equal-shape float32 products (reference attention's, the attention backward's): one MLAS batched
+   * product, which with more than one product runs each of them on one thread, as the single small products
+   * (`smallGemmWork`) run, with the same arithmetic (MLAS splits a product's rows and columns over threads, never its
+   * sums, so every product has the bits a single `sgemm` gives it).
    */
   async function batchedSgemm(args: BatchedGemmArguments, single = false): Promise<void> {
     const { batch, m, n, k } = args;
     if (batch * m * n === 0) return;
+    const transA = args.transA === true;
     const transB = args.transB === true;
     const alpha = Math.fround(args.alpha ?? 1);
     if (k === 0) {
       args.c.fill(0, 0, batch * m * n);
       return;
     }
-    const s = await session(`batched|${transB ? 1 : 0}|${alpha}${single ? '|1' : ''}`, () => buildBatchedGemmModel(onnx, { transB, alpha }), single);
+    const s = await session(`batched|${transA ? 1 : 0}${transB ? 1 : 0}|${alpha}${single ? '|1' : ''}`, () => buildBatchedGemmModel(onnx, { transA, transB, alpha }), single);
     const y = ortView(args.c, batch * m * n);
     await s.run(
       {
-        A: new ort.Tensor('float32', ortView(args.a, batch * m * k).view, [batch, m, k]),
+        A: new ort.Tensor('float32', ortView(args.a, batch * m * k).view, transA ? [batch, k, m] : [batch, m, k]),
         B: new ort.Tensor('float32', ortView(args.b, batch * n * k).view, transB ? [batch, n, k] : [batch, k, n]),
       },
       { Y: new ort.Tensor('float32', y.view, [batch, m, n]) },
@@ -735,6 +738,12 @@ export async function createOrtBackend(options: OrtBackendOptions = {}): Promise
       return serialised('sgemm', async () => {
         checkGemmArguments('sgemm', args);
         await gemm(args, ONNX_FLOAT);
+      });
+    },
+    sgemmBatched(args) {
+      return serialised('sgemmBatched', async () => {
+        checkBatchedGemmArguments(args);
+        await batchedSgemm(args);
       });
     },
     dgemm(args) {

@@ -132,24 +132,25 @@ export function buildGatedMlpModel(
 }
 
 /**
- * Builds the ONNX model of a batch of float32 GEMMs `Y[e] = alpha * A[e] op(B[e])` (symbolic `b`, `m`, `n`, `k`):
- * `A` `[b, m, k]`, `B` `[b, n, k]` with `transB` or `[b, k, n]`, `Y` `[b, m, n]`; one onnxruntime contrib
- * `FusedMatMul` node (domain `com.microsoft`), which hands `alpha` and the transposition to MLAS's batched SGEMM, so
- * `alpha` is applied as `Gemm`'s is (one float32 multiplication of the product) and `B` is not copied first.
+ * Builds the ONNX model of a batch of float32 GEMMs `Y[e] = alpha * op(A[e]) op(B[e])` (symbolic `b`, `m`, `n`, `k`):
+ * `A` `[b, m, k]` (`[b, k, m]` with `transA`), `B` `[b, n, k]` with `transB` or `[b, k, n]`, `Y` `[b, m, n]`; one
+ * onnxruntime contrib `FusedMatMul` node (domain `com.microsoft`), which hands `alpha` and the transpositions to
+ * MLAS's batched SGEMM, so `alpha` is applied as `Gemm`'s is (one float32 multiplication of the product) and neither
+ * operand is copied first.
  *
  * @example
  * ```ts
  * const bytes = buildBatchedGemmModel(onnx, { transB: true, alpha: 0.125 }); // scores of 64-wide heads
  * ```
  */
-export function buildBatchedGemmModel(onnx: Onnx, spec: { transB: boolean; alpha: number }): Uint8Array {
-  const inputs = [valueInfo(onnx, 'A', ONNX_FLOAT, ['b', 'm', 'k']), valueInfo(onnx, 'B', ONNX_FLOAT, spec.transB ? ['b', 'n', 'k'] : ['b', 'k', 'n'])];
+export function buildBatchedGemmModel(onnx: Onnx, spec: { transA?: boolean; transB: boolean; alpha: number }): Uint8Array {
+  const inputs = [valueInfo(onnx, 'A', ONNX_FLOAT, spec.transA ? ['b', 'k', 'm'] : ['b', 'm', 'k']), valueInfo(onnx, 'B', ONNX_FLOAT, spec.transB ? ['b', 'n', 'k'] : ['b', 'k', 'n'])];
   const node = onnx.NodeProto.create({
     opType: 'FusedMatMul',
     domain: 'com.microsoft',
     input: ['A', 'B'],
     output: ['Y'],
-    attribute: [floatAttribute(onnx, 'alpha', spec.alpha), intAttribute(onnx, 'transA', 0), intAttribute(onnx, 'transB', spec.transB ? 1 : 0)],
+    attribute: [floatAttribute(onnx, 'alpha', spec.alpha), intAttribute(onnx, 'transA', spec.transA ? 1 : 0), intAttribute(onnx, 'transB', spec.transB ? 1 : 0)],
   });
   const model = onnx.ModelProto.create({
     irVersion: IR_VERSION,

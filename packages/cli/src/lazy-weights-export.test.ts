@@ -40,5 +40,5 @@ describe('exports of a model held in its stored dtype', () => {
     const lazy = join(tmp, 'true');
     expect(files(lazy)).toEqual(files(eager));
     for (const f of files(eager)) expect(Buffer.compare(readFileSync(join(lazy, f)), readFileSync(join(eager, f))), f).toBe(0);
-  }, 60_000);
+  });
 });

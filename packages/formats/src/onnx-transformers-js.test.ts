@@ -105,7 +105,7 @@ describe.skipIf(!ort || !transformers.module)('transformers.js loads the exporte
       await generator.dispose();
       await model.dispose();
     }
-  }, 60_000);
+  });
 
   it("the q4 model's logits through transformers.js equal bitsmith's forward within 1e-4 (q4f16 within fp16 precision)", async () => {
     const { AutoModelForCausalLM, Tensor } = transformers.module!;
@@ -125,5 +125,5 @@ describe.skipIf(!ort || !transformers.module)('transformers.js loads the exporte
       expect(maxDiff / Math.max(1, maxLogit)).toBeLessThan(tolerance);
       await model.dispose();
     }
-  }, 60_000);
+  });
 });

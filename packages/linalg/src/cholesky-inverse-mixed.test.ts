@@ -30,5 +30,5 @@ describe.skipIf(!backend)('choleskyInverseUpper with precision mixed above n = 2
     const viaShift = await choleskyInverseUpper(h, { backend: backend!, precision: 'mixed', shift: 0.25 });
     const explicit = await choleskyInverseUpper(shifted, { backend: backend!, precision: 'mixed' });
     expect(relativeError(viaShift.data, explicit.data)).toBe(0);
-  }, 60_000);
+  });
 });

@@ -74,5 +74,5 @@ describe('embedding and LM head held in their stored dtype (keepStoredDtype)', (
     }
     expect(bits((await lazy.head(hl)).data)).toEqual(bits((await eager.head(he)).data));
     expect(isHeldOnly(lazy.embedTokens)).toBe(true);
-  }, 120_000);
+  });
 });

@@ -101,7 +101,7 @@ describe.skipIf(SKIP_SHARED)('runRecipe with checkpoints on tinystories-656k', (
       expect(resumed.stored.map(([n]) => n)).toEqual(whole.stored.map(([n]) => n));
       expect(resumed.stored).toEqual(whole.stored);
     }
-  }, 60_000);
+  });
 
   it('refuses to resume a checkpoint made from other inputs, naming what differs', async () => {
     const store = memoryCheckpointStore();
@@ -115,5 +115,5 @@ describe.skipIf(SKIP_SHARED)('runRecipe with checkpoints on tinystories-656k', (
     const fresh = await run({ store, fingerprint: { model: 'tinystories-656k', recipe: 'another recipe' } });
     expect(fresh.report.resumedBlocks).toBeUndefined();
     expect(fresh.events).toContain('checkpoint');
-  }, 60_000);
+  });
 });

@@ -34,5 +34,5 @@ describe.skipIf(!backend)("GPTQ's factorPrecision above 2048 inputs (ort backend
     expect(Math.abs(om / oe - 1)).toBeLessThan(1e-3);
     expect(om).toBeLessThan(0.8 * or);
     expect(mixed.warnings).toEqual(exact.warnings);
-  }, 60_000);
+  });
 });

@@ -71,7 +71,7 @@ describe.skipIf(SKIP)('bitsmith quantize --resume on tinystories-656k', () => {
     const written = JSON.parse(readFileSync(join(out, 'fake', 'quantization.json'), 'utf8')) as { resources: { peakRssBytes: number }; report: { resumedBlocks: number } };
     expect(written.resources.peakRssBytes).toBeGreaterThan(10 * 2 ** 20);
     expect(written.report.resumedBlocks).toBe(1);
-  }, 120_000);
+  });
 
   it('refuses to resume with another recipe or other calibration options, and starts over without --resume', async () => {
     const out = join(tmp, 'c', 'out');
@@ -89,5 +89,5 @@ describe.skipIf(SKIP)('bitsmith quantize --resume on tinystories-656k', () => {
     expect(report.resumedBlocks).toBeUndefined();
     expect(notes.join('')).toMatch(/holds the checkpoint of an earlier, unfinished run; starting over/);
     expect(existsSync(checkpointFolder(out))).toBe(false);
-  }, 120_000);
+  });
 });

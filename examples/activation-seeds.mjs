@@ -12,7 +12,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { defaultRegistry } from '@bitsmith/steps';
-import { defaultBackend } from '@bitsmith/linalg';
+import { defaultBackend, mulberry32 } from '@bitsmith/linalg';
 import { calibrationSequences, evaluateLanguageModel, llamaQuantizableModel, loadLlamaModel, perplexityRatioInterval } from '@bitsmith/models';
 import { loadRecipe, runRecipe } from '@bitsmith/recipe';
 
@@ -80,4 +80,46 @@ if (pairs.length > 0) {
     const per = seeds.map((_, i) => perplexityRatioInterval(results.get(b)[i], results.get(a)[i]));
     console.log(`| ${a} / ${b} | ${fmt(stats(per.map((r) => r.ratio)))} | ${per.map((r) => `[${r.low.toFixed(4)}, ${r.high.toFixed(4)}]`).join(' ')} |`);
   }
+  if (seeds.length > 1) {
+    console.log('\n| comparison | ratio pooled over seeds | 95% interval, resampling seeds and windows (paired) |');
+    console.log('|---|---|---|');
+    for (const [a, b] of pairs) {
+      if (!results.has(a) || !results.has(b)) continue;
+      const pooled = pooledRatio(results.get(a), results.get(b));
+      console.log(`| ${a} / ${b} | ${pooled.ratio.toFixed(4)} | [${pooled.low.toFixed(4)}, ${pooled.high.toFixed(4)}] |`);
+    }
+  }
+}
+
+/**
+ * Perplexity ratio a / b pooled over the calibration seeds: exp of the mean over seeds of the per-token log-likelihood
+ * difference, with a 95% bootstrap interval that resamples the seeds and the evaluation windows, both paired (a seed
+ * draw takes a's and b's run of that seed; a window draw takes the same window for both).
+ */
+function pooledRatio(runsA, runsB, resamples = 4000) {
+  const tokens = runsA[0].perWindow.tokens;
+  const windows = tokens.length;
+  const diff = runsA.map((run, s) => Float64Array.from(run.perWindow.nll, (nll, w) => nll - runsB[s].perWindow.nll[w]));
+  const random = mulberry32(7);
+  const logRatio = (seedIdx, windowIdx) => {
+    let total = 0;
+    for (const w of windowIdx) total += tokens[w];
+    let acc = 0;
+    for (const s of seedIdx) for (const w of windowIdx) acc += diff[s][w];
+    return acc / (total * seedIdx.length);
+  };
+  const allSeeds = diff.map((_, s) => s);
+  const allWindows = Array.from({ length: windows }, (_, w) => w);
+  const draws = new Float64Array(resamples);
+  for (let r = 0; r < resamples; r++) {
+    const seedIdx = allSeeds.map(() => Math.floor(random() * diff.length));
+    const windowIdx = allWindows.map(() => Math.floor(random() * windows));
+    draws[r] = logRatio(seedIdx, windowIdx);
+  }
+  draws.sort();
+  return {
+    ratio: Math.exp(logRatio(allSeeds, allWindows)),
+    low: Math.exp(draws[Math.round(0.025 * (resamples - 1))]),
+    high: Math.exp(draws[Math.round(0.975 * (resamples - 1))]),
+  };
 }

@@ -3,6 +3,7 @@ export type { AttentionArguments, Backend, BatchedGemmArguments, GatedActivation
 export { BackendUnavailableError } from './backend-unavailable-error.js';
 export { checkAttentionArguments, checkBatchedGemmArguments, checkGatedActivationArguments, checkGatedMlpArguments, checkGemmArguments, checkGramArguments, checkFwhtArguments } from './backends/check-arguments.js';
 export { attentionWithSgemm, packHeadKeysValues, ATTENTION_CHUNK } from './backends/attention-sgemm.js';
+export { attentionChunk, attentionPairAt, packQueryRows, unpackQueryRows, packKeyValueRows, type AttentionChunk, type AttentionPairLayout } from './backends/attention-pair-rows.js';
 export { fastExp } from './fast-exp.js';
 export { sgemmBatched } from './sgemm-batched.js';
 export { gatedActivationLoop, gatedActivationReference } from './backends/gated-activation-loop.js';

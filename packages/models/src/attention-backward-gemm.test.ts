@@ -3,6 +3,15 @@ import { createJsBackend } from '@bitsmith/linalg';
 import { causalAttentionBackwardGemm } from './attention-backward-gemm.js';
 import { causalAttentionBackward } from './block-backward-ops.js';
 
+/** Seeded random queries, keys, values and output gradient for `lengths` tokens, uniform in [-1.5, 1.5). */
+function randomInputs(seed: number, lengths: readonly number[], H: number, Hkv: number, d: number) {
+  let s = seed;
+  const rnd = () => ((s = (s * 1103515245 + 12345) % 2147483648), s / 2147483648 - 0.5);
+  const T = lengths.reduce((a, b) => a + b, 0);
+  const fill = (n: number) => Float32Array.from({ length: n }, () => 3 * rnd());
+  return { q: fill(T * H * d), k: fill(T * Hkv * d), v: fill(T * Hkv * d), dOut: fill(T * H * d) };
+}
+
 // Oracle: the scalar float64 backward, itself checked against central finite differences (block-backward-ops.test.ts).
 describe('causalAttentionBackwardGemm', () => {
   const backend = createJsBackend();
@@ -12,14 +21,7 @@ describe('causalAttentionBackwardGemm', () => {
     { label: 'sliding window 3, chunks of 2', lengths: [8, 6], H: 4, Hkv: 2, d: 4, window: 3, chunk: 2 },
   ]) {
     it(`equals the scalar backward (${label})`, async () => {
-      let s = 7;
-      const rnd = () => ((s = (s * 1103515245 + 12345) % 2147483648), s / 2147483648 - 0.5);
-      const T = lengths.reduce((a, b) => a + b, 0);
-      const fill = (n: number) => Float32Array.from({ length: n }, () => 3 * rnd());
-      const q = fill(T * H * d);
-      const k = fill(T * Hkv * d);
-      const v = fill(T * Hkv * d);
-      const dOut = fill(T * H * d);
+      const { q, k, v, dOut } = randomInputs(7, lengths, H, Hkv, d);
       const shape = { numHeads: H, numKvHeads: Hkv, headDim: d, slidingWindow: window };
       const expected = { dq: new Float32Array(q.length), dk: new Float32Array(k.length), dv: new Float32Array(v.length) };
       causalAttentionBackward(q, k, v, lengths, shape, dOut, expected.dq, expected.dk, expected.dv);
@@ -35,16 +37,9 @@ describe('causalAttentionBackwardGemm', () => {
   }
 
   it('gives the same bits whatever the batching of (sequence, head) pairs and with a caller scratch', async () => {
-    let s = 11;
-    const rnd = () => ((s = (s * 1103515245 + 12345) % 2147483648), s / 2147483648 - 0.5);
     const lengths = [9, 9, 9, 5, 5, 1];
     const [H, Hkv, d] = [6, 2, 8];
-    const T = lengths.reduce((a, b) => a + b, 0);
-    const fill = (n: number) => Float32Array.from({ length: n }, () => 3 * rnd());
-    const q = fill(T * H * d);
-    const k = fill(T * Hkv * d);
-    const v = fill(T * Hkv * d);
-    const dOut = fill(T * H * d);
+    const { q, k, v, dOut } = randomInputs(11, lengths, H, Hkv, d);
     const shape = { numHeads: H, numKvHeads: Hkv, headDim: d };
     const run = async (options: Parameters<typeof causalAttentionBackwardGemm>[10]) => {
       const out = { dq: new Float32Array(q.length).fill(NaN), dk: new Float32Array(k.length).fill(NaN), dv: new Float32Array(v.length).fill(NaN) };

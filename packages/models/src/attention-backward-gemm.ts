@@ -1,4 +1,16 @@
-import { fastExp, sgemmBatched, tryReferenceKernels, type Backend, type ReferenceKernels } from '@bitsmith/linalg';
+import {
+  attentionChunk,
+  attentionPairAt,
+  fastExp,
+  packKeyValueRows,
+  packQueryRows,
+  sgemmBatched,
+  tryReferenceKernels,
+  unpackQueryRows,
+  type AttentionPairLayout,
+  type Backend,
+  type ReferenceKernels,
+} from '@bitsmith/linalg';
 import { attentionLayout, type AttentionShape } from './attention.js';
 
 /** Options of {@link causalAttentionBackwardGemm}. */
@@ -87,6 +99,7 @@ export async function causalAttentionBackwardGemm(
         const m = group * rowsPerChunk;
         const pairs = count * numKvHeads;
         const perBatch = Math.max(1, Math.min(pairs, Math.floor(scoreBytes / (4 * m * n))));
+        const layout: AttentionPairLayout = { start, n, numKvHeads, group, d, qRow, kvRow };
         const queries = buffer.float32('attention-backward.queries', perBatch * m * d);
         const dOuts = buffer.float32('attention-backward.dOuts', perBatch * m * d);
         const keys = buffer.float32('attention-backward.keys', perBatch * n * d);
@@ -102,35 +115,12 @@ export async function causalAttentionBackwardGemm(
           dKeys.fill(0, 0, batch * n * d);
           dValues.fill(0, 0, batch * n * d);
           for (let r0 = 0; r0 < n; r0 += rowsPerChunk) {
-            const r1 = Math.min(n, r0 + rowsPerChunk);
-            const rows = r1 - r0;
-            const k0 = Math.max(0, r0 - window + 1);
-            const width = r1 - k0;
-            const mm = group * rows;
-            // Pair e: sequence s + floor((p0 + e) / numKvHeads), key/value head (p0 + e) % numKvHeads; its query
-            // heads stacked head by head, its keys and values rows k0 .. r1.
+            const { r1, rows, k0, width, mm } = attentionChunk(r0, rowsPerChunk, n, window, group);
+            // Slot e holds pair p0 + e: its query heads stacked head by head, its keys and values rows k0 .. r1.
             for (let e = 0; e < batch; e++) {
-              const first = start + Math.floor((p0 + e) / numKvHeads) * n;
-              const g = (p0 + e) % numKvHeads;
-              for (let a = 0; a < group; a++) {
-                const h = g * group + a;
-                for (let i = 0; i < rows; i++) {
-                  const o = (first + r0 + i) * qRow + h * d;
-                  const to = ((e * group + a) * rows + i) * d;
-                  for (let t = 0; t < d; t++) {
-                    queries[to + t] = q[o + t]!;
-                    dOuts[to + t] = dOut[o + t]!;
-                  }
-                }
-              }
-              for (let j = k0; j < r1; j++) {
-                const o = (first + j) * kvRow + g * d;
-                const to = (e * width + j - k0) * d;
-                for (let t = 0; t < d; t++) {
-                  keys[to + t] = k[o + t]!;
-                  values[to + t] = v[o + t]!;
-                }
-              }
+              packQueryRows(layout, p0 + e, e, r0, rows, q, queries);
+              packQueryRows(layout, p0 + e, e, r0, rows, dOut, dOuts);
+              packKeyValueRows(layout, p0 + e, e, k0, r1, k0, width, k, v, keys, values);
             }
             const Qc = queries.subarray(0, batch * mm * d);
             const dOc = dOuts.subarray(0, batch * mm * d);
@@ -148,18 +138,7 @@ export async function causalAttentionBackwardGemm(
             // dQ = dS K; dK += dS^T Q; dV += P^T dO.
             const dQc = dQueries.subarray(0, batch * mm * d);
             await sgemmBatched(backend, { batch, m: mm, n: d, k: width, a: dP, b: Kc, c: dQc });
-            for (let e = 0; e < batch; e++) {
-              const first = start + Math.floor((p0 + e) / numKvHeads) * n;
-              const g = (p0 + e) % numKvHeads;
-              for (let a = 0; a < group; a++) {
-                const h = g * group + a;
-                for (let i = 0; i < rows; i++) {
-                  const o = (first + r0 + i) * qRow + h * d;
-                  const from = ((e * group + a) * rows + i) * d;
-                  for (let t = 0; t < d; t++) dq[o + t] = dQc[from + t]!;
-                }
-              }
-            }
+            for (let e = 0; e < batch; e++) unpackQueryRows(layout, p0 + e, e, r0, rows, dQc, dq);
             const w = part.subarray(0, batch * width * d);
             await sgemmBatched(backend, { batch, m: width, n: d, k: mm, a: dP, b: Qc, c: w, transA: true });
             addChunk(dKeys, w, batch, n, width, k0, d);
@@ -167,8 +146,7 @@ export async function causalAttentionBackwardGemm(
             addChunk(dValues, w, batch, n, width, k0, d);
           }
           for (let e = 0; e < batch; e++) {
-            const first = start + Math.floor((p0 + e) / numKvHeads) * n;
-            const g = (p0 + e) % numKvHeads;
+            const { first, g } = attentionPairAt(layout, p0 + e);
             for (let i = 0; i < n; i++) {
               const o = (first + i) * kvRow + g * d;
               const from = (e * n + i) * d;
@@ -207,9 +185,8 @@ function softmaxExponentials(P: Float32Array, sums: Float64Array, heads: number,
   for (let a = 0; a < heads; a++) {
     for (let i = 0; i < rows; i++) {
       const o = (a * rows + i) * width;
-      const position = r0 + i;
-      const first = Math.max(k0, position - window + 1) - k0;
-      const last = position - k0;
+      const first = firstVisible(r0 + i, k0, window);
+      const last = r0 + i - k0;
       let max = -Infinity;
       for (let j = first; j <= last; j++) if (P[o + j]! > max) max = P[o + j]!;
       let sum = 0;
@@ -233,9 +210,8 @@ function softmaxBackwardRows(P: Float32Array, dP: Float32Array, sums: Float64Arr
   for (let a = 0; a < heads; a++) {
     for (let i = 0; i < rows; i++) {
       const o = (a * rows + i) * width;
-      const position = r0 + i;
-      const first = Math.max(k0, position - window + 1) - k0;
-      const last = position - k0;
+      const first = firstVisible(r0 + i, k0, window);
+      const last = r0 + i - k0;
       const sum = sums[a * rows + i]!;
       let dot = 0;
       for (let j = first; j <= last; j++) {
@@ -248,4 +224,9 @@ function softmaxBackwardRows(P: Float32Array, dP: Float32Array, sums: Float64Arr
       for (let j = last + 1; j < width; j++) dP[o + j] = 0;
     }
   }
+}
+
+/** Column (from `k0`) of the first key that query row `position` sees under the causal sliding window. */
+function firstVisible(position: number, k0: number, window: number): number {
+  return Math.max(k0, position - window + 1) - k0;
 }

@@ -1,5 +1,6 @@
 import type { AttentionArguments, BatchedGemmArguments } from '../backend.js';
 import type { ReferenceKernels } from '../reference-kernels.js';
+import { attentionChunk, attentionPairAt, packKeyValueRows, packQueryRows, type AttentionPairLayout } from './attention-pair-rows.js';
 import { ATTENTION_CHUNK, softmaxRowsLoop } from './attention-sgemm.js';
 
 export type { BatchedGemmArguments };
@@ -69,8 +70,7 @@ export async function attentionWithBatchedSgemm(
       const keys = buffer('attention.keys', perBatch * n * d);
       const values = buffer('attention.values', perBatch * n * d);
       const weighted = buffer('attention.weighted', perBatch * m * d);
-      // Pair p: sequence s + floor(p / numKvHeads) (its first token row), key/value head p % numKvHeads.
-      const pairAt = (pair: number): { first: number; g: number } => ({ first: start + Math.floor(pair / numKvHeads) * n, g: pair % numKvHeads });
+      const layout: AttentionPairLayout = { start, n, numKvHeads, group, d, qRow, kvRow };
       const { scores, sums } = wasm ? wasm.reserve(perBatch * m * n, perBatch * m) : { scores: new Float32Array(perBatch * m * n), sums: new Float64Array(perBatch * m) };
       for (let p0 = lo; p0 < hi; p0 += perBatch) {
         const batch = Math.min(perBatch, hi - p0);
@@ -80,25 +80,10 @@ export async function attentionWithBatchedSgemm(
         let packedEnd = 0;
         let packedWidth = 0;
         for (let r0 = 0; r0 < n; r0 += rowsPerChunk) {
-          const r1 = Math.min(n, r0 + rowsPerChunk);
-          const rows = r1 - r0;
-          const k0 = Math.max(0, r0 - window + 1);
-          const width = r1 - k0;
-          const mm = group * rows;
-          // Pair e is sequence s + floor((p0 + e) / numKvHeads), key/value head (p0 + e) % numKvHeads; its queries
-          // are stacked head by head as in attentionWithSgemm, its keys and values are rows k0 .. r1 (element loops:
-          // a `subarray` per 64-float row cost more than the copy).
-          for (let e = 0; e < batch; e++) {
-            const { first, g } = pairAt(p0 + e);
-            for (let a = 0; a < group; a++) {
-              const h = g * group + a;
-              for (let i = 0; i < rows; i++) {
-                const o = (first + r0 + i) * qRow + h * d;
-                const to = ((e * group + a) * rows + i) * d;
-                for (let t = 0; t < d; t++) queries[to + t] = q[o + t]!;
-              }
-            }
-          }
+          const { r1, rows, k0, width, mm } = attentionChunk(r0, rowsPerChunk, n, window, group);
+          // Slot e holds pair p0 + e: its queries stacked head by head as in attentionWithSgemm, its keys and values
+          // rows k0 .. r1 (AttentionPairLayout).
+          for (let e = 0; e < batch; e++) packQueryRows(layout, p0 + e, e, r0, rows, q, queries);
           // Keys and values: rows k0 .. r1 - 1 of each pair at stride `width`. When the previous chunk packed rows
           // k0 .. packedEnd - 1 (no window cut in between), those move up to the new stride (a native move, last pair
           // first so that nothing is overwritten before it moves) and only the rows after them are gathered.
@@ -110,17 +95,7 @@ export async function attentionWithBatchedSgemm(
               values.copyWithin(e * width * d, e * packedWidth * d, e * packedWidth * d + kept);
             }
           }
-          for (let e = 0; e < batch; e++) {
-            const { first, g } = pairAt(p0 + e);
-            for (let j = from; j < r1; j++) {
-              const o = (first + j) * kvRow + g * d;
-              const to = (e * width + j - k0) * d;
-              for (let t = 0; t < d; t++) {
-                keys[to + t] = k[o + t]!;
-                values[to + t] = v[o + t]!;
-              }
-            }
-          }
+          for (let e = 0; e < batch; e++) packKeyValueRows(layout, p0 + e, e, from, r1, k0, width, k, v, keys, values);
           packedK0 = k0;
           packedEnd = r1;
           packedWidth = width;
@@ -132,7 +107,7 @@ export async function attentionWithBatchedSgemm(
           const y = weighted.subarray(0, batch * mm * d);
           await batched({ batch, m: mm, n: d, k: width, a: block, b: values.subarray(0, batch * width * d), c: y });
           for (let e = 0; e < batch; e++) {
-            const { first, g } = pairAt(p0 + e);
+            const { first, g } = attentionPairAt(layout, p0 + e);
             for (let a = 0; a < group; a++) {
               const h = g * group + a;
               for (let i = 0; i < rows; i++) {

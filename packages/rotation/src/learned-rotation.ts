@@ -1,5 +1,6 @@
 import {
   AbortError,
+  calibrationBlocks,
   dequantize,
   elementCodec,
   fakeQuantizeActivations,
@@ -528,11 +529,12 @@ export async function learnRotation(model: ModelView, calibration: readonly Arra
   // 2. Every block's float input (and, lazily, output) on the training and held-out sequences.
   const used = calibration.slice(0, trainCount + validationCount).map((s) => Array.from(s).slice(0, maxLength));
   const problems: BlockProblem[] = [];
-  let handle = await dm.embed(used);
-  for (let i = 0; i < model.blocks.length; i++) {
+  // Core's calibration driver walks the float blocks; the last block's output is no block's input, so the walk stops
+  // before computing it.
+  for await (const step of calibrationBlocks(dm, used, { propagate: 'captured' })) {
     throwIfAborted();
-    problems.push(rotationProblem(dm, i, handle));
-    if (i + 1 < model.blocks.length) handle = await dm.runBlock(i, handle);
+    problems.push(rotationProblem(dm, step.block.index, step.input));
+    if (step.block.index + 1 === model.blocks.length) break;
   }
   const train = Array.from({ length: trainCount }, (_, i) => i);
   const held = Array.from({ length: validationCount }, (_, i) => trainCount + i);

@@ -4,6 +4,8 @@ export const FAST_EXP_FRACTIONS = Float64Array.from({ length: 64 }, (_, j) => 2 
 export const FAST_EXP_POWERS = Float64Array.from({ length: 2200 }, (_, i) => 2 ** (i - 1100));
 const FRACTIONS = FAST_EXP_FRACTIONS;
 const POWERS = FAST_EXP_POWERS;
+/** 1.5 * 2^52: adding and subtracting it rounds a float64 below 2^51 in magnitude to the nearest integer, ties to even. */
+const ROUNDING = 6755399441055744;
 
 /**
  * `exp(x)` with relative error below 2e-13 (so results agree with `Math.exp` after rounding to float32), about twice
@@ -19,7 +21,11 @@ const POWERS = FAST_EXP_POWERS;
 export function fastExp(x: number): number {
   if (!(x > -745)) return x === x ? 0 : x;
   if (x > 709.78) return Infinity;
-  const n = Math.round(x * (64 / Math.LN2));
+  // Math.round(y) (ties toward +infinity), without its call (about 8 ns in V8 here): round to nearest-even by adding
+  // and subtracting 1.5 * 2^52 (exact for |y| < 2^51), then move a tie that went down up.
+  const y = x * (64 / Math.LN2);
+  let n = y + ROUNDING - ROUNDING;
+  if (y - n === 0.5) n += 1;
   const r = x - n * (Math.LN2 / 64);
   const j = n & 63;
   return POWERS[(n - j) / 64 + 1100]! * FRACTIONS[j]! * (1 + r * (1 + r * (0.5 + r * (1 / 6 + r * (1 / 24)))));

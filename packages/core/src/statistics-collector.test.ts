@@ -132,6 +132,33 @@ describe('StatisticsCollector', () => {
     await expect(c.observe('up', matrix(rows, columns, other))).rejects.toThrow(/'up' is declared to read the same input as 'gate'/);
   });
 
+  it('refuses a sharer whose input differs in any one word, or by two words swapped, wherever they are', async () => {
+    // 4 x 9 = 36 words: 9 blocks of the hash's four chains, none left over; and 37 (one in the tail).
+    for (const length of [36, 37]) {
+      const base = Float32Array.from({ length }, (_, i) => i * 0.25 - 3);
+      const variants: Float32Array[] = [];
+      for (let i = 0; i < length; i++) {
+        const changed = base.slice();
+        changed[i] = changed[i]! + 1;
+        variants.push(changed);
+      }
+      for (const [i, j] of [[0, 1], [0, 4], [1, 2], [3, 7], [5, 6], [length - 2, length - 1]]) {
+        const swapped = base.slice();
+        [swapped[i], swapped[j]] = [swapped[j]!, swapped[i]!];
+        variants.push(swapped);
+      }
+      for (const variant of variants) {
+        const c = new StatisticsCollector([{ kind: 'hessian' }], new Set(['gate', 'up']), kernels, { sharedInputs: [['gate', 'up']] });
+        await c.observe('gate', matrix(1, length, base));
+        await expect(c.observe('up', matrix(1, length, variant))).rejects.toThrow(/'up' is declared to read the same input as 'gate'/);
+      }
+      const same = new StatisticsCollector([{ kind: 'hessian' }], new Set(['gate', 'up']), kernels, { sharedInputs: [['gate', 'up']] });
+      await same.observe('gate', matrix(1, length, base));
+      await same.observe('up', matrix(1, length, base.slice()));
+      expect(same.hessianOwner('up')).toBe('gate');
+    }
+  });
+
   it('needs kernels only for the Hessian and the cross term', async () => {
     const c = new StatisticsCollector([{ kind: 'input-absmax' }], new Set(['a']), undefined);
     await c.observe('a', matrix(rows, columns, x));

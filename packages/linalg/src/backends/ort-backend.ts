@@ -10,6 +10,7 @@ import { fwhtRadix4 } from './fwht-radix4.js';
 import { weightFingerprint } from './weight-fingerprint.js';
 import { addLowerBlock, addLowerBlockPair, gemmEpilogue, mirrorLower, scaleGram } from './gram-accumulate.js';
 import { nodeBuiltin } from '../node-builtin.js';
+import { ortOutputReleaser } from './ort-output-release.js';
 import { buildAttentionModel, buildBatchedGemmModel, buildConstantWeightGemmModel, buildGatedMlpModel, buildGatedActivationModel, buildGemmModel, buildGramModel, gramBlocks, ONNX_DOUBLE, ONNX_FLOAT, type Onnx } from './ort-graph.js';
 
 // The few parts of onnxruntime-node's API this backend uses, declared here so that neither the build nor the
@@ -294,6 +295,13 @@ export async function createOrtBackend(options: OrtBackendOptions = {}): Promise
     throw unavailable(`onnxruntime-node failed to create a session (${(cause as Error)?.message ?? String(cause)})`, cause);
   }
 
+  // onnxruntime-node hands every output back as a new copy; these are freed at once (see ortOutputReleaser).
+  const releaseOutputs = await ortOutputReleaser();
+  /** `session.run(feeds, fetches)`, then the binding's copies of the outputs freed (the results are in `fetches`' arrays). */
+  async function runInto(s: OrtSession, feeds: Record<string, OrtTensor>, fetches: Record<string, OrtTensor>): Promise<void> {
+    releaseOutputs(await s.run(feeds, fetches), fetches);
+  }
+
   const sessions = new Map<string, Promise<OrtSession>>();
   // Scratch buffers reused across calls (calls are serialised), grown on demand, dropped by dispose().
   const buffers = new Map<string, Float32Array>();
@@ -430,7 +438,7 @@ export async function createOrtBackend(options: OrtBackendOptions = {}): Promise
     const out = ortView(args.c, m * n);
     const a = ortView(args.a, m * k).view;
     for (const [r0, rows] of rowBlocks(m, n, 4)) {
-      await s.run({ A: new ort.Tensor('float32', a.subarray(r0 * k, (r0 + rows) * k), [rows, k]) }, { Y: new ort.Tensor('float32', out.view.subarray(r0 * n, (r0 + rows) * n), [rows, n]) });
+      await runInto(s, { A: new ort.Tensor('float32', a.subarray(r0 * k, (r0 + rows) * k), [rows, k]) }, { Y: new ort.Tensor('float32', out.view.subarray(r0 * n, (r0 + rows) * n), [rows, n]) });
     }
     if (out.copied) args.c.set(out.view);
     return true;
@@ -454,7 +462,7 @@ export async function createOrtBackend(options: OrtBackendOptions = {}): Promise
     const x = ortView(args.x, rows * hidden).view;
     const out = ortView(args.out, rows * hidden);
     for (const [r0, n] of rowBlocks(rows, hidden, 4)) {
-      await s.run({ A: new ort.Tensor('float32', x.subarray(r0 * hidden, (r0 + n) * hidden), [n, hidden]) }, { Y: new ort.Tensor('float32', out.view.subarray(r0 * hidden, (r0 + n) * hidden), [n, hidden]) });
+      await runInto(s, { A: new ort.Tensor('float32', x.subarray(r0 * hidden, (r0 + n) * hidden), [n, hidden]) }, { Y: new ort.Tensor('float32', out.view.subarray(r0 * hidden, (r0 + n) * hidden), [n, hidden]) });
     }
     if (out.copied) args.out.set(out.view);
     return true;
@@ -509,14 +517,14 @@ export async function createOrtBackend(options: OrtBackendOptions = {}): Promise
         const y = new ort.Tensor(type, blocks.length === 1 ? out.view : (out.view.subarray(r0 * n, (r0 + rows) * n) as T), [rows, n]);
         const part = blocks.length === 1 ? feeds : { A: new ort.Tensor(type, a.subarray(r0 * k, (r0 + rows) * k) as T, [rows, k]), B: feeds.B! };
         if (graphBeta !== 0) part.C = y;
-        await s.run(part, { Y: y });
+        await runInto(s, part, { Y: y });
       }
       if (out.copied) c.set(out.view);
       return;
     }
     // float64 epilogue in JavaScript: C = alpha * (op(A) op(B)) + beta * C.
     const product = new Float64Array(mn);
-    await s.run(feeds, { Y: new ort.Tensor(type, product, [m, n]) });
+    await runInto(s, feeds, { Y: new ort.Tensor(type, product, [m, n]) });
     gemmEpilogue(c, product, alpha, beta);
   }
 
@@ -538,7 +546,8 @@ export async function createOrtBackend(options: OrtBackendOptions = {}): Promise
     }
     const s = await session(`batched|${transA ? 1 : 0}${transB ? 1 : 0}|${alpha}${single ? '|1' : ''}`, () => buildBatchedGemmModel(onnx, { transA, transB, alpha }), single);
     const y = ortView(args.c, batch * m * n);
-    await s.run(
+    await runInto(
+      s,
       {
         A: new ort.Tensor('float32', ortView(args.a, batch * m * k).view, transA ? [batch, k, m] : [batch, m, k]),
         B: new ort.Tensor('float32', ortView(args.b, batch * n * k).view, transB ? [batch, n, k] : [batch, k, n]),
@@ -653,7 +662,7 @@ export async function createOrtBackend(options: OrtBackendOptions = {}): Promise
           feeds[`M${p}`] = new ort.Tensor('float32', attentionMask(end, window).subarray(from * end, end * end), [end - from, end]);
           from = end;
         }
-        await graph.run(feeds, { Y: new ort.Tensor('float32', y.view, [count, n, qRow]) });
+        await runInto(graph, feeds, { Y: new ort.Tensor('float32', y.view, [count, n, qRow]) });
         if (y.copied) out.set(y.view, start * qRow);
       }
       start += tokens;
@@ -674,7 +683,8 @@ export async function createOrtBackend(options: OrtBackendOptions = {}): Promise
     }
     const s = await session(`gated|${args.activation}`, () => buildGatedActivationModel(onnx, args.activation));
     const y = ortView(args.out, length);
-    await s.run(
+    await runInto(
+      s,
       { G: new ort.Tensor('float32', ortView(args.gate, length).view, [length]), U: new ort.Tensor('float32', ortView(args.up, length).view, [length]) },
       { Y: new ort.Tensor('float32', y.view, [length]) },
     );
@@ -707,7 +717,7 @@ export async function createOrtBackend(options: OrtBackendOptions = {}): Promise
       for (let r0 = 0; r0 < rows; r0 += chunkRows) {
         const r = Math.min(chunkRows, rows - r0);
         const chunk = new ort.Tensor('float32', rowsOf(x, n, r0, r0 + r, 'gram.x'), [r, n]);
-        await full.run({ A: chunk, B: chunk }, { Y: out });
+        await runInto(full, { A: chunk, B: chunk }, { Y: out });
         addLowerBlock(h, n, y, 0, n, alpha);
       }
     } else {
@@ -723,7 +733,7 @@ export async function createOrtBackend(options: OrtBackendOptions = {}): Promise
         const r = Math.min(chunkRows, rows - r0);
         const fetches: Record<string, OrtTensor> = {};
         for (const { name, i, j, y } of outputs) fetches[name] = new ort.Tensor('float32', y, [blocks[i]![1] - blocks[i]![0], blocks[j]![1] - blocks[j]![0]]);
-        await products.run({ X: new ort.Tensor('float32', rowsOf(x, n, r0, r0 + r, 'gram.x'), [r, n]) }, fetches);
+        await runInto(products, { X: new ort.Tensor('float32', rowsOf(x, n, r0, r0 + r, 'gram.x'), [r, n]) }, fetches);
         for (const { i, j, y } of outputs) addLowerBlockPair(h, n, y, blocks[i]![0], blocks[i]![1], blocks[j]![0], blocks[j]![1], alpha);
       }
     }

@@ -6,6 +6,7 @@
 import { attentionWithBatchedSgemm, type BatchedGemmArguments } from './attention-batched-sgemm.js';
 import { referenceKernelsOf } from '../reference-kernels.js';
 import { nodeBuiltin } from '../node-builtin.js';
+import { ortOutputReleaser } from './ort-output-release.js';
 import { batchedModelKey, type ReferenceWorkerData, type ReferenceWorkerReply, type ReferenceWorkerRequest } from './ort-reference-threads.js';
 
 interface OrtTensor {
@@ -31,6 +32,7 @@ async function start(): Promise<void> {
   const loaded = (await import(/* webpackIgnore: true */ /* @vite-ignore */ specifier)) as Record<string, unknown>;
   const ort = (loaded.InferenceSession ? loaded : loaded.default) as OrtModule;
   const kernels = referenceKernelsOf(kernelModule);
+  const releaseOutputs = await ortOutputReleaser();
   const sessions = new Map<string, Promise<OrtSession>>();
   const models = new Map<string, Uint8Array>();
   const buffers = new Map<string, Float32Array>();
@@ -59,15 +61,13 @@ async function start(): Promise<void> {
       session = ort.InferenceSession.create(model, sessionOptions);
       sessions.set(key, session);
     }
-    await (
-      await session
-    ).run(
-      {
-        A: new ort.Tensor('float32', args.a.subarray(0, batch * m * k), [batch, m, k]),
-        B: new ort.Tensor('float32', args.b.subarray(0, batch * n * k), transB ? [batch, n, k] : [batch, k, n]),
-      },
-      { Y: new ort.Tensor('float32', args.c.subarray(0, batch * m * n), [batch, m, n]) },
-    );
+    const fetches = { Y: new ort.Tensor('float32', args.c.subarray(0, batch * m * n), [batch, m, n]) };
+    const feeds = {
+      A: new ort.Tensor('float32', args.a.subarray(0, batch * m * k), [batch, m, k]),
+      B: new ort.Tensor('float32', args.b.subarray(0, batch * n * k), transB ? [batch, n, k] : [batch, k, n]),
+    };
+    // The binding's copy of Y is freed at once (see ortOutputReleaser); the result is in args.c.
+    releaseOutputs(await (await session).run(feeds, fetches), fetches);
   };
   let queue: Promise<unknown> = Promise.resolve();
   port.on('message', (request: ReferenceWorkerRequest) => {

@@ -13,6 +13,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import v8 from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { PerformanceObserver, constants } from 'node:perf_hooks';
+import { blockWithHessians } from './hessian-pass.mjs';
 
 const args = Object.fromEntries(process.argv.slice(2).reduce((p, a, i, all) => (a.startsWith('--') ? [...p, [a.slice(2), all[i + 1]]] : p), []));
 const here = dirname(fileURLToPath(import.meta.url));
@@ -62,13 +63,9 @@ async function pass({ graph, backend }) {
       h = await graph.runBlock(block.index, h, { observer: () => undefined, reference: true });
       continue;
     }
-    const prefix = `model.layers.${block.index}.`;
-    const names = new Set(graph.linearLayers().filter((l) => l.name.startsWith(prefix)).map((l) => l.name));
-    const sharedInputs = [['q_proj', 'k_proj', 'v_proj'].map((p) => `${prefix}self_attn.${p}`), ['gate_proj', 'up_proj'].map((p) => `${prefix}mlp.${p}`)];
-    const collector = new StatisticsCollector([{ kind: 'hessian' }], names, backend, { sharedInputs });
-    const observe = recipe.finiteInputs(block.index, collector.observe);
-    h = await graph.runBlock(block.index, h, { observer: (e) => observe(e.name, e.input), reference: true });
-    for (const name of names) statistics.push(collector.statistics(name).hessian);
+    const result = await blockWithHessians({ graph, block, h, backend, StatisticsCollector, recipe });
+    h = result.output;
+    for (const name of result.names) statistics.push(result.collector.statistics(name).hessian);
   }
   return { output: h.states.data, statistics };
 }

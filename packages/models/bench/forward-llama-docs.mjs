@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import v8 from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { StatisticsCollector } from '@bitsmith/core';
+import { blockWithHessians } from './hessian-pass.mjs';
 import { createBackend } from '@bitsmith/linalg';
 import { evaluateLanguageModel, evaluationWindows, loadLlamaModel } from '@bitsmith/models';
 
@@ -184,14 +185,10 @@ if (!existsSync(join(dir, 'model.safetensors')) || !existsSync(textPath)) {
       for (const b of batches) {
         let h = graph.embed(b);
         for (const block of graph.blocks) {
-          const prefix = `model.layers.${block.index}.`;
-          const names = new Set(graph.linearLayers().filter((l) => l.name.startsWith(prefix)).map((l) => l.name));
           // q/k/v and gate/up share one Hessian, declared as the runner declares them (sharedInputGroups).
-          const sharedInputs = [['q_proj', 'k_proj', 'v_proj'].map((p) => `${prefix}self_attn.${p}`), ['gate_proj', 'up_proj'].map((p) => `${prefix}mlp.${p}`)];
-          const collector = new StatisticsCollector([{ kind: 'hessian' }], names, backend, { sharedInputs });
-          const observe = recipe.finiteInputs(block.index, collector.observe);
-          h = await graph.runBlock(block.index, h, { observer: (e) => observe(e.name, e.input), reference: true });
-          for (const name of names) collector.statistics(name);
+          const pass = await blockWithHessians({ graph, block, h, backend, StatisticsCollector, recipe });
+          h = pass.output;
+          for (const name of pass.names) pass.collector.statistics(name);
         }
       }
       return seconds(t0);

@@ -37,6 +37,27 @@ describe('signSgd', () => {
     opt.step(v, [-1, 0, 1]);
     expect(Array.from(v)).toEqual([0.5, 0, -0.5]);
   });
+
+  it('steps float32 offsets as the rounded step then the clamp (random signs, zeros, NaN, bounds not in float32)', () => {
+    let s = 5;
+    const rnd = () => ((s = (s * 1103515245 + 12345) % 2147483648), s / 2147483648 - 0.5);
+    for (const bounds of [[-0.5, 0.5], [-0.1, 0.3]] as const) {
+      const lr = 0.0137;
+      const opt = signSgd({ learningRate: lr, iterations: 3, schedule: 'constant', bounds: [bounds[0], bounds[1]] });
+      const v = Float32Array.from({ length: 20_000 }, () => rnd() * 0.9);
+      const grads = Float32Array.from({ length: v.length }, (_, i) => (i % 7 === 0 ? 0 : i % 101 === 0 ? Number.NaN : i % 53 === 0 ? -0 : rnd()));
+      // The definition: step in float32, then clamp, then store.
+      const expected = Float32Array.from(v, (x, i) => {
+        const g = grads[i]!;
+        const p = g > 0 ? Math.fround(x - lr) : g < 0 ? Math.fround(x + lr) : x;
+        return Math.min(bounds[1], Math.max(bounds[0], p));
+      });
+      opt.step(v, grads);
+      let mismatches = 0;
+      for (let i = 0; i < v.length; i++) if (!Object.is(v[i], expected[i])) mismatches++;
+      expect(mismatches).toBe(0);
+    }
+  });
 });
 
 describe('adam', () => {

@@ -67,12 +67,15 @@ export function signSgd(options: OptimizerOptions): Optimizer {
       if (grads.length !== params.length) throw new ShapeMismatchError('gradient', [params.length], [grads.length]);
       const lr = rate();
       if (options.bounds && params instanceof Float32Array) {
-        // One pass: the float32 step, then the clamp (what clampAll does to the stored value after a separate step loop).
+        // One pass: the step, the clamp, one rounding to float32 at the store: the same float32 values as rounding the
+        // step and then clamping (rounding to float32 is monotone, so it commutes with a clamp). The gradient's sign as
+        // (g > 0) - (g < 0) (0 for 0 and NaN) instead of a branch: the signs are random, and a mispredicted branch per
+        // offset cost more than the rest of the loop.
         const [lo, hi] = options.bounds;
         for (let i = 0; i < params.length; i++) {
           const g = grads[i]!;
-          const p = g > 0 ? Math.fround(params[i]! - lr) : g < 0 ? Math.fround(params[i]! + lr) : params[i]!;
-          params[i] = Math.min(hi, Math.max(lo, p));
+          const direction = Number(g > 0) - Number(g < 0);
+          params[i] = Math.min(hi, Math.max(lo, params[i]! - lr * direction));
         }
       } else {
         for (let i = 0; i < params.length; i++) {

@@ -141,15 +141,26 @@ export function minifloat(specIn: MinifloatSpec): MinifloatCodec {
     }
     return negative ? code | signBit : code;
   };
+  // Every code's value, filled on the first decode (at most 2^16 entries): the same numbers as decodeWith, read from a
+  // table (scale rounding decodes per group in AutoRound's every iteration).
+  let decoded: Float64Array | undefined;
+  const decode = (code: number): number => {
+    if (!(code >= 0 && code < 1 << bits && Number.isInteger(code))) return decodeWith(spec, code);
+    if (!decoded) {
+      decoded = new Float64Array(1 << bits);
+      for (let c = 0; c < decoded.length; c++) decoded[c] = decodeWith(spec, c);
+    }
+    return decoded[code]!;
+  };
   const codec: MinifloatCodec = {
     spec,
     bits,
     maxValue,
     minPositive: table[1]!,
     maxExponent: Math.floor(Math.log2(maxValue)),
-    decode: (code) => decodeWith(spec, code),
+    decode,
     encode,
-    round: (x) => decodeWith(spec, encode(x)),
+    round: (x) => decode(encode(x)),
   };
   cache.set(key, codec);
   return codec;

@@ -5,8 +5,15 @@
 // seconds for both and the ratio AutoRound / GPTQ (the issue's target: at most 10 with 200 iterations). First, one
 // training pass of the block (forward, then forward + backward, on a batch of `--batch` sequences, as AutoRound's
 // iterations run it): time, GFLOP/s and the backward's GFLOP/s over the forward's (the issue's target: at least 0.5).
-// Usage: npm run bench -w @bitsmith/learned [-- --blocks 1 --samples 64,128 --seq-len 256 --iterations 200 --batch 8 --bits 4 --group 128]
-import { existsSync, readFileSync } from 'node:fs';
+// Then, for the last calibration size, the same two jobs on block 0 in plain PyTorch (bench/autoround-reference.py:
+// GPTQ, and AutoRound with autograd, same weights, input, iterations and batches, as many threads as the backend):
+// bitsmith's seconds over PyTorch's, and PyTorch's own AutoRound / GPTQ ratio on this machine. Skipped with a message
+// where no python3 with torch and numpy is found (Debian: apt-get install python3-torch; BITSMITH_PYTHON picks one);
+// `--reference 0` skips it.
+// Usage: npm run bench -w @bitsmith/learned [-- --blocks 1 --samples 64,128 --seq-len 256 --iterations 200 --batch 8 --bits 4 --group 128 --reference 1]
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { defaultBackend, disposeDefaultBackend } from '@bitsmith/linalg';
@@ -97,6 +104,58 @@ async function trainingPass() {
   console.log(`training pass, block 0, ${batchSize} x ${sequenceLength} tokens: forward ${(forward * 1000).toFixed(0)} ms (${gf(forwardFlops, forward)} GFLOP/s), backward ${(backward * 1000).toFixed(0)} ms (${gf(backwardFlops, backward)} GFLOP/s): backward / forward GFLOP/s ${((backwardFlops / backward) / (forwardFlops / forward)).toFixed(2)} (target >= 0.5)`);
 }
 
+/** A python3 that imports torch and numpy, or undefined. */
+function findPython() {
+  const candidates = process.env.BITSMITH_PYTHON ? [process.env.BITSMITH_PYTHON] : ['python3', '/usr/bin/python3'];
+  for (const python of candidates) {
+    const probe = spawnSync(python, ['-c', 'import torch, numpy'], { encoding: 'utf8' });
+    if (probe.status === 0) return python;
+  }
+  return undefined;
+}
+
+/**
+ * Block 0's GPTQ and AutoRound in plain PyTorch on the same weights and input (`autoround-reference.py`), after a
+ * check that its float block computes what bitsmith's does. Returns its seconds, or undefined (skipped, with a reason).
+ */
+async function pytorchReference(sequences) {
+  const python = findPython();
+  if (!python) {
+    console.log('PyTorch reference skipped: no python3 with torch and numpy (Debian: apt-get install python3-torch; or set BITSMITH_PYTHON)');
+    return undefined;
+  }
+  const { graph } = first;
+  const c = graph.config;
+  const block = graph.blocks[0];
+  const hidden = graph.embed(sequences);
+  if (hidden.lengths.some((n) => n !== sequenceLength)) {
+    console.log(`PyTorch reference skipped: the calibration sequences are not all ${sequenceLength} tokens long`);
+    return undefined;
+  }
+  const work = mkdtempSync(join(tmpdir(), 'bitsmith-autoround-ref-'));
+  try {
+    const write = (name, data) => writeFileSync(join(work, `${name}.f32`), new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+    const { qProj, kProj, vProj, oProj } = block.selfAttention;
+    const mlp = block.mlp;
+    write('x', hidden.states.data);
+    for (const [name, layer] of [['q', qProj], ['k', kProj], ['v', vProj], ['o', oProj], ['gate', mlp.gateProj], ['up', mlp.upProj], ['down', mlp.downProj]]) write(name, layer.weight.data);
+    write('norm1', block.inputLayernorm.weight);
+    write('norm2', block.postAttentionLayernorm.weight);
+    // bitsmith's float output of the first sequence, for the reference's check that it computes the same block.
+    const one = { states: { ...hidden.states, shape: [sequenceLength, c.hiddenSize], data: hidden.states.data.subarray(0, sequenceLength * c.hiddenSize) }, lengths: [sequenceLength] };
+    write('y0', await llamaBlockForward(c, block, one, backend));
+    const config = JSON.stringify({ hidden: c.hiddenSize, heads: c.numAttentionHeads, kvHeads: c.numKeyValueHeads, headDim: c.headDim, intermediate: c.intermediateSize, eps: block.inputLayernorm.eps, theta: c.ropeTheta });
+    const run = spawnSync(python, [join(dirname(fileURLToPath(import.meta.url)), 'autoround-reference.py'), work, config, String(sequences.length), String(sequenceLength), String(batchSize), String(iterations), String(bits), String(group), String(backend.threads)], { encoding: 'utf8', maxBuffer: 1 << 24 });
+    if (run.status !== 0) {
+      console.log(`PyTorch reference failed (exit ${run.status}): ${(run.stderr || run.stdout).trim().split('\n').slice(-3).join(' | ')}`);
+      return undefined;
+    }
+    return JSON.parse(run.stdout.trim().split('\n').pop());
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
+}
+
 console.log(`${dir.split('/').pop()}: first ${blocks} of ${first.graph.blocks.length} blocks, ${format} g${group}, ${iterations} iterations, batches of ${batchSize}, backend ${backend.name} (${backend.threads} threads)`);
 await trainingPass();
 for (const samples of sampleSizes) {
@@ -106,5 +165,13 @@ for (const samples of sampleSizes) {
   const autoRoundSeconds = await timeBlocks(`AutoRound (${iterations} iterations, batches of ${batchSize})`, autoRound({ format, granularity, iterations, batchSize }), (await loadLlamaModel(dir, { backend })).graph, sequences);
   const ratio = autoRoundSeconds / gptqSeconds;
   console.log(`  AutoRound / GPTQ time per block at ${samples} x ${sequenceLength}: ${ratio.toFixed(1)}x (target <= 10); ${autoRoundSeconds.toFixed(1)} s against ${gptqSeconds.toFixed(1)} s, ${((autoRoundSeconds - gptqSeconds) / iterations * 1000).toFixed(0)} ms per iteration beyond GPTQ's block time`);
+  if (samples === sampleSizes[sampleSizes.length - 1] && args.reference !== '0') {
+    const ref = await pytorchReference(sequences);
+    if (ref) {
+      console.log(`  PyTorch ${ref.torch} (${ref.threads} threads), block 0, same weights, input, iterations and batches (float block checked: max |difference| ${ref.check.maxAbs.toExponential(1)}, ${ref.check.relative.toExponential(1)} of max |y|):`);
+      console.log(`    GPTQ ${ref.gptq.toFixed(1)} s, AutoRound ${ref.autoround.toFixed(1)} s: PyTorch's AutoRound / GPTQ ${(ref.autoround / ref.gptq).toFixed(1)}x`);
+      console.log(`    bitsmith / PyTorch time: GPTQ ${(gptqSeconds / ref.gptq).toFixed(2)}x, AutoRound ${(autoRoundSeconds / ref.autoround).toFixed(2)}x (below 1: bitsmith faster)`);
+    }
+  }
 }
 await disposeDefaultBackend();

@@ -132,7 +132,22 @@ export function learnableRounding(weight: Matrix, options: LearnableRoundingOpti
     }
   }
 
+  // The last parameters' clipping factors and their group scales: an iteration's backward asks for the scales its
+  // forward computed (the factors have not moved in between), and they are read-only, so they are returned again.
+  let cached: { minScale: Float32Array; maxScale: Float32Array; scales: GroupScale } | undefined;
+  const sameFactors = (p: RoundingParameters): boolean => {
+    if (!cached || p.minScale.length !== groups || p.maxScale.length !== groups) return false;
+    const { minScale, maxScale } = cached;
+    for (let g = 0; g < groups; g++) if (!Object.is(minScale[g], p.minScale[g]) || !Object.is(maxScale[g], p.maxScale[g])) return false;
+    return true;
+  };
   const scales = (p: RoundingParameters): GroupScale => {
+    if (sameFactors(p)) return cached!.scales;
+    const computed = computeScales(p);
+    cached = { minScale: Float32Array.from(p.minScale), maxScale: Float32Array.from(p.maxScale), scales: computed };
+    return computed;
+  };
+  const computeScales = (p: RoundingParameters): GroupScale => {
     const scale = new Float64Array(groups);
     const zero = new Float64Array(groups);
     const lo = new Float64Array(groups);
@@ -166,9 +181,11 @@ export function learnableRounding(weight: Matrix, options: LearnableRoundingOpti
     return symmetric ? clamp(r, -half, half - 1) + half : clamp(r + gs.zero[g]!, 0, maxq);
   };
 
+  const runs = groupRuns(ids);
   const gridState = (p: RoundingParameters, gs: GroupScale): GridState => ({
     w,
-    ids,
+    runStart: runs.runStart,
+    runGroup: runs.runGroup,
     scale: gs.scale,
     zero: symmetric ? undefined : gs.zero,
     offset: p.offset,
@@ -251,7 +268,9 @@ function nearestEven(u: number): number {
 /** One evaluation of the learnable grid: the weight, its groups, this iteration's scales and the parameters. */
 interface GridState {
   readonly w: Float32Array;
-  readonly ids: Int32Array;
+  /** The weights as runs of one group: run `r` is elements `runStart[r]` to `runStart[r + 1] - 1`, all of group `runGroup[r]`. */
+  readonly runStart: Int32Array;
+  readonly runGroup: Int32Array;
   readonly scale: Float64Array;
   /** Per-group zero points; absent for symmetric grids (codes centred on 0). */
   readonly zero: Float64Array | undefined;
@@ -263,57 +282,100 @@ interface GridState {
 }
 
 /**
+ * The layout's group ids as runs of equal ids (a group of 128 columns is one run per row): the hot loops below then
+ * read each run's scale and zero point once instead of once per element.
+ */
+function groupRuns(ids: Int32Array): { runStart: Int32Array; runGroup: Int32Array } {
+  let count = 0;
+  for (let i = 0; i < ids.length; i++) if (i === 0 || ids[i] !== ids[i - 1]) count++;
+  const runStart = new Int32Array(count + 1);
+  const runGroup = new Int32Array(count);
+  let r = 0;
+  for (let i = 0; i < ids.length; i++) {
+    if (i === 0 || ids[i] !== ids[i - 1]) {
+      runStart[r] = i;
+      runGroup[r] = ids[i]!;
+      r++;
+    }
+  }
+  runStart[count] = ids.length;
+  return { runStart, runGroup };
+}
+
+/**
  * `out[i] = s (clamp(round(w[i] / s + b[i] + v[i]) + z, lowest, highest) - z)` per element, with its group's scale `s`
  * and zero point `z`. A zero scale gives 0. Top-level so V8 optimises it once (it runs over every weight of the block
  * in every AutoRound iteration).
  */
 function dequantizeInto(grid: GridState, out: Float32Array): void {
-  const { w, ids, scale, zero, offset, base, lowest, highest } = grid;
-  for (let i = 0; i < w.length; i++) {
-    const g = ids[i]!;
+  const { w, runStart, runGroup, scale, zero, offset, base, lowest, highest } = grid;
+  for (let r = 0; r < runGroup.length; r++) {
+    const g = runGroup[r]!;
+    const from = runStart[r]!;
+    const to = runStart[r + 1]!;
     const s = scale[g]!;
     if (!(s > 0)) {
-      out[i] = 0;
+      out.fill(0, from, to);
       continue;
     }
     const z = zero ? zero[g]! : 0;
-    let c = nearestEven(w[i]! / s + offset[i]! + (base ? base[i]! : 0)) + z;
-    c = c < lowest ? lowest : c > highest ? highest : c;
-    out[i] = (c - z) * s + 0;
+    if (base) {
+      for (let i = from; i < to; i++) {
+        let c = nearestEven(w[i]! / s + offset[i]! + base[i]!) + z;
+        c = c < lowest ? lowest : c > highest ? highest : c;
+        out[i] = (c - z) * s + 0;
+      }
+    } else {
+      // Without a start the JavaScript definition adds 0 to `w / s + v`; rounding gives the same integer either way.
+      for (let i = from; i < to; i++) {
+        let c = nearestEven(w[i]! / s + offset[i]!) + z;
+        c = c < lowest ? lowest : c > highest ? highest : c;
+        out[i] = (c - z) * s + 0;
+      }
+    }
   }
 }
 
 /**
  * The straight-through backward of {@link dequantizeInto}: inside the grid `w' = s round(w / s + v)` gives
  * `dv = G s` and `ds += G (r - w / s)`; clamped elements give `dv = 0`, `ds += G (q - z)` and, asymmetric,
- * `dz += -G s`. Writes every element of `dOffset`; adds into `dScale` and `dZero`.
+ * `dz += -G s`. Writes every element of `dOffset`; adds into `dScale` and `dZero` (element by element in order).
  */
 function offsetAndScaleGradients(grid: GridState, gradWeight: ArrayLike<number>, dOffset: Float32Array, dScale: Float64Array, dZero: Float64Array, dInput?: Float32Array): void {
   if (dInput) dInput.fill(0);
-  const { w, ids, scale, zero, offset, base, lowest, highest } = grid;
-  for (let i = 0; i < w.length; i++) {
-    const g = ids[i]!;
+  const { w, runStart, runGroup, scale, zero, offset, base, lowest, highest } = grid;
+  for (let r = 0; r < runGroup.length; r++) {
+    const g = runGroup[r]!;
+    const from = runStart[r]!;
+    const to = runStart[r + 1]!;
     const s = scale[g]!;
     if (!(s > 0)) {
-      dOffset[i] = 0;
+      dOffset.fill(0, from, to);
       continue;
     }
-    const G = gradWeight[i]!;
-    const ratio = w[i]! / s;
-    const r = nearestEven(ratio + offset[i]! + (base ? base[i]! : 0));
     const z = zero ? zero[g]! : 0;
-    const shifted = r + z;
-    if (shifted >= lowest && shifted <= highest) {
-      // w' = s * round(w / s + b + v) (the zero point cancels): dw'/dv = s, dw'/ds = r - w / s.
-      dOffset[i] = G * s;
-      dScale[g] += G * (r - ratio);
-      if (dInput) dInput[i] = G;
-    } else {
-      // w' = s * (q_clamped - z): dw'/ds = q - z at fixed z, dw'/dz = -s.
-      const q = (shifted < lowest ? lowest : highest) - z;
-      dOffset[i] = 0;
-      dScale[g] += G * q;
-      if (zero) dZero[g] += -G * s;
+    // The group's sums carried in locals: the same additions in the same order as adding into the arrays.
+    let ds = dScale[g]!;
+    let dz = dZero[g]!;
+    for (let i = from; i < to; i++) {
+      const G = gradWeight[i]!;
+      const ratio = w[i]! / s;
+      const rounded = nearestEven(base ? ratio + offset[i]! + base[i]! : ratio + offset[i]!);
+      const shifted = rounded + z;
+      if (shifted >= lowest && shifted <= highest) {
+        // w' = s * round(w / s + b + v) (the zero point cancels): dw'/dv = s, dw'/ds = r - w / s.
+        dOffset[i] = G * s;
+        ds += G * (rounded - ratio);
+        if (dInput) dInput[i] = G;
+      } else {
+        // w' = s * (q_clamped - z): dw'/ds = q - z at fixed z, dw'/dz = -s.
+        const q = (shifted < lowest ? lowest : highest) - z;
+        dOffset[i] = 0;
+        ds += G * q;
+        if (zero) dz += -G * s;
+      }
     }
+    dScale[g] = ds;
+    dZero[g] = dz;
   }
 }

@@ -1,5 +1,5 @@
-// The JavaScript reference kernels of the decoder forward (attention's softmax rows and the SiLU gate), in
-// AssemblyScript with 128-bit SIMD (float64 lanes), bit for bit: every operation is the JavaScript loop's, in float64
+// The JavaScript reference kernels of the decoder forward (attention's softmax rows and the SiLU gate) and of SwiGLU's
+// backward, in AssemblyScript with 128-bit SIMD (float64 lanes), bit for bit: every operation is the JavaScript loop's, in float64
 // with float32 loads and stores, no fused multiply-add, the row sums added in the JavaScript loop's order.
 //
 // `fastExp` (src/fast-exp.ts) is `x = (64 k + j) ln2 / 64 + r`, `exp(x) = 2^k 2^(j/64) p(r)` with JavaScript's
@@ -180,6 +180,39 @@ export function siluGate(gate: usize, up: usize, out: usize, n: i32, c64: f64, c
   if (i < n) {
     const x = <f64>load<f32>(gate + (<usize>i << 2));
     store<f32>(out + (<usize>i << 2), <f32>((x / (1 + expScalar(-x, c64, cl))) * <f64>load<f32>(up + (<usize>i << 2))));
+  }
+}
+
+/**
+ * SwiGLU's backward, `sig = 1 / (1 + fastExp(-g))`, `dGate[i] = d * u * sig * (1 + g * (1 - sig))` and
+ * `dUp[i] = d * g * sig` with `g = gate[i]`, `u = up[i]`, `d = dh[i]`, float64 inside each element, multiplied left to
+ * right as the JavaScript loop (`swigluBackward` of `@bitsmith/models`), `n` float32 elements. Every input of an
+ * element is read before its outputs are written, so `dGate` may be `gate` and `dUp` may be `up`.
+ */
+export function swigluBackward(gate: usize, up: usize, dh: usize, dGate: usize, dUp: usize, n: i32, c64: f64, cl: f64): void {
+  const vc64 = f64x2.splat(c64);
+  const vcl = f64x2.splat(cl);
+  const one = f64x2.splat(1);
+  let i = 0;
+  for (; i + 1 < n; i += 2) {
+    const at = <usize>i << 2;
+    const g = f64x2.promote_low_f32x4(v128.load64_zero(gate + at));
+    const u = f64x2.promote_low_f32x4(v128.load64_zero(up + at));
+    const d = f64x2.promote_low_f32x4(v128.load64_zero(dh + at));
+    const sig = f64x2.div(one, f64x2.add(one, expLanes(f64x2.neg(g), vc64, vcl)));
+    const dg = f64x2.mul(f64x2.mul(f64x2.mul(d, u), sig), f64x2.add(one, f64x2.mul(g, f64x2.sub(one, sig))));
+    const du = f64x2.mul(f64x2.mul(d, g), sig);
+    v128.store64_lane(dGate + at, f32x4.demote_f64x2_zero(dg), 0);
+    v128.store64_lane(dUp + at, f32x4.demote_f64x2_zero(du), 0);
+  }
+  if (i < n) {
+    const at = <usize>i << 2;
+    const g = <f64>load<f32>(gate + at);
+    const u = <f64>load<f32>(up + at);
+    const d = <f64>load<f32>(dh + at);
+    const sig = 1 / (1 + expScalar(-g, c64, cl));
+    store<f32>(dGate + at, <f32>(d * u * sig * (1 + g * (1 - sig))));
+    store<f32>(dUp + at, <f32>(d * g * sig));
   }
 }
 

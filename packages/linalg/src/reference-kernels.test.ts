@@ -67,6 +67,41 @@ describe('reference kernels (WebAssembly, bit for bit the JavaScript loops)', ()
     }
   });
 
+  it('swigluBackward equals the JavaScript loop (fastExp, float64 per element) for random, large, odd-length, special and in-place inputs', async () => {
+    const kernels = await createReferenceKernels();
+    const random = mulberry32(13);
+    for (const [n, scale] of [[1, 1], [3, 2], [16385, 1], [40001, 6], [999, 150]] as const) {
+      const gate = gaussian(random, n, scale);
+      const up = gaussian(random, n, 1);
+      const dh = gaussian(random, n, 0.01);
+      if (n > 20) {
+        gate.set([0, -0, Infinity, -Infinity, NaN, 800, -800, 88.7, -103.9, 1e-40, 709.5, -745.5]);
+        dh.set([1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, -0, NaN, Infinity], 10);
+      }
+      // The definition, as @bitsmith/models' swigluBackward computes it.
+      const wantGate = new Float32Array(n);
+      const wantUp = new Float32Array(n);
+      for (let i = 0; i < n; i++) {
+        const g = gate[i]!;
+        const sig = 1 / (1 + fastExp(-g));
+        wantGate[i] = dh[i]! * up[i]! * sig * (1 + g * (1 - sig));
+        wantUp[i] = dh[i]! * g * sig;
+      }
+      const gotGate = new Float32Array(n);
+      const gotUp = new Float32Array(n);
+      kernels.swigluBackward(gate, up, dh, gotGate, gotUp, n);
+      expect(bitDifferences(gotGate, wantGate)).toEqual([]);
+      expect(bitDifferences(gotUp, wantUp)).toEqual([]);
+      // In place, as the block's backward calls it.
+      const g2 = gate.slice();
+      const u2 = up.slice();
+      kernels.swigluBackward(g2, u2, dh, g2, u2, n);
+      expect(bitDifferences(g2, wantGate)).toEqual([]);
+      expect(bitDifferences(u2, wantUp)).toEqual([]);
+    }
+    expect(() => kernels.swigluBackward(new Float32Array(4), new Float32Array(3), new Float32Array(4), new Float32Array(4), new Float32Array(4), 4)).toThrow(/up.*at least/s);
+  });
+
   it('attentionWithSgemm gives the same bits with the kernels as with the JavaScript softmax (groups, chunks, windows, lengths, NaN)', async () => {
     const backend = createJsBackend();
     const kernels = await createReferenceKernels();

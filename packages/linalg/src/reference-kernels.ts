@@ -38,6 +38,12 @@ export interface ReferenceKernels {
   softmaxRows(args: SoftmaxRowsArguments): void;
   /** `out[i] = (x / (1 + fastExp(-x))) * up[i]` with `x = gate[i]` in float64, for `length` elements (`out` may alias either input). */
   siluGate(gate: Float32Array, up: Float32Array, out: Float32Array, length: number): void;
+  /**
+   * SwiGLU's backward for `length` elements: `sig = 1 / (1 + fastExp(-g))`, `dGate[i] = d * u * sig * (1 + g * (1 -
+   * sig))`, `dUp[i] = d * g * sig` (`g = gate[i]`, `u = up[i]`, `d = dh[i]`, float64 inside each element, left to
+   * right), bit for bit `@bitsmith/models`' `swigluBackward` loop. `dGate` may alias `gate`, `dUp` may alias `up`.
+   */
+  swigluBackward(gate: Float32Array, up: Float32Array, dh: Float32Array, dGate: Float32Array, dUp: Float32Array, length: number): void;
   /** `out[i] = fastExp(x[i])` for every element (float64 in and out; `out` may be `x`). */
   exp(x: Float64Array, out: Float64Array): void;
 }
@@ -48,6 +54,7 @@ interface Exports {
   readonly TABLES: { value: number };
   softmaxRows(s: number, sums: number, group: number, rows: number, width: number, r0: number, k0: number, window: number, c64: number, cl: number): void;
   siluGate(gate: number, up: number, out: number, n: number, c64: number, cl: number): void;
+  swigluBackward(gate: number, up: number, dh: number, dGate: number, dUp: number, n: number, c64: number, cl: number): void;
   expValues(x: number, out: number, n: number, c64: number, cl: number): void;
 }
 
@@ -128,6 +135,28 @@ export function referenceKernelsOf(module: WasmModule): ReferenceKernels {
         u.set(up.subarray(i, i + n));
         exports.siluGate(gateAt, upAt, outAt, n, C64, CL);
         out.set(n === SILU_CHUNK ? y : y.subarray(0, n), i);
+      }
+    },
+    swigluBackward(gate, up, dh, dGate, dUp, length) {
+      for (const [name, a] of [['gate', gate], ['up', up], ['dh', dh], ['dGate', dGate], ['dUp', dUp]] as const) {
+        if (a.length < length) throw new ShapeMismatchError(name, [length], [a.length], 'at least `length` entries');
+      }
+      // gate, up and dh in; the kernel writes dGate over gate's copy and dUp over up's.
+      const gateAt = base;
+      const upAt = gateAt + 4 * SILU_CHUNK;
+      const dhAt = upAt + 4 * SILU_CHUNK;
+      const buffer = ensure(dhAt + 4 * SILU_CHUNK + 16);
+      const g = new Float32Array(buffer, gateAt, SILU_CHUNK);
+      const u = new Float32Array(buffer, upAt, SILU_CHUNK);
+      const d = new Float32Array(buffer, dhAt, SILU_CHUNK);
+      for (let i = 0; i < length; i += SILU_CHUNK) {
+        const n = Math.min(SILU_CHUNK, length - i);
+        g.set(gate.subarray(i, i + n));
+        u.set(up.subarray(i, i + n));
+        d.set(dh.subarray(i, i + n));
+        exports.swigluBackward(gateAt, upAt, dhAt, gateAt, upAt, n, C64, CL);
+        dGate.set(n === SILU_CHUNK ? g : g.subarray(0, n), i);
+        dUp.set(n === SILU_CHUNK ? u : u.subarray(0, n), i);
       }
     },
     exp(x, out) {

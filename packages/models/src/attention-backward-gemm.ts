@@ -5,13 +5,12 @@ import {
   packKeyValueRows,
   packQueryRows,
   sgemmBatched,
-  tryReferenceKernels,
   unpackQueryRows,
   type AttentionPairLayout,
   type Backend,
-  type ReferenceKernels,
 } from '@bitsmith/linalg';
 import { attentionLayout, type AttentionShape } from './attention.js';
+import { withReferenceKernels } from './reference-kernel-pool.js';
 
 /** Options of {@link causalAttentionBackwardGemm}. */
 export interface AttentionBackwardOptions {
@@ -34,9 +33,6 @@ export interface AttentionBackwardOptions {
 const SCORE_BYTES = 16 * 1024 * 1024;
 
 const fresh = { float32: (_: string, length: number) => new Float32Array(length), float64: (_: string, length: number) => new Float64Array(length) };
-
-/** Reference kernel instances not in use (each has its own memory, whose views one call holds across its awaits). */
-const idleKernels: ReferenceKernels[] = [];
 
 /**
  * Backward pass of causal grouped-query attention with its O(n^2 d) work in the backend's float32 GEMM, the
@@ -87,8 +83,7 @@ export async function causalAttentionBackwardGemm(
   const buffer = options.scratch ?? fresh;
   // The scale goes into the score product when float32 holds it exactly (as a single sgemm folds it), else after.
   const folded = Math.fround(scale) === scale;
-  const kernels = idleKernels.pop() ?? (await tryReferenceKernels()) ?? null;
-  try {
+  await withReferenceKernels(async (kernels) => {
     let start = 0;
     for (let s = 0; s < lengths.length; ) {
       const n = lengths[s]!;
@@ -161,9 +156,7 @@ export async function causalAttentionBackwardGemm(
       start += count * n;
       s += count;
     }
-  } finally {
-    if (kernels) idleKernels.push(kernels);
-  }
+  });
 }
 
 /** `acc[e][k0 + i] += part[e][i]` for the `width * d` floats of each pair's chunk (float64 accumulators `[batch, n, d]`). */

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { createRandom } from '@bitsmith/linalg';
+import { createRandom, tryReferenceKernels } from '@bitsmith/linalg';
 import { causalAttentionBackward, rmsNormBackward, ropeBackward, swigluBackward } from './block-backward-ops.js';
 import { ropeTables } from './rope.js';
 
@@ -186,5 +186,31 @@ describe('swigluBackward', () => {
     swigluBackward(gate, up, c, dg, du);
     expectClose(dg, finiteDifferences(gate, loss));
     expectClose(du, finiteDifferences(up, loss));
+  });
+
+  it('with the WebAssembly reference kernels gives the float32 loop\'s bits (in place, as the block calls it)', async () => {
+    const kernels = await tryReferenceKernels();
+    expect(kernels).toBeDefined(); // Node 20 has WebAssembly SIMD
+    const rnd = random(5);
+    const n = 3 * 16384 + 7; // several of the kernel's chunks and an odd tail
+    const gate = Float32Array.from({ length: n }, () => 12 * rnd());
+    const up = Float32Array.from({ length: n }, () => 4 * rnd());
+    const dh = Float32Array.from({ length: n }, () => 1e-3 * rnd());
+    gate.set([0, -0, Infinity, -Infinity, NaN, 800, -800]);
+    const want = [gate.slice(), up.slice()] as const;
+    swigluBackward(want[0], want[1], dh, want[0], want[1]);
+    const got = [gate.slice(), up.slice()] as const;
+    swigluBackward(got[0], got[1], dh, got[0], got[1], kernels);
+    for (const k of [0, 1]) {
+      const differing = got[k].findIndex((x, i) => !Object.is(x, want[k][i]));
+      expect(differing).toBe(-1);
+    }
+    // Float64 arrays (the finite-difference tests' type) take the loop even with kernels.
+    const g64 = Float64Array.from(gate.subarray(10, 20));
+    const u64 = Float64Array.from(up.subarray(10, 20));
+    const dg = new Float64Array(10);
+    const du = new Float64Array(10);
+    swigluBackward(g64, u64, Float64Array.from(dh.subarray(10, 20)), dg, du, kernels);
+    expect(Array.from(Float32Array.from(dg))).toEqual(Array.from(want[0].subarray(10, 20)));
   });
 });

@@ -1,4 +1,4 @@
-import { fastExp } from '@bitsmith/linalg';
+import { fastExp, type ReferenceKernels } from '@bitsmith/linalg';
 import { attentionLayout, type AttentionShape } from './attention.js';
 import type { RopeTables } from './rope.js';
 
@@ -197,12 +197,18 @@ export function causalAttentionBackward(
  * @param dh Gradient of the product.
  * @param dGate Receives the gate gradient (may alias `gate` when it is no longer needed).
  * @param dUp Receives the up gradient (may alias `up` when it is no longer needed).
+ * @param kernels `@bitsmith/linalg`'s reference kernels: with them and float32 arrays the loop runs in WebAssembly SIMD,
+ *   bit for bit the same values (`ReferenceKernels.swigluBackward`).
  * @example
  * ```ts
  * swigluBackward(gate, up, dAct, gate, up); // in place
  * ```
  */
-export function swigluBackward(gate: GradientArray, up: GradientArray, dh: GradientArray, dGate: GradientArray, dUp: GradientArray): void {
+export function swigluBackward(gate: GradientArray, up: GradientArray, dh: GradientArray, dGate: GradientArray, dUp: GradientArray, kernels?: ReferenceKernels | null): void {
+  if (kernels && gate instanceof Float32Array && up instanceof Float32Array && dh instanceof Float32Array && dGate instanceof Float32Array && dUp instanceof Float32Array) {
+    kernels.swigluBackward(gate, up, dh, dGate, dUp, gate.length);
+    return;
+  }
   for (let i = 0; i < gate.length; i++) {
     const g = gate[i]!;
     const u = up[i]!;

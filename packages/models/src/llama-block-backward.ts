@@ -2,6 +2,7 @@ import { InvalidArgumentError, ShapeMismatchError, UnsupportedFormatError, type 
 import type { Backend } from '@bitsmith/linalg';
 import { causalAttentionBackwardGemm } from './attention-backward-gemm.js';
 import { rmsNormBackward, ropeBackward, swigluBackward } from './block-backward-ops.js';
+import { withReferenceKernels } from './reference-kernel-pool.js';
 import { cacheAfterAttention, cacheAfterRope, cacheKeysBeforeRope } from './kv-cache.js';
 import type { LinearLayer } from './linear-layer.js';
 import type { LlamaConfig } from './llama-config.js';
@@ -344,7 +345,7 @@ export async function llamaBlockBackward(
   // MLP: out = h + down(silu(gate) * up), gate/up = linear(n2), n2 = rmsnorm(h).
   const dAct = scratch(ws, 'dAct', t.act.length, false);
   await linearBackward(downProj, seen(downProj, t.act), dOut, tokens, backend, w, dAct, false, result, gradientOf(downProj), adjointOf(downProj));
-  swigluBackward(t.gate, t.up, dAct, t.gate, t.up); // gate/up now hold their gradients
+  await withReferenceKernels((kernels) => swigluBackward(t.gate, t.up, dAct, t.gate, t.up, kernels)); // gate/up now hold their gradients
   const dN2 = scratch(ws, 'dN2', tokens * hidden, false);
   await linearBackward(gateProj, seen(gateProj, t.n2), t.gate, tokens, backend, w, dN2, false, result, gradientOf(gateProj), adjointOf(gateProj));
   await linearBackward(upProj, seen(upProj, t.n2), t.up, tokens, backend, w, dN2, true, result, gradientOf(upProj), adjointOf(upProj));

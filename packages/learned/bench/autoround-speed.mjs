@@ -21,6 +21,7 @@ import { BlockWorkspace, calibrationSequences, llamaBlockBackward, llamaBlockFor
 import { runRecipe } from '@bitsmith/recipe';
 import { gptq } from '@bitsmith/solvers';
 import { autoRound } from '../dist/index.js';
+import { findPython } from '../../../scripts/find-python.mjs';
 
 const args = Object.fromEntries(
   process.argv.slice(2).reduce((pairs, a, i, all) => (a.startsWith('--') ? [...pairs, [a.slice(2), all[i + 1]]] : pairs), []),
@@ -102,16 +103,6 @@ async function trainingPass() {
   const backward = both - forward;
   const gf = (flops, s) => (flops / s / 1e9).toFixed(1);
   console.log(`training pass, block 0, ${batchSize} x ${sequenceLength} tokens: forward ${(forward * 1000).toFixed(0)} ms (${gf(forwardFlops, forward)} GFLOP/s), backward ${(backward * 1000).toFixed(0)} ms (${gf(backwardFlops, backward)} GFLOP/s): backward / forward GFLOP/s ${((backwardFlops / backward) / (forwardFlops / forward)).toFixed(2)} (target >= 0.5)`);
-}
-
-/** A python3 that imports torch and numpy, or undefined. */
-function findPython() {
-  const candidates = process.env.BITSMITH_PYTHON ? [process.env.BITSMITH_PYTHON] : ['python3', '/usr/bin/python3'];
-  for (const python of candidates) {
-    const probe = spawnSync(python, ['-c', 'import torch, numpy'], { encoding: 'utf8' });
-    if (probe.status === 0) return python;
-  }
-  return undefined;
 }
 
 /**

@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { dequantize, quantize, parseFormat } from '@bitsmith/core';
 import { defaultBackend, disposeDefaultBackend, fillNormal } from '@bitsmith/linalg';
 import { gptqQuantizeLayer, layerObjective } from '../dist/index.js';
+import { findPython } from '../../../scripts/find-python.mjs';
 
 const args = Object.fromEntries(
   process.argv.slice(2).reduce((pairs, a, i, all) => (a.startsWith('--') ? [...pairs, [a.slice(2), all[i + 1]]] : pairs), []),
@@ -24,16 +25,6 @@ const objectiveRows = Math.min(rows, Number(args['objective-rows'] ?? 512));
 const torchThreads = Number(args['torch-threads'] ?? 1);
 const rounds = Math.max(1, Number(args.rounds ?? 2));
 const here = dirname(fileURLToPath(import.meta.url));
-
-/** A python3 that imports torch and numpy, or undefined. */
-function findPython() {
-  const candidates = process.env.BITSMITH_PYTHON ? [process.env.BITSMITH_PYTHON] : ['python3', '/usr/bin/python3'];
-  for (const python of candidates) {
-    const probe = spawnSync(python, ['-c', 'import torch, numpy'], { encoding: 'utf8' });
-    if (probe.status === 0) return python;
-  }
-  return undefined;
-}
 
 /** Runs a Python script with OpenBLAS/OpenMP limited to `threads`; returns its last stdout line as JSON. */
 function runPython(python, script, scriptArgs, threads) {

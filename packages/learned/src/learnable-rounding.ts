@@ -319,19 +319,11 @@ function dequantizeInto(grid: GridState, out: Float32Array): void {
       continue;
     }
     const z = zero ? zero[g]! : 0;
-    if (base) {
-      for (let i = from; i < to; i++) {
-        let c = nearestEven(w[i]! / s + offset[i]! + base[i]!) + z;
-        c = c < lowest ? lowest : c > highest ? highest : c;
-        out[i] = (c - z) * s + 0;
-      }
-    } else {
-      // Without a start the JavaScript definition adds 0 to `w / s + v`; rounding gives the same integer either way.
-      for (let i = from; i < to; i++) {
-        let c = nearestEven(w[i]! / s + offset[i]!) + z;
-        c = c < lowest ? lowest : c > highest ? highest : c;
-        out[i] = (c - z) * s + 0;
-      }
+    for (let i = from; i < to; i++) {
+      const ratio = w[i]! / s;
+      let c = nearestEven(base ? ratio + offset[i]! + base[i]! : ratio + offset[i]!) + z;
+      c = c < lowest ? lowest : c > highest ? highest : c;
+      out[i] = (c - z) * s + 0;
     }
   }
 }

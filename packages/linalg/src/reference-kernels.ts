@@ -61,7 +61,7 @@ interface Exports {
 /** `64 / ln 2` and `ln 2 / 64` as `fastExp` computes them. */
 const C64 = 64 / Math.LN2;
 const CL = Math.LN2 / 64;
-/** Elements per `siluGate` pass through the kernel's memory (3 float32 arrays of this many). */
+/** Elements per pass of an element-wise kernel through the kernel's memory (one float32 slot of this many per input). */
 const SILU_CHUNK = 1 << 14;
 /** A window this wide masks nothing at any length the kernel takes (int32 argument). */
 const NO_WINDOW = 1 << 30;
@@ -109,6 +109,22 @@ export function referenceKernelsOf(module: WasmModule): ReferenceKernels {
     if (end > have) exports.memory.grow(Math.ceil((end - have) / PAGE_BYTES));
     return exports.memory.buffer;
   };
+  /**
+   * Runs an element-wise kernel over `length` elements in chunks of {@link SILU_CHUNK}: each chunk of every input is
+   * copied into its own slot of the kernel's memory, `run` gets the slots' addresses and the chunk's length, and each
+   * `[slot, output]` pair copies that slot back into the output.
+   */
+  const streamChunks = (inputs: readonly Float32Array[], outputs: readonly (readonly [number, Float32Array])[], length: number, run: (slots: readonly number[], n: number) => void): void => {
+    const slots = inputs.map((_, k) => base + 4 * SILU_CHUNK * k);
+    const buffer = ensure(base + 4 * SILU_CHUNK * inputs.length + 16);
+    const views = slots.map((at) => new Float32Array(buffer, at, SILU_CHUNK));
+    for (let i = 0; i < length; i += SILU_CHUNK) {
+      const n = Math.min(SILU_CHUNK, length - i);
+      inputs.forEach((input, k) => views[k]!.set(input.subarray(i, i + n)));
+      run(slots, n);
+      for (const [k, output] of outputs) output.set(n === SILU_CHUNK ? views[k]! : views[k]!.subarray(0, n), i);
+    }
+  };
   let scoresAt = base;
   let sumsAt = base;
   return {
@@ -122,42 +138,15 @@ export function referenceKernelsOf(module: WasmModule): ReferenceKernels {
       exports.softmaxRows(scoresAt, sumsAt, group, rows, width, r0, k0, Number.isFinite(window) ? Math.min(window, NO_WINDOW) : NO_WINDOW, C64, CL);
     },
     siluGate(gate, up, out, length) {
-      const gateAt = base;
-      const upAt = gateAt + 4 * SILU_CHUNK;
-      const outAt = upAt + 4 * SILU_CHUNK;
-      const buffer = ensure(outAt + 4 * SILU_CHUNK + 16);
-      const g = new Float32Array(buffer, gateAt, SILU_CHUNK);
-      const u = new Float32Array(buffer, upAt, SILU_CHUNK);
-      const y = new Float32Array(buffer, outAt, SILU_CHUNK);
-      for (let i = 0; i < length; i += SILU_CHUNK) {
-        const n = Math.min(SILU_CHUNK, length - i);
-        g.set(gate.subarray(i, i + n));
-        u.set(up.subarray(i, i + n));
-        exports.siluGate(gateAt, upAt, outAt, n, C64, CL);
-        out.set(n === SILU_CHUNK ? y : y.subarray(0, n), i);
-      }
+      // The kernel writes silu(gate) * up over gate's copy.
+      streamChunks([gate, up], [[0, out]], length, ([g, u], n) => exports.siluGate(g!, u!, g!, n, C64, CL));
     },
     swigluBackward(gate, up, dh, dGate, dUp, length) {
       for (const [name, a] of [['gate', gate], ['up', up], ['dh', dh], ['dGate', dGate], ['dUp', dUp]] as const) {
         if (a.length < length) throw new ShapeMismatchError(name, [length], [a.length], 'at least `length` entries');
       }
-      // gate, up and dh in; the kernel writes dGate over gate's copy and dUp over up's.
-      const gateAt = base;
-      const upAt = gateAt + 4 * SILU_CHUNK;
-      const dhAt = upAt + 4 * SILU_CHUNK;
-      const buffer = ensure(dhAt + 4 * SILU_CHUNK + 16);
-      const g = new Float32Array(buffer, gateAt, SILU_CHUNK);
-      const u = new Float32Array(buffer, upAt, SILU_CHUNK);
-      const d = new Float32Array(buffer, dhAt, SILU_CHUNK);
-      for (let i = 0; i < length; i += SILU_CHUNK) {
-        const n = Math.min(SILU_CHUNK, length - i);
-        g.set(gate.subarray(i, i + n));
-        u.set(up.subarray(i, i + n));
-        d.set(dh.subarray(i, i + n));
-        exports.swigluBackward(gateAt, upAt, dhAt, gateAt, upAt, n, C64, CL);
-        dGate.set(n === SILU_CHUNK ? g : g.subarray(0, n), i);
-        dUp.set(n === SILU_CHUNK ? u : u.subarray(0, n), i);
-      }
+      // The kernel writes dGate over gate's copy and dUp over up's.
+      streamChunks([gate, up, dh], [[0, dGate], [1, dUp]], length, ([g, u, d], n) => exports.swigluBackward(g!, u!, d!, g!, u!, n, C64, CL));
     },
     exp(x, out) {
       if (out.length < x.length) throw new ShapeMismatchError('out', [x.length], [out.length], 'at least as many entries as x');

@@ -15,7 +15,7 @@ import {
   type ScaleEncoding,
   type StepWarning,
 } from '@bitsmith/core';
-import { createRandom } from '@bitsmith/linalg';
+import { createRandom, learnableRoundingKernels } from '@bitsmith/linalg';
 import { gptqQuantizeLayer } from '@bitsmith/solvers';
 import type { LearningRateSchedule } from './learning-rate-schedule.js';
 import { autoRoundOptionsSchema } from './learned-options.js';
@@ -230,6 +230,9 @@ export function blockwiseRounding(options: AutoRoundOptions, id: string): Quanti
       const g = context.blockGradients;
       const training: LayerTraining[] = [];
       const unlearned: LayerState[] = [];
+      // The rounding's loops in WebAssembly where available (same results); the equivalent transform rebuilds its
+      // quantizers every iteration, so it keeps the JavaScript loops.
+      const kernels = g && iterations > 0 && !equivalentTransform ? await learnableRoundingKernels() : undefined;
       for (const state of context.layers) {
         const settingsHere = state.assignment?.format.type === 'int' ? { ...settings, format: state.assignment.format, ...(state.assignment.granularity ? { granularity: state.assignment.granularity } : {}) } : settings;
         let start: QuantizedTensor | undefined;
@@ -246,7 +249,7 @@ export function blockwiseRounding(options: AutoRoundOptions, id: string): Quanti
           unlearned.push({ ...state, weight: dequantize(q), quantized: q, bitsPerWeight: bitsPerWeight(q) });
           continue;
         }
-        const rounding = learnableRounding(state.weight, { ...settingsHere, ...(start ? { start } : {}) });
+        const rounding = learnableRounding(state.weight, { ...settingsHere, ...(start ? { start } : {}), ...(kernels ? { kernels } : {}) });
         const params = rounding.initial();
         training.push({
           state,

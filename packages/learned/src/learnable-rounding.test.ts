@@ -1,8 +1,9 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { dequantize, parseFormat, quantize, type FormatSpec, type Matrix } from '@bitsmith/core';
-import { createRandom } from '@bitsmith/linalg';
+import { createRandom, learnableRoundingKernels } from '@bitsmith/linalg';
 import { learnableRounding, type RoundingParameters } from './learnable-rounding.js';
+import { signSgd } from './optimizer.js';
 
 function randomMatrix(rows: number, columns: number, seed: number): Matrix<'float32'> {
   const r = createRandom(seed);
@@ -150,4 +151,77 @@ describe('learnableRounding', () => {
       }
     });
   }
+
+  describe('with the WebAssembly kernels', () => {
+    const bits = (a: ArrayLike<number>) => Array.from(a, (v) => (Object.is(v, -0) ? '-0' : String(v)));
+    for (const [name, group, start] of [['int4', 16, false], ['int3-asym', 12, false], ['int2-asym', 48, false], ['int3', 16, true]] as const) {
+      it(`training gives the JavaScript loops' bits: dequantization, gradients and SignSGD steps (${name}${start ? ' from a start solution' : ''}, groups of ${group})`, async () => {
+        const kernels = await learnableRoundingKernels();
+        expect(kernels).toBeDefined();
+        const w = randomMatrix(12, 48, 4);
+        const format = parseFormat(name);
+        const granularity = { type: 'group', size: group } as const;
+        // A start solution on the same grid (round-to-nearest at 0.8 of the range), for the `start` offsets.
+        const startAt = start ? quantize({ ...w, data: w.data.map((v) => 0.8 * v) }, { format, granularity }) : undefined;
+        const options = { format, granularity, ...(startAt ? { start: startAt } : {}) };
+        const plain = learnableRounding(w, options);
+        const fast = learnableRounding(w, { ...options, kernels });
+        const p = plain.initial();
+        const f = fast.initial();
+        expect(f.offset.byteOffset).toBeGreaterThan(0); // a view of the kernel's memory: the kernel path runs
+        const optimizers = [p, f].map(() => ({
+          offset: signSgd({ learningRate: 0.05, iterations: 10, bounds: [-0.5, 0.5] }),
+          minScale: signSgd({ learningRate: 0.05, iterations: 10, bounds: [0, 1] }),
+          maxScale: signSgd({ learningRate: 0.05, iterations: 10, bounds: [0, 1] }),
+        }));
+        const r = createRandom(5);
+        let clamped = 0;
+        for (let it = 0; it < 10; it++) {
+          const a = plain.dequantize(p);
+          const b = fast.dequantize(f);
+          expect(bits(b)).toEqual(bits(a));
+          const gradient = Float32Array.from(a, () => r.normal());
+          const da = plain.backward(p, gradient);
+          const db = fast.backward(f, gradient);
+          expect(bits(db.offset)).toEqual(bits(da.offset));
+          expect(bits(db.minScale)).toEqual(bits(da.minScale));
+          expect(bits(db.maxScale)).toEqual(bits(da.maxScale));
+          clamped += da.offset.filter((v) => v === 0).length;
+          optimizers[0]!.offset.step(p.offset, da.offset);
+          optimizers[1]!.offset.step(f.offset, db.offset);
+          optimizers[0]!.minScale.step(p.minScale, da.minScale);
+          optimizers[1]!.minScale.step(f.minScale, db.minScale);
+          optimizers[0]!.maxScale.step(p.maxScale, da.maxScale);
+          optimizers[1]!.maxScale.step(f.maxScale, db.maxScale);
+          expect(bits(f.offset)).toEqual(bits(p.offset));
+        }
+        expect(clamped).toBeGreaterThan(0); // some weights left the grid, so both branches of the backward ran
+        expect(p.offset.some((v) => v !== 0)).toBe(true);
+        expect(Array.from(fast.quantize(f).codes)).toEqual(Array.from(plain.quantize(p).codes));
+      });
+    }
+
+    it('other parameters are copied in and leave the first parameters (held in the kernel) alone', async () => {
+      const kernels = (await learnableRoundingKernels())!;
+      const w = randomMatrix(4, 32, 6);
+      const options = { format: parseFormat('int4'), granularity: { type: 'group', size: 8 } as const };
+      const fast = learnableRounding(w, { ...options, kernels });
+      const plain = learnableRounding(w, options);
+      const resident = fast.initial();
+      resident.offset.fill(0.25);
+      const before = resident.offset.slice();
+      const r = createRandom(8);
+      const other = fast.initial();
+      expect(other.offset).not.toBe(resident.offset);
+      other.offset.set(Float32Array.from(other.offset, () => r.uniform() - 0.5));
+      expect(bits(fast.dequantize(other))).toEqual(bits(plain.dequantize(other)));
+      const gradient = Float32Array.from({ length: 128 }, () => r.normal());
+      expect(bits(fast.backward(other, gradient).offset)).toEqual(bits(plain.backward(other, gradient).offset));
+      expect(bits(resident.offset)).toEqual(bits(before));
+      expect(bits(fast.dequantize(resident))).toEqual(bits(plain.dequantize(resident)));
+      // A float64 gradient is not rounded to float32 on the way in (the JavaScript loop takes it).
+      const wide = Float64Array.from(gradient, (v) => v * (1 + 1e-9));
+      expect(bits(fast.backward(resident, wide).offset)).toEqual(bits(plain.backward(resident, wide).offset));
+    });
+  });
 });

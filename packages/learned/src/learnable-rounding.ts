@@ -13,6 +13,8 @@ import {
   type QuantizedTensor,
   type ScaleEncoding,
 } from '@bitsmith/core';
+import type { LearnableRoundingKernel, LearnableRoundingKernelFactory } from '@bitsmith/linalg';
+import { registerSignStep } from './resident-sign-step.js';
 
 /**
  * The learnable parameters of AutoRound's weight quantizer for one `[rows, columns]` matrix (arXiv:2309.05516):
@@ -32,7 +34,11 @@ export interface LearnableRounding {
   readonly plan: QuantizationPlan;
   readonly rows: number;
   readonly columns: number;
-  /** Fresh parameters: offset 0 and both clipping factors 1, which reproduce round-to-nearest (core's `quantize`). */
+  /**
+   * Fresh parameters: offset 0 and both clipping factors 1, which reproduce round-to-nearest (core's `quantize`). With
+   * `kernels`, the first call's offsets are a view of the kernel's memory (valid for the quantizer's life), which the
+   * dequantization and backward read without a copy and `signSgd` steps in the kernel.
+   */
   initial(): RoundingParameters;
   /** The dequantized weight `[rows, columns]` under the parameters (written into `out` when given). */
   dequantize(params: RoundingParameters, out?: Float32Array): Float32Array;
@@ -66,6 +72,12 @@ export interface LearnableRoundingOptions {
    * the quantizer reproduces the start exactly.
    */
   start?: QuantizedTensor;
+  /**
+   * Runs the dequantization and its backward in WebAssembly SIMD (`@bitsmith/linalg`'s `learnableRoundingKernels()`),
+   * with the same results as the JavaScript loops, about 24 bytes per weight of kernel memory held by the quantizer.
+   * Default: JavaScript.
+   */
+  kernels?: LearnableRoundingKernelFactory;
 }
 
 interface GroupScale {
@@ -182,6 +194,24 @@ export function learnableRounding(weight: Matrix, options: LearnableRoundingOpti
   };
 
   const runs = groupRuns(ids);
+  const kernel = options.kernels && w instanceof Float32Array ? kernelFor(options.kernels, w, base, runs, groups) : undefined;
+  const grid = { zeroPoints: !symmetric, lowest: symmetric ? -half : 0, highest: symmetric ? half - 1 : maxq };
+  /**
+   * The kernel's scales and offsets for the parameters (the scales copied only when they changed), and the grid of
+   * its call: the first `initial()` parameters' offsets live in the kernel (nothing to copy), others are copied in.
+   */
+  let kernelScales: GroupScale | undefined;
+  const loadKernel = (k: LearnableRoundingKernel, p: RoundingParameters, gs: GroupScale): typeof grid & { copy: boolean } => {
+    if (kernelScales !== gs) {
+      k.scale.set(gs.scale);
+      if (!symmetric) k.zero.set(gs.zero);
+      kernelScales = gs;
+    }
+    const copy = p.offset !== k.offset;
+    if (copy) k.offsetCopy.set(p.offset);
+    return { ...grid, copy };
+  };
+  let residentGiven = false;
   const gridState = (p: RoundingParameters, gs: GroupScale): GridState => ({
     w,
     runStart: runs.runStart,
@@ -194,27 +224,51 @@ export function learnableRounding(weight: Matrix, options: LearnableRoundingOpti
     highest: symmetric ? half - 1 : maxq,
   });
 
-  // The gradients' arrays, made on the first backward call and reused by later ones.
+  // The gradients' arrays, made on the first backward call and reused by later ones (the kernel's, with one).
   let gradients: { offset: Float32Array; scale: Float64Array; zero: Float64Array; min: Float64Array; max: Float64Array } | undefined;
 
   return {
     plan,
     rows,
     columns,
-    initial: () => ({ offset: new Float32Array(rows * columns), minScale: new Float32Array(groups).fill(1), maxScale: new Float32Array(groups).fill(1) }),
+    initial() {
+      const scales = { minScale: new Float32Array(groups).fill(1), maxScale: new Float32Array(groups).fill(1) };
+      if (!kernel || residentGiven) return { offset: new Float32Array(rows * columns), ...scales };
+      // The first parameters' offsets live in the kernel's memory, where SignSGD steps them (signSgd asks first).
+      residentGiven = true;
+      const resident = kernel;
+      resident.offset.fill(0);
+      registerSignStep(resident.offset, (grads, rate, lowest, highest) => {
+        if (grads !== resident.offsetGradient) return false;
+        resident.signStep(rate, lowest, highest);
+        return true;
+      });
+      return { offset: resident.offset, ...scales };
+    },
     dequantize(p, out = new Float32Array(rows * columns)) {
-      dequantizeInto(gridState(p, scales(p)), out);
+      const gs = scales(p);
+      if (kernel && p.offset.length === kernel.offset.length && out.length === kernel.dequantized.length) {
+        kernel.dequantize(loadKernel(kernel, p, gs));
+        out.set(kernel.dequantized);
+      } else dequantizeInto(gridState(p, gs), out);
       return out;
     },
     backward(p, gradWeight, gradInput) {
       const gs = scales(p);
-      gradients ??= { offset: new Float32Array(w.length), scale: new Float64Array(groups), zero: new Float64Array(groups), min: new Float64Array(groups), max: new Float64Array(groups) };
+      gradients ??= kernel
+        ? { offset: kernel.offsetGradient, scale: kernel.scaleGradient, zero: kernel.zeroGradient, min: new Float64Array(groups), max: new Float64Array(groups) }
+        : { offset: new Float32Array(w.length), scale: new Float64Array(groups), zero: new Float64Array(groups), min: new Float64Array(groups), max: new Float64Array(groups) };
       const { offset: dOffset, scale: dScale, zero: dZero, min: dMin, max: dMax } = gradients;
       dScale.fill(0);
       dZero.fill(0);
       dMin.fill(0);
       dMax.fill(0);
-      offsetAndScaleGradients(gridState(p, gs), gradWeight, dOffset, dScale, dZero, gradInput);
+      // The kernel takes float32 gradients (a float64 one would be rounded on the way in) and no input gradient.
+      if (kernel && !gradInput && gradWeight instanceof Float32Array && gradWeight.length === w.length && p.offset.length === w.length) {
+        const call = loadKernel(kernel, p, gs);
+        kernel.gradient.set(gradWeight);
+        kernel.backward(call);
+      } else offsetAndScaleGradients(gridState(p, gs), gradWeight, dOffset, dScale, dZero, gradInput);
       for (let g = 0; g < groups; g++) {
         const s = gs.scale[g]!;
         if (!(s > 0)) continue;
@@ -252,6 +306,16 @@ export function learnableRounding(weight: Matrix, options: LearnableRoundingOpti
       };
     },
   };
+}
+
+/** A kernel for the weight `w` (and start offsets `base`), its fixed arrays filled. */
+function kernelFor(factory: LearnableRoundingKernelFactory, w: Float32Array, base: Float32Array | undefined, runs: { runStart: Int32Array; runGroup: Int32Array }, groups: number): LearnableRoundingKernel {
+  const kernel = factory({ length: w.length, runs: runs.runGroup.length, groups, base: base !== undefined });
+  kernel.weight.set(w);
+  if (base) kernel.base.set(base);
+  kernel.runStart.set(runs.runStart);
+  kernel.runGroup.set(runs.runGroup);
+  return kernel;
 }
 
 /** `1.5 * 2^52`: `(u + SHIFT) - SHIFT` is `u` rounded to an integer, ties to even, for `|u| < 2^51`. */

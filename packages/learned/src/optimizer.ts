@@ -1,5 +1,6 @@
 import { InvalidArgumentError, ShapeMismatchError } from '@bitsmith/core';
 import { scheduleFactor, type LearningRateSchedule } from './learning-rate-schedule.js';
+import { residentSignStep } from './resident-sign-step.js';
 
 /** Parameter and gradient buffers an optimiser updates. */
 export type ParameterArray = Float32Array | Float64Array;
@@ -66,7 +67,9 @@ export function signSgd(options: OptimizerOptions): Optimizer {
     step(params, grads) {
       if (grads.length !== params.length) throw new ShapeMismatchError('gradient', [params.length], [grads.length]);
       const lr = rate();
-      if (options.bounds && params instanceof Float32Array) {
+      if (options.bounds && params instanceof Float32Array && residentSignStep(params)?.(grads, lr, options.bounds[0], options.bounds[1])) {
+        // The parameters live in a kernel that took the step (AutoRound's rounding offsets): the same bits as below.
+      } else if (options.bounds && params instanceof Float32Array) {
         // One pass: the step, the clamp, one rounding to float32 at the store: the same float32 values as rounding the
         // step and then clamping (rounding to float32 is monotone, so it commutes with a clamp). The gradient's sign as
         // (g > 0) - (g < 0) (0 for 0 and NaN) instead of a branch: the signs are random, and a mispredicted branch per

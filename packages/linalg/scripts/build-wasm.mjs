@@ -30,8 +30,9 @@ for (const { out, flags } of variants) {
 }
 
 // GPTQ's column loop for integer grids (solvers' gptqQuantizeLayer), and the reference kernels of the decoder
-// forward (attention's softmax rows, the SiLU gate): one instance each with its own growable memory.
-for (const name of ['gptq-columns', 'reference-kernels']) {
+// forward (attention's softmax rows, the SiLU gate), and AutoRound's learnable-rounding loops: one instance each with its
+// own growable memory.
+for (const name of ['gptq-columns', 'reference-kernels', 'learnable-rounding']) {
   const out = `${name}.wasm`;
   const { error, stderr } = await asc.main([
     join(root, 'assembly', `${name}.ts`),

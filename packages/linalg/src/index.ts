@@ -24,6 +24,7 @@ export { sumPartials, SUM_OF_SQUARES_PARTIALS, webgpuColumnAbsStatistics, webgpu
 export { webgpuDiagonal, webgpuMirrorUpper } from './backends/webgpu-symmetric.js';
 export { webgpuDecoderBlock, type WebgpuDecoderBlockGeometry, type WebgpuDecoderBlockHessians, type WebgpuDecoderBlockWeights } from './backends/webgpu-decoder-block.js';
 export { createGptqColumnKernel, type GptqColumnArguments, type GptqColumnKernel } from './gptq-column-kernel.js';
+export { learnableRoundingKernels, type LearnableRoundingGrid, type LearnableRoundingKernel, type LearnableRoundingKernelFactory, type LearnableRoundingLayout } from './learnable-rounding-kernel.js';
 export { createBackend, defaultBackend, disposeDefaultBackend, BACKEND_NAMES, DEFAULT_BACKEND_ORDER } from './select-backend.js';
 
 // Helpers

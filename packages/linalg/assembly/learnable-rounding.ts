@@ -1,0 +1,160 @@
+// The hot loops of AutoRound's learnable rounding (`@bitsmith/learned`'s `learnableRounding`): the dequantization of
+// every weight under this iteration's group scales and rounding offsets, and its straight-through backward, in
+// AssemblyScript with 128-bit SIMD (float64 lanes), bit for bit the JavaScript loops: every operation in float64 with
+// float32 loads and stores, no fused multiply-add, the group sums added element by element in order.
+//
+// Rounding: the JavaScript loops round half to even by adding and subtracting 1.5 * 2^52 (core's `roundHalfEven`
+// beyond 2^51); `f64x2.nearest` is the same integer, except that it keeps the sign of a zero result. The loops only add
+// the zero point to the rounded value (-0 + z is +0 for z = +0) or subtract the unrounded ratio from it (the difference
+// is the same value, and a zero term does not change a group sum that starts at +0), so the results are the same.
+//
+// The weights are runs of one group (`runStart[r] .. runStart[r + 1] - 1` of group `runGroup[r]`); the caller lays
+// every array out in this module's memory from HEAP_BASE.
+
+/** Lowest free byte: the caller lays its arrays out from here. */
+export const HEAP_BASE: i32 = 1024;
+
+// @ts-ignore: decorator
+@inline
+function clampLanes(c: v128, lowest: v128, highest: v128): v128 {
+  // c < lowest ? lowest : c > highest ? highest : c (NaN stays NaN)
+  const low = v128.bitselect(lowest, c, f64x2.lt(c, lowest));
+  return v128.bitselect(highest, low, f64x2.gt(low, highest));
+}
+
+/**
+ * `out[i] = s (clamp(nearest(w[i] / s + v[i] (+ b[i])) + z, lowest, highest) - z) + 0` per element, with the run's
+ * group scale `s` (`<= 0` or NaN: the run is 0) and zero point `z` (0 where `zero` is 0). `base` 0: no `b`.
+ */
+export function dequantize(w: usize, base: usize, offset: usize, out: usize, runStart: usize, runGroup: usize, runs: i32, scale: usize, zero: usize, lowest: f64, highest: f64): void {
+  const lo = f64x2.splat(lowest);
+  const hi = f64x2.splat(highest);
+  const plusZero = f64x2.splat(0);
+  for (let r = 0; r < runs; r++) {
+    const g = <usize>load<i32>(runGroup + ((<usize>r) << 2));
+    const from = load<i32>(runStart + ((<usize>r) << 2));
+    const to = load<i32>(runStart + ((<usize>r + 1) << 2));
+    const s = load<f64>(scale + (g << 3));
+    if (!(s > 0)) {
+      memory.fill(out + ((<usize>from) << 2), 0, (<usize>(to - from)) << 2);
+      continue;
+    }
+    const z: f64 = zero ? load<f64>(zero + (g << 3)) : 0;
+    const vs = f64x2.splat(s);
+    const vz = f64x2.splat(z);
+    let i = from;
+    for (; i + 1 < to; i += 2) {
+      const at = (<usize>i) << 2;
+      let u = f64x2.add(f64x2.div(f64x2.promote_low_f32x4(v128.load64_zero(w + at)), vs), f64x2.promote_low_f32x4(v128.load64_zero(offset + at)));
+      if (base) u = f64x2.add(u, f64x2.promote_low_f32x4(v128.load64_zero(base + at)));
+      const c = clampLanes(f64x2.add(f64x2.nearest(u), vz), lo, hi);
+      v128.store64_lane(out + at, f32x4.demote_f64x2_zero(f64x2.add(f64x2.mul(f64x2.sub(c, vz), vs), plusZero)), 0);
+    }
+    if (i < to) {
+      const at = (<usize>i) << 2;
+      let u = <f64>load<f32>(w + at) / s + <f64>load<f32>(offset + at);
+      if (base) u += <f64>load<f32>(base + at);
+      let c = nearest(u) + z;
+      c = c < lowest ? lowest : c > highest ? highest : c;
+      store<f32>(out + at, <f32>((c - z) * s + 0));
+    }
+  }
+}
+
+/**
+ * The straight-through backward of {@link dequantize} for a loss gradient `G` (float32) with respect to its output:
+ * inside the grid `dOffset = G s` and the group's scale sum `dScale += G (r - w / s)`; clamped elements give
+ * `dOffset = 0`, `dScale += G (q - z)` and, with zero points, `dZero += -G s`. The sums are added element by element
+ * in order, onto the values already in `dScale` and `dZero`. A run whose scale is not positive gets `dOffset = 0`.
+ */
+export function backward(w: usize, base: usize, offset: usize, gradient: usize, dOffset: usize, runStart: usize, runGroup: usize, runs: i32, scale: usize, zero: usize, dScale: usize, dZero: usize, lowest: f64, highest: f64): void {
+  const lo = f64x2.splat(lowest);
+  const hi = f64x2.splat(highest);
+  for (let r = 0; r < runs; r++) {
+    const g = <usize>load<i32>(runGroup + ((<usize>r) << 2));
+    const from = load<i32>(runStart + ((<usize>r) << 2));
+    const to = load<i32>(runStart + ((<usize>r + 1) << 2));
+    const s = load<f64>(scale + (g << 3));
+    if (!(s > 0)) {
+      memory.fill(dOffset + ((<usize>from) << 2), 0, (<usize>(to - from)) << 2);
+      continue;
+    }
+    const z: f64 = zero ? load<f64>(zero + (g << 3)) : 0;
+    const vs = f64x2.splat(s);
+    const vz = f64x2.splat(z);
+    // Clamped codes decode to (lowest or highest) - z.
+    const qLow = lowest - z;
+    const qHigh = highest - z;
+    let ds = load<f64>(dScale + (g << 3));
+    let dz = zero ? load<f64>(dZero + (g << 3)) : 0;
+    let i = from;
+    for (; i + 1 < to; i += 2) {
+      const at = (<usize>i) << 2;
+      const G = f64x2.promote_low_f32x4(v128.load64_zero(gradient + at));
+      const ratio = f64x2.div(f64x2.promote_low_f32x4(v128.load64_zero(w + at)), vs);
+      let u = f64x2.add(ratio, f64x2.promote_low_f32x4(v128.load64_zero(offset + at)));
+      if (base) u = f64x2.add(u, f64x2.promote_low_f32x4(v128.load64_zero(base + at)));
+      const rounded = f64x2.nearest(u);
+      const shifted = f64x2.add(rounded, vz);
+      const inside = v128.and(f64x2.ge(shifted, lo), f64x2.le(shifted, hi));
+      // Clamped lanes decode to qLow where below the grid, else qHigh (NaN included, as the JavaScript loop).
+      const q = v128.bitselect(f64x2.splat(qLow), f64x2.splat(qHigh), f64x2.lt(shifted, lo));
+      const term = f64x2.mul(G, v128.bitselect(f64x2.sub(rounded, ratio), q, inside));
+      const dv = v128.and(f64x2.mul(G, vs), inside);
+      v128.store64_lane(dOffset + at, f32x4.demote_f64x2_zero(dv), 0);
+      ds += f64x2.extract_lane(term, 0);
+      ds += f64x2.extract_lane(term, 1);
+      if (zero && !i64x2.all_true(inside)) {
+        const gs = f64x2.mul(G, vs);
+        if (i64x2.extract_lane(inside, 0) == 0) dz += -f64x2.extract_lane(gs, 0);
+        if (i64x2.extract_lane(inside, 1) == 0) dz += -f64x2.extract_lane(gs, 1);
+      }
+    }
+    if (i < to) {
+      const at = (<usize>i) << 2;
+      const G = <f64>load<f32>(gradient + at);
+      const ratio = <f64>load<f32>(w + at) / s;
+      let u = ratio + <f64>load<f32>(offset + at);
+      if (base) u += <f64>load<f32>(base + at);
+      const rounded = nearest(u);
+      const shifted = rounded + z;
+      if (shifted >= lowest && shifted <= highest) {
+        store<f32>(dOffset + at, <f32>(G * s));
+        ds += G * (rounded - ratio);
+      } else {
+        store<f32>(dOffset + at, 0);
+        ds += G * (shifted < lowest ? qLow : qHigh);
+        if (zero) dz += -G * s;
+      }
+    }
+    store<f64>(dScale + (g << 3), ds);
+    if (zero) store<f64>(dZero + (g << 3), dz);
+  }
+}
+
+/**
+ * One bounded SignSGD step of float32 parameters, `p = min(hi, max(lo, p - lr * ((g > 0) - (g < 0))))` in float64 with
+ * one rounding to float32 at the store (`@bitsmith/learned`'s `signSgd` with bounds): a NaN or zero gradient moves
+ * nothing, and min/max propagate NaN and order -0 below +0 as JavaScript's Math.min/Math.max.
+ */
+export function signStep(params: usize, grads: usize, n: i32, lr: f64, lowest: f64, highest: f64): void {
+  const vlr = f64x2.splat(lr);
+  const lo = f64x2.splat(lowest);
+  const hi = f64x2.splat(highest);
+  const zero = f64x2.splat(0);
+  const one = f64x2.splat(1);
+  let i = 0;
+  for (; i + 1 < n; i += 2) {
+    const at = (<usize>i) << 2;
+    const g = f64x2.promote_low_f32x4(v128.load64_zero(grads + at));
+    const direction = f64x2.sub(v128.and(f64x2.gt(g, zero), one), v128.and(f64x2.lt(g, zero), one));
+    const v = f64x2.sub(f64x2.promote_low_f32x4(v128.load64_zero(params + at)), f64x2.mul(vlr, direction));
+    v128.store64_lane(params + at, f32x4.demote_f64x2_zero(f64x2.min(hi, f64x2.max(lo, v))), 0);
+  }
+  if (i < n) {
+    const at = (<usize>i) << 2;
+    const g = <f64>load<f32>(grads + at);
+    const direction: f64 = (g > 0 ? 1.0 : 0.0) - (g < 0 ? 1.0 : 0.0);
+    store<f32>(params + at, <f32>min(highest, max(lowest, <f64>load<f32>(params + at) - lr * direction)));
+  }
+}

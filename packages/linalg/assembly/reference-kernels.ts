@@ -114,8 +114,6 @@ function expScalar(x: f64, c64: f64, cl: f64): f64 {
  * right) goes to `sums` (float64, one per row).
  */
 export function softmaxRows(s: usize, sums: usize, group: i32, rows: i32, width: i32, r0: i32, k0: i32, window: i32, c64: f64, cl: f64): void {
-  const vc64 = f64x2.splat(c64);
-  const vcl = f64x2.splat(cl);
   for (let a = 0; a < group; a++) {
     for (let i = 0; i < rows; i++) {
       const row = a * rows + i;
@@ -123,43 +121,110 @@ export function softmaxRows(s: usize, sums: usize, group: i32, rows: i32, width:
       const position = r0 + i;
       const lowest = position - window + 1;
       const first = (lowest > k0 ? lowest : k0) - k0;
+      softmaxRow(o, sums + ((<usize>row) << 3), first, position - k0, width, c64, cl);
+    }
+  }
+}
+
+/**
+ * One row of {@link softmaxRows}: entries `first..last` of the `width` float32 scores at `o` become
+ * `fastExp(s - max)`, the others 0, and the float64 sum of the unrounded exponentials (left to right) goes to `sum`.
+ */
+// @ts-ignore: decorator
+@inline
+function softmaxRow(o: usize, sum: usize, first: i32, last: i32, width: i32, c64: f64, cl: f64): void {
+  const vc64 = f64x2.splat(c64);
+  const vcl = f64x2.splat(cl);
+  // max by `x > max` (NaN ignored), as the JavaScript loop: f32x4.pmax is that per lane. Lanes may end on +0
+  // where the loop keeps -0; s - max, and so the row, is the same either way.
+  let vm = f32x4.splat(-Infinity);
+  let j = first;
+  for (; j + 3 <= last; j += 4) vm = f32x4.pmax(vm, v128.load(o + (<usize>j << 2)));
+  let max: f32 = f32x4.extract_lane(vm, 0);
+  const m1 = f32x4.extract_lane(vm, 1);
+  if (m1 > max) max = m1;
+  const m2 = f32x4.extract_lane(vm, 2);
+  if (m2 > max) max = m2;
+  const m3 = f32x4.extract_lane(vm, 3);
+  if (m3 > max) max = m3;
+  for (; j <= last; j++) {
+    const x = load<f32>(o + (<usize>j << 2));
+    if (x > max) max = x;
+  }
+  const vmax = f64x2.splat(<f64>max);
+  let total: f64 = 0;
+  j = first;
+  for (; j + 1 <= last; j += 2) {
+    const p = o + (<usize>j << 2);
+    const x = f64x2.sub(f64x2.promote_low_f32x4(v128.load64_zero(p)), vmax);
+    const e = expLanes(x, vc64, vcl);
+    total += f64x2.extract_lane(e, 0);
+    total += f64x2.extract_lane(e, 1);
+    v128.store64_lane(p, f32x4.demote_f64x2_zero(e), 0);
+  }
+  if (j <= last) {
+    const p = o + (<usize>j << 2);
+    const e = expScalar(<f64>load<f32>(p) - <f64>max, c64, cl);
+    total += e;
+    store<f32>(p, <f32>e);
+  }
+  store<f64>(sum, total);
+  if (first > 0) memory.fill(o, 0, <usize>first << 2);
+  if (last + 1 < width) memory.fill(o + ((<usize>(last + 1)) << 2), 0, (<usize>(width - last - 1)) << 2);
+}
+
+/**
+ * The softmax rows of one score block of the attention backward (`causalAttentionBackwardGemm` of
+ * `@bitsmith/models`), row by row as {@link softmaxRows} computes them, followed by the softmax's backward on the
+ * same row while it is in cache, bit for bit the JavaScript loop `softmaxBackwardRows`: `p_j = e_j / sum` (float64;
+ * stored to `s` as float32), `dot = sum_j p_j dP_j` (the unrounded `p_j`, left to right), then
+ * `dP_j = (p_j as stored) (dP_j - dot) scale`; masked entries of `dP` become 0. `dp` has the layout of `s`.
+ */
+export function softmaxRowsBackward(s: usize, dp: usize, sums: usize, group: i32, rows: i32, width: i32, r0: i32, k0: i32, window: i32, scale: f64, c64: f64, cl: f64): void {
+  const vscale = f64x2.splat(scale);
+  for (let a = 0; a < group; a++) {
+    for (let i = 0; i < rows; i++) {
+      const row = a * rows + i;
+      const offset = (<usize>row * <usize>width) << 2;
+      const o = s + offset;
+      const d = dp + offset;
+      const position = r0 + i;
+      const lowest = position - window + 1;
+      const first = (lowest > k0 ? lowest : k0) - k0;
       const last = position - k0;
-      // max by `x > max` (NaN ignored), as the JavaScript loop: f32x4.pmax is that per lane. Lanes may end on +0
-      // where the loop keeps -0; s - max, and so the row, is the same either way.
-      let vm = f32x4.splat(-Infinity);
+      const sumAt = sums + ((<usize>row) << 3);
+      softmaxRow(o, sumAt, first, last, width, c64, cl);
+      const vsum = f64x2.splat(load<f64>(sumAt));
+      let dot: f64 = 0;
       let j = first;
-      for (; j + 3 <= last; j += 4) vm = f32x4.pmax(vm, v128.load(o + (<usize>j << 2)));
-      let max: f32 = f32x4.extract_lane(vm, 0);
-      const m1 = f32x4.extract_lane(vm, 1);
-      if (m1 > max) max = m1;
-      const m2 = f32x4.extract_lane(vm, 2);
-      if (m2 > max) max = m2;
-      const m3 = f32x4.extract_lane(vm, 3);
-      if (m3 > max) max = m3;
-      for (; j <= last; j++) {
-        const x = load<f32>(o + (<usize>j << 2));
-        if (x > max) max = x;
-      }
-      const vmax = f64x2.splat(<f64>max);
-      let sum: f64 = 0;
-      j = first;
       for (; j + 1 <= last; j += 2) {
-        const p = o + (<usize>j << 2);
-        const x = f64x2.sub(f64x2.promote_low_f32x4(v128.load64_zero(p)), vmax);
-        const e = expLanes(x, vc64, vcl);
-        sum += f64x2.extract_lane(e, 0);
-        sum += f64x2.extract_lane(e, 1);
-        v128.store64_lane(p, f32x4.demote_f64x2_zero(e), 0);
+        const at = <usize>j << 2;
+        const pj = f64x2.div(f64x2.promote_low_f32x4(v128.load64_zero(o + at)), vsum);
+        v128.store64_lane(o + at, f32x4.demote_f64x2_zero(pj), 0);
+        const t = f64x2.mul(pj, f64x2.promote_low_f32x4(v128.load64_zero(d + at)));
+        dot += f64x2.extract_lane(t, 0);
+        dot += f64x2.extract_lane(t, 1);
       }
       if (j <= last) {
-        const p = o + (<usize>j << 2);
-        const e = expScalar(<f64>load<f32>(p) - <f64>max, c64, cl);
-        sum += e;
-        store<f32>(p, <f32>e);
+        const at = <usize>j << 2;
+        const pj = <f64>load<f32>(o + at) / load<f64>(sumAt);
+        store<f32>(o + at, <f32>pj);
+        dot += pj * <f64>load<f32>(d + at);
       }
-      store<f64>(sums + ((<usize>row) << 3), sum);
-      if (first > 0) memory.fill(o, 0, <usize>first << 2);
-      if (last + 1 < width) memory.fill(o + ((<usize>(last + 1)) << 2), 0, (<usize>(width - last - 1)) << 2);
+      const vdot = f64x2.splat(dot);
+      j = first;
+      for (; j + 1 <= last; j += 2) {
+        const at = <usize>j << 2;
+        const p = f64x2.promote_low_f32x4(v128.load64_zero(o + at));
+        const g = f64x2.promote_low_f32x4(v128.load64_zero(d + at));
+        v128.store64_lane(d + at, f32x4.demote_f64x2_zero(f64x2.mul(f64x2.mul(p, f64x2.sub(g, vdot)), vscale)), 0);
+      }
+      if (j <= last) {
+        const at = <usize>j << 2;
+        store<f32>(d + at, <f32>(<f64>load<f32>(o + at) * (<f64>load<f32>(d + at) - dot) * scale));
+      }
+      if (first > 0) memory.fill(d, 0, <usize>first << 2);
+      if (last + 1 < width) memory.fill(d + ((<usize>(last + 1)) << 2), 0, (<usize>(width - last - 1)) << 2);
     }
   }
 }

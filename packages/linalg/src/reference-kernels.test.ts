@@ -137,4 +137,62 @@ describe('reference kernels (WebAssembly, bit for bit the JavaScript loops)', ()
     expect(want.some((x) => Number.isNaN(x))).toBe(true);
     await backend.dispose();
   });
+
+  it('softmaxRowsBackward equals the softmax rows and their backward written from their definitions (groups, windows, offsets, odd widths, specials)', async () => {
+    const kernels = await createReferenceKernels();
+    const random = mulberry32(23);
+    for (const { group, rows, width, r0, k0, window, scale } of [
+      { group: 3, rows: 5, width: 9, r0: 4, k0: 0, window: Infinity, scale: 0.125 },
+      { group: 2, rows: 8, width: 16, r0: 8, k0: 0, window: Infinity, scale: 1 / Math.sqrt(3) },
+      { group: 4, rows: 7, width: 10, r0: 13, k0: 10, window: Infinity, scale: 0.3 },
+      { group: 2, rows: 6, width: 11, r0: 5, k0: 0, window: 3, scale: 0.25 },
+    ]) {
+      const n = group * rows * width;
+      const { scores, sums, gradients } = kernels.reserveWithGradients(n, group * rows);
+      const s0 = gaussian(random, n, 4);
+      const g0 = gaussian(random, n, 1);
+      s0[3] = 90; // one row dominated by a large score
+      s0[width + 1] = -Infinity;
+      s0[2 * width + 2] = NaN; // the max ignores NaN; its exponential is NaN
+      scores.set(s0);
+      gradients.set(g0);
+      kernels.softmaxRowsBackward({ group, rows, width, r0, k0, window, scale });
+      const wantP = new Float32Array(n);
+      const wantDP = new Float32Array(n);
+      const wantSums = new Float64Array(group * rows);
+      for (let a = 0; a < group; a++) {
+        for (let i = 0; i < rows; i++) {
+          const row = a * rows + i;
+          const o = row * width;
+          const position = r0 + i;
+          const first = Math.max(k0, position - window + 1) - k0;
+          const last = position - k0;
+          let max = -Infinity;
+          for (let j = first; j <= last; j++) if (s0[o + j]! > max) max = s0[o + j]!;
+          let sum = 0;
+          const e = new Float64Array(width);
+          for (let j = first; j <= last; j++) {
+            e[j] = fastExp(s0[o + j]! - max);
+            sum += e[j]!;
+          }
+          wantSums[row] = sum;
+          let dot = 0;
+          const p = new Float64Array(width);
+          for (let j = first; j <= last; j++) {
+            p[j] = Math.fround(e[j]!) / sum;
+            wantP[o + j] = p[j]!;
+            dot += p[j]! * g0[o + j]!;
+          }
+          for (let j = first; j <= last; j++) wantDP[o + j] = wantP[o + j]! * (g0[o + j]! - dot) * scale;
+        }
+      }
+      expect(bitDifferences(scores, wantP)).toEqual([]);
+      expect(bitDifferences(gradients, wantDP)).toEqual([]);
+      expect(bitDifferences(sums, wantSums)).toEqual([]);
+      expect(wantDP.some((v) => v !== 0 && Number.isFinite(v))).toBe(true);
+    }
+    // The backward needs the gradients block.
+    kernels.reserve(8, 2);
+    expect(() => kernels.softmaxRowsBackward({ group: 1, rows: 2, width: 4, r0: 2, k0: 0, window: Infinity, scale: 1 })).toThrow(/reserveWithGradients/);
+  });
 });

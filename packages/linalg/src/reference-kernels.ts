@@ -1,4 +1,4 @@
-import { ShapeMismatchError } from '@bitsmith/core';
+import { InvalidArgumentError, ShapeMismatchError } from '@bitsmith/core';
 import { compileKernel } from './backends/wasm-load.js';
 import { PAGE_BYTES, wasmApi, type WasmModule } from './backends/wasm-memory.js';
 import { FAST_EXP_FRACTIONS, FAST_EXP_POWERS } from './fast-exp.js';
@@ -31,11 +31,24 @@ export interface ReferenceKernels {
    */
   reserve(scoreFloats: number, rows: number): { scores: Float32Array; sums: Float64Array };
   /**
+   * As {@link reserve}, plus a block of `scoreFloats` float32 for the scores' gradients (`softmaxRowsBackward` works on
+   * all three in place). Earlier views are invalid afterwards.
+   */
+  reserveWithGradients(scoreFloats: number, rows: number): { scores: Float32Array; sums: Float64Array; gradients: Float32Array };
+  /**
    * The softmax rows of `attentionWithSgemm` on the reserved scores (the block's first `group * rows * width`
    * floats), as its JavaScript loop computes them without a soft-cap: the live entries `fastExp(s - max)` (float32),
    * masked entries 0, each row's float64 sum (of the unrounded exponentials, left to right) in `sums`.
    */
   softmaxRows(args: SoftmaxRowsArguments): void;
+  /**
+   * The attention backward's softmax on the reserved scores and gradients (from {@link reserveWithGradients}): each
+   * row as {@link softmaxRows} computes it, then on the same row the softmax's backward as the JavaScript loop
+   * `softmaxBackwardRows` of `@bitsmith/models` computes it, bit for bit: `p = e / sum` (float64, stored as float32
+   * over the scores), `dot = sum p dP` (unrounded `p`, left to right), `dP = (stored p) (dP - dot) scale`, masked
+   * gradients 0.
+   */
+  softmaxRowsBackward(args: SoftmaxRowsArguments & { readonly scale: number }): void;
   /** `out[i] = (x / (1 + fastExp(-x))) * up[i]` with `x = gate[i]` in float64, for `length` elements (`out` may alias either input). */
   siluGate(gate: Float32Array, up: Float32Array, out: Float32Array, length: number): void;
   /**
@@ -53,6 +66,7 @@ interface Exports {
   readonly HEAP_BASE: { value: number };
   readonly TABLES: { value: number };
   softmaxRows(s: number, sums: number, group: number, rows: number, width: number, r0: number, k0: number, window: number, c64: number, cl: number): void;
+  softmaxRowsBackward(s: number, dp: number, sums: number, group: number, rows: number, width: number, r0: number, k0: number, window: number, scale: number, c64: number, cl: number): void;
   siluGate(gate: number, up: number, out: number, n: number, c64: number, cl: number): void;
   swigluBackward(gate: number, up: number, dh: number, dGate: number, dUp: number, n: number, c64: number, cl: number): void;
   expValues(x: number, out: number, n: number, c64: number, cl: number): void;
@@ -127,15 +141,29 @@ export function referenceKernelsOf(module: WasmModule): ReferenceKernels {
   };
   let scoresAt = base;
   let sumsAt = base;
+  let gradientsAt = base;
+  const windowOf = (window: number): number => (Number.isFinite(window) ? Math.min(window, NO_WINDOW) : NO_WINDOW);
   return {
     reserve(scoreFloats, rows) {
       sumsAt = base;
       scoresAt = base + 8 * Math.max(1, rows);
+      gradientsAt = scoresAt;
       const buffer = ensure(scoresAt + 4 * scoreFloats + 16);
       return { scores: new Float32Array(buffer, scoresAt, scoreFloats), sums: new Float64Array(buffer, sumsAt, rows) };
     },
+    reserveWithGradients(scoreFloats, rows) {
+      sumsAt = base;
+      scoresAt = base + 8 * Math.max(1, rows);
+      gradientsAt = scoresAt + 4 * scoreFloats + 16;
+      const buffer = ensure(gradientsAt + 4 * scoreFloats + 16);
+      return { scores: new Float32Array(buffer, scoresAt, scoreFloats), sums: new Float64Array(buffer, sumsAt, rows), gradients: new Float32Array(buffer, gradientsAt, scoreFloats) };
+    },
     softmaxRows({ group, rows, width, r0, k0, window }) {
-      exports.softmaxRows(scoresAt, sumsAt, group, rows, width, r0, k0, Number.isFinite(window) ? Math.min(window, NO_WINDOW) : NO_WINDOW, C64, CL);
+      exports.softmaxRows(scoresAt, sumsAt, group, rows, width, r0, k0, windowOf(window), C64, CL);
+    },
+    softmaxRowsBackward({ group, rows, width, r0, k0, window, scale }) {
+      if (gradientsAt === scoresAt) throw new InvalidArgumentError('softmaxRowsBackward', 'needs the gradients block: reserve it with reserveWithGradients first');
+      exports.softmaxRowsBackward(scoresAt, gradientsAt, sumsAt, group, rows, width, r0, k0, windowOf(window), scale, C64, CL);
     },
     siluGate(gate, up, out, length) {
       // The kernel writes silu(gate) * up over gate's copy.

@@ -99,12 +99,14 @@ export async function causalAttentionBackwardGemm(
         const dOuts = buffer.float32('attention-backward.dOuts', perBatch * m * d);
         const keys = buffer.float32('attention-backward.keys', perBatch * n * d);
         const values = buffer.float32('attention-backward.values', perBatch * n * d);
-        const dp = buffer.float32('attention-backward.dP', perBatch * m * n);
         const dQueries = buffer.float32('attention-backward.dQ', perBatch * m * d);
         const part = buffer.float32('attention-backward.part', perBatch * n * d);
         const dKeys = buffer.float64('attention-backward.dK', perBatch * n * d);
         const dValues = buffer.float64('attention-backward.dV', perBatch * n * d);
-        const { scores: p, sums } = kernels ? kernels.reserve(perBatch * m * n, perBatch * m) : { scores: buffer.float32('attention-backward.P', perBatch * m * n), sums: buffer.float64('attention-backward.sums', perBatch * m) };
+        // With the kernels, P, dP and the row sums live in their memory (the softmax and its backward run there).
+        const { scores: p, sums, gradients: dp } = kernels
+          ? kernels.reserveWithGradients(perBatch * m * n, perBatch * m)
+          : { scores: buffer.float32('attention-backward.P', perBatch * m * n), sums: buffer.float64('attention-backward.sums', perBatch * m), gradients: buffer.float32('attention-backward.dP', perBatch * m * n) };
         for (let p0 = 0; p0 < pairs; p0 += perBatch) {
           const batch = Math.min(perBatch, pairs - p0);
           dKeys.fill(0, 0, batch * n * d);
@@ -127,9 +129,11 @@ export async function causalAttentionBackwardGemm(
             if (!folded) for (let i = 0; i < P.length; i++) P[i] = P[i]! * scale;
             await sgemmBatched(backend, { batch, m: mm, n: width, k: d, a: dOc, b: Vc, c: dP, transB: true });
             // Every pair's rows have the same mask: the batch is `batch * group` heads of `rows` rows.
-            if (kernels) kernels.softmaxRows({ group: batch * group, rows, width, r0, k0, window });
-            else softmaxExponentials(P, sums, batch * group, rows, width, r0, k0, window);
-            softmaxBackwardRows(P, dP, sums, batch * group, rows, width, r0, k0, window, scale);
+            if (kernels) kernels.softmaxRowsBackward({ group: batch * group, rows, width, r0, k0, window, scale });
+            else {
+              softmaxExponentials(P, sums, batch * group, rows, width, r0, k0, window);
+              softmaxBackwardRows(P, dP, sums, batch * group, rows, width, r0, k0, window, scale);
+            }
             // dQ = dS K; dK += dS^T Q; dV += P^T dO.
             const dQc = dQueries.subarray(0, batch * mm * d);
             await sgemmBatched(backend, { batch, m: mm, n: d, k: width, a: dP, b: Kc, c: dQc });

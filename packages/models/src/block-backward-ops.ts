@@ -15,7 +15,7 @@ export type GradientArray = Float32Array | Float64Array;
  *
  * @param x `[rows, columns]` input of the forward pass.
  * @param dy `[rows, columns]` gradient of the output.
- * @param dx `[rows, columns]` receives the input gradient (written, or added to with `accumulate`).
+ * @param dx `[rows, columns]` receives the input gradient (written, or added to with `accumulate`); not `x` or `dy`.
  * @param dWeight `[columns]` float64 accumulator of the gain's gradient (added to), or undefined to skip it.
  * @param accumulate Add into `dx` instead of overwriting it (residual branches). Default false.
  * @example
@@ -34,7 +34,29 @@ export function rmsNormBackward(
   dWeight: Float64Array | undefined,
   accumulate = false,
 ): void {
-  for (let r = 0; r < rows; r++) {
+  // Two rows' sums at a time (four independent chains of float64 adds instead of two; each still left to right), then
+  // each row's second loop without per-element branches.
+  let r = 0;
+  for (; r + 2 <= rows; r += 2) {
+    const o0 = r * columns;
+    const o1 = o0 + columns;
+    let sumSq0 = 0;
+    let dot0 = 0;
+    let sumSq1 = 0;
+    let dot1 = 0;
+    for (let j = 0; j < columns; j++) {
+      const w = weight[j]!;
+      const v0 = x[o0 + j]!;
+      const v1 = x[o1 + j]!;
+      sumSq0 += v0 * v0;
+      dot0 += w * dy[o0 + j]! * v0;
+      sumSq1 += v1 * v1;
+      dot1 += w * dy[o1 + j]! * v1;
+    }
+    rmsNormBackwardRow(x, o0, columns, weight, eps, dy, dx, dWeight, accumulate, sumSq0, dot0);
+    rmsNormBackwardRow(x, o1, columns, weight, eps, dy, dx, dWeight, accumulate, sumSq1, dot1);
+  }
+  for (; r < rows; r++) {
     const o = r * columns;
     let sumSq = 0;
     let dot = 0;
@@ -43,15 +65,17 @@ export function rmsNormBackward(
       sumSq += v * v;
       dot += weight[j]! * dy[o + j]! * v;
     }
-    const inv = 1 / Math.sqrt(sumSq / columns + eps);
-    const c = (dot * inv * inv * inv) / columns;
-    for (let j = 0; j < columns; j++) {
-      const v = x[o + j]!;
-      const g = inv * weight[j]! * dy[o + j]! - v * c;
-      dx[o + j] = accumulate ? dx[o + j]! + g : g;
-      if (dWeight) dWeight[j] += dy[o + j]! * v * inv;
-    }
+    rmsNormBackwardRow(x, o, columns, weight, eps, dy, dx, dWeight, accumulate, sumSq, dot);
   }
+}
+
+/** The second loop of {@link rmsNormBackward} for the row at `o`, given its sum of squares and `sum_j w_j dy_j x_j`. */
+function rmsNormBackwardRow(x: GradientArray, o: number, columns: number, weight: GradientArray, eps: number, dy: GradientArray, dx: GradientArray, dWeight: Float64Array | undefined, accumulate: boolean, sumSq: number, dot: number): void {
+  const inv = 1 / Math.sqrt(sumSq / columns + eps);
+  const c = (dot * inv * inv * inv) / columns;
+  if (accumulate) for (let j = 0; j < columns; j++) dx[o + j] = dx[o + j]! + (inv * weight[j]! * dy[o + j]! - x[o + j]! * c);
+  else for (let j = 0; j < columns; j++) dx[o + j] = inv * weight[j]! * dy[o + j]! - x[o + j]! * c;
+  if (dWeight) for (let j = 0; j < columns; j++) dWeight[j] += dy[o + j]! * x[o + j]! * inv;
 }
 
 /**

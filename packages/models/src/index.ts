@@ -65,7 +65,7 @@ export { rmsNormBackward, ropeBackward, causalAttentionBackward, swigluBackward 
 export { causalAttentionBackwardGemm, type AttentionBackwardOptions } from './attention-backward-gemm.js';
 export type { BlockPassOptions, BlockBackwardResult } from './llama-block-backward.js';
 export { llamaBlockForward, llamaBlockBackward, BlockWorkspace } from './llama-block-backward.js';
-export { llamaBlockGradients } from './llama-block-gradients.js';
+export { llamaBlockGradients, TARGET_BATCH_TOKENS } from './llama-block-gradients.js';
 
 // Calibration, generation, evaluation
 export type { CalibrationOptions, CalibrationBlock } from './calibration.js';

@@ -262,6 +262,17 @@ describe('llamaBlockGradients (core\'s BlockGradients capability)', () => {
     expect(Array.from(viaCapability.weightGradients.get(down.name)!)).toEqual(Array.from(direct.weightGradients.get(down.name)!));
     expect(() => g.input([3])).toThrow(/outside/);
   });
+
+  it('computes the float target in batches of whole sequences with the same bits as one forward over all of them', async () => {
+    const graph = await tinyGraph('llama', 23);
+    const input = hiddenStates([5, 3, 4, 2], 16, 24);
+    const full = await graph.runBlock(0, input);
+    for (const targetTokens of [1, 4, 8, 9, 10_000]) {
+      const g = llamaBlockGradients(graph, 0, input, { targetTokens });
+      expect(Array.from((await g.target()).data), `targetTokens ${targetTokens}`).toEqual(Array.from(full.states.data));
+    }
+    expect(() => llamaBlockGradients(graph, 0, input, { targetTokens: 0 })).toThrow(/targetTokens/);
+  });
 });
 
 describe('llamaBlockBackward: other architectures', () => {

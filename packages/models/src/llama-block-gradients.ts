@@ -1,6 +1,7 @@
 import { InvalidArgumentError, ShapeMismatchError, type BlockBackward, type BlockGradients, type BlockPassOverrides, type Matrix } from '@bitsmith/core';
 import { BlockWorkspace, llamaBlockBackward, llamaBlockForward } from './llama-block-backward.js';
 import type { HiddenStates, LlamaGraph } from './llama-graph.js';
+import { tokenBatches } from './token-batches.js';
 
 function checkBatch(batch: readonly number[], count: number): void {
   for (const s of batch) {
@@ -30,14 +31,22 @@ function gather(hidden: HiddenStates, starts: readonly number[], batch: readonly
  * float output (from the linear weights the block holds now, computed on first use and cached), and forward and
  * backward passes with trial weights through `llamaBlockForward` / `llamaBlockBackward`. Nothing modifies the graph.
  *
+ * The float output is computed in batches of whole sequences of at most `targetTokens` tokens through the passes'
+ * workspace (the same bits as one forward over all of them: every row's arithmetic is its own), so its memory is one
+ * batch's activations, not all the calibration tokens'.
+ *
  * @param hidden The block's input for the calibration sequences.
+ * @param options `targetTokens`: tokens per batch of the float output's forward (default {@link TARGET_BATCH_TOKENS};
+ *   a longer sequence goes alone).
  * @example
  * ```ts
  * const g = llamaBlockGradients(graph, 0, graph.embed(sequences));
  * const target = await g.target();
  * ```
  */
-export function llamaBlockGradients(graph: LlamaGraph, index: number, hidden: HiddenStates): BlockGradients {
+export function llamaBlockGradients(graph: LlamaGraph, index: number, hidden: HiddenStates, options: { targetTokens?: number } = {}): BlockGradients {
+  const targetTokens = options.targetTokens ?? TARGET_BATCH_TOKENS;
+  if (!(targetTokens >= 1)) throw new InvalidArgumentError('targetTokens', `got ${targetTokens}; expected at least 1`);
   const block = graph.blocks[index];
   if (!block) throw new InvalidArgumentError('index', `block ${index} does not exist (the graph has ${graph.blocks.length})`);
   const starts: number[] = [];
@@ -70,6 +79,19 @@ export function llamaBlockGradients(graph: LlamaGraph, index: number, hidden: Hi
     }
     return { states: overrides.input as Matrix<'float32'>, lengths: input.lengths };
   };
+  // The float block's output for every sequence, batch by batch through the workspace (see the doc above).
+  const floatOutput = async (): Promise<Float32Array> => {
+    const width = config.hiddenSize;
+    const out = new Float32Array(hidden.states.shape[0] * width);
+    let row = 0;
+    for (const lengths of tokenBatches(hidden.lengths, targetTokens)) {
+      const n = lengths.reduce((a, b) => a + b, 0);
+      const input: HiddenStates = { states: { dtype: 'float32', shape: [n, width], data: hidden.states.data.subarray(row * width, (row + n) * width) }, lengths };
+      out.set(await llamaBlockForward(config, block, input, backend, { weights: reference, workspace, transientResults: true }), row * width);
+      row += n;
+    }
+    return out;
+  };
   const passOptions = (weights: ReadonlyMap<string, Float32Array>, overrides: BlockPassOverrides | undefined) => ({
     weights,
     workspace,
@@ -82,7 +104,7 @@ export function llamaBlockGradients(graph: LlamaGraph, index: number, hidden: Hi
     hiddenSize: config.hiddenSize,
     input: (batch) => gather(hidden, starts, batch).states,
     async target(batch) {
-      target ??= llamaBlockForward(config, block, hidden, backend, { weights: reference });
+      target ??= serialised(() => floatOutput());
       const all = await target;
       return gather({ states: matrix(all), lengths: hidden.lengths }, starts, batch).states;
     },
@@ -97,3 +119,9 @@ export function llamaBlockGradients(graph: LlamaGraph, index: number, hidden: Hi
     },
   };
 }
+
+/**
+ * Default tokens per batch of {@link llamaBlockGradients}' float-output forward: 2048, AutoRound's batch of 8
+ * sequences of 256 tokens, so the training passes reuse the same workspace memory.
+ */
+export const TARGET_BATCH_TOKENS = 2048;

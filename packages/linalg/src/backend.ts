@@ -161,6 +161,24 @@ export interface GatedActivationArguments {
 }
 
 /**
+ * Arguments of {@link Backend.swigluBackward}: with `sig = 1 / (1 + exp(-g))` (the reference `fastExp`) for `g =
+ * gate[i]`, `u = up[i]`, `d = dOut[i]`, `dGate[i] = d u sig (1 + g (1 - sig))` and `dUp[i] = d g sig`, float64 inside
+ * each element (SwiGLU, arXiv:2002.05202).
+ */
+export interface SwigluBackwardArguments {
+  gate: Float32Array;
+  up: Float32Array;
+  /** Gradient of the loss with respect to `silu(gate) * up`. */
+  dOut: Float32Array;
+  /** Output; may be `gate` itself. */
+  dGate: Float32Array;
+  /** Output; may be `up` itself. */
+  dUp: Float32Array;
+  /** Elements. Default `gate.length`. */
+  length?: number;
+}
+
+/**
  * Arguments of a whole gated MLP with constant weights, `out = (act(x gate^T) * (x up^T)) down^T` (see
  * {@link Backend.gatedMlp}): `x` `rows x hidden`, `gate` and `up` `intermediate x hidden`, `down` `hidden x
  * intermediate` (a linear layer's `[out, in]` weights), `out` `rows x hidden`.
@@ -218,6 +236,13 @@ export interface Backend {
    * then runs those calls itself. `ort` implements it; the others leave it out.
    */
   gatedMlp?(args: GatedMlpArguments): Promise<boolean>;
+  /**
+   * Optional: SwiGLU's backward in the reference arithmetic (see {@link SwigluBackwardArguments}), bit for bit the
+   * reference kernels' `swigluBackward` (and `@bitsmith/models`' loop), spread over more threads where the backend
+   * has them. Resolves `false` when the backend declines (too short, no helper threads): the caller then computes it
+   * itself. `ort` implements it with its reference helper threads; the others leave it out.
+   */
+  swigluBackward?(args: SwigluBackwardArguments): Promise<boolean>;
   /** Releases workers, sessions and memory. The backend must not be used afterwards. */
   dispose(): Promise<void>;
 }

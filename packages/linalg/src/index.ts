@@ -1,5 +1,5 @@
 // Backend contract
-export type { AttentionArguments, Backend, BatchedGemmArguments, GatedActivationArguments, GatedMlpArguments, BackendName, BackendOptions, FloatArray, GemmArguments, GramArguments, FwhtArguments } from './backend.js';
+export type { AttentionArguments, Backend, BatchedGemmArguments, GatedActivationArguments, GatedMlpArguments, SwigluBackwardArguments, BackendName, BackendOptions, FloatArray, GemmArguments, GramArguments, FwhtArguments } from './backend.js';
 export { BackendUnavailableError } from './backend-unavailable-error.js';
 export { checkAttentionArguments, checkBatchedGemmArguments, checkGatedActivationArguments, checkGatedMlpArguments, checkGemmArguments, checkGramArguments, checkFwhtArguments } from './backends/check-arguments.js';
 export { attentionWithSgemm, packHeadKeysValues, ATTENTION_CHUNK } from './backends/attention-sgemm.js';

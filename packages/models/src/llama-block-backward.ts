@@ -345,7 +345,10 @@ export async function llamaBlockBackward(
   // MLP: out = h + down(silu(gate) * up), gate/up = linear(n2), n2 = rmsnorm(h).
   const dAct = scratch(ws, 'dAct', t.act.length, false);
   await linearBackward(downProj, seen(downProj, t.act), dOut, tokens, backend, w, dAct, false, result, gradientOf(downProj), adjointOf(downProj));
-  await withReferenceKernels((kernels) => swigluBackward(t.gate, t.up, dAct, t.gate, t.up, kernels)); // gate/up now hold their gradients
+  // gate/up now hold their gradients: on the backend's threads where it offers them, else here (the same bits).
+  if (!(await backend.swigluBackward?.({ gate: t.gate, up: t.up, dOut: dAct, dGate: t.gate, dUp: t.up }))) {
+    await withReferenceKernels((kernels) => swigluBackward(t.gate, t.up, dAct, t.gate, t.up, kernels));
+  }
   const dN2 = scratch(ws, 'dN2', tokens * hidden, false);
   await linearBackward(gateProj, seen(gateProj, t.n2), t.gate, tokens, backend, w, dN2, false, result, gradientOf(gateProj), adjointOf(gateProj));
   await linearBackward(upProj, seen(upProj, t.n2), t.up, tokens, backend, w, dN2, true, result, gradientOf(upProj), adjointOf(upProj));

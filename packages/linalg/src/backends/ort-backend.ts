@@ -1,3 +1,4 @@
+import { ShapeMismatchError } from '@bitsmith/core';
 import type { AttentionArguments, Backend, BatchedGemmArguments, GatedActivationArguments, GatedMlpArguments, BackendOptions, FloatArray, GemmArguments, GramArguments } from '../backend.js';
 import { attentionWithSgemm } from './attention-sgemm.js';
 import { attentionWithBatchedSgemm } from './attention-batched-sgemm.js';
@@ -778,6 +779,21 @@ export async function createOrtBackend(options: OrtBackendOptions = {}): Promise
       return serialised('gatedActivation', async () => {
         checkGatedActivationArguments(args);
         await gatedActivation(args);
+      });
+    },
+    swigluBackward(args) {
+      return serialised('swigluBackward', async () => {
+        const length = args.length ?? args.gate.length;
+        for (const [name, a] of [['gate', args.gate], ['up', args.up], ['dOut', args.dOut], ['dGate', args.dGate], ['dUp', args.dUp]] as const) {
+          if (!Number.isInteger(length) || length < 0 || a.length < length) throw new ShapeMismatchError(name, [length], [a.length], 'at least `length` entries');
+        }
+        // The calling thread's share and the helpers' run the same kernel (the reference kernels' swigluBackward).
+        const kernels = length > 0 ? await referenceKernels() : undefined;
+        const helpers = kernels ? await referenceHelpers() : undefined;
+        if (!kernels || !helpers) return false;
+        const { gate, up, dOut, dGate, dUp } = args;
+        const local = (from: number, to: number): void => kernels.swigluBackward(gate.subarray(from, to), up.subarray(from, to), dOut.subarray(from, to), dGate.subarray(from, to), dUp.subarray(from, to), to - from);
+        return helpers.swigluBackward(gate, up, dOut, dGate, dUp, length, local);
       });
     },
     gatedMlp(args) {

@@ -9,6 +9,7 @@ import { seededRandom } from './backend-oracle.js';
 import { batchedModelKey, SILU_HELPER_ROUND, splitByWeight, startReferenceHelpers } from './ort-reference-threads.js';
 import { createOrtBackend } from './ort-backend.js';
 import { gatedActivationLoop } from './gated-activation-loop.js';
+import { fastExp } from '../fast-exp.js';
 
 function problem(lengths: number[], H: number, Hkv: number, d: number, seed: number, extra: Partial<AttentionArguments> = {}): AttentionArguments {
   const rnd = seededRandom(seed);
@@ -166,6 +167,47 @@ describe('the ort backend\'s reference attention on helper threads', () => {
       expect(firstDifference(inPlace.subarray(0, length - 5), expected.subarray(0, length - 5))).toBe(-1);
       expect(firstDifference(inPlace.subarray(length - 5), gate.subarray(length - 5))).toBe(-1);
     }
+  });
+
+  it("shares SwiGLU's backward bit for bit with its definition (in place, odd lengths), and declines what is too short", async () => {
+    const shared = await ort({ threads: 3, referenceWorker: workerUrl });
+    if (!shared?.swigluBackward) return;
+    // Values compared with Object.is: -0 differs from +0, and NaN equals NaN whatever its payload (WebAssembly's
+    // canonical NaN may carry another sign than JavaScript's).
+    const firstValueDifference = (x: Float32Array, y: Float32Array): number => x.findIndex((v, i) => !Object.is(v, y[i]));
+    const rnd = seededRandom(31);
+    for (const length of [3 * 65536 + 7, 2 * SILU_HELPER_ROUND * 3 + 5]) {
+      const gate = Float32Array.from({ length }, (_, i) => (i % 997 === 0 ? [Infinity, -Infinity, Number.NaN, 800, -800][i % 5]! : rnd() * 30));
+      const up = Float32Array.from({ length }, () => rnd() * 4);
+      const dOut = Float32Array.from({ length }, () => rnd());
+      // The definition: sig = 1 / (1 + fastExp(-g)), float64 inside each element, multiplied left to right.
+      const wantGate = new Float32Array(length);
+      const wantUp = new Float32Array(length);
+      for (let i = 0; i < length; i++) {
+        const g = gate[i]!;
+        const u = up[i]!;
+        const d = dOut[i]!;
+        const sig = 1 / (1 + fastExp(-g));
+        wantGate[i] = d * u * sig * (1 + g * (1 - sig));
+        wantUp[i] = d * g * sig;
+      }
+      const dGate = new Float32Array(length).fill(Number.NaN);
+      const dUp = new Float32Array(length).fill(Number.NaN);
+      expect(await shared.swigluBackward({ gate, up, dOut, dGate, dUp })).toBe(true);
+      expect(firstValueDifference(dGate, wantGate)).toBe(-1);
+      expect(firstValueDifference(dUp, wantUp)).toBe(-1);
+      // In place over gate and up, as the block backward calls it.
+      const g2 = gate.slice();
+      const u2 = up.slice();
+      expect(await shared.swigluBackward({ gate: g2, up: u2, dOut, dGate: g2, dUp: u2 })).toBe(true);
+      expect(firstValueDifference(g2, wantGate)).toBe(-1);
+      expect(firstValueDifference(u2, wantUp)).toBe(-1);
+    }
+    const few = new Float32Array(1000);
+    expect(await shared.swigluBackward({ gate: few, up: few, dOut: few, dGate: few.slice(), dUp: few.slice() })).toBe(false);
+    await expect(shared.swigluBackward({ gate: few, up: few, dOut: few, dGate: few, dUp: few, length: 1001 })).rejects.toThrow(/gate/);
+    const alone = await ort({ threads: 1, referenceWorker: workerUrl });
+    if (alone?.swigluBackward) expect(await alone.swigluBackward({ gate: new Float32Array(1 << 17), up: new Float32Array(1 << 17), dOut: new Float32Array(1 << 17), dGate: new Float32Array(1 << 17), dUp: new Float32Array(1 << 17) })).toBe(false);
   });
 
   it('hands each helper its share of the SiLU gate and copies back exactly that share', async () => {

@@ -32,8 +32,20 @@ export interface SiluWorkerRequest {
   readonly out: Float32Array;
 }
 
+/**
+ * One part of a reference SwiGLU backward call for a helper thread, in place on a `SharedArrayBuffer`: `gate` becomes
+ * the gate's gradient and `up` the up projection's (the reference kernels' `swigluBackward` with `dh`). Internal.
+ */
+export interface SwigluBackwardWorkerRequest {
+  readonly kind: 'swiglu-backward';
+  readonly id: number;
+  readonly gate: Float32Array;
+  readonly up: Float32Array;
+  readonly dh: Float32Array;
+}
+
 /** A request to a helper thread. Internal. */
-export type ReferenceWorkerRequest = AttentionWorkerRequest | SiluWorkerRequest;
+export type ReferenceWorkerRequest = AttentionWorkerRequest | SiluWorkerRequest | SwigluBackwardWorkerRequest;
 
 /** A helper thread's answer: the request's id, and the error's text when it failed. Internal. */
 export interface ReferenceWorkerReply {
@@ -98,6 +110,13 @@ export interface ReferenceHelpers {
    * however it is cut.
    */
   silu(gate: Float32Array, up: Float32Array, out: Float32Array, length: number, local: (from: number, to: number) => void): Promise<boolean>;
+  /**
+   * SwiGLU's backward (the reference kernels' `swigluBackward`: `dGate`, `dUp` from `gate`, `up` and the output
+   * gradient `dh`) for `i < length`, cut into rounds and shares as {@link silu}: `local(from, to)` computes the calling
+   * thread's share, the helpers theirs on copies. False (nothing done) when the call is too small to share or a helper
+   * thread has died. Element-wise: the same bits however it is cut. `dGate` may be `gate` and `dUp` may be `up`.
+   */
+  swigluBackward(gate: Float32Array, up: Float32Array, dh: Float32Array, dGate: Float32Array, dUp: Float32Array, length: number, local: (from: number, to: number) => void): Promise<boolean>;
   /** Ends the helper threads. */
   dispose(): Promise<void>;
 }
@@ -191,7 +210,7 @@ export async function startReferenceHelpers(count: number, url: URL, kernels: Wa
     return views;
   }
 
-  function post(helper: Helper, request: Omit<AttentionWorkerRequest, 'id'> | Omit<SiluWorkerRequest, 'id'>): Promise<void> {
+  function post(helper: Helper, request: Omit<AttentionWorkerRequest, 'id'> | Omit<SiluWorkerRequest, 'id'> | Omit<SwigluBackwardWorkerRequest, 'id'>): Promise<void> {
     if (helper.failed) return Promise.reject(helper.failed);
     const id = nextId++;
     return new Promise<void>((resolve, reject) => {
@@ -199,6 +218,39 @@ export async function startReferenceHelpers(count: number, url: URL, kernels: Wa
       helper.worker.ref();
       helper.worker.postMessage({ ...request, id });
     });
+  }
+
+  /**
+   * An element-wise call over `length` elements on this thread and the helpers: rounds of at most
+   * {@link SILU_HELPER_ROUND} elements per thread (bounded shared buffers), each cut into equal shares at multiples of
+   * 4 elements; the first share here (`local`), the others handed to the helpers by `hand` (which copies a share's
+   * inputs, posts it, and returns how to copy its results back once it is done).
+   */
+  async function elementwise(length: number, local: (from: number, to: number) => void, hand: (helper: Helper, from: number, to: number) => { promise: Promise<void>; copyBack: () => void }): Promise<boolean> {
+    if (length < SILU_HELPER_MIN_LENGTH || helpers.some((h) => h.failed)) return false;
+    const parts = helpers.length + 1;
+    const round = parts * SILU_HELPER_ROUND;
+    for (let start = 0; start < length; start += round) {
+      const end = Math.min(length, start + round);
+      const bounds = Array.from({ length: parts + 1 }, (_, i) => (i === parts ? end : start + Math.floor(((end - start) * i) / parts / 4) * 4));
+      const jobs: Array<{ promise: Promise<void>; copyBack: () => void }> = [];
+      for (let part = 1; part < parts; part++) {
+        const from = bounds[part]!;
+        const to = bounds[part + 1]!;
+        if (from < to) jobs.push(hand(helpers[part - 1]!, from, to));
+      }
+      let error: unknown;
+      try {
+        local(start, bounds[1]!);
+      } catch (cause) {
+        error = cause;
+      }
+      const settled = await Promise.allSettled(jobs.map((j) => j.promise));
+      for (const result of settled) if (result.status === 'rejected') error ??= result.reason;
+      if (error !== undefined) throw error;
+      for (const { copyBack } of jobs) copyBack();
+    }
+    return true;
   }
 
   return {
@@ -277,38 +329,29 @@ export async function startReferenceHelpers(count: number, url: URL, kernels: Wa
       }
       return true;
     },
-    async silu(gate, up, out, length, local) {
-      if (length < SILU_HELPER_MIN_LENGTH || helpers.some((h) => h.failed)) return false;
-      const parts = helpers.length + 1;
-      // Rounds of at most SILU_HELPER_ROUND elements per thread (bounded shared buffers), each cut into equal shares
-      // at multiples of 4 elements: the first share here, the others on the helpers.
-      const round = parts * SILU_HELPER_ROUND;
-      for (let start = 0; start < length; start += round) {
-        const end = Math.min(length, start + round);
-        const bounds = Array.from({ length: parts + 1 }, (_, i) => (i === parts ? end : start + Math.floor(((end - start) * i) / parts / 4) * 4));
-        const jobs: Array<{ promise: Promise<void>; from: number; view: Float32Array }> = [];
-        for (let part = 1; part < parts; part++) {
-          const from = bounds[part]!;
-          const to = bounds[part + 1]!;
-          if (from >= to) continue;
-          const n = to - from;
-          const [g, u, o] = sharedViews(helpers[part - 1]!, [n, n, n]);
-          g!.set(gate.subarray(from, to));
-          u!.set(up.subarray(from, to));
-          jobs.push({ promise: post(helpers[part - 1]!, { kind: 'silu', gate: g!, up: u!, out: o! }), from, view: o! });
-        }
-        let error: unknown;
-        try {
-          local(start, bounds[1]!);
-        } catch (cause) {
-          error = cause;
-        }
-        const settled = await Promise.allSettled(jobs.map((j) => j.promise));
-        for (const result of settled) if (result.status === 'rejected') error ??= result.reason;
-        if (error !== undefined) throw error;
-        for (const { from, view } of jobs) out.set(view, from);
-      }
-      return true;
+    silu(gate, up, out, length, local) {
+      return elementwise(length, local, (helper, from, to) => {
+        const n = to - from;
+        const [g, u, o] = sharedViews(helper, [n, n, n]);
+        g!.set(gate.subarray(from, to));
+        u!.set(up.subarray(from, to));
+        return { promise: post(helper, { kind: 'silu', gate: g!, up: u!, out: o! }), copyBack: () => out.set(o!, from) };
+      });
+    },
+    swigluBackward(gate, up, dh, dGate, dUp, length, local) {
+      return elementwise(length, local, (helper, from, to) => {
+        const n = to - from;
+        const [g, u, d] = sharedViews(helper, [n, n, n]);
+        g!.set(gate.subarray(from, to));
+        u!.set(up.subarray(from, to));
+        d!.set(dh.subarray(from, to));
+        // The helper writes the gradients over its copies of gate and up.
+        const copyBack = (): void => {
+          dGate.set(g!, from);
+          dUp.set(u!, from);
+        };
+        return { promise: post(helper, { kind: 'swiglu-backward', gate: g!, up: u!, dh: d! }), copyBack };
+      });
     },
     async dispose() {
       await Promise.all(helpers.map((h) => h.worker.terminate().catch(() => undefined)));

@@ -76,6 +76,8 @@ async function start(): Promise<void> {
       try {
         if (request.kind === 'silu') {
           kernels.siluGate(request.gate, request.up, request.out, request.out.length);
+        } else if (request.kind === 'swiglu-backward') {
+          kernels.swigluBackward(request.gate, request.up, request.dh, request.gate, request.up, request.dh.length);
         } else {
           for (const [key, model] of Object.entries(request.models)) models.set(key, model);
           await attentionWithBatchedSgemm(batched, request.args, kernels, { scratch, pairs: request.pairs });

@@ -16,6 +16,33 @@ export const HEAP_BASE: i32 = 1024;
 
 // @ts-ignore: decorator
 @inline
+function groupOfRun(runGroup: usize, r: i32): usize {
+  return <usize>load<i32>(runGroup + ((<usize>r) << 2));
+}
+
+// @ts-ignore: decorator
+@inline
+function startOfRun(runStart: usize, r: i32): i32 {
+  return load<i32>(runStart + ((<usize>r) << 2));
+}
+
+/** Zeroes float32 elements `from .. to - 1` at `p` (a run whose scale is not positive). */
+// @ts-ignore: decorator
+@inline
+function zeroRun(p: usize, from: i32, to: i32): void {
+  memory.fill(p + ((<usize>from) << 2), 0, (<usize>(to - from)) << 2);
+}
+
+/** `w / s + v (+ b)` for the two float32 elements at byte offset `at`, in float64. */
+// @ts-ignore: decorator
+@inline
+function ratioPlusOffsets(w: usize, offset: usize, base: usize, at: usize, vs: v128): v128 {
+  const u = f64x2.add(f64x2.div(f64x2.promote_low_f32x4(v128.load64_zero(w + at)), vs), f64x2.promote_low_f32x4(v128.load64_zero(offset + at)));
+  return base ? f64x2.add(u, f64x2.promote_low_f32x4(v128.load64_zero(base + at))) : u;
+}
+
+// @ts-ignore: decorator
+@inline
 function clampLanes(c: v128, lowest: v128, highest: v128): v128 {
   // c < lowest ? lowest : c > highest ? highest : c (NaN stays NaN)
   const low = v128.bitselect(lowest, c, f64x2.lt(c, lowest));
@@ -31,12 +58,12 @@ export function dequantize(w: usize, base: usize, offset: usize, out: usize, run
   const hi = f64x2.splat(highest);
   const plusZero = f64x2.splat(0);
   for (let r = 0; r < runs; r++) {
-    const g = <usize>load<i32>(runGroup + ((<usize>r) << 2));
-    const from = load<i32>(runStart + ((<usize>r) << 2));
-    const to = load<i32>(runStart + ((<usize>r + 1) << 2));
+    const g = groupOfRun(runGroup, r);
+    const from = startOfRun(runStart, r);
+    const to = startOfRun(runStart, r + 1);
     const s = load<f64>(scale + (g << 3));
     if (!(s > 0)) {
-      memory.fill(out + ((<usize>from) << 2), 0, (<usize>(to - from)) << 2);
+      zeroRun(out, from, to);
       continue;
     }
     const z: f64 = zero ? load<f64>(zero + (g << 3)) : 0;
@@ -45,9 +72,7 @@ export function dequantize(w: usize, base: usize, offset: usize, out: usize, run
     let i = from;
     for (; i + 1 < to; i += 2) {
       const at = (<usize>i) << 2;
-      let u = f64x2.add(f64x2.div(f64x2.promote_low_f32x4(v128.load64_zero(w + at)), vs), f64x2.promote_low_f32x4(v128.load64_zero(offset + at)));
-      if (base) u = f64x2.add(u, f64x2.promote_low_f32x4(v128.load64_zero(base + at)));
-      const c = clampLanes(f64x2.add(f64x2.nearest(u), vz), lo, hi);
+      const c = clampLanes(f64x2.add(f64x2.nearest(ratioPlusOffsets(w, offset, base, at, vs)), vz), lo, hi);
       v128.store64_lane(out + at, f32x4.demote_f64x2_zero(f64x2.add(f64x2.mul(f64x2.sub(c, vz), vs), plusZero)), 0);
     }
     if (i < to) {
@@ -71,30 +96,29 @@ export function backward(w: usize, base: usize, offset: usize, gradient: usize, 
   const lo = f64x2.splat(lowest);
   const hi = f64x2.splat(highest);
   for (let r = 0; r < runs; r++) {
-    const g = <usize>load<i32>(runGroup + ((<usize>r) << 2));
-    const from = load<i32>(runStart + ((<usize>r) << 2));
-    const to = load<i32>(runStart + ((<usize>r + 1) << 2));
+    const g = groupOfRun(runGroup, r);
+    const from = startOfRun(runStart, r);
+    const to = startOfRun(runStart, r + 1);
     const s = load<f64>(scale + (g << 3));
     if (!(s > 0)) {
-      memory.fill(dOffset + ((<usize>from) << 2), 0, (<usize>(to - from)) << 2);
+      zeroRun(dOffset, from, to);
       continue;
     }
-    const z: f64 = zero ? load<f64>(zero + (g << 3)) : 0;
-    const vs = f64x2.splat(s);
-    const vz = f64x2.splat(z);
     // Clamped codes decode to (lowest or highest) - z.
+    const z: f64 = zero ? load<f64>(zero + (g << 3)) : 0;
     const qLow = lowest - z;
     const qHigh = highest - z;
+    const vs = f64x2.splat(s);
+    const vz = f64x2.splat(z);
     let ds = load<f64>(dScale + (g << 3));
     let dz = zero ? load<f64>(dZero + (g << 3)) : 0;
     let i = from;
     for (; i + 1 < to; i += 2) {
       const at = (<usize>i) << 2;
       const G = f64x2.promote_low_f32x4(v128.load64_zero(gradient + at));
+      // The ratio again (the same division as in ratioPlusOffsets), for the scale's gradient.
       const ratio = f64x2.div(f64x2.promote_low_f32x4(v128.load64_zero(w + at)), vs);
-      let u = f64x2.add(ratio, f64x2.promote_low_f32x4(v128.load64_zero(offset + at)));
-      if (base) u = f64x2.add(u, f64x2.promote_low_f32x4(v128.load64_zero(base + at)));
-      const rounded = f64x2.nearest(u);
+      const rounded = f64x2.nearest(ratioPlusOffsets(w, offset, base, at, vs));
       const shifted = f64x2.add(rounded, vz);
       const inside = v128.and(f64x2.ge(shifted, lo), f64x2.le(shifted, hi));
       // Clamped lanes decode to qLow where below the grid, else qHigh (NaN included, as the JavaScript loop).

@@ -33,11 +33,18 @@ function zeroRun(p: usize, from: i32, to: i32): void {
   memory.fill(p + ((<usize>from) << 2), 0, (<usize>(to - from)) << 2);
 }
 
-/** `w / s + v (+ b)` for the two float32 elements at byte offset `at`, in float64. */
+/** `w / s` for the two float32 weights at byte offset `at`, in float64. */
 // @ts-ignore: decorator
 @inline
-function ratioPlusOffsets(w: usize, offset: usize, base: usize, at: usize, vs: v128): v128 {
-  const u = f64x2.add(f64x2.div(f64x2.promote_low_f32x4(v128.load64_zero(w + at)), vs), f64x2.promote_low_f32x4(v128.load64_zero(offset + at)));
+function ratioLanes(w: usize, at: usize, vs: v128): v128 {
+  return f64x2.div(f64x2.promote_low_f32x4(v128.load64_zero(w + at)), vs);
+}
+
+/** `ratio + v (+ b)` for the two elements at byte offset `at`, in float64. */
+// @ts-ignore: decorator
+@inline
+function plusOffsets(ratio: v128, offset: usize, base: usize, at: usize): v128 {
+  const u = f64x2.add(ratio, f64x2.promote_low_f32x4(v128.load64_zero(offset + at)));
   return base ? f64x2.add(u, f64x2.promote_low_f32x4(v128.load64_zero(base + at))) : u;
 }
 
@@ -72,7 +79,7 @@ export function dequantize(w: usize, base: usize, offset: usize, out: usize, run
     let i = from;
     for (; i + 1 < to; i += 2) {
       const at = (<usize>i) << 2;
-      const c = clampLanes(f64x2.add(f64x2.nearest(ratioPlusOffsets(w, offset, base, at, vs)), vz), lo, hi);
+      const c = clampLanes(f64x2.add(f64x2.nearest(plusOffsets(ratioLanes(w, at, vs), offset, base, at)), vz), lo, hi);
       v128.store64_lane(out + at, f32x4.demote_f64x2_zero(f64x2.add(f64x2.mul(f64x2.sub(c, vz), vs), plusZero)), 0);
     }
     if (i < to) {
@@ -116,9 +123,8 @@ export function backward(w: usize, base: usize, offset: usize, gradient: usize, 
     for (; i + 1 < to; i += 2) {
       const at = (<usize>i) << 2;
       const G = f64x2.promote_low_f32x4(v128.load64_zero(gradient + at));
-      // The ratio again (the same division as in ratioPlusOffsets), for the scale's gradient.
-      const ratio = f64x2.div(f64x2.promote_low_f32x4(v128.load64_zero(w + at)), vs);
-      const rounded = f64x2.nearest(ratioPlusOffsets(w, offset, base, at, vs));
+      const ratio = ratioLanes(w, at, vs);
+      const rounded = f64x2.nearest(plusOffsets(ratio, offset, base, at));
       const shifted = f64x2.add(rounded, vz);
       const inside = v128.and(f64x2.ge(shifted, lo), f64x2.le(shifted, hi));
       // Clamped lanes decode to qLow where below the grid, else qHigh (NaN included, as the JavaScript loop).

@@ -74,7 +74,7 @@ export interface LearnableRoundingOptions {
   start?: QuantizedTensor;
   /**
    * Runs the dequantization and its backward in WebAssembly SIMD (`@bitsmith/linalg`'s `learnableRoundingKernels()`),
-   * with the same results as the JavaScript loops, about 24 bytes per weight of kernel memory held by the quantizer.
+   * with the same results as the JavaScript loops, about 28 bytes per weight of kernel memory held by the quantizer.
    * Default: JavaScript.
    */
   kernels?: LearnableRoundingKernelFactory;
@@ -220,8 +220,8 @@ export function learnableRounding(weight: Matrix, options: LearnableRoundingOpti
     zero: symmetric ? undefined : gs.zero,
     offset: p.offset,
     base,
-    lowest: symmetric ? -half : 0,
-    highest: symmetric ? half - 1 : maxq,
+    lowest: grid.lowest,
+    highest: grid.highest,
   });
 
   // The gradients' arrays, made on the first backward call and reused by later ones (the kernel's, with one).

@@ -143,6 +143,39 @@ export interface AttentionArguments {
   reference?: boolean | undefined;
 }
 
+/**
+ * Arguments of the backward pass of causal grouped-query attention without a soft-cap (see {@link AttentionArguments}
+ * for the forward and {@link Backend.attentionBackward}): given the forward's `q`, `k`, `v` (RoPE applied) and the
+ * output's gradient `dOut`, the gradients `dq`, `dk`, `dv`, with the softmax recomputed in float64 (`fastExp`) and the
+ * keys' and values' gradients summed over query chunks and heads in float64.
+ */
+export interface AttentionBackwardArguments {
+  /** `[tokens, numHeads * headDim]`: the forward's queries. */
+  q: Float32Array;
+  /** `[tokens, numKvHeads * headDim]`: the forward's keys. */
+  k: Float32Array;
+  /** `[tokens, numKvHeads * headDim]`: the forward's values. */
+  v: Float32Array;
+  /** `[tokens, numHeads * headDim]`: gradient of the loss with respect to the attention's output. */
+  dOut: Float32Array;
+  /** `[tokens, numHeads * headDim]`: receives the queries' gradient. */
+  dq: Float32Array;
+  /** `[tokens, numKvHeads * headDim]`: receives the keys' gradient. */
+  dk: Float32Array;
+  /** `[tokens, numKvHeads * headDim]`: receives the values' gradient. */
+  dv: Float32Array;
+  /** Length of each sequence; they sum to `tokens`. */
+  lengths: readonly number[];
+  numHeads: number;
+  /** Divides `numHeads`. */
+  numKvHeads: number;
+  headDim: number;
+  /** Score scale. Default `1 / sqrt(headDim)`. */
+  scale?: number | undefined;
+  /** Keys at distance `>= slidingWindow` behind the query are masked. Default: none. */
+  slidingWindow?: number | undefined;
+}
+
 /** Arguments of the gated MLP product `out[i] = act(gate[i]) * up[i]` over `length` elements. */
 export interface GatedActivationArguments {
   gate: Float32Array;
@@ -243,6 +276,14 @@ export interface Backend {
    * itself. `ort` implements it with its reference helper threads; the others leave it out.
    */
   swigluBackward?(args: SwigluBackwardArguments): Promise<boolean>;
+  /**
+   * Optional: the attention's backward pass (see {@link AttentionBackwardArguments}), bit for bit
+   * `attentionBackwardWithBatchedSgemm` on this backend's batched products with query chunks of
+   * `ATTENTION_CHUNK` (128) rows, its (sequence, key/value head) pairs spread over more threads where the backend has
+   * them. Resolves `false` when the backend declines (too little work, no helper threads): the caller then computes it
+   * itself. `ort` implements it with its reference helper threads; the others leave it out.
+   */
+  attentionBackward?(args: AttentionBackwardArguments): Promise<boolean>;
   /** Releases workers, sessions and memory. The backend must not be used afterwards. */
   dispose(): Promise<void>;
 }

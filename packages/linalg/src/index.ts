@@ -1,9 +1,10 @@
 // Backend contract
-export type { AttentionArguments, Backend, BatchedGemmArguments, GatedActivationArguments, GatedMlpArguments, SwigluBackwardArguments, BackendName, BackendOptions, FloatArray, GemmArguments, GramArguments, FwhtArguments } from './backend.js';
+export type { AttentionArguments, AttentionBackwardArguments, Backend, BatchedGemmArguments, GatedActivationArguments, GatedMlpArguments, SwigluBackwardArguments, BackendName, BackendOptions, FloatArray, GemmArguments, GramArguments, FwhtArguments } from './backend.js';
 export { BackendUnavailableError } from './backend-unavailable-error.js';
-export { checkAttentionArguments, checkBatchedGemmArguments, checkGatedActivationArguments, checkGatedMlpArguments, checkGemmArguments, checkGramArguments, checkFwhtArguments } from './backends/check-arguments.js';
+export { checkAttentionArguments, checkAttentionBackwardArguments, checkBatchedGemmArguments, checkGatedActivationArguments, checkGatedMlpArguments, checkGemmArguments, checkGramArguments, checkFwhtArguments } from './backends/check-arguments.js';
 export { attentionWithSgemm, packHeadKeysValues, ATTENTION_CHUNK } from './backends/attention-sgemm.js';
 export { attentionChunk, attentionPairAt, packQueryRows, unpackQueryRows, packKeyValueRows, type AttentionChunk, type AttentionPairLayout } from './backends/attention-pair-rows.js';
+export { attentionBackwardWithBatchedSgemm, BATCHED_ATTENTION_BACKWARD_SCORE_BYTES, type AttentionBackwardBatchedOptions, type AttentionBackwardScratch } from './backends/attention-backward-batched-sgemm.js';
 export { fastExp } from './fast-exp.js';
 export { sgemmBatched } from './sgemm-batched.js';
 export { gatedActivationLoop, gatedActivationReference } from './backends/gated-activation-loop.js';

@@ -1,5 +1,5 @@
 import { InvalidArgumentError, ShapeMismatchError } from '@bitsmith/core';
-import type { AttentionArguments, BatchedGemmArguments, FloatArray, GatedActivationArguments, GatedMlpArguments, FwhtArguments, GemmArguments, GramArguments } from '../backend.js';
+import type { AttentionArguments, AttentionBackwardArguments, BatchedGemmArguments, FloatArray, GatedActivationArguments, GatedMlpArguments, FwhtArguments, GemmArguments, GramArguments } from '../backend.js';
 
 function checkDimension(name: string, value: number): void {
   if (!Number.isInteger(value) || value < 0) throw new InvalidArgumentError(name, `expected a non-negative integer, got ${value}`);
@@ -85,6 +85,25 @@ export function checkAttentionArguments(args: AttentionArguments): void {
   if (args.scale !== undefined && !Number.isFinite(args.scale)) throw new InvalidArgumentError('attention.scale', `expected a finite number, got ${args.scale}`);
   if (args.softcap !== undefined && !(args.softcap > 0 && Number.isFinite(args.softcap))) throw new InvalidArgumentError('attention.softcap', `expected a positive finite number, got ${args.softcap}`);
   if (args.slidingWindow !== undefined && !(args.slidingWindow >= 1)) throw new InvalidArgumentError('attention.slidingWindow', `expected at least 1, got ${args.slidingWindow}`);
+}
+
+/**
+ * Validates {@link AttentionBackwardArguments} as {@link checkAttentionArguments} validates the forward's (`dOut` and
+ * `dq` query-shaped, `dk` and `dv` key/value-shaped).
+ *
+ * @throws InvalidArgumentError or ShapeMismatchError naming the argument.
+ * @example
+ * ```ts
+ * checkAttentionBackwardArguments({ q, k, v, dOut, dq, dk, dv, lengths: [256], numHeads: 8, numKvHeads: 4, headDim: 64 });
+ * ```
+ */
+export function checkAttentionBackwardArguments(args: AttentionBackwardArguments): void {
+  checkAttentionArguments({ ...args, out: args.dq });
+  const { numHeads, numKvHeads, headDim } = args;
+  const tokens = args.lengths.reduce((a, b) => a + b, 0);
+  checkLength('attention.dOut', args.dOut, tokens, numHeads * headDim);
+  checkLength('attention.dk', args.dk, tokens, numKvHeads * headDim);
+  checkLength('attention.dv', args.dv, tokens, numKvHeads * headDim);
 }
 
 /** Validates the arguments of a gated activation: a known activation, arrays at least `length` long. */

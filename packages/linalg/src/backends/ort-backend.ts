@@ -1,12 +1,13 @@
 import { ShapeMismatchError } from '@bitsmith/core';
-import type { AttentionArguments, Backend, BatchedGemmArguments, GatedActivationArguments, GatedMlpArguments, BackendOptions, FloatArray, GemmArguments, GramArguments } from '../backend.js';
+import type { AttentionArguments, AttentionBackwardArguments, Backend, BatchedGemmArguments, GatedActivationArguments, GatedMlpArguments, BackendOptions, FloatArray, GemmArguments, GramArguments } from '../backend.js';
 import { attentionWithSgemm } from './attention-sgemm.js';
 import { attentionWithBatchedSgemm } from './attention-batched-sgemm.js';
+import { attentionBackwardWithBatchedSgemm } from './attention-backward-batched-sgemm.js';
 import { referenceKernelsModule, tryReferenceKernels, type ReferenceKernels } from '../reference-kernels.js';
 import { batchedModelKey, startReferenceHelpers, type ReferenceHelpers } from './ort-reference-threads.js';
 import { gatedActivationReference } from './gated-activation-loop.js';
 import { BackendUnavailableError } from '../backend-unavailable-error.js';
-import { checkAttentionArguments, checkBatchedGemmArguments, checkFwhtArguments, checkGatedActivationArguments, checkGatedMlpArguments, checkGemmArguments, checkGramArguments } from './check-arguments.js';
+import { checkAttentionArguments, checkAttentionBackwardArguments, checkBatchedGemmArguments, checkFwhtArguments, checkGatedActivationArguments, checkGatedMlpArguments, checkGemmArguments, checkGramArguments } from './check-arguments.js';
 import { fwhtRadix4 } from './fwht-radix4.js';
 import { weightFingerprint } from './weight-fingerprint.js';
 import { addLowerBlock, addLowerBlockPair, gemmEpilogue, mirrorLower, scaleGram } from './gram-accumulate.js';
@@ -306,12 +307,21 @@ export async function createOrtBackend(options: OrtBackendOptions = {}): Promise
   const sessions = new Map<string, Promise<OrtSession>>();
   // Scratch buffers reused across calls (calls are serialised), grown on demand, dropped by dispose().
   const buffers = new Map<string, Float32Array>();
+  const doubles = new Map<string, Float64Array>();
   const scratch = {
     float32(name: string, length: number): Float32Array {
       let buffer = buffers.get(name);
       if (!buffer || buffer.length < length) {
         buffer = new Float32Array(length);
         buffers.set(name, buffer);
+      }
+      return buffer;
+    },
+    float64(name: string, length: number): Float64Array {
+      let buffer = doubles.get(name);
+      if (!buffer || buffer.length < length) {
+        buffer = new Float64Array(length);
+        doubles.set(name, buffer);
       }
       return buffer;
     },
@@ -601,6 +611,27 @@ export async function createOrtBackend(options: OrtBackendOptions = {}): Promise
     await attentionWithBatchedSgemm(batchedSgemm, args, kernels, { scratch: scratch.float32 });
   }
 
+  /**
+   * The attention backward (`attentionBackwardWithBatchedSgemm`) shared with the helper threads, each thread on one
+   * MLAS thread; false (the caller computes it) without the kernels or the helpers, or when the call is too small.
+   */
+  async function referenceAttentionBackward(args: AttentionBackwardArguments): Promise<boolean> {
+    const kernels = await referenceKernels();
+    const helpers = kernels ? await referenceHelpers() : undefined;
+    if (!kernels || !helpers) return false;
+    const scale = args.scale ?? 1 / Math.sqrt(args.headDim);
+    const alpha = Math.fround(scale) === scale ? scale : 1;
+    const models = {
+      [batchedModelKey(true, alpha)]: buildBatchedGemmModel(onnx, { transB: true, alpha: Math.fround(alpha) }),
+      [batchedModelKey(true, 1)]: buildBatchedGemmModel(onnx, { transB: true, alpha: 1 }),
+      [batchedModelKey(false, 1)]: buildBatchedGemmModel(onnx, { transB: false, alpha: 1 }),
+      [batchedModelKey(false, 1, true)]: buildBatchedGemmModel(onnx, { transA: true, transB: false, alpha: 1 }),
+    };
+    const single = (g: BatchedGemmArguments): Promise<void> => batchedSgemm(g, true);
+    const local = (pairs: readonly [number, number]): Promise<void> => attentionBackwardWithBatchedSgemm(single, args, kernels, { scratch, pairs });
+    return helpers.attentionBackward(args, local, models);
+  }
+
   const attentionScoreBytes = Math.max(0, options.attentionScoreBytes ?? ORT_ATTENTION_SCORE_BYTES);
   const attentionParts = Math.max(1, Math.floor(options.attentionParts ?? ORT_ATTENTION_PARTS));
   const masks = new Map<string, Float32Array>();
@@ -773,6 +804,12 @@ export async function createOrtBackend(options: OrtBackendOptions = {}): Promise
       return serialised('attention', async () => {
         checkAttentionArguments(args);
         await attention(args);
+      });
+    },
+    attentionBackward(args) {
+      return serialised('attentionBackward', async () => {
+        checkAttentionBackwardArguments(args);
+        return referenceAttentionBackward(args);
       });
     },
     gatedActivation(args) {

@@ -2,7 +2,9 @@ import { mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { AttentionArguments, Backend } from '../backend.js';
+import type { AttentionArguments, AttentionBackwardArguments, Backend } from '../backend.js';
+import { attentionBackwardWithBatchedSgemm } from './attention-backward-batched-sgemm.js';
+import { sgemmBatched } from '../sgemm-batched.js';
 import { referenceKernelsModule, tryReferenceKernels } from '../reference-kernels.js';
 import { attentionWithSgemm } from './attention-sgemm.js';
 import { seededRandom } from './backend-oracle.js';
@@ -143,6 +145,92 @@ describe('the ort backend\'s reference attention on helper threads', () => {
       // Too little work to share: nothing done.
       const small = problem([8], 2, 2, 4, 1);
       expect(await helpers!.attention(small, async () => undefined, models)).toBe(false);
+    } finally {
+      await helpers?.dispose();
+    }
+  });
+
+  /** A backward problem: the forward's q, k, v (as `problem`), an output gradient, NaN-filled gradients. */
+  function backwardProblem(lengths: number[], H: number, Hkv: number, d: number, seed: number, extra: Partial<AttentionBackwardArguments> = {}): AttentionBackwardArguments {
+    const { q, k, v } = problem(lengths, H, Hkv, d, seed);
+    const rnd = seededRandom(seed + 1);
+    const dOut = Float32Array.from({ length: q.length }, () => (rnd() - 0.5) * 2);
+    const nan = (n: number): Float32Array => new Float32Array(n).fill(Number.NaN);
+    return { q, k, v, dOut, dq: nan(q.length), dk: nan(k.length), dv: nan(v.length), lengths, numHeads: H, numKvHeads: Hkv, headDim: d, ...extra };
+  }
+  const freshGradients = (a: AttentionBackwardArguments): AttentionBackwardArguments => ({ ...a, dq: a.dq.slice().fill(Number.NaN), dk: a.dk.slice().fill(Number.NaN), dv: a.dv.slice().fill(Number.NaN) });
+
+  // Pairs cut at and inside sequence bounds, empty and one-token sequences, a window with a scale float32 cannot hold.
+  const backwardCases: Array<{ name: string; lengths: number[]; H: number; Hkv: number; d: number; threads: number; extra?: Partial<AttentionBackwardArguments> }> = [
+    { name: 'llama-docs geometry, 8 sequences', lengths: Array<number>(8).fill(256), H: 8, Hkv: 4, d: 64, threads: 2 },
+    { name: 'one sequence, heads split', lengths: [700], H: 6, Hkv: 3, d: 32, threads: 2 },
+    { name: 'mixed lengths, empty and one-token sequences', lengths: [300, 0, 1, 300, 130, 64], H: 4, Hkv: 2, d: 16, threads: 2 },
+    { name: 'sliding window, scale 0.3', lengths: [400, 260], H: 4, Hkv: 1, d: 32, threads: 2, extra: { slidingWindow: 100, scale: 0.3 } },
+    { name: 'three threads', lengths: [512, 512, 256], H: 8, Hkv: 4, d: 64, threads: 3 },
+  ];
+  for (const c of backwardCases) {
+    it(`shares the attention backward bit for bit with the one-thread call (${c.name})`, async () => {
+      const shared = await ort({ threads: c.threads, referenceWorker: workerUrl });
+      const alone = await ort({ threads: c.threads, referenceThreads: 1 });
+      if (!shared?.attentionBackward || !alone) return;
+      const args = backwardProblem(c.lengths, c.H, c.Hkv, c.d, 17, c.extra);
+      const expected = freshGradients(args);
+      await attentionBackwardWithBatchedSgemm((g) => sgemmBatched(alone, g), expected, (await tryReferenceKernels()) ?? null);
+      expect(expected.dq.some(Number.isNaN) || expected.dk.some(Number.isNaN) || expected.dv.some(Number.isNaN)).toBe(false);
+      // Without helpers the backend declines (the caller computes it).
+      expect(await alone.attentionBackward?.(freshGradients(args))).toBeFalsy();
+      for (let round = 0; round < 2; round++) {
+        const got = freshGradients(args);
+        expect(await shared.attentionBackward(got)).toBe(true);
+        expect(firstDifference(got.dq, expected.dq)).toBe(-1);
+        expect(firstDifference(got.dk, expected.dk)).toBe(-1);
+        expect(firstDifference(got.dv, expected.dv)).toBe(-1);
+      }
+    });
+  }
+
+  it("hands each helper its pairs of the attention backward and copies back exactly their heads' gradients", async () => {
+    const alone = await ort({ threads: 1 });
+    if (!alone || !workerUrl) return;
+    const module = await referenceKernelsModule();
+    const helpers = await startReferenceHelpers(2, workerUrl, module, { intraOpNumThreads: 1, interOpNumThreads: 1, logSeverityLevel: 3 });
+    expect(helpers?.count).toBe(2);
+    try {
+      // 2 sequences x 3 key/value heads: 6 pairs, 2 per thread; the helpers' parts cut the second sequence's heads.
+      const lengths = [300, 300];
+      const [H, Hkv, d] = [6, 3, 32];
+      const args = backwardProblem(lengths, H, Hkv, d, 19);
+      const expected = freshGradients(args);
+      await attentionBackwardWithBatchedSgemm((g) => sgemmBatched(alone, g), expected, (await tryReferenceKernels()) ?? null);
+      const { buildBatchedGemmModel } = await import('./ort-graph.js');
+      const onnx = (await import('onnx-proto')) as unknown as { onnx?: unknown; default?: { onnx?: unknown } };
+      const proto = (onnx.onnx ?? onnx.default?.onnx) as Parameters<typeof buildBatchedGemmModel>[0];
+      const scale = 1 / Math.sqrt(d);
+      const models = {
+        [batchedModelKey(true, scale)]: buildBatchedGemmModel(proto, { transB: true, alpha: Math.fround(scale) }),
+        [batchedModelKey(true, 1)]: buildBatchedGemmModel(proto, { transB: true, alpha: 1 }),
+        [batchedModelKey(false, 1)]: buildBatchedGemmModel(proto, { transB: false, alpha: 1 }),
+        [batchedModelKey(false, 1, true)]: buildBatchedGemmModel(proto, { transA: true, transB: false, alpha: 1 }),
+      };
+      let localPairs: readonly [number, number] | undefined;
+      expect(await helpers!.attentionBackward(args, async (pairs) => void (localPairs = pairs), models)).toBe(true);
+      expect(localPairs).toEqual([0, 2]);
+      const group = H / Hkv;
+      for (let t = 0; t < 600; t++) {
+        for (let g = 0; g < Hkv; g++) {
+          const pair = Math.floor(t / 300) * Hkv + g;
+          const oq = t * H * d + g * group * d;
+          const okv = t * Hkv * d + g * d;
+          const got = [args.dq.subarray(oq, oq + group * d), args.dk.subarray(okv, okv + d), args.dv.subarray(okv, okv + d)];
+          const want = [expected.dq.subarray(oq, oq + group * d), expected.dk.subarray(okv, okv + d), expected.dv.subarray(okv, okv + d)];
+          for (let i = 0; i < 3; i++) {
+            if (pair < 2) expect(got[i]!.every(Number.isNaN)).toBe(true);
+            else expect(firstDifference(got[i]!, want[i]!)).toBe(-1);
+          }
+        }
+      }
+      // Too little work to share: nothing done.
+      expect(await helpers!.attentionBackward(backwardProblem([8], 2, 2, 4, 1), async () => undefined, models)).toBe(false);
     } finally {
       await helpers?.dispose();
     }

@@ -1,4 +1,4 @@
-import type { AttentionArguments } from '../backend.js';
+import type { AttentionArguments, AttentionBackwardArguments } from '../backend.js';
 import type { WasmModule } from './wasm-memory.js';
 import { ATTENTION_CHUNK } from './attention-sgemm.js';
 import { nodeBuiltin } from '../node-builtin.js';
@@ -17,6 +17,18 @@ export interface AttentionWorkerRequest {
   readonly id: number;
   /** The sequences that hold the part's pairs, their `q`, `k`, `v` and `out` on a `SharedArrayBuffer`. */
   readonly args: AttentionArguments;
+  /** The part's pairs, numbered within `args`. */
+  readonly pairs: readonly [number, number];
+  /** Batched GEMM models by {@link batchedModelKey} (ONNX bytes). */
+  readonly models: Record<string, Uint8Array>;
+}
+
+/** One part of an attention backward call for a helper thread (its pairs' gradients into `args`' `dq`, `dk`, `dv`). Internal. */
+export interface AttentionBackwardWorkerRequest {
+  readonly kind: 'attention-backward';
+  readonly id: number;
+  /** The sequences that hold the part's pairs: `q`, `k`, `v`, `dOut` and the gradients on a `SharedArrayBuffer`. */
+  readonly args: AttentionBackwardArguments;
   /** The part's pairs, numbered within `args`. */
   readonly pairs: readonly [number, number];
   /** Batched GEMM models by {@link batchedModelKey} (ONNX bytes). */
@@ -45,7 +57,7 @@ export interface SwigluBackwardWorkerRequest {
 }
 
 /** A request to a helper thread. Internal. */
-export type ReferenceWorkerRequest = AttentionWorkerRequest | SiluWorkerRequest | SwigluBackwardWorkerRequest;
+export type ReferenceWorkerRequest = AttentionWorkerRequest | AttentionBackwardWorkerRequest | SiluWorkerRequest | SwigluBackwardWorkerRequest;
 
 /** A helper thread's answer: the request's id, and the error's text when it failed. Internal. */
 export interface ReferenceWorkerReply {
@@ -53,9 +65,9 @@ export interface ReferenceWorkerReply {
   readonly error?: string;
 }
 
-/** The key of a batched GEMM model: transposed `B` or not, and `alpha` as the float32 the graph stores. Internal. */
-export function batchedModelKey(transB: boolean, alpha: number): string {
-  return `${transB ? 1 : 0}|${Math.fround(alpha)}`;
+/** The key of a batched GEMM model: transposed `B` (and `A`) or not, and `alpha` as the float32 the graph stores. Internal. */
+export function batchedModelKey(transB: boolean, alpha: number, transA = false): string {
+  return `${transA ? 1 : 0}${transB ? 1 : 0}|${Math.fround(alpha)}`;
 }
 
 /** Below this many multiply-adds of attention products (`q k` and `p v`) a call stays on the calling thread. */
@@ -103,6 +115,13 @@ export interface ReferenceHelpers {
    */
   attention(args: AttentionArguments, local: (pairs: readonly [number, number]) => Promise<void>, models: Record<string, Uint8Array>): Promise<boolean>;
   /**
+   * The attention backward of `args` on the calling thread and the helpers, split by pairs as {@link attention}:
+   * `local(pairs)` computes its part here, each helper one of the others on copies of its sequences' `q`, `k`, `v`
+   * and `dOut` (a `SharedArrayBuffer`), whose heads' gradients are copied back into `args`' `dq`, `dk`, `dv`. False
+   * (nothing done) when the call is too small to share or a helper thread has died; rejects when a helper fails.
+   */
+  attentionBackward(args: AttentionBackwardArguments, local: (pairs: readonly [number, number]) => Promise<void>, models: Record<string, Uint8Array>): Promise<boolean>;
+  /**
    * `out[i] = silu(gate[i]) * up[i]` for `i < length` (the reference kernels' `siluGate`), in rounds of at most
    * {@link SILU_HELPER_ROUND} elements per thread: each round's leading share on the calling thread
    * (`local(from, to)`), the others on the helpers (copies through a `SharedArrayBuffer`). False
@@ -120,6 +139,12 @@ export interface ReferenceHelpers {
   /** Ends the helper threads. */
   dispose(): Promise<void>;
 }
+
+/**
+ * Copies a helper's key/value heads from its shared `view` (rows of `row` floats from its part's first token) into
+ * `target`, each key/value head `headWidth` columns wide (its query heads' for query-shaped matrices).
+ */
+type CopyHeads = (view: Float32Array, target: Float32Array, row: number, headWidth: number) => void;
 
 interface Helper {
   worker: import('node:worker_threads').Worker;
@@ -210,7 +235,7 @@ export async function startReferenceHelpers(count: number, url: URL, kernels: Wa
     return views;
   }
 
-  function post(helper: Helper, request: Omit<AttentionWorkerRequest, 'id'> | Omit<SiluWorkerRequest, 'id'> | Omit<SwigluBackwardWorkerRequest, 'id'>): Promise<void> {
+  function post(helper: Helper, request: Omit<AttentionWorkerRequest, 'id'> | Omit<AttentionBackwardWorkerRequest, 'id'> | Omit<SiluWorkerRequest, 'id'> | Omit<SwigluBackwardWorkerRequest, 'id'>): Promise<void> {
     if (helper.failed) return Promise.reject(helper.failed);
     const id = nextId++;
     return new Promise<void>((resolve, reject) => {
@@ -253,81 +278,116 @@ export async function startReferenceHelpers(count: number, url: URL, kernels: Wa
     return true;
   }
 
-  return {
-    count: helpers.length,
-    async attention(args, local, models) {
-      const { q, k, v, out, lengths, numHeads, numKvHeads: kvHeads, headDim: d } = args;
-      const group = numHeads / kvHeads;
-      const qRow = numHeads * d;
-      const kvRow = kvHeads * d;
-      // Work per pair: the products' multiply-adds (both about n^2 d / 2 + chunk rows beyond the causal half) plus
-      // the copies and the softmax, which grow as n^2 too.
-      const weights: number[] = [];
-      let work = 0;
-      for (const n of lengths) {
-        const w = n * (n + Math.min(n, ATTENTION_CHUNK));
-        for (let g = 0; g < kvHeads; g++) weights.push(w);
-        work += kvHeads * group * w * d;
-      }
-      const parts = Math.min(helpers.length + 1, weights.length);
-      if (parts < 2 || work < ATTENTION_HELPER_MIN_WORK || helpers.some((h) => h.failed)) return false;
-      const bounds = splitByWeight(weights, parts);
-      const firstToken: number[] = [0];
-      for (const n of lengths) firstToken.push(firstToken[firstToken.length - 1]! + n);
-      // Hand each helper its part first (copies of its sequences' rows), then compute part 0 here.
-      const jobs: Array<{ promise: Promise<void>; from: number; to: number; s0: number; view: Float32Array }> = [];
-      for (let part = 1; part < parts; part++) {
-        const from = bounds[part]!;
-        const to = bounds[part + 1]!;
-        if (from >= to) continue;
-        const helper = helpers[part - 1]!;
-        const s0 = Math.floor(from / kvHeads);
-        const s1 = Math.ceil(to / kvHeads);
-        const t0 = firstToken[s0]!;
-        const t1 = firstToken[s1]!;
-        const tokens = t1 - t0;
-        const [hq, hk, hv, ho] = sharedViews(helper, [tokens * qRow, tokens * kvRow, tokens * kvRow, tokens * qRow]);
-        hq!.set(q.subarray(t0 * qRow, t1 * qRow));
-        hk!.set(k.subarray(t0 * kvRow, t1 * kvRow));
-        hv!.set(v.subarray(t0 * kvRow, t1 * kvRow));
-        const request = {
-          kind: 'attention' as const,
-          args: { ...args, q: hq!, k: hk!, v: hv!, out: ho!, lengths: lengths.slice(s0, s1) },
-          pairs: [from - s0 * kvHeads, to - s0 * kvHeads] as const,
-          models,
-        };
-        jobs.push({ promise: post(helper, request), from, to, s0, view: ho! });
-      }
-      let error: unknown;
-      try {
-        await local([0, bounds[1]!]);
-      } catch (cause) {
-        error = cause;
-      }
-      const settled = await Promise.allSettled(jobs.map((j) => j.promise));
-      for (const result of settled) if (result.status === 'rejected') error ??= result.reason;
-      if (error !== undefined) throw error;
-      // Each helper's heads back into `out`: whole rows of sequences it computed every head of, else its heads' columns.
-      for (const { from, to, s0, view } of jobs) {
-        const base = firstToken[s0]!;
+  /**
+   * Splits the (sequence, key/value head) pairs of an attention call (forward or backward) between this thread and
+   * the helpers by their work: `hand(helper, t0, t1, lengths, pairs)` copies the inputs of token rows `t0 .. t1 - 1`
+   * (the sequences `lengths` that hold the helper's pairs, numbered from that part's first sequence), posts them, and
+   * returns how to copy the helper's heads back; then `local([0, end])` computes the first part here. False (nothing
+   * done) when the call is too small to share or a helper has died.
+   */
+  async function splitPairs(
+    args: { readonly lengths: readonly number[]; readonly numHeads: number; readonly numKvHeads: number; readonly headDim: number },
+    local: (pairs: readonly [number, number]) => Promise<void>,
+    hand: (helper: Helper, t0: number, t1: number, lengths: readonly number[], pairs: readonly [number, number]) => { promise: Promise<void>; copyBack: (copy: CopyHeads) => void },
+  ): Promise<boolean> {
+    const { lengths, numHeads, numKvHeads: kvHeads, headDim: d } = args;
+    const group = numHeads / kvHeads;
+    // Work per pair: the products' multiply-adds (both about n^2 d / 2 + chunk rows beyond the causal half) plus
+    // the copies and the softmax, which grow as n^2 too.
+    const weights: number[] = [];
+    let work = 0;
+    for (const n of lengths) {
+      const w = n * (n + Math.min(n, ATTENTION_CHUNK));
+      for (let g = 0; g < kvHeads; g++) weights.push(w);
+      work += kvHeads * group * w * d;
+    }
+    const parts = Math.min(helpers.length + 1, weights.length);
+    if (parts < 2 || work < ATTENTION_HELPER_MIN_WORK || helpers.some((h) => h.failed)) return false;
+    const bounds = splitByWeight(weights, parts);
+    const firstToken: number[] = [0];
+    for (const n of lengths) firstToken.push(firstToken[firstToken.length - 1]! + n);
+    // Hand each helper its part first (copies of its sequences' rows), then compute part 0 here.
+    const jobs: Array<{ promise: Promise<void>; copyBack: (copy: CopyHeads) => void; from: number; to: number; s0: number }> = [];
+    for (let part = 1; part < parts; part++) {
+      const from = bounds[part]!;
+      const to = bounds[part + 1]!;
+      if (from >= to) continue;
+      const s0 = Math.floor(from / kvHeads);
+      const s1 = Math.ceil(to / kvHeads);
+      const job = hand(helpers[part - 1]!, firstToken[s0]!, firstToken[s1]!, lengths.slice(s0, s1), [from - s0 * kvHeads, to - s0 * kvHeads]);
+      jobs.push({ ...job, from, to, s0 });
+    }
+    let error: unknown;
+    try {
+      await local([0, bounds[1]!]);
+    } catch (cause) {
+      error = cause;
+    }
+    const settled = await Promise.allSettled(jobs.map((j) => j.promise));
+    for (const result of settled) if (result.status === 'rejected') error ??= result.reason;
+    if (error !== undefined) throw error;
+    // Each helper's heads back: whole rows of sequences it computed every head of, else its heads' columns.
+    for (const { copyBack, from, to, s0 } of jobs) {
+      const base = firstToken[s0]!;
+      copyBack((view, target, row, headWidth) => {
         for (let s = Math.floor(from / kvHeads); s * kvHeads < to; s++) {
           const g0 = Math.max(0, from - s * kvHeads);
           const g1 = Math.min(kvHeads, to - s * kvHeads);
           const t0 = firstToken[s]!;
           const t1 = firstToken[s + 1]!;
           if (g0 === 0 && g1 === kvHeads) {
-            out.set(view.subarray((t0 - base) * qRow, (t1 - base) * qRow), t0 * qRow);
+            target.set(view.subarray((t0 - base) * row, (t1 - base) * row), t0 * row);
             continue;
           }
-          const c0 = g0 * group * d;
-          const c1 = g1 * group * d;
+          const c0 = g0 * headWidth;
+          const c1 = g1 * headWidth;
           for (let t = t0; t < t1; t++) {
-            const o = (t - base) * qRow;
-            for (let c = c0; c < c1; c++) out[t * qRow + c] = view[o + c]!;
+            const o = (t - base) * row;
+            for (let c = c0; c < c1; c++) target[t * row + c] = view[o + c]!;
           }
         }
-      }
-      return true;
+      });
+    }
+    return true;
+  }
+
+  return {
+    count: helpers.length,
+    attention(args, local, models) {
+      const { q, k, v, out, numHeads, numKvHeads: kvHeads, headDim: d } = args;
+      const qRow = numHeads * d;
+      const kvRow = kvHeads * d;
+      const headWidth = (numHeads / kvHeads) * d;
+      return splitPairs(args, local, (helper, t0, t1, lengths, pairs) => {
+        const tokens = t1 - t0;
+        const [hq, hk, hv, ho] = sharedViews(helper, [tokens * qRow, tokens * kvRow, tokens * kvRow, tokens * qRow]);
+        hq!.set(q.subarray(t0 * qRow, t1 * qRow));
+        hk!.set(k.subarray(t0 * kvRow, t1 * kvRow));
+        hv!.set(v.subarray(t0 * kvRow, t1 * kvRow));
+        const request = { kind: 'attention' as const, args: { ...args, q: hq!, k: hk!, v: hv!, out: ho!, lengths }, pairs, models };
+        return { promise: post(helper, request), copyBack: (copy) => copy(ho!, out, qRow, headWidth) };
+      });
+    },
+    attentionBackward(args, local, models) {
+      const { q, k, v, dOut, dq, dk, dv, numHeads, numKvHeads: kvHeads, headDim: d } = args;
+      const qRow = numHeads * d;
+      const kvRow = kvHeads * d;
+      const headWidth = (numHeads / kvHeads) * d;
+      return splitPairs(args, local, (helper, t0, t1, lengths, pairs) => {
+        const tokens = t1 - t0;
+        const [hq, hk, hv, hdo, hdq, hdk, hdv] = sharedViews(helper, [tokens * qRow, tokens * kvRow, tokens * kvRow, tokens * qRow, tokens * qRow, tokens * kvRow, tokens * kvRow]);
+        hq!.set(q.subarray(t0 * qRow, t1 * qRow));
+        hk!.set(k.subarray(t0 * kvRow, t1 * kvRow));
+        hv!.set(v.subarray(t0 * kvRow, t1 * kvRow));
+        hdo!.set(dOut.subarray(t0 * qRow, t1 * qRow));
+        const request = { kind: 'attention-backward' as const, args: { ...args, q: hq!, k: hk!, v: hv!, dOut: hdo!, dq: hdq!, dk: hdk!, dv: hdv!, lengths }, pairs, models };
+        const copyBack = (copy: CopyHeads): void => {
+          copy(hdq!, dq, qRow, headWidth);
+          copy(hdk!, dk, kvRow, d);
+          copy(hdv!, dv, kvRow, d);
+        };
+        return { promise: post(helper, request), copyBack };
+      });
     },
     silu(gate, up, out, length, local) {
       return elementwise(length, local, (helper, from, to) => {

@@ -1,9 +1,11 @@
 // Entry of the helper threads of the `ort` backend's reference kernels (see ort-reference-threads.ts): a Node worker
-// thread that runs `attentionWithBatchedSgemm` on the (sequence, key/value head) pairs the calling thread hands it,
+// thread that runs `attentionWithBatchedSgemm` (and the backward, `attentionBackwardWithBatchedSgemm`) on the
+// (sequence, key/value head) pairs the calling thread hands it,
 // with its own single-threaded onnxruntime sessions and its own instance of the reference kernels, and the SiLU gate
 // on the share of elements it is handed. Built by tsup as
 // dist/ort-reference-worker.js, next to the bundle that starts it; nothing imports this module.
 import { attentionWithBatchedSgemm, type BatchedGemmArguments } from './attention-batched-sgemm.js';
+import { attentionBackwardWithBatchedSgemm } from './attention-backward-batched-sgemm.js';
 import { referenceKernelsOf } from '../reference-kernels.js';
 import { nodeBuiltin } from '../node-builtin.js';
 import { ortOutputReleaser } from './ort-output-release.js';
@@ -44,16 +46,26 @@ async function start(): Promise<void> {
     }
     return buffer;
   };
+  const doubles = new Map<string, Float64Array>();
+  const scratch64 = (name: string, length: number): Float64Array => {
+    let buffer = doubles.get(name);
+    if (!buffer || buffer.length < length) {
+      buffer = new Float64Array(length);
+      doubles.set(name, buffer);
+    }
+    return buffer;
+  };
   // As the backend's batchedSgemm, on one MLAS thread: every operand here is this thread's own memory.
   const batched = async (args: BatchedGemmArguments): Promise<void> => {
     const { batch, m, n, k } = args;
     if (batch * m * n === 0) return;
+    const transA = args.transA === true;
     const transB = args.transB === true;
     if (k === 0) {
       args.c.fill(0, 0, batch * m * n);
       return;
     }
-    const key = batchedModelKey(transB, args.alpha ?? 1);
+    const key = batchedModelKey(transB, args.alpha ?? 1, transA);
     let session = sessions.get(key);
     if (!session) {
       const model = models.get(key);
@@ -63,7 +75,7 @@ async function start(): Promise<void> {
     }
     const fetches = { Y: new ort.Tensor('float32', args.c.subarray(0, batch * m * n), [batch, m, n]) };
     const feeds = {
-      A: new ort.Tensor('float32', args.a.subarray(0, batch * m * k), [batch, m, k]),
+      A: new ort.Tensor('float32', args.a.subarray(0, batch * m * k), transA ? [batch, k, m] : [batch, m, k]),
       B: new ort.Tensor('float32', args.b.subarray(0, batch * n * k), transB ? [batch, n, k] : [batch, k, n]),
     };
     // The binding's copy of Y is freed at once (see ortOutputReleaser); the result is in args.c.
@@ -78,6 +90,9 @@ async function start(): Promise<void> {
           kernels.siluGate(request.gate, request.up, request.out, request.out.length);
         } else if (request.kind === 'swiglu-backward') {
           kernels.swigluBackward(request.gate, request.up, request.dh, request.gate, request.up, request.dh.length);
+        } else if (request.kind === 'attention-backward') {
+          for (const [key, model] of Object.entries(request.models)) models.set(key, model);
+          await attentionBackwardWithBatchedSgemm(batched, request.args, kernels, { scratch: { float32: scratch, float64: scratch64 }, pairs: request.pairs });
         } else {
           for (const [key, model] of Object.entries(request.models)) models.set(key, model);
           await attentionWithBatchedSgemm(batched, request.args, kernels, { scratch, pairs: request.pairs });

@@ -7,7 +7,7 @@ import { cacheAfterAttention, cacheAfterRope, cacheKeysBeforeRope } from './kv-c
 import type { LinearLayer } from './linear-layer.js';
 import type { LlamaConfig } from './llama-config.js';
 import type { HiddenStates, LlamaBlock } from './llama-graph.js';
-import { rmsNorm } from './rms-norm.js';
+import { addRmsNorm, rmsNorm } from './rms-norm.js';
 import { applyRope, ropeTables, type RopeTables } from './rope.js';
 
 /** Options of {@link llamaBlockForward} and {@link llamaBlockBackward}. */
@@ -222,8 +222,8 @@ async function forwardTape(config: LlamaConfig, block: LlamaBlock, input: Hidden
   await backend.attention({ q, k, v, out: attended, lengths, numHeads: shape.numHeads, numKvHeads: shape.numKvHeads, headDim: shape.headDim, slidingWindow: shape.slidingWindow, scale: config.attentionScale, reference: true });
   await cacheAfterAttention(block.kvCache, attended, tokens, geometry, backend);
   const h = await linear(oProj, await inputOf(oProj, attended, tokens, fq), tokens, backend, w, scratch(ws, 'h', tokens * hidden, false));
-  for (let i = 0; i < h.length; i++) h[i]! += x[i]!;
-  const n2 = rmsNorm(h, tokens, hidden, block.postAttentionLayernorm.weight, block.postAttentionLayernorm.eps, scratch(ws, 'n2', tokens * hidden, false));
+  // h += x, then n2 = rmsNorm(h), in one pass (the same bits as the add loop and rmsNorm).
+  const n2 = addRmsNorm(h, x, tokens, hidden, block.postAttentionLayernorm.weight, block.postAttentionLayernorm.eps, scratch(ws, 'n2', tokens * hidden, false));
   const gate = await linear(gateProj, await inputOf(gateProj, n2, tokens, fq), tokens, backend, w, scratch(ws, 'gate', tokens * gateProj.outFeatures, false));
   const up = await linear(upProj, await inputOf(upProj, n2, tokens, fq), tokens, backend, w, scratch(ws, 'up', tokens * upProj.outFeatures, false));
   const act = scratch(ws, 'act', gate.length, false);

@@ -174,6 +174,18 @@ export function signStep(params: usize, grads: usize, n: i32, lr: f64, lowest: f
   const zero = f64x2.splat(0);
   const one = f64x2.splat(1);
   let i = 0;
+  if (lowest != 0 && highest != 0) {
+    // Bounds that are not zeros: max(lo, v) and min(hi, .) as a compare and a select each (a NaN v stays NaN, as with
+    // min/max; only a zero bound would order -0 and +0 differently), which V8 compiles to far fewer instructions.
+    for (; i + 1 < n; i += 2) {
+      const at = (<usize>i) << 2;
+      const g = f64x2.promote_low_f32x4(v128.load64_zero(grads + at));
+      const direction = f64x2.sub(v128.and(f64x2.gt(g, zero), one), v128.and(f64x2.lt(g, zero), one));
+      const v = f64x2.sub(f64x2.promote_low_f32x4(v128.load64_zero(params + at)), f64x2.mul(vlr, direction));
+      const low = v128.bitselect(lo, v, f64x2.lt(v, lo));
+      v128.store64_lane(params + at, f32x4.demote_f64x2_zero(v128.bitselect(hi, low, f64x2.gt(low, hi))), 0);
+    }
+  }
   for (; i + 1 < n; i += 2) {
     const at = (<usize>i) << 2;
     const g = f64x2.promote_low_f32x4(v128.load64_zero(grads + at));
@@ -188,3 +200,4 @@ export function signStep(params: usize, grads: usize, n: i32, lr: f64, lowest: f
     store<f32>(params + at, <f32>min(highest, max(lowest, <f64>load<f32>(params + at) - lr * direction)));
   }
 }
+

@@ -216,6 +216,25 @@ describe('learnable-rounding kernels (WebAssembly, the loops of AutoRound bit fo
     expect(kernel.offset[6]).toBe(Math.fround(0.3));
   });
 
+  it('signStep with a zero bound orders -0 below +0 as Math.min and Math.max do (the other bounds take a faster path)', async () => {
+    const factory = (await learnableRoundingKernels())!;
+    const n = 9;
+    for (const [lowest, highest] of [[0, 1], [-1, -0], [-0, 0.25]] as const) {
+      const kernel = factory({ length: n, runs: 1, groups: 1, base: false });
+      const params = Float32Array.from([-0, 0, -0, 0.5, -0.5, 2, -2, 0.1, -0.1]);
+      const grads = Float32Array.from([0, 0, -1, 1, -1, 0, 0, NaN, 1]);
+      kernel.offset.set(params);
+      kernel.offsetGradient.set(grads);
+      const rate = 0.1;
+      kernel.signStep(rate, lowest, highest);
+      const want = params.map((p, i) => {
+        const g = grads[i]!;
+        return Math.min(highest, Math.max(lowest, p - rate * (Number(g > 0) - Number(g < 0))));
+      });
+      expect(bitDifferences(kernel.offset, want)).toEqual([]);
+    }
+  });
+
   it('refuses a layout that does not fit a 32-bit memory', async () => {
     const factory = (await learnableRoundingKernels())!;
     expect(() => factory({ length: 2 ** 30, runs: 1, groups: 1, base: true })).toThrow(/4 GiB/);

@@ -1,7 +1,7 @@
 import type { AttentionBackwardArguments, BatchedGemmArguments } from '../backend.js';
 import { fastExp } from '../fast-exp.js';
 import type { ReferenceKernels } from '../reference-kernels.js';
-import { attentionChunk, attentionPairAt, packKeyValueRows, packQueryRows, unpackQueryRows, type AttentionPairLayout } from './attention-pair-rows.js';
+import { attentionChunk, attentionPairAt, noPackedKeyValues, packKeyValueChunk, packQueryRows, unpackQueryRows, type AttentionPairLayout } from './attention-pair-rows.js';
 import { ATTENTION_CHUNK } from './attention-sgemm.js';
 
 /** Default bytes of one batch of float32 score blocks (`P` and `dP` each) in {@link attentionBackwardWithBatchedSgemm}. */
@@ -107,11 +107,8 @@ export async function attentionBackwardWithBatchedSgemm(
         const batch = Math.min(perBatch, hi - p0);
         dKeys.fill(0, 0, batch * n * d);
         dValues.fill(0, 0, batch * n * d);
-        // Keys and values already packed for this batch: rows packedK0 .. packedEnd - 1 of each pair at stride
-        // packedWidth (the previous chunk's); -1: none.
-        let packedK0 = -1;
-        let packedEnd = 0;
-        let packedWidth = 0;
+        // Keys and values already packed for this batch (the previous chunk's rows).
+        const packed = noPackedKeyValues();
         for (let r0 = 0; r0 < n; r0 += rowsPerChunk) {
           const { r1, rows, k0, width, mm } = attentionChunk(r0, rowsPerChunk, n, window, group);
           // Slot e holds pair p0 + e: its query heads stacked head by head, its keys and values rows k0 .. r1.
@@ -119,19 +116,8 @@ export async function attentionBackwardWithBatchedSgemm(
             packQueryRows(layout, p0 + e, e, r0, rows, q, queries);
             packQueryRows(layout, p0 + e, e, r0, rows, dOut, dOuts);
           }
-          // The rows the previous chunk packed move up to the new stride (last pair first), only the new ones are gathered.
-          const gather = packedK0 === k0 && packedEnd > k0 && packedEnd <= r1 ? packedEnd : k0;
-          if (gather > k0) {
-            const kept = (packedEnd - k0) * d;
-            for (let e = batch - 1; e > 0; e--) {
-              keys.copyWithin(e * width * d, e * packedWidth * d, e * packedWidth * d + kept);
-              values.copyWithin(e * width * d, e * packedWidth * d, e * packedWidth * d + kept);
-            }
-          }
-          for (let e = 0; e < batch; e++) packKeyValueRows(layout, p0 + e, e, gather, r1, k0, width, k, v, keys, values);
-          packedK0 = k0;
-          packedEnd = r1;
-          packedWidth = width;
+          // Keys and values: rows k0 .. r1 - 1 (the previous chunk's rows moved, not gathered again).
+          packKeyValueChunk(layout, p0, batch, k0, r1, width, k, v, keys, values, packed);
           const Qc = queries.subarray(0, batch * mm * d);
           const dOc = dOuts.subarray(0, batch * mm * d);
           const Kc = keys.subarray(0, batch * width * d);

@@ -1,6 +1,6 @@
 import type { AttentionArguments, BatchedGemmArguments } from '../backend.js';
 import type { ReferenceKernels } from '../reference-kernels.js';
-import { attentionChunk, attentionPairAt, packKeyValueRows, packQueryRows, type AttentionPairLayout } from './attention-pair-rows.js';
+import { attentionChunk, attentionPairAt, noPackedKeyValues, packKeyValueChunk, packQueryRows, type AttentionPairLayout } from './attention-pair-rows.js';
 import { ATTENTION_CHUNK, softmaxRowsLoop } from './attention-sgemm.js';
 
 export type { BatchedGemmArguments };
@@ -74,31 +74,15 @@ export async function attentionWithBatchedSgemm(
       const { scores, sums } = wasm ? wasm.reserve(perBatch * m * n, perBatch * m) : { scores: new Float32Array(perBatch * m * n), sums: new Float64Array(perBatch * m) };
       for (let p0 = lo; p0 < hi; p0 += perBatch) {
         const batch = Math.min(perBatch, hi - p0);
-        // Keys and values already packed for this batch of pairs: rows packedK0 .. packedEnd - 1 of each pair, at
-        // pair stride packedWidth (the previous chunk's); -1: none.
-        let packedK0 = -1;
-        let packedEnd = 0;
-        let packedWidth = 0;
+        // Keys and values already packed for this batch of pairs (the previous chunk's rows).
+        const packed = noPackedKeyValues();
         for (let r0 = 0; r0 < n; r0 += rowsPerChunk) {
           const { r1, rows, k0, width, mm } = attentionChunk(r0, rowsPerChunk, n, window, group);
           // Slot e holds pair p0 + e: its queries stacked head by head as in attentionWithSgemm, its keys and values
           // rows k0 .. r1 (AttentionPairLayout).
           for (let e = 0; e < batch; e++) packQueryRows(layout, p0 + e, e, r0, rows, q, queries);
-          // Keys and values: rows k0 .. r1 - 1 of each pair at stride `width`. When the previous chunk packed rows
-          // k0 .. packedEnd - 1 (no window cut in between), those move up to the new stride (a native move, last pair
-          // first so that nothing is overwritten before it moves) and only the rows after them are gathered.
-          const from = packedK0 === k0 && packedEnd > k0 && packedEnd <= r1 ? packedEnd : k0;
-          if (from > k0) {
-            const kept = (packedEnd - k0) * d;
-            for (let e = batch - 1; e > 0; e--) {
-              keys.copyWithin(e * width * d, e * packedWidth * d, e * packedWidth * d + kept);
-              values.copyWithin(e * width * d, e * packedWidth * d, e * packedWidth * d + kept);
-            }
-          }
-          for (let e = 0; e < batch; e++) packKeyValueRows(layout, p0 + e, e, from, r1, k0, width, k, v, keys, values);
-          packedK0 = k0;
-          packedEnd = r1;
-          packedWidth = width;
+          // Keys and values: rows k0 .. r1 - 1 of each pair at stride `width` (the previous chunk's rows moved, not gathered).
+          packKeyValueChunk(layout, p0, batch, k0, r1, width, k, v, keys, values, packed);
           const block = scores.subarray(0, batch * mm * width);
           await batched({ batch, m: mm, n: width, k: d, a: queries.subarray(0, batch * mm * d), b: keys.subarray(0, batch * width * d), c: block, transB: true, alpha: scale });
           // Every pair's rows have the same mask (same r0, k0, window): the batch is `batch * group` heads of `rows` rows.

@@ -113,6 +113,62 @@ export function packKeyValueRows(
   }
 }
 
+/**
+ * The keys and values of a batch of pairs packed by {@link packKeyValueChunk} for the previous chunk (rows `k0 .. end -
+ * 1` of each pair at a stride of `width` rows), carried from chunk to chunk of one batch. Start each batch with
+ * {@link noPackedKeyValues}.
+ */
+export interface PackedKeyValues {
+  k0: number;
+  end: number;
+  width: number;
+}
+
+/** Nothing packed yet (the start of a batch). */
+export function noPackedKeyValues(): PackedKeyValues {
+  return { k0: -1, end: 0, width: 0 };
+}
+
+/**
+ * Packs key and value rows `k0 .. r1 - 1` of pairs `p0 .. p0 + batch - 1` into slots of `width` rows (as
+ * {@link packKeyValueRows}). When the previous chunk of the batch packed rows `k0 .. end - 1` (no window cut in between),
+ * those move up to the new stride (a native move, last pair first so that nothing is overwritten before it moves) and
+ * only the rows after them are gathered. Updates `packed`.
+ *
+ * @example
+ * ```ts
+ * const packed = noPackedKeyValues();
+ * for (let r0 = 0; r0 < n; r0 += rowsPerChunk) packKeyValueChunk(layout, p0, batch, k0, r1, width, k, v, keys, values, packed);
+ * ```
+ */
+export function packKeyValueChunk(
+  layout: AttentionPairLayout,
+  p0: number,
+  batch: number,
+  k0: number,
+  r1: number,
+  width: number,
+  k: Float32Array,
+  v: Float32Array,
+  keys: Float32Array,
+  values: Float32Array,
+  packed: PackedKeyValues,
+): void {
+  const { d } = layout;
+  const from = packed.k0 === k0 && packed.end > k0 && packed.end <= r1 ? packed.end : k0;
+  if (from > k0) {
+    const kept = (packed.end - k0) * d;
+    for (let e = batch - 1; e > 0; e--) {
+      keys.copyWithin(e * width * d, e * packed.width * d, e * packed.width * d + kept);
+      values.copyWithin(e * width * d, e * packed.width * d, e * packed.width * d + kept);
+    }
+  }
+  for (let e = 0; e < batch; e++) packKeyValueRows(layout, p0 + e, e, from, r1, k0, width, k, v, keys, values);
+  packed.k0 = k0;
+  packed.end = r1;
+  packed.width = width;
+}
+
 /** One chunk of query rows of a sequence of `n` tokens: rows `r0 .. r1 - 1` and the keys `k0 .. r1 - 1` they see. */
 export interface AttentionChunk {
   /** One past the chunk's last query row. */

@@ -78,6 +78,27 @@ describe('the ort backend\'s reference attention on helper threads', () => {
     }
   }
 
+  /** Two helper threads on the worker module (for the tests that hand parts to helpers directly). */
+  async function twoHelpers() {
+    const helpers = await startReferenceHelpers(2, workerUrl!, await referenceKernelsModule(), { intraOpNumThreads: 1, interOpNumThreads: 1, logSeverityLevel: 3 });
+    expect(helpers?.count).toBe(2);
+    return helpers!;
+  }
+
+  /** The batched GEMM models the helpers need for attention with head dimension `d` (forward and backward). */
+  async function batchedModels(d: number): Promise<Record<string, Uint8Array>> {
+    const { buildBatchedGemmModel } = await import('./ort-graph.js');
+    const onnx = (await import('onnx-proto')) as unknown as { onnx?: unknown; default?: { onnx?: unknown } };
+    const proto = (onnx.onnx ?? onnx.default?.onnx) as Parameters<typeof buildBatchedGemmModel>[0];
+    const scale = 1 / Math.sqrt(d);
+    return {
+      [batchedModelKey(true, scale)]: buildBatchedGemmModel(proto, { transB: true, alpha: Math.fround(scale) }),
+      [batchedModelKey(true, 1)]: buildBatchedGemmModel(proto, { transB: true, alpha: 1 }),
+      [batchedModelKey(false, 1)]: buildBatchedGemmModel(proto, { transB: false, alpha: 1 }),
+      [batchedModelKey(false, 1, true)]: buildBatchedGemmModel(proto, { transA: true, transB: false, alpha: 1 }),
+    };
+  }
+
   // Sequences cut between helpers at and inside sequence bounds, unequal lengths, windows, a soft-cap, more than one helper.
   const cases: Array<{ name: string; lengths: number[]; H: number; Hkv: number; d: number; threads: number; extra?: Partial<AttentionArguments> }> = [
     { name: 'llama-docs geometry, 3 sequences', lengths: [512, 512, 512], H: 8, Hkv: 4, d: 64, threads: 2 },
@@ -110,9 +131,7 @@ describe('the ort backend\'s reference attention on helper threads', () => {
   it('hands each helper its pairs and copies back exactly their heads (the calling thread\'s part left to it)', async () => {
     const alone = await ort({ threads: 1 });
     if (!alone || !workerUrl) return;
-    const module = await referenceKernelsModule();
-    const helpers = await startReferenceHelpers(2, workerUrl, module, { intraOpNumThreads: 1, interOpNumThreads: 1, logSeverityLevel: 3 });
-    expect(helpers?.count).toBe(2);
+    const helpers = await twoHelpers();
     try {
       // 2 sequences x 3 key/value heads: 6 pairs, 2 per thread; the helpers' parts cut the second sequence's heads.
       const lengths = [300, 300];
@@ -120,16 +139,9 @@ describe('the ort backend\'s reference attention on helper threads', () => {
       const args = problem(lengths, H, Hkv, d, 9);
       const expected = { ...args, out: args.out.slice() };
       await alone.attention({ ...expected, reference: true });
-      const { buildBatchedGemmModel } = await import('./ort-graph.js');
-      const onnx = ((await import('onnx-proto')) as unknown as { onnx?: unknown; default?: { onnx?: unknown } });
-      const proto = (onnx.onnx ?? onnx.default?.onnx) as Parameters<typeof buildBatchedGemmModel>[0];
-      const scale = 1 / Math.sqrt(d);
-      const models = {
-        [batchedModelKey(true, scale)]: buildBatchedGemmModel(proto, { transB: true, alpha: Math.fround(scale) }),
-        [batchedModelKey(false, 1)]: buildBatchedGemmModel(proto, { transB: false, alpha: 1 }),
-      };
+      const models = await batchedModels(d);
       let localPairs: readonly [number, number] | undefined;
-      const ran = await helpers!.attention(args, async (pairs) => void (localPairs = pairs), models);
+      const ran = await helpers.attention(args, async (pairs) => void (localPairs = pairs), models);
       expect(ran).toBe(true);
       expect(localPairs).toEqual([0, 2]);
       const group = H / Hkv;
@@ -144,9 +156,9 @@ describe('the ort backend\'s reference attention on helper threads', () => {
       }
       // Too little work to share: nothing done.
       const small = problem([8], 2, 2, 4, 1);
-      expect(await helpers!.attention(small, async () => undefined, models)).toBe(false);
+      expect(await helpers.attention(small, async () => undefined, models)).toBe(false);
     } finally {
-      await helpers?.dispose();
+      await helpers.dispose();
     }
   });
 
@@ -192,9 +204,7 @@ describe('the ort backend\'s reference attention on helper threads', () => {
   it("hands each helper its pairs of the attention backward and copies back exactly their heads' gradients", async () => {
     const alone = await ort({ threads: 1 });
     if (!alone || !workerUrl) return;
-    const module = await referenceKernelsModule();
-    const helpers = await startReferenceHelpers(2, workerUrl, module, { intraOpNumThreads: 1, interOpNumThreads: 1, logSeverityLevel: 3 });
-    expect(helpers?.count).toBe(2);
+    const helpers = await twoHelpers();
     try {
       // 2 sequences x 3 key/value heads: 6 pairs, 2 per thread; the helpers' parts cut the second sequence's heads.
       const lengths = [300, 300];
@@ -202,18 +212,9 @@ describe('the ort backend\'s reference attention on helper threads', () => {
       const args = backwardProblem(lengths, H, Hkv, d, 19);
       const expected = freshGradients(args);
       await attentionBackwardWithBatchedSgemm((g) => sgemmBatched(alone, g), expected, (await tryReferenceKernels()) ?? null);
-      const { buildBatchedGemmModel } = await import('./ort-graph.js');
-      const onnx = (await import('onnx-proto')) as unknown as { onnx?: unknown; default?: { onnx?: unknown } };
-      const proto = (onnx.onnx ?? onnx.default?.onnx) as Parameters<typeof buildBatchedGemmModel>[0];
-      const scale = 1 / Math.sqrt(d);
-      const models = {
-        [batchedModelKey(true, scale)]: buildBatchedGemmModel(proto, { transB: true, alpha: Math.fround(scale) }),
-        [batchedModelKey(true, 1)]: buildBatchedGemmModel(proto, { transB: true, alpha: 1 }),
-        [batchedModelKey(false, 1)]: buildBatchedGemmModel(proto, { transB: false, alpha: 1 }),
-        [batchedModelKey(false, 1, true)]: buildBatchedGemmModel(proto, { transA: true, transB: false, alpha: 1 }),
-      };
+      const models = await batchedModels(d);
       let localPairs: readonly [number, number] | undefined;
-      expect(await helpers!.attentionBackward(args, async (pairs) => void (localPairs = pairs), models)).toBe(true);
+      expect(await helpers.attentionBackward(args, async (pairs) => void (localPairs = pairs), models)).toBe(true);
       expect(localPairs).toEqual([0, 2]);
       const group = H / Hkv;
       for (let t = 0; t < 600; t++) {
@@ -230,9 +231,9 @@ describe('the ort backend\'s reference attention on helper threads', () => {
         }
       }
       // Too little work to share: nothing done.
-      expect(await helpers!.attentionBackward(backwardProblem([8], 2, 2, 4, 1), async () => undefined, models)).toBe(false);
+      expect(await helpers.attentionBackward(backwardProblem([8], 2, 2, 4, 1), async () => undefined, models)).toBe(false);
     } finally {
-      await helpers?.dispose();
+      await helpers.dispose();
     }
   });
 

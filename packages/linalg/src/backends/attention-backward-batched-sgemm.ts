@@ -1,7 +1,7 @@
 import type { AttentionBackwardArguments, BatchedGemmArguments } from '../backend.js';
 import { fastExp } from '../fast-exp.js';
 import type { ReferenceKernels } from '../reference-kernels.js';
-import { attentionChunk, attentionPairAt, noPackedKeyValues, packKeyValueChunk, packQueryRows, unpackQueryRows, type AttentionPairLayout } from './attention-pair-rows.js';
+import { attentionChunk, attentionPairAt, equalLengthRuns, noPackedKeyValues, packKeyValueChunk, packQueryRows, unpackQueryRows, type AttentionPairLayout } from './attention-pair-rows.js';
 import { ATTENTION_CHUNK } from './attention-sgemm.js';
 
 /** Default bytes of one batch of float32 score blocks (`P` and `dP` each) in {@link attentionBackwardWithBatchedSgemm}. */
@@ -77,87 +77,76 @@ export async function attentionBackwardWithBatchedSgemm(
   const [from, to] = options.pairs ?? [0, lengths.length * numKvHeads];
   // The scale goes into the score product when float32 holds it exactly (as a single sgemm folds it), else after.
   const folded = Math.fround(scale) === scale;
-  let start = 0;
-  for (let s = 0; s < lengths.length; ) {
-    const n = lengths[s]!;
-    let count = 1;
-    while (s + count < lengths.length && lengths[s + count] === n) count++;
-    // This run's pairs within the requested range, numbered from the run's first pair.
-    const lo = Math.max(0, from - s * numKvHeads);
-    const hi = Math.min(count * numKvHeads, to - s * numKvHeads);
-    if (n > 0 && lo < hi) {
-      const rowsPerChunk = Math.min(chunk, n);
-      const m = group * rowsPerChunk;
-      const pairs = hi - lo;
-      const perBatch = Math.max(1, Math.min(pairs, Math.floor(scoreBytes / (4 * m * n))));
-      const layout: AttentionPairLayout = { start, n, numKvHeads, group, d, qRow, kvRow };
-      const queries = buffer.float32('attention-backward.queries', perBatch * m * d);
-      const dOuts = buffer.float32('attention-backward.dOuts', perBatch * m * d);
-      const keys = buffer.float32('attention-backward.keys', perBatch * n * d);
-      const values = buffer.float32('attention-backward.values', perBatch * n * d);
-      const dQueries = buffer.float32('attention-backward.dQ', perBatch * m * d);
-      const part = buffer.float32('attention-backward.part', perBatch * n * d);
-      const dKeys = buffer.float64('attention-backward.dK', perBatch * n * d);
-      const dValues = buffer.float64('attention-backward.dV', perBatch * n * d);
-      // With the kernels, P, dP and the row sums live in their memory (the softmax and its backward run there).
-      const { scores: p, sums, gradients: dp } = kernels
-        ? kernels.reserveWithGradients(perBatch * m * n, perBatch * m)
-        : { scores: buffer.float32('attention-backward.P', perBatch * m * n), sums: buffer.float64('attention-backward.sums', perBatch * m), gradients: buffer.float32('attention-backward.dP', perBatch * m * n) };
-      for (let p0 = lo; p0 < hi; p0 += perBatch) {
-        const batch = Math.min(perBatch, hi - p0);
-        dKeys.fill(0, 0, batch * n * d);
-        dValues.fill(0, 0, batch * n * d);
-        // Keys and values already packed for this batch (the previous chunk's rows).
-        const packed = noPackedKeyValues();
-        for (let r0 = 0; r0 < n; r0 += rowsPerChunk) {
-          const { r1, rows, k0, width, mm } = attentionChunk(r0, rowsPerChunk, n, window, group);
-          // Slot e holds pair p0 + e: its query heads stacked head by head, its keys and values rows k0 .. r1.
-          for (let e = 0; e < batch; e++) {
-            packQueryRows(layout, p0 + e, e, r0, rows, q, queries);
-            packQueryRows(layout, p0 + e, e, r0, rows, dOut, dOuts);
-          }
-          // Keys and values: rows k0 .. r1 - 1 (the previous chunk's rows moved, not gathered again).
-          packKeyValueChunk(layout, p0, batch, k0, r1, width, k, v, keys, values, packed);
-          const Qc = queries.subarray(0, batch * mm * d);
-          const dOc = dOuts.subarray(0, batch * mm * d);
-          const Kc = keys.subarray(0, batch * width * d);
-          const Vc = values.subarray(0, batch * width * d);
-          const P = p.subarray(0, batch * mm * width);
-          const dP = dp.subarray(0, batch * mm * width);
-          await batched({ batch, m: mm, n: width, k: d, a: Qc, b: Kc, c: P, transB: true, alpha: folded ? scale : 1 });
-          if (!folded) for (let i = 0; i < P.length; i++) P[i] = P[i]! * scale;
-          await batched({ batch, m: mm, n: width, k: d, a: dOc, b: Vc, c: dP, transB: true });
-          // Every pair's rows have the same mask: the batch is `batch * group` heads of `rows` rows.
-          if (kernels) kernels.softmaxRowsBackward({ group: batch * group, rows, width, r0, k0, window, scale });
-          else {
-            softmaxExponentials(P, sums, batch * group, rows, width, r0, k0, window);
-            softmaxBackwardRows(P, dP, sums, batch * group, rows, width, r0, k0, window, scale);
-          }
-          // dQ = dS K; dK += dS^T Q; dV += P^T dO.
-          const dQc = dQueries.subarray(0, batch * mm * d);
-          await batched({ batch, m: mm, n: d, k: width, a: dP, b: Kc, c: dQc });
-          for (let e = 0; e < batch; e++) unpackQueryRows(layout, p0 + e, e, r0, rows, dQc, dq);
-          const w = part.subarray(0, batch * width * d);
-          await batched({ batch, m: width, n: d, k: mm, a: dP, b: Qc, c: w, transA: true });
-          addChunk(dKeys, w, batch, n, width, k0, d);
-          await batched({ batch, m: width, n: d, k: mm, a: P, b: dOc, c: w, transA: true });
-          addChunk(dValues, w, batch, n, width, k0, d);
-        }
+  for (const { start, n, lo, hi } of equalLengthRuns(lengths, numKvHeads, from, to)) {
+    const rowsPerChunk = Math.min(chunk, n);
+    const m = group * rowsPerChunk;
+    const pairs = hi - lo;
+    const perBatch = Math.max(1, Math.min(pairs, Math.floor(scoreBytes / (4 * m * n))));
+    const layout: AttentionPairLayout = { start, n, numKvHeads, group, d, qRow, kvRow };
+    const queries = buffer.float32('attention-backward.queries', perBatch * m * d);
+    const dOuts = buffer.float32('attention-backward.dOuts', perBatch * m * d);
+    const keys = buffer.float32('attention-backward.keys', perBatch * n * d);
+    const values = buffer.float32('attention-backward.values', perBatch * n * d);
+    const dQueries = buffer.float32('attention-backward.dQ', perBatch * m * d);
+    const part = buffer.float32('attention-backward.part', perBatch * n * d);
+    const dKeys = buffer.float64('attention-backward.dK', perBatch * n * d);
+    const dValues = buffer.float64('attention-backward.dV', perBatch * n * d);
+    // With the kernels, P, dP and the row sums live in their memory (the softmax and its backward run there).
+    const { scores: p, sums, gradients: dp } = kernels
+      ? kernels.reserveWithGradients(perBatch * m * n, perBatch * m)
+      : { scores: buffer.float32('attention-backward.P', perBatch * m * n), sums: buffer.float64('attention-backward.sums', perBatch * m), gradients: buffer.float32('attention-backward.dP', perBatch * m * n) };
+    for (let p0 = lo; p0 < hi; p0 += perBatch) {
+      const batch = Math.min(perBatch, hi - p0);
+      dKeys.fill(0, 0, batch * n * d);
+      dValues.fill(0, 0, batch * n * d);
+      // Keys and values already packed for this batch (the previous chunk's rows).
+      const packed = noPackedKeyValues();
+      for (let r0 = 0; r0 < n; r0 += rowsPerChunk) {
+        const { r1, rows, k0, width, mm } = attentionChunk(r0, rowsPerChunk, n, window, group);
+        // Slot e holds pair p0 + e: its query heads stacked head by head, its keys and values rows k0 .. r1.
         for (let e = 0; e < batch; e++) {
-          const { first, g } = attentionPairAt(layout, p0 + e);
-          for (let i = 0; i < n; i++) {
-            const o = (first + i) * kvRow + g * d;
-            const at = (e * n + i) * d;
-            for (let t = 0; t < d; t++) {
-              dk[o + t] = dKeys[at + t]!;
-              dv[o + t] = dValues[at + t]!;
-            }
+          packQueryRows(layout, p0 + e, e, r0, rows, q, queries);
+          packQueryRows(layout, p0 + e, e, r0, rows, dOut, dOuts);
+        }
+        // Keys and values: rows k0 .. r1 - 1 (the previous chunk's rows moved, not gathered again).
+        packKeyValueChunk(layout, p0, batch, k0, r1, width, k, v, keys, values, packed);
+        const Qc = queries.subarray(0, batch * mm * d);
+        const dOc = dOuts.subarray(0, batch * mm * d);
+        const Kc = keys.subarray(0, batch * width * d);
+        const Vc = values.subarray(0, batch * width * d);
+        const P = p.subarray(0, batch * mm * width);
+        const dP = dp.subarray(0, batch * mm * width);
+        await batched({ batch, m: mm, n: width, k: d, a: Qc, b: Kc, c: P, transB: true, alpha: folded ? scale : 1 });
+        if (!folded) for (let i = 0; i < P.length; i++) P[i] = P[i]! * scale;
+        await batched({ batch, m: mm, n: width, k: d, a: dOc, b: Vc, c: dP, transB: true });
+        // Every pair's rows have the same mask: the batch is `batch * group` heads of `rows` rows.
+        if (kernels) kernels.softmaxRowsBackward({ group: batch * group, rows, width, r0, k0, window, scale });
+        else {
+          softmaxExponentials(P, sums, batch * group, rows, width, r0, k0, window);
+          softmaxBackwardRows(P, dP, sums, batch * group, rows, width, r0, k0, window, scale);
+        }
+        // dQ = dS K; dK += dS^T Q; dV += P^T dO.
+        const dQc = dQueries.subarray(0, batch * mm * d);
+        await batched({ batch, m: mm, n: d, k: width, a: dP, b: Kc, c: dQc });
+        for (let e = 0; e < batch; e++) unpackQueryRows(layout, p0 + e, e, r0, rows, dQc, dq);
+        const w = part.subarray(0, batch * width * d);
+        await batched({ batch, m: width, n: d, k: mm, a: dP, b: Qc, c: w, transA: true });
+        addChunk(dKeys, w, batch, n, width, k0, d);
+        await batched({ batch, m: width, n: d, k: mm, a: P, b: dOc, c: w, transA: true });
+        addChunk(dValues, w, batch, n, width, k0, d);
+      }
+      for (let e = 0; e < batch; e++) {
+        const { first, g } = attentionPairAt(layout, p0 + e);
+        for (let i = 0; i < n; i++) {
+          const o = (first + i) * kvRow + g * d;
+          const at = (e * n + i) * d;
+          for (let t = 0; t < d; t++) {
+            dk[o + t] = dKeys[at + t]!;
+            dv[o + t] = dValues[at + t]!;
           }
         }
       }
     }
-    start += count * n;
-    s += count;
   }
 }
 

@@ -1,6 +1,6 @@
 import type { AttentionArguments, BatchedGemmArguments } from '../backend.js';
 import type { ReferenceKernels } from '../reference-kernels.js';
-import { attentionChunk, attentionPairAt, noPackedKeyValues, packKeyValueChunk, packQueryRows, type AttentionPairLayout } from './attention-pair-rows.js';
+import { attentionChunk, attentionPairAt, equalLengthRuns, noPackedKeyValues, packKeyValueChunk, packQueryRows, type AttentionPairLayout } from './attention-pair-rows.js';
 import { ATTENTION_CHUNK, softmaxRowsLoop } from './attention-sgemm.js';
 
 export type { BatchedGemmArguments };
@@ -51,62 +51,51 @@ export async function attentionWithBatchedSgemm(
   const scoreBytes = options.scoreBytes ?? BATCHED_ATTENTION_SCORE_BYTES;
   const wasm = cap === undefined ? kernels : null;
   const [from, to] = options.pairs ?? [0, lengths.length * numKvHeads];
-  let start = 0;
-  for (let s = 0; s < lengths.length; ) {
-    const n = lengths[s]!;
-    let count = 1;
-    while (s + count < lengths.length && lengths[s + count] === n) count++;
-    // This run's pairs within the requested range, numbered from the run's first pair.
-    const lo = Math.max(0, from - s * numKvHeads);
-    const hi = Math.min(count * numKvHeads, to - s * numKvHeads);
-    if (n > 0 && lo < hi) {
-      const rowsPerChunk = Math.max(1, Math.min(Math.floor(chunk), n));
-      const m = group * rowsPerChunk;
-      // Pairs (sequence, key/value head) per batch: as many as the score budget allows, at least one.
-      const pairs = hi - lo;
-      const perBatch = Math.max(1, Math.min(pairs, Math.floor(scoreBytes / (4 * m * n))));
-      const buffer = options.scratch ?? ((_: string, length: number) => new Float32Array(length));
-      const queries = buffer('attention.queries', perBatch * m * d);
-      const keys = buffer('attention.keys', perBatch * n * d);
-      const values = buffer('attention.values', perBatch * n * d);
-      const weighted = buffer('attention.weighted', perBatch * m * d);
-      const layout: AttentionPairLayout = { start, n, numKvHeads, group, d, qRow, kvRow };
-      const { scores, sums } = wasm ? wasm.reserve(perBatch * m * n, perBatch * m) : { scores: new Float32Array(perBatch * m * n), sums: new Float64Array(perBatch * m) };
-      for (let p0 = lo; p0 < hi; p0 += perBatch) {
-        const batch = Math.min(perBatch, hi - p0);
-        // Keys and values already packed for this batch of pairs (the previous chunk's rows).
-        const packed = noPackedKeyValues();
-        for (let r0 = 0; r0 < n; r0 += rowsPerChunk) {
-          const { r1, rows, k0, width, mm } = attentionChunk(r0, rowsPerChunk, n, window, group);
-          // Slot e holds pair p0 + e: its queries stacked head by head as in attentionWithSgemm, its keys and values
-          // rows k0 .. r1 (AttentionPairLayout).
-          for (let e = 0; e < batch; e++) packQueryRows(layout, p0 + e, e, r0, rows, q, queries);
-          // Keys and values: rows k0 .. r1 - 1 of each pair at stride `width` (the previous chunk's rows moved, not gathered).
-          packKeyValueChunk(layout, p0, batch, k0, r1, width, k, v, keys, values, packed);
-          const block = scores.subarray(0, batch * mm * width);
-          await batched({ batch, m: mm, n: width, k: d, a: queries.subarray(0, batch * mm * d), b: keys.subarray(0, batch * width * d), c: block, transB: true, alpha: scale });
-          // Every pair's rows have the same mask (same r0, k0, window): the batch is `batch * group` heads of `rows` rows.
-          if (wasm) wasm.softmaxRows({ group: batch * group, rows, width, r0, k0, window });
-          else softmaxRowsLoop(block, sums, batch * group, rows, width, r0, k0, window, cap);
-          const y = weighted.subarray(0, batch * mm * d);
-          await batched({ batch, m: mm, n: d, k: width, a: block, b: values.subarray(0, batch * width * d), c: y });
-          for (let e = 0; e < batch; e++) {
-            const { first, g } = attentionPairAt(layout, p0 + e);
-            for (let a = 0; a < group; a++) {
-              const h = g * group + a;
-              for (let i = 0; i < rows; i++) {
-                const o = (first + r0 + i) * qRow + h * d;
-                const row = (e * group + a) * rows + i;
-                const yo = row * d;
-                const inv = 1 / sums[row]!;
-                for (let t = 0; t < d; t++) out[o + t] = y[yo + t]! * inv;
-              }
+  for (const { start, n, lo, hi } of equalLengthRuns(lengths, numKvHeads, from, to)) {
+    const rowsPerChunk = Math.max(1, Math.min(Math.floor(chunk), n));
+    const m = group * rowsPerChunk;
+    // Pairs (sequence, key/value head) per batch: as many as the score budget allows, at least one.
+    const pairs = hi - lo;
+    const perBatch = Math.max(1, Math.min(pairs, Math.floor(scoreBytes / (4 * m * n))));
+    const buffer = options.scratch ?? ((_: string, length: number) => new Float32Array(length));
+    const queries = buffer('attention.queries', perBatch * m * d);
+    const keys = buffer('attention.keys', perBatch * n * d);
+    const values = buffer('attention.values', perBatch * n * d);
+    const weighted = buffer('attention.weighted', perBatch * m * d);
+    const layout: AttentionPairLayout = { start, n, numKvHeads, group, d, qRow, kvRow };
+    const { scores, sums } = wasm ? wasm.reserve(perBatch * m * n, perBatch * m) : { scores: new Float32Array(perBatch * m * n), sums: new Float64Array(perBatch * m) };
+    for (let p0 = lo; p0 < hi; p0 += perBatch) {
+      const batch = Math.min(perBatch, hi - p0);
+      // Keys and values already packed for this batch of pairs (the previous chunk's rows).
+      const packed = noPackedKeyValues();
+      for (let r0 = 0; r0 < n; r0 += rowsPerChunk) {
+        const { r1, rows, k0, width, mm } = attentionChunk(r0, rowsPerChunk, n, window, group);
+        // Slot e holds pair p0 + e: its queries stacked head by head as in attentionWithSgemm, its keys and values
+        // rows k0 .. r1 (AttentionPairLayout).
+        for (let e = 0; e < batch; e++) packQueryRows(layout, p0 + e, e, r0, rows, q, queries);
+        // Keys and values: rows k0 .. r1 - 1 of each pair at stride `width` (the previous chunk's rows moved, not gathered).
+        packKeyValueChunk(layout, p0, batch, k0, r1, width, k, v, keys, values, packed);
+        const block = scores.subarray(0, batch * mm * width);
+        await batched({ batch, m: mm, n: width, k: d, a: queries.subarray(0, batch * mm * d), b: keys.subarray(0, batch * width * d), c: block, transB: true, alpha: scale });
+        // Every pair's rows have the same mask (same r0, k0, window): the batch is `batch * group` heads of `rows` rows.
+        if (wasm) wasm.softmaxRows({ group: batch * group, rows, width, r0, k0, window });
+        else softmaxRowsLoop(block, sums, batch * group, rows, width, r0, k0, window, cap);
+        const y = weighted.subarray(0, batch * mm * d);
+        await batched({ batch, m: mm, n: d, k: width, a: block, b: values.subarray(0, batch * width * d), c: y });
+        for (let e = 0; e < batch; e++) {
+          const { first, g } = attentionPairAt(layout, p0 + e);
+          for (let a = 0; a < group; a++) {
+            const h = g * group + a;
+            for (let i = 0; i < rows; i++) {
+              const o = (first + r0 + i) * qRow + h * d;
+              const row = (e * group + a) * rows + i;
+              const yo = row * d;
+              const inv = 1 / sums[row]!;
+              for (let t = 0; t < d; t++) out[o + t] = y[yo + t]! * inv;
             }
           }
         }
       }
     }
-    start += count * n;
-    s += count;
   }
 }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { attentionChunk, attentionPairAt, packKeyValueRows, packQueryRows, unpackQueryRows, type AttentionPairLayout } from './attention-pair-rows.js';
+import { attentionChunk, attentionPairAt, equalLengthRuns, packKeyValueRows, packQueryRows, unpackQueryRows, type AttentionPairLayout } from './attention-pair-rows.js';
 
 // Every element of the source matrices is its own (token, head, t) code, so a packed element names where it came from.
 const code = (token: number, head: number, t: number) => token * 10_000 + head * 100 + t;
@@ -67,5 +67,19 @@ describe('attentionChunk', () => {
     expect(attentionChunk(256, 128, 300, Infinity, 2)).toEqual({ r1: 300, rows: 44, k0: 0, width: 300, mm: 88 });
     // Window 100: row 256 sees keys 157..256, so the chunk's keys start at 157.
     expect(attentionChunk(256, 128, 300, 100, 3)).toEqual({ r1: 300, rows: 44, k0: 157, width: 143, mm: 132 });
+  });
+});
+
+describe('equalLengthRuns', () => {
+  it('yields the runs of equal-length sequences that hold the requested pairs, leaving out empty sequences', () => {
+    expect([...equalLengthRuns([4, 4, 2], 2, 0, 6)]).toEqual([
+      { start: 0, n: 4, lo: 0, hi: 4 },
+      { start: 8, n: 2, lo: 0, hi: 2 },
+    ]);
+    // Pairs 3 .. 4 of [4, 4, 0, 2] with 2 heads: the first run's last pair; the empty sequence's pairs (4, 5) are skipped.
+    expect([...equalLengthRuns([4, 4, 0, 2], 2, 3, 5)]).toEqual([{ start: 0, n: 4, lo: 3, hi: 4 }]);
+    expect([...equalLengthRuns([4, 4, 0, 2], 2, 4, 8)]).toEqual([{ start: 8, n: 2, lo: 0, hi: 2 }]);
+    expect([...equalLengthRuns([3, 5, 5, 5, 1], 1, 2, 4)]).toEqual([{ start: 3, n: 5, lo: 1, hi: 3 }]);
+    expect([...equalLengthRuns([], 4, 0, 0)]).toEqual([]);
   });
 });

@@ -169,6 +169,42 @@ export function packKeyValueChunk(
   packed.width = width;
 }
 
+/** A run of equal-length sequences whose (sequence, key/value head) pairs share one chunk layout (see {@link equalLengthRuns}). */
+export interface EqualLengthRun {
+  /** First token row of the run. */
+  readonly start: number;
+  /** Tokens per sequence (at least 1). */
+  readonly n: number;
+  /** The run's first pair within the requested range, numbered from the run's first pair. */
+  readonly lo: number;
+  /** One past the run's last pair within the requested range. */
+  readonly hi: number;
+}
+
+/**
+ * The runs of consecutive equal-length sequences of `lengths` that hold pairs `from .. to - 1` of a call (pair `s *
+ * numKvHeads + g` is sequence `s`, key/value head `g`), in order, leaving out empty sequences and runs with no pair in
+ * the range.
+ *
+ * @example
+ * ```ts
+ * [...equalLengthRuns([4, 4, 2], 2, 0, 6)]; // [{ start: 0, n: 4, lo: 0, hi: 4 }, { start: 8, n: 2, lo: 0, hi: 2 }]
+ * ```
+ */
+export function* equalLengthRuns(lengths: readonly number[], numKvHeads: number, from: number, to: number): Generator<EqualLengthRun> {
+  let start = 0;
+  for (let s = 0; s < lengths.length; ) {
+    const n = lengths[s]!;
+    let count = 1;
+    while (s + count < lengths.length && lengths[s + count] === n) count++;
+    const lo = Math.max(0, from - s * numKvHeads);
+    const hi = Math.min(count * numKvHeads, to - s * numKvHeads);
+    if (n > 0 && lo < hi) yield { start, n, lo, hi };
+    start += count * n;
+    s += count;
+  }
+}
+
 /** One chunk of query rows of a sequence of `n` tokens: rows `r0 .. r1 - 1` and the keys `k0 .. r1 - 1` they see. */
 export interface AttentionChunk {
   /** One past the chunk's last query row. */

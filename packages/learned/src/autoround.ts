@@ -155,19 +155,12 @@ function blockLoss(g: BlockGradients): (weights: ReadonlyMap<string, Float32Arra
  */
 function squaredErrorGradient(y: Float32Array, i: number, target: Float32Array, t: number, length: number, n: number, out: Float32Array, sum: number): number {
   const end = i + length;
-  if ((n & (n - 1)) === 0 && n > 0 && n <= 2 ** 30) {
-    const factor = 2 / n;
-    for (; i < end; i++, t++) {
-      const d = y[i]! - target[t]!;
-      sum += d * d;
-      out[i] = d * factor;
-    }
-    return sum;
-  }
+  const exact = (n & (n - 1)) === 0 && n > 0 && n <= 2 ** 30;
+  const factor = 2 / n;
   for (; i < end; i++, t++) {
     const d = y[i]! - target[t]!;
     sum += d * d;
-    out[i] = (2 * d) / n;
+    out[i] = exact ? d * factor : (2 * d) / n;
   }
   return sum;
 }

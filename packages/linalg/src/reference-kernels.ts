@@ -44,8 +44,8 @@ export interface ReferenceKernels {
   /**
    * The attention backward's softmax on the reserved scores and gradients (from {@link reserveWithGradients}): each
    * row as {@link softmaxRows} computes it, then on the same row the softmax's backward as the JavaScript loop
-   * `softmaxBackwardRows` of `@bitsmith/models` computes it, bit for bit: `p = e / sum` (float64, stored as float32
-   * over the scores), `dot = sum p dP` (unrounded `p`, left to right), `dP = (stored p) (dP - dot) scale`, masked
+   * `softmaxBackwardRows` of `attentionBackwardWithBatchedSgemm` computes it, bit for bit: `p = e / sum` (float64,
+   * stored as float32 over the scores), `dot = sum p dP` (unrounded `p`, left to right), `dP = (stored p) (dP - dot) scale`, masked
    * gradients 0.
    */
   softmaxRowsBackward(args: SoftmaxRowsArguments & { readonly scale: number }): void;

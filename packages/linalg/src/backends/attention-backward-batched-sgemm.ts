@@ -1,8 +1,7 @@
 import type { AttentionBackwardArguments, BatchedGemmArguments } from '../backend.js';
-import { fastExp } from '../fast-exp.js';
 import type { ReferenceKernels } from '../reference-kernels.js';
 import { attentionChunk, attentionPairAt, equalLengthRuns, noPackedKeyValues, packKeyValueChunk, packQueryRows, unpackQueryRows, type AttentionPairLayout } from './attention-pair-rows.js';
-import { ATTENTION_CHUNK } from './attention-sgemm.js';
+import { ATTENTION_CHUNK, softmaxRowsLoop } from './attention-sgemm.js';
 
 /** Default bytes of one batch of float32 score blocks (`P` and `dP` each) in {@link attentionBackwardWithBatchedSgemm}. */
 export const BATCHED_ATTENTION_BACKWARD_SCORE_BYTES = 16 * 1024 * 1024;
@@ -122,7 +121,7 @@ export async function attentionBackwardWithBatchedSgemm(
         // Every pair's rows have the same mask: the batch is `batch * group` heads of `rows` rows.
         if (kernels) kernels.softmaxRowsBackward({ group: batch * group, rows, width, r0, k0, window, scale });
         else {
-          softmaxExponentials(P, sums, batch * group, rows, width, r0, k0, window);
+          softmaxRowsLoop(P, sums, batch * group, rows, width, r0, k0, window, undefined);
           softmaxBackwardRows(P, dP, sums, batch * group, rows, width, r0, k0, window, scale);
         }
         // dQ = dS K; dK += dS^T Q; dV += P^T dO.
@@ -157,32 +156,6 @@ function addChunk(acc: Float64Array, part: Float32Array, batch: number, n: numbe
     const to = (e * n + k0) * d;
     const from = e * length;
     for (let i = 0; i < length; i++) acc[to + i] += part[from + i]!;
-  }
-}
-
-/**
- * The live entries of each score row replaced by `fastExp(s - max)` (float32), the masked ones by 0, each row's
- * float64 sum (of the unrounded exponentials, left to right) in `sums`: what `ReferenceKernels.softmaxRows` computes,
- * for where WebAssembly SIMD is unavailable.
- */
-function softmaxExponentials(P: Float32Array, sums: Float64Array, heads: number, rows: number, width: number, r0: number, k0: number, window: number): void {
-  for (let a = 0; a < heads; a++) {
-    for (let i = 0; i < rows; i++) {
-      const o = (a * rows + i) * width;
-      const first = firstVisible(r0 + i, k0, window);
-      const last = r0 + i - k0;
-      let max = -Infinity;
-      for (let j = first; j <= last; j++) if (P[o + j]! > max) max = P[o + j]!;
-      let sum = 0;
-      for (let j = first; j <= last; j++) {
-        const e = fastExp(P[o + j]! - max);
-        P[o + j] = e;
-        sum += e;
-      }
-      sums[a * rows + i] = sum;
-      for (let j = 0; j < first; j++) P[o + j] = 0;
-      for (let j = last + 1; j < width; j++) P[o + j] = 0;
-    }
   }
 }
 

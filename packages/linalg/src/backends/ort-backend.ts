@@ -591,6 +591,22 @@ export async function createOrtBackend(options: OrtBackendOptions = {}): Promise
     return helperThreads;
   }
 
+  /** The batched GEMM models the helper threads need, by {@link batchedModelKey} (`[transB, alpha, transA]`), each built once. */
+  const builtModels = new Map<string, Uint8Array>();
+  function helperModels(variants: ReadonlyArray<readonly [transB: boolean, alpha: number, transA?: boolean]>): Record<string, Uint8Array> {
+    const models: Record<string, Uint8Array> = {};
+    for (const [transB, alpha, transA = false] of variants) {
+      const key = batchedModelKey(transB, alpha, transA);
+      let model = builtModels.get(key);
+      if (!model) {
+        model = buildBatchedGemmModel(onnx, { transA, transB, alpha: Math.fround(alpha) });
+        builtModels.set(key, model);
+      }
+      models[key] = model;
+    }
+    return models;
+  }
+
   /**
    * The reference attention (`attentionWithBatchedSgemm`): shared with the helper threads where they run (each thread
    * on one MLAS thread), else on this thread with `threads`-thread products.
@@ -600,10 +616,7 @@ export async function createOrtBackend(options: OrtBackendOptions = {}): Promise
     const helpers = kernels ? await referenceHelpers() : undefined;
     if (helpers) {
       const scale = args.scale ?? 1 / Math.sqrt(args.headDim);
-      const models = {
-        [batchedModelKey(true, scale)]: buildBatchedGemmModel(onnx, { transB: true, alpha: Math.fround(scale) }),
-        [batchedModelKey(false, 1)]: buildBatchedGemmModel(onnx, { transB: false, alpha: 1 }),
-      };
+      const models = helperModels([[true, scale], [false, 1]]);
       const single = (g: BatchedGemmArguments): Promise<void> => batchedSgemm(g, true);
       const local = (pairs: readonly [number, number]): Promise<void> => attentionWithBatchedSgemm(single, args, kernels, { scratch: scratch.float32, pairs });
       if (await helpers.attention(args, local, models)) return;
@@ -621,12 +634,7 @@ export async function createOrtBackend(options: OrtBackendOptions = {}): Promise
     if (!kernels || !helpers) return false;
     const scale = args.scale ?? 1 / Math.sqrt(args.headDim);
     const alpha = Math.fround(scale) === scale ? scale : 1;
-    const models = {
-      [batchedModelKey(true, alpha)]: buildBatchedGemmModel(onnx, { transB: true, alpha: Math.fround(alpha) }),
-      [batchedModelKey(true, 1)]: buildBatchedGemmModel(onnx, { transB: true, alpha: 1 }),
-      [batchedModelKey(false, 1)]: buildBatchedGemmModel(onnx, { transB: false, alpha: 1 }),
-      [batchedModelKey(false, 1, true)]: buildBatchedGemmModel(onnx, { transA: true, transB: false, alpha: 1 }),
-    };
+    const models = helperModels([[true, alpha], [true, 1], [false, 1], [false, 1, true]]);
     const single = (g: BatchedGemmArguments): Promise<void> => batchedSgemm(g, true);
     const local = (pairs: readonly [number, number]): Promise<void> => attentionBackwardWithBatchedSgemm(single, args, kernels, { scratch, pairs });
     return helpers.attentionBackward(args, local, models);
@@ -855,6 +863,7 @@ export async function createOrtBackend(options: OrtBackendOptions = {}): Promise
       constantBytes = 0;
       sessions.clear();
       buffers.clear();
+      doubles.clear();
       const helpers = await helperThreads;
       await helpers?.dispose();
       masks.clear();

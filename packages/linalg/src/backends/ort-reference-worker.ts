@@ -25,6 +25,19 @@ interface OrtModule {
 /** The optional dependency, named at run time as the backend names it (bundlers leave it alone). */
 const ORT_PACKAGE: string = 'onnxruntime-node';
 
+/** Scratch arrays by name, grown on demand and kept between requests (contents anything). */
+function growable<T extends Float32Array | Float64Array>(make: (length: number) => T): (name: string, length: number) => T {
+  const buffers = new Map<string, T>();
+  return (name, length) => {
+    let buffer = buffers.get(name);
+    if (!buffer || buffer.length < length) {
+      buffer = make(length);
+      buffers.set(name, buffer);
+    }
+    return buffer;
+  };
+}
+
 async function start(): Promise<void> {
   const threads = await nodeBuiltin<typeof import('node:worker_threads')>('worker_threads');
   const port = threads?.parentPort;
@@ -37,24 +50,8 @@ async function start(): Promise<void> {
   const releaseOutputs = await ortOutputReleaser();
   const sessions = new Map<string, Promise<OrtSession>>();
   const models = new Map<string, Uint8Array>();
-  const buffers = new Map<string, Float32Array>();
-  const scratch = (name: string, length: number): Float32Array => {
-    let buffer = buffers.get(name);
-    if (!buffer || buffer.length < length) {
-      buffer = new Float32Array(length);
-      buffers.set(name, buffer);
-    }
-    return buffer;
-  };
-  const doubles = new Map<string, Float64Array>();
-  const scratch64 = (name: string, length: number): Float64Array => {
-    let buffer = doubles.get(name);
-    if (!buffer || buffer.length < length) {
-      buffer = new Float64Array(length);
-      doubles.set(name, buffer);
-    }
-    return buffer;
-  };
+  const scratch = growable((length) => new Float32Array(length));
+  const scratch64 = growable((length) => new Float64Array(length));
   // As the backend's batchedSgemm, on one MLAS thread: every operand here is this thread's own memory.
   const batched = async (args: BatchedGemmArguments): Promise<void> => {
     const { batch, m, n, k } = args;

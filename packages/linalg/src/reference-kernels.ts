@@ -45,8 +45,8 @@ export interface ReferenceKernels {
    * The attention backward's softmax on the reserved scores and gradients (from {@link reserveWithGradients}): each
    * row as {@link softmaxRows} computes it, then on the same row the softmax's backward as the JavaScript loop
    * `softmaxBackwardRows` of `attentionBackwardWithBatchedSgemm` computes it, bit for bit: `p = e / sum` (float64,
-   * stored as float32 over the scores), `dot = sum p dP` (unrounded `p`, left to right), `dP = (stored p) (dP - dot) scale`, masked
-   * gradients 0.
+   * stored as float32 over the scores), `dot = sum p dP` (unrounded `p`, left to right), `dP = (stored p) (dP - dot)
+   * scale`, masked gradients 0.
    */
   softmaxRowsBackward(args: SoftmaxRowsArguments & { readonly scale: number }): void;
   /** `out[i] = (x / (1 + fastExp(-x))) * up[i]` with `x = gate[i]` in float64, for `length` elements (`out` may alias either input). */

@@ -15,7 +15,7 @@ import {
   type ScaleEncoding,
   type StepWarning,
 } from '@bitsmith/core';
-import { createRandom, learnableRoundingKernels } from '@bitsmith/linalg';
+import { createRandom, learnableRoundingKernels, tryReferenceKernels, type ReferenceKernels } from '@bitsmith/linalg';
 import { gptqQuantizeLayer } from '@bitsmith/solvers';
 import type { LearningRateSchedule } from './learning-rate-schedule.js';
 import { autoRoundOptionsSchema } from './learned-options.js';
@@ -120,8 +120,11 @@ function blockLoss(g: BlockGradients): (weights: ReadonlyMap<string, Float32Arra
     row += n;
   }
   let grad = new Float32Array(0);
+  // The seed's loop in WebAssembly where available (the same bits): this loss's own instance.
+  let kernels: Promise<ReferenceKernels | undefined> | undefined;
   return async (weights, batch) => {
     const target = (await g.target()).data as Float32Array;
+    const wasm = await (kernels ??= tryReferenceKernels());
     let loss = 0;
     const r = await g.backward(
       weights,
@@ -136,7 +139,8 @@ function blockLoss(g: BlockGradients): (weights: ReadonlyMap<string, Float32Arra
         let i = 0;
         for (const s of batch) {
           const length = g.lengths[s]! * hidden;
-          sum = squaredErrorGradient(y, i, target, starts[s]! * hidden, length, n, out, sum);
+          const t = starts[s]! * hidden;
+          sum = wasm ? wasm.squaredError(y.subarray(i, i + length), target.subarray(t, t + length), out.subarray(i, i + length), n, sum) : squaredErrorGradient(y, i, target, t, length, n, out, sum);
           i += length;
         }
         loss = sum / n;

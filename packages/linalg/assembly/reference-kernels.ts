@@ -1,6 +1,7 @@
-// The JavaScript reference kernels of the decoder forward (attention's softmax rows and the SiLU gate) and of SwiGLU's
-// backward, in AssemblyScript with 128-bit SIMD (float64 lanes), bit for bit: every operation is the JavaScript loop's, in float64
-// with float32 loads and stores, no fused multiply-add, the row sums added in the JavaScript loop's order.
+// The JavaScript reference kernels of the decoder forward (attention's softmax rows, the SiLU gate, RMSNorm, RoPE) and
+// of the block's backward (SwiGLU, RMSNorm, RoPE, the squared-error seed), in AssemblyScript with 128-bit SIMD
+// (float64 lanes), bit for bit: every operation is the JavaScript loop's, in float64 with float32 loads and stores, no
+// fused multiply-add, the row sums added in the JavaScript loop's order.
 //
 // `fastExp` (src/fast-exp.ts) is `x = (64 k + j) ln2 / 64 + r`, `exp(x) = 2^k 2^(j/64) p(r)` with JavaScript's
 // `Math.round` (ties toward +infinity), emulated here as `nearest` (ties to even) plus one where `v - nearest(v)` is
@@ -288,4 +289,179 @@ export function expValues(x: usize, out: usize, n: i32, c64: f64, cl: f64): void
   let i = 0;
   for (; i + 1 < n; i += 2) v128.store(out + (<usize>i << 3), expLanes(v128.load(x + (<usize>i << 3)), vc64, vcl));
   if (i < n) store<f64>(out + (<usize>i << 3), expScalar(load<f64>(x + (<usize>i << 3)), c64, cl));
+}
+
+// ---- Row kernels of the decoder block (RMSNorm, its backward, the residual add, RoPE), bit for bit the JavaScript
+// loops of `@bitsmith/models` (rmsNorm, addRmsNorm, rmsNormBackward, applyRope, ropeBackward). A row's sums run in
+// one float64 lane left to right, as the loop adds them; two rows share a vector (lanes 0 and 1), never one row's terms.
+
+/** `(a[j], b[j])` as float64 lanes: column `j` of two rows. */
+// @ts-ignore: decorator
+@inline
+function pairAt(a: usize, b: usize): v128 {
+  return f64x2.replace_lane(f64x2.splat(<f64>load<f32>(a)), 1, <f64>load<f32>(b));
+}
+
+/** Sums of squares of rows `r` and `r + 1` (float64 lanes, left to right). */
+// @ts-ignore: decorator
+@inline
+function squareSums(x0: usize, x1: usize, columns: i32): v128 {
+  let acc = f64x2.splat(0);
+  for (let j = 0; j < columns; j++) {
+    const v = pairAt(x0 + (<usize>j << 2), x1 + (<usize>j << 2));
+    acc = f64x2.add(acc, f64x2.mul(v, v));
+  }
+  return acc;
+}
+
+/** `out[j] = f32(f64(x[j]) * inv) * w[j]` over one row (four columns at a time; a scalar tail). */
+// @ts-ignore: decorator
+@inline
+function scaleRow(x: usize, w: usize, out: usize, columns: i32, inv: f64): void {
+  const s = f64x2.splat(inv);
+  let j = 0;
+  for (; j + 3 < columns; j += 4) {
+    const at = <usize>j << 2;
+    const v = v128.load(x + at);
+    const lo = f32x4.demote_f64x2_zero(f64x2.mul(f64x2.promote_low_f32x4(v), s));
+    const hi = f32x4.demote_f64x2_zero(f64x2.mul(f64x2.promote_low_f32x4(i32x4.shuffle(v, v, 2, 3, 0, 1)), s));
+    v128.store(out + at, f32x4.mul(i32x4.shuffle(lo, hi, 0, 1, 4, 5), v128.load(w + at)));
+  }
+  for (; j < columns; j++) {
+    const at = <usize>j << 2;
+    store<f32>(out + at, <f32>(<f64>load<f32>(x + at) * inv) * load<f32>(w + at));
+  }
+}
+
+/** `1 / sqrt(sum / columns + eps)` of one lane. */
+// @ts-ignore: decorator
+@inline
+function inverseRms(sum: f64, columns: i32, eps: f64): f64 {
+  return 1 / Math.sqrt(sum / <f64>columns + eps);
+}
+
+/** RMSNorm of `rows` rows of `columns` float32: `out = f32(x * (mean(x^2) + eps)^(-1/2)) * w` (`out` may be `x`). */
+export function rmsNormRows(x: usize, w: usize, out: usize, rows: i32, columns: i32, eps: f64): void {
+  const stride = <usize>columns << 2;
+  let r = 0;
+  for (; r + 1 < rows; r += 2) {
+    const x0 = x + <usize>r * stride;
+    const sums = squareSums(x0, x0 + stride, columns);
+    scaleRow(x0, w, out + <usize>r * stride, columns, inverseRms(f64x2.extract_lane(sums, 0), columns, eps));
+    scaleRow(x0 + stride, w, out + <usize>(r + 1) * stride, columns, inverseRms(f64x2.extract_lane(sums, 1), columns, eps));
+  }
+  if (r < rows) {
+    const x0 = x + <usize>r * stride;
+    const sums = squareSums(x0, x0, columns);
+    scaleRow(x0, w, out + <usize>r * stride, columns, inverseRms(f64x2.extract_lane(sums, 0), columns, eps));
+  }
+}
+
+/** `h[i] = f32(h[i] + x[i])` over `n` float32, then (with `columns` > 0) the RMSNorm of `h`'s rows into `out`. */
+export function addRmsNormRows(h: usize, x: usize, w: usize, out: usize, rows: i32, columns: i32, eps: f64): void {
+  const n = <usize>rows * <usize>columns;
+  let i: usize = 0;
+  for (; i + 3 < n; i += 4) v128.store(h + (i << 2), f32x4.add(v128.load(h + (i << 2)), v128.load(x + (i << 2))));
+  for (; i < n; i++) store<f32>(h + (i << 2), load<f32>(h + (i << 2)) + load<f32>(x + (i << 2)));
+  rmsNormRows(h, w, out, rows, columns, eps);
+}
+
+/**
+ * RMSNorm's backward over `rows` rows without the gain's gradient: `inv = (mean(x^2) + eps)^(-1/2)`,
+ * `c = dot inv^3 / columns` with `dot = sum_j (w_j dy_j) x_j`, `dx_j (+)= inv w_j dy_j - x_j c` (float64 inside,
+ * stored as float32; `accumulate` adds to `dx`).
+ */
+export function rmsNormBackwardRows(x: usize, w: usize, dy: usize, dx: usize, rows: i32, columns: i32, eps: f64, accumulate: bool): void {
+  const stride = <usize>columns << 2;
+  for (let r = 0; r < rows; r += 2) {
+    const two = r + 1 < rows;
+    const x0 = x + <usize>r * stride;
+    const x1 = two ? x0 + stride : x0;
+    const dy0 = dy + <usize>r * stride;
+    const dy1 = two ? dy0 + stride : dy0;
+    let sq = f64x2.splat(0);
+    let dot = f64x2.splat(0);
+    for (let j = 0; j < columns; j++) {
+      const at = <usize>j << 2;
+      const v = pairAt(x0 + at, x1 + at);
+      sq = f64x2.add(sq, f64x2.mul(v, v));
+      dot = f64x2.add(dot, f64x2.mul(f64x2.mul(f64x2.splat(<f64>load<f32>(w + at)), pairAt(dy0 + at, dy1 + at)), v));
+    }
+    backwardRow(x0, w, dy0, dx + <usize>r * stride, columns, eps, f64x2.extract_lane(sq, 0), f64x2.extract_lane(dot, 0), accumulate);
+    if (two) backwardRow(x1, w, dy1, dx + <usize>(r + 1) * stride, columns, eps, f64x2.extract_lane(sq, 1), f64x2.extract_lane(dot, 1), accumulate);
+  }
+}
+
+// @ts-ignore: decorator
+@inline
+function backwardRow(x: usize, w: usize, dy: usize, dx: usize, columns: i32, eps: f64, sq: f64, dot: f64, accumulate: bool): void {
+  const inv = inverseRms(sq, columns, eps);
+  const c = (dot * inv * inv * inv) / <f64>columns;
+  const vinv = f64x2.splat(inv);
+  const vc = f64x2.splat(c);
+  let j = 0;
+  for (; j + 1 < columns; j += 2) {
+    const at = <usize>j << 2;
+    const t = f64x2.sub(f64x2.mul(f64x2.mul(vinv, f64x2.promote_low_f32x4(v128.load64_zero(w + at))), f64x2.promote_low_f32x4(v128.load64_zero(dy + at))), f64x2.mul(f64x2.promote_low_f32x4(v128.load64_zero(x + at)), vc));
+    const y = accumulate ? f64x2.add(f64x2.promote_low_f32x4(v128.load64_zero(dx + at)), t) : t;
+    v128.store64_lane(dx + at, f32x4.demote_f64x2_zero(y), 0);
+  }
+  for (; j < columns; j++) {
+    const at = <usize>j << 2;
+    const t = inv * <f64>load<f32>(w + at) * <f64>load<f32>(dy + at) - <f64>load<f32>(x + at) * c;
+    store<f32>(dx + at, <f32>(accumulate ? <f64>load<f32>(dx + at) + t : t));
+  }
+}
+
+/**
+ * RoPE (rotate-half form) over `rows` rows of `heads` heads of `headDim` floats, in place; row `t` reads its cos/sin
+ * row (`headDim / 2` float32 each) as row `t` of `cos` and of `sin` (the caller gathers them by position).
+ * Forward: `a' = a c - b s`, `b' = b c + a s`; `inverse`: `a' = a c + b s`, `b' = b c - a s` (float64, stored as float32).
+ */
+export function ropeRows(data: usize, cos: usize, sin: usize, rows: i32, heads: i32, headDim: i32, inverse: bool): void {
+  const half = headDim >> 1;
+  const rowBytes = <usize>(heads * headDim) << 2;
+  for (let t = 0; t < rows; t++) {
+    const c0 = cos + <usize>t * (<usize>half << 2);
+    const s0 = sin + <usize>t * (<usize>half << 2);
+    for (let h = 0; h < heads; h++) {
+      const a0 = data + <usize>t * rowBytes + (<usize>(h * headDim) << 2);
+      const b0 = a0 + (<usize>half << 2);
+      let i = 0;
+      for (; i + 1 < half; i += 2) {
+        const at = <usize>i << 2;
+        const c = f64x2.promote_low_f32x4(v128.load64_zero(c0 + at));
+        const s = f64x2.promote_low_f32x4(v128.load64_zero(s0 + at));
+        const a = f64x2.promote_low_f32x4(v128.load64_zero(a0 + at));
+        const b = f64x2.promote_low_f32x4(v128.load64_zero(b0 + at));
+        const na = inverse ? f64x2.add(f64x2.mul(a, c), f64x2.mul(b, s)) : f64x2.sub(f64x2.mul(a, c), f64x2.mul(b, s));
+        const nb = inverse ? f64x2.sub(f64x2.mul(b, c), f64x2.mul(a, s)) : f64x2.add(f64x2.mul(b, c), f64x2.mul(a, s));
+        v128.store64_lane(a0 + at, f32x4.demote_f64x2_zero(na), 0);
+        v128.store64_lane(b0 + at, f32x4.demote_f64x2_zero(nb), 0);
+      }
+      for (; i < half; i++) {
+        const at = <usize>i << 2;
+        const c = <f64>load<f32>(c0 + at);
+        const s = <f64>load<f32>(s0 + at);
+        const a = <f64>load<f32>(a0 + at);
+        const b = <f64>load<f32>(b0 + at);
+        store<f32>(a0 + at, <f32>(inverse ? a * c + b * s : a * c - b * s));
+        store<f32>(b0 + at, <f32>(inverse ? b * c - a * s : b * c + a * s));
+      }
+    }
+  }
+}
+
+/**
+ * `out[i] = 2 d / n` (or `d * factor` where `factor` is given, non-zero: `2 / n` exactly) with `d = y[i] - t[i]`
+ * (float64), over `length` float32, and returns `sum` plus the squares `d * d` added left to right.
+ */
+export function squaredErrorRows(y: usize, t: usize, out: usize, length: i32, n: f64, factor: f64, sum: f64): f64 {
+  for (let i = 0; i < length; i++) {
+    const at = <usize>i << 2;
+    const d = <f64>load<f32>(y + at) - <f64>load<f32>(t + at);
+    sum += d * d;
+    store<f32>(out + at, <f32>(factor !== 0 ? d * factor : (2 * d) / n));
+  }
+  return sum;
 }

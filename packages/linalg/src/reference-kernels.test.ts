@@ -195,4 +195,26 @@ describe('reference kernels (WebAssembly, bit for bit the JavaScript loops)', ()
     kernels.reserve(8, 2);
     expect(() => kernels.softmaxRowsBackward({ group: 1, rows: 2, width: 4, r0: 2, k0: 0, window: Infinity, scale: 1 })).toThrow(/reserveWithGradients/);
   });
+
+  it('squaredError: 2 (y - t) / n and the running float64 sum of squares, as a loop written here computes them', async () => {
+    const kernels = await createReferenceKernels();
+    const random = mulberry32(21);
+    for (const [length, n] of [[1, 1], [7, 8], [40000, 65536], [40000, 40000], [1000, 3]] as const) {
+      const y = gaussian(random, length, 2);
+      const t = gaussian(random, length, 2);
+      const start = length === 1 ? 0 : 0.25;
+      const want = new Float32Array(length);
+      let sum = start;
+      for (let i = 0; i < length; i++) {
+        const d = y[i]! - t[i]!;
+        sum += d * d;
+        want[i] = (2 * d) / n;
+      }
+      const got = new Float32Array(length).fill(NaN);
+      const s = kernels.squaredError(y, t, got, n, start);
+      expect(s).toBe(sum);
+      // The product by 2 / n for powers of two is exact: the same bits as the division.
+      expect(bitDifferences(got, want)).toEqual([]);
+    }
+  });
 });

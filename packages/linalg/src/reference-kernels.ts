@@ -59,6 +59,30 @@ export interface ReferenceKernels {
   swigluBackward(gate: Float32Array, up: Float32Array, dh: Float32Array, dGate: Float32Array, dUp: Float32Array, length: number): void;
   /** `out[i] = fastExp(x[i])` for every element (float64 in and out; `out` may be `x`). */
   exp(x: Float64Array, out: Float64Array): void;
+  /**
+   * RMSNorm of `rows` rows of `columns` floats, bit for bit `@bitsmith/models`' `rmsNorm`: each row's float64 sum of
+   * squares left to right, `out = fround(x * (sum / columns + eps)^(-1/2)) * weight` (`out` may be `x`).
+   */
+  rmsNorm(x: Float32Array, rows: number, columns: number, weight: Float32Array, eps: number, out: Float32Array): void;
+  /** `h += x` (float32), then `out = rmsNorm(h)`, bit for bit `@bitsmith/models`' `addRmsNorm` (`out` not `h` or `x`). */
+  addRmsNorm(h: Float32Array, x: Float32Array, rows: number, columns: number, weight: Float32Array, eps: number, out: Float32Array): void;
+  /**
+   * RMSNorm's input gradient, bit for bit `@bitsmith/models`' `rmsNormBackward` without the gain's gradient: written
+   * into `dx`, or added to it with `accumulate` (`dx` not `x` or `dy`).
+   */
+  rmsNormBackward(x: Float32Array, rows: number, columns: number, weight: Float32Array, eps: number, dy: Float32Array, dx: Float32Array, accumulate: boolean): void;
+  /**
+   * Rotary position embedding in place, bit for bit `@bitsmith/models`' `applyRope` (or with `inverse` its
+   * `ropeBackward`): row `t` of `data` (`heads * headDim` floats) is rotated by the angles of position `positions[t]`,
+   * whose `headDim / 2` cosines and sines are row `positions[t]` of `cos` and `sin`.
+   */
+  rope(data: Float32Array, rows: number, heads: number, headDim: number, cos: Float32Array, sin: Float32Array, positions: ArrayLike<number>, inverse: boolean): void;
+  /**
+   * The squared-error seed of a block-output loss over `y.length` floats: `out[i] = 2 d / n` with `d = y[i] - target[i]`
+   * (float64; computed as `d * (2 / n)` where `n` is a power of two, which is exact), and returns `sum` plus every
+   * `d * d` added left to right (float64).
+   */
+  squaredError(y: Float32Array, target: Float32Array, out: Float32Array, n: number, sum: number): number;
 }
 
 interface Exports {
@@ -70,6 +94,11 @@ interface Exports {
   siluGate(gate: number, up: number, out: number, n: number, c64: number, cl: number): void;
   swigluBackward(gate: number, up: number, dh: number, dGate: number, dUp: number, n: number, c64: number, cl: number): void;
   expValues(x: number, out: number, n: number, c64: number, cl: number): void;
+  rmsNormRows(x: number, w: number, out: number, rows: number, columns: number, eps: number): void;
+  addRmsNormRows(h: number, x: number, w: number, out: number, rows: number, columns: number, eps: number): void;
+  rmsNormBackwardRows(x: number, w: number, dy: number, dx: number, rows: number, columns: number, eps: number, accumulate: number): void;
+  ropeRows(data: number, cos: number, sin: number, rows: number, heads: number, headDim: number, inverse: number): void;
+  squaredErrorRows(y: number, t: number, out: number, length: number, n: number, factor: number, sum: number): number;
 }
 
 /** `64 / ln 2` and `ln 2 / 64` as `fastExp` computes them. */
@@ -77,6 +106,8 @@ const C64 = 64 / Math.LN2;
 const CL = Math.LN2 / 64;
 /** Elements per pass of an element-wise kernel through the kernel's memory (one float32 slot of this many per input). */
 const SILU_CHUNK = 1 << 14;
+/** Floats per slot of a row kernel's pass through the kernel's memory (at least one row). */
+const ROW_CHUNK = 1 << 14;
 /** A window this wide masks nothing at any length the kernel takes (int32 argument). */
 const NO_WINDOW = 1 << 30;
 
@@ -139,6 +170,25 @@ export function referenceKernelsOf(module: WasmModule): ReferenceKernels {
       for (const [k, output] of outputs) output.set(n === SILU_CHUNK ? views[k]! : views[k]!.subarray(0, n), i);
     }
   };
+  /** A float32 view of `length` floats at byte `at` of the kernel's memory (as it is now). */
+  const rowView = (at: number, length: number): Float32Array => new Float32Array(exports.memory.buffer, at, length);
+  /**
+   * Runs a row kernel over `rows` rows of `columns` floats in chunks of whole rows (about {@link ROW_CHUNK} floats):
+   * `weight` (`columns` floats) is copied to `base` once, each chunk of every input into its own slot after it, and
+   * `run` gets the slots' addresses, the chunk's first row and its row count (it copies its results out itself).
+   */
+  const rowChunks = (rows: number, columns: number, inputs: readonly Float32Array[], run: (slots: readonly number[], r0: number, n: number) => void, weight: Float32Array): void => {
+    const per = Math.max(1, Math.floor(ROW_CHUNK / Math.max(1, columns)));
+    const slots = inputs.map((_, k) => align(base + 4 * columns) + k * align(4 * per * columns));
+    const buffer = ensure(slots[slots.length - 1]! + 4 * per * columns + 16);
+    new Float32Array(buffer, base, columns).set(weight.subarray(0, columns));
+    const views = slots.map((at) => new Float32Array(buffer, at, per * columns));
+    for (let r0 = 0; r0 < rows; r0 += per) {
+      const n = Math.min(per, rows - r0);
+      inputs.forEach((input, k) => views[k]!.set(input.subarray(r0 * columns, (r0 + n) * columns)));
+      run(slots, r0, n);
+    }
+  };
   let scoresAt = base;
   let sumsAt = base;
   let gradientsAt = base;
@@ -176,6 +226,68 @@ export function referenceKernelsOf(module: WasmModule): ReferenceKernels {
       // The kernel writes dGate over gate's copy and dUp over up's.
       streamChunks([gate, up, dh], [[0, dGate], [1, dUp]], length, ([g, u, d], n) => exports.swigluBackward(g!, u!, d!, g!, u!, n, C64, CL));
     },
+    rmsNorm(x, rows, columns, weight, eps, out) {
+      checkRows({ x, out }, rows, columns, weight);
+      rowChunks(rows, columns, [x], ([slot], r0, n) => {
+        exports.rmsNormRows(slot!, base, slot!, n, columns, eps);
+        out.set(rowView(slot!, n * columns), r0 * columns);
+      }, weight);
+    },
+    addRmsNorm(h, x, rows, columns, weight, eps, out) {
+      checkRows({ h, x, out }, rows, columns, weight);
+      rowChunks(rows, columns, [h, x], ([hs, xs], r0, n) => {
+        exports.addRmsNormRows(hs!, xs!, base, xs!, n, columns, eps);
+        h.set(rowView(hs!, n * columns), r0 * columns);
+        out.set(rowView(xs!, n * columns), r0 * columns);
+      }, weight);
+    },
+    rmsNormBackward(x, rows, columns, weight, eps, dy, dx, accumulate) {
+      checkRows({ x, dy, dx }, rows, columns, weight);
+      rowChunks(rows, columns, accumulate ? [x, dy, dx] : [x, dy], (slots, r0, n) => {
+        const to = accumulate ? slots[2]! : slots[1]!;
+        exports.rmsNormBackwardRows(slots[0]!, base, slots[1]!, to, n, columns, eps, accumulate ? 1 : 0);
+        dx.set(rowView(to, n * columns), r0 * columns);
+      }, weight);
+    },
+    rope(data, rows, heads, headDim, cos, sin, positions, inverse) {
+      const half = headDim / 2;
+      const width = heads * headDim;
+      if (!Number.isInteger(half) || half < 1) throw new InvalidArgumentError('headDim', `got ${headDim}; expected a positive even number`);
+      if (data.length < rows * width) throw new ShapeMismatchError('data', [rows, width], [data.length], 'row-major [rows, heads * headDim]');
+      if (positions.length < rows) throw new ShapeMismatchError('positions', [rows], [positions.length], 'one position per row');
+      const tablePositions = Math.min(cos.length, sin.length) / half;
+      // Each chunk's rows with their cos/sin rows gathered by position into two more slots.
+      const per = Math.max(1, Math.floor(ROW_CHUNK / width));
+      const dataAt = base;
+      const cosAt = align(dataAt + 4 * per * width);
+      const sinAt = align(cosAt + 4 * per * half);
+      const buffer = ensure(sinAt + 4 * per * half + 16);
+      const slot = new Float32Array(buffer, dataAt, per * width);
+      const c = new Float32Array(buffer, cosAt, per * half);
+      const s = new Float32Array(buffer, sinAt, per * half);
+      for (let r0 = 0; r0 < rows; r0 += per) {
+        const n = Math.min(per, rows - r0);
+        for (let t = 0; t < n; t++) {
+          const p = positions[r0 + t]!;
+          if (!(p >= 0 && p < tablePositions)) throw new RangeError(`position ${p} is beyond the RoPE table (${tablePositions} positions)`);
+          c.set(cos.subarray(p * half, p * half + half), t * half);
+          s.set(sin.subarray(p * half, p * half + half), t * half);
+        }
+        slot.set(data.subarray(r0 * width, (r0 + n) * width));
+        exports.ropeRows(dataAt, cosAt, sinAt, n, heads, headDim, inverse ? 1 : 0);
+        data.set(n === per ? slot : slot.subarray(0, n * width), r0 * width);
+      }
+    },
+    squaredError(y, target, out, n, sum) {
+      const length = y.length;
+      if (target.length < length || out.length < length) throw new ShapeMismatchError('target/out', [length], [Math.min(target.length, out.length)], 'as many entries as y');
+      // The same product by 2 / n as the JavaScript loop where n is a power of two (exact); else the division.
+      const factor = (n & (n - 1)) === 0 && n > 0 && n <= 2 ** 30 ? 2 / n : 0;
+      streamChunks([y, target], [[0, out]], length, ([ys, ts], m) => {
+        sum = exports.squaredErrorRows(ys!, ts!, ys!, m, n, factor, sum);
+      });
+      return sum;
+    },
     exp(x, out) {
       if (out.length < x.length) throw new ShapeMismatchError('out', [x.length], [out.length], 'at least as many entries as x');
       const chunk = SILU_CHUNK;
@@ -192,6 +304,20 @@ export function referenceKernelsOf(module: WasmModule): ReferenceKernels {
       }
     },
   };
+}
+
+/** `bytes` rounded up to a multiple of 16 (vector alignment). */
+function align(bytes: number): number {
+  return Math.ceil(bytes / 16) * 16;
+}
+
+/** Throws unless every array holds `rows x columns` floats and the weight `columns`. */
+function checkRows(arrays: Record<string, Float32Array>, rows: number, columns: number, weight: Float32Array): void {
+  if (!Number.isInteger(rows) || rows < 0 || !Number.isInteger(columns) || columns < 1) throw new InvalidArgumentError('rows/columns', `got ${rows} x ${columns}; expected whole numbers, columns at least 1`);
+  for (const [name, a] of Object.entries(arrays)) {
+    if (a.length < rows * columns) throw new ShapeMismatchError(name, [rows, columns], [a.length], 'row-major [rows, columns]');
+  }
+  if (weight.length < columns) throw new ShapeMismatchError('weight', [columns], [weight.length], 'one gain per column');
 }
 
 /**

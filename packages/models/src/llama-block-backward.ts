@@ -1,14 +1,14 @@
 import { InvalidArgumentError, ShapeMismatchError, UnsupportedFormatError, type LinearInputAdjoint, type LinearInputQuantizer } from '@bitsmith/core';
 import type { Backend } from '@bitsmith/linalg';
 import { causalAttentionBackwardGemm } from './attention-backward-gemm.js';
-import { rmsNormBackward, ropeBackward, swigluBackward } from './block-backward-ops.js';
+import { rmsNormBackward, swigluBackward } from './block-backward-ops.js';
+import { addRmsNormRows, rmsNormBackwardRows, rmsNormRows, ropeRows } from './block-row-kernels.js';
 import { withReferenceKernels } from './reference-kernel-pool.js';
 import { cacheAfterAttention, cacheAfterRope, cacheKeysBeforeRope } from './kv-cache.js';
 import type { LinearLayer } from './linear-layer.js';
 import type { LlamaConfig } from './llama-config.js';
 import type { HiddenStates, LlamaBlock } from './llama-graph.js';
-import { addRmsNorm, rmsNorm } from './rms-norm.js';
-import { applyRope, ropeTables, type RopeTables } from './rope.js';
+import { ropeTables, type RopeTables } from './rope.js';
 
 /** Options of {@link llamaBlockForward} and {@link llamaBlockBackward}. */
 export interface BlockPassOptions {
@@ -208,14 +208,14 @@ async function forwardTape(config: LlamaConfig, block: LlamaBlock, input: Hidden
   const fq: FakeQuantized = { quantizeInput: options.quantizeInput, inputs: new Map(), adjoints: new Map() };
   const { qProj, kProj, vProj, oProj } = block.selfAttention;
   const { gateProj, upProj, downProj } = requireLlamaComputation(config, block);
-  const n1 = rmsNorm(x, tokens, hidden, block.inputLayernorm.weight, block.inputLayernorm.eps, scratch(ws, 'n1', tokens * hidden, false));
+  const n1 = await rmsNormRows(x, tokens, hidden, block.inputLayernorm.weight, block.inputLayernorm.eps, scratch(ws, 'n1', tokens * hidden, false));
   const q = await linear(qProj, await inputOf(qProj, n1, tokens, fq), tokens, backend, w, scratch(ws, 'q', tokens * qProj.outFeatures, false));
   const k = await linear(kProj, await inputOf(kProj, n1, tokens, fq), tokens, backend, w, scratch(ws, 'k', tokens * kProj.outFeatures, false));
   const v = await linear(vProj, await inputOf(vProj, n1, tokens, fq), tokens, backend, w, scratch(ws, 'v', tokens * vProj.outFeatures, false));
   const geometry = { numHeads: config.numAttentionHeads, numKvHeads: config.numKeyValueHeads, headDim: config.headDim };
   await cacheKeysBeforeRope(block.kvCache, k, tokens, geometry);
-  applyRope(q, rope, tokens, config.numAttentionHeads, positions);
-  applyRope(k, rope, tokens, config.numKeyValueHeads, positions);
+  await ropeRows(q, rope, tokens, config.numAttentionHeads, positions, false);
+  await ropeRows(k, rope, tokens, config.numKeyValueHeads, positions, false);
   await cacheAfterRope(block.kvCache, q, k, v, tokens, geometry, backend);
   const shape = { numHeads: config.numAttentionHeads, numKvHeads: config.numKeyValueHeads, headDim: config.headDim, slidingWindow: block.attentionType === 'sliding' ? config.slidingWindow : undefined };
   const attended = scratch(ws, 'attended', tokens * config.numAttentionHeads * config.headDim, false);
@@ -223,7 +223,7 @@ async function forwardTape(config: LlamaConfig, block: LlamaBlock, input: Hidden
   await cacheAfterAttention(block.kvCache, attended, tokens, geometry, backend);
   const h = await linear(oProj, await inputOf(oProj, attended, tokens, fq), tokens, backend, w, scratch(ws, 'h', tokens * hidden, false));
   // h += x, then n2 = rmsNorm(h), in one pass (the same bits as the add loop and rmsNorm).
-  const n2 = addRmsNorm(h, x, tokens, hidden, block.postAttentionLayernorm.weight, block.postAttentionLayernorm.eps, scratch(ws, 'n2', tokens * hidden, false));
+  const n2 = await addRmsNormRows(h, x, tokens, hidden, block.postAttentionLayernorm.weight, block.postAttentionLayernorm.eps, scratch(ws, 'n2', tokens * hidden, false));
   const gate = await linear(gateProj, await inputOf(gateProj, n2, tokens, fq), tokens, backend, w, scratch(ws, 'gate', tokens * gateProj.outFeatures, false));
   const up = await linear(upProj, await inputOf(upProj, n2, tokens, fq), tokens, backend, w, scratch(ws, 'up', tokens * upProj.outFeatures, false));
   const act = scratch(ws, 'act', gate.length, false);
@@ -354,9 +354,13 @@ export async function llamaBlockBackward(
   await linearBackward(upProj, seen(upProj, t.n2), t.up, tokens, backend, w, dN2, true, result, gradientOf(upProj), adjointOf(upProj));
   const dh = scratch(ws, 'dh', dOut.length, false); // the residual
   dh.set(dOut);
-  const dNorm2 = weightsOnly ? undefined : new Float64Array(hidden);
-  rmsNormBackward(t.h, tokens, hidden, block.postAttentionLayernorm.weight, block.postAttentionLayernorm.eps, dN2, dh, dNorm2, true);
-  if (dNorm2) result.normGradients.set(block.postAttentionLayernorm.name, Float32Array.from(dNorm2));
+  if (weightsOnly) {
+    await rmsNormBackwardRows(t.h, tokens, hidden, block.postAttentionLayernorm.weight, block.postAttentionLayernorm.eps, dN2, dh, true);
+  } else {
+    const dNorm2 = new Float64Array(hidden);
+    rmsNormBackward(t.h, tokens, hidden, block.postAttentionLayernorm.weight, block.postAttentionLayernorm.eps, dN2, dh, dNorm2, true);
+    result.normGradients.set(block.postAttentionLayernorm.name, Float32Array.from(dNorm2));
+  }
 
   // Attention: h = x + o(attn(rope(q), rope(k), v)), q/k/v = linear(n1), n1 = rmsnorm(x).
   const dAttended = scratch(ws, 'dAttended', t.attended.length, false);
@@ -366,8 +370,8 @@ export async function llamaBlockBackward(
   const dk = scratch(ws, 'dk', t.k.length, false);
   const dv = scratch(ws, 'dv', t.v.length, false);
   await causalAttentionBackwardGemm(t.q, t.k, t.v, t.lengths, shape, dAttended, dq, dk, dv, backend, ws ? { scratch: { float32: (name, length) => ws.uninitialised(name, length), float64: (name, length) => ws.float64(name, length) } } : {});
-  ropeBackward(dq, t.rope, tokens, config.numAttentionHeads, t.positions);
-  ropeBackward(dk, t.rope, tokens, config.numKeyValueHeads, t.positions);
+  await ropeRows(dq, t.rope, tokens, config.numAttentionHeads, t.positions, true);
+  await ropeRows(dk, t.rope, tokens, config.numKeyValueHeads, t.positions, true);
   const dN1 = weightsOnly ? undefined : scratch(ws, 'dN1', tokens * hidden, false);
   await linearBackward(qProj, seen(qProj, t.n1), dq, tokens, backend, w, dN1, false, result, gradientOf(qProj), adjointOf(qProj));
   await linearBackward(kProj, seen(kProj, t.n1), dk, tokens, backend, w, dN1, true, result, gradientOf(kProj), adjointOf(kProj));

@@ -1,0 +1,42 @@
+import { rmsNormBackward, ropeBackward } from './block-backward-ops.js';
+import { withReferenceKernels } from './reference-kernel-pool.js';
+import { addRmsNorm, rmsNorm } from './rms-norm.js';
+import { applyRope, type RopeTables } from './rope.js';
+
+// The block passes' row operations on the reference kernels (WebAssembly SIMD, the same bits as the JavaScript loops,
+// which run where the kernels are unavailable). Internal to the training passes of `llama-block-backward.ts`.
+
+/** {@link rmsNorm} into `out`, on the reference kernels where available. */
+export function rmsNormRows(x: Float32Array, rows: number, columns: number, weight: Float32Array, eps: number, out: Float32Array): Promise<Float32Array> {
+  return withReferenceKernels((k) => {
+    if (k) k.rmsNorm(x, rows, columns, weight, eps, out);
+    else rmsNorm(x, rows, columns, weight, eps, out);
+    return out;
+  });
+}
+
+/** {@link addRmsNorm} (`h += x`, `out = rmsNorm(h)`), on the reference kernels where available. */
+export function addRmsNormRows(h: Float32Array, x: Float32Array, rows: number, columns: number, weight: Float32Array, eps: number, out: Float32Array): Promise<Float32Array> {
+  return withReferenceKernels((k) => {
+    if (k) k.addRmsNorm(h, x, rows, columns, weight, eps, out);
+    else addRmsNorm(h, x, rows, columns, weight, eps, out);
+    return out;
+  });
+}
+
+/** {@link rmsNormBackward} without the gain's gradient, on the reference kernels where available. */
+export function rmsNormBackwardRows(x: Float32Array, rows: number, columns: number, weight: Float32Array, eps: number, dy: Float32Array, dx: Float32Array, accumulate: boolean): Promise<void> {
+  return withReferenceKernels((k) => {
+    if (k) k.rmsNormBackward(x, rows, columns, weight, eps, dy, dx, accumulate);
+    else rmsNormBackward(x, rows, columns, weight, eps, dy, dx, undefined, accumulate);
+  });
+}
+
+/** {@link applyRope} (or with `inverse` {@link ropeBackward}) in place, on the reference kernels where available. */
+export function ropeRows(data: Float32Array, tables: RopeTables, tokens: number, heads: number, positions: Int32Array, inverse: boolean): Promise<void> {
+  return withReferenceKernels((k) => {
+    if (k) k.rope(data, tokens, heads, tables.headDim, tables.cos, tables.sin, positions, inverse);
+    else if (inverse) ropeBackward(data, tables, tokens, heads, positions);
+    else applyRope(data, tables, tokens, heads, positions);
+  });
+}

@@ -465,3 +465,10 @@ export function squaredErrorRows(y: usize, t: usize, out: usize, length: i32, n:
   }
   return sum;
 }
+
+/** `out[i] = a[i] + b[i]` over `n` float32 (`out` may be `a` or `b`). */
+export function addValues(a: usize, b: usize, out: usize, n: i32): void {
+  let i = 0;
+  for (; i + 3 < n; i += 4) v128.store(out + (<usize>i << 2), f32x4.add(v128.load(a + (<usize>i << 2)), v128.load(b + (<usize>i << 2))));
+  for (; i < n; i++) store<f32>(out + (<usize>i << 2), load<f32>(a + (<usize>i << 2)) + load<f32>(b + (<usize>i << 2)));
+}

@@ -83,6 +83,8 @@ export interface ReferenceKernels {
    * `d * d` added left to right (float64).
    */
   squaredError(y: Float32Array, target: Float32Array, out: Float32Array, n: number, sum: number): number;
+  /** `out[i] = a[i] + b[i]` (float32) for `length` elements (`out` may be `a` or `b`). */
+  add(a: Float32Array, b: Float32Array, out: Float32Array, length: number): void;
 }
 
 interface Exports {
@@ -99,6 +101,7 @@ interface Exports {
   rmsNormBackwardRows(x: number, w: number, dy: number, dx: number, rows: number, columns: number, eps: number, accumulate: number): void;
   ropeRows(data: number, cos: number, sin: number, rows: number, heads: number, headDim: number, inverse: number): void;
   squaredErrorRows(y: number, t: number, out: number, length: number, n: number, factor: number, sum: number): number;
+  addValues(a: number, b: number, out: number, n: number): void;
 }
 
 /** `64 / ln 2` and `ln 2 / 64` as `fastExp` computes them. */
@@ -267,11 +270,19 @@ export function referenceKernelsOf(module: WasmModule): ReferenceKernels {
       const s = new Float32Array(buffer, sinAt, per * half);
       for (let r0 = 0; r0 < rows; r0 += per) {
         const n = Math.min(per, rows - r0);
-        for (let t = 0; t < n; t++) {
+        // Runs of consecutive positions (a sequence's tokens) are one copy each.
+        for (let t = 0; t < n; ) {
           const p = positions[r0 + t]!;
-          if (!(p >= 0 && p < tablePositions)) throw new RangeError(`position ${p} is beyond the RoPE table (${tablePositions} positions)`);
-          c.set(cos.subarray(p * half, p * half + half), t * half);
-          s.set(sin.subarray(p * half, p * half + half), t * half);
+          let run = 1;
+          while (t + run < n && positions[r0 + t + run] === p + run) run++;
+          if (!(Number.isInteger(p) && p >= 0 && p + run <= tablePositions)) {
+            // The run's first position outside the table.
+            const bad = Number.isInteger(p) && p >= 0 ? Math.max(p, tablePositions) : p;
+            throw new RangeError(`position ${bad} is beyond the RoPE table (${tablePositions} positions)`);
+          }
+          c.set(cos.subarray(p * half, (p + run) * half), t * half);
+          s.set(sin.subarray(p * half, (p + run) * half), t * half);
+          t += run;
         }
         slot.set(data.subarray(r0 * width, (r0 + n) * width));
         exports.ropeRows(dataAt, cosAt, sinAt, n, heads, headDim, inverse ? 1 : 0);
@@ -287,6 +298,12 @@ export function referenceKernelsOf(module: WasmModule): ReferenceKernels {
         sum = exports.squaredErrorRows(ys!, ts!, ys!, m, n, factor, sum);
       });
       return sum;
+    },
+    add(a, b, out, length) {
+      for (const [name, array] of [['a', a], ['b', b], ['out', out]] as const) {
+        if (array.length < length) throw new ShapeMismatchError(name, [length], [array.length], 'at least `length` entries');
+      }
+      streamChunks([a, b], [[0, out]], length, ([as, bs], n) => exports.addValues(as!, bs!, as!, n));
     },
     exp(x, out) {
       if (out.length < x.length) throw new ShapeMismatchError('out', [x.length], [out.length], 'at least as many entries as x');

@@ -111,9 +111,21 @@ describe('reference kernels, block row operations (bit for bit the JavaScript lo
         }
       }
     }
-    // A position the table does not hold is refused, as applyRope refuses it.
-    const tables = ropeTables({ ...config, headDim: 4 }, 8);
-    expect(() => k.rope(new Float32Array(4), 1, 1, 4, tables.cos, tables.sin, [8], false)).toThrow(/beyond the RoPE table/);
+    // Positions in any order (no runs to copy at once), as a cache or a shuffled batch might give them.
+    const tables = ropeTables({ ...config, headDim: 8 }, 64);
+    const r = createRandom(5);
+    const shuffled = Int32Array.from({ length: 90 }, () => Math.floor(r.uniform() * 64));
+    const data = gaussian(77, 90 * 2 * 8, 3);
+    const want = data.slice();
+    applyRope(want, tables, 90, 2, shuffled);
+    const got = data.slice();
+    k.rope(got, 90, 2, 8, tables.cos, tables.sin, shuffled, false);
+    expect(differences(got, want)).toEqual([]);
+    // A position the table does not hold is refused, as applyRope refuses it: alone, or inside a run of positions.
+    const small = ropeTables({ ...config, headDim: 4 }, 8);
+    expect(() => k.rope(new Float32Array(4), 1, 1, 4, small.cos, small.sin, [8], false)).toThrow(/position 8 is beyond the RoPE table/);
+    expect(() => k.rope(new Float32Array(16), 4, 1, 4, small.cos, small.sin, [6, 7, 8, 9], false)).toThrow(/position 8 is beyond the RoPE table/);
+    expect(() => k.rope(new Float32Array(4), 1, 1, 4, small.cos, small.sin, [-1], true)).toThrow(/position -1 is beyond the RoPE table/);
   });
 
   it('rope is a rotation: the inverse undoes it to float32 rounding, norms per pair kept', async () => {
@@ -136,6 +148,20 @@ describe('reference kernels, block row operations (bit for bit the JavaScript lo
     }
     k.rope(rotated, 64, 4, 16, tables.cos, tables.sin, positions, true);
     for (let i = 0; i < data.length; i++) expect(Math.abs(rotated[i]! - data[i]!)).toBeLessThan(1e-6 * Math.max(1, Math.abs(data[i]!)));
+  });
+
+  it('add: the float32 sum of two arrays, in place too', async () => {
+    const k = await createReferenceKernels();
+    for (const n of [1, 3, 4, 17, 40000]) {
+      const a = gaussian(n, n, 100);
+      const b = gaussian(n + 1, n, 1e-3);
+      const want = Float32Array.from(a, (x, i) => x + b[i]!);
+      const got = new Float32Array(n).fill(NaN);
+      k.add(a, b, got, n);
+      expect(differences(got, want), `n ${n}`).toEqual([]);
+      k.add(a, b, a, n);
+      expect(differences(a, want)).toEqual([]);
+    }
   });
 
   it('refuses arrays shorter than rows x columns with what was expected', async () => {

@@ -40,3 +40,11 @@ export function ropeRows(data: Float32Array, tables: RopeTables, tokens: number,
     else applyRope(data, tables, tokens, heads, positions);
   });
 }
+
+/** `out[i] += h[i]` (float32) for every element of `out` (the residual add), on the reference kernels where available. */
+export function addInto(out: Float32Array, h: Float32Array): Promise<void> {
+  return withReferenceKernels((k) => {
+    if (k) k.add(out, h, out, out.length);
+    else for (let i = 0; i < out.length; i++) out[i]! += h[i]!;
+  });
+}

@@ -2,7 +2,7 @@ import { InvalidArgumentError, ShapeMismatchError, UnsupportedFormatError, type 
 import type { Backend } from '@bitsmith/linalg';
 import { causalAttentionBackwardGemm } from './attention-backward-gemm.js';
 import { rmsNormBackward, swigluBackward } from './block-backward-ops.js';
-import { addRmsNormRows, rmsNormBackwardRows, rmsNormRows, ropeRows } from './block-row-kernels.js';
+import { addInto, addRmsNormRows, rmsNormBackwardRows, rmsNormRows, ropeRows } from './block-row-kernels.js';
 import { withReferenceKernels } from './reference-kernel-pool.js';
 import { cacheAfterAttention, cacheAfterRope, cacheKeysBeforeRope } from './kv-cache.js';
 import type { LinearLayer } from './linear-layer.js';
@@ -231,7 +231,7 @@ async function forwardTape(config: LlamaConfig, block: LlamaBlock, input: Hidden
   // forward matches the block outputs that calibration captured bit for bit.
   await backend.gatedActivation({ gate, up, out: act, activation: 'silu', reference: true });
   const out = await linear(downProj, await inputOf(downProj, act, tokens, fq), tokens, backend, w, options.transientResults && ws ? ws.uninitialised('out', tokens * hidden) : undefined);
-  for (let i = 0; i < out.length; i++) out[i]! += h[i]!;
+  await addInto(out, h);
   return { tokens, lengths, positions, rope, x, n1, q, k, v, attended, h, n2, gate, up, act, out, quantized: fq };
 }
 

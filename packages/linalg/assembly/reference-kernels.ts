@@ -472,3 +472,56 @@ export function addValues(a: usize, b: usize, out: usize, n: i32): void {
   for (; i + 3 < n; i += 4) v128.store(out + (<usize>i << 2), f32x4.add(v128.load(a + (<usize>i << 2)), v128.load(b + (<usize>i << 2))));
   for (; i < n; i++) store<f32>(out + (<usize>i << 2), load<f32>(a + (<usize>i << 2)) + load<f32>(b + (<usize>i << 2)));
 }
+
+/**
+ * {@link siluGate}, bit for bit, keeping each element's `fastExp(-x)` (float64) in `e` for {@link swigluBackwardKept}.
+ */
+export function siluGateKeep(gate: usize, up: usize, out: usize, e: usize, n: i32, c64: f64, cl: f64): void {
+  const vc64 = f64x2.splat(c64);
+  const vcl = f64x2.splat(cl);
+  const one = f64x2.splat(1);
+  let i = 0;
+  for (; i + 1 < n; i += 2) {
+    const x = f64x2.promote_low_f32x4(v128.load64_zero(gate + (<usize>i << 2)));
+    const u = f64x2.promote_low_f32x4(v128.load64_zero(up + (<usize>i << 2)));
+    const ex = expLanes(f64x2.neg(x), vc64, vcl);
+    v128.store(e + (<usize>i << 3), ex);
+    const y = f64x2.mul(f64x2.div(x, f64x2.add(one, ex)), u);
+    v128.store64_lane(out + (<usize>i << 2), f32x4.demote_f64x2_zero(y), 0);
+  }
+  if (i < n) {
+    const x = <f64>load<f32>(gate + (<usize>i << 2));
+    const ex = expScalar(-x, c64, cl);
+    store<f64>(e + (<usize>i << 3), ex);
+    store<f32>(out + (<usize>i << 2), <f32>((x / (1 + ex)) * <f64>load<f32>(up + (<usize>i << 2))));
+  }
+}
+
+/**
+ * {@link swigluBackward}, bit for bit, with each element's `fastExp(-g)` read from `e` (as {@link siluGateKeep} kept
+ * it) instead of computed again. `dGate` may be `gate` and `dUp` may be `up`.
+ */
+export function swigluBackwardKept(gate: usize, up: usize, dh: usize, e: usize, dGate: usize, dUp: usize, n: i32): void {
+  const one = f64x2.splat(1);
+  let i = 0;
+  for (; i + 1 < n; i += 2) {
+    const at = <usize>i << 2;
+    const g = f64x2.promote_low_f32x4(v128.load64_zero(gate + at));
+    const u = f64x2.promote_low_f32x4(v128.load64_zero(up + at));
+    const d = f64x2.promote_low_f32x4(v128.load64_zero(dh + at));
+    const sig = f64x2.div(one, f64x2.add(one, v128.load(e + (<usize>i << 3))));
+    const dg = f64x2.mul(f64x2.mul(f64x2.mul(d, u), sig), f64x2.add(one, f64x2.mul(g, f64x2.sub(one, sig))));
+    const du = f64x2.mul(f64x2.mul(d, g), sig);
+    v128.store64_lane(dGate + at, f32x4.demote_f64x2_zero(dg), 0);
+    v128.store64_lane(dUp + at, f32x4.demote_f64x2_zero(du), 0);
+  }
+  if (i < n) {
+    const at = <usize>i << 2;
+    const g = <f64>load<f32>(gate + at);
+    const u = <f64>load<f32>(up + at);
+    const d = <f64>load<f32>(dh + at);
+    const sig = 1 / (1 + load<f64>(e + (<usize>i << 3)));
+    store<f32>(dGate + at, <f32>(d * u * sig * (1 + g * (1 - sig))));
+    store<f32>(dUp + at, <f32>(d * g * sig));
+  }
+}

@@ -102,6 +102,39 @@ describe('reference kernels (WebAssembly, bit for bit the JavaScript loops)', ()
     expect(() => kernels.swigluBackward(new Float32Array(4), new Float32Array(3), new Float32Array(4), new Float32Array(4), new Float32Array(4), 4)).toThrow(/up.*at least/s);
   });
 
+  it('siluGateKeep and swigluBackwardKept: the bits of siluGate and swigluBackward, with fastExp(-gate) kept between them', async () => {
+    const kernels = await createReferenceKernels();
+    const random = mulberry32(17);
+    for (const [n, scale] of [[1, 1], [3, 2], [16385, 1], [40001, 6], [999, 150]] as const) {
+      const gate = gaussian(random, n, scale);
+      const up = gaussian(random, n, 1);
+      const dh = gaussian(random, n, 0.01);
+      if (n > 20) gate.set([0, -0, Infinity, -Infinity, NaN, 800, -800, 88.7, -103.9, 1e-40, 709.5, -745.5]);
+      const wantOut = new Float32Array(n);
+      kernels.siluGate(gate, up, wantOut, n);
+      const out = new Float32Array(n).fill(NaN);
+      const exps = new Float64Array(n).fill(NaN);
+      kernels.siluGateKeep(gate, up, out, exps, n);
+      expect(bitDifferences(out, wantOut)).toEqual([]);
+      // The kept values are fastExp's (an independent check of what the backward will read).
+      expect(bitDifferences(exps, Float64Array.from(gate, (g) => fastExp(-g)))).toEqual([]);
+      const wantGate = new Float32Array(n);
+      const wantUp = new Float32Array(n);
+      kernels.swigluBackward(gate, up, dh, wantGate, wantUp, n);
+      // In place, as the block's backward calls it.
+      const g2 = gate.slice();
+      const u2 = up.slice();
+      kernels.swigluBackwardKept(g2, u2, dh, exps, g2, u2, n);
+      expect(bitDifferences(g2, wantGate)).toEqual([]);
+      expect(bitDifferences(u2, wantUp)).toEqual([]);
+      // In place over up too (the forward's SiLU output may replace its gate).
+      const g3 = gate.slice();
+      kernels.siluGateKeep(g3, up, g3, exps, n);
+      expect(bitDifferences(g3, wantOut)).toEqual([]);
+    }
+    expect(() => kernels.swigluBackwardKept(new Float32Array(4), new Float32Array(4), new Float32Array(4), new Float64Array(3), new Float32Array(4), new Float32Array(4), 4)).toThrow(/exps.*at least/s);
+  });
+
   it('attentionWithSgemm gives the same bits with the kernels as with the JavaScript softmax (groups, chunks, windows, lengths, NaN)', async () => {
     const backend = createJsBackend();
     const kernels = await createReferenceKernels();

@@ -83,6 +83,16 @@ export interface ReferenceKernels {
    * `d * d` added left to right (float64).
    */
   squaredError(y: Float32Array, target: Float32Array, out: Float32Array, n: number, sum: number): number;
+  /**
+   * {@link siluGate}, bit for bit, also writing each element's `fastExp(-gate[i])` (float64) into `exps` for
+   * {@link swigluBackwardKept}. `out` may alias `gate` or `up`.
+   */
+  siluGateKeep(gate: Float32Array, up: Float32Array, out: Float32Array, exps: Float64Array, length: number): void;
+  /**
+   * {@link swigluBackward}, bit for bit, reading each element's `fastExp(-gate[i])` from `exps` (as {@link siluGateKeep}
+   * wrote it for the same `gate`) instead of computing it again. `dGate` may alias `gate`, `dUp` may alias `up`.
+   */
+  swigluBackwardKept(gate: Float32Array, up: Float32Array, dh: Float32Array, exps: Float64Array, dGate: Float32Array, dUp: Float32Array, length: number): void;
   /** `out[i] = a[i] + b[i]` (float32) for `length` elements (`out` may be `a` or `b`). */
   add(a: Float32Array, b: Float32Array, out: Float32Array, length: number): void;
 }
@@ -102,6 +112,8 @@ interface Exports {
   ropeRows(data: number, cos: number, sin: number, rows: number, heads: number, headDim: number, inverse: number): void;
   squaredErrorRows(y: number, t: number, out: number, length: number, n: number, factor: number, sum: number): number;
   addValues(a: number, b: number, out: number, n: number): void;
+  siluGateKeep(gate: number, up: number, out: number, e: number, n: number, c64: number, cl: number): void;
+  swigluBackwardKept(gate: number, up: number, dh: number, e: number, dGate: number, dUp: number, n: number): void;
 }
 
 /** `64 / ln 2` and `ln 2 / 64` as `fastExp` computes them. */
@@ -298,6 +310,52 @@ export function referenceKernelsOf(module: WasmModule): ReferenceKernels {
         sum = exports.squaredErrorRows(ys!, ts!, ys!, m, n, factor, sum);
       });
       return sum;
+    },
+    siluGateKeep(gate, up, out, exps, length) {
+      for (const [name, a] of [['gate', gate], ['up', up], ['out', out], ['exps', exps]] as const) {
+        if (a.length < length) throw new ShapeMismatchError(name, [length], [a.length], 'at least `length` entries');
+      }
+      // Slots: gate (the output is written over it), up, and the float64 exponentials.
+      const gateAt = base;
+      const upAt = gateAt + 4 * SILU_CHUNK;
+      const expAt = upAt + 4 * SILU_CHUNK;
+      const buffer = ensure(expAt + 8 * SILU_CHUNK + 16);
+      const g = new Float32Array(buffer, gateAt, SILU_CHUNK);
+      const u = new Float32Array(buffer, upAt, SILU_CHUNK);
+      const e = new Float64Array(buffer, expAt, SILU_CHUNK);
+      for (let i = 0; i < length; i += SILU_CHUNK) {
+        const n = Math.min(SILU_CHUNK, length - i);
+        g.set(gate.subarray(i, i + n));
+        u.set(up.subarray(i, i + n));
+        exports.siluGateKeep(gateAt, upAt, gateAt, expAt, n, C64, CL);
+        out.set(n === SILU_CHUNK ? g : g.subarray(0, n), i);
+        exps.set(n === SILU_CHUNK ? e : e.subarray(0, n), i);
+      }
+    },
+    swigluBackwardKept(gate, up, dh, exps, dGate, dUp, length) {
+      for (const [name, a] of [['gate', gate], ['up', up], ['dh', dh], ['exps', exps], ['dGate', dGate], ['dUp', dUp]] as const) {
+        if (a.length < length) throw new ShapeMismatchError(name, [length], [a.length], 'at least `length` entries');
+      }
+      // Slots: gate (dGate written over it), up (dUp over it), dh, and the float64 exponentials.
+      const gateAt = base;
+      const upAt = gateAt + 4 * SILU_CHUNK;
+      const dhAt = upAt + 4 * SILU_CHUNK;
+      const expAt = dhAt + 4 * SILU_CHUNK;
+      const buffer = ensure(expAt + 8 * SILU_CHUNK + 16);
+      const g = new Float32Array(buffer, gateAt, SILU_CHUNK);
+      const u = new Float32Array(buffer, upAt, SILU_CHUNK);
+      const d = new Float32Array(buffer, dhAt, SILU_CHUNK);
+      const e = new Float64Array(buffer, expAt, SILU_CHUNK);
+      for (let i = 0; i < length; i += SILU_CHUNK) {
+        const n = Math.min(SILU_CHUNK, length - i);
+        g.set(gate.subarray(i, i + n));
+        u.set(up.subarray(i, i + n));
+        d.set(dh.subarray(i, i + n));
+        e.set(exps.subarray(i, i + n));
+        exports.swigluBackwardKept(gateAt, upAt, dhAt, expAt, gateAt, upAt, n);
+        dGate.set(n === SILU_CHUNK ? g : g.subarray(0, n), i);
+        dUp.set(n === SILU_CHUNK ? u : u.subarray(0, n), i);
+      }
     },
     add(a, b, out, length) {
       for (const [name, array] of [['a', a], ['b', b], ['out', out]] as const) {

@@ -10,6 +10,12 @@ import type { LlamaConfig } from './llama-config.js';
 import type { HiddenStates, LlamaBlock } from './llama-graph.js';
 import { ropeTables, type RopeTables } from './rope.js';
 
+/**
+ * Most SwiGLU elements (tokens x intermediate size) whose float64 exponentials a training pass keeps in its workspace
+ * for the backward (2^24: 128 MiB); above it the backward computes them again (the same bits either way).
+ */
+const KEPT_EXPONENTIALS = 1 << 24;
+
 /** Options of {@link llamaBlockForward} and {@link llamaBlockBackward}. */
 export interface BlockPassOptions {
   /**
@@ -132,6 +138,8 @@ interface BlockTape {
   gate: Float32Array;
   up: Float32Array;
   act: Float32Array;
+  /** `fastExp(-gate)` per element, kept by the forward for the SwiGLU backward (undefined: computed there). */
+  siluExps: Float64Array | undefined;
   out: Float32Array;
   /** With `quantizeInput`: the quantized inputs and the quantizers' adjoints, by layer name. */
   quantized: FakeQuantized;
@@ -228,11 +236,18 @@ async function forwardTape(config: LlamaConfig, block: LlamaBlock, input: Hidden
   const up = await linear(upProj, await inputOf(upProj, n2, tokens, fq), tokens, backend, w, scratch(ws, 'up', tokens * upProj.outFeatures, false));
   const act = scratch(ws, 'act', gate.length, false);
   // Attention and SiLU as the calibration model's runBlock computes them (the backend's reference arithmetic), so this
-  // forward matches the block outputs that calibration captured bit for bit.
-  await backend.gatedActivation({ gate, up, out: act, activation: 'silu', reference: true });
+  // forward matches the block outputs that calibration captured bit for bit. A training pass keeps SiLU's exponentials
+  // (float64, in the workspace, up to a bound) so that its backward does not compute them again: the same bits.
+  const siluExps = forBackward && ws && gate.length <= KEPT_EXPONENTIALS ? await withReferenceKernels((kernels) => {
+    if (!kernels) return undefined;
+    const exps = ws.float64('silu-exps', gate.length);
+    kernels.siluGateKeep(gate, up, act, exps, gate.length);
+    return exps;
+  }) : undefined;
+  if (!siluExps) await backend.gatedActivation({ gate, up, out: act, activation: 'silu', reference: true });
   const out = await linear(downProj, await inputOf(downProj, act, tokens, fq), tokens, backend, w, options.transientResults && ws ? ws.uninitialised('out', tokens * hidden) : undefined);
   await addInto(out, h);
-  return { tokens, lengths, positions, rope, x, n1, q, k, v, attended, h, n2, gate, up, act, out, quantized: fq };
+  return { tokens, lengths, positions, rope, x, n1, q, k, v, attended, h, n2, gate, up, act, siluExps, out, quantized: fq };
 }
 
 /**
@@ -346,7 +361,10 @@ export async function llamaBlockBackward(
   const dAct = scratch(ws, 'dAct', t.act.length, false);
   await linearBackward(downProj, seen(downProj, t.act), dOut, tokens, backend, w, dAct, false, result, gradientOf(downProj), adjointOf(downProj));
   // gate/up now hold their gradients: on the backend's threads where it offers them, else here (the same bits).
-  if (!(await backend.swigluBackward?.({ gate: t.gate, up: t.up, dOut: dAct, dGate: t.gate, dUp: t.up }))) {
+  const exps = t.siluExps;
+  if (exps) {
+    await withReferenceKernels((kernels) => (kernels ? kernels.swigluBackwardKept(t.gate, t.up, dAct, exps, t.gate, t.up, t.gate.length) : swigluBackward(t.gate, t.up, dAct, t.gate, t.up, null)));
+  } else if (!(await backend.swigluBackward?.({ gate: t.gate, up: t.up, dOut: dAct, dGate: t.gate, dUp: t.up }))) {
     await withReferenceKernels((kernels) => swigluBackward(t.gate, t.up, dAct, t.gate, t.up, kernels));
   }
   const dN2 = scratch(ws, 'dN2', tokens * hidden, false);

@@ -100,8 +100,15 @@ async function trainingPass() {
     }
     return min / 1000;
   };
-  const forward = await best(() => llamaBlockForward(c, block, hidden, backend, options));
-  const both = await best(() => llamaBlockBackward(c, block, hidden, backend, () => seed, options));
+  // As AutoRound's passes run: the workspace prepared before each (its arrays in the kernels' memory after the first).
+  const forward = await best(async () => {
+    await workspace.prepare();
+    await llamaBlockForward(c, block, hidden, backend, options);
+  });
+  const both = await best(async () => {
+    await workspace.prepare();
+    await llamaBlockBackward(c, block, hidden, backend, () => seed, options);
+  });
   const backward = both - forward;
   const gf = (flops, s) => (flops / s / 1e9).toFixed(1);
   console.log(`training pass, block 0, ${batchSize} x ${sequenceLength} tokens: forward ${(forward * 1000).toFixed(0)} ms (${gf(forwardFlops, forward)} GFLOP/s), backward ${(backward * 1000).toFixed(0)} ms (${gf(backwardFlops, backward)} GFLOP/s): backward / forward GFLOP/s ${((backwardFlops / backward) / (forwardFlops / forward)).toFixed(2)} (target >= 0.5)`);

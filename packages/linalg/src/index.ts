@@ -9,7 +9,7 @@ export { fastExp } from './fast-exp.js';
 export { sgemmBatched } from './sgemm-batched.js';
 export { gatedActivationLoop, gatedActivationReference } from './backends/gated-activation-loop.js';
 export type { ReferenceKernels, SoftmaxRowsArguments } from './reference-kernels.js';
-export { createReferenceKernels, tryReferenceKernels } from './reference-kernels.js';
+export { ARENA_SCRATCH_BYTES, createReferenceKernels, tryReferenceKernels } from './reference-kernels.js';
 
 // Backends and selection
 export { createJsBackend } from './backends/js-backend.js';

@@ -4,7 +4,7 @@ import { gatedActivationLoop, gatedActivationReference } from './backends/gated-
 import { createJsBackend } from './backends/js-backend.js';
 import { fastExp } from './fast-exp.js';
 import { mulberry32 } from './prng.js';
-import { createReferenceKernels } from './reference-kernels.js';
+import { ARENA_SCRATCH_BYTES, createReferenceKernels } from './reference-kernels.js';
 
 /** Indices where two arrays differ bit for bit (NaN payloads compared as NaN). */
 function bitDifferences(a: Float32Array | Float64Array, b: Float32Array | Float64Array): number[] {
@@ -249,5 +249,107 @@ describe('reference kernels (WebAssembly, bit for bit the JavaScript loops)', ()
       // The product by 2 / n for powers of two is exact: the same bits as the division.
       expect(bitDifferences(got, want)).toEqual([]);
     }
+  });
+
+  it('arena: the row methods on arrays in the kernel memory give the bits of the same calls on ordinary arrays', async () => {
+    const kernels = await createReferenceKernels();
+    const reference = await createReferenceKernels();
+    const random = mulberry32(31);
+    const rows = 37;
+    const columns = 72;
+    const n = rows * columns;
+    const { buffer, start } = kernels.arena(4 * (8 * n) + 8 * n + 64 * 10);
+    let at = start;
+    const take32 = (length: number): Float32Array => {
+      const view = new Float32Array(buffer, at, length);
+      at += Math.ceil((4 * length) / 64) * 64;
+      return view;
+    };
+    const take64 = (length: number): Float64Array => {
+      const view = new Float64Array(buffer, at, length);
+      at += Math.ceil((8 * length) / 64) * 64;
+      return view;
+    };
+    const [a, b, c, d, e] = [take32(n), take32(n), take32(n), take32(n), take32(n)];
+    const exps = take64(n);
+    const weight = gaussian(random, columns, 1);
+    const fill = (): void => {
+      for (const v of [a, b, c, d, e]) v.set(gaussian(random, n, 3));
+    };
+    const copies = (): Float32Array[] => [a, b, c, d, e].map((v) => v.slice());
+    const same = (got: Float32Array | Float64Array, want: Float32Array | Float64Array): void => expect(bitDifferences(got, want)).toEqual([]);
+
+    fill();
+    let [ja, jb, jc, jd, je] = copies();
+    kernels.rmsNorm(a, rows, columns, weight, 1e-5, b);
+    reference.rmsNorm(ja!, rows, columns, weight, 1e-5, jb!);
+    same(b, jb!);
+    kernels.addRmsNorm(a, c, rows, columns, weight, 1e-5, d);
+    reference.addRmsNorm(ja!, jc!, rows, columns, weight, 1e-5, jd!);
+    same(a, ja!);
+    same(d, jd!);
+    for (const accumulate of [false, true]) {
+      kernels.rmsNormBackward(a, rows, columns, weight, 1e-5, b, e, accumulate);
+      reference.rmsNormBackward(ja!, rows, columns, weight, 1e-5, jb!, je!, accumulate);
+      same(e, je!);
+    }
+    kernels.add(a, b, c, n);
+    reference.add(ja!, jb!, jc!, n);
+    same(c, jc!);
+
+    fill();
+    [ja, jb, jc, jd, je] = copies();
+    const heads = 3;
+    const headDim = 8;
+    const ropeRows = n / (heads * headDim);
+    const cos = gaussian(random, 512 * 4, 1);
+    const sin = gaussian(random, 512 * 4, 1);
+    const positions = Int32Array.from({ length: ropeRows }, (_, t) => (t < 40 ? t : 300 + t));
+    for (const inverse of [false, true]) {
+      kernels.rope(a, ropeRows, heads, headDim, cos, sin, positions, inverse);
+      reference.rope(ja!, ropeRows, heads, headDim, cos, sin, positions, inverse);
+      same(a, ja!);
+    }
+
+    fill();
+    [ja, jb, jc, jd, je] = copies();
+    const jExps = new Float64Array(n);
+    kernels.siluGateKeep(a, b, c, exps, n);
+    reference.siluGateKeep(ja!, jb!, jc!, jExps, n);
+    same(c, jc!);
+    same(exps, jExps);
+    kernels.swigluBackwardKept(a, b, d, exps, a, b, n);
+    reference.swigluBackwardKept(ja!, jb!, jd!, jExps, ja!, jb!, n);
+    same(a, ja!);
+    same(b, jb!);
+
+    // In place means no copies through the scratch below the arena: a sentinel there (past the gain slot and the
+    // gathered RoPE rows) survives every call above, and the copying path overwrites it.
+    const sentinel = new Uint32Array(buffer, start - ARENA_SCRATCH_BYTES + 4096, (ARENA_SCRATCH_BYTES - 4096) / 4);
+    sentinel.fill(0xdeadbeef);
+    kernels.rmsNorm(a, rows, columns, weight, 1e-5, b);
+    kernels.addRmsNorm(a, c, rows, columns, weight, 1e-5, d);
+    kernels.rmsNormBackward(a, rows, columns, weight, 1e-5, b, e, true);
+    kernels.add(a, b, c, n);
+    kernels.rope(a, ropeRows, heads, headDim, cos, sin, positions, false);
+    kernels.siluGateKeep(a, b, c, exps, n);
+    kernels.swigluBackwardKept(a, b, d, exps, a, b, n);
+    expect(sentinel.every((v) => v === 0xdeadbeef)).toBe(true);
+
+    // One array outside the arena: the copying path (through the scratch), the same bits.
+    const outside = new Float32Array(n);
+    const cCopy = c.slice();
+    kernels.rmsNorm(c, rows, columns, weight, 1e-5, outside);
+    reference.rmsNorm(cCopy, rows, columns, weight, 1e-5, jb!);
+    same(outside, jb!);
+    expect(sentinel.every((v) => v === 0xdeadbeef)).toBe(false);
+  });
+
+  it('arena: scratch that would run into it is refused, and a bad size named', async () => {
+    const kernels = await createReferenceKernels();
+    kernels.arena(1024);
+    expect(() => kernels.reserve(ARENA_SCRATCH_BYTES, 8)).toThrow(/scratch.*arena/);
+    expect(() => kernels.reserve(1024, 8)).not.toThrow();
+    expect(() => kernels.arena(-1)).toThrow(/bytes/);
   });
 });

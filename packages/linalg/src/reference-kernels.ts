@@ -95,7 +95,22 @@ export interface ReferenceKernels {
   swigluBackwardKept(gate: Float32Array, up: Float32Array, dh: Float32Array, exps: Float64Array, dGate: Float32Array, dUp: Float32Array, length: number): void;
   /** `out[i] = a[i] + b[i]` (float32) for `length` elements (`out` may be `a` or `b`). */
   add(a: Float32Array, b: Float32Array, out: Float32Array, length: number): void;
+  /**
+   * Makes room for `bytes` bytes of the caller's arrays in this instance's memory, after the scratch its methods use
+   * ({@link ARENA_SCRATCH_BYTES}), and returns the memory's buffer and the first byte of that room (16-byte aligned).
+   * Views of the buffer are the caller's to lay out; the row methods (`rmsNorm`, `addRmsNorm`, `rmsNormBackward`,
+   * `rope`, `add`, `siluGateKeep`, `swigluBackwardKept`) work on arrays that all lie there in place, with no copies
+   * (arrays elsewhere are copied through the scratch as before). Growing the memory replaces its buffer: views of the
+   * previous one are then empty. After the first call `reserve` and `reserveWithGradients` only take blocks that fit
+   * the scratch.
+   */
+  arena(bytes: number): { buffer: ArrayBuffer; start: number };
 }
+
+/**
+ * Bytes of scratch below a {@link ReferenceKernels.arena}: the row methods' copy slots and gathered RoPE tables (2 MiB).
+ */
+export const ARENA_SCRATCH_BYTES = 2 * 1024 * 1024;
 
 interface Exports {
   readonly memory: { buffer: ArrayBuffer; grow(pages: number): number };
@@ -164,10 +179,19 @@ export function referenceKernelsOf(module: WasmModule): ReferenceKernels {
   const base = exports.HEAP_BASE.value;
   new Float64Array(exports.memory.buffer, tables, FAST_EXP_FRACTIONS.length).set(FAST_EXP_FRACTIONS);
   new Float64Array(exports.memory.buffer, tables + 8 * FAST_EXP_FRACTIONS.length, FAST_EXP_POWERS.length).set(FAST_EXP_POWERS);
-  const ensure = (end: number): ArrayBuffer => {
+  // With an arena, the first byte after the scratch; the row methods' arrays past it are worked on in place.
+  let arenaStart = 0;
+  const grow = (end: number): ArrayBuffer => {
     const have = exports.memory.buffer.byteLength;
     if (end > have) exports.memory.grow(Math.ceil((end - have) / PAGE_BYTES));
     return exports.memory.buffer;
+  };
+  /** The memory with room for scratch up to byte `end` (never into an arena: a larger call is refused). */
+  const ensure = (end: number): ArrayBuffer => {
+    if (arenaStart !== 0 && end > arenaStart) {
+      throw new InvalidArgumentError('scratch', `this call needs ${end - base} bytes of scratch and the instance keeps ${arenaStart - base} below its arena; use an instance without one`);
+    }
+    return grow(end);
   };
   /**
    * Runs an element-wise kernel over `length` elements in chunks of {@link SILU_CHUNK}: each chunk of every input is
@@ -184,6 +208,17 @@ export function referenceKernelsOf(module: WasmModule): ReferenceKernels {
       run(slots, n);
       for (const [k, output] of outputs) output.set(n === SILU_CHUNK ? views[k]! : views[k]!.subarray(0, n), i);
     }
+  };
+  /** Whether every array lies in the arena (then the methods pass their addresses, with no copies). */
+  const inArena = (...arrays: ReadonlyArray<Float32Array | Float64Array>): boolean => {
+    if (arenaStart === 0) return false;
+    const buffer = exports.memory.buffer;
+    for (const a of arrays) if (a.buffer !== buffer || a.byteOffset < arenaStart || a.byteOffset % 4 !== 0) return false;
+    return true;
+  };
+  /** Copies `weight`'s first `columns` floats to `base` (the row kernels' gain slot). */
+  const gainAtBase = (weight: Float32Array, columns: number): void => {
+    new Float32Array(ensure(base + 4 * columns + 16), base, columns).set(weight.subarray(0, columns));
   };
   /** A float32 view of `length` floats at byte `at` of the kernel's memory (as it is now). */
   const rowView = (at: number, length: number): Float32Array => new Float32Array(exports.memory.buffer, at, length);
@@ -243,6 +278,11 @@ export function referenceKernelsOf(module: WasmModule): ReferenceKernels {
     },
     rmsNorm(x, rows, columns, weight, eps, out) {
       checkRows({ x, out }, rows, columns, weight);
+      if (inArena(x, out)) {
+        gainAtBase(weight, columns);
+        exports.rmsNormRows(x.byteOffset, base, out.byteOffset, rows, columns, eps);
+        return;
+      }
       rowChunks(rows, columns, [x], ([slot], r0, n) => {
         exports.rmsNormRows(slot!, base, slot!, n, columns, eps);
         out.set(rowView(slot!, n * columns), r0 * columns);
@@ -250,6 +290,11 @@ export function referenceKernelsOf(module: WasmModule): ReferenceKernels {
     },
     addRmsNorm(h, x, rows, columns, weight, eps, out) {
       checkRows({ h, x, out }, rows, columns, weight);
+      if (inArena(h, x, out)) {
+        gainAtBase(weight, columns);
+        exports.addRmsNormRows(h.byteOffset, x.byteOffset, base, out.byteOffset, rows, columns, eps);
+        return;
+      }
       rowChunks(rows, columns, [h, x], ([hs, xs], r0, n) => {
         exports.addRmsNormRows(hs!, xs!, base, xs!, n, columns, eps);
         h.set(rowView(hs!, n * columns), r0 * columns);
@@ -258,6 +303,11 @@ export function referenceKernelsOf(module: WasmModule): ReferenceKernels {
     },
     rmsNormBackward(x, rows, columns, weight, eps, dy, dx, accumulate) {
       checkRows({ x, dy, dx }, rows, columns, weight);
+      if (inArena(x, dy, dx)) {
+        gainAtBase(weight, columns);
+        exports.rmsNormBackwardRows(x.byteOffset, base, dy.byteOffset, dx.byteOffset, rows, columns, eps, accumulate ? 1 : 0);
+        return;
+      }
       rowChunks(rows, columns, accumulate ? [x, dy, dx] : [x, dy], (slots, r0, n) => {
         const to = accumulate ? slots[2]! : slots[1]!;
         exports.rmsNormBackwardRows(slots[0]!, base, slots[1]!, to, n, columns, eps, accumulate ? 1 : 0);
@@ -271,18 +321,8 @@ export function referenceKernelsOf(module: WasmModule): ReferenceKernels {
       if (data.length < rows * width) throw new ShapeMismatchError('data', [rows, width], [data.length], 'row-major [rows, heads * headDim]');
       if (positions.length < rows) throw new ShapeMismatchError('positions', [rows], [positions.length], 'one position per row');
       const tablePositions = Math.min(cos.length, sin.length) / half;
-      // Each chunk's rows with their cos/sin rows gathered by position into two more slots.
-      const per = Math.max(1, Math.floor(ROW_CHUNK / width));
-      const dataAt = base;
-      const cosAt = align(dataAt + 4 * per * width);
-      const sinAt = align(cosAt + 4 * per * half);
-      const buffer = ensure(sinAt + 4 * per * half + 16);
-      const slot = new Float32Array(buffer, dataAt, per * width);
-      const c = new Float32Array(buffer, cosAt, per * half);
-      const s = new Float32Array(buffer, sinAt, per * half);
-      for (let r0 = 0; r0 < rows; r0 += per) {
-        const n = Math.min(per, rows - r0);
-        // Runs of consecutive positions (a sequence's tokens) are one copy each.
+      /** Rows `r0 .. r0 + n - 1`'s cos/sin rows, gathered by position into `c` and `s` (runs of positions at once). */
+      const gather = (c: Float32Array, s: Float32Array, r0: number, n: number): void => {
         for (let t = 0; t < n; ) {
           const p = positions[r0 + t]!;
           let run = 1;
@@ -296,6 +336,27 @@ export function referenceKernelsOf(module: WasmModule): ReferenceKernels {
           s.set(sin.subarray(p * half, (p + run) * half), t * half);
           t += run;
         }
+      };
+      if (inArena(data) && 8 * rows * half + 32 <= ARENA_SCRATCH_BYTES) {
+        const cosAt = base;
+        const sinAt = align(cosAt + 4 * rows * half);
+        const buffer = exports.memory.buffer;
+        gather(new Float32Array(buffer, cosAt, rows * half), new Float32Array(buffer, sinAt, rows * half), 0, rows);
+        exports.ropeRows(data.byteOffset, cosAt, sinAt, rows, heads, headDim, inverse ? 1 : 0);
+        return;
+      }
+      // Each chunk's rows with their cos/sin rows gathered by position into two more slots.
+      const per = Math.max(1, Math.floor(ROW_CHUNK / width));
+      const dataAt = base;
+      const cosAt = align(dataAt + 4 * per * width);
+      const sinAt = align(cosAt + 4 * per * half);
+      const buffer = ensure(sinAt + 4 * per * half + 16);
+      const slot = new Float32Array(buffer, dataAt, per * width);
+      const c = new Float32Array(buffer, cosAt, per * half);
+      const s = new Float32Array(buffer, sinAt, per * half);
+      for (let r0 = 0; r0 < rows; r0 += per) {
+        const n = Math.min(per, rows - r0);
+        gather(c, s, r0, n);
         slot.set(data.subarray(r0 * width, (r0 + n) * width));
         exports.ropeRows(dataAt, cosAt, sinAt, n, heads, headDim, inverse ? 1 : 0);
         data.set(n === per ? slot : slot.subarray(0, n * width), r0 * width);
@@ -314,6 +375,10 @@ export function referenceKernelsOf(module: WasmModule): ReferenceKernels {
     siluGateKeep(gate, up, out, exps, length) {
       for (const [name, a] of [['gate', gate], ['up', up], ['out', out], ['exps', exps]] as const) {
         if (a.length < length) throw new ShapeMismatchError(name, [length], [a.length], 'at least `length` entries');
+      }
+      if (inArena(gate, up, out, exps)) {
+        exports.siluGateKeep(gate.byteOffset, up.byteOffset, out.byteOffset, exps.byteOffset, length, C64, CL);
+        return;
       }
       // Slots: gate (the output is written over it), up, and the float64 exponentials.
       const gateAt = base;
@@ -335,6 +400,10 @@ export function referenceKernelsOf(module: WasmModule): ReferenceKernels {
     swigluBackwardKept(gate, up, dh, exps, dGate, dUp, length) {
       for (const [name, a] of [['gate', gate], ['up', up], ['dh', dh], ['exps', exps], ['dGate', dGate], ['dUp', dUp]] as const) {
         if (a.length < length) throw new ShapeMismatchError(name, [length], [a.length], 'at least `length` entries');
+      }
+      if (inArena(gate, up, dh, exps, dGate, dUp)) {
+        exports.swigluBackwardKept(gate.byteOffset, up.byteOffset, dh.byteOffset, exps.byteOffset, dGate.byteOffset, dUp.byteOffset, length);
+        return;
       }
       // Slots: gate (dGate written over it), up (dUp over it), dh, and the float64 exponentials.
       const gateAt = base;
@@ -361,7 +430,16 @@ export function referenceKernelsOf(module: WasmModule): ReferenceKernels {
       for (const [name, array] of [['a', a], ['b', b], ['out', out]] as const) {
         if (array.length < length) throw new ShapeMismatchError(name, [length], [array.length], 'at least `length` entries');
       }
+      if (inArena(a, b, out)) {
+        exports.addValues(a.byteOffset, b.byteOffset, out.byteOffset, length);
+        return;
+      }
       streamChunks([a, b], [[0, out]], length, ([as, bs], n) => exports.addValues(as!, bs!, as!, n));
+    },
+    arena(bytes) {
+      if (!(Number.isInteger(bytes) && bytes >= 0)) throw new InvalidArgumentError('bytes', `got ${bytes}; expected a whole number of bytes`);
+      arenaStart = align(base + ARENA_SCRATCH_BYTES);
+      return { buffer: grow(arenaStart + bytes + 16), start: arenaStart };
     },
     exp(x, out) {
       if (out.length < x.length) throw new ShapeMismatchError('out', [x.length], [out.length], 'at least as many entries as x');

@@ -140,6 +140,39 @@ describe('llamaBlockBackward', () => {
     expect(workspace.bytes).toBeGreaterThan(0);
   });
 
+  it('after prepare, keeps its arrays in its kernels\' memory and gives the same bits (fresh, lean and transient passes, as sizes change)', async () => {
+    const graph = await tinyGraph('qwen2', 13);
+    const block = graph.blocks[0]!;
+    const workspace = new BlockWorkspace();
+    const rnd = random(14);
+    expect(workspace.kernels).toBeUndefined();
+    for (const lengths of [[6, 4], [9, 7, 3], [5], [9, 7, 3], [6, 4]]) {
+      const input = hiddenStates(lengths, 16, lengths.length + 30);
+      const probe = Float32Array.from({ length: input.states.data.length }, () => 2 * rnd());
+      const full = await llamaBlockBackward(graph.config, block, input, backend, () => probe);
+      for (const lean of [false, true]) {
+        await workspace.prepare();
+        const r = await llamaBlockBackward(graph.config, block, input, backend, () => probe, { workspace, ...(lean ? { weightGradientsOnly: true, transientResults: true } : {}) });
+        expect(Array.from(r.output)).toEqual(Array.from(full.output));
+        for (const [name, g] of full.weightGradients) expect(Array.from(r.weightGradients.get(name)!), name).toEqual(Array.from(g));
+        if (!lean) expect(Array.from(r.inputGradient)).toEqual(Array.from(full.inputGradient));
+      }
+      await workspace.prepare();
+      expect(Array.from(await llamaBlockForward(graph.config, block, input, backend, { workspace }))).toEqual(Array.from(full.output));
+    }
+    // The tape's arrays share one buffer, the kernels' memory (ordinary arrays would each have their own).
+    expect(workspace.kernels).toBeDefined();
+    expect(workspace.uninitialised('gate', 4).buffer).toBe(workspace.uninitialised('n1', 4).buffer);
+    expect(workspace.float64('silu-exps', 4).buffer).toBe(workspace.uninitialised('n1', 4).buffer);
+    // Without an arena (arenaBytes 0) prepare leaves them ordinary.
+    const plain = new BlockWorkspace({ arenaBytes: 0 });
+    plain.uninitialised('n1', 4);
+    await plain.prepare();
+    expect(plain.kernels).toBeUndefined();
+    expect(plain.uninitialised('gate', 4).buffer).not.toBe(plain.uninitialised('n1', 4).buffer);
+    expect(() => new BlockWorkspace({ arenaBytes: -1 })).toThrow(/arenaBytes/);
+  });
+
   it('gives the same weight gradients bit for bit with weightGradientsOnly and transientResults, and leaves the input and norm gradients out', async () => {
     const graph = await tinyGraph('qwen2', 11);
     const block = graph.blocks[0]!;

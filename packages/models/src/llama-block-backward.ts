@@ -1,5 +1,5 @@
 import { InvalidArgumentError, ShapeMismatchError, UnsupportedFormatError, type LinearInputAdjoint, type LinearInputQuantizer } from '@bitsmith/core';
-import type { Backend } from '@bitsmith/linalg';
+import { tryReferenceKernels, type Backend, type ReferenceKernels } from '@bitsmith/linalg';
 import { causalAttentionBackwardGemm } from './attention-backward-gemm.js';
 import { rmsNormBackward, swigluBackward } from './block-backward-ops.js';
 import { addInto, addRmsNormRows, rmsNormBackwardRows, rmsNormRows, ropeRows } from './block-row-kernels.js';
@@ -55,15 +55,86 @@ export interface BlockPassOptions {
  * Scratch arrays by name for {@link llamaBlockForward} and {@link llamaBlockBackward}, grown on demand and reused
  * by later passes (one pass at a time per workspace).
  *
+ * After {@link prepare} (which its owner calls between passes), the arrays the passes asked for so far live in the
+ * memory of the workspace's own reference-kernel instance (`@bitsmith/linalg`'s WebAssembly kernels), where the
+ * passes' row operations (RMSNorm and its backward, RoPE, the residual add, SiLU and its backward) work on them in
+ * place instead of copying them in and out; onnxruntime reads and writes them there like any other array. Without
+ * `prepare`, or where the kernels are unavailable, they are ordinary arrays. Either way the results are the same bits.
+ *
  * @example
  * ```ts
  * const workspace = new BlockWorkspace();
- * for (const batch of batches) await llamaBlockBackward(config, block, batch, backend, seed, { workspace });
+ * for (const batch of batches) {
+ *   await workspace.prepare();
+ *   await llamaBlockBackward(config, block, batch, backend, seed, { workspace });
+ * }
  * ```
  */
 export class BlockWorkspace {
   readonly #arrays = new Map<string, Float32Array>();
   readonly #doubles = new Map<string, Float64Array>();
+  /** Byte size of every name asked for so far (float32 and float64 names apart), the largest request each. */
+  readonly #wanted = new Map<string, number>();
+  /** Where each arena name lies (byte offset from the arena's start, bytes); the names not there are ordinary arrays. */
+  readonly #layout = new Map<string, { at: number; bytes: number }>();
+  #kernels: ReferenceKernels | null | undefined;
+  #buffer: ArrayBuffer | undefined;
+  /** Bytes laid out in the arena, and the arena's first byte in the kernels' memory. */
+  #arenaEnd = 0;
+  #arenaStart = 0;
+  readonly #arenaLimit: number;
+
+  /**
+   * @param options `arenaBytes`: the most bytes of arrays to keep in the kernels' memory (default 1 GiB, at most
+   *   3 GiB: WebAssembly memory is 4 GiB); arrays beyond it stay ordinary.
+   */
+  constructor(options: { arenaBytes?: number } = {}) {
+    const limit = options.arenaBytes ?? 2 ** 30;
+    if (!(limit >= 0 && limit <= 3 * 2 ** 30)) throw new InvalidArgumentError('arenaBytes', `got ${limit}; expected 0 to 3 GiB`);
+    this.#arenaLimit = limit;
+  }
+
+  /**
+   * Lays out every array asked for so far in the kernels' memory (those that fit `arenaBytes`), so that the next
+   * passes find them there; does nothing when nothing new was asked for. Call it between passes, never during one:
+   * growing the memory empties the views of earlier arrays (a returned transient result, an array a caller kept), and
+   * an array that moves keeps none of its contents.
+   */
+  async prepare(): Promise<void> {
+    if (this.#arenaLimit === 0) return;
+    let fresh = false;
+    for (const [name, bytes] of this.#wanted) {
+      const slot = this.#layout.get(name);
+      if (!slot || slot.bytes < bytes) fresh = true;
+    }
+    if (!fresh) return;
+    if (this.#kernels === undefined) this.#kernels = (await tryReferenceKernels()) ?? null;
+    const kernels = this.#kernels;
+    if (!kernels) return;
+    // Names already laid out keep their place (their contents survive); new or larger ones go after them.
+    let end = this.#arenaEnd;
+    for (const [name, bytes] of this.#wanted) {
+      const slot = this.#layout.get(name);
+      if (slot && slot.bytes >= bytes) continue;
+      const size = Math.ceil(bytes / 64) * 64;
+      if (end + size > this.#arenaLimit) continue;
+      this.#layout.set(name, { at: end, bytes: size });
+      end += size;
+    }
+    const { buffer, start } = kernels.arena(end);
+    this.#arenaEnd = end;
+    this.#arenaStart = start;
+    this.#buffer = buffer;
+    for (const key of this.#layout.keys()) {
+      if (key.startsWith('f64:')) this.#doubles.delete(key.slice(4));
+      else this.#arrays.delete(key);
+    }
+  }
+
+  /** The reference-kernel instance whose memory holds the laid-out arrays (after a {@link prepare}), else undefined. */
+  get kernels(): ReferenceKernels | undefined {
+    return this.#buffer ? (this.#kernels ?? undefined) : undefined;
+  }
 
   /** A zero-filled array of `length` floats under `name` (the same memory as the previous call with that name). */
   zeros(name: string, length: number): Float32Array {
@@ -74,6 +145,8 @@ export class BlockWorkspace {
 
   /** An array of `length` floats under `name` whose contents are left from earlier use. */
   uninitialised(name: string, length: number): Float32Array {
+    const placed = this.#placed(name, 4 * length);
+    if (placed !== undefined) return new Float32Array(this.#buffer!, placed, length);
     let array = this.#arrays.get(name);
     if (!array || array.length < length) {
       array = new Float32Array(length);
@@ -84,6 +157,8 @@ export class BlockWorkspace {
 
   /** An array of `length` float64 under `name` whose contents are left from earlier use. */
   float64(name: string, length: number): Float64Array {
+    const placed = this.#placed(`f64:${name}`, 8 * length);
+    if (placed !== undefined) return new Float64Array(this.#buffer!, placed, length);
     let array = this.#doubles.get(name);
     if (!array || array.length < length) {
       array = new Float64Array(length);
@@ -92,9 +167,16 @@ export class BlockWorkspace {
     return array.subarray(0, length);
   }
 
+  /** The byte offset of `key` in the arena when it holds `bytes` there; else records the request and undefined. */
+  #placed(key: string, bytes: number): number | undefined {
+    if (bytes > (this.#wanted.get(key) ?? -1)) this.#wanted.set(key, bytes);
+    const slot = this.#layout.get(key);
+    return slot && this.#buffer && slot.bytes >= bytes ? this.#arenaStart + slot.at : undefined;
+  }
+
   /** Bytes held. */
   get bytes(): number {
-    let total = 0;
+    let total = this.#buffer ? this.#arenaEnd : 0;
     for (const a of this.#arrays.values()) total += a.byteLength;
     for (const a of this.#doubles.values()) total += a.byteLength;
     return total;
@@ -212,18 +294,20 @@ async function forwardTape(config: LlamaConfig, block: LlamaBlock, input: Hidden
   const rope = options.rope && options.rope.positions >= maxLength ? options.rope : ropeTables(config, Math.max(1, maxLength));
   const w = options.weights;
   const ws = options.workspace;
+  // The workspace's own kernels (its arrays live in their memory after a prepare), else the pool's.
+  const own = ws?.kernels;
   const x = input.states.data;
   const fq: FakeQuantized = { quantizeInput: options.quantizeInput, inputs: new Map(), adjoints: new Map() };
   const { qProj, kProj, vProj, oProj } = block.selfAttention;
   const { gateProj, upProj, downProj } = requireLlamaComputation(config, block);
-  const n1 = await rmsNormRows(x, tokens, hidden, block.inputLayernorm.weight, block.inputLayernorm.eps, scratch(ws, 'n1', tokens * hidden, false));
+  const n1 = await rmsNormRows(x, tokens, hidden, block.inputLayernorm.weight, block.inputLayernorm.eps, scratch(ws, 'n1', tokens * hidden, false), own);
   const q = await linear(qProj, await inputOf(qProj, n1, tokens, fq), tokens, backend, w, scratch(ws, 'q', tokens * qProj.outFeatures, false));
   const k = await linear(kProj, await inputOf(kProj, n1, tokens, fq), tokens, backend, w, scratch(ws, 'k', tokens * kProj.outFeatures, false));
   const v = await linear(vProj, await inputOf(vProj, n1, tokens, fq), tokens, backend, w, scratch(ws, 'v', tokens * vProj.outFeatures, false));
   const geometry = { numHeads: config.numAttentionHeads, numKvHeads: config.numKeyValueHeads, headDim: config.headDim };
   await cacheKeysBeforeRope(block.kvCache, k, tokens, geometry);
-  await ropeRows(q, rope, tokens, config.numAttentionHeads, positions, false);
-  await ropeRows(k, rope, tokens, config.numKeyValueHeads, positions, false);
+  await ropeRows(q, rope, tokens, config.numAttentionHeads, positions, false, own);
+  await ropeRows(k, rope, tokens, config.numKeyValueHeads, positions, false, own);
   await cacheAfterRope(block.kvCache, q, k, v, tokens, geometry, backend);
   const shape = { numHeads: config.numAttentionHeads, numKvHeads: config.numKeyValueHeads, headDim: config.headDim, slidingWindow: block.attentionType === 'sliding' ? config.slidingWindow : undefined };
   const attended = scratch(ws, 'attended', tokens * config.numAttentionHeads * config.headDim, false);
@@ -231,22 +315,23 @@ async function forwardTape(config: LlamaConfig, block: LlamaBlock, input: Hidden
   await cacheAfterAttention(block.kvCache, attended, tokens, geometry, backend);
   const h = await linear(oProj, await inputOf(oProj, attended, tokens, fq), tokens, backend, w, scratch(ws, 'h', tokens * hidden, false));
   // h += x, then n2 = rmsNorm(h), in one pass (the same bits as the add loop and rmsNorm).
-  const n2 = await addRmsNormRows(h, x, tokens, hidden, block.postAttentionLayernorm.weight, block.postAttentionLayernorm.eps, scratch(ws, 'n2', tokens * hidden, false));
+  const n2 = await addRmsNormRows(h, x, tokens, hidden, block.postAttentionLayernorm.weight, block.postAttentionLayernorm.eps, scratch(ws, 'n2', tokens * hidden, false), own);
   const gate = await linear(gateProj, await inputOf(gateProj, n2, tokens, fq), tokens, backend, w, scratch(ws, 'gate', tokens * gateProj.outFeatures, false));
   const up = await linear(upProj, await inputOf(upProj, n2, tokens, fq), tokens, backend, w, scratch(ws, 'up', tokens * upProj.outFeatures, false));
   const act = scratch(ws, 'act', gate.length, false);
   // Attention and SiLU as the calibration model's runBlock computes them (the backend's reference arithmetic), so this
   // forward matches the block outputs that calibration captured bit for bit. A training pass keeps SiLU's exponentials
   // (float64, in the workspace, up to a bound) so that its backward does not compute them again: the same bits.
-  const siluExps = forBackward && ws && gate.length <= KEPT_EXPONENTIALS ? await withReferenceKernels((kernels) => {
-    if (!kernels) return undefined;
+  const keep = (kernels: ReferenceKernels | null): Float64Array | undefined => {
+    if (!kernels || !ws) return undefined;
     const exps = ws.float64('silu-exps', gate.length);
     kernels.siluGateKeep(gate, up, act, exps, gate.length);
     return exps;
-  }) : undefined;
+  };
+  const siluExps = forBackward && ws && gate.length <= KEPT_EXPONENTIALS ? (own ? keep(own) : await withReferenceKernels(keep)) : undefined;
   if (!siluExps) await backend.gatedActivation({ gate, up, out: act, activation: 'silu', reference: true });
   const out = await linear(downProj, await inputOf(downProj, act, tokens, fq), tokens, backend, w, options.transientResults && ws ? ws.uninitialised('out', tokens * hidden) : undefined);
-  await addInto(out, h);
+  await addInto(out, h, own);
   return { tokens, lengths, positions, rope, x, n1, q, k, v, attended, h, n2, gate, up, act, siluExps, out, quantized: fq };
 }
 
@@ -342,6 +427,7 @@ export async function llamaBlockBackward(
   const { qProj, kProj, vProj, oProj } = block.selfAttention;
   const { gateProj, upProj, downProj } = requireLlamaComputation(config, block);
   const ws = options.workspace;
+  const own = ws?.kernels;
   const transient = options.transientResults === true && ws !== undefined;
   // An input quantizer's adjoints see the input gradients: with one, everything is computed.
   const weightsOnly = options.weightGradientsOnly === true && !options.quantizeInput;
@@ -363,7 +449,8 @@ export async function llamaBlockBackward(
   // gate/up now hold their gradients: on the backend's threads where it offers them, else here (the same bits).
   const exps = t.siluExps;
   if (exps) {
-    await withReferenceKernels((kernels) => (kernels ? kernels.swigluBackwardKept(t.gate, t.up, dAct, exps, t.gate, t.up, t.gate.length) : swigluBackward(t.gate, t.up, dAct, t.gate, t.up, null)));
+    if (own) own.swigluBackwardKept(t.gate, t.up, dAct, exps, t.gate, t.up, t.gate.length);
+    else await withReferenceKernels((kernels) => (kernels ? kernels.swigluBackwardKept(t.gate, t.up, dAct, exps, t.gate, t.up, t.gate.length) : swigluBackward(t.gate, t.up, dAct, t.gate, t.up, null)));
   } else if (!(await backend.swigluBackward?.({ gate: t.gate, up: t.up, dOut: dAct, dGate: t.gate, dUp: t.up }))) {
     await withReferenceKernels((kernels) => swigluBackward(t.gate, t.up, dAct, t.gate, t.up, kernels));
   }
@@ -373,7 +460,7 @@ export async function llamaBlockBackward(
   const dh = scratch(ws, 'dh', dOut.length, false); // the residual
   dh.set(dOut);
   if (weightsOnly) {
-    await rmsNormBackwardRows(t.h, tokens, hidden, block.postAttentionLayernorm.weight, block.postAttentionLayernorm.eps, dN2, dh, true);
+    await rmsNormBackwardRows(t.h, tokens, hidden, block.postAttentionLayernorm.weight, block.postAttentionLayernorm.eps, dN2, dh, true, own);
   } else {
     const dNorm2 = new Float64Array(hidden);
     rmsNormBackward(t.h, tokens, hidden, block.postAttentionLayernorm.weight, block.postAttentionLayernorm.eps, dN2, dh, dNorm2, true);
@@ -388,8 +475,8 @@ export async function llamaBlockBackward(
   const dk = scratch(ws, 'dk', t.k.length, false);
   const dv = scratch(ws, 'dv', t.v.length, false);
   await causalAttentionBackwardGemm(t.q, t.k, t.v, t.lengths, shape, dAttended, dq, dk, dv, backend, ws ? { scratch: { float32: (name, length) => ws.uninitialised(name, length), float64: (name, length) => ws.float64(name, length) } } : {});
-  await ropeRows(dq, t.rope, tokens, config.numAttentionHeads, t.positions, true);
-  await ropeRows(dk, t.rope, tokens, config.numKeyValueHeads, t.positions, true);
+  await ropeRows(dq, t.rope, tokens, config.numAttentionHeads, t.positions, true, own);
+  await ropeRows(dk, t.rope, tokens, config.numKeyValueHeads, t.positions, true, own);
   const dN1 = weightsOnly ? undefined : scratch(ws, 'dN1', tokens * hidden, false);
   await linearBackward(qProj, seen(qProj, t.n1), dq, tokens, backend, w, dN1, false, result, gradientOf(qProj), adjointOf(qProj));
   await linearBackward(kProj, seen(kProj, t.n1), dk, tokens, backend, w, dN1, true, result, gradientOf(kProj), adjointOf(kProj));

@@ -58,7 +58,9 @@ export function llamaBlockGradients(graph: LlamaGraph, index: number, hidden: Hi
   // The float reference: the linear weights as they are now (steps replace weight objects, they never write into them).
   const reference = new Map(block.linears.map((l) => [l.name, l.weight.data] as const));
   let target: Promise<Float32Array> | undefined;
-  // The passes share one scratch workspace, so they run one at a time (queued) even if a caller overlaps them.
+  // The passes share one scratch workspace, so they run one at a time (queued) even if a caller overlaps them; each
+  // prepares it first (its arrays move into the kernels' memory once their sizes are known), so a pass's result
+  // (transientResults) is valid until the next pass starts.
   const workspace = new BlockWorkspace();
   const batchInput = (length: number) => workspace.uninitialised('batch-input', length);
   let queue: Promise<unknown> = Promise.resolve();
@@ -87,6 +89,7 @@ export function llamaBlockGradients(graph: LlamaGraph, index: number, hidden: Hi
     for (const lengths of tokenBatches(hidden.lengths, targetTokens)) {
       const n = lengths.reduce((a, b) => a + b, 0);
       const input: HiddenStates = { states: { dtype: 'float32', shape: [n, width], data: hidden.states.data.subarray(row * width, (row + n) * width) }, lengths };
+      await workspace.prepare();
       out.set(await llamaBlockForward(config, block, input, backend, { weights: reference, workspace, transientResults: true }), row * width);
       row += n;
     }
@@ -109,10 +112,14 @@ export function llamaBlockGradients(graph: LlamaGraph, index: number, hidden: Hi
       return gather({ states: matrix(all), lengths: hidden.lengths }, starts, batch).states;
     },
     forward(weights, batch, overrides) {
-      return serialised(async () => matrix(await llamaBlockForward(config, block, passInput(batch, overrides), backend, passOptions(weights, overrides))));
+      return serialised(async () => {
+        await workspace.prepare();
+        return matrix(await llamaBlockForward(config, block, passInput(batch, overrides), backend, passOptions(weights, overrides)));
+      });
     },
     backward(weights, batch, seed, overrides): Promise<BlockBackward> {
       return serialised(async () => {
+        await workspace.prepare();
         const r = await llamaBlockBackward(config, block, passInput(batch, overrides), backend, (y) => seed(matrix(y)), passOptions(weights, overrides));
         return { output: matrix(r.output), weightGradients: r.weightGradients, ...(overrides?.inputGradient === false ? {} : { inputGradient: matrix(r.inputGradient) }) };
       });

@@ -42,8 +42,8 @@ function expNormal(x: v128, c64: v128, cl: v128): v128 {
   const ni = i64x2.sub(i64x2.sub(t, i64x2.splat(0x4338000000000000)), tie);
   const j0 = <usize>(i64x2.extract_lane(ni, 0) & 63);
   const j1 = <usize>(i64x2.extract_lane(ni, 1) & 63);
-  let f = f64x2.splat(load<f64>(FRACTIONS + (j0 << 3)));
-  f = f64x2.replace_lane(f, 1, load<f64>(FRACTIONS + (j1 << 3)));
+  // The two table entries loaded straight into their lanes.
+  const f = v128.load64_lane(FRACTIONS + (j1 << 3), v128.load64_zero(FRACTIONS + (j0 << 3)), 1);
   const pf = i64x2.add(f, i64x2.shl(i64x2.shr_s(ni, 6), 52));
   const one = f64x2.splat(1);
   const poly = f64x2.add(

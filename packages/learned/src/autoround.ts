@@ -324,7 +324,8 @@ export function blockwiseRounding(options: AutoRoundOptions, id: string): Quanti
         const scales = groups.length > 0 ? transformAll(groups.map((grp) => grp.logScale)) : [];
         for (const t of training) {
           if (!t.transform) {
-            weights.set(t.state.name, t.rounding.dequantize(t.params, weights.get(t.state.name)));
+            // The quantizer's own array (the kernel's output, no copy), read by the pass before the next iteration.
+            weights.set(t.state.name, t.rounding.dequantizeKept(t.params));
             continue;
           }
           // Trial weight: R = Q(W~), with 1 / s on its columns when the scale belongs in a norm (the block's norms are

@@ -180,6 +180,12 @@ describe('learnableRounding', () => {
           const a = plain.dequantize(p);
           const b = fast.dequantize(f);
           expect(bits(b)).toEqual(bits(a));
+          // The kept dequantization (the kernel's own array, no copy; an array of the quantizer's without kernels).
+          const kept = fast.dequantizeKept(f);
+          expect(kept.buffer).toBe(f.offset.buffer);
+          expect(bits(kept)).toEqual(bits(a));
+          expect(fast.dequantizeKept(f)).toBe(kept);
+          expect(bits(plain.dequantizeKept(p))).toEqual(bits(a));
           const gradient = Float32Array.from(a, () => r.normal());
           const da = plain.backward(p, gradient);
           const db = fast.backward(f, gradient);

@@ -43,6 +43,11 @@ export interface LearnableRounding {
   /** The dequantized weight `[rows, columns]` under the parameters (written into `out` when given). */
   dequantize(params: RoundingParameters, out?: Float32Array): Float32Array;
   /**
+   * {@link dequantize} into memory the quantizer keeps and returns (with `kernels`, the kernel's own output, so nothing
+   * is copied): valid until the next `dequantizeKept` call, and to be read, not written.
+   */
+  dequantizeKept(params: RoundingParameters): Float32Array;
+  /**
    * Gradients of a loss with respect to the parameters, given its gradient with respect to the dequantized weight,
    * with straight-through rounding (`d round(x) / dx = 1`; the scale's rounding to its storage encoding is also
    * passed straight through) and clamping's zero gradient outside the grid, as PyTorch differentiates AutoRound.
@@ -224,6 +229,9 @@ export function learnableRounding(weight: Matrix, options: LearnableRoundingOpti
     highest: grid.highest,
   });
 
+  // dequantizeKept's array without a kernel (made on first use).
+  let kept: Float32Array | undefined;
+
   // The gradients' arrays, made on the first backward call and reused by later ones (the kernel's, with one).
   let gradients: { offset: Float32Array; scale: Float64Array; zero: Float64Array; min: Float64Array; max: Float64Array } | undefined;
 
@@ -244,6 +252,15 @@ export function learnableRounding(weight: Matrix, options: LearnableRoundingOpti
         return true;
       });
       return { offset: resident.offset, ...scales };
+    },
+    dequantizeKept(p) {
+      if (kernel && p.offset.length === kernel.offset.length) {
+        kernel.dequantize(loadKernel(kernel, p, scales(p)));
+        return kernel.dequantized;
+      }
+      kept ??= new Float32Array(rows * columns);
+      dequantizeInto(gridState(p, scales(p)), kept);
+      return kept;
     },
     dequantize(p, out = new Float32Array(rows * columns)) {
       const gs = scales(p);

@@ -44,6 +44,12 @@ export interface BlockPassOverrides {
    * pass starts), so a loop of passes allocates nothing large. Default false: they are the caller's to keep.
    */
   readonly transientResults?: boolean;
+  /**
+   * `backward` only: arrays to receive the weight gradients, by linear layer name (each `[outFeatures, inFeatures]`
+   * floats, row-major), which the returned `weightGradients` then hold; for example a quantizer's own gradient buffer,
+   * so nothing is copied into it. Layers not named (or with an array of another size) get the model's arrays.
+   */
+  readonly weightGradientsInto?: ReadonlyMap<string, Float32Array>;
 }
 
 /**

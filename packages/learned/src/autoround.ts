@@ -109,9 +109,10 @@ function batchOrder(count: number, size: number, seed: number): () => number[] {
  * The mean squared error between a block's output with trial weights and its float output, and the gradient of
  * that loss with respect to the trial weights (one forward and one backward pass), for a training loop: the float
  * output is read in place (all sequences, computed once by the capability), the output gradient goes into `grad`
- * (grown as needed), and the pass leaves out the input gradient and may return gradients that its next pass reuses.
+ * (grown as needed), and the pass leaves out the input gradient and may return gradients that its next pass reuses;
+ * the layers in `gradientsInto` get theirs written into those arrays (the quantizers' kernel buffers).
  */
-function blockLoss(g: BlockGradients): (weights: ReadonlyMap<string, Float32Array>, batch: readonly number[]) => Promise<{ loss: number; gradients: ReadonlyMap<string, Float32Array> }> {
+function blockLoss(g: BlockGradients, gradientsInto?: ReadonlyMap<string, Float32Array>): (weights: ReadonlyMap<string, Float32Array>, batch: readonly number[]) => Promise<{ loss: number; gradients: ReadonlyMap<string, Float32Array> }> {
   const hidden = g.hiddenSize;
   const starts: number[] = [];
   let row = 0;
@@ -146,7 +147,7 @@ function blockLoss(g: BlockGradients): (weights: ReadonlyMap<string, Float32Arra
         loss = sum / n;
         return out;
       },
-      { inputGradient: false, transientResults: true },
+      { inputGradient: false, transientResults: true, ...(gradientsInto && gradientsInto.size > 0 ? { weightGradientsInto: gradientsInto } : {}) },
     );
     return { loss, gradients: r.weightGradients };
   };
@@ -315,7 +316,13 @@ export function blockwiseRounding(options: AutoRoundOptions, id: string): Quanti
       };
 
       const nextBatch = batchOrder(g.lengths.length, batchSize, options.seed ?? 0);
-      const lossOf = blockLoss(g);
+      // The weight gradients go straight into the quantizers' kernels (the layers without a transform), not copied there.
+      const gradientsInto = new Map<string, Float32Array>();
+      for (const t of training) {
+        const buffer = t.transform ? undefined : t.rounding.gradientBuffer();
+        if (buffer) gradientsInto.set(t.state.name, buffer);
+      }
+      const lossOf = blockLoss(g, gradientsInto);
       const weights = new Map<string, Float32Array>();
       let bestLoss = Infinity;
       let firstLoss = NaN;

@@ -48,6 +48,12 @@ export interface LearnableRounding {
    */
   dequantizeKept(params: RoundingParameters): Float32Array;
   /**
+   * The array `backward` reads the weight's gradient from when it is handed that very array (with `kernels`: the
+   * kernel's own input, so a block pass can write the gradient there and nothing is copied); undefined without
+   * kernels.
+   */
+  gradientBuffer(): Float32Array | undefined;
+  /**
    * Gradients of a loss with respect to the parameters, given its gradient with respect to the dequantized weight,
    * with straight-through rounding (`d round(x) / dx = 1`; the scale's rounding to its storage encoding is also
    * passed straight through) and clamping's zero gradient outside the grid, as PyTorch differentiates AutoRound.
@@ -253,6 +259,9 @@ export function learnableRounding(weight: Matrix, options: LearnableRoundingOpti
       });
       return { offset: resident.offset, ...scales };
     },
+    gradientBuffer() {
+      return kernel?.gradient;
+    },
     dequantizeKept(p) {
       if (kernel && p.offset.length === kernel.offset.length) {
         kernel.dequantize(loadKernel(kernel, p, scales(p)));
@@ -283,7 +292,7 @@ export function learnableRounding(weight: Matrix, options: LearnableRoundingOpti
       // The kernel takes float32 gradients (a float64 one would be rounded on the way in) and no input gradient.
       if (kernel && !gradInput && gradWeight instanceof Float32Array && gradWeight.length === w.length && p.offset.length === w.length) {
         const call = loadKernel(kernel, p, gs);
-        kernel.gradient.set(gradWeight);
+        if (gradWeight !== kernel.gradient) kernel.gradient.set(gradWeight);
         kernel.backward(call);
       } else offsetAndScaleGradients(gridState(p, gs), gradWeight, dOffset, dScale, dZero, gradInput);
       for (let g = 0; g < groups; g++) {

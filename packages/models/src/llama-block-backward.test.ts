@@ -160,6 +160,17 @@ describe('llamaBlockBackward', () => {
       await workspace.prepare();
       expect(Array.from(await llamaBlockForward(graph.config, block, input, backend, { workspace }))).toEqual(Array.from(full.output));
     }
+    // Weight gradients written into the caller's arrays (a wrong-sized one is passed over).
+    const input = hiddenStates([6, 4], 16, 31);
+    const probe = Float32Array.from({ length: input.states.data.length }, () => 2 * rnd());
+    const full = await llamaBlockBackward(graph.config, block, input, backend, () => probe);
+    const [first, second] = block.linears;
+    const into = new Map([[first!.name, new Float32Array(first!.outFeatures * first!.inFeatures).fill(NaN)], [second!.name, new Float32Array(3)]]);
+    await workspace.prepare();
+    const r = await llamaBlockBackward(graph.config, block, input, backend, () => probe, { workspace, weightGradientsOnly: true, transientResults: true, weightGradientsInto: into });
+    expect(r.weightGradients.get(first!.name)).toBe(into.get(first!.name));
+    expect(r.weightGradients.get(second!.name)).not.toBe(into.get(second!.name));
+    for (const [name, g] of full.weightGradients) expect(Array.from(r.weightGradients.get(name)!), name).toEqual(Array.from(g));
     // The tape's arrays share one buffer, the kernels' memory (ordinary arrays would each have their own).
     expect(workspace.kernels).toBeDefined();
     expect(workspace.uninitialised('gate', 4).buffer).toBe(workspace.uninitialised('n1', 4).buffer);

@@ -49,6 +49,11 @@ export interface BlockPassOptions {
    * loop of passes (AutoRound's iterations) allocates nothing at all. Default false (fresh arrays).
    */
   transientResults?: boolean;
+  /**
+   * `llamaBlockBackward` only: arrays to receive the weight gradients by layer name (`[outFeatures, inFeatures]` each),
+   * returned in `weightGradients`; layers not named, or with an array of another size, get the pass's own.
+   */
+  weightGradientsInto?: ReadonlyMap<string, Float32Array>;
 }
 
 /**
@@ -434,7 +439,12 @@ export async function llamaBlockBackward(
   // With `quantizeInput` the weights multiplied fake-quantized inputs: their gradients use those (and the adjoints).
   const seen = (layer: LinearLayer, x: Float32Array) => t.quantized.inputs.get(layer.name) ?? x;
   const adjointOf = (layer: LinearLayer) => t.quantized.adjoints.get(layer.name);
-  const gradientOf = (layer: LinearLayer) => (transient ? ws.uninitialised(`grad:${layer.name}`, layer.outFeatures * layer.inFeatures) : new Float32Array(layer.outFeatures * layer.inFeatures));
+  const gradientOf = (layer: LinearLayer): Float32Array => {
+    const size = layer.outFeatures * layer.inFeatures;
+    const given = options.weightGradientsInto?.get(layer.name);
+    if (given && given.length === size) return given;
+    return transient ? ws.uninitialised(`grad:${layer.name}`, size) : new Float32Array(size);
+  };
   const result: BlockBackwardResult = {
     output: t.out,
     inputGradient: weightsOnly ? new Float32Array(0) : transient ? ws.uninitialised('inputGradient', tokens * hidden) : new Float32Array(tokens * hidden),

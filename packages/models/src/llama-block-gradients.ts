@@ -101,6 +101,7 @@ export function llamaBlockGradients(graph: LlamaGraph, index: number, hidden: Hi
     ...(overrides?.quantizeInput ? { quantizeInput: overrides.quantizeInput } : {}),
     ...(overrides?.inputGradient === false ? { weightGradientsOnly: true } : {}),
     ...(overrides?.transientResults ? { transientResults: true } : {}),
+    ...(overrides?.weightGradientsInto ? { weightGradientsInto: overrides.weightGradientsInto } : {}),
   });
   return {
     lengths: hidden.lengths,

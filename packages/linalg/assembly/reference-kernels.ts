@@ -249,6 +249,29 @@ export function siluGate(gate: usize, up: usize, out: usize, n: i32, c64: f64, c
   }
 }
 
+/** SwiGLU's backward for the two elements at byte `at` given their sigmoids: `dGate = d u sig (1 + g (1 - sig))`, `dUp = d g sig`. */
+// @ts-ignore: decorator
+@inline
+function swigluPair(up: usize, dh: usize, dGate: usize, dUp: usize, at: usize, g: v128, sig: v128): void {
+  const one = f64x2.splat(1);
+  const u = f64x2.promote_low_f32x4(v128.load64_zero(up + at));
+  const d = f64x2.promote_low_f32x4(v128.load64_zero(dh + at));
+  const dg = f64x2.mul(f64x2.mul(f64x2.mul(d, u), sig), f64x2.add(one, f64x2.mul(g, f64x2.sub(one, sig))));
+  const du = f64x2.mul(f64x2.mul(d, g), sig);
+  v128.store64_lane(dGate + at, f32x4.demote_f64x2_zero(dg), 0);
+  v128.store64_lane(dUp + at, f32x4.demote_f64x2_zero(du), 0);
+}
+
+/** {@link swigluPair} for the one element at byte `at`. */
+// @ts-ignore: decorator
+@inline
+function swigluOne(up: usize, dh: usize, dGate: usize, dUp: usize, at: usize, g: f64, sig: f64): void {
+  const u = <f64>load<f32>(up + at);
+  const d = <f64>load<f32>(dh + at);
+  store<f32>(dGate + at, <f32>(d * u * sig * (1 + g * (1 - sig))));
+  store<f32>(dUp + at, <f32>(d * g * sig));
+}
+
 /**
  * SwiGLU's backward, `sig = 1 / (1 + fastExp(-g))`, `dGate[i] = d * u * sig * (1 + g * (1 - sig))` and
  * `dUp[i] = d * g * sig` with `g = gate[i]`, `u = up[i]`, `d = dh[i]`, float64 inside each element, multiplied left to
@@ -263,22 +286,12 @@ export function swigluBackward(gate: usize, up: usize, dh: usize, dGate: usize, 
   for (; i + 1 < n; i += 2) {
     const at = <usize>i << 2;
     const g = f64x2.promote_low_f32x4(v128.load64_zero(gate + at));
-    const u = f64x2.promote_low_f32x4(v128.load64_zero(up + at));
-    const d = f64x2.promote_low_f32x4(v128.load64_zero(dh + at));
-    const sig = f64x2.div(one, f64x2.add(one, expLanes(f64x2.neg(g), vc64, vcl)));
-    const dg = f64x2.mul(f64x2.mul(f64x2.mul(d, u), sig), f64x2.add(one, f64x2.mul(g, f64x2.sub(one, sig))));
-    const du = f64x2.mul(f64x2.mul(d, g), sig);
-    v128.store64_lane(dGate + at, f32x4.demote_f64x2_zero(dg), 0);
-    v128.store64_lane(dUp + at, f32x4.demote_f64x2_zero(du), 0);
+    swigluPair(up, dh, dGate, dUp, at, g, f64x2.div(one, f64x2.add(one, expLanes(f64x2.neg(g), vc64, vcl))));
   }
   if (i < n) {
     const at = <usize>i << 2;
     const g = <f64>load<f32>(gate + at);
-    const u = <f64>load<f32>(up + at);
-    const d = <f64>load<f32>(dh + at);
-    const sig = 1 / (1 + expScalar(-g, c64, cl));
-    store<f32>(dGate + at, <f32>(d * u * sig * (1 + g * (1 - sig))));
-    store<f32>(dUp + at, <f32>(d * g * sig));
+    swigluOne(up, dh, dGate, dUp, at, g, 1 / (1 + expScalar(-g, c64, cl)));
   }
 }
 
@@ -507,21 +520,10 @@ export function swigluBackwardKept(gate: usize, up: usize, dh: usize, e: usize, 
   for (; i + 1 < n; i += 2) {
     const at = <usize>i << 2;
     const g = f64x2.promote_low_f32x4(v128.load64_zero(gate + at));
-    const u = f64x2.promote_low_f32x4(v128.load64_zero(up + at));
-    const d = f64x2.promote_low_f32x4(v128.load64_zero(dh + at));
-    const sig = f64x2.div(one, f64x2.add(one, v128.load(e + (<usize>i << 3))));
-    const dg = f64x2.mul(f64x2.mul(f64x2.mul(d, u), sig), f64x2.add(one, f64x2.mul(g, f64x2.sub(one, sig))));
-    const du = f64x2.mul(f64x2.mul(d, g), sig);
-    v128.store64_lane(dGate + at, f32x4.demote_f64x2_zero(dg), 0);
-    v128.store64_lane(dUp + at, f32x4.demote_f64x2_zero(du), 0);
+    swigluPair(up, dh, dGate, dUp, at, g, f64x2.div(one, f64x2.add(one, v128.load(e + (<usize>i << 3)))));
   }
   if (i < n) {
     const at = <usize>i << 2;
-    const g = <f64>load<f32>(gate + at);
-    const u = <f64>load<f32>(up + at);
-    const d = <f64>load<f32>(dh + at);
-    const sig = 1 / (1 + load<f64>(e + (<usize>i << 3)));
-    store<f32>(dGate + at, <f32>(d * u * sig * (1 + g * (1 - sig))));
-    store<f32>(dUp + at, <f32>(d * g * sig));
+    swigluOne(up, dh, dGate, dUp, at, <f64>load<f32>(gate + at), 1 / (1 + load<f64>(e + (<usize>i << 3))));
   }
 }

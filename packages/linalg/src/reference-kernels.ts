@@ -195,13 +195,26 @@ export function referenceKernelsOf(module: WasmModule): ReferenceKernels {
   };
   /**
    * Runs an element-wise kernel over `length` elements in chunks of {@link SILU_CHUNK}: each chunk of every input is
-   * copied into its own slot of the kernel's memory, `run` gets the slots' addresses and the chunk's length, and each
+   * copied into its own slot of the kernel's memory (float32 or float64, as the input), `scratch` adds slots that are
+   * not copied in (for what the kernel writes), `run` gets the slots' addresses and the chunk's length, and each
    * `[slot, output]` pair copies that slot back into the output.
    */
-  const streamChunks = (inputs: readonly Float32Array[], outputs: readonly (readonly [number, Float32Array])[], length: number, run: (slots: readonly number[], n: number) => void): void => {
-    const slots = inputs.map((_, k) => base + 4 * SILU_CHUNK * k);
-    const buffer = ensure(base + 4 * SILU_CHUNK * inputs.length + 16);
-    const views = slots.map((at) => new Float32Array(buffer, at, SILU_CHUNK));
+  const streamChunks = (
+    inputs: readonly (Float32Array | Float64Array)[],
+    outputs: readonly (readonly [number, Float32Array | Float64Array])[],
+    length: number,
+    run: (slots: readonly number[], n: number) => void,
+    scratch: readonly ('float32' | 'float64')[] = [],
+  ): void => {
+    const wide = [...inputs.map((a) => a instanceof Float64Array), ...scratch.map((kind) => kind === 'float64')];
+    const slots: number[] = [];
+    let end = base;
+    for (const w of wide) {
+      slots.push(end);
+      end += (w ? 8 : 4) * SILU_CHUNK;
+    }
+    const buffer = ensure(end + 16);
+    const views = slots.map((at, k) => (wide[k] ? new Float64Array(buffer, at, SILU_CHUNK) : new Float32Array(buffer, at, SILU_CHUNK)));
     for (let i = 0; i < length; i += SILU_CHUNK) {
       const n = Math.min(SILU_CHUNK, length - i);
       inputs.forEach((input, k) => views[k]!.set(input.subarray(i, i + n)));
@@ -380,22 +393,8 @@ export function referenceKernelsOf(module: WasmModule): ReferenceKernels {
         exports.siluGateKeep(gate.byteOffset, up.byteOffset, out.byteOffset, exps.byteOffset, length, C64, CL);
         return;
       }
-      // Slots: gate (the output is written over it), up, and the float64 exponentials.
-      const gateAt = base;
-      const upAt = gateAt + 4 * SILU_CHUNK;
-      const expAt = upAt + 4 * SILU_CHUNK;
-      const buffer = ensure(expAt + 8 * SILU_CHUNK + 16);
-      const g = new Float32Array(buffer, gateAt, SILU_CHUNK);
-      const u = new Float32Array(buffer, upAt, SILU_CHUNK);
-      const e = new Float64Array(buffer, expAt, SILU_CHUNK);
-      for (let i = 0; i < length; i += SILU_CHUNK) {
-        const n = Math.min(SILU_CHUNK, length - i);
-        g.set(gate.subarray(i, i + n));
-        u.set(up.subarray(i, i + n));
-        exports.siluGateKeep(gateAt, upAt, gateAt, expAt, n, C64, CL);
-        out.set(n === SILU_CHUNK ? g : g.subarray(0, n), i);
-        exps.set(n === SILU_CHUNK ? e : e.subarray(0, n), i);
-      }
+      // Slots: gate (the output is written over it), up, and the float64 exponentials (written by the kernel).
+      streamChunks([gate, up], [[0, out], [2, exps]], length, ([g, u, e], n) => exports.siluGateKeep(g!, u!, g!, e!, n, C64, CL), ['float64']);
     },
     swigluBackwardKept(gate, up, dh, exps, dGate, dUp, length) {
       for (const [name, a] of [['gate', gate], ['up', up], ['dh', dh], ['exps', exps], ['dGate', dGate], ['dUp', dUp]] as const) {
@@ -406,25 +405,7 @@ export function referenceKernelsOf(module: WasmModule): ReferenceKernels {
         return;
       }
       // Slots: gate (dGate written over it), up (dUp over it), dh, and the float64 exponentials.
-      const gateAt = base;
-      const upAt = gateAt + 4 * SILU_CHUNK;
-      const dhAt = upAt + 4 * SILU_CHUNK;
-      const expAt = dhAt + 4 * SILU_CHUNK;
-      const buffer = ensure(expAt + 8 * SILU_CHUNK + 16);
-      const g = new Float32Array(buffer, gateAt, SILU_CHUNK);
-      const u = new Float32Array(buffer, upAt, SILU_CHUNK);
-      const d = new Float32Array(buffer, dhAt, SILU_CHUNK);
-      const e = new Float64Array(buffer, expAt, SILU_CHUNK);
-      for (let i = 0; i < length; i += SILU_CHUNK) {
-        const n = Math.min(SILU_CHUNK, length - i);
-        g.set(gate.subarray(i, i + n));
-        u.set(up.subarray(i, i + n));
-        d.set(dh.subarray(i, i + n));
-        e.set(exps.subarray(i, i + n));
-        exports.swigluBackwardKept(gateAt, upAt, dhAt, expAt, gateAt, upAt, n);
-        dGate.set(n === SILU_CHUNK ? g : g.subarray(0, n), i);
-        dUp.set(n === SILU_CHUNK ? u : u.subarray(0, n), i);
-      }
+      streamChunks([gate, up, dh, exps], [[0, dGate], [1, dUp]], length, ([g, u, d, e], n) => exports.swigluBackwardKept(g!, u!, d!, e!, g!, u!, n));
     },
     add(a, b, out, length) {
       for (const [name, array] of [['a', a], ['b', b], ['out', out]] as const) {
@@ -443,18 +424,7 @@ export function referenceKernelsOf(module: WasmModule): ReferenceKernels {
     },
     exp(x, out) {
       if (out.length < x.length) throw new ShapeMismatchError('out', [x.length], [out.length], 'at least as many entries as x');
-      const chunk = SILU_CHUNK;
-      const inAt = base;
-      const outAt = inAt + 8 * chunk;
-      const buffer = ensure(outAt + 8 * chunk + 16);
-      const a = new Float64Array(buffer, inAt, chunk);
-      const b = new Float64Array(buffer, outAt, chunk);
-      for (let i = 0; i < x.length; i += chunk) {
-        const n = Math.min(chunk, x.length - i);
-        a.set(x.subarray(i, i + n));
-        exports.expValues(inAt, outAt, n, C64, CL);
-        out.set(b.subarray(0, n), i);
-      }
+      streamChunks([x], [[0, out]], x.length, ([xs], n) => exports.expValues(xs!, xs!, n, C64, CL));
     },
   };
 }

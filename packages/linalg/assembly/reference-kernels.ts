@@ -230,8 +230,13 @@ export function softmaxRowsBackward(s: usize, dp: usize, sums: usize, group: i32
   }
 }
 
-/** `out[i] = (x / (1 + fastExp(-x))) * up[i]` with `x = gate[i]`, float64 inside each element (SwiGLU's gate), `n` elements. */
-export function siluGate(gate: usize, up: usize, out: usize, n: i32, c64: f64, cl: f64): void {
+/**
+ * The SiLU gate's loop: `out[i] = (x / (1 + fastExp(-x))) * up[i]` with `x = gate[i]`, float64 inside each element,
+ * with `keep` each `fastExp(-x)` also stored (float64) at `e` (inlined with `keep` constant: two loops, no branch).
+ */
+// @ts-ignore: decorator
+@inline
+function siluLoop(gate: usize, up: usize, out: usize, e: usize, n: i32, c64: f64, cl: f64, keep: bool): void {
   const vc64 = f64x2.splat(c64);
   const vcl = f64x2.splat(cl);
   const one = f64x2.splat(1);
@@ -239,14 +244,22 @@ export function siluGate(gate: usize, up: usize, out: usize, n: i32, c64: f64, c
   for (; i + 1 < n; i += 2) {
     const x = f64x2.promote_low_f32x4(v128.load64_zero(gate + (<usize>i << 2)));
     const u = f64x2.promote_low_f32x4(v128.load64_zero(up + (<usize>i << 2)));
-    const e = expLanes(f64x2.neg(x), vc64, vcl);
-    const y = f64x2.mul(f64x2.div(x, f64x2.add(one, e)), u);
+    const ex = expLanes(f64x2.neg(x), vc64, vcl);
+    if (keep) v128.store(e + (<usize>i << 3), ex);
+    const y = f64x2.mul(f64x2.div(x, f64x2.add(one, ex)), u);
     v128.store64_lane(out + (<usize>i << 2), f32x4.demote_f64x2_zero(y), 0);
   }
   if (i < n) {
     const x = <f64>load<f32>(gate + (<usize>i << 2));
-    store<f32>(out + (<usize>i << 2), <f32>((x / (1 + expScalar(-x, c64, cl))) * <f64>load<f32>(up + (<usize>i << 2))));
+    const ex = expScalar(-x, c64, cl);
+    if (keep) store<f64>(e + (<usize>i << 3), ex);
+    store<f32>(out + (<usize>i << 2), <f32>((x / (1 + ex)) * <f64>load<f32>(up + (<usize>i << 2))));
   }
+}
+
+/** `out[i] = (x / (1 + fastExp(-x))) * up[i]` with `x = gate[i]`, float64 inside each element (SwiGLU's gate), `n` elements. */
+export function siluGate(gate: usize, up: usize, out: usize, n: i32, c64: f64, cl: f64): void {
+  siluLoop(gate, up, out, 0, n, c64, cl, false);
 }
 
 /** SwiGLU's backward for the two elements at byte `at` given their sigmoids: `dGate = d u sig (1 + g (1 - sig))`, `dUp = d g sig`. */
@@ -490,24 +503,7 @@ export function addValues(a: usize, b: usize, out: usize, n: i32): void {
  * {@link siluGate}, bit for bit, keeping each element's `fastExp(-x)` (float64) in `e` for {@link swigluBackwardKept}.
  */
 export function siluGateKeep(gate: usize, up: usize, out: usize, e: usize, n: i32, c64: f64, cl: f64): void {
-  const vc64 = f64x2.splat(c64);
-  const vcl = f64x2.splat(cl);
-  const one = f64x2.splat(1);
-  let i = 0;
-  for (; i + 1 < n; i += 2) {
-    const x = f64x2.promote_low_f32x4(v128.load64_zero(gate + (<usize>i << 2)));
-    const u = f64x2.promote_low_f32x4(v128.load64_zero(up + (<usize>i << 2)));
-    const ex = expLanes(f64x2.neg(x), vc64, vcl);
-    v128.store(e + (<usize>i << 3), ex);
-    const y = f64x2.mul(f64x2.div(x, f64x2.add(one, ex)), u);
-    v128.store64_lane(out + (<usize>i << 2), f32x4.demote_f64x2_zero(y), 0);
-  }
-  if (i < n) {
-    const x = <f64>load<f32>(gate + (<usize>i << 2));
-    const ex = expScalar(-x, c64, cl);
-    store<f64>(e + (<usize>i << 3), ex);
-    store<f32>(out + (<usize>i << 2), <f32>((x / (1 + ex)) * <f64>load<f32>(up + (<usize>i << 2))));
-  }
+  siluLoop(gate, up, out, e, n, c64, cl, true);
 }
 
 /**

@@ -75,6 +75,21 @@ describe('minifloat', () => {
         }
         for (let i = 0; i < 300; i++) probes.push((rand() * 2 - 1) * max * 1.5);
         probes.push(max * 10, -max * 10);
+        // One float64 step either side of some of the ties (which must go to the nearer code, not the even one), and
+        // values spread evenly in log scale from below the smallest subnormal to beyond the largest value.
+        const nudge = (x: number, up: boolean): number => {
+          const f = new Float64Array([x]);
+          const w = new BigInt64Array(f.buffer);
+          w[0] = w[0]! + ((x > 0) === up ? 1n : -1n);
+          return f[0]!;
+        };
+        const ties = probes.slice(0, 2 ** (codec.bits - 1) * 2);
+        for (let i = 0; i < ties.length; i += Math.max(1, Math.floor(ties.length / 400))) {
+          if (ties[i] !== 0) probes.push(nudge(ties[i]!, true), nudge(ties[i]!, false));
+        }
+        const low = Math.log2(codec.minPositive) - 3;
+        const high = Math.log2(max) + 1;
+        for (let i = 0; i < 400; i++) probes.push((rand() < 0.5 ? -1 : 1) * 2 ** (low + rand() * (high - low)));
         for (const x of probes) {
           expect(codec.decode(codec.encode(x)) + 0).toBe(codec.decode(bruteEncode(x, codec)) + 0); // +0 folds -0
         }

@@ -115,6 +115,17 @@ export function minifloat(specIn: MinifloatSpec): MinifloatCodec {
   const tableCodes = Int32Array.from(codes);
   const signBit = 1 << (bits - 1);
   const maxValue = table[table.length - 1]!;
+  // With subnormals every non-negative finite code has its own value, so table index = code, and the code below a
+  // value follows from its float64 bits instead of a binary search: the exponent field (rebiased) and the leading
+  // mantissa bits for normal values, the value over the smallest subnormal step below the smallest normal one.
+  let direct = spec.subnormals && spec.mantissaBits <= 20;
+  for (let i = 0; direct && i < tableCodes.length; i++) if (tableCodes[i] !== i) direct = false;
+  const minNormal = 2 ** (1 - spec.bias);
+  const subnormalSteps = 2 ** (spec.bias - 1 + spec.mantissaBits);
+  const bits64 = new Float64Array(1);
+  const words = new Uint32Array(bits64.buffer);
+  // The float64's high word: index 1 on little-endian machines, 0 on big-endian ones.
+  const high = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1 ? 1 : 0;
   const nanCode = spec.specials === 'ieee' ? (((1 << spec.exponentBits) - 1) << spec.mantissaBits) | 1 : spec.specials === 'nan-only' ? signBit - 1 : -1;
   const encode = (x: number): number => {
     if (Number.isNaN(x)) {
@@ -126,12 +137,25 @@ export function minifloat(specIn: MinifloatSpec): MinifloatCodec {
     let code: number;
     if (a >= maxValue) code = tableCodes[tableCodes.length - 1]!;
     else {
-      let lo = 0;
-      let hi = table.length - 1; // table[lo] <= a < table[hi]
-      while (hi - lo > 1) {
-        const mid = (lo + hi) >> 1;
-        if (table[mid]! <= a) lo = mid;
-        else hi = mid;
+      let lo: number;
+      let hi: number; // table[lo] <= a < table[hi]
+      if (direct) {
+        // The code whose value is a rounded down, read off a's float64 bits (exact: the table holds every code).
+        if (a < minNormal) lo = Math.floor(a * subnormalSteps);
+        else {
+          bits64[0] = a;
+          const word = words[high]!;
+          lo = ((((word >>> 20) & 0x7ff) - 1023 + spec.bias) << spec.mantissaBits) | ((word & 0xfffff) >>> (20 - spec.mantissaBits));
+        }
+        hi = lo + 1;
+      } else {
+        lo = 0;
+        hi = table.length - 1;
+        while (hi - lo > 1) {
+          const mid = (lo + hi) >> 1;
+          if (table[mid]! <= a) lo = mid;
+          else hi = mid;
+        }
       }
       const dLo = a - table[lo]!;
       const dHi = table[hi]! - a;

@@ -175,6 +175,23 @@ describe('llamaBlockBackward', () => {
     expect(workspace.kernels).toBeDefined();
     expect(workspace.uninitialised('gate', 4).buffer).toBe(workspace.uninitialised('n1', 4).buffer);
     expect(workspace.float64('silu-exps', 4).buffer).toBe(workspace.uninitialised('n1', 4).buffer);
+    // After the first prepare, a new array is placed in the reserved room as it is first asked for (no second prepare
+    // needed); one that does not fit the room stays ordinary until a prepare grows the room for it.
+    const fresh = new BlockWorkspace({ arenaBytes: 1 << 20 });
+    await fresh.prepare();
+    const a = fresh.uninitialised('a', 1000);
+    expect(a.buffer).toBe(fresh.uninitialised('b', 1000).buffer);
+    expect(fresh.float64('c', 1000).buffer).toBe(a.buffer);
+    const big = fresh.uninitialised('big', 300_000); // 1.2 MB: more than arenaBytes allows
+    expect(big.buffer).not.toBe(a.buffer);
+    await fresh.prepare();
+    expect(fresh.uninitialised('big', 300_000).buffer).not.toBe(fresh.uninitialised('a', 1000).buffer);
+    const roomy = new BlockWorkspace({ arenaBytes: 64 << 20 });
+    await roomy.prepare();
+    roomy.uninitialised('x', 1000);
+    const outside = roomy.uninitialised('huge', 20 << 20); // 80 MB: beyond the room, within nothing
+    expect(outside.buffer).not.toBe(roomy.uninitialised('x', 1000).buffer);
+    expect(roomy.bytes).toBeGreaterThanOrEqual(4 * (20 << 20));
     // Without an arena (arenaBytes 0) prepare leaves them ordinary.
     const plain = new BlockWorkspace({ arenaBytes: 0 });
     plain.uninitialised('n1', 4);

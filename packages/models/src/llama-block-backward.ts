@@ -16,6 +16,12 @@ import { ropeTables, type RopeTables } from './rope.js';
  */
 const KEPT_EXPONENTIALS = 1 << 24;
 
+/**
+ * Room a {@link BlockWorkspace} reserves in its kernels' memory on its first `prepare` (256 MiB, or `arenaBytes` if
+ * less): reserved, not touched, so a small model's passes cost only what they use.
+ */
+export const ARENA_INITIAL_BYTES = 256 * 1024 * 1024;
+
 /** Options of {@link llamaBlockForward} and {@link llamaBlockBackward}. */
 export interface BlockPassOptions {
   /**
@@ -84,8 +90,9 @@ export class BlockWorkspace {
   readonly #layout = new Map<string, { at: number; bytes: number }>();
   #kernels: ReferenceKernels | null | undefined;
   #buffer: ArrayBuffer | undefined;
-  /** Bytes laid out in the arena, and the arena's first byte in the kernels' memory. */
+  /** Bytes laid out in the arena, the room reserved for it, and its first byte in the kernels' memory. */
   #arenaEnd = 0;
+  #capacity = 0;
   #arenaStart = 0;
   readonly #arenaLimit: number;
 
@@ -100,40 +107,47 @@ export class BlockWorkspace {
   }
 
   /**
-   * Lays out every array asked for so far in the kernels' memory (those that fit `arenaBytes`), so that the next
-   * passes find them there; does nothing when nothing new was asked for. Call it between passes, never during one:
-   * growing the memory empties the views of earlier arrays (a returned transient result, an array a caller kept), and
-   * an array that moves keeps none of its contents.
+   * Makes the kernels' memory ready for the next passes: on the first call it reserves room for arrays (up to
+   * {@link ARENA_INITIAL_BYTES}, within `arenaBytes`), where arrays asked for later are placed as they are first asked
+   * for; it lays out every array asked for so far that did not fit, growing the room (at least doubling it, within
+   * `arenaBytes`). Call it between passes, never during one: growing the memory empties the views of earlier arrays
+   * (a returned transient result, an array a caller kept), and an array that moves keeps none of its contents.
    */
   async prepare(): Promise<void> {
     if (this.#arenaLimit === 0) return;
-    let fresh = false;
+    let needed = 0;
     for (const [name, bytes] of this.#wanted) {
       const slot = this.#layout.get(name);
-      if (!slot || slot.bytes < bytes) fresh = true;
+      if (!slot || slot.bytes < bytes) needed += Math.ceil(bytes / 64) * 64;
     }
-    if (!fresh) return;
+    if (this.#buffer && needed === 0) return;
     if (this.#kernels === undefined) this.#kernels = (await tryReferenceKernels()) ?? null;
     const kernels = this.#kernels;
     if (!kernels) return;
+    if (!this.#buffer || this.#arenaEnd + needed > this.#capacity) {
+      // Room is reserved, not touched: the memory's pages are only faulted in as arrays use them.
+      const capacity = Math.min(this.#arenaLimit, Math.max(2 * this.#capacity, this.#arenaEnd + needed, ARENA_INITIAL_BYTES));
+      const { buffer, start } = kernels.arena(capacity);
+      this.#capacity = capacity;
+      this.#arenaStart = start;
+      this.#buffer = buffer;
+    }
     // Names already laid out keep their place (their contents survive); new or larger ones go after them.
-    let end = this.#arenaEnd;
     for (const [name, bytes] of this.#wanted) {
       const slot = this.#layout.get(name);
-      if (slot && slot.bytes >= bytes) continue;
-      const size = Math.ceil(bytes / 64) * 64;
-      if (end + size > this.#arenaLimit) continue;
-      this.#layout.set(name, { at: end, bytes: size });
-      end += size;
+      if (!slot || slot.bytes < bytes) this.#place(name, bytes);
     }
-    const { buffer, start } = kernels.arena(end);
-    this.#arenaEnd = end;
-    this.#arenaStart = start;
-    this.#buffer = buffer;
-    for (const key of this.#layout.keys()) {
-      if (key.startsWith('f64:')) this.#doubles.delete(key.slice(4));
-      else this.#arrays.delete(key);
-    }
+  }
+
+  /** Lays `key` out at the end of the arena when `bytes` more fit its room; returns its offset, else undefined. */
+  #place(key: string, bytes: number): number | undefined {
+    const size = Math.ceil(bytes / 64) * 64;
+    if (!this.#buffer || this.#arenaEnd + size > this.#capacity) return undefined;
+    this.#layout.set(key, { at: this.#arenaEnd, bytes: size });
+    this.#arenaEnd += size;
+    if (key.startsWith('f64:')) this.#doubles.delete(key.slice(4));
+    else this.#arrays.delete(key);
+    return this.#arenaStart + this.#layout.get(key)!.at;
   }
 
   /** The reference-kernel instance whose memory holds the laid-out arrays (after a {@link prepare}), else undefined. */
@@ -172,11 +186,15 @@ export class BlockWorkspace {
     return array.subarray(0, length);
   }
 
-  /** The byte offset of `key` in the arena when it holds `bytes` there; else records the request and undefined. */
+  /**
+   * The byte offset of `key` in the arena when it holds `bytes` there, or when they fit the room left (placed now: no
+   * memory grows during a pass); else records the request (for the next {@link prepare}) and undefined.
+   */
   #placed(key: string, bytes: number): number | undefined {
     if (bytes > (this.#wanted.get(key) ?? -1)) this.#wanted.set(key, bytes);
     const slot = this.#layout.get(key);
-    return slot && this.#buffer && slot.bytes >= bytes ? this.#arenaStart + slot.at : undefined;
+    if (slot && this.#buffer && slot.bytes >= bytes) return this.#arenaStart + slot.at;
+    return this.#place(key, bytes);
   }
 
   /** Bytes held. */

@@ -64,7 +64,7 @@ export type { GradientArray } from './block-backward-ops.js';
 export { rmsNormBackward, ropeBackward, causalAttentionBackward, swigluBackward } from './block-backward-ops.js';
 export { causalAttentionBackwardGemm, type AttentionBackwardOptions } from './attention-backward-gemm.js';
 export type { BlockPassOptions, BlockBackwardResult } from './llama-block-backward.js';
-export { llamaBlockForward, llamaBlockBackward, BlockWorkspace } from './llama-block-backward.js';
+export { llamaBlockForward, llamaBlockBackward, BlockWorkspace, ARENA_INITIAL_BYTES } from './llama-block-backward.js';
 export { llamaBlockGradients, TARGET_BATCH_TOKENS } from './llama-block-gradients.js';
 
 // Calibration, generation, evaluation

@@ -125,12 +125,22 @@ export class BlockWorkspace {
     const kernels = this.#kernels;
     if (!kernels) return;
     if (!this.#buffer || this.#arenaEnd + needed > this.#capacity) {
-      // Room is reserved, not touched: the memory's pages are only faulted in as arrays use them.
-      const capacity = Math.min(this.#arenaLimit, Math.max(2 * this.#capacity, this.#arenaEnd + needed, ARENA_INITIAL_BYTES));
-      const { buffer, start } = kernels.arena(capacity);
-      this.#capacity = capacity;
-      this.#arenaStart = start;
-      this.#buffer = buffer;
+      // Room is reserved, not touched: the memory's pages are only faulted in as arrays use them. Where the memory
+      // cannot grow that far (a constrained host), the least room that fits, else no more room (ordinary arrays).
+      const wanted = Math.min(this.#arenaLimit, Math.max(2 * this.#capacity, this.#arenaEnd + needed, ARENA_INITIAL_BYTES));
+      for (const capacity of [wanted, Math.min(this.#arenaLimit, this.#arenaEnd + needed)]) {
+        if (capacity <= this.#capacity && this.#buffer) break;
+        try {
+          const { buffer, start } = kernels.arena(capacity);
+          this.#capacity = capacity;
+          this.#arenaStart = start;
+          this.#buffer = buffer;
+          break;
+        } catch {
+          // try the smaller room, or keep what there is
+        }
+      }
+      if (!this.#buffer) return;
     }
     // Names already laid out keep their place (their contents survive); new or larger ones go after them.
     for (const [name, bytes] of this.#wanted) {

@@ -237,14 +237,13 @@ export function referenceKernelsOf(module: WasmModule): ReferenceKernels {
   const rowView = (at: number, length: number): Float32Array => new Float32Array(exports.memory.buffer, at, length);
   /**
    * Runs a row kernel over `rows` rows of `columns` floats in chunks of whole rows (about {@link ROW_CHUNK} floats):
-   * `weight` (`columns` floats) is copied to `base` once, each chunk of every input into its own slot after it, and
+   * each chunk of every input is copied into its own slot after the gain slot at `base` (see `gainAtBase`), and
    * `run` gets the slots' addresses, the chunk's first row and its row count (it copies its results out itself).
    */
-  const rowChunks = (rows: number, columns: number, inputs: readonly Float32Array[], run: (slots: readonly number[], r0: number, n: number) => void, weight: Float32Array): void => {
+  const rowChunks = (rows: number, columns: number, inputs: readonly Float32Array[], run: (slots: readonly number[], r0: number, n: number) => void): void => {
     const per = Math.max(1, Math.floor(ROW_CHUNK / Math.max(1, columns)));
     const slots = inputs.map((_, k) => align(base + 4 * columns) + k * align(4 * per * columns));
     const buffer = ensure(slots[slots.length - 1]! + 4 * per * columns + 16);
-    new Float32Array(buffer, base, columns).set(weight.subarray(0, columns));
     const views = slots.map((at) => new Float32Array(buffer, at, per * columns));
     for (let r0 = 0; r0 < rows; r0 += per) {
       const n = Math.min(per, rows - r0);
@@ -291,20 +290,20 @@ export function referenceKernelsOf(module: WasmModule): ReferenceKernels {
     },
     rmsNorm(x, rows, columns, weight, eps, out) {
       checkRows({ x, out }, rows, columns, weight);
+      gainAtBase(weight, columns);
       if (inArena(x, out)) {
-        gainAtBase(weight, columns);
         exports.rmsNormRows(x.byteOffset, base, out.byteOffset, rows, columns, eps);
         return;
       }
       rowChunks(rows, columns, [x], ([slot], r0, n) => {
         exports.rmsNormRows(slot!, base, slot!, n, columns, eps);
         out.set(rowView(slot!, n * columns), r0 * columns);
-      }, weight);
+      });
     },
     addRmsNorm(h, x, rows, columns, weight, eps, out) {
       checkRows({ h, x, out }, rows, columns, weight);
+      gainAtBase(weight, columns);
       if (inArena(h, x, out)) {
-        gainAtBase(weight, columns);
         exports.addRmsNormRows(h.byteOffset, x.byteOffset, base, out.byteOffset, rows, columns, eps);
         return;
       }
@@ -312,12 +311,12 @@ export function referenceKernelsOf(module: WasmModule): ReferenceKernels {
         exports.addRmsNormRows(hs!, xs!, base, xs!, n, columns, eps);
         h.set(rowView(hs!, n * columns), r0 * columns);
         out.set(rowView(xs!, n * columns), r0 * columns);
-      }, weight);
+      });
     },
     rmsNormBackward(x, rows, columns, weight, eps, dy, dx, accumulate) {
       checkRows({ x, dy, dx }, rows, columns, weight);
+      gainAtBase(weight, columns);
       if (inArena(x, dy, dx)) {
-        gainAtBase(weight, columns);
         exports.rmsNormBackwardRows(x.byteOffset, base, dy.byteOffset, dx.byteOffset, rows, columns, eps, accumulate ? 1 : 0);
         return;
       }
@@ -325,7 +324,7 @@ export function referenceKernelsOf(module: WasmModule): ReferenceKernels {
         const to = accumulate ? slots[2]! : slots[1]!;
         exports.rmsNormBackwardRows(slots[0]!, base, slots[1]!, to, n, columns, eps, accumulate ? 1 : 0);
         dx.set(rowView(to, n * columns), r0 * columns);
-      }, weight);
+      });
     },
     rope(data, rows, heads, headDim, cos, sin, positions, inverse) {
       const half = headDim / 2;

@@ -523,3 +523,106 @@ export function swigluBackwardKept(gate: usize, up: usize, dh: usize, e: usize, 
     swigluOne(up, dh, dGate, dUp, at, <f64>load<f32>(gate + at), 1 / (1 + load<f64>(e + (<usize>i << 3))));
   }
 }
+
+// ---- Float32 SiLU for the training passes (`@bitsmith/models`' block passes with `arithmetic: 'native'`): every
+// operation in float32 (as PyTorch computes it), four lanes at a time, each element's sigmoid kept in float32 for the
+// backward. Bit for bit `siluGateFloat32Loop` and `swigluBackwardFloat32Loop` of src/silu-float32.ts: the same float32
+// operations in the same order, no fused multiply-add.
+//
+// exp32 is Cephes' expf: n = nearest-even(x log2 e) (x clamped to [-87, 88]), r = (x - n C1) - n C2,
+// exp(r) = ((((p0 r + p1) r + p2) r + p3) r + p4) r + p5) r^2 + r + 1, times 2^n built in the exponent bits.
+
+// @ts-ignore: decorator
+@inline
+function exp32Lanes(x: v128): v128 {
+  // pmin/pmax (one instruction each; a NaN lane stays NaN, as with min/max, since NaN compares false).
+  const xc = f32x4.pmax(f32x4.pmin(x, f32x4.splat(88.0)), f32x4.splat(-87.0));
+  // nearest-even(x log2 e) by adding and subtracting 1.5 * 2^23 (|x log2 e| < 2^22 here): the sum's low bits hold the
+  // integer, which also gives 2^n's exponent bits without a float-to-integer conversion.
+  const t = f32x4.add(f32x4.mul(xc, f32x4.splat(1.44269504088896341)), f32x4.splat(12582912.0));
+  const n = f32x4.sub(t, f32x4.splat(12582912.0));
+  let r = f32x4.sub(xc, f32x4.mul(n, f32x4.splat(0.693359375)));
+  r = f32x4.sub(r, f32x4.mul(n, f32x4.splat(-2.12194440e-4)));
+  let p = f32x4.add(f32x4.mul(f32x4.splat(1.9875691500e-4), r), f32x4.splat(1.3981999507e-3));
+  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(8.3334519073e-3));
+  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(4.1665795894e-2));
+  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(1.6666665459e-1));
+  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(5.0000001201e-1));
+  p = f32x4.add(f32x4.add(f32x4.mul(p, f32x4.mul(r, r)), r), f32x4.splat(1.0));
+  // n is an integer in [-126, 127] (or NaN, whose lane is NaN through p): 2^n as float32 bits, from t's bits
+  // (0x4b400000 + n).
+  return f32x4.mul(p, i32x4.shl(i32x4.add(t, i32x4.splat(127 - 0x4b400000)), 23));
+}
+
+/** {@link exp32Lanes} for one float32 value. */
+// @ts-ignore: decorator
+@inline
+function exp32Scalar(x: f32): f32 {
+  if (x != x) return x;
+  const xc: f32 = max<f32>(min<f32>(x, 88.0), -87.0);
+  const n: f32 = nearest<f32>(xc * <f32>1.44269504088896341);
+  let r: f32 = xc - n * <f32>0.693359375;
+  r = r - n * <f32>-2.12194440e-4;
+  let p: f32 = <f32>1.9875691500e-4 * r + <f32>1.3981999507e-3;
+  p = p * r + <f32>8.3334519073e-3;
+  p = p * r + <f32>4.1665795894e-2;
+  p = p * r + <f32>1.6666665459e-1;
+  p = p * r + <f32>5.0000001201e-1;
+  p = p * (r * r) + r + <f32>1.0;
+  return p * reinterpret<f32>((<i32>n + 127) << 23);
+}
+
+/**
+ * `sig[i] = 1 / (1 + exp32(-g))` and `out[i] = (g * sig[i]) * up[i]` for `g = gate[i]`, all in float32, `n`
+ * elements. Each element's inputs are read before its outputs are written, so `out` may be `gate` or `up`.
+ */
+export function siluGateFloat32(gate: usize, up: usize, out: usize, sig: usize, n: i32): void {
+  const one = f32x4.splat(1.0);
+  let i = 0;
+  for (; i + 3 < n; i += 4) {
+    const at = <usize>i << 2;
+    const g = v128.load(gate + at);
+    const u = v128.load(up + at);
+    const s = f32x4.div(one, f32x4.add(one, exp32Lanes(f32x4.neg(g))));
+    v128.store(sig + at, s);
+    v128.store(out + at, f32x4.mul(f32x4.mul(g, s), u));
+  }
+  for (; i < n; i++) {
+    const at = <usize>i << 2;
+    const g = load<f32>(gate + at);
+    const u = load<f32>(up + at);
+    const s: f32 = <f32>1.0 / (<f32>1.0 + exp32Scalar(-g));
+    store<f32>(sig + at, s);
+    store<f32>(out + at, g * s * u);
+  }
+}
+
+/**
+ * SwiGLU's backward in float32 from the kept sigmoids of {@link siluGateFloat32}: `dGate[i] = ((d * u) * s) * (1 +
+ * g * (1 - s))` and `dUp[i] = (d * g) * s` with `g = gate[i]`, `u = up[i]`, `d = dh[i]`, `s = sig[i]`, `n` elements.
+ * `dGate` may be `gate` and `dUp` may be `up`.
+ */
+export function swigluBackwardFloat32(gate: usize, up: usize, dh: usize, sig: usize, dGate: usize, dUp: usize, n: i32): void {
+  const one = f32x4.splat(1.0);
+  let i = 0;
+  for (; i + 3 < n; i += 4) {
+    const at = <usize>i << 2;
+    const g = v128.load(gate + at);
+    const u = v128.load(up + at);
+    const d = v128.load(dh + at);
+    const s = v128.load(sig + at);
+    const dg = f32x4.mul(f32x4.mul(f32x4.mul(d, u), s), f32x4.add(one, f32x4.mul(g, f32x4.sub(one, s))));
+    v128.store(dUp + at, f32x4.mul(f32x4.mul(d, g), s));
+    v128.store(dGate + at, dg);
+  }
+  for (; i < n; i++) {
+    const at = <usize>i << 2;
+    const g = load<f32>(gate + at);
+    const u = load<f32>(up + at);
+    const d = load<f32>(dh + at);
+    const s = load<f32>(sig + at);
+    const dg: f32 = d * u * s * (<f32>1.0 + g * (<f32>1.0 - s));
+    store<f32>(dUp + at, d * g * s);
+    store<f32>(dGate + at, dg);
+  }
+}

@@ -6,6 +6,7 @@ export { attentionWithSgemm, packHeadKeysValues, ATTENTION_CHUNK } from './backe
 export { attentionChunk, attentionPairAt, packQueryRows, unpackQueryRows, packKeyValueRows, type AttentionChunk, type AttentionPairLayout } from './backends/attention-pair-rows.js';
 export { attentionBackwardWithBatchedSgemm, BATCHED_ATTENTION_BACKWARD_SCORE_BYTES, type AttentionBackwardBatchedOptions, type AttentionBackwardScratch } from './backends/attention-backward-batched-sgemm.js';
 export { fastExp } from './fast-exp.js';
+export { exp32, siluGateFloat32Loop, swigluBackwardFloat32Loop } from './silu-float32.js';
 export { sgemmBatched } from './sgemm-batched.js';
 export { gatedActivationLoop, gatedActivationReference } from './backends/gated-activation-loop.js';
 export type { ReferenceKernels, SoftmaxRowsArguments } from './reference-kernels.js';

@@ -93,13 +93,23 @@ export interface ReferenceKernels {
    * wrote it for the same `gate`) instead of computing it again. `dGate` may alias `gate`, `dUp` may alias `up`.
    */
   swigluBackwardKept(gate: Float32Array, up: Float32Array, dh: Float32Array, exps: Float64Array, dGate: Float32Array, dUp: Float32Array, length: number): void;
+  /**
+   * SwiGLU's gate in float32 (`siluGateFloat32Loop` of this package, bit for bit): `sigmoids[i] = 1 / (1 +
+   * exp32(-gate[i]))`, `out[i] = (gate[i] sigmoids[i]) up[i]`, four elements per vector. `out` may alias `gate` or `up`.
+   */
+  siluGateFloat32(gate: Float32Array, up: Float32Array, out: Float32Array, sigmoids: Float32Array, length: number): void;
+  /**
+   * SwiGLU's backward in float32 from the sigmoids {@link siluGateFloat32} kept (`swigluBackwardFloat32Loop`, bit for
+   * bit). `dGate` may alias `gate`, `dUp` may alias `up`.
+   */
+  swigluBackwardFloat32(gate: Float32Array, up: Float32Array, dh: Float32Array, sigmoids: Float32Array, dGate: Float32Array, dUp: Float32Array, length: number): void;
   /** `out[i] = a[i] + b[i]` (float32) for `length` elements (`out` may be `a` or `b`). */
   add(a: Float32Array, b: Float32Array, out: Float32Array, length: number): void;
   /**
    * Makes room for `bytes` bytes of the caller's arrays in this instance's memory, after the scratch its methods use
    * ({@link ARENA_SCRATCH_BYTES}), and returns the memory's buffer and the first byte of that room (16-byte aligned).
    * Views of the buffer are the caller's to lay out; the row methods (`rmsNorm`, `addRmsNorm`, `rmsNormBackward`,
-   * `rope`, `add`, `siluGateKeep`, `swigluBackwardKept`) work on arrays that all lie there in place, with no copies
+   * `rope`, `add`, `siluGateKeep`, `swigluBackwardKept`, `siluGateFloat32`, `swigluBackwardFloat32`) work on arrays that all lie there in place, with no copies
    * (arrays elsewhere are copied through the scratch as before). Growing the memory replaces its buffer: views of the
    * previous one are then empty. After the first call `reserve` and `reserveWithGradients` only take blocks that fit
    * the scratch.
@@ -129,6 +139,8 @@ interface Exports {
   addValues(a: number, b: number, out: number, n: number): void;
   siluGateKeep(gate: number, up: number, out: number, e: number, n: number, c64: number, cl: number): void;
   swigluBackwardKept(gate: number, up: number, dh: number, e: number, dGate: number, dUp: number, n: number): void;
+  siluGateFloat32(gate: number, up: number, out: number, sig: number, n: number): void;
+  swigluBackwardFloat32(gate: number, up: number, dh: number, sig: number, dGate: number, dUp: number, n: number): void;
 }
 
 /** `64 / ln 2` and `ln 2 / 64` as `fastExp` computes them. */
@@ -405,6 +417,28 @@ export function referenceKernelsOf(module: WasmModule): ReferenceKernels {
       }
       // Slots: gate (dGate written over it), up (dUp over it), dh, and the float64 exponentials.
       streamChunks([gate, up, dh, exps], [[0, dGate], [1, dUp]], length, ([g, u, d, e], n) => exports.swigluBackwardKept(g!, u!, d!, e!, g!, u!, n));
+    },
+    siluGateFloat32(gate, up, out, sigmoids, length) {
+      for (const [name, a] of [['gate', gate], ['up', up], ['out', out], ['sigmoids', sigmoids]] as const) {
+        if (a.length < length) throw new ShapeMismatchError(name, [length], [a.length], 'at least `length` entries');
+      }
+      if (inArena(gate, up, out, sigmoids)) {
+        exports.siluGateFloat32(gate.byteOffset, up.byteOffset, out.byteOffset, sigmoids.byteOffset, length);
+        return;
+      }
+      // Slots: gate (the output is written over it), up, and the sigmoids (written by the kernel).
+      streamChunks([gate, up], [[0, out], [2, sigmoids]], length, ([g, u, s], n) => exports.siluGateFloat32(g!, u!, g!, s!, n), ['float32']);
+    },
+    swigluBackwardFloat32(gate, up, dh, sigmoids, dGate, dUp, length) {
+      for (const [name, a] of [['gate', gate], ['up', up], ['dh', dh], ['sigmoids', sigmoids], ['dGate', dGate], ['dUp', dUp]] as const) {
+        if (a.length < length) throw new ShapeMismatchError(name, [length], [a.length], 'at least `length` entries');
+      }
+      if (inArena(gate, up, dh, sigmoids, dGate, dUp)) {
+        exports.swigluBackwardFloat32(gate.byteOffset, up.byteOffset, dh.byteOffset, sigmoids.byteOffset, dGate.byteOffset, dUp.byteOffset, length);
+        return;
+      }
+      // Slots: gate (dGate written over it), up (dUp over it), dh, and the sigmoids.
+      streamChunks([gate, up, dh, sigmoids], [[0, dGate], [1, dUp]], length, ([g, u, d, s], n) => exports.swigluBackwardFloat32(g!, u!, d!, s!, g!, u!, n));
     },
     add(a, b, out, length) {
       for (const [name, array] of [['a', a], ['b', b], ['out', out]] as const) {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { UnsupportedFormatError, type Tensor } from '@bitsmith/core';
-import { createJsBackend, createRandom } from '@bitsmith/linalg';
+import { createJsBackend, createOrtBackend, createRandom, type Backend } from '@bitsmith/linalg';
 import { architectureFixtureDir } from './architecture-fixtures.test-support.js';
 import { BlockWorkspace, llamaBlockBackward, llamaBlockForward } from './llama-block-backward.js';
 import { llamaBlockGradients } from './llama-block-gradients.js';
@@ -87,15 +87,15 @@ describe('llamaBlockForward', () => {
 describe('llamaBlockBackward', () => {
   // The float32 block against central differences along random directions: d/dt L(theta + t D) at t = 0 must equal
   // <grad, D>, for L = sum(output * R) accumulated in float64.
-  for (const modelType of ['llama', 'qwen2', 'mistral'] as const) {
-    it(`gradients of every weight, bias, norm gain and the input match directional finite differences (${modelType})`, async () => {
+  for (const [modelType, arithmetic] of [['llama', 'reference'], ['qwen2', 'reference'], ['mistral', 'reference'], ['llama', 'native'], ['mistral', 'native']] as const) {
+    it(`gradients of every weight, bias, norm gain and the input match directional finite differences (${modelType}, ${arithmetic} arithmetic)`, async () => {
       const graph = await tinyGraph(modelType, 3);
       const block = graph.blocks[0]!;
       const input = hiddenStates([6, 4], 16, 4);
       const rnd = random(5);
       const probe = Float32Array.from({ length: input.states.data.length }, () => 2 * rnd());
-      const loss = async (): Promise<number> => dot(await llamaBlockForward(graph.config, block, input, backend), probe);
-      const result = await llamaBlockBackward(graph.config, block, input, backend, () => probe);
+      const loss = async (): Promise<number> => dot(await llamaBlockForward(graph.config, block, input, backend, { arithmetic }), probe);
+      const result = await llamaBlockBackward(graph.config, block, input, backend, () => probe, { arithmetic });
       expect(dot(result.output, probe)).toBeCloseTo(await loss(), 4);
 
       const check = async (params: Float32Array, grad: Float32Array, label: string): Promise<void> => {
@@ -244,7 +244,7 @@ describe('llamaBlockBackward', () => {
 describe('llamaBlockBackward against PyTorch autograd (fixture from scripts/device/make-block-gradients.py)', () => {
   // Hugging Face LlamaDecoderLayer (transformers 5.17) in float64, GQA 4:2, two sequences of lengths 7 and 5, loss
   // sum(output * probe). Our float32 block must reproduce its output and every gradient to float32 accuracy.
-  it('reproduces the output, the input gradient and every weight and norm gradient', async () => {
+  it('reproduces the output, the input gradient and every weight and norm gradient (reference and native arithmetic)', async () => {
     const { readFile } = await import('node:fs/promises');
     const dir = new URL('../fixtures/', import.meta.url);
     const meta = JSON.parse(await readFile(new URL('block-gradients.json', dir), 'utf8')) as {
@@ -282,21 +282,62 @@ describe('llamaBlockBackward against PyTorch autograd (fixture from scripts/devi
     const input = get('input');
     const hidden: HiddenStates = { states: { dtype: 'float32', shape: [input.length / c.hiddenSize!, c.hiddenSize!], data: Float32Array.from(input) }, lengths: meta.lengths };
     const block = graph.blocks[0]!;
-    const result = await llamaBlockBackward(config, block, hidden, backend, () => Float32Array.from(get('probe')));
+    for (const arithmetic of ['reference', 'native'] as const) {
+      const result = await llamaBlockBackward(config, block, hidden, backend, () => Float32Array.from(get('probe')), { arithmetic });
 
-    const compare = (actual: ArrayLike<number>, expected: Float64Array, label: string): void => {
-      let scale = 0;
+      const compare = (actual: ArrayLike<number>, expected: Float64Array, label: string): void => {
+        let scale = 0;
+        let worst = 0;
+        for (let i = 0; i < expected.length; i++) scale = Math.max(scale, Math.abs(expected[i]!));
+        for (let i = 0; i < expected.length; i++) worst = Math.max(worst, Math.abs(actual[i]! - expected[i]!));
+        expect(actual.length, label).toBe(expected.length);
+        expect(scale, label).toBeGreaterThan(0);
+        expect(worst / scale, `${label} (${arithmetic}): max error ${worst} at scale ${scale}`).toBeLessThan(2e-5);
+      };
+      compare(result.output, get('output'), 'output');
+      compare(result.inputGradient, get('grad.input'), 'input gradient');
+      for (const l of block.linears) compare(result.weightGradients.get(l.name)!, get(`grad.${l.name}.weight`), l.name);
+      for (const n of [block.inputLayernorm, block.postAttentionLayernorm]) compare(result.normGradients.get(n.name)!, get(`grad.${n.name}.weight`), n.name);
+    }
+  });
+});
+
+describe('llamaBlockBackward with native arithmetic on onnxruntime (its attention graph)', () => {
+  it('stays within float32 rounding of the reference, and its gradients match directional finite differences', async () => {
+    const ort: Backend = await createOrtBackend({ threads: 2 });
+    try {
+      const graph = await tinyGraph('llama', 31);
+      const block = graph.blocks[0]!;
+      const input = hiddenStates([7, 5], 16, 32);
+      const reference = await llamaBlockForward(graph.config, block, input, ort);
+      const native = await llamaBlockForward(graph.config, block, input, ort, { arithmetic: 'native' });
       let worst = 0;
-      for (let i = 0; i < expected.length; i++) scale = Math.max(scale, Math.abs(expected[i]!));
-      for (let i = 0; i < expected.length; i++) worst = Math.max(worst, Math.abs(actual[i]! - expected[i]!));
-      expect(actual.length, label).toBe(expected.length);
-      expect(scale, label).toBeGreaterThan(0);
-      expect(worst / scale, `${label}: max error ${worst} at scale ${scale}`).toBeLessThan(2e-5);
-    };
-    compare(result.output, get('output'), 'output');
-    compare(result.inputGradient, get('grad.input'), 'input gradient');
-    for (const l of block.linears) compare(result.weightGradients.get(l.name)!, get(`grad.${l.name}.weight`), l.name);
-    for (const n of [block.inputLayernorm, block.postAttentionLayernorm]) compare(result.normGradients.get(n.name)!, get(`grad.${n.name}.weight`), n.name);
+      let scale = 0;
+      for (let i = 0; i < native.length; i++) {
+        worst = Math.max(worst, Math.abs(native[i]! - reference[i]!));
+        scale = Math.max(scale, Math.abs(reference[i]!));
+      }
+      expect(worst / scale).toBeLessThan(1e-5);
+      const rnd = random(33);
+      const probe = Float32Array.from({ length: native.length }, () => 2 * rnd());
+      const result = await llamaBlockBackward(graph.config, block, input, ort, () => probe, { arithmetic: 'native' });
+      const loss = async (): Promise<number> => dot(await llamaBlockForward(graph.config, block, input, ort, { arithmetic: 'native' }), probe);
+      for (const l of block.linears) {
+        const direction = Float32Array.from({ length: l.weight.data.length }, () => 2 * rnd());
+        const keep = l.weight.data.slice();
+        const h = 1e-2;
+        for (let i = 0; i < keep.length; i++) l.weight.data[i] = keep[i]! + h * direction[i]!;
+        const up = await loss();
+        for (let i = 0; i < keep.length; i++) l.weight.data[i] = keep[i]! - h * direction[i]!;
+        const down = await loss();
+        l.weight.data.set(keep);
+        const numeric = (up - down) / (2 * h);
+        const analytic = dot(result.weightGradients.get(l.name)!, direction);
+        expect(Math.abs(analytic - numeric), `${l.name}: analytic ${analytic}, numeric ${numeric}`).toBeLessThan(2e-3 * Math.max(1, Math.abs(numeric)));
+      }
+    } finally {
+      await ort.dispose();
+    }
   });
 });
 
@@ -304,7 +345,7 @@ describe('llamaBlockGradients (core\'s BlockGradients capability)', () => {
   it('serves inputs and float targets by sequence, keeps the float reference when weights are replaced, and runs trial weights', async () => {
     const graph = await tinyGraph('llama', 21);
     const input = hiddenStates([5, 3, 4], 16, 22);
-    const g = llamaBlockGradients(graph, 0, input);
+    const g = llamaBlockGradients(graph, 0, input, { arithmetic: 'reference' });
     expect(g.lengths).toEqual([5, 3, 4]);
     const full = await graph.runBlock(0, input);
     expect(Array.from((await g.target()).data)).toEqual(Array.from(full.states.data));
@@ -315,7 +356,7 @@ describe('llamaBlockGradients (core\'s BlockGradients capability)', () => {
 
     const down = graph.blocks[0]!.mlp!.downProj;
     const trial = down.weight.data.map((v) => v * 0.9);
-    const fresh = llamaBlockGradients(graph, 0, input);
+    const fresh = llamaBlockGradients(graph, 0, input, { arithmetic: 'reference' });
     down.weight = { dtype: 'float32', shape: down.weight.shape, data: trial }; // a step replaces the weight object
     expect(Array.from((await fresh.target([1])).data)).toEqual(Array.from(full.states.data.subarray(5 * 16, 8 * 16)));
     const viaCapability = await fresh.backward(new Map([[down.name, trial]]), [1], (y) => new Float32Array(y.data.length).fill(1));
@@ -329,10 +370,36 @@ describe('llamaBlockGradients (core\'s BlockGradients capability)', () => {
     const input = hiddenStates([5, 3, 4, 2], 16, 24);
     const full = await graph.runBlock(0, input);
     for (const targetTokens of [1, 4, 8, 9, 10_000]) {
-      const g = llamaBlockGradients(graph, 0, input, { targetTokens });
+      const g = llamaBlockGradients(graph, 0, input, { targetTokens, arithmetic: 'reference' });
       expect(Array.from((await g.target()).data), `targetTokens ${targetTokens}`).toEqual(Array.from(full.states.data));
     }
     expect(() => llamaBlockGradients(graph, 0, input, { targetTokens: 0 })).toThrow(/targetTokens/);
+  });
+
+  it('native arithmetic (the default): targets in batches are the bits of one native forward, within float32 rounding of the reference; the passes agree with it', async () => {
+    const graph = await tinyGraph('llama', 25);
+    const block = graph.blocks[0]!;
+    const input = hiddenStates([5, 3, 4, 2], 16, 26);
+    const native = await llamaBlockForward(graph.config, block, input, backend, { arithmetic: 'native' });
+    const reference = (await graph.runBlock(0, input)).states.data;
+    let worst = 0;
+    let scale = 0;
+    for (let i = 0; i < native.length; i++) {
+      worst = Math.max(worst, Math.abs(native[i]! - reference[i]!));
+      scale = Math.max(scale, Math.abs(reference[i]!));
+    }
+    expect(worst / scale).toBeLessThan(1e-5);
+    expect(Array.from(native)).not.toEqual(Array.from(reference)); // float32 SiLU: not the reference's bits
+    for (const targetTokens of [1, 4, 9, 10_000]) {
+      const g = llamaBlockGradients(graph, 0, input, { targetTokens });
+      expect(Array.from((await g.target()).data), `targetTokens ${targetTokens}`).toEqual(Array.from(native));
+    }
+    // The capability's passes run the same arithmetic as its target: with the float weights the output is the target.
+    const g = llamaBlockGradients(graph, 0, input);
+    const weights = new Map(block.linears.map((l) => [l.name, l.weight.data] as const));
+    const pass = await g.backward(weights, [2, 0], (y) => new Float32Array(y.data.length).fill(1));
+    expect(Array.from(pass.output.data)).toEqual(Array.from((await g.target([2, 0])).data));
+    expect(() => llamaBlockGradients(graph, 0, input, { arithmetic: 'fast' as 'native' })).toThrow(/arithmetic/);
   });
 });
 

@@ -1,5 +1,5 @@
 import { InvalidArgumentError, ShapeMismatchError, UnsupportedFormatError, type LinearInputAdjoint, type LinearInputQuantizer } from '@bitsmith/core';
-import { tryReferenceKernels, type Backend, type ReferenceKernels } from '@bitsmith/linalg';
+import { siluGateFloat32Loop, swigluBackwardFloat32Loop, tryReferenceKernels, type Backend, type ReferenceKernels } from '@bitsmith/linalg';
 import { causalAttentionBackwardGemm } from './attention-backward-gemm.js';
 import { rmsNormBackward, swigluBackward } from './block-backward-ops.js';
 import { addInto, addRmsNormRows, rmsNormBackwardRows, rmsNormRows, ropeRows } from './block-row-kernels.js';
@@ -60,6 +60,17 @@ export interface BlockPassOptions {
    * returned in `weightGradients`; layers not named, or with an array of another size, get the pass's own.
    */
   weightGradientsInto?: ReadonlyMap<string, Float32Array>;
+  /**
+   * The arithmetic of the block's non-linear parts.
+   * - `'reference'` (default): exactly what `LlamaGraph.runBlock` computes for calibration: the backends' reference
+   *   attention and SiLU in float64 with `fastExp`, the same bits on every backend.
+   * - `'native'`: attention's forward on the backend's native kernel (`Backend.attention` without `reference`:
+   *   onnxruntime's graph on `ort`, the reference on the others), and SiLU and SwiGLU's backward in float32 as PyTorch
+   *   computes them (`@bitsmith/linalg`'s `siluGateFloat32`, each sigmoid kept for the backward). Within float32
+   *   rounding of the reference and faster, but the bits may differ between backends and releases. Attention's
+   *   backward is the reference either way (its softmax recomputed in float64).
+   */
+  arithmetic?: 'reference' | 'native';
 }
 
 /**
@@ -255,6 +266,8 @@ interface BlockTape {
   act: Float32Array;
   /** `fastExp(-gate)` per element, kept by the forward for the SwiGLU backward (undefined: computed there). */
   siluExps: Float64Array | undefined;
+  /** With native arithmetic: the float32 sigmoid of every gate element, for the float32 SwiGLU backward. */
+  siluSigmoids: Float32Array | undefined;
   out: Float32Array;
   /** With `quantizeInput`: the quantized inputs and the quantizers' adjoints, by layer name. */
   quantized: FakeQuantized;
@@ -329,6 +342,7 @@ async function forwardTape(config: LlamaConfig, block: LlamaBlock, input: Hidden
   const ws = options.workspace;
   // The workspace's own kernels (its arrays live in their memory after a prepare), else the pool's.
   const own = ws?.kernels;
+  const native = options.arithmetic === 'native';
   const x = input.states.data;
   const fq: FakeQuantized = { quantizeInput: options.quantizeInput, inputs: new Map(), adjoints: new Map() };
   const { qProj, kProj, vProj, oProj } = block.selfAttention;
@@ -344,7 +358,7 @@ async function forwardTape(config: LlamaConfig, block: LlamaBlock, input: Hidden
   await cacheAfterRope(block.kvCache, q, k, v, tokens, geometry, backend);
   const shape = { numHeads: config.numAttentionHeads, numKvHeads: config.numKeyValueHeads, headDim: config.headDim, slidingWindow: block.attentionType === 'sliding' ? config.slidingWindow : undefined };
   const attended = scratch(ws, 'attended', tokens * config.numAttentionHeads * config.headDim, false);
-  await backend.attention({ q, k, v, out: attended, lengths, numHeads: shape.numHeads, numKvHeads: shape.numKvHeads, headDim: shape.headDim, slidingWindow: shape.slidingWindow, scale: config.attentionScale, reference: true });
+  await backend.attention({ q, k, v, out: attended, lengths, numHeads: shape.numHeads, numKvHeads: shape.numKvHeads, headDim: shape.headDim, slidingWindow: shape.slidingWindow, scale: config.attentionScale, reference: !native });
   await cacheAfterAttention(block.kvCache, attended, tokens, geometry, backend);
   const h = await linear(oProj, await inputOf(oProj, attended, tokens, fq), tokens, backend, w, scratch(ws, 'h', tokens * hidden, false));
   // h += x, then n2 = rmsNorm(h), in one pass (the same bits as the add loop and rmsNorm).
@@ -361,11 +375,20 @@ async function forwardTape(config: LlamaConfig, block: LlamaBlock, input: Hidden
     kernels.siluGateKeep(gate, up, act, exps, gate.length);
     return exps;
   };
-  const siluExps = forBackward && ws && gate.length <= KEPT_EXPONENTIALS ? (own ? keep(own) : await withReferenceKernels(keep)) : undefined;
-  if (!siluExps) await backend.gatedActivation({ gate, up, out: act, activation: 'silu', reference: true });
+  // Native arithmetic: SiLU in float32, its sigmoids kept (also in a forward alone, whose scratch they then are).
+  let siluSigmoids: Float32Array | undefined;
+  if (native) {
+    const sigmoids = scratch(ws, 'silu-sigmoids', gate.length, false);
+    const gateFloat32 = (kernels: ReferenceKernels | null): void => (kernels ? kernels.siluGateFloat32(gate, up, act, sigmoids, gate.length) : siluGateFloat32Loop(gate, up, act, sigmoids, gate.length));
+    if (own) gateFloat32(own);
+    else await withReferenceKernels(gateFloat32);
+    siluSigmoids = sigmoids;
+  }
+  const siluExps = !native && forBackward && ws && gate.length <= KEPT_EXPONENTIALS ? (own ? keep(own) : await withReferenceKernels(keep)) : undefined;
+  if (!native && !siluExps) await backend.gatedActivation({ gate, up, out: act, activation: 'silu', reference: true });
   const out = await linear(downProj, await inputOf(downProj, act, tokens, fq), tokens, backend, w, options.transientResults && ws ? ws.uninitialised('out', tokens * hidden) : undefined);
   await addInto(out, h, own);
-  return { tokens, lengths, positions, rope, x, n1, q, k, v, attended, h, n2, gate, up, act, siluExps, out, quantized: fq };
+  return { tokens, lengths, positions, rope, x, n1, q, k, v, attended, h, n2, gate, up, act, siluExps, siluSigmoids, out, quantized: fq };
 }
 
 /**
@@ -486,7 +509,13 @@ export async function llamaBlockBackward(
   await linearBackward(downProj, seen(downProj, t.act), dOut, tokens, backend, w, dAct, false, result, gradientOf(downProj), adjointOf(downProj));
   // gate/up now hold their gradients: on the backend's threads where it offers them, else here (the same bits).
   const exps = t.siluExps;
-  if (exps) {
+  const sigmoids = t.siluSigmoids;
+  if (sigmoids) {
+    const backwardFloat32 = (kernels: ReferenceKernels | null): void =>
+      kernels ? kernels.swigluBackwardFloat32(t.gate, t.up, dAct, sigmoids, t.gate, t.up, t.gate.length) : swigluBackwardFloat32Loop(t.gate, t.up, dAct, sigmoids, t.gate, t.up, t.gate.length);
+    if (own) backwardFloat32(own);
+    else await withReferenceKernels(backwardFloat32);
+  } else if (exps) {
     if (own) own.swigluBackwardKept(t.gate, t.up, dAct, exps, t.gate, t.up, t.gate.length);
     else await withReferenceKernels((kernels) => (kernels ? kernels.swigluBackwardKept(t.gate, t.up, dAct, exps, t.gate, t.up, t.gate.length) : swigluBackward(t.gate, t.up, dAct, t.gate, t.up, null)));
   } else if (!(await backend.swigluBackward?.({ gate: t.gate, up: t.up, dOut: dAct, dGate: t.gate, dUp: t.up }))) {

@@ -39,6 +39,13 @@ export interface LlamaQuantizableModelOptions {
    * inputs in turn and the outputs are gathered into one array. Default 2048.
    */
   batchTokens?: number;
+  /**
+   * The arithmetic of the training passes that learned steps (AutoRound, learnable weight clipping, OmniQuant) run
+   * through `blockGradients` (see `BlockPassOptions.arithmetic`): `'native'` (default) uses the backend's native
+   * attention and float32 SiLU, as PyTorch trains; `'reference'` gives the same bits on every backend and release,
+   * at about 10% more time per AutoRound iteration on `ort`. Calibration, propagation and evaluation are not affected.
+   */
+  trainingArithmetic?: 'native' | 'reference';
 }
 
 async function runBlockInBatches(graph: LlamaGraph, index: number, hidden: HiddenStates, budget: number, observe?: LinearInputCallback, discardOutput = false): Promise<HiddenStates> {
@@ -200,6 +207,9 @@ function releaseBlockWeights(block: LlamaBlock, stored: ReadonlyMap<string, Stor
  */
 export function llamaQuantizableModel(graph: LlamaGraph, options: LlamaQuantizableModelOptions = {}): DifferentiableModel & QuantizableLanguageModel {
   const budget = options.batchTokens ?? 2048;
+  if (options.trainingArithmetic !== undefined && options.trainingArithmetic !== 'native' && options.trainingArithmetic !== 'reference') {
+    throw new InvalidArgumentError('trainingArithmetic', `got ${String(options.trainingArithmetic)}; expected 'native' or 'reference'`);
+  }
   if (!Number.isInteger(budget) || budget < 1) throw new InvalidArgumentError('batchTokens', `must be a positive integer; got ${budget}`);
   const mapping = graph.mapping;
   const blocks = graph.blocks.map((b) => blockView(graph, b, mapping));
@@ -293,7 +303,7 @@ export function llamaQuantizableModel(graph: LlamaGraph, options: LlamaQuantizab
         }
       : {}),
     logits: (hidden) => graph.head(hidden as HiddenStates),
-    blockGradients: (index, hidden) => llamaBlockGradients(graph, index, hidden as HiddenStates),
+    blockGradients: (index, hidden) => llamaBlockGradients(graph, index, hidden as HiddenStates, { arithmetic: options.trainingArithmetic ?? 'native' }),
     releaseBlock: (index, stored) => {
       releaseHeldHessians();
       releaseUploads();

@@ -131,6 +131,9 @@ describe.skipIf(SKIP)('bitsmith quantize on tinystories-656k', () => {
     const quiet = { stdout: () => undefined, stderr: () => undefined };
     await expect(quantizeCommand({ model: MODEL, preset: 'w8a8', out: join(tmp, 'z'), samples: '2', seqLen: '32' }, undefined, quiet)).rejects.toThrow(/--calibration: recipe w8a8 needs calibration text \(step smoothquant/);
     await expect(quantizeCommand({ model: MODEL, preset: 'w5', out: join(tmp, 'z'), samples: '2', seqLen: '32' }, undefined, quiet)).rejects.toThrow(/unknown preset 'w5'; known: w4a16/);
+    await expect(quantizeCommand({ model: MODEL, recipe: join(EXAMPLES, 'gptq-w4g32.yaml'), out: join(tmp, 'z'), samples: '2', seqLen: '32', trainingArithmetic: 'fast' }, undefined, quiet)).rejects.toThrow(
+      /--training-arithmetic: must be native or reference; got 'fast'/,
+    );
     const out = join(tmp, 'q4km');
     await quantizeCommand({ model: MODEL, preset: 'llama.cpp-q4_k_m', out, samples: '2', seqLen: '32' }, undefined, quiet);
     const types = new Map((await readGguf(join(out, 'model.gguf'))).tensors.map((t) => [t.name, t.type]));

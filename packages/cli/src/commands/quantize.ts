@@ -88,6 +88,8 @@ export interface QuantizeOptions {
   samples: string;
   seqLen: string;
   calibrationSeed?: string;
+  /** `native` (default) or `reference`: the arithmetic of learned steps' training passes (`llamaQuantizableModel`'s `trainingArithmetic`). */
+  trainingArithmetic?: string;
   save?: string;
   ggufType?: string;
   /** llama.cpp importance matrix (GGUF or legacy .dat, e.g. from `bitsmith imatrix`) for `--save gguf`. */
@@ -365,8 +367,10 @@ export async function runQuantizeJob(options: QuantizeOptions, registry: StepReg
     if (options.calibration !== undefined) calibrationWarnings = cut.warnings;
     for (const w of calibrationWarnings) stderr(`warning: ${w}\n`);
     if (options.calibration === undefined) stderr(`no --calibration: ${recipe.name} is data-free; the output error column is measured on a built-in paragraph\n`);
-    const model = withActivationCapture(llamaQuantizableModel(loaded.graph), options.calibration === undefined ? 'built-in paragraph' : 'calibration input', activations);
-    const checkpoint = await checkpointOptions(options, recipe, source.text ?? source.file, activations, { samples: options.calibration === undefined ? 1 : samples, sequenceLength, seed: options.calibrationSeed ?? null }, stderr);
+    const trainingArithmetic = options.trainingArithmetic === 'reference' ? 'reference' : 'native';
+    const model = withActivationCapture(llamaQuantizableModel(loaded.graph, { trainingArithmetic }), options.calibration === undefined ? 'built-in paragraph' : 'calibration input', activations);
+    const calibrationOptions = { samples: options.calibration === undefined ? 1 : samples, sequenceLength, seed: options.calibrationSeed ?? null, ...(trainingArithmetic !== 'native' ? { trainingArithmetic } : {}) };
+    const checkpoint = await checkpointOptions(options, recipe, source.text ?? source.file, activations, calibrationOptions, stderr);
     const progress = progressReporter(Boolean(process.stderr.isTTY) && output.stderr === undefined, stderr);
     try {
       report = await runRecipe(model, recipe, cut.sequences, {
@@ -499,6 +503,9 @@ export async function quantizeCommand(options: QuantizeOptions, registry: StepRe
   // onto it only when complete, so a failed or killed run leaves --out as it was.
   const source = await recipeSource(options);
   const saves = saveFormats(options, source.preset);
+  if (options.trainingArithmetic !== undefined && options.trainingArithmetic !== 'native' && options.trainingArithmetic !== 'reference') {
+    throw new OptionError('--training-arithmetic', `must be native or reference; got '${options.trainingArithmetic}'`);
+  }
   resolveGgufType(options, source, saves.includes('gguf') ? 'gguf' : saves[0]!, true);
   const inputs = [options.model, ...(options.eval !== undefined ? [options.eval] : []), ...(options.recipe !== undefined ? [options.recipe] : []), ...(options.calibration !== undefined ? [options.calibration] : []), ...(options.imatrix !== undefined ? [options.imatrix] : [])];
   const staged = await stageOutputFolder(options.out, { inputs, overwrite: options.overwrite ?? false });
@@ -557,6 +564,7 @@ export function registerQuantize(program: Command, registry: StepRegistry = defa
     .option('--samples <n>', 'calibration sequences', '128')
     .option('--seq-len <n>', 'tokens per calibration sequence, BOS included', '128')
     .option('--calibration-seed <n>', 'sample the calibration windows at random offsets with this seed (default: consecutive chunks from the start)')
+    .option('--training-arithmetic <kind>', "learned steps' training passes (autoround, lwc, omniquant, learned rotations): native (default: the backend's attention, float32 SiLU) or reference (the same bits on every backend and release, about 10% slower)")
     .option('--save <formats>', `output: ${SAVE_FORMATS.join(', ')}, or several comma-separated (each written to --out/<format>/); default fake: float32 weights on the grid; onnx writes the transformers.js layout (onnx/model_q4.onnx, model_q4f16.onnx, model.onnx)`)
     .option('--gguf-type <type>', `GGUF tensor type for --save gguf (${GGUF_MODEL_TYPES.join(', ')}; default Q4_K)`)
     .option('--imatrix <file>', "llama.cpp importance matrix (bitsmith imatrix, or llama-imatrix's .gguf/.dat) for --save gguf: weighs the k-quant and IQ4 fits as llama-quantize --imatrix does")

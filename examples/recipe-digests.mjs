@@ -5,7 +5,8 @@
 // numbers (bits per weight and output error per layer; not the times). Run it before and after a change and diff.
 // Run after `npm run build`: node examples/recipe-digests.mjs [filter-regex]   (default: the smoothing, rotation,
 // AWQ, LLM.int8, OS+ recipes plus RTN, GPTQ, GPTAQ, QuantEase, HQQ and a few others; see DEFAULT below)
-// Environment: SAMPLES (calibration sequences, default 16), SEQ_LEN (default 128).
+// Environment: SAMPLES (calibration sequences, default 16), SEQ_LEN (default 128), TRAINING_ARITHMETIC (the learned
+// steps' training passes: native, the default, or reference).
 import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
@@ -23,6 +24,7 @@ const DEFAULT =
 const filter = new RegExp(process.argv[2] ?? DEFAULT);
 const samples = Number(process.env.SAMPLES ?? 16);
 const sequenceLength = Number(process.env.SEQ_LEN ?? 128);
+const trainingArithmetic = process.env.TRAINING_ARITHMETIC ?? 'native';
 
 // Recipes that examples/recipes does not have, written here so that every smoothing step is covered.
 const INLINE = {
@@ -71,7 +73,7 @@ console.log('|---|---|---|---|');
 for (const name of [...files.map((f) => f.replace(/\.yaml$/, '')), ...inline]) {
   const recipe = INLINE[name] ? parseRecipe(INLINE[name], defaultRegistry) : await loadRecipe(join(here, 'recipes', `${name}.yaml`), defaultRegistry);
   const { graph } = await loadLlamaModel(modelDir, { backend });
-  const model = llamaQuantizableModel(graph);
+  const model = llamaQuantizableModel(graph, { trainingArithmetic });
   const stored = [];
   const report = await runRecipe(model, recipe, sequences, { backend, onStored: (layer, form) => stored.push([layer, form]) });
   let hidden = await model.embed([probe]);

@@ -83,6 +83,8 @@ describe.skipIf(SKIP)('bitsmith quantize --resume on tinystories-656k', () => {
     expect(CheckpointMismatchError.isInstance(refused)).toBe(true);
     expect((refused as Error).message).toMatch(/was made with a different recipe; resuming would mix two runs/);
     await expect(quantizeCommand({ ...base(out), samples: '7', resume: true }, undefined, quiet)).rejects.toThrow(/different calibration, calibration options/);
+    // Another training arithmetic is another run too (its learned steps would compute other bits).
+    await expect(quantizeCommand({ ...base(out), trainingArithmetic: 'reference', resume: true }, undefined, quiet)).rejects.toThrow(/different calibration options; resuming would mix two runs/);
     // The refused resumes left the checkpoint alone; without --resume the run starts over (and says so).
     const notes: string[] = [];
     const report = await quantizeCommand({ ...base(out), recipe: other }, undefined, { stdout: () => undefined, stderr: (t) => void notes.push(t) });

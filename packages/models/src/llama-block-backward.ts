@@ -235,7 +235,7 @@ function scratch(workspace: BlockWorkspace | undefined, name: string, length: nu
 
 /** What {@link llamaBlockBackward} returns. */
 export interface BlockBackwardResult {
-  /** `[tokens, hiddenSize]`: the block's output (as `LlamaGraph.runBlock` computes it, with the trial weights). */
+  /** `[tokens, hiddenSize]`: the block's output (as `LlamaGraph.runBlock` computes it with the trial weights, in the pass's `arithmetic`). */
   readonly output: Float32Array;
   /** `[tokens, hiddenSize]`: gradient of the loss with respect to the block's input. */
   readonly inputGradient: Float32Array;
@@ -393,13 +393,15 @@ async function forwardTape(config: LlamaConfig, block: LlamaBlock, input: Hidden
 
 /**
  * The forward pass of one Llama-family decoder block with optional trial weights, computing exactly what
- * `LlamaGraph.runBlock` computes (same kernels, same order) without modifying the block.
+ * `LlamaGraph.runBlock` computes (same kernels, same order) without modifying the block; with `arithmetic: 'native'`
+ * the backend's native attention and float32 SiLU instead (within float32 rounding of it).
  *
  * @param config The model's config (sizes, heads, RoPE).
  * @param block The block, for its norms, biases and the weights not overridden.
  * @param input The block's input hidden states.
  * @param backend The backend whose `sgemm` runs the linear layers.
- * @param options `weights`: trial weights by layer name; `rope`: precomputed tables.
+ * @param options `weights`: trial weights by layer name; `rope`: precomputed tables; `arithmetic` (default
+ *   `'reference'`).
  * @example
  * ```ts
  * const out = await llamaBlockForward(graph.config, graph.blocks[0], hidden, graph.backend, { weights: new Map([[name, wq]]) });

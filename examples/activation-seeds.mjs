@@ -7,7 +7,8 @@
 // Run after `npm run build`: node examples/activation-seeds.mjs name,name,... [candidate/baseline,...]
 // Environment: SEEDS (default 0,1,2), SAMPLES (default 16), SEQ_LEN (512), EVAL_CHARS (20000), KL=1 to also measure
 // KL to the float model (doubles the evaluation time), RESULTS=file.json to also write every run's per-window
-// negative log-likelihoods (so that runs of different invocations can be paired later).
+// negative log-likelihoods (so that runs of different invocations can be paired later), TRAINING_ARITHMETIC (native,
+// the default, or reference: the learned steps' training passes).
 import { readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -53,7 +54,7 @@ for (const name of names) {
     const { sequences } = calibrationSequences(calibIds, { samples, sequenceLength, bosTokenId: 1, file: 'docs-calib.txt', seed });
     const { graph } = await loadLlamaModel(modelDir, { backend });
     const t0 = performance.now();
-    await runRecipe(llamaQuantizableModel(graph), recipe, sequences, { backend });
+    await runRecipe(llamaQuantizableModel(graph, { trainingArithmetic: process.env.TRAINING_ARITHMETIC ?? 'native' }), recipe, sequences, { backend });
     const result = await evaluateLanguageModel(graph, evalIds, { ctx, ...(withKl ? { reference: reference.graph } : {}) });
     const vsFloat = perplexityRatioInterval(float, result);
     console.log(`  ${name} seed ${seed}: perplexity ${result.perplexity.toFixed(3)}, / float ${vsFloat.ratio.toFixed(4)} [${vsFloat.low.toFixed(4)}, ${vsFloat.high.toFixed(4)}]${withKl ? `, KL ${result.kl.toFixed(4)}` : ''} (${((performance.now() - t0) / 1000).toFixed(0)} s)`);

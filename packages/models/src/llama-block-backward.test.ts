@@ -60,6 +60,17 @@ function hiddenStates(lengths: number[], size: number, seed: number): HiddenStat
   return { states: { dtype: 'float32', shape: [tokens, size], data: Float32Array.from({ length: tokens * size }, () => 2 * rnd()) }, lengths };
 }
 
+/** The largest absolute difference between `actual` and `expected`, over `expected`'s largest magnitude. */
+function largestRelativeDifference(actual: ArrayLike<number>, expected: ArrayLike<number>): number {
+  let worst = 0;
+  let scale = 0;
+  for (let i = 0; i < expected.length; i++) {
+    worst = Math.max(worst, Math.abs(actual[i]! - expected[i]!));
+    scale = Math.max(scale, Math.abs(expected[i]!));
+  }
+  return worst / scale;
+}
+
 function dot(a: ArrayLike<number>, b: ArrayLike<number>): number {
   let s = 0;
   for (let i = 0; i < a.length; i++) s += a[i]! * b[i]!;
@@ -311,13 +322,7 @@ describe('llamaBlockBackward with native arithmetic on onnxruntime (its attentio
       const input = hiddenStates([7, 5], 16, 32);
       const reference = await llamaBlockForward(graph.config, block, input, ort);
       const native = await llamaBlockForward(graph.config, block, input, ort, { arithmetic: 'native' });
-      let worst = 0;
-      let scale = 0;
-      for (let i = 0; i < native.length; i++) {
-        worst = Math.max(worst, Math.abs(native[i]! - reference[i]!));
-        scale = Math.max(scale, Math.abs(reference[i]!));
-      }
-      expect(worst / scale).toBeLessThan(1e-5);
+      expect(largestRelativeDifference(native, reference)).toBeLessThan(1e-5);
       const rnd = random(33);
       const probe = Float32Array.from({ length: native.length }, () => 2 * rnd());
       const result = await llamaBlockBackward(graph.config, block, input, ort, () => probe, { arithmetic: 'native' });
@@ -382,13 +387,7 @@ describe('llamaBlockGradients (core\'s BlockGradients capability)', () => {
     const input = hiddenStates([5, 3, 4, 2], 16, 26);
     const native = await llamaBlockForward(graph.config, block, input, backend, { arithmetic: 'native' });
     const reference = (await graph.runBlock(0, input)).states.data;
-    let worst = 0;
-    let scale = 0;
-    for (let i = 0; i < native.length; i++) {
-      worst = Math.max(worst, Math.abs(native[i]! - reference[i]!));
-      scale = Math.max(scale, Math.abs(reference[i]!));
-    }
-    expect(worst / scale).toBeLessThan(1e-5);
+    expect(largestRelativeDifference(native, reference)).toBeLessThan(1e-5);
     expect(Array.from(native)).not.toEqual(Array.from(reference)); // float32 SiLU: not the reference's bits
     for (const targetTokens of [1, 4, 9, 10_000]) {
       const g = llamaBlockGradients(graph, 0, input, { targetTokens });

@@ -94,13 +94,24 @@ export interface BlockGradients {
   ): Promise<BlockBackward>;
 }
 
+/** Options of {@link DifferentiableModel.blockGradients}. */
+export interface BlockGradientsOptions {
+  /**
+   * The arithmetic of the passes' non-linear parts, where the model offers a choice: `'reference'` (the calibration
+   * forward's bits on every backend) or `'native'` (the backend's native kernels, float32 activations, faster).
+   * Default: the model's own (`@bitsmith/models`' `trainingArithmetic`).
+   */
+  readonly arithmetic?: 'reference' | 'native';
+}
+
 /** A {@link QuantizableModel} whose blocks can be differentiated: the runner then fills `StepContext.blockGradients`. */
 export interface DifferentiableModel extends QuantizableModel {
   /**
    * The block-level capability for block `index` on its calibration input `hidden` (the handle `runBlock` takes),
-   * snapshotting the block's current linear weights as the float reference for `target`.
+   * snapshotting the block's current linear weights as the float reference for `target`. `options.arithmetic` asks
+   * for an arithmetic (a model with one arithmetic ignores it).
    */
-  blockGradients(index: number, hidden: HiddenStatesHandle): BlockGradients;
+  blockGradients(index: number, hidden: HiddenStatesHandle, options?: BlockGradientsOptions): BlockGradients;
 }
 
 /**

@@ -60,7 +60,7 @@ export type { VqStage, VqQuantizedTensor } from './vq-quantized-tensor.js';
 export { dequantizeVq, vqBitsPerWeight } from './vq-quantized-tensor.js';
 export type { StoredForm, StoredKind, FloatStorage } from './stored-form.js';
 export { STORED_KINDS, storedShape, decodeStored, storedBitsPerWeight, describeStored, storedFormMismatch, addLowRankProduct, gridStored, storedGrid } from './stored-form.js';
-export type { BlockBackward, BlockGradients, BlockPassOverrides, DifferentiableModel, LinearInputAdjoint, LinearInputQuantizer } from './block-gradients.js';
+export type { BlockBackward, BlockGradients, BlockGradientsOptions, BlockPassOverrides, DifferentiableModel, LinearInputAdjoint, LinearInputQuantizer } from './block-gradients.js';
 export { isDifferentiableModel } from './block-gradients.js';
 export type { ActivationGranularity, ActivationObserverKind, ActivationScheme, ActivationScales, ActivationObserverOptions } from './activation-quantization.js';
 export { validateActivationScheme, fakeQuantizeActivations, ActivationObserver, activationQuantizer, activationQuantizerFromDescription, activationSchemeFromDescription, composeInputTransforms, granularityName, activationGroupingAsGranularity } from './activation-quantization.js';

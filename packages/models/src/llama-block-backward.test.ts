@@ -5,6 +5,7 @@ import { architectureFixtureDir } from './architecture-fixtures.test-support.js'
 import { BlockWorkspace, llamaBlockBackward, llamaBlockForward } from './llama-block-backward.js';
 import { llamaBlockGradients } from './llama-block-gradients.js';
 import { parseLlamaConfig } from './llama-config.js';
+import { llamaQuantizableModel } from './quantizable-model.js';
 import { createLlamaGraph, type HiddenStates, type LlamaGraph } from './llama-graph.js';
 import { loadLlamaGraph } from './load-llama-node.js';
 
@@ -399,6 +400,14 @@ describe('llamaBlockGradients (core\'s BlockGradients capability)', () => {
     const pass = await g.backward(weights, [2, 0], (y) => new Float32Array(y.data.length).fill(1));
     expect(Array.from(pass.output.data)).toEqual(Array.from((await g.target([2, 0])).data));
     expect(() => llamaBlockGradients(graph, 0, input, { arithmetic: 'fast' as 'native' })).toThrow(/arithmetic/);
+    // The quantizable model: native unless it was made with the reference, and a step may ask for either.
+    const model = llamaQuantizableModel(graph);
+    expect(Array.from((await model.blockGradients(0, input).target()).data)).toEqual(Array.from(native));
+    expect(Array.from((await model.blockGradients(0, input, { arithmetic: 'reference' }).target()).data)).toEqual(Array.from(reference));
+    const referenceModel = llamaQuantizableModel(graph, { trainingArithmetic: 'reference' });
+    expect(Array.from((await referenceModel.blockGradients(0, input).target()).data)).toEqual(Array.from(reference));
+    expect(Array.from((await referenceModel.blockGradients(0, input, { arithmetic: 'native' }).target()).data)).toEqual(Array.from(native));
+    expect(() => llamaQuantizableModel(graph, { trainingArithmetic: 'fast' as 'native' })).toThrow(/trainingArithmetic/);
   });
 });
 

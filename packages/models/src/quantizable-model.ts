@@ -43,7 +43,9 @@ export interface LlamaQuantizableModelOptions {
    * The arithmetic of the training passes that learned steps (AutoRound, learnable weight clipping, OmniQuant) run
    * through `blockGradients` (see `BlockPassOptions.arithmetic`): `'native'` (default) uses the backend's native
    * attention and float32 SiLU, as PyTorch trains; `'reference'` gives the same bits on every backend and release,
-   * at about 10% more time per AutoRound iteration on `ort`. Calibration, propagation and evaluation are not affected.
+   * at about 10% more time per AutoRound iteration on `ort`. A step may ask for one itself (`blockGradients`'
+   * `options.arithmetic`; the learned rotation asks for the reference). Calibration, propagation and evaluation are
+   * not affected.
    */
   trainingArithmetic?: 'native' | 'reference';
 }
@@ -303,7 +305,7 @@ export function llamaQuantizableModel(graph: LlamaGraph, options: LlamaQuantizab
         }
       : {}),
     logits: (hidden) => graph.head(hidden as HiddenStates),
-    blockGradients: (index, hidden) => llamaBlockGradients(graph, index, hidden as HiddenStates, { arithmetic: options.trainingArithmetic ?? 'native' }),
+    blockGradients: (index, hidden, asked) => llamaBlockGradients(graph, index, hidden as HiddenStates, { arithmetic: asked?.arithmetic ?? options.trainingArithmetic ?? 'native' }),
     releaseBlock: (index, stored) => {
       releaseHeldHessians();
       releaseUploads();

@@ -109,6 +109,23 @@ describe('rotationBlockLoss: the gradient with respect to R', () => {
     expect(worst / largest).toBeLessThan(2e-3);
   });
 
+  it('asks the model for the reference training arithmetic (its measured gain over the Hadamard is that small)', async () => {
+    const graph = await llama3();
+    const model = llamaQuantizableModel(graph); // native by default for the other learned steps
+    const asked: unknown[] = [];
+    const original = model.blockGradients.bind(model);
+    model.blockGradients = (index, hidden, options) => {
+      asked.push(options?.arithmetic);
+      return original(index, hidden, options);
+    };
+    const hidden = await model.embed(sequences(2, 9, 1));
+    const problem = rotationProblem(model, 0, hidden);
+    expect(asked).toEqual(['reference']);
+    // With the reference arithmetic the float target is runBlock's output, bit for bit.
+    const target = await problem.g.target();
+    expect(Array.from(target.data)).toEqual(Array.from((await graph.runBlock(0, hidden as Parameters<LlamaGraph['runBlock']>[1])).states.data));
+  });
+
   it('is zero, with a zero loss, for an orthogonal R once the norms are folded (the rotated float block is exact)', async () => {
     const graph = await llama3();
     const model = llamaQuantizableModel(graph);

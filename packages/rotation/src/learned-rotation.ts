@@ -139,7 +139,9 @@ export function rotationProblem(model: DifferentiableModel, index: number, hidde
   const mlpOutputs = resolveBlockMapping(model.mapping!, model.blocks[index]!).mlpOutputs;
   const view = (l: LinearView, online: boolean): RotatedLinear => ({ name: l.name, weight: l.weight.data as Float32Array, rows: l.weight.shape[0], columns: l.weight.shape[1], online });
   return {
-    g: model.blockGradients(index, hidden),
+    // The reference arithmetic: the rotation's gain over the Hadamard is about 0.5%, measured with it (native
+    // arithmetic moved the pooled result on llama-docs-29m to within the noise; docs/rotation.md).
+    g: model.blockGradients(index, hidden, { arithmetic: 'reference' }),
     readers: plan.readers.flatMap((group) => group.linears.map((l) => view(l, false))),
     writers: plan.writers.map((l) => view(l, mlpOutputs.includes(l))),
   };
@@ -516,7 +518,7 @@ export async function learnRotation(model: ModelView, calibration: readonly Arra
   };
   const backend = await resolveBackend(options);
   // The block pass refuses non-Llama computation: try it on one token before changing anything.
-  const probe = dm.blockGradients(0, await dm.embed([Array.from(calibration[0]!).slice(0, 1)]));
+  const probe = dm.blockGradients(0, await dm.embed([Array.from(calibration[0]!).slice(0, 1)]), { arithmetic: 'reference' });
   await probe.backward(new Map(), undefined, (o) => new Float32Array(o.data.length));
 
   // 1. Fold the norms (and the value Hadamard): the identity "rotation" leaves the residual stream as it is.

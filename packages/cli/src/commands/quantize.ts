@@ -564,7 +564,7 @@ export function registerQuantize(program: Command, registry: StepRegistry = defa
     .option('--samples <n>', 'calibration sequences', '128')
     .option('--seq-len <n>', 'tokens per calibration sequence, BOS included', '128')
     .option('--calibration-seed <n>', 'sample the calibration windows at random offsets with this seed (default: consecutive chunks from the start)')
-    .option('--training-arithmetic <kind>', "learned steps' training passes (autoround, lwc, omniquant, learned rotations): native (default: the backend's attention, float32 SiLU) or reference (the same bits on every backend and release, about 10% slower)")
+    .option('--training-arithmetic <kind>', "learned steps' training passes (autoround, lwc, omniquant; learned rotations always use reference): native (default: the backend's attention, float32 SiLU) or reference (the same bits on every backend and release, about 10% slower)")
     .option('--save <formats>', `output: ${SAVE_FORMATS.join(', ')}, or several comma-separated (each written to --out/<format>/); default fake: float32 weights on the grid; onnx writes the transformers.js layout (onnx/model_q4.onnx, model_q4f16.onnx, model.onnx)`)
     .option('--gguf-type <type>', `GGUF tensor type for --save gguf (${GGUF_MODEL_TYPES.join(', ')}; default Q4_K)`)
     .option('--imatrix <file>', "llama.cpp importance matrix (bitsmith imatrix, or llama-imatrix's .gguf/.dat) for --save gguf: weighs the k-quant and IQ4 fits as llama-quantize --imatrix does")

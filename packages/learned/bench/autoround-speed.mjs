@@ -89,7 +89,8 @@ async function trainingPass() {
   const backwardFlops = 4 * count * linearParams - 2 * count * c.hiddenSize * qkv + (10 / 4) * attentionForward;
   const workspace = new BlockWorkspace();
   const seed = new Float32Array(count * c.hiddenSize).fill(1e-3);
-  const options = { workspace, weightGradientsOnly: true, transientResults: true };
+  // AutoRound's passes: weight gradients only, transient results, and the capability's default native arithmetic.
+  const options = { workspace, weightGradientsOnly: true, transientResults: true, arithmetic: 'native' };
   const best = async (fn, runs = 5) => {
     await fn();
     let min = Infinity;

@@ -1,3 +1,5 @@
+import { roundHalfEven } from '@bitsmith/core';
+
 const f = Math.fround;
 const LOG2E = f(1.44269504088896341);
 const C1 = f(0.693359375);
@@ -8,12 +10,6 @@ const P2 = f(8.3334519073e-3);
 const P3 = f(4.1665795894e-2);
 const P4 = f(1.6666665459e-1);
 const P5 = f(5.0000001201e-1);
-
-/** The nearest integer to a float32 value, ties to even (WebAssembly's `f32.nearest`). */
-function nearestEven(v: number): number {
-  const r = Math.round(v); // ties toward +infinity
-  return r - v === 0.5 && r % 2 !== 0 ? r - 1 : r;
-}
 
 /**
  * `exp(x)` in float32 arithmetic (Cephes' `expf`: relative error within a few float32 ulps): `x` clamped to
@@ -29,7 +25,7 @@ function nearestEven(v: number): number {
 export function exp32(x: number): number {
   if (x !== x) return x;
   const xc = Math.max(Math.min(x, 88), -87);
-  const n = nearestEven(f(xc * LOG2E));
+  const n = roundHalfEven(f(xc * LOG2E));
   let r = f(xc - f(n * C1));
   r = f(r - f(n * C2));
   let p = f(f(P0 * r) + P1);

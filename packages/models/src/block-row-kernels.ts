@@ -8,8 +8,8 @@ import { applyRope, type RopeTables } from './rope.js';
 // which run where the kernels are unavailable). Internal to the training passes of `llama-block-backward.ts`: each
 // takes the workspace's own kernel instance where it has one (its arrays then need no copies), else one of the pool's.
 
-/** Runs `work` on `own` when given, else on a pooled instance (or null: the JavaScript loops). */
-function onKernels<T>(own: ReferenceKernels | undefined, work: (kernels: ReferenceKernels | null) => T): Promise<T> {
+/** Runs `work` on `own` when given, else on a pooled instance (or null: the JavaScript loops). Internal. */
+export function onKernels<T>(own: ReferenceKernels | undefined, work: (kernels: ReferenceKernels | null) => T): Promise<T> {
   return own ? Promise.resolve(work(own)) : withReferenceKernels(work);
 }
 

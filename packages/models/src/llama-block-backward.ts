@@ -2,7 +2,7 @@ import { InvalidArgumentError, ShapeMismatchError, UnsupportedFormatError, type 
 import { siluGateFloat32Loop, swigluBackwardFloat32Loop, tryReferenceKernels, type Backend, type ReferenceKernels } from '@bitsmith/linalg';
 import { causalAttentionBackwardGemm } from './attention-backward-gemm.js';
 import { rmsNormBackward, swigluBackward } from './block-backward-ops.js';
-import { addInto, addRmsNormRows, rmsNormBackwardRows, rmsNormRows, ropeRows } from './block-row-kernels.js';
+import { addInto, addRmsNormRows, onKernels, rmsNormBackwardRows, rmsNormRows, ropeRows } from './block-row-kernels.js';
 import { withReferenceKernels } from './reference-kernel-pool.js';
 import { cacheAfterAttention, cacheAfterRope, cacheKeysBeforeRope } from './kv-cache.js';
 import type { LinearLayer } from './linear-layer.js';
@@ -379,12 +379,10 @@ async function forwardTape(config: LlamaConfig, block: LlamaBlock, input: Hidden
   let siluSigmoids: Float32Array | undefined;
   if (native) {
     const sigmoids = scratch(ws, 'silu-sigmoids', gate.length, false);
-    const gateFloat32 = (kernels: ReferenceKernels | null): void => (kernels ? kernels.siluGateFloat32(gate, up, act, sigmoids, gate.length) : siluGateFloat32Loop(gate, up, act, sigmoids, gate.length));
-    if (own) gateFloat32(own);
-    else await withReferenceKernels(gateFloat32);
+    await onKernels(own, (k) => (k ? k.siluGateFloat32(gate, up, act, sigmoids, gate.length) : siluGateFloat32Loop(gate, up, act, sigmoids, gate.length)));
     siluSigmoids = sigmoids;
   }
-  const siluExps = !native && forBackward && ws && gate.length <= KEPT_EXPONENTIALS ? (own ? keep(own) : await withReferenceKernels(keep)) : undefined;
+  const siluExps = !native && forBackward && ws && gate.length <= KEPT_EXPONENTIALS ? await onKernels(own, keep) : undefined;
   if (!native && !siluExps) await backend.gatedActivation({ gate, up, out: act, activation: 'silu', reference: true });
   const out = await linear(downProj, await inputOf(downProj, act, tokens, fq), tokens, backend, w, options.transientResults && ws ? ws.uninitialised('out', tokens * hidden) : undefined);
   await addInto(out, h, own);
@@ -513,13 +511,9 @@ export async function llamaBlockBackward(
   const exps = t.siluExps;
   const sigmoids = t.siluSigmoids;
   if (sigmoids) {
-    const backwardFloat32 = (kernels: ReferenceKernels | null): void =>
-      kernels ? kernels.swigluBackwardFloat32(t.gate, t.up, dAct, sigmoids, t.gate, t.up, t.gate.length) : swigluBackwardFloat32Loop(t.gate, t.up, dAct, sigmoids, t.gate, t.up, t.gate.length);
-    if (own) backwardFloat32(own);
-    else await withReferenceKernels(backwardFloat32);
+    await onKernels(own, (k) => (k ? k.swigluBackwardFloat32(t.gate, t.up, dAct, sigmoids, t.gate, t.up, t.gate.length) : swigluBackwardFloat32Loop(t.gate, t.up, dAct, sigmoids, t.gate, t.up, t.gate.length)));
   } else if (exps) {
-    if (own) own.swigluBackwardKept(t.gate, t.up, dAct, exps, t.gate, t.up, t.gate.length);
-    else await withReferenceKernels((kernels) => (kernels ? kernels.swigluBackwardKept(t.gate, t.up, dAct, exps, t.gate, t.up, t.gate.length) : swigluBackward(t.gate, t.up, dAct, t.gate, t.up, null)));
+    await onKernels(own, (k) => (k ? k.swigluBackwardKept(t.gate, t.up, dAct, exps, t.gate, t.up, t.gate.length) : swigluBackward(t.gate, t.up, dAct, t.gate, t.up, null)));
   } else if (!(await backend.swigluBackward?.({ gate: t.gate, up: t.up, dOut: dAct, dGate: t.gate, dUp: t.up }))) {
     await withReferenceKernels((kernels) => swigluBackward(t.gate, t.up, dAct, t.gate, t.up, kernels));
   }

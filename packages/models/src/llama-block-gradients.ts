@@ -50,8 +50,7 @@ function gather(hidden: HiddenStates, starts: readonly number[], batch: readonly
  */
 export function llamaBlockGradients(graph: LlamaGraph, index: number, hidden: HiddenStates, options: { targetTokens?: number; arithmetic?: 'reference' | 'native' } = {}): BlockGradients {
   const targetTokens = options.targetTokens ?? TARGET_BATCH_TOKENS;
-  const arithmetic = options.arithmetic ?? 'native';
-  if (arithmetic !== 'native' && arithmetic !== 'reference') throw new InvalidArgumentError('arithmetic', `got ${String(arithmetic)}; expected 'native' or 'reference'`);
+  const arithmetic = checkArithmetic('arithmetic', options.arithmetic) ?? 'native';
   if (!(targetTokens >= 1)) throw new InvalidArgumentError('targetTokens', `got ${targetTokens}; expected at least 1`);
   const block = graph.blocks[index];
   if (!block) throw new InvalidArgumentError('index', `block ${index} does not exist (the graph has ${graph.blocks.length})`);
@@ -133,6 +132,12 @@ export function llamaBlockGradients(graph: LlamaGraph, index: number, hidden: Hi
       });
     },
   };
+}
+
+/** `value` when it names a training arithmetic (or is undefined), else an `InvalidArgumentError` on `option`. Internal. */
+export function checkArithmetic(option: string, value: unknown): 'native' | 'reference' | undefined {
+  if (value !== undefined && value !== 'native' && value !== 'reference') throw new InvalidArgumentError(option, `got ${String(value)}; expected 'native' or 'reference'`);
+  return value;
 }
 
 /**

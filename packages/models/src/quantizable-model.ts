@@ -1,6 +1,6 @@
 import { decodeStored, dequantizeRows, packBits, unpackBits, InvalidArgumentError, resolveBlockMapping, type BlockHessians, type BlockOutputErrors, type RunBlockOptions, type StoredForm, type QuantizedTensor, type ArchitectureMapping, type BlockView, type DifferentiableModel, type QuantizableLanguageModel, type LinearInputCallback, type Matrix } from '@bitsmith/core';
 import type { WebgpuBackend, WebgpuMatrix } from '@bitsmith/linalg';
-import { llamaBlockGradients } from './llama-block-gradients.js';
+import { checkArithmetic, llamaBlockGradients } from './llama-block-gradients.js';
 import type { HiddenStates, LlamaBlock, LlamaGraph } from './llama-graph.js';
 import { holdLinearWeight, isLazyLinearLayer, isWeightResident, releaseLinearWeight } from './lazy-weight.js';
 import type { LinearLayer } from './linear-layer.js';
@@ -209,9 +209,7 @@ function releaseBlockWeights(block: LlamaBlock, stored: ReadonlyMap<string, Stor
  */
 export function llamaQuantizableModel(graph: LlamaGraph, options: LlamaQuantizableModelOptions = {}): DifferentiableModel & QuantizableLanguageModel {
   const budget = options.batchTokens ?? 2048;
-  if (options.trainingArithmetic !== undefined && options.trainingArithmetic !== 'native' && options.trainingArithmetic !== 'reference') {
-    throw new InvalidArgumentError('trainingArithmetic', `got ${String(options.trainingArithmetic)}; expected 'native' or 'reference'`);
-  }
+  const trainingArithmetic = checkArithmetic('trainingArithmetic', options.trainingArithmetic) ?? 'native';
   if (!Number.isInteger(budget) || budget < 1) throw new InvalidArgumentError('batchTokens', `must be a positive integer; got ${budget}`);
   const mapping = graph.mapping;
   const blocks = graph.blocks.map((b) => blockView(graph, b, mapping));
@@ -305,7 +303,7 @@ export function llamaQuantizableModel(graph: LlamaGraph, options: LlamaQuantizab
         }
       : {}),
     logits: (hidden) => graph.head(hidden as HiddenStates),
-    blockGradients: (index, hidden, asked) => llamaBlockGradients(graph, index, hidden as HiddenStates, { arithmetic: asked?.arithmetic ?? options.trainingArithmetic ?? 'native' }),
+    blockGradients: (index, hidden, asked) => llamaBlockGradients(graph, index, hidden as HiddenStates, { arithmetic: asked?.arithmetic ?? trainingArithmetic }),
     releaseBlock: (index, stored) => {
       releaseHeldHessians();
       releaseUploads();

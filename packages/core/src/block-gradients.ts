@@ -74,6 +74,12 @@ export interface BlockGradients {
   /** Token count of every calibration sequence. */
   readonly lengths: readonly number[];
   readonly hiddenSize: number;
+  /**
+   * The arithmetic its passes run (see {@link BlockGradientsOptions.arithmetic}); absent means `'reference'`. A
+   * learned step can run its own per-weight loops in the same arithmetic (AutoRound's learnable rounding in float32
+   * under `'native'`).
+   */
+  readonly arithmetic?: 'reference' | 'native';
   /** The block's input rows of the selected sequences, `[tokens, hiddenSize]` (a view; do not modify). */
   input(batch?: readonly number[]): Matrix;
   /** The float block's output on those rows, `[tokens, hiddenSize]` (computed once, then cached; do not modify). */

@@ -76,12 +76,18 @@ async function blockMse(g: BlockGradients, weights: Map<string, Float32Array>): 
 }
 
 describe('autoRound', () => {
-  for (const name of ['int3', 'int2-asym']) {
-    it(`lowers the block output error well below round-to-nearest (${name}, groups of 16)`, async () => {
-      const { g, layers } = twoLayerBlock(32, 48, 8, 16, 1);
+  for (const [name, arithmetic] of [['int3', 'reference'], ['int2-asym', 'reference'], ['int3', 'native'], ['int2-asym', 'native']] as const) {
+    it(`lowers the block output error well below round-to-nearest (${name}, groups of 16, a capability of ${arithmetic} arithmetic)`, async () => {
+      const { g: plain, layers } = twoLayerBlock(32, 48, 8, 16, 1);
+      const g: BlockGradients = { ...plain, arithmetic };
       const granularity = { type: 'group', size: 16 } as const;
       const step = autoRound({ format: name, granularity, iterations: 150, batchSize: 4, seed: 1 });
       const result = await step.run({ layers, statistics: () => ({ tokens: 0 }), blockGradients: g });
+      if (arithmetic === 'native') {
+        // The rounding's loops follow the capability's arithmetic: one it does not know is refused, naming it.
+        const odd: BlockGradients = { ...plain, arithmetic: 'fast' as 'native' };
+        await expect(step.run({ layers, statistics: () => ({ tokens: 0 }), blockGradients: odd })).rejects.toThrow(/arithmetic: got "fast"/);
+      }
       expect(result.warnings).toEqual([]);
       const rtn = new Map(layers.map((l) => [l.name, dequantize(quantize(l.weight, { format: parseFormat(name), granularity })).data as Float32Array]));
       const learned = new Map(result.layers.map((l) => [l.name, l.weight.data as Float32Array]));

@@ -233,9 +233,9 @@ export function blockwiseRounding(options: AutoRoundOptions, id: string): Quanti
     ...(options.granularity ? { granularity: options.granularity } : {}),
     scaleEncoding: options.scaleEncoding ?? ('float16' as ScaleEncoding),
   };
-  const makeOptimizer = (lr: number, bounds: readonly [number, number]): Optimizer => {
+  const makeOptimizer = (lr: number, bounds: readonly [number, number], float32: boolean): Optimizer => {
     const o = { learningRate: lr, iterations: Math.max(1, iterations), bounds, ...(options.schedule ? { schedule: options.schedule } : {}) };
-    return options.optimizer === 'adam' ? adam(o) : signSgd(o);
+    return options.optimizer === 'adam' ? adam(o) : signSgd({ ...o, float32 });
   };
 
   return {
@@ -251,6 +251,9 @@ export function blockwiseRounding(options: AutoRoundOptions, id: string): Quanti
       // The rounding's loops in WebAssembly where available (same results); the equivalent transform rebuilds its
       // quantizers every iteration, so it keeps the JavaScript loops.
       const kernels = g && iterations > 0 && !equivalentTransform ? await learnableRoundingKernels() : undefined;
+      // The rounding's loops and SignSGD steps in the arithmetic of the block's passes: float32 under the native one.
+      const arithmetic = g?.arithmetic ?? 'reference';
+      const native = arithmetic === 'native';
       for (const state of context.layers) {
         const settingsHere = state.assignment?.format.type === 'int' ? { ...settings, format: state.assignment.format, ...(state.assignment.granularity ? { granularity: state.assignment.granularity } : {}) } : settings;
         let start: QuantizedTensor | undefined;
@@ -267,14 +270,14 @@ export function blockwiseRounding(options: AutoRoundOptions, id: string): Quanti
           unlearned.push({ ...state, weight: dequantize(q), quantized: q, bitsPerWeight: bitsPerWeight(q) });
           continue;
         }
-        const rounding = learnableRounding(state.weight, { ...settingsHere, ...(start ? { start } : {}), ...(kernels ? { kernels } : {}) });
+        const rounding = learnableRounding(state.weight, { ...settingsHere, ...(start ? { start } : {}), ...(kernels ? { kernels } : {}), arithmetic });
         const params = rounding.initial();
         training.push({
           state,
           rounding,
           params,
           best: copyParams(params),
-          optimizers: { offset: makeOptimizer(learningRate, [-0.5, 0.5]), minScale: makeOptimizer(scaleLearningRate, [0, 1]), maxScale: makeOptimizer(scaleLearningRate, [0, 1]) },
+          optimizers: { offset: makeOptimizer(learningRate, [-0.5, 0.5], native), minScale: makeOptimizer(scaleLearningRate, [0, 1], native), maxScale: makeOptimizer(scaleLearningRate, [0, 1], native) },
         });
       }
       if (!g || iterations === 0) {
@@ -310,7 +313,7 @@ export function blockwiseRounding(options: AutoRoundOptions, id: string): Quanti
           const { where, transformed } = t.transform;
           const { rows, columns } = t.rounding;
           transformWeight(t.state.weight.data as Float32Array, rows, columns, where.column >= 0 ? scales[where.column] : undefined, where.row >= 0 ? scales[where.row] : undefined, transformed);
-          t.rounding = learnableRounding({ dtype: 'float32', shape: [rows, columns], data: transformed }, settingsOf(t));
+          t.rounding = learnableRounding({ dtype: 'float32', shape: [rows, columns], data: transformed }, { ...settingsOf(t), arithmetic });
         }
         return scales;
       };

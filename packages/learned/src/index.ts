@@ -1,7 +1,7 @@
 // Optimisers and schedules
 export type { LearningRateSchedule } from './learning-rate-schedule.js';
 export { scheduleFactor } from './learning-rate-schedule.js';
-export type { ParameterArray, Optimizer, OptimizerOptions, AdamOptions } from './optimizer.js';
+export type { ParameterArray, Optimizer, OptimizerOptions, SignSgdOptions, AdamOptions } from './optimizer.js';
 export { signSgd, adam } from './optimizer.js';
 
 // AutoRound

@@ -154,8 +154,17 @@ describe('learnableRounding', () => {
 
   describe('with the WebAssembly kernels', () => {
     const bits = (a: ArrayLike<number>) => Array.from(a, (v) => (Object.is(v, -0) ? '-0' : String(v)));
-    for (const [name, group, start] of [['int4', 16, false], ['int3-asym', 12, false], ['int2-asym', 48, false], ['int3', 16, true]] as const) {
-      it(`training gives the JavaScript loops' bits: dequantization, gradients and SignSGD steps (${name}${start ? ' from a start solution' : ''}, groups of ${group})`, async () => {
+    for (const [name, group, start, arithmetic] of [
+      ['int4', 16, false, 'reference'],
+      ['int3-asym', 12, false, 'reference'],
+      ['int2-asym', 48, false, 'reference'],
+      ['int3', 16, true, 'reference'],
+      ['int4', 16, false, 'native'],
+      ['int3-asym', 12, false, 'native'],
+      ['int2-asym', 6, false, 'native'],
+      ['int3', 16, true, 'native'],
+    ] as const) {
+      it(`training gives the JavaScript loops' bits: dequantization, gradients and SignSGD steps (${name}${start ? ' from a start solution' : ''}, groups of ${group}, ${arithmetic} arithmetic)`, async () => {
         const kernels = await learnableRoundingKernels();
         expect(kernels).toBeDefined();
         const w = randomMatrix(12, 48, 4);
@@ -163,16 +172,17 @@ describe('learnableRounding', () => {
         const granularity = { type: 'group', size: group } as const;
         // A start solution on the same grid (round-to-nearest at 0.8 of the range), for the `start` offsets.
         const startAt = start ? quantize({ ...w, data: w.data.map((v) => 0.8 * v) }, { format, granularity }) : undefined;
-        const options = { format, granularity, ...(startAt ? { start: startAt } : {}) };
+        const options = { format, granularity, arithmetic, ...(startAt ? { start: startAt } : {}) };
         const plain = learnableRounding(w, options);
         const fast = learnableRounding(w, { ...options, kernels });
         const p = plain.initial();
         const f = fast.initial();
         expect(f.offset.byteOffset).toBeGreaterThan(0); // a view of the kernel's memory: the kernel path runs
+        const float32 = arithmetic === 'native';
         const optimizers = [p, f].map(() => ({
-          offset: signSgd({ learningRate: 0.05, iterations: 10, bounds: [-0.5, 0.5] }),
-          minScale: signSgd({ learningRate: 0.05, iterations: 10, bounds: [0, 1] }),
-          maxScale: signSgd({ learningRate: 0.05, iterations: 10, bounds: [0, 1] }),
+          offset: signSgd({ learningRate: 0.05, iterations: 10, bounds: [-0.5, 0.5], float32 }),
+          minScale: signSgd({ learningRate: 0.05, iterations: 10, bounds: [0, 1], float32 }),
+          maxScale: signSgd({ learningRate: 0.05, iterations: 10, bounds: [0, 1], float32 }),
         }));
         const r = createRandom(5);
         let clamped = 0;
@@ -208,8 +218,48 @@ describe('learnableRounding', () => {
         expect(clamped).toBeGreaterThan(0); // some weights left the grid, so both branches of the backward ran
         expect(p.offset.some((v) => v !== 0)).toBe(true);
         expect(Array.from(fast.quantize(f).codes)).toEqual(Array.from(plain.quantize(p).codes));
+        // The stored form decodes to the dequantization the training saw (its codes in the same arithmetic).
+        const q = fast.quantize(f);
+        const seen = fast.dequantize(f);
+        const decoded = dequantize(q).data as Float32Array;
+        for (let i = 0; i < seen.length; i++) expect(Math.abs(decoded[i]! - seen[i]!), `weight ${i}`).toBeLessThanOrEqual(1e-6 * Math.abs(seen[i]!));
       });
     }
+
+    it("native arithmetic: float32 rounding of the reference's float64 loops, not the same bits", () => {
+      const w = randomMatrix(16, 64, 21);
+      const options = { format: parseFormat('int3'), granularity: { type: 'group', size: 16 } as const };
+      const reference = learnableRounding(w, options);
+      const native = learnableRounding(w, { ...options, arithmetic: 'native' });
+      const r = createRandom(22);
+      const p = reference.initial();
+      p.offset.set(Float32Array.from(p.offset, () => r.uniform() - 0.5));
+      p.minScale.fill(0.9);
+      const a = reference.dequantize(p);
+      const b = native.dequantize(p);
+      // Codes agree except where w / s + v is within float32 rounding of a tie.
+      let changed = 0;
+      for (let i = 0; i < a.length; i++) if (Math.abs(a[i]! - b[i]!) > 1e-6 * Math.abs(a[i]!)) changed++;
+      expect(changed).toBeLessThan(a.length / 200);
+      const gradient = Float32Array.from(a, () => r.normal());
+      const da = reference.backward(p, gradient);
+      const minScale = Float64Array.from(da.minScale);
+      const db = native.backward(p, gradient);
+      // Every group's gradient differs in its last bits, and by more only in a group where a code changed.
+      let differ = 0;
+      let far = 0;
+      for (let g = 0; g < minScale.length; g++) {
+        if (minScale[g] !== db.minScale[g]) differ++;
+        if (Math.abs(minScale[g]! - db.minScale[g]!) > 1e-4 * (1 + Math.abs(minScale[g]!))) far++;
+      }
+      expect(differ).toBeGreaterThan(minScale.length / 4);
+      expect(far).toBeLessThanOrEqual(changed);
+      // The input gradient of the native backward: the weight's gradient inside the grid, 0 where clamped.
+      const dInput = new Float32Array(a.length);
+      const dc = native.backward(p, gradient, dInput);
+      for (let i = 0; i < a.length; i++) expect(dInput[i]).toBe(dc.offset[i] === 0 ? 0 : gradient[i]);
+      expect(() => learnableRounding(w, { ...options, arithmetic: 'fast' as never })).toThrow(/arithmetic.*'reference' or 'native'/);
+    });
 
     it('other parameters are copied in and leave the first parameters (held in the kernel) alone', async () => {
       const kernels = (await learnableRoundingKernels())!;

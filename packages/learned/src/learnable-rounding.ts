@@ -12,6 +12,7 @@ import {
   type QuantizationPlan,
   type QuantizedTensor,
   type ScaleEncoding,
+  InvalidArgumentError,
 } from '@bitsmith/core';
 import type { LearnableRoundingKernel, LearnableRoundingKernelFactory } from '@bitsmith/linalg';
 import { registerSignStep } from './resident-sign-step.js';
@@ -89,6 +90,19 @@ export interface LearnableRoundingOptions {
    * Default: JavaScript.
    */
   kernels?: LearnableRoundingKernelFactory;
+  /**
+   * The arithmetic of the per-weight loops (dequantization, its backward, the codes of `quantize`):
+   * - `'reference'` (default): every operation in float64 with float32 loads and stores, each group's gradient sums
+   *   added element by element in order;
+   * - `'native'`: every operation in float32, as PyTorch computes AutoRound (the scale rounded to float32, `w / s + v`
+   *   in float32), each run of a group summed in four float32 lanes (lane `k` adds the run's elements `4 j + k` in
+   *   order; then `(l0 + l1) + (l2 + l3)`, the run's last `length % 4` elements one by one, and the run's sum added
+   *   to the group's float64 sum). About three times faster in WebAssembly; the learned steps use it when the
+   *   block's training passes run the native arithmetic (`BlockGradients.arithmetic`).
+   *
+   * The JavaScript loops and the kernels give the same bits in either arithmetic.
+   */
+  arithmetic?: 'reference' | 'native';
 }
 
 interface GroupScale {
@@ -118,6 +132,10 @@ interface GroupScale {
  */
 export function learnableRounding(weight: Matrix, options: LearnableRoundingOptions): LearnableRounding {
   const { format } = options;
+  if (options.arithmetic !== undefined && options.arithmetic !== 'reference' && options.arithmetic !== 'native') {
+    throw new InvalidArgumentError('arithmetic', `got ${JSON.stringify(options.arithmetic)}; expected 'reference' or 'native'`);
+  }
+  const float32 = options.arithmetic === 'native';
   if (format.type !== 'int') throw new UnsupportedFormatError(`AutoRound's learnable rounding needs a uniform integer format (int2..int8, symmetric or -asym); got ${format.type}`);
   const [rows, columns] = weight.shape;
   const plan = planQuantization(rows, columns, { format, ...(options.granularity ? { granularity: options.granularity } : {}), scaleEncoding: options.scaleEncoding ?? 'float16' });
@@ -200,13 +218,13 @@ export function learnableRounding(weight: Matrix, options: LearnableRoundingOpti
     const g = ids[i]!;
     const s = gs.scale[g]!;
     if (!(s > 0)) return symmetric ? half : gs.zero[g]!;
-    const r = roundHalfEven(w[i]! / s + p.offset[i]! + (base ? base[i]! : 0));
+    const r = float32 ? roundHalfEven(ratioPlusOffsets32(w[i]!, Math.fround(s), p.offset[i]!, base ? base[i]! : undefined)) : roundHalfEven(w[i]! / s + p.offset[i]! + (base ? base[i]! : 0));
     return symmetric ? clamp(r, -half, half - 1) + half : clamp(r + gs.zero[g]!, 0, maxq);
   };
 
   const runs = groupRuns(ids);
   const kernel = options.kernels && w instanceof Float32Array ? kernelFor(options.kernels, w, base, runs, groups) : undefined;
-  const grid = { zeroPoints: !symmetric, lowest: symmetric ? -half : 0, highest: symmetric ? half - 1 : maxq };
+  const grid = { zeroPoints: !symmetric, lowest: symmetric ? -half : 0, highest: symmetric ? half - 1 : maxq, float32 };
   /**
    * The kernel's scales and offsets for the parameters (the scales copied only when they changed), and the grid of
    * its call: the first `initial()` parameters' offsets live in the kernel (nothing to copy), others are copied in.
@@ -252,9 +270,9 @@ export function learnableRounding(weight: Matrix, options: LearnableRoundingOpti
       residentGiven = true;
       const resident = kernel;
       resident.offset.fill(0);
-      registerSignStep(resident.offset, (grads, rate, lowest, highest) => {
+      registerSignStep(resident.offset, (grads, rate, lowest, highest, float32Step) => {
         if (grads !== resident.offsetGradient) return false;
-        resident.signStep(rate, lowest, highest);
+        resident.signStep(rate, lowest, highest, float32Step);
         return true;
       });
       return { offset: resident.offset, ...scales };
@@ -268,7 +286,7 @@ export function learnableRounding(weight: Matrix, options: LearnableRoundingOpti
         return kernel.dequantized;
       }
       kept ??= new Float32Array(rows * columns);
-      dequantizeInto(gridState(p, scales(p)), kept);
+      (float32 ? dequantizeInto32 : dequantizeInto)(gridState(p, scales(p)), kept);
       return kept;
     },
     dequantize(p, out = new Float32Array(rows * columns)) {
@@ -276,7 +294,7 @@ export function learnableRounding(weight: Matrix, options: LearnableRoundingOpti
       if (kernel && p.offset.length === kernel.offset.length && out.length === kernel.dequantized.length) {
         kernel.dequantize(loadKernel(kernel, p, gs));
         out.set(kernel.dequantized);
-      } else dequantizeInto(gridState(p, gs), out);
+      } else (float32 ? dequantizeInto32 : dequantizeInto)(gridState(p, gs), out);
       return out;
     },
     backward(p, gradWeight, gradInput) {
@@ -294,7 +312,7 @@ export function learnableRounding(weight: Matrix, options: LearnableRoundingOpti
         const call = loadKernel(kernel, p, gs);
         if (gradWeight !== kernel.gradient) kernel.gradient.set(gradWeight);
         kernel.backward(call);
-      } else offsetAndScaleGradients(gridState(p, gs), gradWeight, dOffset, dScale, dZero, gradInput);
+      } else (float32 ? offsetAndScaleGradients32 : offsetAndScaleGradients)(gridState(p, gs), gradWeight, dOffset, dScale, dZero, gradInput);
       for (let g = 0; g < groups; g++) {
         const s = gs.scale[g]!;
         if (!(s > 0)) continue;
@@ -459,5 +477,94 @@ function offsetAndScaleGradients(grid: GridState, gradWeight: ArrayLike<number>,
     }
     dScale[g] = ds;
     dZero[g] = dz;
+  }
+}
+
+/** `w / s + v (+ b)` in float32 (each operation rounded to float32: the float64 result of one operation on float32 values rounds to the float32 result). */
+function ratioPlusOffsets32(w: number, s: number, v: number, b: number | undefined): number {
+  const u = Math.fround(Math.fround(w / s) + v);
+  return b === undefined ? u : Math.fround(u + b);
+}
+
+/** {@link dequantizeInto} in float32 (the `'native'` arithmetic): the scale rounded to float32, every operation in float32. */
+function dequantizeInto32(grid: GridState, out: Float32Array): void {
+  const { w, runStart, runGroup, scale, zero, offset, base, lowest, highest } = grid;
+  for (let r = 0; r < runGroup.length; r++) {
+    const g = runGroup[r]!;
+    const from = runStart[r]!;
+    const to = runStart[r + 1]!;
+    const s = Math.fround(scale[g]!);
+    if (!(s > 0)) {
+      out.fill(0, from, to);
+      continue;
+    }
+    const z = zero ? Math.fround(zero[g]!) : 0;
+    for (let i = from; i < to; i++) {
+      let c = Math.fround(nearestEven(ratioPlusOffsets32(w[i]!, s, offset[i]!, base ? base[i]! : undefined)) + z);
+      c = c < lowest ? lowest : c;
+      c = c > highest ? highest : c;
+      out[i] = Math.fround(Math.fround(c - z) * s) + 0;
+    }
+  }
+}
+
+/**
+ * {@link offsetAndScaleGradients} in float32 (the `'native'` arithmetic): every product and sum in float32, each run's
+ * group sums in four lanes (lane `k` takes the run's elements `from + 4 j + k`), combined as `(l0 + l1) + (l2 + l3)`,
+ * the run's last `length % 4` elements added one by one, and the run's sum added to the group's float64 sum.
+ */
+function offsetAndScaleGradients32(grid: GridState, gradWeight: ArrayLike<number>, dOffset: Float32Array, dScale: Float64Array, dZero: Float64Array, dInput?: Float32Array): void {
+  if (dInput) dInput.fill(0);
+  const { w, runStart, runGroup, scale, zero, offset, base, lowest, highest } = grid;
+  const f = Math.fround;
+  const ds = new Float64Array(4);
+  const dz = new Float64Array(4);
+  for (let r = 0; r < runGroup.length; r++) {
+    const g = runGroup[r]!;
+    const from = runStart[r]!;
+    const to = runStart[r + 1]!;
+    const s = f(scale[g]!);
+    if (!(s > 0)) {
+      dOffset.fill(0, from, to);
+      continue;
+    }
+    const z = zero ? f(zero[g]!) : 0;
+    const qLow = f(lowest - z);
+    const qHigh = f(highest - z);
+    ds.fill(0);
+    dz.fill(0);
+    const lanesEnd = from + ((to - from) & ~3);
+    let sum = 0;
+    let sumZero = 0;
+    for (let i = from; i < to; i++) {
+      if (i === lanesEnd) {
+        sum = f(f(ds[0]! + ds[1]!) + f(ds[2]! + ds[3]!));
+        sumZero = f(f(dz[0]! + dz[1]!) + f(dz[2]! + dz[3]!));
+      }
+      const G = f(gradWeight[i]!);
+      const ratio = f(w[i]! / s);
+      const rounded = nearestEven(base ? f(f(ratio + offset[i]!) + base[i]!) : f(ratio + offset[i]!));
+      const shifted = f(rounded + z);
+      const inside = shifted >= lowest && shifted <= highest;
+      const term = f(G * (inside ? f(rounded - ratio) : shifted < lowest ? qLow : qHigh));
+      const gs = f(G * s);
+      dOffset[i] = inside ? gs : 0;
+      if (dInput) dInput[i] = inside ? G : 0;
+      if (i < lanesEnd) {
+        const k = (i - from) & 3;
+        ds[k] = f(ds[k]! + term);
+        // Inside the grid the lane subtracts 0 (which leaves every value as it was, -0 included).
+        if (zero) dz[k] = f(dz[k]! - (inside ? 0 : gs));
+      } else {
+        sum = f(sum + term);
+        if (zero && !inside) sumZero = f(sumZero - gs);
+      }
+    }
+    if (lanesEnd === to) {
+      sum = f(f(ds[0]! + ds[1]!) + f(ds[2]! + ds[3]!));
+      sumZero = f(f(dz[0]! + dz[1]!) + f(dz[2]! + dz[3]!));
+    }
+    dScale[g] = dScale[g]! + sum;
+    if (zero) dZero[g] = dZero[g]! + sumZero;
   }
 }

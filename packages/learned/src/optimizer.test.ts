@@ -58,6 +58,40 @@ describe('signSgd', () => {
       expect(mismatches).toBe(0);
     }
   });
+
+  it('with float32, steps in float32 arithmetic (rate and bounds rounded to float32), as PyTorch steps a float32 tensor', () => {
+    let s = 7;
+    const rnd = () => ((s = (s * 1103515245 + 12345) % 2147483648), s / 2147483648 - 0.5);
+    const f = Math.fround;
+    for (const bounds of [[-0.5, 0.5], [-0.1, 0.3]] as const) {
+      const lr = 0.0137;
+      const opt = signSgd({ learningRate: lr, iterations: 3, schedule: 'constant', bounds: [bounds[0], bounds[1]], float32: true });
+      const v = Float32Array.from({ length: 20_000 }, () => rnd() * 0.9);
+      v[3] = Number.NaN;
+      v[5] = -0;
+      const grads = Float32Array.from({ length: v.length }, (_, i) => (i % 7 === 0 ? 0 : i % 101 === 0 ? Number.NaN : i % 53 === 0 ? -0 : rnd()));
+      grads[3] = 1;
+      grads[5] = 0;
+      // Float32 values: x - f(lr) and x + f(lr) rounded to float32, then the float32 bounds.
+      const expected = Float32Array.from(v, (x, i) => {
+        const g = grads[i]!;
+        const p = g > 0 ? f(x - f(lr)) : g < 0 ? f(x + f(lr)) : x;
+        return p < f(bounds[0]) ? f(bounds[0]) : p > f(bounds[1]) ? f(bounds[1]) : p;
+      });
+      const float64 = Float32Array.from(v, (x, i) => Math.min(bounds[1], Math.max(bounds[0], x - lr * (Number(grads[i]! > 0) - Number(grads[i]! < 0)))));
+      opt.step(v, grads);
+      let mismatches = 0;
+      let fromFloat64 = 0;
+      for (let i = 0; i < v.length; i++) {
+        if (!Object.is(v[i], expected[i])) mismatches++;
+        if (!Object.is(v[i], float64[i])) fromFloat64++;
+      }
+      expect(mismatches).toBe(0);
+      expect(fromFloat64).toBeGreaterThan(0); // the rate 0.0137 is not a float32: the two arithmetics differ
+      expect(v[3]).toBeNaN();
+      expect(Object.is(v[5], -0)).toBe(true);
+    }
+  });
 });
 
 describe('adam', () => {

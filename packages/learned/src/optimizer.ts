@@ -31,6 +31,16 @@ export interface OptimizerOptions {
   bounds?: readonly [min: number, max: number];
 }
 
+/** Options of {@link signSgd}. */
+export interface SignSgdOptions extends OptimizerOptions {
+  /**
+   * Step float32 parameters in float32 arithmetic, as PyTorch steps a float32 tensor: the rate and the bounds rounded
+   * to float32, `p - rate * sign(g)` rounded to float32, then `c < min ? min : c` and `c > max ? max : c`. Default
+   * false: the step in float64, rounded once to float32 at the store. Float64 parameters step in float64 either way.
+   */
+  float32?: boolean;
+}
+
 function checkOptions(o: OptimizerOptions): void {
   if (!(o.learningRate > 0) || !Number.isFinite(o.learningRate)) throw new InvalidArgumentError('learningRate', `got ${o.learningRate}; expected a positive number`);
   if (!Number.isInteger(o.iterations) || o.iterations < 1) throw new InvalidArgumentError('iterations', `got ${o.iterations}; expected a positive integer`);
@@ -53,8 +63,9 @@ function clampAll(params: ParameterArray, bounds: readonly [number, number] | un
  * opt.step(v, gradV);
  * ```
  */
-export function signSgd(options: OptimizerOptions): Optimizer {
+export function signSgd(options: SignSgdOptions): Optimizer {
   checkOptions(options);
+  const float32 = options.float32 === true;
   const schedule = options.schedule ?? 'linear';
   let t = 0;
   const rate = () => options.learningRate * scheduleFactor(schedule, Math.min(t, options.iterations - 1), options.iterations);
@@ -67,8 +78,21 @@ export function signSgd(options: OptimizerOptions): Optimizer {
     step(params, grads) {
       if (grads.length !== params.length) throw new ShapeMismatchError('gradient', [params.length], [grads.length]);
       const lr = rate();
-      if (options.bounds && params instanceof Float32Array && residentSignStep(params)?.(grads, lr, options.bounds[0], options.bounds[1])) {
+      if (options.bounds && params instanceof Float32Array && residentSignStep(params)?.(grads, lr, options.bounds[0], options.bounds[1], float32)) {
         // The parameters live in a kernel that took the step (AutoRound's rounding offsets): the same bits as below.
+      } else if (float32 && params instanceof Float32Array) {
+        // Float32 arithmetic: lr * direction is exact, and the float64 difference of two float32 values rounds to
+        // their float32 difference.
+        const f = Math.fround;
+        const rate32 = f(lr);
+        const lo = options.bounds ? f(options.bounds[0]) : -Infinity;
+        const hi = options.bounds ? f(options.bounds[1]) : Infinity;
+        for (let i = 0; i < params.length; i++) {
+          const g = grads[i]!;
+          let c = f(params[i]! - rate32 * (Number(g > 0) - Number(g < 0)));
+          c = c < lo ? lo : c;
+          params[i] = c > hi ? hi : c;
+        }
       } else if (options.bounds && params instanceof Float32Array) {
         // One pass: the step, the clamp, one rounding to float32 at the store: the same float32 values as rounding the
         // step and then clamping (rounding to float32 is monotone, so it commutes with a clamp). The gradient's sign as

@@ -3,9 +3,9 @@
  * runs its own loop when it declines. Keyed by the parameter array; internal to this package.
  *
  * The step returns false to decline (for a gradient it does not hold); it must compute `signSgd`'s bounded float32
- * step bit for bit.
+ * step bit for bit (in float32 arithmetic when `float32` is true, see `SignSgdOptions.float32`).
  */
-export type ResidentSignStep = (grads: ArrayLike<number>, rate: number, lowest: number, highest: number) => boolean;
+export type ResidentSignStep = (grads: ArrayLike<number>, rate: number, lowest: number, highest: number, float32: boolean) => boolean;
 
 const steps = new WeakMap<Float32Array, ResidentSignStep>();
 

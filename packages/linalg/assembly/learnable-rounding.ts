@@ -201,3 +201,151 @@ export function signStep(params: usize, grads: usize, n: i32, lr: f64, lowest: f
   }
 }
 
+
+// ---------------------------------------------------------------------------------------------------------------------
+// Float32 arithmetic (the training passes' native arithmetic, as PyTorch computes AutoRound): four float32 lanes, every
+// operation in float32, no fused multiply-add. Each run's group sums are kept in four lanes (lane k adds the run's
+// elements from + 4 j + k in order), combined as (l0 + l1) + (l2 + l3), the run's last `length % 4` elements then
+// added one by one, and the run's float32 sum added to the group's float64 sum. Clamps take the NaN-propagating
+// `c < lowest ? lowest : c` and `c > highest ? highest : c` (`pmax` and `pmin`).
+
+/** `(l0 + l1) + (l2 + l3)` of a float32x4. */
+// @ts-ignore: decorator
+@inline
+function laneSum(v: v128): f32 {
+  return (f32x4.extract_lane(v, 0) + f32x4.extract_lane(v, 1)) + (f32x4.extract_lane(v, 2) + f32x4.extract_lane(v, 3));
+}
+
+/**
+ * Float32 {@link dequantize}: `out[i] = s (clamp(nearest(w[i] / s + v[i] (+ b[i])) + z) - z) + 0`, every operation in
+ * float32 (the scale and zero point rounded to float32 once per run).
+ */
+export function dequantizeFloat32(w: usize, base: usize, offset: usize, out: usize, runStart: usize, runGroup: usize, runs: i32, scale: usize, zero: usize, lowest: f32, highest: f32): void {
+  const lo = f32x4.splat(lowest);
+  const hi = f32x4.splat(highest);
+  const plusZero = f32x4.splat(0);
+  for (let r = 0; r < runs; r++) {
+    const g = groupOfRun(runGroup, r);
+    const from = startOfRun(runStart, r);
+    const to = startOfRun(runStart, r + 1);
+    const s = <f32>load<f64>(scale + (g << 3));
+    if (!(s > 0)) {
+      zeroRun(out, from, to);
+      continue;
+    }
+    const z: f32 = zero ? <f32>load<f64>(zero + (g << 3)) : 0;
+    const vs = f32x4.splat(s);
+    const vz = f32x4.splat(z);
+    let i = from;
+    for (; i + 3 < to; i += 4) {
+      const at = (<usize>i) << 2;
+      let u = f32x4.add(f32x4.div(v128.load(w + at), vs), v128.load(offset + at));
+      if (base) u = f32x4.add(u, v128.load(base + at));
+      const c = f32x4.pmin(f32x4.pmax(f32x4.add(f32x4.nearest(u), vz), lo), hi);
+      v128.store(out + at, f32x4.add(f32x4.mul(f32x4.sub(c, vz), vs), plusZero));
+    }
+    for (; i < to; i++) {
+      const at = (<usize>i) << 2;
+      let u = load<f32>(w + at) / s + load<f32>(offset + at);
+      if (base) u += load<f32>(base + at);
+      let c = nearest(u) + z;
+      c = c < lowest ? lowest : c;
+      c = c > highest ? highest : c;
+      store<f32>(out + at, (c - z) * s + 0);
+    }
+  }
+}
+
+/**
+ * Float32 {@link backward}: inside the grid `dOffset = G s` and `dScale += G (r - w / s)`; clamped elements give
+ * `dOffset = 0`, `dScale += G (q - z)` and, with zero points, `dZero += -G s`; every product and sum in float32, the
+ * run's sums in lanes as described above, each added to the group's float64 sum.
+ */
+export function backwardFloat32(w: usize, base: usize, offset: usize, gradient: usize, dOffset: usize, runStart: usize, runGroup: usize, runs: i32, scale: usize, zero: usize, dScale: usize, dZero: usize, lowest: f32, highest: f32): void {
+  const lo = f32x4.splat(lowest);
+  const hi = f32x4.splat(highest);
+  for (let r = 0; r < runs; r++) {
+    const g = groupOfRun(runGroup, r);
+    const from = startOfRun(runStart, r);
+    const to = startOfRun(runStart, r + 1);
+    const s = <f32>load<f64>(scale + (g << 3));
+    if (!(s > 0)) {
+      zeroRun(dOffset, from, to);
+      continue;
+    }
+    const z: f32 = zero ? <f32>load<f64>(zero + (g << 3)) : 0;
+    const qLow = lowest - z;
+    const qHigh = highest - z;
+    const vs = f32x4.splat(s);
+    const vz = f32x4.splat(z);
+    const vqLow = f32x4.splat(qLow);
+    const vqHigh = f32x4.splat(qHigh);
+    let ds = f32x4.splat(0);
+    let dz = f32x4.splat(0);
+    let i = from;
+    for (; i + 3 < to; i += 4) {
+      const at = (<usize>i) << 2;
+      const G = v128.load(gradient + at);
+      const ratio = f32x4.div(v128.load(w + at), vs);
+      let u = f32x4.add(ratio, v128.load(offset + at));
+      if (base) u = f32x4.add(u, v128.load(base + at));
+      const rounded = f32x4.nearest(u);
+      const shifted = f32x4.add(rounded, vz);
+      const inside = v128.and(f32x4.ge(shifted, lo), f32x4.le(shifted, hi));
+      const q = v128.bitselect(vqLow, vqHigh, f32x4.lt(shifted, lo));
+      const gs = f32x4.mul(G, vs);
+      ds = f32x4.add(ds, f32x4.mul(G, v128.bitselect(f32x4.sub(rounded, ratio), q, inside)));
+      v128.store(dOffset + at, v128.and(gs, inside));
+      if (zero) dz = f32x4.sub(dz, v128.andnot(gs, inside));
+    }
+    let sum = laneSum(ds);
+    let sumZero = laneSum(dz);
+    for (; i < to; i++) {
+      const at = (<usize>i) << 2;
+      const G = load<f32>(gradient + at);
+      const ratio = load<f32>(w + at) / s;
+      let u = ratio + load<f32>(offset + at);
+      if (base) u += load<f32>(base + at);
+      const rounded = nearest(u);
+      const shifted = rounded + z;
+      if (shifted >= lowest && shifted <= highest) {
+        store<f32>(dOffset + at, G * s);
+        sum += G * (rounded - ratio);
+      } else {
+        store<f32>(dOffset + at, 0);
+        sum += G * (shifted < lowest ? qLow : qHigh);
+        if (zero) sumZero -= G * s;
+      }
+    }
+    store<f64>(dScale + (g << 3), load<f64>(dScale + (g << 3)) + <f64>sum);
+    if (zero) store<f64>(dZero + (g << 3), load<f64>(dZero + (g << 3)) + <f64>sumZero);
+  }
+}
+
+/**
+ * Float32 {@link signStep}: `p = min(hi, max(lo, p - lr * ((g > 0) - (g < 0))))` with `lr` a float32, as
+ * `c < lo ? lo : c` then `c > hi ? hi : c` (a NaN parameter stays NaN).
+ */
+export function signStepFloat32(params: usize, grads: usize, n: i32, lr: f32, lowest: f32, highest: f32): void {
+  const vlr = f32x4.splat(lr);
+  const lo = f32x4.splat(lowest);
+  const hi = f32x4.splat(highest);
+  const zero = f32x4.splat(0);
+  let i = 0;
+  for (; i + 3 < n; i += 4) {
+    const at = (<usize>i) << 2;
+    const g = v128.load(grads + at);
+    // (g > 0) - (g < 0) as masks: -1 where g > 0 minus -1 where g < 0, so lr times the difference is the step's negation.
+    const direction = f32x4.convert_i32x4_s(i32x4.sub(f32x4.lt(g, zero), f32x4.gt(g, zero)));
+    const v = f32x4.sub(v128.load(params + at), f32x4.mul(vlr, direction));
+    v128.store(params + at, f32x4.pmin(f32x4.pmax(v, lo), hi));
+  }
+  for (; i < n; i++) {
+    const at = (<usize>i) << 2;
+    const g = load<f32>(grads + at);
+    const direction: f32 = (g > 0 ? <f32>1 : <f32>0) - (g < 0 ? <f32>1 : <f32>0);
+    let c = load<f32>(params + at) - lr * direction;
+    c = c < lowest ? lowest : c;
+    store<f32>(params + at, c > highest ? highest : c);
+  }
+}

@@ -83,6 +83,79 @@ function backwardByDefinition(c: Case): { dOffset: Float32Array; dScale: Float64
   return { dOffset, dScale, dZero };
 }
 
+const f32 = Math.fround;
+
+/** The float32 dequantization from its definition: the scale and zero point rounded to float32, each operation rounded to float32. */
+function dequantizeByDefinition32(c: Case): Float32Array {
+  const out = new Float32Array(c.w.length);
+  for (let r = 0; r < c.runGroup.length; r++) {
+    const g = c.runGroup[r]!;
+    const s = f32(c.scale[g]!);
+    const z = c.zero ? f32(c.zero[g]!) : 0;
+    for (let i = c.runStart[r]!; i < c.runStart[r + 1]!; i++) {
+      if (!(s > 0)) {
+        out[i] = 0;
+        continue;
+      }
+      let u = f32(f32(c.w[i]! / s) + c.offset[i]!);
+      if (c.base) u = f32(u + c.base[i]!);
+      let q = f32(roundHalfEvenByDefinition(u) + z);
+      q = q < c.lowest ? c.lowest : q > c.highest ? c.highest : q;
+      out[i] = f32(f32(q - z) * s) + 0;
+    }
+  }
+  return out;
+}
+
+/**
+ * Its float32 backward: each run's terms summed in four float32 accumulators (element `from + 4 j + k` into `k`),
+ * those combined as `(a0 + a1) + (a2 + a3)`, the run's last `length % 4` terms added one by one, and the run's sum added
+ * to the group's float64 sum.
+ */
+function backwardByDefinition32(c: Case): { dOffset: Float32Array; dScale: Float64Array; dZero: Float64Array } {
+  const groups = c.scale.length;
+  const dOffset = new Float32Array(c.w.length);
+  const dScale = new Float64Array(groups);
+  const dZero = new Float64Array(groups);
+  for (let r = 0; r < c.runGroup.length; r++) {
+    const g = c.runGroup[r]!;
+    const s = f32(c.scale[g]!);
+    const z = c.zero ? f32(c.zero[g]!) : 0;
+    if (!(s > 0)) continue;
+    const from = c.runStart[r]!;
+    const to = c.runStart[r + 1]!;
+    const terms: number[] = [];
+    const zeroTerms: number[] = [];
+    for (let i = from; i < to; i++) {
+      const G = c.gradient[i]!;
+      const ratio = f32(c.w[i]! / s);
+      let u = f32(ratio + c.offset[i]!);
+      if (c.base) u = f32(u + c.base[i]!);
+      const rounded = roundHalfEvenByDefinition(u);
+      const shifted = f32(rounded + z);
+      if (shifted >= c.lowest && shifted <= c.highest) {
+        dOffset[i] = f32(G * s);
+        terms.push(f32(G * f32(rounded - ratio)));
+        zeroTerms.push(0);
+      } else {
+        terms.push(f32(G * f32((shifted < c.lowest ? c.lowest : c.highest) - z)));
+        zeroTerms.push(-f32(G * s));
+      }
+    }
+    const runSum = (t: number[]): number => {
+      const lanes = [0, 0, 0, 0];
+      const whole = t.length - (t.length % 4);
+      for (let j = 0; j < whole; j++) lanes[j % 4] = f32(lanes[j % 4]! + t[j]!);
+      let sum = f32(f32(lanes[0]! + lanes[1]!) + f32(lanes[2]! + lanes[3]!));
+      for (let j = whole; j < t.length; j++) sum = f32(sum + t[j]!);
+      return sum;
+    };
+    dScale[g] += runSum(terms);
+    if (c.zero) dZero[g] += runSum(zeroTerms);
+  }
+  return { dOffset, dScale, dZero };
+}
+
 /** A matrix of `rows x columns` in groups of `group` columns, with awkward values. */
 function makeCase(seed: number, rows: number, columns: number, group: number, asymmetric: boolean, withBase: boolean): Case {
   const random = mulberry32(seed);
@@ -171,6 +244,66 @@ describe('learnable-rounding kernels (WebAssembly, the loops of AutoRound bit fo
       }
     });
   }
+
+  for (const [name, rows, columns, group, asymmetric, withBase] of cases) {
+    it(`float32 dequantize and backward equal the float32 loops written from their definition (${name})`, async () => {
+      const factory = (await learnableRoundingKernels())!;
+      for (const copy of [false, true]) {
+        const c = makeCase(rows * 103 + columns, rows, columns, group, asymmetric, withBase);
+        const kernel = factory({ length: c.w.length, runs: c.runGroup.length, groups: c.scale.length, base: withBase });
+        load(kernel, c, copy);
+        const grid = { zeroPoints: asymmetric, lowest: c.lowest, highest: c.highest, copy, float32: true };
+        kernel.dequantize(grid);
+        const want = dequantizeByDefinition32(c);
+        expect(bitDifferences(kernel.dequantized, want)).toEqual([]);
+        // The float32 codes are the float64 ones except near a tie of w / s + v (a few in a hundred at most).
+        const want64 = dequantizeByDefinition(c);
+        const groupOf = new Int32Array(c.w.length);
+        for (let r = 0; r < c.runGroup.length; r++) groupOf.fill(c.runGroup[r]!, c.runStart[r]!, c.runStart[r + 1]!);
+        const codeChanges = want.filter((v, i) => {
+          const s = c.scale[groupOf[i]!]!;
+          return s > 0 && Math.round(v / f32(s)) !== Math.round(want64[i]! / s);
+        }).length;
+        expect(codeChanges).toBeLessThan(want.length / 30);
+        kernel.scaleGradient.fill(0);
+        kernel.zeroGradient.fill(0);
+        kernel.backward(grid);
+        const b = backwardByDefinition32(c);
+        expect(bitDifferences(kernel.offsetGradient, b.dOffset)).toEqual([]);
+        expect(bitDifferences(kernel.scaleGradient, b.dScale)).toEqual([]);
+        if (asymmetric) expect(bitDifferences(kernel.zeroGradient, b.dZero)).toEqual([]);
+        // The float32 sums are not the float64 ones (the flag took the other loops).
+        expect(bitDifferences(kernel.scaleGradient, backwardByDefinition(c).dScale).length).toBeGreaterThan(0);
+      }
+    });
+  }
+
+  it('float32 signStep equals the step in float32 arithmetic (rate and bounds rounded to float32)', async () => {
+    const factory = (await learnableRoundingKernels())!;
+    const random = mulberry32(19);
+    const n = 1003;
+    const kernel = factory({ length: n, runs: 1, groups: 1, base: false });
+    const params = Float32Array.from({ length: n }, () => random() - 0.5);
+    const grads = Float32Array.from({ length: n }, () => random() - 0.5);
+    params.set([0.5, -0.5, 0.4999, -0.4999, -0, 0, 0.3, 0.1, NaN]);
+    grads.set([-1, 1, -1, 1, 0, -0, NaN, Infinity, 1]);
+    kernel.offset.set(params);
+    kernel.offsetGradient.set(grads);
+    // 0.0123 is not a float32: the float64 step rounded once differs from the float32 step for some offsets.
+    const rate = 0.0123;
+    kernel.signStep(rate, -0.5, 0.5, true);
+    const want = params.map((p, i) => {
+      const g = grads[i]!;
+      const direction = g > 0 ? 1 : g < 0 ? -1 : 0;
+      const c = f32(p - f32(rate) * direction);
+      return c < -0.5 ? -0.5 : c > 0.5 ? 0.5 : c;
+    });
+    expect(bitDifferences(kernel.offset, want)).toEqual([]);
+    expect(Object.is(kernel.offset[4], -0)).toBe(true);
+    expect(kernel.offset[8]).toBeNaN();
+    const float64Step = params.map((p, i) => Math.min(0.5, Math.max(-0.5, p - rate * (Number(grads[i]! > 0) - Number(grads[i]! < 0)))));
+    expect(bitDifferences(kernel.offset, float64Step).length).toBeGreaterThan(0);
+  });
 
   it('backward adds each group sum onto the value already there, element by element', async () => {
     const factory = (await learnableRoundingKernels())!;

@@ -22,6 +22,13 @@ export interface LearnableRoundingGrid {
   readonly copy?: boolean;
   readonly lowest: number;
   readonly highest: number;
+  /**
+   * Every operation in float32 (four lanes; each run's group sums in four lanes, combined as `(l0 + l1) + (l2 + l3)`,
+   * the run's last `length % 4` elements added one by one, and the run's float32 sum added to the group's float64
+   * sum), as PyTorch computes AutoRound: the learned steps' native arithmetic. Default false: every operation in
+   * float64 with float32 loads and stores, the group sums element by element.
+   */
+  readonly float32?: boolean;
 }
 
 /**
@@ -69,9 +76,10 @@ export interface LearnableRoundingKernel {
   backward(grid: LearnableRoundingGrid): void;
   /**
    * One bounded SignSGD step of `offset` from `offsetGradient`: `v = min(highest, max(lowest, v - rate * ((g > 0) -
-   * (g < 0))))` in float64, rounded once to float32 (a zero or NaN gradient moves nothing).
+   * (g < 0))))` in float64, rounded once to float32 (a zero or NaN gradient moves nothing). With `float32`, in float32
+   * with the rate and bounds rounded to float32, as `c < lowest ? lowest : c` then `c > highest ? highest : c`.
    */
-  signStep(rate: number, lowest: number, highest: number): void;
+  signStep(rate: number, lowest: number, highest: number, float32?: boolean): void;
 }
 
 interface Exports {
@@ -80,6 +88,9 @@ interface Exports {
   dequantize(w: number, base: number, offset: number, out: number, runStart: number, runGroup: number, runs: number, scale: number, zero: number, lowest: number, highest: number): void;
   backward(w: number, base: number, offset: number, gradient: number, dOffset: number, runStart: number, runGroup: number, runs: number, scale: number, zero: number, dScale: number, dZero: number, lowest: number, highest: number): void;
   signStep(params: number, grads: number, n: number, rate: number, lowest: number, highest: number): void;
+  dequantizeFloat32(w: number, base: number, offset: number, out: number, runStart: number, runGroup: number, runs: number, scale: number, zero: number, lowest: number, highest: number): void;
+  backwardFloat32(w: number, base: number, offset: number, gradient: number, dOffset: number, runStart: number, runGroup: number, runs: number, scale: number, zero: number, dScale: number, dZero: number, lowest: number, highest: number): void;
+  signStepFloat32(params: number, grads: number, n: number, rate: number, lowest: number, highest: number): void;
 }
 
 function kernelUrls(): URL[] {
@@ -156,14 +167,14 @@ export async function learnableRoundingKernels(): Promise<LearnableRoundingKerne
       offsetGradient: f32(dOffsetAt),
       scaleGradient: f64(dScaleAt),
       zeroGradient: f64(dZeroAt),
-      dequantize({ zeroPoints, lowest, highest, copy }) {
-        exports.dequantize(weightAt, baseAt, copy ? copyAt : offsetAt, outAt, runStartAt, runGroupAt, runs, scaleAt, zeroPoints ? zeroAt : 0, lowest, highest);
+      dequantize({ zeroPoints, lowest, highest, copy, float32 }) {
+        (float32 ? exports.dequantizeFloat32 : exports.dequantize)(weightAt, baseAt, copy ? copyAt : offsetAt, outAt, runStartAt, runGroupAt, runs, scaleAt, zeroPoints ? zeroAt : 0, lowest, highest);
       },
-      backward({ zeroPoints, lowest, highest, copy }) {
-        exports.backward(weightAt, baseAt, copy ? copyAt : offsetAt, gradientAt, dOffsetAt, runStartAt, runGroupAt, runs, scaleAt, zeroPoints ? zeroAt : 0, dScaleAt, dZeroAt, lowest, highest);
+      backward({ zeroPoints, lowest, highest, copy, float32 }) {
+        (float32 ? exports.backwardFloat32 : exports.backward)(weightAt, baseAt, copy ? copyAt : offsetAt, gradientAt, dOffsetAt, runStartAt, runGroupAt, runs, scaleAt, zeroPoints ? zeroAt : 0, dScaleAt, dZeroAt, lowest, highest);
       },
-      signStep(rate, lowest, highest) {
-        exports.signStep(offsetAt, dOffsetAt, length, rate, lowest, highest);
+      signStep(rate, lowest, highest, float32 = false) {
+        (float32 ? exports.signStepFloat32 : exports.signStep)(offsetAt, dOffsetAt, length, rate, lowest, highest);
       },
     };
     return kernel;

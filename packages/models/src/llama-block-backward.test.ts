@@ -402,6 +402,11 @@ describe('llamaBlockGradients (core\'s BlockGradients capability)', () => {
     expect(() => llamaBlockGradients(graph, 0, input, { arithmetic: 'fast' as 'native' })).toThrow(/arithmetic/);
     // The quantizable model: native unless it was made with the reference, and a step may ask for either.
     const model = llamaQuantizableModel(graph);
+    // Each capability tells its arithmetic (a learned step runs its own loops in it).
+    expect(g.arithmetic).toBe('native');
+    expect(llamaBlockGradients(graph, 0, input, { arithmetic: 'reference' }).arithmetic).toBe('reference');
+    expect(model.blockGradients(0, input).arithmetic).toBe('native');
+    expect(model.blockGradients(0, input, { arithmetic: 'reference' }).arithmetic).toBe('reference');
     expect(Array.from((await model.blockGradients(0, input).target()).data)).toEqual(Array.from(native));
     expect(Array.from((await model.blockGradients(0, input, { arithmetic: 'reference' }).target()).data)).toEqual(Array.from(reference));
     const referenceModel = llamaQuantizableModel(graph, { trainingArithmetic: 'reference' });

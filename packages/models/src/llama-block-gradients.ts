@@ -112,6 +112,7 @@ export function llamaBlockGradients(graph: LlamaGraph, index: number, hidden: Hi
   return {
     lengths: hidden.lengths,
     hiddenSize: config.hiddenSize,
+    arithmetic,
     input: (batch) => gather(hidden, starts, batch).states,
     async target(batch) {
       target ??= serialised(() => floatOutput());

@@ -98,6 +98,11 @@ export interface BlockGradients {
     seed: (output: Matrix) => Float32Array,
     overrides?: BlockPassOverrides,
   ): Promise<BlockBackward>;
+  /**
+   * Ends the capability: its memory may serve the next block's capability, and its later calls are refused. The
+   * recipe runner calls it after the block's steps; a step must not keep the capability beyond its `run`. Optional.
+   */
+  release?(): void;
 }
 
 /** Options of {@link DifferentiableModel.blockGradients}. */

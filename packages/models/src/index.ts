@@ -66,6 +66,7 @@ export { causalAttentionBackwardGemm, type AttentionBackwardOptions } from './at
 export type { BlockPassOptions, BlockBackwardResult } from './llama-block-backward.js';
 export { llamaBlockForward, llamaBlockBackward, BlockWorkspace, ARENA_INITIAL_BYTES } from './llama-block-backward.js';
 export { llamaBlockGradients, TARGET_BATCH_TOKENS } from './llama-block-gradients.js';
+export type { BlockGradientsMemory, LlamaBlockGradientsOptions } from './llama-block-gradients.js';
 
 // Calibration, generation, evaluation
 export type { CalibrationOptions, CalibrationBlock } from './calibration.js';

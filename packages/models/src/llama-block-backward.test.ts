@@ -3,7 +3,7 @@ import { UnsupportedFormatError, type Tensor } from '@bitsmith/core';
 import { createJsBackend, createOrtBackend, createRandom, type Backend } from '@bitsmith/linalg';
 import { architectureFixtureDir } from './architecture-fixtures.test-support.js';
 import { BlockWorkspace, llamaBlockBackward, llamaBlockForward } from './llama-block-backward.js';
-import { llamaBlockGradients } from './llama-block-gradients.js';
+import { llamaBlockGradients, type BlockGradientsMemory } from './llama-block-gradients.js';
 import { parseLlamaConfig } from './llama-config.js';
 import { llamaQuantizableModel } from './quantizable-model.js';
 import { createLlamaGraph, type HiddenStates, type LlamaGraph } from './llama-graph.js';
@@ -16,13 +16,13 @@ function random(seed: number): () => number {
   return () => r.uniform() - 0.5;
 }
 
-async function tinyGraph(modelType: 'llama' | 'qwen2' | 'mistral', seed: number): Promise<LlamaGraph> {
+async function tinyGraph(modelType: 'llama' | 'qwen2' | 'mistral', seed: number, layers = 1): Promise<LlamaGraph> {
   const raw = {
     model_type: modelType,
     vocab_size: 8,
     hidden_size: 16,
     intermediate_size: 24,
-    num_hidden_layers: 1,
+    num_hidden_layers: layers,
     num_attention_heads: 4,
     num_key_value_heads: 2,
     head_dim: 4,
@@ -41,17 +41,19 @@ async function tinyGraph(modelType: 'llama' | 'qwen2' | 'mistral', seed: number)
   put('model.embed_tokens.weight', [8, h], 1);
   put('model.norm.weight', [h], 0.1, 1);
   put('lm_head.weight', [8, h], 1);
-  const p = 'model.layers.0';
-  put(`${p}.input_layernorm.weight`, [h], 0.2, 1);
-  put(`${p}.post_attention_layernorm.weight`, [h], 0.2, 1);
-  for (const [k, o] of [['q_proj', nh * d], ['k_proj', nkv * d], ['v_proj', nkv * d]] as const) {
-    put(`${p}.self_attn.${k}.weight`, [o, h], 1 / Math.sqrt(h));
-    if (config.qkvBias) put(`${p}.self_attn.${k}.bias`, [o], 0.3);
+  for (let layer = 0; layer < layers; layer++) {
+    const p = `model.layers.${layer}`;
+    put(`${p}.input_layernorm.weight`, [h], 0.2, 1);
+    put(`${p}.post_attention_layernorm.weight`, [h], 0.2, 1);
+    for (const [k, o] of [['q_proj', nh * d], ['k_proj', nkv * d], ['v_proj', nkv * d]] as const) {
+      put(`${p}.self_attn.${k}.weight`, [o, h], 1 / Math.sqrt(h));
+      if (config.qkvBias) put(`${p}.self_attn.${k}.bias`, [o], 0.3);
+    }
+    put(`${p}.self_attn.o_proj.weight`, [h, nh * d], 1 / Math.sqrt(nh * d));
+    put(`${p}.mlp.gate_proj.weight`, [m, h], 1 / Math.sqrt(h));
+    put(`${p}.mlp.up_proj.weight`, [m, h], 1 / Math.sqrt(h));
+    put(`${p}.mlp.down_proj.weight`, [h, m], 1 / Math.sqrt(m));
   }
-  put(`${p}.self_attn.o_proj.weight`, [h, nh * d], 1 / Math.sqrt(nh * d));
-  put(`${p}.mlp.gate_proj.weight`, [m, h], 1 / Math.sqrt(h));
-  put(`${p}.mlp.up_proj.weight`, [m, h], 1 / Math.sqrt(h));
-  put(`${p}.mlp.down_proj.weight`, [h, m], 1 / Math.sqrt(m));
   return createLlamaGraph(config, (n) => weights.get(n), { backend });
 }
 
@@ -413,6 +415,55 @@ describe('llamaBlockGradients (core\'s BlockGradients capability)', () => {
     expect(Array.from((await referenceModel.blockGradients(0, input).target()).data)).toEqual(Array.from(reference));
     expect(Array.from((await referenceModel.blockGradients(0, input, { arithmetic: 'native' }).target()).data)).toEqual(Array.from(native));
     expect(() => llamaQuantizableModel(graph, { trainingArithmetic: 'fast' as 'native' })).toThrow(/trainingArithmetic/);
+  });
+});
+
+describe('llamaBlockGradients: release', () => {
+  it("hands its workspace and float output's array to the next capability, whose results are a fresh one's bits; later calls are refused", async () => {
+    const graph = await tinyGraph('llama', 41, 2);
+    const input = hiddenStates([5, 3, 4], 16, 42);
+    const weights = new Map(graph.blocks[1]!.linears.map((l) => [l.name, l.weight.data.map((v) => v * 0.9)] as const));
+    const seed = (y: { data: ArrayLike<number> }) => Float32Array.from(y.data, (v, i) => v * (i % 3));
+    // What block 1's capability gives with memory of its own.
+    const fresh = llamaBlockGradients(graph, 1, input);
+    const freshTarget = Array.from((await fresh.target()).data);
+    const freshPass = await fresh.backward(weights, [2, 0], seed);
+    let handed: BlockGradientsMemory | undefined;
+    const first = llamaBlockGradients(graph, 0, input, { onRelease: (m) => (handed = m) });
+    const firstTarget = (await first.target()).data;
+    await first.backward(new Map(), [1], seed, { transientResults: true });
+    first.release!();
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    expect(handed!.target).toBe(firstTarget);
+    await expect(first.target()).resolves.toBeDefined(); // the float output was computed before: nothing runs
+    await expect(first.forward(new Map(), [0])).rejects.toThrow(/block 0 was released/);
+    await expect(first.backward(new Map(), [0], seed)).rejects.toThrow(/released/);
+    const second = llamaBlockGradients(graph, 1, input, { memory: handed! });
+    const secondTarget = (await second.target()).data;
+    expect(secondTarget).toBe(firstTarget); // the same array, rewritten
+    expect(Array.from(secondTarget)).toEqual(freshTarget);
+    const pass = await second.backward(weights, [2, 0], seed);
+    expect(Array.from(pass.output.data)).toEqual(Array.from(freshPass.output.data));
+    for (const [name, g] of freshPass.weightGradients) expect(Array.from(pass.weightGradients.get(name)!), name).toEqual(Array.from(g));
+  });
+
+  it('llamaQuantizableModel gives a released capability\'s memory to the next block, not beyond its last block', async () => {
+    const graph = await tinyGraph('llama', 43, 3);
+    const model = llamaQuantizableModel(graph);
+    const input = hiddenStates([4, 4], 16, 44);
+    const last = graph.blocks.length - 1;
+    const a = model.blockGradients(last - 1, input);
+    const aTarget = (await a.target()).data;
+    a.release!();
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    const b = model.blockGradients(last, input);
+    const bTarget = (await b.target()).data;
+    expect(bTarget).toBe(aTarget);
+    expect(Array.from(bTarget)).toEqual(Array.from((await llamaBlockGradients(graph, last, input).target()).data));
+    b.release!();
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    // After the model's last block nothing is kept.
+    expect((await model.blockGradients(0, input).target()).data).not.toBe(bTarget);
   });
 });
 

@@ -27,6 +27,30 @@ function gather(hidden: HiddenStates, starts: readonly number[], batch: readonly
 }
 
 /**
+ * The memory a released {@link llamaBlockGradients} capability hands on (its `release()`), for the next block's
+ * capability to reuse: fresh memory's first touch costs more than the work on it on some hosts (page faults), and the
+ * blocks of a model need the same sizes.
+ */
+export interface BlockGradientsMemory {
+  /** The passes' workspace. */
+  readonly workspace: BlockWorkspace;
+  /** The float output's array, if it was computed (reused when the next capability has as many elements). */
+  readonly target: Float32Array | undefined;
+}
+
+/** Options of {@link llamaBlockGradients}. */
+export interface LlamaBlockGradientsOptions {
+  /** Tokens per batch of the float output's forward (default {@link TARGET_BATCH_TOKENS}; a longer sequence goes alone). */
+  targetTokens?: number;
+  /** `'native'` (default) or `'reference'` (see `BlockPassOptions.arithmetic`). */
+  arithmetic?: 'reference' | 'native';
+  /** Memory a released capability handed on ({@link BlockGradientsMemory}), taken over by this one. */
+  memory?: BlockGradientsMemory;
+  /** Receives this capability's memory once `release()` was called and its last pass has finished. */
+  onRelease?: (memory: BlockGradientsMemory) => void;
+}
+
+/**
  * Core's `BlockGradients` capability for block `index` of a {@link LlamaGraph}: the block's calibration input, its
  * float output (from the linear weights the block holds now, computed on first use and cached), and forward and
  * backward passes with trial weights through `llamaBlockForward` / `llamaBlockBackward`. Nothing modifies the graph.
@@ -40,15 +64,17 @@ function gather(hidden: HiddenStates, starts: readonly number[], batch: readonly
  * backend's native attention and float32 SiLU, as PyTorch trains; `'reference'` gives the calibration forward's bits
  * on every backend, at about 10% more time per AutoRound iteration on `ort`.
  *
- * @param options `targetTokens`: tokens per batch of the float output's forward (default {@link TARGET_BATCH_TOKENS};
- *   a longer sequence goes alone); `arithmetic`: `'native'` (default) or `'reference'`.
+ * `release()` ends the capability (its later calls are refused) and hands its memory to `options.onRelease`, which
+ * `llamaQuantizableModel` gives to the next block's capability.
+ *
+ * @param options `targetTokens`, `arithmetic`, `memory` and `onRelease` ({@link LlamaBlockGradientsOptions}).
  * @example
  * ```ts
  * const g = llamaBlockGradients(graph, 0, graph.embed(sequences));
  * const target = await g.target();
  * ```
  */
-export function llamaBlockGradients(graph: LlamaGraph, index: number, hidden: HiddenStates, options: { targetTokens?: number; arithmetic?: 'reference' | 'native' } = {}): BlockGradients {
+export function llamaBlockGradients(graph: LlamaGraph, index: number, hidden: HiddenStates, options: LlamaBlockGradientsOptions = {}): BlockGradients {
   const targetTokens = options.targetTokens ?? TARGET_BATCH_TOKENS;
   const arithmetic = checkArithmetic('arithmetic', options.arithmetic) ?? 'native';
   if (!(targetTokens >= 1)) throw new InvalidArgumentError('targetTokens', `got ${targetTokens}; expected at least 1`);
@@ -63,13 +89,16 @@ export function llamaBlockGradients(graph: LlamaGraph, index: number, hidden: Hi
   // The float reference: the linear weights as they are now (steps replace weight objects, they never write into them).
   const reference = new Map(block.linears.map((l) => [l.name, l.weight.data] as const));
   let target: Promise<Float32Array> | undefined;
+  let targetArray: Float32Array | undefined;
+  let released = false;
   // The passes share one scratch workspace, so they run one at a time (queued) even if a caller overlaps them; each
   // prepares it first (its arrays move into the kernels' memory once their sizes are known), so a pass's result
   // (transientResults) is valid until the next pass starts.
-  const workspace = new BlockWorkspace();
+  const workspace = options.memory?.workspace ?? new BlockWorkspace();
   const batchInput = (length: number) => workspace.uninitialised('batch-input', length);
   let queue: Promise<unknown> = Promise.resolve();
   const serialised = <R>(task: () => Promise<R>): Promise<R> => {
+    if (released) return Promise.reject(new InvalidArgumentError('blockGradients', `the capability of block ${index} was released (the recipe runner releases it after the block's steps); ask the model for a new one`));
     const result = queue.then(task);
     queue = result.catch(() => undefined);
     return result;
@@ -89,7 +118,11 @@ export function llamaBlockGradients(graph: LlamaGraph, index: number, hidden: Hi
   // The float block's output for every sequence, batch by batch through the workspace (see the doc above).
   const floatOutput = async (): Promise<Float32Array> => {
     const width = config.hiddenSize;
-    const out = new Float32Array(hidden.states.shape[0] * width);
+    const size = hidden.states.shape[0] * width;
+    // The released capability's array when it has the size (every element is written below).
+    const spare = options.memory?.target;
+    const out = spare && spare.length === size ? spare : new Float32Array(size);
+    targetArray = out;
     let row = 0;
     for (const lengths of tokenBatches(hidden.lengths, targetTokens)) {
       const n = lengths.reduce((a, b) => a + b, 0);
@@ -124,6 +157,12 @@ export function llamaBlockGradients(graph: LlamaGraph, index: number, hidden: Hi
         await workspace.prepare();
         return matrix(await llamaBlockForward(config, block, passInput(batch, overrides), backend, passOptions(weights, overrides)));
       });
+    },
+    release() {
+      if (released) return;
+      released = true;
+      const give = options.onRelease;
+      if (give) void queue.then(() => give({ workspace, target: targetArray }));
     },
     backward(weights, batch, seed, overrides): Promise<BlockBackward> {
       return serialised(async () => {

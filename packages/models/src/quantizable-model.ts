@@ -1,6 +1,6 @@
 import { decodeStored, dequantizeRows, packBits, unpackBits, InvalidArgumentError, resolveBlockMapping, type BlockHessians, type BlockOutputErrors, type RunBlockOptions, type StoredForm, type QuantizedTensor, type ArchitectureMapping, type BlockView, type DifferentiableModel, type QuantizableLanguageModel, type LinearInputCallback, type Matrix } from '@bitsmith/core';
 import type { WebgpuBackend, WebgpuMatrix } from '@bitsmith/linalg';
-import { checkArithmetic, llamaBlockGradients } from './llama-block-gradients.js';
+import { checkArithmetic, llamaBlockGradients, type BlockGradientsMemory } from './llama-block-gradients.js';
 import type { HiddenStates, LlamaBlock, LlamaGraph } from './llama-graph.js';
 import { holdLinearWeight, isLazyLinearLayer, isWeightResident, releaseLinearWeight } from './lazy-weight.js';
 import type { LinearLayer } from './linear-layer.js';
@@ -210,6 +210,8 @@ function releaseBlockWeights(block: LlamaBlock, stored: ReadonlyMap<string, Stor
 export function llamaQuantizableModel(graph: LlamaGraph, options: LlamaQuantizableModelOptions = {}): DifferentiableModel & QuantizableLanguageModel {
   const budget = options.batchTokens ?? 2048;
   const trainingArithmetic = checkArithmetic('trainingArithmetic', options.trainingArithmetic) ?? 'native';
+  // The memory of the last released block capability, for the next block's (not kept after the model's last block).
+  let spareTrainingMemory: BlockGradientsMemory | undefined;
   if (!Number.isInteger(budget) || budget < 1) throw new InvalidArgumentError('batchTokens', `must be a positive integer; got ${budget}`);
   const mapping = graph.mapping;
   const blocks = graph.blocks.map((b) => blockView(graph, b, mapping));
@@ -303,7 +305,17 @@ export function llamaQuantizableModel(graph: LlamaGraph, options: LlamaQuantizab
         }
       : {}),
     logits: (hidden) => graph.head(hidden as HiddenStates),
-    blockGradients: (index, hidden, asked) => llamaBlockGradients(graph, index, hidden as HiddenStates, { arithmetic: asked?.arithmetic ?? trainingArithmetic }),
+    blockGradients: (index, hidden, asked) => {
+      const memory = spareTrainingMemory;
+      spareTrainingMemory = undefined;
+      return llamaBlockGradients(graph, index, hidden as HiddenStates, {
+        arithmetic: asked?.arithmetic ?? trainingArithmetic,
+        ...(memory ? { memory } : {}),
+        onRelease: (m) => {
+          if (index < graph.blocks.length - 1) spareTrainingMemory = m;
+        },
+      });
+    },
     releaseBlock: (index, stored) => {
       releaseHeldHessians();
       releaseUploads();

@@ -390,9 +390,20 @@ describe.skipIf(SKIP_SHARED)('runRecipe: the block capability (blockGradients)',
         return { layers: context.layers, warnings: [] };
       },
     };
-    await runRecipe(model, [transform, probe], sequences, { backend });
+    // The runner releases each block's capability once, after the block's steps.
+    const events: string[] = [];
+    const blockGradients = model.blockGradients.bind(model);
+    model.blockGradients = (index, hidden, options) => {
+      const g = blockGradients(index, hidden, options);
+      events.push(`create ${index}`);
+      return { ...g, release: () => (events.push(`release ${index}`), g.release?.()) };
+    };
+    const probeRun = probe.run.bind(probe);
+    const counted: Quantizer = { ...probe, run: (context) => (events.push(`step ${context.block!.index}`), probeRun(context)) };
+    await runRecipe(model, [transform, counted], sequences, { backend });
     expect(seenBy).toEqual({ transform: false, quantize: true });
     expect(Array.from(target0!)).toEqual(Array.from(expected.states.data));
+    expect(events).toEqual(model.blocks.flatMap((_, i) => [`create ${i}`, `step ${i}`, `release ${i}`]));
   });
 });
 

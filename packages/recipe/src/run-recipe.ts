@@ -548,6 +548,8 @@ export async function runRecipe(
         });
       }
     }
+    // The block's steps are done with its capability: its memory may serve the next block's.
+    blockGradients?.release?.();
     if (recipe.inputActivations) {
       const selected = block.linears.filter((l) => isSelected(l.name, recipe.targets, recipe.ignore));
       await installInputActivationQuantizers(model, block, blockInput, recipe.inputActivations, selected);

@@ -1,6 +1,7 @@
 import { InvalidArgumentError, ShapeMismatchError, type BlockBackward, type BlockGradients, type BlockPassOverrides, type Matrix } from '@bitsmith/core';
 import { BlockWorkspace, llamaBlockBackward, llamaBlockForward } from './llama-block-backward.js';
 import type { HiddenStates, LlamaGraph } from './llama-graph.js';
+import { ropeTables } from './rope.js';
 import { tokenBatches } from './token-batches.js';
 
 function checkBatch(batch: readonly number[], count: number): void {
@@ -104,6 +105,9 @@ export function llamaBlockGradients(graph: LlamaGraph, index: number, hidden: Hi
     return result;
   };
   const { config, backend } = graph;
+  // RoPE's tables once for the longest sequence (each position's entries do not depend on the table's length), not
+  // once per pass.
+  const rope = ropeTables(config, hidden.lengths.reduce((a, b) => Math.max(a, b), 1));
   const matrix = (data: Float32Array): Matrix => ({ dtype: 'float32', shape: [data.length / config.hiddenSize, config.hiddenSize], data });
   // The batch's input rows, or the caller's replacement for them; and the pass options with the input quantizer.
   const passInput = (batch: readonly number[] | undefined, overrides: BlockPassOverrides | undefined): HiddenStates => {
@@ -128,7 +132,7 @@ export function llamaBlockGradients(graph: LlamaGraph, index: number, hidden: Hi
       const n = lengths.reduce((a, b) => a + b, 0);
       const input: HiddenStates = { states: { dtype: 'float32', shape: [n, width], data: hidden.states.data.subarray(row * width, (row + n) * width) }, lengths };
       await workspace.prepare();
-      out.set(await llamaBlockForward(config, block, input, backend, { weights: reference, workspace, transientResults: true, arithmetic }), row * width);
+      out.set(await llamaBlockForward(config, block, input, backend, { weights: reference, workspace, transientResults: true, arithmetic, rope }), row * width);
       row += n;
     }
     return out;
@@ -137,6 +141,7 @@ export function llamaBlockGradients(graph: LlamaGraph, index: number, hidden: Hi
     weights,
     workspace,
     arithmetic,
+    rope,
     ...(overrides?.quantizeInput ? { quantizeInput: overrides.quantizeInput } : {}),
     ...(overrides?.inputGradient === false ? { weightGradientsOnly: true } : {}),
     ...(overrides?.transientResults ? { transientResults: true } : {}),

@@ -517,8 +517,12 @@ function offsetAndScaleGradients32(grid: GridState, gradWeight: ArrayLike<number
   if (dInput) dInput.fill(0);
   const { w, runStart, runGroup, scale, zero, offset, base, lowest, highest } = grid;
   const f = Math.fround;
+  // Per run: the four lanes' sums, then the run's last `length % 4` terms, added after the lanes are combined.
   const ds = new Float64Array(4);
   const dz = new Float64Array(4);
+  const tail = new Float64Array(3);
+  const tailZero = new Float64Array(3);
+  const combined = (lanes: Float64Array): number => f(f(lanes[0]! + lanes[1]!) + f(lanes[2]! + lanes[3]!));
   for (let r = 0; r < runGroup.length; r++) {
     const g = runGroup[r]!;
     const from = runStart[r]!;
@@ -534,13 +538,7 @@ function offsetAndScaleGradients32(grid: GridState, gradWeight: ArrayLike<number
     ds.fill(0);
     dz.fill(0);
     const lanesEnd = from + ((to - from) & ~3);
-    let sum = 0;
-    let sumZero = 0;
     for (let i = from; i < to; i++) {
-      if (i === lanesEnd) {
-        sum = f(f(ds[0]! + ds[1]!) + f(ds[2]! + ds[3]!));
-        sumZero = f(f(dz[0]! + dz[1]!) + f(dz[2]! + dz[3]!));
-      }
       const G = f(gradWeight[i]!);
       const ratio = f(w[i]! / s);
       const rounded = nearestEven(base ? f(f(ratio + offset[i]!) + base[i]!) : f(ratio + offset[i]!));
@@ -550,19 +548,21 @@ function offsetAndScaleGradients32(grid: GridState, gradWeight: ArrayLike<number
       const gs = f(G * s);
       dOffset[i] = inside ? gs : 0;
       if (dInput) dInput[i] = inside ? G : 0;
+      // Inside the grid the zero point's term is 0 (subtracting it leaves every value as it was, -0 included).
       if (i < lanesEnd) {
         const k = (i - from) & 3;
         ds[k] = f(ds[k]! + term);
-        // Inside the grid the lane subtracts 0 (which leaves every value as it was, -0 included).
         if (zero) dz[k] = f(dz[k]! - (inside ? 0 : gs));
       } else {
-        sum = f(sum + term);
-        if (zero && !inside) sumZero = f(sumZero - gs);
+        tail[i - lanesEnd] = term;
+        tailZero[i - lanesEnd] = inside ? 0 : gs;
       }
     }
-    if (lanesEnd === to) {
-      sum = f(f(ds[0]! + ds[1]!) + f(ds[2]! + ds[3]!));
-      sumZero = f(f(dz[0]! + dz[1]!) + f(dz[2]! + dz[3]!));
+    let sum = combined(ds);
+    let sumZero = combined(dz);
+    for (let j = 0; j < to - lanesEnd; j++) {
+      sum = f(sum + tail[j]!);
+      sumZero = f(sumZero - tailZero[j]!);
     }
     dScale[g] = dScale[g]! + sum;
     if (zero) dZero[g] = dZero[g]! + sumZero;

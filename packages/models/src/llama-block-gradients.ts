@@ -90,7 +90,6 @@ export function llamaBlockGradients(graph: LlamaGraph, index: number, hidden: Hi
   // The float reference: the linear weights as they are now (steps replace weight objects, they never write into them).
   const reference = new Map(block.linears.map((l) => [l.name, l.weight.data] as const));
   let target: Promise<Float32Array> | undefined;
-  let targetArray: Float32Array | undefined;
   let released = false;
   // The passes share one scratch workspace, so they run one at a time (queued) even if a caller overlaps them; each
   // prepares it first (its arrays move into the kernels' memory once their sizes are known), so a pass's result
@@ -126,7 +125,6 @@ export function llamaBlockGradients(graph: LlamaGraph, index: number, hidden: Hi
     // The released capability's array when it has the size (every element is written below).
     const spare = options.memory?.target;
     const out = spare && spare.length === size ? spare : new Float32Array(size);
-    targetArray = out;
     let row = 0;
     for (const lengths of tokenBatches(hidden.lengths, targetTokens)) {
       const n = lengths.reduce((a, b) => a + b, 0);
@@ -167,7 +165,8 @@ export function llamaBlockGradients(graph: LlamaGraph, index: number, hidden: Hi
       if (released) return;
       released = true;
       const give = options.onRelease;
-      if (give) void queue.then(() => give({ workspace, target: targetArray }));
+      // The float output's array when it was computed (the queue holds its pass, so it has settled by then).
+      if (give) void queue.then(async () => give({ workspace, target: await target?.catch(() => undefined) }));
     },
     backward(weights, batch, seed, overrides): Promise<BlockBackward> {
       return serialised(async () => {
